@@ -1,0 +1,189 @@
+//! The command line: clap types only. Their doc comments are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fresh, throw-away copies of a multi-container test environment.
+///
+/// envctl starts the services an environment file declares on a Docker engine, in dependency
+/// order, each container named `SERVICE_ID` and reachable by its link names, and removes them
+/// again when you are done.
+#[derive(Debug, Parser)]
+#[command(name = "envctl", version, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 ok, 1 bad input, 2 engine or environment failure.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log more: -v for debug, -vv for trace (RUST_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a fresh copy of an environment
+    ///
+    /// Examples:
+    ///   envctl up accounting
+    ///   envctl up accounting@ea6757a          # the environment holding `accounting`, at that tag
+    ///   envctl up demo --name pr-42 --output json
+    Up(UpArgs),
+    /// Stop and remove environments: containers, then their network
+    Down(DownArgs),
+    /// List running and stopped environments
+    Ls(OutputArgs),
+    /// Show each service of an environment: state, health, restarts, exit code, ports
+    Status(IdArgs),
+    /// Show the logs of an environment's services, prefixed by service
+    Logs(LogsArgs),
+    /// Stop an environment's containers but keep them
+    Stop(IdArgs),
+    /// Start a stopped environment again, in dependency order, waiting for readiness
+    Start(StartArgs),
+    /// Build the images of services that declare `build:`
+    Build(BuildArgs),
+    /// Show the start plan of an environment without contacting Docker
+    ///
+    /// Examples:
+    ///   envctl plan accounting@ea6757a
+    ///   envctl plan demo --output json
+    Plan(PlanArgs),
+    /// Print an environment's dependency graph in Graphviz DOT
+    ///
+    /// Example: envctl graph accounting | dot -Tsvg > accounting.svg
+    Graph(GraphArgs),
+    /// Print a shell completion script
+    ///
+    /// Example: envctl completions bash > /etc/bash_completion.d/envctl
+    Completions(CompletionsArgs),
+}
+
+/// Which environment: `[ENV] [SERVICE@REF ...]`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The environment (file stem or `name:`), then SERVICE@REF to run SERVICE at image tag REF.
+    /// Without ENV, the environment is the one that has every SERVICE named
+    #[arg(value_name = "ENV|SERVICE@REF")]
+    pub words: Vec<String>,
+
+    /// Directory of environment files
+    #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
+    pub envdir: PathBuf,
+
+    /// Use this environment file instead of searching `--envdir`
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people
+    #[default]
+    Text,
+    /// One JSON document on stdout
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Show the container names a run with this id would use
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Use NAME as the environment id instead of the launch time
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Give up if the environment is not ready within this time
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Keep what was created when the start fails, for debugging
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Environment ids, as `envctl ls` shows them
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+    /// Remove every environment (of `--environment`, if given)
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only environments of this name
+    #[arg(long, value_name = "ENV", requires = "all")]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+    /// Give up if the environment is not ready within this time
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+    /// Only this service
+    pub service: Option<String>,
+    /// Keep following new output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines to show from the end of each service's log
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    pub shell: clap_complete::Shell,
+}

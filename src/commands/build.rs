@@ -1,0 +1,20 @@
+use crate::cli::BuildArgs;
+use crate::{Error, ExitStatus, lifecycle, output};
+
+pub async fn exec(args: BuildArgs) -> Result<ExitStatus, Error> {
+    let (environment, _) = super::select(&args.target)?;
+    let engine = super::engine().await?;
+    let built = lifecycle::build_environment(engine.as_ref(), &environment)
+        .await
+        .map_err(|e| Error::Engine(crate::engine::EngineError::operation("build", e)))?;
+    if built.is_empty() {
+        output::message(&format!(
+            "environment `{}` builds no images",
+            environment.name
+        ));
+    }
+    for image in built {
+        output::message(&format!("built {image}"));
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,53 @@
+//! One module per subcommand: turn parsed arguments into plain options, call the core, print.
+
+mod build;
+mod completions;
+mod down;
+mod graph;
+mod logs;
+mod ls;
+mod plan;
+mod progress;
+mod start;
+mod status;
+mod stop;
+mod up;
+
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, TargetArgs};
+use crate::engine::Engine;
+use crate::engine::docker::Docker;
+use crate::spec::{Catalog, Environment, Target};
+use crate::{Error, ExitStatus};
+
+pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
+    match cli.command {
+        Command::Plan(args) => plan::exec(args),
+        Command::Graph(args) => graph::exec(args),
+        Command::Completions(args) => completions::exec(args),
+        Command::Build(args) => build::exec(args).await,
+        Command::Up(args) => up::exec(args).await,
+        Command::Down(args) => down::exec(args).await,
+        Command::Ls(args) => ls::exec(args).await,
+        Command::Status(args) => status::exec(args).await,
+        Command::Logs(args) => logs::exec(args).await,
+        Command::Stop(args) => stop::exec(args).await,
+        Command::Start(args) => start::exec(args).await,
+    }
+}
+
+/// Loads the environment the arguments name, with its `SERVICE@REF` overrides applied.
+fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
+    let catalog = match &args.file {
+        Some(file) => Catalog::File(file.clone()),
+        None => Catalog::Dir(args.envdir.clone()),
+    };
+    let target = Target::from_words(&args.words).map_err(Error::Usage)?;
+    Ok((catalog.select(&target)?, target))
+}
+
+/// Connects to the Docker engine `DOCKER_HOST` names.
+async fn engine() -> Result<Arc<dyn Engine>, Error> {
+    Ok(Arc::new(Docker::connect().await?))
+}

@@ -1,0 +1,129 @@
+//! Progress of `up` and `start` on stderr: a live line per service on a terminal, plain
+//! timestamped lines in CI logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{Phase, Progress};
+use crate::output;
+
+struct Line {
+    phase: Phase,
+    /// When the service became ready or failed: its elapsed time stops there.
+    done: Option<Duration>,
+}
+
+struct Live {
+    lines: BTreeMap<String, Line>,
+    drawn: usize,
+    started: Instant,
+}
+
+impl Live {
+    fn draw(&mut self) {
+        let mut err = std::io::stderr().lock();
+        if self.drawn > 0 {
+            // Move up over the previous drawing and clear to the end of the screen.
+            let _ = write!(err, "\x1b[{}F\x1b[J", self.drawn);
+        }
+        let width = self.lines.keys().map(String::len).max().unwrap_or(0);
+        for (service, line) in &self.lines {
+            let elapsed = line.done.unwrap_or_else(|| self.started.elapsed());
+            let mark = match line.phase {
+                Phase::Ready => "✔",
+                Phase::Failed => "✘",
+                _ => "•",
+            };
+            let _ = writeln!(
+                err,
+                " {mark} {service:<width$}  {:<9} {:>6.1}s",
+                line.phase.as_str(),
+                elapsed.as_secs_f64()
+            );
+        }
+        self.drawn = self.lines.len();
+        let _ = err.flush();
+    }
+}
+
+/// A progress reporter, and a guard that stops its redraw ticker when dropped.
+pub struct Reporter {
+    pub progress: Progress,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    live: Option<Arc<Mutex<Live>>>,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(live) = &self.live {
+            live.lock().expect("progress lock").draw();
+        }
+    }
+}
+
+/// A reporter for `services`, live when stderr is a terminal.
+pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
+    if !output::stderr_is_terminal() {
+        let started = Instant::now();
+        let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
+            if phase != Phase::Waiting {
+                output::message(&format!(
+                    "{} {service} {} (+{:.1}s)",
+                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                    phase.as_str(),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        });
+        return Reporter {
+            progress,
+            ticker: None,
+            live: None,
+        };
+    }
+    let now = Instant::now();
+    let lines = services
+        .into_iter()
+        .map(|s| {
+            let line = Line {
+                phase: Phase::Waiting,
+                done: None,
+            };
+            (s.to_string(), line)
+        })
+        .collect();
+    let live = Arc::new(Mutex::new(Live {
+        lines,
+        drawn: 0,
+        started: now,
+    }));
+    let for_events = live.clone();
+    let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
+        let mut live = for_events.lock().expect("progress lock");
+        let started = live.started;
+        if let Some(line) = live.lines.get_mut(service) {
+            line.phase = phase;
+            if matches!(phase, Phase::Ready | Phase::Failed) {
+                line.done = Some(started.elapsed());
+            }
+        }
+        live.draw();
+    });
+    let for_ticker = live.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for_ticker.lock().expect("progress lock").draw();
+        }
+    });
+    Reporter {
+        progress,
+        ticker: Some(ticker),
+        live: Some(live),
+    }
+}

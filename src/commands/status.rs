@@ -1,0 +1,80 @@
+use futures_util::future::try_join_all;
+use serde::Serialize;
+
+use crate::cli::{Format, IdArgs};
+use crate::lifecycle;
+use crate::{Error, ExitStatus, output};
+
+#[derive(Serialize)]
+struct ServiceStatus {
+    service: String,
+    container: String,
+    state: String,
+    health: Option<String>,
+    restarts: i64,
+    exit_code: Option<i64>,
+    ports: Vec<lifecycle::PortJson>,
+}
+
+pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
+    let engine = super::engine().await?;
+    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
+    let inspecting = instance.containers.iter().map(|c| {
+        let engine = engine.clone();
+        async move {
+            let details = engine.inspect_container(&c.id).await?;
+            Ok::<_, crate::engine::EngineError>(ServiceStatus {
+                service: c.service().to_string(),
+                container: c.name.clone(),
+                state: details.state.to_string(),
+                health: details.health,
+                restarts: details.restarts,
+                exit_code: details.exit_code,
+                ports: details
+                    .ports
+                    .iter()
+                    .map(lifecycle::PortJson::from)
+                    .collect(),
+            })
+        }
+    });
+    let services = try_join_all(inspecting).await?;
+    match args.output.output {
+        Format::Json => output::json(&services),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = services
+                .iter()
+                .map(|s| {
+                    let ports: Vec<String> = s
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            let host = super::up::display_host(&p.host_ip);
+                            format!("{}->{host}:{}", p.container_port, p.host_port)
+                        })
+                        .collect();
+                    vec![
+                        s.service.clone(),
+                        s.container.clone(),
+                        s.state.clone(),
+                        s.health.clone().unwrap_or_else(|| "-".into()),
+                        s.restarts.to_string(),
+                        s.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                        ports.join(" "),
+                    ]
+                })
+                .collect();
+            let header = [
+                "SERVICE",
+                "CONTAINER",
+                "STATE",
+                "HEALTH",
+                "RESTARTS",
+                "EXIT",
+                "PORTS",
+            ];
+            output::data(&output::table(&header, &rows));
+        }
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,1302 @@
+//! [`Engine`] on Docker's HTTP API, with bollard.
+//!
+//! This is the only module that uses bollard; its types stay in here. It targets Docker 20.10
+//! (API 1.41) and later: the client negotiates the API version on connect and only uses
+//! parameters that API 1.41 knows.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
+    EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, PortMap,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
+    CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use super::{
+    ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
+    ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
+    PublishedPort, Result,
+};
+
+/// Where Docker listens when `DOCKER_HOST` is not set.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long connecting, negotiating the API version and the first ping may take together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// bollard's timeout runs until the response headers arrive. Docker answers most requests at
+/// once, but a stop answers only once the container stopped: stops get their grace on top.
+const STOP_MARGIN: Duration = Duration::from_secs(60);
+/// For requests whose answer may rightly take long: waiting for an exit, following logs,
+/// building (the classic builder answers only after it has read the whole context).
+const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How many lines of build output a failed build reports.
+const BUILD_TAIL_LINES: usize = 10;
+/// How long `exec` waits for Docker to record the exit code after the output ended.
+const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(5);
+/// The `auths` key of Docker Hub in `~/.docker/config.json`.
+const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+
+/// A Docker engine, reached over a unix socket or plain TCP. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+    /// `DOCKER_HOST` as given, or [`DEFAULT_HOST`].
+    endpoint: String,
+    /// `127.0.0.1` for a local engine, else the host of the TCP address.
+    published_host: String,
+    /// Whether the engine runs on this machine (a unix socket).
+    local: bool,
+}
+
+/// How an endpoint is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// The address to give bollard.
+    address: String,
+    published_host: String,
+    local: bool,
+}
+
+impl Target {
+    fn parse(endpoint: &str) -> Result<Target, String> {
+        if let Some(path) = endpoint.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err("the unix socket path is empty".into());
+            }
+            return Ok(Target {
+                address: endpoint.to_owned(),
+                published_host: "127.0.0.1".into(),
+                local: true,
+            });
+        }
+        let Some(rest) = endpoint
+            .strip_prefix("tcp://")
+            .or_else(|| endpoint.strip_prefix("http://"))
+        else {
+            return Err("unsupported scheme: envctl speaks to unix:// and tcp:// endpoints".into());
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = split_host_port(authority);
+        if host.is_empty() {
+            return Err("the address has no host".into());
+        }
+        // Docker's default plain-TCP port, as the docker CLI assumes it.
+        let port = port.unwrap_or("2375");
+        Ok(Target {
+            address: format!("tcp://{host}:{port}"),
+            published_host: host.to_owned(),
+            local: false,
+        })
+    }
+}
+
+/// `host:port`, `host`, `[v6]:port` or `[v6]`: the host as written (brackets kept), the port.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => {
+                let port = authority[end + 1..].strip_prefix(':');
+                (&authority[..=end], port)
+            }
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+impl Docker {
+    /// Connects to the engine `DOCKER_HOST` names (unix or tcp), or the local default socket.
+    pub async fn connect() -> Result<Docker> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| !host.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|value| !value.is_empty());
+        if tls && !host.starts_with("unix://") {
+            return Err(EngineError::Unreachable {
+                endpoint: host,
+                reason: "DOCKER_TLS_VERIFY is set, but envctl only speaks plain TCP".into(),
+            });
+        }
+        Docker::connect_to(&host).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), negotiates the
+    /// API version and pings it; fails with [`EngineError::Unreachable`] within a few seconds
+    /// when nothing answers.
+    pub async fn connect_to(host: &str) -> Result<Docker> {
+        let unreachable = |reason: String| EngineError::Unreachable {
+            endpoint: host.to_owned(),
+            reason,
+        };
+        let target = Target::parse(host).map_err(unreachable)?;
+        let client = bollard::Docker::connect_with_host(&target.address)
+            .map_err(|error| unreachable(describe(&error)))?;
+        let handshake = async {
+            let client = client.negotiate_version().await?;
+            client.ping().await?;
+            Ok::<_, BollardError>(client)
+        };
+        let client = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) if status(&error).is_some() => {
+                let reason = describe(&error);
+                return Err(unreachable(format!("{reason} (is this a Docker engine?)")));
+            }
+            Ok(Err(error)) => return Err(unreachable(describe(&error))),
+            Err(_) => return Err(unreachable(no_answer())),
+        };
+        let version = client.client_version();
+        tracing::debug!(endpoint = host, api = %version, "connected to the Docker engine");
+        Ok(Docker {
+            client,
+            endpoint: host.to_owned(),
+            published_host: target.published_host,
+            local: target.local,
+        })
+    }
+
+    /// The client with a different request timeout (the time until the response headers).
+    fn with_timeout(&self, timeout: Duration) -> bollard::Docker {
+        self.client.clone().with_timeout(timeout)
+    }
+
+    fn unreachable(&self, error: &BollardError) -> EngineError {
+        EngineError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: describe(error),
+        }
+    }
+
+    /// The error for a failed `operation`: unreachable when the connection failed.
+    fn failed(&self, operation: impl Into<String>, error: &BollardError) -> EngineError {
+        if is_connection_error(error) {
+            self.unreachable(error)
+        } else {
+            EngineError::operation(operation, describe(error))
+        }
+    }
+
+    /// Like [`Docker::failed`], with 404 meaning that the `kind` object `name` does not exist,
+    /// unless Docker's message names something else (starting a container whose network is
+    /// gone answers 404 "network … not found").
+    fn failed_on(
+        &self,
+        kind: &'static str,
+        name: &str,
+        operation: impl Into<String>,
+        error: &BollardError,
+    ) -> EngineError {
+        let text = message(error).to_lowercase();
+        if status(error) == Some(404) && (text.is_empty() || text.contains(kind)) {
+            EngineError::NotFound {
+                kind,
+                name: name.to_owned(),
+            }
+        } else {
+            self.failed(operation, error)
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for Docker {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn reaches_container_ips(&self) -> bool {
+        self.local
+    }
+
+    fn published_host(&self) -> &str {
+        &self.published_host
+    }
+
+    async fn ping(&self) -> Result<()> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.client.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
+            Err(_) => Err(EngineError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: no_answer(),
+            }),
+        }
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<String> {
+        let operation = || format!("create network `{}`", spec.name);
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(to_hash_map(&spec.labels)),
+            ..Default::default()
+        };
+        // bollard's model follows API 1.44+, where the engine always rejects duplicate names and
+        // `CheckDuplicate` is gone. Older engines (Docker 20.10) need it, or they create a second
+        // network of the same name: send the body with the field added.
+        let mut body = serde_json::to_value(&request)
+            .map_err(|error| EngineError::operation(operation(), error))?;
+        body["CheckDuplicate"] = serde_json::Value::Bool(true);
+        let body = body.to_string();
+        let client = self.client.clone().with_request_modifier(move |request| {
+            if request.uri().path().ends_with("/networks/create") {
+                request.map(|_| bollard::body_full(body.clone().into()))
+            } else {
+                request
+            }
+        });
+        match client.create_network(request).await {
+            Ok(response) => {
+                if !response.warning.is_empty() {
+                    tracing::warn!(network = %spec.name, "{}", response.warning);
+                }
+                Ok(response.id)
+            }
+            Err(error)
+                if status(&error) == Some(409) && message(&error).contains("already exists") =>
+            {
+                Err(EngineError::NameTaken(spec.name.clone()))
+            }
+            Err(error) => Err(self.failed(operation(), &error)),
+        }
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        match self.client.remove_network(id).await {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.failed(format!("remove network `{id}`"), &error)),
+        }
+    }
+
+    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>> {
+        let mut options = ListNetworksOptionsBuilder::new();
+        if !label_filters.is_empty() {
+            options = options.filters(&label_filter(label_filters));
+        }
+        let networks = self
+            .client
+            .list_networks(Some(options.build()))
+            .await
+            .map_err(|error| self.failed("list networks", &error))?;
+        Ok(networks
+            .into_iter()
+            .map(|network| NetworkSummary {
+                id: network.id.unwrap_or_default(),
+                name: network.name.unwrap_or_default(),
+                labels: to_labels(network.labels),
+            })
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let body = container_body(spec);
+        match self.client.create_container(Some(options), body).await {
+            Ok(response) => {
+                for warning in &response.warnings {
+                    tracing::warn!(container = %spec.name, "{warning}");
+                }
+                Ok(response.id)
+            }
+            Err(error) => Err(match status(&error) {
+                Some(409) => EngineError::NameTaken(spec.name.clone()),
+                // "No such image: …" or "network … not found".
+                Some(404) if message(&error).contains("network") => EngineError::NotFound {
+                    kind: "network",
+                    name: spec.network.clone(),
+                },
+                Some(404) => EngineError::NotFound {
+                    kind: "image",
+                    name: spec.image.clone(),
+                },
+                _ => self.failed(format!("create container `{}`", spec.name), &error),
+            }),
+        }
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        // 304 (already started) is a success for bollard.
+        self.client
+            .start_container(id, None)
+            .await
+            .map_err(|error| {
+                self.failed_on("container", id, format!("start container `{id}`"), &error)
+            })
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let options = StopContainerOptionsBuilder::new()
+            .t(i32::try_from(seconds).unwrap_or(i32::MAX))
+            .build();
+        let client = self.with_timeout(grace + STOP_MARGIN);
+        match client.stop_container(id, Some(options)).await {
+            // 304 (not running) is a success for bollard.
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.failed(format!("stop container `{id}`"), &error)),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error)
+                if status(&error) == Some(409)
+                    && message(&error).contains("already in progress") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(self.failed(format!("remove container `{id}`"), &error)),
+        }
+    }
+
+    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>> {
+        let mut options = ListContainersOptionsBuilder::new().all(true);
+        if !label_filters.is_empty() {
+            options = options.filters(&label_filter(label_filters));
+        }
+        let containers = self
+            .client
+            .list_containers(Some(options.build()))
+            .await
+            .map_err(|error| self.failed("list containers", &error))?;
+        Ok(containers.into_iter().map(container_summary).collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
+        let response = self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(|error| {
+                self.failed_on("container", id, format!("inspect container `{id}`"), &error)
+            })?;
+        Ok(container_details(id, response))
+    }
+
+    async fn wait_container(&self, id: &str) -> Result<i64> {
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let client = self.with_timeout(PATIENT_TIMEOUT);
+        let mut answers = client.wait_container(id, Some(options));
+        match answers.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard turns a non-zero exit code into an error.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(error)) => Err(self.failed_on(
+                "container",
+                id,
+                format!("wait for container `{id}`"),
+                &error,
+            )),
+            None => Err(EngineError::operation(
+                format!("wait for container `{id}`"),
+                "the engine ended the answer without an exit code",
+            )),
+        }
+    }
+
+    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
+        let mut query = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(options.follow)
+            .timestamps(options.timestamps);
+        if let Some(tail) = options.tail {
+            query = query.tail(&tail.to_string());
+        }
+        let chunks = self
+            .with_timeout(PATIENT_TIMEOUT)
+            .logs(id, Some(query.build()))
+            .boxed();
+        let state = LogState {
+            chunks,
+            lines: LineSplitter::new(options.timestamps),
+            ready: VecDeque::new(),
+            done: false,
+            engine: self.clone(),
+            id: id.to_owned(),
+        };
+        stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some(item) = state.ready.pop_front() {
+                    return Some((item, state));
+                }
+                if state.done {
+                    return None;
+                }
+                match state.chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        let (source, bytes) = split_log_output(chunk);
+                        let lines = state.lines.push(source, &bytes);
+                        state.ready.extend(lines.into_iter().map(Ok));
+                    }
+                    Some(Err(error)) => {
+                        state.done = true;
+                        state.ready.extend(state.lines.finish().into_iter().map(Ok));
+                        let id = &state.id;
+                        state.ready.push_back(Err(state.engine.failed_on(
+                            "container",
+                            id,
+                            format!("read the logs of container `{id}`"),
+                            &error,
+                        )));
+                    }
+                    None => {
+                        state.done = true;
+                        state.ready.extend(state.lines.finish().into_iter().map(Ok));
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
+        let operation = || format!("run `{}` in container `{id}`", command.join(" "));
+        let config = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let created = self
+            .client
+            .create_exec(id, config)
+            .await
+            .map_err(|error| self.failed_on("container", id, operation(), &error))?;
+        let started = self
+            .client
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|error| self.failed(operation(), &error))?;
+        let mut output = Vec::new();
+        if let StartExecResults::Attached {
+            output: mut chunks,
+            input,
+        } = started
+        {
+            drop(input);
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|error| self.failed(operation(), &error))?;
+                output.extend_from_slice(&chunk.into_bytes());
+            }
+        }
+        // The output ends when the process closed it; Docker may record the exit a moment later.
+        let deadline = tokio::time::Instant::now() + EXEC_EXIT_PATIENCE;
+        let exit_code = loop {
+            let inspected = self
+                .client
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|error| self.failed(operation(), &error))?;
+            match (inspected.running, inspected.exit_code) {
+                (Some(true), _) | (_, None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (Some(true), _) | (_, None) => {
+                    return Err(EngineError::operation(
+                        operation(),
+                        "the command's output ended, but it did not exit",
+                    ));
+                }
+                (_, Some(code)) => break code,
+            }
+        };
+        Ok(ExecOutput {
+            exit_code,
+            output: String::from_utf8_lossy(&output).into_owned(),
+        })
+    }
+
+    async fn received_bytes(&self, id: &str) -> Result<u64> {
+        let operation = || format!("read the network statistics of container `{id}`");
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stats = self.client.stats(id, Some(options));
+        match stats.next().await {
+            Some(Ok(stats)) => Ok(stats
+                .networks
+                .map(|networks| networks.values().filter_map(|n| n.rx_bytes).sum())
+                .unwrap_or(0)),
+            Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
+            None => Err(EngineError::operation(
+                operation(),
+                "the engine sent no statistics",
+            )),
+        }
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+        match self.client.inspect_image(reference).await {
+            Ok(image) => Ok(Some(ImageDetails {
+                healthcheck: image
+                    .config
+                    .and_then(|config| config.healthcheck)
+                    .and_then(|healthcheck| healthcheck.test)
+                    .filter(|test| !test.is_empty() && test[0] != "NONE"),
+            })),
+            Err(error) if status(&error) == Some(404) => Ok(None),
+            Err(error) => Err(self.failed(format!("inspect image `{reference}`"), &error)),
+        }
+    }
+
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        let repository = familiar_repository(repository);
+        let filters = HashMap::from([("reference", vec![repository])]);
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let images = self
+            .client
+            .list_images(Some(options))
+            .await
+            .map_err(|error| self.failed(format!("list the images of `{repository}`"), &error))?;
+        let mut tags: Vec<String> = images
+            .iter()
+            .flat_map(|image| &image.repo_tags)
+            .filter_map(|reference| tag_of(reference, repository))
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()> {
+        let operation = || format!("pull image `{repository}:{tag}`");
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(repository)
+            .tag(tag)
+            .build();
+        let credentials = read_docker_config().and_then(|config| credentials(&config, repository));
+        let mut progress = self.client.create_image(Some(options), None, credentials);
+        while let Some(item) = progress.next().await {
+            item.map_err(|error| self.failed(operation(), &error))?;
+        }
+        Ok(())
+    }
+
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()> {
+        let options = BuildImageOptionsBuilder::new()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            // The classic builder: BuildKit needs a gRPC session, and Docker 20.10's API has
+            // no BuildKit by default.
+            .version(BuilderVersion::BuilderV1)
+            .build();
+        let client = self.with_timeout(PATIENT_TIMEOUT);
+        let mut output =
+            client.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut tail = BuildTail::default();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                        tail.push(text);
+                    }
+                }
+                Err(error) if is_connection_error(&error) => return Err(self.unreachable(&error)),
+                Err(error) => {
+                    return Err(EngineError::operation(
+                        format!("build image `{tag}`"),
+                        tail.explain(&describe(&error)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The HTTP status of an error answer.
+fn status(error: &BollardError) -> Option<u16> {
+    match error {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Docker's `message` of an error answer, or the empty string.
+fn message(error: &BollardError) -> &str {
+    match error {
+        BollardError::DockerResponseServerError { message, .. } => message,
+        _ => "",
+    }
+}
+
+/// Whether the error says that the engine could not be reached at all.
+fn is_connection_error(error: &BollardError) -> bool {
+    match error {
+        BollardError::SocketNotFoundError(_) => true,
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::IOError { err } => matches!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+        _ => false,
+    }
+}
+
+/// A one-line account of a bollard error: Docker's message, or the root cause.
+fn describe(error: &BollardError) -> String {
+    let text = match error {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            if message.trim().is_empty() {
+                format!("the engine answered with HTTP status {status_code}")
+            } else {
+                message.clone()
+            }
+        }
+        BollardError::DockerStreamError { error } => error.clone(),
+        BollardError::DockerContainerWaitError { error, code } => {
+            if error.is_empty() {
+                format!("exit code {code}")
+            } else {
+                error.clone()
+            }
+        }
+        BollardError::SocketNotFoundError(path) => format!("no socket at {path}"),
+        BollardError::RequestTimeoutError => "the engine did not answer in time".into(),
+        BollardError::APIVersionParseError {} => {
+            "the answer to /version has no API version: is this a Docker engine?".into()
+        }
+        other => root_cause(other),
+    };
+    text.trim().to_owned()
+}
+
+/// The innermost error of the chain, which names the cause ("Connection refused") where the
+/// outer ones name the layer ("client error (Connect)").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
+fn no_answer() -> String {
+    format!(
+        "the engine did not answer within {} seconds",
+        CONNECT_TIMEOUT.as_secs()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Containers
+
+fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let ports: Vec<String> = spec.ports.iter().map(|port| port_key(port)).collect();
+    let bindings: PortMap = ports
+        .iter()
+        .map(|port| {
+            // An empty host port and address: Docker picks a free port on all addresses.
+            let binding = PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(String::new()),
+            };
+            (port.clone(), Some(vec![binding]))
+        })
+        .collect();
+    let on_network = !spec.network.is_empty();
+    let host_config = HostConfig {
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        network_mode: on_network.then(|| spec.network.clone()),
+        ..Default::default()
+    };
+    let networking_config = on_network.then(|| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            spec.network.clone(),
+            EndpointSettings {
+                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                ..Default::default()
+            },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        labels: Some(to_hash_map(&spec.labels)),
+        exposed_ports: (!ports.is_empty()).then_some(ports),
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    }
+}
+
+/// `8080` → `8080/tcp`; `8080/udp` stays.
+fn port_key(port: &str) -> String {
+    if port.contains('/') {
+        port.to_owned()
+    } else {
+        format!("{port}/tcp")
+    }
+}
+
+fn container_summary(summary: BollardContainerSummary) -> ContainerSummary {
+    let names = summary.names.unwrap_or_default();
+    // Legacy links add names like `/other/alias`; the container's own has one slash.
+    let name = names
+        .iter()
+        .map(|name| name.trim_start_matches('/'))
+        .find(|name| !name.contains('/'))
+        .or_else(|| names.first().map(|name| name.trim_start_matches('/')))
+        .unwrap_or_default()
+        .to_owned();
+    let mut ports: Vec<PublishedPort> = summary
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|port| {
+            Some(PublishedPort {
+                container_port: port.private_port,
+                protocol: port
+                    .typ
+                    .map(|typ| typ.to_string())
+                    .filter(|typ| !typ.is_empty())
+                    .unwrap_or_else(|| "tcp".into()),
+                host_ip: port.ip.unwrap_or_default(),
+                host_port: port.public_port?,
+            })
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ContainerSummary {
+        id: summary.id.unwrap_or_default(),
+        name,
+        image: summary.image.unwrap_or_default(),
+        labels: to_labels(summary.labels),
+        state: ContainerState::parse(summary.state.as_ref().map_or("", |state| state.as_ref())),
+        status: summary.status.unwrap_or_default(),
+        ports,
+    }
+}
+
+fn container_details(id: &str, response: ContainerInspectResponse) -> ContainerDetails {
+    let state = response.state.unwrap_or_default();
+    let status = ContainerState::parse(state.status.as_ref().map_or("", |status| status.as_ref()));
+    let exit_code = match status {
+        ContainerState::Created | ContainerState::Running | ContainerState::Paused => None,
+        _ => state.exit_code,
+    };
+    let health = state
+        .health
+        .and_then(|health| health.status)
+        .map(|status| status.to_string())
+        .filter(|status| !status.is_empty() && status != "none");
+    let settings = response.network_settings.unwrap_or_default();
+    let ports = published_ports(settings.ports.unwrap_or_default());
+    let networks: BTreeMap<String, EndpointSettings> =
+        settings.networks.unwrap_or_default().into_iter().collect();
+    let ip = networks
+        .into_values()
+        .filter_map(|network| network.ip_address)
+        .find(|ip| !ip.is_empty());
+    ContainerDetails {
+        id: response.id.unwrap_or_else(|| id.to_owned()),
+        state: status,
+        exit_code,
+        health,
+        restarts: response.restart_count.unwrap_or(0),
+        ports,
+        ip,
+        started_at: timestamp(state.started_at),
+        finished_at: timestamp(state.finished_at),
+    }
+}
+
+/// The first host binding of each container port; unbound ports are left out.
+fn published_ports(ports: PortMap) -> Vec<PublishedPort> {
+    let mut published: Vec<PublishedPort> = ports
+        .into_iter()
+        .filter_map(|(key, bindings)| {
+            let (port, protocol) = key.split_once('/').unwrap_or((&key, "tcp"));
+            let container_port = port.parse().ok()?;
+            let binding = bindings?.into_iter().find_map(|binding| {
+                let host_port = binding.host_port?.parse().ok()?;
+                Some((binding.host_ip.unwrap_or_default(), host_port))
+            })?;
+            Some(PublishedPort {
+                container_port,
+                protocol: protocol.to_owned(),
+                host_ip: binding.0,
+                host_port: binding.1,
+            })
+        })
+        .collect();
+    published.sort();
+    published
+}
+
+/// Docker's zero time (`0001-01-01T00:00:00Z`) means never.
+fn timestamp(value: Option<String>) -> Option<String> {
+    value.filter(|value| !value.is_empty() && !value.starts_with("0001-01-01"))
+}
+
+fn to_hash_map(labels: &Labels) -> HashMap<String, String> {
+    labels
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
+    labels.unwrap_or_default().into_iter().collect()
+}
+
+fn label_filter(label_filters: &[String]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", label_filters.to_vec())])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// The state of a log stream: the raw chunks, the lines made of them, and the lines and
+/// errors ready to hand out.
+struct LogState {
+    chunks: BoxStream<'static, Result<bollard::container::LogOutput, BollardError>>,
+    lines: LineSplitter,
+    ready: VecDeque<Result<LogLine>>,
+    done: bool,
+    engine: Docker,
+    id: String,
+}
+
+/// Which stream a chunk came from: each has its own partial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Stdout,
+    Stderr,
+    /// A TTY's or an unframed stream.
+    Console,
+}
+
+fn split_log_output(output: bollard::container::LogOutput) -> (Source, Vec<u8>) {
+    use bollard::container::LogOutput;
+    match output {
+        LogOutput::StdOut { message } => (Source::Stdout, message.to_vec()),
+        LogOutput::StdErr { message } => (Source::Stderr, message.to_vec()),
+        LogOutput::StdIn { message } | LogOutput::Console { message } => {
+            (Source::Console, message.to_vec())
+        }
+    }
+}
+
+/// Splits chunks of output into lines, buffering a partial line per stream. With timestamps,
+/// Docker starts every chunk (a log message, or part of one) with an RFC 3339 time and a
+/// space; a line gets the time of its first chunk.
+#[derive(Debug)]
+struct LineSplitter {
+    timestamps: bool,
+    partial: BTreeMap<Source, Partial>,
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    text: Vec<u8>,
+    timestamp: Option<String>,
+}
+
+impl LineSplitter {
+    fn new(timestamps: bool) -> LineSplitter {
+        LineSplitter {
+            timestamps,
+            partial: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, source: Source, mut chunk: &[u8]) -> Vec<LogLine> {
+        let timestamp = if self.timestamps {
+            split_timestamp(&mut chunk)
+        } else {
+            None
+        };
+        let partial = self.partial.entry(source).or_default();
+        if partial.text.is_empty() && partial.timestamp.is_none() {
+            partial.timestamp.clone_from(&timestamp);
+        }
+        let mut lines = Vec::new();
+        while let Some(end) = chunk.iter().position(|&byte| byte == b'\n') {
+            partial.text.extend_from_slice(&chunk[..end]);
+            lines.push(LogLine {
+                timestamp: partial.timestamp.take(),
+                text: line_text(std::mem::take(&mut partial.text)),
+            });
+            partial.timestamp.clone_from(&timestamp);
+            chunk = &chunk[end + 1..];
+        }
+        if chunk.is_empty() {
+            partial.timestamp = None;
+        } else {
+            partial.text.extend_from_slice(chunk);
+        }
+        lines
+    }
+
+    /// The partial lines left when the output ended.
+    fn finish(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.partial)
+            .into_values()
+            .filter(|partial| !partial.text.is_empty())
+            .map(|partial| LogLine {
+                timestamp: partial.timestamp,
+                text: line_text(partial.text),
+            })
+            .collect()
+    }
+}
+
+fn line_text(mut bytes: Vec<u8>) -> String {
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Takes a leading `2026-11-26T04:15:00.123456789Z ` off `chunk`.
+fn split_timestamp(chunk: &mut &[u8]) -> Option<String> {
+    let end = chunk.iter().position(|&byte| byte == b' ')?;
+    let candidate = std::str::from_utf8(&chunk[..end]).ok()?;
+    let looks_like_time = candidate.len() >= 20
+        && candidate.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && candidate.as_bytes()[4] == b'-'
+        && candidate.as_bytes()[10] == b'T';
+    if !looks_like_time {
+        return None;
+    }
+    let timestamp = candidate.to_owned();
+    *chunk = &chunk[end + 1..];
+    Some(timestamp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images
+
+/// The last lines of a build's output, to explain a failure.
+#[derive(Debug, Default)]
+struct BuildTail {
+    lines: VecDeque<String>,
+}
+
+impl BuildTail {
+    fn push(&mut self, text: &str) {
+        for line in text
+            .lines()
+            .map(str::trim_end)
+            .filter(|line| !line.is_empty())
+        {
+            if self.lines.len() == BUILD_TAIL_LINES {
+                self.lines.pop_front();
+            }
+            self.lines.push_back(line.to_owned());
+        }
+    }
+
+    fn explain(&self, message: &str) -> String {
+        let mut text = message.to_owned();
+        if !self.lines.is_empty() {
+            text.push_str("\nlast build output:");
+            for line in &self.lines {
+                let _ = write!(text, "\n  {line}");
+            }
+        }
+        text
+    }
+}
+
+/// A repository as Docker lists it: `docker.io/library/postgres` → `postgres`.
+fn familiar_repository(repository: &str) -> &str {
+    let repository = repository
+        .strip_prefix("docker.io/")
+        .or_else(|| repository.strip_prefix("index.docker.io/"))
+        .unwrap_or(repository);
+    repository.strip_prefix("library/").unwrap_or(repository)
+}
+
+/// The tag of `repo:tag` when `repo` is exactly `repository` (which may hold a `host:port`).
+fn tag_of<'a>(reference: &'a str, repository: &str) -> Option<&'a str> {
+    let (repo, tag) = reference.rsplit_once(':')?;
+    (!tag.contains('/') && familiar_repository(repo) == familiar_repository(repository))
+        .then_some(tag)
+}
+
+/// The registry host of a repository, by Docker's rule: the first path component when it
+/// holds a `.` or `:` or is `localhost`; otherwise Docker Hub (`None`).
+fn registry_host(repository: &str) -> Option<&str> {
+    let (first, _) = repository.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// `~/.docker/config.json`, or `$DOCKER_CONFIG/config.json`; `None` when unreadable.
+fn read_docker_config() -> Option<String> {
+    let dir = match std::env::var_os("DOCKER_CONFIG").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
+    };
+    std::fs::read_to_string(dir.join("config.json")).ok()
+}
+
+/// The credentials `config` (a Docker `config.json`) holds for the registry of `repository`.
+/// Only inline `auths` entries count: credential helpers are not consulted.
+fn credentials(config: &str, repository: &str) -> Option<DockerCredentials> {
+    let config: serde_json::Value = serde_json::from_str(config).ok()?;
+    let auths = config.get("auths")?.as_object()?;
+    let registry = registry_host(repository);
+    let (key, entry) = match registry {
+        None => auths.get_key_value(DOCKER_HUB_AUTH_KEY).or_else(|| {
+            auths.iter().find(|(key, _)| {
+                matches!(
+                    auth_key_host(key),
+                    "index.docker.io" | "docker.io" | "registry-1.docker.io"
+                )
+            })
+        })?,
+        Some(host) => auths
+            .get_key_value(host)
+            .or_else(|| auths.iter().find(|(key, _)| auth_key_host(key) == host))?,
+    };
+    let text = |field: &str| {
+        entry
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    let (username, password) = match text("auth") {
+        Some(auth) => {
+            let decoded = base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT
+                .decode(auth.trim())
+                .ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            let (user, password) = decoded.split_once(':')?;
+            (Some(user.to_owned()), Some(password.to_owned()))
+        }
+        None => (text("username"), text("password")),
+    };
+    let identitytoken = text("identitytoken");
+    if username.is_none() && identitytoken.is_none() {
+        return None;
+    }
+    Some(DockerCredentials {
+        username,
+        password,
+        identitytoken,
+        serveraddress: Some(key.clone()),
+        ..Default::default()
+    })
+}
+
+/// The host of an `auths` key: `https://registry.example.com/v2/` → `registry.example.com`.
+fn auth_key_host(key: &str) -> &str {
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    key.split('/').next().unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let unix = Target::parse("unix:///var/run/docker.sock").unwrap();
+        assert!(unix.local);
+        assert_eq!(unix.published_host, "127.0.0.1");
+        let tcp = Target::parse("tcp://docker.example.com:2376").unwrap();
+        assert!(!tcp.local);
+        assert_eq!(tcp.published_host, "docker.example.com");
+        assert_eq!(tcp.address, "tcp://docker.example.com:2376");
+        let bare = Target::parse("tcp://10.0.0.5").unwrap();
+        assert_eq!(bare.address, "tcp://10.0.0.5:2375");
+        assert_eq!(bare.published_host, "10.0.0.5");
+        let v6 = Target::parse("tcp://[::1]:2375/").unwrap();
+        assert_eq!(v6.published_host, "[::1]");
+        assert_eq!(v6.address, "tcp://[::1]:2375");
+        assert!(Target::parse("ssh://user@host").is_err());
+        assert!(Target::parse("tcp://:2375").is_err());
+    }
+
+    #[test]
+    fn lines_from_chunks() {
+        let mut lines = LineSplitter::new(false);
+        assert_eq!(
+            lines.push(Source::Stdout, b"one\ntw"),
+            vec![line(None, "one")]
+        );
+        assert_eq!(
+            lines.push(Source::Stderr, b"err\r\n"),
+            vec![line(None, "err")]
+        );
+        assert_eq!(
+            lines.push(Source::Stdout, b"o\nthree\n"),
+            vec![line(None, "two"), line(None, "three")]
+        );
+        assert_eq!(lines.push(Source::Stdout, b"partial"), vec![]);
+        assert_eq!(lines.finish(), vec![line(None, "partial")]);
+        assert_eq!(lines.finish(), vec![]);
+    }
+
+    #[test]
+    fn lines_with_timestamps() {
+        let t1 = "2026-11-26T04:15:00.000000001Z";
+        let t2 = "2026-11-26T04:15:01.000000002Z";
+        let mut lines = LineSplitter::new(true);
+        assert_eq!(
+            lines.push(Source::Stdout, format!("{t1} hello world\n").as_bytes()),
+            vec![line(Some(t1), "hello world")]
+        );
+        // A message split in two: the line keeps the time of its start.
+        assert_eq!(
+            lines.push(Source::Stdout, format!("{t1} par").as_bytes()),
+            vec![]
+        );
+        assert_eq!(
+            lines.push(Source::Stdout, format!("{t2} tial\n").as_bytes()),
+            vec![line(Some(t1), "partial")]
+        );
+        assert_eq!(
+            lines.push(Source::Stdout, format!("{t2} a\nb\n").as_bytes()),
+            vec![line(Some(t2), "a"), line(Some(t2), "b")]
+        );
+        assert_eq!(
+            lines.push(Source::Stdout, b"no-time here\n"),
+            vec![line(None, "no-time here")]
+        );
+    }
+
+    fn line(timestamp: Option<&str>, text: &str) -> LogLine {
+        LogLine {
+            timestamp: timestamp.map(str::to_owned),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn tags_of_exactly_the_repository() {
+        assert_eq!(
+            tag_of("localhost:5000/app:v1", "localhost:5000/app"),
+            Some("v1")
+        );
+        assert_eq!(tag_of("localhost:5000/app:v1", "app"), None);
+        assert_eq!(
+            tag_of("localhost:5000/app/x:v1", "localhost:5000/app"),
+            None
+        );
+        assert_eq!(
+            tag_of("postgres:16", "docker.io/library/postgres"),
+            Some("16")
+        );
+        assert_eq!(tag_of("<none>:<none>", "postgres"), None);
+        assert_eq!(tag_of("localhost:5000/app", "localhost"), None);
+    }
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(registry_host("postgres"), None);
+        assert_eq!(registry_host("library/postgres"), None);
+        assert_eq!(registry_host("localhost/app"), Some("localhost"));
+        assert_eq!(registry_host("localhost:5000/app"), Some("localhost:5000"));
+        assert_eq!(
+            registry_host("registry.example.com/team/app"),
+            Some("registry.example.com")
+        );
+    }
+
+    #[test]
+    fn credentials_from_config() {
+        let auth = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let config = serde_json::json!({
+            "auths": {
+                "https://index.docker.io/v1/": { "auth": auth("hub:secret") },
+                "localhost:5000": { "auth": auth("local:pass:word") },
+                "https://registry.example.com/v2/": { "auth": auth("ex:pw") },
+                "token.example.com": { "identitytoken": "tok" }
+            },
+            "credsStore": "desktop"
+        })
+        .to_string();
+        let hub = credentials(&config, "postgres").unwrap();
+        assert_eq!(hub.username.as_deref(), Some("hub"));
+        assert_eq!(hub.password.as_deref(), Some("secret"));
+        assert_eq!(hub.serveraddress.as_deref(), Some(DOCKER_HUB_AUTH_KEY));
+        let local = credentials(&config, "localhost:5000/app").unwrap();
+        assert_eq!(local.username.as_deref(), Some("local"));
+        assert_eq!(local.password.as_deref(), Some("pass:word"));
+        let example = credentials(&config, "registry.example.com/team/app").unwrap();
+        assert_eq!(example.username.as_deref(), Some("ex"));
+        let token = credentials(&config, "token.example.com/app").unwrap();
+        assert_eq!(token.identitytoken.as_deref(), Some("tok"));
+        assert!(credentials(&config, "other.example.com/app").is_none());
+        assert!(credentials("not json", "postgres").is_none());
+        assert!(credentials("{}", "postgres").is_none());
+    }
+
+    #[test]
+    fn error_texts() {
+        let server = BollardError::DockerResponseServerError {
+            status_code: 409,
+            message: "Conflict. The container name \"/x\" is already in use\n".into(),
+        };
+        assert_eq!(
+            describe(&server),
+            "Conflict. The container name \"/x\" is already in use"
+        );
+        assert_eq!(status(&server), Some(409));
+        assert!(!is_connection_error(&server));
+        let missing = BollardError::SocketNotFoundError("/nonexistent.sock".into());
+        assert!(is_connection_error(&missing));
+        assert_eq!(describe(&missing), "no socket at /nonexistent.sock");
+    }
+
+    #[test]
+    fn build_tail_keeps_the_last_lines() {
+        let mut tail = BuildTail::default();
+        for step in 0..15 {
+            tail.push(&format!("Step {step}\n\n"));
+        }
+        let text = tail.explain("COPY failed");
+        assert!(text.starts_with("COPY failed\nlast build output:\n  Step 5\n"));
+        assert!(text.ends_with("  Step 14"));
+    }
+}

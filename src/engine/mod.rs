@@ -1,0 +1,233 @@
+//! The small interface envctl needs from a container engine.
+//!
+//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
+//! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
+
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+/// Labels as key-value pairs.
+pub type Labels = BTreeMap<String, String>;
+
+/// A user-defined bridge network to create.
+#[derive(Debug, Clone)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// A container to create (not start).
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// `repository:tag`.
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Container ports to publish on random host ports: `8080/tcp`.
+    pub ports: Vec<String>,
+    pub labels: Labels,
+    /// The network id to join, and the names the container answers to on it.
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+/// A container as a labelled list call returns it: enough for `ls`, `down` and the reaper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: Labels,
+    pub state: ContainerState,
+    /// Docker's human status, like `Up 3 minutes (healthy)`.
+    pub status: String,
+    pub ports: Vec<PublishedPort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl ContainerState {
+    pub fn parse(state: &str) -> ContainerState {
+        match state {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "removing" => ContainerState::Removing,
+            "dead" => ContainerState::Dead,
+            _ => ContainerState::Exited,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub protocol: String,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// What `inspect` tells about one container beyond the list call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub id: String,
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    /// `healthy`, `unhealthy`, `starting`; `None` when the image has no healthcheck.
+    pub health: Option<String>,
+    pub restarts: i64,
+    pub ports: Vec<PublishedPort>,
+    /// The container's address on its environment network.
+    pub ip: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSummary {
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// A local image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDetails {
+    /// The image's HEALTHCHECK test, as Docker stores it (`["CMD", ...]` or `["CMD-SHELL", s]`).
+    pub healthcheck: Option<Vec<String>>,
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// RFC 3339 with nanoseconds, when asked for.
+    pub timestamp: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: Option<u64>,
+    pub timestamps: bool,
+}
+
+/// The result of a command run inside a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the Docker engine at `{endpoint}`: {reason}\n\
+         hint: start Docker, or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable { endpoint: String, reason: String },
+    /// A name the engine keeps unique is taken (HTTP 409).
+    #[error("the name `{0}` is already in use")]
+    NameTaken(String),
+    #[error("no such {kind} `{name}`")]
+    NotFound { kind: &'static str, name: String },
+    #[error("failed to {operation}: {reason}")]
+    Operation { operation: String, reason: String },
+}
+
+impl EngineError {
+    pub fn operation(operation: impl Into<String>, reason: impl fmt::Display) -> Self {
+        EngineError::Operation {
+            operation: operation.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The container-engine operations envctl uses. Implementations must be cheap to share.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// A stable name of the engine's endpoint, like `unix:///var/run/docker.sock`.
+    fn endpoint(&self) -> &str;
+    /// Whether containers' network addresses can be reached from here (a local engine).
+    fn reaches_container_ips(&self) -> bool;
+    /// The host at which published ports are reached.
+    fn published_host(&self) -> &str;
+
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a network. Fails with [`EngineError::NameTaken`] when the name exists (a check the
+    /// engine makes on a best-effort basis only: concurrent creates may both succeed).
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
+    async fn remove_network(&self, id: &str) -> Result<()>;
+    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>>;
+
+    /// Creates a container. Fails with [`EngineError::NameTaken`] when the name exists: the
+    /// engine guarantees that check atomically, which is how `up` claims an id.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
+    /// Removes a container, killing it if it runs. Removing a removed container is fine.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Every container, running or not, whose labels match all `label_filters`
+    /// (`key` or `key=value`), in one call.
+    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>>;
+    async fn inspect_container(&self, id: &str) -> Result<ContainerDetails>;
+    /// Waits until the container is not running and returns its exit code.
+    async fn wait_container(&self, id: &str) -> Result<i64>;
+    /// The container's output, stdout and stderr merged, line by line.
+    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>>;
+    /// Runs a command inside a running container.
+    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput>;
+    /// Cumulative bytes received by the container's network interfaces.
+    async fn received_bytes(&self, id: &str) -> Result<u64>;
+
+    /// A local image, or `None` when it is not there.
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
+    /// The local tags of a repository.
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
+    /// Pulls `repository:tag`, with credentials from `~/.docker/config.json` where present.
+    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()>;
+    /// Builds an image from a tar of its context and tags it `tag`.
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()>;
+}

@@ -1,0 +1,70 @@
+//! The top-level error and envctl's exit codes.
+
+use std::process::ExitCode;
+
+use crate::engine::EngineError;
+use crate::lifecycle::{LookupError, StartError};
+use crate::spec::LoadError;
+
+/// How envctl exits: 0 ok, 1 bad input, 2 engine or environment failure. `run` passes its
+/// command's own exit code through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    BadInput,
+    Failure,
+    /// The exit code of a command envctl ran.
+    Code(u8),
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::BadInput => ExitCode::from(1),
+            ExitStatus::Failure => ExitCode::from(2),
+            ExitStatus::Code(code) => ExitCode::from(code),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Bad command-line input that clap cannot catch.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// An environment or service that is not there.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Load(_) | Error::Usage(_) | Error::NotFound(_) => ExitStatus::BadInput,
+            Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
+            // The shell convention for "ended by SIGINT".
+            Error::Start(StartError::Interrupted) => ExitStatus::Code(130),
+            Error::Lookup(LookupError::NoSuchEnvironment(_)) => ExitStatus::BadInput,
+            Error::Engine(_) | Error::Start(_) | Error::Lookup(_) | Error::Internal(_) => {
+                ExitStatus::Failure
+            }
+        }
+    }
+
+    /// Prints the error to stderr and returns the exit status it maps to.
+    pub fn report(&self) -> ExitStatus {
+        crate::output::error(&self.to_string());
+        self.exit_status()
+    }
+}

@@ -1,0 +1,62 @@
+//! envctl: fresh, throw-away copies of multi-container test environments.
+//!
+//! The map of the crate, with dependencies pointing one way:
+//!
+//! - [`cli`] holds the clap types; [`commands`] has one module per subcommand, glue only.
+//! - [`spec`] reads environment files into a checked model with located errors; [`graph`] plans
+//!   the start order with petgraph.
+//! - [`lifecycle`] starts, inspects and removes environments on an [`engine::Engine`], the narrow
+//!   seam to Docker; [`engine::docker`] implements it with bollard, the only place that talks
+//!   to Docker.
+//! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
+//!   stdout and messages to stderr.
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+mod error;
+pub mod graph;
+pub mod lifecycle;
+pub mod naming;
+pub mod output;
+pub mod signals;
+pub mod spec;
+
+pub use error::{Error, ExitStatus};
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Runs one parsed command line to completion.
+pub fn run(cli: cli::Cli) -> ExitStatus {
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return Error::Internal(format!("cannot start the runtime: {error}")).report();
+        }
+    };
+    match runtime.block_on(commands::exec(cli)) {
+        Ok(status) => status,
+        Err(error) => error.report(),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "envctl=warn",
+        1 => "envctl=debug",
+        _ => "envctl=trace,bollard=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,211 @@
+//! Environments as the engine's labels describe them, without the environment files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::{ContainerState, ContainerSummary, Engine, EngineError};
+use crate::naming::{self, label};
+use crate::spec::Ready;
+
+/// One environment instance and its containers.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub environment: String,
+    /// Sorted by service name.
+    pub containers: Vec<ContainerSummary>,
+}
+
+/// The state `ls` shows for an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// `up` is still creating or starting containers.
+    Starting,
+    /// Every service runs (one-shot jobs have finished as expected).
+    Ready,
+    /// Some services run, others have stopped, crashed or are unhealthy.
+    Degraded,
+    /// No service runs: `envctl stop`, or the reaper, stopped it.
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Degraded => "degraded",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// The label filter that finds everything envctl created.
+pub fn managed() -> String {
+    format!("{}={}", label::MANAGED_BY, naming::MANAGER)
+}
+
+/// The label filter that finds one environment's resources.
+pub fn with_id(id: &str) -> String {
+    format!("{}={id}", label::ID)
+}
+
+/// Every environment on the engine, oldest first, from one labelled list call.
+pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
+    Ok(group(engine.list_containers(&[managed()]).await?))
+}
+
+/// One environment by id, or `None` when nothing of it exists.
+pub async fn find(engine: &dyn Engine, id: &str) -> Result<Option<Instance>, EngineError> {
+    let containers = engine.list_containers(&[managed(), with_id(id)]).await?;
+    Ok(group(containers).into_iter().next())
+}
+
+pub fn group(containers: Vec<ContainerSummary>) -> Vec<Instance> {
+    let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
+    for container in containers {
+        let Some(id) = container.labels.get(label::ID).cloned() else {
+            continue;
+        };
+        let environment = container
+            .labels
+            .get(label::ENVIRONMENT)
+            .cloned()
+            .unwrap_or_default();
+        by_id
+            .entry(id.clone())
+            .or_insert_with(|| Instance {
+                id,
+                environment,
+                containers: Vec::new(),
+            })
+            .containers
+            .push(container);
+    }
+    let mut instances: Vec<Instance> = by_id.into_values().collect();
+    for instance in &mut instances {
+        instance
+            .containers
+            .sort_by(|a, b| a.service().cmp(b.service()));
+    }
+    instances.sort_by(|a, b| (a.created_at(), &a.id).cmp(&(b.created_at(), &b.id)));
+    instances
+}
+
+impl ContainerSummary {
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn service(&self) -> &str {
+        self.label(label::SERVICE)
+    }
+
+    pub fn depends_on(&self) -> BTreeSet<String> {
+        self.label(label::DEPENDS_ON)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn ready(&self) -> Option<Ready> {
+        Ready::from_label(self.label(label::READY))
+    }
+
+    /// Whether this container is a one-shot job that ended as its `ready: exit` expects.
+    fn finished_job(&self) -> bool {
+        self.state == ContainerState::Exited
+            && self
+                .ready()
+                .and_then(|r| r.exit_code())
+                .is_some_and(|code| self.status.starts_with(&format!("Exited ({code})")))
+    }
+}
+
+impl Instance {
+    fn first_label(&self, key: &str) -> &str {
+        self.containers.first().map(|c| c.label(key)).unwrap_or("")
+    }
+
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(self.first_label(label::CREATED_AT))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn owner(&self) -> &str {
+        self.first_label(label::OWNER)
+    }
+
+    pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(self.first_label(label::START_DEADLINE))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Each service's dependencies, from the labels.
+    pub fn dependencies(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.containers
+            .iter()
+            .map(|c| (c.service().to_string(), c.depends_on()))
+            .collect()
+    }
+
+    /// Services in start order, grouped in waves.
+    pub fn waves(&self) -> Vec<Vec<&ContainerSummary>> {
+        let dependencies = self.dependencies();
+        crate::graph::waves(
+            dependencies
+                .iter()
+                .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
+        )
+        .into_iter()
+        .map(|wave| {
+            wave.iter()
+                .filter_map(|service| self.containers.iter().find(|c| c.service() == service))
+                .collect()
+        })
+        .collect()
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> State {
+        let never_started = self
+            .containers
+            .iter()
+            .any(|c| c.state == ContainerState::Created);
+        if never_started {
+            return match self.start_deadline() {
+                Some(deadline) if deadline > now => State::Starting,
+                _ => State::Degraded,
+            };
+        }
+        let services: Vec<&ContainerSummary> = self
+            .containers
+            .iter()
+            .filter(|c| !c.finished_job())
+            .collect();
+        let running = services
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .count();
+        let unhealthy = services.iter().any(|c| c.status.contains("(unhealthy)"));
+        if running == 0 && !services.is_empty() {
+            State::Stopped
+        } else if running < services.len() || unhealthy {
+            State::Degraded
+        } else {
+            State::Ready
+        }
+    }
+
+    /// `image:tag` of each service, by service.
+    pub fn images(&self) -> Vec<(String, String)> {
+        self.containers
+            .iter()
+            .map(|c| (c.service().to_string(), c.label(label::IMAGE).to_string()))
+            .collect()
+    }
+}

@@ -1,0 +1,121 @@
+//! Environments on an engine: start, inspect, stop and remove them.
+
+mod build;
+pub mod inventory;
+pub mod probe;
+mod restart;
+pub mod scheduler;
+mod teardown;
+mod up;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+pub use build::build_environment;
+pub use inventory::{Instance, State};
+pub use restart::start;
+pub use teardown::{down, remove_networks, stop};
+pub use up::{PortJson, Started, StartedService, UpOptions, default_owner, up};
+
+use crate::engine::{Engine, EngineError, LogOptions};
+
+/// What `up` and `start` report about each service as it moves along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Waiting,
+    Pulling,
+    Building,
+    Starting,
+    Ready,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Pulling => "pulling",
+            Phase::Building => "building",
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// Receives progress events: `(service, phase)`.
+pub type Progress = Arc<dyn Fn(&str, Phase) + Send + Sync>;
+
+/// Why an environment did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("service `{service}`: {message}")]
+    Image { service: String, message: String },
+    #[error(
+        "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
+    )]
+    IdTaken(String),
+    #[error("service `{service}` failed: {reason}{}", format_logs(container, logs))]
+    Service {
+        service: String,
+        container: String,
+        reason: String,
+        logs: Vec<String>,
+    },
+    #[error("the environment was not ready within {}\nhint: raise `--timeout`", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("interrupted; removed what this start had created")]
+    Interrupted,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl StartError {
+    /// Whether the user can fix this by changing the command line.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, StartError::IdTaken(_))
+    }
+}
+
+fn format_logs(container: &str, logs: &[String]) -> String {
+    if logs.is_empty() {
+        return format!("\n  (`{container}` printed nothing)");
+    }
+    let mut out = format!("\n  last {} lines of `{container}`:", logs.len());
+    for line in logs {
+        out.push_str("\n  | ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// The last `n` lines a container printed, for error messages; empty when they cannot be read.
+pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<String> {
+    let options = LogOptions {
+        follow: false,
+        tail: Some(n),
+        timestamps: false,
+    };
+    engine
+        .logs(container, options)
+        .filter_map(|line| async move { line.ok().map(|l| l.text) })
+        .collect()
+        .await
+}
+
+/// Looks up an environment by id, failing with a clear message when there is none.
+pub async fn require(engine: &dyn Engine, id: &str) -> Result<Instance, LookupError> {
+    inventory::find(engine, id)
+        .await?
+        .ok_or_else(|| LookupError::NoSuchEnvironment(id.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("no environment `{0}`\nhint: `envctl ls` lists the environments")]
+    NoSuchEnvironment(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}

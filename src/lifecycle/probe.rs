@@ -1,0 +1,310 @@
+//! Readiness: envctl checks each service's `ready:` condition itself, at about 100 ms with
+//! backoff, instead of waiting for Docker's healthcheck interval.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::engine::{ContainerDetails, Engine, EngineError, LogOptions};
+use crate::spec::{Probe, Ready};
+
+const FIRST_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(1);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a service did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("its container exited with code {0}")]
+    Exited(i64),
+    #[error("the job exited with code {code}, expected {expected}")]
+    WrongExitCode { code: i64, expected: i64 },
+    #[error("not ready after {}: {pending} never passed{}", humantime::format_duration(*.timeout), last.as_ref().map(|l| format!(" (last attempt: {l})")).unwrap_or_default())]
+    TimedOut {
+        timeout: Duration,
+        pending: String,
+        last: Option<String>,
+    },
+    #[error("{0}")]
+    Misconfigured(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What a probe needs to know about the started container.
+pub struct Subject<'a> {
+    pub engine: &'a dyn Engine,
+    pub container: &'a str,
+    pub ready: &'a Ready,
+    /// The image's HEALTHCHECK test, for `healthcheck: true`.
+    pub healthcheck: Option<&'a [String]>,
+}
+
+/// Waits until the container is ready, has failed, or the readiness timeout passed.
+pub async fn wait_ready(subject: &Subject<'_>) -> Result<(), NotReady> {
+    let limit = subject.ready.timeout;
+    let exited = subject.engine.wait_container(subject.container);
+    if let Some(expected) = subject.ready.exit_code() {
+        return match timeout(limit, exited).await {
+            Ok(code) if *code.as_ref().unwrap_or(&-1) == expected => Ok(()),
+            Ok(code) => Err(NotReady::WrongExitCode {
+                code: code?,
+                expected,
+            }),
+            Err(_) => Err(NotReady::TimedOut {
+                timeout: limit,
+                pending: format!("exit {expected}"),
+                last: Some("the job is still running".into()),
+            }),
+        };
+    }
+    tokio::select! {
+        code = exited => Err(NotReady::Exited(code?)),
+        result = all_probes(subject) => result,
+    }
+}
+
+async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
+    let deadline = Instant::now() + subject.ready.timeout;
+    let polled: Vec<&Probe> = subject
+        .ready
+        .probes
+        .iter()
+        .filter(|p| !matches!(p, Probe::Log(_)))
+        .collect();
+    let log = subject.ready.probes.iter().find_map(|p| match p {
+        Probe::Log(regex) => Some(regex),
+        _ => None,
+    });
+    let details = if polled
+        .iter()
+        .any(|p| matches!(p, Probe::Tcp(_) | Probe::Http { .. }))
+    {
+        Some(subject.engine.inspect_container(subject.container).await?)
+    } else {
+        None
+    };
+    let log_matched = async {
+        match log {
+            Some(regex) => wait_for_log(subject, regex, deadline).await,
+            None => Ok(()),
+        }
+    };
+    let probes_passed = poll_probes(subject, &polled, details.as_ref(), deadline);
+    let (log, probes) = tokio::join!(log_matched, probes_passed);
+    log.and(probes)
+}
+
+async fn wait_for_log(
+    subject: &Subject<'_>,
+    regex: &regex::Regex,
+    deadline: Instant,
+) -> Result<(), NotReady> {
+    let options = LogOptions {
+        follow: true,
+        tail: None,
+        timestamps: false,
+    };
+    let mut lines = subject.engine.logs(subject.container, options);
+    let search = async {
+        while let Some(line) = lines.next().await {
+            if regex.is_match(&line?.text) {
+                return Ok(true);
+            }
+        }
+        Ok::<_, NotReady>(false)
+    };
+    let timed_out = || NotReady::TimedOut {
+        timeout: subject.ready.timeout,
+        pending: format!("log /{}/", regex.as_str()),
+        last: None,
+    };
+    match tokio::time::timeout_at(deadline, search).await {
+        Ok(Ok(true)) => Ok(()),
+        // The log ended: the container stopped, which `wait_ready` reports with its exit code
+        // unless the deadline comes first.
+        Ok(Ok(false)) => {
+            tokio::time::sleep_until(deadline).await;
+            Err(timed_out())
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+async fn poll_probes(
+    subject: &Subject<'_>,
+    probes: &[&Probe],
+    details: Option<&ContainerDetails>,
+    deadline: Instant,
+) -> Result<(), NotReady> {
+    let mut pending: Vec<&Probe> = probes.to_vec();
+    let mut interval = FIRST_INTERVAL;
+    let mut last = None;
+    loop {
+        let mut still = Vec::new();
+        for probe in pending {
+            match check(subject, probe, details).await {
+                Ok(()) => {}
+                Err(CheckError::Fatal(error)) => return Err(error),
+                Err(CheckError::NotYet(reason)) => {
+                    last = Some(reason);
+                    still.push(probe);
+                }
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() + interval >= deadline {
+            let names: Vec<String> = pending.iter().map(|p| p.to_string()).collect();
+            return Err(NotReady::TimedOut {
+                timeout: subject.ready.timeout,
+                pending: names.join(" and "),
+                last,
+            });
+        }
+        sleep(interval).await;
+        interval = (interval * 3 / 2).min(MAX_INTERVAL);
+    }
+}
+
+enum CheckError {
+    NotYet(String),
+    Fatal(NotReady),
+}
+
+async fn check(
+    subject: &Subject<'_>,
+    probe: &Probe,
+    details: Option<&ContainerDetails>,
+) -> Result<(), CheckError> {
+    match probe {
+        Probe::Tcp(port) => {
+            let address = address(subject.engine, details, *port)?;
+            match timeout(ATTEMPT_TIMEOUT, TcpStream::connect(&address)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(CheckError::NotYet(format!("connect {address}: {error}"))),
+                Err(_) => Err(CheckError::NotYet(format!("connect {address}: timed out"))),
+            }
+        }
+        Probe::Http { port, path } => {
+            let address = address(subject.engine, details, *port)?;
+            match timeout(ATTEMPT_TIMEOUT, http_status(&address, path)).await {
+                Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
+                Ok(Ok(status)) => Err(CheckError::NotYet(format!("GET {path} answered {status}"))),
+                Ok(Err(error)) => Err(CheckError::NotYet(format!("GET {address}{path}: {error}"))),
+                Err(_) => Err(CheckError::NotYet(format!(
+                    "GET {address}{path}: timed out"
+                ))),
+            }
+        }
+        Probe::Exec(command) => exec(subject, command).await,
+        Probe::Healthcheck => {
+            let command = healthcheck_command(subject.healthcheck).map_err(CheckError::Fatal)?;
+            exec(subject, &command).await
+        }
+        Probe::Log(_) | Probe::Exit(_) => Ok(()),
+    }
+}
+
+async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckError> {
+    match subject.engine.exec(subject.container, command).await {
+        Ok(result) if result.exit_code == 0 => Ok(()),
+        Ok(result) => Err(CheckError::NotYet(format!(
+            "`{}` exited with {}: {}",
+            command.join(" "),
+            result.exit_code,
+            result.output.trim()
+        ))),
+        // The container may be between start and running; the exit watcher reports real stops.
+        Err(error) => Err(CheckError::NotYet(error.to_string())),
+    }
+}
+
+/// The image's HEALTHCHECK as a command to exec.
+fn healthcheck_command(test: Option<&[String]>) -> Result<Vec<String>, NotReady> {
+    match test {
+        Some([kind, args @ ..]) if kind == "CMD" && !args.is_empty() => Ok(args.to_vec()),
+        Some([kind, script]) if kind == "CMD-SHELL" => {
+            Ok(vec!["/bin/sh".into(), "-c".into(), script.clone()])
+        }
+        _ => Err(NotReady::Misconfigured(
+            "`ready: healthcheck: true`, but the image has no HEALTHCHECK".into(),
+        )),
+    }
+}
+
+/// Where to reach a container port: the container's own address when the engine is local
+/// (a published port answers through Docker's proxy before the service listens), else the
+/// published port on the engine's host.
+fn address(
+    engine: &dyn Engine,
+    details: Option<&ContainerDetails>,
+    port: u16,
+) -> Result<String, CheckError> {
+    let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
+    if engine.reaches_container_ips()
+        && let Some(ip) = &details.ip
+    {
+        return Ok(format!("{ip}:{port}"));
+    }
+    details
+        .ports
+        .iter()
+        .find(|p| p.container_port == port)
+        .map(|p| format!("{}:{}", engine.published_host(), p.host_port))
+        .ok_or_else(|| {
+            CheckError::Fatal(NotReady::Misconfigured(format!(
+                "port {port} is probed but not published, and the engine at `{}` is remote",
+                engine.endpoint()
+            )))
+        })
+}
+
+/// The status code of `GET path` over HTTP/1.1.
+async fn http_status(address: &str, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(address).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: envctl\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = vec![0u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        let n = stream.read(&mut head[read..]).await?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    let text = String::from_utf8_lossy(&head[..read]);
+    text.strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthchecks_become_exec_commands() {
+        let cmd = ["CMD".to_string(), "/standin".into(), "probe".into()];
+        assert_eq!(
+            healthcheck_command(Some(&cmd)).unwrap(),
+            ["/standin", "probe"]
+        );
+        let shell = ["CMD-SHELL".to_string(), "curl -f localhost".into()];
+        assert_eq!(
+            healthcheck_command(Some(&shell)).unwrap(),
+            ["/bin/sh", "-c", "curl -f localhost"]
+        );
+        assert!(healthcheck_command(None).is_err());
+    }
+}

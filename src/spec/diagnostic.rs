@@ -1,0 +1,186 @@
+//! Errors that point at the source, like a compiler's.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A position in an environment file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    pub(crate) fn from_location(location: serde_saphyr::Location) -> Option<Self> {
+        let (line, column) = (location.line(), location.column());
+        (line > 0).then(|| Position {
+            line: line as usize,
+            column: column.max(1) as usize,
+        })
+    }
+}
+
+/// One problem in an environment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub message: String,
+    pub position: Option<Position>,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>, position: Option<Position>) -> Self {
+        Diagnostic {
+            message: message.into(),
+            position,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Every problem found in one environment file, reported together.
+#[derive(Debug, Clone)]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub source: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl SpecError {
+    pub fn new(path: &Path, source: &str, mut diagnostics: Vec<Diagnostic>) -> Self {
+        diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
+        SpecError {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            diagnostics,
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+                write!(f, "error: ")?;
+            }
+            render(f, &self.path, &self.source, diagnostic)?;
+        }
+        Ok(())
+    }
+}
+
+/// Renders one diagnostic without the leading `error: `, which the caller prints:
+///
+/// ```text
+/// service `accounting` depends on unknown service `oracle`
+///   --> environments/accounting.yaml:14:9
+///    |
+/// 14 |       - oracle
+///    |         ^^^^^^
+/// hint: did you mean `oracle-xe`?
+/// ```
+fn render(
+    f: &mut fmt::Formatter<'_>,
+    path: &Path,
+    source: &str,
+    diagnostic: &Diagnostic,
+) -> fmt::Result {
+    write!(f, "{}", diagnostic.message)?;
+    match diagnostic.position {
+        Some(Position { line, column }) => {
+            let text = source.lines().nth(line - 1).unwrap_or("");
+            let gutter = line.to_string().len();
+            let pad = " ".repeat(gutter);
+            write!(f, "\n{pad}--> {}:{line}:{column}", path.display())?;
+            write!(f, "\n{pad} |\n{line} | {text}\n{pad} | ")?;
+            let start = column.saturating_sub(1);
+            let prefix: String = text
+                .chars()
+                .take(start)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "{prefix}{}", "^".repeat(token_width(text, start)))?;
+        }
+        None => write!(f, "\n  --> {}", path.display())?,
+    }
+    if let Some(hint) = &diagnostic.hint {
+        write!(f, "\nhint: {hint}")?;
+    }
+    Ok(())
+}
+
+/// How many carets to draw under the token starting at character `start`.
+fn token_width(line: &str, start: usize) -> usize {
+    let rest: Vec<char> = line.chars().skip(start).collect();
+    let width = match rest.first() {
+        Some(&quote @ ('"' | '\'')) => rest[1..]
+            .iter()
+            .position(|&c| c == quote)
+            .map_or(rest.len(), |end| end + 2),
+        _ => rest
+            .iter()
+            .position(|&c| c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#'))
+            .unwrap_or(rest.len()),
+    };
+    let width = if rest.get(width.saturating_sub(1)) == Some(&':') && width > 1 {
+        width - 1
+    } else {
+        width
+    };
+    width.max(1)
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_caret_under_the_token() {
+        let source = "services:\n  a:\n    depends_on:\n      - oracle\n";
+        let error = SpecError::new(
+            Path::new("environments/x.yaml"),
+            source,
+            vec![
+                Diagnostic::new(
+                    "service `a` depends on unknown service `oracle`",
+                    Some(Position { line: 4, column: 9 }),
+                )
+                .with_hint("did you mean `oracle-xe`?"),
+            ],
+        );
+        assert_eq!(
+            error.to_string(),
+            "service `a` depends on unknown service `oracle`\n \
+             --> environments/x.yaml:4:9\n  |\n4 |       - oracle\n  |         ^^^^^^\n\
+             hint: did you mean `oracle-xe`?"
+        );
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = ["oracle-xe", "activemq"];
+        assert_eq!(did_you_mean("oracle", names), Some("oracle-xe"));
+        assert_eq!(did_you_mean("proxy", names), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! The environment file: its model, parsing with positions, and validation.
+//!
+//! One YAML file in `environments/` declares one environment. [`parse`] turns its text into an
+//! [`Environment`] or a [`SpecError`] that lists every problem with its file:line:column.
+
+mod catalog;
+mod diagnostic;
+mod image;
+mod interpolate;
+mod raw;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use catalog::{Catalog, Selection, Target};
+pub use diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
+pub use image::{ImageRef, check_tag};
+
+/// How long a service may take to become ready when its file does not say.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// One environment: a set of services and their dependencies.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub path: PathBuf,
+    /// Services by name, sorted so everything derived from them is deterministic.
+    pub services: BTreeMap<String, Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub image: ImageRef,
+    /// Set when the image is built from a local directory, docker-compose style.
+    pub build: Option<Build>,
+    pub command: Option<Vec<String>>,
+    /// Environment variables for the container, sorted by key.
+    pub env: Vec<(String, String)>,
+    pub ports: Vec<Port>,
+    /// Everything this service waits for: `depends_on` plus the targets of `links`.
+    pub depends_on: BTreeSet<String>,
+    pub links: Vec<Link>,
+    pub ready: Ready,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// The build context directory, resolved against the environment file's directory.
+    pub context: PathBuf,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A container port published on a random host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    pub number: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.protocol {
+            Protocol::Tcp => write!(f, "{}/tcp", self.number),
+            Protocol::Udp => write!(f, "{}/udp", self.number),
+        }
+    }
+}
+
+/// `links: ["oracle-xe:oracle"]`: the service `oracle-xe` is reachable as `oracle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub service: String,
+    pub alias: String,
+}
+
+/// When a service counts as ready. All probes must pass; none means "its container runs".
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub probes: Vec<Probe>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A line of the container's output matches.
+    Log(Regex),
+    /// A TCP connect to this container port succeeds.
+    Tcp(u16),
+    /// An HTTP GET of this container port and path answers 2xx.
+    Http { port: u16, path: String },
+    /// A command run inside the container exits 0.
+    Exec(Vec<String>),
+    /// The image's own HEALTHCHECK command passes.
+    Healthcheck,
+    /// A one-shot job finished with this exit code.
+    Exit(i64),
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Probe::Log(regex) => write!(f, "log /{}/", regex.as_str()),
+            Probe::Tcp(port) => write!(f, "tcp {port}"),
+            Probe::Http { port, path } => write!(f, "http {port}{path}"),
+            Probe::Exec(command) => write!(f, "exec {}", command.join(" ")),
+            Probe::Healthcheck => write!(f, "healthcheck"),
+            Probe::Exit(code) => write!(f, "exit {code}"),
+        }
+    }
+}
+
+impl Ready {
+    /// The exit code a one-shot job must end with, if this service is one.
+    pub fn exit_code(&self) -> Option<i64> {
+        self.probes.iter().find_map(|p| match p {
+            Probe::Exit(code) => Some(*code),
+            _ => None,
+        })
+    }
+}
+
+/// Parses and validates one environment file. `lookup` reads the caller's environment variables.
+pub fn parse(
+    path: &Path,
+    source: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Environment, SpecError> {
+    validate::parse(path, source, lookup)
+}
+
+/// Reads and parses one environment file with the process environment.
+pub fn load(path: &Path) -> Result<Environment, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse(path, &source, &|name| std::env::var(name).ok())?)
+}
+
+/// Why an environment could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Selection(String),
+}
+
+/// `SERVICE@REF` from the command line: run that service's image at tag REF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub service: String,
+    pub reference: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (service, reference) = s
+            .split_once('@')
+            .ok_or_else(|| format!("`{s}` is not SERVICE@REF"))?;
+        if service.is_empty() {
+            return Err(format!("`{s}` names no service before `@`"));
+        }
+        check_tag(reference)?;
+        Ok(Override {
+            service: service.to_string(),
+            reference: reference.to_string(),
+        })
+    }
+}
+
+impl Environment {
+    /// Applies `SERVICE@REF` overrides: each sets that service's image tag.
+    pub fn apply(&mut self, overrides: &[Override]) -> Result<(), String> {
+        for o in overrides {
+            let names = self.services.keys().map(String::as_str);
+            let hint = did_you_mean(&o.service, names)
+                .map(|s| format!("\nhint: did you mean `{s}`?"))
+                .unwrap_or_default();
+            let service = self.services.get_mut(&o.service).ok_or_else(|| {
+                format!(
+                    "environment `{}` has no service `{}`{hint}",
+                    self.name, o.service
+                )
+            })?;
+            service.image.tag = o.reference.clone();
+        }
+        Ok(())
+    }
+
+    /// The environment with only `only` and everything they depend on.
+    pub fn restrict(&mut self, only: &[String]) -> Result<(), String> {
+        let mut keep = BTreeSet::new();
+        let mut todo: Vec<&str> = Vec::new();
+        for name in only {
+            if !self.services.contains_key(name) {
+                return Err(format!(
+                    "environment `{}` has no service `{name}`",
+                    self.name
+                ));
+            }
+            todo.push(name);
+        }
+        while let Some(name) = todo.pop() {
+            if keep.insert(name.to_string()) {
+                todo.extend(self.services[name].depends_on.iter().map(String::as_str));
+            }
+        }
+        self.services.retain(|name, _| keep.contains(name));
+        Ok(())
+    }
+}
+
+/// The readiness spec as stored in a container label, so `envctl start` can wait for readiness
+/// without the environment file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReadyLabel {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    probes: Vec<ProbeLabel>,
+    timeout_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ProbeLabel {
+    Log(String),
+    Tcp(u16),
+    Http(u16, String),
+    Exec(Vec<String>),
+    Healthcheck,
+    Exit(i64),
+}
+
+impl Ready {
+    pub fn to_label(&self) -> String {
+        let probes = self
+            .probes
+            .iter()
+            .map(|p| match p {
+                Probe::Log(regex) => ProbeLabel::Log(regex.as_str().to_string()),
+                Probe::Tcp(port) => ProbeLabel::Tcp(*port),
+                Probe::Http { port, path } => ProbeLabel::Http(*port, path.clone()),
+                Probe::Exec(command) => ProbeLabel::Exec(command.clone()),
+                Probe::Healthcheck => ProbeLabel::Healthcheck,
+                Probe::Exit(code) => ProbeLabel::Exit(*code),
+            })
+            .collect();
+        let label = ReadyLabel {
+            probes,
+            timeout_ms: self.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        };
+        serde_json::to_string(&label).expect("the readiness label serializes")
+    }
+
+    /// Reads a label written by [`Ready::to_label`]; `None` if it is not one.
+    pub fn from_label(text: &str) -> Option<Ready> {
+        let label: ReadyLabel = serde_json::from_str(text).ok()?;
+        let probes = label
+            .probes
+            .into_iter()
+            .map(|p| {
+                Some(match p {
+                    ProbeLabel::Log(pattern) => Probe::Log(Regex::new(&pattern).ok()?),
+                    ProbeLabel::Tcp(port) => Probe::Tcp(port),
+                    ProbeLabel::Http(port, path) => Probe::Http { port, path },
+                    ProbeLabel::Exec(command) => Probe::Exec(command),
+                    ProbeLabel::Healthcheck => Probe::Healthcheck,
+                    ProbeLabel::Exit(code) => Probe::Exit(code),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Ready {
+            probes,
+            timeout: Duration::from_millis(label.timeout_ms),
+        })
+    }
+}

@@ -1,0 +1,598 @@
+//! From raw YAML to a checked [`Environment`], collecting every problem of a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde_saphyr::Spanned;
+
+use super::diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
+use super::image::{self, ImageRef};
+use super::interpolate::{InterpolationError, interpolate};
+use super::raw::{RawBuild, RawEnvironment, RawPort, RawReady, RawService};
+use super::{
+    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Port, Probe, Protocol, Ready, Service,
+};
+use crate::graph;
+use crate::naming;
+
+pub fn parse(
+    path: &Path,
+    source: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Environment, SpecError> {
+    let raw = parse_yaml(source).map_err(|d| SpecError::new(path, source, vec![d]))?;
+    let mut checker = Checker {
+        source,
+        lookup,
+        diagnostics: Vec::new(),
+        aliases: BTreeMap::new(),
+    };
+    let environment = checker.environment(path, raw);
+    if checker.diagnostics.is_empty() {
+        Ok(environment)
+    } else {
+        Err(SpecError::new(path, source, checker.diagnostics))
+    }
+}
+
+fn parse_yaml(source: &str) -> Result<RawEnvironment, Diagnostic> {
+    let is_blank = source
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    if is_blank {
+        return Err(Diagnostic::new("the environment file is empty", None)
+            .with_hint("an environment file needs at least `services:`"));
+    }
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(source, options).map_err(|error| {
+        let position = error.location().and_then(Position::from_location);
+        let (message, hint) = explain(strip_location(&error.without_snippet().to_string()));
+        let diagnostic = Diagnostic::new(message, position);
+        match hint {
+            Some(hint) => diagnostic.with_hint(hint),
+            None => diagnostic,
+        }
+    })
+}
+
+/// serde-saphyr appends the position to its messages; envctl prints it as `-->` instead.
+fn strip_location(message: &str) -> String {
+    let message = message.trim();
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let message = message.trim_end_matches('.');
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Rewords serde's messages the way envctl speaks, with a hint where one helps.
+fn explain(message: String) -> (String, Option<String>) {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, tail)) = rest.split_once('`')
+    {
+        let known: Vec<&str> = tail
+            .split_once("expected one of ")
+            .map(|(_, list)| list.split(", ").map(|k| k.trim_matches('`')).collect())
+            .unwrap_or_default();
+        let hint = match did_you_mean(field, known.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("known keys here: {}", known.join(", ")),
+        };
+        return (format!("unknown key `{field}`"), Some(hint));
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return (
+            format!("duplicate key `{key}`"),
+            Some("each key, and so each service, may appear only once".into()),
+        );
+    }
+    if let Some(what) = message.strip_prefix("expected ") {
+        return (
+            format!("wrong type: expected {}", what.replace(" scalar", "")),
+            None,
+        );
+    }
+    (message, None)
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    diagnostics: Vec<Diagnostic>,
+    /// Link aliases seen so far, and the service each names.
+    aliases: BTreeMap<String, String>,
+}
+
+fn at<T>(value: &Spanned<T>) -> Option<Position> {
+    Position::from_location(value.referenced)
+}
+
+impl Checker<'_> {
+    fn error(&mut self, message: impl Into<String>, position: Option<Position>) {
+        self.diagnostics.push(Diagnostic::new(message, position));
+    }
+
+    fn environment(&mut self, path: &Path, raw: RawEnvironment) -> Environment {
+        let name = match raw.name {
+            Some(name) => {
+                if !naming::is_valid_docker_name(&name.value) {
+                    self.error(
+                        format!("environment name `{}` is not a valid name", name.value),
+                        at(&name),
+                    );
+                }
+                name.value
+            }
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let registry = raw.registry.and_then(|registry| {
+            let value = self.interpolate(&registry)?;
+            if let Err(message) = image::check_registry(&value) {
+                self.error(message, at(&registry));
+            }
+            Some(value)
+        });
+        if raw.services.value.is_empty() {
+            self.error("the environment has no services", at(&raw.services));
+        }
+        let mut raw_services: Vec<_> = raw.services.value.into_iter().collect();
+        raw_services.sort_by(|a, b| a.0.value.cmp(&b.0.value));
+        let names: BTreeSet<String> = raw_services.iter().map(|(n, _)| n.value.clone()).collect();
+
+        let mut edge_positions = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        for (name, raw) in raw_services {
+            if !naming::is_valid_docker_name(&name.value) {
+                self.error(
+                    format!(
+                        "service name `{}` must start with a letter or digit and contain only \
+                         letters, digits, `_`, `.` and `-`",
+                        name.value
+                    ),
+                    at(&name),
+                );
+            }
+            let service = self.service(
+                path,
+                &name.value,
+                raw,
+                registry.as_deref(),
+                &names,
+                &mut edge_positions,
+            );
+            services.insert(name.value, service);
+        }
+        self.cycles(&services, &edge_positions);
+        Environment {
+            name,
+            path: path.to_path_buf(),
+            services,
+        }
+    }
+
+    fn service(
+        &mut self,
+        path: &Path,
+        name: &str,
+        raw: RawService,
+        registry: Option<&str>,
+        names: &BTreeSet<String>,
+        edges: &mut BTreeMap<(String, String), Position>,
+    ) -> Service {
+        let image = self.image(&raw, registry);
+        let build = raw.build.map(|build| build_of(path, build.value));
+        let command = raw
+            .command
+            .map(|args| args.iter().filter_map(|a| self.interpolate(a)).collect());
+        let mut env: Vec<(String, String)> = raw
+            .env
+            .iter()
+            .filter_map(|(key, value)| Some((key.value.clone(), self.interpolate(value)?)))
+            .collect();
+        env.sort();
+        let ports = self.ports(&raw.ports);
+
+        let mut depends_on = BTreeSet::new();
+        for dependency in &raw.depends_on {
+            if self.dependency(name, dependency, &dependency.value, names) {
+                depends_on.insert(dependency.value.clone());
+                if let Some(position) = at(dependency) {
+                    edges.insert((name.to_string(), dependency.value.clone()), position);
+                }
+            }
+        }
+        let mut links = Vec::new();
+        for link in &raw.links {
+            let (target, alias) = match link.value.split_once(':') {
+                Some((target, alias)) => (target, alias),
+                None => (link.value.as_str(), link.value.as_str()),
+            };
+            if !is_valid_alias(alias) {
+                self.error(
+                    format!("link alias `{alias}` is not a valid host name"),
+                    at(link),
+                );
+                continue;
+            }
+            if !self.alias_is_free(alias, target, names, at(link)) {
+                continue;
+            }
+            if self.dependency(name, link, target, names) {
+                depends_on.insert(target.to_string());
+                if let Some(position) = at(link) {
+                    edges
+                        .entry((name.to_string(), target.to_string()))
+                        .or_insert(position);
+                }
+                links.push(Link {
+                    service: target.to_string(),
+                    alias: alias.to_string(),
+                });
+            }
+        }
+        let ready = self.ready(raw.ready.as_ref());
+        Service {
+            name: name.to_string(),
+            image,
+            build,
+            command,
+            env,
+            ports,
+            depends_on,
+            links,
+            ready,
+        }
+    }
+
+    /// Aliases live on the environment's shared network, so one alias names one service.
+    fn alias_is_free(
+        &mut self,
+        alias: &str,
+        target: &str,
+        names: &BTreeSet<String>,
+        position: Option<Position>,
+    ) -> bool {
+        let owner = if names.contains(alias) {
+            Some(alias.to_string())
+        } else {
+            self.aliases.get(alias).cloned()
+        };
+        match owner {
+            Some(owner) if owner != target => {
+                self.error(
+                    format!(
+                        "link alias `{alias}` for `{target}` already names service `{owner}` on \
+                         the environment's network"
+                    ),
+                    position,
+                );
+                false
+            }
+            _ => {
+                self.aliases.insert(alias.to_string(), target.to_string());
+                true
+            }
+        }
+    }
+
+    fn image(&mut self, raw: &RawService, registry: Option<&str>) -> ImageRef {
+        let split = self.interpolate(&raw.image).and_then(|value| {
+            image::split_image(&value)
+                .map_err(|message| self.error(message, at(&raw.image)))
+                .ok()
+        });
+        let (repository, inline_tag) = split.unwrap_or_else(|| (raw.image.value.clone(), None));
+        let tag = match (&raw.tag, inline_tag) {
+            (Some(tag), Some(_)) => {
+                self.error("the tag is given twice: in `image` and in `tag`", at(tag));
+                None
+            }
+            (Some(tag), None) => {
+                self.interpolate(tag)
+                    .and_then(|value| match image::check_tag(&value) {
+                        Ok(()) => Some(value),
+                        Err(message) => {
+                            self.error(message, at(tag));
+                            None
+                        }
+                    })
+            }
+            (None, inline) => inline,
+        };
+        let repository = match registry {
+            Some(registry) if !image::has_registry(&repository) => {
+                format!("{registry}/{repository}")
+            }
+            _ => repository,
+        };
+        ImageRef {
+            repository,
+            tag: tag.unwrap_or_else(|| "latest".into()),
+        }
+    }
+
+    fn dependency<T>(
+        &mut self,
+        service: &str,
+        entry: &Spanned<T>,
+        target: &str,
+        names: &BTreeSet<String>,
+    ) -> bool {
+        if names.contains(target) {
+            return true;
+        }
+        let diagnostic = Diagnostic::new(
+            format!("service `{service}` depends on unknown service `{target}`"),
+            at(entry),
+        );
+        let candidates = names.iter().map(String::as_str).filter(|n| *n != service);
+        self.diagnostics
+            .push(match did_you_mean(target, candidates) {
+                Some(best) => diagnostic.with_hint(format!("did you mean `{best}`?")),
+                None => diagnostic,
+            });
+        false
+    }
+
+    fn ports(&mut self, raw: &[Spanned<RawPort>]) -> Vec<Port> {
+        let mut ports = Vec::new();
+        for entry in raw {
+            let Some(port) = self.port(entry) else {
+                continue;
+            };
+            if ports.contains(&port) {
+                self.error(format!("port {port} is published twice"), at(entry));
+            } else {
+                ports.push(port);
+            }
+        }
+        ports
+    }
+
+    fn port(&mut self, entry: &Spanned<RawPort>) -> Option<Port> {
+        let (number, protocol) = match &entry.value {
+            RawPort::Number(n) => (n.to_string(), "tcp"),
+            RawPort::Text(text) => {
+                let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+                (number.to_string(), protocol)
+            }
+        };
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => {
+                self.error(
+                    format!("unknown protocol `{other}` in port: use `tcp` or `udp`"),
+                    at(entry),
+                );
+                return None;
+            }
+        };
+        let number = self.port_number(entry, &number)?;
+        Some(Port { number, protocol })
+    }
+
+    fn port_number<T>(&mut self, entry: &Spanned<T>, text: &str) -> Option<u16> {
+        match text.parse::<u16>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                let diagnostic = Diagnostic::new(
+                    format!("`{text}` is not a port: use a number from 1 to 65535"),
+                    at(entry),
+                );
+                let diagnostic = if text.contains(':') {
+                    diagnostic.with_hint(
+                        "envctl publishes container ports on random host ports; give only the \
+                         container port",
+                    )
+                } else {
+                    diagnostic
+                };
+                self.diagnostics.push(diagnostic);
+                None
+            }
+        }
+    }
+
+    fn ready(&mut self, raw: Option<&Spanned<RawReady>>) -> Ready {
+        let mut ready = Ready {
+            probes: Vec::new(),
+            timeout: DEFAULT_READY_TIMEOUT,
+        };
+        let Some(raw) = raw else { return ready };
+        let raw_ready = &raw.value;
+        if let Some(log) = &raw_ready.log {
+            match Regex::new(&log.value) {
+                Ok(regex) => ready.probes.push(Probe::Log(regex)),
+                Err(error) => self.error(
+                    format!("invalid `log` pattern: {}", first_line(&error.to_string())),
+                    at(log),
+                ),
+            }
+        }
+        if let Some(tcp) = &raw_ready.tcp {
+            let text = match &tcp.value {
+                RawPort::Number(n) => n.to_string(),
+                RawPort::Text(t) => t.clone(),
+            };
+            if let Some(port) = self.port_number(tcp, &text) {
+                ready.probes.push(Probe::Tcp(port));
+            }
+        }
+        if let Some(http) = &raw_ready.http {
+            let text = match &http.value {
+                RawPort::Number(n) => n.to_string(),
+                RawPort::Text(t) => t.clone(),
+            };
+            let (port, path) = match text.find('/') {
+                Some(slash) => (&text[..slash], &text[slash..]),
+                None => (text.as_str(), "/"),
+            };
+            if let Some(port) = self.port_number(http, port) {
+                ready.probes.push(Probe::Http {
+                    port,
+                    path: path.to_string(),
+                });
+            }
+        }
+        if let Some(exec) = &raw_ready.exec {
+            if exec.value.is_empty() {
+                self.error("`exec` needs a command", at(exec));
+            } else {
+                ready.probes.push(Probe::Exec(exec.value.clone()));
+            }
+        }
+        if raw_ready.healthcheck.as_ref().is_some_and(|h| h.value) {
+            ready.probes.push(Probe::Healthcheck);
+        }
+        if let Some(exit) = &raw_ready.exit {
+            if !(0..=255).contains(&exit.value) {
+                self.error(
+                    format!("exit code {} is out of range 0..=255", exit.value),
+                    at(exit),
+                );
+            }
+            let others: Vec<String> = ready
+                .probes
+                .iter()
+                .map(|p| format!("`{}`", probe_key(p)))
+                .collect();
+            if !others.is_empty() {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "`exit` contradicts {}: a one-shot job is ready when it has exited, \
+                             so it cannot also be probed while running",
+                            others.join(", ")
+                        ),
+                        at(exit),
+                    )
+                    .with_hint("keep `exit` for a job, or drop it for a long-running service"),
+                );
+            }
+            ready.probes.push(Probe::Exit(exit.value));
+        }
+        if let Some(timeout) = &raw_ready.timeout {
+            match humantime::parse_duration(&timeout.value) {
+                Ok(d) if d > Duration::ZERO => ready.timeout = d,
+                Ok(_) => self.error("the `timeout` must be longer than zero", at(timeout)),
+                Err(error) => self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("invalid duration `{}`: {error}", timeout.value),
+                        at(timeout),
+                    )
+                    .with_hint("write durations like `90s`, `5m` or `1h 30m`"),
+                ),
+            }
+        }
+        ready
+    }
+
+    fn cycles(
+        &mut self,
+        services: &BTreeMap<String, Service>,
+        edges: &BTreeMap<(String, String), Position>,
+    ) {
+        let dependencies = services
+            .iter()
+            .map(|(name, service)| (name.as_str(), service.depends_on.iter().map(String::as_str)));
+        for cycle in graph::find_cycles(dependencies) {
+            let closing = (
+                cycle[cycle.len() - 2].clone(),
+                cycle[cycle.len() - 1].clone(),
+            );
+            self.error(
+                format!("dependency cycle: `{}`", cycle.join(" -> ")),
+                edges.get(&closing).copied(),
+            );
+        }
+    }
+
+    /// Interpolates `${VAR}`s in a value, reporting unset variables at their position.
+    fn interpolate(&mut self, value: &Spanned<String>) -> Option<String> {
+        match interpolate(&value.value, self.lookup) {
+            Ok(result) => Some(result),
+            Err(error) => {
+                let (message, offset) = match error {
+                    InterpolationError::Unset { variable, offset } => (
+                        format!("environment variable `{variable}` is not set and has no default"),
+                        offset,
+                    ),
+                    InterpolationError::Malformed { offset } => (
+                        "malformed variable reference: use `${VAR}` or `${VAR:-default}`, and \
+                         `$$` for a literal `$`"
+                            .to_string(),
+                        offset,
+                    ),
+                };
+                let position = at(value).map(|p| self.inside_scalar(p, offset));
+                let diagnostic = Diagnostic::new(message, position);
+                self.diagnostics.push(
+                    diagnostic.with_hint("set it in the calling shell, or write `${VAR:-default}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The position of character `offset` of a scalar that starts at `start`.
+    fn inside_scalar(&self, start: Position, offset: usize) -> Position {
+        let line = self.source.lines().nth(start.line - 1).unwrap_or("");
+        let quoted = matches!(line.chars().nth(start.column - 1), Some('"' | '\''));
+        Position {
+            line: start.line,
+            column: start.column + offset + usize::from(quoted),
+        }
+    }
+}
+
+fn build_of(path: &Path, raw: RawBuild) -> Build {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (context, dockerfile) = match raw {
+        RawBuild::Context(context) => (context, None),
+        RawBuild::Full {
+            context,
+            dockerfile,
+        } => (context, dockerfile),
+    };
+    Build {
+        context: base.join(context),
+        dockerfile: dockerfile.unwrap_or_else(|| "Dockerfile".into()),
+    }
+}
+
+fn probe_key(probe: &Probe) -> &'static str {
+    match probe {
+        Probe::Log(_) => "log",
+        Probe::Tcp(_) => "tcp",
+        Probe::Http { .. } => "http",
+        Probe::Exec(_) => "exec",
+        Probe::Healthcheck => "healthcheck",
+        Probe::Exit(_) => "exit",
+    }
+}
+
+/// Link aliases become DNS names on the environment's network.
+fn is_valid_alias(alias: &str) -> bool {
+    !alias.is_empty()
+        && alias.len() <= 63
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !alias.starts_with(['-', '.'])
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().last().unwrap_or(text).trim()
+}

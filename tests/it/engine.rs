@@ -1,0 +1,846 @@
+//! `engine::docker::Docker` against the real Docker engine `DOCKER_HOST` names.
+//!
+//! The tests need no registry: they build a `FROM scratch` image around the static stand-in
+//! binary (`demo/build-standin.sh`) with the engine's own `build_image`. Every test labels what
+//! it creates with its own value of [`TEST_LABEL`] and removes it by that label when it ends,
+//! failed or not, so the tests run in parallel and leave no containers or networks behind.
+//! Images stay: their tags derive from their content, so reruns reuse them.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use envctl::engine::docker::Docker;
+use envctl::engine::{
+    ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REPOSITORY: &str = "envctl-test/engine";
+/// The label key every test resource carries; its value names the test's fixture.
+const TEST_LABEL: &str = "io.envctl.test.engine";
+/// Generous bounds for things a healthy engine does in well under a second.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Images
+
+struct Images {
+    /// The stand-in, `CMD ["sleep"]`, no healthcheck.
+    plain: String,
+    /// The stand-in with a HEALTHCHECK probing TCP port 8080.
+    health: String,
+}
+
+const PLAIN_DOCKERFILE: &str = "\
+FROM scratch
+COPY standin /standin
+ENTRYPOINT [\"/standin\"]
+CMD [\"sleep\"]
+";
+
+const HEALTH_DOCKERFILE: &str = "\
+FROM scratch
+COPY standin /standin
+ENTRYPOINT [\"/standin\"]
+HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD [\"/standin\", \"probe\", \"tcp\", \"8080\"]
+CMD [\"serve\", \"--port\", \"8080\"]
+";
+
+/// The test images, built once per test binary.
+fn images() -> &'static Images {
+    static IMAGES: OnceLock<Images> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let standin = standin();
+        let tag = |kind: &str, dockerfile: &str| {
+            let mut hasher = DefaultHasher::new();
+            (dockerfile, &standin).hash(&mut hasher);
+            format!("{REPOSITORY}:{kind}-{:016x}", hasher.finish())
+        };
+        let images = Images {
+            plain: tag("plain", PLAIN_DOCKERFILE),
+            health: tag("health", HEALTH_DOCKERFILE),
+        };
+        let context = context(&standin);
+        let builds = [
+            ("Dockerfile", images.plain.clone()),
+            ("Dockerfile.health", images.health.clone()),
+        ];
+        block_on_fresh_runtime(async move {
+            let docker = Docker::connect().await.expect("connect to Docker");
+            for (dockerfile, tag) in builds {
+                docker
+                    .build_image(context.clone(), dockerfile, &tag)
+                    .await
+                    .unwrap_or_else(|error| panic!("build {tag}: {error}"));
+            }
+        });
+        images
+    })
+}
+
+/// The static stand-in binary, built by `demo/build-standin.sh` when missing.
+fn standin() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = root.join("demo/image/standin");
+    if !binary.exists() {
+        let status = std::process::Command::new(root.join("demo/build-standin.sh"))
+            .status()
+            .expect("run demo/build-standin.sh");
+        assert!(status.success(), "demo/build-standin.sh failed");
+    }
+    std::fs::read(&binary).unwrap_or_else(|error| panic!("read {}: {error}", binary.display()))
+}
+
+/// A build context holding the stand-in and the test Dockerfiles.
+fn context(standin: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, mode: u32, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        tar.append_data(&mut header, path, bytes)
+            .expect("tar entry");
+    };
+    add("standin", 0o755, standin);
+    add("Dockerfile", 0o644, PLAIN_DOCKERFILE.as_bytes());
+    add("Dockerfile.health", 0o644, HEALTH_DOCKERFILE.as_bytes());
+    add(
+        "Dockerfile.broken",
+        0o644,
+        b"FROM scratch\nCOPY standin /standin\nCOPY missing-file /missing-file\n",
+    );
+    tar.into_inner().expect("tar")
+}
+
+/// Runs `future` to completion on a runtime of its own, on a thread of its own: usable from
+/// within a test's runtime and from `Drop`.
+fn block_on_fresh_runtime<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture
+
+/// A test's connection and namespace. Dropping it removes every container and network that
+/// carries its label.
+struct Fixture {
+    docker: Docker,
+    /// Unique per fixture: the prefix of names and the value of the test label.
+    id: String,
+}
+
+impl Fixture {
+    async fn new(test: &str) -> Fixture {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let id = format!(
+            "envctl-test-{test}-{}-{}-{nanos:x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let docker = Docker::connect().await.expect("connect to Docker");
+        Fixture { docker, id }
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.id)
+    }
+
+    fn label_filter(&self) -> String {
+        format!("{TEST_LABEL}={}", self.id)
+    }
+
+    fn labels(&self) -> Labels {
+        Labels::from([(TEST_LABEL.to_owned(), self.id.clone())])
+    }
+
+    async fn network(&self) -> String {
+        self.docker
+            .create_network(&NetworkSpec {
+                name: self.name("net"),
+                labels: self.labels(),
+            })
+            .await
+            .expect("create network")
+    }
+
+    /// A stand-in container on `network` running `args`.
+    fn spec(&self, what: &str, network: &str, args: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            name: self.name(what),
+            image: images().plain.clone(),
+            command: Some(args.iter().map(|arg| arg.to_string()).collect()),
+            labels: self.labels(),
+            network: network.to_owned(),
+            ..ContainerSpec::default()
+        }
+    }
+
+    async fn run(&self, spec: &ContainerSpec) -> String {
+        let id = self
+            .docker
+            .create_container(spec)
+            .await
+            .expect("create container");
+        self.docker.start_container(&id).await.expect("start");
+        id
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let filter = vec![self.label_filter()];
+        block_on_fresh_runtime(async move {
+            match docker.list_containers(&filter).await {
+                Ok(containers) => {
+                    for container in containers {
+                        if let Err(error) = docker.remove_container(&container.id).await {
+                            eprintln!("cleanup: {error}");
+                        }
+                    }
+                }
+                Err(error) => eprintln!("cleanup: {error}"),
+            }
+            match docker.list_networks(&filter).await {
+                Ok(networks) => {
+                    for network in networks {
+                        if let Err(error) = docker.remove_network(&network.id).await {
+                            eprintln!("cleanup: {error}");
+                        }
+                    }
+                }
+                Err(error) => eprintln!("cleanup: {error}"),
+            }
+        });
+    }
+}
+
+/// Follows the logs of `id` until a line contains `needle`; returns the lines so far.
+async fn wait_for_line(docker: &Docker, id: &str, needle: &str) -> Vec<LogLine> {
+    let options = LogOptions {
+        follow: true,
+        tail: None,
+        timestamps: false,
+    };
+    let mut lines = docker.logs(id, options);
+    let mut seen = Vec::new();
+    let search = async {
+        while let Some(line) = lines.next().await {
+            let line = line.expect("log line");
+            let found = line.text.contains(needle);
+            seen.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    };
+    let found = tokio::time::timeout(PATIENCE, search).await;
+    assert!(
+        matches!(found, Ok(true)),
+        "no line with {needle:?} in the logs of {id}: {seen:#?}"
+    );
+    seen
+}
+
+async fn all_logs(docker: &Docker, id: &str, options: LogOptions) -> Vec<LogLine> {
+    let lines: Vec<_> = tokio::time::timeout(PATIENCE, docker.logs(id, options).collect())
+        .await
+        .expect("logs end");
+    lines
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("log lines")
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| arg.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn container_lifecycle() {
+    let fixture = Fixture::new("lifecycle").await;
+    let docker = &fixture.docker;
+    assert!(docker.reaches_container_ips() || docker.endpoint().starts_with("tcp://"));
+    let network = fixture.network().await;
+    let mut spec = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    spec.ports = vec!["8080/tcp".into()];
+    spec.env = vec!["GREETING=hello".into()];
+    spec.aliases = vec!["web".into()];
+
+    let id = docker.create_container(&spec).await.expect("create");
+    let created = docker.inspect_container(&id).await.expect("inspect");
+    assert_eq!(created.state, ContainerState::Created);
+    assert_eq!(created.exit_code, None);
+    assert_eq!(created.started_at, None);
+
+    docker.start_container(&id).await.expect("start");
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+
+    let running = docker.inspect_container(&id).await.expect("inspect");
+    assert_eq!(running.id, id);
+    assert_eq!(running.state, ContainerState::Running);
+    assert_eq!(running.exit_code, None);
+    assert_eq!(running.health, None, "the plain image has no healthcheck");
+    assert_eq!(running.restarts, 0);
+    assert!(running.started_at.is_some());
+    assert_eq!(running.finished_at, None);
+    assert!(running.ip.as_deref().is_some_and(|ip| !ip.is_empty()));
+    let [port] = running.ports.as_slice() else {
+        panic!("one published port expected: {:?}", running.ports);
+    };
+    assert_eq!((port.container_port, port.protocol.as_str()), (8080, "tcp"));
+    assert!(port.host_port > 0);
+
+    // Listed by its label, with both a key=value and a bare key filter (all must match).
+    let listed = docker
+        .list_containers(&[fixture.label_filter(), TEST_LABEL.to_owned()])
+        .await
+        .expect("list");
+    let [summary] = listed.as_slice() else {
+        panic!("one container expected: {listed:#?}");
+    };
+    assert_eq!(summary.id, id);
+    assert_eq!(summary.name, spec.name);
+    assert_eq!(summary.image, spec.image);
+    assert_eq!(summary.state, ContainerState::Running);
+    assert!(summary.status.starts_with("Up"), "{}", summary.status);
+    assert_eq!(summary.labels.get(TEST_LABEL), Some(&fixture.id));
+    assert!(
+        summary.ports.iter().any(|p| p.container_port == 8080
+            && p.host_port == port.host_port
+            && p.host_ip == "0.0.0.0"),
+        "{:?}",
+        summary.ports
+    );
+    let other = docker
+        .list_containers(&[format!("{TEST_LABEL}=not-{}", fixture.id)])
+        .await
+        .expect("list");
+    assert!(other.iter().all(|c| c.id != id));
+
+    // Exec: success and failure, with the output.
+    let ok = docker
+        .exec(&id, &strings(&["/standin", "probe", "tcp", "8080"]))
+        .await
+        .expect("exec");
+    assert_eq!(ok.exit_code, 0, "{}", ok.output);
+    let failed = docker
+        .exec(&id, &strings(&["/standin", "probe", "tcp", "9"]))
+        .await
+        .expect("exec");
+    assert_eq!(failed.exit_code, 1);
+    assert!(failed.output.contains("probe failed"), "{}", failed.output);
+
+    // Logs: everything, the last line only, with timestamps.
+    let all = all_logs(
+        docker,
+        &id,
+        LogOptions {
+            follow: false,
+            tail: None,
+            timestamps: false,
+        },
+    )
+    .await;
+    let texts: Vec<&str> = all.iter().map(|line| line.text.as_str()).collect();
+    assert_eq!(texts[0], "web: starting");
+    assert!(
+        texts.contains(&"web: listening on 0.0.0.0:8080"),
+        "{texts:?}"
+    );
+    assert!(all.iter().all(|line| line.timestamp.is_none()));
+    let last = all_logs(
+        docker,
+        &id,
+        LogOptions {
+            follow: false,
+            tail: Some(1),
+            timestamps: true,
+        },
+    )
+    .await;
+    let [last] = last.as_slice() else {
+        panic!("tail 1 gave {last:?}");
+    };
+    assert_eq!(last.text, all.last().unwrap().text);
+    let timestamp = last.timestamp.as_deref().expect("timestamp");
+    assert!(
+        timestamp.starts_with("20") && timestamp.contains('T') && timestamp.ends_with('Z'),
+        "{timestamp}"
+    );
+
+    // Stop (twice: stopping a stopped container is fine), then remove (twice as well).
+    let stopping = Instant::now();
+    docker
+        .stop_container(&id, Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "the stand-in exits on SIGTERM"
+    );
+    docker
+        .stop_container(&id, Duration::from_secs(10))
+        .await
+        .expect("stop again");
+    let stopped = docker.inspect_container(&id).await.expect("inspect");
+    assert_eq!(stopped.state, ContainerState::Exited);
+    assert_eq!(stopped.exit_code, Some(0));
+    assert!(stopped.finished_at.is_some());
+    assert_eq!(docker.wait_container(&id).await.expect("wait"), 0);
+
+    docker.remove_container(&id).await.expect("remove");
+    docker.remove_container(&id).await.expect("remove again");
+    assert!(matches!(
+        docker.inspect_container(&id).await,
+        Err(EngineError::NotFound {
+            kind: "container",
+            ..
+        })
+    ));
+    docker
+        .remove_network(&network)
+        .await
+        .expect("remove network");
+    docker
+        .remove_network(&network)
+        .await
+        .expect("remove network again");
+}
+
+#[tokio::test]
+async fn wait_reports_the_exit_code() {
+    let fixture = Fixture::new("wait").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let failing = fixture.spec(
+        "failing",
+        &network,
+        &["exit", "3", "--delay", "300ms", "--message", "boom"],
+    );
+    let id = docker.create_container(&failing).await.expect("create");
+    docker.start_container(&id).await.expect("start");
+    assert_eq!(docker.wait_container(&id).await.expect("wait"), 3);
+    // Waiting again for an exited container answers at once.
+    assert_eq!(docker.wait_container(&id).await.expect("wait"), 3);
+
+    let details = docker.inspect_container(&id).await.expect("inspect");
+    assert_eq!(details.state, ContainerState::Exited);
+    assert_eq!(details.exit_code, Some(3));
+    assert!(details.finished_at.is_some());
+
+    // Following the logs of an exited container ends.
+    let lines = all_logs(
+        docker,
+        &id,
+        LogOptions {
+            follow: true,
+            tail: Some(2),
+            timestamps: false,
+        },
+    )
+    .await;
+    let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+    assert_eq!(texts, ["standin: boom", "standin: exiting with code 3"]);
+
+    let succeeding = fixture.spec("succeeding", &network, &["exit", "0"]);
+    let id = fixture.run(&succeeding).await;
+    assert_eq!(docker.wait_container(&id).await.expect("wait"), 0);
+}
+
+#[tokio::test]
+async fn names_are_taken_once() {
+    let fixture = Fixture::new("taken").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let spec = fixture.spec("only", &network, &["sleep"]);
+    docker.create_container(&spec).await.expect("create");
+    match docker.create_container(&spec).await {
+        Err(EngineError::NameTaken(name)) => assert_eq!(name, spec.name),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    // Docker 20.10 checks network names only when asked to.
+    let duplicate = NetworkSpec {
+        name: fixture.name("net"),
+        labels: fixture.labels(),
+    };
+    match docker.create_network(&duplicate).await {
+        Err(EngineError::NameTaken(name)) => assert_eq!(name, duplicate.name),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    let networks = docker
+        .list_networks(&[fixture.label_filter()])
+        .await
+        .expect("list networks");
+    assert_eq!(networks.len(), 1, "{networks:?}");
+    assert_eq!(networks[0].id, network);
+    assert_eq!(networks[0].name, duplicate.name);
+    assert_eq!(networks[0].labels, fixture.labels());
+    let by_key = docker
+        .list_networks(&[TEST_LABEL.to_owned()])
+        .await
+        .expect("list networks");
+    assert!(by_key.iter().any(|n| n.id == network));
+}
+
+#[tokio::test]
+async fn aliases_resolve_on_the_network() {
+    let fixture = Fixture::new("aliases").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let mut database = fixture.spec(
+        "database",
+        &network,
+        &["serve", "--name", "db", "--port", "5432"],
+    );
+    database.aliases = vec!["db".into(), "oracle".into()];
+    let mut app = fixture.spec(
+        "app",
+        &network,
+        &[
+            "serve",
+            "--name",
+            "app",
+            "--port",
+            "8080",
+            "--requires",
+            "oracle:5432",
+        ],
+    );
+    app.aliases = vec!["app".into()];
+
+    fixture.run(&database).await;
+    let app = fixture.run(&app).await;
+    let lines = wait_for_line(docker, &app, "app: ready on port 8080").await;
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.text == "app: dependency oracle:5432 reachable"),
+        "{lines:#?}"
+    );
+    let details = docker.inspect_container(&app).await.expect("inspect");
+    assert_eq!(details.state, ContainerState::Running);
+}
+
+#[tokio::test]
+async fn healthcheck_status() {
+    let fixture = Fixture::new("health").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let mut spec = fixture.spec("healthy", &network, &["serve", "--port", "8080"]);
+    spec.image = images().health.clone();
+    let id = fixture.run(&spec).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let details = docker.inspect_container(&id).await.expect("inspect");
+        match details.health.as_deref() {
+            Some("healthy") => break,
+            Some("starting") if Instant::now() < deadline => {}
+            other => panic!("unexpected health {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn images_and_tags() {
+    let images = images();
+    let docker = Docker::connect().await.expect("connect");
+
+    let plain = docker.inspect_image(&images.plain).await.expect("inspect");
+    assert_eq!(plain.expect("plain image").healthcheck, None);
+    let health = docker.inspect_image(&images.health).await.expect("inspect");
+    assert_eq!(
+        health.expect("health image").healthcheck,
+        Some(strings(&["CMD", "/standin", "probe", "tcp", "8080"]))
+    );
+    let missing = format!("{REPOSITORY}:does-not-exist");
+    assert_eq!(docker.inspect_image(&missing).await.expect("inspect"), None);
+
+    let tags = docker.image_tags(REPOSITORY).await.expect("tags");
+    for image in [&images.plain, &images.health] {
+        let (_, tag) = image.rsplit_once(':').unwrap();
+        assert!(tags.iter().any(|t| t == tag), "{tag} not in {tags:?}");
+    }
+
+    // A repository under a registry with a port: the filter and the split must cope.
+    let (_, plain_tag) = images.plain.rsplit_once(':').unwrap();
+    let registry_repository = format!("localhost:5000/{REPOSITORY}");
+    let registry_image = format!("{registry_repository}:{plain_tag}");
+    docker
+        .build_image(context(&standin()), "Dockerfile", &registry_image)
+        .await
+        .expect("build");
+    let registry_tags = docker.image_tags(&registry_repository).await.expect("tags");
+    assert!(
+        registry_tags.iter().any(|t| t == plain_tag),
+        "{registry_tags:?}"
+    );
+    assert!(
+        docker
+            .image_tags("localhost:5000/envctl-test")
+            .await
+            .expect("tags")
+            .is_empty()
+    );
+    assert!(
+        docker
+            .image_tags("envctl-test/no-such-repository")
+            .await
+            .expect("tags")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn build_failure_shows_the_output() {
+    let docker = Docker::connect().await.expect("connect");
+    let tag = format!("{REPOSITORY}:broken");
+    match docker
+        .build_image(context(&standin()), "Dockerfile.broken", &tag)
+        .await
+    {
+        Err(EngineError::Operation { operation, reason }) => {
+            assert_eq!(operation, format!("build image `{tag}`"));
+            assert!(reason.contains("missing-file"), "{reason}");
+            assert!(reason.contains("last build output:"), "{reason}");
+            assert!(reason.contains("Step 3/3"), "{reason}");
+        }
+        other => panic!("expected a failed build, got {other:?}"),
+    }
+    assert_eq!(docker.inspect_image(&tag).await.expect("inspect"), None);
+}
+
+#[tokio::test]
+async fn pull_failure_names_the_image() {
+    let docker = Docker::connect().await.expect("connect");
+    let pulling = docker.pull_image("localhost:1/envctl-test/nothing", "latest");
+    match tokio::time::timeout(PATIENCE, pulling)
+        .await
+        .expect("pull ends")
+    {
+        Err(EngineError::Operation { operation, reason }) => {
+            assert_eq!(
+                operation,
+                "pull image `localhost:1/envctl-test/nothing:latest`"
+            );
+            assert!(!reason.is_empty());
+            assert!(!reason.contains("DockerResponseServerError"), "{reason}");
+        }
+        other => panic!("expected a failed pull, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_objects() {
+    let fixture = Fixture::new("missing").await;
+    let docker = &fixture.docker;
+    let missing = fixture.name("nothing");
+    assert!(matches!(
+        docker.start_container(&missing).await,
+        Err(EngineError::NotFound { kind: "container", name }) if name == missing
+    ));
+    assert!(matches!(
+        docker.inspect_container(&missing).await,
+        Err(EngineError::NotFound {
+            kind: "container",
+            ..
+        })
+    ));
+    assert!(matches!(
+        docker.wait_container(&missing).await,
+        Err(EngineError::NotFound {
+            kind: "container",
+            ..
+        })
+    ));
+    assert!(matches!(
+        docker.exec(&missing, &strings(&["/standin"])).await,
+        Err(EngineError::NotFound {
+            kind: "container",
+            ..
+        })
+    ));
+    let mut logs = docker.logs(
+        &missing,
+        LogOptions {
+            follow: false,
+            tail: None,
+            timestamps: false,
+        },
+    );
+    assert!(matches!(
+        logs.next().await,
+        Some(Err(EngineError::NotFound {
+            kind: "container",
+            ..
+        }))
+    ));
+    assert!(logs.next().await.is_none());
+    docker
+        .stop_container(&missing, Duration::from_secs(1))
+        .await
+        .expect("stopping a missing container is fine");
+    docker
+        .remove_container(&missing)
+        .await
+        .expect("removing a missing container is fine");
+    docker
+        .remove_network(&missing)
+        .await
+        .expect("removing a missing network is fine");
+
+    let network = fixture.network().await;
+    let mut spec = fixture.spec("imageless", &network, &["sleep"]);
+    spec.image = format!("{REPOSITORY}:does-not-exist");
+    assert!(matches!(
+        docker.create_container(&spec).await,
+        Err(EngineError::NotFound { kind: "image", name }) if name == spec.image
+    ));
+    // Docker 20.10 creates a container on a missing network and fails to start it; newer
+    // engines refuse the create.
+    let spec = fixture.spec("networkless", &fixture.name("no-network"), &["sleep"]);
+    match docker.create_container(&spec).await {
+        Err(EngineError::NotFound {
+            kind: "network",
+            name,
+        }) => assert_eq!(name, spec.network),
+        Ok(id) => match docker.start_container(&id).await {
+            Err(EngineError::Operation { operation, reason }) => {
+                assert_eq!(operation, format!("start container `{id}`"));
+                assert!(reason.contains("not found"), "{reason}");
+            }
+            other => panic!("expected a failed start, got {other:?}"),
+        },
+        Err(other) => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // Exec in a container that is not running.
+    let created = docker
+        .create_container(&fixture.spec("idle", &network, &["sleep"]))
+        .await
+        .expect("create");
+    match docker.exec(&created, &strings(&["/standin"])).await {
+        Err(EngineError::Operation { operation, reason }) => {
+            assert!(operation.contains(&created), "{operation}");
+            assert!(reason.contains("not running"), "{reason}");
+        }
+        other => panic!("expected a failed exec, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_engines_fail_fast() {
+    let started = Instant::now();
+    match Docker::connect_to("unix:///nonexistent.sock").await {
+        Err(EngineError::Unreachable { endpoint, reason }) => {
+            assert_eq!(endpoint, "unix:///nonexistent.sock");
+            assert!(reason.contains("/nonexistent.sock"), "{reason}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    // Nothing listens on port 1.
+    match Docker::connect_to("tcp://127.0.0.1:1").await {
+        Err(EngineError::Unreachable { endpoint, reason }) => {
+            assert_eq!(endpoint, "tcp://127.0.0.1:1");
+            assert!(reason.to_lowercase().contains("refused"), "{reason}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A socket file nobody listens on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    let endpoint = format!("unix://{}", path.display());
+    assert!(matches!(
+        Docker::connect_to(&endpoint).await,
+        Err(EngineError::Unreachable { .. })
+    ));
+
+    // A socket that accepts but never answers: the connect timeout applies.
+    let path = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let endpoint = format!("unix://{}", path.display());
+    let started = Instant::now();
+    match Docker::connect_to(&endpoint).await {
+        Err(EngineError::Unreachable { reason, .. }) => {
+            assert!(reason.contains("did not answer"), "{reason}")
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    match Docker::connect_to("ssh://somewhere").await {
+        Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn received_bytes_grow_with_traffic() {
+    let fixture = Fixture::new("traffic").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let mut spec = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    spec.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&spec).await;
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+    let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
+
+    let before = docker.received_bytes(&id).await.expect("stats");
+    let path = format!("/{}", "x".repeat(4000));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect((docker.published_host(), port))
+        .await
+        .expect("connect to the published port");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let after = docker.received_bytes(&id).await.expect("stats");
+    assert!(
+        after >= before + request.len() as u64,
+        "received {before} bytes before, {after} after a {}-byte request",
+        request.len()
+    );
+}

@@ -1,0 +1,8 @@
+//! envctl's integration tests: one binary. Modules without Docker run everywhere; the
+//! lifecycle modules need a Docker engine (`.ci/run` starts one).
+
+mod cli;
+// mod engine;
+mod fuzz;
+mod spec;
+mod support;

@@ -1,0 +1,189 @@
+//! Every kind of bad environment file gets a located error and exit code 1.
+
+use crate::support::{EnvDir, Envctl};
+
+/// Runs `envctl plan` on one file and returns stderr, asserting exit code 1.
+fn plan_error(text: &str) -> String {
+    let dir = EnvDir::new().with("env.yaml", text);
+    let run = Envctl::new()
+        .args(["plan", "-f"])
+        .args([dir.file("env.yaml")])
+        .run();
+    run.code(1);
+    run.stderr()
+        .replace(&dir.path().display().to_string(), "DIR")
+}
+
+#[test]
+fn yaml_syntax_errors_point_at_the_line() {
+    let stderr = plan_error("services:\n  a:\n    image: a\n   ports: [1\n");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("--> DIR/env.yaml:4:4"), "{stderr}");
+}
+
+#[test]
+fn unknown_keys_suggest_the_right_one() {
+    let stderr = plan_error("services:\n  a:\n    image: a\n    depend_on: [b]\n");
+    assert_eq!(
+        stderr,
+        "error: unknown key `depend_on`\n --> DIR/env.yaml:4:5\n  |\n4 |     depend_on: [b]\n  \
+         |     ^^^^^^^^^\nhint: did you mean `depends_on`?\n"
+    );
+}
+
+#[test]
+fn wrong_types_are_located() {
+    let stderr = plan_error("services:\n  a:\n    image: [a]\n");
+    assert!(stderr.contains("wrong type: expected string"), "{stderr}");
+    assert!(stderr.contains("env.yaml:3:12"), "{stderr}");
+}
+
+#[test]
+fn duplicate_services_are_rejected() {
+    let stderr = plan_error("services:\n  a:\n    image: a\n  a:\n    image: b\n");
+    assert!(stderr.contains("error: duplicate key `a`"), "{stderr}");
+    assert!(stderr.contains("env.yaml:4:3"), "{stderr}");
+}
+
+#[test]
+fn unknown_dependencies_and_links_get_a_hint() {
+    let stderr = plan_error(
+        "services:\n  oracle-xe:\n    image: o\n  accounting:\n    image: a\n    depends_on:\n      \
+         - oracle\n    links: [\"activemq:mq\"]\n",
+    );
+    assert!(stderr.contains(
+        "error: service `accounting` depends on unknown service `oracle`\n --> DIR/env.yaml:7:9\n  \
+         |\n7 |       - oracle\n  |         ^^^^^^\nhint: did you mean `oracle-xe`?"
+    ), "{stderr}");
+    assert!(
+        stderr.contains("depends on unknown service `activemq`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:8:13"), "{stderr}");
+}
+
+#[test]
+fn unset_variables_without_default_are_errors() {
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    env:\n      DB: \"jdbc:${DB_HOST_UNSET_IN_TESTS}\"\n      \
+         OK: ${ALSO_UNSET_IN_TESTS:-fallback}\n",
+    );
+    assert!(
+        stderr.contains(
+            "environment variable `DB_HOST_UNSET_IN_TESTS` is not set and has no default"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:5:17"), "{stderr}");
+    assert!(
+        !stderr.contains("ALSO_UNSET"),
+        "a default makes it fine: {stderr}"
+    );
+}
+
+#[test]
+fn variables_are_read_from_the_caller() {
+    let dir = EnvDir::new().with(
+        "env.yaml",
+        "services:\n  a:\n    image: app\n    tag: ${APP_TAG}\n",
+    );
+    Envctl::new()
+        .args(["plan", "-o", "json", "-f"])
+        .args([dir.file("env.yaml")])
+        .env("APP_TAG", "ea6757a")
+        .run()
+        .success()
+        .stdout_has("\"image\": \"app:ea6757a\"");
+}
+
+#[test]
+fn invalid_durations_are_located() {
+    let stderr =
+        plan_error("services:\n  a:\n    image: a\n    ready:\n      timeout: 5 parsecs\n");
+    assert!(stderr.contains("invalid duration `5 parsecs`"), "{stderr}");
+    assert!(stderr.contains("env.yaml:5:16"), "{stderr}");
+}
+
+#[test]
+fn image_references_and_tags_docker_would_reject() {
+    let stderr = plan_error(
+        "services:\n  a:\n    image: Accounting\n  b:\n    image: b\n    tag: \"-dirty\"\n  c:\n    \
+         image: \"c:1:2\"\n",
+    );
+    assert!(
+        stderr.contains("`Accounting` is not a valid image name"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:3:12"), "{stderr}");
+    assert!(
+        stderr.contains("`-dirty` is not a valid image tag"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:6:10"), "{stderr}");
+    assert!(stderr.contains("env.yaml:8:12"), "{stderr}");
+}
+
+#[test]
+fn bad_ports_are_located() {
+    let stderr =
+        plan_error("services:\n  a:\n    image: a\n    ports: [0, \"8080:80\", 70000, 22/sctp]\n");
+    assert!(stderr.contains("`0` is not a port"), "{stderr}");
+    assert!(stderr.contains("`8080:80` is not a port"), "{stderr}");
+    assert!(
+        stderr.contains("hint: envctl publishes container ports on random host ports"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`70000` is not a port"), "{stderr}");
+    assert!(stderr.contains("unknown protocol `sctp`"), "{stderr}");
+}
+
+#[test]
+fn contradicting_ready_conditions_are_rejected() {
+    let stderr = plan_error(
+        "services:\n  migrate:\n    image: m\n    ready:\n      tcp: 8080\n      exit: 0\n",
+    );
+    assert!(
+        stderr.contains("error: `exit` contradicts `tcp`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:6:13"), "{stderr}");
+}
+
+#[test]
+fn cycles_are_reported_with_the_whole_path() {
+    let stderr = plan_error(
+        "services:\n  accounting:\n    image: a\n    links: [proxy]\n  proxy:\n    image: p\n    \
+         depends_on: [accounting]\n",
+    );
+    assert!(
+        stderr.contains("error: dependency cycle: `accounting -> proxy -> accounting`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("env.yaml:7:18"), "{stderr}");
+}
+
+#[test]
+fn all_problems_of_a_file_are_reported_together() {
+    let stderr = plan_error(
+        "services:\n  a:\n    image: A\n    ports: [0]\n    depends_on: [zz]\n    ready: {timeout: x}\n",
+    );
+    assert_eq!(stderr.matches("error: ").count(), 4, "{stderr}");
+}
+
+#[test]
+fn conflicting_link_aliases_are_rejected() {
+    let stderr = plan_error(
+        "services:\n  x:\n    image: x\n  y:\n    image: y\n  a:\n    image: a\n    links: [\"x:db\"]\n  \
+         b:\n    image: b\n    links: [\"y:db\"]\n",
+    );
+    assert!(
+        stderr.contains("link alias `db` for `y` already names service `x`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn empty_files_say_what_is_missing() {
+    let stderr = plan_error("# nothing yet\n");
+    assert!(stderr.contains("the environment file is empty"), "{stderr}");
+}

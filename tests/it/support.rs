@@ -1,0 +1,134 @@
+//! A small builder for running the envctl binary and asserting on what it printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root, where `environments/` and `demo/` live.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Envctl {
+    command: Command,
+}
+
+impl Envctl {
+    pub fn new() -> Envctl {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_envctl"));
+        command
+            .current_dir(root())
+            .env_remove("ENVCTL_ENVDIR")
+            .env_remove("RUST_LOG")
+            .env_remove("BUILD_TAG");
+        Envctl { command }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Envctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Envctl {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn envdir(self, dir: &Path) -> Envctl {
+        self.env("ENVCTL_ENVDIR", dir)
+    }
+
+    pub fn command(self) -> Command {
+        self.command
+    }
+
+    pub fn run(mut self) -> Run {
+        let output = self.command.output().expect("envctl runs");
+        Run { output }
+    }
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(
+            self.output.status.code(),
+            Some(expected),
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr().contains(text),
+            "stderr lacks {text:?}\n--- stderr\n{}",
+            self.stderr()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout().contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}",
+            self.stdout()
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
+    }
+}
+
+/// A temporary directory of environment files.
+pub struct EnvDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl EnvDir {
+    pub fn new() -> EnvDir {
+        EnvDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn with(self, name: &str, text: &str) -> EnvDir {
+        std::fs::write(self.dir.path().join(name), text).expect("write environment file");
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
