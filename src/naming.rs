@@ -37,6 +37,8 @@ pub mod label {
     pub const START_DEADLINE: &str = "io.envctl.start-deadline";
     /// The service's readiness spec (JSON), so `start` can wait for readiness without the file.
     pub const READY: &str = "io.envctl.ready";
+    /// `anchor` on the environment's anchor container: see [`super::anchor_name`].
+    pub const ROLE: &str = "io.envctl.role";
     /// A nonce of the `envctl up` invocation, so a rollback removes exactly what it created,
     /// even while another `up` tries the same id.
     pub const RUN: &str = "io.envctl.run";
@@ -62,6 +64,17 @@ pub fn nth_id(base: &str, attempt: u32) -> String {
 /// The container name of a service in a run: the seed's `oracle_20141023-101010` convention.
 pub fn container_name(service: &str, id: &str) -> String {
     format!("{service}_{id}")
+}
+
+/// The value of [`label::ROLE`] on an anchor container.
+pub const ANCHOR_ROLE: &str = "anchor";
+
+/// The name of the environment's anchor: a container that is created but never started, whose
+/// name claims the id on the engine. Container names are the one thing Docker keeps unique
+/// atomically, and this one does not depend on the services, so two different environments
+/// launched in the same second still get distinct ids.
+pub fn anchor_name(id: &str) -> String {
+    format!("envctl_{id}")
 }
 
 /// The name of the environment's private network.

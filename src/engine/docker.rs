@@ -95,7 +95,7 @@ impl Target {
             return Err("the address has no host".into());
         }
         // Docker's default plain-TCP port, as the docker CLI assumes it.
-        let port = port.unwrap_or("2375");
+        let port = port.filter(|port| !port.is_empty()).unwrap_or("2375");
         Ok(Target {
             address: format!("tcp://{host}:{port}"),
             published_host: host.to_owned(),
@@ -592,6 +592,8 @@ impl Engine for Docker {
     }
 
     async fn pull_image(&self, repository: &str, tag: &str) -> Result<()> {
+        // Without a tag Docker would pull every tag of the repository.
+        let tag = if tag.is_empty() { "latest" } else { tag };
         let operation = || format!("pull image `{repository}:{tag}`");
         let options = CreateImageOptionsBuilder::new()
             .from_image(repository)
@@ -798,8 +800,11 @@ fn container_summary(summary: BollardContainerSummary) -> ContainerSummary {
             })
         })
         .collect();
+    // Docker lists a port bound on every address twice, for IPv4 and IPv6: keep one.
     ports.sort();
-    ports.dedup();
+    ports.dedup_by(|a, b| {
+        (a.container_port, &a.protocol, a.host_port) == (b.container_port, &b.protocol, b.host_port)
+    });
     ContainerSummary {
         id: summary.id.unwrap_or_default(),
         name,

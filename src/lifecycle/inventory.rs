@@ -13,8 +13,10 @@ use crate::spec::Ready;
 pub struct Instance {
     pub id: String,
     pub environment: String,
-    /// Sorted by service name.
+    /// The services' containers, sorted by service name.
     pub containers: Vec<ContainerSummary>,
+    /// The container that claims the id (never started); `None` if it was removed by hand.
+    pub anchor: Option<ContainerSummary>,
 }
 
 /// The state `ls` shows for an environment.
@@ -74,15 +76,17 @@ pub fn group(containers: Vec<ContainerSummary>) -> Vec<Instance> {
             .get(label::ENVIRONMENT)
             .cloned()
             .unwrap_or_default();
-        by_id
-            .entry(id.clone())
-            .or_insert_with(|| Instance {
-                id,
-                environment,
-                containers: Vec::new(),
-            })
-            .containers
-            .push(container);
+        let instance = by_id.entry(id.clone()).or_insert_with(|| Instance {
+            id,
+            environment,
+            containers: Vec::new(),
+            anchor: None,
+        });
+        if container.label(label::ROLE) == naming::ANCHOR_ROLE {
+            instance.anchor = Some(container);
+        } else {
+            instance.containers.push(container);
+        }
     }
     let mut instances: Vec<Instance> = by_id.into_values().collect();
     for instance in &mut instances {
@@ -126,8 +130,14 @@ impl ContainerSummary {
 }
 
 impl Instance {
+    /// A label every container of the environment carries.
     fn first_label(&self, key: &str) -> &str {
-        self.containers.first().map(|c| c.label(key)).unwrap_or("")
+        self.anchor
+            .iter()
+            .chain(&self.containers)
+            .next()
+            .map(|c| c.label(key))
+            .unwrap_or("")
     }
 
     pub fn created_at(&self) -> Option<DateTime<Utc>> {
@@ -172,10 +182,11 @@ impl Instance {
     }
 
     pub fn state(&self, now: DateTime<Utc>) -> State {
-        let never_started = self
-            .containers
-            .iter()
-            .any(|c| c.state == ContainerState::Created);
+        let never_started = self.containers.is_empty()
+            || self
+                .containers
+                .iter()
+                .any(|c| c.state == ContainerState::Created);
         if never_started {
             return match self.start_deadline() {
                 Some(deadline) if deadline > now => State::Starting,

@@ -213,7 +213,17 @@ async fn check(
 }
 
 async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckError> {
-    match subject.engine.exec(subject.container, command).await {
+    let attempt = timeout(
+        ATTEMPT_TIMEOUT * 5,
+        subject.engine.exec(subject.container, command),
+    );
+    let Ok(result) = attempt.await else {
+        return Err(CheckError::NotYet(format!(
+            "`{}` timed out",
+            command.join(" ")
+        )));
+    };
+    match result {
         Ok(result) if result.exit_code == 0 => Ok(()),
         Ok(result) => Err(CheckError::NotYet(format!(
             "`{}` exited with {}: {}",
@@ -273,7 +283,7 @@ async fn http_status(address: &str, path: &str) -> std::io::Result<u16> {
         "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: envctl\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut read = 0;
     while read < 12 {
         let n = stream.read(&mut head[read..]).await?;

@@ -30,7 +30,12 @@ async fn remove_instance(engine: &dyn Engine, instance: &Instance) -> Result<(),
             .into_iter()
             .collect::<Result<(), _>>()?;
     }
-    remove_networks(engine, &[managed(), inventory::with_id(&instance.id)]).await
+    remove_networks(engine, &[managed(), inventory::with_id(&instance.id)]).await?;
+    // The anchor goes last: until then the id stays claimed.
+    match &instance.anchor {
+        Some(anchor) => engine.remove_container(&anchor.id).await,
+        None => Ok(()),
+    }
 }
 
 /// Stops the environment's containers, dependents first, keeping them.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::try_join_all;
 
 use super::probe::{self, Subject};
 use super::{Phase, Progress, StartError, build, scheduler, teardown};
@@ -13,7 +13,8 @@ use crate::naming::{self, label};
 use crate::signals::Signals;
 use crate::spec::{Environment, Probe, Service};
 
-/// How many `-2`, `-3`, ... suffixes `up` tries when Jenkins starts many runs in one second.
+/// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
+/// second.
 const MAX_ID_ATTEMPTS: u32 = 100;
 /// How long an interrupted start lets containers stop before killing them.
 const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
@@ -232,11 +233,9 @@ async fn resolve_image(
     Ok(found(exact, details))
 }
 
-/// Claims an id by creating the network and every container under it. A container name is
-/// unique on the engine, so a taken name means another run has this id: remove what this
-/// attempt made and try the next suffix. The network is created first only because containers
-/// join it at creation; its name check is best effort and only catches earlier runs of other
-/// environments with the same id.
+/// Claims an id by creating the environment's anchor container, whose name is unique on the
+/// engine: a taken name means another run has this id, so try the next suffix. Then creates the
+/// network and every service's container under that id.
 async fn claim(
     engine: &dyn Engine,
     environment: &Environment,
@@ -250,60 +249,51 @@ async fn claim(
         .name
         .clone()
         .unwrap_or_else(|| naming::run_id(launched));
-    for attempt in 1..=MAX_ID_ATTEMPTS {
+    let anchor_image = images
+        .values()
+        .next()
+        .map(|r| r.reference.clone())
+        .unwrap_or_default();
+    let mut attempt = 1;
+    let (id, labels) = loop {
         let id = match options.name {
             Some(_) => base.clone(),
             None => naming::nth_id(&base, attempt),
         };
         let labels = common_labels(environment, &id, options, run, launched, deadline);
-        let network = NetworkSpec {
-            name: naming::network_name(&environment.name, &id),
-            labels: labels.clone(),
+        let mut anchor_labels = labels.clone();
+        anchor_labels.insert(label::ROLE.into(), naming::ANCHOR_ROLE.into());
+        let anchor = ContainerSpec {
+            name: naming::anchor_name(&id),
+            image: anchor_image.clone(),
+            labels: anchor_labels,
+            ..ContainerSpec::default()
         };
-        let network_id = match engine.create_network(&network).await {
-            Ok(network_id) => network_id,
-            Err(EngineError::NameTaken(_)) if options.name.is_none() => continue,
+        match engine.create_container(&anchor).await {
+            Ok(_) => break (id, labels),
+            Err(EngineError::NameTaken(_))
+                if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
             Err(EngineError::NameTaken(_)) => return Err(StartError::IdTaken(id)),
             Err(error) => return Err(error.into()),
-        };
-        let creating = environment.services.values().map(|service| {
-            let spec = container_spec(environment, service, &id, &labels, &network_id, images);
-            async move { (service.name.clone(), engine.create_container(&spec).await) }
-        });
-        let created = join_all(creating).await;
-        let taken = created
-            .iter()
-            .any(|(_, r)| matches!(r, Err(EngineError::NameTaken(_))));
-        let failed = created.iter().find_map(|(_, r)| r.as_ref().err());
-        if taken || failed.is_some() {
-            let error = failed.map(|e| e.to_string());
-            let removals = created
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().ok())
-                .map(|container| engine.remove_container(container));
-            join_all(removals).await;
-            let _ = engine.remove_network(&network_id).await;
-            match (taken, options.name.is_some()) {
-                (true, false) => continue,
-                (true, true) => return Err(StartError::IdTaken(id)),
-                (false, _) => {
-                    let message = error.unwrap_or_default();
-                    return Err(StartError::Engine(EngineError::operation(
-                        "create the containers",
-                        message,
-                    )));
-                }
-            }
         }
-        let containers = created
-            .into_iter()
-            .filter_map(|(service, r)| r.ok().map(|c| (service, c)))
-            .collect();
-        return Ok(Claim { id, containers });
-    }
-    Err(StartError::IdTaken(format!(
-        "{base} (and {MAX_ID_ATTEMPTS} suffixes)"
-    )))
+    };
+    let network = NetworkSpec {
+        name: naming::network_name(&environment.name, &id),
+        labels: labels.clone(),
+    };
+    let network_id = engine.create_network(&network).await?;
+    let creating = environment.services.values().map(|service| {
+        let spec = container_spec(environment, service, &id, &labels, &network_id, images);
+        async move {
+            let container = engine.create_container(&spec).await?;
+            Ok::<_, EngineError>((service.name.clone(), container))
+        }
+    });
+    let containers = try_join_all(creating).await?.into_iter().collect();
+    Ok(Claim { id, containers })
 }
 
 fn common_labels(

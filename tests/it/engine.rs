@@ -78,7 +78,8 @@ fn images() -> &'static Images {
                     .await
                     .unwrap_or_else(|error| panic!("build {tag}: {error}"));
             }
-        });
+        })
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         images
     })
 }
@@ -119,8 +120,8 @@ fn context(standin: &[u8]) -> Vec<u8> {
 }
 
 /// Runs `future` to completion on a runtime of its own, on a thread of its own: usable from
-/// within a test's runtime and from `Drop`.
-fn block_on_fresh_runtime<F>(future: F) -> F::Output
+/// within a test's runtime and from `Drop`. `Err` when it panicked.
+fn block_on_fresh_runtime<F>(future: F) -> std::thread::Result<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
@@ -133,7 +134,6 @@ where
             .block_on(future)
     })
     .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -212,7 +212,8 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         let docker = self.docker.clone();
         let filter = vec![self.label_filter()];
-        block_on_fresh_runtime(async move {
+        // Never panic here: this may run while the test unwinds.
+        let cleanup = block_on_fresh_runtime(async move {
             match docker.list_containers(&filter).await {
                 Ok(containers) => {
                     for container in containers {
@@ -234,6 +235,9 @@ impl Drop for Fixture {
                 Err(error) => eprintln!("cleanup: {error}"),
             }
         });
+        if cleanup.is_err() {
+            eprintln!("cleanup of {} failed", self.id);
+        }
     }
 }
 
@@ -360,6 +364,11 @@ async fn container_lifecycle() {
         .expect("exec");
     assert_eq!(failed.exit_code, 1);
     assert!(failed.output.contains("probe failed"), "{}", failed.output);
+    let missing = docker
+        .exec(&id, &strings(&["/no-such-binary"]))
+        .await
+        .expect("exec");
+    assert_ne!(missing.exit_code, 0, "{}", missing.output);
 
     // Logs: everything, the last line only, with timestamps.
     let all = all_logs(
@@ -843,4 +852,54 @@ async fn received_bytes_grow_with_traffic() {
         "received {before} bytes before, {after} after a {}-byte request",
         request.len()
     );
+}
+
+/// A TCP endpoint, through a TCP-to-socket relay in front of the local engine: no container
+/// addresses, published ports on the endpoint's host, and the streaming calls (logs, exec)
+/// over plain HTTP.
+#[tokio::test]
+async fn tcp_endpoints() {
+    let fixture = Fixture::new("tcp").await;
+    let Some(socket) = fixture.docker.endpoint().strip_prefix("unix://") else {
+        eprintln!("skipped: the engine is not behind a local socket");
+        return;
+    };
+    let socket = socket.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let relay = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let remote = Docker::connect_to(&endpoint)
+        .await
+        .expect("connect over TCP");
+    assert_eq!(remote.endpoint(), endpoint);
+    assert!(!remote.reaches_container_ips());
+    assert_eq!(remote.published_host(), "127.0.0.1");
+    remote.ping().await.expect("ping");
+
+    let network = fixture.network().await;
+    let spec = fixture.spec("remote", &network, &["sleep", "--name", "remote"]);
+    let id = remote.create_container(&spec).await.expect("create");
+    remote.start_container(&id).await.expect("start");
+    wait_for_line(&remote, &id, "remote: sleeping").await;
+    let probe = remote
+        .exec(&id, &strings(&["/standin", "probe", "tcp", "9"]))
+        .await
+        .expect("exec");
+    assert_eq!(probe.exit_code, 1);
+    assert!(probe.output.contains("probe failed"), "{}", probe.output);
+    remote.remove_container(&id).await.expect("remove");
+    relay.abort();
 }

@@ -2,7 +2,9 @@
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
 mod cli;
-// mod engine;
+mod engine;
 mod fuzz;
+mod harness;
+mod lifecycle;
 mod spec;
 mod support;

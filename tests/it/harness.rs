@@ -1,0 +1,142 @@
+//! Real-Docker test support: the demo images built once, environments named per test, and a
+//! guard that removes a test's environments even when the test fails.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use envctl::engine::docker::Docker;
+use envctl::engine::{ContainerSummary, Engine, NetworkSummary};
+use envctl::naming::label;
+
+use crate::support::{EnvDir, Envctl, root};
+
+/// Builds the stand-in binary and the demo images once per test run.
+pub fn demo_images() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(root().join("demo/build-standin.sh"))
+            .status()
+            .expect("run demo/build-standin.sh");
+        assert!(status.success(), "demo/build-standin.sh failed");
+        Envctl::new().args(["build", "demo"]).run().success();
+    });
+}
+
+/// A unique environment name for one test, so parallel tests never see each other.
+pub fn unique(test: &str) -> String {
+    format!("t-{test}-{}", std::process::id())
+}
+
+/// The stand-in image every test service runs.
+pub const IMAGE: &str = "envctl-demo/oracle-xe";
+
+/// A test environment: its file in a temporary envdir, and a guard that runs
+/// `envctl down --all --environment NAME` when dropped.
+pub struct TestEnv {
+    pub name: String,
+    pub dir: EnvDir,
+}
+
+impl TestEnv {
+    /// `services` is the YAML under `services:`, indented by two spaces.
+    pub fn new(test: &str, services: &str) -> TestEnv {
+        demo_images();
+        let name = unique(test);
+        let text = format!("name: {name}\nservices:\n{services}");
+        let dir = EnvDir::new().with(&format!("{name}.yaml"), &text);
+        TestEnv { name, dir }
+    }
+
+    /// `envctl` with this environment's envdir.
+    pub fn envctl(&self) -> Envctl {
+        Envctl::new().envdir(self.dir.path())
+    }
+
+    pub fn file(&self) -> std::path::PathBuf {
+        self.dir.file(&format!("{}.yaml", self.name))
+    }
+
+    /// Everything envctl left of this environment on the engine.
+    pub fn leftovers(&self) -> (Vec<ContainerSummary>, Vec<NetworkSummary>) {
+        let filter = vec![format!("{}={}", label::ENVIRONMENT, self.name)];
+        block_on(async {
+            let docker = Docker::connect().await.expect("docker");
+            let containers = docker
+                .list_containers(&filter)
+                .await
+                .expect("list containers");
+            let networks = docker.list_networks(&filter).await.expect("list networks");
+            (containers, networks)
+        })
+    }
+
+    #[track_caller]
+    pub fn assert_nothing_left(&self) {
+        let (containers, networks) = self.leftovers();
+        let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+        let nets: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        assert!(
+            containers.is_empty() && networks.is_empty(),
+            "left behind: {names:?} {nets:?}"
+        );
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = Envctl::new()
+            .args(["down", "--all", "--environment", &self.name])
+            .run();
+    }
+}
+
+/// Runs `envctl down ID` when dropped, for environments outside a [`TestEnv`]'s name.
+pub struct DownOnDrop(pub String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = Envctl::new().args(["down", &self.0]).run();
+    }
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// `GET /` on a local port, returning the body.
+pub fn http_get(port: u64) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The host port a service's container port is published on, from `up --output json`.
+pub fn host_port(up: &serde_json::Value, service: &str, container_port: u64) -> u64 {
+    up["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["service"] == service)
+        .and_then(|s| {
+            s["ports"]
+                .as_array()?
+                .iter()
+                .find(|p| p["container_port"] == container_port)
+        })
+        .and_then(|p| p["host_port"].as_u64())
+        .unwrap_or_else(|| panic!("{service} publishes no {container_port}: {up}"))
+}

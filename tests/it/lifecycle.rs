@@ -1,0 +1,560 @@
+//! `up`, `down`, `ls`, `status`, `logs`, `stop` and `start` against a real Docker engine.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use envctl::engine::docker::Docker;
+use envctl::engine::{ContainerSpec, Engine, NetworkSpec};
+
+use crate::harness::{DownOnDrop, IMAGE, TestEnv, block_on, host_port, http_get};
+use crate::support::Envctl;
+
+/// A three-service chain: web forwards to app, which needs db under its link name `database`.
+fn chain() -> String {
+    format!(
+        "  db:
+    image: {IMAGE}
+    command: [serve, --name, db, --port, \"1521\"]
+    ready: {{tcp: 1521}}
+  app:
+    image: {IMAGE}
+    command: [serve, --name, app, --requires, \"database:1521\"]
+    links: [\"db:database\"]
+    ready: {{http: 8080/health}}
+  web:
+    image: {IMAGE}
+    command: [serve, --name, web, --requires, \"app:8080\", --forward, \"app:8080\"]
+    ports: [8080]
+    links: [app]
+    ready: {{http: 8080/health}}
+"
+    )
+}
+
+#[test]
+fn the_demo_serves_http_through_the_whole_chain() {
+    let env = TestEnv::new("demo", "");
+    // The shipped demo file, under this test's own environment name.
+    let demo = std::fs::read_to_string(crate::support::root().join("environments/demo.yaml"))
+        .unwrap()
+        .replace("name: demo", &format!("name: {}", env.name))
+        .replace(
+            "../demo/image",
+            &crate::support::root()
+                .join("demo/image")
+                .display()
+                .to_string(),
+        );
+    std::fs::write(env.file(), demo).unwrap();
+    let up = env.envctl().args(["up", &env.name, "-o", "json"]).run();
+    let json = up.success().json();
+    assert_eq!(json["environment"], env.name.as_str());
+    let body = http_get(host_port(&json, "proxy", 8080));
+    assert_eq!(
+        body,
+        "proxy -> accounting ok\naccounting -> oracle:1521 ok\naccounting -> activemq:61616 ok\n",
+        "the proxy answers through accounting, which reaches oracle and activemq by link name"
+    );
+    let id = json["id"].as_str().unwrap();
+    for service in json["services"].as_array().unwrap() {
+        assert_eq!(
+            service["container"],
+            format!("{}_{id}", service["service"].as_str().unwrap())
+        );
+        assert_eq!(service["state"], "running");
+    }
+    Envctl::new().args(["down", id]).run().success();
+    env.assert_nothing_left();
+}
+
+#[test]
+fn link_names_resolve_and_the_text_output_names_the_endpoints() {
+    let env = TestEnv::new("links", &chain());
+    let up = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run();
+    up.success()
+        .stdout_has(&format!("is ready: id {}", env.name))
+        .stdout_has("  web 8080 -> 127.0.0.1:")
+        .stderr_has("app ready");
+    let port: u64 = up
+        .stdout()
+        .split("web 8080 -> 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("published port in the summary");
+    assert_eq!(http_get(port), "web -> app ok\napp -> database:1521 ok\n");
+}
+
+#[test]
+fn two_environments_from_one_file_run_side_by_side() {
+    let env = TestEnv::new("side", &chain());
+    let first = env
+        .envctl()
+        .args([
+            "up",
+            &env.name,
+            "--name",
+            &format!("{}-a", env.name),
+            "-o",
+            "json",
+        ])
+        .run();
+    let second = env
+        .envctl()
+        .args([
+            "up",
+            &env.name,
+            "--name",
+            &format!("{}-b", env.name),
+            "-o",
+            "json",
+        ])
+        .run();
+    let (first, second) = (first.success().json(), second.success().json());
+    let (port_a, port_b) = (
+        host_port(&first, "web", 8080),
+        host_port(&second, "web", 8080),
+    );
+    assert_ne!(port_a, port_b);
+    Envctl::new()
+        .args(["down", first["id"].as_str().unwrap()])
+        .run()
+        .success();
+    // The second environment is untouched by the first one's removal.
+    assert!(http_get(port_b).starts_with("web -> app ok"));
+}
+
+#[test]
+fn concurrent_ups_in_the_same_second_get_distinct_ids() {
+    let env = TestEnv::new(
+        "burst",
+        &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
+    );
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.envctl()
+                .args(["up", &env.name, "-o", "json"])
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn envctl up")
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        ids.push(json["id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "ids: {ids:?}");
+    let seconds: std::collections::BTreeSet<&str> = ids.iter().map(|id| &id[..15]).collect();
+    assert!(
+        seconds.len() < ids.len(),
+        "several runs shared a second: {ids:?}"
+    );
+}
+
+#[test]
+fn a_service_that_exits_during_start_fails_the_start_and_leaves_nothing() {
+    let env = TestEnv::new(
+        "crash",
+        &format!(
+            "  db:\n    image: {IMAGE}\n    command: [serve, --name, db]\n  app:\n    image: {IMAGE}\n    \
+         command: [exit, \"3\", --name, app, --message, \"cannot open schema\"]\n    depends_on: [db]\n    \
+         ready: {{tcp: 8080}}\n"
+        ),
+    );
+    env.envctl()
+        .args(["up", &env.name])
+        .run()
+        .code(2)
+        .stderr_has("error: service `app` failed: its container exited with code 3")
+        .stderr_has("| app: cannot open schema")
+        .stderr_has("| app: exiting with code 3");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn a_probe_that_times_out_fails_the_start_and_leaves_nothing() {
+    let env = TestEnv::new(
+        "probe",
+        &format!(
+            "  stuck:\n    image: {IMAGE}\n    command: [sleep, --name, stuck]\n    ready:\n      tcp: 9999\n      \
+         timeout: 2s\n"
+        ),
+    );
+    let started = Instant::now();
+    env.envctl()
+        .args(["up", &env.name])
+        .run()
+        .code(2)
+        .stderr_has("error: service `stuck` failed: not ready after 2s: tcp 9999 never passed")
+        .stderr_has("| stuck: sleeping");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn keep_on_failure_keeps_the_containers_for_debugging() {
+    let env = TestEnv::new(
+        "keep",
+        &format!(
+            "  job:\n    image: {IMAGE}\n    command: [exit, \"1\"]\n    ready: {{exit: 0}}\n"
+        ),
+    );
+    env.envctl()
+        .args(["up", &env.name, "--keep-on-failure"])
+        .run()
+        .code(2)
+        .stderr_has("the job exited with code 1, expected 0");
+    let (containers, networks) = env.leftovers();
+    let services: Vec<&str> = containers.iter().map(|c| c.service()).collect();
+    assert_eq!(
+        services.iter().filter(|s| !s.is_empty()).count(),
+        1,
+        "{services:?}"
+    );
+    assert_eq!(networks.len(), 1);
+}
+
+#[test]
+fn a_one_shot_job_gates_its_dependents() {
+    let env = TestEnv::new(
+        "job",
+        &format!(
+            "  migrate:\n    image: {IMAGE}\n    command: [exit, \"0\", --delay, 1s]\n    ready: {{exit: 0}}\n  \
+         app:\n    image: {IMAGE}\n    command: [serve, --name, app]\n    depends_on: [migrate]\n    \
+         ready: {{log: \"ready on port\"}}\n"
+        ),
+    );
+    let up = env.envctl().args(["up", &env.name, "-o", "json"]).run();
+    let json = up.success().json();
+    let ls = Envctl::new().args(["ls", "-o", "json"]).run();
+    let row = ls
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == json["id"])
+        .cloned()
+        .expect("listed");
+    assert_eq!(
+        row["state"], "ready",
+        "a finished job does not degrade the environment: {row}"
+    );
+}
+
+#[test]
+fn sigint_during_up_removes_everything() {
+    let env = TestEnv::new(
+        "sigint",
+        &format!(
+            "  slow:\n    image: {IMAGE}\n    command: [serve, --name, slow, --delay, 60s]\n    ready: {{tcp: 8080}}\n"
+        ),
+    );
+    let child = env
+        .envctl()
+        .args(["up", &env.name])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the container exists, so the interrupt lands mid-start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.leftovers().0.is_empty() {
+        assert!(Instant::now() < deadline, "the container never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn down_works_after_the_file_was_deleted() {
+    let env = TestEnv::new("nofile", &chain());
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    std::fs::remove_file(env.file()).unwrap();
+    Envctl::new()
+        .args(["down", &env.name])
+        .run()
+        .success()
+        .stderr_has(&format!("removed {}", env.name));
+    env.assert_nothing_left();
+    // Idempotent.
+    Envctl::new()
+        .args(["down", &env.name])
+        .run()
+        .success()
+        .stderr_has("nothing to remove");
+}
+
+#[test]
+fn resources_envctl_did_not_create_are_never_touched() {
+    let env = TestEnv::new(
+        "foreign",
+        &format!("  one:\n    image: {IMAGE}\n    command: [serve]\n"),
+    );
+    let foreign = format!("{}-foreign", env.name);
+    let (container, network) = block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        // Same id and environment labels, but not marked as envctl's: another tool's.
+        let labels: envctl::engine::Labels = [
+            ("io.envctl.id".to_string(), env.name.clone()),
+            ("io.envctl.environment".to_string(), env.name.clone()),
+            ("other.tool".to_string(), "yes".to_string()),
+        ]
+        .into();
+        let network = docker
+            .create_network(&NetworkSpec {
+                name: foreign.clone(),
+                labels: labels.clone(),
+            })
+            .await
+            .unwrap();
+        let spec = ContainerSpec {
+            name: foreign.clone(),
+            image: format!("{IMAGE}:latest"),
+            command: Some(vec!["sleep".into()]),
+            labels,
+            network: network.clone(),
+            ..ContainerSpec::default()
+        };
+        let container = docker.create_container(&spec).await.unwrap();
+        docker.start_container(&container).await.unwrap();
+        (container, network)
+    });
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    Envctl::new().args(["down", &env.name]).run().success();
+    Envctl::new()
+        .args(["down", "--all", "--environment", &env.name])
+        .run()
+        .success();
+    block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        let details = docker.inspect_container(&container).await;
+        let networks = docker
+            .list_networks(&["other.tool=yes".to_string()])
+            .await
+            .unwrap();
+        docker.remove_container(&container).await.unwrap();
+        docker.remove_network(&network).await.unwrap();
+        assert_eq!(
+            details
+                .expect("the foreign container still exists")
+                .state
+                .as_str(),
+            "running"
+        );
+        assert!(
+            networks.iter().any(|n| n.id == network),
+            "the foreign network still exists"
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_error_with_exit_code_2() {
+    Envctl::new()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["ls"])
+        .run()
+        .code(2)
+        .stderr_has("error: cannot reach the Docker engine at `unix:///nonexistent/docker.sock`")
+        .stderr_has("hint: start Docker");
+}
+
+#[test]
+fn ls_status_logs_stop_and_start_work_from_labels() {
+    let env = TestEnv::new("ops", &chain());
+    let id = env.name.clone();
+    env.envctl()
+        .args(["up", &env.name, "--name", &id])
+        .run()
+        .success();
+    let row = |state: &str| {
+        let ls = Envctl::new().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .cloned()
+            .expect("listed");
+        assert_eq!(row["state"], state, "{row}");
+        row
+    };
+    let ready = row("ready");
+    assert_eq!(ready["environment"], env.name.as_str());
+    assert!(
+        ready["endpoints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("web:8080->127.0.0.1:"),
+        "{ready}"
+    );
+    Envctl::new()
+        .args(["ls"])
+        .run()
+        .success()
+        .stdout_has("ID")
+        .stdout_has(&id);
+
+    let status = Envctl::new().args(["status", &id, "-o", "json"]).run();
+    let services = status.success().json();
+    assert_eq!(services.as_array().unwrap().len(), 3);
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "running" && s["restarts"] == 0)
+    );
+
+    Envctl::new()
+        .args(["logs", &id, "--tail", "5"])
+        .run()
+        .success()
+        .stdout_has("db  | db: ready on port 1521")
+        .stdout_has("web | web: ready on port 8080");
+    let only_app = Envctl::new().args(["logs", &id, "app"]).run();
+    only_app.success();
+    assert!(
+        only_app.stdout().lines().all(|l| l.starts_with("app | ")),
+        "{}",
+        only_app.stdout()
+    );
+
+    Envctl::new().args(["stop", &id]).run().success();
+    row("stopped");
+    std::fs::remove_file(env.file()).unwrap();
+    Envctl::new()
+        .args(["start", &id])
+        .run()
+        .success()
+        .stderr_has("web ready");
+    let ready = row("ready");
+    let port: u64 = ready["endpoints"][0]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(http_get(port).starts_with("web -> app ok"));
+    Envctl::new()
+        .args(["status", "no-such-id"])
+        .run()
+        .code(1)
+        .stderr_has("no environment `no-such-id`");
+}
+
+#[test]
+fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
+    let env = TestEnv::new("prefix", "");
+    // The shipped accounting environment, its images stood in for by local builds.
+    let context = env.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::copy(
+        crate::support::root().join("demo/image/standin"),
+        context.join("standin"),
+    )
+    .unwrap();
+    let roles = [
+        (
+            "oracle-xe",
+            "sl",
+            "[\"serve\", \"--name\", \"oracle-xe\", \"--port\", \"1521\"]",
+        ),
+        (
+            "activemq",
+            "latest",
+            "[\"serve\", \"--name\", \"activemq\", \"--port\", \"61616\"]",
+        ),
+        (
+            "accounting",
+            "ea6757a8090d",
+            "[\"serve\", \"--name\", \"accounting\"]",
+        ),
+        (
+            "proxy",
+            "d277d11f1376",
+            "[\"serve\", \"--name\", \"proxy\", \"--forward\", \"accounting:8080\"]",
+        ),
+    ];
+    let mut build = format!(
+        "name: {}\nregistry: docker-registry.example.com\nservices:\n",
+        env.name
+    );
+    for (service, tag, cmd) in roles {
+        std::fs::write(
+            context.join(format!("{service}.Dockerfile")),
+            format!("FROM scratch\nCOPY standin /standin\nENTRYPOINT [\"/standin\"]\nCMD {cmd}\n"),
+        )
+        .unwrap();
+        build.push_str(&format!(
+            "  {service}:\n    image: {service}\n    tag: {tag}\n    build: {{context: context, dockerfile: {service}.Dockerfile}}\n"
+        ));
+    }
+    std::fs::write(env.file(), build).unwrap();
+    env.envctl().args(["build", &env.name]).run().success();
+
+    let _down = DownOnDrop(env.name.clone());
+    let up = Envctl::new()
+        .args([
+            "up",
+            "accounting@ea6757a",
+            "--name",
+            &env.name,
+            "-o",
+            "json",
+        ])
+        .run();
+    let json = up.success().json();
+    let accounting = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "accounting")
+        .unwrap();
+    assert_eq!(
+        accounting["image"],
+        "docker-registry.example.com/accounting:ea6757a8090d"
+    );
+    let body = http_get(host_port(&json, "proxy", 8080));
+    assert!(body.starts_with("proxy -> accounting ok"), "{body}");
+    Envctl::new().args(["down", &env.name]).run().success();
+}
