@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{ContainerState, ContainerSummary, Engine, EngineError};
+use crate::engine::{ContainerState, ContainerSummary, Engine, EngineError, NetworkSummary};
 use crate::naming::{self, label};
 use crate::spec::Ready;
 
@@ -17,6 +17,8 @@ pub struct Instance {
     pub containers: Vec<ContainerSummary>,
     /// The container that claims the id (never started); `None` if it was removed by hand.
     pub anchor: Option<ContainerSummary>,
+    /// The environment's network (more than one only after a manual mess).
+    pub networks: Vec<NetworkSummary>,
 }
 
 /// The state `ls` shows for an environment.
@@ -54,18 +56,28 @@ pub fn with_id(id: &str) -> String {
     format!("{}={id}", label::ID)
 }
 
-/// Every environment on the engine, oldest first, from one labelled list call.
+/// Every environment on the engine, oldest first, from one labelled list call for containers
+/// and one for networks.
 pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
-    Ok(group(engine.list_containers(&[managed()]).await?))
+    let filters = [managed()];
+    let (containers, networks) = tokio::try_join!(
+        engine.list_containers(&filters),
+        engine.list_networks(&filters)
+    )?;
+    Ok(group(containers, networks))
 }
 
 /// One environment by id, or `None` when nothing of it exists.
 pub async fn find(engine: &dyn Engine, id: &str) -> Result<Option<Instance>, EngineError> {
-    let containers = engine.list_containers(&[managed(), with_id(id)]).await?;
-    Ok(group(containers).into_iter().next())
+    let filters = [managed(), with_id(id)];
+    let (containers, networks) = tokio::try_join!(
+        engine.list_containers(&filters),
+        engine.list_networks(&filters)
+    )?;
+    Ok(group(containers, networks).into_iter().next())
 }
 
-pub fn group(containers: Vec<ContainerSummary>) -> Vec<Instance> {
+pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -> Vec<Instance> {
     let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
     for container in containers {
         let Some(id) = container.labels.get(label::ID).cloned() else {
@@ -76,17 +88,23 @@ pub fn group(containers: Vec<ContainerSummary>) -> Vec<Instance> {
             .get(label::ENVIRONMENT)
             .cloned()
             .unwrap_or_default();
-        let instance = by_id.entry(id.clone()).or_insert_with(|| Instance {
-            id,
-            environment,
-            containers: Vec::new(),
-            anchor: None,
-        });
+        let instance = by_id
+            .entry(id.clone())
+            .or_insert_with(|| Instance::new(id, environment));
         if container.label(label::ROLE) == naming::ANCHOR_ROLE {
             instance.anchor = Some(container);
         } else {
             instance.containers.push(container);
         }
+    }
+    for network in networks {
+        let label = |key: &str| network.labels.get(key).cloned().unwrap_or_default();
+        let (id, environment) = (label(label::ID), label(label::ENVIRONMENT));
+        by_id
+            .entry(id.clone())
+            .or_insert_with(|| Instance::new(id, environment))
+            .networks
+            .push(network);
     }
     let mut instances: Vec<Instance> = by_id.into_values().collect();
     for instance in &mut instances {
@@ -130,6 +148,16 @@ impl ContainerSummary {
 }
 
 impl Instance {
+    fn new(id: String, environment: String) -> Instance {
+        Instance {
+            id,
+            environment,
+            containers: Vec::new(),
+            anchor: None,
+            networks: Vec::new(),
+        }
+    }
+
     /// A label every container of the environment carries.
     fn first_label(&self, key: &str) -> &str {
         self.anchor

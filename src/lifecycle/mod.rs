@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use restart::start;
-pub use teardown::{down, remove_networks, stop};
+pub use teardown::{Selection, down, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};

@@ -10,13 +10,37 @@ use crate::engine::{Engine, EngineError};
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Stops and removes the environments, dependents first; then their networks. Returns the ids
-/// that had anything to remove. Idempotent: ids with nothing left are skipped.
-pub async fn down(engine: &dyn Engine, instances: &[Instance]) -> Result<(), EngineError> {
-    let removals = instances
+/// Which environments `down` removes.
+pub enum Selection<'a> {
+    Ids(&'a [String]),
+    /// Every environment, or every one of this name.
+    All {
+        environment: Option<&'a str>,
+    },
+}
+
+/// Stops and removes the selected environments, in parallel: each one's containers dependents
+/// first, then its network, then its anchor. Idempotent: returns what it found to remove.
+pub async fn down(
+    engine: &dyn Engine,
+    selection: Selection<'_>,
+) -> Result<Vec<Instance>, EngineError> {
+    let chosen: Vec<Instance> = inventory::list(engine)
+        .await?
+        .into_iter()
+        .filter(|i| match &selection {
+            Selection::Ids(ids) => ids.contains(&i.id),
+            Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
+        })
+        .collect();
+    let removals = chosen
         .iter()
         .map(|instance| remove_instance(engine, instance));
-    join_all(removals).await.into_iter().collect()
+    join_all(removals)
+        .await
+        .into_iter()
+        .collect::<Result<(), _>>()?;
+    Ok(chosen)
 }
 
 async fn remove_instance(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
@@ -25,17 +49,26 @@ async fn remove_instance(engine: &dyn Engine, instance: &Instance) -> Result<(),
             engine.stop_container(&c.id, STOP_GRACE).await?;
             engine.remove_container(&c.id).await
         });
-        join_all(removing)
-            .await
-            .into_iter()
-            .collect::<Result<(), _>>()?;
+        all_ok(join_all(removing).await)?;
     }
-    remove_networks(engine, &[managed(), inventory::with_id(&instance.id)]).await?;
+    all_ok(
+        join_all(
+            instance
+                .networks
+                .iter()
+                .map(|n| engine.remove_network(&n.id)),
+        )
+        .await,
+    )?;
     // The anchor goes last: until then the id stays claimed.
     match &instance.anchor {
         Some(anchor) => engine.remove_container(&anchor.id).await,
         None => Ok(()),
     }
+}
+
+fn all_ok(results: Vec<Result<(), EngineError>>) -> Result<(), EngineError> {
+    results.into_iter().collect()
 }
 
 /// Stops the environment's containers, dependents first, keeping them.
@@ -74,8 +107,7 @@ pub async fn remove_by_filter(
     remove_networks(engine, &filters).await
 }
 
-/// Removes the envctl networks matching all `filters`.
-pub async fn remove_networks(engine: &dyn Engine, filters: &[String]) -> Result<(), EngineError> {
+async fn remove_networks(engine: &dyn Engine, filters: &[String]) -> Result<(), EngineError> {
     let networks = engine.list_networks(filters).await?;
     let removing = networks.iter().map(|n| engine.remove_network(&n.id));
     join_all(removing).await.into_iter().collect()

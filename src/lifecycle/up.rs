@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
+use tokio::time::Instant;
 
 use super::probe::{self, Subject};
 use super::{Phase, Progress, StartError, build, scheduler, teardown};
@@ -102,9 +103,20 @@ pub async fn up(
 ) -> Result<Started, StartError> {
     let run = run_nonce();
     let launched = Utc::now();
-    let attempt = async {
-        let images = resolve_images(engine, environment, options, progress).await?;
-        let deadline = launched + chrono::Duration::from_std(options.timeout).unwrap_or_default();
+    let deadline = Instant::now() + options.timeout;
+    let labels_deadline =
+        launched + chrono::Duration::from_std(options.timeout).unwrap_or_default();
+    let bounded = Bounds {
+        signals,
+        deadline,
+        timeout: options.timeout,
+    };
+    let result = async {
+        let images = bounded
+            .run(resolve_images(engine, environment, options, progress))
+            .await?;
+        // Creating is not cut short by a signal: a create that the engine completes after its
+        // request was dropped would escape the rollback. A signal meanwhile is acted on next.
         let claim = claim(
             engine,
             environment,
@@ -112,20 +124,17 @@ pub async fn up(
             &images,
             &run,
             launched,
-            deadline,
+            labels_deadline,
         )
         .await?;
-        let start = start_all(engine, environment, &claim, &images, progress);
-        match tokio::time::timeout(options.timeout, start).await {
-            Ok(result) => result?,
-            Err(_) => return Err(StartError::Timeout(options.timeout)),
-        }
-        describe(engine, environment, &claim, &images).await
-    };
-    let result = tokio::select! {
-        result = attempt => result,
-        () = signals.received(1) => Err(StartError::Interrupted),
-    };
+        bounded
+            .run(async {
+                start_all(engine, environment, &claim, &images, progress).await?;
+                describe(engine, environment, &claim, &images).await
+            })
+            .await
+    }
+    .await;
     if let Err(error) = &result {
         if options.keep_on_failure && !matches!(error, StartError::Interrupted) {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
@@ -134,6 +143,30 @@ pub async fn up(
         }
     }
     result
+}
+
+/// The limits of one start: a deadline, and the first interrupt signal.
+struct Bounds<'a> {
+    signals: &'a Signals,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Bounds<'_> {
+    async fn run<T>(
+        &self,
+        step: impl Future<Output = Result<T, StartError>>,
+    ) -> Result<T, StartError> {
+        if self.signals.count() > 0 {
+            return Err(StartError::Interrupted);
+        }
+        tokio::select! {
+            result = tokio::time::timeout_at(self.deadline, step) => {
+                result.unwrap_or(Err(StartError::Timeout(self.timeout)))
+            }
+            () = self.signals.received(1) => Err(StartError::Interrupted),
+        }
+    }
 }
 
 /// The containers and network a run claimed.
@@ -499,5 +532,23 @@ pub fn default_owner() -> String {
     ["BUILD_TAG", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(user_from_uid)
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of this process's user from `/etc/passwd`, for shells that set no `USER`
+/// (cron, `docker exec`, systemd units).
+fn user_from_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
+    })
 }
