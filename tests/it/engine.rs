@@ -8,7 +8,6 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -84,16 +83,9 @@ fn images() -> &'static Images {
     })
 }
 
-/// The static stand-in binary, built by `demo/build-standin.sh` when missing.
+/// The static stand-in binary.
 fn standin() -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("demo/image/standin");
-    if !binary.exists() {
-        let status = std::process::Command::new(root.join("demo/build-standin.sh"))
-            .status()
-            .expect("run demo/build-standin.sh");
-        assert!(status.success(), "demo/build-standin.sh failed");
-    }
+    let binary = crate::harness::standin();
     std::fs::read(&binary).unwrap_or_else(|error| panic!("read {}: {error}", binary.display()))
 }
 

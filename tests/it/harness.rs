@@ -1,6 +1,7 @@
 //! Real-Docker test support: the demo images built once, environments named per test, and a
 //! guard that removes a test's environments even when the test fails.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -10,15 +11,27 @@ use envctl::naming::label;
 
 use crate::support::{EnvDir, Envctl, root};
 
+/// The static stand-in binary, built once per test run (tests share the file, so only one
+/// of them may build it).
+pub fn standin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new("bash")
+                .arg(root().join("demo/build-standin.sh"))
+                .status()
+                .expect("run demo/build-standin.sh");
+            assert!(status.success(), "demo/build-standin.sh failed");
+            root().join("demo/image/standin")
+        })
+        .clone()
+}
+
 /// Builds the stand-in binary and the demo images once per test run.
 pub fn demo_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new("bash")
-            .arg(root().join("demo/build-standin.sh"))
-            .status()
-            .expect("run demo/build-standin.sh");
-        assert!(status.success(), "demo/build-standin.sh failed");
+        standin();
         Envctl::new().args(["build", "demo"]).run().success();
     });
 }

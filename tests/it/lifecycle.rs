@@ -558,3 +558,53 @@ fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
     assert!(body.starts_with("proxy -> accounting ok"), "{body}");
     Envctl::new().args(["down", &env.name]).run().success();
 }
+
+#[test]
+fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
+    let env = TestEnv::new("health", "");
+    let context = env.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::copy(
+        crate::support::root().join("demo/image/standin"),
+        context.join("standin"),
+    )
+    .unwrap();
+    // Docker would first run this check 30 s after the start.
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY standin /standin\nENTRYPOINT [\"/standin\"]\n\
+         HEALTHCHECK --interval=30s CMD [\"/standin\", \"probe\", \"tcp\", \"8080\"]\n",
+    )
+    .unwrap();
+    let image = format!("envctl-test/{}", env.name);
+    std::fs::write(
+        env.file(),
+        format!(
+            "name: {name}\nservices:\n  checked:\n    image: {image}\n    build: context\n    \
+             command: [serve, --delay, 1s]\n    ready: {{healthcheck: true}}\n  execed:\n    \
+             image: {IMAGE}\n    command: [serve, --delay, 1s]\n    \
+             ready: {{exec: [/standin, probe, http, \"8080\", /health]}}\n",
+            name = env.name
+        ),
+    )
+    .unwrap();
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let status = Envctl::new()
+        .args(["status", &env.name, "-o", "json"])
+        .run();
+    let services = status.success().json();
+    let checked = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "checked")
+        .unwrap();
+    assert_eq!(checked["state"], "running");
+    assert_eq!(
+        checked["health"], "starting",
+        "ready before Docker's own first check: {checked}"
+    );
+}
