@@ -119,7 +119,7 @@ pub struct UpArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Give up if the environment is not ready within this time
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
     /// Keep what was created when the start fails, for debugging
     #[arg(long)]
@@ -158,7 +158,7 @@ pub struct StartArgs {
     /// The environment id, as `envctl ls` shows it
     pub id: String,
     /// Give up if the environment is not ready within this time
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
 }
 
@@ -180,6 +180,15 @@ pub struct LogsArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// A humantime duration (`90s`, `2h 30m`) of at most a year, so deadlines stay computable.
+fn duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > Duration::from_secs(366 * 24 * 3600) {
+        return Err("longer than a year".into());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Args)]

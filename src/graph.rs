@@ -120,8 +120,11 @@ pub fn waves<'a>(
             .iter()
             .map(|(s, deps)| (*s, deps.iter().copied().filter(|d| names.contains(d)))),
     );
-    // Reverse topological order visits dependencies before their dependents.
-    let order = petgraph::algo::toposort(&graph, None).unwrap_or_default();
+    // Reverse topological order visits dependencies before their dependents. Labels edited by
+    // hand could form a cycle: then everything is one wave rather than nothing.
+    let Ok(order) = petgraph::algo::toposort(&graph, None) else {
+        return vec![names.iter().map(|n| n.to_string()).collect()];
+    };
     let mut wave_of: BTreeMap<&str, usize> = BTreeMap::new();
     for &name in order.iter().rev() {
         let wave = graph

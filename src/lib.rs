@@ -21,6 +21,7 @@ pub mod naming;
 pub mod output;
 pub mod signals;
 pub mod spec;
+pub mod state;
 
 pub use error::{Error, ExitStatus};
 

@@ -37,8 +37,12 @@ pub mod label {
     pub const START_DEADLINE: &str = "io.envctl.start-deadline";
     /// The service's readiness spec (JSON), so `start` can wait for readiness without the file.
     pub const READY: &str = "io.envctl.ready";
-    /// `anchor` on the environment's anchor container: see [`super::anchor_name`].
+    /// `anchor` on the environment's anchor container (see [`super::anchor_name`]), `ready` on
+    /// the marker of a finished start ([`super::ready_name`]), `pin` on its pin
+    /// ([`super::pin_name`]); absent on services.
     pub const ROLE: &str = "io.envctl.role";
+    /// The `SERVICE@TAG`s the environment was started with, comma-separated, tags resolved.
+    pub const REFS: &str = "io.envctl.refs";
     /// A nonce of the `envctl up` invocation, so a rollback removes exactly what it created,
     /// even while another `up` tries the same id.
     pub const RUN: &str = "io.envctl.run";
@@ -46,6 +50,25 @@ pub mod label {
 
 /// The value of [`label::MANAGED_BY`].
 pub const MANAGER: &str = "envctl";
+
+/// The registry host an image repository names, as Docker decides it: a first path component
+/// with a `.` or `:`, or `localhost`. `None` means Docker Hub.
+pub fn registry_host(repository: &str) -> Option<&str> {
+    let (first, _) = repository.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost").then_some(first)
+}
+
+/// Why `name` cannot be an environment id (`--name`), if it cannot.
+pub fn check_id(name: &str) -> Result<(), String> {
+    if is_valid_docker_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: start with a letter or digit, then letters, digits, \
+             `_`, `.` or `-`"
+        ))
+    }
+}
 
 /// A run id from a launch time: `20261126-041500`.
 pub fn run_id(at: DateTime<Utc>) -> String {
@@ -75,6 +98,26 @@ pub const ANCHOR_ROLE: &str = "anchor";
 /// launched in the same second still get distinct ids.
 pub fn anchor_name(id: &str) -> String {
     format!("envctl_{id}")
+}
+
+/// The value of [`label::ROLE`] on the marker of a finished start.
+pub const READY_ROLE: &str = "ready";
+
+/// The name of the marker `up` creates when the start finished: a container that is created,
+/// never started. Labels cannot change after creation, so "the start finished" is recorded by
+/// this marker's existence; an environment without it had its `up` killed or still running.
+pub fn ready_name(id: &str) -> String {
+    format!("envctl_{id}_ready")
+}
+
+/// The value of [`label::ROLE`] on a pin container.
+pub const PIN_ROLE: &str = "pin";
+
+/// The name of the container that pins an environment against the reaper: created, never
+/// started, removed by `unpin` or `down`. A pin lives on the engine rather than in the local
+/// state file, so losing that file can never unpin an environment.
+pub fn pin_name(id: &str) -> String {
+    format!("envctl_{id}_pin")
 }
 
 /// The name of the environment's private network.
@@ -120,6 +163,18 @@ mod tests {
         );
         assert_eq!(nth_id("20141023-101010", 1), "20141023-101010");
         assert_eq!(nth_id("20141023-101010", 3), "20141023-101010-3");
+    }
+
+    #[test]
+    fn registry_hosts_follow_dockers_rule() {
+        assert_eq!(registry_host("postgres"), None);
+        assert_eq!(registry_host("library/postgres"), None);
+        assert_eq!(registry_host("localhost/app"), Some("localhost"));
+        assert_eq!(registry_host("localhost:5000/app"), Some("localhost:5000"));
+        assert_eq!(
+            registry_host("registry.example.com/team/app"),
+            Some("registry.example.com")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub async fn exec(args: BuildArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let built = lifecycle::build_environment(engine.as_ref(), &environment)
         .await
-        .map_err(|e| Error::Engine(crate::engine::EngineError::operation("build", e)))?;
+        .map_err(Error::Internal)?;
     if built.is_empty() {
         output::message(&format!(
             "environment `{}` builds no images",

@@ -9,6 +9,7 @@ use crate::{Error, ExitStatus, output};
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
+    crate::state::touch(engine.endpoint(), &instance.id, "envctl logs");
     let containers: Vec<_> = instance
         .containers
         .iter()
@@ -30,6 +31,7 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
         follow: args.follow,
         tail: args.tail,
         timestamps: true,
+        since: None,
     };
     let streams = containers.iter().map(|c| {
         let service = format!("{:<width$}", c.service());

@@ -83,7 +83,7 @@ fn row(instance: &Instance) -> Row {
                         "{}:{}->{}:{}",
                         c.service(),
                         p.container_port,
-                        super::up::display_host(&p.host_ip),
+                        output::display_host(&p.host_ip),
                         p.host_port
                     )
                 })

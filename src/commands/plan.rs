@@ -34,8 +34,9 @@ struct LinkJson {
 pub fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
     let (environment, _) = super::select(&args.target)?;
     let id = match args.name {
-        Some(name) if naming::is_valid_docker_name(&name) => name,
-        Some(name) => return Err(Error::Usage(invalid_name(&name))),
+        Some(name) => naming::check_id(&name)
+            .map(|()| name)
+            .map_err(Error::Usage)?,
         None => naming::run_id(chrono::Utc::now()),
     };
     let plan = Plan::new(&environment);
@@ -44,13 +45,6 @@ pub fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
         Format::Text => output::data(&to_text(&environment, &plan, &id)),
     }
     Ok(ExitStatus::Success)
-}
-
-pub fn invalid_name(name: &str) -> String {
-    format!(
-        "`{name}` is not a valid name: start with a letter or digit, then letters, digits, `_`, \
-         `.` or `-`"
-    )
 }
 
 fn service_json(service: &Service, id: &str) -> ServiceJson {

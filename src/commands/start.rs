@@ -5,17 +5,12 @@ use crate::{Error, ExitStatus, output};
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
+    crate::state::touch(engine.endpoint(), &instance.id, "envctl start");
     let reporter = super::progress::reporter(instance.containers.iter().map(|c| c.service()));
-    let started = tokio::time::timeout(
-        args.timeout,
-        lifecycle::start(engine.as_ref(), &instance, &reporter.progress),
-    )
-    .await;
+    let started =
+        lifecycle::start(engine.as_ref(), &instance, &reporter.progress, args.timeout).await;
     drop(reporter);
-    match started {
-        Ok(result) => result?,
-        Err(_) => return Err(lifecycle::StartError::Timeout(args.timeout).into()),
-    }
+    started?;
     output::message(&format!("started {}", args.id));
     Ok(ExitStatus::Success)
 }

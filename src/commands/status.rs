@@ -1,4 +1,3 @@
-use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use crate::cli::{Format, IdArgs};
@@ -19,26 +18,26 @@ struct ServiceStatus {
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    let inspecting = instance.containers.iter().map(|c| {
-        let engine = engine.clone();
-        async move {
-            let details = engine.inspect_container(&c.id).await?;
-            Ok::<_, crate::engine::EngineError>(ServiceStatus {
-                service: c.service().to_string(),
-                container: c.name.clone(),
-                state: details.state.to_string(),
-                health: details.health,
-                restarts: details.restarts,
-                exit_code: details.exit_code,
-                ports: details
-                    .ports
-                    .iter()
-                    .map(lifecycle::PortJson::from)
-                    .collect(),
-            })
-        }
-    });
-    let services = try_join_all(inspecting).await?;
+    crate::state::touch(engine.endpoint(), &instance.id, "envctl status");
+    let details = lifecycle::inspect_all(engine.as_ref(), &instance).await?;
+    let services: Vec<ServiceStatus> = instance
+        .containers
+        .iter()
+        .zip(details)
+        .map(|(c, details)| ServiceStatus {
+            service: c.service().to_string(),
+            container: c.name.clone(),
+            state: details.state.to_string(),
+            health: details.health,
+            restarts: details.restarts,
+            exit_code: details.exit_code,
+            ports: details
+                .ports
+                .iter()
+                .map(lifecycle::PortJson::from)
+                .collect(),
+        })
+        .collect();
     match args.output.output {
         Format::Json => output::json(&services),
         Format::Text => {
@@ -49,7 +48,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                         .ports
                         .iter()
                         .map(|p| {
-                            let host = super::up::display_host(&p.host_ip);
+                            let host = output::display_host(&p.host_ip);
                             format!("{}->{host}:{}", p.container_port, p.host_port)
                         })
                         .collect();

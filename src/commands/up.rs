@@ -5,10 +5,8 @@ use crate::{Error, ExitStatus, naming, output};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     let (environment, target) = super::select(&args.target)?;
-    if let Some(name) = &args.name
-        && !naming::is_valid_docker_name(name)
-    {
-        return Err(Error::Usage(super::plan::invalid_name(name)));
+    if let Some(name) = &args.name {
+        naming::check_id(name).map_err(Error::Usage)?;
     }
     let options = UpOptions {
         name: args.name,
@@ -46,7 +44,7 @@ pub fn summary(started: &Started) -> String {
     );
     for service in &started.services {
         for port in &service.ports {
-            let address = format!("{}:{}", display_host(&port.host_ip), port.host_port);
+            let address = format!("{}:{}", output::display_host(&port.host_ip), port.host_port);
             let url = match &port.http_path {
                 Some(path) => format!("  http://{address}{path}"),
                 None => String::new(),
@@ -59,12 +57,4 @@ pub fn summary(started: &Started) -> String {
     }
     out.push_str(&format!("remove it with: envctl down {}\n", started.id));
     out
-}
-
-/// Docker reports `0.0.0.0` for ports bound on every address; people connect to localhost.
-pub fn display_host(host_ip: &str) -> &str {
-    match host_ip {
-        "" | "0.0.0.0" | "::" => "127.0.0.1",
-        other => other,
-    }
 }

@@ -29,7 +29,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use super::{
     ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
     ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
-    PublishedPort, Result,
+    PublishedPort, Result, Traffic,
 };
 
 /// Where Docker listens when `DOCKER_HOST` is not set.
@@ -433,6 +433,9 @@ impl Engine for Docker {
         if let Some(tail) = options.tail {
             query = query.tail(&tail.to_string());
         }
+        if let Some(since) = options.since {
+            query = query.since(i32::try_from(since).unwrap_or(i32::MAX));
+        }
         let chunks = self
             .with_timeout(PATIENT_TIMEOUT)
             .logs(id, Some(query.build()))
@@ -537,7 +540,7 @@ impl Engine for Docker {
         })
     }
 
-    async fn received_bytes(&self, id: &str) -> Result<u64> {
+    async fn traffic(&self, id: &str) -> Result<Traffic> {
         let operation = || format!("read the network statistics of container `{id}`");
         let options = StatsOptionsBuilder::new()
             .stream(false)
@@ -545,10 +548,13 @@ impl Engine for Docker {
             .build();
         let mut stats = self.client.stats(id, Some(options));
         match stats.next().await {
-            Some(Ok(stats)) => Ok(stats
-                .networks
-                .map(|networks| networks.values().filter_map(|n| n.rx_bytes).sum())
-                .unwrap_or(0)),
+            Some(Ok(stats)) => {
+                let networks = stats.networks.unwrap_or_default();
+                Ok(Traffic {
+                    received: networks.values().filter_map(|n| n.rx_bytes).sum(),
+                    sent: networks.values().filter_map(|n| n.tx_bytes).sum(),
+                })
+            }
             Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
             None => Err(EngineError::operation(
                 operation(),
@@ -1064,13 +1070,6 @@ fn tag_of<'a>(reference: &'a str, repository: &str) -> Option<&'a str> {
         .then_some(tag)
 }
 
-/// The registry host of a repository, by Docker's rule: the first path component when it
-/// holds a `.` or `:` or is `localhost`; otherwise Docker Hub (`None`).
-fn registry_host(repository: &str) -> Option<&str> {
-    let (first, _) = repository.split_once('/')?;
-    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
-}
-
 /// `~/.docker/config.json`, or `$DOCKER_CONFIG/config.json`; `None` when unreadable.
 fn read_docker_config() -> Option<String> {
     let dir = match std::env::var_os("DOCKER_CONFIG").filter(|dir| !dir.is_empty()) {
@@ -1085,7 +1084,7 @@ fn read_docker_config() -> Option<String> {
 fn credentials(config: &str, repository: &str) -> Option<DockerCredentials> {
     let config: serde_json::Value = serde_json::from_str(config).ok()?;
     let auths = config.get("auths")?.as_object()?;
-    let registry = registry_host(repository);
+    let registry = crate::naming::registry_host(repository);
     let (key, entry) = match registry {
         None => auths.get_key_value(DOCKER_HUB_AUTH_KEY).or_else(|| {
             auths.iter().find(|(key, _)| {
@@ -1234,18 +1233,6 @@ mod tests {
         );
         assert_eq!(tag_of("<none>:<none>", "postgres"), None);
         assert_eq!(tag_of("localhost:5000/app", "localhost"), None);
-    }
-
-    #[test]
-    fn registry_hosts() {
-        assert_eq!(registry_host("postgres"), None);
-        assert_eq!(registry_host("library/postgres"), None);
-        assert_eq!(registry_host("localhost/app"), Some("localhost"));
-        assert_eq!(registry_host("localhost:5000/app"), Some("localhost:5000"));
-        assert_eq!(
-            registry_host("registry.example.com/team/app"),
-            Some("registry.example.com")
-        );
     }
 
     #[test]

@@ -147,6 +147,15 @@ pub struct LogOptions {
     pub follow: bool,
     pub tail: Option<u64>,
     pub timestamps: bool,
+    /// Only output since this Unix time (seconds).
+    pub since: Option<i64>,
+}
+
+/// Network byte counters of a container since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub received: u64,
+    pub sent: u64,
 }
 
 /// The result of a command run inside a container.
@@ -219,8 +228,8 @@ pub trait Engine: Send + Sync {
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>>;
     /// Runs a command inside a running container.
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput>;
-    /// Cumulative bytes received by the container's network interfaces.
-    async fn received_bytes(&self, id: &str) -> Result<u64>;
+    /// Cumulative bytes received and sent by the running container's network interfaces.
+    async fn traffic(&self, id: &str) -> Result<Traffic>;
 
     /// A local image, or `None` when it is not there.
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;

@@ -17,6 +17,10 @@ pub struct Instance {
     pub containers: Vec<ContainerSummary>,
     /// The container that claims the id (never started); `None` if it was removed by hand.
     pub anchor: Option<ContainerSummary>,
+    /// The marker `up` creates once the start finished (never started).
+    pub ready: Option<ContainerSummary>,
+    /// The container that pins the environment against the reaper, if it is pinned.
+    pub pin: Option<ContainerSummary>,
     /// The environment's network (more than one only after a manual mess).
     pub networks: Vec<NetworkSummary>,
 }
@@ -91,10 +95,11 @@ pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -
         let instance = by_id
             .entry(id.clone())
             .or_insert_with(|| Instance::new(id, environment));
-        if container.label(label::ROLE) == naming::ANCHOR_ROLE {
-            instance.anchor = Some(container);
-        } else {
-            instance.containers.push(container);
+        match container.label(label::ROLE) {
+            naming::ANCHOR_ROLE => instance.anchor = Some(container),
+            naming::READY_ROLE => instance.ready = Some(container),
+            naming::PIN_ROLE => instance.pin = Some(container),
+            _ => instance.containers.push(container),
         }
     }
     for network in networks {
@@ -138,7 +143,7 @@ impl ContainerSummary {
     }
 
     /// Whether this container is a one-shot job that ended as its `ready: exit` expects.
-    fn finished_job(&self) -> bool {
+    pub fn finished_job(&self) -> bool {
         self.state == ContainerState::Exited
             && self
                 .ready()
@@ -154,6 +159,8 @@ impl Instance {
             environment,
             containers: Vec::new(),
             anchor: None,
+            ready: None,
+            pin: None,
             networks: Vec::new(),
         }
     }
@@ -210,15 +217,10 @@ impl Instance {
     }
 
     pub fn state(&self, now: DateTime<Utc>) -> State {
-        let never_started = self.containers.is_empty()
-            || self
-                .containers
-                .iter()
-                .any(|c| c.state == ContainerState::Created);
-        if never_started {
-            return match self.start_deadline() {
-                Some(deadline) if deadline > now => State::Starting,
-                _ => State::Degraded,
+        if self.ready.is_none() {
+            return match self.unfinished(now) {
+                Some(_) => State::Degraded,
+                None => State::Starting,
             };
         }
         let services: Vec<&ContainerSummary> = self
@@ -237,6 +239,32 @@ impl Instance {
             State::Degraded
         } else {
             State::Ready
+        }
+    }
+
+    /// Why the environment's start never finished, if it did not and its `up` cannot finish it
+    /// any more: the `up` process is gone (known on the machine it ran on), or its deadline
+    /// passed. `None` for a finished start, and for one still under way.
+    pub fn unfinished(&self, now: DateTime<Utc>) -> Option<String> {
+        if self.ready.is_some() {
+            return None;
+        }
+        let started_by = self.first_label(label::STARTED_BY);
+        let gone = started_by
+            .rsplit_once(':')
+            .filter(|(host, _)| *host == crate::lifecycle::hostname())
+            .and_then(|(_, pid)| pid.parse().ok())
+            .is_some_and(|pid| !crate::lifecycle::process_alive(pid));
+        if gone {
+            return Some(format!("its `envctl up` ({started_by}) is gone"));
+        }
+        match self.start_deadline() {
+            Some(deadline) if deadline > now => None,
+            Some(deadline) => Some(format!(
+                "its start deadline passed at {}",
+                deadline.format("%Y-%m-%d %H:%M UTC")
+            )),
+            None => Some("it has no start deadline label".into()),
         }
     }
 

@@ -2,9 +2,11 @@
 
 mod build;
 pub mod inventory;
+mod pin;
 pub mod probe;
 mod restart;
 pub mod scheduler;
+mod starting;
 mod teardown;
 mod up;
 
@@ -15,8 +17,9 @@ use futures_util::StreamExt;
 
 pub use build::build_environment;
 pub use inventory::{Instance, State};
+pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Selection, down, stop};
+pub use teardown::{Selection, down, remove, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};
@@ -27,6 +30,7 @@ pub enum Phase {
     Waiting,
     Pulling,
     Building,
+    Creating,
     Starting,
     Ready,
     Failed,
@@ -38,6 +42,7 @@ impl Phase {
             Phase::Waiting => "waiting",
             Phase::Pulling => "pulling",
             Phase::Building => "building",
+            Phase::Creating => "creating",
             Phase::Starting => "starting",
             Phase::Ready => "ready",
             Phase::Failed => "failed",
@@ -64,8 +69,19 @@ pub enum StartError {
         reason: String,
         logs: Vec<String>,
     },
-    #[error("the environment was not ready within {}\nhint: raise `--timeout`", humantime::format_duration(*.0))]
-    Timeout(Duration),
+    #[error(
+        "the environment was not ready within {}{}{}\nhint: raise `--timeout`",
+        humantime::format_duration(*timeout),
+        format_pending(pending),
+        logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default()
+    )]
+    Timeout {
+        timeout: Duration,
+        /// Services not ready yet, with their phase.
+        pending: Vec<(String, Phase)>,
+        /// The log of the first service that was starting.
+        logs: Option<(String, Vec<String>)>,
+    },
     #[error("interrupted; removed what this start had created")]
     Interrupted,
     #[error(transparent)]
@@ -77,6 +93,17 @@ impl StartError {
     pub fn is_bad_input(&self) -> bool {
         matches!(self, StartError::IdTaken(_))
     }
+}
+
+fn format_pending(pending: &[(String, Phase)]) -> String {
+    if pending.is_empty() {
+        return String::new();
+    }
+    let services: Vec<String> = pending
+        .iter()
+        .map(|(service, phase)| format!("`{service}` ({})", phase.as_str()))
+        .collect();
+    format!(": still waiting for {}", services.join(", "))
 }
 
 fn format_logs(container: &str, logs: &[String]) -> String {
@@ -97,12 +124,45 @@ pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<Str
         follow: false,
         tail: Some(n),
         timestamps: false,
+        since: None,
     };
     engine
         .logs(container, options)
         .filter_map(|line| async move { line.ok().map(|l| l.text) })
         .collect()
         .await
+}
+
+/// This machine's host name, as `started-by` labels record it.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether process `pid` of this machine is still running (a zombie is not).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `1234 (envctl) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// What inspecting each of the environment's containers tells beyond the list call (health,
+/// restarts, exit codes), in the order of `instance.containers`.
+pub async fn inspect_all(
+    engine: &dyn Engine,
+    instance: &Instance,
+) -> Result<Vec<crate::engine::ContainerDetails>, EngineError> {
+    let inspecting = instance
+        .containers
+        .iter()
+        .map(|c| engine.inspect_container(&c.id));
+    futures_util::future::try_join_all(inspecting).await
 }
 
 /// Looks up an environment by id, failing with a clear message when there is none.

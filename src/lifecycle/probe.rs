@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::engine::{ContainerDetails, Engine, EngineError, LogOptions};
+use chrono::{DateTime, Utc};
+
+use crate::engine::{ContainerDetails, ContainerState, Engine, EngineError, LogOptions};
 use crate::spec::{Probe, Ready};
 
 const FIRST_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,6 +43,8 @@ pub struct Subject<'a> {
     pub ready: &'a Ready,
     /// The image's HEALTHCHECK test, for `healthcheck: true`.
     pub healthcheck: Option<&'a [String]>,
+    /// When envctl started the container: a `log` probe ignores output of earlier runs.
+    pub started_at: DateTime<Utc>,
 }
 
 /// Waits until the container is ready, has failed, or the readiness timeout passed.
@@ -68,7 +72,9 @@ pub async fn wait_ready(subject: &Subject<'_>) -> Result<(), NotReady> {
 }
 
 async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
-    let deadline = Instant::now() + subject.ready.timeout;
+    let deadline = Instant::now()
+        .checked_add(subject.ready.timeout)
+        .unwrap_or_else(|| Instant::now() + super::teardown::STOP_GRACE * 100_000);
     let polled: Vec<&Probe> = subject
         .ready
         .probes
@@ -94,8 +100,15 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
         }
     };
     let probes_passed = poll_probes(subject, &polled, details.as_ref(), deadline);
-    let (log, probes) = tokio::join!(log_matched, probes_passed);
-    log.and(probes)
+    tokio::try_join!(log_matched, probes_passed)?;
+    if subject.ready.probes.is_empty() {
+        // No condition: ready means running, and a container that already ended is not.
+        let details = subject.engine.inspect_container(subject.container).await?;
+        if details.state != ContainerState::Running {
+            return Err(NotReady::Exited(details.exit_code.unwrap_or_default()));
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_log(
@@ -106,12 +119,19 @@ async fn wait_for_log(
     let options = LogOptions {
         follow: true,
         tail: None,
-        timestamps: false,
+        timestamps: true,
+        since: Some(subject.started_at.timestamp()),
     };
     let mut lines = subject.engine.logs(subject.container, options);
     let search = async {
         while let Some(line) = lines.next().await {
-            if regex.is_match(&line?.text) {
+            let line = line?;
+            let earlier = line
+                .timestamp
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t < subject.started_at);
+            if !earlier && regex.is_match(&line.text) {
                 return Ok(true);
             }
         }
@@ -258,10 +278,12 @@ fn address(
     port: u16,
 ) -> Result<String, CheckError> {
     let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
-    if engine.reaches_container_ips()
-        && let Some(ip) = &details.ip
-    {
-        return Ok(format!("{ip}:{port}"));
+    if engine.reaches_container_ips() {
+        // No address means the container is not running (any more): the exit watcher says why.
+        return match &details.ip {
+            Some(ip) => Ok(format!("{ip}:{port}")),
+            None => Err(CheckError::NotYet("the container has no address".into())),
+        };
     }
     details
         .ports

@@ -1,62 +1,67 @@
 //! `start`: bring a stopped environment back in dependency order, waiting for readiness, from
 //! its labels alone.
 
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
 use super::inventory::Instance;
-use super::probe::Subject;
-use super::{Phase, Progress, StartError, last_lines, scheduler, up};
-use crate::spec::Ready;
+use super::starting::{Phases, Startable, start_services};
+use super::{Phase, Progress, StartError, last_lines};
+use crate::engine::{ContainerState, Engine};
+use crate::spec::{DEFAULT_READY_TIMEOUT, Ready};
 
 pub async fn start(
-    engine: &dyn crate::engine::Engine,
+    engine: &dyn Engine,
     instance: &Instance,
     progress: &Progress,
+    timeout: Duration,
 ) -> Result<(), StartError> {
-    let dependencies = instance.dependencies();
-    let start = |service: String| async move {
-        let container = instance
-            .containers
-            .iter()
-            .find(|c| c.service() == service)
-            .expect("every service in the dependency map has a container");
+    let services = join_all(instance.containers.iter().map(|container| async move {
         let ready = container.ready().unwrap_or(Ready {
             probes: Vec::new(),
-            timeout: crate::spec::DEFAULT_READY_TIMEOUT,
+            timeout: DEFAULT_READY_TIMEOUT,
         });
-        // A finished one-shot job stays finished; running services are left alone.
-        if ready.exit_code().is_some() || container.state == crate::engine::ContainerState::Running
-        {
-            progress(&service, Phase::Ready);
-            return Ok(());
-        }
-        let healthcheck = match engine.inspect_image(&container.image).await {
-            Ok(Some(image)) => image.healthcheck,
-            _ => None,
+        // Running services are left alone, and a job that finished as expected stays finished.
+        let done = container.state == ContainerState::Running || container.finished_job();
+        let healthcheck = match done {
+            false => engine
+                .inspect_image(&container.image)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|image| image.healthcheck),
+            true => None,
         };
-        progress(&service, Phase::Starting);
-        let subject = Subject {
-            engine,
-            container: &container.id,
-            ready: &ready,
-            healthcheck: healthcheck.as_deref(),
+        let startable = Startable {
+            container: container.id.clone(),
+            name: container.name.clone(),
+            ready,
+            healthcheck,
+            done,
         };
-        up::start_one(&subject).await?;
-        progress(&service, Phase::Ready);
-        Ok::<(), String>(())
-    };
-    match scheduler::run(&dependencies, start).await {
-        Ok(()) => Ok(()),
-        Err((service, reason)) => {
-            progress(&service, Phase::Failed);
-            let container = instance
-                .containers
-                .iter()
-                .find(|c| c.service() == service)
-                .expect("the failed service has a container");
-            Err(StartError::Service {
-                logs: last_lines(engine, &container.id, 20).await,
-                container: container.name.clone(),
-                service,
-                reason,
+        (container.service().to_string(), startable)
+    }))
+    .await
+    .into_iter()
+    .collect();
+    let phases = Phases::default();
+    let dependencies = instance.dependencies();
+    let starting = start_services(engine, &dependencies, &services, progress, &phases);
+    match tokio::time::timeout(timeout, starting).await {
+        Ok(result) => result,
+        Err(_) => {
+            let pending = phases.pending();
+            let mut logs = None;
+            if let Some((service, Phase::Starting)) = pending.first() {
+                let startable = &services[service];
+                let lines = last_lines(engine, &startable.container, 20).await;
+                logs = Some((startable.name.clone(), lines));
+            }
+            Err(StartError::Timeout {
+                timeout,
+                pending,
+                logs,
             })
         }
     }

@@ -33,9 +33,7 @@ pub async fn down(
             Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
         })
         .collect();
-    let removals = chosen
-        .iter()
-        .map(|instance| remove_instance(engine, instance));
+    let removals = chosen.iter().map(|instance| remove(engine, instance));
     join_all(removals)
         .await
         .into_iter()
@@ -43,7 +41,9 @@ pub async fn down(
     Ok(chosen)
 }
 
-async fn remove_instance(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
+/// Stops and removes one environment: containers dependents first, then its network, its pin
+/// and its anchor.
+pub async fn remove(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
     for wave in instance.waves().iter().rev() {
         let removing = wave.iter().map(|c| async move {
             engine.stop_container(&c.id, STOP_GRACE).await?;
@@ -60,6 +60,9 @@ async fn remove_instance(engine: &dyn Engine, instance: &Instance) -> Result<(),
         )
         .await,
     )?;
+    for marker in instance.ready.iter().chain(&instance.pin) {
+        engine.remove_container(&marker.id).await?;
+    }
     // The anchor goes last: until then the id stays claimed.
     match &instance.anchor {
         Some(anchor) => engine.remove_container(&anchor.id).await,

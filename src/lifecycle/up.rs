@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
-use super::probe::{self, Subject};
-use super::{Phase, Progress, StartError, build, scheduler, teardown};
-use crate::engine::{ContainerSpec, Engine, EngineError, NetworkSpec, PublishedPort};
+use super::starting::{Phases, Startable, start_services};
+use super::{Phase, Progress, StartError, build, teardown};
+use crate::engine::{
+    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
+};
 use crate::naming::{self, label};
 use crate::signals::Signals;
 use crate::spec::{Environment, Probe, Service};
@@ -57,7 +59,7 @@ pub struct PortJson {
     pub host_ip: String,
     pub host_port: u16,
     /// The path of the service's HTTP readiness probe on this port: the port speaks HTTP, so
-    /// `up` can show a URL.
+    /// `up` can show a URL (the root of it: the probe path is often a health check).
     #[serde(skip)]
     pub http_path: Option<String>,
 }
@@ -79,9 +81,10 @@ impl From<&PublishedPort> for PortJson {
     }
 }
 
+/// The path of the service's HTTP probe on `port`, if it has one.
 fn http_path(service: &Service, port: &PublishedPort) -> Option<String> {
     service.ready.probes.iter().find_map(|probe| match probe {
-        Probe::Http { port: probed, .. } if *probed == port.container_port => Some("/".into()),
+        Probe::Http { port: probed, path } if *probed == port.container_port => Some(path.clone()),
         _ => None,
     })
 }
@@ -101,55 +104,99 @@ pub async fn up(
     progress: &Progress,
     signals: &Signals,
 ) -> Result<Started, StartError> {
-    let run = run_nonce();
-    let launched = Utc::now();
-    let deadline = Instant::now() + options.timeout;
-    let labels_deadline =
-        launched + chrono::Duration::from_std(options.timeout).unwrap_or_default();
-    let bounded = Bounds {
-        signals,
-        deadline,
-        timeout: options.timeout,
+    let run = Run {
+        nonce: run_nonce(),
+        launched: Utc::now(),
+        deadline: Instant::now()
+            .checked_add(options.timeout)
+            .unwrap_or_else(far_future),
     };
-    let result = async {
-        let images = bounded
-            .run(resolve_images(engine, environment, options, progress))
-            .await?;
-        // Creating is not cut short by a signal: a create that the engine completes after its
-        // request was dropped would escape the rollback. A signal meanwhile is acted on next.
-        let claim = claim(
-            engine,
-            environment,
-            options,
-            &images,
-            &run,
-            launched,
-            labels_deadline,
-        )
-        .await?;
-        bounded
-            .run(async {
-                start_all(engine, environment, &claim, &images, progress).await?;
-                describe(engine, environment, &claim, &images).await
-            })
-            .await
-    }
+    let phases = Phases::default();
+    let bounds = Bounds {
+        signals,
+        deadline: run.deadline,
+    };
+    let result = attempt(
+        engine,
+        environment,
+        options,
+        progress,
+        &run,
+        &phases,
+        &bounds,
+    )
     .await;
+    let result = match result {
+        Err(StartError::Timeout { .. }) => Err(timed_out(engine, options, &run, &phases).await),
+        other => other,
+    };
     if let Err(error) = &result {
         if options.keep_on_failure && !matches!(error, StartError::Interrupted) {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
         } else {
-            rollback(engine, &run, error, signals).await;
+            rollback(engine, &run.nonce, error, signals).await;
         }
     }
     result
+}
+
+/// One `up` invocation.
+struct Run {
+    /// Labels everything this run creates, for its rollback.
+    nonce: String,
+    launched: DateTime<Utc>,
+    deadline: Instant,
+}
+
+async fn attempt(
+    engine: &dyn Engine,
+    environment: &Environment,
+    options: &UpOptions,
+    progress: &Progress,
+    run: &Run,
+    phases: &Phases,
+    bounds: &Bounds<'_>,
+) -> Result<Started, StartError> {
+    let images = bounds
+        .run(resolve_images(
+            engine,
+            environment,
+            options,
+            progress,
+            phases,
+        ))
+        .await?;
+    // Creating is not cut short by a signal: a create that the engine completes after its
+    // request was dropped would escape the rollback. A signal meanwhile is acted on next.
+    for service in environment.services.keys() {
+        phases.report(progress, service, Phase::Creating);
+    }
+    let claim = claim(engine, environment, options, &images, run).await?;
+    bounds
+        .run(async {
+            let services = startables(environment, &claim, &images);
+            let dependencies = environment
+                .services
+                .values()
+                .map(|s| (s.name.clone(), s.depends_on.clone()))
+                .collect();
+            start_services(engine, &dependencies, &services, progress, phases).await?;
+            let ready = ContainerSpec {
+                name: naming::ready_name(&claim.id),
+                image: claim.marker_image.clone(),
+                labels: claim.marker_labels(naming::READY_ROLE),
+                ..ContainerSpec::default()
+            };
+            engine.create_container(&ready).await?;
+            describe(engine, environment, &claim, &images, &run.nonce).await
+        })
+        .await
 }
 
 /// The limits of one start: a deadline, and the first interrupt signal.
 struct Bounds<'a> {
     signals: &'a Signals,
     deadline: Instant,
-    timeout: Duration,
 }
 
 impl Bounds<'_> {
@@ -160,20 +207,68 @@ impl Bounds<'_> {
         if self.signals.count() > 0 {
             return Err(StartError::Interrupted);
         }
+        let timed_out = StartError::Timeout {
+            timeout: Duration::ZERO,
+            pending: Vec::new(),
+            logs: None,
+        };
         tokio::select! {
-            result = tokio::time::timeout_at(self.deadline, step) => {
-                result.unwrap_or(Err(StartError::Timeout(self.timeout)))
-            }
+            result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
             () = self.signals.received(1) => Err(StartError::Interrupted),
         }
     }
 }
 
-/// The containers and network a run claimed.
+/// The timeout error, naming what the start was still waiting for.
+async fn timed_out(
+    engine: &dyn Engine,
+    options: &UpOptions,
+    run: &Run,
+    phases: &Phases,
+) -> StartError {
+    let pending = phases.pending();
+    let mut logs = None;
+    if let Some((service, Phase::Starting)) = pending.first() {
+        let filters = [
+            format!("{}={}", label::RUN, run.nonce),
+            format!("{}={service}", label::SERVICE),
+        ];
+        if let Ok(containers) = engine.list_containers(&filters).await
+            && let Some(container) = containers.first()
+        {
+            let lines = super::last_lines(engine, &container.id, 20).await;
+            logs = Some((container.name.clone(), lines));
+        }
+    }
+    StartError::Timeout {
+        timeout: options.timeout,
+        pending,
+        logs,
+    }
+}
+
+/// An instant no start reaches, for timeouts too large to add to now.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// The containers a run claimed.
 struct Claim {
     id: String,
     /// Container ids by service.
     containers: BTreeMap<String, String>,
+    /// The labels every resource of the environment carries.
+    labels: BTreeMap<String, String>,
+    /// A local image for the marker containers (they are never started).
+    marker_image: String,
+}
+
+impl Claim {
+    fn marker_labels(&self, role: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels.insert(label::ROLE.into(), role.into());
+        labels
+    }
 }
 
 async fn resolve_images(
@@ -181,16 +276,25 @@ async fn resolve_images(
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
+    phases: &Phases,
 ) -> Result<BTreeMap<String, Resolved>, StartError> {
-    let resolving = environment.services.values().map(|service| async move {
-        let prefix = options.prefix_tags.contains(&service.name);
-        let resolved = resolve_image(engine, service, prefix, progress)
-            .await
-            .map_err(|message| StartError::Image {
-                service: service.name.clone(),
-                message,
-            })?;
-        Ok::<_, StartError>((service.name.clone(), resolved))
+    // Builds run one at a time: services built from one context share its layers.
+    let builds = tokio::sync::Mutex::new(());
+    let resolving = environment.services.values().map(|service| {
+        let builds = &builds;
+        async move {
+            let prefix = options.prefix_tags.contains(&service.name);
+            let resolved = resolve_image(engine, service, prefix, progress, builds)
+                .await
+                .map_err(|message| {
+                    phases.report(progress, &service.name, Phase::Failed);
+                    StartError::Image {
+                        service: service.name.clone(),
+                        message,
+                    }
+                })?;
+            Ok::<_, StartError>((service.name.clone(), resolved))
+        }
     });
     Ok(try_join_all(resolving).await?.into_iter().collect())
 }
@@ -200,70 +304,83 @@ async fn resolve_image(
     service: &Service,
     prefix: bool,
     progress: &Progress,
+    builds: &tokio::sync::Mutex<()>,
 ) -> Result<Resolved, String> {
     let image = &service.image;
-    let found = |reference: String, details: crate::engine::ImageDetails| Resolved {
-        reference,
-        healthcheck: details.healthcheck,
-    };
     let exact = image.to_string();
-    if let Some(details) = engine
-        .inspect_image(&exact)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(found(exact, details));
+    let mut found = local(engine, &exact).await?;
+    if found.is_none() && prefix {
+        found = by_prefix(engine, service).await?;
     }
-    if prefix {
-        let tags = engine
-            .image_tags(&image.repository)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut matches: Vec<String> = tags
-            .into_iter()
-            .filter(|t| t.starts_with(&image.tag))
-            .collect();
-        matches.sort();
-        match matches.as_slice() {
-            [tag] => {
-                let reference = format!("{}:{tag}", image.repository);
-                if let Some(details) = engine
-                    .inspect_image(&reference)
+    let resolved = match found {
+        Some(resolved) => resolved,
+        None => {
+            if let Some(build) = &service.build {
+                let _turn = builds.lock().await;
+                progress(&service.name, Phase::Building);
+                build::build_service(engine, service, build).await?;
+            } else {
+                progress(&service.name, Phase::Pulling);
+                engine
+                    .pull_image(&image.repository, &image.tag)
                     .await
-                    .map_err(|e| e.to_string())?
-                {
-                    return Ok(found(reference, details));
-                }
+                    .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
             }
-            [] => {}
-            several => {
-                return Err(format!(
-                    "`{}` matches several local tags: {}\nhint: give more of the changeset, like \
-                     `{}@{}`",
-                    image.tag,
-                    several.join(", "),
-                    service.name,
-                    several[0]
-                ));
-            }
+            local(engine, &exact)
+                .await?
+                .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
         }
+    };
+    let wants_healthcheck = service
+        .ready
+        .probes
+        .iter()
+        .any(|p| matches!(p, Probe::Healthcheck));
+    if wants_healthcheck && resolved.healthcheck.is_none() {
+        return Err(format!(
+            "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
+            resolved.reference
+        ));
     }
-    if let Some(build) = &service.build {
-        progress(&service.name, Phase::Building);
-        build::build_service(engine, service, build).await?;
-    } else {
-        progress(&service.name, Phase::Pulling);
-        engine
-            .pull_image(&image.repository, &image.tag)
-            .await
-            .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
-    }
+    Ok(resolved)
+}
+
+/// The local image `reference`, if there is one.
+async fn local(engine: &dyn Engine, reference: &str) -> Result<Option<Resolved>, String> {
     let details = engine
-        .inspect_image(&exact)
+        .inspect_image(reference)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?;
-    Ok(found(exact, details))
+        .map_err(|e| e.to_string())?;
+    Ok(details.map(|details| Resolved {
+        reference: reference.to_string(),
+        healthcheck: details.healthcheck,
+    }))
+}
+
+/// `SERVICE@ea6757a` runs the one local tag starting with `ea6757a`, as Jenkins tags images with
+/// the full changeset hash.
+async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Resolved>, String> {
+    let image = &service.image;
+    let tags = engine
+        .image_tags(&image.repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut matches: Vec<String> = tags
+        .into_iter()
+        .filter(|t| t.starts_with(&image.tag))
+        .collect();
+    matches.sort();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [tag] => local(engine, &format!("{}:{tag}", image.repository)).await,
+        several => Err(format!(
+            "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
+            image.tag,
+            several.join(", "),
+            service.name,
+            several[0]
+        )),
+    }
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
@@ -274,81 +391,97 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    run: &str,
-    launched: DateTime<Utc>,
-    deadline: DateTime<Utc>,
+    run: &Run,
 ) -> Result<Claim, StartError> {
     let base = options
         .name
         .clone()
-        .unwrap_or_else(|| naming::run_id(launched));
-    let anchor_image = images
+        .unwrap_or_else(|| naming::run_id(run.launched));
+    let marker_image = images
         .values()
         .next()
         .map(|r| r.reference.clone())
         .unwrap_or_default();
     let mut attempt = 1;
-    let (id, labels) = loop {
+    let claim = loop {
         let id = match options.name {
             Some(_) => base.clone(),
             None => naming::nth_id(&base, attempt),
         };
-        let labels = common_labels(environment, &id, options, run, launched, deadline);
-        let mut anchor_labels = labels.clone();
-        anchor_labels.insert(label::ROLE.into(), naming::ANCHOR_ROLE.into());
+        let claim = Claim {
+            labels: common_labels(environment, &id, options, images, run),
+            id,
+            containers: BTreeMap::new(),
+            marker_image: marker_image.clone(),
+        };
         let anchor = ContainerSpec {
-            name: naming::anchor_name(&id),
-            image: anchor_image.clone(),
-            labels: anchor_labels,
+            name: naming::anchor_name(&claim.id),
+            image: marker_image.clone(),
+            labels: claim.marker_labels(naming::ANCHOR_ROLE),
             ..ContainerSpec::default()
         };
         match engine.create_container(&anchor).await {
-            Ok(_) => break (id, labels),
+            Ok(_) => break claim,
             Err(EngineError::NameTaken(_))
                 if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
             {
                 attempt += 1;
             }
-            Err(EngineError::NameTaken(_)) => return Err(StartError::IdTaken(id)),
+            Err(EngineError::NameTaken(_)) => return Err(StartError::IdTaken(claim.id)),
             Err(error) => return Err(error.into()),
         }
     };
     let network = NetworkSpec {
-        name: naming::network_name(&environment.name, &id),
-        labels: labels.clone(),
+        name: naming::network_name(&environment.name, &claim.id),
+        labels: claim.labels.clone(),
     };
     let network_id = engine.create_network(&network).await?;
+    // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
-        let spec = container_spec(environment, service, &id, &labels, &network_id, images);
-        async move {
-            let container = engine.create_container(&spec).await?;
-            Ok::<_, EngineError>((service.name.clone(), container))
-        }
+        let spec = container_spec(environment, service, &claim, &network_id, images);
+        async move { (service.name.clone(), engine.create_container(&spec).await) }
     });
-    let containers = try_join_all(creating).await?.into_iter().collect();
-    Ok(Claim { id, containers })
+    let mut containers = BTreeMap::new();
+    for (service, created) in join_all(creating).await {
+        containers.insert(service, created?);
+    }
+    Ok(Claim {
+        containers,
+        ..claim
+    })
 }
 
 fn common_labels(
     environment: &Environment,
     id: &str,
     options: &UpOptions,
-    run: &str,
-    launched: DateTime<Utc>,
-    deadline: DateTime<Utc>,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run,
 ) -> BTreeMap<String, String> {
+    let deadline = Utc::now() + (run.deadline - Instant::now());
+    // `SERVICE@REF` as resolved: `accounting@ea6757a8090d`.
+    let refs: Vec<String> = options
+        .prefix_tags
+        .iter()
+        .filter_map(|service| {
+            let reference = &images.get(service)?.reference;
+            let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
+            Some(format!("{service}@{tag}"))
+        })
+        .collect();
     [
         (label::MANAGED_BY, naming::MANAGER.to_string()),
         (label::ID, id.to_string()),
         (label::ENVIRONMENT, environment.name.clone()),
-        (label::CREATED_AT, launched.to_rfc3339()),
+        (label::CREATED_AT, run.launched.to_rfc3339()),
+        (label::REFS, refs.join(",")),
         (label::OWNER, options.owner.clone()),
         (
             label::STARTED_BY,
-            format!("{}:{}", hostname(), std::process::id()),
+            format!("{}:{}", super::hostname(), std::process::id()),
         ),
         (label::START_DEADLINE, deadline.to_rfc3339()),
-        (label::RUN, run.to_string()),
+        (label::RUN, run.nonce.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -358,13 +491,12 @@ fn common_labels(
 fn container_spec(
     environment: &Environment,
     service: &Service,
-    id: &str,
-    labels: &BTreeMap<String, String>,
+    claim: &Claim,
     network: &str,
     images: &BTreeMap<String, Resolved>,
 ) -> ContainerSpec {
     let image = images[&service.name].reference.clone();
-    let mut labels = labels.clone();
+    let mut labels = claim.labels.clone();
     let depends_on: Vec<&str> = service.depends_on.iter().map(String::as_str).collect();
     let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
     labels.extend([
@@ -384,7 +516,7 @@ fn container_spec(
         }
     }
     ContainerSpec {
-        name: naming::container_name(&service.name, id),
+        name: naming::container_name(&service.name, &claim.id),
         image,
         command: service.command.clone(),
         env: service
@@ -399,90 +531,70 @@ fn container_spec(
     }
 }
 
-async fn start_all(
-    engine: &dyn Engine,
+fn startables(
     environment: &Environment,
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
-    progress: &Progress,
-) -> Result<(), StartError> {
-    let dependencies = environment
+) -> BTreeMap<String, Startable> {
+    environment
         .services
         .values()
-        .map(|s| (s.name.clone(), s.depends_on.clone()))
-        .collect();
-    for service in environment.services.values() {
-        if !service.depends_on.is_empty() {
-            progress(&service.name, Phase::Waiting);
-        }
-    }
-    let start = |name: String| async move {
-        let service = &environment.services[&name];
-        let container = &claim.containers[&name];
-        progress(&name, Phase::Starting);
-        let subject = Subject {
-            engine,
-            container,
-            ready: &service.ready,
-            healthcheck: images[&name].healthcheck.as_deref(),
-        };
-        start_one(&subject).await?;
-        progress(&name, Phase::Ready);
-        Ok(())
-    };
-    match scheduler::run(&dependencies, start).await {
-        Ok(()) => Ok(()),
-        Err((service, reason)) => {
-            progress(&service, Phase::Failed);
-            let container = naming::container_name(&service, &claim.id);
-            let logs = super::last_lines(engine, &claim.containers[&service], 20).await;
-            Err(StartError::Service {
-                service,
-                container,
-                reason,
-                logs,
-            })
-        }
-    }
+        .map(|service| {
+            let startable = Startable {
+                container: claim.containers[&service.name].clone(),
+                name: naming::container_name(&service.name, &claim.id),
+                ready: service.ready.clone(),
+                healthcheck: images[&service.name].healthcheck.clone(),
+                done: false,
+            };
+            (service.name.clone(), startable)
+        })
+        .collect()
 }
 
-/// Starts one container and waits for its readiness.
-pub(super) async fn start_one(subject: &Subject<'_>) -> Result<(), String> {
-    subject
-        .engine
-        .start_container(subject.container)
-        .await
-        .map_err(|e| e.to_string())?;
-    probe::wait_ready(subject).await.map_err(|e| e.to_string())
-}
-
+/// The started environment, from one labelled list call. A service that stopped since it was
+/// ready fails the start: `up` promises running services.
 async fn describe(
     engine: &dyn Engine,
     environment: &Environment,
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
+    nonce: &str,
 ) -> Result<Started, StartError> {
-    let inspecting = claim
-        .containers
-        .iter()
-        .map(|(service, container)| async move {
-            let details = engine.inspect_container(container).await?;
-            Ok::<_, EngineError>(StartedService {
-                service: service.clone(),
-                container: naming::container_name(service, &claim.id),
-                image: images[service].reference.clone(),
-                state: details.state.to_string(),
-                ports: details
-                    .ports
-                    .iter()
-                    .map(|p| PortJson::new(p, http_path(&environment.services[service], p)))
-                    .collect(),
-            })
+    let containers = engine
+        .list_containers(&[format!("{}={nonce}", label::RUN)])
+        .await?;
+    let mut services = Vec::new();
+    for service in environment.services.values() {
+        let name = naming::container_name(&service.name, &claim.id);
+        let container = containers.iter().find(|c| c.name == name);
+        let running = container.is_some_and(|c| c.state == ContainerState::Running);
+        if !running && !container.is_some_and(|c| c.finished_job()) {
+            return Err(StartError::Service {
+                service: service.name.clone(),
+                logs: super::last_lines(engine, &claim.containers[&service.name], 20).await,
+                container: name,
+                reason: "its container stopped right after it was ready".into(),
+            });
+        }
+        let ports = container.map(|c| c.ports.as_slice()).unwrap_or_default();
+        services.push(StartedService {
+            service: service.name.clone(),
+            container: name,
+            image: images[&service.name].reference.clone(),
+            state: container
+                .map_or("removed", |c| c.state.as_str())
+                .to_string(),
+            ports: ports
+                .iter()
+                .map(|p| PortJson::new(p, http_path(service, p)))
+                .collect(),
         });
+    }
     Ok(Started {
         id: claim.id.clone(),
         environment: environment.name.clone(),
-        services: try_join_all(inspecting).await?,
+        services,
     })
 }
 
@@ -518,13 +630,6 @@ fn run_nonce() -> String {
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Whoever started the environment: Jenkins' `BUILD_TAG`, else the user.

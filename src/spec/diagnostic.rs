@@ -93,10 +93,11 @@ fn render(
     source: &str,
     diagnostic: &Diagnostic,
 ) -> fmt::Result {
-    write!(f, "{}", diagnostic.message)?;
+    write!(f, "{}", clip(&diagnostic.message, MAX_MESSAGE))?;
     match diagnostic.position {
         Some(Position { line, column }) => {
-            let text = source.lines().nth(line - 1).unwrap_or("");
+            let (text, column) = window(source.lines().nth(line - 1).unwrap_or(""), column);
+            let text = text.as_str();
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
             write!(f, "\n{pad}--> {}:{line}:{column}", path.display())?;
@@ -115,6 +116,39 @@ fn render(
         write!(f, "\nhint: {hint}")?;
     }
     Ok(())
+}
+
+const MAX_MESSAGE: usize = 400;
+const MAX_LINE: usize = 120;
+
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// A long source line cut to a window around `column`, and the column within the window.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_LINE {
+        return (line.to_string(), column);
+    }
+    let from = column
+        .saturating_sub(1)
+        .saturating_sub(MAX_LINE / 3)
+        .min(chars.len());
+    let to = (from + MAX_LINE).min(chars.len());
+    let mut shown: String = if from > 0 {
+        "…".into()
+    } else {
+        String::new()
+    };
+    shown.extend(&chars[from..to]);
+    if to < chars.len() {
+        shown.push('…');
+    }
+    (shown, column - from + usize::from(from > 0))
 }
 
 /// How many carets to draw under the token starting at character `start`.

@@ -54,10 +54,7 @@ pub fn split_image(image: &str) -> Result<(String, Option<String>), String> {
 
 /// Whether the first path component of `repository` names a registry, as Docker decides it.
 pub fn has_registry(repository: &str) -> bool {
-    match repository.split_once('/') {
-        Some((first, _)) => first.contains(['.', ':']) || first == "localhost",
-        None => false,
-    }
+    crate::naming::registry_host(repository).is_some()
 }
 
 pub fn check_registry(registry: &str) -> Result<(), String> {

@@ -35,10 +35,14 @@ pub struct RawService {
 #[serde(untagged)]
 pub enum RawBuild {
     Context(String),
-    Full {
-        context: String,
-        dockerfile: Option<String>,
-    },
+    Full(RawBuildFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuildFull {
+    pub context: String,
+    pub dockerfile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,9 @@ use super::{
 use crate::graph;
 use crate::naming;
 
+/// Longer than any service should take to become ready; also keeps deadlines computable.
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 pub fn parse(
     path: &Path,
     source: &str,
@@ -94,6 +97,24 @@ fn explain(message: String) -> (String, Option<String>) {
             Some("each key, and so each service, may appear only once".into()),
         );
     }
+    if message.contains("untagged enum RawPort") {
+        return (
+            "a port is a number from 1 to 65535, or a string like \"8080/tcp\"".into(),
+            None,
+        );
+    }
+    if message.contains("untagged enum RawBuild") {
+        return (
+            "`build` is a directory, or `{context: DIR, dockerfile: FILE}`".into(),
+            None,
+        );
+    }
+    if message.contains("from_str_multiple") {
+        return (
+            "the file holds several YAML documents; an environment file holds one".into(),
+            Some("remove the `---` separators, or split the file".into()),
+        );
+    }
     if let Some(what) = message.strip_prefix("expected ") {
         return (
             format!("wrong type: expected {}", what.replace(" scalar", "")),
@@ -153,7 +174,16 @@ impl Checker<'_> {
         let mut edge_positions = BTreeMap::new();
         let mut services = BTreeMap::new();
         for (name, raw) in raw_services {
-            if !naming::is_valid_docker_name(&name.value) {
+            if name.value.starts_with("envctl") {
+                self.error(
+                    format!(
+                        "service name `{}` is reserved: names starting with `envctl` are envctl's \
+                         own containers",
+                        name.value
+                    ),
+                    at(&name),
+                );
+            } else if !naming::is_valid_docker_name(&name.value) {
                 self.error(
                     format!(
                         "service name `{}` must start with a letter or digit and contain only \
@@ -195,6 +225,14 @@ impl Checker<'_> {
         let command = raw
             .command
             .map(|args| args.iter().filter_map(|a| self.interpolate(a)).collect());
+        for key in raw.env.keys() {
+            if key.value.is_empty() || key.value.contains(['=', '\0']) {
+                self.error(
+                    format!("`{}` is not an environment variable name", key.value),
+                    at(key),
+                );
+            }
+        }
         let mut env: Vec<(String, String)> = raw
             .env
             .iter()
@@ -416,7 +454,7 @@ impl Checker<'_> {
             match Regex::new(&log.value) {
                 Ok(regex) => ready.probes.push(Probe::Log(regex)),
                 Err(error) => self.error(
-                    format!("invalid `log` pattern: {}", first_line(&error.to_string())),
+                    format!("invalid `log` pattern: {}", last_line(&error.to_string())),
                     at(log),
                 ),
             }
@@ -485,6 +523,10 @@ impl Checker<'_> {
         }
         if let Some(timeout) = &raw_ready.timeout {
             match humantime::parse_duration(&timeout.value) {
+                Ok(d) if d > MAX_TIMEOUT => self.error(
+                    format!("the `timeout` {} is longer than a week", timeout.value),
+                    at(timeout),
+                ),
                 Ok(d) if d > Duration::ZERO => ready.timeout = d,
                 Ok(_) => self.error("the `timeout` must be longer than zero", at(timeout)),
                 Err(error) => self.diagnostics.push(
@@ -561,10 +603,7 @@ fn build_of(path: &Path, raw: RawBuild) -> Build {
     let base = path.parent().unwrap_or(Path::new("."));
     let (context, dockerfile) = match raw {
         RawBuild::Context(context) => (context, None),
-        RawBuild::Full {
-            context,
-            dockerfile,
-        } => (context, dockerfile),
+        RawBuild::Full(full) => (full.context, full.dockerfile),
     };
     Build {
         context: base.join(context),
@@ -593,6 +632,7 @@ fn is_valid_alias(alias: &str) -> bool {
         && !alias.starts_with(['-', '.'])
 }
 
-fn first_line(text: &str) -> &str {
+/// The last line of a multi-line message: regex puts its verdict there.
+fn last_line(text: &str) -> &str {
     text.lines().last().unwrap_or(text).trim()
 }

@@ -239,6 +239,7 @@ async fn wait_for_line(docker: &Docker, id: &str, needle: &str) -> Vec<LogLine> 
         follow: true,
         tail: None,
         timestamps: false,
+        since: None,
     };
     let mut lines = docker.logs(id, options);
     let mut seen = Vec::new();
@@ -370,6 +371,7 @@ async fn container_lifecycle() {
             follow: false,
             tail: None,
             timestamps: false,
+            since: None,
         },
     )
     .await;
@@ -387,6 +389,7 @@ async fn container_lifecycle() {
             follow: false,
             tail: Some(1),
             timestamps: true,
+            since: None,
         },
     )
     .await;
@@ -468,6 +471,7 @@ async fn wait_reports_the_exit_code() {
             follow: true,
             tail: Some(2),
             timestamps: false,
+            since: None,
         },
     )
     .await;
@@ -698,6 +702,7 @@ async fn missing_objects() {
             follow: false,
             tail: None,
             timestamps: false,
+            since: None,
         },
     );
     assert!(matches!(
@@ -824,7 +829,7 @@ async fn received_bytes_grow_with_traffic() {
     wait_for_line(docker, &id, "web: ready on port 8080").await;
     let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
 
-    let before = docker.received_bytes(&id).await.expect("stats");
+    let before = docker.traffic(&id).await.expect("stats").received;
     let path = format!("/{}", "x".repeat(4000));
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let mut stream = tokio::net::TcpStream::connect((docker.published_host(), port))
@@ -838,7 +843,7 @@ async fn received_bytes_grow_with_traffic() {
         .expect("response");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
-    let after = docker.received_bytes(&id).await.expect("stats");
+    let after = docker.traffic(&id).await.expect("stats").received;
     assert!(
         after >= before + request.len() as u64,
         "received {before} bytes before, {after} after a {}-byte request",

@@ -608,3 +608,82 @@ fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
         "ready before Docker's own first check: {checked}"
     );
 }
+
+#[test]
+fn a_service_without_probes_that_exits_before_the_start_ends_fails_it() {
+    let env = TestEnv::new(
+        "gone",
+        &format!(
+            "  crash:\n    image: {IMAGE}\n    command: [exit, \"3\", --delay, 200ms]\n  dep:\n    \
+             image: {IMAGE}\n    command: [serve, --delay, 1s]\n    depends_on: [crash]\n    \
+             ready: {{tcp: 8080}}\n"
+        ),
+    );
+    env.envctl()
+        .args(["up", &env.name])
+        .run()
+        .code(2)
+        .stderr_has("error: service `crash` failed:");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn start_waits_for_fresh_log_lines_not_those_of_the_previous_run() {
+    // `b` gives up after 5 s without `a`, and `a` takes 6 s: starting `b` on `a`'s old "ready"
+    // line would fail the start.
+    let env = TestEnv::new(
+        "relog",
+        &format!(
+            "  a:\n    image: {IMAGE}\n    command: [serve, --name, a, --port, \"1521\", --delay, 6s]\n    \
+             ready: {{log: \"ready on port\"}}\n  b:\n    image: {IMAGE}\n    \
+             command: [serve, --name, b, --requires, \"a:1521\"]\n    depends_on: [a]\n    \
+             ready: {{http: 8080/health}}\n"
+        ),
+    );
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    Envctl::new().args(["stop", &env.name]).run().success();
+    Envctl::new()
+        .args(["start", &env.name])
+        .run()
+        .success()
+        .stderr_has("b ready");
+}
+
+#[test]
+fn an_up_killed_mid_start_shows_as_unfinished() {
+    let env = TestEnv::new(
+        "killed",
+        &format!(
+            "  slow:\n    image: {IMAGE}\n    command: [serve, --delay, 60s]\n    ready: {{tcp: 8080}}\n"
+        ),
+    );
+    let mut child = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let row = || {
+        let ls = Envctl::new().args(["ls", "-o", "json"]).run();
+        ls.success()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == env.name.as_str())
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while row().is_none_or(|r| r["state"] != "starting") {
+        assert!(Instant::now() < deadline, "never seen starting");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(row().unwrap()["state"], "degraded");
+}

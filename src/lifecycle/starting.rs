@@ -1,0 +1,102 @@
+//! Starting services in dependency order and waiting for each one's readiness: shared by `up`
+//! and `start`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use chrono::Utc;
+
+use super::probe::{self, Subject};
+use super::{Phase, Progress, StartError, last_lines, scheduler};
+use crate::engine::Engine;
+use crate::spec::Ready;
+
+/// One service to start.
+pub(super) struct Startable {
+    /// The container id.
+    pub container: String,
+    /// The container name, for messages.
+    pub name: String,
+    pub ready: Ready,
+    /// The image's HEALTHCHECK test, for `healthcheck: true`.
+    pub healthcheck: Option<Vec<String>>,
+    /// Already where it should be (a running service, a job that finished): nothing to do.
+    pub done: bool,
+}
+
+/// The latest phase of each service, so a timeout can say what it was waiting for.
+#[derive(Default)]
+pub(super) struct Phases(Mutex<BTreeMap<String, Phase>>);
+
+impl Phases {
+    pub fn report(&self, progress: &Progress, service: &str, phase: Phase) {
+        self.0
+            .lock()
+            .expect("phases lock")
+            .insert(service.to_string(), phase);
+        progress(service, phase);
+    }
+
+    /// Services not ready yet, with their phase, the started ones first.
+    pub fn pending(&self) -> Vec<(String, Phase)> {
+        let phases = self.0.lock().expect("phases lock");
+        let mut pending: Vec<(String, Phase)> = phases
+            .iter()
+            .filter(|(_, phase)| **phase != Phase::Ready)
+            .map(|(service, phase)| (service.clone(), *phase))
+            .collect();
+        pending.sort_by_key(|(_, phase)| *phase != Phase::Starting);
+        pending
+    }
+}
+
+/// Starts every service the moment its own dependencies are ready. The first failure names
+/// its service, with the reason and the last lines of its log.
+pub(super) async fn start_services(
+    engine: &dyn Engine,
+    dependencies: &BTreeMap<String, BTreeSet<String>>,
+    services: &BTreeMap<String, Startable>,
+    progress: &Progress,
+    phases: &Phases,
+) -> Result<(), StartError> {
+    for (name, deps) in dependencies {
+        if !deps.is_empty() && !services[name].done {
+            phases.report(progress, name, Phase::Waiting);
+        }
+    }
+    let start = |name: String| async move {
+        let service = &services[&name];
+        if !service.done {
+            phases.report(progress, &name, Phase::Starting);
+            let subject = Subject {
+                engine,
+                container: &service.container,
+                ready: &service.ready,
+                healthcheck: service.healthcheck.as_deref(),
+                started_at: Utc::now(),
+            };
+            engine
+                .start_container(&service.container)
+                .await
+                .map_err(|e| e.to_string())?;
+            probe::wait_ready(&subject)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        phases.report(progress, &name, Phase::Ready);
+        Ok::<(), String>(())
+    };
+    match scheduler::run(dependencies, start).await {
+        Ok(()) => Ok(()),
+        Err((service, reason)) => {
+            phases.report(progress, &service, Phase::Failed);
+            let failed = &services[&service];
+            Err(StartError::Service {
+                logs: last_lines(engine, &failed.container, 20).await,
+                container: failed.name.clone(),
+                service,
+                reason,
+            })
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The reaper's small local state: when each environment was last active, and the traffic
+//! counters of the previous sample.
+//!
+//! It lives in one JSON file, `$ENVCTL_STATE_DIR/state.json` (default
+//! `$XDG_STATE_HOME/envctl`, else `~/.local/state/envctl`), keyed by Docker endpoint and
+//! environment id. Writers take an exclusive file lock and replace the file by atomic rename, so
+//! several envctl processes can share it. Docker's labels stay the source of truth for what
+//! exists: a lost or corrupted file only resets idle clocks (every environment counts as
+//! active from the moment it is first seen again), which is the safe direction.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "state.json";
+const LOCK: &str = "state.lock";
+const PASS_LOCK: &str = "reap.lock";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Records by Docker endpoint, then environment id.
+    pub endpoints: BTreeMap<String, BTreeMap<String, Record>>,
+}
+
+/// What the reaper remembers of one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The latest activity seen: an envctl command, or inbound traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
+    /// The traffic counters of the previous sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
+    /// When the reaper first saw a service crashed or unhealthy; cleared once all are fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crashed_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    pub at: DateTime<Utc>,
+    /// For people: `envctl touch`, `inbound traffic on proxy`.
+    pub what: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    /// Received and sent bytes by service.
+    pub counters: BTreeMap<String, Counters>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+impl State {
+    pub fn record(&self, endpoint: &str, id: &str) -> Option<&Record> {
+        self.endpoints.get(endpoint)?.get(id)
+    }
+
+    pub fn record_mut(&mut self, endpoint: &str, id: &str) -> &mut Record {
+        self.endpoints
+            .entry(endpoint.to_string())
+            .or_default()
+            .entry(id.to_string())
+            .or_default()
+    }
+
+    /// Records activity unless a later one is already known.
+    pub fn note_activity(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, what: &str) {
+        let record = self.record_mut(endpoint, id);
+        if record.activity.as_ref().is_none_or(|a| a.at <= at) {
+            record.activity = Some(Activity {
+                at,
+                what: what.to_string(),
+            });
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the state directory `{}`: {source}", dir.display())]
+pub struct StateError {
+    pub dir: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// The state file and its locks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Held for a whole reaper pass, so a cron pass and a daemon pass never act at the same time.
+pub struct PassLock {
+    _file: File,
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Store {
+        Store { dir: dir.into() }
+    }
+
+    /// `ENVCTL_STATE_DIR`, else `$XDG_STATE_HOME/envctl`, else `~/.local/state/envctl`.
+    pub fn from_env() -> Store {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = var("ENVCTL_STATE_DIR")
+            .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("envctl")))
+            .or_else(|| var("HOME").map(|h| h.join(".local/state/envctl")))
+            .unwrap_or_else(|| std::env::temp_dir().join("envctl-state"));
+        Store::new(dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn error(&self, source: std::io::Error) -> StateError {
+        StateError {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File, StateError> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.error(e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(name))
+            .map_err(|e| self.error(e))?;
+        file.lock().map_err(|e| self.error(e))?;
+        Ok(file)
+    }
+
+    /// Waits for, then holds, the lock that serializes reaper passes.
+    pub fn lock_pass(&self) -> Result<PassLock, StateError> {
+        Ok(PassLock {
+            _file: self.lock_file(PASS_LOCK)?,
+        })
+    }
+
+    /// Reads the state. A missing file is an empty state; an unreadable or corrupted one is too,
+    /// with a warning to report (the next write replaces it).
+    pub fn read(&self) -> (State, Option<String>) {
+        let path = self.dir.join(FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (State::default(), None),
+            Err(e) => {
+                let warning = format!("cannot read the state file `{}`: {e}", path.display());
+                return (State::default(), Some(warning));
+            }
+        };
+        match serde_json::from_str::<State>(&text) {
+            Ok(state) if state.version == VERSION => (state, None),
+            Ok(_) | Err(_) => (
+                State::default(),
+                Some(format!(
+                    "the state file `{}` is corrupted; replacing it (idle clocks restart now)",
+                    path.display()
+                )),
+            ),
+        }
+    }
+
+    /// Reads, changes and writes the state under the file lock.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut State) -> R,
+    ) -> Result<(R, Option<String>), StateError> {
+        let _lock = self.lock_file(LOCK)?;
+        let (mut state, warning) = self.read();
+        let result = change(&mut state);
+        state.version = VERSION;
+        self.write(&state).map_err(|e| self.error(e))?;
+        Ok((result, warning))
+    }
+
+    fn write(&self, state: &State) -> std::io::Result<()> {
+        let path = self.dir.join(FILE);
+        let temporary = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)
+    }
+}
+
+/// Records that an envctl command used an environment. Failing to record is not worth failing
+/// the command over: it only means the reaper sees the environment as idle a little earlier.
+pub fn touch(endpoint: &str, id: &str, what: &str) {
+    let store = Store::from_env();
+    match store.update(|state| state.note_activity(endpoint, id, Utc::now(), what)) {
+        Ok((_, Some(warning))) => crate::output::warning(&warning),
+        Ok(_) => {}
+        Err(error) => tracing::warn!("cannot record activity: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_survive_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let at = Utc::now();
+        store
+            .update(|s| s.note_activity("unix:///d.sock", "x", at, "envctl touch"))
+            .unwrap();
+        let (state, warning) = store.read();
+        assert!(warning.is_none());
+        let activity = state
+            .record("unix:///d.sock", "x")
+            .unwrap()
+            .activity
+            .clone();
+        assert_eq!(activity.unwrap().what, "envctl touch");
+    }
+
+    #[test]
+    fn older_activity_never_hides_newer() {
+        let mut state = State::default();
+        let now = Utc::now();
+        state.note_activity("e", "x", now, "new");
+        state.note_activity("e", "x", now - chrono::Duration::hours(1), "old");
+        assert_eq!(
+            state
+                .record("e", "x")
+                .unwrap()
+                .activity
+                .as_ref()
+                .unwrap()
+                .what,
+            "new"
+        );
+    }
+
+    #[test]
+    fn a_corrupted_file_is_reported_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), "{ not json").unwrap();
+        let store = Store::new(dir.path());
+        let (state, warning) = store.read();
+        assert!(state.endpoints.is_empty());
+        assert!(warning.unwrap().contains("corrupted"));
+        let ((), warning) = store.update(|_| ()).unwrap();
+        assert!(warning.is_some());
+        assert!(
+            store.read().1.is_none(),
+            "the update replaced the corrupted file"
+        );
+    }
+}
