@@ -45,6 +45,23 @@ pub enum Command {
     Start(StartArgs),
     /// Build the images of services that declare `build:`
     Build(BuildArgs),
+    /// One reaper pass, for cron: stop idle environments, remove long-stopped ones
+    ///
+    /// Activity is an envctl command on the environment, its creation, or inbound traffic on
+    /// the services that publish ports. Each action is printed with its reason.
+    ///
+    /// Example (crontab): 0 2 * * *  envctl reap --idle 2h --remove-after 24h
+    Reap(ReapArgs),
+    /// Run reaper passes every DURATION until SIGTERM or Ctrl-C
+    ///
+    /// The first signal finishes the pass in flight and exits; a second exits at once.
+    Reaper(ReaperArgs),
+    /// Record activity on an environment, restarting its idle clock
+    Touch(TouchArgs),
+    /// Exempt an environment from the reaper
+    Pin(TouchArgs),
+    /// Let the reaper handle an environment again
+    Unpin(TouchArgs),
     /// Show the start plan of an environment without contacting Docker
     ///
     /// Examples:
@@ -160,6 +177,42 @@ pub struct StartArgs {
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TouchArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// Stop environments without activity for this long
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration)]
+    pub idle: Duration,
+    /// Remove environments that have been stopped for this long
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    pub remove_after: Duration,
+    /// Stop environments older than this whatever their activity (pins still exempt)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub max_age: Option<Duration>,
+    /// Print what would be done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only environments of this name
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReaperArgs {
+    /// Time between two passes
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub every: Duration,
+    #[command(flatten)]
+    pub reap: ReapArgs,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,7 @@ pub fn stderr_is_terminal() -> bool {
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }

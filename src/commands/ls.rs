@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use crate::cli::{Format, OutputArgs};
 use crate::lifecycle::inventory::{self, Instance, State};
+use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
 
 #[derive(Serialize)]
@@ -15,12 +16,21 @@ struct Row {
     owner: String,
     images: Vec<String>,
     endpoints: Vec<String>,
+    pinned: bool,
+    /// The latest activity the reaper or an envctl command recorded, or the creation.
+    last_activity: Option<String>,
+    last_activity_at: Option<String>,
+    idle_seconds: Option<u64>,
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instances = inventory::list(engine.as_ref()).await?;
-    let rows: Vec<Row> = instances.iter().map(row).collect();
+    let (state, _) = Store::from_env().read();
+    let rows: Vec<Row> = instances
+        .iter()
+        .map(|i| row(i, state.record(engine.endpoint(), &i.id)))
+        .collect();
     match args.output {
         Format::Json => output::json(&rows),
         Format::Text if rows.is_empty() => output::message("no environments"),
@@ -36,6 +46,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                             .map(|s| output::short_duration(std::time::Duration::from_secs(s)))
                             .unwrap_or_else(|| "?".into()),
                         r.owner.clone(),
+                        match (&r.last_activity, r.idle_seconds) {
+                            (Some(what), Some(idle)) => format!(
+                                "{what}, idle {}",
+                                output::short_duration(std::time::Duration::from_secs(idle))
+                            ),
+                            _ => "-".into(),
+                        },
+                        if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
                         r.endpoints.join(" "),
                     ]
@@ -47,6 +65,8 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                 "STATE",
                 "AGE",
                 "OWNER",
+                "LAST ACTIVITY",
+                "PINNED",
                 "IMAGES",
                 "ENDPOINTS",
             ];
@@ -56,10 +76,22 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(instance: &Instance) -> Row {
+fn row(instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
+    let last = match (record.and_then(|r| r.activity.as_ref()), created) {
+        (Some(activity), Some(created)) if activity.at >= created => {
+            Some((activity.what.clone(), activity.at))
+        }
+        (_, Some(created)) => Some(("creation".to_string(), created)),
+        (Some(activity), None) => Some((activity.what.clone(), activity.at)),
+        (None, None) => None,
+    };
     Row {
+        pinned: instance.pin.is_some(),
+        last_activity: last.as_ref().map(|(what, _)| what.clone()),
+        last_activity_at: last.as_ref().map(|(_, at)| at.to_rfc3339()),
+        idle_seconds: last.map(|(_, at)| (now - at).num_seconds().max(0) as u64),
         id: instance.id.clone(),
         environment: instance.environment.clone(),
         state: instance.state(now),

@@ -6,8 +6,10 @@ mod down;
 mod graph;
 mod logs;
 mod ls;
+mod pin;
 mod plan;
 mod progress;
+mod reap;
 mod start;
 mod status;
 mod stop;
@@ -34,6 +36,11 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Logs(args) => logs::exec(args).await,
         Command::Stop(args) => stop::exec(args).await,
         Command::Start(args) => start::exec(args).await,
+        Command::Reap(args) => reap::once(args).await,
+        Command::Reaper(args) => reap::daemon(args).await,
+        Command::Touch(args) => pin::touch(args).await,
+        Command::Pin(args) => pin::pin(args).await,
+        Command::Unpin(args) => pin::unpin(args).await,
     }
 }
 

@@ -61,9 +61,34 @@ impl TestEnv {
         TestEnv { name, dir }
     }
 
-    /// `envctl` with this environment's envdir.
+    /// `envctl` with this environment's envdir and its own reaper state.
     pub fn envctl(&self) -> Envctl {
-        Envctl::new().envdir(self.dir.path())
+        Envctl::new()
+            .envdir(self.dir.path())
+            .env("ENVCTL_STATE_DIR", self.state_dir())
+    }
+
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// One `envctl reap` pass over this test's environments only.
+    pub fn reap(&self, flags: &[&str]) -> crate::support::Run {
+        self.envctl()
+            .args(["reap", "--environment", &self.name])
+            .args(flags)
+            .run()
+    }
+
+    /// The state `envctl ls` shows for environment `id`, if it exists.
+    pub fn state_of(&self, id: &str) -> Option<String> {
+        let ls = self.envctl().args(["ls", "-o", "json"]).run();
+        ls.success()
+            .json()
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["state"].as_str().unwrap_or_default().to_string())
     }
 
     pub fn file(&self) -> std::path::PathBuf {

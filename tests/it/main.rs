@@ -6,5 +6,6 @@ mod engine;
 mod fuzz;
 mod harness;
 mod lifecycle;
+mod reaper;
 mod spec;
 mod support;

@@ -190,7 +190,8 @@ fn empty_files_say_what_is_missing() {
 
 #[test]
 fn environment_variable_names_are_checked() {
-    let stderr = plan_error("services:\n  a:\n    image: a\n    env:\n      \"\": x\n      \"A=B\": y\n");
+    let stderr =
+        plan_error("services:\n  a:\n    image: a\n    env:\n      \"\": x\n      \"A=B\": y\n");
     assert!(
         stderr.contains("`` is not an environment variable name"),
         "{stderr}"
@@ -204,12 +205,17 @@ fn environment_variable_names_are_checked() {
 #[test]
 fn service_names_of_envctls_own_containers_are_reserved() {
     let stderr = plan_error("services:\n  envctl:\n    image: a\n");
-    assert!(stderr.contains("service name `envctl` is reserved"), "{stderr}");
+    assert!(
+        stderr.contains("service name `envctl` is reserved"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn absurd_timeouts_are_rejected_not_overflowed() {
-    let stderr = plan_error("services:\n  a:\n    image: a\n    ready:\n      tcp: 1\n      timeout: 300000000000y\n");
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    ready:\n      tcp: 1\n      timeout: 300000000000y\n",
+    );
     assert!(stderr.contains("is longer than a week"), "{stderr}");
     Envctl::new()
         .args(["up", "demo", "--timeout", "300000000000y"])
@@ -221,8 +227,12 @@ fn absurd_timeouts_are_rejected_not_overflowed() {
 #[test]
 fn untagged_values_get_readable_messages() {
     let stderr = plan_error("services:\n  a:\n    image: a\n    ports: [80.5]\n");
-    assert!(stderr.contains("a port is a number from 1 to 65535"), "{stderr}");
-    let stderr = plan_error("services:\n  a:\n    image: a\n    build: {context: ., dockerfil: X}\n");
+    assert!(
+        stderr.contains("a port is a number from 1 to 65535"),
+        "{stderr}"
+    );
+    let stderr =
+        plan_error("services:\n  a:\n    image: a\n    build: {context: ., dockerfil: X}\n");
     assert!(stderr.contains("`build` is a directory, or"), "{stderr}");
     let stderr = plan_error("services:\n  a:\n    image: a\n---\nservices: {}\n");
     assert!(stderr.contains("several YAML documents"), "{stderr}");

@@ -17,6 +17,10 @@ impl Envctl {
         let mut command = Command::new(env!("CARGO_BIN_EXE_envctl"));
         command
             .current_dir(root())
+            .env(
+                "ENVCTL_STATE_DIR",
+                std::env::temp_dir().join(format!("envctl-tests-{}", std::process::id())),
+            )
             .env_remove("ENVCTL_ENVDIR")
             .env_remove("RUST_LOG")
             .env_remove("BUILD_TAG");

@@ -1,0 +1,648 @@
+//! The idle reaper: one pass that stops environments nobody used for a while, removes them
+//! later, and collects the debris of killed starts. `envctl reap` runs one pass (cron);
+//! `envctl reaper` runs passes in a loop (a daemon).
+//!
+//! A pass observes every environment (labels, states, traffic counters), decides per
+//! environment with [`decide`] (a pure function of the observation, the remembered record and
+//! the clock), saves what it learned, then acts. It never touches resources without envctl's
+//! labels, pinned environments, or environments created or used after the pass began.
+//!
+//! Activity is an envctl command on the environment (`up`, `start`, `touch`, `logs`, `status`,
+//! `run`), its creation, or inbound traffic: between two samples, the bytes received by its
+//! entry services (those that publish ports) exceed, by more than [`NOISE_BYTES`], the bytes
+//! sent by its other services. Traffic between the environment's own containers (a connection
+//! pool pinging the database, heartbeats) is sent by one of them, so it cancels out; envctl's
+//! readiness probes only run during `up` and `start`, which count as activity themselves.
+//! Traffic between two entry services counts, the safe direction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream::{self, FuturesUnordered};
+use serde::Serialize;
+
+use crate::engine::{ContainerState, Engine, EngineError};
+use crate::lifecycle::{self, Instance, State};
+use crate::naming::label;
+use crate::state::{Activity, Counters, Record, Sample, StateError, Store};
+
+/// Inbound bytes below this between two samples are noise: the bridge's own IPv6 and ARP
+/// chatter reaches every container now and then (70-byte packets), while a single HTTP request
+/// through a proxy is several hundred bytes.
+pub const NOISE_BYTES: u64 = 512;
+/// How many environments a pass observes at once.
+const CONCURRENCY: usize = 16;
+
+/// The thresholds of a pass.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stop environments without activity for this long.
+    pub idle: Duration,
+    /// Remove environments stopped for this long.
+    pub remove_after: Duration,
+    /// Stop environments older than this, whatever their activity.
+    pub max_age: Option<Duration>,
+    /// Report what would be done, change nothing.
+    pub dry_run: bool,
+    /// Only environments of this name.
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Stop,
+    Remove,
+}
+
+/// What a pass did, or would do, to one environment, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub action: Kind,
+    pub id: String,
+    pub environment: String,
+    /// `accounting@ea6757a8090d`, or the environment's name.
+    pub subject: String,
+    pub reason: String,
+    /// Set when acting failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub actions: Vec<Action>,
+    /// Problems that did not stop the pass: a corrupted state file, an unreadable counter.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReapError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Everything a decision needs to know about one environment, read from the engine.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub id: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub pinned: bool,
+    pub state: State,
+    /// Why the start never finished, when it did not and cannot any more.
+    pub unfinished: Option<String>,
+    /// When the last container stopped, for a stopped environment.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Byte counters of the running services, or why they could not be read.
+    pub traffic: Result<BTreeMap<String, Counters>, String>,
+    /// Services that publish ports: where inbound traffic arrives.
+    pub entries: BTreeSet<String>,
+}
+
+/// The outcome of [`decide`]: the record to remember, and the action to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub record: Record,
+    pub action: Option<(Kind, String)>,
+}
+
+/// Decides what to do with one environment at `now`. Pure, so the rules are unit-tested with
+/// an injected clock.
+pub fn decide(
+    observation: &Observation,
+    previous: Option<&Record>,
+    now: DateTime<Utc>,
+    options: &Options,
+) -> Verdict {
+    let mut record = previous.cloned().unwrap_or_default();
+    let action = judge(observation, previous, &mut record, now, options);
+    Verdict { record, action }
+}
+
+fn judge(
+    observation: &Observation,
+    previous: Option<&Record>,
+    record: &mut Record,
+    now: DateTime<Utc>,
+    options: &Options,
+) -> Option<(Kind, String)> {
+    // An environment without a creation time counts as created now: the safe direction.
+    let created = observation.created_at.unwrap_or(now);
+    if created >= now {
+        return None;
+    }
+    let traffic = sample_traffic(observation, previous, record, now);
+    if let Some(what) = traffic {
+        note(record, now, what);
+    }
+    if observation.pinned {
+        return None;
+    }
+    if let Some(why) = &observation.unfinished {
+        return Some((Kind::Remove, format!("the start never finished: {why}")));
+    }
+    match observation.state {
+        State::Starting => None,
+        State::Stopped => {
+            record.crashed_since = None;
+            let stopped = observation.stopped_at.unwrap_or(now);
+            let for_how_long = elapsed(stopped, now);
+            (for_how_long >= options.remove_after).then(|| {
+                (
+                    Kind::Remove,
+                    format!(
+                        "stopped for {} (since {})",
+                        human(for_how_long),
+                        stopped.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                )
+            })
+        }
+        State::Ready | State::Degraded => {
+            let crashed = observation.state == State::Degraded;
+            record.crashed_since = crashed.then(|| record.crashed_since.unwrap_or(now));
+            if let Some(max_age) = options.max_age
+                && elapsed(created, now) >= max_age
+            {
+                return Some((
+                    Kind::Stop,
+                    format!(
+                        "older than --max-age {} (created {})",
+                        human(max_age),
+                        created.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                ));
+            }
+            if let Some(since) = record.crashed_since
+                && elapsed(since, now) >= options.idle
+            {
+                return Some((
+                    Kind::Stop,
+                    format!(
+                        "a service has been crashed or unhealthy for {}",
+                        human(elapsed(since, now))
+                    ),
+                ));
+            }
+            let last = match &record.activity {
+                Some(activity) if activity.at >= created => activity.clone(),
+                _ => Activity {
+                    at: created,
+                    what: "creation".into(),
+                },
+            };
+            let idle = elapsed(last.at, now);
+            (idle >= options.idle).then(|| {
+                (
+                    Kind::Stop,
+                    format!(
+                        "idle for {}, last activity: {} at {}",
+                        human(idle),
+                        last.what,
+                        last.at.format("%H:%M UTC")
+                    ),
+                )
+            })
+        }
+    }
+}
+
+/// Takes a traffic sample into the record; returns the activity it shows, if any. Anything
+/// unknown (no earlier sample, unreadable or reset counters) counts as activity now.
+fn sample_traffic(
+    observation: &Observation,
+    previous: Option<&Record>,
+    record: &mut Record,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let counters = match &observation.traffic {
+        Ok(counters) => counters,
+        Err(why) => {
+            record.sample = None;
+            return Some(format!("traffic unreadable ({why})"));
+        }
+    };
+    if counters.is_empty() {
+        record.sample = None;
+        return None;
+    }
+    let before = previous.and_then(|r| r.sample.as_ref());
+    record.sample = Some(Sample {
+        at: now,
+        counters: counters.clone(),
+    });
+    let Some(before) = before else {
+        return Some("first seen by the reaper".into());
+    };
+    let mut inbound = 0u64;
+    let mut internal = 0u64;
+    let mut receivers = Vec::new();
+    for (service, now) in counters {
+        let Some(then) = before.counters.get(service) else {
+            return Some(format!("{service} started"));
+        };
+        if now.rx < then.rx || now.tx < then.tx {
+            return Some(format!("{service} restarted"));
+        }
+        if observation.entries.contains(service) {
+            inbound += now.rx - then.rx;
+            if now.rx > then.rx {
+                receivers.push(service.as_str());
+            }
+        } else {
+            internal += now.tx - then.tx;
+        }
+    }
+    (inbound.saturating_sub(internal) > NOISE_BYTES)
+        .then(|| format!("inbound traffic on {}", receivers.join(", ")))
+}
+
+fn note(record: &mut Record, at: DateTime<Utc>, what: String) {
+    if record.activity.as_ref().is_none_or(|a| a.at <= at) {
+        record.activity = Some(Activity { at, what });
+    }
+}
+
+fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (now - since).to_std().unwrap_or_default()
+}
+
+fn human(duration: Duration) -> String {
+    crate::output::short_duration(duration)
+}
+
+/// One reaper pass at `now`. Holds the pass lock throughout, so concurrent passes (a cron job
+/// and a daemon) run one after the other and the second sees what the first did.
+pub async fn pass(
+    engine: &dyn Engine,
+    store: &Store,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Result<Report, ReapError> {
+    let lock_store = store.clone();
+    let _lock = tokio::task::spawn_blocking(move || lock_store.lock_pass())
+        .await
+        .map_err(|e| StateError {
+            dir: store.dir().to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+    let mut report = Report {
+        dry_run: options.dry_run,
+        ..Report::default()
+    };
+    let instances: Vec<Instance> = lifecycle::inventory::list(engine)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            options
+                .environment
+                .as_ref()
+                .is_none_or(|e| &i.environment == e)
+        })
+        .collect();
+    let observations: Vec<Observation> = stream::iter(&instances)
+        .map(|instance| observe(engine, instance, now))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let (state, warning) = store.read();
+    report.warnings.extend(warning);
+    let endpoint = engine.endpoint();
+    let verdicts: Vec<Verdict> = observations
+        .iter()
+        .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
+        .collect();
+    let planned: Vec<(&Instance, (Kind, String))> = instances
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
+        .collect();
+    if options.dry_run {
+        report.actions = planned
+            .into_iter()
+            .map(|(instance, (kind, reason))| action(instance, kind, reason, None))
+            .collect();
+        return Ok(report);
+    }
+    // Save what was learned, and learn what happened meanwhile: an environment touched after
+    // the pass began is left alone.
+    let ids: BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let (touched, warning) = store.update(|state| {
+        let records = state.endpoints.entry(endpoint.to_string()).or_default();
+        records.retain(|id, _| ids.contains(id.as_str()));
+        let mut touched = BTreeSet::new();
+        for (observation, verdict) in observations.iter().zip(&verdicts) {
+            let record = records.entry(observation.id.clone()).or_default();
+            if record.activity.as_ref().is_some_and(|a| a.at > now) {
+                touched.insert(observation.id.clone());
+            }
+            let activity = record.activity.clone();
+            *record = verdict.record.clone();
+            if activity.as_ref().is_some_and(|a| a.at > now) {
+                record.activity = activity;
+            }
+        }
+        touched
+    })?;
+    report.warnings.extend(warning);
+    let acting = planned
+        .into_iter()
+        .filter(|(instance, _)| !touched.contains(&instance.id))
+        .map(|(instance, (kind, reason))| async move {
+            let result = match kind {
+                Kind::Stop => lifecycle::stop(engine, instance).await,
+                Kind::Remove => lifecycle::remove(engine, instance).await,
+            };
+            action(instance, kind, reason, result.err().map(|e| e.to_string()))
+        })
+        .collect::<FuturesUnordered<_>>();
+    report.actions = acting.collect().await;
+    report.actions.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(report)
+}
+
+fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
+    let refs = instance
+        .containers
+        .first()
+        .map(|c| c.label(label::REFS))
+        .unwrap_or("");
+    Action {
+        action: kind,
+        id: instance.id.clone(),
+        environment: instance.environment.clone(),
+        subject: match refs {
+            "" => instance.environment.clone(),
+            refs => refs.replace(',', " "),
+        },
+        reason,
+        error,
+    }
+}
+
+/// Reads what the engine knows of one environment: states, stop times, traffic counters.
+async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -> Observation {
+    let state = instance.state(now);
+    let running: Vec<_> = instance
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+    let traffic = async {
+        let reading = running.iter().map(|container| async move {
+            let traffic = engine.traffic(&container.id).await?;
+            let counters = Counters {
+                rx: traffic.received,
+                tx: traffic.sent,
+            };
+            Ok::<_, EngineError>((container.service().to_string(), counters))
+        });
+        match futures_util::future::try_join_all(reading).await {
+            Ok(counters) => Ok(counters.into_iter().collect()),
+            Err(error) => Err(error.to_string()),
+        }
+    };
+    let stopped_at = async {
+        if state != State::Stopped {
+            return None;
+        }
+        let details = lifecycle::inspect_all(engine, instance).await.ok()?;
+        details
+            .iter()
+            .filter_map(|d| d.finished_at.as_deref())
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .max()
+    };
+    let (traffic, stopped_at) = tokio::join!(traffic, stopped_at);
+    Observation {
+        id: instance.id.clone(),
+        created_at: instance.created_at(),
+        pinned: instance.pin.is_some(),
+        state,
+        unfinished: instance.unfinished(now),
+        stopped_at,
+        traffic,
+        entries: instance
+            .containers
+            .iter()
+            .filter(|c| !c.label(label::PORTS).is_empty())
+            .map(|c| c.service().to_string())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn options() -> Options {
+        Options {
+            idle: Duration::from_secs(2 * 3600),
+            remove_after: Duration::from_secs(24 * 3600),
+            max_age: None,
+            dry_run: false,
+            environment: None,
+        }
+    }
+
+    fn at(hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, hour, minute, 0).unwrap()
+    }
+
+    fn counters(pairs: &[(&str, u64, u64)]) -> BTreeMap<String, Counters> {
+        pairs
+            .iter()
+            .map(|(s, rx, tx)| (s.to_string(), Counters { rx: *rx, tx: *tx }))
+            .collect()
+    }
+
+    /// The seed's environment at 00:00, proxy and oracle-xe publishing ports.
+    fn running(traffic: BTreeMap<String, Counters>) -> Observation {
+        Observation {
+            id: "20261126-000000".into(),
+            created_at: Some(at(0, 0)),
+            pinned: false,
+            state: State::Ready,
+            unfinished: None,
+            stopped_at: None,
+            traffic: Ok(traffic),
+            entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
+        }
+    }
+
+    /// Runs passes at the given times with the given counters; returns the last verdict.
+    fn passes(steps: &[(DateTime<Utc>, Observation)]) -> Verdict {
+        let mut record: Option<Record> = None;
+        let mut last = None;
+        for (now, observation) in steps {
+            let verdict = decide(observation, record.as_ref(), *now, &options());
+            record = Some(verdict.record.clone());
+            last = Some(verdict);
+        }
+        last.expect("at least one pass")
+    }
+
+    #[test]
+    fn first_sight_counts_as_activity() {
+        let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
+        let verdict = passes(&[(at(5, 0), quiet)]);
+        assert_eq!(verdict.action, None, "never idle on first sight");
+        assert_eq!(
+            verdict.record.activity.unwrap().what,
+            "first seen by the reaper"
+        );
+    }
+
+    #[test]
+    fn an_environment_without_traffic_is_stopped_once_idle() {
+        let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
+        let verdict = passes(&[(at(1, 0), quiet.clone()), (at(3, 12), quiet)]);
+        assert_eq!(
+            verdict.action,
+            Some((
+                Kind::Stop,
+                "idle for 2h12m, last activity: first seen by the reaper at 01:00 UTC".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn inbound_traffic_keeps_an_environment_alive() {
+        let before = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
+        let after = running(counters(&[
+            ("proxy", 5100, 9000),
+            ("accounting", 3050, 2050),
+        ]));
+        let verdict = passes(&[
+            (at(1, 0), before.clone()),
+            (at(1, 3), after.clone()),
+            (at(3, 0), after),
+        ]);
+        assert_eq!(
+            verdict.action, None,
+            "2h of idle time not reached since 01:03"
+        );
+        let activity = verdict.record.activity.unwrap();
+        assert_eq!(
+            (activity.at, activity.what.as_str()),
+            (at(1, 3), "inbound traffic on proxy")
+        );
+    }
+
+    #[test]
+    fn traffic_between_the_environments_own_containers_is_not_activity() {
+        // accounting's connection pool pings oracle-xe: what oracle-xe receives, accounting sent.
+        let before = running(counters(&[
+            ("oracle-xe", 1000, 1000),
+            ("accounting", 1000, 1000),
+        ]));
+        let after = running(counters(&[
+            ("oracle-xe", 91000, 31000),
+            ("accounting", 31000, 91000),
+        ]));
+        let verdict = passes(&[(at(1, 0), before), (at(3, 30), after)]);
+        assert!(
+            matches!(verdict.action, Some((Kind::Stop, _))),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn noise_below_the_threshold_is_not_activity() {
+        let before = running(counters(&[("proxy", 100, 100)]));
+        let after = running(counters(&[("proxy", 100 + NOISE_BYTES, 100)]));
+        let verdict = passes(&[(at(1, 0), before), (at(3, 30), after)]);
+        assert!(matches!(verdict.action, Some((Kind::Stop, _))));
+    }
+
+    #[test]
+    fn unreadable_or_reset_counters_count_as_activity() {
+        let before = running(counters(&[("proxy", 5000, 5000)]));
+        let mut unreadable = before.clone();
+        unreadable.traffic = Err("stats failed".into());
+        let verdict = passes(&[(at(1, 0), before.clone()), (at(3, 30), unreadable)]);
+        assert_eq!(verdict.action, None);
+        let restarted = running(counters(&[("proxy", 10, 10)]));
+        let verdict = passes(&[(at(1, 0), before), (at(3, 30), restarted)]);
+        assert_eq!(verdict.action, None);
+        assert_eq!(verdict.record.activity.unwrap().what, "proxy restarted");
+    }
+
+    #[test]
+    fn pins_exempt_and_unfinished_starts_are_removed() {
+        let mut pinned = running(counters(&[("proxy", 1, 1)]));
+        pinned.pinned = true;
+        assert_eq!(
+            passes(&[(at(1, 0), pinned.clone()), (at(9, 0), pinned)]).action,
+            None
+        );
+        let mut killed = running(BTreeMap::new());
+        killed.unfinished = Some("its `envctl up` (ci:42) is gone".into());
+        let verdict = passes(&[(at(0, 5), killed)]);
+        assert_eq!(
+            verdict.action,
+            Some((
+                Kind::Remove,
+                "the start never finished: its `envctl up` (ci:42) is gone".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn stopped_environments_are_removed_after_remove_after() {
+        let mut stopped = running(BTreeMap::new());
+        stopped.state = State::Stopped;
+        stopped.stopped_at = Some(at(1, 0));
+        let verdict = decide(&stopped, None, at(12, 0), &options());
+        assert_eq!(verdict.action, None);
+        let tomorrow = at(1, 0) + chrono::Duration::hours(25);
+        let verdict = decide(&stopped, None, tomorrow, &options());
+        assert!(
+            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.starts_with("stopped for 1d01h"))
+        );
+    }
+
+    #[test]
+    fn crashed_services_are_stopped_after_the_idle_time() {
+        let mut crashed = running(counters(&[("proxy", 1, 1)]));
+        crashed.state = State::Degraded;
+        let busy = |mut o: Observation, rx: u64| {
+            o.traffic = Ok(counters(&[("proxy", rx, 1)]));
+            o
+        };
+        let verdict = passes(&[
+            (at(1, 0), busy(crashed.clone(), 1)),
+            (at(2, 0), busy(crashed.clone(), 100_000)),
+            (at(3, 1), busy(crashed, 200_000)),
+        ]);
+        assert!(
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("a service has been crashed")),
+            "crashed since 01:00, whatever its traffic: {verdict:?}"
+        );
+    }
+
+    #[test]
+    fn max_age_stops_busy_environments_and_new_ones_are_untouched() {
+        let o = running(counters(&[("proxy", 1, 1)]));
+        let options = Options {
+            max_age: Some(Duration::from_secs(3600)),
+            ..options()
+        };
+        let verdict = decide(&o, None, at(1, 30), &options);
+        assert!(
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age"))
+        );
+        assert_eq!(
+            decide(&o, None, at(0, 0), &options).action,
+            None,
+            "created as the pass began"
+        );
+    }
+}

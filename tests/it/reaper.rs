@@ -1,0 +1,344 @@
+//! The reaper against a real engine, with durations of seconds.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use envctl::engine::docker::Docker;
+use envctl::engine::{ContainerSpec, Engine};
+
+use crate::harness::{IMAGE, TestEnv, block_on, host_port, http_get};
+
+/// A proxy in front of an app: the proxy publishes 8080 and is the entry service.
+fn proxied() -> String {
+    format!(
+        "  app:\n    image: {IMAGE}\n    command: [serve, --name, app]\n    ready: {{http: 8080/health}}\n  \
+         proxy:\n    image: {IMAGE}\n    command: [serve, --name, proxy, --forward, \"app:8080\"]\n    \
+         ports: [8080]\n    links: [app]\n    ready: {{http: 8080/health}}\n"
+    )
+}
+
+fn up(env: &TestEnv, id: &str) -> serde_json::Value {
+    let run = env
+        .envctl()
+        .args(["up", &env.name, "--name", id, "-o", "json"])
+        .run();
+    run.success().json()
+}
+
+fn sleep(seconds: f64) {
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+}
+
+#[test]
+fn a_busy_environment_survives_and_an_idle_one_is_stopped_then_removed() {
+    let env = TestEnv::new("busy", &proxied());
+    let (busy, idle) = (format!("{}-busy", env.name), format!("{}-idle", env.name));
+    let port = host_port(&up(&env, &busy), "proxy", 8080);
+    up(&env, &idle);
+    let done = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                http_get(port);
+                sleep(1.0);
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut stopped_at = None;
+    let mut removed = false;
+    while started.elapsed() < Duration::from_secs(40) && !removed {
+        let pass = env.reap(&["--idle", "5s", "--remove-after", "3s"]);
+        pass.success();
+        let out = pass.stdout();
+        assert!(
+            !out.contains(&busy),
+            "the busy environment was reaped: {out}"
+        );
+        if out.contains(&format!("stopped {idle} ({}): idle for", env.name)) {
+            stopped_at = Some(started.elapsed());
+            assert_eq!(env.state_of(&idle).as_deref(), Some("stopped"));
+        }
+        if out.contains(&format!("removed {idle} ({}): stopped for", env.name)) {
+            assert!(stopped_at.is_some(), "removed before it was stopped");
+            removed = true;
+        }
+        sleep(1.0);
+    }
+    done.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    assert!(
+        stopped_at.is_some_and(|t| t >= Duration::from_secs(5)),
+        "{stopped_at:?}"
+    );
+    assert!(removed, "the idle environment was never removed");
+    assert_eq!(env.state_of(&idle), None);
+    assert_eq!(env.state_of(&busy).as_deref(), Some("ready"));
+}
+
+#[test]
+fn dry_runs_pins_and_touches() {
+    let env = TestEnv::new("pins", &proxied());
+    let id = env.name.clone();
+    up(&env, &id);
+    env.reap(&["--idle", "2s"]).success();
+    sleep(2.5);
+    let dry = env.reap(&["--idle", "2s", "--dry-run"]);
+    dry.success()
+        .stdout_has(&format!("would stop {id} ({id}): idle for"));
+    let state = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap();
+    env.reap(&["--idle", "2s", "--dry-run", "-o", "json"])
+        .success()
+        .stdout_has("\"action\": \"stop\"");
+    assert_eq!(
+        std::fs::read_to_string(env.state_dir().join("state.json")).unwrap(),
+        state,
+        "a dry run writes nothing"
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+
+    env.envctl().args(["pin", &id]).run().success();
+    let ls = env.envctl().args(["ls", "-o", "json"]).run();
+    let row = ls.success().json();
+    assert!(
+        row.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str() && r["pinned"] == true)
+    );
+    let pass = env.reap(&["--idle", "2s", "--max-age", "1s"]);
+    assert!(
+        !pass.success().stdout().contains(&id),
+        "a pinned environment is exempt"
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+
+    env.envctl().args(["unpin", &id]).run().success();
+    env.envctl().args(["touch", &id]).run().success();
+    let pass = env.reap(&["--idle", "2s"]);
+    assert!(
+        !pass.success().stdout().contains(&id),
+        "touch restarted the clock"
+    );
+    let ls = env.envctl().args(["ls"]).run();
+    ls.success().stdout_has("envctl touch, idle");
+    sleep(2.5);
+    env.reap(&["--idle", "2s"])
+        .success()
+        .stdout_has(&format!("stopped {id} ({id}): idle for"))
+        .stdout_has("last activity: envctl touch at");
+}
+
+#[test]
+fn resources_without_envctls_label_survive_every_pass() {
+    let env = TestEnv::new("alien", &proxied());
+    up(&env, &env.name);
+    let alien = block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        let labels: envctl::engine::Labels = [
+            ("io.envctl.environment".to_string(), env.name.clone()),
+            ("io.envctl.id".to_string(), env.name.clone()),
+            ("com.example.tool".to_string(), "other".to_string()),
+        ]
+        .into();
+        let spec = ContainerSpec {
+            name: format!("{}-alien", env.name),
+            image: format!("{IMAGE}:latest"),
+            command: Some(vec!["sleep".into()]),
+            labels,
+            ..ContainerSpec::default()
+        };
+        let id = docker.create_container(&spec).await.unwrap();
+        docker.start_container(&id).await.unwrap();
+        id
+    });
+    env.reap(&["--idle", "1s"]).success();
+    sleep(1.5);
+    for _ in 0..3 {
+        env.reap(&["--idle", "1s", "--remove-after", "0s", "--max-age", "1s"])
+            .success();
+    }
+    assert_eq!(
+        env.state_of(&env.name),
+        None,
+        "envctl's own environment was reaped"
+    );
+    block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        let state = docker.inspect_container(&alien).await.map(|d| d.state);
+        docker.remove_container(&alien).await.unwrap();
+        assert_eq!(state.unwrap().as_str(), "running");
+    });
+}
+
+#[test]
+fn a_start_killed_outright_is_removed_and_a_crashed_environment_stopped() {
+    let env = TestEnv::new(
+        "debris",
+        &format!(
+            "  slow:\n    image: {IMAGE}\n    command: [serve, --delay, 60s]\n    ready: {{tcp: 8080}}\n"
+        ),
+    );
+    let killed = format!("{}-killed", env.name);
+    let mut child = env
+        .envctl()
+        .args(["up", &env.name, "--name", &killed])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.state_of(&killed).as_deref() != Some("starting") {
+        assert!(Instant::now() < deadline);
+        sleep(0.2);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.reap(&[]).success().stdout_has(&format!(
+        "removed {killed} ({}): the start never finished",
+        env.name
+    ));
+    assert_eq!(env.state_of(&killed), None);
+
+    // A service that crashes after a finished start degrades the environment.
+    let crashy = TestEnv::new(
+        "crashy",
+        &format!(
+            "  web:\n    image: {IMAGE}\n    command: [serve]\n    ports: [8080]\n  worker:\n    \
+             image: {IMAGE}\n    command: [serve, --name, worker, --port, \"9000\"]\n"
+        ),
+    );
+    up(&crashy, &crashy.name);
+    let worker = format!("worker_{}", crashy.name);
+    block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        docker
+            .stop_container(&worker, Duration::ZERO)
+            .await
+            .unwrap();
+    });
+    assert_eq!(crashy.state_of(&crashy.name).as_deref(), Some("degraded"));
+    crashy.reap(&["--idle", "1s"]).success();
+    sleep(1.5);
+    crashy
+        .reap(&["--idle", "1s"])
+        .success()
+        .stdout_has("a service has been crashed or unhealthy for");
+    assert_eq!(crashy.state_of(&crashy.name).as_deref(), Some("stopped"));
+}
+
+#[test]
+fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
+    let env = TestEnv::new("twice", &proxied());
+    let ids: Vec<String> = (1..=3).map(|n| format!("{}-{n}", env.name)).collect();
+    for id in &ids {
+        up(&env, id);
+    }
+    env.reap(&["--idle", "2s"]).success();
+    sleep(2.5);
+    let daemon = env
+        .envctl()
+        .args([
+            "reaper",
+            "--every",
+            "200ms",
+            "--idle",
+            "2s",
+            "--environment",
+            &env.name,
+        ])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let crons: Vec<_> = (0..4)
+        .map(|_| {
+            env.envctl()
+                .args(["reap", "--idle", "2s", "--environment", &env.name])
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut out = String::new();
+    for cron in crons {
+        let output = cron.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out.push_str(&String::from_utf8_lossy(&output.stdout));
+    }
+    sleep(1.5);
+    let pid = daemon.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let output = daemon.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out.push_str(&String::from_utf8_lossy(&output.stdout));
+    for id in &ids {
+        let stops = out.matches(&format!("stopped {id} ")).count();
+        assert_eq!(stops, 1, "{id} stopped {stops} times:\n{out}");
+    }
+    let state = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&state).expect("the state file is valid JSON");
+}
+
+#[test]
+fn the_daemon_exits_cleanly_on_sigterm() {
+    let env = TestEnv::new("daemon", &proxied());
+    let mut daemon = env
+        .envctl()
+        .args(["reaper", "--every", "1h", "--environment", &env.name])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(1.0);
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not exit");
+        sleep(0.1);
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_lost_or_garbage_state_file_leads_to_no_reap() {
+    let env = TestEnv::new("amnesia", &proxied());
+    let id = env.name.clone();
+    up(&env, &id);
+    env.reap(&["--idle", "2s"]).success();
+    sleep(2.5);
+    let file = env.state_dir().join("state.json");
+    std::fs::write(&file, "\u{0}garbage{").unwrap();
+    let pass = env.reap(&["--idle", "2s"]);
+    assert!(!pass.success().stdout().contains(&id), "{}", pass.stdout());
+    pass.stderr_has("is corrupted; replacing it");
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+    sleep(2.5);
+    std::fs::remove_file(&file).unwrap();
+    let pass = env.reap(&["--idle", "2s"]);
+    assert!(!pass.success().stdout().contains(&id), "{}", pass.stdout());
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
