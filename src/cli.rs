@@ -31,6 +31,18 @@ pub enum Command {
     ///   envctl up accounting@ea6757a          # the environment holding `accounting`, at that tag
     ///   envctl up demo --name pr-42 --output json
     Up(UpArgs),
+    /// Start an environment, run a command against it, then remove it whatever happens
+    ///
+    /// The command gets the environment's coordinates in variables: ENVCTL_ID, and
+    /// ENVCTL_<SERVICE>_<PORT>=host:port for each published port (service upper-cased, `-` as
+    /// `_`). envctl exits with the command's exit code; SIGINT and SIGTERM are forwarded to it.
+    ///
+    /// Example: envctl run accounting@${GIT_COMMIT} -- mvn verify
+    Run(RunArgs),
+    /// Print an environment's variables as `export` lines (or JSON), as `run` sets them
+    ///
+    /// Example: eval "$(envctl env 20261126-041500)"
+    Env(EnvArgs),
     /// Stop and remove environments: containers, then their network
     Down(DownArgs),
     /// List running and stopped environments
@@ -131,6 +143,15 @@ pub struct GraphArgs {
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
+    pub start: StartFlags,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What `up` and `run` share.
+#[derive(Debug, Args)]
+pub struct StartFlags {
+    #[command(flatten)]
     pub target: TargetArgs,
     /// Use NAME as the environment id instead of the launch time
     #[arg(long, value_name = "NAME")]
@@ -141,6 +162,28 @@ pub struct UpArgs {
     /// Keep what was created when the start fails, for debugging
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// Start only these services and what they depend on (repeat, or separate with commas)
+    #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// A hard deadline: the reaper stops the environment this long after its start, whatever
+    /// its activity (a backstop for killed CI agents)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub start: StartFlags,
+    /// The command to run once the environment is ready, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -150,7 +193,7 @@ pub struct DownArgs {
     /// Environment ids, as `envctl ls` shows them
     #[arg(
         value_name = "ID",
-        required_unless_present = "all",
+        required_unless_present_any = ["all", "owner"],
         conflicts_with = "all"
     )]
     pub ids: Vec<String>,
@@ -160,6 +203,9 @@ pub struct DownArgs {
     /// With --all: only environments of this name
     #[arg(long, value_name = "ENV", requires = "all")]
     pub environment: Option<String>,
+    /// Remove every environment of this owner (Jenkins' BUILD_TAG): a post-build cleanup
+    #[arg(long, value_name = "OWNER", conflicts_with_all = ["ids", "all"])]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod graph;
 pub mod lifecycle;
 pub mod naming;
 pub mod output;
+pub mod pipeline;
 pub mod reaper;
 pub mod signals;
 pub mod spec;

@@ -30,6 +30,13 @@ pub mod label {
     pub const OWNER: &str = "io.envctl.owner";
     /// Container ports published on the host, comma-separated (`8080/tcp`).
     pub const PORTS: &str = "io.envctl.ports";
+    /// Jenkins' `BUILD_URL`, `JOB_NAME` and `GIT_COMMIT` when `up` ran in a Jenkins build.
+    pub const BUILD_URL: &str = "io.envctl.build-url";
+    pub const JOB_NAME: &str = "io.envctl.job-name";
+    pub const GIT_COMMIT: &str = "io.envctl.git-commit";
+    /// RFC 3339 time after which the reaper stops the environment whatever its activity
+    /// (`--ttl`).
+    pub const EXPIRES_AT: &str = "io.envctl.expires-at";
     /// `host:pid` of the `envctl up` that is starting the environment.
     pub const STARTED_BY: &str = "io.envctl.started-by";
     /// RFC 3339 time by which the start must have finished (`up --timeout`). Together with

@@ -96,6 +96,8 @@ pub struct Observation {
     pub state: State,
     /// Why the start never finished, when it did not and cannot any more.
     pub unfinished: Option<String>,
+    /// When the `--ttl` given at `up` expires.
+    pub expires_at: Option<DateTime<Utc>>,
     /// When the last container stopped, for a stopped environment.
     pub stopped_at: Option<DateTime<Utc>>,
     /// Byte counters of the running services, or why they could not be read.
@@ -166,6 +168,17 @@ fn judge(
         State::Ready | State::Degraded => {
             let crashed = observation.state == State::Degraded;
             record.crashed_since = crashed.then(|| record.crashed_since.unwrap_or(now));
+            if let Some(expires) = observation.expires_at
+                && expires <= now
+            {
+                return Some((
+                    Kind::Stop,
+                    format!(
+                        "its --ttl expired at {}",
+                        expires.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                ));
+            }
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
@@ -426,6 +439,7 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         pinned: instance.pin.is_some(),
         state,
         unfinished: instance.unfinished(now),
+        expires_at: instance.expires_at(),
         stopped_at,
         traffic,
         entries: instance
@@ -471,6 +485,7 @@ mod tests {
             pinned: false,
             state: State::Ready,
             unfinished: None,
+            expires_at: None,
             stopped_at: None,
             traffic: Ok(traffic),
             entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
@@ -625,6 +640,20 @@ mod tests {
         assert!(
             matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("a service has been crashed")),
             "crashed since 01:00, whatever its traffic: {verdict:?}"
+        );
+    }
+
+    #[test]
+    fn an_expired_ttl_stops_a_busy_environment() {
+        let mut o = running(counters(&[("proxy", 1, 1)]));
+        o.expires_at = Some(at(1, 0));
+        assert_eq!(decide(&o, None, at(0, 59), &options()).action, None);
+        assert_eq!(
+            decide(&o, None, at(1, 0), &options()).action,
+            Some((
+                Kind::Stop,
+                "its --ttl expired at 2026-11-26 01:00 UTC".into()
+            ))
         );
     }
 

@@ -8,7 +8,13 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Signals {
     count: watch::Receiver<u32>,
+    last: std::sync::Arc<std::sync::atomic::AtomicI32>,
 }
+
+/// SIGINT's number.
+pub const SIGINT: i32 = 2;
+/// SIGTERM's number.
+pub const SIGTERM: i32 = 15;
 
 impl Signals {
     /// Starts listening. From now on SIGINT and SIGTERM no longer end the process by default.
@@ -16,24 +22,19 @@ impl Signals {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let (sender, count) = watch::channel(0);
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let record = last.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
+                let number = tokio::select! {
+                    _ = interrupt.recv() => SIGINT,
+                    _ = terminate.recv() => SIGTERM,
+                };
+                record.store(number, std::sync::atomic::Ordering::SeqCst);
                 sender.send_modify(|n| *n += 1);
             }
         });
-        Ok(Signals { count })
-    }
-
-    /// A counter that never fires, for callers that handle no signals.
-    pub fn none() -> Signals {
-        let (sender, count) = watch::channel(0);
-        // Keep the channel open forever so waiting never ends.
-        std::mem::forget(sender);
-        Signals { count }
+        Ok(Signals { count, last })
     }
 
     /// Resolves once `n` signals have arrived in total.
@@ -44,5 +45,10 @@ impl Signals {
 
     pub fn count(&self) -> u32 {
         *self.count.borrow()
+    }
+
+    /// The number of the latest signal (`SIGINT` or `SIGTERM`), 0 before any.
+    pub fn last(&self) -> i32 {
+        self.last.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -4,11 +4,12 @@ use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
-    let selection = match args.all {
-        true => Selection::All {
+    let selection = match (&args.owner, args.all) {
+        (Some(owner), _) => Selection::Owner(owner),
+        (None, true) => Selection::All {
             environment: args.environment.as_deref(),
         },
-        false => Selection::Ids(&args.ids),
+        (None, false) => Selection::Ids(&args.ids),
     };
     let removed = lifecycle::down(engine.as_ref(), selection).await?;
     for id in args

@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use crate::cli::{Format, OutputArgs};
 use crate::lifecycle::inventory::{self, Instance, State};
+use crate::naming::label;
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
 
@@ -17,6 +18,14 @@ struct Row {
     images: Vec<String>,
     endpoints: Vec<String>,
     pinned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
     /// The latest activity the reaper or an envctl command recorded, or the creation.
     last_activity: Option<String>,
     last_activity_at: Option<String>,
@@ -89,6 +98,10 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
     };
     Row {
         pinned: instance.pin.is_some(),
+        build_url: non_empty(instance.label(label::BUILD_URL)),
+        job_name: non_empty(instance.label(label::JOB_NAME)),
+        git_commit: non_empty(instance.label(label::GIT_COMMIT)),
+        expires_at: instance.expires_at().map(|t| t.to_rfc3339()),
         last_activity: last.as_ref().map(|(what, _)| what.clone()),
         last_activity_at: last.as_ref().map(|(_, at)| at.to_rfc3339()),
         idle_seconds: last.map(|(_, at)| (now - at).num_seconds().max(0) as u64),
@@ -122,4 +135,8 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
             })
             .collect(),
     }
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
 }

@@ -3,6 +3,7 @@
 mod build;
 mod completions;
 mod down;
+mod env;
 mod graph;
 mod logs;
 mod ls;
@@ -10,6 +11,7 @@ mod pin;
 mod plan;
 mod progress;
 mod reap;
+mod run;
 mod start;
 mod status;
 mod stop;
@@ -30,6 +32,8 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
         Command::Up(args) => up::exec(args).await,
+        Command::Run(args) => run::exec(args).await,
+        Command::Env(args) => env::exec(args).await,
         Command::Down(args) => down::exec(args).await,
         Command::Ls(args) => ls::exec(args).await,
         Command::Status(args) => status::exec(args).await,

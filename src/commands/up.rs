@@ -1,34 +1,15 @@
-use crate::cli::{Format, UpArgs};
+use std::sync::Arc;
+
+use crate::cli::{Format, StartFlags, UpArgs};
+use crate::engine::Engine;
 use crate::lifecycle::{self, Started, UpOptions};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, naming, output};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
-    let (environment, target) = super::select(&args.target)?;
-    if let Some(name) = &args.name {
-        naming::check_id(name).map_err(Error::Usage)?;
-    }
-    let options = UpOptions {
-        name: args.name,
-        timeout: args.timeout,
-        keep_on_failure: args.keep_on_failure,
-        owner: lifecycle::default_owner(),
-        prefix_tags: target.overrides.iter().map(|o| o.service.clone()).collect(),
-    };
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let engine = super::engine().await?;
-    let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
-    let started = lifecycle::up(
-        engine.as_ref(),
-        &environment,
-        &options,
-        &reporter.progress,
-        &signals,
-    )
-    .await;
-    drop(reporter);
-    let started = started?;
+    let (_, started) = start(args.start, &signals).await?;
     match args.output.output {
         Format::Json => output::json(&started),
         Format::Text => output::data(&summary(&started)),
@@ -36,7 +17,42 @@ pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-/// `ready: accounting 20261126-041500` and one line per published endpoint.
+/// Starts the environment the flags name, with live progress on stderr: `up` and `run`.
+pub async fn start(
+    flags: StartFlags,
+    signals: &Signals,
+) -> Result<(Arc<dyn Engine>, Started), Error> {
+    let (mut environment, target) = super::select(&flags.target)?;
+    if let Some(name) = &flags.name {
+        naming::check_id(name).map_err(Error::Usage)?;
+    }
+    if !flags.only.is_empty() {
+        environment.restrict(&flags.only).map_err(Error::Usage)?;
+    }
+    let options = UpOptions {
+        name: flags.name,
+        timeout: flags.timeout,
+        keep_on_failure: flags.keep_on_failure,
+        owner: lifecycle::default_owner(),
+        prefix_tags: target.overrides.iter().map(|o| o.service.clone()).collect(),
+        ttl: flags.ttl,
+        build_labels: lifecycle::build_labels(),
+    };
+    let engine = super::engine().await?;
+    let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
+    let started = lifecycle::up(
+        engine.as_ref(),
+        &environment,
+        &options,
+        &reporter.progress,
+        signals,
+    )
+    .await;
+    drop(reporter);
+    Ok((engine, started?))
+}
+
+/// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.
 pub fn summary(started: &Started) -> String {
     let mut out = format!(
         "environment {} is ready: id {}\n",
@@ -45,9 +61,9 @@ pub fn summary(started: &Started) -> String {
     for service in &started.services {
         for port in &service.ports {
             let address = format!("{}:{}", output::display_host(&port.host_ip), port.host_port);
-            let url = match &port.http_path {
-                Some(path) => format!("  http://{address}{path}"),
-                None => String::new(),
+            let url = match port.http {
+                true => format!("  http://{address}/"),
+                false => String::new(),
             };
             out.push_str(&format!(
                 "  {} {} -> {address}{url}\n",

@@ -185,6 +185,18 @@ impl Instance {
         self.first_label(label::OWNER)
     }
 
+    /// When `--ttl` expires, if it was given.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(self.first_label(label::EXPIRES_AT))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// A label every container of the environment carries, empty when missing.
+    pub fn label(&self, key: &str) -> &str {
+        self.first_label(key)
+    }
+
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(self.first_label(label::START_DEADLINE))
             .ok()

@@ -20,7 +20,7 @@ pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
 pub use teardown::{Selection, down, remove, stop};
-pub use up::{PortJson, Started, StartedService, UpOptions, default_owner, up};
+pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};
 

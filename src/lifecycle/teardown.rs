@@ -17,6 +17,8 @@ pub enum Selection<'a> {
     All {
         environment: Option<&'a str>,
     },
+    /// Every environment of this owner (Jenkins' `BUILD_TAG`).
+    Owner(&'a str),
 }
 
 /// Stops and removes the selected environments, in parallel: each one's containers dependents
@@ -31,6 +33,7 @@ pub async fn down(
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
             Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
+            Selection::Owner(owner) => i.owner() == *owner,
         })
         .collect();
     let removals = chosen.iter().map(|instance| remove(engine, instance));

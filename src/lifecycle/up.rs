@@ -34,6 +34,10 @@ pub struct UpOptions {
     pub owner: String,
     /// Services whose tag came from `SERVICE@REF`: a unique local tag starting with REF counts.
     pub prefix_tags: Vec<String>,
+    /// The reaper stops the environment this long after its launch, whatever its activity.
+    pub ttl: Option<Duration>,
+    /// Extra labels describing the CI build that started it (Jenkins' `BUILD_URL`, ...).
+    pub build_labels: BTreeMap<String, String>,
 }
 
 /// A started environment.
@@ -58,35 +62,28 @@ pub struct PortJson {
     pub container_port: u16,
     pub host_ip: String,
     pub host_port: u16,
-    /// The path of the service's HTTP readiness probe on this port: the port speaks HTTP, so
-    /// `up` can show a URL (the root of it: the probe path is often a health check).
+    /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
+    /// a URL.
     #[serde(skip)]
-    pub http_path: Option<String>,
-}
-
-impl PortJson {
-    pub fn new(p: &PublishedPort, http_path: Option<String>) -> Self {
-        PortJson {
-            container_port: p.container_port,
-            host_ip: p.host_ip.clone(),
-            host_port: p.host_port,
-            http_path,
-        }
-    }
+    pub http: bool,
 }
 
 impl From<&PublishedPort> for PortJson {
     fn from(p: &PublishedPort) -> Self {
-        PortJson::new(p, None)
+        PortJson {
+            container_port: p.container_port,
+            host_ip: p.host_ip.clone(),
+            host_port: p.host_port,
+            http: false,
+        }
     }
 }
 
-/// The path of the service's HTTP probe on `port`, if it has one.
-fn http_path(service: &Service, port: &PublishedPort) -> Option<String> {
-    service.ready.probes.iter().find_map(|probe| match probe {
-        Probe::Http { port: probed, path } if *probed == port.container_port => Some(path.clone()),
-        _ => None,
-    })
+/// Whether the service has an HTTP probe on `port`.
+fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
+    service.ready.probes.iter().any(
+        |probe| matches!(probe, Probe::Http { port: probed, .. } if *probed == port.container_port),
+    )
 }
 
 /// A service's image, resolved to a local reference.
@@ -458,7 +455,10 @@ fn common_labels(
     images: &BTreeMap<String, Resolved>,
     run: &Run,
 ) -> BTreeMap<String, String> {
-    let deadline = Utc::now() + (run.deadline - Instant::now());
+    let deadline = chrono::Duration::from_std(run.deadline - Instant::now())
+        .ok()
+        .and_then(|left| Utc::now().checked_add_signed(left))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     // `SERVICE@REF` as resolved: `accounting@ea6757a8090d`.
     let refs: Vec<String> = options
         .prefix_tags
@@ -485,6 +485,14 @@ fn common_labels(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(options.ttl.map(|ttl| {
+        let expires = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| run.launched.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        (label::EXPIRES_AT.to_string(), expires.to_rfc3339())
+    }))
+    .chain(options.build_labels.clone())
     .collect()
 }
 
@@ -587,7 +595,10 @@ async fn describe(
                 .to_string(),
             ports: ports
                 .iter()
-                .map(|p| PortJson::new(p, http_path(service, p)))
+                .map(|p| PortJson {
+                    http: speaks_http(service, p),
+                    ..PortJson::from(p)
+                })
                 .collect(),
         });
     }
@@ -630,6 +641,21 @@ fn run_nonce() -> String {
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
+}
+
+/// Labels for the Jenkins variables that are set: `BUILD_URL`, `JOB_NAME`, `GIT_COMMIT`.
+pub fn build_labels() -> BTreeMap<String, String> {
+    [
+        ("BUILD_URL", label::BUILD_URL),
+        ("JOB_NAME", label::JOB_NAME),
+        ("GIT_COMMIT", label::GIT_COMMIT),
+    ]
+    .into_iter()
+    .filter_map(|(var, key)| {
+        let value = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+        Some((key.to_string(), value))
+    })
+    .collect()
 }
 
 /// Whoever started the environment: Jenkins' `BUILD_TAG`, else the user.

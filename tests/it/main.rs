@@ -6,6 +6,7 @@ mod engine;
 mod fuzz;
 mod harness;
 mod lifecycle;
+mod pipeline;
 mod reaper;
 mod spec;
 mod support;

@@ -1,0 +1,241 @@
+//! `envctl run`, `env`, `--only`, `--ttl` and owner labels against a real engine.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{IMAGE, TestEnv};
+use crate::support::Envctl;
+
+/// web forwards to app; both publish nothing but web's 8080.
+fn web() -> String {
+    format!(
+        "  db:\n    image: {IMAGE}\n    command: [serve, --name, db, --port, \"1521\"]\n    ports: [1521]\n    \
+         ready: {{tcp: 1521}}\n  app:\n    image: {IMAGE}\n    command: [serve, --name, app, --requires, \
+         \"db:1521\"]\n    depends_on: [db]\n    ready: {{http: 8080/health}}\n  web:\n    image: {IMAGE}\n    \
+         command: [serve, --name, web, --forward, \"app:8080\"]\n    ports: [8080]\n    links: [app]\n    \
+         ready: {{http: 8080/health}}\n"
+    )
+}
+
+#[test]
+fn run_passes_the_commands_exit_code_through_and_removes_the_environment() {
+    let env = TestEnv::new("runcode", &web());
+    for code in ["0", "3"] {
+        env.envctl()
+            .args(["run", &env.name, "--", "sh", "-c", &format!("exit {code}")])
+            .run()
+            .code(code.parse().unwrap())
+            .stderr_has("removed ");
+        env.assert_nothing_left();
+    }
+}
+
+#[test]
+fn the_variables_reach_the_command_and_lead_to_the_proxy() {
+    let env = TestEnv::new("runvars", &web());
+    // bash's /dev/tcp fetches the page, so the test needs no HTTP client.
+    let script = r#"
+        test -n "$ENVCTL_ID" || exit 10
+        test -n "$ENVCTL_DB_1521" || exit 11
+        exec 3<>"/dev/tcp/${ENVCTL_WEB_8080%:*}/${ENVCTL_WEB_8080#*:}" || exit 12
+        printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+        cat <&3
+    "#;
+    let run = env
+        .envctl()
+        .args(["run", &env.name, "--", "bash", "-c", script])
+        .run();
+    run.success().stdout_has("web -> app ok\napp -> db:1521 ok");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn sigterm_reaches_the_command_and_still_removes_everything() {
+    let env = TestEnv::new("runterm", &web());
+    let marker = env.dir.path().join("got-term");
+    let script = format!(
+        "trap 'echo term > {}; exit 143' TERM; echo started; while true; do sleep 0.1; done",
+        marker.display()
+    );
+    let mut child = env
+        .envctl()
+        .args(["run", &env.name, "--", "bash", "-c", &script])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the command to run: it prints `started`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("started") {
+        assert!(Instant::now() < deadline, "the command never started");
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "term");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn parallel_runs_share_nothing() {
+    let env = TestEnv::new("runpar", &web());
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.envctl()
+                .args([
+                    "run",
+                    &env.name,
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo \"$ENVCTL_ID $ENVCTL_WEB_8080\"",
+                ])
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        lines.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    }
+    let ids: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    let ports: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!((ids.len(), ports.len()), (8, 8), "{lines:?}");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn only_starts_the_service_and_its_dependencies() {
+    let env = TestEnv::new("only", &web());
+    let run = env
+        .envctl()
+        .args([
+            "run",
+            &env.name,
+            "--only",
+            "db",
+            "--",
+            "sh",
+            "-c",
+            "env | grep ^ENVCTL_ | sort",
+        ])
+        .run();
+    run.success().stdout_has("ENVCTL_DB_1521=127.0.0.1:");
+    let stdout = run.stdout();
+    let variables: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split('=').next().unwrap())
+        .filter(|key| !["ENVCTL_ENVDIR", "ENVCTL_STATE_DIR"].contains(key))
+        .collect();
+    assert_eq!(
+        variables,
+        ["ENVCTL_DB_1521", "ENVCTL_ENVIRONMENT", "ENVCTL_ID"],
+        "exactly one service started"
+    );
+    let up = env
+        .envctl()
+        .args([
+            "up", &env.name, "--only", "app", "--name", &env.name, "-o", "json",
+        ])
+        .run();
+    let json = up.success().json();
+    let services: Vec<&str> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["app", "db"]);
+}
+
+#[test]
+fn a_start_failure_inside_run_never_runs_the_command() {
+    let env = TestEnv::new(
+        "runfail",
+        &format!("  bad:\n    image: {IMAGE}\n    command: [exit, \"1\"]\n    ready: {{tcp: 1}}\n"),
+    );
+    let marker = env.dir.path().join("ran");
+    let run = env
+        .envctl()
+        .args(["run", &env.name, "--", "touch"])
+        .args([&marker])
+        .run();
+    run.code(2).stderr_has("error: service `bad` failed");
+    assert!(!marker.exists(), "the command ran");
+    env.assert_nothing_left();
+}
+
+#[test]
+fn env_prints_the_variables_and_owners_come_from_jenkins() {
+    let env = TestEnv::new("owner", &web());
+    let tag = format!("jenkins-{}-7", env.name);
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name, "--ttl", "1h"])
+        .env("BUILD_TAG", &tag)
+        .env("BUILD_URL", "https://ci.example.com/job/accounting/7/")
+        .env("GIT_COMMIT", "ea6757a8090d")
+        .run()
+        .success();
+    let exports = Envctl::new().args(["env", &env.name]).run();
+    exports
+        .success()
+        .stdout_has(&format!("export ENVCTL_ID='{}'", env.name))
+        .stdout_has("export ENVCTL_WEB_8080='127.0.0.1:");
+    let json = Envctl::new().args(["env", &env.name, "-o", "json"]).run();
+    assert!(json.success().json()["ENVCTL_DB_1521"].is_string());
+
+    let ls = Envctl::new().args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == env.name.as_str())
+        .unwrap();
+    assert_eq!(row["owner"], tag.as_str());
+    assert_eq!(row["build_url"], "https://ci.example.com/job/accounting/7/");
+    assert_eq!(row["git_commit"], "ea6757a8090d");
+    assert!(row["expires_at"].is_string());
+
+    Envctl::new()
+        .args(["down", "--owner", &tag])
+        .run()
+        .success()
+        .stderr_has(&format!("removed {}", env.name));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn the_reaper_enforces_ttl_whatever_the_activity() {
+    let env = TestEnv::new("ttl", &web());
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name, "--ttl", "1s"])
+        .run()
+        .success();
+    std::thread::sleep(Duration::from_millis(1500));
+    env.envctl().args(["touch", &env.name]).run().success();
+    env.reap(&[]).success().stdout_has(&format!(
+        "stopped {} ({}): its --ttl expired",
+        env.name, env.name
+    ));
+}
