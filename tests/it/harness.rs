@@ -74,10 +74,21 @@ impl TestEnv {
 
     /// One `envctl reap` pass over this test's environments only.
     pub fn reap(&self, flags: &[&str]) -> crate::support::Run {
+        self.reap_command(flags).run()
+    }
+
+    pub fn reap_command(&self, flags: &[&str]) -> Envctl {
         self.envctl()
             .args(["reap", "--environment", &self.name])
             .args(flags)
-            .run()
+    }
+
+    /// A build context holding the stand-in binary, for test images built with `build:`.
+    pub fn context(&self) -> PathBuf {
+        let context = self.dir.path().join("context");
+        std::fs::create_dir_all(&context).expect("context dir");
+        std::fs::copy(standin(), context.join("standin")).expect("copy the stand-in");
+        context
     }
 
     /// The state `envctl ls` shows for environment `id`, if it exists.

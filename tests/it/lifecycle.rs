@@ -133,26 +133,12 @@ fn concurrent_ups_in_the_same_second_get_distinct_ids() {
         "burst",
         &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
     );
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            env.envctl()
-                .args(["up", &env.name, "-o", "json"])
-                .command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn envctl up")
-        })
+    let ups: Vec<_> = (0..8)
+        .map(|_| env.envctl().args(["up", &env.name, "-o", "json"]).spawn())
         .collect();
     let mut ids = Vec::new();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for up in ups {
+        let json = up.wait().success().json();
         ids.push(json["id"].as_str().unwrap().to_string());
     }
     ids.sort();
@@ -486,13 +472,7 @@ fn ls_status_logs_stop_and_start_work_from_labels() {
 fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
     let env = TestEnv::new("prefix", "");
     // The shipped accounting environment, its images stood in for by local builds.
-    let context = env.dir.path().join("context");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::copy(
-        crate::support::root().join("demo/image/standin"),
-        context.join("standin"),
-    )
-    .unwrap();
+    let context = env.context();
     let roles = [
         (
             "oracle-xe",
@@ -562,13 +542,7 @@ fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
 #[test]
 fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
     let env = TestEnv::new("health", "");
-    let context = env.dir.path().join("context");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::copy(
-        crate::support::root().join("demo/image/standin"),
-        context.join("standin"),
-    )
-    .unwrap();
+    let context = env.context();
     // Docker would first run this check 30 s after the start.
     std::fs::write(
         context.join("Dockerfile"),

@@ -99,23 +99,13 @@ fn parallel_runs_share_nothing() {
                     "-c",
                     "echo \"$ENVCTL_ID $ENVCTL_WEB_8080\"",
                 ])
-                .command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
                 .spawn()
-                .unwrap()
         })
         .collect();
-    let mut lines = Vec::new();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        lines.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
-    }
+    let lines: Vec<String> = children
+        .into_iter()
+        .map(|run| run.wait().success().stdout().trim().to_string())
+        .collect();
     let ids: std::collections::BTreeSet<&str> =
         lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
     let ports: std::collections::BTreeSet<&str> =

@@ -265,25 +265,11 @@ fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
         .spawn()
         .unwrap();
     let crons: Vec<_> = (0..4)
-        .map(|_| {
-            env.envctl()
-                .args(["reap", "--idle", "2s", "--environment", &env.name])
-                .command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| env.reap_command(&["--idle", "2s"]).spawn())
         .collect();
     let mut out = String::new();
     for cron in crons {
-        let output = cron.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        out.push_str(&String::from_utf8_lossy(&output.stdout));
+        out.push_str(&cron.wait().success().stdout());
     }
     sleep(1.5);
     let pid = daemon.id().to_string();

@@ -53,6 +53,29 @@ impl Envctl {
         let output = self.command.output().expect("envctl runs");
         Run { output }
     }
+
+    /// Starts envctl without waiting, its output captured: finish it with [`Running::wait`].
+    pub fn spawn(mut self) -> Running {
+        let child = self
+            .command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("envctl starts");
+        Running { child }
+    }
+}
+
+/// An envctl process running in the background.
+pub struct Running {
+    pub child: std::process::Child,
+}
+
+impl Running {
+    pub fn wait(self) -> Run {
+        let output = self.child.wait_with_output().expect("envctl ends");
+        Run { output }
+    }
 }
 
 pub struct Run {
