@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use crate::engine::{ContainerDetails, ContainerState, Engine, EngineError, LogOptions};
 use crate::spec::{Probe, Ready};
 
+/// Probes run every 100 ms while a service is expected to come up soon; only a service slower
+/// than [`PATIENCE`] is probed less often, up to once a second.
 const FIRST_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
+const PATIENCE: Duration = Duration::from_secs(10);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a service did not become ready.
@@ -163,6 +166,7 @@ async fn poll_probes(
 ) -> Result<(), NotReady> {
     let mut pending: Vec<&Probe> = probes.to_vec();
     let mut interval = FIRST_INTERVAL;
+    let started = Instant::now();
     let mut last = None;
     loop {
         let mut still = Vec::new();
@@ -189,7 +193,9 @@ async fn poll_probes(
             });
         }
         sleep(interval).await;
-        interval = (interval * 3 / 2).min(MAX_INTERVAL);
+        if started.elapsed() > PATIENCE {
+            interval = (interval * 3 / 2).min(MAX_INTERVAL);
+        }
     }
 }
 
