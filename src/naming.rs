@@ -37,6 +37,9 @@ pub mod label {
     /// RFC 3339 time after which the reaper stops the environment whatever its activity
     /// (`--ttl`).
     pub const EXPIRES_AT: &str = "io.envctl.expires-at";
+    /// The `envctl up` (or `run`) process, as `boot-id:pid-namespace:pid:start-time`, so the
+    /// reaper can tell on the same machine whether it is still running.
+    pub const PROCESS: &str = "io.envctl.process";
     /// `host:pid` of the `envctl up` that is starting the environment.
     pub const STARTED_BY: &str = "io.envctl.started-by";
     /// RFC 3339 time by which the start must have finished (`up --timeout`). Together with

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
+use crate::engine::Engine;
+use crate::lifecycle::Instance;
 use crate::naming;
 use crate::signals::{SIGINT, Signals};
 
@@ -19,12 +21,13 @@ const COMMAND_GRACE: Duration = Duration::from_secs(10);
 pub struct Endpoint<'a> {
     pub service: &'a str,
     pub container_port: u16,
+    pub protocol: &'a str,
     pub host: &'a str,
     pub host_port: u16,
 }
 
 /// The variables `run` sets and `env` prints: `ENVCTL_ID`, `ENVCTL_ENVIRONMENT`, and
-/// `ENVCTL_<SERVICE>_<PORT>=host:port` per published port.
+/// `ENVCTL_<SERVICE>_<PORT>=host:port` per published port (`_UDP` appended for UDP).
 pub fn variables<'a>(
     id: &str,
     environment: &str,
@@ -35,24 +38,65 @@ pub fn variables<'a>(
         ("ENVCTL_ENVIRONMENT".to_string(), environment.to_string()),
     ]);
     for e in endpoints {
-        variables.insert(
-            naming::port_variable(e.service, e.container_port),
-            format!("{}:{}", e.host, e.host_port),
-        );
+        let mut name = naming::port_variable(e.service, e.container_port);
+        if e.protocol == "udp" {
+            name.push_str("_UDP");
+        }
+        variables.insert(name, format!("{}:{}", e.host, e.host_port));
     }
     variables
+}
+
+/// The variables of a running environment. Ports bound on every address are reached at the
+/// engine's host: localhost for a local engine, the `DOCKER_HOST` host for a remote one.
+pub fn environment_variables(engine: &dyn Engine, instance: &Instance) -> BTreeMap<String, String> {
+    let host = |host_ip: &str| match host_ip {
+        "" | "0.0.0.0" | "::" => engine.published_host().to_string(),
+        other => other.to_string(),
+    };
+    let endpoints: Vec<(String, &str, u16, &str, u16)> = instance
+        .containers
+        .iter()
+        .flat_map(|c| {
+            c.ports.iter().map(move |p| {
+                (
+                    host(&p.host_ip),
+                    c.service(),
+                    p.container_port,
+                    p.protocol.as_str(),
+                    p.host_port,
+                )
+            })
+        })
+        .collect();
+    variables(
+        &instance.id,
+        &instance.environment,
+        endpoints.iter().map(
+            |(host, service, container_port, protocol, host_port)| Endpoint {
+                service,
+                container_port: *container_port,
+                protocol,
+                host,
+                host_port: *host_port,
+            },
+        ),
+    )
 }
 
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// It ran to its end: its exit code, or 128 + the signal that ended it.
     Exited(i32),
-    /// envctl received a signal, forwarded it, and the command then ended with this code.
+    /// envctl was interrupted, forwarded the signal, and the command then ended with this code.
     Interrupted(i32),
 }
 
-/// Runs `command` with `variables` added to its environment. The first SIGINT or SIGTERM to
-/// envctl is forwarded to it; it then gets [`COMMAND_GRACE`] to end before it is killed.
+/// Runs `command` with `variables` added to its environment, in a process group of its own.
+/// The first SIGINT or SIGTERM to envctl is forwarded to the whole group (a `sh -c` and the
+/// build tool it started alike); the group then gets [`COMMAND_GRACE`] to end, or less if a
+/// second signal comes, before it is killed.
 pub async fn run_command(
     command: &[String],
     variables: &BTreeMap<String, String>,
@@ -61,26 +105,48 @@ pub async fn run_command(
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
-    let mut child = Command::new(program).args(args).envs(variables).spawn()?;
+    if signals.count() > 0 {
+        return Ok(Outcome::Interrupted(128 + signals.last()));
+    }
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(variables)
+        .process_group(0)
+        .spawn()?;
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     tokio::select! {
         status = child.wait() => return Ok(Outcome::Exited(exit_code(status?))),
         () = signals.received(1) => {}
     }
-    if let Some(pid) = child.id() {
-        let signal = match signals.last() {
-            SIGINT => Signal::SIGINT,
-            _ => Signal::SIGTERM,
-        };
-        let _ = kill(Pid::from_raw(pid as i32), signal);
+    let signal = match signals.last() {
+        SIGINT => Signal::SIGINT,
+        _ => Signal::SIGTERM,
+    };
+    if let Some(group) = group {
+        let _ = killpg(group, signal);
     }
-    let status = match tokio::time::timeout(COMMAND_GRACE, child.wait()).await {
-        Ok(status) => status?,
-        Err(_) => {
-            child.kill().await?;
+    let ended = tokio::select! {
+        status = tokio::time::timeout(COMMAND_GRACE, child.wait()) => status.ok(),
+        () = signals.received(2) => None,
+    };
+    let status = match ended {
+        Some(status) => status?,
+        None => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
             child.wait().await?
         }
     };
     Ok(Outcome::Interrupted(exit_code(status)))
+}
+
+/// The exit code for a command that could not start, as shells report it.
+pub fn spawn_failure_code(error: &std::io::Error) -> i32 {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => 126,
+        _ => 127,
+    }
 }
 
 /// A process's exit code, or 128 + the signal that ended it, as shells report it.
@@ -102,12 +168,14 @@ mod tests {
             Endpoint {
                 service: "proxy",
                 container_port: 8080,
+                protocol: "tcp",
                 host: "127.0.0.1",
                 host_port: 49153,
             },
             Endpoint {
                 service: "oracle-xe",
                 container_port: 1521,
+                protocol: "tcp",
                 host: "127.0.0.1",
                 host_port: 49154,
             },

@@ -26,12 +26,14 @@ use serde::Serialize;
 use crate::engine::{ContainerState, Engine, EngineError};
 use crate::lifecycle::{self, Instance, State};
 use crate::naming::label;
-use crate::state::{Activity, Counters, Record, Sample, StateError, Store};
+use crate::state::{Counters, Record, Sample, StateError, Store};
 
-/// Inbound bytes below this between two samples are noise: the bridge's own IPv6 and ARP
-/// chatter reaches every container now and then (70-byte packets), while a single HTTP request
-/// through a proxy is several hundred bytes.
+/// Inbound bytes below `NOISE_BYTES + NOISE_RATE × seconds between samples` are noise: the
+/// bridge's own IPv6 and ARP chatter reaches every container now and then (70-byte packets,
+/// a few a minute), while a single HTTP request through a proxy is several hundred bytes.
 pub const NOISE_BYTES: u64 = 512;
+/// See [`NOISE_BYTES`]: about 1.4 MB a day.
+pub const NOISE_RATE: u64 = 16;
 /// How many environments a pass observes at once. Docker 20.10 answers concurrent one-shot
 /// stats requests on its collector's one-second tick, so reading them all at once costs about a
 /// second where one after another would cost 20 ms each.
@@ -106,6 +108,10 @@ pub struct Observation {
     pub traffic: Result<BTreeMap<String, Counters>, String>,
     /// Services that publish ports: where inbound traffic arrives.
     pub entries: BTreeSet<String>,
+    /// A service exited non-zero, died, keeps restarting or is unhealthy.
+    pub crashed: bool,
+    /// Whether the `envctl up`/`run` that started it still runs (`None`: cannot tell here).
+    pub starter_alive: Option<bool>,
 }
 
 /// The outcome of [`decide`]: the record to remember, and the action to take.
@@ -140,9 +146,11 @@ fn judge(
     if created >= now {
         return None;
     }
-    let traffic = sample_traffic(observation, previous, record, now);
-    if let Some(what) = traffic {
-        note(record, now, what);
+    if let Some(what) = sample_traffic(observation, previous, record, now) {
+        record.note(now, what);
+    }
+    if observation.starter_alive == Some(true) && observation.state != State::Starting {
+        record.note(now, "its `envctl run` is still running");
     }
     if observation.pinned {
         return None;
@@ -154,8 +162,10 @@ fn judge(
         State::Starting => None,
         State::Stopped => {
             record.crashed_since = None;
+            // A `touch` on a stopped environment delays its removal too.
             let stopped = observation.stopped_at.unwrap_or(now);
-            let for_how_long = elapsed(stopped, now);
+            let last = crate::state::last_activity(Some(record), created).at;
+            let for_how_long = elapsed(stopped.max(last), now);
             (for_how_long >= options.remove_after).then(|| {
                 (
                     Kind::Remove,
@@ -168,8 +178,9 @@ fn judge(
             })
         }
         State::Ready | State::Degraded => {
-            let crashed = observation.state == State::Degraded;
-            record.crashed_since = crashed.then(|| record.crashed_since.unwrap_or(now));
+            record.crashed_since = observation
+                .crashed
+                .then(|| record.crashed_since.unwrap_or(now));
             if let Some(expires) = observation.expires_at
                 && expires <= now
             {
@@ -204,13 +215,7 @@ fn judge(
                     ),
                 ));
             }
-            let last = match &record.activity {
-                Some(activity) if activity.at >= created => activity.clone(),
-                _ => Activity {
-                    at: created,
-                    what: "creation".into(),
-                },
-            };
+            let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
             (idle >= options.idle).then(|| {
                 (
@@ -265,22 +270,18 @@ fn sample_traffic(
             return Some(format!("{service} restarted"));
         }
         if observation.entries.contains(service) {
-            inbound += now.rx - then.rx;
+            inbound = inbound.saturating_add(now.rx - then.rx);
             if now.rx > then.rx {
                 receivers.push(service.as_str());
             }
         } else {
-            internal += now.tx - then.tx;
+            internal = internal.saturating_add(now.tx - then.tx);
         }
     }
-    (inbound.saturating_sub(internal) > NOISE_BYTES)
+    let seconds = elapsed(before.at, now).as_secs();
+    let noise = NOISE_BYTES.saturating_add(NOISE_RATE.saturating_mul(seconds));
+    (inbound.saturating_sub(internal) > noise)
         .then(|| format!("inbound traffic on {}", receivers.join(", ")))
-}
-
-fn note(record: &mut Record, at: DateTime<Utc>, what: String) {
-    if record.activity.as_ref().is_none_or(|a| a.at <= at) {
-        record.activity = Some(Activity { at, what });
-    }
 }
 
 fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
@@ -310,8 +311,9 @@ pub async fn pass(
         dry_run: options.dry_run,
         ..Report::default()
     };
-    let instances: Vec<Instance> = lifecycle::inventory::list(engine)
-        .await?
+    let everything = lifecycle::inventory::list(engine).await?;
+    let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
+    let instances: Vec<Instance> = everything
         .into_iter()
         .filter(|i| {
             options
@@ -346,10 +348,9 @@ pub async fn pass(
     }
     // Save what was learned, and learn what happened meanwhile: an environment touched after
     // the pass began is left alone.
-    let ids: BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     let (touched, warning) = store.update(|state| {
         let records = state.endpoints.entry(endpoint.to_string()).or_default();
-        records.retain(|id, _| ids.contains(id.as_str()));
+        records.retain(|id, _| existing.contains(id));
         let mut touched = BTreeSet::new();
         for (observation, verdict) in observations.iter().zip(&verdicts) {
             let record = records.entry(observation.id.clone()).or_default();
@@ -369,16 +370,61 @@ pub async fn pass(
         .into_iter()
         .filter(|(instance, _)| !touched.contains(&instance.id))
         .map(|(instance, (kind, reason))| async move {
+            // Acting takes time: a `touch`, `pin` or `start` since the pass began wins.
+            if used_since(engine, store, instance, now).await {
+                return None;
+            }
             let result = match kind {
                 Kind::Stop => lifecycle::stop(engine, instance).await,
                 Kind::Remove => lifecycle::remove(engine, instance).await,
             };
-            action(instance, kind, reason, result.err().map(|e| e.to_string()))
+            let error = result.err().map(|e| e.to_string());
+            Some(action(instance, kind, reason, error))
         })
         .collect::<FuturesUnordered<_>>();
-    report.actions = acting.collect().await;
+    report.actions = acting.filter_map(|a| async move { a }).collect().await;
     report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
+}
+
+/// Whether the environment was touched, pinned or restarted since `began`, as far as the state
+/// file and the engine tell right now; unreadable counts as used.
+async fn used_since(
+    engine: &dyn Engine,
+    store: &Store,
+    instance: &Instance,
+    began: DateTime<Utc>,
+) -> bool {
+    let (state, _) = store.read();
+    let touched = state
+        .record(engine.endpoint(), &instance.id)
+        .and_then(|r| r.activity.as_ref())
+        .is_some_and(|a| a.at > began);
+    touched
+        || match lifecycle::inventory::find(engine, &instance.id).await {
+            Ok(Some(now)) => now.pin.is_some(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+}
+
+/// The daemon: a pass every `every` until the first signal, which lets the pass in flight
+/// finish. (A second signal ends the process at once; the caller arranges that.)
+pub async fn daemon(
+    engine: &dyn Engine,
+    store: &Store,
+    options: &Options,
+    every: Duration,
+    signals: &crate::signals::Signals,
+    report: impl Fn(&Result<Report, ReapError>),
+) {
+    while signals.count() == 0 {
+        report(&pass(engine, store, options, Utc::now()).await);
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = signals.received(1) => {}
+        }
+    }
 }
 
 fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
@@ -441,6 +487,8 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         pinned: instance.pin.is_some(),
         state,
         unfinished: instance.unfinished(now),
+        crashed: instance.crashed(),
+        starter_alive: instance.starter_alive(),
         expires_at: instance.expires_at(),
         stopped_at,
         traffic,
@@ -488,6 +536,8 @@ mod tests {
             state: State::Ready,
             unfinished: None,
             expires_at: None,
+            crashed: false,
+            starter_alive: None,
             stopped_at: None,
             traffic: Ok(traffic),
             entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
@@ -534,7 +584,7 @@ mod tests {
     fn inbound_traffic_keeps_an_environment_alive() {
         let before = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
         let after = running(counters(&[
-            ("proxy", 5100, 9000),
+            ("proxy", 50100, 90000),
             ("accounting", 3050, 2050),
         ]));
         let verdict = passes(&[
@@ -630,6 +680,7 @@ mod tests {
     fn crashed_services_are_stopped_after_the_idle_time() {
         let mut crashed = running(counters(&[("proxy", 1, 1)]));
         crashed.state = State::Degraded;
+        crashed.crashed = true;
         let busy = |mut o: Observation, rx: u64| {
             o.traffic = Ok(counters(&[("proxy", rx, 1)]));
             o

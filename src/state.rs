@@ -62,6 +62,30 @@ pub struct Counters {
     pub tx: u64,
 }
 
+impl Record {
+    /// Records activity unless a later one is already known.
+    pub fn note(&mut self, at: DateTime<Utc>, what: impl Into<String>) {
+        if self.activity.as_ref().is_none_or(|a| a.at <= at) {
+            self.activity = Some(Activity {
+                at,
+                what: what.into(),
+            });
+        }
+    }
+}
+
+/// The latest activity of an environment created at `created`: a recorded one, or its
+/// creation.
+pub fn last_activity(record: Option<&Record>, created: DateTime<Utc>) -> Activity {
+    match record.and_then(|r| r.activity.as_ref()) {
+        Some(activity) if activity.at >= created => activity.clone(),
+        _ => Activity {
+            at: created,
+            what: "creation".into(),
+        },
+    }
+}
+
 impl State {
     pub fn record(&self, endpoint: &str, id: &str) -> Option<&Record> {
         self.endpoints.get(endpoint)?.get(id)
@@ -77,13 +101,7 @@ impl State {
 
     /// Records activity unless a later one is already known.
     pub fn note_activity(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, what: &str) {
-        let record = self.record_mut(endpoint, id);
-        if record.activity.as_ref().is_none_or(|a| a.at <= at) {
-            record.activity = Some(Activity {
-                at,
-                what: what.to_string(),
-            });
-        }
+        self.record_mut(endpoint, id).note(at, what);
     }
 }
 
@@ -201,15 +219,23 @@ impl Store {
     }
 }
 
-/// Records that an envctl command used an environment. Failing to record is not worth failing
-/// the command over: it only means the reaper sees the environment as idle a little earlier.
+/// Records that an envctl command used an environment. Failing to record is reported but not
+/// worth failing `logs` or `status` over: the reaper only sees the environment idle earlier.
 pub fn touch(endpoint: &str, id: &str, what: &str) {
-    let store = Store::from_env();
-    match store.update(|state| state.note_activity(endpoint, id, Utc::now(), what)) {
-        Ok((_, Some(warning))) => crate::output::warning(&warning),
-        Ok(_) => {}
-        Err(error) => tracing::warn!("cannot record activity: {error}"),
+    if let Err(error) = record_activity(endpoint, id, what) {
+        crate::output::warning(&format!("cannot record the activity: {error}"));
     }
+}
+
+/// Records activity, failing when it cannot (`envctl touch` exists for this alone).
+pub fn record_activity(endpoint: &str, id: &str, what: &str) -> Result<(), StateError> {
+    let store = Store::from_env();
+    let ((), warning) =
+        store.update(|state| state.note_activity(endpoint, id, Utc::now(), what))?;
+    if let Some(warning) = warning {
+        crate::output::warning(&warning);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,19 +1,10 @@
 use crate::cli::{EnvArgs, Format};
-use crate::pipeline::{self, Endpoint};
-use crate::{Error, ExitStatus, lifecycle, output};
+use crate::{Error, ExitStatus, lifecycle, output, pipeline};
 
 pub async fn exec(args: EnvArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    let endpoints = instance.containers.iter().flat_map(|c| {
-        c.ports.iter().map(|p| Endpoint {
-            service: c.service(),
-            container_port: p.container_port,
-            host: output::display_host(&p.host_ip),
-            host_port: p.host_port,
-        })
-    });
-    let variables = pipeline::variables(&instance.id, &instance.environment, endpoints);
+    let variables = pipeline::environment_variables(engine.as_ref(), &instance);
     match args.output.output {
         Format::Json => output::json(&variables),
         Format::Text => {

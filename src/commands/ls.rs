@@ -35,7 +35,10 @@ struct Row {
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instances = inventory::list(engine.as_ref()).await?;
-    let (state, _) = Store::from_env().read();
+    let (state, warning) = Store::from_env().read();
+    if let Some(warning) = warning {
+        output::warning(&warning);
+    }
     let rows: Vec<Row> = instances
         .iter()
         .map(|i| row(i, state.record(engine.endpoint(), &i.id)))
@@ -88,14 +91,9 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
 fn row(instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
-    let last = match (record.and_then(|r| r.activity.as_ref()), created) {
-        (Some(activity), Some(created)) if activity.at >= created => {
-            Some((activity.what.clone(), activity.at))
-        }
-        (_, Some(created)) => Some(("creation".to_string(), created)),
-        (Some(activity), None) => Some((activity.what.clone(), activity.at)),
-        (None, None) => None,
-    };
+    let last = created
+        .map(|created| crate::state::last_activity(record, created))
+        .map(|a| (a.what, a.at));
     Row {
         pinned: instance.pin.is_some(),
         build_url: non_empty(instance.label(label::BUILD_URL)),

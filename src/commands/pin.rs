@@ -4,7 +4,8 @@ use crate::{Error, ExitStatus, lifecycle, output, state};
 pub async fn touch(args: TouchArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    state::touch(engine.endpoint(), &instance.id, "envctl touch");
+    state::record_activity(engine.endpoint(), &instance.id, "envctl touch")
+        .map_err(|e| Error::Internal(e.to_string()))?;
     output::message(&format!(
         "touched {}: its idle clock restarts now",
         instance.id
@@ -16,6 +17,8 @@ pub async fn pin(args: TouchArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
     lifecycle::pin(engine.as_ref(), &instance).await?;
+    // A pin made while a reaper pass runs must stop that pass from acting on it.
+    state::touch(engine.endpoint(), &instance.id, "envctl pin");
     output::message(&format!(
         "pinned {}: the reaper leaves it alone",
         instance.id

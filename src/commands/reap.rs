@@ -48,18 +48,21 @@ pub async fn daemon(args: ReaperArgs) -> Result<ExitStatus, Error> {
         humantime::format_duration(args.every),
         store.dir().display()
     ));
-    while signals.count() == 0 {
-        match reaper::pass(engine.as_ref(), &store, &options, Utc::now()).await {
+    let format = args.reap.output.output;
+    reaper::daemon(
+        engine.as_ref(),
+        &store,
+        &options,
+        args.every,
+        &signals,
+        |result| match result {
             Ok(report) => {
-                print(&report, args.reap.output.output, true);
+                print(report, format, true);
             }
             Err(error) => output::error(&format!("reaper pass failed: {error}")),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(args.every) => {}
-            () = signals.received(1) => {}
-        }
-    }
+        },
+    )
+    .await;
     output::message("reaper: stopped");
     Ok(ExitStatus::Success)
 }

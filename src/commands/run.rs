@@ -1,55 +1,48 @@
 use crate::cli::RunArgs;
-use crate::lifecycle::{self, Selection, Started};
-use crate::pipeline::{self, Endpoint, Outcome};
+use crate::lifecycle::{self, Selection};
+use crate::pipeline::{self, Outcome};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
     let (engine, started) = super::up::start(args.start, &signals).await?;
-    let variables = variables(&started);
+    let id = started.id.clone();
+    let instance = lifecycle::require(engine.as_ref(), &id).await?;
+    let variables = pipeline::environment_variables(engine.as_ref(), &instance);
+    let shown = args.command.join(" ");
     output::message(&format!(
-        "environment {} is ready: id {}; running `{}`",
-        started.environment,
-        started.id,
-        args.command.join(" ")
+        "environment {} is ready: id {id}; running `{shown}`",
+        started.environment
     ));
-    let outcome = if signals.count() > 0 {
-        Ok(Outcome::Interrupted(130))
-    } else {
-        pipeline::run_command(&args.command, &variables, &signals).await
-    };
-    // The environment goes whatever happened to the command.
-    let removed = lifecycle::down(
-        engine.as_ref(),
-        Selection::Ids(std::slice::from_ref(&started.id)),
-    )
-    .await;
-    match &removed {
-        Ok(_) => output::message(&format!("removed {}", started.id)),
-        Err(error) => output::error(&format!(
-            "could not remove {}: {error}\nhint: `envctl down {}`",
-            started.id, started.id
-        )),
-    }
+    let outcome = pipeline::run_command(&args.command, &variables, &signals).await;
     let code = match outcome {
         Ok(Outcome::Exited(code) | Outcome::Interrupted(code)) => code,
         Err(error) => {
-            output::error(&format!("cannot run `{}`: {error}", args.command.join(" ")));
-            127
+            output::error(&format!("cannot run `{shown}`: {error}"));
+            pipeline::spawn_failure_code(&error)
         }
     };
+    // The environment goes whatever happened to the command; after an interrupt at once, as
+    // a CI system that sent it will not wait long.
+    let removed = if signals.count() > 0 {
+        lifecycle::remove_now(engine.as_ref(), &instance).await
+    } else {
+        lifecycle::down(engine.as_ref(), Selection::Ids(std::slice::from_ref(&id)))
+            .await
+            .map(drop)
+    };
+    match removed {
+        Ok(()) => output::message(&format!("removed {id}")),
+        Err(error) => {
+            output::error(&format!(
+                "could not remove {id}: {error}\nhint: `envctl down {id}`"
+            ));
+            // A passing command must not hide a leak from the CI system.
+            if code == 0 {
+                return Ok(ExitStatus::Failure);
+            }
+        }
+    }
     Ok(ExitStatus::Code(u8::try_from(code).unwrap_or(1)))
-}
-
-fn variables(started: &Started) -> std::collections::BTreeMap<String, String> {
-    let endpoints = started.services.iter().flat_map(|s| {
-        s.ports.iter().map(|p| Endpoint {
-            service: &s.service,
-            container_port: p.container_port,
-            host: output::display_host(&p.host_ip),
-            host_port: p.host_port,
-        })
-    });
-    pipeline::variables(&started.id, &started.environment, endpoints)
 }

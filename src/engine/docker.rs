@@ -549,10 +549,22 @@ impl Engine for Docker {
         let mut stats = self.client.stats(id, Some(options));
         match stats.next().await {
             Some(Ok(stats)) => {
-                let networks = stats.networks.unwrap_or_default();
+                // Missing counters must not read as "no traffic": the reaper would see idleness.
+                let counters: Option<Vec<(u64, u64)>> = stats
+                    .networks
+                    .filter(|networks| !networks.is_empty())
+                    .and_then(|networks| {
+                        networks
+                            .values()
+                            .map(|n| Some((n.rx_bytes?, n.tx_bytes?)))
+                            .collect()
+                    });
+                let counters = counters.ok_or_else(|| {
+                    EngineError::operation(operation(), "the engine reported no network counters")
+                })?;
                 Ok(Traffic {
-                    received: networks.values().filter_map(|n| n.rx_bytes).sum(),
-                    sent: networks.values().filter_map(|n| n.tx_bytes).sum(),
+                    received: counters.iter().fold(0, |sum, c| sum.saturating_add(c.0)),
+                    sent: counters.iter().fold(0, |sum, c| sum.saturating_add(c.1)),
                 })
             }
             Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
@@ -806,11 +818,16 @@ fn container_summary(summary: BollardContainerSummary) -> ContainerSummary {
             })
         })
         .collect();
-    // Docker lists a port bound on every address twice, for IPv4 and IPv6: keep one.
-    ports.sort();
-    ports.dedup_by(|a, b| {
-        (a.container_port, &a.protocol, a.host_port) == (b.container_port, &b.protocol, b.host_port)
+    // Docker binds a port on every address twice, for IPv4 and IPv6, each on its own host
+    // port: keep one binding per container port, the IPv4 one.
+    ports.sort_by_key(|p| {
+        (
+            p.container_port,
+            p.protocol.clone(),
+            p.host_ip.contains(':'),
+        )
     });
+    ports.dedup_by(|a, b| (a.container_port, &a.protocol) == (b.container_port, &b.protocol));
     ContainerSummary {
         id: summary.id.unwrap_or_default(),
         name,
@@ -855,17 +872,21 @@ fn container_details(id: &str, response: ContainerInspectResponse) -> ContainerD
     }
 }
 
-/// The first host binding of each container port; unbound ports are left out.
+/// One host binding of each container port, IPv4 preferred; unbound ports are left out.
 fn published_ports(ports: PortMap) -> Vec<PublishedPort> {
     let mut published: Vec<PublishedPort> = ports
         .into_iter()
         .filter_map(|(key, bindings)| {
             let (port, protocol) = key.split_once('/').unwrap_or((&key, "tcp"));
             let container_port = port.parse().ok()?;
-            let binding = bindings?.into_iter().find_map(|binding| {
-                let host_port = binding.host_port?.parse().ok()?;
-                Some((binding.host_ip.unwrap_or_default(), host_port))
-            })?;
+            // IPv4 first: the IPv6 binding of the same port has a host port of its own.
+            let binding = bindings?
+                .into_iter()
+                .filter_map(|binding| {
+                    let host_port = binding.host_port?.parse().ok()?;
+                    Some((binding.host_ip.unwrap_or_default(), host_port))
+                })
+                .min_by_key(|(host_ip, _)| host_ip.contains(':'))?;
             Some(PublishedPort {
                 container_port,
                 protocol: protocol.to_owned(),

@@ -167,18 +167,26 @@ impl Instance {
 
     /// A label every container of the environment carries.
     fn first_label(&self, key: &str) -> &str {
-        self.anchor
-            .iter()
-            .chain(&self.containers)
+        let containers = self.anchor.iter().chain(&self.containers);
+        let labels = containers
+            .map(|c| &c.labels)
+            .chain(self.networks.iter().map(|n| &n.labels));
+        labels
+            .filter_map(|labels| labels.get(key))
             .next()
-            .map(|c| c.label(key))
+            .map(String::as_str)
             .unwrap_or("")
     }
 
-    pub fn created_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.first_label(label::CREATED_AT))
+    /// A time label, parsed.
+    fn time_label(&self, key: &str) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(self.first_label(key))
             .ok()
             .map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.time_label(label::CREATED_AT)
     }
 
     pub fn owner(&self) -> &str {
@@ -187,9 +195,7 @@ impl Instance {
 
     /// When `--ttl` expires, if it was given.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.first_label(label::EXPIRES_AT))
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        self.time_label(label::EXPIRES_AT)
     }
 
     /// A label every container of the environment carries, empty when missing.
@@ -198,9 +204,35 @@ impl Instance {
     }
 
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.first_label(label::START_DEADLINE))
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        self.time_label(label::START_DEADLINE)
+    }
+
+    /// Whether every service container runs (or, for a job, finished as expected).
+    pub fn all_running(&self) -> bool {
+        !self.containers.is_empty()
+            && self
+                .containers
+                .iter()
+                .all(|c| c.state == ContainerState::Running || c.finished_job())
+    }
+
+    /// Whether a service crashed: exited with a non-zero code (jobs aside), died, keeps
+    /// restarting, or is unhealthy.
+    pub fn crashed(&self) -> bool {
+        self.containers.iter().any(|c| {
+            let failed_exit = c.state == ContainerState::Exited
+                && !c.finished_job()
+                && !c.status.starts_with("Exited (0)");
+            failed_exit
+                || matches!(c.state, ContainerState::Dead | ContainerState::Restarting)
+                || c.status.contains("(unhealthy)")
+        })
+    }
+
+    /// The `envctl up` or `run` that started the environment, when it runs on this machine:
+    /// `Some(true)` alive, `Some(false)` gone, `None` when that cannot be known here.
+    pub fn starter_alive(&self) -> Option<bool> {
+        crate::lifecycle::process::alive(self.first_label(label::PROCESS))
     }
 
     /// Each service's dependencies, from the labels.
@@ -229,7 +261,7 @@ impl Instance {
     }
 
     pub fn state(&self, now: DateTime<Utc>) -> State {
-        if self.ready.is_none() {
+        if self.ready.is_none() && !self.all_running() {
             return match self.unfinished(now) {
                 Some(_) => State::Degraded,
                 None => State::Starting,
@@ -258,20 +290,19 @@ impl Instance {
     /// any more: the `up` process is gone (known on the machine it ran on), or its deadline
     /// passed. `None` for a finished start, and for one still under way.
     pub fn unfinished(&self, now: DateTime<Utc>) -> Option<String> {
-        if self.ready.is_some() {
+        // Without the marker but with every service running, the start finished as far as
+        // anyone can tell (a `docker container prune` removes never-started markers too).
+        if self.ready.is_some() || self.all_running() {
             return None;
         }
-        let started_by = self.first_label(label::STARTED_BY);
-        let gone = started_by
-            .rsplit_once(':')
-            .filter(|(host, _)| *host == crate::lifecycle::hostname())
-            .and_then(|(_, pid)| pid.parse().ok())
-            .is_some_and(|pid| !crate::lifecycle::process_alive(pid));
-        if gone {
+        if self.starter_alive() == Some(false) {
+            let started_by = self.first_label(label::STARTED_BY);
             return Some(format!("its `envctl up` ({started_by}) is gone"));
         }
+        // A minute of grace lets `up` finish its own rollback after its deadline.
+        let grace = chrono::Duration::minutes(1);
         match self.start_deadline() {
-            Some(deadline) if deadline > now => None,
+            Some(deadline) if deadline + grace > now => None,
             Some(deadline) => Some(format!(
                 "its start deadline passed at {}",
                 deadline.format("%Y-%m-%d %H:%M UTC")

@@ -4,6 +4,7 @@ mod build;
 pub mod inventory;
 mod pin;
 pub mod probe;
+pub mod process;
 mod restart;
 pub mod scheduler;
 mod starting;
@@ -19,7 +20,7 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Selection, down, remove, stop};
+pub use teardown::{Selection, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};
@@ -139,17 +140,6 @@ pub(crate) fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether process `pid` of this machine is still running (a zombie is not).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name in parentheses: `1234 (envctl) S ...`.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
 }
 
 /// What inspecting each of the environment's containers tells beyond the list call (health,

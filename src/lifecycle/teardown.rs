@@ -47,9 +47,24 @@ pub async fn down(
 /// Stops and removes one environment: containers dependents first, then its network, its pin
 /// and its anchor.
 pub async fn remove(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
+    remove_with(engine, instance, Some(STOP_GRACE)).await
+}
+
+/// Removes one environment at once, killing its containers instead of stopping them.
+pub async fn remove_now(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
+    remove_with(engine, instance, None).await
+}
+
+async fn remove_with(
+    engine: &dyn Engine,
+    instance: &Instance,
+    grace: Option<Duration>,
+) -> Result<(), EngineError> {
     for wave in instance.waves().iter().rev() {
         let removing = wave.iter().map(|c| async move {
-            engine.stop_container(&c.id, STOP_GRACE).await?;
+            if let Some(grace) = grace {
+                engine.stop_container(&c.id, grace).await?;
+            }
             engine.remove_container(&c.id).await
         });
         all_ok(join_all(removing).await)?;

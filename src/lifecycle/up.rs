@@ -480,6 +480,7 @@ fn common_labels(
             label::STARTED_BY,
             format!("{}:{}", super::hostname(), std::process::id()),
         ),
+        (label::PROCESS, super::process::identity()),
         (label::START_DEADLINE, deadline.to_rfc3339()),
         (label::RUN, run.nonce.clone()),
     ]

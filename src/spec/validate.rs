@@ -173,7 +173,21 @@ impl Checker<'_> {
 
         let mut edge_positions = BTreeMap::new();
         let mut services = BTreeMap::new();
+        let mut variable_names: BTreeMap<String, String> = BTreeMap::new();
         for (name, raw) in raw_services {
+            // `run` names variables after services: two names must not become one.
+            let variable = naming::port_variable(&name.value, 0);
+            if let Some(other) = variable_names.insert(variable, name.value.clone()) {
+                self.error(
+                    format!(
+                        "services `{other}` and `{}` would share the variables of `envctl run` \
+                         (`{}`)",
+                        name.value,
+                        naming::port_variable(&name.value, 0).trim_end_matches("_0")
+                    ),
+                    at(&name),
+                );
+            }
             if name.value.starts_with("envctl") {
                 self.error(
                     format!(

@@ -50,16 +50,23 @@ fn the_variables_reach_the_command_and_lead_to_the_proxy() {
 }
 
 #[test]
-fn sigterm_reaches_the_command_and_still_removes_everything() {
+fn sigterm_reaches_the_command_and_its_children_and_still_removes_everything() {
     let env = TestEnv::new("runterm", &web());
     let marker = env.dir.path().join("got-term");
-    let script = format!(
-        "trap 'echo term > {}; exit 143' TERM; echo started; while true; do sleep 0.1; done",
-        marker.display()
-    );
+    // The signal must reach the build tool a shell started, not only the shell.
+    let script = env.dir.path().join("build.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "trap 'echo term > {}; exit 143' TERM\necho started\nwhile true; do sleep 0.1; done\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let shell = format!("bash {}; echo the shell went on", script.display());
     let mut child = env
         .envctl()
-        .args(["run", &env.name, "--", "bash", "-c", &script])
+        .args(["run", &env.name, "--", "sh", "-c", &shell])
         .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerSpec, Engine};
+use envctl::engine::{ContainerSpec, Engine, NetworkSpec};
 
 use crate::harness::{IMAGE, TestEnv, block_on, host_port, http_get};
 
@@ -161,8 +161,26 @@ fn resources_without_envctls_label_survive_every_pass() {
         };
         let id = docker.create_container(&spec).await.unwrap();
         docker.start_container(&id).await.unwrap();
-        id
+        // And a network and a container with no labels at all, named like envctl's.
+        let network = docker
+            .create_network(&NetworkSpec {
+                name: format!("envctl_{}_unlabelled", env.name),
+                labels: Default::default(),
+            })
+            .await
+            .unwrap();
+        let bare = ContainerSpec {
+            name: format!("envctl_{}_unlabelled", env.name),
+            image: format!("{IMAGE}:latest"),
+            command: Some(vec!["sleep".into()]),
+            network: network.clone(),
+            ..ContainerSpec::default()
+        };
+        let bare = docker.create_container(&bare).await.unwrap();
+        docker.start_container(&bare).await.unwrap();
+        (id, bare, network)
     });
+    let (alien, bare, network) = alien;
     env.reap(&["--idle", "1s"]).success();
     sleep(1.5);
     for _ in 0..3 {
@@ -177,8 +195,17 @@ fn resources_without_envctls_label_survive_every_pass() {
     block_on(async {
         let docker = Docker::connect().await.unwrap();
         let state = docker.inspect_container(&alien).await.map(|d| d.state);
+        let bare_state = docker.inspect_container(&bare).await.map(|d| d.state);
+        let networks = docker.list_networks(&[]).await.unwrap();
         docker.remove_container(&alien).await.unwrap();
+        docker.remove_container(&bare).await.unwrap();
+        docker.remove_network(&network).await.unwrap();
         assert_eq!(state.unwrap().as_str(), "running");
+        assert_eq!(bare_state.unwrap().as_str(), "running");
+        assert!(
+            networks.iter().any(|n| n.id == network),
+            "the unlabelled network survives"
+        );
     });
 }
 
@@ -212,24 +239,20 @@ fn a_start_killed_outright_is_removed_and_a_crashed_environment_stopped() {
     ));
     assert_eq!(env.state_of(&killed), None);
 
-    // A service that crashes after a finished start degrades the environment.
+    // A service that crashes after a finished start (exit code 3, 3 s in) degrades it.
     let crashy = TestEnv::new(
         "crashy",
         &format!(
             "  web:\n    image: {IMAGE}\n    command: [serve]\n    ports: [8080]\n  worker:\n    \
-             image: {IMAGE}\n    command: [serve, --name, worker, --port, \"9000\"]\n"
+             image: {IMAGE}\n    command: [exit, \"3\", --delay, 3s]\n"
         ),
     );
     up(&crashy, &crashy.name);
-    let worker = format!("worker_{}", crashy.name);
-    block_on(async {
-        let docker = Docker::connect().await.unwrap();
-        docker
-            .stop_container(&worker, Duration::ZERO)
-            .await
-            .unwrap();
-    });
-    assert_eq!(crashy.state_of(&crashy.name).as_deref(), Some("degraded"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crashy.state_of(&crashy.name).as_deref() != Some("degraded") {
+        assert!(Instant::now() < deadline, "the worker never crashed");
+        sleep(0.2);
+    }
     crashy.reap(&["--idle", "1s"]).success();
     sleep(1.5);
     crashy

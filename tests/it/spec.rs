@@ -246,3 +246,12 @@ fn long_lines_are_shown_in_a_window() {
     assert!(stderr.contains("error: image name `Aaaa"), "{stderr}");
     assert!(stderr.contains("3 |     image: Aaaa"), "{stderr}");
 }
+
+#[test]
+fn services_whose_run_variables_would_collide_are_rejected() {
+    let stderr = plan_error("services:\n  oracle-xe:\n    image: a\n  oracle_xe:\n    image: b\n");
+    assert!(
+        stderr.contains("services `oracle-xe` and `oracle_xe` would share the variables"),
+        "{stderr}"
+    );
+}
