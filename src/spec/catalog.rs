@@ -41,9 +41,6 @@ impl Target {
     }
 }
 
-/// The chosen environment, with overrides applied.
-pub type Selection = Environment;
-
 impl Catalog {
     /// All environment files, sorted by path.
     pub fn files(&self) -> Result<Vec<PathBuf>, LoadError> {
@@ -71,8 +68,8 @@ impl Catalog {
         }
     }
 
-    /// Finds and loads the environment `target` names, applying its overrides.
-    pub fn select(&self, target: &Target) -> Result<Selection, LoadError> {
+    /// Finds and loads the environment `target` names, with its overrides applied.
+    pub fn select(&self, target: &Target) -> Result<Environment, LoadError> {
         let mut environment = match (self, &target.environment) {
             (Catalog::File(path), _) => load(path)?,
             (Catalog::Dir(dir), Some(name)) => self.by_name(dir, name)?,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use catalog::{Catalog, Selection, Target};
+pub use catalog::{Catalog, Target};
 pub use diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
 pub use image::{ImageRef, check_tag};
 
