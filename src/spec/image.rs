@@ -57,11 +57,19 @@ pub fn has_registry(repository: &str) -> bool {
     crate::naming::registry_host(repository).is_some()
 }
 
+/// A registry host, optionally with a path under it: `registry.example.com/team`.
 pub fn check_registry(registry: &str) -> Result<(), String> {
-    if DOMAIN.is_match(registry) {
+    let (host, path) = match registry.split_once('/') {
+        Some((host, path)) => (host, Some(path)),
+        None => (registry, None),
+    };
+    let path_ok = path.is_none_or(|p| p.split('/').all(|c| PATH_COMPONENT.is_match(c)));
+    if DOMAIN.is_match(host) && path_ok {
         Ok(())
     } else {
-        Err(format!("`{registry}` is not a valid registry host"))
+        Err(format!(
+            "`{registry}` is not a valid registry: a host, optionally with a path (`registry.example.com/team`)"
+        ))
     }
 }
 
@@ -129,5 +137,7 @@ mod tests {
         assert!(check_tag("-dirty").is_err());
         assert!(check_tag(&"x".repeat(129)).is_err());
         assert!(check_registry("bad_host").is_err());
+        assert!(check_registry("registry.example.com/team").is_ok());
+        assert!(check_registry("registry.example.com/Team").is_err());
     }
 }

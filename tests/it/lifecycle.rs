@@ -471,7 +471,19 @@ fn ls_status_logs_stop_and_start_work_from_labels() {
 #[test]
 fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
     let env = TestEnv::new("prefix", "");
-    // The shipped accounting environment, its images stood in for by local builds.
+    // The shipped accounting environment under a test registry, so the stand-in images built
+    // here never pass for the real ones on a developer's machine.
+    let registry = "localhost/envctl-test";
+    let shipped =
+        std::fs::read_to_string(crate::support::root().join("environments/accounting.yaml"))
+            .unwrap()
+            .replace(
+                "registry: docker-registry.example.com",
+                &format!("registry: {registry}"),
+            );
+    let envdir = env.dir.path().join("shipped");
+    std::fs::create_dir_all(&envdir).unwrap();
+    std::fs::write(envdir.join("accounting.yaml"), shipped).unwrap();
     let context = env.context();
     let roles = [
         (
@@ -495,10 +507,7 @@ fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
             "[\"serve\", \"--name\", \"proxy\", \"--forward\", \"accounting:8080\"]",
         ),
     ];
-    let mut build = format!(
-        "name: {}\nregistry: docker-registry.example.com\nservices:\n",
-        env.name
-    );
+    let mut build = format!("name: {}\nregistry: {registry}\nservices:\n", env.name);
     for (service, tag, cmd) in roles {
         std::fs::write(
             context.join(format!("{service}.Dockerfile")),
@@ -514,6 +523,7 @@ fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
 
     let _down = DownOnDrop(env.name.clone());
     let up = Envctl::new()
+        .envdir(&envdir)
         .args([
             "up",
             "accounting@ea6757a",
@@ -532,7 +542,7 @@ fn up_resolves_a_changeset_prefix_to_the_full_local_tag() {
         .unwrap();
     assert_eq!(
         accounting["image"],
-        "docker-registry.example.com/accounting:ea6757a8090d"
+        "localhost/envctl-test/accounting:ea6757a8090d"
     );
     let body = http_get(host_port(&json, "proxy", 8080));
     assert!(body.starts_with("proxy -> accounting ok"), "{body}");
