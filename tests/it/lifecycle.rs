@@ -560,7 +560,8 @@ fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
          HEALTHCHECK --interval=30s CMD [\"/standin\", \"probe\", \"tcp\", \"8080\"]\n",
     )
     .unwrap();
-    let image = format!("envctl-test/{}", env.name);
+    // One name for every run, so reruns replace the image rather than pile up tags.
+    let image = "envctl-test/health";
     std::fs::write(
         env.file(),
         format!(
