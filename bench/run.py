@@ -343,8 +343,9 @@ def main():
     for other in ("compose 250ms", "compose default", "seed script"):
         if other in s:
             ratio = envctl_median / s[other]["median"]
+            target = {"compose 250ms": "envctl faster", "compose default": "envctl 5x faster"}
             print(f"| {other.replace('compose', 'docker-compose, healthcheck interval')} | {fmt(s[other])} "
-                  f"(envctl / it = {ratio:.2f}) | envctl faster{'; 5x at the default' if other == 'compose default' else ''} |")
+                  f"(envctl / it = {ratio:.2f}) | {target.get(other, '')} |")
     c = {k: summary(v) for k, v in concurrent.items()}
     print(f"| 10 environments at once, envctl | {fmt(c['envctl'])} "
           f"({c['envctl']['median'] / envctl_median:.2f} × one) | under 2 × one |")
