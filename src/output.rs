@@ -69,15 +69,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The host to show for a published port: Docker reports `0.0.0.0` for ports bound on every
-/// address, and people connect to localhost.
-pub fn display_host(host_ip: &str) -> &str {
-    match host_ip {
-        "" | "0.0.0.0" | "::" => "127.0.0.1",
-        other => other,
-    }
-}
-
 /// A duration for people: `3h12m`, `45s`.
 pub fn short_duration(duration: std::time::Duration) -> String {
     let secs = duration.as_secs();

@@ -50,38 +50,16 @@ pub fn variables<'a>(
 /// The variables of a running environment. Ports bound on every address are reached at the
 /// engine's host: localhost for a local engine, the `DOCKER_HOST` host for a remote one.
 pub fn environment_variables(engine: &dyn Engine, instance: &Instance) -> BTreeMap<String, String> {
-    let host = |host_ip: &str| match host_ip {
-        "" | "0.0.0.0" | "::" => engine.published_host().to_string(),
-        other => other.to_string(),
-    };
-    let endpoints: Vec<(String, &str, u16, &str, u16)> = instance
-        .containers
-        .iter()
-        .flat_map(|c| {
-            c.ports.iter().map(move |p| {
-                (
-                    host(&p.host_ip),
-                    c.service(),
-                    p.container_port,
-                    p.protocol.as_str(),
-                    p.host_port,
-                )
-            })
+    let endpoints = instance.containers.iter().flat_map(|c| {
+        c.ports.iter().map(move |p| Endpoint {
+            service: c.service(),
+            container_port: p.container_port,
+            protocol: &p.protocol,
+            host: engine.reachable_host(&p.host_ip),
+            host_port: p.host_port,
         })
-        .collect();
-    variables(
-        &instance.id,
-        &instance.environment,
-        endpoints.iter().map(
-            |(host, service, container_port, protocol, host_port)| Endpoint {
-                service,
-                container_port: *container_port,
-                protocol,
-                host,
-                host_port: *host_port,
-            },
-        ),
-    )
+    });
+    variables(&instance.id, &instance.environment, endpoints)
 }
 
 /// How the command ended.

@@ -130,13 +130,12 @@ pub fn decide(
     options: &Options,
 ) -> Verdict {
     let mut record = previous.cloned().unwrap_or_default();
-    let action = judge(observation, previous, &mut record, now, options);
+    let action = judge(observation, &mut record, now, options);
     Verdict { record, action }
 }
 
 fn judge(
     observation: &Observation,
-    previous: Option<&Record>,
     record: &mut Record,
     now: DateTime<Utc>,
     options: &Options,
@@ -146,7 +145,7 @@ fn judge(
     if created >= now {
         return None;
     }
-    if let Some(what) = sample_traffic(observation, previous, record, now) {
+    if let Some(what) = sample_traffic(observation, record, now) {
         record.note(now, what);
     }
     if observation.starter_alive == Some(true) && observation.state != State::Starting {
@@ -236,7 +235,6 @@ fn judge(
 /// unknown (no earlier sample, unreadable or reset counters) counts as activity now.
 fn sample_traffic(
     observation: &Observation,
-    previous: Option<&Record>,
     record: &mut Record,
     now: DateTime<Utc>,
 ) -> Option<String> {
@@ -251,8 +249,7 @@ fn sample_traffic(
         record.sample = None;
         return None;
     }
-    let before = previous.and_then(|r| r.sample.as_ref());
-    record.sample = Some(Sample {
+    let before = record.sample.replace(Sample {
         at: now,
         counters: counters.clone(),
     });
@@ -366,46 +363,29 @@ pub async fn pass(
         touched
     })?;
     report.warnings.extend(warning);
+    // A pin made since the pass began wins too; if the engine cannot tell, act on nothing.
+    let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
+        Ok(now) => now
+            .into_iter()
+            .filter(|i| i.pin.is_some())
+            .map(|i| i.id)
+            .collect(),
+        Err(_) => existing,
+    };
     let acting = planned
         .into_iter()
-        .filter(|(instance, _)| !touched.contains(&instance.id))
+        .filter(|(instance, _)| !touched.contains(&instance.id) && !pinned.contains(&instance.id))
         .map(|(instance, (kind, reason))| async move {
-            // Acting takes time: a `touch`, `pin` or `start` since the pass began wins.
-            if used_since(engine, store, instance, now).await {
-                return None;
-            }
             let result = match kind {
                 Kind::Stop => lifecycle::stop(engine, instance).await,
                 Kind::Remove => lifecycle::remove(engine, instance).await,
             };
-            let error = result.err().map(|e| e.to_string());
-            Some(action(instance, kind, reason, error))
+            action(instance, kind, reason, result.err().map(|e| e.to_string()))
         })
         .collect::<FuturesUnordered<_>>();
-    report.actions = acting.filter_map(|a| async move { a }).collect().await;
+    report.actions = acting.collect().await;
     report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
-}
-
-/// Whether the environment was touched, pinned or restarted since `began`, as far as the state
-/// file and the engine tell right now; unreadable counts as used.
-async fn used_since(
-    engine: &dyn Engine,
-    store: &Store,
-    instance: &Instance,
-    began: DateTime<Utc>,
-) -> bool {
-    let (state, _) = store.read();
-    let touched = state
-        .record(engine.endpoint(), &instance.id)
-        .and_then(|r| r.activity.as_ref())
-        .is_some_and(|a| a.at > began);
-    touched
-        || match lifecycle::inventory::find(engine, &instance.id).await {
-            Ok(Some(now)) => now.pin.is_some(),
-            Ok(None) => false,
-            Err(_) => true,
-        }
 }
 
 /// The daemon: a pass every `every` until the first signal, which lets the pass in flight

@@ -1,3 +1,4 @@
+use crate::engine::Engine;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     }
     let rows: Vec<Row> = instances
         .iter()
-        .map(|i| row(i, state.record(engine.endpoint(), &i.id)))
+        .map(|i| row(engine.as_ref(), i, state.record(engine.endpoint(), &i.id)))
         .collect();
     match args.output {
         Format::Json => output::json(&rows),
@@ -88,7 +89,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(instance: &Instance, record: Option<&Record>) -> Row {
+fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
     let last = created
@@ -126,7 +127,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
                         "{}:{}->{}:{}",
                         c.service(),
                         p.container_port,
-                        output::display_host(&p.host_ip),
+                        engine.reachable_host(&p.host_ip),
                         p.host_port
                     )
                 })

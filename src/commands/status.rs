@@ -48,7 +48,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                         .ports
                         .iter()
                         .map(|p| {
-                            let host = output::display_host(&p.host_ip);
+                            let host = engine.reachable_host(&p.host_ip);
                             format!("{}->{host}:{}", p.container_port, p.host_port)
                         })
                         .collect();

@@ -9,10 +9,10 @@ use crate::{Error, ExitStatus, naming, output};
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (_, started) = start(args.start, &signals).await?;
+    let (engine, started) = start(args.start, &signals).await?;
     match args.output.output {
         Format::Json => output::json(&started),
-        Format::Text => output::data(&summary(&started)),
+        Format::Text => output::data(&summary(engine.as_ref(), &started)),
     }
     Ok(ExitStatus::Success)
 }
@@ -53,14 +53,18 @@ pub async fn start(
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.
-pub fn summary(started: &Started) -> String {
+pub fn summary(engine: &dyn Engine, started: &Started) -> String {
     let mut out = format!(
         "environment {} is ready: id {}\n",
         started.environment, started.id
     );
     for service in &started.services {
         for port in &service.ports {
-            let address = format!("{}:{}", output::display_host(&port.host_ip), port.host_port);
+            let address = format!(
+                "{}:{}",
+                engine.reachable_host(&port.host_ip),
+                port.host_port
+            );
             let url = match port.http {
                 true => format!("  http://{address}/"),
                 false => String::new(),

@@ -202,6 +202,15 @@ pub trait Engine: Send + Sync {
     /// The host at which published ports are reached.
     fn published_host(&self) -> &str;
 
+    /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
+    /// every address (Docker reports `0.0.0.0`), else that address.
+    fn reachable_host<'a>(&'a self, host_ip: &'a str) -> &'a str {
+        match host_ip {
+            "" | "0.0.0.0" | "::" => self.published_host(),
+            other => other,
+        }
+    }
+
     async fn ping(&self) -> Result<()>;
 
     /// Creates a network. Fails with [`EngineError::NameTaken`] when the name exists (a check the

@@ -165,8 +165,8 @@ impl Instance {
         }
     }
 
-    /// A label every container of the environment carries.
-    fn first_label(&self, key: &str) -> &str {
+    /// A label every container and network of the environment carries, empty when missing.
+    pub fn label(&self, key: &str) -> &str {
         let containers = self.anchor.iter().chain(&self.containers);
         let labels = containers
             .map(|c| &c.labels)
@@ -180,7 +180,7 @@ impl Instance {
 
     /// A time label, parsed.
     fn time_label(&self, key: &str) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.first_label(key))
+        DateTime::parse_from_rfc3339(self.label(key))
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
@@ -190,17 +190,12 @@ impl Instance {
     }
 
     pub fn owner(&self) -> &str {
-        self.first_label(label::OWNER)
+        self.label(label::OWNER)
     }
 
     /// When `--ttl` expires, if it was given.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.time_label(label::EXPIRES_AT)
-    }
-
-    /// A label every container of the environment carries, empty when missing.
-    pub fn label(&self, key: &str) -> &str {
-        self.first_label(key)
     }
 
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
@@ -232,7 +227,7 @@ impl Instance {
     /// The `envctl up` or `run` that started the environment, when it runs on this machine:
     /// `Some(true)` alive, `Some(false)` gone, `None` when that cannot be known here.
     pub fn starter_alive(&self) -> Option<bool> {
-        crate::lifecycle::process::alive(self.first_label(label::PROCESS))
+        crate::lifecycle::process::alive(self.label(label::PROCESS))
     }
 
     /// Each service's dependencies, from the labels.
@@ -296,7 +291,7 @@ impl Instance {
             return None;
         }
         if self.starter_alive() == Some(false) {
-            let started_by = self.first_label(label::STARTED_BY);
+            let started_by = self.label(label::STARTED_BY);
             return Some(format!("its `envctl up` ({started_by}) is gone"));
         }
         // A minute of grace lets `up` finish its own rollback after its deadline.

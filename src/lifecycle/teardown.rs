@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::inventory::{self, Instance, managed};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{ContainerSummary, Engine, EngineError};
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -36,11 +36,7 @@ pub async fn down(
             Selection::Owner(owner) => i.owner() == *owner,
         })
         .collect();
-    let removals = chosen.iter().map(|instance| remove(engine, instance));
-    join_all(removals)
-        .await
-        .into_iter()
-        .collect::<Result<(), _>>()?;
+    all_ok(join_all(chosen.iter().map(|instance| remove(engine, instance))).await)?;
     Ok(chosen)
 }
 
@@ -60,15 +56,13 @@ async fn remove_with(
     instance: &Instance,
     grace: Option<Duration>,
 ) -> Result<(), EngineError> {
-    for wave in instance.waves().iter().rev() {
-        let removing = wave.iter().map(|c| async move {
-            if let Some(grace) = grace {
-                engine.stop_container(&c.id, grace).await?;
-            }
-            engine.remove_container(&c.id).await
-        });
-        all_ok(join_all(removing).await)?;
-    }
+    dependents_first(instance, |c| async move {
+        if let Some(grace) = grace {
+            engine.stop_container(&c.id, grace).await?;
+        }
+        engine.remove_container(&c.id).await
+    })
+    .await?;
     all_ok(
         join_all(
             instance
@@ -92,18 +86,21 @@ fn all_ok(results: Vec<Result<(), EngineError>>) -> Result<(), EngineError> {
     results.into_iter().collect()
 }
 
-/// Stops the environment's containers, dependents first, keeping them.
-pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    for wave in instance.waves().iter().rev() {
-        let stopping = wave
-            .iter()
-            .map(|c| engine.stop_container(&c.id, STOP_GRACE));
-        join_all(stopping)
-            .await
-            .into_iter()
-            .collect::<Result<(), _>>()?;
+/// Runs `act` on every service container, dependents first, each wave at once.
+async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), EngineError>
+where
+    F: Fn(&'a ContainerSummary) -> Fut,
+    Fut: Future<Output = Result<(), EngineError>>,
+{
+    for wave in instance.waves().into_iter().rev() {
+        all_ok(join_all(wave.into_iter().map(&act)).await)?;
     }
     Ok(())
+}
+
+/// Stops the environment's containers, dependents first, keeping them.
+pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
+    dependents_first(instance, |c| engine.stop_container(&c.id, STOP_GRACE)).await
 }
 
 /// Removes every container and network matching `filter` (besides envctl's own label):
