@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::engine::EngineError;
-use crate::lifecycle::{LookupError, StartError};
+use crate::lifecycle::{LookupError, StartError, TeardownError};
 use crate::spec::LoadError;
 
 /// How envctl exits: 0 ok, 1 bad input, 2 engine or environment failure. `run` passes its
@@ -41,6 +41,8 @@ pub enum Error {
     Start(#[from] StartError),
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Teardown(#[from] TeardownError),
     /// An environment or service that is not there.
     #[error("{0}")]
     NotFound(String),
@@ -56,7 +58,11 @@ impl Error {
             // The shell convention for "ended by SIGINT".
             Error::Start(StartError::Interrupted) => ExitStatus::Code(130),
             Error::Lookup(LookupError::NoSuchEnvironment(_)) => ExitStatus::BadInput,
-            Error::Engine(_) | Error::Start(_) | Error::Lookup(_) | Error::Internal(_) => {
+            Error::Engine(_)
+            | Error::Start(_)
+            | Error::Lookup(_)
+            | Error::Teardown(_)
+            | Error::Internal(_) => {
                 ExitStatus::Failure
             }
         }

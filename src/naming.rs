@@ -56,6 +56,9 @@ pub mod label {
     /// A nonce of the `envctl up` invocation, so a rollback removes exactly what it created,
     /// even while another `up` tries the same id.
     pub const RUN: &str = "io.envctl.run";
+    /// Every service of the environment, comma-separated, so a service container removed by
+    /// hand shows as missing instead of going unnoticed.
+    pub const SERVICES: &str = "io.envctl.services";
 }
 
 /// The value of [`label::MANAGED_BY`].
@@ -130,6 +133,24 @@ pub fn pin_name(id: &str) -> String {
     format!("envctl_{id}_pin")
 }
 
+/// The value of [`label::ROLE`] on the lease of a running `envctl run`.
+pub const LEASE_ROLE: &str = "lease";
+
+/// The name of the lease an `envctl run` holds on its environment while its command runs: a
+/// container that is created, never started, whose name carries the lease's expiry in Unix
+/// seconds. Labels cannot change after creation, but a rename is atomic and cheap, so `run`
+/// renews the lease by renaming it, and every reaper on every host reads the expiry from the
+/// name alone.
+pub fn lease_name(id: &str, expires: DateTime<Utc>) -> String {
+    format!("envctl_{id}_lease-{}", expires.timestamp())
+}
+
+/// The expiry a lease's container name carries (see [`lease_name`]).
+pub fn lease_expiry(name: &str) -> Option<DateTime<Utc>> {
+    let (_, seconds) = name.trim_start_matches('/').rsplit_once("_lease-")?;
+    DateTime::from_timestamp(seconds.parse().ok()?, 0)
+}
+
 /// The name of the environment's private network.
 pub fn network_name(environment: &str, id: &str) -> String {
     format!("envctl_{environment}_{id}")
@@ -185,6 +206,17 @@ mod tests {
             registry_host("registry.example.com/team/app"),
             Some("registry.example.com")
         );
+    }
+
+    #[test]
+    fn a_lease_name_carries_its_expiry() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
+        let name = lease_name("20261126-094500", at);
+        assert_eq!(name, "envctl_20261126-094500_lease-1795687200");
+        assert_eq!(lease_expiry(&name), Some(at));
+        assert_eq!(lease_expiry(&format!("/{name}")), Some(at), "as Docker lists it");
+        assert_eq!(lease_expiry("envctl_x_lease-soon"), None);
+        assert_eq!(lease_expiry("envctl_x_ready"), None);
     }
 
     #[test]

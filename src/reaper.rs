@@ -112,6 +112,8 @@ pub struct Observation {
     pub crashed: bool,
     /// Whether the `envctl up`/`run` that started it still runs (`None`: cannot tell here).
     pub starter_alive: Option<bool>,
+    /// When the lease of a running `envctl run` expires, on whatever host it runs.
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 /// The outcome of [`decide`]: the record to remember, and the action to take.
@@ -130,13 +132,14 @@ pub fn decide(
     options: &Options,
 ) -> Verdict {
     let mut record = previous.cloned().unwrap_or_default();
-    let action = judge(observation, &mut record, now, options);
+    let action = judge(observation, &mut record, previous.is_none(), now, options);
     Verdict { record, action }
 }
 
 fn judge(
     observation: &Observation,
     record: &mut Record,
+    first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
 ) -> Option<(Kind, String)> {
@@ -145,20 +148,34 @@ fn judge(
     if created >= now {
         return None;
     }
+    // Without a record (a first sighting, or a lost state file) nothing is known of the
+    // environment's past use: its clocks start now.
+    if first_sight {
+        record.note(now, "first seen by the reaper");
+    }
     if let Some(what) = sample_traffic(observation, record, now) {
         record.note(now, what);
     }
     if observation.starter_alive == Some(true) && observation.state != State::Starting {
         record.note(now, "its `envctl run` is still running");
     }
+    let leased = observation.lease_until.is_some_and(|until| until > now);
+    if leased {
+        record.note(now, "its `envctl run` is still running");
+    }
     if observation.pinned {
         return None;
     }
-    if let Some(why) = &observation.unfinished {
-        return Some((Kind::Remove, format!("the start never finished: {why}")));
-    }
     match observation.state {
         State::Starting => None,
+        State::Unfinished => {
+            let why = observation.unfinished.as_deref().unwrap_or("unknown");
+            Some((Kind::Remove, format!("the start never finished: {why}")))
+        }
+        State::Debris => Some((
+            Kind::Remove,
+            "no service container is left, only envctl's markers or network".into(),
+        )),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
@@ -171,7 +188,7 @@ fn judge(
                     format!(
                         "stopped for {} (since {})",
                         human(for_how_long),
-                        stopped.format("%Y-%m-%d %H:%M UTC")
+                        stopped.max(last).format("%Y-%m-%d %H:%M UTC")
                     ),
                 )
             })
@@ -190,6 +207,10 @@ fn judge(
                         expires.format("%Y-%m-%d %H:%M UTC")
                     ),
                 ));
+            }
+            // A command running against the environment is use, whatever else is seen.
+            if leased {
+                return None;
             }
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
@@ -297,16 +318,14 @@ pub async fn pass(
     options: &Options,
     now: DateTime<Utc>,
 ) -> Result<Report, ReapError> {
-    let lock_store = store.clone();
-    let _lock = tokio::task::spawn_blocking(move || lock_store.lock_pass())
-        .await
-        .map_err(|e| StateError {
-            dir: store.dir().to_path_buf(),
-            source: std::io::Error::other(e),
-        })??;
     let mut report = Report {
         dry_run: options.dry_run,
         ..Report::default()
+    };
+    // A dry run changes nothing, so it needs neither the lock nor a writable state directory.
+    let _lock = match options.dry_run {
+        true => None,
+        false => lock_pass(store, &mut report.warnings).await,
     };
     let everything = lifecycle::inventory::list(engine).await?;
     let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
@@ -345,7 +364,7 @@ pub async fn pass(
     }
     // Save what was learned, and learn what happened meanwhile: an environment touched after
     // the pass began is left alone.
-    let (touched, warning) = store.update(|state| {
+    let saved = store.update(|state| {
         let records = state.endpoints.entry(endpoint.to_string()).or_default();
         records.retain(|id, _| existing.contains(id));
         let mut touched = BTreeSet::new();
@@ -361,8 +380,22 @@ pub async fn pass(
             }
         }
         touched
-    })?;
-    report.warnings.extend(warning);
+    });
+    let touched = match saved {
+        Ok((touched, warning)) => {
+            report.warnings.extend(warning);
+            touched
+        }
+        Err(error) => {
+            // Nothing learned can be kept, so idle clocks cannot advance beyond the first
+            // sighting and nothing is stopped for idleness: the safe direction. Touches made
+            // since the pass began are still honoured, as far as the file can be read.
+            report.warnings.push(format!(
+                "{error}; idle clocks cannot advance until it can be written"
+            ));
+            touched_since(store, endpoint, now)
+        }
+    };
     // A pin made since the pass began wins too; if the engine cannot tell, act on nothing.
     let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
         Ok(now) => now
@@ -377,7 +410,9 @@ pub async fn pass(
         .filter(|(instance, _)| !touched.contains(&instance.id) && !pinned.contains(&instance.id))
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
-                Kind::Stop => lifecycle::stop(engine, instance).await,
+                Kind::Stop => lifecycle::stop(engine, instance)
+                    .await
+                    .map_err(lifecycle::TeardownError::from),
                 Kind::Remove => lifecycle::remove(engine, instance).await,
             };
             action(instance, kind, reason, result.err().map(|e| e.to_string()))
@@ -386,6 +421,37 @@ pub async fn pass(
     report.actions = acting.collect().await;
     report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
+}
+
+/// Takes the pass lock. When the state directory cannot hold it, the pass goes on without it,
+/// with a warning: two passes at once only repeat each other's actions.
+async fn lock_pass(store: &Store, warnings: &mut Vec<String>) -> Option<crate::state::PassLock> {
+    let lock_store = store.clone();
+    let locked = tokio::task::spawn_blocking(move || lock_store.lock_pass()).await;
+    match locked {
+        Ok(Ok(lock)) => Some(lock),
+        Ok(Err(error)) => {
+            warnings.push(format!("{error}; passing without the pass lock"));
+            None
+        }
+        Err(error) => {
+            warnings.push(format!("cannot take the pass lock: {error}"));
+            None
+        }
+    }
+}
+
+/// The environments of `endpoint` touched after `now`, as the state file tells.
+fn touched_since(store: &Store, endpoint: &str, now: DateTime<Utc>) -> BTreeSet<String> {
+    let (state, _) = store.read();
+    state
+        .endpoints
+        .get(endpoint)
+        .into_iter()
+        .flatten()
+        .filter(|(_, record)| record.activity.as_ref().is_some_and(|a| a.at > now))
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// The daemon: a pass every `every` until the first signal, which lets the pass in flight
@@ -469,6 +535,7 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         unfinished: instance.unfinished(now),
         crashed: instance.crashed(),
         starter_alive: instance.starter_alive(),
+        lease_until: instance.lease_until(),
         expires_at: instance.expires_at(),
         stopped_at,
         traffic,
@@ -518,6 +585,7 @@ mod tests {
             expires_at: None,
             crashed: false,
             starter_alive: None,
+            lease_until: None,
             stopped_at: None,
             traffic: Ok(traffic),
             entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
@@ -526,10 +594,14 @@ mod tests {
 
     /// Runs passes at the given times with the given counters; returns the last verdict.
     fn passes(steps: &[(DateTime<Utc>, Observation)]) -> Verdict {
+        passes_with(&options(), steps)
+    }
+
+    fn passes_with(options: &Options, steps: &[(DateTime<Utc>, Observation)]) -> Verdict {
         let mut record: Option<Record> = None;
         let mut last = None;
         for (now, observation) in steps {
-            let verdict = decide(observation, record.as_ref(), *now, &options());
+            let verdict = decide(observation, record.as_ref(), *now, options);
             record = Some(verdict.record.clone());
             last = Some(verdict);
         }
@@ -631,6 +703,7 @@ mod tests {
             None
         );
         let mut killed = running(BTreeMap::new());
+        killed.state = State::Unfinished;
         killed.unfinished = Some("its `envctl up` (ci:42) is gone".into());
         let verdict = passes(&[(at(0, 5), killed)]);
         assert_eq!(
@@ -647,13 +720,91 @@ mod tests {
         let mut stopped = running(BTreeMap::new());
         stopped.state = State::Stopped;
         stopped.stopped_at = Some(at(1, 0));
-        let verdict = decide(&stopped, None, at(12, 0), &options());
+        let seen = decide(&stopped, None, at(1, 30), &options());
+        let verdict = decide(&stopped, Some(&seen.record), at(12, 0), &options());
         assert_eq!(verdict.action, None);
-        let tomorrow = at(1, 0) + chrono::Duration::hours(25);
-        let verdict = decide(&stopped, None, tomorrow, &options());
+        let tomorrow = at(1, 30) + chrono::Duration::hours(25);
+        let verdict = decide(&stopped, Some(&seen.record), tomorrow, &options());
         assert!(
-            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.starts_with("stopped for 1d01h"))
+            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.starts_with("stopped for 1d01h")),
+            "{verdict:?}"
         );
+    }
+
+    #[test]
+    fn a_lost_state_never_removes_a_stopped_environment_touched_a_second_earlier() {
+        let mut stopped = running(BTreeMap::new());
+        stopped.state = State::Stopped;
+        stopped.stopped_at = Some(at(1, 0));
+        let days_later = at(1, 0) + chrono::Duration::days(3);
+        let first = decide(&stopped, None, days_later, &options());
+        assert_eq!(first.action, None, "no record: the clocks start now");
+        let almost = days_later + chrono::Duration::hours(23);
+        assert_eq!(
+            decide(&stopped, Some(&first.record), almost, &options()).action,
+            None
+        );
+        let full = days_later + chrono::Duration::hours(24);
+        assert!(matches!(
+            decide(&stopped, Some(&first.record), full, &options()).action,
+            Some((Kind::Remove, _))
+        ));
+    }
+
+    #[test]
+    fn a_start_in_progress_is_never_reaped_whatever_the_flags() {
+        let mut starting = running(BTreeMap::new());
+        starting.state = State::Starting;
+        let eager = Options {
+            idle: Duration::from_secs(1),
+            remove_after: Duration::from_secs(1),
+            max_age: Some(Duration::from_secs(1)),
+            ..options()
+        };
+        let verdict = passes_with(&eager, &[(at(1, 0), starting.clone()), (at(9, 0), starting)]);
+        assert_eq!(verdict.action, None);
+    }
+
+    #[test]
+    fn a_running_run_keeps_its_environment_from_idle_and_max_age_reaping() {
+        let mut leased = running(counters(&[("proxy", 1, 1)]));
+        leased.lease_until = Some(at(9, 1));
+        let eager = Options {
+            max_age: Some(Duration::from_secs(60)),
+            ..options()
+        };
+        let verdict = passes_with(&eager, &[(at(1, 0), leased.clone()), (at(9, 0), leased.clone())]);
+        assert_eq!(verdict.action, None);
+        assert_eq!(
+            verdict.record.activity.unwrap(),
+            crate::state::Activity {
+                at: at(9, 0),
+                what: "its `envctl run` is still running".into()
+            }
+        );
+        let expired = passes_with(&eager, &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())]);
+        assert!(
+            matches!(expired.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age")),
+            "an expired lease protects nothing: {expired:?}"
+        );
+        leased.expires_at = Some(at(8, 0));
+        let ttl = passes_with(&eager, &[(at(9, 0), leased)]);
+        assert!(
+            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.starts_with("its --ttl expired")),
+            "--ttl wins over a lease: {ttl:?}"
+        );
+    }
+
+    #[test]
+    fn debris_is_removed_unless_pinned() {
+        let mut debris = running(BTreeMap::new());
+        debris.state = State::Debris;
+        assert!(matches!(
+            decide(&debris, None, at(1, 0), &options()).action,
+            Some((Kind::Remove, ref r)) if r.starts_with("no service container is left")
+        ));
+        debris.pinned = true;
+        assert_eq!(decide(&debris, None, at(1, 0), &options()).action, None);
     }
 
     #[test]

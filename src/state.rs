@@ -212,10 +212,17 @@ impl Store {
     fn write(&self, state: &State) -> std::io::Result<()> {
         let path = self.dir.join(FILE);
         let temporary = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let mut file = File::create(&temporary)?;
-        file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&temporary, &path)
+        let written = (|| {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+            file.sync_all()?;
+            fs::rename(&temporary, &path)
+        })();
+        if written.is_err() {
+            // Failed writes must not pile up temporary files in a shared directory.
+            let _ = fs::remove_file(&temporary);
+        }
+        written
     }
 }
 
@@ -276,6 +283,23 @@ mod tests {
                 .what,
             "new"
         );
+    }
+
+    #[test]
+    fn a_state_file_that_is_a_directory_fails_the_write_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(FILE)).unwrap();
+        let store = Store::new(dir.path());
+        let (state, warning) = store.read();
+        assert!(state.endpoints.is_empty());
+        assert!(warning.unwrap().contains("cannot read the state file"));
+        assert!(store.update(|_| ()).is_err());
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 
     #[test]

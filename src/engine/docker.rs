@@ -22,12 +22,13 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
+    Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
     ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
     PublishedPort, Result, Traffic,
 };
@@ -307,6 +308,25 @@ impl Engine for Docker {
             .collect())
     }
 
+    async fn network_containers(&self, id: &str) -> Result<Vec<Attached>> {
+        let network = self
+            .client
+            .inspect_network(id, None)
+            .await
+            .map_err(|error| {
+                self.failed_on("network", id, format!("inspect network `{id}`"), &error)
+            })?;
+        Ok(network
+            .containers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, endpoint)| Attached {
+                id,
+                name: endpoint.name.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
@@ -343,6 +363,22 @@ impl Engine for Docker {
             .map_err(|error| {
                 self.failed_on("container", id, format!("start container `{id}`"), &error)
             })
+    }
+
+    async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
+        let options = RenameContainerOptionsBuilder::new().name(name).build();
+        match self.client.rename_container(id, options).await {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(409) => {
+                Err(EngineError::NameTaken(name.to_owned()))
+            }
+            Err(error) => Err(self.failed_on(
+                "container",
+                id,
+                format!("rename container `{id}` to `{name}`"),
+                &error,
+            )),
+        }
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {

@@ -127,6 +127,13 @@ pub struct NetworkSummary {
     pub labels: Labels,
 }
 
+/// A container attached to a network, as inspecting the network tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub id: String,
+    pub name: String,
+}
+
 /// A local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageDetails {
@@ -218,11 +225,16 @@ pub trait Engine: Send + Sync {
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
     async fn remove_network(&self, id: &str) -> Result<()>;
     async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>>;
+    /// The containers attached to a network, envctl's or not.
+    async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
 
     /// Creates a container. Fails with [`EngineError::NameTaken`] when the name exists: the
     /// engine guarantees that check atomically, which is how `up` claims an id.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;
+    /// Renames a container, atomically. Fails with [`EngineError::NameTaken`] when the new name
+    /// exists.
+    async fn rename_container(&self, id: &str, name: &str) -> Result<()>;
     /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
     /// Removes a container, killing it if it runs. Removing a removed container is fine.

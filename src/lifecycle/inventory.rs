@@ -21,6 +21,8 @@ pub struct Instance {
     pub ready: Option<ContainerSummary>,
     /// The container that pins the environment against the reaper, if it is pinned.
     pub pin: Option<ContainerSummary>,
+    /// The lease of a running `envctl run`, whose name carries its expiry.
+    pub lease: Option<ContainerSummary>,
     /// The environment's network (more than one only after a manual mess).
     pub networks: Vec<NetworkSummary>,
 }
@@ -29,23 +31,32 @@ pub struct Instance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// `up` is still creating or starting containers.
+    /// `up` is still creating or starting containers: the claim is there, the ready marker is
+    /// not, and the start deadline has not passed.
     Starting,
+    /// The start never finished and cannot any more: its deadline passed, or its `up` is
+    /// known to be gone. The reaper removes it.
+    Unfinished,
     /// Every service runs (one-shot jobs have finished as expected).
     Ready,
     /// Some services run, others have stopped, crashed or are unhealthy.
     Degraded,
     /// No service runs: `envctl stop`, or the reaper, stopped it.
     Stopped,
+    /// No service container is left (removed by hand, or a `down` that could not finish):
+    /// only envctl's markers or network remain. The reaper removes them.
+    Debris,
 }
 
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Starting => "starting",
+            State::Unfinished => "unfinished",
             State::Ready => "ready",
             State::Degraded => "degraded",
             State::Stopped => "stopped",
+            State::Debris => "debris",
         }
     }
 }
@@ -99,6 +110,7 @@ pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -
             naming::ANCHOR_ROLE => instance.anchor = Some(container),
             naming::READY_ROLE => instance.ready = Some(container),
             naming::PIN_ROLE => instance.pin = Some(container),
+            naming::LEASE_ROLE => instance.lease = Some(container),
             _ => instance.containers.push(container),
         }
     }
@@ -161,6 +173,7 @@ impl Instance {
             anchor: None,
             ready: None,
             pin: None,
+            lease: None,
             networks: Vec::new(),
         }
     }
@@ -200,15 +213,6 @@ impl Instance {
 
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
         self.time_label(label::START_DEADLINE)
-    }
-
-    /// Whether every service container runs (or, for a job, finished as expected).
-    pub fn all_running(&self) -> bool {
-        !self.containers.is_empty()
-            && self
-                .containers
-                .iter()
-                .all(|c| c.state == ContainerState::Running || c.finished_job())
     }
 
     /// Whether a service crashed: exited with a non-zero code (jobs aside), died, keeps
@@ -255,12 +259,21 @@ impl Instance {
         .collect()
     }
 
+    /// The state of the environment at `now`, from its markers and containers alone.
+    ///
+    /// The claim (anchor) without the ready marker is a start: `starting` until its deadline,
+    /// whatever its containers do, `unfinished` after it. An environment whose claim and marker
+    /// are both gone (a `docker container prune` removes never-started containers) is judged by
+    /// its services alone: that is never a reason to remove it (see [`Instance::markers_lost`]).
     pub fn state(&self, now: DateTime<Utc>) -> State {
-        if self.ready.is_none() && !self.all_running() {
+        if self.anchor.is_some() && self.ready.is_none() {
             return match self.unfinished(now) {
-                Some(_) => State::Degraded,
+                Some(_) => State::Unfinished,
                 None => State::Starting,
             };
+        }
+        if self.containers.is_empty() {
+            return State::Debris;
         }
         let services: Vec<&ContainerSummary> = self
             .containers
@@ -274,7 +287,7 @@ impl Instance {
         let unhealthy = services.iter().any(|c| c.status.contains("(unhealthy)"));
         if running == 0 && !services.is_empty() {
             State::Stopped
-        } else if running < services.len() || unhealthy {
+        } else if running < services.len() || unhealthy || !self.missing_services().is_empty() {
             State::Degraded
         } else {
             State::Ready
@@ -283,11 +296,10 @@ impl Instance {
 
     /// Why the environment's start never finished, if it did not and its `up` cannot finish it
     /// any more: the `up` process is gone (known on the machine it ran on), or its deadline
-    /// passed. `None` for a finished start, and for one still under way.
+    /// passed. `None` for a finished start, one still under way, and an environment whose
+    /// markers are lost.
     pub fn unfinished(&self, now: DateTime<Utc>) -> Option<String> {
-        // Without the marker but with every service running, the start finished as far as
-        // anyone can tell (a `docker container prune` removes never-started markers too).
-        if self.ready.is_some() || self.all_running() {
+        if self.ready.is_some() || self.anchor.is_none() {
             return None;
         }
         if self.starter_alive() == Some(false) {
@@ -306,11 +318,224 @@ impl Instance {
         }
     }
 
+    /// Whether the claim and the ready marker are both gone while services remain: a
+    /// `docker container prune` removes created-never-started containers. `ls` warns; the
+    /// environment is otherwise judged like any running one.
+    pub fn markers_lost(&self) -> bool {
+        self.anchor.is_none() && self.ready.is_none() && !self.containers.is_empty()
+    }
+
+    /// The services the environment was started with whose containers are gone.
+    pub fn missing_services(&self) -> Vec<String> {
+        let present: BTreeSet<&str> = self.containers.iter().map(|c| c.service()).collect();
+        let mut expected: BTreeSet<String> = self
+            .label(label::SERVICES)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        // Environments started before the services label: what the others depend on.
+        expected.extend(self.containers.iter().flat_map(|c| c.depends_on()));
+        expected
+            .into_iter()
+            .filter(|s| !present.contains(s.as_str()))
+            .collect()
+    }
+
+    /// When the lease of a running `envctl run` expires, if the environment has one.
+    pub fn lease_until(&self) -> Option<DateTime<Utc>> {
+        naming::lease_expiry(&self.lease.as_ref()?.name)
+    }
+
     /// `image:tag` of each service, by service.
     pub fn images(&self) -> Vec<(String, String)> {
         self.containers
             .iter()
             .map(|c| (c.service().to_string(), c.label(label::IMAGE).to_string()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Labels;
+    use chrono::TimeZone;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 10, minute, 0).unwrap()
+    }
+
+    const ID: &str = "20261126-100000";
+
+    /// An environment of services `app` (depending on `db`) and `db`, started at 10:00 with a
+    /// start deadline at 10:05, by an `up` this machine cannot judge (another host).
+    fn labels(role: Option<&str>, service: Option<&str>) -> Labels {
+        let mut labels: Labels = [
+            (label::MANAGED_BY, naming::MANAGER.to_string()),
+            (label::ID, ID.to_string()),
+            (label::ENVIRONMENT, "shop".to_string()),
+            (label::CREATED_AT, at(0).to_rfc3339()),
+            (label::START_DEADLINE, at(5).to_rfc3339()),
+            (label::SERVICES, "app,db".to_string()),
+            (label::PROCESS, "another-boot:1:42:42".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(role) = role {
+            labels.insert(label::ROLE.into(), role.into());
+        }
+        if let Some(service) = service {
+            labels.insert(label::SERVICE.into(), service.into());
+            let deps = if service == "app" { "db" } else { "" };
+            labels.insert(label::DEPENDS_ON.into(), deps.into());
+        }
+        labels
+    }
+
+    fn container(name: &str, labels: Labels, state: ContainerState) -> ContainerSummary {
+        ContainerSummary {
+            id: format!("id-{name}"),
+            name: name.to_string(),
+            image: "shop/app:1".into(),
+            labels,
+            state,
+            status: match state {
+                ContainerState::Running => "Up 1 minute".into(),
+                ContainerState::Exited => "Exited (137) 1 minute ago".into(),
+                _ => "Created".into(),
+            },
+            ports: Vec::new(),
+        }
+    }
+
+    fn marker(role: &str) -> ContainerSummary {
+        container(
+            &format!("envctl_{ID}_{role}"),
+            labels(Some(role), None),
+            ContainerState::Created,
+        )
+    }
+
+    fn service(name: &str, state: ContainerState) -> ContainerSummary {
+        container(&format!("{name}_{ID}"), labels(None, Some(name)), state)
+    }
+
+    /// The environment from the markers (`anchor`, `ready`) and services given.
+    fn instance(markers: &[&str], services: &[(&str, ContainerState)]) -> Instance {
+        let mut containers: Vec<ContainerSummary> = markers.iter().map(|m| marker(m)).collect();
+        containers.extend(services.iter().map(|(s, state)| service(s, *state)));
+        let network = NetworkSummary {
+            id: "net".into(),
+            name: format!("envctl_shop_{ID}"),
+            labels: labels(None, None),
+        };
+        let mut instances = group(containers, vec![network]);
+        assert_eq!(instances.len(), 1);
+        instances.remove(0)
+    }
+
+    use ContainerState::{Created, Exited, Running};
+
+    #[test]
+    fn a_start_without_its_ready_marker_whose_containers_all_run_is_starting_not_ready() {
+        let starting = instance(&["anchor"], &[("app", Running), ("db", Running)]);
+        assert_eq!(starting.state(at(3)), State::Starting);
+        assert_eq!(starting.unfinished(at(3)), None);
+        assert_eq!(
+            starting.state(at(7)),
+            State::Unfinished,
+            "past its deadline and the minute of grace"
+        );
+        assert!(starting.unfinished(at(7)).unwrap().contains("deadline passed"));
+    }
+
+    #[test]
+    fn a_start_is_starting_until_its_deadline_whatever_its_containers_do() {
+        for services in [
+            &[][..],
+            &[("db", Created)][..],
+            &[("app", Created), ("db", Running)][..],
+            &[("app", Exited), ("db", Running)][..],
+        ] {
+            let starting = instance(&["anchor"], services);
+            assert_eq!(starting.state(at(5)), State::Starting, "{services:?}");
+            assert_eq!(starting.state(at(6)), State::Unfinished, "{services:?}");
+        }
+    }
+
+    #[test]
+    fn an_environment_whose_markers_were_pruned_is_judged_by_its_services() {
+        let pruned = instance(&[], &[("app", Running), ("db", Running)]);
+        assert!(pruned.markers_lost());
+        assert_eq!(pruned.state(at(30)), State::Ready);
+        assert_eq!(pruned.unfinished(at(30)), None, "never removed for that");
+        let stopped = instance(&[], &[("app", Exited), ("db", Exited)]);
+        assert_eq!(stopped.state(at(30)), State::Stopped);
+    }
+
+    #[test]
+    fn a_finished_start_follows_its_services() {
+        let table = [
+            (&[("app", Running), ("db", Running)][..], State::Ready),
+            (&[("app", Exited), ("db", Running)][..], State::Degraded),
+            (&[("app", Exited), ("db", Exited)][..], State::Stopped),
+        ];
+        for (services, expected) in table {
+            let finished = instance(&["anchor", "ready"], services);
+            assert_eq!(finished.state(at(30)), expected, "{services:?}");
+            assert!(!finished.markers_lost());
+        }
+    }
+
+    #[test]
+    fn an_environment_with_no_service_containers_left_is_debris() {
+        assert_eq!(instance(&["anchor", "ready"], &[]).state(at(30)), State::Debris);
+        assert_eq!(instance(&["ready"], &[]).state(at(30)), State::Debris);
+        let network_only = group(
+            Vec::new(),
+            vec![NetworkSummary {
+                id: "net".into(),
+                name: format!("envctl_shop_{ID}"),
+                labels: labels(None, None),
+            }],
+        );
+        assert_eq!(network_only[0].state(at(30)), State::Debris);
+    }
+
+    #[test]
+    fn a_hand_removed_service_is_missing_and_degrades_the_environment() {
+        let one_left = instance(&["anchor", "ready"], &[("db", Running)]);
+        assert_eq!(one_left.missing_services(), ["app"]);
+        assert_eq!(one_left.state(at(30)), State::Degraded);
+        let stopped = instance(&["anchor", "ready"], &[("db", Exited)]);
+        assert_eq!(
+            stopped.state(at(30)),
+            State::Stopped,
+            "stopped, so the reaper can remove it in time"
+        );
+        let mut old = instance(&["anchor", "ready"], &[("app", Running)]);
+        for c in old.anchor.iter_mut().chain(&mut old.containers) {
+            c.labels.remove(label::SERVICES);
+        }
+        old.networks.clear();
+        assert_eq!(
+            old.missing_services(),
+            ["db"],
+            "without the services label, dependencies name what is expected"
+        );
+    }
+
+    #[test]
+    fn a_lease_is_read_from_its_name() {
+        let mut leased = instance(&["anchor", "ready"], &[("app", Running), ("db", Running)]);
+        assert_eq!(leased.lease_until(), None);
+        leased.lease = Some(container(
+            &naming::lease_name(ID, at(12)),
+            labels(Some(naming::LEASE_ROLE), None),
+            Created,
+        ));
+        assert_eq!(leased.lease_until(), Some(at(12)));
     }
 }

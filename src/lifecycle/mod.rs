@@ -20,7 +20,7 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Selection, down, remove, remove_now, stop};
+pub use teardown::{Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};

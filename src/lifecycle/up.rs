@@ -475,6 +475,15 @@ fn common_labels(
         (label::ENVIRONMENT, environment.name.clone()),
         (label::CREATED_AT, run.launched.to_rfc3339()),
         (label::REFS, refs.join(",")),
+        (
+            label::SERVICES,
+            environment
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         (label::OWNER, options.owner.clone()),
         (
             label::STARTED_BY,
