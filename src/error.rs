@@ -62,9 +62,7 @@ impl Error {
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)
-            | Error::Internal(_) => {
-                ExitStatus::Failure
-            }
+            | Error::Internal(_) => ExitStatus::Failure,
         }
     }
 

@@ -214,7 +214,11 @@ mod tests {
         let name = lease_name("20261126-094500", at);
         assert_eq!(name, "envctl_20261126-094500_lease-1795687200");
         assert_eq!(lease_expiry(&name), Some(at));
-        assert_eq!(lease_expiry(&format!("/{name}")), Some(at), "as Docker lists it");
+        assert_eq!(
+            lease_expiry(&format!("/{name}")),
+            Some(at),
+            "as Docker lists it"
+        );
         assert_eq!(lease_expiry("envctl_x_lease-soon"), None);
         assert_eq!(lease_expiry("envctl_x_ready"), None);
     }

@@ -761,7 +761,10 @@ mod tests {
             max_age: Some(Duration::from_secs(1)),
             ..options()
         };
-        let verdict = passes_with(&eager, &[(at(1, 0), starting.clone()), (at(9, 0), starting)]);
+        let verdict = passes_with(
+            &eager,
+            &[(at(1, 0), starting.clone()), (at(9, 0), starting)],
+        );
         assert_eq!(verdict.action, None);
     }
 
@@ -773,7 +776,10 @@ mod tests {
             max_age: Some(Duration::from_secs(60)),
             ..options()
         };
-        let verdict = passes_with(&eager, &[(at(1, 0), leased.clone()), (at(9, 0), leased.clone())]);
+        let verdict = passes_with(
+            &eager,
+            &[(at(1, 0), leased.clone()), (at(9, 0), leased.clone())],
+        );
         assert_eq!(verdict.action, None);
         assert_eq!(
             verdict.record.activity.unwrap(),
@@ -782,7 +788,10 @@ mod tests {
                 what: "its `envctl run` is still running".into()
             }
         );
-        let expired = passes_with(&eager, &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())]);
+        let expired = passes_with(
+            &eager,
+            &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())],
+        );
         assert!(
             matches!(expired.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age")),
             "an expired lease protects nothing: {expired:?}"

@@ -19,6 +19,9 @@ struct Row {
     images: Vec<String>,
     endpoints: Vec<String>,
     pinned: bool,
+    /// Services whose containers were removed by hand.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    missing_services: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     build_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +42,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     let (state, warning) = Store::from_env().read();
     if let Some(warning) = warning {
         output::warning(&warning);
+    }
+    for instance in instances.iter().filter(|i| i.markers_lost()) {
+        output::warning(&format!(
+            "`{}` has lost its claim and ready marker (`docker container prune` removes \
+             never-started containers); it is judged by its services alone\nhint: `envctl down {}` \
+             removes it when it is no longer needed",
+            instance.id, instance.id
+        ));
     }
     let rows: Vec<Row> = instances
         .iter()
@@ -97,6 +108,7 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
         .map(|a| (a.what, a.at));
     Row {
         pinned: instance.pin.is_some(),
+        missing_services: instance.missing_services(),
         build_url: non_empty(instance.label(label::BUILD_URL)),
         job_name: non_empty(instance.label(label::JOB_NAME)),
         git_commit: non_empty(instance.label(label::GIT_COMMIT)),

@@ -6,7 +6,7 @@ use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (engine, started) = super::up::start(args.start, &signals).await?;
+    let (engine, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();
     let instance = lifecycle::require(engine.as_ref(), &id).await?;
     let variables = pipeline::environment_variables(engine.as_ref(), &instance);
@@ -15,7 +15,14 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
         "environment {} is ready: id {id}; running `{shown}`",
         started.environment
     ));
+    let holding = instance.lease.as_ref().map(|lease| {
+        let (engine, id, lease) = (engine.clone(), id.clone(), lease.id.clone());
+        tokio::spawn(async move { lifecycle::lease::hold(engine.as_ref(), &id, &lease).await })
+    });
     let outcome = pipeline::run_command(&args.command, &variables, &signals).await;
+    if let Some(holding) = holding {
+        holding.abort();
+    }
     let code = match outcome {
         Ok(Outcome::Exited(code) | Outcome::Interrupted(code)) => code,
         Err(error) => {

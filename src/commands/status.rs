@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
-use crate::{Error, ExitStatus, output};
+use crate::{Error, ExitStatus, naming, output};
 
 #[derive(Serialize)]
 struct ServiceStatus {
@@ -37,6 +37,20 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                 .map(lifecycle::PortJson::from)
                 .collect(),
         })
+        .chain(
+            instance
+                .missing_services()
+                .into_iter()
+                .map(|service| ServiceStatus {
+                    container: naming::container_name(&service, &instance.id),
+                    service,
+                    state: "missing".into(),
+                    health: None,
+                    restarts: 0,
+                    exit_code: None,
+                    ports: Vec::new(),
+                }),
+        )
         .collect();
     match args.output.output {
         Format::Json => output::json(&services),

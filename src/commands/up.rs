@@ -9,7 +9,7 @@ use crate::{Error, ExitStatus, naming, output};
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (engine, started) = start(args.start, &signals).await?;
+    let (engine, started) = start(args.start, &signals, false).await?;
     match args.output.output {
         Format::Json => output::json(&started),
         Format::Text => output::data(&summary(engine.as_ref(), &started)),
@@ -17,10 +17,12 @@ pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-/// Starts the environment the flags name, with live progress on stderr: `up` and `run`.
+/// Starts the environment the flags name, with live progress on stderr: `up` and `run` (which
+/// takes a lease on it, see [`lifecycle::lease`]).
 pub async fn start(
     flags: StartFlags,
     signals: &Signals,
+    lease: bool,
 ) -> Result<(Arc<dyn Engine>, Started), Error> {
     let (mut environment, target) = super::select(&flags.target)?;
     if let Some(name) = &flags.name {
@@ -37,6 +39,7 @@ pub async fn start(
         prefix_tags: target.overrides.iter().map(|o| o.service.clone()).collect(),
         ttl: flags.ttl,
         build_labels: lifecycle::build_labels(),
+        lease,
     };
     let engine = super::engine().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));

@@ -22,15 +22,15 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder,
-    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
-    ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
-    PublishedPort, Result, Traffic,
+    Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
+    EngineError, ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
+    NetworkSummary, PublishedPort, Result, Traffic,
 };
 
 /// Where Docker listens when `DOCKER_HOST` is not set.

@@ -448,7 +448,12 @@ mod tests {
             State::Unfinished,
             "past its deadline and the minute of grace"
         );
-        assert!(starting.unfinished(at(7)).unwrap().contains("deadline passed"));
+        assert!(
+            starting
+                .unfinished(at(7))
+                .unwrap()
+                .contains("deadline passed")
+        );
     }
 
     #[test]
@@ -491,7 +496,10 @@ mod tests {
 
     #[test]
     fn an_environment_with_no_service_containers_left_is_debris() {
-        assert_eq!(instance(&["anchor", "ready"], &[]).state(at(30)), State::Debris);
+        assert_eq!(
+            instance(&["anchor", "ready"], &[]).state(at(30)),
+            State::Debris
+        );
         assert_eq!(instance(&["ready"], &[]).state(at(30)), State::Debris);
         let network_only = group(
             Vec::new(),

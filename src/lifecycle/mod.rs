@@ -2,6 +2,7 @@
 
 mod build;
 pub mod inventory;
+pub mod lease;
 mod pin;
 pub mod probe;
 pub mod process;
@@ -83,6 +84,11 @@ pub enum StartError {
         /// The log of the first service that was starting.
         logs: Option<(String, Vec<String>)>,
     },
+    #[error(
+        "service `{service}` of `{id}` is missing: its container was removed\n\
+         hint: `envctl down {id}`, then `envctl up` recreates the environment"
+    )]
+    Missing { id: String, service: String },
     #[error("interrupted; removed what this start had created")]
     Interrupted,
     #[error(transparent)]

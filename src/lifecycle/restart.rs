@@ -17,6 +17,12 @@ pub async fn start(
     progress: &Progress,
     timeout: Duration,
 ) -> Result<(), StartError> {
+    if let Some(service) = instance.missing_services().into_iter().next() {
+        return Err(StartError::Missing {
+            id: instance.id.clone(),
+            service,
+        });
+    }
     let services = join_all(instance.containers.iter().map(|container| async move {
         let ready = container.ready().unwrap_or(Ready {
             probes: Vec::new(),

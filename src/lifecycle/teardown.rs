@@ -141,8 +141,10 @@ async fn remove_unused_networks(
         names.sort();
         Ok(Some((network.name.clone(), names)))
     });
-    let results: Vec<Option<(String, Vec<String>)>> =
-        join_all(removing).await.into_iter().collect::<Result<_, _>>()?;
+    let results: Vec<Option<(String, Vec<String>)>> = join_all(removing)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     Ok(results.into_iter().flatten().collect())
 }
 

@@ -38,6 +38,9 @@ pub struct UpOptions {
     pub ttl: Option<Duration>,
     /// Extra labels describing the CI build that started it (Jenkins' `BUILD_URL`, ...).
     pub build_labels: BTreeMap<String, String>,
+    /// Take a lease on the environment with the claim, for `run` to renew while its command
+    /// runs (see [`super::lease`]).
+    pub lease: bool,
 }
 
 /// A started environment.
@@ -428,6 +431,20 @@ async fn claim(
             Err(error) => return Err(error.into()),
         }
     };
+    if options.lease {
+        // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
+        let start_deadline = claim.labels[label::START_DEADLINE].as_str();
+        let until = DateTime::parse_from_rfc3339(start_deadline)
+            .map(|t| super::lease::expiry(t.with_timezone(&Utc)))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let lease = ContainerSpec {
+            name: naming::lease_name(&claim.id, until),
+            image: marker_image.clone(),
+            labels: claim.marker_labels(naming::LEASE_ROLE),
+            ..ContainerSpec::default()
+        };
+        engine.create_container(&lease).await?;
+    }
     let network = NetworkSpec {
         name: naming::network_name(&environment.name, &claim.id),
         labels: claim.labels.clone(),

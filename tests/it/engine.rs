@@ -519,6 +519,46 @@ async fn names_are_taken_once() {
 }
 
 #[tokio::test]
+async fn renames_are_atomic_and_networks_tell_who_is_attached() {
+    let fixture = Fixture::new("rename").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let first = fixture.spec("first", &network, &["sleep"]);
+    let second = fixture.spec("second", &network, &["sleep"]);
+    let id = docker.create_container(&first).await.expect("create");
+    docker.create_container(&second).await.expect("create");
+    let renamed = fixture.name("renamed");
+    docker
+        .rename_container(&id, &renamed)
+        .await
+        .expect("rename");
+    assert_eq!(
+        docker
+            .inspect_container(&renamed)
+            .await
+            .expect("inspect")
+            .id,
+        id
+    );
+    match docker.rename_container(&id, &second.name).await {
+        Err(EngineError::NameTaken(name)) => assert_eq!(name, second.name),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    assert!(
+        docker
+            .network_containers(&network)
+            .await
+            .expect("inspect")
+            .is_empty(),
+        "created containers are not attached yet"
+    );
+    docker.start_container(&id).await.expect("start");
+    let attached = docker.network_containers(&network).await.expect("inspect");
+    let names: Vec<&str> = attached.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, [renamed.as_str()]);
+}
+
+#[tokio::test]
 async fn aliases_resolve_on_the_network() {
     let fixture = Fixture::new("aliases").await;
     let docker = &fixture.docker;

@@ -359,3 +359,198 @@ fn a_lost_or_garbage_state_file_leads_to_no_reap() {
     assert!(!pass.success().stdout().contains(&id), "{}", pass.stdout());
     assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
 }
+
+/// A service that takes `delay` to listen, so a start stays under way that long.
+fn slow(delay: &str) -> String {
+    format!(
+        "  slow:\n    image: {IMAGE}\n    command: [serve, --delay, {delay}]\n    ports: [8080]\n    \
+         ready: {{tcp: 8080}}\n"
+    )
+}
+
+/// envctl in its own PID namespace, as a CI agent in a container runs it: no reaper here can
+/// tell whether it is alive.
+fn in_another_pid_namespace(envctl: crate::support::Envctl) -> std::process::Child {
+    let command = envctl.command();
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .current_dir(command.get_current_dir().expect("a working directory"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => unshare.env(key, value),
+            None => unshare.env_remove(key),
+        };
+    }
+    unshare.spawn().expect("unshare runs")
+}
+
+/// Reaps with the most eager flags until `done()`; fails if any pass acted on `id`.
+fn reap_eagerly_until(env: &TestEnv, id: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "never done");
+        let pass = env.reap(&["--idle", "1s", "--max-age", "1s", "--remove-after", "1s"]);
+        let out = pass.success().stdout();
+        assert!(!out.contains(id), "a pass acted on `{id}` in use: {out}");
+        sleep(0.3);
+    }
+}
+
+#[test]
+fn reap_during_a_start_from_another_pid_namespace_keeps_it() {
+    let env = TestEnv::new("startns", &slow("6s"));
+    let id = format!("{}-a", env.name);
+    let mut up = in_another_pid_namespace(env.envctl().args(["up", &env.name, "--name", &id]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.state_of(&id).as_deref() != Some("starting") {
+        assert!(Instant::now() < deadline, "the start never showed");
+        sleep(0.1);
+    }
+    reap_eagerly_until(&env, &id, || {
+        env.state_of(&id).as_deref() != Some("starting")
+    });
+    let status = up.wait().unwrap();
+    assert!(status.success(), "up failed");
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
+
+#[test]
+fn reap_during_a_run_from_another_pid_namespace_keeps_it() {
+    let env = TestEnv::new("runns", &slow("0s"));
+    let id = format!("{}-a", env.name);
+    let done = env.dir.path().join("done");
+    let script = format!("sleep 5; touch {}", done.display());
+    let run = in_another_pid_namespace(
+        env.envctl()
+            .args(["run", &env.name, "--name", &id, "--", "sh", "-c", &script]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.state_of(&id).as_deref() != Some("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "the run never got its environment"
+        );
+        sleep(0.1);
+    }
+    reap_eagerly_until(&env, &id, || done.exists());
+    let output = run.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(env.state_of(&id), None, "run removed its environment");
+}
+
+/// Removes one service's container behind envctl's back.
+fn remove_by_hand(container: &str) {
+    block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        docker.remove_container(container).await.unwrap();
+    });
+}
+
+#[test]
+fn a_service_removed_by_hand_is_shown_missing_and_start_says_so() {
+    let env = TestEnv::new("handremoved", &proxied());
+    let id = env.name.clone();
+    up(&env, &id);
+    remove_by_hand(&format!("app_{id}"));
+    assert_eq!(env.state_of(&id).as_deref(), Some("degraded"));
+    env.envctl()
+        .args(["status", &id])
+        .run()
+        .success()
+        .stdout_has("missing");
+    env.envctl().args(["stop", &id]).run().success();
+    env.envctl()
+        .args(["start", &id])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "service `app` of `{id}` is missing: its container was removed"
+        ))
+        .stderr_has(&format!("`envctl down {id}`, then `envctl up`"));
+}
+
+#[test]
+fn an_environment_without_service_containers_is_removed_and_a_foreign_container_keeps_its_network()
+{
+    let env = TestEnv::new("emptied", &proxied());
+    let id = env.name.clone();
+    up(&env, &id);
+    let foreign = format!("{id}-foreign");
+    let foreign_id = block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        let network = docker
+            .list_networks(&[format!("io.envctl.id={id}")])
+            .await
+            .unwrap()
+            .remove(0);
+        let spec = ContainerSpec {
+            name: foreign.clone(),
+            image: format!("{IMAGE}:latest"),
+            command: Some(vec!["sleep".into()]),
+            network: network.id,
+            ..ContainerSpec::default()
+        };
+        let container = docker.create_container(&spec).await.unwrap();
+        docker.start_container(&container).await.unwrap();
+        container
+    });
+    remove_by_hand(&format!("app_{id}"));
+    remove_by_hand(&format!("proxy_{id}"));
+    assert_eq!(env.state_of(&id).as_deref(), Some("debris"));
+    for _ in 0..2 {
+        let pass = env.reap(&[]);
+        pass.code(2).stdout_has(&format!(
+            "failed to remove {id} ({}): no service container is left",
+            env.name
+        ));
+        pass.stdout_has(&format!("container `{foreign}`, which is not envctl's"));
+    }
+    let foreign_state = block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        let state = docker.inspect_container(&foreign_id).await.map(|d| d.state);
+        docker.remove_container(&foreign_id).await.unwrap();
+        state
+    });
+    assert_eq!(foreign_state.unwrap().as_str(), "running", "never touched");
+    env.reap(&[]).success().stdout_has(&format!("removed {id}"));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn an_unwritable_state_directory_does_not_stop_the_reaper() {
+    let env = TestEnv::new("unwritable", &proxied());
+    let id = env.name.clone();
+    env.envctl()
+        .args(["up", &env.name, "--name", &id, "--ttl", "1s"])
+        .run()
+        .success();
+    std::fs::create_dir_all(env.state_dir().join("state.json")).unwrap();
+    sleep(1.5);
+    let pass = env.reap(&[]);
+    pass.success()
+        .stdout_has(&format!("stopped {id}"))
+        .stderr_has("idle clocks cannot advance");
+    let temporaries: Vec<_> = std::fs::read_dir(env.state_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(temporaries.is_empty(), "{temporaries:?}");
+
+    // A dry run needs no writable state directory at all.
+    let nowhere = env.dir.path().join("a-file");
+    std::fs::write(&nowhere, "").unwrap();
+    env.reap_command(&["--dry-run", "--remove-after", "0s"])
+        .env("ENVCTL_STATE_DIR", nowhere.join("state"))
+        .run()
+        .success();
+}
