@@ -166,6 +166,23 @@ fn judge(
     if observation.pinned {
         return None;
     }
+    // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
+    let running = matches!(
+        observation.state,
+        State::Starting | State::Ready | State::Degraded
+    );
+    if running
+        && let Some(expires) = observation.expires_at
+        && expires <= now
+    {
+        return Some((
+            Kind::Stop,
+            format!(
+                "its --ttl expired at {}",
+                expires.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ));
+    }
     match observation.state {
         State::Starting => None,
         State::Unfinished => {
@@ -197,17 +214,6 @@ fn judge(
             record.crashed_since = observation
                 .crashed
                 .then(|| record.crashed_since.unwrap_or(now));
-            if let Some(expires) = observation.expires_at
-                && expires <= now
-            {
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "its --ttl expired at {}",
-                        expires.format("%Y-%m-%d %H:%M UTC")
-                    ),
-                ));
-            }
             // A command running against the environment is use, whatever else is seen.
             if leased {
                 return None;
