@@ -670,5 +670,5 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(row().unwrap()["state"], "degraded");
+    assert_eq!(row().unwrap()["state"], "unfinished");
 }
