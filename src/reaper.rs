@@ -362,6 +362,17 @@ pub async fn pass(
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
         .collect();
     if options.dry_run {
+        let unknown = observations
+            .iter()
+            .filter(|o| state.record(endpoint, &o.id).is_none())
+            .count();
+        if unknown > 0 {
+            report.warnings.push(format!(
+                "{unknown} environment(s) have no reaper history yet: their idle clocks start at \
+                 the first real pass, so this dry run lists only what needs no history \
+                 (unfinished starts, --ttl, --max-age, debris)"
+            ));
+        }
         report.actions = planned
             .into_iter()
             .map(|(instance, (kind, reason))| action(instance, kind, reason, None))

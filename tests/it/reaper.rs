@@ -554,3 +554,26 @@ fn an_unwritable_state_directory_does_not_stop_the_reaper() {
         .run()
         .success();
 }
+
+#[test]
+fn a_dry_run_before_any_real_pass_lists_what_needs_no_history() {
+    let env = TestEnv::new("dryfirst", &slow("0s"));
+    let id = env.name.clone();
+    env.envctl()
+        .args(["up", &env.name, "--name", &id, "--ttl", "1s"])
+        .run()
+        .success();
+    sleep(1.5);
+    env.reap(&["--dry-run", "--idle", "1s"])
+        .success()
+        .stdout_has(&format!(
+            "would stop {id} ({}): its --ttl expired",
+            env.name
+        ))
+        .stderr_has("idle clocks start at the first real pass");
+    assert_eq!(
+        env.state_of(&id).as_deref(),
+        Some("ready"),
+        "a dry run changes nothing"
+    );
+}
