@@ -188,6 +188,21 @@ mod tests {
     }
 
     #[test]
+    fn an_id_cannot_take_another_environments_marker_name() {
+        // `--name foo_ready` would take the name of environment `foo`'s ready marker.
+        for taken in ["foo_ready", "foo_pin", "foo_lease-1", "a_b"] {
+            let error = check_id(taken).expect_err(taken);
+            assert!(error.contains("`_` separates names from ids"), "{error}");
+        }
+        assert_eq!(
+            check_id("foo_ready").unwrap_err(),
+            "`foo_ready` is not a valid name: `_` separates names from ids in container names; \
+             use `foo-ready`"
+        );
+        assert_eq!(check_id("pr-42.build-7"), Ok(()));
+    }
+
+    #[test]
     fn docker_names_are_validated() {
         assert!(is_valid_docker_name("pr-42.build_7"));
         assert!(!is_valid_docker_name("-x"));
