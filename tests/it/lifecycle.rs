@@ -295,12 +295,55 @@ fn down_works_after_the_file_was_deleted() {
         .success()
         .stderr_has(&format!("removed {}", env.name));
     env.assert_nothing_left();
-    // Idempotent.
+    // Idempotent when asked to be: a cleanup step that may run twice.
     Envctl::new()
-        .args(["down", &env.name])
+        .args(["down", &env.name, "--ignore-missing"])
         .run()
         .success()
         .stderr_has("nothing to remove");
+}
+
+#[test]
+fn down_of_an_unknown_id_exits_1() {
+    // A typo in a Jenkins cleanup step must not go unnoticed.
+    let env = TestEnv::new(
+        "typo",
+        &format!("  one:\n    image: {IMAGE}\n    command: [serve]\n"),
+    );
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let typo = format!("{}x", env.name);
+    Envctl::new()
+        .args(["down", &typo])
+        .run()
+        .code(1)
+        .stderr_has(&format!("error: no environment `{typo}`"))
+        .stderr_has(&format!("hint: did you mean `{}`?", env.name));
+    // The ids that exist are removed all the same.
+    Envctl::new()
+        .args(["down", &env.name, &typo])
+        .run()
+        .code(1)
+        .stderr_has(&format!("removed {}", env.name))
+        .stderr_has(&format!("error: no environment `{typo}`"));
+    env.assert_nothing_left();
+    Envctl::new()
+        .args(["down", &typo, "--ignore-missing"])
+        .run()
+        .success()
+        .stderr_has(&format!("{typo}: nothing to remove"));
+    // Selections that may rightly find nothing stay green: a `post { always }` step after a
+    // `run` that already cleaned up.
+    Envctl::new()
+        .args(["down", "--owner", &typo])
+        .run()
+        .success();
+    Envctl::new()
+        .args(["down", "--all", "--environment", &typo])
+        .run()
+        .success();
 }
 
 #[test]
