@@ -206,6 +206,10 @@ pub struct DownArgs {
     /// Remove every environment of this owner (Jenkins' BUILD_TAG): a post-build cleanup
     #[arg(long, value_name = "OWNER", conflicts_with_all = ["ids", "all"])]
     pub owner: Option<String>,
+    /// Exit 0 when an ID has nothing to remove, for a cleanup step that may run twice.
+    /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
+    #[arg(long)]
+    pub ignore_missing: bool,
 }
 
 #[derive(Debug, Args)]
