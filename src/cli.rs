@@ -102,7 +102,8 @@ pub struct TargetArgs {
     #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
     pub envdir: PathBuf,
 
-    /// Use this environment file instead of searching `--envdir`
+    /// Use this environment file instead of searching `--envdir`; `-` reads standard input.
+    /// At most 4 MiB
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 }

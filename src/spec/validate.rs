@@ -152,6 +152,8 @@ impl Checker<'_> {
                 }
                 name.value
             }
+            // Standard input has no stem to name it after.
+            None if path == Path::new(super::STDIN_PATH) => "stdin".to_string(),
             None => path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
