@@ -320,3 +320,58 @@ fn dash_f_dash_reads_the_environment_from_standard_input() {
         .code(1)
         .stderr_has("error: `<stdin>` is larger than 4 MiB");
 }
+
+#[test]
+fn parser_budget_messages_do_not_reach_the_user() {
+    // Each stays within 4 MiB, so only the parser's limits stop it.
+    let values = vec!["x"; 300_000].join(",");
+    let stderr = plan_error(&format!(
+        "services:\n  a:\n    image: a\n    command: [{values}]\n"
+    ));
+    assert!(
+        stderr.starts_with("error: the file has more than 250000 YAML values"),
+        "{stderr}"
+    );
+    // The real column, though the line is shown in a window.
+    assert!(stderr.contains("--> DIR/env.yaml:4:499997\n"), "{stderr}");
+    let aliases = vec!["*x"; 200].join(",");
+    let stderr = plan_error(&format!(
+        "services:\n  a:\n    image: &x a\n    command: [{aliases}]\n"
+    ));
+    assert!(
+        stderr.contains("error: the file uses 200 aliases of 1 anchor"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> DIR/env.yaml:"), "{stderr}");
+    for stderr in [&stderr] {
+        assert!(!stderr.contains("budget"), "{stderr}");
+        assert!(!stderr.contains("AliasAnchorRatio"), "{stderr}");
+    }
+}
+
+#[test]
+fn nul_characters_docker_would_refuse_pass_plan_no_more() {
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    command: [serve, \"a\\0b\"]\n    env:\n      \
+         PASSWORD: \"s3cr\\0t\"\n    ready:\n      exec: [check, \"\\0\"]\n",
+    );
+    assert!(
+        stderr.contains(
+            "error: argument 2 of `command` contains a NUL character, which Docker cannot pass \
+             to a container\n --> DIR/env.yaml:4:21"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "error: the value of `PASSWORD` contains a NUL character, which Docker cannot pass \
+             to a container\n --> DIR/env.yaml:6:17"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: argument 2 of `exec` contains a NUL character"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DIR/env.yaml:8:13"), "{stderr}");
+}
