@@ -290,7 +290,10 @@ fn dash_f_of_dev_zero_or_a_fifo_is_refused_not_read_forever() {
 
 #[test]
 fn environment_files_over_4_mib_are_refused() {
-    let big = format!("services:\n  a:\n    image: a\n{}", "# padding\n".repeat(500_000));
+    let big = format!(
+        "services:\n  a:\n    image: a\n{}",
+        "# padding\n".repeat(500_000)
+    );
     let stderr = plan_error(&big);
     assert!(
         stderr.contains("error: `DIR/env.yaml` is larger than 4 MiB"),
@@ -313,7 +316,10 @@ fn dash_f_dash_reads_the_environment_from_standard_input() {
         .code(1)
         .stderr_has("--> <stdin>:3:12");
     // Capped like a file.
-    let big = format!("services:\n  a:\n    image: a\n{}", "# padding\n".repeat(500_000));
+    let big = format!(
+        "services:\n  a:\n    image: a\n{}",
+        "# padding\n".repeat(500_000)
+    );
     Envctl::new()
         .args(["plan", "-f", "-"])
         .run_with_stdin(big.into_bytes())
@@ -358,7 +364,7 @@ fn nul_characters_docker_would_refuse_pass_plan_no_more() {
     assert!(
         stderr.contains(
             "error: argument 2 of `command` contains a NUL character, which Docker cannot pass \
-             to a container\n --> DIR/env.yaml:4:21"
+             to a container\n --> DIR/env.yaml:4:22"
         ),
         "{stderr}"
     );

@@ -83,7 +83,10 @@ impl Envctl {
             if start.elapsed() > limit {
                 let _ = running.child.kill();
                 let run = running.wait();
-                panic!("envctl still ran after {limit:?}\n--- stderr\n{}", run.stderr());
+                panic!(
+                    "envctl still ran after {limit:?}\n--- stderr\n{}",
+                    run.stderr()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
