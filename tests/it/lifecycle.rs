@@ -638,6 +638,47 @@ fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
 }
 
 #[test]
+fn an_image_without_cmd_or_entrypoint_does_not_break_up() {
+    let env = TestEnv::new("nocmd", "");
+    let context = env.context();
+    // No CMD and no ENTRYPOINT: only the service's `command:` makes it runnable.
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY standin /standin\n",
+    )
+    .unwrap();
+    // One name for every run, so reruns replace the image rather than pile up tags.
+    let image = "envctl-test/nocmd";
+    std::fs::write(
+        env.file(),
+        format!(
+            "name: {name}\nservices:\n  bare:\n    image: {image}\n    build: context\n    \
+             command: [/standin, serve]\n",
+            name = env.name
+        ),
+    )
+    .unwrap();
+    env.envctl().args(["build", &env.name]).run().success();
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    env.envctl().args(["pin", &env.name]).run().success();
+    // The anchor, ready marker and pin do not depend on the user's image at all.
+    let (containers, _) = env.leftovers();
+    let markers: Vec<_> = containers
+        .iter()
+        .filter(|c| c.labels.contains_key(envctl::naming::label::ROLE))
+        .collect();
+    assert_eq!(markers.len(), 3, "{containers:?}");
+    for marker in markers {
+        assert!(!marker.image.contains(image), "{marker:?}");
+    }
+    Envctl::new().args(["down", &env.name]).run().success();
+    env.assert_nothing_left();
+}
+
+#[test]
 fn a_service_without_probes_that_exits_before_the_start_ends_fails_it() {
     let env = TestEnv::new(
         "gone",
