@@ -150,6 +150,21 @@ pub fn pin_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}pin")
 }
 
+/// The image envctl creates its markers (anchor, ready marker, pin) from: an image of its own,
+/// imported into each engine on first use, labelled as envctl's.
+///
+/// Markers are never started, so a command of their own would already keep an image without
+/// CMD or ENTRYPOINT from failing their creation. They still must not borrow a service's image:
+/// an image may declare VOLUMEs, which every container created from it gets as anonymous
+/// volumes; `pin` would fail once that image was deleted; and `docker ps -a` would show
+/// envctl's markers as the user's software. A tiny image of envctl's own, made from a tar held
+/// in memory, needs no registry and no build, and depends on nothing of the user's.
+pub const MARKER_IMAGE: &str = "envctl-marker:1";
+
+/// The command of marker containers. It is never run; it only spares the engine from looking
+/// for one in the image.
+pub const MARKER_COMMAND: &str = "envctl-marker";
+
 /// The name of the environment's private network.
 pub fn network_name(environment: &str, id: &str) -> String {
     format!("envctl{SEPARATOR}{environment}{SEPARATOR}{id}")

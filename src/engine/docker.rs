@@ -26,6 +26,8 @@ use bollard::query_parameters::{
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use crate::naming;
+
 use super::{
     ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine, EngineError,
     ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
@@ -332,6 +334,25 @@ impl Engine for Docker {
                 },
                 _ => self.failed(format!("create container `{}`", spec.name), &error),
             }),
+        }
+    }
+
+    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String> {
+        let spec = ContainerSpec {
+            name: name.to_owned(),
+            image: naming::MARKER_IMAGE.to_owned(),
+            command: Some(vec![naming::MARKER_COMMAND.to_owned()]),
+            labels: labels.clone(),
+            ..ContainerSpec::default()
+        };
+        // The image is imported on first use, and again should someone delete it: trying the
+        // create first costs nothing when it is there.
+        match self.create_container(&spec).await {
+            Err(EngineError::NotFound { kind: "image", .. }) => {
+                self.import_marker_image().await?;
+                self.create_container(&spec).await
+            }
+            other => other,
         }
     }
 
@@ -657,6 +678,52 @@ impl Engine for Docker {
         }
         Ok(())
     }
+}
+
+impl Docker {
+    /// Imports [`naming::MARKER_IMAGE`] from a tar built in memory. Two `up`s importing at once
+    /// are harmless: the later one takes the name, and the earlier image stays usable for the
+    /// markers made from it.
+    async fn import_marker_image(&self) -> Result<()> {
+        let operation = || format!("import image `{}`", naming::MARKER_IMAGE);
+        let (repository, tag) = naming::MARKER_IMAGE
+            .rsplit_once(':')
+            .unwrap_or((naming::MARKER_IMAGE, "latest"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repository)
+            .tag(tag)
+            .changes(vec![format!(
+                "LABEL {}={}",
+                naming::label::MANAGED_BY,
+                naming::MANAGER
+            )])
+            .build();
+        let rootfs = bollard::body_full(marker_rootfs().into());
+        let mut progress = self.client.create_image(Some(options), Some(rootfs), None);
+        while let Some(item) = progress.next().await {
+            item.map_err(|error| self.failed(operation(), &error))?;
+        }
+        tracing::debug!(image = naming::MARKER_IMAGE, "imported the marker image");
+        Ok(())
+    }
+}
+
+/// The marker image's file system: one file saying what the image is for.
+fn marker_rootfs() -> Vec<u8> {
+    let text: &[u8] = b"envctl's marker image: its containers hold a name and labels and are \
+                        never started\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut archive = tar::Builder::new(Vec::new());
+    archive
+        .append_data(&mut header, "envctl-marker", text)
+        .expect("writing a tar to memory cannot fail");
+    archive
+        .into_inner()
+        .expect("writing a tar to memory cannot fail")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -178,13 +178,12 @@ async fn attempt(
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
             start_services(engine, &dependencies, &services, progress, phases).await?;
-            let ready = ContainerSpec {
-                name: naming::ready_name(&claim.id),
-                image: claim.marker_image.clone(),
-                labels: claim.marker_labels(naming::READY_ROLE),
-                ..ContainerSpec::default()
-            };
-            engine.create_container(&ready).await?;
+            engine
+                .create_marker(
+                    &naming::ready_name(&claim.id),
+                    &claim.marker_labels(naming::READY_ROLE),
+                )
+                .await?;
             describe(engine, environment, &claim, &images, &run.nonce).await
         })
         .await
@@ -256,8 +255,6 @@ struct Claim {
     containers: BTreeMap<String, String>,
     /// The labels every resource of the environment carries.
     labels: BTreeMap<String, String>,
-    /// A local image for the marker containers (they are never started).
-    marker_image: String,
 }
 
 impl Claim {
@@ -394,11 +391,6 @@ async fn claim(
         .name
         .clone()
         .unwrap_or_else(|| naming::run_id(run.launched));
-    let marker_image = images
-        .values()
-        .next()
-        .map(|r| r.reference.clone())
-        .unwrap_or_default();
     let mut attempt = 1;
     let claim = loop {
         let id = match options.name {
@@ -409,15 +401,12 @@ async fn claim(
             labels: common_labels(environment, &id, options, images, run),
             id,
             containers: BTreeMap::new(),
-            marker_image: marker_image.clone(),
         };
-        let anchor = ContainerSpec {
-            name: naming::anchor_name(&claim.id),
-            image: marker_image.clone(),
-            labels: claim.marker_labels(naming::ANCHOR_ROLE),
-            ..ContainerSpec::default()
-        };
-        match engine.create_container(&anchor).await {
+        let anchor = naming::anchor_name(&claim.id);
+        match engine
+            .create_marker(&anchor, &claim.marker_labels(naming::ANCHOR_ROLE))
+            .await
+        {
             Ok(_) => break claim,
             Err(EngineError::NameTaken(_))
                 if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
