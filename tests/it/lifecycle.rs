@@ -679,6 +679,38 @@ fn an_image_without_cmd_or_entrypoint_does_not_break_up() {
 }
 
 #[test]
+fn verbose_logs_never_show_env_values() {
+    let secret = "hunter2-s3cret";
+    let env = TestEnv::new(
+        "secret",
+        &format!(
+            "  one:\n    image: {IMAGE}\n    command: [serve]\n    env:\n      \
+             PASSWORD: {secret}\n"
+        ),
+    );
+    // `-vv` as documented, and everything a user can ask for with RUST_LOG.
+    let runs = [
+        ("-vv", format!("{}-vv", env.name), None),
+        ("-v", format!("{}-log", env.name), Some("trace")),
+    ];
+    for (flag, id, rust_log) in runs {
+        let mut envctl = env.envctl().args([flag, "up", &env.name, "--name", &id]);
+        if let Some(filter) = rust_log {
+            envctl = envctl.env("RUST_LOG", filter);
+        }
+        let up = envctl.run();
+        up.success();
+        let stderr = up.stderr();
+        assert!(
+            !stderr.contains(secret),
+            "the secret is in the log ({flag}, RUST_LOG={rust_log:?}):\n{stderr}"
+        );
+        // The keys stay visible, for debugging.
+        up.stderr_has("PASSWORD=***");
+    }
+}
+
+#[test]
 fn a_service_without_probes_that_exits_before_the_start_ends_fails_it() {
     let env = TestEnv::new(
         "gone",
