@@ -165,6 +165,7 @@ impl Docker {
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
             Err(_) => return Err(unreachable(no_answer())),
         };
+        let client = client.with_request_modifier(log_request);
         let version = client.client_version();
         tracing::debug!(endpoint = host, api = %version, "connected to the Docker engine");
         Ok(Docker {
@@ -259,6 +260,7 @@ impl Engine for Docker {
         body["CheckDuplicate"] = serde_json::Value::Bool(true);
         let body = body.to_string();
         let client = self.client.clone().with_request_modifier(move |request| {
+            let request = log_request(request);
             if request.uri().path().ends_with("/networks/create") {
                 request.map(|_| bollard::body_full(body.clone().into()))
             } else {
@@ -314,6 +316,7 @@ impl Engine for Docker {
             .name(&spec.name)
             .build();
         let body = container_body(spec);
+        tracing::debug!(container = %spec.name, request = %redacted(&body), "create container");
         match self.client.create_container(Some(options), body).await {
             Ok(response) => {
                 for warning in &response.warnings {
@@ -846,6 +849,35 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    }
+}
+
+/// Logs a request's method and path, in place of bollard's own logs (see `init_tracing`): never
+/// its headers (registry credentials) or body (environment variables).
+fn log_request(request: bollard::BollardRequest) -> bollard::BollardRequest {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("", |path| path.as_str());
+    tracing::trace!("{} {path}", request.method());
+    request
+}
+
+/// The create request as JSON for the debug log, each environment variable as `KEY=***`:
+/// values are often passwords.
+fn redacted(body: &ContainerCreateBody) -> String {
+    let mut body = body.clone();
+    body.env = body
+        .env
+        .map(|env| env.iter().map(|var| redact_variable(var)).collect());
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// `KEY=VALUE` → `KEY=***`.
+fn redact_variable(variable: &str) -> String {
+    match variable.split_once('=') {
+        Some((key, _)) => format!("{key}=***"),
+        None => variable.to_owned(),
     }
 }
 
