@@ -102,7 +102,8 @@ pub struct TargetArgs {
     #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
     pub envdir: PathBuf,
 
-    /// Use this environment file instead of searching `--envdir`
+    /// Use this environment file instead of searching `--envdir`; `-` reads standard input.
+    /// At most 4 MiB
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -206,6 +207,10 @@ pub struct DownArgs {
     /// Remove every environment of this owner (Jenkins' BUILD_TAG): a post-build cleanup
     #[arg(long, value_name = "OWNER", conflicts_with_all = ["ids", "all"])]
     pub owner: Option<String>,
+    /// Exit 0 when an ID has nothing to remove, for a cleanup step that may run twice.
+    /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
+    #[arg(long)]
+    pub ignore_missing: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,11 @@ pub use error::{Error, ExitStatus};
 
 use std::io::IsTerminal;
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Runs one parsed command line to completion.
 pub fn run(cli: cli::Cli) -> ExitStatus {
@@ -53,13 +57,19 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "envctl=warn",
         1 => "envctl=debug",
-        _ => "envctl=trace,bollard=debug",
+        _ => "envctl=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Below info, libraries log what they send and receive verbatim: bollard logs request and
+    // response bodies, every environment variable (passwords) in them. Only envctl's own
+    // events, which redact, may go below info, whatever RUST_LOG asks for.
+    let redacted = filter_fn(|metadata| {
+        *metadata.level() <= Level::INFO || metadata.target().starts_with("envctl")
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .init();
+        .with_filter(filter.and(redacted));
+    tracing_subscriber::registry().with(layer).init();
 }

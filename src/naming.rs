@@ -71,14 +71,34 @@ pub fn registry_host(repository: &str) -> Option<&str> {
     (first.contains(['.', ':']) || first == "localhost").then_some(first)
 }
 
+/// What envctl puts between a name and an id in the names it gives: `SERVICE_ID`,
+/// `envctl_ID_ready`.
+pub const SEPARATOR: char = '_';
+
 /// Why `name` cannot be an environment id (`--name`), if it cannot.
+///
+/// An id never contains [`SEPARATOR`]: then every name envctl derives from an id splits back
+/// into its parts one way only, so no id can produce another environment's container or marker
+/// names (`--name foo_ready` would take environment `foo`'s ready marker), whatever markers
+/// envctl adds later.
 pub fn check_id(name: &str) -> Result<(), String> {
+    if name.contains(SEPARATOR) {
+        let suggestion = name.replace(SEPARATOR, "-");
+        let fix = match is_valid_docker_name(&suggestion) {
+            true => format!("; use `{suggestion}`"),
+            false => String::new(),
+        };
+        return Err(format!(
+            "`{name}` is not a valid name: `{SEPARATOR}` separates names from ids in container \
+             names{fix}"
+        ));
+    }
     if is_valid_docker_name(name) {
         Ok(())
     } else {
         Err(format!(
             "`{name}` is not a valid name: start with a letter or digit, then letters, digits, \
-             `_`, `.` or `-`"
+             `.` or `-`"
         ))
     }
 }
@@ -99,7 +119,7 @@ pub fn nth_id(base: &str, attempt: u32) -> String {
 
 /// The container name of a service in a run: the seed's `oracle_20141023-101010` convention.
 pub fn container_name(service: &str, id: &str) -> String {
-    format!("{service}_{id}")
+    format!("{service}{SEPARATOR}{id}")
 }
 
 /// The value of [`label::ROLE`] on an anchor container.
@@ -110,7 +130,7 @@ pub const ANCHOR_ROLE: &str = "anchor";
 /// atomically, and this one does not depend on the services, so two different environments
 /// launched in the same second still get distinct ids.
 pub fn anchor_name(id: &str) -> String {
-    format!("envctl_{id}")
+    format!("envctl{SEPARATOR}{id}")
 }
 
 /// The value of [`label::ROLE`] on the marker of a finished start.
@@ -120,7 +140,7 @@ pub const READY_ROLE: &str = "ready";
 /// never started. Labels cannot change after creation, so "the start finished" is recorded by
 /// this marker's existence; an environment without it had its `up` killed or still running.
 pub fn ready_name(id: &str) -> String {
-    format!("envctl_{id}_ready")
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}ready")
 }
 
 /// The value of [`label::ROLE`] on a pin container.
@@ -130,7 +150,7 @@ pub const PIN_ROLE: &str = "pin";
 /// started, removed by `unpin` or `down`. A pin lives on the engine rather than in the local
 /// state file, so losing that file can never unpin an environment.
 pub fn pin_name(id: &str) -> String {
-    format!("envctl_{id}_pin")
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}pin")
 }
 
 /// The value of [`label::ROLE`] on the lease of a running `envctl run`.
@@ -151,9 +171,24 @@ pub fn lease_expiry(name: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds.parse().ok()?, 0)
 }
 
+/// The image envctl creates its markers (anchor, ready marker, pin) from: an image of its own,
+/// imported into each engine on first use, labelled as envctl's.
+///
+/// Markers are never started, so a command of their own would already keep an image without
+/// CMD or ENTRYPOINT from failing their creation. They still must not borrow a service's image:
+/// an image may declare VOLUMEs, which every container created from it gets as anonymous
+/// volumes; `pin` would fail once that image was deleted; and `docker ps -a` would show
+/// envctl's markers as the user's software. A tiny image of envctl's own, made from a tar held
+/// in memory, needs no registry and no build, and depends on nothing of the user's.
+pub const MARKER_IMAGE: &str = "envctl-marker:1";
+
+/// The command of marker containers. It is never run; it only spares the engine from looking
+/// for one in the image.
+pub const MARKER_COMMAND: &str = "envctl-marker";
+
 /// The name of the environment's private network.
 pub fn network_name(environment: &str, id: &str) -> String {
-    format!("envctl_{environment}_{id}")
+    format!("envctl{SEPARATOR}{environment}{SEPARATOR}{id}")
 }
 
 /// Whether `name` is a valid Docker container name (and so a valid `--name` id):
@@ -221,6 +256,21 @@ mod tests {
         );
         assert_eq!(lease_expiry("envctl_x_lease-soon"), None);
         assert_eq!(lease_expiry("envctl_x_ready"), None);
+    }
+
+    #[test]
+    fn an_id_cannot_take_another_environments_marker_name() {
+        // `--name foo_ready` would take the name of environment `foo`'s ready marker.
+        for taken in ["foo_ready", "foo_pin", "foo_lease-1", "a_b"] {
+            let error = check_id(taken).expect_err(taken);
+            assert!(error.contains("`_` separates names from ids"), "{error}");
+        }
+        assert_eq!(
+            check_id("foo_ready").unwrap_err(),
+            "`foo_ready` is not a valid name: `_` separates names from ids in container names; \
+             use `foo-ready`"
+        );
+        assert_eq!(check_id("pr-42.build-7"), Ok(()));
     }
 
     #[test]

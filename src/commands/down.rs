@@ -1,5 +1,7 @@
 use crate::cli::DownArgs;
-use crate::lifecycle::{self, Selection};
+use crate::engine::Engine;
+use crate::lifecycle::{self, Selection, inventory};
+use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
@@ -12,18 +14,48 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         (None, false) => Selection::Ids(&args.ids),
     };
     let removed = lifecycle::down(engine.as_ref(), selection).await?;
-    for id in args
-        .ids
-        .iter()
-        .filter(|id| !removed.iter().any(|i| &i.id == *id))
-    {
-        output::message(&format!("{id}: nothing to remove"));
-    }
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",
             instance.id, instance.environment
         ));
     }
+    let missing: Vec<&String> = args
+        .ids
+        .iter()
+        .filter(|id| !removed.iter().any(|i| &i.id == *id))
+        .collect();
+    // An id names one environment, so finding nothing is a typo unless the caller says the
+    // environment may be gone already; `--owner` and `--all` may rightly find nothing.
+    if !missing.is_empty() && !args.ignore_missing {
+        return Err(Error::NotFound(unknown(engine.as_ref(), &missing).await));
+    }
+    for id in &missing {
+        output::message(&format!("{id}: nothing to remove"));
+    }
+    if removed.is_empty() && args.ids.is_empty() {
+        output::message("nothing to remove");
+    }
     Ok(ExitStatus::Success)
+}
+
+/// `no environment `ID`` for each missing id, with the closest existing id as a hint.
+async fn unknown(engine: &dyn Engine, missing: &[&String]) -> String {
+    let existing: Vec<String> = inventory::list(engine)
+        .await
+        .map(|instances| instances.into_iter().map(|i| i.id).collect())
+        .unwrap_or_default();
+    let errors: Vec<String> = missing
+        .iter()
+        .map(|id| {
+            let hint = match did_you_mean(id, existing.iter().map(String::as_str)) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "`envctl ls` lists the environments; `--ignore-missing` accepts ids \
+                         that are gone already"
+                    .to_string(),
+            };
+            format!("no environment `{id}`\nhint: {hint}")
+        })
+        .collect();
+    errors.join("\nerror: ")
 }

@@ -27,6 +27,8 @@ use bollard::query_parameters::{
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use crate::naming;
+
 use super::{
     Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
     EngineError, ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
@@ -164,6 +166,7 @@ impl Docker {
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
             Err(_) => return Err(unreachable(no_answer())),
         };
+        let client = client.with_request_modifier(log_request);
         let version = client.client_version();
         tracing::debug!(endpoint = host, api = %version, "connected to the Docker engine");
         Ok(Docker {
@@ -258,6 +261,7 @@ impl Engine for Docker {
         body["CheckDuplicate"] = serde_json::Value::Bool(true);
         let body = body.to_string();
         let client = self.client.clone().with_request_modifier(move |request| {
+            let request = log_request(request);
             if request.uri().path().ends_with("/networks/create") {
                 request.map(|_| bollard::body_full(body.clone().into()))
             } else {
@@ -332,6 +336,7 @@ impl Engine for Docker {
             .name(&spec.name)
             .build();
         let body = container_body(spec);
+        tracing::debug!(container = %spec.name, request = %redacted(&body), "create container");
         match self.client.create_container(Some(options), body).await {
             Ok(response) => {
                 for warning in &response.warnings {
@@ -352,6 +357,25 @@ impl Engine for Docker {
                 },
                 _ => self.failed(format!("create container `{}`", spec.name), &error),
             }),
+        }
+    }
+
+    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String> {
+        let spec = ContainerSpec {
+            name: name.to_owned(),
+            image: naming::MARKER_IMAGE.to_owned(),
+            command: Some(vec![naming::MARKER_COMMAND.to_owned()]),
+            labels: labels.clone(),
+            ..ContainerSpec::default()
+        };
+        // The image is imported on first use, and again should someone delete it: trying the
+        // create first costs nothing when it is there.
+        match self.create_container(&spec).await {
+            Err(EngineError::NotFound { kind: "image", .. }) => {
+                self.import_marker_image().await?;
+                self.create_container(&spec).await
+            }
+            other => other,
         }
     }
 
@@ -695,6 +719,52 @@ impl Engine for Docker {
     }
 }
 
+impl Docker {
+    /// Imports [`naming::MARKER_IMAGE`] from a tar built in memory. Two `up`s importing at once
+    /// are harmless: the later one takes the name, and the earlier image stays usable for the
+    /// markers made from it.
+    async fn import_marker_image(&self) -> Result<()> {
+        let operation = || format!("import image `{}`", naming::MARKER_IMAGE);
+        let (repository, tag) = naming::MARKER_IMAGE
+            .rsplit_once(':')
+            .unwrap_or((naming::MARKER_IMAGE, "latest"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repository)
+            .tag(tag)
+            .changes(vec![format!(
+                "LABEL {}={}",
+                naming::label::MANAGED_BY,
+                naming::MANAGER
+            )])
+            .build();
+        let rootfs = bollard::body_full(marker_rootfs().into());
+        let mut progress = self.client.create_image(Some(options), Some(rootfs), None);
+        while let Some(item) = progress.next().await {
+            item.map_err(|error| self.failed(operation(), &error))?;
+        }
+        tracing::debug!(image = naming::MARKER_IMAGE, "imported the marker image");
+        Ok(())
+    }
+}
+
+/// The marker image's file system: one file saying what the image is for.
+fn marker_rootfs() -> Vec<u8> {
+    let text: &[u8] = b"envctl's marker image: its containers hold a name and labels and are \
+                        never started\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut archive = tar::Builder::new(Vec::new());
+    archive
+        .append_data(&mut header, "envctl-marker", text)
+        .expect("writing a tar to memory cannot fail");
+    archive
+        .into_inner()
+        .expect("writing a tar to memory cannot fail")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 
@@ -815,6 +885,35 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    }
+}
+
+/// Logs a request's method and path, in place of bollard's own logs (see `init_tracing`): never
+/// its headers (registry credentials) or body (environment variables).
+fn log_request(request: bollard::BollardRequest) -> bollard::BollardRequest {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("", |path| path.as_str());
+    tracing::trace!("{} {path}", request.method());
+    request
+}
+
+/// The create request as JSON for the debug log, each environment variable as `KEY=***`:
+/// values are often passwords.
+fn redacted(body: &ContainerCreateBody) -> String {
+    let mut body = body.clone();
+    body.env = body
+        .env
+        .map(|env| env.iter().map(|var| redact_variable(var)).collect());
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// `KEY=VALUE` → `KEY=***`.
+fn redact_variable(variable: &str) -> String {
+    match variable.split_once('=') {
+        Some((key, _)) => format!("{key}=***"),
+        None => variable.to_owned(),
     }
 }
 

@@ -231,6 +231,11 @@ pub trait Engine: Send + Sync {
     /// Creates a container. Fails with [`EngineError::NameTaken`] when the name exists: the
     /// engine guarantees that check atomically, which is how `up` claims an id.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+    /// Creates a marker: a container that is never started, there only to hold a name (which
+    /// the engine keeps unique) and labels. It depends on no image of the user's (see
+    /// [`crate::naming::MARKER_IMAGE`]). Fails with [`EngineError::NameTaken`] when the name
+    /// exists.
+    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;
     /// Renames a container, atomically. Fails with [`EngineError::NameTaken`] when the new name
     /// exists.

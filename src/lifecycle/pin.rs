@@ -1,7 +1,7 @@
 //! Pins: an environment with a pin container is never stopped or removed by the reaper.
 
 use super::inventory::Instance;
-use crate::engine::{ContainerSpec, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::naming::{self, label};
 
 /// Pins the environment. Pinning a pinned environment is fine.
@@ -27,13 +27,10 @@ pub async fn pin(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineE
         .contains(&key.as_str())
     });
     labels.insert(label::ROLE.into(), naming::PIN_ROLE.into());
-    let spec = ContainerSpec {
-        name: naming::pin_name(&instance.id),
-        image: model.image.clone(),
-        labels,
-        ..ContainerSpec::default()
-    };
-    match engine.create_container(&spec).await {
+    match engine
+        .create_marker(&naming::pin_name(&instance.id), &labels)
+        .await
+    {
         Ok(_) | Err(EngineError::NameTaken(_)) => Ok(()),
         Err(error) => Err(error),
     }

@@ -181,13 +181,12 @@ async fn attempt(
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
             start_services(engine, &dependencies, &services, progress, phases).await?;
-            let ready = ContainerSpec {
-                name: naming::ready_name(&claim.id),
-                image: claim.marker_image.clone(),
-                labels: claim.marker_labels(naming::READY_ROLE),
-                ..ContainerSpec::default()
-            };
-            engine.create_container(&ready).await?;
+            engine
+                .create_marker(
+                    &naming::ready_name(&claim.id),
+                    &claim.marker_labels(naming::READY_ROLE),
+                )
+                .await?;
             describe(engine, environment, &claim, &images, &run.nonce).await
         })
         .await
@@ -259,8 +258,6 @@ struct Claim {
     containers: BTreeMap<String, String>,
     /// The labels every resource of the environment carries.
     labels: BTreeMap<String, String>,
-    /// A local image for the marker containers (they are never started).
-    marker_image: String,
 }
 
 impl Claim {
@@ -397,11 +394,6 @@ async fn claim(
         .name
         .clone()
         .unwrap_or_else(|| naming::run_id(run.launched));
-    let marker_image = images
-        .values()
-        .next()
-        .map(|r| r.reference.clone())
-        .unwrap_or_default();
     let mut attempt = 1;
     let claim = loop {
         let id = match options.name {
@@ -412,15 +404,12 @@ async fn claim(
             labels: common_labels(environment, &id, options, images, run),
             id,
             containers: BTreeMap::new(),
-            marker_image: marker_image.clone(),
         };
-        let anchor = ContainerSpec {
-            name: naming::anchor_name(&claim.id),
-            image: marker_image.clone(),
-            labels: claim.marker_labels(naming::ANCHOR_ROLE),
-            ..ContainerSpec::default()
-        };
-        match engine.create_container(&anchor).await {
+        let anchor = naming::anchor_name(&claim.id);
+        match engine
+            .create_marker(&anchor, &claim.marker_labels(naming::ANCHOR_ROLE))
+            .await
+        {
             Ok(_) => break claim,
             Err(EngineError::NameTaken(_))
                 if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
@@ -437,13 +426,10 @@ async fn claim(
         let until = DateTime::parse_from_rfc3339(start_deadline)
             .map(|t| super::lease::expiry(t.with_timezone(&Utc)))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let lease = ContainerSpec {
-            name: naming::lease_name(&claim.id, until),
-            image: marker_image.clone(),
-            labels: claim.marker_labels(naming::LEASE_ROLE),
-            ..ContainerSpec::default()
-        };
-        engine.create_container(&lease).await?;
+        let lease = naming::lease_name(&claim.id, until);
+        engine
+            .create_marker(&lease, &claim.marker_labels(naming::LEASE_ROLE))
+            .await?;
     }
     let network = NetworkSpec {
         name: naming::network_name(&environment.name, &claim.id),

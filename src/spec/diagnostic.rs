@@ -96,13 +96,14 @@ fn render(
     write!(f, "{}", clip(&diagnostic.message, MAX_MESSAGE))?;
     match diagnostic.position {
         Some(Position { line, column }) => {
-            let (text, column) = window(source.lines().nth(line - 1).unwrap_or(""), column);
-            let text = text.as_str();
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
+            // The real column, though a long line is shown in a window around it.
             write!(f, "\n{pad}--> {}:{line}:{column}", path.display())?;
+            let (text, shown_column) = window(source.lines().nth(line - 1).unwrap_or(""), column);
+            let text = text.as_str();
             write!(f, "\n{pad} |\n{line} | {text}\n{pad} | ")?;
-            let start = column.saturating_sub(1);
+            let start = shown_column.saturating_sub(1);
             let prefix: String = text
                 .chars()
                 .take(start)

@@ -141,13 +141,87 @@ pub fn parse(
     validate::parse(path, source, lookup)
 }
 
-/// Reads and parses one environment file with the process environment.
+/// The largest environment file envctl reads: far beyond any real one, and small enough that a
+/// wrong `-f` (a log, a disk image) fails at once instead of filling memory.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The `-f` argument that reads the environment from standard input.
+pub const STDIN_ARG: &str = "-";
+
+/// How messages name standard input, in place of a path.
+pub const STDIN_PATH: &str = "<stdin>";
+
+/// Reads and parses one environment file with the process environment; [`STDIN_ARG`] reads
+/// standard input.
 pub fn load(path: &Path) -> Result<Environment, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let (path, source) = read_source(path)?;
+    Ok(parse(&path, &source, &|name| std::env::var(name).ok())?)
+}
+
+/// The text of an environment file, and the path to name it by.
+fn read_source(path: &Path) -> Result<(PathBuf, String), LoadError> {
+    if path == Path::new(STDIN_ARG) {
+        let path = PathBuf::from(STDIN_PATH);
+        let source = read_capped(std::io::stdin().lock(), &path)?;
+        return Ok((path, source));
+    }
+    let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(parse(path, &source, &|name| std::env::var(name).ok())?)
+    };
+    // Checked before opening: opening a FIFO blocks until a writer comes, and a device like
+    // `/dev/zero` never ends.
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+            kind: file_kind(&metadata.file_type()),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    Ok((path.to_path_buf(), read_capped(file, path)?))
+}
+
+/// Reads at most [`MAX_FILE_BYTES`] (a file may grow while it is read).
+fn read_capped(reader: impl std::io::Read, path: &Path) -> Result<String, LoadError> {
+    use std::io::Read as _;
+    let read_error = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
+}
+
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a named pipe"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Why an environment could not be loaded.
@@ -158,6 +232,18 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "`{}` is {kind}, not an environment file\nhint: `-f -` reads standard input, to which \
+         a pipe or a process can be redirected",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "`{}` is larger than {} MiB, too large for an environment file",
+        path.display(),
+        MAX_FILE_BYTES / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf },
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("{0}")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde_saphyr::Spanned;
+use serde_saphyr::budget::{Budget, BudgetBreach};
 
 use super::diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
 use super::image::{self, ImageRef};
@@ -51,13 +52,80 @@ fn parse_yaml(source: &str) -> Result<RawEnvironment, Diagnostic> {
     let options = serde_saphyr::options! { with_snippet: false };
     serde_saphyr::from_str_with_options(source, options).map_err(|error| {
         let position = error.location().and_then(Position::from_location);
-        let (message, hint) = explain(strip_location(&error.without_snippet().to_string()));
+        let (message, hint) = match budget_breach(&error) {
+            Some(breach) => explain_breach(breach),
+            None => explain(strip_location(&error.without_snippet().to_string())),
+        };
         let diagnostic = Diagnostic::new(message, position);
         match hint {
             Some(hint) => diagnostic.with_hint(hint),
             None => diagnostic,
         }
     })
+}
+
+/// The parser limit a file hit, if that is what stopped the parser.
+fn budget_breach(mut error: &serde_saphyr::Error) -> Option<&BudgetBreach> {
+    loop {
+        match error {
+            serde_saphyr::Error::WithSnippet { error: inner, .. }
+            | serde_saphyr::Error::AliasError { error: inner, .. } => error = inner,
+            serde_saphyr::Error::Budget { breach, .. } => return Some(breach),
+            _ => return None,
+        }
+    }
+}
+
+/// Which of the parser's limits a file hit, in envctl's words rather than the parser's
+/// (`budget breached: Nodes { nodes: 250001 }`). The limits are serde-saphyr's defaults.
+fn explain_breach(breach: &BudgetBreach) -> (String, Option<String>) {
+    let limits = Budget::default();
+    let message = match breach {
+        BudgetBreach::Nodes { .. } => format!(
+            "the file has more than {} YAML values (scalars, lists and maps)",
+            limits.max_nodes
+        ),
+        BudgetBreach::Events { .. } => format!(
+            "the file has more than {} YAML parser events",
+            limits.max_events
+        ),
+        BudgetBreach::Depth { .. } => {
+            format!("the file nests more than {} levels deep", limits.max_depth)
+        }
+        BudgetBreach::Documents { .. } => format!(
+            "the file holds more than {} YAML documents",
+            limits.max_documents
+        ),
+        BudgetBreach::Aliases { .. } => format!(
+            "the file uses more than {} aliases (`*name`)",
+            limits.max_aliases
+        ),
+        BudgetBreach::Anchors { .. } => format!(
+            "the file defines more than {} anchors (`&name`)",
+            limits.max_anchors
+        ),
+        BudgetBreach::AliasAnchorRatio { aliases, anchors } => format!(
+            "the file uses {aliases} aliases of {anchors} anchor{}; envctl allows at most {} \
+             per anchor, as alias bombs use more",
+            if *anchors == 1 { "" } else { "s" },
+            limits.alias_anchor_ratio_multiplier
+        ),
+        BudgetBreach::RecordedAnchorEvents { .. } | BudgetBreach::RecordedAnchorBytes { .. } => {
+            "the file's aliases expand to more than the parser keeps".into()
+        }
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "the file's text values add up to more than {} MiB",
+            limits.max_total_scalar_bytes / (1024 * 1024)
+        ),
+        BudgetBreach::MergeKeys { .. } => format!(
+            "the file uses more than {} merge keys (`<<`)",
+            limits.max_merge_keys
+        ),
+        _ => "the file exceeds a limit of the YAML parser".into(),
+    };
+    let hint = "environment files stay far below this limit; it keeps a wrong or hostile file \
+                from exhausting memory";
+    (message, Some(hint.into()))
 }
 
 /// serde-saphyr appends the position to its messages; envctl prints it as `-->` instead.
@@ -152,6 +220,8 @@ impl Checker<'_> {
                 }
                 name.value
             }
+            // Standard input has no stem to name it after.
+            None if path == Path::new(super::STDIN_PATH) => "stdin".to_string(),
             None => path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -235,10 +305,33 @@ impl Checker<'_> {
         edges: &mut BTreeMap<(String, String), Position>,
     ) -> Service {
         let image = self.image(&raw, registry);
-        let build = raw.build.map(|build| build_of(path, build.value));
-        let command = raw
-            .command
-            .map(|args| args.iter().filter_map(|a| self.interpolate(a)).collect());
+        let build = raw.build.map(|build| {
+            let position = at(&build);
+            let build = build_of(path, build.value);
+            let context = build.context.to_string_lossy();
+            self.reject_nul(|| "the `build` context".into(), &context, position);
+            self.reject_nul(
+                || "the `build` dockerfile".into(),
+                &build.dockerfile,
+                position,
+            );
+            build
+        });
+        let command = raw.command.map(|args| {
+            let mut command = Vec::new();
+            for (i, arg) in args.iter().enumerate() {
+                let Some(value) = self.interpolate(arg) else {
+                    continue;
+                };
+                self.reject_nul(
+                    || format!("argument {} of `command`", i + 1),
+                    &value,
+                    at(arg),
+                );
+                command.push(value);
+            }
+            command
+        });
         for key in raw.env.keys() {
             if key.value.is_empty() || key.value.contains(['=', '\0']) {
                 self.error(
@@ -247,11 +340,15 @@ impl Checker<'_> {
                 );
             }
         }
-        let mut env: Vec<(String, String)> = raw
-            .env
-            .iter()
-            .filter_map(|(key, value)| Some((key.value.clone(), self.interpolate(value)?)))
-            .collect();
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (key, value) in &raw.env {
+            let Some(text) = self.interpolate(value) else {
+                continue;
+            };
+            // The message never shows the value: it may be a password.
+            self.reject_nul(|| format!("the value of `{}`", key.value), &text, at(value));
+            env.push((key.value.clone(), text));
+        }
         env.sort();
         let ports = self.ports(&raw.ports);
 
@@ -499,6 +596,9 @@ impl Checker<'_> {
             }
         }
         if let Some(exec) = &raw_ready.exec {
+            for (i, arg) in exec.value.iter().enumerate() {
+                self.reject_nul(|| format!("argument {} of `exec`", i + 1), arg, at(exec));
+            }
             if exec.value.is_empty() {
                 self.error("`exec` needs a command", at(exec));
             } else {
@@ -571,6 +671,25 @@ impl Checker<'_> {
             self.error(
                 format!("dependency cycle: `{}`", cycle.join(" -> ")),
                 edges.get(&closing).copied(),
+            );
+        }
+    }
+
+    /// Docker hands these strings to the kernel as C strings, so a NUL in one would pass
+    /// `plan` and fail only when the container starts.
+    fn reject_nul(
+        &mut self,
+        what: impl FnOnce() -> String,
+        value: &str,
+        position: Option<Position>,
+    ) {
+        if value.contains('\0') {
+            self.error(
+                format!(
+                    "{} contains a NUL character, which Docker cannot pass to a container",
+                    what()
+                ),
+                position,
             );
         }
     }

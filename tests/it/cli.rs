@@ -110,6 +110,22 @@ fn plan_rejects_unknown_environments_and_services() {
 }
 
 #[test]
+fn an_id_cannot_take_another_environments_marker_name() {
+    // `foo_ready` is the name of environment `foo`'s ready marker.
+    Envctl::new()
+        .args(["plan", "accounting", "--name", "foo_ready"])
+        .run()
+        .code(1)
+        .stderr_has("`foo_ready` is not a valid name")
+        .stderr_has("use `foo-ready`");
+    Envctl::new()
+        .args(["up", "accounting", "--name", "foo_pin"])
+        .run()
+        .code(1)
+        .stderr_has("`foo_pin` is not a valid name");
+}
+
+#[test]
 fn graph_prints_dot() {
     Envctl::new()
         .args(["graph", "accounting"])

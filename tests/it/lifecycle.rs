@@ -295,12 +295,55 @@ fn down_works_after_the_file_was_deleted() {
         .success()
         .stderr_has(&format!("removed {}", env.name));
     env.assert_nothing_left();
-    // Idempotent.
+    // Idempotent when asked to be: a cleanup step that may run twice.
     Envctl::new()
-        .args(["down", &env.name])
+        .args(["down", &env.name, "--ignore-missing"])
         .run()
         .success()
         .stderr_has("nothing to remove");
+}
+
+#[test]
+fn down_of_an_unknown_id_exits_1() {
+    // A typo in a Jenkins cleanup step must not go unnoticed.
+    let env = TestEnv::new(
+        "typo",
+        &format!("  one:\n    image: {IMAGE}\n    command: [serve]\n"),
+    );
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let typo = format!("{}x", env.name);
+    Envctl::new()
+        .args(["down", &typo])
+        .run()
+        .code(1)
+        .stderr_has(&format!("error: no environment `{typo}`"))
+        .stderr_has(&format!("hint: did you mean `{}`?", env.name));
+    // The ids that exist are removed all the same.
+    Envctl::new()
+        .args(["down", &env.name, &typo])
+        .run()
+        .code(1)
+        .stderr_has(&format!("removed {}", env.name))
+        .stderr_has(&format!("error: no environment `{typo}`"));
+    env.assert_nothing_left();
+    Envctl::new()
+        .args(["down", &typo, "--ignore-missing"])
+        .run()
+        .success()
+        .stderr_has(&format!("{typo}: nothing to remove"));
+    // Selections that may rightly find nothing stay green: a `post { always }` step after a
+    // `run` that already cleaned up.
+    Envctl::new()
+        .args(["down", "--owner", &typo])
+        .run()
+        .success();
+    Envctl::new()
+        .args(["down", "--all", "--environment", &typo])
+        .run()
+        .success();
 }
 
 #[test]
@@ -592,6 +635,79 @@ fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
         checked["health"], "starting",
         "ready before Docker's own first check: {checked}"
     );
+}
+
+#[test]
+fn an_image_without_cmd_or_entrypoint_does_not_break_up() {
+    let env = TestEnv::new("nocmd", "");
+    let context = env.context();
+    // No CMD and no ENTRYPOINT: only the service's `command:` makes it runnable.
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY standin /standin\n",
+    )
+    .unwrap();
+    // One name for every run, so reruns replace the image rather than pile up tags.
+    let image = "envctl-test/nocmd";
+    std::fs::write(
+        env.file(),
+        format!(
+            "name: {name}\nservices:\n  bare:\n    image: {image}\n    build: context\n    \
+             command: [/standin, serve]\n",
+            name = env.name
+        ),
+    )
+    .unwrap();
+    env.envctl().args(["build", &env.name]).run().success();
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    env.envctl().args(["pin", &env.name]).run().success();
+    // The anchor, ready marker and pin do not depend on the user's image at all.
+    let (containers, _) = env.leftovers();
+    let markers: Vec<_> = containers
+        .iter()
+        .filter(|c| c.labels.contains_key(envctl::naming::label::ROLE))
+        .collect();
+    assert_eq!(markers.len(), 3, "{containers:?}");
+    for marker in markers {
+        assert!(!marker.image.contains(image), "{marker:?}");
+    }
+    Envctl::new().args(["down", &env.name]).run().success();
+    env.assert_nothing_left();
+}
+
+#[test]
+fn verbose_logs_never_show_env_values() {
+    let secret = "hunter2-s3cret";
+    let env = TestEnv::new(
+        "secret",
+        &format!(
+            "  one:\n    image: {IMAGE}\n    command: [serve]\n    env:\n      \
+             PASSWORD: {secret}\n"
+        ),
+    );
+    // `-vv` as documented, and everything a user can ask for with RUST_LOG.
+    let runs = [
+        ("-vv", format!("{}-vv", env.name), None),
+        ("-v", format!("{}-log", env.name), Some("trace")),
+    ];
+    for (flag, id, rust_log) in runs {
+        let mut envctl = env.envctl().args([flag, "up", &env.name, "--name", &id]);
+        if let Some(filter) = rust_log {
+            envctl = envctl.env("RUST_LOG", filter);
+        }
+        let up = envctl.run();
+        up.success();
+        let stderr = up.stderr();
+        assert!(
+            !stderr.contains(secret),
+            "the secret is in the log ({flag}, RUST_LOG={rust_log:?}):\n{stderr}"
+        );
+        // The keys stay visible, for debugging.
+        up.stderr_has("PASSWORD=***");
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Every kind of bad environment file gets a located error and exit code 1.
 
+use std::time::Duration;
+
 use crate::support::{EnvDir, Envctl};
 
 /// Runs `envctl plan` on one file and returns stderr, asserting exit code 1.
@@ -254,4 +256,128 @@ fn services_whose_run_variables_would_collide_are_rejected() {
         stderr.contains("services `oracle-xe` and `oracle_xe` would share the variables"),
         "{stderr}"
     );
+}
+
+#[test]
+fn dash_f_of_dev_zero_or_a_fifo_is_refused_not_read_forever() {
+    Envctl::new()
+        .args(["plan", "-f", "/dev/zero"])
+        .run_within(Duration::from_secs(10))
+        .code(1)
+        .stderr_has("error: `/dev/zero` is a character device, not an environment file");
+    let dir = EnvDir::new();
+    let fifo = dir.file("env.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Opening a FIFO for reading blocks until a writer comes: none will.
+    Envctl::new()
+        .args(["plan", "-f"])
+        .args([&fifo])
+        .run_within(Duration::from_secs(10))
+        .code(1)
+        .stderr_has("is a named pipe, not an environment file")
+        .stderr_has("hint: `-f -` reads standard input");
+    Envctl::new()
+        .args(["plan", "-f"])
+        .args([dir.path()])
+        .run_within(Duration::from_secs(10))
+        .code(1)
+        .stderr_has("is a directory, not an environment file");
+}
+
+#[test]
+fn environment_files_over_4_mib_are_refused() {
+    let big = format!(
+        "services:\n  a:\n    image: a\n{}",
+        "# padding\n".repeat(500_000)
+    );
+    let stderr = plan_error(&big);
+    assert!(
+        stderr.contains("error: `DIR/env.yaml` is larger than 4 MiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dash_f_dash_reads_the_environment_from_standard_input() {
+    Envctl::new()
+        .args(["plan", "-o", "json", "-f", "-"])
+        .run_with_stdin(b"name: piped\nservices:\n  a:\n    image: app\n".to_vec())
+        .success()
+        .stdout_has("\"environment\": \"piped\"")
+        .stdout_has("\"image\": \"app:latest\"");
+    // Errors name `<stdin>`, located as in a file.
+    Envctl::new()
+        .args(["plan", "-f", "-"])
+        .run_with_stdin(b"services:\n  a:\n    image: [a]\n".to_vec())
+        .code(1)
+        .stderr_has("--> <stdin>:3:12");
+    // Capped like a file.
+    let big = format!(
+        "services:\n  a:\n    image: a\n{}",
+        "# padding\n".repeat(500_000)
+    );
+    Envctl::new()
+        .args(["plan", "-f", "-"])
+        .run_with_stdin(big.into_bytes())
+        .code(1)
+        .stderr_has("error: `<stdin>` is larger than 4 MiB");
+}
+
+#[test]
+fn parser_budget_messages_do_not_reach_the_user() {
+    // Each stays within 4 MiB, so only the parser's limits stop it.
+    let values = vec!["x"; 300_000].join(",");
+    let stderr = plan_error(&format!(
+        "services:\n  a:\n    image: a\n    command: [{values}]\n"
+    ));
+    assert!(
+        stderr.starts_with("error: the file has more than 250000 YAML values"),
+        "{stderr}"
+    );
+    // The real column, though the line is shown in a window.
+    assert!(stderr.contains("--> DIR/env.yaml:4:499997\n"), "{stderr}");
+    let aliases = vec!["*x"; 200].join(",");
+    let stderr = plan_error(&format!(
+        "services:\n  a:\n    image: &x a\n    command: [{aliases}]\n"
+    ));
+    assert!(
+        stderr.contains("error: the file uses 200 aliases of 1 anchor"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> DIR/env.yaml:"), "{stderr}");
+    for stderr in [&stderr] {
+        assert!(!stderr.contains("budget"), "{stderr}");
+        assert!(!stderr.contains("AliasAnchorRatio"), "{stderr}");
+    }
+}
+
+#[test]
+fn nul_characters_docker_would_refuse_pass_plan_no_more() {
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    command: [serve, \"a\\0b\"]\n    env:\n      \
+         PASSWORD: \"s3cr\\0t\"\n    ready:\n      exec: [check, \"\\0\"]\n",
+    );
+    assert!(
+        stderr.contains(
+            "error: argument 2 of `command` contains a NUL character, which Docker cannot pass \
+             to a container\n --> DIR/env.yaml:4:22"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "error: the value of `PASSWORD` contains a NUL character, which Docker cannot pass \
+             to a container\n --> DIR/env.yaml:6:17"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: argument 2 of `exec` contains a NUL character"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DIR/env.yaml:8:13"), "{stderr}");
 }

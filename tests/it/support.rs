@@ -54,6 +54,45 @@ impl Envctl {
         Run { output }
     }
 
+    /// Runs envctl with `input` on its standard input.
+    pub fn run_with_stdin(mut self, input: Vec<u8>) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("envctl starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // envctl may stop reading early (a size limit): a broken pipe is its answer, not ours.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("envctl ends");
+        let _ = writer.join();
+        Run { output }
+    }
+
+    /// Runs envctl, failing the test instead of hanging when it does not end within `limit`.
+    #[track_caller]
+    pub fn run_within(self, limit: std::time::Duration) -> Run {
+        let mut running = self.spawn();
+        let start = std::time::Instant::now();
+        while running.child.try_wait().expect("poll envctl").is_none() {
+            if start.elapsed() > limit {
+                let _ = running.child.kill();
+                let run = running.wait();
+                panic!(
+                    "envctl still ran after {limit:?}\n--- stderr\n{}",
+                    run.stderr()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        running.wait()
+    }
+
     /// Starts envctl without waiting, its output captured: finish it with [`Running::wait`].
     pub fn spawn(mut self) -> Running {
         let child = self
