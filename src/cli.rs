@@ -30,6 +30,7 @@ pub enum Command {
     ///   envctl up accounting
     ///   envctl up accounting@ea6757a          # the environment holding `accounting`, at that tag
     ///   envctl up demo --name pr-42 --output json
+    #[command(verbatim_doc_comment)]
     Up(UpArgs),
     /// Start an environment, run a command against it, then remove it whatever happens
     ///
@@ -79,6 +80,7 @@ pub enum Command {
     /// Examples:
     ///   envctl plan accounting@ea6757a
     ///   envctl plan demo --output json
+    #[command(verbatim_doc_comment)]
     Plan(PlanArgs),
     /// Print an environment's dependency graph in Graphviz DOT
     ///

@@ -117,12 +117,26 @@ fn format_logs(container: &str, logs: &[String]) -> String {
     if logs.is_empty() {
         return format!("\n  (`{container}` printed nothing)");
     }
-    let mut out = format!("\n  last {} lines of `{container}`:", logs.len());
+    let mut out = match logs.len() {
+        1 => format!("\n  last line of `{container}`:"),
+        n => format!("\n  last {n} lines of `{container}`:"),
+    };
     for line in logs {
         out.push_str("\n  | ");
         out.push_str(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_log_line_is_the_last_line_not_the_last_1_lines() {
+        let one = super::format_logs("app_x", &["boom".into()]);
+        assert_eq!(one, "\n  last line of `app_x`:\n  | boom");
+        let two = super::format_logs("app_x", &["a".into(), "b".into()]);
+        assert!(two.starts_with("\n  last 2 lines of `app_x`:"), "{two}");
+    }
 }
 
 /// The last `n` lines a container printed, for error messages; empty when they cannot be read.

@@ -188,3 +188,23 @@ fn envdir_and_file_select_environments() {
         .code(1)
         .stderr_has("cannot read `/nonexistent/env.yaml`");
 }
+
+#[test]
+fn help_examples_keep_one_command_a_line() {
+    for (command, example) in [
+        (
+            "up",
+            "\n  envctl up accounting\n  envctl up accounting@ea6757a ",
+        ),
+        (
+            "plan",
+            "\n  envctl plan accounting@ea6757a\n  envctl plan demo --output json\n",
+        ),
+    ] {
+        Envctl::new()
+            .args([command, "--help"])
+            .run()
+            .success()
+            .stdout_has(example);
+    }
+}
