@@ -1438,6 +1438,34 @@ mod tests {
     }
 
     #[test]
+    fn create_requests_are_logged_without_env_values() {
+        let spec = ContainerSpec {
+            name: "db_1".into(),
+            image: "db:1".into(),
+            env: vec!["PASSWORD=s3cret".into(), "URL=a=b".into()],
+            ..ContainerSpec::default()
+        };
+        let logged = redacted(&container_body(&spec));
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(
+            logged.contains(r#""Env":["PASSWORD=***","URL=***"]"#),
+            "{logged}"
+        );
+    }
+
+    #[test]
+    fn marker_rootfs_is_a_tar_of_one_file() {
+        let rootfs = marker_rootfs();
+        let mut archive = tar::Archive::new(rootfs.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["envctl-marker"]);
+    }
+
+    #[test]
     fn build_tail_keeps_the_last_lines() {
         let mut tail = BuildTail::default();
         for step in 0..15 {

@@ -331,26 +331,30 @@ fn dash_f_dash_reads_the_environment_from_standard_input() {
 fn parser_budget_messages_do_not_reach_the_user() {
     // Each stays within 4 MiB, so only the parser's limits stop it.
     let values = vec!["x"; 300_000].join(",");
-    let stderr = plan_error(&format!(
+    let too_many = plan_error(&format!(
         "services:\n  a:\n    image: a\n    command: [{values}]\n"
     ));
     assert!(
-        stderr.starts_with("error: the file has more than 250000 YAML values"),
-        "{stderr}"
+        too_many.starts_with("error: the file has more than 250000 YAML values"),
+        "{too_many}"
     );
     // The real column, though the line is shown in a window.
-    assert!(stderr.contains("--> DIR/env.yaml:4:499997\n"), "{stderr}");
+    assert!(
+        too_many.contains("--> DIR/env.yaml:4:499997\n"),
+        "{too_many}"
+    );
     let aliases = vec!["*x"; 200].join(",");
-    let stderr = plan_error(&format!(
+    let bomb = plan_error(&format!(
         "services:\n  a:\n    image: &x a\n    command: [{aliases}]\n"
     ));
     assert!(
-        stderr.contains("error: the file uses 200 aliases of 1 anchor"),
-        "{stderr}"
+        bomb.contains("error: the file uses 200 aliases of 1 anchor"),
+        "{bomb}"
     );
-    assert!(stderr.contains("--> DIR/env.yaml:"), "{stderr}");
-    for stderr in [&stderr] {
+    assert!(bomb.contains("--> DIR/env.yaml:"), "{bomb}");
+    for stderr in [&too_many, &bomb] {
         assert!(!stderr.contains("budget"), "{stderr}");
+        assert!(!stderr.contains("Nodes {"), "{stderr}");
         assert!(!stderr.contains("AliasAnchorRatio"), "{stderr}");
     }
 }
