@@ -780,7 +780,10 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
             .cloned()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while row().is_none_or(|r| r["state"] != "starting") {
+    // Kill it once its service container exists: a create still in flight when `up` dies
+    // would land after the test's clean-up had listed the environment.
+    let created = || env.leftovers().0.iter().any(|c| c.name.starts_with("slow_"));
+    while row().is_none_or(|r| r["state"] != "starting") || !created() {
         assert!(Instant::now() < deadline, "never seen starting");
         std::thread::sleep(Duration::from_millis(200));
     }
