@@ -57,7 +57,9 @@ impl Error {
             Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
             // The shell convention for "ended by SIGINT".
             Error::Start(StartError::Interrupted) => ExitStatus::Code(130),
-            Error::Lookup(LookupError::NoSuchEnvironment(_)) => ExitStatus::BadInput,
+            Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
+                ExitStatus::BadInput
+            }
             Error::Engine(_)
             | Error::Start(_)
             | Error::Lookup(_)

@@ -1,17 +1,18 @@
 use crate::cli::DownArgs;
 use crate::engine::Engine;
-use crate::lifecycle::{self, Selection, inventory};
+use crate::lifecycle::{self, LookupError, Selection, inventory};
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
+    let ids = resolve(engine.as_ref(), &args.ids).await?;
     let selection = match (&args.owner, args.all) {
         (Some(owner), _) => Selection::Owner(owner),
         (None, true) => Selection::All {
             environment: args.environment.as_deref(),
         },
-        (None, false) => Selection::Ids(&args.ids),
+        (None, false) => Selection::Ids(&ids),
     };
     let removed = lifecycle::down(engine.as_ref(), selection).await?;
     for instance in &removed {
@@ -20,8 +21,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
             instance.id, instance.environment
         ));
     }
-    let missing: Vec<&String> = args
-        .ids
+    let missing: Vec<&String> = ids
         .iter()
         .filter(|id| !removed.iter().any(|i| &i.id == *id))
         .collect();
@@ -37,6 +37,24 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         output::message("nothing to remove");
     }
     Ok(ExitStatus::Success)
+}
+
+/// The ids given, each a whole id or a unique prefix or suffix of one; an id that names nothing
+/// stays as given, for the error that follows the removal of the others.
+async fn resolve(engine: &dyn Engine, given: &[String]) -> Result<Vec<String>, Error> {
+    if given.is_empty() {
+        return Ok(Vec::new());
+    }
+    let instances = inventory::list(engine).await?;
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    given
+        .iter()
+        .map(|id| match inventory::resolve_id(id, &ids) {
+            Ok(found) => Ok(found.to_string()),
+            Err(LookupError::NoSuchEnvironment(_)) => Ok(id.clone()),
+            Err(error) => Err(error.into()),
+        })
+        .collect()
 }
 
 /// `no environment `ID`` for each missing id, with the closest existing id as a hint.

@@ -92,6 +92,29 @@ pub async fn find(engine: &dyn Engine, id: &str) -> Result<Option<Instance>, Eng
     Ok(group(containers, networks).into_iter().next())
 }
 
+/// The one id among `ids` that `given` names: itself, else the only id that starts or ends
+/// with it (`0723` for `20261126-072301`... or `...-0723`).
+pub fn resolve_id<'a>(given: &str, ids: &[&'a str]) -> Result<&'a str, super::LookupError> {
+    if let Some(exact) = ids.iter().find(|id| **id == given) {
+        return Ok(exact);
+    }
+    let mut matches: Vec<&'a str> = ids
+        .iter()
+        .filter(|id| !given.is_empty() && (id.starts_with(given) || id.ends_with(given)))
+        .copied()
+        .collect();
+    matches.sort_unstable();
+    matches.dedup();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(super::LookupError::NoSuchEnvironment(given.to_string())),
+        several => Err(super::LookupError::Ambiguous {
+            given: given.to_string(),
+            candidates: several.iter().map(|s| s.to_string()).collect(),
+        }),
+    }
+}
+
 pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -> Vec<Instance> {
     let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
     for container in containers {
@@ -533,6 +556,25 @@ mod tests {
             ["db"],
             "without the services label, dependencies name what is expected"
         );
+    }
+
+    #[test]
+    fn an_id_is_named_by_itself_or_a_unique_prefix_or_suffix() {
+        let ids = ["20261126-072301", "20261126-081500", "pr-42", "pr-420"];
+        assert_eq!(resolve_id("pr-42", &ids).unwrap(), "pr-42", "exact wins");
+        assert_eq!(
+            resolve_id("0723", &ids).unwrap_err().to_string(),
+            "no environment `0723`\nhint: `envctl ls` lists the environments"
+        );
+        assert_eq!(resolve_id("072301", &ids).unwrap(), "20261126-072301");
+        assert_eq!(resolve_id("pr-420", &ids).unwrap(), "pr-420");
+        match resolve_id("20261126", &ids) {
+            Err(super::super::LookupError::Ambiguous { candidates, .. }) => {
+                assert_eq!(candidates, ["20261126-072301", "20261126-081500"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(resolve_id("", &ids).is_err());
     }
 
     #[test]

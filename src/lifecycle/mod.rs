@@ -175,17 +175,34 @@ pub async fn inspect_all(
     futures_util::future::try_join_all(inspecting).await
 }
 
-/// Looks up an environment by id, failing with a clear message when there is none.
+/// Looks up an environment by id, or by a unique prefix or suffix of one (`status 0723`),
+/// failing with a clear message when there is none or several.
 pub async fn require(engine: &dyn Engine, id: &str) -> Result<Instance, LookupError> {
-    inventory::find(engine, id)
-        .await?
-        .ok_or_else(|| LookupError::NoSuchEnvironment(id.to_string()))
+    if let Some(instance) = inventory::find(engine, id).await? {
+        return Ok(instance);
+    }
+    let mut instances = inventory::list(engine).await?;
+    let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let chosen = inventory::resolve_id(id, &ids)?.to_string();
+    let index = instances
+        .iter()
+        .position(|i| i.id == chosen)
+        .expect("resolved among these");
+    Ok(instances.swap_remove(index))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("no environment `{0}`\nhint: `envctl ls` lists the environments")]
     NoSuchEnvironment(String),
+    #[error(
+        "`{given}` matches several environments: {}\nhint: give more of the id",
+        candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous {
+        given: String,
+        candidates: Vec<String>,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

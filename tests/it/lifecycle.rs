@@ -782,7 +782,12 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
     let deadline = Instant::now() + Duration::from_secs(60);
     // Kill it once its service container exists: a create still in flight when `up` dies
     // would land after the test's clean-up had listed the environment.
-    let created = || env.leftovers().0.iter().any(|c| c.name.starts_with("slow_"));
+    let created = || {
+        env.leftovers()
+            .0
+            .iter()
+            .any(|c| c.name.starts_with("slow_"))
+    };
     while row().is_none_or(|r| r["state"] != "starting") || !created() {
         assert!(Instant::now() < deadline, "never seen starting");
         std::thread::sleep(Duration::from_millis(200));
@@ -790,4 +795,40 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(row().unwrap()["state"], "unfinished");
+}
+
+#[test]
+fn an_id_is_accepted_as_a_unique_prefix_or_suffix_and_ambiguity_lists_candidates() {
+    let env = TestEnv::new(
+        "prefix",
+        &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
+    );
+    let (alpha, beta) = (format!("{}-alpha", env.name), format!("{}-beta", env.name));
+    for id in [&alpha, &beta] {
+        env.envctl()
+            .args(["up", &env.name, "--name", id])
+            .run()
+            .success();
+    }
+    // Unique suffixes: the ids without their `t-` start.
+    env.envctl()
+        .args(["status", &alpha[2..], "-o", "json"])
+        .run()
+        .success()
+        .stdout_has(&format!("one_{alpha}"));
+    env.envctl()
+        .args(["down", &env.name])
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "`{}` matches several environments: `{alpha}`, `{beta}`",
+            env.name
+        ));
+    env.envctl()
+        .args(["down", &beta[2..]])
+        .run()
+        .success()
+        .stderr_has(&format!("removed {beta}"));
+    assert_eq!(env.state_of(&beta), None);
+    assert_eq!(env.state_of(&alpha).as_deref(), Some("ready"));
 }
