@@ -3,10 +3,12 @@
 
 mod cli;
 mod engine;
+mod faults;
 mod fuzz;
 mod harness;
 mod lifecycle;
 mod pipeline;
+mod private_engine;
 mod reaper;
 mod spec;
 mod support;

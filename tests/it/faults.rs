@@ -1,0 +1,102 @@
+//! Regression tests for faults of the engine and of the people around a start: a frozen
+//! engine, interrupts, an environment removed under a start. Each is named after what broke.
+
+use std::time::{Duration, Instant};
+
+use envctl::engine::{ContainerState, Engine};
+use envctl::naming::label;
+
+use crate::harness::{TestEnv, block_on};
+use crate::private_engine::PrivateEngine;
+use crate::support::Running;
+
+/// A service that takes a minute to become ready, built on whichever engine runs it.
+fn slow_service() -> String {
+    "  slow:\n    image: envctl-demo/oracle-xe\n    build: context\n    \
+     command: [serve, --name, slow, --delay, 60s]\n    ready: {tcp: 8080}\n"
+        .to_string()
+}
+
+/// Waits until `env`'s service container runs on `engine`, so that what comes next lands in
+/// the middle of the start.
+fn wait_until_starting(engine: &impl Engine, env: &TestEnv) {
+    let filter = [
+        format!("{}={}", label::ENVIRONMENT, env.name),
+        label::SERVICE.to_string(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let containers = block_on(engine.list_containers(&filter)).expect("list containers");
+        if containers
+            .iter()
+            .any(|c| c.state == ContainerState::Running)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Into the readiness probing.
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn spawn_up(engine: &PrivateEngine, env: &TestEnv, timeout: &str) -> Running {
+    engine
+        .envctl(env)
+        .args(["up", &env.name, "--name", &env.name, "--timeout", timeout])
+        .spawn()
+}
+
+#[test]
+fn a_frozen_engine_ends_up_within_its_timeout_saying_the_engine_stopped_answering() {
+    let Some(engine) = PrivateEngine::start("frozen-timeout") else {
+        return;
+    };
+    let env = TestEnv::new("frozen-timeout", &slow_service());
+    engine.build_images(&env);
+    let started = Instant::now();
+    let up = spawn_up(&engine, &env, "5s");
+    wait_until_starting(&engine.engine(), &env);
+    engine.freeze();
+    // 5 s of timeout, then a few short-bounded attempts to look and to clean up.
+    let run = up.wait_within(Duration::from_secs(25));
+    let elapsed = started.elapsed();
+    engine.thaw();
+    run.code(2)
+        .stderr_has("stopped answering")
+        .stderr_has(&format!("envctl down {}", env.name));
+    assert!(
+        !run.stderr().contains("raise `--timeout`"),
+        "a frozen engine is not a slow environment:\n{}",
+        run.stderr()
+    );
+    assert!(elapsed < Duration::from_secs(25), "took {elapsed:?}");
+}
+
+#[test]
+fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
+    let Some(engine) = PrivateEngine::start("frozen-sigint") else {
+        return;
+    };
+    let env = TestEnv::new("frozen-sigint", &slow_service());
+    engine.build_images(&env);
+    let up = spawn_up(&engine, &env, "10m");
+    wait_until_starting(&engine.engine(), &env);
+    engine.freeze();
+    up.signal("INT");
+    std::thread::sleep(Duration::from_secs(1));
+    up.signal("INT");
+    let second = Instant::now();
+    let run = up.wait_within(Duration::from_secs(10));
+    let elapsed = second.elapsed();
+    engine.thaw();
+    run.code(130)
+        .stderr_has(&format!("interrupted: removing environment {}", env.name))
+        .stderr_has("press Ctrl-C again to force")
+        .stderr_has("left")
+        .stderr_has(&format!("envctl down {}", env.name));
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "the second interrupt took {elapsed:?} to end envctl"
+    );
+}
