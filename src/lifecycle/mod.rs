@@ -1,5 +1,6 @@
 //! Environments on an engine: start, inspect, stop and remove them.
 
+mod bounded;
 mod build;
 pub mod inventory;
 mod pin;
@@ -20,7 +21,7 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Selection, down, remove, remove_now, stop};
+pub use teardown::{Cleanup, Resource, Selection, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};
@@ -83,8 +84,9 @@ pub enum StartError {
         /// The log of the first service that was starting.
         logs: Option<(String, Vec<String>)>,
     },
-    #[error("interrupted; removed what this start had created")]
-    Interrupted,
+    /// What the rollback removed and left.
+    #[error("interrupted; {0}")]
+    Interrupted(Cleanup),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

@@ -63,7 +63,10 @@ fn a_frozen_engine_ends_up_within_its_timeout_saying_the_engine_stopped_answerin
     let elapsed = started.elapsed();
     engine.thaw();
     run.code(2)
-        .stderr_has("stopped answering")
+        .stderr_has(&format!(
+            "error: the Docker engine at `{}` stopped answering",
+            engine.host
+        ))
         .stderr_has(&format!("envctl down {}", env.name));
     assert!(
         !run.stderr().contains("raise `--timeout`"),
