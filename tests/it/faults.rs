@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use envctl::engine::docker::Docker;
 use envctl::engine::{ContainerState, Engine};
 use envctl::naming::label;
 
@@ -102,4 +103,27 @@ fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
         elapsed < Duration::from_secs(4),
         "the second interrupt took {elapsed:?} to end envctl"
     );
+}
+
+#[test]
+fn down_during_up_is_not_blamed_on_a_service() {
+    let env = TestEnv::new("down-during-up", &slow_service());
+    let up = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .spawn();
+    let docker = block_on(Docker::connect()).expect("docker");
+    wait_until_starting(&docker, &env);
+    env.envctl().args(["down", &env.name]).run().success();
+    let run = up.wait_within(Duration::from_secs(60));
+    run.code(2).stderr_has(&format!(
+        "error: environment `{}` was removed by someone else while it was starting",
+        env.name
+    ));
+    assert!(
+        !run.stderr().contains("failed:"),
+        "no service failed:\n{}",
+        run.stderr()
+    );
+    env.assert_nothing_left();
 }
