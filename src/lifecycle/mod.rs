@@ -84,6 +84,8 @@ pub enum StartError {
         /// The log of the first service that was starting.
         logs: Option<(String, Vec<String>)>,
     },
+    #[error("environment `{0}` was removed by someone else while it was starting")]
+    RemovedMeanwhile(String),
     /// What the rollback removed and left.
     #[error("interrupted; {0}")]
     Interrupted(Cleanup),

@@ -26,6 +26,9 @@ const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
 /// How long each engine call of a rollback or of the diagnosis of a timeout may take (a stop
 /// its grace on top): the start is over, and a working engine answers these at once.
 const AFTERMATH_CALL: Duration = Duration::from_secs(5);
+/// How long a failed start watches for its containers to vanish: `down` removes each container
+/// right after it stopped it, which is what made the service fail.
+const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long the second interrupt leaves for killing what can be killed.
 const FORCE_BOUND: Duration = Duration::from_secs(2);
 
@@ -175,6 +178,10 @@ async fn start_or_roll_back(
         Err(StartError::Engine(EngineError::NoAnswer { .. })) if Instant::now() >= run.deadline => {
             Err(timed_out(&aftermath, options, run, &phases).await)
         }
+        Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
+            Some(id) => Err(StartError::RemovedMeanwhile(id)),
+            None => Err(error),
+        },
         other => other,
     };
     match result {
@@ -246,6 +253,31 @@ impl Ledger {
             entries.created.push(resource);
         }
         result
+    }
+}
+
+/// The id of the environment if someone else removed it while it started (its containers
+/// vanished, which a service failing on its own never makes them do).
+async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
+    let (id, created) = {
+        let entries = run.ledger.entries();
+        (entries.id.clone()?, entries.created.clone())
+    };
+    let filter = [format!("{}={}", label::RUN, run.nonce)];
+    let deadline = Instant::now() + REMOVAL_WINDOW;
+    loop {
+        let present = engine.list_containers(&filter).await.ok()?;
+        let vanished = created.iter().any(|resource| match resource {
+            Resource::Container(name) => !present.iter().any(|c| c.name == *name),
+            Resource::Network(_) => false,
+        });
+        if vanished {
+            return Some(id);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
