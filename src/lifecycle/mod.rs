@@ -88,7 +88,7 @@ pub enum StartError {
     RemovedMeanwhile(String),
     /// What the rollback removed and left.
     #[error("interrupted; {0}")]
-    Interrupted(Cleanup),
+    Interrupted(Box<Cleanup>),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

@@ -138,7 +138,7 @@ pub async fn up(
                 per_call: None,
                 signals,
             };
-            Err(StartError::Interrupted(rollback(&bounded, &run, None).await))
+            Err(StartError::Interrupted(Box::new(rollback(&bounded, &run, None).await)))
         }
     }
 }
@@ -186,9 +186,9 @@ async fn start_or_roll_back(
     };
     match result {
         Ok(started) => Ok(started),
-        Err(StartError::Interrupted(_)) => Err(StartError::Interrupted(
+        Err(StartError::Interrupted(_)) => Err(StartError::Interrupted(Box::new(
             rollback(&aftermath, run, Some(ROLLBACK_GRACE)).await,
-        )),
+        ))),
         Err(error) if options.keep_on_failure => {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
             Err(error)
@@ -372,7 +372,7 @@ impl Bounds<'_> {
         step: impl Future<Output = Result<T, StartError>>,
     ) -> Result<T, StartError> {
         if self.signals.count() > 0 {
-            return Err(StartError::Interrupted(Cleanup::default()));
+            return Err(StartError::Interrupted(Box::default()));
         }
         let timed_out = StartError::Timeout {
             timeout: Duration::ZERO,
@@ -381,7 +381,7 @@ impl Bounds<'_> {
         };
         tokio::select! {
             result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
-            () = self.signals.received(1) => Err(StartError::Interrupted(Cleanup::default())),
+            () = self.signals.received(1) => Err(StartError::Interrupted(Box::default())),
         }
     }
 }
