@@ -457,7 +457,7 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(engine, service, prefix, progress, builds)
+            let resolved = resolve_image(engine, service, prefix, progress, phases, builds)
                 .await
                 .map_err(|message| {
                     phases.report(progress, &service.name, Phase::Failed);
@@ -477,6 +477,7 @@ async fn resolve_image(
     service: &Service,
     prefix: bool,
     progress: &Progress,
+    phases: &Phases,
     builds: &tokio::sync::Mutex<()>,
 ) -> Result<Resolved, String> {
     let image = &service.image;
@@ -488,12 +489,14 @@ async fn resolve_image(
     let resolved = match found {
         Some(resolved) => resolved,
         None => {
+            // Through `phases`, so that a timeout names what it was waiting for.
             if let Some(build) = &service.build {
+                phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
-                progress(&service.name, Phase::Building);
+                phases.report(progress, &service.name, Phase::Building);
                 build::build_service(engine, service, build).await?;
             } else {
-                progress(&service.name, Phase::Pulling);
+                phases.report(progress, &service.name, Phase::Pulling);
                 engine
                     .pull_image(&image.repository, &image.tag)
                     .await
