@@ -7,8 +7,9 @@ use envctl::engine::docker::Docker;
 use envctl::engine::{ContainerState, Engine};
 use envctl::naming::label;
 
-use crate::harness::{TestEnv, block_on};
+use crate::harness::{IMAGE, TestEnv, block_on};
 use crate::private_engine::PrivateEngine;
+use crate::slow_proxy::SlowProxy;
 use crate::support::Running;
 
 /// A service that takes a minute to become ready, built on whichever engine runs it.
@@ -125,5 +126,33 @@ fn down_during_up_is_not_blamed_on_a_service() {
         "no service failed:\n{}",
         run.stderr()
     );
+    env.assert_nothing_left();
+}
+
+#[test]
+fn an_interrupt_during_the_ready_marker_create_leaves_no_orphan_marker() {
+    let env = TestEnv::new(
+        "marker",
+        &format!("  quick:\n    image: {IMAGE}\n    command: [serve, --name, quick]\n"),
+    );
+    // The engine gets the marker's create 2 s late, whatever envctl does meanwhile.
+    let proxy = SlowProxy::start(
+        "marker",
+        &format!("create?name=envctl_{}_ready", env.name),
+        Duration::from_secs(2),
+    );
+    let up = env
+        .envctl()
+        .env("DOCKER_HOST", &proxy.host)
+        .args(["up", &env.name, "--name", &env.name])
+        .spawn();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the ready marker's create never came");
+    up.signal("INT");
+    up.wait_within(Duration::from_secs(30)).code(130);
+    // Past the moment the held-back create reached the engine.
+    std::thread::sleep(Duration::from_secs(3));
     env.assert_nothing_left();
 }

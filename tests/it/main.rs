@@ -10,5 +10,6 @@ mod lifecycle;
 mod pipeline;
 mod private_engine;
 mod reaper;
+mod slow_proxy;
 mod spec;
 mod support;
