@@ -107,6 +107,60 @@ fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
 }
 
 #[test]
+fn a_first_interrupt_with_a_frozen_engine_ends_within_seconds() {
+    let Some(engine) = PrivateEngine::start("frozen-once") else {
+        return;
+    };
+    let env = TestEnv::new("frozen-once", &slow_service());
+    engine.build_images(&env);
+    let up = spawn_up(&engine, &env, "10m");
+    wait_until_starting(&engine.engine(), &env);
+    engine.freeze();
+    up.signal("INT");
+    // One 5 s bound for the rollback's first call, which finds the engine gone.
+    let run = up.wait_within(Duration::from_secs(15));
+    engine.thaw();
+    run.code(130)
+        .stderr_has("error: interrupted; removed nothing of environment")
+        .stderr_has(&format!("left `envctl_{}`", env.name))
+        .stderr_has("stopped answering")
+        .stderr_has(&format!(
+            "hint: `envctl down {}` removes the rest",
+            env.name
+        ));
+}
+
+#[test]
+fn the_rollback_message_says_what_it_removed() {
+    let env = TestEnv::new(
+        "rollback-says",
+        &format!(
+            "  slow:\n    image: {IMAGE}\n    command: [serve, --name, slow, --delay, 60s]\n    \
+             ready: {{tcp: 8080}}\n"
+        ),
+    );
+    let up = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .spawn();
+    let docker = block_on(Docker::connect()).expect("docker");
+    wait_until_starting(&docker, &env);
+    up.signal("INT");
+    // The anchor and the service's container, and the network.
+    up.wait_within(Duration::from_secs(30))
+        .code(130)
+        .stderr_has(&format!(
+            "interrupted: removing environment {} ... press Ctrl-C again to force",
+            env.name
+        ))
+        .stderr_has(&format!(
+            "error: interrupted; removed 2 containers and 1 network of environment `{}`",
+            env.name
+        ));
+    env.assert_nothing_left();
+}
+
+#[test]
 fn down_during_up_is_not_blamed_on_a_service() {
     let env = TestEnv::new("down-during-up", &slow_service());
     let up = env
