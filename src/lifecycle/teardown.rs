@@ -263,3 +263,55 @@ impl Cleanup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str) -> Resource {
+        Resource::Container(name.into())
+    }
+
+    #[test]
+    fn a_complete_cleanup_counts_what_it_removed() {
+        let cleanup = Cleanup {
+            id: Some("20261126-041500".into()),
+            removed: vec![
+                container("a"),
+                container("b"),
+                Resource::Network("n".into()),
+            ],
+            ..Cleanup::default()
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 2 containers and 1 network of environment `20261126-041500`"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_cleanup_names_what_is_left_and_how_to_remove_it() {
+        let cleanup = Cleanup {
+            id: Some("x".into()),
+            removed: vec![container("a_x")],
+            left: vec![container("b_x"), Resource::Network("envctl_e_x".into())],
+            unanswered: vec![container("envctl_x_ready")],
+            cause: Some(EngineError::operation("remove container `b_x`", "busy")),
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 1 container of environment `x`; left `b_x`, network `envctl_e_x`; \
+             `envctl_x_ready` may appear yet: the engine never answered its creation\n  \
+             because failed to remove container `b_x`: busy\n\
+             hint: `envctl down x` removes the rest"
+        );
+    }
+
+    #[test]
+    fn a_start_interrupted_before_its_claim_created_nothing() {
+        assert_eq!(
+            Cleanup::default().to_string(),
+            "nothing had been created yet"
+        );
+    }
+}

@@ -173,6 +173,9 @@ async fn start_or_roll_back(
         signals,
     };
     let result = match result {
+        // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
+        // stopped the start.
+        Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
         Err(StartError::Timeout { .. }) => Err(timed_out(&aftermath, options, run, &phases).await),
         // A create the deadline cut short: the start ran out of time there.
         Err(StartError::Engine(EngineError::NoAnswer { .. })) if Instant::now() >= run.deadline => {
