@@ -200,9 +200,7 @@ impl EngineError {
             reason: reason.to_string(),
         }
     }
-}
 
-impl EngineError {
     /// Whether the engine itself failed (unreachable or hanging), rather than one request.
     pub fn is_engine_down(&self) -> bool {
         matches!(
