@@ -27,6 +27,8 @@ pub struct PrivateEngine {
     /// `unix:///tmp/envctl-pe-.../docker.sock`, for `DOCKER_HOST`.
     pub host: String,
     dir: PathBuf,
+    /// The Linux bridge made for it, removed after it.
+    bridge: Bridge,
     daemon: Child,
 }
 
@@ -52,6 +54,7 @@ impl PrivateEngine {
         // No settings from /etc/docker/daemon.json: they may clash with these flags.
         std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
+        let (bridge, pool) = Bridge::create(test);
         let socket = dir.join("docker.sock");
         let host = format!("unix://{}", socket.display());
         let daemon = Command::new("dockerd")
@@ -64,17 +67,24 @@ impl PrivateEngine {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .args(["-H", &host])
-            // No docker0 and no iptables rules: nothing that touches the shared engine's
-            // networking. Containers of one environment still share its bridge network.
-            .args(["--bridge=none", "--iptables=false"])
+            // A bridge of its own, no iptables rules and no sysctls: nothing that touches the
+            // shared engine's networking. Never `--bridge=none`: that makes dockerd delete the
+            // host's `docker0`, the shared engine's default bridge.
+            .args(["--bridge", &bridge.name])
+            .args(["--iptables=false", "--ip-forward=false"])
             // vfs works on any file system the data root is on, overlay or not.
             .args(["--storage-driver", "vfs"])
-            .args(["--default-address-pool", &address_pool(test)])
+            .args(["--default-address-pool", &pool])
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start dockerd");
-        let engine = PrivateEngine { host, dir, daemon };
+        let engine = PrivateEngine {
+            host,
+            dir,
+            bridge,
+            daemon,
+        };
         engine.wait_until_it_answers();
         Some(engine)
     }
@@ -186,6 +196,51 @@ impl Drop for PrivateEngine {
     }
 }
 
+/// A Linux bridge for one private engine's default network.
+struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    /// The bridge, with an address outside every engine's pool, and the engine's own pool.
+    fn create(test: &str) -> (Bridge, String) {
+        let octet = 100 + hash(test) % 150;
+        // Interface names have at most 15 bytes.
+        let bridge = Bridge {
+            name: format!("envpe{}", hash(test) % 100_000),
+        };
+        let _ = ip(&["link", "del", &bridge.name]);
+        let address = format!("10.99.{octet}.1/24");
+        for args in [
+            ["link", "add", &bridge.name, "type", "bridge"].as_slice(),
+            &["addr", "add", &address, "dev", &bridge.name],
+            &["link", "set", &bridge.name, "up"],
+        ] {
+            assert!(
+                ip(args),
+                "`ip {}` failed: a private engine needs `ip` (iproute2) to get a bridge of its own",
+                args.join(" ")
+            );
+        }
+        (bridge, format!("base=10.{octet}.0.0/16,size=24"))
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.name]);
+    }
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn has_dockerd() -> bool {
     Command::new("dockerd")
         .arg("--version")
@@ -195,14 +250,12 @@ fn has_dockerd() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// A /16 of its own per engine, so two private engines never pick overlapping subnets (and
-/// neither the shared engine's 172.16.0.0/12).
-fn address_pool(test: &str) -> String {
-    let hash = test
-        .bytes()
+/// A number of this test run and test, so that private engines never pick the same names or
+/// subnets (nor the shared engine's 172.16.0.0/12).
+fn hash(test: &str) -> u32 {
+    test.bytes()
         .chain(std::process::id().to_le_bytes())
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("base=10.{}.0.0/16,size=24", 100 + hash % 150)
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
 }
 
 fn kill_pid_in(pidfile: &Path) {
