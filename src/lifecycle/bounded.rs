@@ -230,3 +230,149 @@ impl Engine for Bounded<'_> {
         self.call(operation, NONE, build).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine that takes every request and answers none, like a dockerd under SIGSTOP.
+    struct Frozen;
+
+    #[async_trait]
+    impl Engine for Frozen {
+        fn endpoint(&self) -> &str {
+            "unix:///frozen.sock"
+        }
+        fn reaches_container_ips(&self) -> bool {
+            true
+        }
+        fn published_host(&self) -> &str {
+            "127.0.0.1"
+        }
+        async fn ping(&self) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn create_network(&self, _: &NetworkSpec) -> Result<String> {
+            std::future::pending().await
+        }
+        async fn remove_network(&self, _: &str) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn list_networks(&self, _: &[String]) -> Result<Vec<NetworkSummary>> {
+            std::future::pending().await
+        }
+        async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
+            std::future::pending().await
+        }
+        async fn start_container(&self, _: &str) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn remove_container(&self, _: &str) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn list_containers(&self, _: &[String]) -> Result<Vec<ContainerSummary>> {
+            std::future::pending().await
+        }
+        async fn inspect_container(&self, _: &str) -> Result<ContainerDetails> {
+            std::future::pending().await
+        }
+        async fn wait_container(&self, _: &str) -> Result<i64> {
+            std::future::pending().await
+        }
+        fn logs(&self, _: &str, _: LogOptions) -> BoxStream<'static, Result<LogLine>> {
+            stream::pending().boxed()
+        }
+        async fn exec(&self, _: &str, _: &[String]) -> Result<ExecOutput> {
+            std::future::pending().await
+        }
+        async fn traffic(&self, _: &str) -> Result<Traffic> {
+            std::future::pending().await
+        }
+        async fn inspect_image(&self, _: &str) -> Result<Option<ImageDetails>> {
+            std::future::pending().await
+        }
+        async fn image_tags(&self, _: &str) -> Result<Vec<String>> {
+            std::future::pending().await
+        }
+        async fn pull_image(&self, _: &str, _: &str) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn build_image(&self, _: Vec<u8>, _: &str, _: &str) -> Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    fn waited(error: EngineError) -> Duration {
+        match error {
+            EngineError::NoAnswer { waited, .. } => waited,
+            other => panic!("expected no answer, got {other}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_to_a_hung_engine_ends_at_the_deadline() {
+        let (signals, _sender) = Signals::manual();
+        let engine = Bounded {
+            engine: &Frozen,
+            deadline: Some(Instant::now() + Duration::from_secs(7)),
+            per_call: None,
+            signals: &signals,
+        };
+        let error = engine.start_container("c").await.unwrap_err();
+        assert_eq!(waited(error), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_interrupt_a_call_ends_within_five_seconds() {
+        let (signals, sender) = Signals::manual();
+        let engine = Bounded {
+            engine: &Frozen,
+            deadline: Some(Instant::now() + Duration::from_secs(600)),
+            per_call: None,
+            signals: &signals,
+        };
+        let interrupt = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sender.send_modify(|n| *n += 1);
+        };
+        let spec = ContainerSpec::default();
+        let (result, ()) = tokio::join!(engine.create_container(&spec), interrupt);
+        // Not cut by the signal itself: 5 s after it.
+        assert_eq!(waited(result.unwrap_err()), Duration::from_secs(8));
+        let error = engine.list_containers(&[]).await.unwrap_err();
+        assert_eq!(waited(error), AFTER_INTERRUPT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_gets_its_grace_on_top_of_the_bound() {
+        let (signals, _sender) = Signals::manual();
+        let engine = Bounded {
+            engine: &Frozen,
+            deadline: None,
+            per_call: Some(Duration::from_secs(5)),
+            signals: &signals,
+        };
+        let error = engine
+            .stop_container("c", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(waited(error), Duration::from_secs(15));
+        let mut lines = engine.logs(
+            "c",
+            LogOptions {
+                follow: false,
+                tail: Some(20),
+                timestamps: false,
+                since: None,
+            },
+        );
+        assert_eq!(
+            waited(lines.next().await.unwrap().unwrap_err()),
+            Duration::from_secs(5)
+        );
+        assert!(lines.next().await.is_none());
+    }
+}

@@ -131,6 +131,8 @@ pub async fn up(
     tokio::select! {
         result = work => result,
         () = first => unreachable!("the notice never ends"),
+        // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
+        // those as unanswered, so the report still names them.
         () = signals.received(2) => {
             let bounded = Bounded {
                 engine,
