@@ -28,7 +28,7 @@ pub struct PrivateEngine {
     pub host: String,
     dir: PathBuf,
     /// The Linux bridge made for it, removed after it.
-    bridge: Bridge,
+    _bridge: Bridge,
     daemon: Child,
 }
 
@@ -82,7 +82,7 @@ impl PrivateEngine {
         let engine = PrivateEngine {
             host,
             dir,
-            bridge,
+            _bridge: bridge,
             daemon,
         };
         engine.wait_until_it_answers();
