@@ -56,7 +56,7 @@ impl Error {
             Error::Load(_) | Error::Usage(_) | Error::NotFound(_) => ExitStatus::BadInput,
             Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
             // The shell convention for "ended by SIGINT".
-            Error::Start(StartError::Interrupted) => ExitStatus::Code(130),
+            Error::Start(StartError::Interrupted(_)) => ExitStatus::Code(130),
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
                 ExitStatus::BadInput
             }

@@ -47,10 +47,13 @@ pub fn run(cli: cli::Cli) -> ExitStatus {
             return Error::Internal(format!("cannot start the runtime: {error}")).report();
         }
     };
-    match runtime.block_on(commands::exec(cli)) {
+    let status = match runtime.block_on(commands::exec(cli)) {
         Ok(status) => status,
         Err(error) => error.report(),
-    }
+    };
+    // Requests given up on a hung engine may still hold the runtime's threads: exit anyway.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    status
 }
 
 fn init_tracing(verbose: u8) {

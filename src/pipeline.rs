@@ -74,7 +74,8 @@ pub enum Outcome {
 /// Runs `command` with `variables` added to its environment, in a process group of its own.
 /// The first SIGINT or SIGTERM to envctl is forwarded to the whole group (a `sh -c` and the
 /// build tool it started alike); the group then gets [`COMMAND_GRACE`] to end, or less if a
-/// second signal comes, before it is killed.
+/// second signal comes, before it is killed. However the command ended, what remains of its
+/// group (background jobs, processes that ignored the signal) is ended the same way.
 pub async fn run_command(
     command: &[String],
     variables: &BTreeMap<String, String>,
@@ -92,10 +93,22 @@ pub async fn run_command(
         .process_group(0)
         .spawn()?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    tokio::select! {
-        status = child.wait() => return Ok(Outcome::Exited(exit_code(status?))),
-        () = signals.received(1) => {}
+    let outcome = tokio::select! {
+        status = child.wait() => status.map(|status| Outcome::Exited(exit_code(status))),
+        () = signals.received(1) => interrupt(&mut child, group, signals).await,
+    };
+    if let Some(group) = group {
+        end_group(group, signals).await;
     }
+    outcome
+}
+
+/// Forwards the signal to the command's group and waits for the command to end.
+async fn interrupt(
+    child: &mut tokio::process::Child,
+    group: Option<Pid>,
+    signals: &Signals,
+) -> std::io::Result<Outcome> {
     let signal = match signals.last() {
         SIGINT => Signal::SIGINT,
         _ => Signal::SIGTERM,
@@ -117,6 +130,53 @@ pub async fn run_command(
         }
     };
     Ok(Outcome::Interrupted(exit_code(status)))
+}
+
+/// Ends what remains of the command's process group once the command ended: SIGTERM, then
+/// SIGKILL after [`COMMAND_GRACE`] or at the next signal. A background job would otherwise
+/// outlive the CI step, holding ports and files of an environment that is gone.
+async fn end_group(group: Pid, signals: &Signals) {
+    if !group_runs(group) {
+        return;
+    }
+    let _ = killpg(group, Signal::SIGTERM);
+    let seen = signals.count();
+    let deadline = tokio::time::Instant::now() + COMMAND_GRACE;
+    while group_runs(group) {
+        if tokio::time::Instant::now() >= deadline || signals.count() > seen {
+            let _ = killpg(group, Signal::SIGKILL);
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(GROUP_POLL) => {}
+            () = signals.received(seen + 1) => {}
+        }
+    }
+}
+
+/// How often [`end_group`] looks whether the group ended.
+const GROUP_POLL: Duration = Duration::from_millis(50);
+
+/// Whether any process of `group` still runs. Zombies do not count: once the command, their
+/// parent, is gone, they wait for init, which may never reap them.
+fn group_runs(group: Pid) -> bool {
+    if killpg(group, None).is_err() {
+        return false;
+    }
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    processes.flatten().any(|process| {
+        let stat = std::fs::read_to_string(process.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(group.as_raw()) && state != Some("Z")
+    })
 }
 
 /// The exit code for a command that could not start, as shells report it.

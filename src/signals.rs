@@ -37,6 +37,14 @@ impl Signals {
         Ok(Signals { count, last })
     }
 
+    /// Signals that arrive when the returned sender says so, for tests: no handler is
+    /// installed.
+    pub fn manual() -> (Signals, watch::Sender<u32>) {
+        let (sender, count) = watch::channel(0);
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(SIGINT));
+        (Signals { count, last }, sender)
+    }
+
     /// Resolves once `n` signals have arrived in total.
     pub async fn received(&self, n: u32) {
         let mut count = self.count.clone();

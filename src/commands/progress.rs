@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,15 @@ struct Live {
     lines: BTreeMap<String, Line>,
     drawn: usize,
     started: Instant,
+    /// Drawing stopped: a message replaced the lines.
+    stopped: bool,
 }
 
 impl Live {
     fn draw(&mut self) {
+        if self.stopped {
+            return;
+        }
         let mut err = std::io::stderr().lock();
         if self.drawn > 0 {
             // Move up over the previous drawing and clear to the end of the screen.
@@ -53,6 +59,25 @@ pub struct Reporter {
     pub progress: Progress,
     ticker: Option<tokio::task::JoinHandle<()>>,
     live: Option<Arc<Mutex<Live>>>,
+    /// Set once the start was interrupted: progress events are no longer shown.
+    quiet: Arc<AtomicBool>,
+}
+
+impl Reporter {
+    /// Stops showing progress and says `message` instead: after an interrupt the lines would
+    /// tick on while envctl does something else.
+    pub fn interrupted(&self, message: &str) {
+        self.quiet.store(true, Ordering::SeqCst);
+        if let Some(ticker) = &self.ticker {
+            ticker.abort();
+        }
+        if let Some(live) = &self.live {
+            let mut live = live.lock().expect("progress lock");
+            live.draw();
+            live.stopped = true;
+        }
+        output::message(message);
+    }
 }
 
 impl Drop for Reporter {
@@ -68,10 +93,12 @@ impl Drop for Reporter {
 
 /// A reporter for `services`, live when stderr is a terminal.
 pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
+    let quiet = Arc::new(AtomicBool::new(false));
     if !output::stderr_is_terminal() {
         let started = Instant::now();
+        let silenced = quiet.clone();
         let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
-            if phase != Phase::Waiting {
+            if phase != Phase::Waiting && !silenced.load(Ordering::SeqCst) {
                 output::message(&format!(
                     "{} {service} {} (+{:.1}s)",
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
@@ -84,6 +111,7 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
             progress,
             ticker: None,
             live: None,
+            quiet,
         };
     }
     let now = Instant::now();
@@ -101,6 +129,7 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
         lines,
         drawn: 0,
         started: now,
+        stopped: false,
     }));
     let for_events = live.clone();
     let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
@@ -125,5 +154,6 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
         progress,
         ticker: Some(ticker),
         live: Some(live),
+        quiet,
     }
 }

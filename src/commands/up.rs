@@ -43,12 +43,22 @@ pub async fn start(
     };
     let engine = super::engine().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
+    let on_interrupt = |id: Option<&str>| {
+        let doing = match id {
+            Some(id) => format!("removing environment {id}"),
+            None => "stopping the start".to_string(),
+        };
+        reporter.interrupted(&format!(
+            "interrupted: {doing} ... press Ctrl-C again to force"
+        ));
+    };
     let started = lifecycle::up(
         engine.as_ref(),
         &environment,
         &options,
         &reporter.progress,
         signals,
+        &on_interrupt,
     )
     .await;
     drop(reporter);

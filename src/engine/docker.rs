@@ -38,6 +38,9 @@ use super::{
 /// Where Docker listens when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
+/// How long any other request may wait for its answer, as bollard's default: an engine that
+/// has not answered a plain request by then hangs.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long connecting, negotiating the API version and the first ping may take together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// bollard's timeout runs until the response headers arrive. Docker answers most requests at
@@ -166,7 +169,10 @@ impl Docker {
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
             Err(_) => return Err(unreachable(no_answer())),
         };
-        let client = client.with_request_modifier(log_request);
+        // Set here rather than relying on bollard's default, so `NoAnswer` can name it.
+        let client = client
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_request_modifier(log_request);
         let version = client.client_version();
         tracing::debug!(endpoint = host, api = %version, "connected to the Docker engine");
         Ok(Docker {
@@ -189,10 +195,17 @@ impl Docker {
         }
     }
 
-    /// The error for a failed `operation`: unreachable when the connection failed.
+    /// The error for a failed `operation`: unreachable when the connection failed, no answer
+    /// when the request timed out.
     fn failed(&self, operation: impl Into<String>, error: &BollardError) -> EngineError {
         if is_connection_error(error) {
             self.unreachable(error)
+        } else if matches!(error, BollardError::RequestTimeoutError) {
+            EngineError::NoAnswer {
+                endpoint: self.endpoint.clone(),
+                operation: operation.into(),
+                waited: REQUEST_TIMEOUT,
+            }
         } else {
             EngineError::operation(operation, describe(error))
         }
@@ -238,9 +251,11 @@ impl Engine for Docker {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
-            Err(_) => Err(EngineError::Unreachable {
+            // Connected before: the engine is there, but hangs.
+            Err(_) => Err(EngineError::NoAnswer {
                 endpoint: self.endpoint.clone(),
-                reason: no_answer(),
+                operation: "a ping".into(),
+                waited: CONNECT_TIMEOUT,
             }),
         }
     }
@@ -496,10 +511,12 @@ impl Engine for Docker {
         if let Some(since) = options.since {
             query = query.since(i32::try_from(since).unwrap_or(i32::MAX));
         }
-        let chunks = self
-            .with_timeout(PATIENT_TIMEOUT)
-            .logs(id, Some(query.build()))
-            .boxed();
+        // Only a followed log may rightly go quiet for long; the last lines come at once.
+        let client = match options.follow {
+            true => self.with_timeout(PATIENT_TIMEOUT),
+            false => self.client.clone(),
+        };
+        let chunks = client.logs(id, Some(query.build())).boxed();
         let state = LogState {
             chunks,
             lines: LineSplitter::new(options.timestamps),

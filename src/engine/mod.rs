@@ -186,6 +186,18 @@ pub enum EngineError {
     NotFound { kind: &'static str, name: String },
     #[error("failed to {operation}: {reason}")]
     Operation { operation: String, reason: String },
+    /// The engine took the request but sent no answer in time: it hangs. Not a slow service:
+    /// services are waited for by polling, each poll answered at once by a working engine.
+    #[error(
+        "the Docker engine at `{endpoint}` stopped answering: no answer within {} to {operation}\n\
+         hint: `docker info` shows whether it answers at all",
+        humantime::format_duration(rounded(*waited))
+    )]
+    NoAnswer {
+        endpoint: String,
+        operation: String,
+        waited: Duration,
+    },
 }
 
 impl EngineError {
@@ -194,6 +206,23 @@ impl EngineError {
             operation: operation.into(),
             reason: reason.to_string(),
         }
+    }
+
+    /// Whether the engine itself failed (unreachable or hanging), rather than one request.
+    pub fn is_engine_down(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Unreachable { .. } | EngineError::NoAnswer { .. }
+        )
+    }
+}
+
+/// A duration as people read it in a message: whole seconds, or milliseconds below one.
+fn rounded(duration: Duration) -> Duration {
+    if duration >= Duration::from_secs(1) {
+        Duration::from_secs(duration.as_secs_f64().round() as u64)
+    } else {
+        Duration::from_millis(duration.as_millis() as u64)
     }
 }
 

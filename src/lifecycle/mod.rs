@@ -1,5 +1,6 @@
 //! Environments on an engine: start, inspect, stop and remove them.
 
+mod bounded;
 mod build;
 pub mod inventory;
 pub mod lease;
@@ -21,7 +22,7 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Selection, TeardownError, down, remove, remove_now, stop};
+pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};
@@ -89,8 +90,11 @@ pub enum StartError {
          hint: `envctl down {id}`, then `envctl up` recreates the environment"
     )]
     Missing { id: String, service: String },
-    #[error("interrupted; removed what this start had created")]
-    Interrupted,
+    #[error("environment `{0}` was removed by someone else while it was starting")]
+    RemovedMeanwhile(String),
+    /// What the rollback removed and left.
+    #[error("interrupted; {0}")]
+    Interrupted(Box<Cleanup>),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

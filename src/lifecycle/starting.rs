@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 
-use super::probe::{self, Subject};
+use super::probe::{self, NotReady, Subject};
 use super::{Phase, Progress, StartError, last_lines, scheduler};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::spec::Ready;
 
 /// One service to start.
@@ -50,6 +50,22 @@ impl Phases {
     }
 }
 
+/// Why one service's start failed.
+enum Failure {
+    Service(String),
+    /// The engine is down or hangs: no service is to blame.
+    Engine(EngineError),
+}
+
+impl From<EngineError> for Failure {
+    fn from(error: EngineError) -> Failure {
+        match error.is_engine_down() {
+            true => Failure::Engine(error),
+            false => Failure::Service(error.to_string()),
+        }
+    }
+}
+
 /// Starts every service the moment its own dependencies are ready. The first failure names
 /// its service, with the reason and the last lines of its log.
 pub(super) async fn start_services(
@@ -78,17 +94,19 @@ pub(super) async fn start_services(
             engine
                 .start_container(&service.container)
                 .await
-                .map_err(|e| e.to_string())?;
-            probe::wait_ready(&subject)
-                .await
-                .map_err(|e| e.to_string())?;
+                .map_err(Failure::from)?;
+            probe::wait_ready(&subject).await.map_err(|e| match e {
+                NotReady::Engine(e) => Failure::from(e),
+                other => Failure::Service(other.to_string()),
+            })?;
         }
         phases.report(progress, &name, Phase::Ready);
-        Ok::<(), String>(())
+        Ok::<(), Failure>(())
     };
     match scheduler::run(dependencies, start).await {
         Ok(()) => Ok(()),
-        Err((service, reason)) => {
+        Err((_, Failure::Engine(error))) => Err(StartError::Engine(error)),
+        Err((service, Failure::Service(reason))) => {
             phases.report(progress, &service, Phase::Failed);
             let failed = &services[&service];
             Err(StartError::Service {

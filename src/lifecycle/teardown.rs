@@ -169,30 +169,215 @@ pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), Engine
     dependents_first(instance, |c| engine.stop_container(&c.id, STOP_GRACE)).await
 }
 
+/// A container or network of an environment, by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resource {
+    Container(String),
+    Network(String),
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::Container(name) => write!(f, "`{name}`"),
+            Resource::Network(name) => write!(f, "network `{name}`"),
+        }
+    }
+}
+
+/// What removing a start's resources got done, for a message that says what is left.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// The environment's id; `None` when the start had not claimed one.
+    pub id: Option<String>,
+    pub removed: Vec<Resource>,
+    /// What is still there, or could not be checked.
+    pub left: Vec<Resource>,
+    /// Creates that got no answer: the engine may still carry them out.
+    pub unanswered: Vec<Resource>,
+    /// Why something was left.
+    pub cause: Option<EngineError>,
+}
+
+impl Cleanup {
+    pub fn is_complete(&self) -> bool {
+        self.left.is_empty() && self.unanswered.is_empty()
+    }
+}
+
+/// `removed 3 containers and 1 network of environment `ID`; left ...` with the `down` hint.
+impl std::fmt::Display for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(id) = &self.id else {
+            return f.write_str("nothing had been created yet");
+        };
+        let removed = count(&self.removed);
+        if self.is_complete() {
+            return match removed.is_empty() {
+                true => write!(f, "environment `{id}` had nothing left to remove"),
+                false => write!(f, "removed {removed} of environment `{id}`"),
+            };
+        }
+        match removed.is_empty() {
+            true => write!(f, "removed nothing of environment `{id}`")?,
+            false => write!(f, "removed {removed} of environment `{id}`")?,
+        }
+        if !self.left.is_empty() {
+            write!(f, "; left {}", list(&self.left))?;
+        }
+        if !self.unanswered.is_empty() {
+            write!(
+                f,
+                "; {} may appear yet: the engine never answered {}",
+                list(&self.unanswered),
+                match self.unanswered.len() {
+                    1 => "its creation",
+                    _ => "their creation",
+                }
+            )?;
+        }
+        if let Some(cause) = &self.cause {
+            let cause = cause.to_string();
+            write!(
+                f,
+                "\n  because {}",
+                cause.lines().next().unwrap_or_default()
+            )?;
+        }
+        write!(f, "\nhint: `envctl down {id}` removes the rest")
+    }
+}
+
+/// `3 containers and 1 network`.
+fn count(resources: &[Resource]) -> String {
+    let containers = resources
+        .iter()
+        .filter(|r| matches!(r, Resource::Container(_)))
+        .count();
+    let networks = resources.len() - containers;
+    let noun = |n: usize, one: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    };
+    match (containers, networks) {
+        (0, 0) => String::new(),
+        (c, 0) => noun(c, "container"),
+        (0, n) => noun(n, "network"),
+        (c, n) => format!("{} and {}", noun(c, "container"), noun(n, "network")),
+    }
+}
+
+fn list(resources: &[Resource]) -> String {
+    let names: Vec<String> = resources.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
 /// Removes every container and network matching `filter` (besides envctl's own label):
-/// stopped within `grace` first, or killed at once when `grace` is `None`.
-pub async fn remove_by_filter(
+/// stopped within `grace` first, or killed at once when `grace` is `None`. `expected` is what
+/// the caller knows to exist: when the engine cannot be asked, that is what is left.
+pub async fn remove_reporting(
     engine: &dyn Engine,
     filter: &str,
     grace: Option<Duration>,
-) -> Result<(), EngineError> {
+    expected: &[Resource],
+) -> Cleanup {
+    let mut cleanup = Cleanup::default();
     let filters = [managed(), filter.to_string()];
-    let containers = engine.list_containers(&filters).await?;
+    let containers = match engine.list_containers(&filters).await {
+        Ok(containers) => containers,
+        Err(error) => {
+            cleanup.left = expected.to_vec();
+            cleanup.cause = Some(error);
+            return cleanup;
+        }
+    };
     let removing = containers.iter().map(|c| async move {
         if let Some(grace) = grace {
             engine.stop_container(&c.id, grace).await?;
         }
         engine.remove_container(&c.id).await
     });
-    join_all(removing)
-        .await
-        .into_iter()
-        .collect::<Result<(), _>>()?;
-    remove_networks(engine, &filters).await
+    for (container, result) in containers.iter().zip(join_all(removing).await) {
+        cleanup.record(Resource::Container(container.name.clone()), result);
+    }
+    match engine.list_networks(&filters).await {
+        Ok(networks) => {
+            let removing = networks.iter().map(|n| engine.remove_network(&n.id));
+            for (network, result) in networks.iter().zip(join_all(removing).await) {
+                cleanup.record(Resource::Network(network.name.clone()), result);
+            }
+        }
+        Err(error) => {
+            let networks = expected
+                .iter()
+                .filter(|r| matches!(r, Resource::Network(_)));
+            cleanup.left.extend(networks.cloned());
+            cleanup.cause.get_or_insert(error);
+        }
+    }
+    cleanup
 }
 
-async fn remove_networks(engine: &dyn Engine, filters: &[String]) -> Result<(), EngineError> {
-    let networks = engine.list_networks(filters).await?;
-    let removing = networks.iter().map(|n| engine.remove_network(&n.id));
-    join_all(removing).await.into_iter().collect()
+impl Cleanup {
+    fn record(&mut self, resource: Resource, result: Result<(), EngineError>) {
+        match result {
+            Ok(()) => self.removed.push(resource),
+            Err(error) => {
+                self.left.push(resource);
+                self.cause.get_or_insert(error);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str) -> Resource {
+        Resource::Container(name.into())
+    }
+
+    #[test]
+    fn a_complete_cleanup_counts_what_it_removed() {
+        let cleanup = Cleanup {
+            id: Some("20261126-041500".into()),
+            removed: vec![
+                container("a"),
+                container("b"),
+                Resource::Network("n".into()),
+            ],
+            ..Cleanup::default()
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 2 containers and 1 network of environment `20261126-041500`"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_cleanup_names_what_is_left_and_how_to_remove_it() {
+        let cleanup = Cleanup {
+            id: Some("x".into()),
+            removed: vec![container("a_x")],
+            left: vec![container("b_x"), Resource::Network("envctl_e_x".into())],
+            unanswered: vec![container("envctl_x_ready")],
+            cause: Some(EngineError::operation("remove container `b_x`", "busy")),
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 1 container of environment `x`; left `b_x`, network `envctl_e_x`; \
+             `envctl_x_ready` may appear yet: the engine never answered its creation\n  \
+             because failed to remove container `b_x`: busy\n\
+             hint: `envctl down x` removes the rest"
+        );
+    }
+
+    #[test]
+    fn a_start_interrupted_before_its_claim_created_nothing() {
+        assert_eq!(
+            Cleanup::default().to_string(),
+            "nothing had been created yet"
+        );
+    }
 }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
+use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
+use super::teardown::{Cleanup, Resource};
 use super::{Phase, Progress, StartError, build, teardown};
 use crate::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
@@ -21,6 +23,14 @@ use crate::spec::{Environment, Probe, Service};
 const MAX_ID_ATTEMPTS: u32 = 100;
 /// How long an interrupted start lets containers stop before killing them.
 const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
+/// How long each engine call of a rollback or of the diagnosis of a timeout may take (a stop
+/// its grace on top): the start is over, and a working engine answers these at once.
+const AFTERMATH_CALL: Duration = Duration::from_secs(5);
+/// How long a failed start watches for its containers to vanish: `down` removes each container
+/// right after it stopped it, which is what made the service fail.
+const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
+/// How long the second interrupt leaves for killing what can be killed.
+const FORCE_BOUND: Duration = Duration::from_secs(2);
 
 /// Options of one `up`, free of any command-line types.
 #[derive(Debug, Clone)]
@@ -96,13 +106,16 @@ struct Resolved {
 }
 
 /// Starts `environment`. On failure or interrupt, removes everything this run created unless
-/// `keep_on_failure` is set.
+/// `keep_on_failure` is set. `on_interrupt` hears of the first interrupt at once, with the id
+/// being removed if one was claimed; the second interrupt kills what it can within
+/// [`FORCE_BOUND`] and returns.
 pub async fn up(
     engine: &dyn Engine,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
     signals: &Signals,
+    on_interrupt: &dyn Fn(Option<&str>),
 ) -> Result<Started, StartError> {
     let run = Run {
         nonce: run_nonce(),
@@ -110,7 +123,39 @@ pub async fn up(
         deadline: Instant::now()
             .checked_add(options.timeout)
             .unwrap_or_else(far_future),
+        ledger: Ledger::default(),
     };
+    let work = start_or_roll_back(engine, environment, options, progress, signals, &run);
+    let first = async {
+        signals.received(1).await;
+        on_interrupt(run.ledger.id().as_deref());
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        result = work => result,
+        () = first => unreachable!("the notice never ends"),
+        // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
+        // those as unanswered, so the report still names them.
+        () = signals.received(2) => {
+            let bounded = Bounded {
+                engine,
+                deadline: Some(Instant::now() + FORCE_BOUND),
+                per_call: None,
+                signals,
+            };
+            Err(StartError::Interrupted(Box::new(rollback(&bounded, &run, None).await)))
+        }
+    }
+}
+
+async fn start_or_roll_back(
+    engine: &dyn Engine,
+    environment: &Environment,
+    options: &UpOptions,
+    progress: &Progress,
+    signals: &Signals,
+    run: &Run,
+) -> Result<Started, StartError> {
     let phases = Phases::default();
     let bounds = Bounds {
         signals,
@@ -121,23 +166,51 @@ pub async fn up(
         environment,
         options,
         progress,
-        &run,
+        run,
         &phases,
         &bounds,
     )
     .await;
+    let aftermath = Bounded {
+        engine,
+        deadline: None,
+        per_call: Some(AFTERMATH_CALL),
+        signals,
+    };
     let result = match result {
-        Err(StartError::Timeout { .. }) => Err(timed_out(engine, options, &run, &phases).await),
+        // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
+        // stopped the start.
+        Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
+        Err(StartError::Timeout { .. }) => Err(timed_out(&aftermath, options, run, &phases).await),
+        // A create the deadline cut short: the start ran out of time there.
+        Err(StartError::Engine(EngineError::NoAnswer { .. })) if Instant::now() >= run.deadline => {
+            Err(timed_out(&aftermath, options, run, &phases).await)
+        }
+        Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
+            Some(id) => Err(StartError::RemovedMeanwhile(id)),
+            None => Err(error),
+        },
         other => other,
     };
-    if let Err(error) = &result {
-        if options.keep_on_failure && !matches!(error, StartError::Interrupted) {
+    match result {
+        Ok(started) => Ok(started),
+        Err(StartError::Interrupted(_)) => Err(StartError::Interrupted(Box::new(
+            rollback(&aftermath, run, Some(ROLLBACK_GRACE)).await,
+        ))),
+        Err(error) if options.keep_on_failure => {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
-        } else {
-            rollback(engine, &run.nonce, error, signals).await;
+            Err(error)
+        }
+        Err(error) => {
+            let cleanup = rollback(&aftermath, run, None).await;
+            if !cleanup.is_complete() {
+                crate::output::warning(&format!(
+                    "could not finish removing what the failed start created: {cleanup}"
+                ));
+            }
+            Err(error)
         }
     }
-    result
 }
 
 /// One `up` invocation.
@@ -146,6 +219,95 @@ struct Run {
     nonce: String,
     launched: DateTime<Utc>,
     deadline: Instant,
+    ledger: Ledger,
+}
+
+/// What a run asked the engine to create, so that a rollback can say what it left even when
+/// the engine does not answer.
+#[derive(Default)]
+struct Ledger(std::sync::Mutex<Entries>);
+
+#[derive(Default)]
+struct Entries {
+    /// The id being claimed, then claimed.
+    id: Option<String>,
+    created: Vec<Resource>,
+    /// Creates in flight, or given up without an answer: the engine may still carry them out.
+    unanswered: Vec<Resource>,
+}
+
+impl Ledger {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.0.lock().expect("ledger lock")
+    }
+
+    fn id(&self) -> Option<String> {
+        self.entries().id.clone()
+    }
+
+    /// Runs `create`, keeping `resource` as unanswered until the engine answers.
+    async fn create<T>(
+        &self,
+        resource: Resource,
+        create: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        self.entries().unanswered.push(resource.clone());
+        let result = create.await;
+        let mut entries = self.entries();
+        if !matches!(result, Err(EngineError::NoAnswer { .. })) {
+            entries.unanswered.retain(|r| *r != resource);
+        }
+        if result.is_ok() {
+            entries.created.push(resource);
+        }
+        result
+    }
+}
+
+/// The id of the environment if someone else removed it while it started (its containers
+/// vanished, which a service failing on its own never makes them do).
+async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
+    let (id, created) = {
+        let entries = run.ledger.entries();
+        (entries.id.clone()?, entries.created.clone())
+    };
+    let filter = [format!("{}={}", label::RUN, run.nonce)];
+    let deadline = Instant::now() + REMOVAL_WINDOW;
+    loop {
+        let present = engine.list_containers(&filter).await.ok()?;
+        let vanished = created.iter().any(|resource| match resource {
+            Resource::Container(name) => !present.iter().any(|c| c.name == *name),
+            Resource::Network(_) => false,
+        });
+        if vanished {
+            return Some(id);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Removes what the run created, found by its label so that creates the engine carried out
+/// after their request was given up are found too.
+async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
+    let filter = format!("{}={}", label::RUN, run.nonce);
+    let (id, created, unanswered) = {
+        let entries = run.ledger.entries();
+        (
+            entries.id.clone(),
+            entries.created.clone(),
+            entries.unanswered.clone(),
+        )
+    };
+    let mut cleanup = teardown::remove_reporting(engine, &filter, grace, &created).await;
+    cleanup.unanswered = unanswered
+        .into_iter()
+        .filter(|r| !cleanup.removed.contains(r) && !cleanup.left.contains(r))
+        .collect();
+    cleanup.id = id;
+    cleanup
 }
 
 async fn attempt(
@@ -171,7 +333,14 @@ async fn attempt(
     for service in environment.services.keys() {
         phases.report(progress, service, Phase::Creating);
     }
-    let claim = claim(engine, environment, options, &images, run).await?;
+    // Bounded by the deadline, and shortly after an interrupt, but never dropped by one.
+    let creating = Bounded {
+        engine,
+        deadline: Some(run.deadline),
+        per_call: None,
+        signals: bounds.signals,
+    };
+    let claim = claim(&creating, environment, options, &images, run).await?;
     bounds
         .run(async {
             let services = startables(environment, &claim, &images);
@@ -180,15 +349,20 @@ async fn attempt(
                 .values()
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
-            start_services(engine, &dependencies, &services, progress, phases).await?;
-            engine
-                .create_marker(
-                    &naming::ready_name(&claim.id),
-                    &claim.marker_labels(naming::READY_ROLE),
-                )
-                .await?;
-            describe(engine, environment, &claim, &images, &run.nonce).await
+            start_services(engine, &dependencies, &services, progress, phases).await
         })
+        .await?;
+    // The marker is a create too: outside the race, for the same reason as the claim.
+    let ready = naming::ready_name(&claim.id);
+    let labels = claim.marker_labels(naming::READY_ROLE);
+    run.ledger
+        .create(
+            Resource::Container(ready.clone()),
+            creating.create_marker(&ready, &labels),
+        )
+        .await?;
+    bounds
+        .run(describe(engine, environment, &claim, &images, &run.nonce))
         .await
 }
 
@@ -204,7 +378,7 @@ impl Bounds<'_> {
         step: impl Future<Output = Result<T, StartError>>,
     ) -> Result<T, StartError> {
         if self.signals.count() > 0 {
-            return Err(StartError::Interrupted);
+            return Err(StartError::Interrupted(Box::default()));
         }
         let timed_out = StartError::Timeout {
             timeout: Duration::ZERO,
@@ -213,18 +387,24 @@ impl Bounds<'_> {
         };
         tokio::select! {
             result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
-            () = self.signals.received(1) => Err(StartError::Interrupted),
+            () = self.signals.received(1) => Err(StartError::Interrupted(Box::default())),
         }
     }
 }
 
-/// The timeout error, naming what the start was still waiting for.
+/// The timeout error, naming what the start was still waiting for; or, when the engine does
+/// not answer a ping, that error: a hung engine is not a slow environment.
 async fn timed_out(
-    engine: &dyn Engine,
+    engine: &Bounded<'_>,
     options: &UpOptions,
     run: &Run,
     phases: &Phases,
 ) -> StartError {
+    if let Err(error) = engine.ping().await
+        && error.is_engine_down()
+    {
+        return error.into();
+    }
     let pending = phases.pending();
     let mut logs = None;
     if let Some((service, Phase::Starting)) = pending.first() {
@@ -281,7 +461,7 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(engine, service, prefix, progress, builds)
+            let resolved = resolve_image(engine, service, prefix, progress, phases, builds)
                 .await
                 .map_err(|message| {
                     phases.report(progress, &service.name, Phase::Failed);
@@ -301,6 +481,7 @@ async fn resolve_image(
     service: &Service,
     prefix: bool,
     progress: &Progress,
+    phases: &Phases,
     builds: &tokio::sync::Mutex<()>,
 ) -> Result<Resolved, String> {
     let image = &service.image;
@@ -312,12 +493,14 @@ async fn resolve_image(
     let resolved = match found {
         Some(resolved) => resolved,
         None => {
+            // Through `phases`, so that a timeout names what it was waiting for.
             if let Some(build) = &service.build {
+                phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
-                progress(&service.name, Phase::Building);
+                phases.report(progress, &service.name, Phase::Building);
                 build::build_service(engine, service, build).await?;
             } else {
-                progress(&service.name, Phase::Pulling);
+                phases.report(progress, &service.name, Phase::Pulling);
                 engine
                     .pull_image(&image.repository, &image.tag)
                     .await
@@ -406,10 +589,18 @@ async fn claim(
             containers: BTreeMap::new(),
         };
         let anchor = naming::anchor_name(&claim.id);
-        match engine
-            .create_marker(&anchor, &claim.marker_labels(naming::ANCHOR_ROLE))
-            .await
-        {
+        let labels = claim.marker_labels(naming::ANCHOR_ROLE);
+        run.ledger.entries().id = Some(claim.id.clone());
+        let resource = Resource::Container(anchor.clone());
+        let created = run
+            .ledger
+            .create(resource, engine.create_marker(&anchor, &labels))
+            .await;
+        if matches!(created, Err(ref e) if !matches!(e, EngineError::NoAnswer { .. })) {
+            // Not claimed: the id is someone else's, or nobody's.
+            run.ledger.entries().id = None;
+        }
+        match created {
             Ok(_) => break claim,
             Err(EngineError::NameTaken(_))
                 if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
@@ -427,19 +618,34 @@ async fn claim(
             .map(|t| super::lease::expiry(t.with_timezone(&Utc)))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let lease = naming::lease_name(&claim.id, until);
-        engine
-            .create_marker(&lease, &claim.marker_labels(naming::LEASE_ROLE))
+        let labels = claim.marker_labels(naming::LEASE_ROLE);
+        run.ledger
+            .create(
+                Resource::Container(lease.clone()),
+                engine.create_marker(&lease, &labels),
+            )
             .await?;
     }
     let network = NetworkSpec {
         name: naming::network_name(&environment.name, &claim.id),
         labels: claim.labels.clone(),
     };
-    let network_id = engine.create_network(&network).await?;
+    let resource = Resource::Network(network.name.clone());
+    let network_id = run
+        .ledger
+        .create(resource, engine.create_network(&network))
+        .await?;
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
         let spec = container_spec(environment, service, &claim, &network_id, images);
-        async move { (service.name.clone(), engine.create_container(&spec).await) }
+        let resource = Resource::Container(spec.name.clone());
+        async move {
+            let created = run
+                .ledger
+                .create(resource, engine.create_container(&spec))
+                .await;
+            (service.name.clone(), created)
+        }
     });
     let mut containers = BTreeMap::new();
     for (service, created) in join_all(creating).await {
@@ -620,31 +826,6 @@ async fn describe(
         environment: environment.name.clone(),
         services,
     })
-}
-
-/// Removes what run `run` created, found by its label so that containers whose creation was
-/// cut short by an interrupt are found too. A signal during a graceful rollback kills instead.
-async fn rollback(engine: &dyn Engine, run: &str, error: &StartError, signals: &Signals) {
-    let graceful = matches!(error, StartError::Interrupted);
-    let filter = format!("{}={run}", label::RUN);
-    let removal = teardown::remove_by_filter(engine, &filter, graceful.then_some(ROLLBACK_GRACE));
-    let outcome = if graceful {
-        let seen = signals.count();
-        tokio::select! {
-            outcome = removal => outcome,
-            () = signals.received(seen + 1) => {
-                teardown::remove_by_filter(engine, &filter, None).await
-            }
-        }
-    } else {
-        removal.await
-    };
-    if let Err(error) = outcome {
-        crate::output::warning(&format!(
-            "could not remove everything the failed start created: {error}\nhint: `envctl ls` \
-             shows it; `envctl down ID` removes it"
-        ));
-    }
 }
 
 /// A nonce for one `up` invocation.

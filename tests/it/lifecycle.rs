@@ -832,3 +832,42 @@ fn an_id_is_accepted_as_a_unique_prefix_or_suffix_and_ambiguity_lists_candidates
     assert_eq!(env.state_of(&beta), None);
     assert_eq!(env.state_of(&alpha).as_deref(), Some("ready"));
 }
+
+#[test]
+fn a_timeout_while_images_are_pulled_or_built_names_those_services() {
+    // A registry that takes connections and never answers: the pull hangs.
+    let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = registry.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in registry.incoming() {
+            held.push(connection);
+        }
+    });
+    let env = TestEnv::new("fetching", "");
+    let context = env.context();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {IMAGE}\nRUN [\"/standin\", \"exit\", \"0\", \"--delay\", \"60s\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        env.file(),
+        format!(
+            "name: {name}\nservices:\n  built:\n    image: envctl-test/{name}\n    build: context\n  \
+             pulled:\n    image: 127.0.0.1:{port}/{name}:1\n",
+            name = env.name
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    env.envctl()
+        .args(["up", &env.name, "--timeout", "3s"])
+        .run()
+        .code(2)
+        .stderr_has("error: the environment was not ready within 3s: still waiting for ")
+        .stderr_has("`built` (building)")
+        .stderr_has("`pulled` (pulling)");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    env.assert_nothing_left();
+}

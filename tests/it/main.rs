@@ -3,10 +3,13 @@
 
 mod cli;
 mod engine;
+mod faults;
 mod fuzz;
 mod harness;
 mod lifecycle;
 mod pipeline;
+mod private_engine;
 mod reaper;
+mod slow_proxy;
 mod spec;
 mod support;

@@ -236,3 +236,99 @@ fn the_reaper_enforces_ttl_whatever_the_activity() {
         env.name, env.name
     ));
 }
+
+/// A process the command left behind: killed when the test ends, whatever happened.
+struct Straggler(std::path::PathBuf);
+
+impl Straggler {
+    /// Whether the process in the pid file still runs (a zombie, waiting for a parent that
+    /// never reaps it, does not).
+    fn runs(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            state != Some(Some('Z'))
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.0).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Straggler {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Runs `shell` under `envctl run` until it prints `started`, returning envctl.
+fn run_until_started(env: &TestEnv, shell: &str) -> std::process::Child {
+    let mut child = env
+        .envctl()
+        .args(["run", &env.name, "--", "sh", "-c", shell])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("started") {
+        assert!(Instant::now() < deadline, "the command never started");
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "the command ended before it started: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    child
+}
+
+#[test]
+fn run_leaves_processes_of_its_command_behind_after_it_exits() {
+    let env = TestEnv::new("rungone", &web());
+    let straggler = Straggler(env.dir.path().join("straggler.pid"));
+    let shell = format!(
+        "sleep 300 & echo $! > {}; echo started",
+        straggler.0.display()
+    );
+    let status = run_until_started(&env, &shell).wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(straggler.pid().is_some());
+    assert!(
+        !straggler.runs(),
+        "the command's background job outlived it"
+    );
+    env.assert_nothing_left();
+}
+
+#[test]
+fn run_leaves_processes_that_ignore_sigint_behind_after_an_interrupt() {
+    let env = TestEnv::new("runint", &web());
+    let straggler = Straggler(env.dir.path().join("straggler.pid"));
+    // A non-interactive shell's background jobs ignore SIGINT.
+    let shell = format!(
+        "sleep 300 & echo $! > {}; echo started; wait",
+        straggler.0.display()
+    );
+    let child = run_until_started(&env, &shell);
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(straggler.pid().is_some());
+    assert!(
+        !straggler.runs(),
+        "the job that ignored SIGINT outlived the command"
+    );
+    env.assert_nothing_left();
+}

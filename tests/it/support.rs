@@ -115,6 +115,33 @@ impl Running {
         let output = self.child.wait_with_output().expect("envctl ends");
         Run { output }
     }
+
+    /// Waits at most `limit` for envctl to end; kills it and fails the test if it does not.
+    #[track_caller]
+    pub fn wait_within(mut self, limit: std::time::Duration) -> Run {
+        let deadline = std::time::Instant::now() + limit;
+        while self.child.try_wait().expect("envctl status").is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let run = self.wait();
+                panic!(
+                    "envctl still ran after {limit:?}\n--- stderr\n{}",
+                    run.stderr()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.wait()
+    }
+
+    /// Sends `signal` (`INT`, `TERM`) to envctl.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
 }
 
 pub struct Run {

@@ -1,0 +1,268 @@
+//! A Docker engine of a test's own: a private `dockerd` with its own data root, exec root and
+//! socket, for tests that must do to an engine what nobody may do to the shared one (freeze it,
+//! break it, restart it). A guard thaws, empties and stops it, and deletes its files, even when
+//! the test fails.
+//!
+//! Without `dockerd` on the machine a test using it is skipped with a loud message, except in
+//! CI (`CI` set), where that is a failure: a fault test that never runs proves nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use envctl::engine::Engine;
+use envctl::engine::docker::Docker;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::harness::{TestEnv, block_on, standin};
+use crate::support::{Envctl, root};
+
+/// How long a private engine may take to answer its first ping.
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long it may take to stop on SIGTERM before it is killed.
+const SHUTDOWN: Duration = Duration::from_secs(15);
+
+pub struct PrivateEngine {
+    /// `unix:///tmp/envctl-pe-.../docker.sock`, for `DOCKER_HOST`.
+    pub host: String,
+    dir: PathBuf,
+    /// The Linux bridge made for it, removed after it.
+    _bridge: Bridge,
+    daemon: Child,
+}
+
+impl PrivateEngine {
+    /// Starts a private engine for `test`; `None` (after a loud message) when this machine has
+    /// no `dockerd` and this is not CI.
+    pub fn start(test: &str) -> Option<PrivateEngine> {
+        if !has_dockerd() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "`dockerd` is not installed, and CI must run the private-engine test `{test}`"
+            );
+            eprintln!(
+                "\n!!! SKIPPED `{test}`: it needs `dockerd` on PATH to start a private engine !!!\n"
+            );
+            return None;
+        }
+        // Short: the engine's containerd puts its socket under the exec root, and unix socket
+        // paths are limited to 108 bytes.
+        let dir = PathBuf::from(format!("/tmp/envctl-pe-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("private engine dir");
+        // No settings from /etc/docker/daemon.json: they may clash with these flags.
+        std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
+        let (bridge, pool) = Bridge::create(test);
+        let socket = dir.join("docker.sock");
+        let host = format!("unix://{}", socket.display());
+        let daemon = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .args(["-H", &host])
+            // A bridge of its own, no iptables rules and no sysctls: nothing that touches the
+            // shared engine's networking. Never `--bridge=none`: that makes dockerd delete the
+            // host's `docker0`, the shared engine's default bridge.
+            .args(["--bridge", &bridge.name])
+            .args(["--iptables=false", "--ip-forward=false"])
+            // vfs works on any file system the data root is on, overlay or not.
+            .args(["--storage-driver", "vfs"])
+            .args(["--default-address-pool", &pool])
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start dockerd");
+        let engine = PrivateEngine {
+            host,
+            dir,
+            _bridge: bridge,
+            daemon,
+        };
+        engine.wait_until_it_answers();
+        Some(engine)
+    }
+
+    fn wait_until_it_answers(&self) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if block_on(Docker::connect_to(&self.host)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private dockerd did not answer within {STARTUP:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.daemon.id() as i32)
+    }
+
+    /// Stops the daemon in its tracks (SIGSTOP): connections are still accepted by the kernel,
+    /// but no request is answered, the way a hung engine behaves.
+    pub fn freeze(&self) {
+        kill(self.pid(), Signal::SIGSTOP).expect("SIGSTOP dockerd");
+    }
+
+    pub fn thaw(&self) {
+        let _ = kill(self.pid(), Signal::SIGCONT);
+    }
+
+    /// `envctl` for `env`, talking to this engine.
+    pub fn envctl(&self, env: &TestEnv) -> Envctl {
+        env.envctl().env("DOCKER_HOST", &self.host)
+    }
+
+    /// Builds the demo image (`envctl-demo/oracle-xe`) on this engine: `env` must give its
+    /// services `build: context`.
+    pub fn build_images(&self, env: &TestEnv) {
+        let context = env.context();
+        std::fs::copy(
+            root().join("demo/image/Dockerfile"),
+            context.join("Dockerfile"),
+        )
+        .expect("copy the demo Dockerfile");
+        standin();
+        self.envctl(env).args(["build", &env.name]).run().success();
+    }
+
+    /// The engine, to look at what envctl did on it.
+    pub fn engine(&self) -> Docker {
+        block_on(Docker::connect_to(&self.host)).expect("the private engine answers")
+    }
+
+    /// Removes every container and network on this engine.
+    fn empty(&self) {
+        block_on(async {
+            let Ok(engine) = Docker::connect_to(&self.host).await else {
+                return;
+            };
+            if let Ok(containers) = engine.list_containers(&[]).await {
+                for container in containers {
+                    let _ = engine.remove_container(&container.id).await;
+                }
+            }
+            if let Ok(networks) = engine.list_networks(&[]).await {
+                for network in networks {
+                    if !matches!(network.name.as_str(), "none" | "host" | "bridge") {
+                        let _ = engine.remove_network(&network.id).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        self.thaw();
+        // Networks would leave their bridges on the host after the daemon is gone.
+        self.empty();
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let deadline = Instant::now() + SHUTDOWN;
+        while Instant::now() < deadline {
+            if matches!(self.daemon.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !matches!(self.daemon.try_wait(), Ok(Some(_))) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+            // A killed dockerd leaves its containerd behind.
+            kill_pid_in(&self.dir.join("exec/containerd/containerd.pid"));
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!(
+                "warning: could not remove the private engine's {}: {error}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+/// A Linux bridge for one private engine's default network.
+struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    /// The bridge, with an address outside every engine's pool, and the engine's own pool.
+    fn create(test: &str) -> (Bridge, String) {
+        let octet = 100 + hash(test) % 150;
+        // Interface names have at most 15 bytes.
+        let bridge = Bridge {
+            name: format!("envpe{}", hash(test) % 100_000),
+        };
+        let _ = ip(&["link", "del", &bridge.name]);
+        let address = format!("10.99.{octet}.1/24");
+        for args in [
+            ["link", "add", &bridge.name, "type", "bridge"].as_slice(),
+            &["addr", "add", &address, "dev", &bridge.name],
+            &["link", "set", &bridge.name, "up"],
+        ] {
+            assert!(
+                ip(args),
+                "`ip {}` failed: a private engine needs `ip` (iproute2) to get a bridge of its own",
+                args.join(" ")
+            );
+        }
+        (bridge, format!("base=10.{octet}.0.0/16,size=24"))
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.name]);
+    }
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn has_dockerd() -> bool {
+    Command::new("dockerd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// A number of this test run and test, so that private engines never pick the same names or
+/// subnets (nor the shared engine's 172.16.0.0/12).
+fn hash(test: &str) -> u32 {
+    test.bytes()
+        .chain(std::process::id().to_le_bytes())
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
+fn kill_pid_in(pidfile: &Path) {
+    if let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
