@@ -1,8 +1,15 @@
+use std::time::Duration;
+
 use crate::cli::RunArgs;
 use crate::lifecycle::{self, Selection};
 use crate::pipeline::{self, Outcome};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
+
+/// How long `run` waits for the removal of its environment, dependents first with a grace each.
+const REMOVAL: Duration = Duration::from_secs(120);
+/// The same after an interrupt, when everything is killed at once.
+const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
@@ -31,13 +38,32 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
         }
     };
     // The environment goes whatever happened to the command; after an interrupt at once, as
-    // a CI system that sent it will not wait long.
-    let removed = if signals.count() > 0 {
-        lifecycle::remove_now(engine.as_ref(), &instance).await
+    // a CI system that sent it will not wait long. A hung engine must not hang the job: the
+    // removal is bounded, and another signal ends the wait.
+    let interrupted = signals.count();
+    let removal = async {
+        if interrupted > 0 {
+            lifecycle::remove_now(engine.as_ref(), &instance).await
+        } else {
+            lifecycle::down(engine.as_ref(), Selection::Ids(std::slice::from_ref(&id)))
+                .await
+                .map(drop)
+        }
+    };
+    let bound = if interrupted > 0 {
+        REMOVAL_AFTER_INTERRUPT
     } else {
-        lifecycle::down(engine.as_ref(), Selection::Ids(std::slice::from_ref(&id)))
-            .await
-            .map(drop)
+        REMOVAL
+    };
+    let removed = tokio::select! {
+        removed = tokio::time::timeout(bound, removal) => match removed {
+            Ok(removed) => removed.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the Docker engine did not finish within {}",
+                humantime::format_duration(bound)
+            )),
+        },
+        () = signals.received(interrupted + 1) => Err("interrupted while removing it".into()),
     };
     match removed {
         Ok(()) => output::message(&format!("removed {id}")),

@@ -210,3 +210,39 @@ fn an_interrupt_during_the_ready_marker_create_leaves_no_orphan_marker() {
     std::thread::sleep(Duration::from_secs(3));
     env.assert_nothing_left();
 }
+
+#[test]
+fn run_whose_engine_freezes_during_its_clean_up_ends_on_the_next_signal() {
+    let Some(engine) = PrivateEngine::start("frozen-run") else {
+        return;
+    };
+    let env = TestEnv::new(
+        "frozen-run",
+        "  quick:\n    image: envctl-demo/oracle-xe\n    build: context\n    \
+         command: [serve, --name, quick]\n",
+    );
+    engine.build_images(&env);
+    // The command itself freezes the engine, so the clean-up after it meets a hung engine.
+    let script = format!("kill -STOP {}", engine.daemon_pid());
+    let run = engine
+        .envctl(&env)
+        .args([
+            "run", &env.name, "--name", &env.name, "--", "sh", "-c", &script,
+        ])
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !engine.frozen() {
+        assert!(Instant::now() < deadline, "the command never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    run.signal("INT");
+    let run = run.wait_within(Duration::from_secs(10));
+    engine.thaw();
+    run.code(2)
+        .stderr_has(&format!(
+            "could not remove {}: interrupted while removing it",
+            env.name
+        ))
+        .stderr_has(&format!("`envctl down {}`", env.name));
+}

@@ -119,6 +119,22 @@ impl PrivateEngine {
         kill(self.pid(), Signal::SIGSTOP).expect("SIGSTOP dockerd");
     }
 
+    /// Whether the daemon is stopped by a signal (by [`PrivateEngine::freeze`] or anyone).
+    pub fn frozen(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.daemon.id()));
+        stat.ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// The daemon's process id, for a command that freezes it itself.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.id()
+    }
+
     pub fn thaw(&self) {
         let _ = kill(self.pid(), Signal::SIGCONT);
     }
