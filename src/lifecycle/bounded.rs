@@ -340,6 +340,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_last_lines_of_a_log_on_a_hung_engine_give_up_after_five_seconds() {
+        let start = Instant::now();
+        let lines = crate::lifecycle::last_lines(&Frozen, "app_x", 20).await;
+        assert!(lines.is_empty());
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_call_to_a_hung_engine_ends_at_the_deadline() {
         let (signals, _sender) = Signals::manual();
         let engine = Bounded {

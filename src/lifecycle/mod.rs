@@ -151,12 +151,18 @@ pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<Str
         timestamps: false,
         since: None,
     };
-    engine
+    let reading = engine
         .logs(container, options)
         .filter_map(|line| async move { line.ok().map(|l| l.text) })
-        .collect()
+        .collect();
+    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
+    tokio::time::timeout(LOG_READ_BOUND, reading)
         .await
+        .unwrap_or_default()
 }
+
+/// How long reading the last lines of a log for an error message may take.
+const LOG_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// This machine's host name, as `started-by` labels record it.
 pub(crate) fn hostname() -> String {
