@@ -117,23 +117,23 @@ async fn remove_with(
     Ok(())
 }
 
-/// Removes the environment's networks that nothing is attached to any more (its own containers
-/// are gone by now). Returns the others, by name, with the containers holding them: those are
-/// not envctl's to touch.
+/// Removes the environment's networks (its own containers are gone by now). A network the
+/// engine refuses to remove is inspected: the containers still attached to it are not envctl's
+/// to touch, so it is returned by name with theirs. Only a refusal costs the extra inspection.
 async fn remove_unused_networks(
     engine: &dyn Engine,
     instance: &Instance,
 ) -> Result<Vec<(String, Vec<String>)>, EngineError> {
     let removing = instance.networks.iter().map(|network| async move {
-        let users = match engine.network_containers(&network.id).await {
-            Ok(attached) => attached,
-            Err(EngineError::NotFound { .. }) => return Ok(None),
-            Err(error) => return Err(error),
+        let refused = match engine.remove_network(&network.id).await {
+            Ok(()) => return Ok(None),
+            Err(error) => error,
         };
-        if users.is_empty() {
-            engine.remove_network(&network.id).await?;
-            return Ok(None);
-        }
+        let users = match engine.network_containers(&network.id).await {
+            Ok(attached) if !attached.is_empty() => attached,
+            Err(EngineError::NotFound { .. }) => return Ok(None),
+            _ => return Err(refused),
+        };
         let mut names: Vec<String> = users
             .into_iter()
             .map(|u| u.name.trim_start_matches('/').to_string())

@@ -49,17 +49,28 @@ fn spawn_up(engine: &PrivateEngine, env: &TestEnv, timeout: &str) -> Running {
         .spawn()
 }
 
-#[test]
-fn a_frozen_engine_ends_up_within_its_timeout_saying_the_engine_stopped_answering() {
-    let Some(engine) = PrivateEngine::start("frozen-timeout") else {
-        return;
-    };
-    let env = TestEnv::new("frozen-timeout", &slow_service());
+/// An `up --timeout TIMEOUT` of a slow service on a private engine, frozen in the middle of
+/// its readiness probing; with the instant `up` was spawned. `None` where no private engine can
+/// be started (outside CI only).
+fn frozen_mid_start(
+    test: &str,
+    timeout: &str,
+) -> Option<(PrivateEngine, TestEnv, Running, Instant)> {
+    let engine = PrivateEngine::start(test)?;
+    let env = TestEnv::new(test, &slow_service());
     engine.build_images(&env);
     let started = Instant::now();
-    let up = spawn_up(&engine, &env, "5s");
+    let up = spawn_up(&engine, &env, timeout);
     wait_until_starting(&engine.engine(), &env);
     engine.freeze();
+    Some((engine, env, up, started))
+}
+
+#[test]
+fn a_frozen_engine_ends_up_within_its_timeout_saying_the_engine_stopped_answering() {
+    let Some((engine, env, up, started)) = frozen_mid_start("frozen-timeout", "5s") else {
+        return;
+    };
     // 5 s of timeout, then a few short-bounded attempts to look and to clean up.
     let run = up.wait_within(Duration::from_secs(25));
     let elapsed = started.elapsed();
@@ -80,14 +91,9 @@ fn a_frozen_engine_ends_up_within_its_timeout_saying_the_engine_stopped_answerin
 
 #[test]
 fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
-    let Some(engine) = PrivateEngine::start("frozen-sigint") else {
+    let Some((engine, env, up, _)) = frozen_mid_start("frozen-sigint", "10m") else {
         return;
     };
-    let env = TestEnv::new("frozen-sigint", &slow_service());
-    engine.build_images(&env);
-    let up = spawn_up(&engine, &env, "10m");
-    wait_until_starting(&engine.engine(), &env);
-    engine.freeze();
     up.signal("INT");
     std::thread::sleep(Duration::from_secs(1));
     up.signal("INT");
@@ -108,14 +114,9 @@ fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
 
 #[test]
 fn a_first_interrupt_with_a_frozen_engine_ends_within_seconds() {
-    let Some(engine) = PrivateEngine::start("frozen-once") else {
+    let Some((engine, env, up, _)) = frozen_mid_start("frozen-once", "10m") else {
         return;
     };
-    let env = TestEnv::new("frozen-once", &slow_service());
-    engine.build_images(&env);
-    let up = spawn_up(&engine, &env, "10m");
-    wait_until_starting(&engine.engine(), &env);
-    engine.freeze();
     up.signal("INT");
     // One 5 s bound for the rollback's first call, which finds the engine gone.
     let run = up.wait_within(Duration::from_secs(15));

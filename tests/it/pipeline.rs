@@ -64,24 +64,7 @@ fn sigterm_reaches_the_command_and_its_children_and_still_removes_everything() {
     )
     .unwrap();
     let shell = format!("bash {}; echo the shell went on", script.display());
-    let mut child = env
-        .envctl()
-        .args(["run", &env.name, "--", "sh", "-c", &shell])
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait for the command to run: it prints `started`.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !seen.contains("started") {
-        assert!(Instant::now() < deadline, "the command never started");
-        let mut buf = [0u8; 64];
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut child = run_until_started(&env, &shell);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
