@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, FuturesUnordered};
 use serde::Serialize;
 
-use crate::engine::{ContainerState, Engine, EngineError};
+use crate::backend::{Backend, BackendError, ServiceState};
 use crate::lifecycle::{self, Instance, State};
 use crate::state::{Counters, Record, Sample, StateError, Store};
 
@@ -85,7 +85,7 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum ReapError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -103,8 +103,9 @@ pub struct Observation {
     pub expires_at: Option<DateTime<Utc>>,
     /// When the last container stopped, for a stopped environment.
     pub stopped_at: Option<DateTime<Utc>>,
-    /// Byte counters of the running services, or why they could not be read.
-    pub traffic: Result<BTreeMap<String, Counters>, String>,
+    /// Byte counters of the running services, why they could not be read, or that the
+    /// backend has none.
+    pub traffic: Traffic,
     /// Services that publish ports: where inbound traffic arrives.
     pub entries: BTreeSet<String>,
     /// A service exited non-zero, died, keeps restarting or is unhealthy.
@@ -113,6 +114,18 @@ pub struct Observation {
     pub starter_alive: Option<bool>,
     /// When the lease of a running `envctl run` expires, on whatever host it runs.
     pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// What the traffic counters of an environment's running services tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Traffic {
+    /// Bytes of each running service.
+    Counters(BTreeMap<String, Counters>),
+    /// They could not be read now: counts as activity, the safe direction.
+    Unreadable(String),
+    /// The backend has no counters: neither activity nor idleness. The pass warns that it
+    /// judges idleness from envctl commands, leases and `--ttl` only.
+    NotOffered,
 }
 
 /// The outcome of [`decide`]: the record to remember, and the action to take.
@@ -265,10 +278,14 @@ fn sample_traffic(
     now: DateTime<Utc>,
 ) -> Option<String> {
     let counters = match &observation.traffic {
-        Ok(counters) => counters,
-        Err(why) => {
+        Traffic::Counters(counters) => counters,
+        Traffic::Unreadable(why) => {
             record.sample = None;
             return Some(format!("traffic unreadable ({why})"));
+        }
+        Traffic::NotOffered => {
+            record.sample = None;
+            return None;
         }
     };
     if counters.is_empty() {
@@ -318,7 +335,7 @@ fn human(duration: Duration) -> String {
 /// One reaper pass at `now`. Holds the pass lock throughout, so concurrent passes (a cron job
 /// and a daemon) run one after the other and the second sees what the first did.
 pub async fn pass(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     store: &Store,
     options: &Options,
     now: DateTime<Utc>,
@@ -332,7 +349,14 @@ pub async fn pass(
         true => None,
         false => lock_pass(store, &mut report.warnings).await,
     };
-    let everything = lifecycle::inventory::list(engine).await?;
+    if !backend.info().capabilities.traffic {
+        report.warnings.push(format!(
+            "{} has no traffic counters: idleness is judged from envctl commands, leases and \
+             --ttl only",
+            backend.info().endpoint
+        ));
+    }
+    let everything = lifecycle::inventory::list(backend).await?;
     let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
     let instances: Vec<Instance> = everything
         .into_iter()
@@ -340,17 +364,17 @@ pub async fn pass(
             options
                 .environment
                 .as_ref()
-                .is_none_or(|e| &i.environment == e)
+                .is_none_or(|e| i.environment() == e)
         })
         .collect();
     let observations: Vec<Observation> = stream::iter(&instances)
-        .map(|instance| observe(engine, instance, now))
+        .map(|instance| observe(backend, instance, now))
         .buffered(CONCURRENCY)
         .collect()
         .await;
     let (state, warning) = store.read();
     report.warnings.extend(warning);
-    let endpoint = engine.endpoint();
+    let endpoint = backend.info().endpoint.as_str();
     let verdicts: Vec<Verdict> = observations
         .iter()
         .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
@@ -413,10 +437,10 @@ pub async fn pass(
         }
     };
     // A pin made since the pass began wins too; if the engine cannot tell, act on nothing.
-    let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
+    let pinned: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
         Ok(now) => now
             .into_iter()
-            .filter(|i| i.pin.is_some())
+            .filter(|i| i.pinned())
             .map(|i| i.id)
             .collect(),
         Err(_) => existing,
@@ -426,10 +450,10 @@ pub async fn pass(
         .filter(|(instance, _)| !touched.contains(&instance.id) && !pinned.contains(&instance.id))
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
-                Kind::Stop => lifecycle::stop(engine, instance)
+                Kind::Stop => lifecycle::stop(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
-                Kind::Remove => lifecycle::remove(engine, instance).await,
+                Kind::Remove => lifecycle::remove(backend, instance).await,
             };
             action(instance, kind, reason, result.err().map(|e| e.to_string()))
         })
@@ -473,7 +497,7 @@ fn touched_since(store: &Store, endpoint: &str, now: DateTime<Utc>) -> BTreeSet<
 /// The daemon: a pass every `every` until the first signal, which lets the pass in flight
 /// finish. (A second signal ends the process at once; the caller arranges that.)
 pub async fn daemon(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     store: &Store,
     options: &Options,
     every: Duration,
@@ -481,7 +505,7 @@ pub async fn daemon(
     report: impl Fn(&Result<Report, ReapError>),
 ) {
     while signals.count() == 0 {
-        report(&pass(engine, store, options, Utc::now()).await);
+        report(&pass(backend, store, options, Utc::now()).await);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = signals.received(1) => {}
@@ -499,9 +523,9 @@ fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>
     Action {
         action: kind,
         id: instance.id.clone(),
-        environment: instance.environment.clone(),
+        environment: instance.environment().to_string(),
         subject: match refs.is_empty() {
-            true => instance.environment.clone(),
+            true => instance.environment().to_string(),
             false => refs.join(" "),
         },
         reason,
@@ -509,45 +533,43 @@ fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>
     }
 }
 
-/// Reads what the engine knows of one environment: states, stop times, traffic counters.
-async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -> Observation {
+/// Reads what the backend knows of one environment: states, stop times, traffic counters.
+async fn observe(backend: &dyn Backend, instance: &Instance, now: DateTime<Utc>) -> Observation {
     let state = instance.state(now);
     let running: Vec<_> = instance
-        .containers
+        .services
         .iter()
-        .filter(|c| c.state == ContainerState::Running)
+        .filter(|s| s.status.state == ServiceState::Running)
         .collect();
     let traffic = async {
-        let reading = running.iter().map(|container| async move {
-            let traffic = engine.traffic(&container.id).await?;
+        if !backend.info().capabilities.traffic {
+            return Traffic::NotOffered;
+        }
+        let reading = running.iter().map(|service| async move {
+            let traffic = backend.traffic(&service.handle).await?;
             let counters = Counters {
                 rx: traffic.received,
                 tx: traffic.sent,
             };
-            Ok::<_, EngineError>((container.service().to_string(), counters))
+            Ok::<_, BackendError>((service.service().to_string(), counters))
         });
         match futures_util::future::try_join_all(reading).await {
-            Ok(counters) => Ok(counters.into_iter().collect()),
-            Err(error) => Err(error.to_string()),
+            Ok(counters) => Traffic::Counters(counters.into_iter().collect()),
+            Err(error) => Traffic::Unreadable(error.to_string()),
         }
     };
     let stopped_at = async {
         if state != State::Stopped {
             return None;
         }
-        let details = lifecycle::inspect_all(engine, instance).await.ok()?;
-        details
-            .iter()
-            .filter_map(|d| d.finished_at.as_deref())
-            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .max()
+        let statuses = lifecycle::statuses(backend, instance).await.ok()?;
+        statuses.iter().filter_map(|s| s.finished_at).max()
     };
     let (traffic, stopped_at) = tokio::join!(traffic, stopped_at);
     Observation {
         id: instance.id.clone(),
         created_at: instance.created_at(),
-        pinned: instance.pin.is_some(),
+        pinned: instance.pinned(),
         state,
         unfinished: instance.unfinished(now),
         crashed: instance.crashed(),
@@ -557,10 +579,10 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         stopped_at,
         traffic,
         entries: instance
-            .containers
+            .services
             .iter()
-            .filter(|c| c.metadata().is_some_and(|m| !m.ports.is_empty()))
-            .map(|c| c.service().to_string())
+            .filter(|s| !s.metadata.ports.is_empty())
+            .map(|s| s.service().to_string())
             .collect(),
     }
 }
@@ -604,7 +626,7 @@ mod tests {
             starter_alive: None,
             lease_until: None,
             stopped_at: None,
-            traffic: Ok(traffic),
+            traffic: Traffic::Counters(traffic),
             entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
         }
     }
@@ -702,7 +724,7 @@ mod tests {
     fn unreadable_or_reset_counters_count_as_activity() {
         let before = running(counters(&[("proxy", 5000, 5000)]));
         let mut unreadable = before.clone();
-        unreadable.traffic = Err("stats failed".into());
+        unreadable.traffic = Traffic::Unreadable("stats failed".into());
         let verdict = passes(&[(at(1, 0), before.clone()), (at(3, 30), unreadable)]);
         assert_eq!(verdict.action, None);
         let restarted = running(counters(&[("proxy", 10, 10)]));
@@ -839,7 +861,7 @@ mod tests {
         crashed.state = State::Degraded;
         crashed.crashed = true;
         let busy = |mut o: Observation, rx: u64| {
-            o.traffic = Ok(counters(&[("proxy", rx, 1)]));
+            o.traffic = Traffic::Counters(counters(&[("proxy", rx, 1)]));
             o
         };
         let verdict = passes(&[

@@ -195,6 +195,18 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The word `status` shows; `None` without a health check.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Starting => Some("starting"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// Transport of a published port.
 pub use crate::spec::Protocol;
 
@@ -313,6 +325,9 @@ pub enum Selector {
 pub struct Capabilities {
     /// Run a command in a running service (`exec:` and `healthcheck:` probes).
     pub exec: bool,
+    /// Services' own addresses are reachable from here (`ServiceStatus::direct`); probes then
+    /// never go through a published port, which answers before the service listens.
+    pub direct: bool,
     /// Per-service byte counters, for the reaper's idleness.
     pub traffic: bool,
     /// `stop` keeps the service's filesystem and logs, `start` resumes it.
@@ -441,6 +456,10 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub trait Backend: Send + Sync {
     /// Kind, endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
+    /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
+    fn endpoint(&self) -> &str {
+        &self.info().endpoint
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 

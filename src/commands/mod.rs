@@ -19,6 +19,8 @@ mod up;
 
 use std::sync::Arc;
 
+use crate::backend::Backend;
+use crate::backend::docker::DockerBackend;
 use crate::cli::{Cli, Command, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::docker::Docker;
@@ -59,6 +61,7 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 }
 
 /// Connects to the Docker engine `DOCKER_HOST` names.
-async fn engine() -> Result<Arc<dyn Engine>, Error> {
-    Ok(Arc::new(Docker::connect().await?))
+async fn backend() -> Result<Arc<dyn Backend>, Error> {
+    let engine: Arc<dyn Engine> = Arc::new(Docker::connect().await?);
+    Ok(Arc::new(DockerBackend::new(engine)))
 }

@@ -10,7 +10,9 @@ use tokio::time::{Instant, sleep, timeout};
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{ContainerDetails, ContainerState, Engine, EngineError, LogOptions};
+use crate::backend::{
+    Backend, BackendError, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
+};
 use crate::spec::{Probe, Ready};
 
 /// Probes run every 100 ms while a service is expected to come up soon; only a service slower
@@ -36,16 +38,16 @@ pub enum NotReady {
     #[error("{0}")]
     Misconfigured(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(#[from] BackendError),
 }
 
-/// What a probe needs to know about the started container.
+/// What a probe needs to know about the started service.
 pub struct Subject<'a> {
-    pub engine: &'a dyn Engine,
-    pub container: &'a str,
+    pub backend: &'a dyn Backend,
+    pub service: &'a ServiceRef,
     pub ready: &'a Ready,
-    /// The image's HEALTHCHECK test, for `healthcheck: true`.
-    pub healthcheck: Option<&'a [String]>,
+    /// The image's HEALTHCHECK, for `healthcheck: true`.
+    pub healthcheck: Option<&'a Healthcheck>,
     /// When envctl started the container: a `log` probe ignores output of earlier runs.
     pub started_at: DateTime<Utc>,
 }
@@ -53,7 +55,7 @@ pub struct Subject<'a> {
 /// Waits until the container is ready, has failed, or the readiness timeout passed.
 pub async fn wait_ready(subject: &Subject<'_>) -> Result<(), NotReady> {
     let limit = subject.ready.timeout;
-    let exited = subject.engine.wait_container(subject.container);
+    let exited = subject.backend.wait_exit(subject.service);
     if let Some(expected) = subject.ready.exit_code() {
         return match timeout(limit, exited).await {
             Ok(code) if *code.as_ref().unwrap_or(&-1) == expected => Ok(()),
@@ -92,7 +94,7 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
         .iter()
         .any(|p| matches!(p, Probe::Tcp(_) | Probe::Http { .. }))
     {
-        Some(subject.engine.inspect_container(subject.container).await?)
+        Some(subject.backend.status(subject.service).await?)
     } else {
         None
     };
@@ -105,9 +107,9 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
     let probes_passed = poll_probes(subject, &polled, details.as_ref(), deadline);
     tokio::try_join!(log_matched, probes_passed)?;
     if subject.ready.probes.is_empty() {
-        // No condition: ready means running, and a container that already ended is not.
-        let details = subject.engine.inspect_container(subject.container).await?;
-        if details.state != ContainerState::Running {
+        // No condition: ready means running, and a service that already ended is not.
+        let details = subject.backend.status(subject.service).await?;
+        if details.state != ServiceState::Running {
             return Err(NotReady::Exited(details.exit_code.unwrap_or_default()));
         }
     }
@@ -123,17 +125,13 @@ async fn wait_for_log(
         follow: true,
         tail: None,
         timestamps: true,
-        since: Some(subject.started_at.timestamp()),
+        since: Some(subject.started_at),
     };
-    let mut lines = subject.engine.logs(subject.container, options);
+    let mut lines = subject.backend.logs(subject.service, options);
     let search = async {
         while let Some(line) = lines.next().await {
             let line = line?;
-            let earlier = line
-                .timestamp
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t < subject.started_at);
+            let earlier = line.timestamp.is_some_and(|t| t < subject.started_at);
             if !earlier && regex.is_match(&line.text) {
                 return Ok(true);
             }
@@ -161,7 +159,7 @@ async fn wait_for_log(
 async fn poll_probes(
     subject: &Subject<'_>,
     probes: &[&Probe],
-    details: Option<&ContainerDetails>,
+    details: Option<&ServiceStatus>,
     deadline: Instant,
 ) -> Result<(), NotReady> {
     let mut pending: Vec<&Probe> = probes.to_vec();
@@ -207,11 +205,11 @@ enum CheckError {
 async fn check(
     subject: &Subject<'_>,
     probe: &Probe,
-    details: Option<&ContainerDetails>,
+    details: Option<&ServiceStatus>,
 ) -> Result<(), CheckError> {
     match probe {
         Probe::Tcp(port) => {
-            let address = address(subject.engine, details, *port)?;
+            let address = address(subject.backend, details, *port)?;
             match timeout(ATTEMPT_TIMEOUT, TcpStream::connect(&address)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(error)) => Err(CheckError::NotYet(format!("connect {address}: {error}"))),
@@ -219,7 +217,7 @@ async fn check(
             }
         }
         Probe::Http { port, path } => {
-            let address = address(subject.engine, details, *port)?;
+            let address = address(subject.backend, details, *port)?;
             match timeout(ATTEMPT_TIMEOUT, http_status(&address, path)).await {
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
                 Ok(Ok(status)) => Err(CheckError::NotYet(format!("GET {path} answered {status}"))),
@@ -241,7 +239,7 @@ async fn check(
 async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckError> {
     let attempt = timeout(
         ATTEMPT_TIMEOUT * 5,
-        subject.engine.exec(subject.container, command),
+        subject.backend.exec(subject.service, command),
     );
     let Ok(result) = attempt.await else {
         return Err(CheckError::NotYet(format!(
@@ -263,43 +261,39 @@ async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckErro
 }
 
 /// The image's HEALTHCHECK as a command to exec.
-fn healthcheck_command(test: Option<&[String]>) -> Result<Vec<String>, NotReady> {
-    match test {
-        Some([kind, args @ ..]) if kind == "CMD" && !args.is_empty() => Ok(args.to_vec()),
-        Some([kind, script]) if kind == "CMD-SHELL" => {
-            Ok(vec!["/bin/sh".into(), "-c".into(), script.clone()])
-        }
-        _ => Err(NotReady::Misconfigured(
+fn healthcheck_command(test: Option<&Healthcheck>) -> Result<Vec<String>, NotReady> {
+    test.map(Healthcheck::argv).ok_or_else(|| {
+        NotReady::Misconfigured(
             "`ready: healthcheck: true`, but the image has no HEALTHCHECK".into(),
-        )),
-    }
+        )
+    })
 }
 
-/// Where to reach a container port: the container's own address when the engine is local
-/// (a published port answers through Docker's proxy before the service listens), else the
-/// published port on the engine's host.
+/// Where to reach a service's port: its own address when this client reaches it (a published
+/// port answers through Docker's proxy before the service listens), else the published port
+/// at the host at which this client reaches it.
 fn address(
-    engine: &dyn Engine,
-    details: Option<&ContainerDetails>,
+    backend: &dyn Backend,
+    details: Option<&ServiceStatus>,
     port: u16,
 ) -> Result<String, CheckError> {
     let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
-    if engine.reaches_container_ips() {
-        // No address means the container is not running (any more): the exit watcher says why.
-        return match &details.ip {
+    if backend.info().capabilities.direct {
+        // No address means the service is not running (any more): the exit watcher says why.
+        return match &details.direct {
             Some(ip) => Ok(format!("{ip}:{port}")),
             None => Err(CheckError::NotYet("the container has no address".into())),
         };
     }
     details
-        .ports
+        .endpoints
         .iter()
-        .find(|p| p.container_port == port)
-        .map(|p| format!("{}:{}", engine.published_host(), p.host_port))
+        .find(|e| e.container_port.number == port)
+        .map(|e| format!("{}:{}", e.host, e.port))
         .ok_or_else(|| {
             CheckError::Fatal(NotReady::Misconfigured(format!(
                 "port {port} is probed but not published, and the engine at `{}` is remote",
-                engine.endpoint()
+                backend.info().endpoint
             )))
         })
 }
@@ -333,12 +327,12 @@ mod tests {
 
     #[test]
     fn healthchecks_become_exec_commands() {
-        let cmd = ["CMD".to_string(), "/standin".into(), "probe".into()];
+        let cmd = Healthcheck::Exec(vec!["/standin".into(), "probe".into()]);
         assert_eq!(
             healthcheck_command(Some(&cmd)).unwrap(),
             ["/standin", "probe"]
         );
-        let shell = ["CMD-SHELL".to_string(), "curl -f localhost".into()];
+        let shell = Healthcheck::Shell("curl -f localhost".into());
         assert_eq!(
             healthcheck_command(Some(&shell)).unwrap(),
             ["/bin/sh", "-c", "curl -f localhost"]

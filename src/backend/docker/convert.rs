@@ -126,7 +126,11 @@ pub fn healthcheck(test: Option<Vec<String>>) -> Option<Healthcheck> {
 pub fn handle(id: &str, container: &ContainerSummary) -> ServiceRef {
     ServiceRef {
         id: id.to_string(),
-        service: container.service().to_string(),
+        service: container
+            .labels
+            .get(crate::naming::label::SERVICE)
+            .cloned()
+            .unwrap_or_default(),
         native: container.id.clone(),
         name: container.name.clone(),
     }

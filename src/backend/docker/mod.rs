@@ -22,14 +22,17 @@ use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
 
-/// The capabilities of one Docker engine.
-pub const CAPABILITIES: Capabilities = Capabilities {
-    exec: true,
-    traffic: true,
-    stop_keeps_state: true,
-    build: true,
-    local_images: true,
-};
+/// The capabilities of one Docker engine; `direct` when it runs on this machine.
+pub fn capabilities(engine: &dyn Engine) -> Capabilities {
+    Capabilities {
+        exec: true,
+        direct: engine.reaches_container_ips(),
+        traffic: true,
+        stop_keeps_state: true,
+        build: true,
+        local_images: true,
+    }
+}
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
 #[derive(Clone)]
@@ -44,7 +47,7 @@ impl<'a> DockerBackend<'a> {
             kind: Kind::Docker,
             // Unprefixed, as envctl always keyed its state store: earlier history survives.
             endpoint: engine.endpoint().to_string(),
-            capabilities: CAPABILITIES,
+            capabilities: capabilities(engine.as_ref()),
         };
         DockerBackend { engine, info }
     }
