@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use envctl::engine::connect::Origin;
 use envctl::engine::docker::Docker;
 use envctl::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
@@ -809,15 +810,22 @@ async fn missing_objects() {
 async fn unreachable_engines_fail_fast() {
     let started = Instant::now();
     match Docker::connect_to("unix:///nonexistent.sock").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint,
+            origin,
+            reason,
+        }) => {
             assert_eq!(endpoint, "unix:///nonexistent.sock");
+            assert_eq!(origin, Origin::Flag);
             assert!(reason.contains("/nonexistent.sock"), "{reason}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // Nothing listens on port 1.
     match Docker::connect_to("tcp://127.0.0.1:1").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint, reason, ..
+        }) => {
             assert_eq!(endpoint, "tcp://127.0.0.1:1");
             assert!(reason.to_lowercase().contains("refused"), "{reason}");
         }
@@ -848,7 +856,20 @@ async fn unreachable_engines_fail_fast() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    match Docker::connect_to("ssh://somewhere").await {
+    // ssh runs `ssh`; a login that fails (nothing listens, or nobody may log in) says where.
+    let started = Instant::now();
+    match Docker::connect_to("ssh://nobody@127.0.0.1").await {
+        Err(error @ EngineError::Unreachable { .. }) => {
+            let text = error.to_string();
+            let expected = "cannot reach the Docker engine at \
+                            `ssh://nobody@127.0.0.1` (from `--host`): ";
+            assert!(text.starts_with(expected), "{text}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    match Docker::connect_to("npipe:////./pipe/docker_engine").await {
         Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
         other => panic!("expected Unreachable, got {other:?}"),
     }
@@ -922,7 +943,6 @@ async fn tcp_endpoints() {
         .await
         .expect("connect over TCP");
     assert_eq!(remote.endpoint(), endpoint);
-    assert!(!remote.reaches_container_ips());
     assert_eq!(remote.published_host(), "127.0.0.1");
     remote.ping().await.expect("ping");
 
