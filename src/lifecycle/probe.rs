@@ -219,10 +219,9 @@ async fn check(
             let target = address(subject.engine, details, *port).await?;
             let address = target.address();
             let attempt = async {
-                let stream = TcpStream::connect(address).await?;
                 match target {
-                    Target::Direct(_) => Ok(()),
-                    Target::Published(_) => held_open(stream).await,
+                    Target::Direct(_) => TcpStream::connect(address).await.map(drop),
+                    Target::Published(_) => reaches_through_published_port(*address).await,
                 }
             };
             match timeout(ATTEMPT_TIMEOUT, attempt).await {
@@ -355,6 +354,13 @@ async fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other("no address"))
+}
+
+/// Whether a TCP connection to a published port reaches the service, and not only Docker's
+/// port proxy, which accepts whether the service listens or not.
+pub async fn reaches_through_published_port(address: SocketAddr) -> std::io::Result<()> {
+    let stream = TcpStream::connect(address).await?;
+    held_open(stream).await
 }
 
 /// Whether a connection through Docker's port proxy reached the service. The proxy accepts at

@@ -17,6 +17,7 @@ use envctl::engine::docker::Docker;
 use envctl::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
 };
+use envctl::lifecycle::probe;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -959,4 +960,46 @@ async fn tcp_endpoints() {
     assert!(probe.output.contains("probe failed"), "{}", probe.output);
     remote.remove_container(&id).await.expect("remove");
     relay.abort();
+}
+
+/// Regression: a `tcp:` probe through a published port passed as soon as Docker's port proxy
+/// accepted the connection, before the service listened (the proxy accepts, dials the
+/// container, and closes the connection when the service refuses).
+#[tokio::test]
+async fn tcp_probe_passed_on_docker_proxy_accept() {
+    let fixture = Fixture::new("proxy-accept").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let published = |id: String| async move {
+        let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    };
+
+    // Nothing listens on the published port 8080.
+    let mut quiet = fixture.spec("quiet", &network, &["sleep", "--name", "quiet"]);
+    quiet.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&quiet).await;
+    wait_for_line(docker, &id, "quiet: sleeping").await;
+    let address = published(id).await;
+    let accepted = tokio::net::TcpStream::connect(address).await.is_ok();
+    eprintln!("the port proxy accepts although nothing listens: {accepted}");
+    let verdict = probe::reaches_through_published_port(address).await;
+    assert!(
+        verdict.is_err(),
+        "passed with nothing listening behind {address}"
+    );
+
+    // A service that listens passes.
+    let mut web = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    web.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&web).await;
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+    let address = published(id).await;
+    probe::reaches_through_published_port(address)
+        .await
+        .unwrap_or_else(|error| panic!("the listening service at {address}: {error}"));
 }
