@@ -105,7 +105,6 @@ impl Fake {
     pub fn new() -> Fake {
         Fake::with_capabilities(Capabilities {
             exec: true,
-            direct: true,
             traffic: true,
             stop_keeps_state: true,
             build: true,
@@ -287,6 +286,7 @@ impl Fake {
                 container_port: *port,
                 host: "127.0.0.1".into(),
                 port: 30000 + port.number % 1000,
+                bound: "0.0.0.0".into(),
             })
             .collect();
         status

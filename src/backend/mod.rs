@@ -53,13 +53,6 @@ impl Kind {
         }
     }
 
-    fn unreachable_hint(self) -> &'static str {
-        match self {
-            Kind::Docker | Kind::Swarm => "start Docker, or point DOCKER_HOST at a running engine",
-            Kind::Kube => "check the current context with `kubectl cluster-info`",
-        }
-    }
-
     fn no_answer_hint(self) -> &'static str {
         match self {
             Kind::Docker | Kind::Swarm => "`docker info` shows whether it answers at all",
@@ -214,8 +207,11 @@ pub use crate::spec::Protocol;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub container_port: Port,
+    /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
     pub port: u16,
+    /// The address the engine bound the port on, as it reports it (Docker: `0.0.0.0`).
+    pub bound: String,
 }
 
 /// The typed state of one service.
@@ -229,8 +225,8 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
-    /// The service's own address when this client can reach it; probes prefer it, as a
-    /// published port answers before the service listens.
+    /// The service's own address, when it has one; probes use it where it answers from here
+    /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
     /// Why it is pending or failed, in the backend's words.
     pub detail: Option<String>,
@@ -325,9 +321,6 @@ pub enum Selector {
 pub struct Capabilities {
     /// Run a command in a running service (`exec:` and `healthcheck:` probes).
     pub exec: bool,
-    /// Services' own addresses are reachable from here (`ServiceStatus::direct`); probes then
-    /// never go through a published port, which answers before the service listens.
-    pub direct: bool,
     /// Per-service byte counters, for the reaper's idleness.
     pub traffic: bool,
     /// `stop` keeps the service's filesystem and logs, `start` resumes it.
@@ -379,14 +372,16 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
-        "cannot reach the {} engine at `{endpoint}`: {reason}\nhint: {}",
-        backend.engine(),
-        backend.unreachable_hint()
+        "cannot reach the {} engine at `{endpoint}` ({origin}): {reason}\nhint: {hint}",
+        backend.engine()
     )]
     Unreachable {
         backend: Kind,
         endpoint: String,
+        /// Where the endpoint came from: a flag, a variable, a context, the default.
+        origin: String,
         reason: String,
+        hint: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.
     #[error(

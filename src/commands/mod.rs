@@ -17,17 +17,26 @@ mod status;
 mod stop;
 mod up;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
 use crate::backend::docker::DockerBackend;
-use crate::cli::{Cli, Command, TargetArgs};
+use crate::backend::Kind;
+use crate::cli::{BackendArg, Cli, Command, TargetArgs};
 use crate::engine::Engine;
+use crate::engine::connect::Flags;
 use crate::engine::docker::Docker;
 use crate::spec::{Catalog, Environment, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
+    let _ = ENGINE_FLAGS.set(Flags {
+        host: cli.host,
+        context: cli.context,
+    });
+    let _ = BACKEND.set(match cli.backend {
+        BackendArg::Docker => Kind::Docker,
+    });
     match cli.command {
         Command::Plan(args) => plan::exec(args),
         Command::Graph(args) => graph::exec(args),
@@ -60,8 +69,23 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
     Ok((catalog.select(&target)?, target))
 }
 
-/// Connects to the Docker engine `DOCKER_HOST` names.
+/// `--host` and `--context`, set once per command line.
+static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
+
+/// `--backend` / `ENVCTL_BACKEND`, set once per command line.
+static BACKEND: OnceLock<Kind> = OnceLock::new();
+
+/// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
+/// DOCKER_HOST or the contexts choose.
 async fn backend() -> Result<Arc<dyn Backend>, Error> {
-    let engine: Arc<dyn Engine> = Arc::new(Docker::connect().await?);
-    Ok(Arc::new(DockerBackend::new(engine)))
+    match BACKEND.get().copied().unwrap_or(Kind::Docker) {
+        Kind::Docker => {
+            let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
+            let engine: Arc<dyn Engine> = Arc::new(Docker::connect_with(&flags).await?);
+            Ok(Arc::new(DockerBackend::new(engine)))
+        }
+        other => Err(Error::Usage(format!(
+            "the `{other}` backend is not built yet\nhint: `--backend docker`"
+        ))),
+    }
 }

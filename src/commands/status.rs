@@ -61,7 +61,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                     let ports: Vec<String> = s
                         .ports
                         .iter()
-                        .map(|p| format!("{}->{}:{}", p.container_port, p.host_ip, p.host_port))
+                        .map(|p| format!("{}->{}:{}", p.container_port, p.host, p.host_port))
                         .collect();
                     vec![
                         s.service.clone(),

@@ -73,7 +73,7 @@ pub fn summary(started: &Started) -> String {
     );
     for service in &started.services {
         for port in &service.ports {
-            let address = format!("{}:{}", port.host_ip, port.host_port);
+            let address = format!("{}:{}", port.host, port.host_port);
             let url = match port.http {
                 true => format!("  http://{address}/"),
                 false => String::new(),

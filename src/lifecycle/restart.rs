@@ -67,6 +67,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
+                unanswered: crate::engine::connect::unanswered(backend.endpoint()),
             })
         }
     }

@@ -78,6 +78,8 @@ pub struct PortJson {
     pub container_port: u16,
     pub host_ip: String,
     pub host_port: u16,
+    /// Where this envctl reaches the port: `host:host_port` answers from here.
+    pub host: String,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
     /// a URL.
     #[serde(skip)]
@@ -88,8 +90,9 @@ impl From<&Endpoint> for PortJson {
     fn from(e: &Endpoint) -> Self {
         PortJson {
             container_port: e.container_port.number,
-            host_ip: e.host.clone(),
+            host_ip: e.bound.clone(),
             host_port: e.port,
+            host: e.host.clone(),
             http: false,
         }
     }
@@ -387,6 +390,7 @@ impl Bounds<'_> {
             timeout: Duration::ZERO,
             pending: Vec::new(),
             logs: None,
+            unanswered: None,
         };
         tokio::select! {
             result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
@@ -426,6 +430,7 @@ async fn timed_out(
         timeout: options.timeout,
         pending,
         logs,
+        unanswered: crate::engine::connect::unanswered(backend.endpoint()),
     }
 }
 

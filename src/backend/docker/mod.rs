@@ -22,17 +22,14 @@ use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
 
-/// The capabilities of one Docker engine; `direct` when it runs on this machine.
-pub fn capabilities(engine: &dyn Engine) -> Capabilities {
-    Capabilities {
-        exec: true,
-        direct: engine.reaches_container_ips(),
-        traffic: true,
-        stop_keeps_state: true,
-        build: true,
-        local_images: true,
-    }
-}
+/// The capabilities of one Docker engine.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    exec: true,
+    traffic: true,
+    stop_keeps_state: true,
+    build: true,
+    local_images: true,
+};
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
 #[derive(Clone)]
@@ -47,7 +44,7 @@ impl<'a> DockerBackend<'a> {
             kind: Kind::Docker,
             // Unprefixed, as envctl always keyed its state store: earlier history survives.
             endpoint: engine.endpoint().to_string(),
-            capabilities: capabilities(engine.as_ref()),
+            capabilities: CAPABILITIES,
         };
         DockerBackend { engine, info }
     }
@@ -61,9 +58,15 @@ impl<'a> DockerBackend<'a> {
 impl From<EngineError> for BackendError {
     fn from(error: EngineError) -> BackendError {
         match error {
-            EngineError::Unreachable { endpoint, reason } => BackendError::Unreachable {
+            EngineError::Unreachable {
+                endpoint,
+                origin,
+                reason,
+            } => BackendError::Unreachable {
                 backend: Kind::Docker,
                 endpoint,
+                hint: origin.hint(),
+                origin: origin.to_string(),
                 reason,
             },
             EngineError::NoAnswer {
