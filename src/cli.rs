@@ -32,7 +32,13 @@ pub struct Cli {
     pub context: Option<String>,
 
     /// What runs environments: `docker`, one Docker engine (the only backend so far)
-    #[arg(long, global = true, env = "ENVCTL_BACKEND", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "ENVCTL_BACKEND",
+        value_enum,
+        default_value_t
+    )]
     pub backend: BackendArg,
 }
 

@@ -60,6 +60,99 @@ pub enum Kind {
     Remove,
 }
 
+/// Why a pass acts on an environment. `Display` is the sentence users read; [`Reason::cause`]
+/// is the machine-readable word `reap -o json` puts beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// `--ttl` expired at this time.
+    TtlExpired(DateTime<Utc>),
+    /// The start never finished, and why it cannot any more.
+    StartNeverFinished(String),
+    /// Only envctl's markers or network are left.
+    NoServiceLeft,
+    /// Stopped for this long, since then.
+    StoppedFor {
+        stopped: Duration,
+        since: DateTime<Utc>,
+    },
+    /// Older than `--max-age`, created then.
+    OlderThanMaxAge {
+        max_age: Duration,
+        created: DateTime<Utc>,
+    },
+    /// A service has been crashed or unhealthy for this long.
+    Crashed(Duration),
+    /// Idle for this long; the last activity and when.
+    Idle {
+        idle: Duration,
+        last: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The kind of a [`Reason`], as `reap -o json` emits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    TtlExpired,
+    StartNeverFinished,
+    NoServiceLeft,
+    StoppedTooLong,
+    OlderThanMaxAge,
+    Crashed,
+    Idle,
+}
+
+impl Reason {
+    pub fn cause(&self) -> Cause {
+        match self {
+            Reason::TtlExpired(_) => Cause::TtlExpired,
+            Reason::StartNeverFinished(_) => Cause::StartNeverFinished,
+            Reason::NoServiceLeft => Cause::NoServiceLeft,
+            Reason::StoppedFor { .. } => Cause::StoppedTooLong,
+            Reason::OlderThanMaxAge { .. } => Cause::OlderThanMaxAge,
+            Reason::Crashed(_) => Cause::Crashed,
+            Reason::Idle { .. } => Cause::Idle,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let day_minute = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        match self {
+            Reason::TtlExpired(at) => write!(f, "its --ttl expired at {}", day_minute(at)),
+            Reason::StartNeverFinished(why) => write!(f, "the start never finished: {why}"),
+            Reason::NoServiceLeft => {
+                f.write_str("no service container is left, only envctl's markers or network")
+            }
+            Reason::StoppedFor { stopped, since } => write!(
+                f,
+                "stopped for {} (since {})",
+                human(*stopped),
+                day_minute(since)
+            ),
+            Reason::OlderThanMaxAge { max_age, created } => write!(
+                f,
+                "older than --max-age {} (created {})",
+                human(*max_age),
+                day_minute(created)
+            ),
+            Reason::Crashed(since) => write!(
+                f,
+                "a service has been crashed or unhealthy for {}",
+                human(*since)
+            ),
+            Reason::Idle { idle, last, at } => write!(
+                f,
+                "idle for {}, last activity: {last} at {}",
+                human(*idle),
+                at.format("%H:%M UTC")
+            ),
+        }
+    }
+}
+
 /// What a pass did, or would do, to one environment, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Action {
@@ -68,7 +161,10 @@ pub struct Action {
     pub environment: String,
     /// `accounting@ea6757a8090d`, or the environment's name.
     pub subject: String,
+    /// The sentence.
     pub reason: String,
+    /// The reason's kind, for machines.
+    pub cause: Cause,
     /// Set when acting failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -132,7 +228,7 @@ pub enum Traffic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub record: Record,
-    pub action: Option<(Kind, String)>,
+    pub action: Option<(Kind, Reason)>,
 }
 
 /// Decides what to do with one environment at `now`. Pure, so the rules are unit-tested with
@@ -154,7 +250,7 @@ fn judge(
     first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
-) -> Option<(Kind, String)> {
+) -> Option<(Kind, Reason)> {
     // An environment without a creation time counts as created now: the safe direction.
     let created = observation.created_at.unwrap_or(now);
     if created >= now {
@@ -187,24 +283,15 @@ fn judge(
         && let Some(expires) = observation.expires_at
         && expires <= now
     {
-        return Some((
-            Kind::Stop,
-            format!(
-                "its --ttl expired at {}",
-                expires.format("%Y-%m-%d %H:%M UTC")
-            ),
-        ));
+        return Some((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
         State::Starting => None,
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
-            Some((Kind::Remove, format!("the start never finished: {why}")))
+            Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
         }
-        State::Debris => Some((
-            Kind::Remove,
-            "no service container is left, only envctl's markers or network".into(),
-        )),
+        State::Debris => Some((Kind::Remove, Reason::NoServiceLeft)),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
@@ -212,14 +299,11 @@ fn judge(
             let last = crate::state::last_activity(Some(record), created).at;
             let for_how_long = elapsed(stopped.max(last), now);
             (for_how_long >= options.remove_after).then(|| {
-                (
-                    Kind::Remove,
-                    format!(
-                        "stopped for {} (since {})",
-                        human(for_how_long),
-                        stopped.max(last).format("%Y-%m-%d %H:%M UTC")
-                    ),
-                )
+                let reason = Reason::StoppedFor {
+                    stopped: for_how_long,
+                    since: stopped.max(last),
+                };
+                (Kind::Remove, reason)
             })
         }
         State::Ready | State::Degraded => {
@@ -233,38 +317,22 @@ fn judge(
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "older than --max-age {} (created {})",
-                        human(max_age),
-                        created.format("%Y-%m-%d %H:%M UTC")
-                    ),
-                ));
+                return Some((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
             }
             if let Some(since) = record.crashed_since
                 && elapsed(since, now) >= options.idle
             {
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "a service has been crashed or unhealthy for {}",
-                        human(elapsed(since, now))
-                    ),
-                ));
+                return Some((Kind::Stop, Reason::Crashed(elapsed(since, now))));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
             (idle >= options.idle).then(|| {
-                (
-                    Kind::Stop,
-                    format!(
-                        "idle for {}, last activity: {} at {}",
-                        human(idle),
-                        last.what,
-                        last.at.format("%H:%M UTC")
-                    ),
-                )
+                let reason = Reason::Idle {
+                    idle,
+                    last: last.what,
+                    at: last.at,
+                };
+                (Kind::Stop, reason)
             })
         }
     }
@@ -379,7 +447,7 @@ pub async fn pass(
         .iter()
         .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
         .collect();
-    let planned: Vec<(&Instance, (Kind, String))> = instances
+    let planned: Vec<(&Instance, (Kind, Reason))> = instances
         .iter()
         .zip(&verdicts)
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
@@ -513,7 +581,7 @@ pub async fn daemon(
     }
 }
 
-fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
+fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>) -> Action {
     let refs: Vec<String> = instance
         .metadata
         .refs
@@ -528,7 +596,8 @@ fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>
             true => instance.environment().to_string(),
             false => refs.join(" "),
         },
-        reason,
+        cause: reason.cause(),
+        reason: reason.to_string(),
         error,
     }
 }
@@ -663,7 +732,7 @@ mod tests {
         let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
         let verdict = passes(&[(at(1, 0), quiet.clone()), (at(3, 12), quiet)]);
         assert_eq!(
-            verdict.action,
+            verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Stop,
                 "idle for 2h12m, last activity: first seen by the reaper at 01:00 UTC".into()
@@ -746,7 +815,7 @@ mod tests {
         killed.unfinished = Some("its `envctl up` (ci:42) is gone".into());
         let verdict = passes(&[(at(0, 5), killed)]);
         assert_eq!(
-            verdict.action,
+            verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Remove,
                 "the start never finished: its `envctl up` (ci:42) is gone".into()
@@ -765,7 +834,7 @@ mod tests {
         let tomorrow = at(1, 30) + chrono::Duration::hours(25);
         let verdict = decide(&stopped, Some(&seen.record), tomorrow, &options());
         assert!(
-            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.starts_with("stopped for 1d01h")),
+            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.to_string().starts_with("stopped for 1d01h")),
             "{verdict:?}"
         );
     }
@@ -832,13 +901,13 @@ mod tests {
             &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())],
         );
         assert!(
-            matches!(expired.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age")),
+            matches!(expired.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age")),
             "an expired lease protects nothing: {expired:?}"
         );
         leased.expires_at = Some(at(8, 0));
         let ttl = passes_with(&eager, &[(at(9, 0), leased)]);
         assert!(
-            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.starts_with("its --ttl expired")),
+            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("its --ttl expired")),
             "--ttl wins over a lease: {ttl:?}"
         );
     }
@@ -849,7 +918,7 @@ mod tests {
         debris.state = State::Debris;
         assert!(matches!(
             decide(&debris, None, at(1, 0), &options()).action,
-            Some((Kind::Remove, ref r)) if r.starts_with("no service container is left")
+            Some((Kind::Remove, ref r)) if r.to_string().starts_with("no service container is left")
         ));
         debris.pinned = true;
         assert_eq!(decide(&debris, None, at(1, 0), &options()).action, None);
@@ -870,7 +939,7 @@ mod tests {
             (at(3, 1), busy(crashed, 200_000)),
         ]);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("a service has been crashed")),
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("a service has been crashed")),
             "crashed since 01:00, whatever its traffic: {verdict:?}"
         );
     }
@@ -881,7 +950,9 @@ mod tests {
         o.expires_at = Some(at(1, 0));
         assert_eq!(decide(&o, None, at(0, 59), &options()).action, None);
         assert_eq!(
-            decide(&o, None, at(1, 0), &options()).action,
+            decide(&o, None, at(1, 0), &options())
+                .action
+                .map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Stop,
                 "its --ttl expired at 2026-11-26 01:00 UTC".into()
@@ -898,7 +969,7 @@ mod tests {
         };
         let verdict = decide(&o, None, at(1, 30), &options);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age"))
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age"))
         );
         assert_eq!(
             decide(&o, None, at(0, 0), &options).action,

@@ -20,8 +20,8 @@ mod up;
 use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
-use crate::backend::docker::DockerBackend;
 use crate::backend::Kind;
+use crate::backend::docker::DockerBackend;
 use crate::cli::{BackendArg, Cli, Command, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::connect::Flags;
