@@ -381,6 +381,7 @@ pub enum BackendError {
         /// Where the endpoint came from: a flag, a variable, a context, the default.
         origin: String,
         reason: String,
+        /// What to do about it, for that origin.
         hint: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.
