@@ -21,11 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
 use crate::backend::Kind;
-use crate::backend::docker::DockerBackend;
+use crate::backend::docker::{DockerBackend, Flags};
 use crate::cli::{BackendArg, Cli, Command, TargetArgs};
-use crate::engine::Engine;
-use crate::engine::connect::Flags;
-use crate::engine::docker::Docker;
 use crate::spec::{Catalog, Environment, Target};
 use crate::{Error, ExitStatus};
 
@@ -81,8 +78,7 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
     match BACKEND.get().copied().unwrap_or(Kind::Docker) {
         Kind::Docker => {
             let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-            let engine: Arc<dyn Engine> = Arc::new(Docker::connect_with(&flags).await?);
-            Ok(Arc::new(DockerBackend::new(engine)))
+            Ok(Arc::new(DockerBackend::connect(&flags).await?))
         }
         other => Err(Error::Usage(format!(
             "the `{other}` backend is not built yet\nhint: `--backend docker`"

@@ -28,7 +28,6 @@ pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, re
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
-use crate::engine::{Engine, EngineError, LogOptions};
 
 /// What `up` and `start` report about each service as it moves along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub enum StartError {
         humantime::format_duration(*timeout),
         format_pending(pending),
         logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default(),
-        crate::engine::connect::timeout_hint(unanswered.as_deref())
+        crate::backend::docker::engine::connect::timeout_hint(unanswered.as_deref())
     )]
     Timeout {
         timeout: Duration,
@@ -101,8 +100,6 @@ pub enum StartError {
     /// What the rollback removed and left.
     #[error("interrupted; {0}")]
     Interrupted(Box<Cleanup>),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -149,24 +146,6 @@ mod tests {
         let two = super::format_logs("app_x", &["a".into(), "b".into()]);
         assert!(two.starts_with("\n  last 2 lines of `app_x`:"), "{two}");
     }
-}
-
-/// The last `n` lines a container printed, for error messages; empty when they cannot be read.
-pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<String> {
-    let options = LogOptions {
-        follow: false,
-        tail: Some(n),
-        timestamps: false,
-        since: None,
-    };
-    let reading = engine
-        .logs(container, options)
-        .filter_map(|line| async move { line.ok().map(|l| l.text) })
-        .collect();
-    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
-    tokio::time::timeout(LOG_READ_BOUND, reading)
-        .await
-        .unwrap_or_default()
 }
 
 /// How long reading the last lines of a log for an error message may take.

@@ -430,7 +430,7 @@ async fn timed_out(
         timeout: options.timeout,
         pending,
         logs,
-        unanswered: crate::engine::connect::unanswered(backend.endpoint()),
+        unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
     }
 }
 

@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use envctl::engine::connect::Origin;
-use envctl::engine::docker::Docker;
-use envctl::engine::{
+use envctl::backend::docker::engine::connect::Origin;
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
     NetworkSpec,
 };

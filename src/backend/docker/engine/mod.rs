@@ -1,7 +1,9 @@
-//! The small interface envctl needs from a container engine.
+//! The Docker backend's container-level client: the operations the backend needs from one
+//! engine, in containers, networks and images.
 //!
-//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
-//! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
+//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker, and
+//! only [`crate::backend::docker`] (and the real-daemon tests) use it. Everything above the
+//! backend sees the environment-level [`crate::backend::Backend`].
 
 pub mod connect;
 pub mod docker;
