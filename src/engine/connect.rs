@@ -341,6 +341,18 @@ fn context(name: &str, chosen_by: ChosenBy, settings: &Settings) -> Result<Endpo
     Ok(endpoint)
 }
 
+/// Why an endpoint that answered HTTP is no engine envctl can use.
+pub fn explain_answer(answer: &str) -> String {
+    if answer.contains("HTTPS server") {
+        // Go's TLS server, asked in plain HTTP.
+        return format!(
+            "{answer} (the engine speaks TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or \
+             use a Docker context with its certificates)"
+        );
+    }
+    format!("{answer} (is this a Docker engine?)")
+}
+
 /// The directory name of a context's files: the hex SHA-256 of its name.
 fn context_digest(name: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
