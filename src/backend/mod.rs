@@ -364,13 +364,18 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
-        "cannot reach the {} engine at `{endpoint}`: {reason}\nhint: {}",
+        "cannot reach the {} engine at `{endpoint}`{}: {reason}\nhint: {}",
         backend.engine(),
-        backend.unreachable_hint()
+        origin.as_ref().map(|origin| format!(" ({origin})")).unwrap_or_default(),
+        hint.as_deref().unwrap_or(backend.unreachable_hint())
     )]
     Unreachable {
         backend: Kind,
         endpoint: String,
+        /// Where the endpoint came from (`from DOCKER_HOST`, a context), when known.
+        origin: Option<String>,
+        /// What to change there, when the backend knows better than its kind's hint.
+        hint: Option<String>,
         reason: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.

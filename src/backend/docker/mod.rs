@@ -58,9 +58,15 @@ impl<'a> DockerBackend<'a> {
 impl From<EngineError> for BackendError {
     fn from(error: EngineError) -> BackendError {
         match error {
-            EngineError::Unreachable { endpoint, reason } => BackendError::Unreachable {
+            EngineError::Unreachable {
+                endpoint,
+                origin,
+                reason,
+            } => BackendError::Unreachable {
                 backend: Kind::Docker,
                 endpoint,
+                hint: Some(origin.hint()),
+                origin: Some(origin.to_string()),
                 reason,
             },
             EngineError::NoAnswer {
