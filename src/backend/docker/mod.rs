@@ -65,8 +65,8 @@ impl From<EngineError> for BackendError {
             } => BackendError::Unreachable {
                 backend: Kind::Docker,
                 endpoint,
-                hint: Some(origin.hint()),
-                origin: Some(origin.to_string()),
+                hint: origin.hint(),
+                origin: origin.to_string(),
                 reason,
             },
             EngineError::NoAnswer {
