@@ -205,7 +205,14 @@ fn keep_on_failure_keeps_the_containers_for_debugging() {
         .code(2)
         .stderr_has("the job exited with code 1, expected 0");
     let (containers, networks) = env.leftovers();
-    let services: Vec<&str> = containers.iter().map(|c| c.service()).collect();
+    let services: Vec<&str> = containers
+        .iter()
+        .map(|c| {
+            c.labels
+                .get(envctl::naming::label::SERVICE)
+                .map_or("", String::as_str)
+        })
+        .collect();
     assert_eq!(
         services.iter().filter(|s| !s.is_empty()).count(),
         1,
