@@ -19,15 +19,15 @@ mod up;
 
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, TargetArgs};
+use crate::cli::{Cli, Command, Pull, PullFlag, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::docker::Docker;
-use crate::spec::{Catalog, Environment, Target};
+use crate::spec::{Catalog, Environment, PullPolicy, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
-        Command::Plan(args) => plan::exec(args),
+        Command::Plan(args) => plan::exec(args).await,
         Command::Graph(args) => graph::exec(args),
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
@@ -61,4 +61,13 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 /// Connects to the Docker engine `DOCKER_HOST` names.
 async fn engine() -> Result<Arc<dyn Engine>, Error> {
     Ok(Arc::new(Docker::connect().await?))
+}
+
+/// The pull policy `--pull` sets for every service, if given.
+fn pull_policy(flag: PullFlag) -> Option<PullPolicy> {
+    flag.pull.map(|pull| match pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Always => PullPolicy::Always,
+        Pull::Never => PullPolicy::Never,
+    })
 }

@@ -40,6 +40,7 @@ pub async fn start(
         ttl: flags.ttl,
         build_labels: lifecycle::build_labels(),
         lease,
+        pull: super::pull_policy(flags.pull),
     };
     let engine = super::engine().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));

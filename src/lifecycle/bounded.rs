@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use crate::engine::{
     Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
-    ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result, Traffic,
+    ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, PullProgress, Result,
+    Traffic,
 };
 use crate::signals::Signals;
 
@@ -236,10 +237,15 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()> {
+    async fn pull_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         let operation = || format!("pull image `{repository}:{tag}`");
-        self.call(operation, NONE, self.engine.pull_image(repository, tag))
-            .await
+        let pull = self.engine.pull_image(repository, tag, on_progress);
+        self.call(operation, NONE, pull).await
     }
 
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()> {
@@ -324,7 +330,12 @@ mod tests {
         async fn image_tags(&self, _: &str) -> Result<Vec<String>> {
             std::future::pending().await
         }
-        async fn pull_image(&self, _: &str, _: &str) -> Result<()> {
+        async fn pull_image(
+            &self,
+            _: &str,
+            _: &str,
+            _: &(dyn Fn(PullProgress) + Send + Sync),
+        ) -> Result<()> {
             std::future::pending().await
         }
         async fn build_image(&self, _: Vec<u8>, _: &str, _: &str) -> Result<()> {

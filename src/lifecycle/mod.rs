@@ -7,6 +7,7 @@ pub mod lease;
 mod pin;
 pub mod probe;
 pub mod process;
+pub mod refs;
 mod restart;
 pub mod scheduler;
 mod starting;
@@ -32,6 +33,11 @@ use crate::engine::{Engine, EngineError, LogOptions};
 pub enum Phase {
     Waiting,
     Pulling,
+    /// Pulling, with the bytes so far of the layers announced so far.
+    Downloading {
+        done: u64,
+        total: u64,
+    },
     Building,
     Creating,
     Starting,
@@ -43,7 +49,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
-            Phase::Pulling => "pulling",
+            Phase::Pulling | Phase::Downloading { .. } => "pulling",
             Phase::Building => "building",
             Phase::Creating => "creating",
             Phase::Starting => "starting",
@@ -61,6 +67,12 @@ pub type Progress = Arc<dyn Fn(&str, Phase) + Send + Sync>;
 pub enum StartError {
     #[error("service `{service}`: {message}")]
     Image { service: String, message: String },
+    /// `SERVICE@REF` names no single tag, or its tags could not be listed.
+    #[error("service `{service}`: {error}")]
+    Ref {
+        service: String,
+        error: Box<refs::RefError>,
+    },
     #[error(
         "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
     )]
@@ -102,7 +114,11 @@ pub enum StartError {
 impl StartError {
     /// Whether the user can fix this by changing the command line.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, StartError::IdTaken(_))
+        match self {
+            StartError::IdTaken(_) => true,
+            StartError::Ref { error, .. } => error.is_bad_input(),
+            _ => false,
+        }
     }
 }
 

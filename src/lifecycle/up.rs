@@ -10,13 +10,13 @@ use tokio::time::Instant;
 use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, build, teardown};
+use super::{Phase, Progress, StartError, build, refs, teardown};
 use crate::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
+    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort, PullProgress,
 };
 use crate::naming::{self, label};
 use crate::signals::Signals;
-use crate::spec::{Environment, Probe, Service};
+use crate::spec::{Environment, Probe, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -51,6 +51,8 @@ pub struct UpOptions {
     /// Take a lease on the environment with the claim, for `run` to renew while its command
     /// runs (see [`super::lease`]).
     pub lease: bool,
+    /// Overrides every service's `pull:` (`--pull`).
+    pub pull: Option<PullPolicy>,
 }
 
 /// A started environment.
@@ -461,15 +463,10 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(engine, service, prefix, progress, phases, builds)
+            let pull = options.pull.unwrap_or(service.pull);
+            let resolved = resolve_image(engine, service, prefix, pull, progress, phases, builds)
                 .await
-                .map_err(|message| {
-                    phases.report(progress, &service.name, Phase::Failed);
-                    StartError::Image {
-                        service: service.name.clone(),
-                        message,
-                    }
-                })?;
+                .inspect_err(|_| phases.report(progress, &service.name, Phase::Failed))?;
             Ok::<_, StartError>((service.name.clone(), resolved))
         }
     });
@@ -480,16 +477,33 @@ async fn resolve_image(
     engine: &dyn Engine,
     service: &Service,
     prefix: bool,
+    pull: PullPolicy,
     progress: &Progress,
     phases: &Phases,
     builds: &tokio::sync::Mutex<()>,
-) -> Result<Resolved, String> {
-    let image = &service.image;
-    let exact = image.to_string();
-    let mut found = local(engine, &exact).await?;
-    if found.is_none() && prefix {
-        found = by_prefix(engine, service).await?;
+) -> Result<Resolved, StartError> {
+    let failed = |message: String| StartError::Image {
+        service: service.name.clone(),
+        message,
+    };
+    let mut image = service.image.clone();
+    if prefix {
+        let chosen = refs::choose_tag(engine, service, pull)
+            .await
+            .map_err(|error| StartError::Ref {
+                service: service.name.clone(),
+                error: Box::new(error),
+            })?;
+        if let Some(tag) = chosen {
+            image.tag = tag;
+        }
     }
+    let exact = image.to_string();
+    // `always` pulls even what is here; a built image has nowhere to be pulled from.
+    let found = match pull == PullPolicy::Always && service.build.is_none() {
+        true => None,
+        false => local(engine, &exact).await.map_err(failed)?,
+    };
     let resolved = match found {
         Some(resolved) => resolved,
         None => {
@@ -498,17 +512,39 @@ async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
                 phases.report(progress, &service.name, Phase::Building);
-                build::build_service(engine, service, build).await?;
+                build::build_service(engine, service, build)
+                    .await
+                    .map_err(failed)?;
+            } else if pull == PullPolicy::Never {
+                return Err(failed(format!(
+                    "image `{exact}` is not available locally, and its pull policy is `never`\n\
+                     hint: pull or build it first, or let envctl pull it with `--pull missing`"
+                )));
             } else {
                 phases.report(progress, &service.name, Phase::Pulling);
+                let on_progress = |pulled: PullProgress| {
+                    let phase = Phase::Downloading {
+                        done: pulled.done,
+                        total: pulled.total,
+                    };
+                    phases.report(progress, &service.name, phase);
+                };
                 engine
-                    .pull_image(&image.repository, &image.tag)
+                    .pull_image(&image.repository, &image.tag, &on_progress)
                     .await
-                    .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
+                    .map_err(|e| match pull {
+                        PullPolicy::Always => failed(format!("{e}")),
+                        _ => failed(format!("image `{exact}` is not available locally and {e}")),
+                    })?;
             }
             local(engine, &exact)
-                .await?
-                .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    failed(format!(
+                        "image `{exact}` is still missing after it was fetched"
+                    ))
+                })?
         }
     };
     let wants_healthcheck = service
@@ -517,10 +553,10 @@ async fn resolve_image(
         .iter()
         .any(|p| matches!(p, Probe::Healthcheck));
     if wants_healthcheck && resolved.healthcheck.is_none() {
-        return Err(format!(
+        return Err(failed(format!(
             "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
             resolved.reference
-        ));
+        )));
     }
     Ok(resolved)
 }
@@ -535,32 +571,6 @@ async fn local(engine: &dyn Engine, reference: &str) -> Result<Option<Resolved>,
         reference: reference.to_string(),
         healthcheck: details.healthcheck,
     }))
-}
-
-/// `SERVICE@ea6757a` runs the one local tag starting with `ea6757a`, as Jenkins tags images with
-/// the full changeset hash.
-async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Resolved>, String> {
-    let image = &service.image;
-    let tags = engine
-        .image_tags(&image.repository)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut matches: Vec<String> = tags
-        .into_iter()
-        .filter(|t| t.starts_with(&image.tag))
-        .collect();
-    matches.sort();
-    match matches.as_slice() {
-        [] => Ok(None),
-        [tag] => local(engine, &format!("{}:{tag}", image.repository)).await,
-        several => Err(format!(
-            "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
-            image.tag,
-            several.join(", "),
-            service.name,
-            several[0]
-        )),
-    }
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
