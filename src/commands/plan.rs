@@ -52,7 +52,8 @@ pub async fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
 }
 
 /// Replaces each `SERVICE@REF` by the tag `up` would run, as `up` finds it: the local tags,
-/// then the registry's. Without an engine or a registry to ask, REF is shown as given.
+/// then the registry's. When the engine or the registry cannot be reached, REF is shown as
+/// given, with a warning; a refused login or a wrong REF fail as they would for `up`.
 async fn resolve_refs(
     environment: &mut Environment,
     target: &Target,
@@ -76,6 +77,13 @@ async fn resolve_refs(
         match refs::choose_tag(engine.as_ref(), service, policy).await {
             Ok(Some(tag)) => service.image.tag = tag,
             Ok(None) => {}
+            Err(error @ RefError::Registry { .. }) if !error.is_reachability() => {
+                return Err(StartError::Ref {
+                    service: o.service.clone(),
+                    error: Box::new(error),
+                }
+                .into());
+            }
             Err(error @ (RefError::Registry { .. } | RefError::Engine { .. })) => {
                 output::warning(&format!(
                     "service `{}`: {error}\nshowing `{}@{}` as given",

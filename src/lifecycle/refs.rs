@@ -71,6 +71,17 @@ impl RefError {
     pub fn is_bad_input(&self) -> bool {
         matches!(self, RefError::Ambiguous { .. } | RefError::Unknown { .. })
     }
+
+    /// Whether the registry could not be reached at all (rather than refusing or failing).
+    pub fn is_reachability(&self) -> bool {
+        matches!(
+            self,
+            RefError::Registry {
+                error: RegistryError::Unreachable { .. },
+                ..
+            }
+        )
+    }
 }
 
 fn list(tags: &[String]) -> String {
