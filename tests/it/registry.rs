@@ -25,6 +25,8 @@ pub struct Registry {
     pub address: String,
     /// A `DOCKER_CONFIG` directory logged in to it.
     pub logged_in: PathBuf,
+    /// The shell that runs the registry and ends it after this process: it outlives us.
+    _watcher: std::process::Child,
 }
 
 pub fn registry() -> &'static Registry {
@@ -51,7 +53,7 @@ fn start_registry() -> Registry {
     std::fs::write(&config_path, config).expect("registry config");
     // The watcher ends the registry and removes its storage within a second of this process
     // ending, however it ends: a static is never dropped.
-    Command::new("sh")
+    let watcher = Command::new("sh")
         .args([
             "-c",
             r#"docker-registry serve "$1" >"$3/registry.log" 2>&1 & r=$!
@@ -78,7 +80,11 @@ fn start_registry() -> Registry {
     }
     let logged_in = dir.join("docker-config");
     write_config(&logged_in, &address, USER, PASSWORD);
-    Registry { address, logged_in }
+    Registry {
+        address,
+        logged_in,
+        _watcher: watcher,
+    }
 }
 
 fn free_port() -> u16 {
