@@ -36,7 +36,12 @@ struct LinkJson {
 
 pub async fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
     let (mut environment, target) = super::select(&args.target)?;
-    resolve_refs(&mut environment, &target, super::pull_policy(args.pull)).await?;
+    if let Some(pull) = super::pull_policy(args.pull) {
+        for service in environment.services.values_mut() {
+            service.pull = pull;
+        }
+    }
+    resolve_refs(&mut environment, &target).await?;
     let id = match args.name {
         Some(name) => naming::check_id(&name)
             .map(|()| name)
@@ -54,11 +59,7 @@ pub async fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
 /// Replaces each `SERVICE@REF` by the tag `up` would run, as `up` finds it: the local tags,
 /// then the registry's. When the engine or the registry cannot be reached, REF is shown as
 /// given, with a warning; a refused login or a wrong REF fail as they would for `up`.
-async fn resolve_refs(
-    environment: &mut Environment,
-    target: &Target,
-    pull: Option<PullPolicy>,
-) -> Result<(), Error> {
+async fn resolve_refs(environment: &mut Environment, target: &Target) -> Result<(), Error> {
     if target.overrides.is_empty() {
         return Ok(());
     }
@@ -73,8 +74,7 @@ async fn resolve_refs(
         let Some(service) = environment.services.get_mut(&o.service) else {
             continue;
         };
-        let policy = pull.unwrap_or(service.pull);
-        match refs::choose_tag(engine.as_ref(), service, policy).await {
+        match refs::choose_tag(engine.as_ref(), service, service.pull).await {
             Ok(Some(tag)) => service.image.tag = tag,
             Ok(None) => {}
             Err(error @ RefError::Registry { .. }) if !error.is_reachability() => {
