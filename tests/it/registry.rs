@@ -269,6 +269,18 @@ fn an_ambiguous_registry_prefix_lists_the_candidates() {
     repo.push(IMAGE, &["ea6757a8090d", "ea6799b00000", "d277d11f1376"]);
     let env = AppEnv::new("reg-ambiguous", &repo.name, "");
     let config = &registry().logged_in;
+    let plan = env.envctl(config).args(["plan", "app@ea67"]).run();
+    let masked = plan
+        .code(1)
+        .stderr()
+        .replace(&registry().address, "REGISTRY")
+        .replace(&unique("reg-ambiguous"), "REPO");
+    assert_eq!(
+        masked,
+        "error: service `app`: `ea67` matches several of the registry's tags of \
+         `REGISTRY/envctl-test/REPO`: `ea6757a8090d`, `ea6799b00000`\n\
+         hint: give more of the changeset, like `app@ea6757a8090d`\n"
+    );
     for command in ["plan", "up"] {
         let run = env.envctl(config).args([command, "app@ea67"]).run();
         run.code(1)
