@@ -157,16 +157,30 @@ pub async fn choose_tag(
     pull: PullPolicy,
 ) -> Result<Option<String>, RefError> {
     let image = &service.image;
-    let reference = &image.tag;
-    let use_registry = service.build.is_none() && pull != PullPolicy::Never;
-    if pull != PullPolicy::Always || !use_registry {
-        let tags = engine
+    let local = async || {
+        engine
             .image_tags(&image.repository)
             .await
             .map_err(|error| RefError::Engine {
                 repository: image.repository.clone(),
                 error,
-            })?;
+            })
+    };
+    choose(service, pull, local, async || registry_tags(image).await).await
+}
+
+/// [`choose_tag`] with the two tag lists as functions, each called only when needed.
+async fn choose(
+    service: &Service,
+    pull: PullPolicy,
+    local: impl AsyncFnOnce() -> Result<Vec<String>, RefError>,
+    registry: impl AsyncFnOnce() -> Result<Vec<String>, RefError>,
+) -> Result<Option<String>, RefError> {
+    let image = &service.image;
+    let reference = &image.tag;
+    let use_registry = service.build.is_none() && pull != PullPolicy::Never;
+    if pull != PullPolicy::Always || !use_registry {
+        let tags = local().await?;
         match pick(&tags, reference) {
             Pick::One(tag) => return Ok(Some(tag)),
             Pick::Several(candidates) => {
@@ -184,7 +198,7 @@ pub async fn choose_tag(
             Pick::None => {}
         }
     }
-    let tags = registry_tags(image).await?;
+    let tags = registry().await?;
     match pick(&tags, reference) {
         Pick::One(tag) => Ok(Some(tag)),
         Pick::Several(candidates) => Err(ambiguous(service, Source::Registry, candidates)),
@@ -235,6 +249,145 @@ async fn registry_tags(image: &ImageRef) -> Result<Vec<String>, RefError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{Build, Ready};
+
+    fn service(tag: &str, built: bool) -> Service {
+        Service {
+            name: "accounting".into(),
+            image: ImageRef {
+                repository: "registry.example.com/accounting".into(),
+                tag: tag.into(),
+            },
+            build: built.then(|| Build {
+                context: "ctx".into(),
+                dockerfile: "Dockerfile".into(),
+            }),
+            command: None,
+            env: Vec::new(),
+            ports: Vec::new(),
+            depends_on: Default::default(),
+            links: Vec::new(),
+            ready: Ready {
+                probes: Vec::new(),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            pull: PullPolicy::Missing,
+        }
+    }
+
+    /// A tag list that may be asked for, or one that must not be.
+    fn listing(
+        list: &'static [&'static str],
+    ) -> impl AsyncFnOnce() -> Result<Vec<String>, RefError> {
+        async move || Ok(tags(list))
+    }
+
+    fn never_asked(which: &'static str) -> impl AsyncFnOnce() -> Result<Vec<String>, RefError> {
+        async move || panic!("the {which} tags were asked for")
+    }
+
+    #[tokio::test]
+    async fn missing_takes_a_local_match_without_asking_the_registry() {
+        let chosen = choose(
+            &service("ea67", false),
+            PullPolicy::Missing,
+            listing(&["ea6757a8090d", "d277d11f1376"]),
+            never_asked("registry"),
+        )
+        .await;
+        assert_eq!(chosen.unwrap(), Some("ea6757a8090d".into()));
+    }
+
+    #[tokio::test]
+    async fn missing_asks_the_registry_when_nothing_local_matches() {
+        let chosen = choose(
+            &service("ea67", false),
+            PullPolicy::Missing,
+            listing(&["d277d11f1376"]),
+            listing(&["ea6757a8090d", "0b3c1d9e0000"]),
+        )
+        .await;
+        assert_eq!(chosen.unwrap(), Some("ea6757a8090d".into()));
+        let error = choose(
+            &service("ff", false),
+            PullPolicy::Missing,
+            listing(&[]),
+            listing(&["ea6757a8090d"]),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.is_bad_input());
+        assert!(
+            error.to_string().contains(
+                "(the local tags of `registry.example.com/accounting` \
+             and the registry's tags of `registry.example.com/accounting`)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn always_asks_only_the_registry() {
+        let chosen = choose(
+            &service("ea67", false),
+            PullPolicy::Always,
+            never_asked("local"),
+            listing(&["ea6757a8090d"]),
+        )
+        .await;
+        assert_eq!(chosen.unwrap(), Some("ea6757a8090d".into()));
+    }
+
+    #[tokio::test]
+    async fn never_asks_only_the_local_tags() {
+        let error = choose(
+            &service("ea67", false),
+            PullPolicy::Never,
+            listing(&["d277d11f1376"]),
+            never_asked("registry"),
+        )
+        .await
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("(the local tags of `registry.example.com/accounting`)")
+                && text.contains("hint: the closest tags are `d277d11f1376`"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_built_service_is_built_as_given_rather_than_looked_up_in_a_registry() {
+        for pull in [PullPolicy::Missing, PullPolicy::Always, PullPolicy::Never] {
+            let chosen = choose(
+                &service("ea67", true),
+                pull,
+                listing(&["d277d11f1376"]),
+                never_asked("registry"),
+            )
+            .await;
+            assert_eq!(chosen.unwrap(), None, "{pull:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn several_local_matches_are_ambiguous_before_any_registry() {
+        let error = choose(
+            &service("ea67", false),
+            PullPolicy::Missing,
+            listing(&["ea6757a8090d", "ea6799b00000"]),
+            never_asked("registry"),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.is_bad_input());
+        assert!(
+            error
+                .to_string()
+                .starts_with("`ea67` matches several of the local tags of"),
+            "{error}"
+        );
+    }
 
     fn tags(list: &[&str]) -> Vec<String> {
         list.iter().map(|t| t.to_string()).collect()
