@@ -655,6 +655,15 @@ impl Engine for Docker {
         Ok(tags)
     }
 
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        let info = self
+            .client
+            .info()
+            .await
+            .map_err(|error| self.failed("read the engine's registry settings", &error))?;
+        Ok(insecure_of(info.registry_config.unwrap_or_default()))
+    }
+
     async fn pull_image(
         &self,
         repository: &str,
@@ -1263,6 +1272,23 @@ async fn registry_credentials(
     }))
 }
 
+/// The insecure registries of `docker info`: `IndexConfigs` marked not secure, and
+/// `InsecureRegistryCIDRs`.
+fn insecure_of(config: bollard::models::RegistryServiceConfig) -> crate::registry::Insecure {
+    let mut names: Vec<String> = config
+        .index_configs
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, index)| index.secure == Some(false))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    crate::registry::Insecure {
+        names,
+        ranges: config.insecure_registry_cidrs.unwrap_or_default(),
+    }
+}
+
 /// Whether a pull failed for want of (valid) credentials, in the engine's or registry's words.
 fn is_denied(reason: &str) -> bool {
     let reason = reason.to_lowercase();
@@ -1432,6 +1458,30 @@ mod tests {
         assert!(
             !tally.add(&CreateImageInfo::default()),
             "a status line without a layer"
+        );
+    }
+
+    #[test]
+    fn insecure_registries_are_the_ones_docker_info_marks() {
+        use bollard::models::{IndexInfo, RegistryServiceConfig};
+        let index = |secure| IndexInfo {
+            secure: Some(secure),
+            ..Default::default()
+        };
+        let config = RegistryServiceConfig {
+            index_configs: Some(HashMap::from([
+                ("docker.io".to_string(), index(true)),
+                ("registry.example.com:5000".to_string(), index(false)),
+            ])),
+            insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into()]),
+            ..Default::default()
+        };
+        let insecure = insecure_of(config);
+        assert_eq!(insecure.names, ["registry.example.com:5000"]);
+        assert_eq!(insecure.ranges, ["127.0.0.0/8"]);
+        assert_eq!(
+            insecure_of(RegistryServiceConfig::default()),
+            crate::registry::Insecure::default()
         );
     }
 

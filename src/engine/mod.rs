@@ -301,6 +301,11 @@ pub trait Engine: Send + Sync {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
     /// The local tags of a repository.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
+    /// The registries the engine treats as insecure (plain HTTP or untrusted certificates
+    /// allowed), which envctl's own registry requests treat the same way. None by default.
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(crate::registry::Insecure::default())
+    }
     /// Pulls `repository:tag`, with the credentials `config.json` holds for its registry
     /// (inline, or through its credential helper), telling `on_progress` of the bytes.
     async fn pull_image(

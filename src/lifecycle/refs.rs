@@ -2,7 +2,7 @@
 //! list, as the service's pull policy allows.
 
 use crate::engine::Engine;
-use crate::registry::{self, Reference, RegistryError};
+use crate::registry::{self, Insecure, Reference, RegistryError};
 use crate::spec::{ImageRef, PullPolicy, Service};
 
 /// How many candidates a message lists.
@@ -166,7 +166,12 @@ pub async fn choose_tag(
                 error,
             })
     };
-    choose(service, pull, local, async || registry_tags(image).await).await
+    let registry = async || {
+        // Without the engine's settings, only registries on this machine may speak plain HTTP.
+        let insecure = engine.insecure_registries().await.unwrap_or_default();
+        registry_tags(image, &insecure).await
+    };
+    choose(service, pull, local, registry).await
 }
 
 /// [`choose_tag`] with the two tag lists as functions, each called only when needed.
@@ -224,7 +229,7 @@ fn ambiguous(service: &Service, source: Source, candidates: Vec<String>) -> RefE
     }
 }
 
-async fn registry_tags(image: &ImageRef) -> Result<Vec<String>, RefError> {
+async fn registry_tags(image: &ImageRef, insecure: &Insecure) -> Result<Vec<String>, RefError> {
     let failed = |error| RefError::Registry {
         repository: image.repository.clone(),
         reference: image.tag.clone(),
@@ -238,7 +243,7 @@ async fn registry_tags(image: &ImageRef) -> Result<Vec<String>, RefError> {
         })
     })?;
     tracing::debug!("listing the tags of `{reference}` in its registry");
-    match registry::tags(&reference).await {
+    match registry::tags(&reference, insecure).await {
         Ok(tags) => Ok(tags),
         // A repository the registry does not know has no tags: REF is unknown there.
         Err(RegistryError::NotFound { .. }) => Ok(Vec::new()),

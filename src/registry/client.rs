@@ -31,7 +31,7 @@ pub struct Client {
     http: reqwest::Client,
     registry: String,
     host: String,
-    /// Plain HTTP is tried for a registry on this machine, as Docker allows by default.
+    /// Plain HTTP is tried for a registry on this machine or an insecure one, as Docker does.
     plain_http_allowed: bool,
     credential: Option<Credential>,
     state: Mutex<State>,
@@ -57,12 +57,15 @@ enum Challenge {
 }
 
 impl Client {
-    /// A client for the registry of `reference`.
+    /// A client for the registry of `reference`. An `insecure` registry (as the engine was
+    /// told) may answer over plain HTTP or with an untrusted certificate, as Docker allows it.
     pub fn new(
         reference: &Reference,
         credential: Option<Credential>,
+        insecure: bool,
     ) -> Result<Client, RegistryError> {
         let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("envctl/", env!("CARGO_PKG_VERSION")))
@@ -75,7 +78,7 @@ impl Client {
             http,
             registry: reference.registry.clone(),
             host: reference.api_host().to_string(),
-            plain_http_allowed: reference.is_loopback(),
+            plain_http_allowed: insecure || reference.is_loopback(),
             credential,
             state: Mutex::new(State::default()),
         })

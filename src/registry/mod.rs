@@ -4,10 +4,12 @@
 
 mod client;
 pub mod credentials;
+mod insecure;
 mod reference;
 
 pub use client::Client;
 pub use credentials::{Credential, DockerConfig, Found};
+pub use insecure::Insecure;
 pub use reference::{DOCKER_HUB, Reference};
 
 /// Why a registry could not answer.
@@ -48,18 +50,30 @@ impl RegistryError {
 
 /// The tags of `reference`'s repository, with the credentials `config.json` holds for its
 /// registry.
-pub async fn tags(reference: &Reference) -> Result<Vec<String>, RegistryError> {
-    connect(reference).await?.tags(reference).await
+pub async fn tags(
+    reference: &Reference,
+    insecure: &Insecure,
+) -> Result<Vec<String>, RegistryError> {
+    connect(reference, insecure).await?.tags(reference).await
 }
 
 /// The manifest digest of `reference`, with the credentials `config.json` holds for its
 /// registry.
-pub async fn manifest_digest(reference: &Reference) -> Result<String, RegistryError> {
-    connect(reference).await?.manifest_digest(reference).await
+pub async fn manifest_digest(
+    reference: &Reference,
+    insecure: &Insecure,
+) -> Result<String, RegistryError> {
+    connect(reference, insecure)
+        .await?
+        .manifest_digest(reference)
+        .await
 }
 
-/// A client for `reference`'s registry with the credentials found for it.
-pub async fn connect(reference: &Reference) -> Result<Client, RegistryError> {
+/// A client for `reference`'s registry with the credentials found for it; plain HTTP and
+/// untrusted certificates are accepted from a registry that `insecure` covers, and plain HTTP
+/// from one on this machine.
+pub async fn connect(reference: &Reference, insecure: &Insecure) -> Result<Client, RegistryError> {
     let found = DockerConfig::load()?.lookup(&reference.registry).await?;
-    Client::new(reference, found.map(|f| f.credential))
+    let insecure = insecure.covers(&reference.registry).await;
+    Client::new(reference, found.map(|f| f.credential), insecure)
 }

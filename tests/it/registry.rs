@@ -509,7 +509,7 @@ fn a_manifest_digest_is_the_one_the_registry_stored() {
         username: USER.into(),
         password: PASSWORD.into(),
     };
-    let client = Client::new(&reference, Some(credential)).unwrap();
+    let client = Client::new(&reference, Some(credential), false).unwrap();
     let digest = block_on(client.manifest_digest(&reference)).expect("digest");
     assert!(
         digest.starts_with("sha256:") && digest.len() == 71,
