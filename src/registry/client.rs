@@ -187,7 +187,14 @@ impl Client {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.unauthorized(reference)),
             StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
                 registry: self.registry.clone(),
-                what: format!("`{}`", reference.repository),
+                what: match path.contains("/manifests/") {
+                    true => format!(
+                        "manifest `{}` in `{}`",
+                        reference.manifest_reference(),
+                        reference.repository
+                    ),
+                    false => format!("repository `{}`", reference.repository),
+                },
             }),
             status => Err(self.protocol(
                 format!("{method} {path}"),

@@ -28,7 +28,7 @@ pub enum RegistryError {
         /// Credentials were sent (and refused), rather than none found.
         with_credentials: bool,
     },
-    #[error("registry `{registry}` has no repository {what}")]
+    #[error("registry `{registry}` has no {what}")]
     NotFound { registry: String, what: String },
     #[error("registry `{registry}`: failed to {operation}: {reason}")]
     Protocol {

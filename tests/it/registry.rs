@@ -523,6 +523,14 @@ fn a_manifest_digest_is_the_one_the_registry_stored() {
     );
     let tags = block_on(client.tags(&reference)).unwrap();
     assert_eq!(tags, ["v1"]);
+    let missing = block_on(client.manifest_digest(&reference.with_tag("v2"))).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        format!(
+            "registry `{}` has no manifest `v2` in `{}`",
+            reference.registry, reference.repository
+        )
+    );
 }
 
 /// A registry endpoint that asks for a bearer token, as Docker Hub, Harbor and GitLab do:
