@@ -706,3 +706,43 @@ impl ArgEnv for Envctl {
         self.args([name])
     }
 }
+
+#[test]
+fn a_pull_reports_its_bytes_in_plain_lines() {
+    let repo = Repository::new("reg-bytes");
+    // A layer large enough for the engine to report its download as it goes.
+    let context = EnvDir::new().with("Dockerfile", &format!("FROM {IMAGE}\nCOPY blob /blob\n"));
+    let mut blob = vec![0u8; 16 * 1024 * 1024];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut blob))
+        .expect("random bytes");
+    std::fs::write(context.file("blob"), blob).unwrap();
+    let built = repo.reference("big");
+    docker(
+        &repo.config,
+        &[
+            "build",
+            "-q",
+            "-t",
+            &built,
+            &context.path().display().to_string(),
+        ],
+    );
+    docker(&repo.config, &["push", "--quiet", &built]);
+    docker(&repo.config, &["rmi", &built]);
+    repo.forget_later(&built);
+
+    let env = AppEnv::new("reg-bytes", &repo.name, "    tag: big\n");
+    let up = env
+        .envctl(&registry().logged_in)
+        .args(["up", "--name", &env.name])
+        .arg_env(&env.name)
+        .run();
+    let stderr = up.success().stderr().to_string();
+    let bytes =
+        regex::Regex::new(r"Z app pulling \d+(\.\d)? [kMG]?B / \d+(\.\d)? [kMG]?B \(\+").unwrap();
+    assert!(
+        bytes.is_match(&stderr),
+        "no line with the pull's bytes:\n{stderr}"
+    );
+}
