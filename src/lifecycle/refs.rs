@@ -39,8 +39,12 @@ pub enum RefError {
         candidates: Vec<String>,
     },
     #[error(
-        "no tag of `{repository}` starts with `{reference}` ({}){}",
-        sources.iter().map(|s| s.describe(repository)).collect::<Vec<_>>().join(" and "),
+        "no tag of `{repository}` starts with `{reference}`, among {}{}",
+        match sources.as_slice() {
+            [Source::Local] => "its local tags",
+            [Source::Registry] => "its registry's tags",
+            _ => "its local tags and its registry's",
+        },
         closest_hint(closest)
     )]
     Unknown {
@@ -324,8 +328,8 @@ mod tests {
         assert!(error.is_bad_input());
         assert!(
             error.to_string().contains(
-                "(the local tags of `registry.example.com/accounting` \
-             and the registry's tags of `registry.example.com/accounting`)"
+                "no tag of `registry.example.com/accounting` starts with `ff`, among its local \
+                 tags and its registry's"
             ),
             "{error}"
         );
@@ -355,7 +359,7 @@ mod tests {
         .unwrap_err();
         let text = error.to_string();
         assert!(
-            text.contains("(the local tags of `registry.example.com/accounting`)")
+            text.contains("starts with `ea67`, among its local tags\n")
                 && text.contains("hint: the closest tags are `d277d11f1376`"),
             "{text}"
         );
