@@ -184,7 +184,10 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
                 line.done = Some(started.elapsed());
             }
         }
-        live.draw();
+        // A pull reports its bytes many times a second: the ticker shows the latest.
+        if !matches!(phase, Phase::Downloading { .. }) {
+            live.draw();
+        }
     });
     let for_ticker = live.clone();
     let ticker = tokio::spawn(async move {
