@@ -63,8 +63,8 @@ async fn resolve_refs(environment: &mut Environment, target: &Target) -> Result<
     if target.overrides.is_empty() {
         return Ok(());
     }
-    let engine = match super::engine().await {
-        Ok(engine) => engine,
+    let backend = match super::backend().await {
+        Ok(backend) => backend,
         Err(error) => {
             output::warning(&format!("{error}\nshowing each SERVICE@REF as given"));
             return Ok(());
@@ -74,7 +74,7 @@ async fn resolve_refs(environment: &mut Environment, target: &Target) -> Result<
         let Some(service) = environment.services.get_mut(&o.service) else {
             continue;
         };
-        match refs::choose_tag(engine.as_ref(), service, service.pull).await {
+        match refs::choose_tag(backend.as_ref(), service, service.pull).await {
             Ok(Some(tag)) => service.image.tag = tag,
             Ok(None) => {}
             Err(error @ RefError::Registry { .. }) if !error.is_reachability() => {

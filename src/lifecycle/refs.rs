@@ -1,7 +1,7 @@
 //! `SERVICE@REF`: which tag REF means, from the local images first, then the registry's tag
 //! list, as the service's pull policy allows.
 
-use crate::engine::Engine;
+use crate::backend::{Backend, BackendError};
 use crate::registry::{self, Insecure, Reference, RegistryError};
 use crate::spec::{ImageRef, PullPolicy, Service};
 
@@ -66,7 +66,7 @@ pub enum RefError {
     #[error("cannot list the local tags of `{repository}`: {error}")]
     Engine {
         repository: String,
-        error: crate::engine::EngineError,
+        error: BackendError,
     },
 }
 
@@ -156,13 +156,13 @@ pub fn closest(tags: &[String], reference: &str) -> Vec<String> {
 /// the image is pulled anyway; `never` at the local ones only. A service with `build:` never
 /// asks the registry: its image is built when missing.
 pub async fn choose_tag(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     service: &Service,
     pull: PullPolicy,
 ) -> Result<Option<String>, RefError> {
     let image = &service.image;
     let local = async || {
-        engine
+        backend
             .image_tags(&image.repository)
             .await
             .map_err(|error| RefError::Engine {
@@ -172,7 +172,7 @@ pub async fn choose_tag(
     };
     let registry = async || {
         // Without the engine's settings, only registries on this machine may speak plain HTTP.
-        let insecure = engine.insecure_registries().await.unwrap_or_default();
+        let insecure = backend.insecure_registries().await.unwrap_or_default();
         registry_tags(image, &insecure).await
     };
     choose(service, pull, local, registry).await

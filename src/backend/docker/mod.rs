@@ -234,6 +234,10 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.image_tags(repository).await?)
     }
 
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(self.engine.insecure_registries().await?)
+    }
+
     async fn fetch_image(
         &self,
         image: &ImageRef,
