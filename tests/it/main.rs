@@ -2,6 +2,7 @@
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
 mod cli;
+mod connect;
 mod engine;
 mod faults;
 mod fuzz;
