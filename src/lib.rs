@@ -10,6 +10,8 @@
 //!   its container-level client [`backend::docker::engine`], the only place that talks to
 //!   Docker (bollard).
 //! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
+//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
+//!   any engine.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
@@ -23,6 +25,7 @@ pub mod naming;
 pub mod output;
 pub mod pipeline;
 pub mod reaper;
+pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;

@@ -22,8 +22,8 @@ use std::sync::{Arc, OnceLock};
 use crate::backend::Backend;
 use crate::backend::Kind;
 use crate::backend::docker::{DockerBackend, Flags};
-use crate::cli::{BackendArg, Cli, Command, TargetArgs};
-use crate::spec::{Catalog, Environment, Target};
+use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
+use crate::spec::{Catalog, Environment, PullPolicy, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
@@ -35,7 +35,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         BackendArg::Docker => Kind::Docker,
     });
     match cli.command {
-        Command::Plan(args) => plan::exec(args),
+        Command::Plan(args) => plan::exec(args).await,
         Command::Graph(args) => graph::exec(args),
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
@@ -84,4 +84,13 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),
     }
+}
+
+/// The pull policy `--pull` sets for every service, if given.
+fn pull_policy(flag: PullFlag) -> Option<PullPolicy> {
+    flag.pull.map(|pull| match pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Always => PullPolicy::Always,
+        Pull::Never => PullPolicy::Never,
+    })
 }

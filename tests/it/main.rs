@@ -12,6 +12,7 @@ mod pipeline;
 mod private_engine;
 mod reach;
 mod reaper;
+mod registry;
 mod slow_proxy;
 mod spec;
 mod support;
