@@ -1,0 +1,5 @@
+//! Tests on a real multi-node Docker swarm: three engines on this machine, each in a network
+//! namespace of its own, built by `tests/swarm/swarm.sh` (see [`cluster`]).
+
+pub mod cluster;
+mod smoke;
