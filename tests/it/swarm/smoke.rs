@@ -463,7 +463,39 @@ impl Objects {
                 left.push(format!("network {name}: {e}"));
             }
         }
+        // Each node drops its copy of an overlay network on its own time.
+        let networks = self.node_networks_within(TASK_LIMIT).await;
+        left.extend(
+            networks
+                .into_iter()
+                .map(|n| format!("network {n} on a node")),
+        );
         left
+    }
+
+    /// The names of this test's networks on any node's engine, waiting up to `limit` for them
+    /// to go.
+    async fn node_networks_within(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let nodes = self.swarm.node_clients().await;
+        let filters = HashMap::from([("name".to_string(), vec![self.tag.clone()])]);
+        loop {
+            let mut names = Vec::new();
+            for node in &nodes {
+                let options = ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build();
+                if let Ok(networks) =
+                    bounded("list networks", node.list_networks(Some(options))).await
+                {
+                    names.extend(networks.into_iter().filter_map(|n| n.name));
+                }
+            }
+            if names.is_empty() || Instant::now() >= deadline {
+                return names;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The names of this test's task containers on any node, waiting up to `limit` for them
