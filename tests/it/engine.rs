@@ -12,11 +12,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use envctl::engine::connect::Origin;
 use envctl::engine::docker::Docker;
 use envctl::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
     NetworkSpec,
 };
+use envctl::lifecycle::probe;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -820,15 +822,22 @@ async fn missing_objects() {
 async fn unreachable_engines_fail_fast() {
     let started = Instant::now();
     match Docker::connect_to("unix:///nonexistent.sock").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint,
+            origin,
+            reason,
+        }) => {
             assert_eq!(endpoint, "unix:///nonexistent.sock");
+            assert_eq!(origin, Origin::Flag);
             assert!(reason.contains("/nonexistent.sock"), "{reason}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // Nothing listens on port 1.
     match Docker::connect_to("tcp://127.0.0.1:1").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint, reason, ..
+        }) => {
             assert_eq!(endpoint, "tcp://127.0.0.1:1");
             assert!(reason.to_lowercase().contains("refused"), "{reason}");
         }
@@ -859,7 +868,20 @@ async fn unreachable_engines_fail_fast() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    match Docker::connect_to("ssh://somewhere").await {
+    // ssh runs `ssh`; a login that fails (nothing listens, or nobody may log in) says where.
+    let started = Instant::now();
+    match Docker::connect_to("ssh://nobody@127.0.0.1").await {
+        Err(error @ EngineError::Unreachable { .. }) => {
+            let text = error.to_string();
+            let expected = "cannot reach the Docker engine at \
+                            `ssh://nobody@127.0.0.1` (from `--host`): ";
+            assert!(text.starts_with(expected), "{text}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    match Docker::connect_to("npipe:////./pipe/docker_engine").await {
         Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
         other => panic!("expected Unreachable, got {other:?}"),
     }
@@ -933,7 +955,6 @@ async fn tcp_endpoints() {
         .await
         .expect("connect over TCP");
     assert_eq!(remote.endpoint(), endpoint);
-    assert!(!remote.reaches_container_ips());
     assert_eq!(remote.published_host(), "127.0.0.1");
     remote.ping().await.expect("ping");
 
@@ -950,4 +971,46 @@ async fn tcp_endpoints() {
     assert!(probe.output.contains("probe failed"), "{}", probe.output);
     remote.remove_container(&id).await.expect("remove");
     relay.abort();
+}
+
+/// Regression: a `tcp:` probe through a published port passed as soon as Docker's port proxy
+/// accepted the connection, before the service listened (the proxy accepts, dials the
+/// container, and closes the connection when the service refuses).
+#[tokio::test]
+async fn tcp_probe_passed_on_docker_proxy_accept() {
+    let fixture = Fixture::new("proxy-accept").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let published = |id: String| async move {
+        let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    };
+
+    // Nothing listens on the published port 8080.
+    let mut quiet = fixture.spec("quiet", &network, &["sleep", "--name", "quiet"]);
+    quiet.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&quiet).await;
+    wait_for_line(docker, &id, "quiet: sleeping").await;
+    let address = published(id).await;
+    let accepted = tokio::net::TcpStream::connect(address).await.is_ok();
+    eprintln!("the port proxy accepts although nothing listens: {accepted}");
+    let verdict = probe::reaches_through_published_port(address).await;
+    assert!(
+        verdict.is_err(),
+        "passed with nothing listening behind {address}"
+    );
+
+    // A service that listens passes.
+    let mut web = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    web.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&web).await;
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+    let address = published(id).await;
+    probe::reaches_through_published_port(address)
+        .await
+        .unwrap_or_else(|error| panic!("the listening service at {address}: {error}"));
 }
