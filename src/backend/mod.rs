@@ -13,6 +13,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod swarm;
 
 use std::collections::BTreeSet;
 use std::fmt;
