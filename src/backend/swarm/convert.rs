@@ -113,21 +113,6 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
     status
 }
 
-/// Whether a task no longer runs anything, nor is about to.
-pub fn task_at_rest(task: &Task) -> bool {
-    matches!(
-        task.status.as_ref().and_then(|s| s.state),
-        Some(
-            TaskState::COMPLETE
-                | TaskState::SHUTDOWN
-                | TaskState::FAILED
-                | TaskState::REJECTED
-                | TaskState::ORPHANED
-                | TaskState::REMOVE
-        ) | None
-    )
-}
-
 /// The task's host-mode ports at `host`. Each binding is reported twice (IPv4 and IPv6,
 /// identical): one is kept.
 fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {

@@ -26,8 +26,8 @@ use super::{
     BackendError, BackendInfo, Capabilities, Healthcheck, IsolationRef, Kind, Result, ServiceRef,
     ServiceSpec, ServiceStatus,
 };
-use crate::naming::codec::{Labels, Metadata, Role};
 use crate::naming;
+use crate::naming::codec::{Labels, Metadata, Role};
 use crate::spec::{Probe, Protocol, Ready};
 
 use convert::{NodeAddresses, status_of};
@@ -152,9 +152,10 @@ impl Swarm {
         })
     }
 
-    /// Removes the network once no task uses it any more. The manager accepts the removal
-    /// while containers of removed services still run on their nodes; it refuses it while a
-    /// task holds an endpoint, which ends within [`REMOVAL_LIMIT`].
+    /// Removes the network once no task uses it any more, retrying within [`REMOVAL_LIMIT`]
+    /// while tasks of removed services still hold it. A manager answers 404 to the removal of
+    /// a network that is still in use (it falls back to its local networks after the swarm
+    /// refused), so "gone" is only believed when the network cannot be inspected either.
     pub async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         let operation = format!("remove network `{}`", isolation.name);
         let deadline = Instant::now() + REMOVAL_LIMIT;
@@ -162,12 +163,31 @@ impl Swarm {
             let removed = self
                 .call(&operation, self.client.remove_network(&isolation.native))
                 .await;
-            match ignore_missing(removed) {
-                Err(BackendError::Operation { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(POLL).await;
+            let refused = match removed {
+                Ok(()) => return Ok(()),
+                Err(BackendError::NotFound { .. }) => {
+                    let inspected = self
+                        .call(
+                            &operation,
+                            self.client.inspect_network(&isolation.native, None),
+                        )
+                        .await;
+                    match inspected {
+                        Err(BackendError::NotFound { .. }) => return Ok(()),
+                        Err(e) => return Err(e),
+                        Ok(_) => BackendError::operation(
+                            &operation,
+                            "the swarm still has it: a task still uses it",
+                        ),
+                    }
                 }
-                other => return other,
+                Err(e @ BackendError::Operation { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(refused);
             }
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -319,7 +339,7 @@ impl Swarm {
         }
     }
 
-    /// Removes the service, then waits until none of its tasks runs any more (removal is
+    /// Removes the service, then waits until the swarm has deleted its tasks (removal is
     /// asynchronous: the container outlives the call by seconds). Idempotent.
     pub async fn remove_service(
         &self,
@@ -332,26 +352,22 @@ impl Swarm {
             Err(BackendError::NotFound { .. }) => return Ok(()),
             other => other?,
         };
-        let mut running: Vec<String> = tasks
-            .iter()
-            .filter(|task| !convert::task_at_rest(task))
-            .filter_map(|task| task.id.clone())
-            .collect();
+        // Every task, ended ones too: a task holds its network until the swarm deletes it.
+        let mut remaining: Vec<String> = tasks.iter().filter_map(|task| task.id.clone()).collect();
         ignore_missing(
             self.call(&operation, self.client.delete_service(&service.native))
                 .await,
         )?;
         let limit = grace.unwrap_or_default() + REMOVAL_LIMIT;
         let deadline = Instant::now() + limit;
-        while let Some(task) = running.last() {
+        while let Some(task) = remaining.last() {
             let inspected = self.call(&operation, self.client.inspect_task(task)).await;
             match inspected {
-                Err(BackendError::NotFound { .. }) => drop(running.pop()),
-                Ok(task) if convert::task_at_rest(&task) => drop(running.pop()),
+                Err(BackendError::NotFound { .. }) => drop(remaining.pop()),
                 Ok(_) if Instant::now() >= deadline => {
                     return Err(BackendError::operation(
                         operation,
-                        format!("its task still ran {limit:?} after the removal"),
+                        format!("its task was still there {limit:?} after the removal"),
                     ));
                 }
                 Ok(_) => tokio::time::sleep(POLL).await,

@@ -196,6 +196,52 @@ fn swarm_exec_probe_holds_the_service_starting_until_it_passes() {
     });
 }
 
+#[test]
+fn swarm_wait_exit_returns_the_exit_code_of_the_task() {
+    let swarm = swarm();
+    block_on(async {
+        let backend = connect(swarm).await;
+        let metadata = metadata("exit");
+        let guard = Guard::new(swarm, &metadata.id);
+        backend.claim(&metadata).await.expect("claim");
+        let network = backend.create_isolation(&metadata).await.expect("network");
+        let mut job = spec(
+            swarm,
+            &metadata,
+            "migrate",
+            &["exit", "3", "--delay", "500ms"],
+            &["migrate"],
+            8080,
+        );
+        job.ports.clear();
+        job.ready = Ready {
+            probes: vec![Probe::Exit(0)],
+            timeout: LIMIT,
+        };
+        let job = backend
+            .create_service(&network, &job)
+            .await
+            .expect("create");
+        guard.services(&[&job], &network);
+        backend.start_service(&job).await.expect("start");
+        let code = tokio::time::timeout(LIMIT, backend.wait_exit(&job))
+            .await
+            .expect("the task ends")
+            .expect("wait_exit");
+        assert_eq!(code, 3);
+        let status = backend.status(&job).await.expect("status");
+        assert_eq!(
+            (status.state, status.exit_code),
+            (ServiceState::Exited, Some(3))
+        );
+
+        backend.remove_service(&job, None).await.expect("remove");
+        backend.remove_isolation(&network).await.expect("network");
+        backend.release(&metadata.id).await.expect("release");
+        assert_eq!(leftovers(swarm, &metadata.id).await, Vec::<String>::new());
+    });
+}
+
 async fn connect(swarm: &TestSwarm) -> Swarm {
     Swarm::connect(&swarm.manager)
         .await
