@@ -88,7 +88,7 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
         TaskState::COMPLETE => (ServiceState::Exited, Health::None),
         TaskState::FAILED if exit_code.is_some() => (ServiceState::Exited, Health::None),
         TaskState::SHUTDOWN if stopped => (ServiceState::Exited, Health::None),
-        TaskState::SHUTDOWN | TaskState::REMOVE => (ServiceState::Transient, Health::None),
+        TaskState::SHUTDOWN | TaskState::REMOVE => (ServiceState::Stopping, Health::None),
         TaskState::FAILED | TaskState::REJECTED | TaskState::ORPHANED => {
             (ServiceState::Failed, Health::None)
         }
@@ -209,12 +209,16 @@ pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendErr
         BollardError::SocketNotFoundError(path) => BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: endpoint.to_string(),
+            origin: "the swarm's manager".into(),
             reason: format!("no socket at {path}"),
+            hint: "check that the manager still runs (`docker node ls` there)".into(),
         },
         BollardError::HyperLegacyError { err } if err.is_connect() => BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: endpoint.to_string(),
+            origin: "the swarm's manager".into(),
             reason: err.to_string(),
+            hint: "check that the manager still runs (`docker node ls` there)".into(),
         },
         other => BackendError::operation(operation, other),
     }
@@ -391,7 +395,7 @@ mod tests {
         );
         assert_eq!(
             status_of(&service(1, false), &tasks, &nodes()).state,
-            ServiceState::Transient
+            ServiceState::Stopping
         );
     }
 

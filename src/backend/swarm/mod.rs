@@ -26,6 +26,7 @@ use super::{
     BackendError, BackendInfo, Capabilities, Healthcheck, IsolationRef, Kind, Result, ServiceRef,
     ServiceSpec, ServiceStatus,
 };
+use crate::engine::connect::Origin;
 use crate::naming;
 use crate::naming::codec::{Labels, Metadata, Role};
 use crate::spec::{Probe, Protocol, Ready};
@@ -51,20 +52,22 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    /// Connects to the engine at `host` (`unix:///…`, `tcp://…`) and checks that it is a
-    /// manager of a swarm.
-    pub async fn connect(host: &str) -> Result<Swarm> {
-        let unreachable = |reason: String| BackendError::Unreachable {
+    /// Connects to the engine at `host` (`unix:///…`, `tcp://…`; `origin` says where that
+    /// came from) and checks that it is a manager of a swarm.
+    pub async fn connect(host: &str, origin: &Origin) -> Result<Swarm> {
+        let unreachable = |reason: String, hint: String| BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: host.to_string(),
+            origin: origin.to_string(),
             reason,
+            hint,
         };
-        let client =
-            bollard::Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
+        let client = bollard::Docker::connect_with_host(host)
+            .map_err(|e| unreachable(e.to_string(), origin.hint()))?;
         let client = tokio::time::timeout(CALL_LIMIT, client.negotiate_version())
             .await
-            .map_err(|_| unreachable(format!("no answer within {CALL_LIMIT:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| unreachable(format!("no answer within {CALL_LIMIT:?}"), origin.hint()))?
+            .map_err(|e| unreachable(e.to_string(), origin.hint()))?;
         let swarm = Swarm {
             client,
             info: BackendInfo {
@@ -84,9 +87,8 @@ impl Swarm {
             .await?;
         if info.swarm.and_then(|s| s.control_available) != Some(true) {
             return Err(unreachable(
-                "it is not a swarm manager\nhint: point DOCKER_HOST at a manager of the swarm \
-                 (`docker node ls` works there)"
-                    .into(),
+                "it is not a manager of a swarm".into(),
+                "point envctl at a manager of the swarm (`docker node ls` works there)".into(),
             ));
         }
         Ok(swarm)

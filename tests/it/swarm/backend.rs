@@ -15,6 +15,7 @@ use envctl::backend::{
     BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef, ServiceSpec,
     ServiceState, ServiceStatus,
 };
+use envctl::engine::connect::Origin;
 use envctl::naming::codec::Filter;
 use envctl::spec::{ImageRef, Port, Probe, Protocol, Ready};
 
@@ -243,7 +244,7 @@ fn swarm_wait_exit_returns_the_exit_code_of_the_task() {
 }
 
 async fn connect(swarm: &TestSwarm) -> Swarm {
-    Swarm::connect(&swarm.manager)
+    Swarm::connect(&swarm.manager, &Origin::DockerHost)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
