@@ -136,6 +136,8 @@ fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {
                 },
                 host: host.to_string(),
                 port: u16::try_from(port.published_port?).ok()?,
+                // Swarm reports no address: a host-mode port is bound on all of the node's.
+                bound: "0.0.0.0".to_string(),
             })
         })
         .collect();
@@ -339,6 +341,7 @@ mod tests {
                 },
                 host: "10.0.0.12".into(),
                 port: 30001,
+                bound: "0.0.0.0".into(),
             }]
         );
     }
