@@ -193,6 +193,13 @@ pub fn network_name(environment: &str, id: &str) -> String {
     format!("envctl{SEPARATOR}{environment}{SEPARATOR}{id}")
 }
 
+/// The name of an environment's overlay network on a swarm. `nonce` keeps a name from being
+/// reused right after the network it named was removed (docs/backends.md §6.2); the network is
+/// found by its labels, never by this name.
+pub fn swarm_network_name(id: &str, nonce: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}{nonce}")
+}
+
 /// Whether `name` is a valid Docker container name (and so a valid `--name` id):
 /// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn is_valid_docker_name(name: &str) -> bool {

@@ -14,6 +14,7 @@
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod swarm;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -16,3 +16,4 @@ mod registry;
 mod slow_proxy;
 mod spec;
 mod support;
+mod swarm;
