@@ -8,6 +8,8 @@
 //! - [`lifecycle`] starts, inspects and removes environments on an [`engine::Engine`], the narrow
 //!   seam to Docker; [`engine::docker`] implements it with bollard, the only place that talks
 //!   to Docker.
+//! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
+//!   environments through the lifecycle only.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 mod error;
+pub mod gateway;
 pub mod graph;
 pub mod lifecycle;
 pub mod naming;

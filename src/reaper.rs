@@ -52,6 +52,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Only environments of this name.
     pub environment: Option<String>,
+    /// Stop environments `envctl gateway` flagged for their error rate.
+    pub stop_erroring: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -218,6 +220,21 @@ fn judge(
             if leased {
                 return None;
             }
+            if options.stop_erroring
+                && let Some(flag) = &record.error_flag
+            {
+                record.stopped_for_errors = Some(now);
+                return Some((
+                    Kind::Stop,
+                    format!(
+                        "its error rate at `envctl gateway`: {} (since {})",
+                        flag.describe(),
+                        flag.since.format("%H:%M UTC")
+                    ),
+                ));
+            }
+            // Running again: requests may wake it once more after a later stop.
+            record.stopped_for_errors = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
@@ -391,7 +408,10 @@ pub async fn pass(
                 touched.insert(observation.id.clone());
             }
             let activity = record.activity.clone();
+            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
+            let flag = record.error_flag.clone();
             *record = verdict.record.clone();
+            record.error_flag = flag;
             if activity.as_ref().is_some_and(|a| a.at > now) {
                 record.activity = activity;
             }
@@ -577,6 +597,7 @@ mod tests {
             max_age: None,
             dry_run: false,
             environment: None,
+            stop_erroring: false,
         }
     }
 

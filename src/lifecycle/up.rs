@@ -685,6 +685,14 @@ fn common_labels(
         (label::CREATED_AT, run.launched.to_rfc3339()),
         (label::REFS, refs.join(",")),
         (
+            label::GATEWAY,
+            environment
+                .gateway
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        (
             label::SERVICES,
             environment
                 .services

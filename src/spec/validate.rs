@@ -13,7 +13,8 @@ use super::image::{self, ImageRef};
 use super::interpolate::{InterpolationError, interpolate};
 use super::raw::{RawBuild, RawEnvironment, RawPort, RawReady, RawService};
 use super::{
-    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Port, Probe, Protocol, Ready, Service,
+    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Port, Probe, Protocol, Ready,
+    Service,
 };
 use crate::graph;
 use crate::naming;
@@ -288,11 +289,58 @@ impl Checker<'_> {
             services.insert(name.value, service);
         }
         self.cycles(&services, &edge_positions);
+        let gateway = raw
+            .gateway
+            .and_then(|entry| self.gateway(&entry, &services));
         Environment {
             name,
             path: path.to_path_buf(),
             services,
+            gateway,
         }
+    }
+
+    /// The top-level `gateway: SERVICE:PORT`: a published TCP port of a declared service.
+    fn gateway(
+        &mut self,
+        entry: &Spanned<String>,
+        services: &BTreeMap<String, Service>,
+    ) -> Option<GatewayEntry> {
+        let Some(parsed) = GatewayEntry::parse(&entry.value) else {
+            self.error(
+                format!(
+                    "`gateway` must be `SERVICE:PORT`, not `{}`\nhint: for example `gateway: proxy:8080`",
+                    entry.value
+                ),
+                at(entry),
+            );
+            return None;
+        };
+        let Some(service) = services.get(&parsed.service) else {
+            let hint = did_you_mean(&parsed.service, services.keys().map(String::as_str))
+                .map(|s| format!("\nhint: did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.error(
+                format!("`gateway` names unknown service `{}`{hint}", parsed.service),
+                at(entry),
+            );
+            return None;
+        };
+        let published = service
+            .ports
+            .iter()
+            .any(|p| p.number == parsed.port && p.protocol == Protocol::Tcp);
+        if !published {
+            self.error(
+                format!(
+                    "`gateway` port {} is not a published TCP port of `{}`\nhint: add {} to its `ports`",
+                    parsed.port, parsed.service, parsed.port
+                ),
+                at(entry),
+            );
+            return None;
+        }
+        Some(parsed)
     }
 
     fn service(

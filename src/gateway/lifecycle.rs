@@ -1,0 +1,292 @@
+//! [`Environments`] on a real engine, through the lifecycle's own functions: the inventory
+//! lists, `start`, `stop`, `pin`, `down`, and the reaper's state store for activity.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::environments::{Entry, Environment, Environments, Flush};
+use crate::engine::{ContainerState, Engine};
+use crate::lifecycle::{self, Instance, Progress, Selection};
+use crate::naming::label;
+use crate::spec::{GatewayEntry, Probe};
+use crate::state::{self, Store};
+
+pub struct Lifecycle {
+    engine: Arc<dyn Engine>,
+    store: Store,
+    /// Bounds a start, as `envctl start --timeout` does.
+    start_timeout: Duration,
+}
+
+impl Lifecycle {
+    pub fn new(engine: Arc<dyn Engine>, store: Store, start_timeout: Duration) -> Lifecycle {
+        Lifecycle {
+            engine,
+            store,
+            start_timeout,
+        }
+    }
+
+    async fn instance(&self, id: &str) -> Result<Instance, String> {
+        lifecycle::require(self.engine.as_ref(), id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Changes the state under its file lock, off the async threads.
+    async fn update(
+        &self,
+        change: impl FnOnce(&mut state::State) + Send + 'static,
+    ) -> Result<(), String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.update(change))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|((), _)| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn note(&self, id: &str, what: String) -> Result<(), String> {
+        let (endpoint, id) = (self.engine.endpoint().to_string(), id.to_string());
+        self.update(move |state| state.note_activity(&endpoint, &id, Utc::now(), &what))
+            .await
+    }
+}
+
+#[async_trait]
+impl Environments for Lifecycle {
+    async fn list(&self) -> Result<Vec<Environment>, String> {
+        let instances = lifecycle::inventory::list(self.engine.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = self.store.clone();
+        let (state, _) = tokio::task::spawn_blocking(move || store.read())
+            .await
+            .map_err(|e| e.to_string())?;
+        let endpoint = self.engine.endpoint();
+        let now = Utc::now();
+        Ok(instances
+            .iter()
+            .map(|instance| {
+                let record = state.record(endpoint, &instance.id);
+                view(self.engine.as_ref(), instance, record, now)
+            })
+            .collect())
+    }
+
+    async fn start(&self, id: &str, why: &str) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        let (endpoint, owned_id) = (self.engine.endpoint().to_string(), id.to_string());
+        let what = format!("envctl start by {why}");
+        // A start by hand is what lets an environment stopped for its error rate wake again.
+        self.update(move |state| {
+            let record = state.record_mut(&endpoint, &owned_id);
+            record.note(Utc::now(), what);
+            record.stopped_for_errors = None;
+        })
+        .await?;
+        let progress: Progress = Arc::new(|_, _| {});
+        lifecycle::start(
+            self.engine.as_ref(),
+            &instance,
+            &progress,
+            self.start_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        lifecycle::stop(self.engine.as_ref(), &instance)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        let engine = self.engine.as_ref();
+        if pinned {
+            lifecycle::pin(engine, &instance)
+                .await
+                .map_err(|e| e.to_string())?;
+            // A pin made while a reaper pass runs must stop that pass from acting on it.
+            self.note(id, "envctl pin on the `envctl gateway` page".into())
+                .await
+        } else {
+            lifecycle::unpin(engine, &instance)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    async fn touch(&self, id: &str) -> Result<(), String> {
+        self.note(id, "envctl touch on the `envctl gateway` page".into())
+            .await
+    }
+
+    async fn down(&self, id: &str) -> Result<(), String> {
+        let ids = [id.to_string()];
+        lifecycle::down(self.engine.as_ref(), Selection::Ids(&ids))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn changes(&self) -> BoxStream<'static, ()> {
+        self.engine
+            .changes()
+            .take_while(|change| std::future::ready(change.is_ok()))
+            .map(|_| ())
+            .boxed()
+    }
+
+    async fn flush(&self, flush: Flush) -> Result<(), String> {
+        let endpoint = self.engine.endpoint().to_string();
+        self.update(move |state| {
+            for (id, at) in flush.activity {
+                state.note_activity(&endpoint, &id, at, state::GATEWAY_ACTIVITY);
+            }
+            for (id, flag) in flush.flags {
+                // A record is made for a flag, never for its absence: a record without history
+                // would end the reaper's first-sighting grace.
+                match flag {
+                    Some(flag) => state.record_mut(&endpoint, &id).error_flag = Some(flag),
+                    None => {
+                        if let Some(record) = state
+                            .endpoints
+                            .get_mut(&endpoint)
+                            .and_then(|records| records.get_mut(&id))
+                        {
+                            record.error_flag = None;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The gateway's view of one instance.
+fn view(
+    engine: &dyn Engine,
+    instance: &Instance,
+    record: Option<&state::Record>,
+    now: chrono::DateTime<Utc>,
+) -> Environment {
+    let created_at = instance.created_at();
+    Environment {
+        id: instance.id.clone(),
+        environment: instance.environment.clone(),
+        refs: instance
+            .label(label::REFS)
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect(),
+        owner: instance.owner().to_string(),
+        state: instance.state(now),
+        created_at,
+        pinned: instance.pin.is_some(),
+        expires_at: instance.expires_at(),
+        entry: entry(instance, |ip, port| {
+            let host = engine.reachable_host(ip);
+            (host, port).to_socket_addrs().ok()?.next()
+        }),
+        endpoints: instance
+            .containers
+            .iter()
+            .flat_map(|c| {
+                c.ports.iter().map(|p| {
+                    format!(
+                        "{}:{}->{}:{}",
+                        c.service(),
+                        p.container_port,
+                        engine.reachable_host(&p.host_ip),
+                        p.host_port
+                    )
+                })
+            })
+            .collect(),
+        last_activity: created_at.map(|created| state::last_activity(record, created)),
+        stopped_for_errors: record.is_some_and(|r| r.stopped_for_errors.is_some()),
+    }
+}
+
+/// The entry of an environment: its `gateway: SERVICE:PORT`, else the one published TCP port
+/// that has an HTTP probe. `address` resolves a published host IP and port.
+pub fn entry(
+    instance: &Instance,
+    address: impl Fn(&str, u16) -> Option<SocketAddr>,
+) -> Result<Entry, String> {
+    let (service, port) = match GatewayEntry::parse(instance.label(label::GATEWAY)) {
+        Some(declared) => (declared.service, declared.port),
+        None => {
+            let candidates: Vec<(String, u16)> = instance
+                .containers
+                .iter()
+                .flat_map(|c| {
+                    let published: Vec<u16> = c
+                        .label(label::PORTS)
+                        .split(',')
+                        .filter_map(|p| p.strip_suffix("/tcp"))
+                        .filter_map(|p| p.parse().ok())
+                        .collect();
+                    let probes = c.ready().map(|r| r.probes).unwrap_or_default();
+                    probes
+                        .into_iter()
+                        .filter_map(|probe| match probe {
+                            Probe::Http { port, .. } => Some(port),
+                            _ => None,
+                        })
+                        .filter(|port| published.contains(port))
+                        .map(|port| (c.service().to_string(), port))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            match candidates.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(
+                        "no `gateway: SERVICE:PORT` in its file and no published port with an \
+                         HTTP probe"
+                            .into(),
+                    );
+                }
+                several => {
+                    let names: Vec<String> =
+                        several.iter().map(|(s, p)| format!("{s}:{p}")).collect();
+                    return Err(format!(
+                        "no `gateway: SERVICE:PORT` in its file and {} published ports with an \
+                         HTTP probe ({})",
+                        several.len(),
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let Some(container) = instance.containers.iter().find(|c| c.service() == service) else {
+        return Err(format!("its entry service `{service}` is missing"));
+    };
+    let address = match container.state {
+        ContainerState::Running => container
+            .ports
+            .iter()
+            .filter(|p| p.container_port == port && p.protocol == "tcp")
+            .find_map(|p| address(&p.host_ip, p.host_port)),
+        _ => None,
+    };
+    Ok(Entry {
+        service,
+        port,
+        address,
+    })
+}
