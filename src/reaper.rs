@@ -657,6 +657,91 @@ mod tests {
         );
     }
 
+    /// A record after one quiet pass at 01:00, with what the gateway wrote since.
+    fn gateway_record(change: impl FnOnce(&mut Record)) -> (Observation, Record) {
+        let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
+        let mut record = passes(&[(at(1, 0), quiet.clone())]).record;
+        change(&mut record);
+        (quiet, record)
+    }
+
+    #[test]
+    fn gateway_activity_is_the_latest_activity_and_the_reason_names_the_gateway() {
+        let (quiet, record) = gateway_record(|r| {
+            r.note(at(2, 30), crate::state::GATEWAY_ACTIVITY);
+        });
+        let kept = decide(&quiet, Some(&record), at(3, 12), &options());
+        assert_eq!(
+            kept.action, None,
+            "a request 42 minutes ago is not 2h of idleness"
+        );
+        let stopped = decide(&quiet, Some(&record), at(4, 40), &options());
+        assert_eq!(
+            stopped.action,
+            Some((
+                Kind::Stop,
+                "idle for 2h10m, last activity: a request through `envctl gateway` at 02:30 UTC"
+                    .into()
+            ))
+        );
+    }
+
+    fn flagged(r: &mut Record) {
+        r.error_flag = Some(crate::state::ErrorFlag {
+            since: at(1, 30),
+            requests: 50,
+            errors: 31,
+            window_seconds: 300,
+            threshold_percent: 50,
+        });
+    }
+
+    #[test]
+    fn a_flagged_environment_is_stopped_only_with_stop_erroring_and_remembered() {
+        let (quiet, record) = gateway_record(flagged);
+        let without = decide(&quiet, Some(&record), at(1, 35), &options());
+        assert_eq!(without.action, None);
+        assert_eq!(without.record.stopped_for_errors, None);
+        let asked = Options {
+            stop_erroring: true,
+            ..options()
+        };
+        let with = decide(&quiet, Some(&record), at(1, 35), &asked);
+        assert_eq!(
+            with.action,
+            Some((
+                Kind::Stop,
+                "its error rate at `envctl gateway`: 31 of 50 requests (62%) answered 5xx over \
+                 5m, above 50% (since 01:30 UTC)"
+                    .into()
+            ))
+        );
+        assert_eq!(with.record.stopped_for_errors, Some(at(1, 35)));
+    }
+
+    #[test]
+    fn pinned_or_leased_flagged_environments_are_not_stopped_and_running_again_clears_the_mark() {
+        let asked = Options {
+            stop_erroring: true,
+            ..options()
+        };
+        let (mut quiet, record) = gateway_record(flagged);
+        quiet.pinned = true;
+        assert_eq!(
+            decide(&quiet, Some(&record), at(1, 35), &asked).action,
+            None
+        );
+        quiet.pinned = false;
+        quiet.lease_until = Some(at(2, 0));
+        assert_eq!(
+            decide(&quiet, Some(&record), at(1, 35), &asked).action,
+            None
+        );
+        let (quiet, record) = gateway_record(|r| r.stopped_for_errors = Some(at(1, 0)));
+        let verdict = decide(&quiet, Some(&record), at(1, 35), &asked);
+        assert_eq!(verdict.record.stopped_for_errors, None, "it runs again");
+    }
+
     #[test]
     fn an_environment_without_traffic_is_stopped_once_idle() {
         let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));

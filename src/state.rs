@@ -73,7 +73,7 @@ impl ErrorFlag {
             "{} of {} requests ({percent}%) answered 5xx over {}, above {}%",
             self.errors,
             self.requests,
-            crate::output::short_duration(std::time::Duration::from_secs(self.window_seconds)),
+            humantime::format_duration(std::time::Duration::from_secs(self.window_seconds)),
             self.threshold_percent
         )
     }

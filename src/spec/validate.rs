@@ -306,39 +306,40 @@ impl Checker<'_> {
         entry: &Spanned<String>,
         services: &BTreeMap<String, Service>,
     ) -> Option<GatewayEntry> {
+        let mut refuse = |message: String, hint: Option<String>| {
+            let diagnostic = Diagnostic::new(message, at(entry));
+            self.diagnostics.push(match hint {
+                Some(hint) => diagnostic.with_hint(hint),
+                None => diagnostic,
+            });
+            None
+        };
         let Some(parsed) = GatewayEntry::parse(&entry.value) else {
-            self.error(
-                format!(
-                    "`gateway` must be `SERVICE:PORT`, not `{}`\nhint: for example `gateway: proxy:8080`",
-                    entry.value
-                ),
-                at(entry),
+            return refuse(
+                format!("`gateway` must be `SERVICE:PORT`, not `{}`", entry.value),
+                Some("for example `gateway: proxy:8080`".into()),
             );
-            return None;
         };
         let Some(service) = services.get(&parsed.service) else {
             let hint = did_you_mean(&parsed.service, services.keys().map(String::as_str))
-                .map(|s| format!("\nhint: did you mean `{s}`?"))
-                .unwrap_or_default();
-            self.error(
-                format!("`gateway` names unknown service `{}`{hint}", parsed.service),
-                at(entry),
+                .map(|s| format!("did you mean `{s}`?"));
+            return refuse(
+                format!("`gateway` names unknown service `{}`", parsed.service),
+                hint,
             );
-            return None;
         };
         let published = service
             .ports
             .iter()
             .any(|p| p.number == parsed.port && p.protocol == Protocol::Tcp);
         if !published {
-            self.error(
+            return refuse(
                 format!(
-                    "`gateway` port {} is not a published TCP port of `{}`\nhint: add {} to its `ports`",
-                    parsed.port, parsed.service, parsed.port
+                    "`gateway` port {} is not a published TCP port of `{}`",
+                    parsed.port, parsed.service
                 ),
-                at(entry),
+                Some(format!("add {} to its `ports`", parsed.port)),
             );
-            return None;
         }
         Some(parsed)
     }

@@ -5,6 +5,7 @@ mod cli;
 mod engine;
 mod faults;
 mod fuzz;
+mod gateway;
 mod harness;
 mod lifecycle;
 mod pipeline;
