@@ -13,8 +13,7 @@ use futures_util::stream::BoxStream;
 use super::environments::{Entry, Environment, Environments, Flush};
 use crate::engine::{ContainerState, Engine};
 use crate::lifecycle::{self, Instance, Progress, Selection};
-use crate::naming::label;
-use crate::spec::{GatewayEntry, Probe};
+use crate::spec::{Probe, Protocol};
 use crate::state::{self, Store};
 
 pub struct Lifecycle {
@@ -186,12 +185,12 @@ fn view(
         id: instance.id.clone(),
         environment: instance.environment.clone(),
         refs: instance
-            .label(label::REFS)
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_string)
+            .metadata
+            .refs
+            .iter()
+            .map(ToString::to_string)
             .collect(),
-        owner: instance.owner().to_string(),
+        owner: instance.owner().unwrap_or_default().to_string(),
         state: instance.state(now),
         created_at,
         pinned: instance.pin.is_some(),
@@ -226,18 +225,20 @@ pub fn entry(
     instance: &Instance,
     address: impl Fn(&str, u16) -> Option<SocketAddr>,
 ) -> Result<Entry, String> {
-    let (service, port) = match GatewayEntry::parse(instance.label(label::GATEWAY)) {
-        Some(declared) => (declared.service, declared.port),
+    let (service, port) = match &instance.metadata.gateway {
+        Some(declared) => (declared.service.clone(), declared.port),
         None => {
             let candidates: Vec<(String, u16)> = instance
                 .containers
                 .iter()
                 .flat_map(|c| {
                     let published: Vec<u16> = c
-                        .label(label::PORTS)
-                        .split(',')
-                        .filter_map(|p| p.strip_suffix("/tcp"))
-                        .filter_map(|p| p.parse().ok())
+                        .metadata()
+                        .map(|m| m.ports)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|p| p.protocol == Protocol::Tcp)
+                        .map(|p| p.number)
                         .collect();
                     let probes = c.ready().map(|r| r.probes).unwrap_or_default();
                     probes

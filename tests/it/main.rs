@@ -1,6 +1,7 @@
 //! envctl's integration tests: one binary. Modules without Docker run everywhere; the
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
+mod browser;
 mod cli;
 mod engine;
 mod faults;
@@ -10,6 +11,7 @@ mod harness;
 mod lifecycle;
 mod pipeline;
 mod private_engine;
+mod reach;
 mod reaper;
 mod slow_proxy;
 mod spec;
