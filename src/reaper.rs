@@ -220,7 +220,7 @@ fn judge(
                 return None;
             }
             if options.stop_erroring
-                && let Some(flag) = &record.error_flag
+                && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
             {
                 record.stopped_for_errors = Some(now);
                 return Some((
@@ -689,6 +689,7 @@ mod tests {
     fn flagged(r: &mut Record) {
         r.error_flag = Some(crate::state::ErrorFlag {
             since: at(1, 30),
+            judged_at: at(1, 34),
             requests: 50,
             errors: 31,
             window_seconds: 300,
@@ -717,6 +718,11 @@ mod tests {
             ))
         );
         assert_eq!(with.record.stopped_for_errors, Some(at(1, 35)));
+        let stale = decide(&quiet, Some(&record), at(1, 36), &asked);
+        assert_eq!(
+            stale.action, None,
+            "a flag no gateway confirmed for a minute is stale"
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub const GATEWAY_ACTIVITY: &str = "a request through `envctl gateway`";
 pub struct ErrorFlag {
     /// When the rate went above the threshold.
     pub since: DateTime<Utc>,
+    /// When the gateway last judged it: it writes its flags at every flush while they hold.
+    pub judged_at: DateTime<Utc>,
     /// Requests and 5xx answers in the window when it was last judged.
     pub requests: u64,
     pub errors: u64,
@@ -65,7 +67,16 @@ pub struct ErrorFlag {
     pub threshold_percent: u32,
 }
 
+/// How long a flag counts without the gateway confirming it: a gateway that stopped watches
+/// nothing, and its last flag must not stop an environment days later.
+pub const FLAG_FRESH_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 impl ErrorFlag {
+    /// Whether the gateway confirmed the flag recently enough to act on it.
+    pub fn fresh(&self, now: DateTime<Utc>) -> bool {
+        now - self.judged_at <= FLAG_FRESH_FOR
+    }
+
     /// For people: `31 of 50 requests (62%) answered 5xx over 5m, above 50%`.
     pub fn describe(&self) -> String {
         let percent = (self.errors * 100).checked_div(self.requests).unwrap_or(0);

@@ -120,8 +120,9 @@ impl Activity {
         self.lock().windows.get(id).and_then(|w| w.flag.clone())
     }
 
-    /// What to write to the reaper's state now: pending activity, and the flags that changed
-    /// (windows are judged again first, so a flag clears without new requests).
+    /// What to write to the reaper's state now: pending activity, the flags that hold (again,
+    /// so the reaper knows they are current) and those just cleared. Windows are judged again
+    /// first, so a flag clears without new requests.
     pub fn take(&self, at: DateTime<Utc>, now: Instant) -> Flush {
         let mut inner = self.lock();
         let activity = std::mem::take(&mut inner.pending).into_iter().collect();
@@ -129,7 +130,7 @@ impl Activity {
         if let Some(guard) = self.guard {
             for (id, window) in &mut inner.windows {
                 judge(window, &guard, at, now);
-                if std::mem::take(&mut window.changed) {
+                if std::mem::take(&mut window.changed) || window.flag.is_some() {
                     flags.push((id.clone(), window.flag.clone()));
                 }
             }
@@ -169,6 +170,7 @@ fn judge(window: &mut Window, guard: &Guard, at: DateTime<Utc>, now: Instant) {
     let above = requests >= MIN_REQUESTS && (errors as f64) > guard.max_rate * requests as f64;
     let describe = |since| ErrorFlag {
         since,
+        judged_at: at,
         requests,
         errors,
         window_seconds: guard.window.as_secs(),
@@ -186,6 +188,9 @@ fn judge(window: &mut Window, guard: &Guard, at: DateTime<Utc>, now: Instant) {
             window.below_since = None;
         }
         (Some(_), false) => {
+            if let Some(flag) = &mut window.flag {
+                flag.judged_at = at;
+            }
             let below = *window.below_since.get_or_insert(now);
             if now.duration_since(below) >= guard.window {
                 window.flag = None;
@@ -266,9 +271,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         answer(&activity, "a", 200, 20);
         assert!(activity.flag("a").is_some());
-        assert!(activity.take(Utc::now(), Instant::now()).flags.is_empty());
+        let holding = |flush: Flush| matches!(flush.flags.as_slice(), [(_, Some(_))]);
+        assert!(
+            holding(activity.take(Utc::now(), Instant::now())),
+            "written while it holds"
+        );
         tokio::time::advance(Duration::from_secs(299)).await;
-        assert!(activity.take(Utc::now(), Instant::now()).flags.is_empty());
+        assert!(holding(activity.take(Utc::now(), Instant::now())));
         tokio::time::advance(Duration::from_secs(2)).await;
         let flush = activity.take(Utc::now(), Instant::now());
         assert_eq!(flush.flags, vec![("a".to_string(), None)], "cleared");
