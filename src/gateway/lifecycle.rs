@@ -291,3 +291,95 @@ pub fn entry(
         address,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{ContainerSummary, PublishedPort};
+    use crate::lifecycle::inventory::group;
+    use crate::naming::codec::{Metadata, ServiceMetadata};
+    use crate::spec::{GatewayEntry, Port, Ready};
+
+    /// A running service publishing `port` on host port 40000 + `port`, maybe with an HTTP probe.
+    fn service(metadata: &Metadata, name: &str, port: u16, http: bool) -> ContainerSummary {
+        let probes = match http {
+            true => vec![Probe::Http {
+                port,
+                path: "/health".into(),
+            }],
+            false => vec![],
+        };
+        let labels = metadata.encode_service(&ServiceMetadata {
+            service: name.into(),
+            image: None,
+            depends_on: Default::default(),
+            ports: vec![Port {
+                number: port,
+                protocol: Protocol::Tcp,
+            }],
+            ready: Some(Ready {
+                probes,
+                timeout: Duration::from_secs(60),
+            }),
+        });
+        ContainerSummary {
+            id: format!("{name}-id"),
+            name: name.into(),
+            image: "i".into(),
+            labels,
+            state: ContainerState::Running,
+            status: "Up".into(),
+            ports: vec![PublishedPort {
+                container_port: port,
+                protocol: "tcp".into(),
+                host_ip: "0.0.0.0".into(),
+                host_port: 40000 + port,
+            }],
+        }
+    }
+
+    fn entry_of(gateway: Option<&str>, services: &[(&str, u16, bool)]) -> Result<Entry, String> {
+        let mut metadata = Metadata::new("x");
+        metadata.gateway = gateway.and_then(GatewayEntry::parse);
+        let containers = services
+            .iter()
+            .map(|(name, port, http)| service(&metadata, name, *port, *http))
+            .collect();
+        let instance = group(containers, vec![]).remove(0);
+        entry(&instance, |_, port| Some(([127, 0, 0, 1], port).into()))
+    }
+
+    #[test]
+    fn the_declared_entry_wins_over_http_probes() {
+        let entry = entry_of(Some("db:1521"), &[("web", 8080, true), ("db", 1521, false)]);
+        assert_eq!(
+            entry,
+            Ok(Entry {
+                service: "db".into(),
+                port: 1521,
+                address: Some(([127, 0, 0, 1], 41521).into()),
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_declared_entry_the_one_published_port_with_an_http_probe_is_it() {
+        let entry = entry_of(None, &[("web", 8080, true), ("db", 1521, false)]).unwrap();
+        assert_eq!((entry.service.as_str(), entry.port), ("web", 8080));
+    }
+
+    #[test]
+    fn none_or_several_candidates_say_why_there_is_no_link() {
+        let none = entry_of(None, &[("db", 1521, false)]).unwrap_err();
+        assert_eq!(
+            none,
+            "no `gateway: SERVICE:PORT` in its file and no published port with an HTTP probe"
+        );
+        let several = entry_of(None, &[("a", 80, true), ("b", 81, true)]).unwrap_err();
+        assert_eq!(
+            several,
+            "no `gateway: SERVICE:PORT` in its file and 2 published ports with an HTTP probe \
+             (a:80, b:81)"
+        );
+    }
+}
