@@ -11,6 +11,7 @@
 //!
 //! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
 
+pub mod docker;
 #[cfg(test)]
 pub mod fake;
 
@@ -40,6 +41,22 @@ impl Kind {
             Kind::Docker => "docker",
             Kind::Swarm => "swarm",
             Kind::Kube => "kube",
+        }
+    }
+
+    /// The engine's name in messages.
+    pub fn engine(self) -> &'static str {
+        match self {
+            Kind::Docker => "Docker",
+            Kind::Swarm => "Docker Swarm",
+            Kind::Kube => "Kubernetes",
+        }
+    }
+
+    fn no_answer_hint(self) -> &'static str {
+        match self {
+            Kind::Docker | Kind::Swarm => "`docker info` shows whether it answers at all",
+            Kind::Kube => "`kubectl cluster-info` shows whether it answers at all",
         }
     }
 }
@@ -131,8 +148,11 @@ pub enum ServiceState {
     /// Created, not started yet (or waiting for a node, an image).
     Pending,
     Running,
-    /// Restarting, paused, being removed: neither running nor at rest.
-    Transient,
+    Paused,
+    /// Crashed and being restarted by the engine.
+    Restarting,
+    /// Being stopped or removed.
+    Stopping,
     /// Ended and at rest, its exit code known.
     Exited,
     /// Died in a way that left no usable exit (Docker `dead`, a task `failed` to start).
@@ -142,11 +162,14 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// The word `ls` and `status` show (Docker's, where Docker has one).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Pending => "created",
             ServiceState::Running => "running",
-            ServiceState::Transient => "transient",
+            ServiceState::Paused => "paused",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Stopping => "removing",
             ServiceState::Exited => "exited",
             ServiceState::Failed => "dead",
             ServiceState::Missing => "missing",
@@ -165,6 +188,18 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The word `status` shows; `None` without a health check.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Starting => Some("starting"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// Transport of a published port.
 pub use crate::spec::Protocol;
 
@@ -172,8 +207,11 @@ pub use crate::spec::Protocol;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub container_port: Port,
+    /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
     pub port: u16,
+    /// The address the engine bound the port on, as it reports it (Docker: `0.0.0.0`).
+    pub bound: String,
 }
 
 /// The typed state of one service.
@@ -187,8 +225,8 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
-    /// The service's own address when this client can reach it; probes prefer it, as a
-    /// published port answers before the service listens.
+    /// The service's own address, when it has one; probes use it where it answers from here
+    /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
     /// Why it is pending or failed, in the backend's words.
     pub detail: Option<String>,
@@ -334,18 +372,25 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
-        "cannot reach the {backend} engine at `{endpoint}`: {reason}\n\
-         hint: start it, or point envctl at a running engine"
+        "cannot reach the {} engine at `{endpoint}` ({origin}): {reason}\nhint: {hint}",
+        backend.engine()
     )]
     Unreachable {
         backend: Kind,
         endpoint: String,
+        /// Where the endpoint came from: a flag, a variable, a context, the default.
+        origin: String,
         reason: String,
+        /// What to do about it, for that origin.
+        hint: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.
     #[error(
-        "the {backend} engine at `{endpoint}` stopped answering: no answer within {} to {operation}",
-        humantime::format_duration(*waited)
+        "the {} engine at `{endpoint}` stopped answering: no answer within {} to {operation}\n\
+         hint: {}",
+        backend.engine(),
+        humantime::format_duration(rounded(*waited)),
+        backend.no_answer_hint()
     )]
     NoAnswer {
         backend: Kind,
@@ -391,6 +436,15 @@ impl BackendError {
     }
 }
 
+/// A duration as people read it in a message: whole seconds, or milliseconds below one.
+fn rounded(duration: Duration) -> Duration {
+    if duration >= Duration::from_secs(1) {
+        Duration::from_secs(duration.as_secs_f64().round() as u64)
+    } else {
+        Duration::from_millis(duration.as_millis() as u64)
+    }
+}
+
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// What envctl needs from whatever runs its environments. Implementations are cheap to share.
@@ -398,6 +452,10 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub trait Backend: Send + Sync {
     /// Kind, endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
+    /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
+    fn endpoint(&self) -> &str {
+        &self.info().endpoint
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 
