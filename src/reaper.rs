@@ -90,6 +90,8 @@ pub enum Reason {
         last: String,
         at: DateTime<Utc>,
     },
+    /// `envctl gateway` flagged its error rate (`reap --stop-erroring`).
+    ErrorRate(crate::state::ErrorFlag),
 }
 
 /// The kind of a [`Reason`], as `reap -o json` emits it.
@@ -103,6 +105,7 @@ pub enum Cause {
     OlderThanMaxAge,
     Crashed,
     Idle,
+    ErrorRate,
 }
 
 impl Reason {
@@ -115,6 +118,7 @@ impl Reason {
             Reason::OlderThanMaxAge { .. } => Cause::OlderThanMaxAge,
             Reason::Crashed(_) => Cause::Crashed,
             Reason::Idle { .. } => Cause::Idle,
+            Reason::ErrorRate(_) => Cause::ErrorRate,
         }
     }
 }
@@ -150,6 +154,12 @@ impl std::fmt::Display for Reason {
                 "idle for {}, last activity: {last} at {}",
                 human(*idle),
                 at.format("%H:%M UTC")
+            ),
+            Reason::ErrorRate(flag) => write!(
+                f,
+                "its error rate at `envctl gateway`: {} (since {})",
+                flag.describe(),
+                flag.since.format("%H:%M UTC")
             ),
         }
     }
@@ -320,14 +330,7 @@ fn judge(
                 && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
             {
                 record.stopped_for_errors = Some(now);
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "its error rate at `envctl gateway`: {} (since {})",
-                        flag.describe(),
-                        flag.since.format("%H:%M UTC")
-                    ),
-                ));
+                return Some((Kind::Stop, Reason::ErrorRate(flag.clone())));
             }
             // Running again: requests may wake it once more after a later stop.
             record.stopped_for_errors = None;
@@ -767,13 +770,11 @@ mod tests {
             "a request 42 minutes ago is not 2h of idleness"
         );
         let stopped = decide(&quiet, Some(&record), at(4, 40), &options());
+        let (kind, reason) = stopped.action.expect("stopped");
+        assert_eq!(kind, Kind::Stop);
         assert_eq!(
-            stopped.action,
-            Some((
-                Kind::Stop,
-                "idle for 2h10m, last activity: a request through `envctl gateway` at 02:30 UTC"
-                    .into()
-            ))
+            reason.to_string(),
+            "idle for 2h10m, last activity: a request through `envctl gateway` at 02:30 UTC"
         );
     }
 
@@ -799,14 +800,12 @@ mod tests {
             ..options()
         };
         let with = decide(&quiet, Some(&record), at(1, 35), &asked);
+        let (kind, reason) = with.action.expect("stopped");
+        assert_eq!((kind, reason.cause()), (Kind::Stop, Cause::ErrorRate));
         assert_eq!(
-            with.action,
-            Some((
-                Kind::Stop,
-                "its error rate at `envctl gateway`: 31 of 50 requests (62%) answered 5xx over \
-                 5m, above 50% (since 01:30 UTC)"
-                    .into()
-            ))
+            reason.to_string(),
+            "its error rate at `envctl gateway`: 31 of 50 requests (62%) answered 5xx over 5m, \
+             above 50% (since 01:30 UTC)"
         );
         assert_eq!(with.record.stopped_for_errors, Some(at(1, 35)));
         let stale = decide(&quiet, Some(&record), at(1, 36), &asked);

@@ -35,7 +35,7 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         _ => None,
     };
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let engine = super::engine().await?;
+    let backend = super::backend().await?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         Error::Usage(format!(
             "cannot listen on `{}`: {e}\nhint: pick another `--listen` address or port",
@@ -60,7 +60,7 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         options.url_of("ID"),
         store.dir().display()
     ));
-    let environments = Arc::new(Lifecycle::new(engine, store, args.start_timeout));
+    let environments = Arc::new(Lifecycle::new(backend, store, args.start_timeout));
     let gateway = Gateway::new(options, environments);
     server::serve(listener, gateway, signals.received(1)).await;
     output::message("gateway: stopped");

@@ -11,29 +11,29 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::environments::{Entry, Environment, Environments, Flush};
-use crate::engine::{ContainerState, Engine};
+use crate::backend::{Backend, ServiceState};
 use crate::lifecycle::{self, Instance, Progress, Selection};
 use crate::spec::{Probe, Protocol};
 use crate::state::{self, Store};
 
 pub struct Lifecycle {
-    engine: Arc<dyn Engine>,
+    backend: Arc<dyn Backend>,
     store: Store,
     /// Bounds a start, as `envctl start --timeout` does.
     start_timeout: Duration,
 }
 
 impl Lifecycle {
-    pub fn new(engine: Arc<dyn Engine>, store: Store, start_timeout: Duration) -> Lifecycle {
+    pub fn new(backend: Arc<dyn Backend>, store: Store, start_timeout: Duration) -> Lifecycle {
         Lifecycle {
-            engine,
+            backend,
             store,
             start_timeout,
         }
     }
 
     async fn instance(&self, id: &str) -> Result<Instance, String> {
-        lifecycle::require(self.engine.as_ref(), id)
+        lifecycle::require(self.backend.as_ref(), id)
             .await
             .map_err(|e| e.to_string())
     }
@@ -52,7 +52,7 @@ impl Lifecycle {
     }
 
     async fn note(&self, id: &str, what: String) -> Result<(), String> {
-        let (endpoint, id) = (self.engine.endpoint().to_string(), id.to_string());
+        let (endpoint, id) = (self.backend.endpoint().to_string(), id.to_string());
         self.update(move |state| state.note_activity(&endpoint, &id, Utc::now(), &what))
             .await
     }
@@ -61,27 +61,27 @@ impl Lifecycle {
 #[async_trait]
 impl Environments for Lifecycle {
     async fn list(&self) -> Result<Vec<Environment>, String> {
-        let instances = lifecycle::inventory::list(self.engine.as_ref())
+        let instances = lifecycle::inventory::list(self.backend.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         let store = self.store.clone();
         let (state, _) = tokio::task::spawn_blocking(move || store.read())
             .await
             .map_err(|e| e.to_string())?;
-        let endpoint = self.engine.endpoint();
+        let endpoint = self.backend.endpoint();
         let now = Utc::now();
         Ok(instances
             .iter()
             .map(|instance| {
                 let record = state.record(endpoint, &instance.id);
-                view(self.engine.as_ref(), instance, record, now)
+                view(instance, record, now)
             })
             .collect())
     }
 
     async fn start(&self, id: &str, why: &str) -> Result<(), String> {
         let instance = self.instance(id).await?;
-        let (endpoint, owned_id) = (self.engine.endpoint().to_string(), id.to_string());
+        let (endpoint, owned_id) = (self.backend.endpoint().to_string(), id.to_string());
         let what = format!("envctl start by {why}");
         // A start by hand is what lets an environment stopped for its error rate wake again.
         self.update(move |state| {
@@ -92,7 +92,7 @@ impl Environments for Lifecycle {
         .await?;
         let progress: Progress = Arc::new(|_, _| {});
         lifecycle::start(
-            self.engine.as_ref(),
+            self.backend.as_ref(),
             &instance,
             &progress,
             self.start_timeout,
@@ -103,23 +103,23 @@ impl Environments for Lifecycle {
 
     async fn stop(&self, id: &str) -> Result<(), String> {
         let instance = self.instance(id).await?;
-        lifecycle::stop(self.engine.as_ref(), &instance)
+        lifecycle::stop(self.backend.as_ref(), &instance)
             .await
             .map_err(|e| e.to_string())
     }
 
     async fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), String> {
         let instance = self.instance(id).await?;
-        let engine = self.engine.as_ref();
+        let backend = self.backend.as_ref();
         if pinned {
-            lifecycle::pin(engine, &instance)
+            lifecycle::pin(backend, &instance)
                 .await
                 .map_err(|e| e.to_string())?;
             // A pin made while a reaper pass runs must stop that pass from acting on it.
             self.note(id, "envctl pin on the `envctl gateway` page".into())
                 .await
         } else {
-            lifecycle::unpin(engine, &instance)
+            lifecycle::unpin(backend, &instance)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -132,14 +132,14 @@ impl Environments for Lifecycle {
 
     async fn down(&self, id: &str) -> Result<(), String> {
         let ids = [id.to_string()];
-        lifecycle::down(self.engine.as_ref(), Selection::Ids(&ids))
+        lifecycle::down(self.backend.as_ref(), Selection::Ids(&ids))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
     fn changes(&self) -> BoxStream<'static, ()> {
-        self.engine
+        self.backend
             .changes()
             .take_while(|change| std::future::ready(change.is_ok()))
             .map(|_| ())
@@ -147,7 +147,7 @@ impl Environments for Lifecycle {
     }
 
     async fn flush(&self, flush: Flush) -> Result<(), String> {
-        let endpoint = self.engine.endpoint().to_string();
+        let endpoint = self.backend.endpoint().to_string();
         self.update(move |state| {
             for (id, at) in flush.activity {
                 state.note_activity(&endpoint, &id, at, state::GATEWAY_ACTIVITY);
@@ -175,7 +175,6 @@ impl Environments for Lifecycle {
 
 /// The gateway's view of one instance.
 fn view(
-    engine: &dyn Engine,
     instance: &Instance,
     record: Option<&state::Record>,
     now: chrono::DateTime<Utc>,
@@ -183,7 +182,7 @@ fn view(
     let created_at = instance.created_at();
     Environment {
         id: instance.id.clone(),
-        environment: instance.environment.clone(),
+        environment: instance.environment().to_string(),
         refs: instance
             .metadata
             .refs
@@ -193,23 +192,22 @@ fn view(
         owner: instance.owner().unwrap_or_default().to_string(),
         state: instance.state(now),
         created_at,
-        pinned: instance.pin.is_some(),
+        pinned: instance.pinned(),
         expires_at: instance.expires_at(),
-        entry: entry(instance, |ip, port| {
-            let host = engine.reachable_host(ip);
+        entry: entry(instance, |host, port| {
             (host, port).to_socket_addrs().ok()?.next()
         }),
         endpoints: instance
-            .containers
+            .services
             .iter()
-            .flat_map(|c| {
-                c.ports.iter().map(|p| {
+            .flat_map(|s| {
+                s.status.endpoints.iter().map(|e| {
                     format!(
                         "{}:{}->{}:{}",
-                        c.service(),
-                        p.container_port,
-                        engine.reachable_host(&p.host_ip),
-                        p.host_port
+                        s.service(),
+                        e.container_port.number,
+                        e.host,
+                        e.port
                     )
                 })
             })
@@ -220,7 +218,7 @@ fn view(
 }
 
 /// The entry of an environment: its `gateway: SERVICE:PORT`, else the one published TCP port
-/// that has an HTTP probe. `address` resolves a published host IP and port.
+/// that has an HTTP probe. `address` resolves where a published port is reached.
 pub fn entry(
     instance: &Instance,
     address: impl Fn(&str, u16) -> Option<SocketAddr>,
@@ -229,18 +227,22 @@ pub fn entry(
         Some(declared) => (declared.service.clone(), declared.port),
         None => {
             let candidates: Vec<(String, u16)> = instance
-                .containers
+                .services
                 .iter()
                 .flat_map(|c| {
                     let published: Vec<u16> = c
-                        .metadata()
-                        .map(|m| m.ports)
-                        .unwrap_or_default()
+                        .metadata
+                        .ports
                         .iter()
                         .filter(|p| p.protocol == Protocol::Tcp)
                         .map(|p| p.number)
                         .collect();
-                    let probes = c.ready().map(|r| r.probes).unwrap_or_default();
+                    let probes = c
+                        .metadata
+                        .ready
+                        .clone()
+                        .map(|r| r.probes)
+                        .unwrap_or_default();
                     probes
                         .into_iter()
                         .filter_map(|probe| match probe {
@@ -274,15 +276,18 @@ pub fn entry(
             }
         }
     };
-    let Some(container) = instance.containers.iter().find(|c| c.service() == service) else {
+    let Some(container) = instance.services.iter().find(|c| c.service() == service) else {
         return Err(format!("its entry service `{service}` is missing"));
     };
-    let address = match container.state {
-        ContainerState::Running => container
-            .ports
+    let address = match container.status.state {
+        ServiceState::Running => container
+            .status
+            .endpoints
             .iter()
-            .filter(|p| p.container_port == port && p.protocol == "tcp")
-            .find_map(|p| address(&p.host_ip, p.host_port)),
+            .filter(|e| {
+                e.container_port.number == port && e.container_port.protocol == Protocol::Tcp
+            })
+            .find_map(|e| address(&e.host, e.port)),
         _ => None,
     };
     Ok(Entry {
@@ -295,13 +300,12 @@ pub fn entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{ContainerSummary, PublishedPort};
-    use crate::lifecycle::inventory::group;
+    use crate::backend::{Endpoint, Markers, ServiceRecord, ServiceRef, ServiceStatus};
     use crate::naming::codec::{Metadata, ServiceMetadata};
     use crate::spec::{GatewayEntry, Port, Ready};
 
-    /// A running service publishing `port` on host port 40000 + `port`, maybe with an HTTP probe.
-    fn service(metadata: &Metadata, name: &str, port: u16, http: bool) -> ContainerSummary {
+    /// A running service publishing `port` at 127.0.0.1:40000+`port`, maybe with an HTTP probe.
+    fn service(name: &str, port: u16, http: bool) -> ServiceRecord {
         let probes = match http {
             true => vec![Probe::Http {
                 port,
@@ -309,46 +313,55 @@ mod tests {
             }],
             false => vec![],
         };
-        let labels = metadata.encode_service(&ServiceMetadata {
-            service: name.into(),
-            image: None,
-            depends_on: Default::default(),
-            ports: vec![Port {
-                number: port,
-                protocol: Protocol::Tcp,
-            }],
-            ready: Some(Ready {
-                probes,
-                timeout: Duration::from_secs(60),
-            }),
-        });
-        ContainerSummary {
-            id: format!("{name}-id"),
-            name: name.into(),
-            image: "i".into(),
-            labels,
-            state: ContainerState::Running,
-            status: "Up".into(),
-            ports: vec![PublishedPort {
-                container_port: port,
-                protocol: "tcp".into(),
-                host_ip: "0.0.0.0".into(),
-                host_port: 40000 + port,
-            }],
+        let published = Port {
+            number: port,
+            protocol: Protocol::Tcp,
+        };
+        let mut status = ServiceStatus::new(ServiceState::Running);
+        status.endpoints = vec![Endpoint {
+            container_port: published.clone(),
+            host: "127.0.0.1".into(),
+            port: 40000 + port,
+            bound: "0.0.0.0".into(),
+        }];
+        ServiceRecord {
+            handle: ServiceRef {
+                id: "x".into(),
+                service: name.into(),
+                native: format!("{name}-id"),
+                name: format!("{name}_x"),
+            },
+            metadata: ServiceMetadata {
+                service: name.into(),
+                image: None,
+                depends_on: Default::default(),
+                ports: vec![published],
+                ready: Some(Ready {
+                    probes,
+                    timeout: Duration::from_secs(60),
+                }),
+            },
+            status,
         }
     }
 
     fn entry_of(gateway: Option<&str>, services: &[(&str, u16, bool)]) -> Result<Entry, String> {
         let mut metadata = Metadata::new("x");
         metadata.gateway = gateway.and_then(GatewayEntry::parse);
-        let containers = services
-            .iter()
-            .map(|(name, port, http)| service(&metadata, name, *port, *http))
-            .collect();
-        let instance = group(containers, vec![]).remove(0);
-        entry(&instance, |_, port| Some(([127, 0, 0, 1], port).into()))
+        let instance = Instance {
+            id: "x".into(),
+            metadata,
+            markers: Markers::default(),
+            services: services
+                .iter()
+                .map(|(name, port, http)| service(name, *port, *http))
+                .collect(),
+            isolation: vec![],
+        };
+        entry(&instance, |host, port| {
+            format!("{host}:{port}").parse().ok()
+        })
     }
-
     #[test]
     fn the_declared_entry_wins_over_http_probes() {
         let entry = entry_of(Some("db:1521"), &[("web", 8080, true), ("db", 1521, false)]);
