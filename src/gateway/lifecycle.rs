@@ -319,7 +319,7 @@ mod tests {
         };
         let mut status = ServiceStatus::new(ServiceState::Running);
         status.endpoints = vec![Endpoint {
-            container_port: published.clone(),
+            container_port: published,
             host: "127.0.0.1".into(),
             port: 40000 + port,
             bound: "0.0.0.0".into(),
