@@ -10,6 +10,8 @@
 //!   to Docker.
 //! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
 //!   environments through the lifecycle only.
+//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
+//!   any engine.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
@@ -25,6 +27,7 @@ pub mod naming;
 pub mod output;
 pub mod pipeline;
 pub mod reaper;
+pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod connect;
 mod engine;
 mod faults;
 mod fuzz;
@@ -13,6 +14,7 @@ mod pipeline;
 mod private_engine;
 mod reach;
 mod reaper;
+mod registry;
 mod slow_proxy;
 mod spec;
 mod support;
