@@ -417,6 +417,9 @@ fn the_gateway_key_names_a_published_tcp_port_of_a_service() {
         .args([dir.file("env.yaml")])
         .run()
         .success();
+}
+
+#[test]
 fn an_unknown_pull_policy_is_located_with_compose_names() {
     let stderr = plan_error("services:\n  a:\n    image: a\n    pull: allways\n");
     assert_eq!(
