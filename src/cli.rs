@@ -97,6 +97,16 @@ pub enum Command {
     ///
     /// The first signal finishes the pass in flight and exits; a second exits at once.
     Reaper(ReaperArgs),
+    /// Serve every environment through one HTTP front door, with a page listing them
+    ///
+    /// Requests for `http://ID.DOMAIN:PORT/` (or `http://REF.ENVIRONMENT.DOMAIN:PORT/`, the
+    /// newest environment of that file started with a ref starting with REF) go to the
+    /// environment's entry: the file's `gateway: SERVICE:PORT`, else the one published port
+    /// with an HTTP probe. `http://DOMAIN:PORT/` lists the environments, with actions.
+    /// Every request is activity for the reaper; a stopped environment is started on request.
+    ///
+    /// Example: envctl gateway --listen 127.0.0.1:8000 --domain localhost
+    Gateway(GatewayArgs),
     /// Record activity on an environment, restarting its idle clock
     Touch(TouchArgs),
     /// Exempt an environment from the reaper
@@ -309,6 +319,9 @@ pub struct ReapArgs {
     /// Only environments of this name
     #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,
+    /// Also stop environments `envctl gateway` flagged for their error rate (`--max-error-rate`)
+    #[arg(long)]
+    pub stop_erroring: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -320,6 +333,50 @@ pub struct ReaperArgs {
     pub every: Duration,
     #[command(flatten)]
     pub reap: ReapArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The address to listen on; other than loopback, actions need `--token-file`
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// Environments are reached at ID.DOMAIN, the page at DOMAIN (`*.localhost` resolves to
+    /// loopback in browsers; a team points a wildcard DNS record at the gateway's host)
+    #[arg(long, value_name = "DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// How long a request (other than a web page's) waits for a stopped environment to start
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub wake_timeout: Duration,
+    /// A file holding the token the page's actions need; required off loopback
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Flag environments whose share of 5xx answers is above this (`50%`); off by default
+    #[arg(long, value_name = "PERCENT", value_parser = percent, requires = "over")]
+    pub max_error_rate: Option<f64>,
+    /// The sliding window of `--max-error-rate`
+    #[arg(long, value_name = "DURATION", value_parser = duration, requires = "max_error_rate")]
+    pub over: Option<Duration>,
+    /// The largest request body passed to an environment, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body: u64,
+    /// How long an environment may take to begin answering a request
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long a start (a wake, or the page's start) may take
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub start_timeout: Duration,
+}
+
+/// `50%`, or `50`: a share between 0 and 100 percent.
+fn percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage like `50%`"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("`{text}` is not between 0% and 100%"));
+    }
+    Ok(value / 100.0)
 }
 
 #[derive(Debug, Args)]

@@ -61,6 +61,9 @@ pub mod label {
     /// Every service of the environment, comma-separated, so a service container removed by
     /// hand shows as missing instead of going unnoticed.
     pub const SERVICES: &str = "io.envctl.services";
+    /// The environment file's `gateway: SERVICE:PORT`, the entry `envctl gateway` proxies to;
+    /// empty when the file has none.
+    pub const GATEWAY: &str = "io.envctl.gateway";
 }
 
 /// The value of [`label::MANAGED_BY`].

@@ -4,6 +4,7 @@ mod build;
 mod completions;
 mod down;
 mod env;
+mod gateway;
 mod graph;
 mod logs;
 mod ls;
@@ -50,6 +51,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Start(args) => start::exec(args).await,
         Command::Reap(args) => reap::once(args).await,
         Command::Reaper(args) => reap::daemon(args).await,
+        Command::Gateway(args) => gateway::exec(args).await,
         Command::Touch(args) => pin::touch(args).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::Unpin(args) => pin::unpin(args).await,

@@ -423,6 +423,7 @@ mod reaper_pass {
             max_age: None,
             dry_run: false,
             environment: None,
+            stop_erroring: false,
         }
     }
 

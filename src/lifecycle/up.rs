@@ -689,6 +689,7 @@ fn metadata(
         services: Some(environment.services.keys().cloned().collect()),
         refs,
         build: options.build.clone(),
+        gateway: environment.gateway.clone(),
         ..Metadata::new(id)
     }
 }

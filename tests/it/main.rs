@@ -1,11 +1,13 @@
 //! envctl's integration tests: one binary. Modules without Docker run everywhere; the
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
+mod browser;
 mod cli;
 mod connect;
 mod engine;
 mod faults;
 mod fuzz;
+mod gateway;
 mod harness;
 mod lifecycle;
 mod pipeline;

@@ -472,6 +472,26 @@ impl Engine for Docker {
         }
     }
 
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={}", naming::label::MANAGED_BY, naming::MANAGER)],
+        )]);
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        // The stream lasts as long as the watcher: no request timeout applies to it.
+        self.with_timeout(PATIENT_TIMEOUT)
+            .events(Some(options))
+            .map(|event| {
+                event
+                    .map(|_| ())
+                    .map_err(|e| EngineError::operation("follow the engine's events", e))
+            })
+            .boxed()
+    }
+
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
         let mut query = LogsOptionsBuilder::new()
             .stdout(true)
