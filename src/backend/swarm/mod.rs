@@ -26,7 +26,7 @@ use super::{
     BackendError, BackendInfo, Capabilities, Healthcheck, IsolationRef, Kind, Result, ServiceRef,
     ServiceSpec, ServiceStatus,
 };
-use crate::engine::connect::Origin;
+use crate::backend::docker::engine::connect::Origin;
 use crate::naming;
 use crate::naming::codec::{Labels, Metadata, Role};
 use crate::spec::{Probe, Protocol, Ready};

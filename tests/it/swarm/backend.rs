@@ -10,12 +10,12 @@ use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListServicesOptionsBuilder,
 };
+use envctl::backend::docker::engine::connect::Origin;
 use envctl::backend::swarm::Swarm;
 use envctl::backend::{
     BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef, ServiceSpec,
     ServiceState, ServiceStatus,
 };
-use envctl::engine::connect::Origin;
 use envctl::naming::codec::Filter;
 use envctl::spec::{ImageRef, Port, Probe, Protocol, Ready};
 
