@@ -24,6 +24,7 @@ pub mod reaper;
 pub mod signals;
 pub mod spec;
 pub mod state;
+pub mod terminal;
 
 pub use error::{Error, ExitStatus};
 

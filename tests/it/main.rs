@@ -10,6 +10,7 @@ mod lifecycle;
 mod pipeline;
 mod private_engine;
 mod reaper;
+mod run_failure;
 mod slow_proxy;
 mod spec;
 mod support;
