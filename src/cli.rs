@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Fresh, throw-away copies of a multi-container test environment.
@@ -162,7 +163,8 @@ pub struct StartFlags {
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
-    /// Keep what was created when the start fails, for debugging
+    /// Keep what was created when the start fails, for debugging; with `run`, keep the
+    /// environment also when the command fails
     #[arg(long)]
     pub keep_on_failure: bool,
     /// Start only these services and what they depend on (repeat, or separate with commas)
@@ -178,6 +180,10 @@ pub struct StartFlags {
 pub struct RunArgs {
     #[command(flatten)]
     pub start: StartFlags,
+    /// When the command fails, save each service's log to DIR/SERVICE.log before the
+    /// environment goes (for the CI system to archive)
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
     /// The command to run once the environment is ready, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -272,14 +278,22 @@ pub struct ReaperArgs {
 pub struct LogsArgs {
     /// The environment id, as `envctl ls` shows it
     pub id: String,
-    /// Only this service
-    pub service: Option<String>,
+    /// Only these services (every service when none is named)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
     /// Keep following new output
     #[arg(short, long)]
     pub follow: bool,
     /// Lines to show from the end of each service's log
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+    /// Show when each line was printed (RFC 3339, UTC)
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only lines printed since then: a duration back from now (`10m`, `1h 30m`) or an
+    /// RFC 3339 time (`2026-11-26T04:15:00Z`)
+    #[arg(long, value_name = "DURATION|TIME", value_parser = since)]
+    pub since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -297,8 +311,48 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A point in time given as a duration back from now, or as an RFC 3339 time.
+fn since(text: &str) -> Result<DateTime<Utc>, String> {
+    since_at(text, Utc::now())
+}
+
+fn since_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let back = duration(text).map_err(|_| {
+        "expected a duration (`10m`) or an RFC 3339 time (`2026-11-26T04:15:00Z`)".to_string()
+    })?;
+    let back = chrono::Duration::from_std(back).map_err(|e| e.to_string())?;
+    Ok(now - back)
+}
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_duration_back_from_now_or_a_time() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T04:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            since_at("10m", now).unwrap().to_rfc3339(),
+            "2026-11-26T04:05:00+00:00"
+        );
+        assert_eq!(
+            since_at("2026-11-26T05:00:00+01:00", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-26T04:00:00+00:00"
+        );
+        let error = since_at("yesterday", now).unwrap_err();
+        assert!(error.contains("expected a duration"), "{error}");
+    }
 }
