@@ -56,7 +56,16 @@ pub enum Command {
     /// Stop an environment's containers but keep them
     Stop(IdArgs),
     /// Start a stopped environment again, in dependency order, waiting for readiness
+    ///
+    /// Docker publishes the ports on new host ports: start prints the new endpoints.
     Start(StartArgs),
+    /// Show where a service's ports are published: `host:port`, as `docker port` does
+    ///
+    /// Examples:
+    ///   envctl port 20261126-041500 proxy            # every published port of proxy
+    ///   curl "http://$(envctl port 20261126-041500 proxy 8080)/"
+    #[command(verbatim_doc_comment)]
+    Port(PortArgs),
     /// Build the images of services that declare `build:`
     Build(BuildArgs),
     /// One reaper pass, for cron: stop idle environments, remove long-stopped ones
@@ -236,6 +245,45 @@ pub struct StartArgs {
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+    /// The service
+    pub service: String,
+    /// Only this container port: `8080`, `8080/tcp` or `53/udp`
+    #[arg(value_parser = container_port)]
+    pub port: Option<ContainerPort>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// A container port and its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub number: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+fn container_port(text: &str) -> Result<ContainerPort, String> {
+    let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    let number = number
+        .parse()
+        .map_err(|_| format!("expected a port number (like `8080` or `53/udp`), not `{text}`"))?;
+    match protocol {
+        "tcp" | "udp" | "sctp" => Ok(ContainerPort {
+            number,
+            protocol: protocol.to_string(),
+        }),
+        other => Err(format!(
+            "unknown protocol `{other}`: expected tcp, udp or sctp"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -354,5 +402,21 @@ mod tests {
         );
         let error = since_at("yesterday", now).unwrap_err();
         assert!(error.contains("expected a duration"), "{error}");
+    }
+
+    #[test]
+    fn container_ports_default_to_tcp() {
+        assert_eq!(container_port("8080").unwrap().protocol, "tcp");
+        assert_eq!(container_port("53/udp").unwrap().number, 53);
+        assert!(
+            container_port("http")
+                .unwrap_err()
+                .contains("a port number")
+        );
+        assert!(
+            container_port("80/icmp")
+                .unwrap_err()
+                .contains("unknown protocol")
+        );
     }
 }

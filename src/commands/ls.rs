@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use crate::engine::Engine;
 use chrono::Utc;
 use serde::Serialize;
@@ -8,6 +10,8 @@ use crate::naming::label;
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
 
+use super::view::{self, Port};
+
 #[derive(Serialize)]
 struct Row {
     id: String,
@@ -17,7 +21,8 @@ struct Row {
     age_seconds: Option<u64>,
     owner: String,
     images: Vec<String>,
-    endpoints: Vec<String>,
+    /// Each service's published ports.
+    endpoints: BTreeMap<String, Vec<Port>>,
     pinned: bool,
     /// Services whose containers were removed by hand.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -53,7 +58,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     }
     let rows: Vec<Row> = instances
         .iter()
-        .map(|i| row(engine.as_ref(), i, state.record(engine.endpoint(), &i.id)))
+        .map(|i| row(i, state.record(engine.endpoint(), &i.id)))
         .collect();
     match args.output {
         Format::Json => output::json(&rows),
@@ -79,7 +84,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                         },
                         if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
-                        r.endpoints.join(" "),
+                        endpoints_text(engine.as_ref(), &r.endpoints),
                     ]
                 })
                 .collect();
@@ -100,7 +105,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row {
+fn row(instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
     let last = created
@@ -130,22 +135,21 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
                 format!("{service}:{tag}")
             })
             .collect(),
-        endpoints: instance
-            .containers
-            .iter()
-            .flat_map(|c| {
-                c.ports.iter().map(|p| {
-                    format!(
-                        "{}:{}->{}:{}",
-                        c.service(),
-                        p.container_port,
-                        engine.reachable_host(&p.host_ip),
-                        p.host_port
-                    )
-                })
-            })
-            .collect(),
+        endpoints: view::endpoints(instance),
     }
+}
+
+/// `proxy:8080->127.0.0.1:49153 oracle-xe:1521->127.0.0.1:49154`.
+fn endpoints_text(engine: &dyn Engine, endpoints: &BTreeMap<String, Vec<Port>>) -> String {
+    let all: Vec<String> = endpoints
+        .iter()
+        .flat_map(|(service, ports)| {
+            ports
+                .iter()
+                .map(move |p| format!("{service}:{}->{}", p.name(), p.address(engine)))
+        })
+        .collect();
+    all.join(" ")
 }
 
 fn non_empty(value: &str) -> Option<String> {

@@ -9,6 +9,7 @@ mod logs;
 mod ls;
 mod pin;
 mod plan;
+mod port;
 mod progress;
 mod reap;
 mod run;
@@ -16,6 +17,7 @@ mod start;
 mod status;
 mod stop;
 mod up;
+mod view;
 
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Logs(args) => logs::exec(args).await,
         Command::Stop(args) => stop::exec(args).await,
         Command::Start(args) => start::exec(args).await,
+        Command::Port(args) => port::exec(args).await,
         Command::Reap(args) => reap::once(args).await,
         Command::Reaper(args) => reap::daemon(args).await,
         Command::Touch(args) => pin::touch(args).await,

@@ -1,6 +1,8 @@
-use crate::cli::StartArgs;
+use crate::cli::{Format, StartArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, output};
+
+use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
@@ -11,6 +13,19 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
         lifecycle::start(engine.as_ref(), &instance, &reporter.progress, args.timeout).await;
     drop(reporter);
     started?;
-    output::message(&format!("started {}", args.id));
+    // Docker publishes a container's ports on new host ports each time it starts: what the
+    // environment was reached at before the stop is gone.
+    let instance = lifecycle::require(engine.as_ref(), &instance.id).await?;
+    let environment = view::Environment::from(&instance);
+    match args.output.output {
+        Format::Json => output::json(&environment),
+        Format::Text => {
+            output::message(&format!("started {}", instance.id));
+            let endpoints = environment.endpoints(engine.as_ref());
+            if !endpoints.is_empty() {
+                output::data(&endpoints);
+            }
+        }
+    }
     Ok(ExitStatus::Success)
 }

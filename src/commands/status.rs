@@ -4,6 +4,16 @@ use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, naming, output};
 
+use super::view::Port;
+
+/// `status -o json`: the environment and each of its services.
+#[derive(Serialize)]
+struct Status {
+    id: String,
+    environment: String,
+    services: Vec<ServiceStatus>,
+}
+
 #[derive(Serialize)]
 struct ServiceStatus {
     service: String,
@@ -12,7 +22,7 @@ struct ServiceStatus {
     health: Option<String>,
     restarts: i64,
     exit_code: Option<i64>,
-    ports: Vec<lifecycle::PortJson>,
+    ports: Vec<Port>,
 }
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
@@ -31,11 +41,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             health: details.health,
             restarts: details.restarts,
             exit_code: details.exit_code,
-            ports: details
-                .ports
-                .iter()
-                .map(lifecycle::PortJson::from)
-                .collect(),
+            ports: details.ports.iter().map(Port::from).collect(),
         })
         .chain(
             instance
@@ -53,7 +59,11 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
         )
         .collect();
     match args.output.output {
-        Format::Json => output::json(&services),
+        Format::Json => output::json(&Status {
+            id: instance.id.clone(),
+            environment: instance.environment.clone(),
+            services,
+        }),
         Format::Text => {
             let rows: Vec<Vec<String>> = services
                 .iter()
@@ -61,10 +71,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                     let ports: Vec<String> = s
                         .ports
                         .iter()
-                        .map(|p| {
-                            let host = engine.reachable_host(&p.host_ip);
-                            format!("{}->{host}:{}", p.container_port, p.host_port)
-                        })
+                        .map(|p| format!("{}->{}", p.name(), p.address(engine.as_ref())))
                         .collect();
                     vec![
                         s.service.clone(),

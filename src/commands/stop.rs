@@ -1,14 +1,22 @@
-use crate::cli::IdArgs;
+use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, output};
+
+use super::view;
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
     lifecycle::stop(engine.as_ref(), &instance).await?;
-    output::message(&format!(
-        "stopped {}; `envctl start {}` brings it back",
-        args.id, args.id
-    ));
+    let id = &instance.id;
+    match args.output.output {
+        Format::Json => {
+            let stopped = lifecycle::require(engine.as_ref(), id).await?;
+            output::json(&view::Environment::from(&stopped));
+        }
+        Format::Text => {
+            output::message(&format!("stopped {id}; `envctl start {id}` brings it back"))
+        }
+    }
     Ok(ExitStatus::Success)
 }

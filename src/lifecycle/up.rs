@@ -73,6 +73,7 @@ pub struct StartedService {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PortJson {
     pub container_port: u16,
+    pub protocol: String,
     pub host_ip: String,
     pub host_port: u16,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
@@ -85,6 +86,7 @@ impl From<&PublishedPort> for PortJson {
     fn from(p: &PublishedPort) -> Self {
         PortJson {
             container_port: p.container_port,
+            protocol: p.protocol.clone(),
             host_ip: p.host_ip.clone(),
             host_port: p.host_port,
             http: false,
