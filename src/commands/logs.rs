@@ -9,7 +9,6 @@ use futures_util::stream::select_all;
 use crate::cli::LogsArgs;
 use crate::engine::{ContainerSummary, Engine, LogOptions};
 use crate::lifecycle::{self, Instance};
-use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
@@ -93,29 +92,7 @@ fn chosen<'a>(
         match instance.containers.iter().find(|c| c.service() == service) {
             Some(container) if !containers.contains(&container) => containers.push(container),
             Some(_) => {}
-            None if instance.missing_services().contains(service) => {
-                return Err(Error::NotFound(format!(
-                    "service `{service}` of `{}` is missing: its container was removed",
-                    instance.id
-                )));
-            }
-            None => {
-                let known = instance.containers.iter().map(|c| c.service());
-                let hint = match did_you_mean(service, known.clone()) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => format!(
-                        "its services: {}",
-                        known
-                            .map(|s| format!("`{s}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                return Err(Error::NotFound(format!(
-                    "environment `{}` has no service `{service}`\nhint: {hint}",
-                    instance.id
-                )));
-            }
+            None => return Err(super::unknown_service(instance, service)),
         }
     }
     Ok(containers)

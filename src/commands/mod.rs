@@ -65,3 +65,25 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 async fn engine() -> Result<Arc<dyn Engine>, Error> {
     Ok(Arc::new(Docker::connect().await?))
 }
+
+/// The error for a service `instance` does not have: removed by hand, or never there (with
+/// the closest name, else the services it has, as a hint).
+fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Error {
+    let id = &instance.id;
+    if instance.missing_services().iter().any(|s| s == service) {
+        return Error::NotFound(format!(
+            "service `{service}` of `{id}` is missing: its container was removed"
+        ));
+    }
+    let known = instance.containers.iter().map(|c| c.service());
+    let hint = match crate::spec::did_you_mean(service, known.clone()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => {
+            let names: Vec<String> = known.map(|s| format!("`{s}`")).collect();
+            format!("its services: {}", names.join(", "))
+        }
+    };
+    Error::NotFound(format!(
+        "environment `{id}` has no service `{service}`\nhint: {hint}"
+    ))
+}

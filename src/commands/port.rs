@@ -1,5 +1,4 @@
 use crate::cli::{Format, PortArgs};
-use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, lifecycle, output};
 
 use super::view::{self, Port};
@@ -13,19 +12,7 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
         .iter()
         .find(|c| c.service() == args.service)
     else {
-        let service = &args.service;
-        if instance.missing_services().contains(service) {
-            return Err(Error::NotFound(format!(
-                "service `{service}` of `{id}` is missing: its container was removed"
-            )));
-        }
-        let hint = match did_you_mean(service, instance.containers.iter().map(|c| c.service())) {
-            Some(best) => format!("\nhint: did you mean `{best}`?"),
-            None => String::new(),
-        };
-        return Err(Error::NotFound(format!(
-            "environment `{id}` has no service `{service}`{hint}"
-        )));
+        return Err(super::unknown_service(&instance, &args.service));
     };
     let mut ports = view::ports(container);
     if ports.is_empty() {
