@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::engine::{ContainerSummary, Engine, PublishedPort};
 use crate::lifecycle::{Instance, PortJson, Started};
-use crate::naming::label;
 use crate::spec::Probe;
 
 /// A container port published on the host.
@@ -134,7 +133,10 @@ impl From<&Instance> for Environment {
                 .map(|c| Service {
                     service: c.service().to_string(),
                     container: c.name.clone(),
-                    image: c.label(label::IMAGE).to_string(),
+                    image: c
+                        .metadata()
+                        .and_then(|m| m.image)
+                        .map_or_else(|| c.image.clone(), |image| image.to_string()),
                     state: c.state.to_string(),
                     ports: ports(c),
                 })

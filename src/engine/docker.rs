@@ -32,7 +32,7 @@ use crate::naming;
 
 use super::{
     Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
-    EngineError, ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
+    EngineError, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
     NetworkSummary, PublishedPort, Result, Traffic,
 };
 
@@ -308,7 +308,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>> {
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
         let mut options = ListNetworksOptionsBuilder::new();
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -453,7 +453,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>> {
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
         let mut options = ListContainersOptionsBuilder::new().all(true);
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -1085,8 +1085,11 @@ fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
     labels.unwrap_or_default().into_iter().collect()
 }
 
-fn label_filter(label_filters: &[String]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([("label", label_filters.to_vec())])
+fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([(
+        "label",
+        label_filters.iter().map(Filter::to_docker).collect(),
+    )])
 }
 
 // ---------------------------------------------------------------------------------------------

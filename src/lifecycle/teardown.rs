@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::inventory::{self, Instance, managed};
+use super::inventory::{self, Instance};
 use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::naming::codec::Filter;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -63,7 +64,7 @@ pub async fn down(
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
             Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
-            Selection::Owner(owner) => i.owner() == *owner,
+            Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
     join_all(chosen.iter().map(|instance| remove(engine, instance)))
@@ -277,12 +278,12 @@ fn list(resources: &[Resource]) -> String {
 /// the caller knows to exist: when the engine cannot be asked, that is what is left.
 pub async fn remove_reporting(
     engine: &dyn Engine,
-    filter: &str,
+    filter: Filter,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    let filters = [managed(), filter.to_string()];
+    let filters = [Filter::Managed, filter];
     let containers = match engine.list_containers(&filters).await {
         Ok(containers) => containers,
         Err(error) => {

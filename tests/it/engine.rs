@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use envctl::engine::docker::Docker;
 use envctl::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
+    ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
+    NetworkSpec,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,12 +160,16 @@ impl Fixture {
         format!("{}-{what}", self.id)
     }
 
-    fn label_filter(&self) -> String {
-        format!("{TEST_LABEL}={}", self.id)
+    fn label_filter(&self) -> Filter {
+        Filter::Id(self.id.clone())
     }
 
+    /// Under envctl's id key, without its managed-by label: no `ls` or reaper ever sees them.
     fn labels(&self) -> Labels {
-        Labels::from([(TEST_LABEL.to_owned(), self.id.clone())])
+        Labels::from([
+            (TEST_LABEL.to_owned(), self.id.clone()),
+            (envctl::naming::label::ID.to_owned(), self.id.clone()),
+        ])
     }
 
     async fn network(&self) -> String {
@@ -318,9 +323,9 @@ async fn container_lifecycle() {
     assert_eq!((port.container_port, port.protocol.as_str()), (8080, "tcp"));
     assert!(port.host_port > 0);
 
-    // Listed by its label, with both a key=value and a bare key filter (all must match).
+    // Listed by its label.
     let listed = docker
-        .list_containers(&[fixture.label_filter(), TEST_LABEL.to_owned()])
+        .list_containers(&[fixture.label_filter()])
         .await
         .expect("list");
     let [summary] = listed.as_slice() else {
@@ -340,10 +345,16 @@ async fn container_lifecycle() {
         summary.ports
     );
     let other = docker
-        .list_containers(&[format!("{TEST_LABEL}=not-{}", fixture.id)])
+        .list_containers(&[Filter::Id(format!("not-{}", fixture.id))])
         .await
         .expect("list");
     assert!(other.iter().all(|c| c.id != id));
+    // All filters must match.
+    let both = docker
+        .list_containers(&[fixture.label_filter(), Filter::Run("no-such-run".into())])
+        .await
+        .expect("list");
+    assert!(both.iter().all(|c| c.id != id), "{both:?}");
 
     // Exec: success and failure, with the output.
     let ok = docker
@@ -511,11 +522,11 @@ async fn names_are_taken_once() {
     assert_eq!(networks[0].id, network);
     assert_eq!(networks[0].name, duplicate.name);
     assert_eq!(networks[0].labels, fixture.labels());
-    let by_key = docker
-        .list_networks(&[TEST_LABEL.to_owned()])
+    let other = docker
+        .list_networks(&[fixture.label_filter(), Filter::Run("no-such-run".into())])
         .await
         .expect("list networks");
-    assert!(by_key.iter().any(|n| n.id == network));
+    assert!(other.iter().all(|n| n.id != network));
 }
 
 #[tokio::test]
