@@ -3,8 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::ffi::OsStr;
+
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
+
+use crate::commands::complete;
 
 /// Fresh, throw-away copies of a multi-container test environment.
 ///
@@ -107,7 +112,7 @@ pub enum Command {
 pub struct TargetArgs {
     /// The environment (file stem or `name:`), then SERVICE@REF to run SERVICE at image tag REF.
     /// Without ENV, the environment is the one that has every SERVICE named
-    #[arg(value_name = "ENV|SERVICE@REF")]
+    #[arg(value_name = "ENV|SERVICE@REF", add = ArgValueCompleter::new(files))]
     pub words: Vec<String>,
 
     /// Directory of environment files
@@ -201,29 +206,41 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("many").args(["all", "owner"]).multiple(true)))]
 pub struct DownArgs {
     /// Environment ids, as `envctl ls` shows them
     #[arg(
         value_name = "ID",
         required_unless_present_any = ["all", "owner"],
-        conflicts_with = "all"
+        conflicts_with = "many",
+        add = ArgValueCompleter::new(ids)
     )]
     pub ids: Vec<String>,
-    /// Remove every environment (of `--environment`, if given)
+    /// Remove every environment, or every one of `--environment` and `--owner`. On a terminal,
+    /// envctl lists them and asks first
     #[arg(long)]
     pub all: bool,
-    /// With --all: only environments of this name
-    #[arg(long, value_name = "ENV", requires = "all")]
+    /// With --all or --owner: only environments of this name
+    #[arg(
+        long,
+        value_name = "ENV",
+        requires = "many",
+        add = ArgValueCompleter::new(names)
+    )]
     pub environment: Option<String>,
     /// Remove every environment of this owner (Jenkins' BUILD_TAG): a post-build cleanup
-    #[arg(long, value_name = "OWNER", conflicts_with_all = ["ids", "all"])]
+    #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+    /// Remove without asking (--all asks on a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
     /// Exit 0 when an ID has nothing to remove, for a cleanup step that may run twice.
     /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
     #[arg(long)]
@@ -233,6 +250,7 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct IdArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -241,6 +259,7 @@ pub struct IdArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
@@ -252,6 +271,7 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct PortArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     /// The service
     pub service: String,
@@ -289,6 +309,7 @@ fn container_port(text: &str) -> Result<ContainerPort, String> {
 #[derive(Debug, Args)]
 pub struct TouchArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
 }
 
@@ -307,7 +328,7 @@ pub struct ReapArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Only environments of this name
-    #[arg(long, value_name = "ENV")]
+    #[arg(long, value_name = "ENV", add = ArgValueCompleter::new(names))]
     pub environment: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -325,6 +346,7 @@ pub struct ReaperArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     /// Only these services (every service when none is named)
     #[arg(value_name = "SERVICE")]
@@ -348,6 +370,41 @@ pub struct LogsArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Answers the shell's completion request and exits, when `COMPLETE` names a shell: the
+/// script `COMPLETE=bash envctl` prints calls envctl back this way for every Tab.
+pub fn complete_if_asked() {
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+}
+
+/// Environment ids on the engine, with their environment's name as help.
+fn ids(typed: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = typed.to_str().unwrap_or_default();
+    complete::ids()
+        .into_iter()
+        .filter(|(id, _)| complete::matches(id, typed))
+        .map(|(id, environment)| CompletionCandidate::new(id).help(Some(environment.into())))
+        .collect()
+}
+
+/// Environment names in the environment directory, for `ENV`.
+fn files(typed: &OsStr) -> Vec<CompletionCandidate> {
+    by_prefix(complete::environments(false), typed)
+}
+
+/// Environment names in the environment directory and on the engine, for `--environment`.
+fn names(typed: &OsStr) -> Vec<CompletionCandidate> {
+    by_prefix(complete::environments(true), typed)
+}
+
+fn by_prefix(names: Vec<String>, typed: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = typed.to_str().unwrap_or_default();
+    names
+        .into_iter()
+        .filter(|name| name.starts_with(typed))
+        .map(CompletionCandidate::new)
+        .collect()
 }
 
 /// A humantime duration (`90s`, `2h 30m`) of at most a year, so deadlines stay computable.
@@ -402,6 +459,29 @@ mod tests {
         );
         let error = since_at("yesterday", now).unwrap_err();
         assert!(error.contains("expected a duration"), "{error}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn down_all_combines_with_owner_and_environment() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["envctl", "down"], args].concat());
+        let Command::Down(down) = parse(&["--all", "--owner", "ci-7", "--environment", "demo"])
+            .unwrap()
+            .command
+        else {
+            panic!("not down");
+        };
+        assert!(down.all && down.owner.as_deref() == Some("ci-7"));
+        assert_eq!(down.environment.as_deref(), Some("demo"));
+        assert!(parse(&["--owner", "ci-7", "--environment", "demo"]).is_ok());
+        assert!(parse(&["--all", "--yes"]).is_ok());
+        assert!(parse(&["--environment", "demo"]).is_err());
+        assert!(parse(&["20261126-041500", "--all"]).is_err());
+        assert!(parse(&["20261126-041500", "--owner", "ci-7"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per subcommand: turn parsed arguments into plain options, call the core, print.
 
 mod build;
+pub mod complete;
 mod completions;
 mod down;
 mod env;

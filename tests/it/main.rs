@@ -2,6 +2,7 @@
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
 mod cli;
+mod completion;
 mod engine;
 mod faults;
 mod fuzz;
@@ -17,3 +18,4 @@ mod slow_proxy;
 mod snapshot;
 mod spec;
 mod support;
+mod terminal;

@@ -1,11 +1,10 @@
 //! `envctl run` on a terminal and after a failing command: the terminal's foreground,
 //! `--keep-on-failure` and `--logs DIR`, against a real engine.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{IMAGE, TestEnv};
+use crate::terminal::in_terminal;
 
 /// One service that answers on 1521 and prints a line at start.
 fn db() -> String {
@@ -13,41 +12,6 @@ fn db() -> String {
         "  db:\n    image: {IMAGE}\n    command: [serve, --name, db, --port, \"1521\"]\n    \
          ports: [1521]\n    ready: {{tcp: 1521}}\n"
     )
-}
-
-/// Runs `shell` under `sh -c` in a pseudo-terminal (`script`), as a tester's terminal would,
-/// with `input` typed into it; the test fails instead of hanging after `limit`.
-fn in_terminal(env: &TestEnv, shell: &str, input: &str, limit: Duration) -> (i32, String) {
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", shell, "/dev/null"])
-        .env("ENVCTL_ENVDIR", env.dir.path())
-        .env("ENVCTL_STATE_DIR", env.state_dir())
-        .env_remove("BUILD_TAG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs (util-linux)");
-    // Typed ahead: the terminal keeps it until a foreground process reads it. The input stays
-    // open while the command runs, as a terminal does.
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("type");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("poll script").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("script ends");
-            panic!(
-                "still running after {limit:?}: the command hangs\n{}",
-                String::from_utf8_lossy(&output.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(stdin);
-    let output = child.wait_with_output().expect("script ends");
-    let code = output.status.code().unwrap_or(-1);
-    (code, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[test]
