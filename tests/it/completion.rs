@@ -37,22 +37,22 @@ fn ids_and_environment_names_complete() {
     // By the start of the id, and by its end, as ids are accepted.
     assert_eq!(
         complete(env.envctl(), 2, &["status", &env.name]),
-        [id.clone()]
+        [id.as_str()]
     );
     let end = &id[id.len() - 6..];
-    assert_eq!(complete(env.envctl(), 2, &["logs", end]), [id.clone()]);
+    assert_eq!(complete(env.envctl(), 2, &["logs", end]), [id.as_str()]);
     assert_eq!(
         complete(
             env.envctl(),
             3,
             &["down", "--ignore-missing", &id[..id.len() - 1]]
         ),
-        [id.clone()]
+        [id.as_str()]
     );
     // Environment names: from the files for `up`, from the engine too for `--environment`.
     assert_eq!(
         complete(env.envctl(), 2, &["up", &env.name]),
-        [env.name.clone()]
+        [env.name.as_str()]
     );
     assert_eq!(
         complete(
@@ -60,6 +60,6 @@ fn ids_and_environment_names_complete() {
             4,
             &["down", "--all", "--environment", &env.name]
         ),
-        [env.name.clone()]
+        [env.name.as_str()]
     );
 }
