@@ -57,7 +57,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     }
     let rows: Vec<Row> = instances
         .iter()
-        .map(|i| row(i, state.record(engine.endpoint(), &i.id)))
+        .map(|i| row(engine.as_ref(), i, state.record(engine.endpoint(), &i.id)))
         .collect();
     match args.output {
         Format::Json => output::json(&rows),
@@ -83,7 +83,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                         },
                         if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
-                        endpoints_text(engine.as_ref(), &r.endpoints),
+                        endpoints_text(&r.endpoints),
                     ]
                 })
                 .collect();
@@ -104,7 +104,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(instance: &Instance, record: Option<&Record>) -> Row {
+fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
     let last = created
@@ -134,18 +134,18 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
                 format!("{service}:{tag}")
             })
             .collect(),
-        endpoints: view::endpoints(instance),
+        endpoints: view::endpoints(instance, engine),
     }
 }
 
 /// `proxy:8080->127.0.0.1:49153 oracle-xe:1521->127.0.0.1:49154`.
-fn endpoints_text(engine: &dyn Engine, endpoints: &BTreeMap<String, Vec<Port>>) -> String {
+fn endpoints_text(endpoints: &BTreeMap<String, Vec<Port>>) -> String {
     let all: Vec<String> = endpoints
         .iter()
         .flat_map(|(service, ports)| {
             ports
                 .iter()
-                .map(move |p| format!("{service}:{}->{}", p.name(), p.address(engine)))
+                .map(move |p| format!("{service}:{}->{}", p.name(), p.address()))
         })
         .collect();
     all.join(" ")

@@ -14,7 +14,7 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
     else {
         return Err(super::unknown_service(&instance, &args.service));
     };
-    let mut ports = view::ports(container);
+    let mut ports = view::ports(container, engine.as_ref());
     if ports.is_empty() {
         let hint = match container.state.as_str() {
             "running" => String::new(),
@@ -44,18 +44,11 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
     match args.output.output {
         Format::Json => output::json(&ports),
         // One port asked for: just `host:port`, for `$(envctl port ...)`.
-        Format::Text if args.port.is_some() => output::data(&ports[0].address(engine.as_ref())),
+        Format::Text if args.port.is_some() => output::data(&ports[0].address()),
         Format::Text => {
             let lines: String = ports
                 .iter()
-                .map(|p| {
-                    format!(
-                        "{}/{} -> {}\n",
-                        p.container_port,
-                        p.protocol,
-                        p.address(engine.as_ref())
-                    )
-                })
+                .map(|p| format!("{}/{} -> {}\n", p.container_port, p.protocol, p.address()))
                 .collect();
             output::data(&lines);
         }

@@ -16,12 +16,12 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
     let instance = lifecycle::require(engine.as_ref(), &instance.id).await?;
-    let environment = view::Environment::from(&instance);
+    let environment = view::Environment::of(&instance, engine.as_ref());
     match args.output.output {
         Format::Json => output::json(&environment),
         Format::Text => {
             output::message(&format!("started {}", instance.id));
-            let endpoints = environment.endpoints(engine.as_ref());
+            let endpoints = environment.endpoints();
             if !endpoints.is_empty() {
                 output::data(&endpoints);
             }

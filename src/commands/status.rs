@@ -41,7 +41,11 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             health: details.health,
             restarts: details.restarts,
             exit_code: details.exit_code,
-            ports: details.ports.iter().map(Port::from).collect(),
+            ports: details
+                .ports
+                .iter()
+                .map(|p| Port::at(p, engine.as_ref()))
+                .collect(),
         })
         .chain(
             instance
@@ -71,7 +75,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                     let ports: Vec<String> = s
                         .ports
                         .iter()
-                        .map(|p| format!("{}->{}", p.name(), p.address(engine.as_ref())))
+                        .map(|p| format!("{}->{}", p.name(), p.address()))
                         .collect();
                     vec![
                         s.service.clone(),

@@ -12,7 +12,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
     match args.output.output {
         Format::Json => {
             let stopped = lifecycle::require(engine.as_ref(), id).await?;
-            output::json(&view::Environment::from(&stopped));
+            output::json(&view::Environment::of(&stopped, engine.as_ref()));
         }
         Format::Text => {
             output::message(&format!("stopped {id}; `envctl start {id}` brings it back"))

@@ -10,10 +10,10 @@ use crate::{Error, ExitStatus, naming, output};
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (engine, started) = start(args.start, &signals, false).await?;
+    let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
         Format::Json => output::json(&view::Environment::from(&started)),
-        Format::Text => output::data(&summary(engine.as_ref(), &started)),
+        Format::Text => output::data(&summary(&started)),
     }
     Ok(ExitStatus::Success)
 }
@@ -67,12 +67,12 @@ pub async fn start(
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.
-pub fn summary(engine: &dyn Engine, started: &Started) -> String {
+pub fn summary(started: &Started) -> String {
     format!(
         "environment {} is ready: id {}\n{}remove it with: envctl down {}\n",
         started.environment,
         started.id,
-        view::Environment::from(started).endpoints(engine),
+        view::Environment::from(started).endpoints(),
         started.id
     )
 }

@@ -19,21 +19,11 @@ pub struct Port {
     /// The address Docker bound (`0.0.0.0`: every address of the engine's host).
     pub host_ip: String,
     pub host_port: u16,
+    /// Where this envctl reaches the port: `host:host_port` answers from here.
+    pub host: String,
     /// The service answers HTTP on it (an `http` readiness probe): text shows a URL.
     #[serde(skip)]
     pub http: bool,
-}
-
-impl From<&PublishedPort> for Port {
-    fn from(p: &PublishedPort) -> Self {
-        Port {
-            container_port: p.container_port,
-            protocol: p.protocol.clone(),
-            host_ip: p.host_ip.clone(),
-            host_port: p.host_port,
-            http: false,
-        }
-    }
 }
 
 impl From<&PortJson> for Port {
@@ -43,12 +33,25 @@ impl From<&PortJson> for Port {
             protocol: p.protocol.clone(),
             host_ip: p.host_ip.clone(),
             host_port: p.host_port,
+            host: p.host.clone(),
             http: p.http,
         }
     }
 }
 
 impl Port {
+    /// The port `p`, with the host at which this envctl reaches it.
+    pub fn at(p: &PublishedPort, engine: &dyn Engine) -> Self {
+        Port {
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+            host_ip: p.host_ip.clone(),
+            host_port: p.host_port,
+            host: engine.reachable_host(&p.host_ip).to_string(),
+            http: false,
+        }
+    }
+
     /// `8080` for TCP, `53/udp` otherwise.
     pub fn name(&self) -> String {
         match self.protocol.as_str() {
@@ -57,18 +60,14 @@ impl Port {
         }
     }
 
-    /// `host:port` where this client reaches it.
-    pub fn address(&self, engine: &dyn Engine) -> String {
-        format!(
-            "{}:{}",
-            engine.reachable_host(&self.host_ip),
-            self.host_port
-        )
+    /// `host:port` where this envctl reaches it.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.host_port)
     }
 }
 
 /// The published ports of a listed container, with `http` from its readiness label.
-pub fn ports(container: &ContainerSummary) -> Vec<Port> {
+pub fn ports(container: &ContainerSummary, engine: &dyn Engine) -> Vec<Port> {
     let ready = container.ready();
     container
         .ports
@@ -79,7 +78,7 @@ pub fn ports(container: &ContainerSummary) -> Vec<Port> {
                     |probe| matches!(probe, Probe::Http { port, .. } if *port == p.container_port),
                 )
             }),
-            ..Port::from(p)
+            ..Port::at(p, engine)
         })
         .collect()
 }
@@ -122,8 +121,9 @@ impl From<&Started> for Environment {
     }
 }
 
-impl From<&Instance> for Environment {
-    fn from(instance: &Instance) -> Self {
+impl Environment {
+    /// The environment as listed, ports reached from here.
+    pub fn of(instance: &Instance, engine: &dyn Engine) -> Self {
         Environment {
             id: instance.id.clone(),
             environment: instance.environment.clone(),
@@ -138,7 +138,7 @@ impl From<&Instance> for Environment {
                         .and_then(|m| m.image)
                         .map_or_else(|| c.image.clone(), |image| image.to_string()),
                     state: c.state.to_string(),
-                    ports: ports(c),
+                    ports: ports(c, engine),
                 })
                 .collect(),
         }
@@ -147,11 +147,11 @@ impl From<&Instance> for Environment {
 
 impl Environment {
     /// One line per published port: `  proxy 8080 -> 127.0.0.1:49153  http://127.0.0.1:49153/`.
-    pub fn endpoints(&self, engine: &dyn Engine) -> String {
+    pub fn endpoints(&self) -> String {
         let mut out = String::new();
         for service in &self.services {
             for port in &service.ports {
-                let address = port.address(engine);
+                let address = port.address();
                 let url = match port.http {
                     true => format!("  http://{address}/"),
                     false => String::new(),
@@ -168,11 +168,11 @@ impl Environment {
 }
 
 /// The published ports of each service that has some, as `ls` shows them.
-pub fn endpoints(instance: &Instance) -> BTreeMap<String, Vec<Port>> {
+pub fn endpoints(instance: &Instance, engine: &dyn Engine) -> BTreeMap<String, Vec<Port>> {
     instance
         .containers
         .iter()
         .filter(|c| !c.ports.is_empty())
-        .map(|c| (c.service().to_string(), ports(c)))
+        .map(|c| (c.service().to_string(), ports(c, engine)))
         .collect()
 }

@@ -3,6 +3,7 @@
 //! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
 //! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
 
+pub mod connect;
 pub mod docker;
 
 use std::fmt;
@@ -173,10 +174,15 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "cannot reach the Docker engine at `{endpoint}`: {reason}\n\
-         hint: start Docker, or point DOCKER_HOST at a running engine"
+        "cannot reach the Docker engine at `{endpoint}` ({origin}): {reason}\nhint: {}",
+        origin.hint()
     )]
-    Unreachable { endpoint: String, reason: String },
+    Unreachable {
+        endpoint: String,
+        /// Where the endpoint came from: `--host`, `DOCKER_HOST`, a context, the default.
+        origin: connect::Origin,
+        reason: String,
+    },
     /// A name the engine keeps unique is taken (HTTP 409).
     #[error("the name `{0}` is already in use")]
     NameTaken(String),

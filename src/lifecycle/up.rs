@@ -77,19 +77,23 @@ pub struct PortJson {
     pub protocol: String,
     pub host_ip: String,
     pub host_port: u16,
+    /// Where this envctl reaches the port: `host:host_port` answers from here.
+    pub host: String,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
     /// a URL.
     #[serde(skip)]
     pub http: bool,
 }
 
-impl From<&PublishedPort> for PortJson {
-    fn from(p: &PublishedPort) -> Self {
+impl PortJson {
+    /// The port `p`, reached at `host` from here.
+    pub fn at(p: &PublishedPort, host: &str) -> Self {
         PortJson {
             container_port: p.container_port,
             protocol: p.protocol.clone(),
             host_ip: p.host_ip.clone(),
             host_port: p.host_port,
+            host: host.to_owned(),
             http: false,
         }
     }
@@ -387,6 +391,7 @@ impl Bounds<'_> {
             timeout: Duration::ZERO,
             pending: Vec::new(),
             logs: None,
+            unanswered: None,
         };
         tokio::select! {
             result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
@@ -426,6 +431,7 @@ async fn timed_out(
         timeout: options.timeout,
         pending,
         logs,
+        unanswered: crate::engine::connect::unanswered(engine.endpoint()),
     }
 }
 
@@ -800,7 +806,7 @@ async fn describe(
                 .iter()
                 .map(|p| PortJson {
                     http: speaks_http(service, p),
-                    ..PortJson::from(p)
+                    ..PortJson::at(p, engine.reachable_host(&p.host_ip))
                 })
                 .collect(),
         });

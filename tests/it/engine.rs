@@ -12,11 +12,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use envctl::engine::connect::Origin;
 use envctl::engine::docker::Docker;
 use envctl::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
     NetworkSpec,
 };
+use envctl::lifecycle::probe;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -820,15 +822,22 @@ async fn missing_objects() {
 async fn unreachable_engines_fail_fast() {
     let started = Instant::now();
     match Docker::connect_to("unix:///nonexistent.sock").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint,
+            origin,
+            reason,
+        }) => {
             assert_eq!(endpoint, "unix:///nonexistent.sock");
+            assert_eq!(origin, Origin::Flag);
             assert!(reason.contains("/nonexistent.sock"), "{reason}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // Nothing listens on port 1.
     match Docker::connect_to("tcp://127.0.0.1:1").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint, reason, ..
+        }) => {
             assert_eq!(endpoint, "tcp://127.0.0.1:1");
             assert!(reason.to_lowercase().contains("refused"), "{reason}");
         }
@@ -859,7 +868,20 @@ async fn unreachable_engines_fail_fast() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    match Docker::connect_to("ssh://somewhere").await {
+    // ssh runs `ssh`; a login that fails (nothing listens, or nobody may log in) says where.
+    let started = Instant::now();
+    match Docker::connect_to("ssh://nobody@127.0.0.1").await {
+        Err(error @ EngineError::Unreachable { .. }) => {
+            let text = error.to_string();
+            let expected = "cannot reach the Docker engine at \
+                            `ssh://nobody@127.0.0.1` (from `--host`): ";
+            assert!(text.starts_with(expected), "{text}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    match Docker::connect_to("npipe:////./pipe/docker_engine").await {
         Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
         other => panic!("expected Unreachable, got {other:?}"),
     }
@@ -933,7 +955,6 @@ async fn tcp_endpoints() {
         .await
         .expect("connect over TCP");
     assert_eq!(remote.endpoint(), endpoint);
-    assert!(!remote.reaches_container_ips());
     assert_eq!(remote.published_host(), "127.0.0.1");
     remote.ping().await.expect("ping");
 
@@ -950,4 +971,207 @@ async fn tcp_endpoints() {
     assert!(probe.output.contains("probe failed"), "{}", probe.output);
     remote.remove_container(&id).await.expect("remove");
     relay.abort();
+}
+
+/// Regression: a `tcp:` probe through a published port passed as soon as Docker's port proxy
+/// accepted the connection, before the service listened (the proxy accepts, dials the
+/// container, and closes the connection when the service refuses).
+#[tokio::test]
+async fn tcp_probe_passed_on_docker_proxy_accept() {
+    let fixture = Fixture::new("proxy-accept").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let published = |id: String| async move {
+        let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    };
+
+    // Nothing listens on the published port 8080.
+    let mut quiet = fixture.spec("quiet", &network, &["sleep", "--name", "quiet"]);
+    quiet.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&quiet).await;
+    wait_for_line(docker, &id, "quiet: sleeping").await;
+    let address = published(id).await;
+    let accepted = tokio::net::TcpStream::connect(address).await.is_ok();
+    eprintln!("the port proxy accepts although nothing listens: {accepted}");
+    let verdict = probe::reaches_through_published_port(address).await;
+    assert!(
+        verdict.is_err(),
+        "passed with nothing listening behind {address}"
+    );
+
+    // A service that listens passes.
+    let mut web = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    web.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&web).await;
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+    let address = published(id).await;
+    probe::reaches_through_published_port(address)
+        .await
+        .unwrap_or_else(|error| panic!("the listening service at {address}: {error}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Docker backend, on the same engine
+
+#[tokio::test]
+async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
+    use envctl::backend::docker::DockerBackend;
+    use envctl::backend::{
+        Backend, BackendError, Health, Marker, MarkerKind, Metadata, ResolvedImage, Selector,
+        ServiceSpec, ServiceState,
+    };
+    use envctl::spec::{ImageRef, Port, Protocol, Ready};
+
+    let fixture = Fixture::new("backend").await;
+    let backend = DockerBackend::new(std::sync::Arc::new(fixture.docker.clone()));
+    let metadata = Metadata {
+        environment: Some("backend".into()),
+        run: Some(fixture.id.clone()),
+        services: Some(vec!["web".into()]),
+        ..Metadata::new(fixture.id.clone())
+    };
+    backend.claim(&metadata).await.expect("claim");
+    match backend.claim(&metadata).await {
+        Err(BackendError::Taken(id)) => assert_eq!(id, fixture.id),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    let network = backend
+        .create_isolation(&metadata)
+        .await
+        .expect("isolation");
+    let (repository, tag) = images().health.rsplit_once(':').unwrap();
+    let image = ImageRef {
+        repository: repository.into(),
+        tag: tag.into(),
+    };
+    let resolved: ResolvedImage = backend
+        .resolve_image(&image)
+        .await
+        .expect("resolve")
+        .expect("the image is local");
+    assert!(resolved.healthcheck.is_some(), "decoded from the image");
+    let spec = ServiceSpec {
+        service: "web".into(),
+        image: resolved,
+        command: None,
+        env: vec![("GREETING".into(), "hello".into())],
+        ports: vec![Port {
+            number: 8080,
+            protocol: Protocol::Tcp,
+        }],
+        aliases: vec!["web".into()],
+        depends_on: Default::default(),
+        ready: Ready {
+            probes: Vec::new(),
+            timeout: PATIENCE,
+        },
+        metadata: metadata.clone(),
+    };
+    let web = backend
+        .create_service(&network, &spec)
+        .await
+        .expect("create service");
+    assert_eq!(
+        backend.status(&web).await.unwrap().state,
+        ServiceState::Pending
+    );
+    backend.start_service(&web).await.expect("start");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let status = backend.status(&web).await.expect("status");
+        if status.health == Health::Healthy || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.state, ServiceState::Running);
+    assert_eq!(
+        status.health,
+        Health::Healthy,
+        "typed, from Docker's health word"
+    );
+    assert!(status.started_at.is_some() && status.finished_at.is_none());
+    let [endpoint] = status.endpoints.as_slice() else {
+        panic!("one endpoint expected: {:?}", status.endpoints);
+    };
+    assert_eq!(endpoint.container_port.number, 8080);
+    assert!(endpoint.port > 0 && !endpoint.host.is_empty() && endpoint.host != "0.0.0.0");
+
+    let until = chrono::Utc::now() + chrono::Duration::minutes(2);
+    for marker in [Marker::Ready, Marker::Pinned, Marker::Lease(until)] {
+        backend.set_marker(&metadata, marker).await.expect("mark");
+    }
+    let later = until + chrono::Duration::minutes(1);
+    backend
+        .set_marker(&metadata, Marker::Lease(later))
+        .await
+        .expect("renew the lease");
+    let listed = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    let [record] = listed.as_slice() else {
+        panic!("one environment expected: {listed:#?}");
+    };
+    assert!(record.markers.claimed && record.markers.ready && record.markers.pinned);
+    assert_eq!(
+        record.markers.lease_until.map(|t| t.timestamp()),
+        Some(later.timestamp()),
+        "renewed, not doubled"
+    );
+    assert_eq!(record.metadata, metadata);
+    assert_eq!(record.services.len(), 1);
+    assert_eq!(record.services[0].handle, web);
+    assert_eq!(record.services[0].status.state, ServiceState::Running);
+    assert_eq!(record.isolation, std::slice::from_ref(&network));
+    let by_run = backend
+        .list(&Selector::Run(fixture.id.clone()))
+        .await
+        .expect("list by run");
+    assert_eq!(by_run.len(), 1);
+
+    backend.remove_service(&web, None).await.expect("remove");
+    backend
+        .remove_service(&web, None)
+        .await
+        .expect("removing twice is fine");
+    assert_eq!(
+        backend.status(&web).await.unwrap().state,
+        ServiceState::Missing
+    );
+    backend.remove_isolation(&network).await.expect("network");
+    for kind in [MarkerKind::Pinned, MarkerKind::Lease, MarkerKind::Ready] {
+        backend
+            .clear_marker(&fixture.id, kind)
+            .await
+            .expect("clear");
+        backend
+            .clear_marker(&fixture.id, kind)
+            .await
+            .expect("idempotent");
+    }
+    let claimed_only = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    assert_eq!(claimed_only.len(), 1);
+    assert_eq!(
+        claimed_only[0].markers,
+        envctl::backend::Markers {
+            claimed: true,
+            ..Default::default()
+        },
+        "the claim goes last"
+    );
+    backend.release(&fixture.id).await.expect("release");
+    let gone = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    assert!(gone.is_empty(), "{gone:#?}");
 }

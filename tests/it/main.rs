@@ -12,6 +12,7 @@ mod logs;
 mod pipeline;
 mod ports;
 mod private_engine;
+mod reach;
 mod reaper;
 mod run_failure;
 mod slow_proxy;

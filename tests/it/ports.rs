@@ -88,7 +88,8 @@ fn port_names_what_is_not_published() {
     "container_port": 8080,
     "protocol": "tcp",
     "host_ip": "0.0.0.0",
-    "host_port": [PORT]
+    "host_port": [PORT],
+    "host": "127.0.0.1"
   }
 ]
 "#,
@@ -108,7 +109,8 @@ const PORT: &str = r#"{
           "container_port": 8080,
           "protocol": "tcp",
           "host_ip": "0.0.0.0",
-          "host_port": [PORT]
+          "host_port": [PORT],
+          "host": "127.0.0.1"
         }"#;
 
 #[test]
