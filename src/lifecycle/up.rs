@@ -54,15 +54,15 @@ pub struct UpOptions {
     pub lease: bool,
 }
 
-/// A started environment.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A started environment (`commands::view` prints it).
+#[derive(Debug, Clone)]
 pub struct Started {
     pub id: String,
     pub environment: String,
     pub services: Vec<StartedService>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct StartedService {
     pub service: String,
     pub container: String,
@@ -71,7 +71,7 @@ pub struct StartedService {
     pub ports: Vec<PortJson>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct PortJson {
     pub container_port: u16,
     pub protocol: String,
@@ -81,7 +81,6 @@ pub struct PortJson {
     pub host: String,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
     /// a URL.
-    #[serde(skip)]
     pub http: bool,
 }
 

@@ -209,6 +209,23 @@ fn up_status_ls_stop_and_start_show_the_same_port_objects() {
         ),
     );
 
+    // The table: its header and this environment's row, ages masked.
+    let ls = env.envctl().args(["ls"]).run();
+    let stdout = ls.success().stdout();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || line.starts_with(&format!("{} ", env.name)))
+        .map(|(_, line)| line)
+        .collect();
+    let ages = regex::Regex::new(r"\b\d+[smhd](\d+[smhd])?\b").unwrap();
+    assert_eq!(
+        ages.replace_all(&mask_table(&lines.join("\n"), &env.name), "[AGE]"),
+        "ID  ENVIRONMENT  STATE  AGE  OWNER  LAST ACTIVITY  PINNED  IMAGES  ENDPOINTS\n\
+         NAME  NAME  ready  [AGE]  snapshot-owner  envctl status, idle [AGE]  -  web:latest  \
+         web:8080->127.0.0.1:[PORT]\n"
+    );
+
     let stop = env.envctl().args(["stop", &env.name, "-o", "json"]).run();
     assert_masked(
         &stop.success().stdout(),
