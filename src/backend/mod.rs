@@ -53,13 +53,6 @@ impl Kind {
         }
     }
 
-    fn unreachable_hint(self) -> &'static str {
-        match self {
-            Kind::Docker | Kind::Swarm => "start Docker, or point DOCKER_HOST at a running engine",
-            Kind::Kube => "check the current context with `kubectl cluster-info`",
-        }
-    }
-
     fn no_answer_hint(self) -> &'static str {
         match self {
             Kind::Docker | Kind::Swarm => "`docker info` shows whether it answers at all",
@@ -364,14 +357,17 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
-        "cannot reach the {} engine at `{endpoint}`: {reason}\nhint: {}",
-        backend.engine(),
-        backend.unreachable_hint()
+        "cannot reach the {} engine at `{endpoint}` ({origin}): {reason}\nhint: {hint}",
+        backend.engine()
     )]
     Unreachable {
         backend: Kind,
         endpoint: String,
+        /// Where the endpoint came from: a flag, a variable, a context, the default.
+        origin: String,
         reason: String,
+        /// What to do about it, for that origin.
+        hint: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.
     #[error(

@@ -59,10 +59,14 @@ impl From<EngineError> for BackendError {
     fn from(error: EngineError) -> BackendError {
         match error {
             EngineError::Unreachable {
-                endpoint, reason, ..
+                endpoint,
+                origin,
+                reason,
             } => BackendError::Unreachable {
                 backend: Kind::Docker,
                 endpoint,
+                hint: origin.hint(),
+                origin: origin.to_string(),
                 reason,
             },
             EngineError::NoAnswer {
