@@ -116,3 +116,42 @@ mod down_all {
         env.assert_nothing_left();
     }
 }
+
+/// `logs` colours each service's prefix on a terminal only, and never with `NO_COLOR`.
+#[test]
+fn logs_colour_service_prefixes_on_a_terminal() {
+    let env = TestEnv::new(
+        "logcolour",
+        &format!(
+            "  db:\n    image: {0}\n    command: [serve, --name, db, --port, \"1521\"]\n    \
+             ready: {{log: listening}}\n  web:\n    image: {0}\n    command: [serve, --name, web]\n    \
+             ready: {{log: listening}}\n",
+            crate::harness::IMAGE
+        ),
+    );
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let envctl = env!("CARGO_BIN_EXE_envctl");
+    let logs = format!("{envctl} logs {}", env.name);
+    let (code, output) = in_terminal(&env, &logs, "", Duration::from_secs(30));
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("\x1b[36mdb  |\x1b[0m db: listening"),
+        "{output:?}"
+    );
+    assert!(
+        output.contains("\x1b[33mweb |\x1b[0m web: listening"),
+        "{output:?}"
+    );
+
+    let plain = format!("NO_COLOR=1 {logs}");
+    let (code, output) = in_terminal(&env, &plain, "", Duration::from_secs(30));
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("db  | db: listening"), "{output:?}");
+    assert!(!output.contains('\x1b'), "{output:?}");
+    // Piped: no colour either.
+    let piped = env.envctl().args(["logs", &env.name]).run();
+    assert!(!piped.success().stdout().contains('\x1b'));
+}
