@@ -36,6 +36,24 @@ pub struct Cli {
     /// DOCKER_CONTEXT and the current context)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
     pub context: Option<String>,
+
+    /// What runs environments: `docker`, one Docker engine (the only backend so far)
+    #[arg(
+        long,
+        global = true,
+        env = "ENVCTL_BACKEND",
+        value_enum,
+        default_value_t
+    )]
+    pub backend: BackendArg,
+}
+
+/// The backends `--backend` accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// One Docker engine, found as the docker CLI finds it
+    #[default]
+    Docker,
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,33 +305,24 @@ pub struct PortArgs {
     pub service: String,
     /// Only this container port: `8080`, `8080/tcp` or `53/udp`
     #[arg(value_parser = container_port)]
-    pub port: Option<ContainerPort>,
+    pub port: Option<crate::spec::Port>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
-/// A container port and its protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerPort {
-    pub number: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-}
-
-fn container_port(text: &str) -> Result<ContainerPort, String> {
+/// `8080`, `8080/tcp` or `53/udp`: the protocols services can publish.
+fn container_port(text: &str) -> Result<crate::spec::Port, String> {
+    use crate::spec::Protocol;
     let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
     let number = number
         .parse()
         .map_err(|_| format!("expected a port number (like `8080` or `53/udp`), not `{text}`"))?;
-    match protocol {
-        "tcp" | "udp" | "sctp" => Ok(ContainerPort {
-            number,
-            protocol: protocol.to_string(),
-        }),
-        other => Err(format!(
-            "unknown protocol `{other}`: expected tcp, udp or sctp"
-        )),
-    }
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => return Err(format!("unknown protocol `{other}`: expected tcp or udp")),
+    };
+    Ok(crate::spec::Port { number, protocol })
 }
 
 #[derive(Debug, Args)]
@@ -496,7 +505,10 @@ mod tests {
 
     #[test]
     fn container_ports_default_to_tcp() {
-        assert_eq!(container_port("8080").unwrap().protocol, "tcp");
+        assert_eq!(
+            container_port("8080").unwrap().protocol,
+            crate::spec::Protocol::Tcp
+        );
         assert_eq!(container_port("53/udp").unwrap().number, 53);
         assert!(
             container_port("http")

@@ -80,8 +80,12 @@ struct World {
     /// Foreign users of an isolation, by isolation name.
     foreign: BTreeMap<String, Vec<String>>,
     calls: Vec<String>,
+    /// Run when an operation is called, before it acts: something happening meanwhile.
+    hooks: Vec<(String, Hook)>,
     next: u64,
 }
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
 
 /// The fake backend; clones share one world.
 #[derive(Clone)]
@@ -170,11 +174,26 @@ impl Fake {
             .push(user.into());
     }
 
+    /// Changes what the backend holds as the metadata of `id`, as another host's `up` would
+    /// have written it.
+    pub fn edit_metadata(&self, id: &str, edit: impl FnOnce(&mut Metadata)) {
+        if let Some(env) = self.world().envs.get_mut(id) {
+            edit(&mut env.metadata);
+        }
+    }
+
     /// Removes a service's resource behind envctl's back.
     pub fn remove_by_hand(&self, id: &str, service: &str) {
         if let Some(env) = self.world().envs.get_mut(id) {
             env.services.remove(service);
         }
+    }
+
+    /// Runs `hook` whenever `operation` is called, before it acts.
+    pub fn on(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
+        self.world()
+            .hooks
+            .push((operation.to_string(), Arc::new(hook)));
     }
 
     /// Every call so far, as `operation target`.
@@ -195,18 +214,30 @@ impl Fake {
         self.world().envs.contains_key(id)
     }
 
+    /// Logs the call and takes the scripted fault for it, if any.
+    fn take_fault(&self, operation: &str, target: &str) -> Option<Fault> {
+        let hooks: Vec<Hook> = self
+            .world()
+            .hooks
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, hook)| hook.clone())
+            .collect();
+        for hook in hooks {
+            hook();
+        }
+        let mut world = self.world();
+        world.calls.push(format!("{operation} {target}"));
+        let position = world
+            .faults
+            .iter()
+            .position(|(op, t, _)| op == operation && (t == target || t == "*"));
+        position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
+    }
+
     /// Logs the call, then acts on a scripted fault for it, if any.
     async fn enter(&self, operation: &str, target: &str) -> Result<()> {
-        let fault = {
-            let mut world = self.world();
-            world.calls.push(format!("{operation} {target}"));
-            let position = world
-                .faults
-                .iter()
-                .position(|(op, t, _)| op == operation && (t == target || t == "*"));
-            position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
-        };
-        match fault {
+        match self.take_fault(operation, target) {
             None => Ok(()),
             Some(Fault::Fail(reason)) => Err(BackendError::operation(
                 format!("{operation} `{target}`"),
@@ -255,6 +286,7 @@ impl Fake {
                 container_port: *port,
                 host: "127.0.0.1".into(),
                 port: 30000 + port.number % 1000,
+                bound: "0.0.0.0".into(),
             })
             .collect();
         status
@@ -450,6 +482,9 @@ impl Backend for Fake {
         service: &ServiceRef,
         _options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
+        if let Some(Fault::Hang) = self.take_fault("logs", &Fake::target(service)) {
+            return stream::pending().boxed();
+        }
         let world = self.world();
         let lines: Vec<String> = world
             .scripts

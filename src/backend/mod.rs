@@ -188,6 +188,18 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The word `status` shows; `None` without a health check.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Starting => Some("starting"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// Transport of a published port.
 pub use crate::spec::Protocol;
 
@@ -195,8 +207,11 @@ pub use crate::spec::Protocol;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub container_port: Port,
+    /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
     pub port: u16,
+    /// The address the engine bound the port on, as it reports it (Docker: `0.0.0.0`).
+    pub bound: String,
 }
 
 /// The typed state of one service.
@@ -210,8 +225,8 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
-    /// The service's own address when this client can reach it; probes prefer it, as a
-    /// published port answers before the service listens.
+    /// The service's own address, when it has one; probes use it where it answers from here
+    /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
     /// Why it is pending or failed, in the backend's words.
     pub detail: Option<String>,
@@ -437,6 +452,10 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub trait Backend: Send + Sync {
     /// Kind, endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
+    /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
+    fn endpoint(&self) -> &str {
+        &self.info().endpoint
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 

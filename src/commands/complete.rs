@@ -16,7 +16,10 @@ pub fn ids() -> Vec<(String, String)> {
     on_engine(|instances| {
         instances
             .into_iter()
-            .map(|i| (i.id, i.environment))
+            .map(|i| {
+                let environment = i.environment().to_string();
+                (i.id, environment)
+            })
             .collect()
     })
 }
@@ -38,7 +41,7 @@ pub fn environments(with_engine: bool) -> Vec<String> {
         names.extend(on_engine(|instances| {
             instances
                 .into_iter()
-                .map(|i| i.environment)
+                .map(|i| i.environment().to_string())
                 .collect::<Vec<_>>()
         }));
     }
@@ -57,8 +60,8 @@ fn on_engine<T: Default>(read: impl FnOnce(Vec<inventory::Instance>) -> T) -> T 
         return T::default();
     };
     let listing = async {
-        let engine = super::engine().await.ok()?;
-        inventory::list(engine.as_ref()).await.ok()
+        let backend = super::backend().await.ok()?;
+        inventory::list(backend.as_ref()).await.ok()
     };
     match runtime.block_on(async { tokio::time::timeout(ENGINE_BOUND, listing).await }) {
         Ok(Some(instances)) => read(instances),

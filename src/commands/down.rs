@@ -1,18 +1,18 @@
 use std::io::{IsTerminal, Write};
 
+use crate::backend::Backend;
 use crate::cli::DownArgs;
-use crate::engine::Engine;
 use crate::lifecycle::{self, Instance, LookupError, Selection, inventory};
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let ids = resolve(engine.as_ref(), &args.ids).await?;
+    let backend = super::backend().await?;
+    let ids = resolve(backend.as_ref(), &args.ids).await?;
     let many = args.all || args.owner.is_some();
     let chosen = match many {
         true => {
-            let instances = inventory::list(engine.as_ref()).await?;
+            let instances = inventory::list(backend.as_ref()).await?;
             let matching: Vec<&Instance> = instances
                 .iter()
                 .filter(|i| {
@@ -20,7 +20,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
                         && args
                             .environment
                             .as_deref()
-                            .is_none_or(|e| e == i.environment)
+                            .is_none_or(|e| e == i.environment())
                 })
                 .collect();
             // `--all` is one typo away from removing everyone's environments: on a terminal,
@@ -34,11 +34,12 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         }
         false => ids.clone(),
     };
-    let removed = lifecycle::down(engine.as_ref(), Selection::Ids(&chosen)).await?;
+    let removed = lifecycle::down(backend.as_ref(), Selection::Ids(&chosen)).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",
-            instance.id, instance.environment
+            instance.id,
+            instance.environment()
         ));
     }
     let missing: Vec<&String> = ids
@@ -48,7 +49,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     // An id names one environment, so finding nothing is a typo unless the caller says the
     // environment may be gone already; `--owner` and `--all` may rightly find nothing.
     if !missing.is_empty() && !args.ignore_missing {
-        return Err(Error::NotFound(unknown(engine.as_ref(), &missing).await));
+        return Err(Error::NotFound(unknown(backend.as_ref(), &missing).await));
     }
     for id in &missing {
         output::message(&format!("{id}: nothing to remove"));
@@ -61,11 +62,11 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
 
 /// The ids given, each a whole id or a unique prefix or suffix of one; an id that names nothing
 /// stays as given, for the error that follows the removal of the others.
-async fn resolve(engine: &dyn Engine, given: &[String]) -> Result<Vec<String>, Error> {
+async fn resolve(backend: &dyn Backend, given: &[String]) -> Result<Vec<String>, Error> {
     if given.is_empty() {
         return Ok(Vec::new());
     }
-    let instances = inventory::list(engine).await?;
+    let instances = inventory::list(backend).await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     given
         .iter()
@@ -81,13 +82,7 @@ async fn resolve(engine: &dyn Engine, given: &[String]) -> Result<Vec<String>, E
 fn confirm(instances: &[&Instance]) -> bool {
     let rows: Vec<(&str, &str, &str)> = instances
         .iter()
-        .map(|i| {
-            (
-                i.id.as_str(),
-                i.environment.as_str(),
-                i.owner().unwrap_or("-"),
-            )
-        })
+        .map(|i| (i.id.as_str(), i.environment(), i.owner().unwrap_or("-")))
         .collect();
     let mut stderr = std::io::stderr();
     let _ = write!(stderr, "{}", question(&rows));
@@ -118,8 +113,8 @@ fn is_yes(answer: &str) -> bool {
 }
 
 /// `no environment `ID`` for each missing id, with the closest existing id as a hint.
-async fn unknown(engine: &dyn Engine, missing: &[&String]) -> String {
-    let existing: Vec<String> = inventory::list(engine)
+async fn unknown(backend: &dyn Backend, missing: &[&String]) -> String {
+    let existing: Vec<String> = inventory::list(backend)
         .await
         .map(|instances| instances.into_iter().map(|i| i.id).collect())
         .unwrap_or_default();

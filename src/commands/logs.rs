@@ -6,15 +6,15 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::select_all;
 
+use crate::backend::{Backend, LogOptions, ServiceRecord};
 use crate::cli::LogsArgs;
-use crate::engine::{ContainerSummary, Engine, LogOptions};
 use crate::lifecycle::{self, Instance};
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    crate::state::touch(engine.endpoint(), &instance.id, "envctl logs");
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    crate::state::touch(backend.endpoint(), &instance.id, "envctl logs");
     let containers = chosen(&instance, &args.services)?;
     let width = containers
         .iter()
@@ -30,20 +30,19 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
         tail: args.tail,
         // Always asked for: the services' lines are interleaved by time.
         timestamps: true,
-        // The engine takes whole seconds: the lines of the second before are dropped below.
-        since: args.since.map(|since| since.timestamp()),
+        // Docker takes whole seconds: the lines of the second before are dropped below.
+        since: args.since,
     };
     let streams = containers.iter().enumerate().map(|(i, c)| {
         let prefix = Prefix {
             service: format!("{:<width$}", c.service()),
             colour: colours.then(|| PALETTE[i % PALETTE.len()]),
         };
-        engine
-            .logs(&c.id, options)
+        backend
+            .logs(&c.handle, options)
             .map(move |line| {
                 line.map(|l| Line {
-                    time: l.timestamp.as_deref().and_then(parse_time),
-                    timestamp: l.timestamp,
+                    time: l.timestamp,
                     prefix: prefix.clone(),
                     text: l.text,
                 })
@@ -79,18 +78,20 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-/// The containers of the services named, all when none is; an unknown service is bad input.
+/// The services named, all when none is; an unknown service is bad input.
 fn chosen<'a>(
     instance: &'a Instance,
     services: &[String],
-) -> Result<Vec<&'a ContainerSummary>, Error> {
+) -> Result<Vec<&'a ServiceRecord>, Error> {
     if services.is_empty() {
-        return Ok(instance.containers.iter().collect());
+        return Ok(instance.services.iter().collect());
     }
-    let mut containers = Vec::new();
+    let mut containers: Vec<&ServiceRecord> = Vec::new();
     for service in services {
-        match instance.containers.iter().find(|c| c.service() == service) {
-            Some(container) if !containers.contains(&container) => containers.push(container),
+        match instance.services.iter().find(|c| c.service() == service) {
+            Some(container) if !containers.iter().any(|c| c.handle == container.handle) => {
+                containers.push(container)
+            }
             Some(_) => {}
             None => return Err(super::unknown_service(instance, service)),
         }
@@ -115,7 +116,6 @@ struct Prefix {
 
 struct Line {
     time: Option<DateTime<Utc>>,
-    timestamp: Option<String>,
     prefix: Prefix,
     text: String,
 }
@@ -127,17 +127,16 @@ impl Line {
             Some(colour) => format!("\x1b[{colour}m{} |\x1b[0m", self.prefix.service),
             None => format!("{} |", self.prefix.service),
         };
-        match (timestamps, &self.timestamp) {
-            (true, Some(timestamp)) => format!("{prefix} {timestamp} {}", self.text),
+        match (timestamps, &self.time) {
+            (true, Some(time)) => format!("{prefix} {} {}", stamp(time), self.text),
             _ => format!("{prefix} {}", self.text),
         }
     }
 }
 
-fn parse_time(timestamp: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(timestamp)
-        .ok()
-        .map(|time| time.with_timezone(&Utc))
+/// `2026-11-26T04:15:00.123456789Z`: nanoseconds always, so the lines' times align.
+fn stamp(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// How long saving the logs of a failed `run` may take: a hung engine must not hang the job.
@@ -146,26 +145,24 @@ const SAVE_BOUND: Duration = Duration::from_secs(60);
 /// Writes each service's whole log, with timestamps, to `DIR/SERVICE.log` (creating `DIR`),
 /// and returns the files written.
 pub(super) async fn save(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
     let options = LogOptions {
-        follow: false,
-        tail: None,
         timestamps: true,
-        since: None,
+        ..Default::default()
     };
     let saving = async {
         let mut files = Vec::new();
-        for container in &instance.containers {
+        for container in &instance.services {
             let mut text = String::new();
-            let mut lines = engine.logs(&container.id, options);
+            let mut lines = backend.logs(&container.handle, options);
             while let Some(line) = lines.next().await {
                 let line = line.map_err(|e| e.to_string())?;
-                if let Some(timestamp) = line.timestamp {
-                    text.push_str(&timestamp);
+                if let Some(time) = &line.timestamp {
+                    text.push_str(&stamp(time));
                     text.push(' ');
                 }
                 text.push_str(&line.text);
@@ -182,7 +179,8 @@ pub(super) async fn save(
         .await
         .unwrap_or_else(|_| {
             Err(format!(
-                "the Docker engine did not send them within {}",
+                "the {} engine did not send them within {}",
+                backend.info().kind.engine(),
                 humantime::format_duration(SAVE_BOUND)
             ))
         })
@@ -195,7 +193,6 @@ mod tests {
     fn line(colour: Option<u8>, timestamp: Option<&str>) -> Line {
         Line {
             time: timestamp.and_then(parse_time),
-            timestamp: timestamp.map(str::to_string),
             prefix: Prefix {
                 service: "db   ".into(),
                 colour,
@@ -225,6 +222,12 @@ mod tests {
         assert!(colours(true, Some(OsStr::new(""))));
         assert!(!colours(true, Some(OsStr::new("1"))));
         assert!(!colours(false, None));
+    }
+
+    fn parse_time(timestamp: &str) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(timestamp)
+            .ok()
+            .map(|time| time.with_timezone(&Utc))
     }
 
     #[test]

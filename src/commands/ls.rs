@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 
-use crate::engine::Engine;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -41,8 +40,8 @@ struct Row {
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instances = inventory::list(engine.as_ref()).await?;
+    let backend = super::backend().await?;
+    let instances = inventory::list(backend.as_ref()).await?;
     let (state, warning) = Store::from_env().read();
     if let Some(warning) = warning {
         output::warning(&warning);
@@ -57,7 +56,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     }
     let rows: Vec<Row> = instances
         .iter()
-        .map(|i| row(engine.as_ref(), i, state.record(engine.endpoint(), &i.id)))
+        .map(|i| row(i, state.record(backend.endpoint(), &i.id)))
         .collect();
     match args.output {
         Format::Json => output::json(&rows),
@@ -104,14 +103,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row {
+fn row(instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
     let last = created
         .map(|created| crate::state::last_activity(record, created))
         .map(|a| (a.what, a.at));
     Row {
-        pinned: instance.pin.is_some(),
+        pinned: instance.pinned(),
         missing_services: instance.missing_services(),
         build_url: instance.metadata.build.url.clone(),
         job_name: instance.metadata.build.job_name.clone(),
@@ -121,7 +120,7 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
         last_activity_at: last.as_ref().map(|(_, at)| at.to_rfc3339()),
         idle_seconds: last.map(|(_, at)| (now - at).num_seconds().max(0) as u64),
         id: instance.id.clone(),
-        environment: instance.environment.clone(),
+        environment: instance.environment().to_string(),
         state: instance.state(now),
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
@@ -134,7 +133,7 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
                 format!("{service}:{tag}")
             })
             .collect(),
-        endpoints: view::endpoints(instance, engine),
+        endpoints: view::endpoints(instance),
     }
 }
 

@@ -22,7 +22,10 @@ mod view;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cli::{Cli, Command, TargetArgs};
+use crate::backend::Backend;
+use crate::backend::Kind;
+use crate::backend::docker::DockerBackend;
+use crate::cli::{BackendArg, Cli, Command, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::connect::Flags;
 use crate::engine::docker::Docker;
@@ -33,6 +36,9 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
     let _ = ENGINE_FLAGS.set(Flags {
         host: cli.host,
         context: cli.context,
+    });
+    let _ = BACKEND.set(match cli.backend {
+        BackendArg::Docker => Kind::Docker,
     });
     match cli.command {
         Command::Plan(args) => plan::exec(args),
@@ -70,10 +76,22 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 /// `--host` and `--context`, set once per command line.
 static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
 
-/// Connects to the Docker engine `--host`, `--context`, DOCKER_HOST or the contexts choose.
-async fn engine() -> Result<Arc<dyn Engine>, Error> {
-    let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-    Ok(Arc::new(Docker::connect_with(&flags).await?))
+/// `--backend` / `ENVCTL_BACKEND`, set once per command line.
+static BACKEND: OnceLock<Kind> = OnceLock::new();
+
+/// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
+/// DOCKER_HOST or the contexts choose.
+async fn backend() -> Result<Arc<dyn Backend>, Error> {
+    match BACKEND.get().copied().unwrap_or(Kind::Docker) {
+        Kind::Docker => {
+            let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
+            let engine: Arc<dyn Engine> = Arc::new(Docker::connect_with(&flags).await?);
+            Ok(Arc::new(DockerBackend::new(engine)))
+        }
+        other => Err(Error::Usage(format!(
+            "the `{other}` backend is not built yet\nhint: `--backend docker`"
+        ))),
+    }
 }
 
 /// The error for a service `instance` does not have: removed by hand, or never there (with
@@ -85,7 +103,7 @@ fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Erro
             "service `{service}` of `{id}` is missing: its container was removed"
         ));
     }
-    let known = instance.containers.iter().map(|c| c.service());
+    let known = instance.services.iter().map(|s| s.service());
     let hint = match crate::spec::did_you_mean(service, known.clone()) {
         Some(best) => format!("did you mean `{best}`?"),
         None => {

@@ -1,26 +1,27 @@
+use crate::backend::ServiceState;
 use crate::cli::{Format, PortArgs};
 use crate::{Error, ExitStatus, lifecycle, output};
 
 use super::view::{self, Port};
 
 pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     let id = &instance.id;
     let Some(container) = instance
-        .containers
+        .services
         .iter()
         .find(|c| c.service() == args.service)
     else {
         return Err(super::unknown_service(&instance, &args.service));
     };
-    let mut ports = view::ports(container, engine.as_ref());
+    let mut ports = view::ports(container);
     if ports.is_empty() {
-        let hint = match container.state.as_str() {
-            "running" => String::new(),
+        let hint = match container.status.state {
+            ServiceState::Running => String::new(),
             state => format!(
-                "\nhint: it is {state}, and a stopped container publishes nothing: \
-                 `envctl start {id}`"
+                "\nhint: it is {}, and a stopped service publishes nothing: `envctl start {id}`",
+                state.as_str()
             ),
         };
         return Err(Error::NotFound(format!(
@@ -33,10 +34,8 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
         ports.retain(|p| p.container_port == wanted.number && p.protocol == wanted.protocol);
         if ports.is_empty() {
             return Err(Error::NotFound(format!(
-                "service `{}` of `{id}` does not publish {}/{}\nhint: it publishes {}",
+                "service `{}` of `{id}` does not publish {wanted}\nhint: it publishes {}",
                 args.service,
-                wanted.number,
-                wanted.protocol,
                 published.join(", ")
             )));
         }
@@ -48,7 +47,14 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
         Format::Text => {
             let lines: String = ports
                 .iter()
-                .map(|p| format!("{}/{} -> {}\n", p.container_port, p.protocol, p.address()))
+                .map(|p| {
+                    format!(
+                        "{}/{} -> {}\n",
+                        p.container_port,
+                        p.protocol.as_str(),
+                        p.address()
+                    )
+                })
                 .collect();
             output::data(&lines);
         }

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::view;
+use crate::backend::Backend;
 use crate::cli::{Format, StartFlags, UpArgs};
-use crate::engine::Engine;
 use crate::lifecycle::{self, Started, UpOptions};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, naming, output};
@@ -24,7 +24,7 @@ pub async fn start(
     flags: StartFlags,
     signals: &Signals,
     lease: bool,
-) -> Result<(Arc<dyn Engine>, Started), Error> {
+) -> Result<(Arc<dyn Backend>, Started), Error> {
     let (mut environment, target) = super::select(&flags.target)?;
     if let Some(name) = &flags.name {
         naming::check_id(name).map_err(Error::Usage)?;
@@ -42,7 +42,7 @@ pub async fn start(
         build: lifecycle::build_labels(),
         lease,
     };
-    let engine = super::engine().await?;
+    let backend = super::backend().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
     let on_interrupt = |id: Option<&str>| {
         let doing = match id {
@@ -54,7 +54,7 @@ pub async fn start(
         ));
     };
     let started = lifecycle::up(
-        engine.as_ref(),
+        backend.as_ref(),
         &environment,
         &options,
         &reporter.progress,
@@ -63,7 +63,7 @@ pub async fn start(
     )
     .await;
     drop(reporter);
-    Ok((engine, started?))
+    Ok((backend, started?))
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.

@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{ContainerSummary, Engine, PublishedPort};
+use crate::backend::{Endpoint, ServiceRecord};
 use crate::lifecycle::{Instance, PortJson, Started};
-use crate::spec::Probe;
+use crate::spec::{Probe, Protocol};
 
 /// A container port published on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     pub container_port: u16,
     /// `tcp` or `udp`.
-    pub protocol: String,
-    /// The address Docker bound (`0.0.0.0`: every address of the engine's host).
+    #[serde(serialize_with = "protocol")]
+    pub protocol: Protocol,
+    /// The address the engine bound (`0.0.0.0`: every address of the engine's host).
     pub host_ip: String,
     pub host_port: u16,
     /// Where this envctl reaches the port: `host:host_port` answers from here.
@@ -26,11 +27,15 @@ pub struct Port {
     pub http: bool,
 }
 
+fn protocol<S: serde::Serializer>(protocol: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(protocol.as_str())
+}
+
 impl From<&PortJson> for Port {
     fn from(p: &PortJson) -> Self {
         Port {
             container_port: p.container_port,
-            protocol: p.protocol.clone(),
+            protocol: p.protocol,
             host_ip: p.host_ip.clone(),
             host_port: p.host_port,
             host: p.host.clone(),
@@ -39,24 +44,19 @@ impl From<&PortJson> for Port {
     }
 }
 
-impl Port {
-    /// The port `p`, with the host at which this envctl reaches it.
-    pub fn at(p: &PublishedPort, engine: &dyn Engine) -> Self {
-        Port {
-            container_port: p.container_port,
-            protocol: p.protocol.clone(),
-            host_ip: p.host_ip.clone(),
-            host_port: p.host_port,
-            host: engine.reachable_host(&p.host_ip).to_string(),
-            http: false,
-        }
+impl From<&Endpoint> for Port {
+    /// The endpoint, reached at the host the backend found answering from here.
+    fn from(e: &Endpoint) -> Self {
+        Port::from(&PortJson::from(e))
     }
+}
 
+impl Port {
     /// `8080` for TCP, `53/udp` otherwise.
     pub fn name(&self) -> String {
-        match self.protocol.as_str() {
-            "tcp" => self.container_port.to_string(),
-            other => format!("{}/{other}", self.container_port),
+        match self.protocol {
+            Protocol::Tcp => self.container_port.to_string(),
+            other => format!("{}/{}", self.container_port, other.as_str()),
         }
     }
 
@@ -66,19 +66,20 @@ impl Port {
     }
 }
 
-/// The published ports of a listed container, with `http` from its readiness label.
-pub fn ports(container: &ContainerSummary, engine: &dyn Engine) -> Vec<Port> {
-    let ready = container.ready();
-    container
-        .ports
+/// The published ports of a listed service, with `http` from its readiness metadata.
+pub fn ports(service: &ServiceRecord) -> Vec<Port> {
+    let ready = service.ready();
+    service
+        .status
+        .endpoints
         .iter()
-        .map(|p| Port {
-            http: ready.as_ref().is_some_and(|ready| {
+        .map(|e| Port {
+            http: ready.is_some_and(|ready| {
                 ready.probes.iter().any(
-                    |probe| matches!(probe, Probe::Http { port, .. } if *port == p.container_port),
+                    |probe| matches!(probe, Probe::Http { port, .. } if *port == e.container_port.number),
                 )
             }),
-            ..Port::at(p, engine)
+            ..Port::from(e)
         })
         .collect()
 }
@@ -123,22 +124,24 @@ impl From<&Started> for Environment {
 
 impl Environment {
     /// The environment as listed, ports reached from here.
-    pub fn of(instance: &Instance, engine: &dyn Engine) -> Self {
+    pub fn of(instance: &Instance) -> Self {
         Environment {
             id: instance.id.clone(),
-            environment: instance.environment.clone(),
+            environment: instance.environment().to_string(),
             services: instance
-                .containers
+                .services
                 .iter()
-                .map(|c| Service {
-                    service: c.service().to_string(),
-                    container: c.name.clone(),
-                    image: c
-                        .metadata()
-                        .and_then(|m| m.image)
-                        .map_or_else(|| c.image.clone(), |image| image.to_string()),
-                    state: c.state.to_string(),
-                    ports: ports(c, engine),
+                .map(|s| Service {
+                    service: s.service().to_string(),
+                    container: s.handle.name.clone(),
+                    image: s
+                        .metadata
+                        .image
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    state: s.status.state.as_str().to_string(),
+                    ports: ports(s),
                 })
                 .collect(),
         }
@@ -168,11 +171,11 @@ impl Environment {
 }
 
 /// The published ports of each service that has some, as `ls` shows them.
-pub fn endpoints(instance: &Instance, engine: &dyn Engine) -> BTreeMap<String, Vec<Port>> {
+pub fn endpoints(instance: &Instance) -> BTreeMap<String, Vec<Port>> {
     instance
-        .containers
+        .services
         .iter()
-        .filter(|c| !c.ports.is_empty())
-        .map(|c| (c.service().to_string(), ports(c, engine)))
+        .filter(|s| !s.status.endpoints.is_empty())
+        .map(|s| (s.service().to_string(), ports(s)))
         .collect()
 }
