@@ -20,7 +20,8 @@ pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
         let hint = match container.status.state {
             ServiceState::Running => String::new(),
             state => format!(
-                "\nhint: it is {}, and a stopped service publishes nothing: `envctl start {id}`",
+                "\nhint: it is {}, and a stopped container publishes nothing: \
+                 `envctl start {id}`",
                 state.as_str()
             ),
         };
