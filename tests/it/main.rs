@@ -3,6 +3,7 @@
 
 mod cli;
 mod completion;
+mod connect;
 mod engine;
 mod faults;
 mod fuzz;
