@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use crate::backend::BackendError;
-use crate::engine::EngineError;
 use crate::lifecycle::{LookupError, StartError, TeardownError};
 use crate::spec::LoadError;
 
@@ -37,8 +36,6 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Start(#[from] StartError),
@@ -63,8 +60,7 @@ impl Error {
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
                 ExitStatus::BadInput
             }
-            Error::Engine(_)
-            | Error::Backend(_)
+            Error::Backend(_)
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)

@@ -24,12 +24,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::backend::Backend;
 use crate::backend::Kind;
-use crate::backend::docker::DockerBackend;
-use crate::cli::{BackendArg, Cli, Command, TargetArgs};
-use crate::engine::Engine;
-use crate::engine::connect::Flags;
-use crate::engine::docker::Docker;
-use crate::spec::{Catalog, Environment, Target};
+use crate::backend::docker::{DockerBackend, Flags};
+use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
+use crate::spec::{Catalog, Environment, PullPolicy, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
@@ -41,7 +38,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         BackendArg::Docker => Kind::Docker,
     });
     match cli.command {
-        Command::Plan(args) => plan::exec(args),
+        Command::Plan(args) => plan::exec(args).await,
         Command::Graph(args) => graph::exec(args),
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
@@ -85,8 +82,7 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
     match BACKEND.get().copied().unwrap_or(Kind::Docker) {
         Kind::Docker => {
             let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-            let engine: Arc<dyn Engine> = Arc::new(Docker::connect_with(&flags).await?);
-            Ok(Arc::new(DockerBackend::new(engine)))
+            Ok(Arc::new(DockerBackend::connect(&flags).await?))
         }
         other => Err(Error::Usage(format!(
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
@@ -114,4 +110,13 @@ fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Erro
     Error::NotFound(format!(
         "environment `{id}` has no service `{service}`\nhint: {hint}"
     ))
+}
+
+/// The pull policy `--pull` sets for every service, if given.
+fn pull_policy(flag: PullFlag) -> Option<PullPolicy> {
+    flag.pull.map(|pull| match pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Always => PullPolicy::Always,
+        Pull::Never => PullPolicy::Never,
+    })
 }

@@ -9,6 +9,7 @@ mod on_fake;
 mod pin;
 pub mod probe;
 pub mod process;
+pub mod refs;
 mod restart;
 pub mod scheduler;
 mod starting;
@@ -28,13 +29,17 @@ pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, re
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
-use crate::engine::{Engine, EngineError, LogOptions};
 
 /// What `up` and `start` report about each service as it moves along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Waiting,
     Pulling,
+    /// Pulling, with the bytes so far of the layers announced so far.
+    Downloading {
+        done: u64,
+        total: u64,
+    },
     Building,
     Creating,
     Starting,
@@ -46,7 +51,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
-            Phase::Pulling => "pulling",
+            Phase::Pulling | Phase::Downloading { .. } => "pulling",
             Phase::Building => "building",
             Phase::Creating => "creating",
             Phase::Starting => "starting",
@@ -64,6 +69,12 @@ pub type Progress = Arc<dyn Fn(&str, Phase) + Send + Sync>;
 pub enum StartError {
     #[error("service `{service}`: {message}")]
     Image { service: String, message: String },
+    /// `SERVICE@REF` names no single tag, or its tags could not be listed.
+    #[error("service `{service}`: {error}")]
+    Ref {
+        service: String,
+        error: Box<refs::RefError>,
+    },
     #[error(
         "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
     )]
@@ -80,7 +91,7 @@ pub enum StartError {
         humantime::format_duration(*timeout),
         format_pending(pending),
         logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default(),
-        crate::engine::connect::timeout_hint(unanswered.as_deref())
+        crate::backend::docker::engine::connect::timeout_hint(unanswered.as_deref())
     )]
     Timeout {
         timeout: Duration,
@@ -102,15 +113,17 @@ pub enum StartError {
     #[error("interrupted; {0}")]
     Interrupted(Box<Cleanup>),
     #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
     Backend(#[from] BackendError),
 }
 
 impl StartError {
     /// Whether the user can fix this by changing the command line.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, StartError::IdTaken(_))
+        match self {
+            StartError::IdTaken(_) => true,
+            StartError::Ref { error, .. } => error.is_bad_input(),
+            _ => false,
+        }
     }
 }
 
@@ -149,24 +162,6 @@ mod tests {
         let two = super::format_logs("app_x", &["a".into(), "b".into()]);
         assert!(two.starts_with("\n  last 2 lines of `app_x`:"), "{two}");
     }
-}
-
-/// The last `n` lines a container printed, for error messages; empty when they cannot be read.
-pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<String> {
-    let options = LogOptions {
-        follow: false,
-        tail: Some(n),
-        timestamps: false,
-        since: None,
-    };
-    let reading = engine
-        .logs(container, options)
-        .filter_map(|line| async move { line.ok().map(|l| l.text) })
-        .collect();
-    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
-    tokio::time::timeout(LOG_READ_BOUND, reading)
-        .await
-        .unwrap_or_default()
 }
 
 /// How long reading the last lines of a log for an error message may take.

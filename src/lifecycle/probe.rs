@@ -11,10 +11,10 @@ use tokio::time::{Instant, sleep, timeout};
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::docker::engine::connect;
 use crate::backend::{
     Backend, BackendError, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
 };
-use crate::engine::connect;
 use crate::spec::{Probe, Ready};
 
 /// Probes run every 100 ms while a service is expected to come up soon; only a service slower

@@ -67,7 +67,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
-                unanswered: crate::engine::connect::unanswered(backend.endpoint()),
+                unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
             })
         }
     }

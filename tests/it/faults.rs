@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerState, Engine, Filter};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerState, Engine, Filter};
 use envctl::naming::label;
 
 use crate::harness::{IMAGE, TestEnv, block_on};

@@ -3,8 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerSpec, Engine, NetworkSpec};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerSpec, Engine, NetworkSpec};
 
 use crate::harness::{DownOnDrop, IMAGE, TestEnv, block_on, host_port, http_get};
 use crate::support::Envctl;
@@ -363,7 +363,7 @@ fn resources_envctl_did_not_create_are_never_touched() {
     let (container, network) = block_on(async {
         let docker = Docker::connect().await.unwrap();
         // Same id and environment labels, but not marked as envctl's: another tool's.
-        let labels: envctl::engine::Labels = [
+        let labels: envctl::backend::docker::engine::Labels = [
             ("io.envctl.id".to_string(), env.name.clone()),
             ("io.envctl.environment".to_string(), env.name.clone()),
             ("other.tool".to_string(), "yes".to_string()),
@@ -797,7 +797,7 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
 #[test]
 fn an_id_is_accepted_as_a_unique_prefix_or_suffix_and_ambiguity_lists_candidates() {
     let env = TestEnv::new(
-        "prefix",
+        "id-affix",
         &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
     );
     let (alpha, beta) = (format!("{}-alpha", env.name), format!("{}-beta", env.name));

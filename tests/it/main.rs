@@ -15,6 +15,7 @@ mod ports;
 mod private_engine;
 mod reach;
 mod reaper;
+mod registry;
 mod run_failure;
 mod slow_proxy;
 mod snapshot;

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envctl::engine::Engine;
-use envctl::engine::connect::{Flags, Settings};
-use envctl::engine::docker::Docker;
+use envctl::backend::docker::engine::Engine;
+use envctl::backend::docker::engine::connect::{Flags, Settings};
+use envctl::backend::docker::engine::docker::Docker;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -126,7 +126,7 @@ impl PrivateEngine {
     }
 
     /// Connects to this engine, with its client certificates when it speaks TLS.
-    async fn connect(&self) -> envctl::engine::Result<Docker> {
+    async fn connect(&self) -> envctl::backend::docker::engine::Result<Docker> {
         let flags = Flags {
             host: Some(self.host.clone()),
             context: None,

@@ -5,8 +5,10 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::docker::engine::{
+    ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort,
+};
 use crate::backend::{Endpoint, Health, Healthcheck, ServiceRef, ServiceState, ServiceStatus};
-use crate::engine::{ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort};
 use crate::spec::{Port, Protocol};
 
 pub fn state(state: ContainerState) -> ServiceState {

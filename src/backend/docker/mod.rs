@@ -6,6 +6,9 @@
 //! containers `SERVICE_ID` on the user-defined bridge network `envctl_ENV_ID`.
 
 pub mod convert;
+pub mod engine;
+
+pub use engine::connect::Flags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use crate::backend::*;
-use crate::engine::{
+use crate::backend::docker::engine::{
     ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
 };
+use crate::backend::*;
 use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
@@ -52,6 +55,14 @@ impl<'a> DockerBackend<'a> {
     /// The engine underneath, for the code that still speaks containers.
     pub fn engine(&self) -> &(dyn Engine + 'a) {
         self.engine.as_ref()
+    }
+}
+
+impl DockerBackend<'static> {
+    /// Connects to the engine `--host`, `--context`, DOCKER_HOST or the Docker contexts choose.
+    pub async fn connect(flags: &Flags) -> Result<DockerBackend<'static>> {
+        let engine: Arc<dyn Engine> = Arc::new(engine::docker::Docker::connect_with(flags).await?);
+        Ok(DockerBackend::new(engine))
     }
 }
 
@@ -234,10 +245,18 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.image_tags(repository).await?)
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(self.engine.insecure_registries().await?)
+    }
+
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         Ok(self
             .engine
-            .pull_image(&image.repository, &image.tag)
+            .pull_image(&image.repository, &image.tag, on_progress)
             .await?)
     }
 
@@ -319,7 +338,7 @@ impl Backend for DockerBackend<'_> {
         service: &ServiceRef,
         options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
-        let options = crate::engine::LogOptions {
+        let options = crate::backend::docker::engine::LogOptions {
             follow: options.follow,
             tail: options.tail,
             timestamps: options.timestamps,
