@@ -32,6 +32,7 @@ pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;
+pub mod terminal;
 
 pub use error::{Error, ExitStatus};
 

@@ -126,6 +126,16 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// `tcp` or `udp`, as Docker and `--output json` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
 /// A container port published on a random host port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port {

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod completion;
 mod connect;
 mod engine;
 mod faults;
@@ -10,12 +11,17 @@ mod fuzz;
 mod gateway;
 mod harness;
 mod lifecycle;
+mod logs;
 mod pipeline;
+mod ports;
 mod private_engine;
 mod reach;
 mod reaper;
 mod registry;
+mod run_failure;
 mod slow_proxy;
+mod snapshot;
 mod spec;
 mod support;
 mod swarm;
+mod terminal;
