@@ -133,6 +133,12 @@ pub fn anchor_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}")
 }
 
+/// The engine name of the environment's named volume `volume` (as the file calls it): one per
+/// copy of the environment, found again by its labels.
+pub fn volume_name(id: &str, volume: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}{volume}")
+}
+
 /// The value of [`label::ROLE`] on the marker of a finished start.
 pub const READY_ROLE: &str = "ready";
 

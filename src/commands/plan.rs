@@ -52,7 +52,7 @@ fn service_json(service: &Service, id: &str) -> ServiceJson {
         service: service.name.clone(),
         image: service.image.to_string(),
         container: naming::container_name(&service.name, id),
-        ports: service.ports.iter().map(ToString::to_string).collect(),
+        ports: service.ports().map(|p| p.to_string()).collect(),
         depends_on: service.depends_on.iter().cloned().collect(),
         links: service
             .links

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::engine::{
     Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
     ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result, Traffic,
+    VolumeSpec, VolumeSummary,
 };
 use crate::signals::Signals;
 
@@ -123,6 +124,23 @@ impl Engine for Bounded<'_> {
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let operation = || format!("create container `{}`", spec.name);
         self.call(operation, NONE, self.engine.create_container(spec))
+            .await
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let operation = || format!("create volume `{}`", spec.name);
+        self.call(operation, NONE, self.engine.create_volume(spec))
+            .await
+    }
+
+    async fn list_volumes(&self, label_filters: &[String]) -> Result<Vec<VolumeSummary>> {
+        let list = self.engine.list_volumes(label_filters);
+        self.call(|| "list volumes".into(), NONE, list).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let operation = || format!("remove volume `{name}`");
+        self.call(operation, NONE, self.engine.remove_volume(name))
             .await
     }
 
@@ -286,6 +304,15 @@ mod tests {
             std::future::pending().await
         }
         async fn create_marker(&self, _: &str, _: &Labels) -> Result<String> {
+            std::future::pending().await
+        }
+        async fn create_volume(&self, _: &VolumeSpec) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn list_volumes(&self, _: &[String]) -> Result<Vec<VolumeSummary>> {
+            std::future::pending().await
+        }
+        async fn remove_volume(&self, _: &str) -> Result<()> {
             std::future::pending().await
         }
         async fn rename_container(&self, _: &str, _: &str) -> Result<()> {

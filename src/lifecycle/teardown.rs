@@ -6,6 +6,7 @@ use futures_util::future::join_all;
 
 use super::inventory::{self, Instance, managed};
 use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::naming;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -97,6 +98,7 @@ async fn remove_with(
     })
     .await?;
     let held = remove_unused_networks(engine, instance).await?;
+    remove_volumes(engine, &instance.id).await?;
     for marker in instance.pin.iter().chain(&instance.lease) {
         engine.remove_container(&marker.id).await?;
     }
@@ -148,6 +150,14 @@ async fn remove_unused_networks(
     Ok(results.into_iter().flatten().collect())
 }
 
+/// Removes the environment's named volumes: only those carrying envctl's label and its id, so
+/// a volume envctl did not create is never touched, whatever its name.
+async fn remove_volumes(engine: &dyn Engine, id: &str) -> Result<(), EngineError> {
+    let filters = [managed(), format!("{}={id}", naming::label::ID)];
+    let volumes = engine.list_volumes(&filters).await?;
+    all_ok(join_all(volumes.iter().map(|v| engine.remove_volume(&v.name))).await)
+}
+
 fn all_ok(results: Vec<Result<(), EngineError>>) -> Result<(), EngineError> {
     results.into_iter().collect()
 }
@@ -174,6 +184,7 @@ pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), Engine
 pub enum Resource {
     Container(String),
     Network(String),
+    Volume(String),
 }
 
 impl std::fmt::Display for Resource {
@@ -181,6 +192,7 @@ impl std::fmt::Display for Resource {
         match self {
             Resource::Container(name) => write!(f, "`{name}`"),
             Resource::Network(name) => write!(f, "network `{name}`"),
+            Resource::Volume(name) => write!(f, "volume `{name}`"),
         }
     }
 }
@@ -248,22 +260,26 @@ impl std::fmt::Display for Cleanup {
     }
 }
 
-/// `3 containers and 1 network`.
+/// `3 containers, 1 network and 1 volume`.
 fn count(resources: &[Resource]) -> String {
-    let containers = resources
+    let of = |kind: fn(&Resource) -> bool| resources.iter().filter(|r| kind(r)).count();
+    let counts = [
+        (of(|r| matches!(r, Resource::Container(_))), "container"),
+        (of(|r| matches!(r, Resource::Network(_))), "network"),
+        (of(|r| matches!(r, Resource::Volume(_))), "volume"),
+    ];
+    let parts: Vec<String> = counts
         .iter()
-        .filter(|r| matches!(r, Resource::Container(_)))
-        .count();
-    let networks = resources.len() - containers;
-    let noun = |n: usize, one: &str| match n {
-        1 => format!("1 {one}"),
-        n => format!("{n} {one}s"),
-    };
-    match (containers, networks) {
-        (0, 0) => String::new(),
-        (c, 0) => noun(c, "container"),
-        (0, n) => noun(n, "network"),
-        (c, n) => format!("{} and {}", noun(c, "container"), noun(n, "network")),
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, one)| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {one}s"),
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -312,6 +328,19 @@ pub async fn remove_reporting(
                 .iter()
                 .filter(|r| matches!(r, Resource::Network(_)));
             cleanup.left.extend(networks.cloned());
+            cleanup.cause.get_or_insert(error);
+        }
+    }
+    match engine.list_volumes(&filters).await {
+        Ok(volumes) => {
+            let removing = volumes.iter().map(|v| engine.remove_volume(&v.name));
+            for (volume, result) in volumes.iter().zip(join_all(removing).await) {
+                cleanup.record(Resource::Volume(volume.name.clone()), result);
+            }
+        }
+        Err(error) => {
+            let volumes = expected.iter().filter(|r| matches!(r, Resource::Volume(_)));
+            cleanup.left.extend(volumes.cloned());
             cleanup.cause.get_or_insert(error);
         }
     }

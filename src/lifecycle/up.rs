@@ -12,10 +12,11 @@ use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
 use super::{Phase, Progress, StartError, build, teardown};
 use crate::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
+    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort, VolumeSpec,
 };
 use crate::naming::{self, label};
 use crate::signals::Signals;
+use crate::spec::runtime::MountSource;
 use crate::spec::{Environment, Probe, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
@@ -277,7 +278,7 @@ async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
         let present = engine.list_containers(&filter).await.ok()?;
         let vanished = created.iter().any(|resource| match resource {
             Resource::Container(name) => !present.iter().any(|c| c.name == *name),
-            Resource::Network(_) => false,
+            Resource::Network(_) | Resource::Volume(_) => false,
         });
         if vanished {
             return Some(id);
@@ -635,6 +636,20 @@ async fn claim(
         .ledger
         .create(resource, engine.create_network(&network))
         .await?;
+    for (name, volume) in &environment.volumes {
+        let mut labels = volume.labels.clone();
+        labels.extend(claim.labels.clone());
+        let spec = VolumeSpec {
+            name: naming::volume_name(&claim.id, name),
+            labels,
+        };
+        run.ledger
+            .create(
+                Resource::Volume(spec.name.clone()),
+                engine.create_volume(&spec),
+            )
+            .await?;
+    }
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
         let spec = container_spec(environment, service, &claim, &network_id, images);
@@ -725,7 +740,7 @@ fn container_spec(
     let image = images[&service.name].reference.clone();
     let mut labels = claim.labels.clone();
     let depends_on: Vec<&str> = service.depends_on.iter().map(String::as_str).collect();
-    let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
+    let ports: Vec<String> = service.ports().map(|p| p.to_string()).collect();
     labels.extend([
         (label::SERVICE.to_string(), service.name.clone()),
         (label::IMAGE.to_string(), image.clone()),
@@ -742,6 +757,12 @@ fn container_spec(
             }
         }
     }
+    let mut runtime = service.runtime.clone();
+    for mount in &mut runtime.mounts {
+        if let MountSource::Volume(name) = &mut mount.source {
+            *name = naming::volume_name(&claim.id, name);
+        }
+    }
     ContainerSpec {
         name: naming::container_name(&service.name, &claim.id),
         image,
@@ -751,7 +772,7 @@ fn container_spec(
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
-        ports,
+        runtime,
         labels,
         network: network.to_string(),
         aliases,

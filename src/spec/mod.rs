@@ -4,10 +4,13 @@
 //! [`Environment`] or a [`SpecError`] that lists every problem with its file:line:column.
 
 mod catalog;
+mod compose;
 mod diagnostic;
 mod image;
 mod interpolate;
 mod raw;
+pub mod runtime;
+mod tree;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,8 +21,9 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use catalog::{Catalog, Target};
-pub use diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
+pub use diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
 pub use image::{ImageRef, check_tag};
+pub use runtime::{PortMapping, Runtime, Volume};
 
 /// How long a service may take to become ready when its file does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -31,6 +35,8 @@ pub struct Environment {
     pub path: PathBuf,
     /// Services by name, sorted so everything derived from them is deterministic.
     pub services: BTreeMap<String, Service>,
+    /// Named volumes, created and removed with each copy of the environment.
+    pub volumes: BTreeMap<String, Volume>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,11 +48,19 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     /// Environment variables for the container, sorted by key.
     pub env: Vec<(String, String)>,
-    pub ports: Vec<Port>,
     /// Everything this service waits for: `depends_on` plus the targets of `links`.
     pub depends_on: BTreeSet<String>,
     pub links: Vec<Link>,
     pub ready: Ready,
+    /// How its container runs: published ports, volumes, limits and the other compose keys.
+    pub runtime: Runtime,
+}
+
+impl Service {
+    /// The container ports it publishes.
+    pub fn ports(&self) -> impl Iterator<Item = Port> + '_ {
+        self.runtime.ports.iter().map(|p| p.container)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +77,7 @@ pub enum Protocol {
     Udp,
 }
 
-/// A container port published on a random host port.
+/// A container port and its protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port {
     pub number: u16,

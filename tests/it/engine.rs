@@ -16,6 +16,7 @@ use envctl::engine::docker::Docker;
 use envctl::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
 };
+use envctl::spec::{Port, PortMapping, Protocol};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -290,7 +291,7 @@ async fn container_lifecycle() {
         &network,
         &["serve", "--name", "web", "--port", "8080"],
     );
-    spec.ports = vec!["8080/tcp".into()];
+    spec.runtime.ports = vec![random_port(8080)];
     spec.env = vec!["GREETING=hello".into()];
     spec.aliases = vec!["web".into()];
 
@@ -864,7 +865,7 @@ async fn received_bytes_grow_with_traffic() {
         &network,
         &["serve", "--name", "web", "--port", "8080"],
     );
-    spec.ports = vec!["8080/tcp".into()];
+    spec.runtime.ports = vec![random_port(8080)];
     let id = fixture.run(&spec).await;
     wait_for_line(docker, &id, "web: ready on port 8080").await;
     let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
@@ -939,4 +940,12 @@ async fn tcp_endpoints() {
     assert!(probe.output.contains("probe failed"), "{}", probe.output);
     remote.remove_container(&id).await.expect("remove");
     relay.abort();
+}
+
+/// A TCP container port published on a random host port.
+fn random_port(number: u16) -> PortMapping {
+    PortMapping::random(Port {
+        number,
+        protocol: Protocol::Tcp,
+    })
 }

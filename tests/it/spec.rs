@@ -36,7 +36,10 @@ fn unknown_keys_suggest_the_right_one() {
 #[test]
 fn wrong_types_are_located() {
     let stderr = plan_error("services:\n  a:\n    image: [a]\n");
-    assert!(stderr.contains("wrong type: expected string"), "{stderr}");
+    assert!(
+        stderr.contains("wrong type: expected a string, found a list"),
+        "{stderr}"
+    );
     assert!(stderr.contains("env.yaml:3:12"), "{stderr}");
 }
 
@@ -127,16 +130,21 @@ fn image_references_and_tags_docker_would_reject() {
 
 #[test]
 fn bad_ports_are_located() {
-    let stderr =
-        plan_error("services:\n  a:\n    image: a\n    ports: [0, \"8080:80\", 70000, 22/sctp]\n");
-    assert!(stderr.contains("`0` is not a port"), "{stderr}");
-    assert!(stderr.contains("`8080:80` is not a port"), "{stderr}");
-    assert!(
-        stderr.contains("hint: envctl publishes container ports on random host ports"),
-        "{stderr}"
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    ports: [0, \"8080:0\", 70000, 22/sctp, \"1.2.3:80:80\", \
+         \"8000-8010:8000-8010\", \"1:2:3:4\"]\n",
     );
+    assert!(stderr.contains("`0` is not a port"), "{stderr}");
+    assert!(stderr.contains("`0` is not a port"), "{stderr}");
     assert!(stderr.contains("`70000` is not a port"), "{stderr}");
     assert!(stderr.contains("unknown protocol `sctp`"), "{stderr}");
+    assert!(stderr.contains("`1.2.3` is not an IP address"), "{stderr}");
+    assert!(stderr.contains("port ranges are not supported"), "{stderr}");
+    assert!(
+        stderr.contains("`1:2:3:4` is not a port mapping"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error: ").count(), 7, "{stderr}");
 }
 
 #[test]
@@ -228,14 +236,22 @@ fn absurd_timeouts_are_rejected_not_overflowed() {
 
 #[test]
 fn untagged_values_get_readable_messages() {
-    let stderr = plan_error("services:\n  a:\n    image: a\n    ports: [80.5]\n");
+    let stderr = plan_error("services:\n  a:\n    image: a\n    ports: [80.5, [1]]\n");
     assert!(
-        stderr.contains("a port is a number from 1 to 65535"),
+        stderr.contains("`80.5` is not a port: use a number from 1 to 65535"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("wrong type: expected a port, found a list"),
         "{stderr}"
     );
     let stderr =
         plan_error("services:\n  a:\n    image: a\n    build: {context: ., dockerfil: X}\n");
-    assert!(stderr.contains("`build` is a directory, or"), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `dockerfil`\n --> DIR/env.yaml:4:25"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `dockerfile`?"), "{stderr}");
     let stderr = plan_error("services:\n  a:\n    image: a\n---\nservices: {}\n");
     assert!(stderr.contains("several YAML documents"), "{stderr}");
 }
@@ -383,5 +399,5 @@ fn nul_characters_docker_would_refuse_pass_plan_no_more() {
         stderr.contains("error: argument 2 of `exec` contains a NUL character"),
         "{stderr}"
     );
-    assert!(stderr.contains("DIR/env.yaml:8:13"), "{stderr}");
+    assert!(stderr.contains("DIR/env.yaml:8:21"), "{stderr}");
 }
