@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::engine::{ContainerState, Engine, EngineError};
 use crate::lifecycle::{self, Instance, State};
-use crate::naming::label;
 use crate::state::{Counters, Record, Sample, StateError, Store};
 
 /// Inbound bytes below `NOISE_BYTES + NOISE_RATE × seconds between samples` are noise: the
@@ -491,18 +490,19 @@ pub async fn daemon(
 }
 
 fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
-    let refs = instance
-        .containers
-        .first()
-        .map(|c| c.label(label::REFS))
-        .unwrap_or("");
+    let refs: Vec<String> = instance
+        .metadata
+        .refs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     Action {
         action: kind,
         id: instance.id.clone(),
         environment: instance.environment.clone(),
-        subject: match refs {
-            "" => instance.environment.clone(),
-            refs => refs.replace(',', " "),
+        subject: match refs.is_empty() {
+            true => instance.environment.clone(),
+            false => refs.join(" "),
         },
         reason,
         error,
@@ -559,7 +559,7 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         entries: instance
             .containers
             .iter()
-            .filter(|c| !c.label(label::PORTS).is_empty())
+            .filter(|c| c.metadata().is_some_and(|m| !m.ports.is_empty()))
             .map(|c| c.service().to_string())
             .collect(),
     }

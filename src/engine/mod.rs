@@ -3,19 +3,17 @@
 //! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
 //! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
 
+pub mod connect;
 pub mod docker;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
+pub use crate::naming::codec::{Filter, Labels};
 use crate::spec::Runtime;
-
-/// Labels as key-value pairs.
-pub type Labels = BTreeMap<String, String>;
 
 /// A user-defined bridge network to create.
 #[derive(Debug, Clone)]
@@ -192,10 +190,15 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "cannot reach the Docker engine at `{endpoint}`: {reason}\n\
-         hint: start Docker, or point DOCKER_HOST at a running engine"
+        "cannot reach the Docker engine at `{endpoint}` ({origin}): {reason}\nhint: {}",
+        origin.hint()
     )]
-    Unreachable { endpoint: String, reason: String },
+    Unreachable {
+        endpoint: String,
+        /// Where the endpoint came from: `--host`, `DOCKER_HOST`, a context, the default.
+        origin: connect::Origin,
+        reason: String,
+    },
     /// A name the engine keeps unique is taken (HTTP 409).
     #[error("the name `{0}` is already in use")]
     NameTaken(String),
@@ -270,7 +273,7 @@ pub trait Engine: Send + Sync {
     /// engine makes on a best-effort basis only: concurrent creates may both succeed).
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
     async fn remove_network(&self, id: &str) -> Result<()>;
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>>;
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>>;
     /// The containers attached to a network, envctl's or not.
     async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
 
@@ -280,7 +283,7 @@ pub trait Engine: Send + Sync {
     /// Creates a named volume. A volume of that name that is not this very one (other labels)
     /// is [`EngineError::NameTaken`]: Docker would hand it out silently.
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
-    async fn list_volumes(&self, label_filters: &[String]) -> Result<Vec<VolumeSummary>>;
+    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>>;
     /// Removes a volume; one already gone is not an error.
     async fn remove_volume(&self, name: &str) -> Result<()>;
     /// Creates a marker: a container that is never started, there only to hold a name (which
@@ -296,9 +299,8 @@ pub trait Engine: Send + Sync {
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
     /// Removes a container, killing it if it runs. Removing a removed container is fine.
     async fn remove_container(&self, id: &str) -> Result<()>;
-    /// Every container, running or not, whose labels match all `label_filters`
-    /// (`key` or `key=value`), in one call.
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>>;
+    /// Every container, running or not, whose labels match all `label_filters`, in one call.
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>>;
     async fn inspect_container(&self, id: &str) -> Result<ContainerDetails>;
     /// Waits until the container is not running and returns its exit code.
     async fn wait_container(&self, id: &str) -> Result<i64>;

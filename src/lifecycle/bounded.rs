@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::engine::{
     Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
-    ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result, Traffic,
-    VolumeSpec, VolumeSummary,
+    Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result,
+    Traffic, VolumeSpec, VolumeSummary,
 };
 use crate::signals::Signals;
 
@@ -110,7 +110,7 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>> {
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
         let list = self.engine.list_networks(label_filters);
         self.call(|| "list networks".into(), NONE, list).await
     }
@@ -133,7 +133,7 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn list_volumes(&self, label_filters: &[String]) -> Result<Vec<VolumeSummary>> {
+    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>> {
         let list = self.engine.list_volumes(label_filters);
         self.call(|| "list volumes".into(), NONE, list).await
     }
@@ -174,7 +174,7 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>> {
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
         let list = self.engine.list_containers(label_filters);
         self.call(|| "list containers".into(), NONE, list).await
     }
@@ -294,7 +294,7 @@ mod tests {
         async fn remove_network(&self, _: &str) -> Result<()> {
             std::future::pending().await
         }
-        async fn list_networks(&self, _: &[String]) -> Result<Vec<NetworkSummary>> {
+        async fn list_networks(&self, _: &[Filter]) -> Result<Vec<NetworkSummary>> {
             std::future::pending().await
         }
         async fn network_containers(&self, _: &str) -> Result<Vec<Attached>> {
@@ -309,7 +309,7 @@ mod tests {
         async fn create_volume(&self, _: &VolumeSpec) -> Result<()> {
             std::future::pending().await
         }
-        async fn list_volumes(&self, _: &[String]) -> Result<Vec<VolumeSummary>> {
+        async fn list_volumes(&self, _: &[Filter]) -> Result<Vec<VolumeSummary>> {
             std::future::pending().await
         }
         async fn remove_volume(&self, _: &str) -> Result<()> {
@@ -327,7 +327,7 @@ mod tests {
         async fn remove_container(&self, _: &str) -> Result<()> {
             std::future::pending().await
         }
-        async fn list_containers(&self, _: &[String]) -> Result<Vec<ContainerSummary>> {
+        async fn list_containers(&self, _: &[Filter]) -> Result<Vec<ContainerSummary>> {
             std::future::pending().await
         }
         async fn inspect_container(&self, _: &str) -> Result<ContainerDetails> {

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::engine::{ContainerState, ContainerSummary, Engine, EngineError, NetworkSummary};
-use crate::naming::{self, label};
-use crate::spec::Ready;
+use crate::naming::codec::{self, Filter, Metadata, Role, ServiceMetadata};
+use crate::naming::{self};
+use crate::spec::{ImageRef, Ready};
 
 /// One environment instance and its containers.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct Instance {
     pub lease: Option<ContainerSummary>,
     /// The environment's network (more than one only after a manual mess).
     pub networks: Vec<NetworkSummary>,
+    /// What the labels tell about the environment, from the first of its resources that
+    /// carries them (anchor, services, network).
+    pub metadata: Metadata,
 }
 
 /// The state `ls` shows for an environment.
@@ -61,20 +65,10 @@ impl State {
     }
 }
 
-/// The label filter that finds everything envctl created.
-pub fn managed() -> String {
-    format!("{}={}", label::MANAGED_BY, naming::MANAGER)
-}
-
-/// The label filter that finds one environment's resources.
-pub fn with_id(id: &str) -> String {
-    format!("{}={id}", label::ID)
-}
-
 /// Every environment on the engine, oldest first, from one labelled list call for containers
 /// and one for networks.
 pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
-    let filters = [managed()];
+    let filters = [Filter::Managed];
     let (containers, networks) = tokio::try_join!(
         engine.list_containers(&filters),
         engine.list_networks(&filters)
@@ -84,7 +78,7 @@ pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
 
 /// One environment by id, or `None` when nothing of it exists.
 pub async fn find(engine: &dyn Engine, id: &str) -> Result<Option<Instance>, EngineError> {
-    let filters = [managed(), with_id(id)];
+    let filters = [Filter::Managed, Filter::Id(id.to_string())];
     let (containers, networks) = tokio::try_join!(
         engine.list_containers(&filters),
         engine.list_networks(&filters)
@@ -117,32 +111,32 @@ pub fn resolve_id<'a>(given: &str, ids: &[&'a str]) -> Result<&'a str, super::Lo
 
 pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -> Vec<Instance> {
     let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
-    for container in containers {
-        let Some(id) = container.labels.get(label::ID).cloned() else {
+    // Markers first: the anchor's metadata is the environment's.
+    let (markers, services): (Vec<_>, Vec<_>) = containers
+        .into_iter()
+        .partition(|c| codec::role(&c.labels).is_some());
+    for container in markers.into_iter().chain(services) {
+        let Some(metadata) = Metadata::decode(&container.labels) else {
             continue;
         };
-        let environment = container
-            .labels
-            .get(label::ENVIRONMENT)
-            .cloned()
-            .unwrap_or_default();
         let instance = by_id
-            .entry(id.clone())
-            .or_insert_with(|| Instance::new(id, environment));
-        match container.label(label::ROLE) {
-            naming::ANCHOR_ROLE => instance.anchor = Some(container),
-            naming::READY_ROLE => instance.ready = Some(container),
-            naming::PIN_ROLE => instance.pin = Some(container),
-            naming::LEASE_ROLE => instance.lease = Some(container),
-            _ => instance.containers.push(container),
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Instance::new(metadata));
+        match codec::role(&container.labels) {
+            Some(Role::Anchor) => instance.anchor = Some(container),
+            Some(Role::Ready) => instance.ready = Some(container),
+            Some(Role::Pin) => instance.pin = Some(container),
+            Some(Role::Lease) => instance.lease = Some(container),
+            None => instance.containers.push(container),
         }
     }
     for network in networks {
-        let label = |key: &str| network.labels.get(key).cloned().unwrap_or_default();
-        let (id, environment) = (label(label::ID), label(label::ENVIRONMENT));
+        let Some(metadata) = Metadata::decode(&network.labels) else {
+            continue;
+        };
         by_id
-            .entry(id.clone())
-            .or_insert_with(|| Instance::new(id, environment))
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Instance::new(metadata))
             .networks
             .push(network);
     }
@@ -151,30 +145,45 @@ pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -
         instance
             .containers
             .sort_by(|a, b| a.service().cmp(b.service()));
+        // A pin carries only what identifies the environment: take the rest from the others.
+        if instance.anchor.is_none() {
+            let fuller = instance
+                .containers
+                .iter()
+                .map(|c| &c.labels)
+                .chain(instance.networks.iter().map(|n| &n.labels))
+                .chain(instance.ready.iter().map(|c| &c.labels))
+                .chain(instance.lease.iter().map(|c| &c.labels))
+                .find_map(Metadata::decode);
+            if let Some(fuller) = fuller {
+                instance.metadata = fuller;
+            }
+        }
     }
     instances.sort_by(|a, b| (a.created_at(), &a.id).cmp(&(b.created_at(), &b.id)));
     instances
 }
 
 impl ContainerSummary {
-    pub fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map(String::as_str).unwrap_or("")
+    /// What the labels tell about the service this container runs; `None` on markers.
+    pub fn metadata(&self) -> Option<ServiceMetadata> {
+        ServiceMetadata::decode(&self.labels)
     }
 
+    /// The service the container runs (grouping puts only those among an instance's
+    /// containers); empty for a container whose service label was removed by hand.
     pub fn service(&self) -> &str {
-        self.label(label::SERVICE)
+        self.labels
+            .get(crate::naming::label::SERVICE)
+            .map_or("", String::as_str)
     }
 
     pub fn depends_on(&self) -> BTreeSet<String> {
-        self.label(label::DEPENDS_ON)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        self.metadata().map(|m| m.depends_on).unwrap_or_default()
     }
 
     pub fn ready(&self) -> Option<Ready> {
-        Ready::from_label(self.label(label::READY))
+        self.metadata()?.ready
     }
 
     /// Whether this container is a one-shot job that ended as its `ready: exit` expects.
@@ -188,54 +197,35 @@ impl ContainerSummary {
 }
 
 impl Instance {
-    fn new(id: String, environment: String) -> Instance {
+    fn new(metadata: Metadata) -> Instance {
         Instance {
-            id,
-            environment,
+            id: metadata.id.clone(),
+            environment: metadata.environment.clone().unwrap_or_default(),
             containers: Vec::new(),
             anchor: None,
             ready: None,
             pin: None,
             lease: None,
             networks: Vec::new(),
+            metadata,
         }
     }
 
-    /// A label every container and network of the environment carries, empty when missing.
-    pub fn label(&self, key: &str) -> &str {
-        let containers = self.anchor.iter().chain(&self.containers);
-        let labels = containers
-            .map(|c| &c.labels)
-            .chain(self.networks.iter().map(|n| &n.labels));
-        labels
-            .filter_map(|labels| labels.get(key))
-            .next()
-            .map(String::as_str)
-            .unwrap_or("")
-    }
-
-    /// A time label, parsed.
-    fn time_label(&self, key: &str) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.label(key))
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
     pub fn created_at(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::CREATED_AT)
+        self.metadata.created_at
     }
 
-    pub fn owner(&self) -> &str {
-        self.label(label::OWNER)
+    pub fn owner(&self) -> Option<&str> {
+        self.metadata.owner.as_deref()
     }
 
     /// When `--ttl` expires, if it was given.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::EXPIRES_AT)
+        self.metadata.expires_at
     }
 
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::START_DEADLINE)
+        self.metadata.start_deadline
     }
 
     /// Whether a service crashed: exited with a non-zero code (jobs aside), died, keeps
@@ -254,7 +244,7 @@ impl Instance {
     /// The `envctl up` or `run` that started the environment, when it runs on this machine:
     /// `Some(true)` alive, `Some(false)` gone, `None` when that cannot be known here.
     pub fn starter_alive(&self) -> Option<bool> {
-        crate::lifecycle::process::alive(self.label(label::PROCESS))
+        crate::lifecycle::process::alive(self.metadata.process.as_deref()?)
     }
 
     /// Each service's dependencies, from the labels.
@@ -326,7 +316,7 @@ impl Instance {
             return None;
         }
         if self.starter_alive() == Some(false) {
-            let started_by = self.label(label::STARTED_BY);
+            let started_by = self.metadata.started_by.as_deref().unwrap_or("unknown");
             return Some(format!("its `envctl up` ({started_by}) is gone"));
         }
         // A minute of grace lets `up` finish its own rollback after its deadline.
@@ -351,12 +341,8 @@ impl Instance {
     /// The services the environment was started with whose containers are gone.
     pub fn missing_services(&self) -> Vec<String> {
         let present: BTreeSet<&str> = self.containers.iter().map(|c| c.service()).collect();
-        let mut expected: BTreeSet<String> = self
-            .label(label::SERVICES)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mut expected: BTreeSet<String> =
+            self.metadata.services.iter().flatten().cloned().collect();
         // Environments started before the services label: what the others depend on.
         expected.extend(self.containers.iter().flat_map(|c| c.depends_on()));
         expected
@@ -370,11 +356,11 @@ impl Instance {
         naming::lease_expiry(&self.lease.as_ref()?.name)
     }
 
-    /// `image:tag` of each service, by service.
-    pub fn images(&self) -> Vec<(String, String)> {
+    /// The image of each service, by service; `None` where the label was removed by hand.
+    pub fn images(&self) -> Vec<(String, Option<ImageRef>)> {
         self.containers
             .iter()
-            .map(|c| (c.service().to_string(), c.label(label::IMAGE).to_string()))
+            .map(|c| (c.service().to_string(), c.metadata().and_then(|m| m.image)))
             .collect()
     }
 }
@@ -383,6 +369,7 @@ impl Instance {
 mod tests {
     use super::*;
     use crate::engine::Labels;
+    use crate::naming::label;
     use chrono::TimeZone;
 
     fn at(minute: u32) -> DateTime<Utc> {
@@ -547,10 +534,7 @@ mod tests {
             "stopped, so the reaper can remove it in time"
         );
         let mut old = instance(&["anchor", "ready"], &[("app", Running)]);
-        for c in old.anchor.iter_mut().chain(&mut old.containers) {
-            c.labels.remove(label::SERVICES);
-        }
-        old.networks.clear();
+        old.metadata.services = None;
         assert_eq!(
             old.missing_services(),
             ["db"],

@@ -68,6 +68,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
+                unanswered: crate::engine::connect::unanswered(engine.endpoint()),
             })
         }
     }

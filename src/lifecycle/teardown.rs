@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::inventory::{self, Instance, managed};
+use super::inventory::{self, Instance};
 use crate::engine::{ContainerSummary, Engine, EngineError};
-use crate::naming;
+use crate::naming::codec::Filter;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ pub async fn down(
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
             Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
-            Selection::Owner(owner) => i.owner() == *owner,
+            Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
     join_all(chosen.iter().map(|instance| remove(engine, instance)))
@@ -153,7 +153,7 @@ async fn remove_unused_networks(
 /// Removes the environment's named volumes: only those carrying envctl's label and its id, so
 /// a volume envctl did not create is never touched, whatever its name.
 async fn remove_volumes(engine: &dyn Engine, id: &str) -> Result<(), EngineError> {
-    let filters = [managed(), format!("{}={id}", naming::label::ID)];
+    let filters = [Filter::Managed, Filter::Id(id.to_string())];
     let volumes = engine.list_volumes(&filters).await?;
     all_ok(join_all(volumes.iter().map(|v| engine.remove_volume(&v.name))).await)
 }
@@ -293,12 +293,12 @@ fn list(resources: &[Resource]) -> String {
 /// the caller knows to exist: when the engine cannot be asked, that is what is left.
 pub async fn remove_reporting(
     engine: &dyn Engine,
-    filter: &str,
+    filter: Filter,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    let filters = [managed(), filter.to_string()];
+    let filters = [Filter::Managed, filter];
     let containers = match engine.list_containers(&filters).await {
         Ok(containers) => containers,
         Err(error) => {

@@ -22,7 +22,7 @@ use regex::Regex;
 
 pub use catalog::{Catalog, Target};
 pub use diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
-pub use image::{ImageRef, check_tag};
+pub use image::{ImageRef, check_tag, split_image};
 pub use runtime::{PortMapping, Runtime, Volume};
 
 /// How long a service may take to become ready when its file does not say.
