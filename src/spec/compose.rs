@@ -677,3 +677,241 @@ enum Target {
 fn is_path(source: &str) -> bool {
     source.starts_with(['/', '.', '~'])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::runtime::{Bytes, Cpus};
+    use crate::spec::{Environment, SpecError, parse};
+
+    fn lookup(name: &str) -> Option<String> {
+        (name == "HOME").then(|| "/home/tester".to_string())
+    }
+
+    fn service_runtime(source: &str) -> Runtime {
+        let environment =
+            parse(Path::new("/envs/stack.yaml"), source, &lookup).unwrap_or_else(|e| panic!("{e}"));
+        environment.services["a"].runtime.clone()
+    }
+
+    fn errors(source: &str) -> String {
+        let error: SpecError = parse(Path::new("/envs/stack.yaml"), source, &lookup)
+            .map(|e: Environment| panic!("parsed: {e:?}"))
+            .unwrap_err();
+        error
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let p = d.position.expect("located");
+                format!("{}:{} {}\n", p.line, p.column, d.message)
+            })
+            .collect()
+    }
+
+    fn port(number: u16) -> Port {
+        Port {
+            number,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    #[test]
+    fn ports_in_every_compose_form() {
+        let runtime = service_runtime(
+            "services:\n  a:\n    image: a\n    ports:\n      - 8080\n      - \"9090:80\"\n      \
+             - 127.0.0.1:1521:1521\n      - \"[::1]::5500\"\n      - 53/udp\n      \
+             - {target: 7000, published: 17000, host_ip: 127.0.0.1}\n      - {target: 7001}\n",
+        );
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            runtime.ports,
+            [
+                PortMapping::random(port(8080)),
+                PortMapping {
+                    container: port(80),
+                    host_ip: None,
+                    host_port: Some(9090)
+                },
+                PortMapping {
+                    container: port(1521),
+                    host_ip: Some(local),
+                    host_port: Some(1521)
+                },
+                PortMapping {
+                    container: port(5500),
+                    host_ip: Some("::1".parse().unwrap()),
+                    host_port: None
+                },
+                PortMapping::random(Port {
+                    number: 53,
+                    protocol: Protocol::Udp
+                }),
+                PortMapping {
+                    container: port(7000),
+                    host_ip: Some(local),
+                    host_port: Some(17000)
+                },
+                PortMapping::random(port(7001)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_host_port_published_twice_is_refused_where_the_second_is_written() {
+        let found = errors(
+            "services:\n  a:\n    image: a\n    ports: [\"8080:80\"]\n  b:\n    image: b\n    \
+             ports: [\"127.0.0.1:8080:81\", \"127.0.0.1:8081:82\"]\n",
+        );
+        assert_eq!(found, "7:13 host port 8080 is published by `a` already\n");
+    }
+
+    #[test]
+    fn volumes_short_and_long_binds_relative_to_the_file() {
+        let runtime = service_runtime(
+            "volumes: {data: {}}\nservices:\n  a:\n    image: a\n    volumes:\n      \
+             - data:/var/lib/data\n      - ./init:/init:ro\n      - ../shared/x.sql:/x.sql\n      \
+             - ~/cache:/cache\n      - {type: bind, source: /srv, target: /srv, read_only: true}\n      \
+             - {type: volume, source: data, target: /more}\n      \
+             - {type: tmpfs, target: /scratch, tmpfs: {size: 16m}}\n",
+        );
+        let mounts: Vec<String> = runtime.mounts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            mounts,
+            [
+                "data:/var/lib/data",
+                "/envs/init:/init:ro",
+                "/shared/x.sql:/x.sql",
+                "/home/tester/cache:/cache",
+                "/srv:/srv:ro",
+                "data:/more",
+            ]
+        );
+        assert_eq!(runtime.tmpfs[0].to_string(), "/scratch:size=16m");
+    }
+
+    #[test]
+    fn undeclared_volumes_and_bad_mounts_are_located() {
+        let found = errors(
+            "volumes: {oradata: {}}\nservices:\n  a:\n    image: a\n    volumes:\n      \
+             - oradta:/data\n      - /data\n      - ./x:relative\n      - ./y:/y:rx\n      \
+             - {type: nfs, source: s, target: /t}\n      - data:/one:ro:extra\n",
+        );
+        assert_eq!(
+            found,
+            "6:9 volume `oradta` is not declared under the top-level `volumes:`\n\
+             7:9 volume `/data` has no source\n\
+             8:9 the volume target `relative` is not an absolute path inside the container\n\
+             9:9 unknown volume mode `rx`: use `ro` or `rw`\n\
+             10:16 unknown volume type `nfs`: use `volume`, `bind` or `tmpfs`\n\
+             11:9 `data:/one:ro:extra` is not `SOURCE:TARGET[:ro]`\n"
+        );
+    }
+
+    #[test]
+    fn sizes_limits_and_the_rest_are_typed() {
+        let runtime = service_runtime(
+            "services:\n  a:\n    image: a\n    shm_size: 1g\n    mem_limit: 1536m\n    cpus: 0.5\n    \
+             restart: no\n    entrypoint: /run.sh --fast\n    user: 1000:1000\n    \
+             working_dir: /app\n    extra_hosts: {ldap: 10.0.0.5, gw: host-gateway}\n    \
+             labels: [com.example.team=qa]\n    stop_grace_period: 1m30s\n    \
+             tmpfs: /run:size=64m,mode=1777\n",
+        );
+        assert_eq!(runtime.shm_size, Some(Bytes(1 << 30)));
+        assert_eq!(runtime.mem_limit, Some(Bytes(1536 << 20)));
+        assert_eq!(runtime.cpus, Some(Cpus(500_000_000)));
+        assert_eq!(runtime.restart, Some(Restart::No));
+        assert_eq!(
+            runtime.entrypoint,
+            Some(vec!["/run.sh".to_string(), "--fast".to_string()])
+        );
+        assert_eq!(runtime.user.as_deref(), Some("1000:1000"));
+        assert_eq!(runtime.working_dir.as_deref(), Some("/app"));
+        assert_eq!(
+            runtime.extra_hosts,
+            [
+                ExtraHost {
+                    host: "ldap".into(),
+                    address: HostAddress::Ip("10.0.0.5".parse().unwrap())
+                },
+                ExtraHost {
+                    host: "gw".into(),
+                    address: HostAddress::HostGateway
+                },
+            ]
+        );
+        assert_eq!(runtime.labels["com.example.team"], "qa");
+        assert_eq!(runtime.stop_grace_period, Some(Duration::from_secs(90)));
+        assert_eq!(
+            runtime.tmpfs,
+            [Tmpfs {
+                target: "/run".into(),
+                options: TmpfsOptions {
+                    size: Some(Bytes(64 << 20)),
+                    mode: Some(0o1777)
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_values_of_the_compose_keys_are_each_located() {
+        let found = errors(
+            "services:\n  a:\n    image: a\n    shm_size: lots\n    mem_limit: 0\n    cpus: -1\n    \
+             restart: sometimes\n    user: \"\"\n    working_dir: app\n    \
+             extra_hosts: [\"ldap:10.0.0.300\", nohost]\n    labels: {io.envctl.id: x}\n    \
+             stop_grace_period: soon\n    tmpfs: [\"/run:uid=0\"]\n",
+        );
+        assert_eq!(
+            found,
+            "4:15 invalid `shm_size`: `lots` is not a size: unknown unit `lots`\n\
+             5:16 invalid `mem_limit`: `0` is not a size Docker accepts\n\
+             6:11 `-1` CPUs is out of range: use a number from 0.001 to 1000\n\
+             7:14 unknown restart policy `sometimes`: use `no`, `always`, `on-failure`, \
+             `on-failure:N` or `unless-stopped`\n\
+             8:11 `` is not a user: use `NAME`, `UID` or `UID:GID`\n\
+             9:18 `working_dir` `app` is not an absolute path inside the container\n\
+             10:19 `10.0.0.300` is not an IP address\n\
+             10:38 `nohost` is not `HOST:ADDRESS`\n\
+             11:14 label `io.envctl.id` uses envctl's own prefix `io.envctl.`\n\
+             12:24 invalid duration `soon`: expected number at 0\n\
+             13:13 unknown tmpfs option `uid=0`: use `size=` or `mode=`\n"
+        );
+    }
+
+    #[test]
+    fn env_files_are_read_relative_to_the_file_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("db.env"),
+            "# oracle\nTZ=UTC\nexport NLS_LANG='AMERICAN'\nPASSWORD=from-file\n\n",
+        )
+        .unwrap();
+        let path = dir.path().join("stack.yaml");
+        let environment = parse(
+            &path,
+            "services:\n  a:\n    image: a\n    env_file: db.env\n    env: {PASSWORD: from-env}\n",
+            &lookup,
+        )
+        .unwrap();
+        assert_eq!(
+            environment.services["a"].env,
+            [
+                ("NLS_LANG".to_string(), "AMERICAN".to_string()),
+                ("PASSWORD".to_string(), "from-env".to_string()),
+                ("TZ".to_string(), "UTC".to_string()),
+            ]
+        );
+        let missing = parse(
+            &path,
+            "services:\n  a:\n    image: a\n    env_file: [db.env, nope.env]\n",
+            &lookup,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("cannot read env_file"), "{missing}");
+        assert!(missing.contains("nope.env"), "{missing}");
+        assert!(missing.contains("stack.yaml:4:24"), "{missing}");
+    }
+}

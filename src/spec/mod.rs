@@ -3,7 +3,7 @@
 //! One YAML file in `environments/` declares one environment. [`parse`] turns its text into an
 //! [`Environment`] or a [`SpecError`] that lists every problem with its file:line:column.
 
-mod catalog;
+pub mod catalog;
 mod compose;
 mod diagnostic;
 mod image;
@@ -170,6 +170,19 @@ pub const STDIN_PATH: &str = "<stdin>";
 pub fn load(path: &Path) -> Result<Environment, LoadError> {
     let (path, source) = read_source(path)?;
     Ok(parse(&path, &source, &|name| std::env::var(name).ok())?)
+}
+
+/// Reads and parses several files as one environment, each later one overriding the earlier
+/// ones as docker-compose override files do.
+pub fn load_all(paths: &[PathBuf]) -> Result<Environment, LoadError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let (path, text) = read_source(path)?;
+        sources.push(Source { path, text });
+    }
+    Ok(validate::parse_files(sources, &|name| {
+        std::env::var(name).ok()
+    })?)
 }
 
 /// The text of an environment file, and the path to name it by.
