@@ -2,6 +2,7 @@
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
 mod cli;
+mod compose_keys;
 mod engine;
 mod faults;
 mod fuzz;
