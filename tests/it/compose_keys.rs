@@ -113,7 +113,7 @@ fn a_named_volume_keeps_its_data_across_a_restart_and_goes_with_down() {
     with_volumes(&env, "  data:\n    labels: {com.example.team: qa}\n");
     let id = up(&env);
     let volume = format!("envctl_{id}_data");
-    assert_eq!(volumes_of(&env), [volume.clone()]);
+    assert_eq!(volumes_of(&env), std::slice::from_ref(&volume));
     let labels = inspect("volume", &volume, "{{json .Labels}}").expect("the volume exists");
     assert!(
         labels.contains("\"io.envctl.managed-by\":\"envctl\""),
