@@ -5,7 +5,7 @@
 //! still see everything else and every problem of a file is reported in one run.
 
 use super::diagnostic::{Diagnostic, Position, did_you_mean};
-use super::tree::{Key, Kind, Node, ScalarType};
+use super::tree::{Key, Kind, Node, Scalar, ScalarType};
 
 /// A value and where it is written.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,10 +267,10 @@ impl Reader<'_> {
 
     fn int(&mut self, node: &Node) -> Option<Spanned<i64>> {
         match &node.kind {
-            Kind::Scalar(s) if matches!(s.ty, ScalarType::Int(_)) => match s.ty {
-                ScalarType::Int(i) => Some(spanned(i, node.at)),
-                _ => None,
-            },
+            Kind::Scalar(Scalar {
+                ty: ScalarType::Int(i),
+                ..
+            }) => Some(spanned(*i, node.at)),
             _ => {
                 self.wrong_type(node, "a whole number");
                 None
