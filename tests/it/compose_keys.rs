@@ -268,7 +268,13 @@ fn a_fixed_host_port_answers_there_on_its_address() {
         )),
         "{bindings}"
     );
+    // A second copy cannot have the same host port: its start fails naming the service, and
+    // removes what it created.
+    let second = env.envctl().args(["up", &env.name]).run();
+    second.code(2).stderr_has("web");
+    assert!(second.stderr().contains("port"), "{}", second.stderr());
     env.envctl().args(["down", &id]).run().success();
+    env.assert_nothing_left();
 }
 
 #[test]
