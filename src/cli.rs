@@ -30,6 +30,24 @@ pub struct Cli {
     /// DOCKER_CONTEXT and the current context)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
     pub context: Option<String>,
+
+    /// What runs environments: `docker`, one Docker engine (the only backend so far)
+    #[arg(
+        long,
+        global = true,
+        env = "ENVCTL_BACKEND",
+        value_enum,
+        default_value_t
+    )]
+    pub backend: BackendArg,
+}
+
+/// The backends `--backend` accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// One Docker engine, found as the docker CLI finds it
+    #[default]
+    Docker,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::backend::BackendError;
 use crate::engine::EngineError;
 use crate::lifecycle::{LookupError, StartError, TeardownError};
 use crate::spec::LoadError;
@@ -38,6 +39,8 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
     Lookup(#[from] LookupError),
@@ -61,6 +64,7 @@ impl Error {
                 ExitStatus::BadInput
             }
             Error::Engine(_)
+            | Error::Backend(_)
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)

@@ -141,6 +141,12 @@ pub fn volume_name(id: &str, volume: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}{volume}")
 }
 
+/// The file's name of the engine volume `name` of environment `id`: the inverse of
+/// [`volume_name`].
+pub fn volume_of<'a>(id: &str, name: &'a str) -> Option<&'a str> {
+    name.strip_prefix(&format!("envctl{SEPARATOR}{id}{SEPARATOR}"))
+}
+
 /// The value of [`label::ROLE`] on the marker of a finished start.
 pub const READY_ROLE: &str = "ready";
 

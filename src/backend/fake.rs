@@ -51,6 +51,8 @@ pub enum Reading {
 struct FakeService {
     handle: ServiceRef,
     metadata: ServiceMetadata,
+    /// As `create_service` got it, for tests to read.
+    runtime: Runtime,
     created: DateTime<Utc>,
     started: Option<(Instant, DateTime<Utc>)>,
     /// Set by `stop`: the exit code and when.
@@ -63,6 +65,8 @@ struct Env {
     claimed: bool,
     markers: Markers,
     isolation: Option<IsolationRef>,
+    /// Named volumes, by the file's name.
+    volumes: BTreeMap<String, VolumeRef>,
     services: BTreeMap<String, FakeService>,
 }
 
@@ -80,8 +84,12 @@ struct World {
     /// Foreign users of an isolation, by isolation name.
     foreign: BTreeMap<String, Vec<String>>,
     calls: Vec<String>,
+    /// Run when an operation is called, before it acts: something happening meanwhile.
+    hooks: Vec<(String, Hook)>,
     next: u64,
 }
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
 
 /// The fake backend; clones share one world.
 #[derive(Clone)]
@@ -170,11 +178,26 @@ impl Fake {
             .push(user.into());
     }
 
+    /// Changes what the backend holds as the metadata of `id`, as another host's `up` would
+    /// have written it.
+    pub fn edit_metadata(&self, id: &str, edit: impl FnOnce(&mut Metadata)) {
+        if let Some(env) = self.world().envs.get_mut(id) {
+            edit(&mut env.metadata);
+        }
+    }
+
     /// Removes a service's resource behind envctl's back.
     pub fn remove_by_hand(&self, id: &str, service: &str) {
         if let Some(env) = self.world().envs.get_mut(id) {
             env.services.remove(service);
         }
+    }
+
+    /// Runs `hook` whenever `operation` is called, before it acts.
+    pub fn on(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
+        self.world()
+            .hooks
+            .push((operation.to_string(), Arc::new(hook)));
     }
 
     /// Every call so far, as `operation target`.
@@ -190,23 +213,51 @@ impl Fake {
             .collect()
     }
 
+    /// The named volumes `id` holds now.
+    pub fn volumes(&self, id: &str) -> Vec<VolumeRef> {
+        self.world()
+            .envs
+            .get(id)
+            .map(|env| env.volumes.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The runtime `service` of `id` was created with.
+    pub fn runtime(&self, id: &str, service: &str) -> Option<Runtime> {
+        let world = self.world();
+        let service = world.envs.get(id)?.services.get(service)?;
+        Some(service.runtime.clone())
+    }
+
     /// Whether anything of `id` is left.
     pub fn exists(&self, id: &str) -> bool {
         self.world().envs.contains_key(id)
     }
 
+    /// Logs the call and takes the scripted fault for it, if any.
+    fn take_fault(&self, operation: &str, target: &str) -> Option<Fault> {
+        let hooks: Vec<Hook> = self
+            .world()
+            .hooks
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, hook)| hook.clone())
+            .collect();
+        for hook in hooks {
+            hook();
+        }
+        let mut world = self.world();
+        world.calls.push(format!("{operation} {target}"));
+        let position = world
+            .faults
+            .iter()
+            .position(|(op, t, _)| op == operation && (t == target || t == "*"));
+        position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
+    }
+
     /// Logs the call, then acts on a scripted fault for it, if any.
     async fn enter(&self, operation: &str, target: &str) -> Result<()> {
-        let fault = {
-            let mut world = self.world();
-            world.calls.push(format!("{operation} {target}"));
-            let position = world
-                .faults
-                .iter()
-                .position(|(op, t, _)| op == operation && (t == target || t == "*"));
-            position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
-        };
-        match fault {
+        match self.take_fault(operation, target) {
             None => Ok(()),
             Some(Fault::Fail(reason)) => Err(BackendError::operation(
                 format!("{operation} `{target}`"),
@@ -255,6 +306,7 @@ impl Fake {
                 container_port: *port,
                 host: "127.0.0.1".into(),
                 port: 30000 + port.number % 1000,
+                bound: "0.0.0.0".into(),
             })
             .collect();
         status
@@ -346,6 +398,7 @@ impl Backend for Fake {
             claimed: true,
             markers: Markers::default(),
             isolation: None,
+            volumes: BTreeMap::new(),
             services: BTreeMap::new(),
         });
         env.claimed = true;
@@ -376,6 +429,25 @@ impl Backend for Fake {
         Ok(isolation)
     }
 
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        self.enter("create_volume", &format!("{}/{}", metadata.id, volume.name))
+            .await?;
+        let mut world = self.world();
+        let env = world
+            .envs
+            .get_mut(&metadata.id)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "claim",
+                name: metadata.id.clone(),
+            })?;
+        let volume = VolumeRef {
+            name: volume.name.clone(),
+            native: crate::naming::volume_name(&metadata.id, &volume.name),
+        };
+        env.volumes.insert(volume.name.clone(), volume.clone());
+        Ok(volume)
+    }
+
     async fn create_service(
         &self,
         _isolation: &IsolationRef,
@@ -404,6 +476,7 @@ impl Backend for Fake {
             FakeService {
                 handle: handle.clone(),
                 metadata: spec.service_metadata(),
+                runtime: spec.runtime.clone(),
                 created: Utc::now(),
                 started: None,
                 stopped: None,
@@ -450,6 +523,9 @@ impl Backend for Fake {
         service: &ServiceRef,
         _options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
+        if let Some(Fault::Hang) = self.take_fault("logs", &Fake::target(service)) {
+            return stream::pending().boxed();
+        }
         let world = self.world();
         let lines: Vec<String> = world
             .scripts
@@ -549,6 +625,7 @@ impl Backend for Fake {
                     })
                     .collect(),
                 isolation: env.isolation.iter().cloned().collect(),
+                volumes: env.volumes.values().cloned().collect(),
             })
             .collect();
         Ok(records)
@@ -612,6 +689,14 @@ impl Backend for Fake {
         Ok(())
     }
 
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        self.enter("remove_volume", &volume.native).await?;
+        for env in self.world().envs.values_mut() {
+            env.volumes.retain(|_, v| v != volume);
+        }
+        Ok(())
+    }
+
     async fn release(&self, id: &str) -> Result<()> {
         self.enter("release", id).await?;
         let mut world = self.world();
@@ -620,6 +705,7 @@ impl Backend for Fake {
             env.markers.claimed = false;
             let empty = env.services.is_empty()
                 && env.isolation.is_none()
+                && env.volumes.is_empty()
                 && !env.markers.ready
                 && !env.markers.pinned
                 && env.markers.lease_until.is_none();
@@ -634,7 +720,7 @@ impl Backend for Fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Protocol;
+    use crate::spec::{PortMapping, Protocol};
 
     pub fn image(reference: &str) -> ResolvedImage {
         let (repository, tag) = reference.split_once(':').unwrap();
@@ -653,10 +739,13 @@ mod tests {
             image: image("shop/app:1"),
             command: None,
             env: Vec::new(),
-            ports: vec![Port {
-                number: 8080,
-                protocol: Protocol::Tcp,
-            }],
+            runtime: Runtime {
+                ports: vec![PortMapping::random(Port {
+                    number: 8080,
+                    protocol: Protocol::Tcp,
+                })],
+                ..Runtime::default()
+            },
             aliases: vec![service.into()],
             depends_on: Default::default(),
             ready: Ready {

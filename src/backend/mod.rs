@@ -15,7 +15,7 @@ pub mod docker;
 #[cfg(test)]
 pub mod fake;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
-use crate::spec::{ImageRef, Port, Ready};
+use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,6 +104,23 @@ impl Healthcheck {
     }
 }
 
+/// A named volume of one environment: the file's name, and the backend's handle on it (a
+/// Docker volume `envctl_ID_NAME`; a PersistentVolumeClaim on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VolumeRef {
+    pub name: String,
+    pub native: String,
+}
+
+/// One named volume to create with an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// As the file calls it.
+    pub name: String,
+    /// The user's own labels, besides envctl's.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// An image as services will run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
@@ -120,8 +137,10 @@ pub struct ServiceSpec {
     pub command: Option<Vec<String>>,
     /// Sorted by name.
     pub env: Vec<(String, String)>,
-    /// Container ports to publish.
-    pub ports: Vec<Port>,
+    /// Published ports, mounts, limits and the other compose keys of the service, typed. Named
+    /// volumes in its mounts carry the file's names: each backend maps them to its own (Docker:
+    /// `envctl_ID_NAME`), as it does in [`Backend::create_volume`].
+    pub runtime: Runtime,
     /// The service name first, then every link alias that points at it.
     pub aliases: Vec<String>,
     pub depends_on: BTreeSet<String>,
@@ -130,13 +149,18 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// The container ports it publishes.
+    pub fn ports(&self) -> Vec<Port> {
+        self.runtime.ports.iter().map(|p| p.container).collect()
+    }
+
     /// What the service's resources carry besides the environment's metadata.
     pub fn service_metadata(&self) -> ServiceMetadata {
         ServiceMetadata {
             service: self.service.clone(),
             image: Some(self.image.reference.clone()),
             depends_on: self.depends_on.clone(),
-            ports: self.ports.clone(),
+            ports: self.ports(),
             ready: Some(self.ready.clone()),
         }
     }
@@ -188,6 +212,18 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The word `status` shows; `None` without a health check.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Starting => Some("starting"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// Transport of a published port.
 pub use crate::spec::Protocol;
 
@@ -195,8 +231,11 @@ pub use crate::spec::Protocol;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub container_port: Port,
+    /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
     pub port: u16,
+    /// The address the engine bound the port on, as it reports it (Docker: `0.0.0.0`).
+    pub bound: String,
 }
 
 /// The typed state of one service.
@@ -210,8 +249,8 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
-    /// The service's own address when this client can reach it; probes prefer it, as a
-    /// published port answers before the service listens.
+    /// The service's own address, when it has one; probes use it where it answers from here
+    /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
     /// Why it is pending or failed, in the backend's words.
     pub detail: Option<String>,
@@ -290,6 +329,8 @@ pub struct EnvironmentRecord {
     /// Sorted by service name.
     pub services: Vec<ServiceRecord>,
     pub isolation: Vec<IsolationRef>,
+    /// Its named volumes, sorted by name.
+    pub volumes: Vec<VolumeRef>,
 }
 
 /// Which environments a listing returns.
@@ -437,6 +478,10 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub trait Backend: Send + Sync {
     /// Kind, endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
+    /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
+    fn endpoint(&self) -> &str {
+        &self.info().endpoint
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 
@@ -453,6 +498,9 @@ pub trait Backend: Send + Sync {
     async fn claim(&self, metadata: &Metadata) -> Result<()>;
     /// The environment's isolation: a name space for its aliases, unreachable from others.
     async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef>;
+    /// Creates one named volume of the environment, labelled with `metadata` besides the
+    /// user's labels. `Taken` when a volume of that name exists that is not this start's.
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef>;
     /// Creates, does not start, one service.
     async fn create_service(
         &self,
@@ -489,6 +537,8 @@ pub trait Backend: Send + Sync {
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()>;
     /// Removes the isolation once its services are gone; `InUse` names foreign users.
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()>;
+    /// Removes a named volume once no service uses it any more. Idempotent.
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()>;
     /// Gives the id back: the claim goes last, so a half-removed environment stays claimed.
     async fn release(&self, id: &str) -> Result<()>;
 }

@@ -19,7 +19,10 @@ mod up;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cli::{Cli, Command, TargetArgs};
+use crate::backend::Backend;
+use crate::backend::Kind;
+use crate::backend::docker::DockerBackend;
+use crate::cli::{BackendArg, Cli, Command, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::connect::Flags;
 use crate::engine::docker::Docker;
@@ -30,6 +33,9 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
     let _ = ENGINE_FLAGS.set(Flags {
         host: cli.host,
         context: cli.context,
+    });
+    let _ = BACKEND.set(match cli.backend {
+        BackendArg::Docker => Kind::Docker,
     });
     match cli.command {
         Command::Plan(args) => plan::exec(args),
@@ -69,8 +75,20 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 /// `--host` and `--context`, set once per command line.
 static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
 
-/// Connects to the Docker engine `--host`, `--context`, DOCKER_HOST or the contexts choose.
-async fn engine() -> Result<Arc<dyn Engine>, Error> {
-    let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-    Ok(Arc::new(Docker::connect_with(&flags).await?))
+/// `--backend` / `ENVCTL_BACKEND`, set once per command line.
+static BACKEND: OnceLock<Kind> = OnceLock::new();
+
+/// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
+/// DOCKER_HOST or the contexts choose.
+async fn backend() -> Result<Arc<dyn Backend>, Error> {
+    match BACKEND.get().copied().unwrap_or(Kind::Docker) {
+        Kind::Docker => {
+            let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
+            let engine: Arc<dyn Engine> = Arc::new(Docker::connect_with(&flags).await?);
+            Ok(Arc::new(DockerBackend::new(engine)))
+        }
+        other => Err(Error::Usage(format!(
+            "the `{other}` backend is not built yet\nhint: `--backend docker`"
+        ))),
+    }
 }

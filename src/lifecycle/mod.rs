@@ -4,6 +4,8 @@ mod bounded;
 mod build;
 pub mod inventory;
 pub mod lease;
+#[cfg(test)]
+mod on_fake;
 mod pin;
 pub mod probe;
 pub mod process;
@@ -25,6 +27,7 @@ pub use restart::start;
 pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
+use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
 use crate::engine::{Engine, EngineError, LogOptions};
 
 /// What `up` and `start` report about each service as it moves along.
@@ -100,6 +103,8 @@ pub enum StartError {
     Interrupted(Box<Cleanup>),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 impl StartError {
@@ -175,26 +180,43 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// What inspecting each of the environment's containers tells beyond the list call (health,
-/// restarts, exit codes), in the order of `instance.containers`.
-pub async fn inspect_all(
-    engine: &dyn Engine,
+/// The last `n` lines a service printed, for error messages; empty when they cannot be read.
+pub async fn last_service_lines(
+    backend: &dyn Backend,
+    service: &ServiceRef,
+    n: u64,
+) -> Vec<String> {
+    let options = crate::backend::LogOptions {
+        tail: Some(n),
+        ..Default::default()
+    };
+    let reading = backend
+        .logs(service, options)
+        .filter_map(|line| async move { line.ok().map(|l| l.text) })
+        .collect();
+    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
+    tokio::time::timeout(LOG_READ_BOUND, reading)
+        .await
+        .unwrap_or_default()
+}
+
+/// The full status of each of the environment's services beyond the listing (restarts, times,
+/// the direct address), in the order of `instance.services`.
+pub async fn statuses(
+    backend: &dyn Backend,
     instance: &Instance,
-) -> Result<Vec<crate::engine::ContainerDetails>, EngineError> {
-    let inspecting = instance
-        .containers
-        .iter()
-        .map(|c| engine.inspect_container(&c.id));
+) -> Result<Vec<ServiceStatus>, BackendError> {
+    let inspecting = instance.services.iter().map(|s| backend.status(&s.handle));
     futures_util::future::try_join_all(inspecting).await
 }
 
 /// Looks up an environment by id, or by a unique prefix or suffix of one (`status 0723`),
 /// failing with a clear message when there is none or several.
-pub async fn require(engine: &dyn Engine, id: &str) -> Result<Instance, LookupError> {
-    if let Some(instance) = inventory::find(engine, id).await? {
+pub async fn require(backend: &dyn Backend, id: &str) -> Result<Instance, LookupError> {
+    if let Some(instance) = inventory::find(backend, id).await? {
         return Ok(instance);
     }
-    let mut instances = inventory::list(engine).await?;
+    let mut instances = inventory::list(backend).await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     let chosen = inventory::resolve_id(id, &ids)?.to_string();
     let index = instances
@@ -217,5 +239,5 @@ pub enum LookupError {
         candidates: Vec<String>,
     },
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::inventory::{self, Instance};
-use crate::engine::{ContainerSummary, Engine, EngineError};
-use crate::naming::codec::Filter;
+use crate::backend::{Backend, BackendError, MarkerKind, Selector, ServiceRecord};
+use crate::naming;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -26,7 +26,7 @@ pub enum Selection<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
     /// Containers envctl did not create are attached to the environment's network. envctl never
     /// touches them, so it keeps the network (and the claim on the id, whose network name it
     /// still holds); everything else of the environment is gone.
@@ -52,55 +52,56 @@ fn names(users: &[String]) -> String {
     }
 }
 
-/// Stops and removes the selected environments, in parallel: each one's containers dependents
-/// first, then its network, then its anchor. Idempotent: returns what it found to remove.
+/// Stops and removes the selected environments, in parallel: each one's services dependents
+/// first, then its isolation, then its claim. Idempotent: returns what it found to remove.
 pub async fn down(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     selection: Selection<'_>,
 ) -> Result<Vec<Instance>, TeardownError> {
-    let chosen: Vec<Instance> = inventory::list(engine)
+    let chosen: Vec<Instance> = inventory::list(backend)
         .await?
         .into_iter()
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
-            Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
+            Selection::All { environment } => environment.is_none_or(|e| e == i.environment()),
             Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
-    join_all(chosen.iter().map(|instance| remove(engine, instance)))
+    join_all(chosen.iter().map(|instance| remove(backend, instance)))
         .await
         .into_iter()
         .collect::<Result<(), _>>()?;
     Ok(chosen)
 }
 
-/// Stops and removes one environment: containers dependents first, then its network, its pin
-/// and its anchor.
-pub async fn remove(engine: &dyn Engine, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(engine, instance, Some(STOP_GRACE)).await
+/// Stops and removes one environment: services dependents first, then its isolation, its
+/// markers and its claim.
+pub async fn remove(backend: &dyn Backend, instance: &Instance) -> Result<(), TeardownError> {
+    remove_with(backend, instance, Some(STOP_GRACE)).await
 }
 
-/// Removes one environment at once, killing its containers instead of stopping them.
-pub async fn remove_now(engine: &dyn Engine, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(engine, instance, None).await
+/// Removes one environment at once, killing its services instead of stopping them.
+pub async fn remove_now(backend: &dyn Backend, instance: &Instance) -> Result<(), TeardownError> {
+    remove_with(backend, instance, None).await
 }
 
 async fn remove_with(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     grace: Option<Duration>,
 ) -> Result<(), TeardownError> {
-    dependents_first(instance, |c| async move {
-        if let Some(grace) = grace {
-            engine.stop_container(&c.id, grace).await?;
-        }
-        engine.remove_container(&c.id).await
-    })
-    .await?;
-    let held = remove_unused_networks(engine, instance).await?;
-    remove_volumes(engine, &instance.id).await?;
-    for marker in instance.pin.iter().chain(&instance.lease) {
-        engine.remove_container(&marker.id).await?;
+    dependents_first(instance, |s| backend.remove_service(&s.handle, grace)).await?;
+    let held = remove_isolation(backend, instance).await?;
+    remove_volumes(backend, instance).await?;
+    if instance.markers.pinned {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Pinned)
+            .await?;
+    }
+    if instance.markers.lease_until.is_some() {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Lease)
+            .await?;
     }
     if let Some((network, users)) = held.into_iter().next() {
         return Err(TeardownError::NetworkInUse {
@@ -109,39 +110,30 @@ async fn remove_with(
             users,
         });
     }
-    if let Some(ready) = &instance.ready {
-        engine.remove_container(&ready.id).await?;
+    if instance.markers.ready {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Ready)
+            .await?;
     }
-    // The anchor goes last: until then the id stays claimed.
-    if let Some(anchor) = &instance.anchor {
-        engine.remove_container(&anchor.id).await?;
+    // The claim goes last: until then the id stays claimed.
+    if instance.markers.claimed {
+        backend.release(&instance.id).await?;
     }
     Ok(())
 }
 
-/// Removes the environment's networks (its own containers are gone by now). A network the
-/// engine refuses to remove is inspected: the containers still attached to it are not envctl's
-/// to touch, so it is returned by name with theirs. Only a refusal costs the extra inspection.
-async fn remove_unused_networks(
-    engine: &dyn Engine,
+/// Removes the environment's isolation (its own services are gone by now). What the backend
+/// keeps because others use it is returned by name with its users: they are not envctl's.
+async fn remove_isolation(
+    backend: &dyn Backend,
     instance: &Instance,
-) -> Result<Vec<(String, Vec<String>)>, EngineError> {
-    let removing = instance.networks.iter().map(|network| async move {
-        let refused = match engine.remove_network(&network.id).await {
-            Ok(()) => return Ok(None),
-            Err(error) => error,
-        };
-        let users = match engine.network_containers(&network.id).await {
-            Ok(attached) if !attached.is_empty() => attached,
-            Err(EngineError::NotFound { .. }) => return Ok(None),
-            _ => return Err(refused),
-        };
-        let mut names: Vec<String> = users
-            .into_iter()
-            .map(|u| u.name.trim_start_matches('/').to_string())
-            .collect();
-        names.sort();
-        Ok(Some((network.name.clone(), names)))
+) -> Result<Vec<(String, Vec<String>)>, BackendError> {
+    let removing = instance.isolation.iter().map(|isolation| async move {
+        match backend.remove_isolation(isolation).await {
+            Ok(()) => Ok(None),
+            Err(BackendError::InUse { what, users }) => Ok(Some((what, users))),
+            Err(error) => Err(error),
+        }
     });
     let results: Vec<Option<(String, Vec<String>)>> = join_all(removing)
         .await
@@ -150,36 +142,33 @@ async fn remove_unused_networks(
     Ok(results.into_iter().flatten().collect())
 }
 
-/// Removes the environment's named volumes: only those carrying envctl's label and its id, so
-/// a volume envctl did not create is never touched, whatever its name.
-async fn remove_volumes(engine: &dyn Engine, id: &str) -> Result<(), EngineError> {
-    let filters = [Filter::Managed, Filter::Id(id.to_string())];
-    let volumes = engine.list_volumes(&filters).await?;
-    all_ok(join_all(volumes.iter().map(|v| engine.remove_volume(&v.name))).await)
+/// Removes the environment's named volumes (its services are gone by now). The backend lists
+/// only volumes carrying envctl's labels and this id, so one envctl did not create is never
+/// touched, whatever its name.
+async fn remove_volumes(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    let removing = instance.volumes.iter().map(|v| backend.remove_volume(v));
+    join_all(removing).await.into_iter().collect()
 }
 
-fn all_ok(results: Vec<Result<(), EngineError>>) -> Result<(), EngineError> {
-    results.into_iter().collect()
-}
-
-/// Runs `act` on every service container, dependents first, each wave at once.
-async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), EngineError>
+/// Runs `act` on every service, dependents first, each wave at once.
+async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), BackendError>
 where
-    F: Fn(&'a ContainerSummary) -> Fut,
-    Fut: Future<Output = Result<(), EngineError>>,
+    F: Fn(&'a ServiceRecord) -> Fut,
+    Fut: Future<Output = Result<(), BackendError>>,
 {
     for wave in instance.waves().into_iter().rev() {
-        all_ok(join_all(wave.into_iter().map(&act)).await)?;
+        let results = join_all(wave.into_iter().map(&act)).await;
+        results.into_iter().collect::<Result<(), _>>()?;
     }
     Ok(())
 }
 
-/// Stops the environment's containers, dependents first, keeping them.
-pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    dependents_first(instance, |c| engine.stop_container(&c.id, STOP_GRACE)).await
+/// Stops the environment's services, dependents first, keeping them.
+pub async fn stop(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    dependents_first(instance, |s| backend.stop_service(&s.handle, STOP_GRACE)).await
 }
 
-/// A container or network of an environment, by name.
+/// A container, network or named volume of an environment, by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resource {
     Container(String),
@@ -208,7 +197,7 @@ pub struct Cleanup {
     /// Creates that got no answer: the engine may still carry them out.
     pub unanswered: Vec<Resource>,
     /// Why something was left.
-    pub cause: Option<EngineError>,
+    pub cause: Option<BackendError>,
 }
 
 impl Cleanup {
@@ -288,67 +277,92 @@ fn list(resources: &[Resource]) -> String {
     names.join(", ")
 }
 
-/// Removes every container and network matching `filter` (besides envctl's own label):
-/// stopped within `grace` first, or killed at once when `grace` is `None`. `expected` is what
-/// the caller knows to exist: when the engine cannot be asked, that is what is left.
+/// What of an environment the cleanup report names: its services and markers by their
+/// container names, its isolation as a network, its named volumes by their engine names.
+pub fn resources(record: &Instance) -> Vec<Resource> {
+    let id = &record.id;
+    let mut resources: Vec<Resource> = record
+        .services
+        .iter()
+        .map(|s| Resource::Container(s.handle.name.clone()))
+        .collect();
+    if let Some(until) = record.markers.lease_until {
+        resources.push(Resource::Container(naming::lease_name(id, until)));
+    }
+    if record.markers.ready {
+        resources.push(Resource::Container(naming::ready_name(id)));
+    }
+    if record.markers.claimed {
+        resources.push(Resource::Container(naming::anchor_name(id)));
+    }
+    resources.extend(
+        record
+            .isolation
+            .iter()
+            .map(|i| Resource::Network(i.name.clone())),
+    );
+    resources.extend(
+        record
+            .volumes
+            .iter()
+            .map(|v| Resource::Volume(v.native.clone())),
+    );
+    resources
+}
+
+/// Removes everything `selector` finds: services (stopped within `grace` first, or killed at
+/// once when `grace` is `None`), then isolation, named volumes, markers and the claim. `expected` is what the
+/// caller knows to exist: when the backend cannot be asked, that is what is left.
 pub async fn remove_reporting(
-    engine: &dyn Engine,
-    filter: Filter,
+    backend: &dyn Backend,
+    selector: &Selector,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    let filters = [Filter::Managed, filter];
-    let containers = match engine.list_containers(&filters).await {
-        Ok(containers) => containers,
+    let records = match backend.list(selector).await {
+        Ok(records) => records,
         Err(error) => {
             cleanup.left = expected.to_vec();
             cleanup.cause = Some(error);
             return cleanup;
         }
     };
-    let removing = containers.iter().map(|c| async move {
-        if let Some(grace) = grace {
-            engine.stop_container(&c.id, grace).await?;
+    for record in &records {
+        let removing = record
+            .services
+            .iter()
+            .map(|s| backend.remove_service(&s.handle, grace));
+        for (service, result) in record.services.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Container(service.handle.name.clone()), result);
         }
-        engine.remove_container(&c.id).await
-    });
-    for (container, result) in containers.iter().zip(join_all(removing).await) {
-        cleanup.record(Resource::Container(container.name.clone()), result);
-    }
-    match engine.list_networks(&filters).await {
-        Ok(networks) => {
-            let removing = networks.iter().map(|n| engine.remove_network(&n.id));
-            for (network, result) in networks.iter().zip(join_all(removing).await) {
-                cleanup.record(Resource::Network(network.name.clone()), result);
-            }
+        let removing = record.isolation.iter().map(|i| backend.remove_isolation(i));
+        for (isolation, result) in record.isolation.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Network(isolation.name.clone()), result);
         }
-        Err(error) => {
-            let networks = expected
-                .iter()
-                .filter(|r| matches!(r, Resource::Network(_)));
-            cleanup.left.extend(networks.cloned());
-            cleanup.cause.get_or_insert(error);
+        let removing = record.volumes.iter().map(|v| backend.remove_volume(v));
+        for (volume, result) in record.volumes.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Volume(volume.native.clone()), result);
         }
-    }
-    match engine.list_volumes(&filters).await {
-        Ok(volumes) => {
-            let removing = volumes.iter().map(|v| engine.remove_volume(&v.name));
-            for (volume, result) in volumes.iter().zip(join_all(removing).await) {
-                cleanup.record(Resource::Volume(volume.name.clone()), result);
-            }
+        let id = &record.id;
+        if let Some(until) = record.markers.lease_until {
+            let result = backend.clear_marker(id, MarkerKind::Lease).await;
+            cleanup.record(Resource::Container(naming::lease_name(id, until)), result);
         }
-        Err(error) => {
-            let volumes = expected.iter().filter(|r| matches!(r, Resource::Volume(_)));
-            cleanup.left.extend(volumes.cloned());
-            cleanup.cause.get_or_insert(error);
+        if record.markers.ready {
+            let result = backend.clear_marker(id, MarkerKind::Ready).await;
+            cleanup.record(Resource::Container(naming::ready_name(id)), result);
+        }
+        if record.markers.claimed {
+            let result = backend.release(id).await;
+            cleanup.record(Resource::Container(naming::anchor_name(id)), result);
         }
     }
     cleanup
 }
 
 impl Cleanup {
-    fn record(&mut self, resource: Resource, result: Result<(), EngineError>) {
+    fn record(&mut self, resource: Resource, result: Result<(), BackendError>) {
         match result {
             Ok(()) => self.removed.push(resource),
             Err(error) => {
@@ -391,7 +405,7 @@ mod tests {
             removed: vec![container("a_x")],
             left: vec![container("b_x"), Resource::Network("envctl_e_x".into())],
             unanswered: vec![container("envctl_x_ready")],
-            cause: Some(EngineError::operation("remove container `b_x`", "busy")),
+            cause: Some(BackendError::operation("remove container `b_x`", "busy")),
         };
         assert_eq!(
             cleanup.to_string(),
@@ -399,6 +413,23 @@ mod tests {
              `envctl_x_ready` may appear yet: the engine never answered its creation\n  \
              because failed to remove container `b_x`: busy\n\
              hint: `envctl down x` removes the rest"
+        );
+    }
+
+    #[test]
+    fn a_cleanup_counts_named_volumes_apart() {
+        let cleanup = Cleanup {
+            id: Some("x".into()),
+            removed: vec![
+                container("a_x"),
+                Resource::Network("envctl_e_x".into()),
+                Resource::Volume("envctl_x_data".into()),
+            ],
+            ..Cleanup::default()
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 1 container, 1 network and 1 volume of environment `x`"
         );
     }
 

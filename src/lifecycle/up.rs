@@ -11,13 +11,14 @@ use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
 use super::{Phase, Progress, StartError, build, teardown};
-use crate::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort, VolumeSpec,
+use crate::backend::ResolvedImage as Resolved;
+use crate::backend::{
+    Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
+    ServiceState, VolumeSpec,
 };
-use crate::naming::codec::{Build, Filter, Metadata, ResolvedRef, Role, ServiceMetadata};
+use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
-use crate::spec::runtime::MountSource;
 use crate::spec::{Environment, ImageRef, Probe, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
@@ -85,30 +86,23 @@ pub struct PortJson {
     pub http: bool,
 }
 
-impl PortJson {
-    /// The port `p`, reached at `host` from here.
-    pub fn at(p: &PublishedPort, host: &str) -> Self {
+impl From<&Endpoint> for PortJson {
+    fn from(e: &Endpoint) -> Self {
         PortJson {
-            container_port: p.container_port,
-            host_ip: p.host_ip.clone(),
-            host_port: p.host_port,
-            host: host.to_owned(),
+            container_port: e.container_port.number,
+            host_ip: e.bound.clone(),
+            host_port: e.port,
+            host: e.host.clone(),
             http: false,
         }
     }
 }
 
 /// Whether the service has an HTTP probe on `port`.
-fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
-    service.ready.probes.iter().any(
-        |probe| matches!(probe, Probe::Http { port: probed, .. } if *probed == port.container_port),
-    )
-}
-
-/// A service's image, resolved to a local reference.
-struct Resolved {
-    reference: ImageRef,
-    healthcheck: Option<Vec<String>>,
+fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+    service.ready.probes.iter().any(|probe| {
+        matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
+    })
 }
 
 /// Starts `environment`. On failure or interrupt, removes everything this run created unless
@@ -116,7 +110,7 @@ struct Resolved {
 /// being removed if one was claimed; the second interrupt kills what it can within
 /// [`FORCE_BOUND`] and returns.
 pub async fn up(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -131,7 +125,7 @@ pub async fn up(
             .unwrap_or_else(far_future),
         ledger: Ledger::default(),
     };
-    let work = start_or_roll_back(engine, environment, options, progress, signals, &run);
+    let work = start_or_roll_back(backend, environment, options, progress, signals, &run);
     let first = async {
         signals.received(1).await;
         on_interrupt(run.ledger.id().as_deref());
@@ -144,7 +138,7 @@ pub async fn up(
         // those as unanswered, so the report still names them.
         () = signals.received(2) => {
             let bounded = Bounded {
-                engine,
+                backend,
                 deadline: Some(Instant::now() + FORCE_BOUND),
                 per_call: None,
                 signals,
@@ -155,7 +149,7 @@ pub async fn up(
 }
 
 async fn start_or_roll_back(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -168,7 +162,7 @@ async fn start_or_roll_back(
         deadline: run.deadline,
     };
     let result = attempt(
-        engine,
+        backend,
         environment,
         options,
         progress,
@@ -178,7 +172,7 @@ async fn start_or_roll_back(
     )
     .await;
     let aftermath = Bounded {
-        engine,
+        backend,
         deadline: None,
         per_call: Some(AFTERMATH_CALL),
         signals,
@@ -189,7 +183,9 @@ async fn start_or_roll_back(
         Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
         Err(StartError::Timeout { .. }) => Err(timed_out(&aftermath, options, run, &phases).await),
         // A create the deadline cut short: the start ran out of time there.
-        Err(StartError::Engine(EngineError::NoAnswer { .. })) if Instant::now() >= run.deadline => {
+        Err(StartError::Backend(BackendError::NoAnswer { .. }))
+            if Instant::now() >= run.deadline =>
+        {
             Err(timed_out(&aftermath, options, run, &phases).await)
         }
         Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
@@ -255,12 +251,12 @@ impl Ledger {
     async fn create<T>(
         &self,
         resource: Resource,
-        create: impl Future<Output = Result<T, EngineError>>,
-    ) -> Result<T, EngineError> {
+        create: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         self.entries().unanswered.push(resource.clone());
         let result = create.await;
         let mut entries = self.entries();
-        if !matches!(result, Err(EngineError::NoAnswer { .. })) {
+        if !matches!(result, Err(BackendError::NoAnswer { .. })) {
             entries.unanswered.retain(|r| *r != resource);
         }
         if result.is_ok() {
@@ -270,19 +266,25 @@ impl Ledger {
     }
 }
 
-/// The id of the environment if someone else removed it while it started (its containers
-/// vanished, which a service failing on its own never makes them do).
-async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
+/// The id of the environment if someone else removed it while it started (its services or
+/// markers vanished, which a service failing on its own never makes them do).
+async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
     let (id, created) = {
         let entries = run.ledger.entries();
         (entries.id.clone()?, entries.created.clone())
     };
-    let filter = [Filter::Run(run.nonce.clone())];
+    let selector = Selector::Run(run.nonce.clone());
     let deadline = Instant::now() + REMOVAL_WINDOW;
     loop {
-        let present = engine.list_containers(&filter).await.ok()?;
+        let present: Vec<Resource> = backend
+            .list(&selector)
+            .await
+            .ok()?
+            .iter()
+            .flat_map(teardown::resources)
+            .collect();
         let vanished = created.iter().any(|resource| match resource {
-            Resource::Container(name) => !present.iter().any(|c| c.name == *name),
+            Resource::Container(_) => !present.contains(resource),
             Resource::Network(_) | Resource::Volume(_) => false,
         });
         if vanished {
@@ -297,8 +299,8 @@ async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
 
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
-async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
-    let filter = Filter::Run(run.nonce.clone());
+async fn rollback(backend: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
+    let selector = Selector::Run(run.nonce.clone());
     let (id, created, unanswered) = {
         let entries = run.ledger.entries();
         (
@@ -307,7 +309,7 @@ async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> C
             entries.unanswered.clone(),
         )
     };
-    let mut cleanup = teardown::remove_reporting(engine, filter, grace, &created).await;
+    let mut cleanup = teardown::remove_reporting(backend, &selector, grace, &created).await;
     cleanup.unanswered = unanswered
         .into_iter()
         .filter(|r| !cleanup.removed.contains(r) && !cleanup.left.contains(r))
@@ -317,7 +319,7 @@ async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> C
 }
 
 async fn attempt(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -327,7 +329,7 @@ async fn attempt(
 ) -> Result<Started, StartError> {
     let images = bounds
         .run(resolve_images(
-            engine,
+            backend,
             environment,
             options,
             progress,
@@ -341,7 +343,7 @@ async fn attempt(
     }
     // Bounded by the deadline, and shortly after an interrupt, but never dropped by one.
     let creating = Bounded {
-        engine,
+        backend,
         deadline: Some(run.deadline),
         per_call: None,
         signals: bounds.signals,
@@ -355,20 +357,18 @@ async fn attempt(
                 .values()
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
-            start_services(engine, &dependencies, &services, progress, phases).await
+            start_services(backend, &dependencies, &services, progress, phases).await
         })
         .await?;
     // The marker is a create too: outside the race, for the same reason as the claim.
-    let ready = naming::ready_name(&claim.id);
-    let labels = claim.metadata.encode_marker(Role::Ready);
     run.ledger
         .create(
-            Resource::Container(ready.clone()),
-            creating.create_marker(&ready, &labels),
+            Resource::Container(naming::ready_name(&claim.id)),
+            creating.set_marker(&claim.metadata, Marker::Ready),
         )
         .await?;
     bounds
-        .run(describe(engine, environment, &claim, &images, &run.nonce))
+        .run(describe(backend, environment, &claim, &images, &run.nonce))
         .await
 }
 
@@ -402,12 +402,12 @@ impl Bounds<'_> {
 /// The timeout error, naming what the start was still waiting for; or, when the engine does
 /// not answer a ping, that error: a hung engine is not a slow environment.
 async fn timed_out(
-    engine: &Bounded<'_>,
+    backend: &Bounded<'_>,
     options: &UpOptions,
     run: &Run,
     phases: &Phases,
 ) -> StartError {
-    if let Err(error) = engine.ping().await
+    if let Err(error) = backend.ping().await
         && error.is_engine_down()
     {
         return error.into();
@@ -415,22 +415,22 @@ async fn timed_out(
     let pending = phases.pending();
     let mut logs = None;
     if let Some((service, Phase::Starting)) = pending.first() {
-        let filters = [
-            Filter::Run(run.nonce.clone()),
-            Filter::Service(service.clone()),
-        ];
-        if let Ok(containers) = engine.list_containers(&filters).await
-            && let Some(container) = containers.first()
+        let selector = Selector::Run(run.nonce.clone());
+        if let Ok(records) = backend.list(&selector).await
+            && let Some(record) = records
+                .iter()
+                .flat_map(|r| &r.services)
+                .find(|s| s.service() == service)
         {
-            let lines = super::last_lines(engine, &container.id, 20).await;
-            logs = Some((container.name.clone(), lines));
+            let lines = super::last_service_lines(backend, &record.handle, 20).await;
+            logs = Some((record.handle.name.clone(), lines));
         }
     }
     StartError::Timeout {
         timeout: options.timeout,
         pending,
         logs,
-        unanswered: crate::engine::connect::unanswered(engine.endpoint()),
+        unanswered: crate::engine::connect::unanswered(backend.endpoint()),
     }
 }
 
@@ -439,17 +439,16 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-/// The containers a run claimed.
+/// The services a run claimed.
 struct Claim {
     id: String,
-    /// Container ids by service.
-    containers: BTreeMap<String, String>,
+    services: BTreeMap<String, ServiceRef>,
     /// What every resource of the environment carries.
     metadata: Metadata,
 }
 
 async fn resolve_images(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -461,7 +460,7 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(engine, service, prefix, progress, phases, builds)
+            let resolved = resolve_image(backend, service, prefix, progress, phases, builds)
                 .await
                 .map_err(|message| {
                     phases.report(progress, &service.name, Phase::Failed);
@@ -477,7 +476,7 @@ async fn resolve_images(
 }
 
 async fn resolve_image(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     service: &Service,
     prefix: bool,
     progress: &Progress,
@@ -486,9 +485,9 @@ async fn resolve_image(
 ) -> Result<Resolved, String> {
     let image = &service.image;
     let exact = image.to_string();
-    let mut found = local(engine, image).await?;
+    let mut found = local(backend, image).await?;
     if found.is_none() && prefix {
-        found = by_prefix(engine, service).await?;
+        found = by_prefix(backend, service).await?;
     }
     let resolved = match found {
         Some(resolved) => resolved,
@@ -498,15 +497,15 @@ async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
                 phases.report(progress, &service.name, Phase::Building);
-                build::build_service(engine, service, build).await?;
+                build::build_service(backend, service, build).await?;
             } else {
                 phases.report(progress, &service.name, Phase::Pulling);
-                engine
-                    .pull_image(&image.repository, &image.tag)
+                backend
+                    .fetch_image(image)
                     .await
                     .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
             }
-            local(engine, image)
+            local(backend, image)
                 .await?
                 .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
         }
@@ -526,22 +525,18 @@ async fn resolve_image(
 }
 
 /// The local image `reference`, if there is one.
-async fn local(engine: &dyn Engine, reference: &ImageRef) -> Result<Option<Resolved>, String> {
-    let details = engine
-        .inspect_image(&reference.to_string())
+async fn local(backend: &dyn Backend, reference: &ImageRef) -> Result<Option<Resolved>, String> {
+    backend
+        .resolve_image(reference)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(details.map(|details| Resolved {
-        reference: reference.clone(),
-        healthcheck: details.healthcheck,
-    }))
+        .map_err(|e| e.to_string())
 }
 
 /// `SERVICE@ea6757a` runs the one local tag starting with `ea6757a`, as Jenkins tags images with
 /// the full changeset hash.
-async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Resolved>, String> {
+async fn by_prefix(backend: &dyn Backend, service: &Service) -> Result<Option<Resolved>, String> {
     let image = &service.image;
-    let tags = engine
+    let tags = backend
         .image_tags(&image.repository)
         .await
         .map_err(|e| e.to_string())?;
@@ -557,7 +552,7 @@ async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Reso
                 repository: image.repository.clone(),
                 tag: tag.clone(),
             };
-            local(engine, &reference).await
+            local(backend, &reference).await
         }
         several => Err(format!(
             "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
@@ -573,7 +568,7 @@ async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Reso
 /// engine: a taken name means another run has this id, so try the next suffix. Then creates the
 /// network and every service's container under that id.
 async fn claim(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
@@ -592,28 +587,24 @@ async fn claim(
         let claim = Claim {
             metadata: metadata(environment, &id, options, images, run),
             id,
-            containers: BTreeMap::new(),
+            services: BTreeMap::new(),
         };
-        let anchor = naming::anchor_name(&claim.id);
-        let labels = claim.metadata.encode_marker(Role::Anchor);
         run.ledger.entries().id = Some(claim.id.clone());
-        let resource = Resource::Container(anchor.clone());
+        let resource = Resource::Container(naming::anchor_name(&claim.id));
         let created = run
             .ledger
-            .create(resource, engine.create_marker(&anchor, &labels))
+            .create(resource, backend.claim(&claim.metadata))
             .await;
-        if matches!(created, Err(ref e) if !matches!(e, EngineError::NoAnswer { .. })) {
+        if matches!(created, Err(ref e) if !matches!(e, BackendError::NoAnswer { .. })) {
             // Not claimed: the id is someone else's, or nobody's.
             run.ledger.entries().id = None;
         }
         match created {
-            Ok(_) => break claim,
-            Err(EngineError::NameTaken(_))
-                if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
-            {
+            Ok(()) => break claim,
+            Err(BackendError::Taken(_)) if options.name.is_none() && attempt < MAX_ID_ATTEMPTS => {
                 attempt += 1;
             }
-            Err(EngineError::NameTaken(_)) => return Err(StartError::IdTaken(claim.id)),
+            Err(BackendError::Taken(_)) => return Err(StartError::IdTaken(claim.id)),
             Err(error) => return Err(error.into()),
         }
     };
@@ -623,58 +614,48 @@ async fn claim(
             .metadata
             .start_deadline
             .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
-        let lease = naming::lease_name(&claim.id, until);
-        let labels = claim.metadata.encode_marker(Role::Lease);
         run.ledger
             .create(
-                Resource::Container(lease.clone()),
-                engine.create_marker(&lease, &labels),
+                Resource::Container(naming::lease_name(&claim.id, until)),
+                backend.set_marker(&claim.metadata, Marker::Lease(until)),
             )
             .await?;
     }
-    let network = NetworkSpec {
-        name: naming::network_name(&environment.name, &claim.id),
-        labels: claim.metadata.encode(),
-    };
-    let resource = Resource::Network(network.name.clone());
-    let network_id = run
+    let resource = Resource::Network(naming::network_name(&environment.name, &claim.id));
+    let isolation = run
         .ledger
-        .create(resource, engine.create_network(&network))
+        .create(resource, backend.create_isolation(&claim.metadata))
         .await?;
     for (name, volume) in &environment.volumes {
-        let mut labels = volume.labels.clone();
-        labels.extend(claim.metadata.encode());
         let spec = VolumeSpec {
-            name: naming::volume_name(&claim.id, name),
-            labels,
+            name: name.clone(),
+            labels: volume.labels.clone(),
         };
         run.ledger
             .create(
-                Resource::Volume(spec.name.clone()),
-                engine.create_volume(&spec),
+                Resource::Volume(naming::volume_name(&claim.id, name)),
+                backend.create_volume(&claim.metadata, &spec),
             )
             .await?;
     }
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
-        let spec = container_spec(environment, service, &claim, &network_id, images);
-        let resource = Resource::Container(spec.name.clone());
+        let spec = service_spec(environment, service, &claim, images);
+        let resource = Resource::Container(naming::container_name(&service.name, &claim.id));
+        let isolation = &isolation;
         async move {
             let created = run
                 .ledger
-                .create(resource, engine.create_container(&spec))
+                .create(resource, backend.create_service(isolation, &spec))
                 .await;
             (service.name.clone(), created)
         }
     });
-    let mut containers = BTreeMap::new();
+    let mut services = BTreeMap::new();
     for (service, created) in join_all(creating).await {
-        containers.insert(service, created?);
+        services.insert(service, created?);
     }
-    Ok(Claim {
-        containers,
-        ..claim
-    })
+    Ok(Claim { services, ..claim })
 }
 
 fn metadata(
@@ -720,21 +701,12 @@ fn metadata(
     }
 }
 
-fn container_spec(
+fn service_spec(
     environment: &Environment,
     service: &Service,
     claim: &Claim,
-    network: &str,
     images: &BTreeMap<String, Resolved>,
-) -> ContainerSpec {
-    let image = images[&service.name].reference.clone();
-    let labels = claim.metadata.encode_service(&ServiceMetadata {
-        service: service.name.clone(),
-        image: Some(image.clone()),
-        depends_on: service.depends_on.clone(),
-        ports: service.ports().collect(),
-        ready: Some(service.ready.clone()),
-    });
+) -> ServiceSpec {
     // Every link alias pointing at this service makes it reachable under that name.
     let mut aliases = vec![service.name.clone()];
     for other in environment.services.values() {
@@ -744,25 +716,16 @@ fn container_spec(
             }
         }
     }
-    let mut runtime = service.runtime.clone();
-    for mount in &mut runtime.mounts {
-        if let MountSource::Volume(name) = &mut mount.source {
-            *name = naming::volume_name(&claim.id, name);
-        }
-    }
-    ContainerSpec {
-        name: naming::container_name(&service.name, &claim.id),
-        image: image.to_string(),
+    ServiceSpec {
+        service: service.name.clone(),
+        image: images[&service.name].clone(),
         command: service.command.clone(),
-        env: service
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        runtime,
-        labels,
-        network: network.to_string(),
+        env: service.env.clone(),
+        runtime: service.runtime.clone(),
         aliases,
+        depends_on: service.depends_on.clone(),
+        ready: service.ready.clone(),
+        metadata: claim.metadata.clone(),
     }
 }
 
@@ -776,8 +739,7 @@ fn startables(
         .values()
         .map(|service| {
             let startable = Startable {
-                container: claim.containers[&service.name].clone(),
-                name: naming::container_name(&service.name, &claim.id),
+                service: claim.services[&service.name].clone(),
                 ready: service.ready.clone(),
                 healthcheck: images[&service.name].healthcheck.clone(),
                 done: false,
@@ -790,41 +752,42 @@ fn startables(
 /// The started environment, from one labelled list call. A service that stopped since it was
 /// ready fails the start: `up` promises running services.
 async fn describe(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
     nonce: &str,
 ) -> Result<Started, StartError> {
-    let containers = engine
-        .list_containers(&[Filter::Run(nonce.to_string())])
-        .await?;
+    let records = backend.list(&Selector::Run(nonce.to_string())).await?;
+    let listed: Vec<&ServiceRecord> = records.iter().flat_map(|r| &r.services).collect();
     let mut services = Vec::new();
     for service in environment.services.values() {
         let name = naming::container_name(&service.name, &claim.id);
-        let container = containers.iter().find(|c| c.name == name);
-        let running = container.is_some_and(|c| c.state == ContainerState::Running);
-        if !running && !container.is_some_and(|c| c.finished_job()) {
+        let container = listed.iter().find(|s| s.handle.name == name);
+        let running = container.is_some_and(|s| s.status.state == ServiceState::Running);
+        if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_lines(engine, &claim.containers[&service.name], 20).await,
+                logs: super::last_service_lines(backend, &claim.services[&service.name], 20).await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });
         }
-        let ports = container.map(|c| c.ports.as_slice()).unwrap_or_default();
+        let ports = container
+            .map(|s| s.status.endpoints.as_slice())
+            .unwrap_or_default();
         services.push(StartedService {
             service: service.name.clone(),
             container: name,
             image: images[&service.name].reference.to_string(),
             state: container
-                .map_or("removed", |c| c.state.as_str())
+                .map_or("removed", |s| s.status.state.as_str())
                 .to_string(),
             ports: ports
                 .iter()
                 .map(|p| PortJson {
                     http: speaks_http(service, p),
-                    ..PortJson::at(p, engine.reachable_host(&p.host_ip))
+                    ..PortJson::from(p)
                 })
                 .collect(),
         });

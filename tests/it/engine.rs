@@ -19,7 +19,7 @@ use envctl::engine::{
     NetworkSpec,
 };
 use envctl::lifecycle::probe;
-use envctl::spec::{Port, PortMapping, Protocol};
+use envctl::spec::{Port, PortMapping, Protocol, Runtime};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1061,10 +1061,13 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
         image: resolved,
         command: None,
         env: vec![("GREETING".into(), "hello".into())],
-        ports: vec![Port {
-            number: 8080,
-            protocol: Protocol::Tcp,
-        }],
+        runtime: Runtime {
+            ports: vec![PortMapping::random(Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            })],
+            ..Runtime::default()
+        },
         aliases: vec!["web".into()],
         depends_on: Default::default(),
         ready: Ready {

@@ -205,7 +205,14 @@ fn keep_on_failure_keeps_the_containers_for_debugging() {
         .code(2)
         .stderr_has("the job exited with code 1, expected 0");
     let (containers, networks) = env.leftovers();
-    let services: Vec<&str> = containers.iter().map(|c| c.service()).collect();
+    let services: Vec<&str> = containers
+        .iter()
+        .map(|c| {
+            c.labels
+                .get(envctl::naming::label::SERVICE)
+                .map_or("", String::as_str)
+        })
+        .collect();
     assert_eq!(
         services.iter().filter(|s| !s.is_empty()).count(),
         1,
@@ -418,7 +425,7 @@ fn an_unreachable_engine_is_a_clear_error_with_exit_code_2() {
         .run()
         .code(2)
         .stderr_has("error: cannot reach the Docker engine at `unix:///nonexistent/docker.sock`")
-        .stderr_has("hint: start Docker");
+        .stderr_has("hint: start that engine, or point DOCKER_HOST at one that runs");
 }
 
 #[test]
