@@ -26,8 +26,8 @@ pub struct Cli {
     #[arg(short = 'H', long, global = true, value_name = "ENDPOINT")]
     pub host: Option<String>,
 
-    /// The Docker context whose engine to use (over `--host`'s absence, DOCKER_HOST,
-    /// DOCKER_CONTEXT and the current context)
+    /// The Docker context whose engine to use (over DOCKER_HOST, DOCKER_CONTEXT and the current
+    /// context)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
     pub context: Option<String>,
 

@@ -82,14 +82,18 @@ impl Docker {
     /// negotiates the API version and pings it; fails with [`EngineError::Unreachable`],
     /// naming the endpoint and where it came from, when nothing usable answers.
     pub async fn connect_with(flags: &Flags) -> Result<Docker> {
-        let settings = Settings::from_env();
+        Docker::connect_with_settings(flags, &Settings::from_env()).await
+    }
+
+    /// Like [`Docker::connect_with`], with the variables given rather than read.
+    pub async fn connect_with_settings(flags: &Flags, settings: &Settings) -> Result<Docker> {
         let endpoint =
-            connect::resolve(flags, &settings).map_err(|unusable| EngineError::Unreachable {
+            connect::resolve(flags, settings).map_err(|unusable| EngineError::Unreachable {
                 endpoint: unusable.host,
                 origin: unusable.origin,
                 reason: unusable.reason,
             })?;
-        Docker::open(endpoint, &settings).await
+        Docker::open(endpoint, settings).await
     }
 
     /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port`, `ssh://host`), as
@@ -119,7 +123,7 @@ impl Docker {
             Ok(Ok(client)) => client,
             Ok(Err(error)) if status(&error).is_some() => {
                 let reason = describe(&error);
-                return Err(unreachable(format!("{reason} (is this a Docker engine?)")));
+                return Err(unreachable(connect::explain_answer(&reason)));
             }
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
             Err(_) => return Err(unreachable(no_answer(handshake_timeout))),

@@ -425,6 +425,7 @@ fn an_unreachable_engine_is_a_clear_error_with_exit_code_2() {
         .run()
         .code(2)
         .stderr_has("error: cannot reach the Docker engine at `unix:///nonexistent/docker.sock`")
+        .stderr_has("(from DOCKER_HOST)")
         .stderr_has("hint: start that engine, or point DOCKER_HOST at one that runs");
 }
 

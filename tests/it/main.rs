@@ -3,6 +3,7 @@
 
 mod cli;
 mod compose_keys;
+mod connect;
 mod engine;
 mod faults;
 mod fuzz;
