@@ -103,7 +103,10 @@ pub enum Command {
     Pin(TouchArgs),
     /// Let the reaper handle an environment again
     Unpin(TouchArgs),
-    /// Show the start plan of an environment without contacting Docker
+    /// Show the start plan of an environment: waves, images, links, container names
+    ///
+    /// SERVICE@REF shows the tag `up` would run, from the local tags, then the registry's;
+    /// nothing else contacts Docker or a registry.
     ///
     /// Examples:
     ///   envctl plan accounting@ea6757a
@@ -164,6 +167,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     #[command(flatten)]
+    pub pull: PullFlag,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -202,6 +207,27 @@ pub struct StartFlags {
     /// its activity (a backstop for killed CI agents)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub ttl: Option<Duration>,
+    #[command(flatten)]
+    pub pull: PullFlag,
+}
+
+/// `--pull`, for every command that starts services.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PullFlag {
+    /// When to pull images, for every service (overrides `pull:` in the file)
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<Pull>,
+}
+
+/// docker-compose's pull policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pull {
+    /// Pull an image only when it is not available locally (the default)
+    Missing,
+    /// Pull every image, even when one with the tag is available locally
+    Always,
+    /// Never pull: a missing image is an error
+    Never,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,8 @@
 //! - [`lifecycle`] starts, inspects and removes environments on an [`engine::Engine`], the narrow
 //!   seam to Docker; [`engine::docker`] implements it with bollard, the only place that talks
 //!   to Docker.
+//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
+//!   any engine.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
@@ -22,6 +24,7 @@ pub mod naming;
 pub mod output;
 pub mod pipeline;
 pub mod reaper;
+pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;

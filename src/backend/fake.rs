@@ -359,7 +359,11 @@ impl Backend for Fake {
             .collect())
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        _: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         let key = image.to_string();
         self.enter("fetch_image", &key).await?;
         let remote = self.world().remote.get(&key).cloned();

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
+pub use crate::engine::PullProgress;
 pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
 use crate::spec::{ImageRef, Port, Ready, Runtime};
 
@@ -489,8 +490,17 @@ pub trait Backend: Send + Sync {
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>>;
     /// The tags of `repository`, for `SERVICE@REF`.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
-    /// Makes `resolve_image` find it: a pull on Docker.
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()>;
+    /// The registries this backend treats as insecure (plain HTTP or untrusted certificates
+    /// allowed), which envctl's own registry requests treat the same way. None by default.
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(crate::registry::Insecure::default())
+    }
+    /// Makes `resolve_image` find it: a pull on Docker, telling `on_progress` of its bytes.
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()>;
     /// Builds `tag` from a tar of its context. `Unsupported` unless `capabilities.build`.
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()>;
 

@@ -22,11 +22,11 @@ use std::sync::{Arc, OnceLock};
 use crate::backend::Backend;
 use crate::backend::Kind;
 use crate::backend::docker::DockerBackend;
-use crate::cli::{BackendArg, Cli, Command, TargetArgs};
+use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
 use crate::engine::Engine;
 use crate::engine::connect::Flags;
 use crate::engine::docker::Docker;
-use crate::spec::{Catalog, Environment, Target, catalog};
+use crate::spec::{Catalog, Environment, PullPolicy, Target, catalog};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
@@ -38,7 +38,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         BackendArg::Docker => Kind::Docker,
     });
     match cli.command {
-        Command::Plan(args) => plan::exec(args),
+        Command::Plan(args) => plan::exec(args).await,
         Command::Graph(args) => graph::exec(args),
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
@@ -91,4 +91,13 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),
     }
+}
+
+/// The pull policy `--pull` sets for every service, if given.
+fn pull_policy(flag: PullFlag) -> Option<PullPolicy> {
+    flag.pull.map(|pull| match pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Always => PullPolicy::Always,
+        Pull::Never => PullPolicy::Never,
+    })
 }

@@ -40,6 +40,7 @@ pub async fn start(
         ttl: flags.ttl,
         build: lifecycle::build_labels(),
         lease,
+        pull: super::pull_policy(flags.pull),
     };
     let backend = super::backend().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));

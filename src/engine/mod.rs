@@ -156,6 +156,14 @@ pub struct ImageDetails {
     pub healthcheck: Option<Vec<String>>,
 }
 
+/// How far a pull is: bytes downloaded of the layers announced so far (the total grows as
+/// the engine announces layers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
 /// One line of a container's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -315,8 +323,19 @@ pub trait Engine: Send + Sync {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
     /// The local tags of a repository.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
-    /// Pulls `repository:tag`, with credentials from `~/.docker/config.json` where present.
-    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()>;
+    /// The registries the engine treats as insecure (plain HTTP or untrusted certificates
+    /// allowed), which envctl's own registry requests treat the same way. None by default.
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(crate::registry::Insecure::default())
+    }
+    /// Pulls `repository:tag`, with the credentials `config.json` holds for its registry
+    /// (inline, or through its credential helper), telling `on_progress` of the bytes.
+    async fn pull_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()>;
     /// Builds an image from a tar of its context and tags it `tag`.
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()>;
 }

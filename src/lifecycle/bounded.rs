@@ -101,10 +101,14 @@ impl Backend for Bounded<'_> {
             .await
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         let operation = || format!("pull image `{image}`");
-        self.call(operation, NONE, self.backend.fetch_image(image))
-            .await
+        let fetch = self.backend.fetch_image(image, on_progress);
+        self.call(operation, NONE, fetch).await
     }
 
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {

@@ -9,6 +9,7 @@ mod on_fake;
 mod pin;
 pub mod probe;
 pub mod process;
+pub mod refs;
 mod restart;
 pub mod scheduler;
 mod starting;
@@ -35,6 +36,11 @@ use crate::engine::{Engine, EngineError, LogOptions};
 pub enum Phase {
     Waiting,
     Pulling,
+    /// Pulling, with the bytes so far of the layers announced so far.
+    Downloading {
+        done: u64,
+        total: u64,
+    },
     Building,
     Creating,
     Starting,
@@ -46,7 +52,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
-            Phase::Pulling => "pulling",
+            Phase::Pulling | Phase::Downloading { .. } => "pulling",
             Phase::Building => "building",
             Phase::Creating => "creating",
             Phase::Starting => "starting",
@@ -64,6 +70,12 @@ pub type Progress = Arc<dyn Fn(&str, Phase) + Send + Sync>;
 pub enum StartError {
     #[error("service `{service}`: {message}")]
     Image { service: String, message: String },
+    /// `SERVICE@REF` names no single tag, or its tags could not be listed.
+    #[error("service `{service}`: {error}")]
+    Ref {
+        service: String,
+        error: Box<refs::RefError>,
+    },
     #[error(
         "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
     )]
@@ -110,7 +122,11 @@ pub enum StartError {
 impl StartError {
     /// Whether the user can fix this by changing the command line.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, StartError::IdTaken(_))
+        match self {
+            StartError::IdTaken(_) => true,
+            StartError::Ref { error, .. } => error.is_bad_input(),
+            _ => false,
+        }
     }
 }
 

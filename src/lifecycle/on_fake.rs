@@ -62,6 +62,7 @@ fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
         ttl: None,
         build: Default::default(),
         lease: false,
+        pull: None,
     }
 }
 

@@ -10,16 +10,16 @@ use tokio::time::Instant;
 use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, build, teardown};
+use super::{Phase, Progress, StartError, build, refs, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
-    Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
-    ServiceState, VolumeSpec,
+    Backend, BackendError, Endpoint, Marker, PullProgress, Selector, ServiceRecord, ServiceRef,
+    ServiceSpec, ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
-use crate::spec::{Environment, ImageRef, Probe, Service};
+use crate::spec::{Environment, ImageRef, Probe, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -54,6 +54,8 @@ pub struct UpOptions {
     /// Take a lease on the environment with the claim, for `run` to renew while its command
     /// runs (see [`super::lease`]).
     pub lease: bool,
+    /// Overrides every service's `pull:` (`--pull`).
+    pub pull: Option<PullPolicy>,
 }
 
 /// A started environment.
@@ -460,15 +462,10 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(backend, service, prefix, progress, phases, builds)
+            let pull = options.pull.unwrap_or(service.pull);
+            let resolved = resolve_image(backend, service, prefix, pull, progress, phases, builds)
                 .await
-                .map_err(|message| {
-                    phases.report(progress, &service.name, Phase::Failed);
-                    StartError::Image {
-                        service: service.name.clone(),
-                        message,
-                    }
-                })?;
+                .inspect_err(|_| phases.report(progress, &service.name, Phase::Failed))?;
             Ok::<_, StartError>((service.name.clone(), resolved))
         }
     });
@@ -479,16 +476,33 @@ async fn resolve_image(
     backend: &dyn Backend,
     service: &Service,
     prefix: bool,
+    pull: PullPolicy,
     progress: &Progress,
     phases: &Phases,
     builds: &tokio::sync::Mutex<()>,
-) -> Result<Resolved, String> {
-    let image = &service.image;
-    let exact = image.to_string();
-    let mut found = local(backend, image).await?;
-    if found.is_none() && prefix {
-        found = by_prefix(backend, service).await?;
+) -> Result<Resolved, StartError> {
+    let failed = |message: String| StartError::Image {
+        service: service.name.clone(),
+        message,
+    };
+    let mut image = service.image.clone();
+    if prefix {
+        let chosen = refs::choose_tag(backend, service, pull)
+            .await
+            .map_err(|error| StartError::Ref {
+                service: service.name.clone(),
+                error: Box::new(error),
+            })?;
+        if let Some(tag) = chosen {
+            image.tag = tag;
+        }
     }
+    let exact = image.to_string();
+    // `always` pulls even what is here; a built image has nowhere to be pulled from.
+    let found = match pull == PullPolicy::Always && service.build.is_none() {
+        true => None,
+        false => local(backend, &image).await.map_err(failed)?,
+    };
     let resolved = match found {
         Some(resolved) => resolved,
         None => {
@@ -497,17 +511,39 @@ async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
                 phases.report(progress, &service.name, Phase::Building);
-                build::build_service(backend, service, build).await?;
+                build::build_service(backend, service, build)
+                    .await
+                    .map_err(failed)?;
+            } else if pull == PullPolicy::Never {
+                return Err(failed(format!(
+                    "image `{exact}` is not available locally, and its pull policy is `never`\n\
+                     hint: pull or build it first, or let envctl pull it with `--pull missing`"
+                )));
             } else {
                 phases.report(progress, &service.name, Phase::Pulling);
+                let on_progress = |pulled: PullProgress| {
+                    let phase = Phase::Downloading {
+                        done: pulled.done,
+                        total: pulled.total,
+                    };
+                    phases.report(progress, &service.name, phase);
+                };
                 backend
-                    .fetch_image(image)
+                    .fetch_image(&image, &on_progress)
                     .await
-                    .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
+                    .map_err(|e| match pull {
+                        PullPolicy::Always => failed(format!("{e}")),
+                        _ => failed(format!("image `{exact}` is not available locally and {e}")),
+                    })?;
             }
-            local(backend, image)
-                .await?
-                .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
+            local(backend, &image)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    failed(format!(
+                        "image `{exact}` is still missing after it was fetched"
+                    ))
+                })?
         }
     };
     let wants_healthcheck = service
@@ -516,10 +552,10 @@ async fn resolve_image(
         .iter()
         .any(|p| matches!(p, Probe::Healthcheck));
     if wants_healthcheck && resolved.healthcheck.is_none() {
-        return Err(format!(
+        return Err(failed(format!(
             "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
             resolved.reference
-        ));
+        )));
     }
     Ok(resolved)
 }
@@ -530,38 +566,6 @@ async fn local(backend: &dyn Backend, reference: &ImageRef) -> Result<Option<Res
         .resolve_image(reference)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// `SERVICE@ea6757a` runs the one local tag starting with `ea6757a`, as Jenkins tags images with
-/// the full changeset hash.
-async fn by_prefix(backend: &dyn Backend, service: &Service) -> Result<Option<Resolved>, String> {
-    let image = &service.image;
-    let tags = backend
-        .image_tags(&image.repository)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut matches: Vec<String> = tags
-        .into_iter()
-        .filter(|t| t.starts_with(&image.tag))
-        .collect();
-    matches.sort();
-    match matches.as_slice() {
-        [] => Ok(None),
-        [tag] => {
-            let reference = ImageRef {
-                repository: image.repository.clone(),
-                tag: tag.clone(),
-            };
-            local(backend, &reference).await
-        }
-        several => Err(format!(
-            "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
-            image.tag,
-            several.join(", "),
-            service.name,
-            several[0]
-        )),
-    }
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the

@@ -54,12 +54,48 @@ pub struct Service {
     pub ready: Ready,
     /// How its container runs: published ports, volumes, limits and the other compose keys.
     pub runtime: Runtime,
+    /// When `up` pulls the image (`pull:`); `--pull` overrides it.
+    pub pull: PullPolicy,
 }
 
 impl Service {
     /// The container ports it publishes.
     pub fn ports(&self) -> impl Iterator<Item = Port> + '_ {
         self.runtime.ports.iter().map(|p| p.container)
+    }
+}
+
+/// When `up` pulls a service's image, under docker-compose's names and meanings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when no local image has the tag (compose's `missing`, `if_not_present`).
+    #[default]
+    Missing,
+    /// Pull every time, so the registry's image under the tag wins.
+    Always,
+    /// Never pull: a missing image is an error.
+    Never,
+}
+
+impl PullPolicy {
+    /// The names the file and `--pull` accept.
+    pub const NAMES: [&str; 3] = ["missing", "always", "never"];
+
+    pub fn parse(name: &str) -> Option<PullPolicy> {
+        match name {
+            "missing" | "if_not_present" => Some(PullPolicy::Missing),
+            "always" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub struct RawService {
     pub extra_hosts: Vec<(Spanned<String>, Spanned<String>)>,
     pub labels: Entries<Spanned<String>>,
     pub stop_grace_period: Option<Spanned<String>>,
+    pub pull: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -132,6 +133,7 @@ const SERVICE_KEYS: &[&str] = &[
     "extra_hosts",
     "labels",
     "stop_grace_period",
+    "pull",
 ];
 const READY_KEYS: &[&str] = &[
     "log",
@@ -401,6 +403,7 @@ impl Reader<'_> {
                 "extra_hosts" => s.extra_hosts = self.extra_hosts(value),
                 "labels" => s.labels = self.string_map(value),
                 "stop_grace_period" => s.stop_grace_period = self.string(value),
+                "pull" => s.pull = self.string(value),
                 _ => unreachable!("only known keys pass"),
             }
         }

@@ -14,7 +14,9 @@ use super::interpolate::{InterpolationError, interpolate};
 use super::raw::{self, RawBuild, RawEnvironment, RawReady, RawService, Spanned};
 use super::runtime::Volume;
 use super::tree;
-use super::{Build, DEFAULT_READY_TIMEOUT, Environment, Link, Probe, Protocol, Ready, Service};
+use super::{
+    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Probe, Protocol, PullPolicy, Ready, Service,
+};
 use crate::graph;
 use crate::naming;
 
@@ -396,6 +398,7 @@ impl Checker<'_> {
         }
         let ready = self.ready(raw.ready.as_ref());
         let runtime = self.runtime(&raw, volumes);
+        let pull = self.pull(raw.pull.as_ref());
         Service {
             name: name.to_string(),
             image,
@@ -406,6 +409,7 @@ impl Checker<'_> {
             links,
             ready,
             runtime,
+            pull,
         }
     }
 
@@ -478,6 +482,23 @@ impl Checker<'_> {
             Ok(cwd) => cwd.join(dir),
             Err(_) => dir.to_path_buf(),
         }
+    }
+
+    fn pull(&mut self, raw: Option<&Spanned<String>>) -> PullPolicy {
+        let Some(raw) = raw else {
+            return PullPolicy::default();
+        };
+        PullPolicy::parse(&raw.value).unwrap_or_else(|| {
+            let hint = match did_you_mean(&raw.value, PullPolicy::NAMES) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("`pull` is one of {}", PullPolicy::NAMES.join(", ")),
+            };
+            self.diagnostics.push(
+                Diagnostic::new(format!("unknown pull policy `{}`", raw.value), at(raw))
+                    .with_hint(hint),
+            );
+            PullPolicy::default()
+        })
     }
 
     /// Aliases live on the environment's shared network, so one alias names one service.

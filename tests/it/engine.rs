@@ -703,7 +703,7 @@ async fn build_failure_shows_the_output() {
 #[tokio::test]
 async fn pull_failure_names_the_image() {
     let docker = Docker::connect().await.expect("connect");
-    let pulling = docker.pull_image("localhost:1/envctl-test/nothing", "latest");
+    let pulling = docker.pull_image("localhost:1/envctl-test/nothing", "latest", &|_| {});
     match tokio::time::timeout(PATIENCE, pulling)
         .await
         .expect("pull ends")

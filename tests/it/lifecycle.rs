@@ -805,7 +805,7 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
 #[test]
 fn an_id_is_accepted_as_a_unique_prefix_or_suffix_and_ambiguity_lists_candidates() {
     let env = TestEnv::new(
-        "prefix",
+        "id-affix",
         &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
     );
     let (alpha, beta) = (format!("{}-alpha", env.name), format!("{}-beta", env.name));

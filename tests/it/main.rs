@@ -13,6 +13,7 @@ mod pipeline;
 mod private_engine;
 mod reach;
 mod reaper;
+mod registry;
 mod slow_proxy;
 mod spec;
 mod support;

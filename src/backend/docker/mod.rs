@@ -256,10 +256,18 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.image_tags(repository).await?)
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(self.engine.insecure_registries().await?)
+    }
+
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         Ok(self
             .engine
-            .pull_image(&image.repository, &image.tag)
+            .pull_image(&image.repository, &image.tag, on_progress)
             .await?)
     }
 
