@@ -357,6 +357,7 @@ mod tests {
                 .map(|(name, port, http)| service(name, *port, *http))
                 .collect(),
             isolation: vec![],
+            volumes: vec![],
         };
         entry(&instance, |host, port| {
             format!("{host}:{port}").parse().ok()

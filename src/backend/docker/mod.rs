@@ -19,11 +19,13 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::backend::docker::engine::{
     ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
+    VolumeSummary,
 };
 use crate::backend::*;
 use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
+use crate::spec::runtime::MountSource;
 
 /// The capabilities of one Docker engine.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -125,16 +127,18 @@ impl DockerBackend<'_> {
         &self,
         containers: Vec<ContainerSummary>,
         networks: Vec<NetworkSummary>,
+        volumes: Vec<VolumeSummary>,
     ) -> Vec<EnvironmentRecord> {
-        group(self.engine.as_ref(), containers, networks)
+        group(self.engine.as_ref(), containers, networks, volumes)
     }
 }
 
-/// Environments from one list of containers and one of networks, oldest first.
+/// Environments from one list of containers, one of networks and one of volumes, oldest first.
 pub fn group(
     engine: &dyn Engine,
     containers: Vec<ContainerSummary>,
     networks: Vec<NetworkSummary>,
+    volumes: Vec<VolumeSummary>,
 ) -> Vec<EnvironmentRecord> {
     struct Partial {
         metadata: Option<Metadata>,
@@ -143,6 +147,7 @@ pub fn group(
         markers: Markers,
         services: Vec<ServiceRecord>,
         isolation: Vec<IsolationRef>,
+        volumes: Vec<VolumeRef>,
     }
     fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
         by_id.entry(metadata.id.clone()).or_insert_with(|| Partial {
@@ -151,6 +156,7 @@ pub fn group(
             markers: Markers::default(),
             services: Vec::new(),
             isolation: Vec::new(),
+            volumes: Vec::new(),
         })
     }
     let mut by_id: BTreeMap<String, Partial> = BTreeMap::new();
@@ -204,18 +210,34 @@ pub fn group(
             native: network.id,
         });
     }
+    for volume in volumes {
+        let Some(metadata) = Metadata::decode(&volume.labels) else {
+            continue;
+        };
+        let partial = entry(&mut by_id, &metadata);
+        if partial.metadata.is_none() {
+            partial.metadata = Some(metadata.clone());
+        }
+        let name = naming::volume_of(&metadata.id, &volume.name).unwrap_or(&volume.name);
+        partial.volumes.push(VolumeRef {
+            name: name.to_string(),
+            native: volume.name.clone(),
+        });
+    }
     let mut records: Vec<EnvironmentRecord> = by_id
         .into_iter()
         .map(|(id, mut partial)| {
             partial
                 .services
                 .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            partial.volumes.sort();
             EnvironmentRecord {
                 id,
                 metadata: partial.metadata.unwrap_or(partial.fallback),
                 markers: partial.markers,
                 services: partial.services,
                 isolation: partial.isolation,
+                volumes: partial.volumes,
             }
         })
         .collect();
@@ -292,18 +314,40 @@ impl Backend for DockerBackend<'_> {
         })
     }
 
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        let mut labels = volume.labels.clone();
+        labels.extend(metadata.encode());
+        let native = naming::volume_name(&metadata.id, &volume.name);
+        let spec = engine::VolumeSpec {
+            name: native.clone(),
+            labels,
+        };
+        self.engine.create_volume(&spec).await?;
+        Ok(VolumeRef {
+            name: volume.name.clone(),
+            native,
+        })
+    }
+
     async fn create_service(
         &self,
         isolation: &IsolationRef,
         spec: &ServiceSpec,
     ) -> Result<ServiceRef> {
         let name = naming::container_name(&spec.service, &spec.metadata.id);
+        // Named volumes by their engine names: one set per copy of the environment.
+        let mut runtime = spec.runtime.clone();
+        for mount in &mut runtime.mounts {
+            if let MountSource::Volume(volume) = &mut mount.source {
+                *volume = naming::volume_name(&spec.metadata.id, volume);
+            }
+        }
         let container = ContainerSpec {
             name: name.clone(),
             image: spec.image.reference.to_string(),
             command: spec.command.clone(),
             env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            ports: spec.ports.iter().map(ToString::to_string).collect(),
+            runtime,
             labels: spec.metadata.encode_service(&spec.service_metadata()),
             network: isolation.native.clone(),
             aliases: spec.aliases.clone(),
@@ -401,11 +445,12 @@ impl Backend for DockerBackend<'_> {
             Selector::Id(id) => filters.push(Filter::Id(id.clone())),
             Selector::Run(run) => filters.push(Filter::Run(run.clone())),
         }
-        let (containers, networks) = tokio::try_join!(
+        let (containers, networks, volumes) = tokio::try_join!(
             self.engine.list_containers(&filters),
-            self.engine.list_networks(&filters)
+            self.engine.list_networks(&filters),
+            self.engine.list_volumes(&filters)
         )?;
-        Ok(self.group(containers, networks))
+        Ok(self.group(containers, networks, volumes))
     }
 
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
@@ -465,6 +510,10 @@ impl Backend for DockerBackend<'_> {
             what: isolation.name.clone(),
             users,
         })
+    }
+
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        Ok(self.engine.remove_volume(&volume.native).await?)
     }
 
     async fn release(&self, id: &str) -> Result<()> {
