@@ -29,7 +29,8 @@ fn ids_and_environment_names_complete() {
         "compl",
         &format!("  db:\n    image: {IMAGE}\n    command: [sleep, --name, db]\n"),
     );
-    let id = format!("{}-x", env.name);
+    // A suffix no other test's id ends with: completion offers every id on the engine.
+    let id = format!("{}-cq", env.name);
     env.envctl()
         .args(["up", &env.name, "--name", &id])
         .run()
@@ -39,9 +40,9 @@ fn ids_and_environment_names_complete() {
         complete(env.envctl(), 2, &["status", &env.name]),
         [id.as_str()]
     );
-    // An end that starts with a digit: one starting with `-` (`-504-x` with a 3-digit pid)
+    // An end that starts with a digit: one starting with `-` (`-504-cq` with a 3-digit pid)
     // completes as short flags too.
-    let end = format!("{}-x", std::process::id());
+    let end = format!("{}-cq", std::process::id());
     assert!(id.ends_with(&end));
     assert_eq!(complete(env.envctl(), 2, &["logs", &end]), [id.as_str()]);
     assert_eq!(

@@ -166,8 +166,9 @@ impl Swarm {
                 .call(&operation, self.client.remove_network(&isolation.native))
                 .await;
             let refused = match removed {
-                Ok(()) => return Ok(()),
-                Err(BackendError::NotFound { .. }) => {
+                // The manager may accept the removal while a task that is going away still
+                // holds the network: it is gone only when it cannot be inspected any more.
+                Ok(()) | Err(BackendError::NotFound { .. }) => {
                     let inspected = self
                         .call(
                             &operation,
