@@ -44,7 +44,7 @@ pub enum Command {
     ///
     /// Example: eval "$(envctl env 20261126-041500)"
     Env(EnvArgs),
-    /// Stop and remove environments: containers, then their network
+    /// Remove environments: containers (killed at once, unless --grace), then their network
     Down(DownArgs),
     /// List running and stopped environments
     Ls(OutputArgs),
@@ -178,6 +178,10 @@ pub struct StartFlags {
 pub struct RunArgs {
     #[command(flatten)]
     pub start: StartFlags,
+    /// Stop the services gracefully before removing the environment: SIGTERM, dependents
+    /// first, SIGKILL after DURATION. Without it they are killed at once
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
     /// The command to run once the environment is ready, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -213,6 +217,11 @@ pub struct DownArgs {
     /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
     #[arg(long)]
     pub ignore_missing: bool,
+    /// Stop the services gracefully first: SIGTERM, dependents first, wave by wave, SIGKILL
+    /// after DURATION. Without it an environment is thrown away: its containers are killed
+    /// and removed at once
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

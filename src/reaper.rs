@@ -169,7 +169,7 @@ fn judge(
     // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
     let running = matches!(
         observation.state,
-        State::Starting | State::Ready | State::Degraded
+        State::Starting | State::Updating | State::Ready | State::Degraded
     );
     if running
         && let Some(expires) = observation.expires_at
@@ -184,7 +184,8 @@ fn judge(
         ));
     }
     match observation.state {
-        State::Starting => None,
+        // An update's containers are stopped, put aside or not ready yet on purpose.
+        State::Starting | State::Updating => None,
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
             Some((Kind::Remove, format!("the start never finished: {why}")))
@@ -413,11 +414,12 @@ pub async fn pass(
             touched_since(store, endpoint, now)
         }
     };
-    // A pin made since the pass began wins too; if the engine cannot tell, act on nothing.
+    // A pin made or an update begun since the pass began wins too; if the engine cannot
+    // tell, act on nothing.
     let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
-        Ok(now) => now
+        Ok(current) => current
             .into_iter()
-            .filter(|i| i.pin.is_some())
+            .filter(|i| i.pin.is_some() || i.updating(Utc::now()))
             .map(|i| i.id)
             .collect(),
         Err(_) => existing,
@@ -430,7 +432,8 @@ pub async fn pass(
                 Kind::Stop => lifecycle::stop(engine, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
-                Kind::Remove => lifecycle::remove(engine, instance).await,
+                // Removed environments are thrown away: killed, not stopped.
+                Kind::Remove => lifecycle::remove(engine, instance, None).await,
             };
             action(instance, kind, reason, result.err().map(|e| e.to_string()))
         })
@@ -491,18 +494,14 @@ pub async fn daemon(
 }
 
 fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
-    let refs = instance
-        .containers
-        .first()
-        .map(|c| c.label(label::REFS))
-        .unwrap_or("");
+    let refs = instance.refs();
     Action {
         action: kind,
         id: instance.id.clone(),
         environment: instance.environment.clone(),
-        subject: match refs {
-            "" => instance.environment.clone(),
-            refs => refs.replace(',', " "),
+        subject: match refs.is_empty() {
+            true => instance.environment.clone(),
+            false => refs.join(" "),
         },
         reason,
         error,

@@ -14,7 +14,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         },
         (None, false) => Selection::Ids(&ids),
     };
-    let removed = lifecycle::down(engine.as_ref(), selection).await?;
+    let removed = lifecycle::down(engine.as_ref(), selection, args.grace).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",

@@ -23,6 +23,10 @@ pub struct Instance {
     pub pin: Option<ContainerSummary>,
     /// The lease of a running `envctl run`, whose name carries its expiry.
     pub lease: Option<ContainerSummary>,
+    /// The marker of an `envctl update` under way (or one that never finished).
+    pub update: Option<ContainerSummary>,
+    /// Previous containers an update put aside (stopped, renamed), until it finishes.
+    pub replaced: Vec<ContainerSummary>,
     /// The environment's network (more than one only after a manual mess).
     pub networks: Vec<NetworkSummary>,
 }
@@ -46,6 +50,9 @@ pub enum State {
     /// No service container is left (removed by hand, or a `down` that could not finish):
     /// only envctl's markers or network remain. The reaper removes them.
     Debris,
+    /// An `envctl update` is replacing services: whatever its containers do meanwhile, the
+    /// reaper leaves it alone until the update ends or its deadline passes.
+    Updating,
 }
 
 impl State {
@@ -57,6 +64,7 @@ impl State {
             State::Degraded => "degraded",
             State::Stopped => "stopped",
             State::Debris => "debris",
+            State::Updating => "updating",
         }
     }
 }
@@ -134,6 +142,8 @@ pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -
             naming::READY_ROLE => instance.ready = Some(container),
             naming::PIN_ROLE => instance.pin = Some(container),
             naming::LEASE_ROLE => instance.lease = Some(container),
+            naming::UPDATE_ROLE => instance.update = Some(container),
+            _ if container.is_replaced(&instance.id) => instance.replaced.push(container),
             _ => instance.containers.push(container),
         }
     }
@@ -177,6 +187,12 @@ impl ContainerSummary {
         Ready::from_label(self.label(label::READY))
     }
 
+    /// Whether an `envctl update` put this service container aside (see
+    /// [`naming::replaced_name`]).
+    pub fn is_replaced(&self, id: &str) -> bool {
+        self.name.trim_start_matches('/') == naming::replaced_name(self.service(), id)
+    }
+
     /// Whether this container is a one-shot job that ended as its `ready: exit` expects.
     pub fn finished_job(&self) -> bool {
         self.state == ContainerState::Exited
@@ -197,8 +213,25 @@ impl Instance {
             ready: None,
             pin: None,
             lease: None,
+            update: None,
+            replaced: Vec::new(),
             networks: Vec::new(),
         }
+    }
+
+    /// Every container of the environment: services, markers and containers put aside.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerSummary> {
+        let markers = [
+            &self.anchor,
+            &self.ready,
+            &self.pin,
+            &self.lease,
+            &self.update,
+        ];
+        self.containers
+            .iter()
+            .chain(&self.replaced)
+            .chain(markers.into_iter().flatten())
     }
 
     /// A label every container and network of the environment carries, empty when missing.
@@ -295,7 +328,11 @@ impl Instance {
                 None => State::Starting,
             };
         }
-        if self.containers.is_empty() {
+        if self.updating(now) {
+            return State::Updating;
+        }
+        // Containers put aside by an update that never finished are the services' own.
+        if self.containers.is_empty() && self.replaced.is_empty() {
             return State::Debris;
         }
         let services: Vec<&ContainerSummary> = self
@@ -308,7 +345,8 @@ impl Instance {
             .filter(|c| c.state == ContainerState::Running)
             .count();
         let unhealthy = services.iter().any(|c| c.status.contains("(unhealthy)"));
-        if running == 0 && !services.is_empty() {
+        // Containers a stale update left aside are stopped services too.
+        if running == 0 && !(services.is_empty() && self.replaced.is_empty()) {
             State::Stopped
         } else if running < services.len() || unhealthy || !self.missing_services().is_empty() {
             State::Degraded
@@ -339,6 +377,35 @@ impl Instance {
             )),
             None => Some("it has no start deadline label".into()),
         }
+    }
+
+    /// Whether an `envctl update` is under way: its marker exists, its process is not known to
+    /// be gone, and its deadline (plus a minute for its own rollback) has not passed.
+    pub fn updating(&self, now: DateTime<Utc>) -> bool {
+        let Some(marker) = &self.update else {
+            return false;
+        };
+        if crate::lifecycle::process::alive(marker.label(label::PROCESS)) == Some(false) {
+            return false;
+        }
+        DateTime::parse_from_rfc3339(marker.label(label::START_DEADLINE))
+            .is_ok_and(|deadline| deadline + chrono::Duration::minutes(1) > now)
+    }
+
+    /// `SERVICE@TAG` of each service whose tag came from a `SERVICE@REF`, from each container's
+    /// own label; containers from before that label fall back to the environment's.
+    pub fn refs(&self) -> Vec<String> {
+        let given: Vec<&str> = self.label(label::REFS).split(',').collect();
+        self.containers
+            .iter()
+            .filter_map(|c| match c.labels.get(label::REF) {
+                Some(own) => (!own.is_empty()).then(|| own.clone()),
+                None => given
+                    .iter()
+                    .find(|r| r.split_once('@').is_some_and(|(s, _)| s == c.service()))
+                    .map(|r| r.to_string()),
+            })
+            .collect()
     }
 
     /// Whether the claim and the ready marker are both gone while services remain: a
@@ -575,6 +642,69 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(resolve_id("", &ids).is_err());
+    }
+
+    /// `service`'s previous container, put aside by an update.
+    fn aside(name: &str) -> ContainerSummary {
+        container(
+            &naming::replaced_name(name, ID),
+            labels(None, Some(name)),
+            Exited,
+        )
+    }
+
+    #[test]
+    fn an_update_under_way_is_updating_whatever_its_containers_do() {
+        let mut updating = instance(&["anchor", "ready", "update"], &[("db", Running)]);
+        updating.replaced.push(aside("app"));
+        assert_eq!(updating.state(at(3)), State::Updating);
+        assert!(updating.updating(at(5)), "its deadline, plus a minute");
+        assert_eq!(
+            updating.state(at(7)),
+            State::Degraded,
+            "past its deadline the update is over: `app` is missing"
+        );
+        assert_eq!(updating.missing_services(), ["app"]);
+    }
+
+    #[test]
+    fn containers_an_update_put_aside_are_grouped_apart_and_keep_it_from_being_debris() {
+        let mut containers = vec![marker("anchor"), marker("ready"), aside("app")];
+        containers.push(aside("db"));
+        let network = NetworkSummary {
+            id: "net".into(),
+            name: format!("envctl_shop_{ID}"),
+            labels: labels(None, None),
+        };
+        let left = group(containers, vec![network]).remove(0);
+        assert!(left.containers.is_empty());
+        assert_eq!(left.replaced.len(), 2);
+        assert_eq!(
+            left.state(at(30)),
+            State::Stopped,
+            "its services' containers are there, stopped: not debris"
+        );
+        assert_eq!(left.all_containers().count(), 4);
+    }
+
+    #[test]
+    fn each_container_carries_its_own_ref_and_older_ones_fall_back_to_the_environments() {
+        let mut env = instance(&["anchor", "ready"], &[("app", Running), ("db", Running)]);
+        for c in env.anchor.iter_mut().chain(&mut env.containers) {
+            c.labels.insert(label::REFS.into(), "app@v1,db@d1".into());
+        }
+        assert_eq!(
+            env.refs(),
+            ["app@v1", "db@d1"],
+            "no own labels: as `up` gave"
+        );
+        env.containers[0]
+            .labels
+            .insert(label::REF.into(), "app@v2".into());
+        env.containers[1]
+            .labels
+            .insert(label::REF.into(), "".into());
+        assert_eq!(env.refs(), ["app@v2"], "each container's own");
     }
 
     #[test]

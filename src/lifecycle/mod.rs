@@ -22,7 +22,7 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
+pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 
 use crate::engine::{Engine, EngineError, LogOptions};

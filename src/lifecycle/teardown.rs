@@ -7,7 +7,8 @@ use futures_util::future::join_all;
 use super::inventory::{self, Instance, managed};
 use crate::engine::{ContainerSummary, Engine, EngineError};
 
-/// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
+/// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`:
+/// `stop`'s grace.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Which environments `down` removes.
@@ -51,11 +52,12 @@ fn names(users: &[String]) -> String {
     }
 }
 
-/// Stops and removes the selected environments, in parallel: each one's containers dependents
-/// first, then its network, then its anchor. Idempotent: returns what it found to remove.
+/// Removes the selected environments, in parallel: their containers, then their networks, then
+/// their anchors. `grace` as in [`remove`]. Idempotent: returns what it found to remove.
 pub async fn down(
     engine: &dyn Engine,
     selection: Selection<'_>,
+    grace: Option<Duration>,
 ) -> Result<Vec<Instance>, TeardownError> {
     let chosen: Vec<Instance> = inventory::list(engine)
         .await?
@@ -66,38 +68,50 @@ pub async fn down(
             Selection::Owner(owner) => i.owner() == *owner,
         })
         .collect();
-    join_all(chosen.iter().map(|instance| remove(engine, instance)))
-        .await
-        .into_iter()
-        .collect::<Result<(), _>>()?;
+    join_all(
+        chosen
+            .iter()
+            .map(|instance| remove(engine, instance, grace)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<(), _>>()?;
     Ok(chosen)
 }
 
-/// Stops and removes one environment: containers dependents first, then its network, its pin
-/// and its anchor.
-pub async fn remove(engine: &dyn Engine, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(engine, instance, Some(STOP_GRACE)).await
-}
-
-/// Removes one environment at once, killing its containers instead of stopping them.
-pub async fn remove_now(engine: &dyn Engine, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(engine, instance, None).await
-}
-
-async fn remove_with(
+/// Removes one environment: its containers, then its network, its markers and its anchor.
+///
+/// An environment being removed is thrown away, so by default (`grace` is `None`) all its
+/// containers are killed and removed at once: nothing waits for a service that ignores
+/// SIGTERM. With a `grace`, each container is stopped first (SIGTERM, SIGKILL after the grace),
+/// dependents first, wave by wave.
+pub async fn remove(
     engine: &dyn Engine,
     instance: &Instance,
     grace: Option<Duration>,
 ) -> Result<(), TeardownError> {
-    dependents_first(instance, |c| async move {
-        if let Some(grace) = grace {
-            engine.stop_container(&c.id, grace).await?;
+    let all = instance.containers.iter().chain(&instance.replaced);
+    match grace {
+        None => all_ok(join_all(all.map(|c| engine.remove_container(&c.id))).await)?,
+        Some(grace) => {
+            dependents_first(instance, |c| async move {
+                engine.stop_container(&c.id, grace).await?;
+                engine.remove_container(&c.id).await
+            })
+            .await?;
+            // Containers an update put aside are stopped already.
+            let aside = instance.replaced.iter();
+            all_ok(join_all(aside.map(|c| engine.remove_container(&c.id))).await)?;
         }
-        engine.remove_container(&c.id).await
-    })
-    .await?;
+    }
+    remove_newcomers(engine, instance).await?;
     let held = remove_unused_networks(engine, instance).await?;
-    for marker in instance.pin.iter().chain(&instance.lease) {
+    let markers = instance
+        .pin
+        .iter()
+        .chain(&instance.lease)
+        .chain(&instance.update);
+    for marker in markers {
         engine.remove_container(&marker.id).await?;
     }
     if let Some((network, users)) = held.into_iter().next() {
@@ -115,6 +129,19 @@ async fn remove_with(
         engine.remove_container(&anchor.id).await?;
     }
     Ok(())
+}
+
+/// Kills what the environment gained since it was listed: a concurrent `envctl update` may
+/// have created a service's new container meanwhile, which would hold the network.
+async fn remove_newcomers(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
+    let known: Vec<&str> = instance.all_containers().map(|c| c.id.as_str()).collect();
+    let filters = [managed(), inventory::with_id(&instance.id)];
+    let now = engine.list_containers(&filters).await?;
+    let newcomers = now
+        .iter()
+        .filter(|c| !known.contains(&c.id.as_str()))
+        .filter(|c| c.label(crate::naming::label::ROLE) != crate::naming::ANCHOR_ROLE);
+    all_ok(join_all(newcomers.map(|c| engine.remove_container(&c.id))).await)
 }
 
 /// Removes the environment's networks (its own containers are gone by now). A network the
@@ -164,7 +191,7 @@ where
     Ok(())
 }
 
-/// Stops the environment's containers, dependents first, keeping them.
+/// Stops the environment's containers, dependents first, each wave's at once, keeping them.
 pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
     dependents_first(instance, |c| engine.stop_container(&c.id, STOP_GRACE)).await
 }

@@ -13,3 +13,4 @@ mod reaper;
 mod slow_proxy;
 mod spec;
 mod support;
+mod workflow;
