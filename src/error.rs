@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::engine::EngineError;
-use crate::lifecycle::{LookupError, StartError, TeardownError};
+use crate::lifecycle::{LookupError, StartError, TeardownError, UpdateError};
 use crate::spec::LoadError;
 
 /// How envctl exits: 0 ok, 1 bad input, 2 engine or environment failure. `run` passes its
@@ -43,6 +43,8 @@ pub enum Error {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Teardown(#[from] TeardownError),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
     /// An environment or service that is not there.
     #[error("{0}")]
     NotFound(String),
@@ -57,6 +59,8 @@ impl Error {
             Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
             // The shell convention for "ended by SIGINT".
             Error::Start(StartError::Interrupted(_)) => ExitStatus::Code(130),
+            Error::Update(error) if error.is_bad_input() => ExitStatus::BadInput,
+            Error::Update(error) if error.is_interrupted() => ExitStatus::Code(130),
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
                 ExitStatus::BadInput
             }
@@ -64,6 +68,7 @@ impl Error {
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)
+            | Error::Update(_)
             | Error::Internal(_) => ExitStatus::Failure,
         }
     }

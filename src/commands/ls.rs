@@ -17,6 +17,8 @@ struct Row {
     age_seconds: Option<u64>,
     owner: String,
     images: Vec<String>,
+    /// `SERVICE@TAG` of the services whose tag came from a `SERVICE@REF`.
+    refs: Vec<String>,
     endpoints: Vec<String>,
     pinned: bool,
     /// Services whose containers were removed by hand.
@@ -122,6 +124,7 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
         owner: instance.owner().to_string(),
+        refs: instance.refs(),
         images: instance
             .images()
             .into_iter()

@@ -16,6 +16,7 @@ mod start;
 mod status;
 mod stop;
 mod up;
+mod update;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Build(args) => build::exec(args).await,
         Command::Up(args) => up::exec(args).await,
         Command::Run(args) => run::exec(args).await,
+        Command::Update(args) => update::exec(args).await,
         Command::Env(args) => env::exec(args).await,
         Command::Down(args) => down::exec(args).await,
         Command::Ls(args) => ls::exec(args).await,

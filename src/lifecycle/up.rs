@@ -93,16 +93,16 @@ impl From<&PublishedPort> for PortJson {
 }
 
 /// Whether the service has an HTTP probe on `port`.
-fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
+pub(super) fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
     service.ready.probes.iter().any(
         |probe| matches!(probe, Probe::Http { port: probed, .. } if *probed == port.container_port),
     )
 }
 
 /// A service's image, resolved to a local reference.
-struct Resolved {
-    reference: String,
-    healthcheck: Option<Vec<String>>,
+pub(super) struct Resolved {
+    pub reference: String,
+    pub healthcheck: Option<Vec<String>>,
 }
 
 /// Starts `environment`. On failure or interrupt, removes everything this run created unless
@@ -427,7 +427,7 @@ async fn timed_out(
 }
 
 /// An instant no start reaches, for timeouts too large to add to now.
-fn far_future() -> Instant {
+pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
@@ -438,6 +438,8 @@ struct Claim {
     containers: BTreeMap<String, String>,
     /// The labels every resource of the environment carries.
     labels: BTreeMap<String, String>,
+    /// Services whose tag came from `SERVICE@REF`.
+    refs: Vec<String>,
 }
 
 impl Claim {
@@ -476,7 +478,7 @@ async fn resolve_images(
     Ok(try_join_all(resolving).await?.into_iter().collect())
 }
 
-async fn resolve_image(
+pub(super) async fn resolve_image(
     engine: &dyn Engine,
     service: &Service,
     prefix: bool,
@@ -526,7 +528,10 @@ async fn resolve_image(
 }
 
 /// The local image `reference`, if there is one.
-async fn local(engine: &dyn Engine, reference: &str) -> Result<Option<Resolved>, String> {
+pub(super) async fn local(
+    engine: &dyn Engine,
+    reference: &str,
+) -> Result<Option<Resolved>, String> {
     let details = engine
         .inspect_image(reference)
         .await
@@ -587,6 +592,7 @@ async fn claim(
             labels: common_labels(environment, &id, options, images, run),
             id,
             containers: BTreeMap::new(),
+            refs: options.prefix_tags.clone(),
         };
         let anchor = naming::anchor_name(&claim.id);
         let labels = claim.marker_labels(naming::ANCHOR_ROLE);
@@ -723,15 +729,48 @@ fn container_spec(
     images: &BTreeMap<String, Resolved>,
 ) -> ContainerSpec {
     let image = images[&service.name].reference.clone();
-    let mut labels = claim.labels.clone();
+    let reference = match claim.refs.contains(&service.name) {
+        true => Some(image.as_str()),
+        false => None,
+    };
+    service_container(
+        environment,
+        service,
+        &claim.id,
+        claim.labels.clone(),
+        network,
+        &image,
+        reference,
+    )
+}
+
+/// The container of `service` in environment `id`, on `network`, running `image`: `labels`
+/// (the environment's) plus the service's own. `reference` is the image when its tag came from
+/// `SERVICE@REF`. Shared by `up` and `update`, so a replaced service is created as `up` would.
+pub(super) fn service_container(
+    environment: &Environment,
+    service: &Service,
+    id: &str,
+    mut labels: BTreeMap<String, String>,
+    network: &str,
+    image: &str,
+    reference: Option<&str>,
+) -> ContainerSpec {
     let depends_on: Vec<&str> = service.depends_on.iter().map(String::as_str).collect();
     let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
+    let own_ref = reference
+        .map(|image| {
+            let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+            format!("{}@{tag}", service.name)
+        })
+        .unwrap_or_default();
     labels.extend([
         (label::SERVICE.to_string(), service.name.clone()),
-        (label::IMAGE.to_string(), image.clone()),
+        (label::IMAGE.to_string(), image.to_string()),
         (label::DEPENDS_ON.to_string(), depends_on.join(",")),
         (label::PORTS.to_string(), ports.join(",")),
         (label::READY.to_string(), service.ready.to_label()),
+        (label::REF.to_string(), own_ref),
     ]);
     // Every link alias pointing at this service makes it reachable under that name.
     let mut aliases = vec![service.name.clone()];
@@ -743,8 +782,8 @@ fn container_spec(
         }
     }
     ContainerSpec {
-        name: naming::container_name(&service.name, &claim.id),
-        image,
+        name: naming::container_name(&service.name, id),
+        image: image.to_string(),
         command: service.command.clone(),
         env: service
             .env
@@ -829,7 +868,7 @@ async fn describe(
 }
 
 /// A nonce for one `up` invocation.
-fn run_nonce() -> String {
+pub(super) fn run_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);

@@ -122,3 +122,252 @@ fn down_with_grace_sends_sigterm_first_then_kills_what_ignores_it() {
     assert!(log.contains("standin: got SIGTERM, ignoring it"), "{log}");
     env.assert_nothing_left();
 }
+
+/// Tags of the stand-in image under a repository of one test's own, removed when dropped:
+/// `v1` and `v2` serve alike, `bad` exits at once.
+struct Tags {
+    repository: String,
+}
+
+impl Tags {
+    fn new(test: &str) -> Tags {
+        let repository = format!("envctl-test/{}", crate::harness::unique(test));
+        for tag in ["v1", "v2"] {
+            docker(&["tag", IMAGE, &format!("{repository}:{tag}")]);
+        }
+        let dockerfile = format!("FROM {IMAGE}\nENTRYPOINT [\"/standin\", \"exit\", \"3\"]\n");
+        let mut build = Command::new("docker")
+            .args(["build", "-q", "-t", &format!("{repository}:bad"), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("docker build");
+        use std::io::Write;
+        build
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+        assert!(
+            build.wait().unwrap().success(),
+            "docker build of the bad tag"
+        );
+        Tags { repository }
+    }
+}
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        for tag in ["v1", "v2", "bad"] {
+            let _ = Command::new("docker")
+                .args(["rmi", &format!("{}:{tag}", self.repository)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The id of a container, by name.
+fn container_id(name: &str) -> String {
+    docker(&["inspect", "-f", "{{.Id}}", name])
+}
+
+/// The host port `container_port` of a container is published on.
+fn published(name: &str, container_port: u16) -> String {
+    docker(&["port", name, &container_port.to_string()])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The names of the containers of environment `id`, sorted.
+fn names(id: &str) -> Vec<String> {
+    let listed = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=io.envctl.id={id}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut names: Vec<String> = listed.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// db, app (at `REPO:v1`, needing db by its link name) and web (forwarding to app), each
+/// taking `delay` to start.
+fn chain(tags: &Tags, delay: &str) -> String {
+    let repo = &tags.repository;
+    format!(
+        "  db:
+    image: {repo}
+    tag: v1
+    command: [serve, --name, db, --port, \"1521\", --delay, {delay}]
+    ready: {{tcp: 1521}}
+  app:
+    image: {repo}
+    tag: v1
+    command: [serve, --name, app, --delay, {delay}, --requires, \"database:1521\"]
+    links: [\"db:database\"]
+    ready: {{http: 8080/health}}
+  web:
+    image: {repo}
+    tag: v1
+    command: [serve, --name, web, --delay, {delay}, --requires, \"app:8080\", --forward, \"app:8080\"]
+    ports: [8080]
+    links: [app]
+    ready: {{http: 8080/health}}
+"
+    )
+}
+
+/// What `GET /` through web's published port answers.
+fn through_web(id: &str) -> String {
+    let port = published(&format!("web_{id}"), 8080);
+    let port: u64 = port.rsplit_once(':').unwrap().1.parse().unwrap();
+    crate::harness::http_get(port)
+}
+
+const CHAIN_ANSWER: &str = "web -> app ok\napp -> database:1521 ok\n";
+
+#[test]
+fn update_replaces_one_service_and_keeps_the_others_containers_and_ports() {
+    let tags = Tags::new("update-one");
+    let env = TestEnv::new("update-one", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let before: Vec<String> = ["db", "web", "app"]
+        .iter()
+        .map(|s| container_id(&format!("{s}_{id}")))
+        .collect();
+    let web_port = published(&format!("web_{id}"), 8080);
+    let update = env.envctl().args(["update", id, "app@v2"]).run();
+    update.success().stdout_has(&format!(
+        "updated {id}: app ({}:v2) is ready",
+        tags.repository
+    ));
+    assert_eq!(container_id(&format!("db_{id}")), before[0], "db untouched");
+    assert_eq!(
+        container_id(&format!("web_{id}")),
+        before[1],
+        "web untouched"
+    );
+    assert_eq!(published(&format!("web_{id}"), 8080), web_port, "same port");
+    assert_ne!(container_id(&format!("app_{id}")), before[2], "a new app");
+    assert_eq!(
+        through_web(id),
+        CHAIN_ANSWER,
+        "web reaches the new app by name"
+    );
+    assert_eq!(
+        names(id),
+        [
+            format!("app_{id}"),
+            format!("db_{id}"),
+            format!("envctl_{id}"),
+            format!("envctl_{id}_ready"),
+            format!("web_{id}"),
+        ],
+        "the previous app and the update's marker are gone"
+    );
+    let row = ls_row(&env, id);
+    assert_eq!(row["state"], "ready");
+    let images: Vec<&str> = row["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert_eq!(images, ["app:v2", "db:v1", "web:v1"]);
+    assert_eq!(row["refs"], serde_json::json!(["app@v2"]));
+}
+
+#[test]
+fn a_failing_new_ref_restores_the_previous_service() {
+    let tags = Tags::new("update-bad");
+    let env = TestEnv::new("update-bad", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = container_id(&format!("app_{id}"));
+    let update = env.envctl().args(["update", id, "app@bad"]).run();
+    update
+        .code(2)
+        .stderr_has("service `app` failed")
+        .stderr_has(&format!(
+            "restored the previous `app` ({}:v1); running now:\n  app running",
+            tags.repository
+        ));
+    assert_eq!(
+        container_id(&format!("app_{id}")),
+        app,
+        "the previous container, renamed back"
+    );
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+    assert_eq!(names(id).len(), 5, "no new app, no marker: {:?}", names(id));
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+}
+
+#[test]
+fn with_dependents_recreates_the_services_that_depend_on_the_replaced_ones() {
+    let tags = Tags::new("update-deps");
+    let env = TestEnv::new("update-deps", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id, "web@v1"])
+        .run()
+        .success();
+    let before: Vec<String> = ["db", "app", "web"]
+        .iter()
+        .map(|s| container_id(&format!("{s}_{id}")))
+        .collect();
+    let update = env
+        .envctl()
+        .args(["update", id, "app@v2", "--with-dependents", "-o", "json"])
+        .run();
+    let json = update.success().json();
+    let replaced: Vec<&str> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(replaced, ["app", "web"]);
+    assert_eq!(container_id(&format!("db_{id}")), before[0], "db untouched");
+    assert_ne!(container_id(&format!("app_{id}")), before[1]);
+    assert_ne!(container_id(&format!("web_{id}")), before[2]);
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+    let row = ls_row(&env, id);
+    assert_eq!(
+        row["refs"],
+        serde_json::json!(["app@v2", "web@v1"]),
+        "web keeps its ref"
+    );
+}
+
+/// Environment `id`'s row in `envctl ls -o json`.
+fn ls_row(env: &TestEnv, id: &str) -> serde_json::Value {
+    let ls = env.envctl().args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    let row = rows.as_array().unwrap().iter().find(|r| r["id"] == id);
+    row.cloned().unwrap_or_else(|| panic!("no {id} in {rows}"))
+}

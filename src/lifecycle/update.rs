@@ -1,0 +1,987 @@
+//! `update`: replace some services of a running environment in place, in dependency order,
+//! waiting for their readiness, while everything else keeps running untouched.
+//!
+//! A replaced service keeps its container name and its link names, so its dependents reconnect
+//! by name: the previous container is stopped and renamed aside ([`naming::replaced_name`]), the
+//! new one is created under the service's name and started, and the previous one is removed
+//! once the new one is ready. If a new one fails (or the update is interrupted or times out),
+//! the new ones are removed and the previous ones renamed back and started again.
+//!
+//! An update holds a marker ([`naming::update_name`]) throughout. Its name is unique, so a
+//! second update of the same environment is refused while the first runs; while it exists and
+//! its update runs, `ls` shows the environment `updating` and the reaper leaves it alone. A
+//! marker whose update is gone (killed, or past its deadline) is stale: the next update
+//! restores what it left, then proceeds. A `down` meanwhile wins: it removes the environment,
+//! marker included, and the update removes whatever it created after that and says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::{join_all, try_join_all};
+use tokio::time::Instant;
+
+use super::bounded::Bounded;
+use super::inventory::{self, Instance, State, managed, with_id};
+use super::restart::startables;
+use super::starting::{Phases, start_services};
+use super::up::{
+    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_container,
+    speaks_http,
+};
+use super::{Phase, Progress, StartError};
+use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::naming::{self, label};
+use crate::signals::Signals;
+use crate::spec::{Environment, did_you_mean};
+
+/// How long each engine call of a restore may take: the update is over, and a working engine
+/// answers these at once.
+const RESTORE_CALL: Duration = Duration::from_secs(5);
+
+/// Options of one `update`, free of any command-line types.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// Bounds the whole update, the new services' readiness included.
+    pub timeout: Duration,
+    /// Also replace every service that depends on a replaced one, directly or not.
+    pub with_dependents: bool,
+    /// Stop each previous container gracefully within this; without it, it is killed: it is
+    /// only kept to be started again if the update fails.
+    pub grace: Option<Duration>,
+}
+
+/// What an update replaced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Updated {
+    pub id: String,
+    pub environment: String,
+    /// The services replaced, as they run now, sorted by name.
+    pub services: Vec<StartedService>,
+}
+
+/// Why an update did not happen, or what it left.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(
+        "environment `{id}` is {}: `envctl update` replaces services of a running environment\n\
+         hint: {}",
+        state.as_str(),
+        match state {
+            State::Stopped => format!("`envctl start {id}` first"),
+            _ => format!("`envctl ls` shows its state; `envctl down {id}` removes it"),
+        }
+    )]
+    NotRunning { id: String, state: State },
+    #[error(
+        "environment `{id}` is being updated by another `envctl update` ({by}, since {since})\n\
+         hint: wait for it to finish: `envctl ls` shows `updating` until then"
+    )]
+    Busy {
+        id: String,
+        by: String,
+        since: String,
+    },
+    #[error("environment `{id}` has no service `{service}`{}", hint.as_ref().map(|h| format!("\nhint: did you mean `{h}`?")).unwrap_or_default())]
+    NoSuchService {
+        id: String,
+        service: String,
+        hint: Option<String>,
+    },
+    #[error(
+        "service `{service}` of `{id}` is not in `{file}` any more, so it cannot be recreated\n\
+         hint: `envctl update` creates services as the environment file declares them"
+    )]
+    NotInFile {
+        id: String,
+        service: String,
+        file: String,
+    },
+    #[error(
+        "service `{service}` depends on `{dependency}`, which is not running in `{id}`\n\
+         hint: `envctl start {id}` starts it; `--with-dependents` on `{dependency}` replaces both"
+    )]
+    DependencyDown {
+        id: String,
+        service: String,
+        dependency: String,
+    },
+    /// A new service failed, or the update timed out or was interrupted: the previous services
+    /// were restored, or `restored` says what could not be.
+    #[error("{cause}\n{restored}")]
+    Failed {
+        cause: Box<StartError>,
+        restored: Restored,
+    },
+    #[error(
+        "environment `{0}` was removed while it was being updated; removed what the update had \
+         created"
+    )]
+    RemovedMeanwhile(String),
+    #[error(
+        "interrupted again: left `{0}` as it was, part-way through the update\n\
+         hint: `envctl update {0} ...` again restores the previous services first; \
+         `envctl down {0}` removes the environment"
+    )]
+    Forced(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl UpdateError {
+    /// Whether the user can fix this by changing the command line.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::NoSuchService { .. } | UpdateError::NotInFile { .. }
+        ) || matches!(self, UpdateError::Start(e) if e.is_bad_input())
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, UpdateError::Forced(_))
+            || matches!(self, UpdateError::Failed { cause, .. } if matches!(**cause, StartError::Interrupted(_)))
+    }
+}
+
+/// What restoring the previous services got done: what runs now, or what could not be done.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub id: String,
+    /// The restored services as they run now (published ports may have changed).
+    pub running: Vec<StartedService>,
+    /// Why restoring did not finish, if it did not.
+    pub problem: Option<String>,
+}
+
+impl std::fmt::Display for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(problem) = &self.problem {
+            return write!(
+                f,
+                "could not restore the previous services of `{}`: {problem}\n\
+                 hint: `envctl status {}` shows what runs; `envctl update` again restores first",
+                self.id, self.id
+            );
+        }
+        let services: Vec<String> = self
+            .running
+            .iter()
+            .map(|s| format!("`{}` ({})", s.service, s.image))
+            .collect();
+        write!(
+            f,
+            "restored the previous {}; running now:",
+            match services.is_empty() {
+                true => "services (none had a container)".to_string(),
+                false => services.join(", "),
+            }
+        )?;
+        for service in &self.running {
+            write!(f, "\n  {} {}", service.service, service.state)?;
+            for port in &service.ports {
+                write!(
+                    f,
+                    " {} -> {}:{}",
+                    port.container_port, port.host_ip, port.host_port
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The services an update replaces: those `named`, and with `with_dependents` every service
+/// depending on one of them, directly or not. Every one must be a service of the environment
+/// (`dependencies`, from its labels) and of its file (`declared`); every service they depend on
+/// that is not replaced too must be `running`.
+pub fn plan(
+    id: &str,
+    dependencies: &BTreeMap<String, BTreeSet<String>>,
+    running: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    file: &str,
+    named: &[String],
+    with_dependents: bool,
+) -> Result<BTreeSet<String>, UpdateError> {
+    let mut chosen = BTreeSet::new();
+    for service in named {
+        if !dependencies.contains_key(service) {
+            let hint =
+                did_you_mean(service, dependencies.keys().map(String::as_str)).map(str::to_string);
+            return Err(UpdateError::NoSuchService {
+                id: id.to_string(),
+                service: service.clone(),
+                hint,
+            });
+        }
+        chosen.insert(service.clone());
+    }
+    if with_dependents {
+        loop {
+            let dependents: Vec<String> = dependencies
+                .iter()
+                .filter(|(s, deps)| !chosen.contains(*s) && deps.iter().any(|d| chosen.contains(d)))
+                .map(|(s, _)| s.clone())
+                .collect();
+            if dependents.is_empty() {
+                break;
+            }
+            chosen.extend(dependents);
+        }
+    }
+    for service in &chosen {
+        if !declared.contains(service) {
+            return Err(UpdateError::NotInFile {
+                id: id.to_string(),
+                service: service.clone(),
+                file: file.to_string(),
+            });
+        }
+        let outside = dependencies[service]
+            .iter()
+            .filter(|d| !chosen.contains(*d));
+        if let Some(down) = outside.into_iter().find(|d| !running.contains(*d)) {
+            return Err(UpdateError::DependencyDown {
+                id: id.to_string(),
+                service: service.clone(),
+                dependency: down.clone(),
+            });
+        }
+    }
+    Ok(chosen)
+}
+
+/// Replaces `named` (and, with `--with-dependents`, their dependents) in `instance` with the
+/// services `environment` declares, its `SERVICE@REF`s applied: `named` are the services given
+/// as `SERVICE@REF`. `on_interrupt` hears of the first interrupt at once.
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    engine: &dyn Engine,
+    instance: &Instance,
+    environment: &Environment,
+    named: &[String],
+    options: &UpdateOptions,
+    progress: &Progress,
+    signals: &Signals,
+    on_interrupt: &dyn Fn(),
+) -> Result<Updated, UpdateError> {
+    let deadline = Instant::now()
+        .checked_add(options.timeout)
+        .unwrap_or_else(far_future);
+    let instance = take_over_stale(engine, instance).await?;
+    let id = instance.id.clone();
+    match instance.state(Utc::now()) {
+        State::Ready | State::Degraded => {}
+        State::Updating => return Err(busy(&instance)),
+        other => {
+            return Err(UpdateError::NotRunning { id, state: other });
+        }
+    }
+    let dependencies = instance.dependencies();
+    let running: BTreeSet<String> = instance
+        .containers
+        .iter()
+        .filter(|c| c.state == crate::engine::ContainerState::Running || c.finished_job())
+        .map(|c| c.service().to_string())
+        .collect();
+    let declared = environment.services.keys().cloned().collect();
+    let file = environment.path.display().to_string();
+    let chosen = plan(
+        &id,
+        &dependencies,
+        &running,
+        &declared,
+        &file,
+        named,
+        options.with_dependents,
+    )?;
+    let Some(network) = instance.networks.first() else {
+        return Err(EngineError::NotFound {
+            kind: "network of environment",
+            name: id,
+        }
+        .into());
+    };
+    // Every image is there before anything changes: a missing one stops the update here.
+    let phases = Phases::default();
+    let images = images(
+        engine,
+        &instance,
+        environment,
+        named,
+        &chosen,
+        progress,
+        &phases,
+    )
+    .await?;
+    let nonce = run_nonce();
+    claim(engine, &instance, &nonce, options.timeout).await?;
+    let was_running = chosen.intersection(&running).cloned().collect();
+    // Renames and creates are not cut short by a signal: one the engine carries out after its
+    // request was dropped would escape the restore. They are bounded by the deadline, and
+    // shortly after an interrupt.
+    let preparing = Bounded {
+        engine,
+        deadline: Some(deadline),
+        per_call: None,
+        signals,
+    };
+    let work = Work {
+        engine,
+        instance: &instance,
+        environment,
+        chosen: &chosen,
+        was_running: &was_running,
+        named,
+        nonce: &nonce,
+        network: &network.id,
+        images: &images,
+        grace: options.grace,
+    };
+    let replacing = async {
+        let created = work.prepare(&preparing, progress, &phases).await?;
+        if signals.count() > 0 {
+            return Err(StartError::Interrupted(Box::default()));
+        }
+        let timed_out = StartError::Timeout {
+            timeout: options.timeout,
+            pending: Vec::new(),
+            logs: None,
+        };
+        let starting = work.start(&created, progress, &phases);
+        tokio::select! {
+            result = tokio::time::timeout_at(deadline, starting) => result.unwrap_or(Err(timed_out)),
+            () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
+        }
+    };
+    let first = async {
+        signals.received(1).await;
+        on_interrupt();
+        std::future::pending::<()>().await;
+    };
+    let outcome = async {
+        let cause = match replacing.await {
+            Ok(()) => return work.finish().await,
+            Err(StartError::Timeout { timeout, .. }) => StartError::Timeout {
+                timeout,
+                pending: phases.pending(),
+                logs: None,
+            },
+            Err(error) => error,
+        };
+        work.restore_after(cause).await
+    };
+    tokio::select! {
+        result = outcome => result,
+        () = first => unreachable!("the notice never ends"),
+        () = signals.received(2) => Err(UpdateError::Forced(id)),
+    }
+}
+
+/// Everything one update works with.
+struct Work<'a> {
+    engine: &'a dyn Engine,
+    instance: &'a Instance,
+    environment: &'a Environment,
+    chosen: &'a BTreeSet<String>,
+    /// The replaced services that ran before: those the restore starts again.
+    was_running: &'a BTreeSet<String>,
+    named: &'a [String],
+    /// Labels the new containers and the marker, for the restore.
+    nonce: &'a str,
+    network: &'a str,
+    images: &'a BTreeMap<String, super::up::Resolved>,
+    grace: Option<Duration>,
+}
+
+impl Work<'_> {
+    fn id(&self) -> &str {
+        &self.instance.id
+    }
+
+    /// The replaced services' dependencies among themselves: the others run already.
+    fn dependencies(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.chosen
+            .iter()
+            .map(|s| (s.clone(), self.environment.services[s].depends_on.clone()))
+            .collect()
+    }
+
+    /// Puts the previous containers aside, dependents first (as `down` would, so none runs
+    /// against a half-replaced dependency), and creates the new ones: their ids by service.
+    async fn prepare(
+        &self,
+        engine: &dyn Engine,
+        progress: &Progress,
+        phases: &Phases,
+    ) -> Result<BTreeMap<String, String>, StartError> {
+        let dependencies = self.dependencies();
+        let waves = crate::graph::waves(
+            dependencies
+                .iter()
+                .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
+        );
+        for wave in waves.iter().rev() {
+            try_join_all(wave.iter().map(|service| self.put_aside(engine, service))).await?;
+        }
+        for service in self.chosen {
+            phases.report(progress, service, Phase::Creating);
+        }
+        // Every create runs to its end, even after one failed, so the restore sees them all.
+        let creating = self.chosen.iter().map(|service| async move {
+            let spec = self.spec(service);
+            (service.clone(), engine.create_container(&spec).await)
+        });
+        let mut created = BTreeMap::new();
+        for (service, result) in join_all(creating).await {
+            created.insert(service, result?);
+        }
+        Ok(created)
+    }
+
+    /// Starts the new containers in dependency order, waiting for each one's readiness.
+    async fn start(
+        &self,
+        created: &BTreeMap<String, String>,
+        progress: &Progress,
+        phases: &Phases,
+    ) -> Result<(), StartError> {
+        let startables = self
+            .chosen
+            .iter()
+            .map(|service| {
+                let startable = super::starting::Startable {
+                    container: created[service].clone(),
+                    name: naming::container_name(service, self.id()),
+                    ready: self.environment.services[service].ready.clone(),
+                    healthcheck: self.images[service].healthcheck.clone(),
+                    done: false,
+                };
+                (service.clone(), startable)
+            })
+            .collect();
+        start_services(
+            self.engine,
+            &self.dependencies(),
+            &startables,
+            progress,
+            phases,
+        )
+        .await
+    }
+
+    /// Stops the service's previous container (killed unless a grace is given) and renames it
+    /// aside, freeing its name for the new one.
+    async fn put_aside(&self, engine: &dyn Engine, service: &str) -> Result<(), EngineError> {
+        let Some(previous) = self.previous(service) else {
+            return Ok(());
+        };
+        let grace = self.grace.unwrap_or(Duration::ZERO);
+        engine.stop_container(&previous.id, grace).await?;
+        let aside = naming::replaced_name(service, self.id());
+        engine.rename_container(&previous.id, &aside).await
+    }
+
+    fn previous(&self, service: &str) -> Option<&ContainerSummary> {
+        self.instance
+            .containers
+            .iter()
+            .find(|c| c.service() == service)
+    }
+
+    /// The new container: as `up` creates it from the file, with the environment's labels, this
+    /// update's nonce, and its own ref.
+    fn spec(&self, service: &str) -> crate::engine::ContainerSpec {
+        let declared = &self.environment.services[service];
+        let image = &self.images[service].reference;
+        let mut labels = environment_labels(self.instance);
+        labels.insert(label::RUN.into(), self.nonce.to_string());
+        let own_ref = match self.named.iter().any(|n| n == service) {
+            true => Some(image.as_str()),
+            false => None,
+        };
+        let mut spec = service_container(
+            self.environment,
+            declared,
+            self.id(),
+            labels,
+            self.network,
+            image,
+            own_ref,
+        );
+        if own_ref.is_none() {
+            // A dependent recreated at its image keeps the ref it had.
+            let kept = self
+                .instance
+                .refs()
+                .into_iter()
+                .find(|r| r.split_once('@').is_some_and(|(s, _)| s == service))
+                .unwrap_or_default();
+            spec.labels.insert(label::REF.into(), kept);
+        }
+        spec
+    }
+
+    /// Removes the previous containers and the marker, unless the environment was removed
+    /// meanwhile (the marker went with it): then removes what this update created.
+    async fn finish(&self) -> Result<Updated, UpdateError> {
+        let current = self.list().await?;
+        if !current.iter().any(|c| is_marker_of(c, self.nonce)) {
+            self.remove_created(&current).await;
+            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+        }
+        let aside = current
+            .iter()
+            .filter(|c| c.is_replaced(self.id()) && self.chosen.contains(c.service()));
+        join_all(aside.map(|c| self.engine.remove_container(&c.id)))
+            .await
+            .into_iter()
+            .collect::<Result<(), _>>()?;
+        self.remove_marker(&current).await?;
+        Ok(Updated {
+            id: self.id().to_string(),
+            environment: self.instance.environment.clone(),
+            services: self.describe(&self.list().await?),
+        })
+    }
+
+    /// After a failure: puts the previous services back, or, when the environment was removed
+    /// meanwhile, removes what this update created.
+    async fn restore_after(&self, cause: StartError) -> Result<Updated, UpdateError> {
+        let current = match self.list().await {
+            Ok(current) => current,
+            Err(error) => {
+                let restored = Restored {
+                    id: self.id().to_string(),
+                    running: Vec::new(),
+                    problem: Some(error.to_string()),
+                };
+                return Err(UpdateError::Failed {
+                    cause: Box::new(cause),
+                    restored,
+                });
+            }
+        };
+        if !current.iter().any(|c| is_marker_of(c, self.nonce)) {
+            self.remove_created(&current).await;
+            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+        }
+        let restored = restore(
+            self.engine,
+            self.id(),
+            self.nonce,
+            &current,
+            self.was_running,
+        )
+        .await;
+        let restored = match restored {
+            Ok(()) => {
+                let mut running = self.describe(&self.list().await.unwrap_or_default());
+                for port in running.iter_mut().flat_map(|s| &mut s.ports) {
+                    port.host_ip = self.engine.reachable_host(&port.host_ip).to_string();
+                }
+                Restored {
+                    id: self.id().to_string(),
+                    running,
+                    problem: None,
+                }
+            }
+            Err(problem) => Restored {
+                id: self.id().to_string(),
+                running: Vec::new(),
+                problem: Some(problem),
+            },
+        };
+        Err(UpdateError::Failed {
+            cause: Box::new(cause),
+            restored,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerSummary>, EngineError> {
+        let filters = [managed(), with_id(self.id())];
+        self.engine.list_containers(&filters).await
+    }
+
+    /// Removes the containers this update created, and those it put aside: what a `down` that
+    /// ran meanwhile may have missed.
+    async fn remove_created(&self, current: &[ContainerSummary]) {
+        let ours = current.iter().filter(|c| {
+            (c.label(label::RUN) == self.nonce && c.label(label::ROLE).is_empty())
+                || c.is_replaced(self.id())
+        });
+        join_all(ours.map(|c| self.engine.remove_container(&c.id))).await;
+    }
+
+    async fn remove_marker(&self, current: &[ContainerSummary]) -> Result<(), EngineError> {
+        match current.iter().find(|c| is_marker_of(c, self.nonce)) {
+            Some(marker) => self.engine.remove_container(&marker.id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The replaced services as they run now.
+    fn describe(&self, current: &[ContainerSummary]) -> Vec<StartedService> {
+        self.chosen
+            .iter()
+            .filter_map(|service| {
+                let name = naming::container_name(service, self.id());
+                let container = current
+                    .iter()
+                    .find(|c| c.name.trim_start_matches('/') == name)?;
+                let declared = self.environment.services.get(service);
+                Some(StartedService {
+                    service: service.clone(),
+                    container: name,
+                    image: container.label(label::IMAGE).to_string(),
+                    state: container.state.as_str().to_string(),
+                    ports: container
+                        .ports
+                        .iter()
+                        .map(|p| PortJson {
+                            http: declared.is_some_and(|d| speaks_http(d, p)),
+                            ..PortJson::from(p)
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether `container` is the marker of the update `nonce`.
+fn is_marker_of(container: &ContainerSummary, nonce: &str) -> bool {
+    container.label(label::ROLE) == naming::UPDATE_ROLE && container.label(label::RUN) == nonce
+}
+
+/// Puts an environment back as it was before the update `nonce`: removes the containers that
+/// update created, renames the previous ones back, starts them in dependency order waiting for
+/// their readiness, and removes the marker. `current` is the environment's containers now;
+/// `was_running` the services that ran before, whose containers may only have been stopped.
+async fn restore(
+    engine: &dyn Engine,
+    id: &str,
+    nonce: &str,
+    current: &[ContainerSummary],
+    was_running: &BTreeSet<String>,
+) -> Result<(), String> {
+    let created = current
+        .iter()
+        .filter(|c| c.label(label::RUN) == nonce && c.label(label::ROLE).is_empty());
+    let removing =
+        created.map(|c| tokio::time::timeout(RESTORE_CALL, engine.remove_container(&c.id)));
+    for result in join_all(removing).await {
+        result
+            .map_err(|_| "the Docker engine did not answer".to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let aside: Vec<&ContainerSummary> = current.iter().filter(|c| c.is_replaced(id)).collect();
+    for previous in &aside {
+        let name = naming::container_name(previous.service(), id);
+        tokio::time::timeout(RESTORE_CALL, engine.rename_container(&previous.id, &name))
+            .await
+            .map_err(|_| "the Docker engine did not answer".to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let mut services: BTreeSet<&str> = aside.iter().map(|c| c.service()).collect();
+    services.extend(was_running.iter().map(String::as_str));
+    let filters = [managed(), with_id(id)];
+    let now = engine
+        .list_containers(&filters)
+        .await
+        .map_err(|e| e.to_string())?;
+    let previous: Vec<&ContainerSummary> = now
+        .iter()
+        .filter(|c| c.label(label::ROLE).is_empty() && services.contains(c.service()))
+        .collect();
+    let dependencies = previous
+        .iter()
+        .map(|c| (c.service().to_string(), c.depends_on()))
+        .collect();
+    let startables = startables(engine, previous.iter().copied()).await;
+    let quiet: Progress = std::sync::Arc::new(|_: &str, _: Phase| {});
+    start_services(
+        engine,
+        &dependencies,
+        &startables,
+        &quiet,
+        &Phases::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let marker = now
+        .iter()
+        .filter(|c| c.label(label::ROLE) == naming::UPDATE_ROLE);
+    for marker in marker {
+        engine
+            .remove_container(&marker.id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The labels every resource of the environment carries, without the service's or marker's.
+fn environment_labels(instance: &Instance) -> BTreeMap<String, String> {
+    let source = instance.anchor.iter().chain(&instance.containers).next();
+    let mut labels = source.map(|c| c.labels.clone()).unwrap_or_default();
+    for key in [
+        label::ROLE,
+        label::SERVICE,
+        label::IMAGE,
+        label::DEPENDS_ON,
+        label::PORTS,
+        label::READY,
+        label::REF,
+    ] {
+        labels.remove(key);
+    }
+    labels
+}
+
+/// Each replaced service's image: the tag given for `named` services (a unique local tag
+/// starting with it counts, as for `up`), the image it runs for a recreated dependent.
+async fn images(
+    engine: &dyn Engine,
+    instance: &Instance,
+    environment: &Environment,
+    named: &[String],
+    chosen: &BTreeSet<String>,
+    progress: &Progress,
+    phases: &Phases,
+) -> Result<BTreeMap<String, super::up::Resolved>, StartError> {
+    let builds = tokio::sync::Mutex::new(());
+    let resolving = chosen.iter().map(|service| {
+        let builds = &builds;
+        async move {
+            let declared = &environment.services[service];
+            let failed = |message: String| {
+                phases.report(progress, service, Phase::Failed);
+                StartError::Image {
+                    service: service.clone(),
+                    message,
+                }
+            };
+            let resolved = match named.contains(service) {
+                true => resolve_image(engine, declared, true, progress, phases, builds)
+                    .await
+                    .map_err(failed)?,
+                false => {
+                    let running = instance
+                        .containers
+                        .iter()
+                        .find(|c| c.service() == service.as_str())
+                        .map(|c| c.label(label::IMAGE).to_string())
+                        .unwrap_or_else(|| declared.image.to_string());
+                    local(engine, &running)
+                        .await
+                        .map_err(&failed)?
+                        .ok_or_else(|| {
+                            failed(format!("image `{running}` is no longer available locally"))
+                        })?
+                }
+            };
+            Ok::<_, StartError>((service.clone(), resolved))
+        }
+    });
+    Ok(try_join_all(resolving).await?.into_iter().collect())
+}
+
+/// Creates the update's marker, carrying its deadline and process so that a killed update is
+/// told from one under way. Its name is unique on the engine: a second update is refused.
+async fn claim(
+    engine: &dyn Engine,
+    instance: &Instance,
+    nonce: &str,
+    timeout: Duration,
+) -> Result<(), UpdateError> {
+    let deadline = chrono::Duration::from_std(timeout)
+        .ok()
+        .and_then(|t| Utc::now().checked_add_signed(t))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let mut labels = environment_labels(instance);
+    labels.extend(
+        [
+            (label::ROLE, naming::UPDATE_ROLE.to_string()),
+            (label::RUN, nonce.to_string()),
+            (label::START_DEADLINE, deadline.to_rfc3339()),
+            (label::PROCESS, super::process::identity()),
+            (
+                label::STARTED_BY,
+                format!("{}:{}", super::hostname(), std::process::id()),
+            ),
+            (label::CREATED_AT, Utc::now().to_rfc3339()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let name = naming::update_name(&instance.id);
+    match engine.create_marker(&name, &labels).await {
+        Ok(_) => Ok(()),
+        Err(EngineError::NameTaken(_)) => {
+            let current = inventory::find(engine, &instance.id).await?;
+            Err(current
+                .map(|i| busy(&i))
+                .unwrap_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone())))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn busy(instance: &Instance) -> UpdateError {
+    let marker = instance.update.as_ref();
+    let read = |key| {
+        marker
+            .map(|m| m.label(key).to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    UpdateError::Busy {
+        id: instance.id.clone(),
+        by: read(label::STARTED_BY),
+        since: read(label::CREATED_AT),
+    }
+}
+
+/// An update that is gone (killed, or past its deadline) left its marker, and maybe services
+/// put aside: restore what it left, so this update starts from the environment as it was.
+async fn take_over_stale(
+    engine: &dyn Engine,
+    instance: &Instance,
+) -> Result<Instance, UpdateError> {
+    let Some(marker) = &instance.update else {
+        return Ok(instance.clone());
+    };
+    if instance.updating(Utc::now()) {
+        return Err(busy(instance));
+    }
+    let nonce = marker.label(label::RUN).to_string();
+    let current: Vec<ContainerSummary> = instance.all_containers().cloned().collect();
+    tracing::info!("restoring what a previous update of `{}` left", instance.id);
+    restore(engine, &instance.id, &nonce, &current, &BTreeSet::new())
+        .await
+        .map_err(|problem| {
+            UpdateError::Start(StartError::Service {
+                service: "(previous update)".into(),
+                container: naming::update_name(&instance.id),
+                reason: format!("could not restore what a previous update left: {problem}"),
+                logs: Vec::new(),
+            })
+        })?;
+    let found = inventory::find(engine, &instance.id).await?;
+    found.ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's shape: proxy -> accounting -> {oracle, activemq}.
+    fn demo() -> BTreeMap<String, BTreeSet<String>> {
+        let deps = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        [
+            ("oracle", deps(&[])),
+            ("activemq", deps(&[])),
+            ("accounting", deps(&["oracle", "activemq"])),
+            ("proxy", deps(&["accounting", "oracle"])),
+        ]
+        .into_iter()
+        .map(|(s, d)| (s.to_string(), d))
+        .collect()
+    }
+
+    fn all() -> BTreeSet<String> {
+        demo().into_keys().collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn chosen(named: &[&str], with_dependents: bool) -> Result<Vec<String>, UpdateError> {
+        plan(
+            "x",
+            &demo(),
+            &all(),
+            &all(),
+            "demo.yaml",
+            &names(named),
+            with_dependents,
+        )
+        .map(|set| set.into_iter().collect())
+    }
+
+    #[test]
+    fn only_the_named_services_are_replaced_unless_dependents_are_asked_for() {
+        assert_eq!(chosen(&["accounting"], false).unwrap(), ["accounting"]);
+        assert_eq!(
+            chosen(&["accounting"], true).unwrap(),
+            ["accounting", "proxy"]
+        );
+        assert_eq!(
+            chosen(&["oracle"], true).unwrap(),
+            ["accounting", "oracle", "proxy"],
+            "dependents of dependents too"
+        );
+        assert_eq!(chosen(&["proxy"], true).unwrap(), ["proxy"]);
+    }
+
+    #[test]
+    fn an_unknown_service_is_named_with_a_suggestion() {
+        let error = chosen(&["acounting"], false).unwrap_err();
+        assert!(error.is_bad_input());
+        assert_eq!(
+            error.to_string(),
+            "environment `x` has no service `acounting`\nhint: did you mean `accounting`?"
+        );
+    }
+
+    #[test]
+    fn a_service_the_file_no_longer_declares_cannot_be_recreated() {
+        let mut declared = all();
+        declared.remove("proxy");
+        let error = plan(
+            "x",
+            &demo(),
+            &all(),
+            &declared,
+            "demo.yaml",
+            &names(&["accounting"]),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("service `proxy` of `x` is not in `demo.yaml` any more"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_dependency_that_is_not_running_and_not_replaced_stops_the_update() {
+        let mut running = all();
+        running.remove("oracle");
+        let plan = |named: &[&str], with_dependents| {
+            super::plan(
+                "x",
+                &demo(),
+                &running,
+                &all(),
+                "demo.yaml",
+                &names(named),
+                with_dependents,
+            )
+        };
+        let error = plan(&["accounting"], false).unwrap_err();
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "service `accounting` depends on `oracle`, which is not running in `x`"
+        );
+        assert!(
+            plan(&["oracle"], true).is_ok(),
+            "replacing oracle itself is fine"
+        );
+    }
+}
