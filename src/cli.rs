@@ -20,6 +20,16 @@ pub struct Cli {
     /// Log more: -v for debug, -vv for trace (RUST_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// The Docker engine to use: unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST (over
+    /// DOCKER_HOST and any context)
+    #[arg(short = 'H', long, global = true, value_name = "ENDPOINT")]
+    pub host: Option<String>,
+
+    /// The Docker context whose engine to use (over `--host`'s absence, DOCKER_HOST,
+    /// DOCKER_CONTEXT and the current context)
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -6,6 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
+pub mod codec;
+
 /// The prefix of every label envctl sets.
 pub const LABEL_PREFIX: &str = "io.envctl.";
 

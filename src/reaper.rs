@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::engine::{ContainerState, Engine, EngineError};
 use crate::lifecycle::{self, Instance, State};
-use crate::naming::label;
 use crate::state::{Counters, Record, Sample, StateError, Store};
 
 /// Inbound bytes below `NOISE_BYTES + NOISE_RATE × seconds between samples` are noise: the
@@ -417,7 +416,7 @@ pub async fn pass(
     // A pin made or an update begun since the pass began wins too; if the engine cannot
     // tell, act on nothing.
     let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
-        Ok(current) => current
+        Ok(now) => now
             .into_iter()
             .filter(|i| i.pin.is_some() || i.updating(Utc::now()))
             .map(|i| i.id)
@@ -494,7 +493,7 @@ pub async fn daemon(
 }
 
 fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
-    let refs = instance.refs();
+    let refs: Vec<String> = instance.refs().iter().map(ToString::to_string).collect();
     Action {
         action: kind,
         id: instance.id.clone(),
@@ -558,7 +557,7 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         entries: instance
             .containers
             .iter()
-            .filter(|c| !c.label(label::PORTS).is_empty())
+            .filter(|c| c.metadata().is_some_and(|m| !m.ports.is_empty()))
             .map(|c| c.service().to_string())
             .collect(),
     }

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::cli::{Format, OutputArgs};
 use crate::lifecycle::inventory::{self, Instance, State};
-use crate::naming::label;
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
 
@@ -111,9 +110,9 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
     Row {
         pinned: instance.pin.is_some(),
         missing_services: instance.missing_services(),
-        build_url: non_empty(instance.label(label::BUILD_URL)),
-        job_name: non_empty(instance.label(label::JOB_NAME)),
-        git_commit: non_empty(instance.label(label::GIT_COMMIT)),
+        build_url: instance.metadata.build.url.clone(),
+        job_name: instance.metadata.build.job_name.clone(),
+        git_commit: instance.metadata.build.git_commit.clone(),
         expires_at: instance.expires_at().map(|t| t.to_rfc3339()),
         last_activity: last.as_ref().map(|(what, _)| what.clone()),
         last_activity_at: last.as_ref().map(|(_, at)| at.to_rfc3339()),
@@ -123,13 +122,13 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
         state: instance.state(now),
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
-        owner: instance.owner().to_string(),
-        refs: instance.refs(),
+        owner: instance.owner().unwrap_or_default().to_string(),
+        refs: instance.refs().iter().map(ToString::to_string).collect(),
         images: instance
             .images()
             .into_iter()
             .map(|(service, image)| {
-                let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+                let tag = image.as_ref().map_or("latest", |i| i.tag.as_str());
                 format!("{service}:{tag}")
             })
             .collect(),
@@ -149,8 +148,4 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
             })
             .collect(),
     }
-}
-
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_string())
 }

@@ -18,15 +18,20 @@ mod stop;
 mod up;
 mod update;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::cli::{Cli, Command, TargetArgs};
 use crate::engine::Engine;
+use crate::engine::connect::Flags;
 use crate::engine::docker::Docker;
 use crate::spec::{Catalog, Environment, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
+    let _ = ENGINE_FLAGS.set(Flags {
+        host: cli.host,
+        context: cli.context,
+    });
     match cli.command {
         Command::Plan(args) => plan::exec(args),
         Command::Graph(args) => graph::exec(args),
@@ -60,7 +65,11 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
     Ok((catalog.select(&target)?, target))
 }
 
-/// Connects to the Docker engine `DOCKER_HOST` names.
+/// `--host` and `--context`, set once per command line.
+static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
+
+/// Connects to the Docker engine `--host`, `--context`, DOCKER_HOST or the contexts choose.
 async fn engine() -> Result<Arc<dyn Engine>, Error> {
-    Ok(Arc::new(Docker::connect().await?))
+    let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
+    Ok(Arc::new(Docker::connect_with(&flags).await?))
 }

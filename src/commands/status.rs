@@ -34,7 +34,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             ports: details
                 .ports
                 .iter()
-                .map(lifecycle::PortJson::from)
+                .map(|p| lifecycle::PortJson::at(p, engine.reachable_host(&p.host_ip)))
                 .collect(),
         })
         .chain(

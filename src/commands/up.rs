@@ -38,7 +38,7 @@ pub async fn start(
         owner: lifecycle::default_owner(),
         prefix_tags: target.overrides.iter().map(|o| o.service.clone()).collect(),
         ttl: flags.ttl,
-        build_labels: lifecycle::build_labels(),
+        build: lifecycle::build_labels(),
         lease,
     };
     let engine = super::engine().await?;

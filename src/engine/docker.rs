@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,20 +30,21 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::naming;
 
+use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
+
 use super::{
     Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
-    EngineError, ExecOutput, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
+    EngineError, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
     NetworkSummary, PublishedPort, Result, Traffic,
 };
 
-/// Where Docker listens when `DOCKER_HOST` is not set.
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+pub use super::connect::DEFAULT_HOST;
 
 /// How long any other request may wait for its answer, as bollard's default: an engine that
 /// has not answered a plain request by then hangs.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long connecting, negotiating the API version and the first ping may take together.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a ping of an engine that answered before may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// bollard's timeout runs until the response headers arrive. Docker answers most requests at
 /// once, but a stop answers only once the container stopped: stops get their grace on top.
 const STOP_MARGIN: Duration = Duration::from_secs(60);
@@ -56,131 +58,93 @@ const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(5);
 /// The `auths` key of Docker Hub in `~/.docker/config.json`.
 const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
-/// A Docker engine, reached over a unix socket or plain TCP. Cheap to clone.
+/// A Docker engine, reached over a unix socket, TCP (with or without TLS) or ssh. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Docker {
     client: bollard::Docker,
-    /// `DOCKER_HOST` as given, or [`DEFAULT_HOST`].
+    /// The endpoint as given: `DOCKER_HOST`, `--host`, a context's, or [`DEFAULT_HOST`].
     endpoint: String,
-    /// `127.0.0.1` for a local engine, else the host of the TCP address.
-    published_host: String,
-    /// Whether the engine runs on this machine (a unix socket).
-    local: bool,
-}
-
-/// How an endpoint is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    /// The address to give bollard.
-    address: String,
-    published_host: String,
-    local: bool,
-}
-
-impl Target {
-    fn parse(endpoint: &str) -> Result<Target, String> {
-        if let Some(path) = endpoint.strip_prefix("unix://") {
-            if path.is_empty() {
-                return Err("the unix socket path is empty".into());
-            }
-            return Ok(Target {
-                address: endpoint.to_owned(),
-                published_host: "127.0.0.1".into(),
-                local: true,
-            });
-        }
-        let Some(rest) = endpoint
-            .strip_prefix("tcp://")
-            .or_else(|| endpoint.strip_prefix("http://"))
-        else {
-            return Err("unsupported scheme: envctl speaks to unix:// and tcp:// endpoints".into());
-        };
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = split_host_port(authority);
-        if host.is_empty() {
-            return Err("the address has no host".into());
-        }
-        // Docker's default plain-TCP port, as the docker CLI assumes it.
-        let port = port.filter(|port| !port.is_empty()).unwrap_or("2375");
-        Ok(Target {
-            address: format!("tcp://{host}:{port}"),
-            published_host: host.to_owned(),
-            local: false,
-        })
-    }
-}
-
-/// `host:port`, `host`, `[v6]:port` or `[v6]`: the host as written (brackets kept), the port.
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => {
-                let port = authority[end + 1..].strip_prefix(':');
-                (&authority[..=end], port)
-            }
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
+    origin: Origin,
+    /// How this process reaches published ports and container addresses.
+    reach: Arc<Reach>,
 }
 
 impl Docker {
-    /// Connects to the engine `DOCKER_HOST` names (unix or tcp), or the local default socket.
+    /// Connects to the engine the environment chooses (see [`super::connect`]).
     pub async fn connect() -> Result<Docker> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|host| !host.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|value| !value.is_empty());
-        if tls && !host.starts_with("unix://") {
-            return Err(EngineError::Unreachable {
-                endpoint: host,
-                reason: "DOCKER_TLS_VERIFY is set, but envctl only speaks plain TCP".into(),
-            });
-        }
-        Docker::connect_to(&host).await
+        Docker::connect_with(&Flags::default()).await
     }
 
-    /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), negotiates the
-    /// API version and pings it; fails with [`EngineError::Unreachable`] within a few seconds
-    /// when nothing answers.
+    /// Connects to the engine `flags` (`--host`, `--context`) and the environment choose,
+    /// negotiates the API version and pings it; fails with [`EngineError::Unreachable`],
+    /// naming the endpoint and where it came from, when nothing usable answers.
+    pub async fn connect_with(flags: &Flags) -> Result<Docker> {
+        let settings = Settings::from_env();
+        let endpoint =
+            connect::resolve(flags, &settings).map_err(|unusable| EngineError::Unreachable {
+                endpoint: unusable.host,
+                origin: unusable.origin,
+                reason: unusable.reason,
+            })?;
+        Docker::open(endpoint, &settings).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port`, `ssh://host`), as
+    /// `--host` would.
     pub async fn connect_to(host: &str) -> Result<Docker> {
+        let flags = Flags {
+            host: Some(host.to_owned()),
+            context: None,
+        };
+        Docker::connect_with(&flags).await
+    }
+
+    async fn open(endpoint: Endpoint, settings: &Settings) -> Result<Docker> {
         let unreachable = |reason: String| EngineError::Unreachable {
-            endpoint: host.to_owned(),
+            endpoint: endpoint.host.clone(),
+            origin: endpoint.origin.clone(),
             reason,
         };
-        let target = Target::parse(host).map_err(unreachable)?;
-        let client = bollard::Docker::connect_with_host(&target.address)
-            .map_err(|error| unreachable(describe(&error)))?;
+        let handshake_timeout = endpoint.handshake();
+        let client = endpoint.client(REQUEST_TIMEOUT).map_err(unreachable)?;
         let handshake = async {
             let client = client.negotiate_version().await?;
             client.ping().await?;
             Ok::<_, BollardError>(client)
         };
-        let client = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        let client = match tokio::time::timeout(handshake_timeout, handshake).await {
             Ok(Ok(client)) => client,
             Ok(Err(error)) if status(&error).is_some() => {
                 let reason = describe(&error);
                 return Err(unreachable(format!("{reason} (is this a Docker engine?)")));
             }
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
-            Err(_) => return Err(unreachable(no_answer())),
+            Err(_) => return Err(unreachable(no_answer(handshake_timeout))),
         };
         // Set here rather than relying on bollard's default, so `NoAnswer` can name it.
         let client = client
             .with_timeout(REQUEST_TIMEOUT)
             .with_request_modifier(log_request);
         let version = client.client_version();
-        tracing::debug!(endpoint = host, api = %version, "connected to the Docker engine");
+        tracing::debug!(endpoint = %endpoint.host, origin = %endpoint.origin, api = %version, "connected to the Docker engine");
         Ok(Docker {
             client,
-            endpoint: host.to_owned(),
-            published_host: target.published_host,
-            local: target.local,
+            reach: Arc::new(Reach::new(&endpoint, settings)),
+            endpoint: endpoint.host,
+            origin: endpoint.origin,
         })
+    }
+
+    /// Settles where published ports answer from here, once a port bound on every address is
+    /// known (see [`Reach::locate`]).
+    async fn locate(&self, ports: &[PublishedPort]) {
+        if let Some(port) = ports
+            .iter()
+            .find(|p| matches!(p.host_ip.as_str(), "" | "0.0.0.0" | "::"))
+        {
+            self.reach.locate(port.host_port).await;
+        }
     }
 
     /// The client with a different request timeout (the time until the response headers).
@@ -191,6 +155,7 @@ impl Docker {
     fn unreachable(&self, error: &BollardError) -> EngineError {
         EngineError::Unreachable {
             endpoint: self.endpoint.clone(),
+            origin: self.origin.clone(),
             reason: describe(error),
         }
     }
@@ -240,22 +205,22 @@ impl Engine for Docker {
     }
 
     fn reaches_container_ips(&self) -> bool {
-        self.local
+        self.reach.direct() != Some(false)
     }
 
     fn published_host(&self) -> &str {
-        &self.published_host
+        self.reach.published_host()
     }
 
     async fn ping(&self) -> Result<()> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.client.ping()).await {
+        match tokio::time::timeout(PING_TIMEOUT, self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
             // Connected before: the engine is there, but hangs.
             Err(_) => Err(EngineError::NoAnswer {
                 endpoint: self.endpoint.clone(),
                 operation: "a ping".into(),
-                waited: CONNECT_TIMEOUT,
+                waited: PING_TIMEOUT,
             }),
         }
     }
@@ -307,7 +272,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>> {
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
         let mut options = ListNetworksOptionsBuilder::new();
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -452,7 +417,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>> {
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
         let mut options = ListContainersOptionsBuilder::new().all(true);
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -462,7 +427,12 @@ impl Engine for Docker {
             .list_containers(Some(options.build()))
             .await
             .map_err(|error| self.failed("list containers", &error))?;
-        Ok(containers.into_iter().map(container_summary).collect())
+        let containers: Vec<ContainerSummary> =
+            containers.into_iter().map(container_summary).collect();
+        if let Some(running) = containers.iter().find(|c| !c.ports.is_empty()) {
+            self.locate(&running.ports).await;
+        }
+        Ok(containers)
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
@@ -473,7 +443,9 @@ impl Engine for Docker {
             .map_err(|error| {
                 self.failed_on("container", id, format!("inspect container `{id}`"), &error)
             })?;
-        Ok(container_details(id, response))
+        let details = container_details(id, response);
+        self.locate(&details.ports).await;
+        Ok(details)
     }
 
     async fn wait_container(&self, id: &str) -> Result<i64> {
@@ -855,10 +827,10 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     innermost.to_string()
 }
 
-fn no_answer() -> String {
+fn no_answer(waited: Duration) -> String {
     format!(
         "the engine did not answer within {} seconds",
-        CONNECT_TIMEOUT.as_secs()
+        waited.as_secs()
     )
 }
 
@@ -1067,8 +1039,11 @@ fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
     labels.unwrap_or_default().into_iter().collect()
 }
 
-fn label_filter(label_filters: &[String]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([("label", label_filters.to_vec())])
+fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([(
+        "label",
+        label_filters.iter().map(Filter::to_docker).collect(),
+    )])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1314,25 +1289,6 @@ fn auth_key_host(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets() {
-        let unix = Target::parse("unix:///var/run/docker.sock").unwrap();
-        assert!(unix.local);
-        assert_eq!(unix.published_host, "127.0.0.1");
-        let tcp = Target::parse("tcp://docker.example.com:2376").unwrap();
-        assert!(!tcp.local);
-        assert_eq!(tcp.published_host, "docker.example.com");
-        assert_eq!(tcp.address, "tcp://docker.example.com:2376");
-        let bare = Target::parse("tcp://10.0.0.5").unwrap();
-        assert_eq!(bare.address, "tcp://10.0.0.5:2375");
-        assert_eq!(bare.published_host, "10.0.0.5");
-        let v6 = Target::parse("tcp://[::1]:2375/").unwrap();
-        assert_eq!(v6.published_host, "[::1]");
-        assert_eq!(v6.address, "tcp://[::1]:2375");
-        assert!(Target::parse("ssh://user@host").is_err());
-        assert!(Target::parse("tcp://:2375").is_err());
-    }
 
     #[test]
     fn lines_from_chunks() {

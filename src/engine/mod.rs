@@ -3,17 +3,16 @@
 //! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
 //! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
 
+pub mod connect;
 pub mod docker;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
-/// Labels as key-value pairs.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::naming::codec::{Filter, Labels};
 
 /// A user-defined bridge network to create.
 #[derive(Debug, Clone)]
@@ -175,10 +174,15 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "cannot reach the Docker engine at `{endpoint}`: {reason}\n\
-         hint: start Docker, or point DOCKER_HOST at a running engine"
+        "cannot reach the Docker engine at `{endpoint}` ({origin}): {reason}\nhint: {}",
+        origin.hint()
     )]
-    Unreachable { endpoint: String, reason: String },
+    Unreachable {
+        endpoint: String,
+        /// Where the endpoint came from: `--host`, `DOCKER_HOST`, a context, the default.
+        origin: connect::Origin,
+        reason: String,
+    },
     /// A name the engine keeps unique is taken (HTTP 409).
     #[error("the name `{0}` is already in use")]
     NameTaken(String),
@@ -253,7 +257,7 @@ pub trait Engine: Send + Sync {
     /// engine makes on a best-effort basis only: concurrent creates may both succeed).
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
     async fn remove_network(&self, id: &str) -> Result<()>;
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>>;
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>>;
     /// The containers attached to a network, envctl's or not.
     async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
 
@@ -273,9 +277,8 @@ pub trait Engine: Send + Sync {
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
     /// Removes a container, killing it if it runs. Removing a removed container is fine.
     async fn remove_container(&self, id: &str) -> Result<()>;
-    /// Every container, running or not, whose labels match all `label_filters`
-    /// (`key` or `key=value`), in one call.
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>>;
+    /// Every container, running or not, whose labels match all `label_filters`, in one call.
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>>;
     async fn inspect_container(&self, id: &str) -> Result<ContainerDetails>;
     /// Waits until the container is not running and returns its exit code.
     async fn wait_container(&self, id: &str) -> Result<i64>;

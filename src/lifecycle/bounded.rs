@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use crate::engine::{
     Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
-    ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result, Traffic,
+    Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result,
+    Traffic,
 };
 use crate::signals::Signals;
 
@@ -109,7 +110,7 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn list_networks(&self, label_filters: &[String]) -> Result<Vec<NetworkSummary>> {
+    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
         let list = self.engine.list_networks(label_filters);
         self.call(|| "list networks".into(), NONE, list).await
     }
@@ -156,7 +157,7 @@ impl Engine for Bounded<'_> {
             .await
     }
 
-    async fn list_containers(&self, label_filters: &[String]) -> Result<Vec<ContainerSummary>> {
+    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
         let list = self.engine.list_containers(label_filters);
         self.call(|| "list containers".into(), NONE, list).await
     }
@@ -276,7 +277,7 @@ mod tests {
         async fn remove_network(&self, _: &str) -> Result<()> {
             std::future::pending().await
         }
-        async fn list_networks(&self, _: &[String]) -> Result<Vec<NetworkSummary>> {
+        async fn list_networks(&self, _: &[Filter]) -> Result<Vec<NetworkSummary>> {
             std::future::pending().await
         }
         async fn network_containers(&self, _: &str) -> Result<Vec<Attached>> {
@@ -300,7 +301,7 @@ mod tests {
         async fn remove_container(&self, _: &str) -> Result<()> {
             std::future::pending().await
         }
-        async fn list_containers(&self, _: &[String]) -> Result<Vec<ContainerSummary>> {
+        async fn list_containers(&self, _: &[Filter]) -> Result<Vec<ContainerSummary>> {
             std::future::pending().await
         }
         async fn inspect_container(&self, _: &str) -> Result<ContainerDetails> {

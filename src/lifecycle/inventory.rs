@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::engine::{ContainerState, ContainerSummary, Engine, EngineError, NetworkSummary};
-use crate::naming::{self, label};
-use crate::spec::Ready;
+use crate::naming::codec::{self, Filter, Metadata, Role, ServiceMetadata};
+use crate::naming::{self};
+use crate::spec::{ImageRef, Ready};
 
 /// One environment instance and its containers.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct Instance {
     pub replaced: Vec<ContainerSummary>,
     /// The environment's network (more than one only after a manual mess).
     pub networks: Vec<NetworkSummary>,
+    /// What the labels tell about the environment, from the first of its resources that
+    /// carries them (anchor, services, network).
+    pub metadata: Metadata,
 }
 
 /// The state `ls` shows for an environment.
@@ -69,20 +73,10 @@ impl State {
     }
 }
 
-/// The label filter that finds everything envctl created.
-pub fn managed() -> String {
-    format!("{}={}", label::MANAGED_BY, naming::MANAGER)
-}
-
-/// The label filter that finds one environment's resources.
-pub fn with_id(id: &str) -> String {
-    format!("{}={id}", label::ID)
-}
-
 /// Every environment on the engine, oldest first, from one labelled list call for containers
 /// and one for networks.
 pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
-    let filters = [managed()];
+    let filters = [Filter::Managed];
     let (containers, networks) = tokio::try_join!(
         engine.list_containers(&filters),
         engine.list_networks(&filters)
@@ -92,7 +86,7 @@ pub async fn list(engine: &dyn Engine) -> Result<Vec<Instance>, EngineError> {
 
 /// One environment by id, or `None` when nothing of it exists.
 pub async fn find(engine: &dyn Engine, id: &str) -> Result<Option<Instance>, EngineError> {
-    let filters = [managed(), with_id(id)];
+    let filters = [Filter::Managed, Filter::Id(id.to_string())];
     let (containers, networks) = tokio::try_join!(
         engine.list_containers(&filters),
         engine.list_networks(&filters)
@@ -125,34 +119,38 @@ pub fn resolve_id<'a>(given: &str, ids: &[&'a str]) -> Result<&'a str, super::Lo
 
 pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -> Vec<Instance> {
     let mut by_id: BTreeMap<String, Instance> = BTreeMap::new();
-    for container in containers {
-        let Some(id) = container.labels.get(label::ID).cloned() else {
+    // Markers first: the anchor's metadata is the environment's. An update's marker carries
+    // the update's own process and deadline: it comes last.
+    let (markers, services): (Vec<_>, Vec<_>) = containers
+        .into_iter()
+        .partition(|c| codec::role(&c.labels).is_some());
+    let (updates, markers): (Vec<_>, Vec<_>) = markers
+        .into_iter()
+        .partition(|c| codec::role(&c.labels) == Some(Role::Update));
+    for container in markers.into_iter().chain(services).chain(updates) {
+        let Some(metadata) = Metadata::decode(&container.labels) else {
             continue;
         };
-        let environment = container
-            .labels
-            .get(label::ENVIRONMENT)
-            .cloned()
-            .unwrap_or_default();
         let instance = by_id
-            .entry(id.clone())
-            .or_insert_with(|| Instance::new(id, environment));
-        match container.label(label::ROLE) {
-            naming::ANCHOR_ROLE => instance.anchor = Some(container),
-            naming::READY_ROLE => instance.ready = Some(container),
-            naming::PIN_ROLE => instance.pin = Some(container),
-            naming::LEASE_ROLE => instance.lease = Some(container),
-            naming::UPDATE_ROLE => instance.update = Some(container),
-            _ if container.is_replaced(&instance.id) => instance.replaced.push(container),
-            _ => instance.containers.push(container),
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Instance::new(metadata));
+        match codec::role(&container.labels) {
+            Some(Role::Anchor) => instance.anchor = Some(container),
+            Some(Role::Ready) => instance.ready = Some(container),
+            Some(Role::Pin) => instance.pin = Some(container),
+            Some(Role::Lease) => instance.lease = Some(container),
+            Some(Role::Update) => instance.update = Some(container),
+            None if container.is_replaced(&instance.id) => instance.replaced.push(container),
+            None => instance.containers.push(container),
         }
     }
     for network in networks {
-        let label = |key: &str| network.labels.get(key).cloned().unwrap_or_default();
-        let (id, environment) = (label(label::ID), label(label::ENVIRONMENT));
+        let Some(metadata) = Metadata::decode(&network.labels) else {
+            continue;
+        };
         by_id
-            .entry(id.clone())
-            .or_insert_with(|| Instance::new(id, environment))
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Instance::new(metadata))
             .networks
             .push(network);
     }
@@ -161,30 +159,45 @@ pub fn group(containers: Vec<ContainerSummary>, networks: Vec<NetworkSummary>) -
         instance
             .containers
             .sort_by(|a, b| a.service().cmp(b.service()));
+        // A pin carries only what identifies the environment: take the rest from the others.
+        if instance.anchor.is_none() {
+            let fuller = instance
+                .containers
+                .iter()
+                .map(|c| &c.labels)
+                .chain(instance.networks.iter().map(|n| &n.labels))
+                .chain(instance.ready.iter().map(|c| &c.labels))
+                .chain(instance.lease.iter().map(|c| &c.labels))
+                .find_map(Metadata::decode);
+            if let Some(fuller) = fuller {
+                instance.metadata = fuller;
+            }
+        }
     }
     instances.sort_by(|a, b| (a.created_at(), &a.id).cmp(&(b.created_at(), &b.id)));
     instances
 }
 
 impl ContainerSummary {
-    pub fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map(String::as_str).unwrap_or("")
+    /// What the labels tell about the service this container runs; `None` on markers.
+    pub fn metadata(&self) -> Option<ServiceMetadata> {
+        ServiceMetadata::decode(&self.labels)
     }
 
+    /// The service the container runs (grouping puts only those among an instance's
+    /// containers); empty for a container whose service label was removed by hand.
     pub fn service(&self) -> &str {
-        self.label(label::SERVICE)
+        self.labels
+            .get(crate::naming::label::SERVICE)
+            .map_or("", String::as_str)
     }
 
     pub fn depends_on(&self) -> BTreeSet<String> {
-        self.label(label::DEPENDS_ON)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        self.metadata().map(|m| m.depends_on).unwrap_or_default()
     }
 
     pub fn ready(&self) -> Option<Ready> {
-        Ready::from_label(self.label(label::READY))
+        self.metadata()?.ready
     }
 
     /// Whether an `envctl update` put this service container aside (see
@@ -204,10 +217,10 @@ impl ContainerSummary {
 }
 
 impl Instance {
-    fn new(id: String, environment: String) -> Instance {
+    fn new(metadata: Metadata) -> Instance {
         Instance {
-            id,
-            environment,
+            id: metadata.id.clone(),
+            environment: metadata.environment.clone().unwrap_or_default(),
             containers: Vec::new(),
             anchor: None,
             ready: None,
@@ -216,6 +229,7 @@ impl Instance {
             update: None,
             replaced: Vec::new(),
             networks: Vec::new(),
+            metadata,
         }
     }
 
@@ -234,41 +248,21 @@ impl Instance {
             .chain(markers.into_iter().flatten())
     }
 
-    /// A label every container and network of the environment carries, empty when missing.
-    pub fn label(&self, key: &str) -> &str {
-        let containers = self.anchor.iter().chain(&self.containers);
-        let labels = containers
-            .map(|c| &c.labels)
-            .chain(self.networks.iter().map(|n| &n.labels));
-        labels
-            .filter_map(|labels| labels.get(key))
-            .next()
-            .map(String::as_str)
-            .unwrap_or("")
-    }
-
-    /// A time label, parsed.
-    fn time_label(&self, key: &str) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(self.label(key))
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
     pub fn created_at(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::CREATED_AT)
+        self.metadata.created_at
     }
 
-    pub fn owner(&self) -> &str {
-        self.label(label::OWNER)
+    pub fn owner(&self) -> Option<&str> {
+        self.metadata.owner.as_deref()
     }
 
     /// When `--ttl` expires, if it was given.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::EXPIRES_AT)
+        self.metadata.expires_at
     }
 
     pub fn start_deadline(&self) -> Option<DateTime<Utc>> {
-        self.time_label(label::START_DEADLINE)
+        self.metadata.start_deadline
     }
 
     /// Whether a service crashed: exited with a non-zero code (jobs aside), died, keeps
@@ -287,7 +281,7 @@ impl Instance {
     /// The `envctl up` or `run` that started the environment, when it runs on this machine:
     /// `Some(true)` alive, `Some(false)` gone, `None` when that cannot be known here.
     pub fn starter_alive(&self) -> Option<bool> {
-        crate::lifecycle::process::alive(self.label(label::PROCESS))
+        crate::lifecycle::process::alive(self.metadata.process.as_deref()?)
     }
 
     /// Each service's dependencies, from the labels.
@@ -364,7 +358,7 @@ impl Instance {
             return None;
         }
         if self.starter_alive() == Some(false) {
-            let started_by = self.label(label::STARTED_BY);
+            let started_by = self.metadata.started_by.as_deref().unwrap_or("unknown");
             return Some(format!("its `envctl up` ({started_by}) is gone"));
         }
         // A minute of grace lets `up` finish its own rollback after its deadline.
@@ -382,28 +376,36 @@ impl Instance {
     /// Whether an `envctl update` is under way: its marker exists, its process is not known to
     /// be gone, and its deadline (plus a minute for its own rollback) has not passed.
     pub fn updating(&self, now: DateTime<Utc>) -> bool {
-        let Some(marker) = &self.update else {
+        let Some(marker) = self
+            .update
+            .as_ref()
+            .and_then(|m| Metadata::decode(&m.labels))
+        else {
             return false;
         };
-        if crate::lifecycle::process::alive(marker.label(label::PROCESS)) == Some(false) {
+        let process = marker.process.as_deref().unwrap_or_default();
+        if crate::lifecycle::process::alive(process) == Some(false) {
             return false;
         }
-        DateTime::parse_from_rfc3339(marker.label(label::START_DEADLINE))
-            .is_ok_and(|deadline| deadline + chrono::Duration::minutes(1) > now)
+        marker
+            .start_deadline
+            .is_some_and(|deadline| deadline + chrono::Duration::minutes(1) > now)
     }
 
-    /// `SERVICE@TAG` of each service whose tag came from a `SERVICE@REF`, from each container's
-    /// own label; containers from before that label fall back to the environment's.
-    pub fn refs(&self) -> Vec<String> {
-        let given: Vec<&str> = self.label(label::REFS).split(',').collect();
+    /// The `SERVICE@TAG` of each service whose tag came from a `SERVICE@REF`, from each
+    /// container's own label; containers of earlier versions fall back to the environment's.
+    pub fn refs(&self) -> Vec<codec::ResolvedRef> {
         self.containers
             .iter()
-            .filter_map(|c| match c.labels.get(label::REF) {
-                Some(own) => (!own.is_empty()).then(|| own.clone()),
-                None => given
-                    .iter()
-                    .find(|r| r.split_once('@').is_some_and(|(s, _)| s == c.service()))
-                    .map(|r| r.to_string()),
+            .filter_map(|c| {
+                let own = c.metadata().and_then(|m| m.reference);
+                own.or_else(|| {
+                    // Only containers `up` created carry the environment's refs as their own.
+                    let run = Metadata::decode(&c.labels).and_then(|m| m.run);
+                    let from_up = run.is_some() && run == self.metadata.run;
+                    let given = self.metadata.refs.iter().find(|r| r.service == c.service());
+                    given.filter(|_| from_up).cloned()
+                })
             })
             .collect()
     }
@@ -418,12 +420,8 @@ impl Instance {
     /// The services the environment was started with whose containers are gone.
     pub fn missing_services(&self) -> Vec<String> {
         let present: BTreeSet<&str> = self.containers.iter().map(|c| c.service()).collect();
-        let mut expected: BTreeSet<String> = self
-            .label(label::SERVICES)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mut expected: BTreeSet<String> =
+            self.metadata.services.iter().flatten().cloned().collect();
         // Environments started before the services label: what the others depend on.
         expected.extend(self.containers.iter().flat_map(|c| c.depends_on()));
         expected
@@ -437,11 +435,11 @@ impl Instance {
         naming::lease_expiry(&self.lease.as_ref()?.name)
     }
 
-    /// `image:tag` of each service, by service.
-    pub fn images(&self) -> Vec<(String, String)> {
+    /// The image of each service, by service; `None` where the label was removed by hand.
+    pub fn images(&self) -> Vec<(String, Option<ImageRef>)> {
         self.containers
             .iter()
-            .map(|c| (c.service().to_string(), c.label(label::IMAGE).to_string()))
+            .map(|c| (c.service().to_string(), c.metadata().and_then(|m| m.image)))
             .collect()
     }
 }
@@ -450,6 +448,7 @@ impl Instance {
 mod tests {
     use super::*;
     use crate::engine::Labels;
+    use crate::naming::label;
     use chrono::TimeZone;
 
     fn at(minute: u32) -> DateTime<Utc> {
@@ -614,10 +613,7 @@ mod tests {
             "stopped, so the reaper can remove it in time"
         );
         let mut old = instance(&["anchor", "ready"], &[("app", Running)]);
-        for c in old.anchor.iter_mut().chain(&mut old.containers) {
-            c.labels.remove(label::SERVICES);
-        }
-        old.networks.clear();
+        old.metadata.services = None;
         assert_eq!(
             old.missing_services(),
             ["db"],
@@ -668,15 +664,24 @@ mod tests {
     }
 
     #[test]
+    fn an_update_marker_never_lends_its_process_and_deadline_to_the_environment() {
+        let mut update = marker("update");
+        update
+            .labels
+            .insert(label::PROCESS.into(), "update-boot:1:7:7".into());
+        let containers = vec![update, service("db", Running), marker("anchor")];
+        let grouped = group(containers, Vec::new()).remove(0);
+        assert_eq!(
+            grouped.metadata.process.as_deref(),
+            Some("another-boot:1:42:42")
+        );
+        assert!(grouped.update.is_some());
+    }
+
+    #[test]
     fn containers_an_update_put_aside_are_grouped_apart_and_keep_it_from_being_debris() {
-        let mut containers = vec![marker("anchor"), marker("ready"), aside("app")];
-        containers.push(aside("db"));
-        let network = NetworkSummary {
-            id: "net".into(),
-            name: format!("envctl_shop_{ID}"),
-            labels: labels(None, None),
-        };
-        let left = group(containers, vec![network]).remove(0);
+        let containers = vec![marker("anchor"), marker("ready"), aside("app"), aside("db")];
+        let left = group(containers, Vec::new()).remove(0);
         assert!(left.containers.is_empty());
         assert_eq!(left.replaced.len(), 2);
         assert_eq!(
@@ -688,23 +693,38 @@ mod tests {
     }
 
     #[test]
-    fn each_container_carries_its_own_ref_and_older_ones_fall_back_to_the_environments() {
-        let mut env = instance(&["anchor", "ready"], &[("app", Running), ("db", Running)]);
-        for c in env.anchor.iter_mut().chain(&mut env.containers) {
+    fn each_container_carries_its_own_ref_and_those_of_up_fall_back_to_the_environments() {
+        let containers = vec![
+            marker("anchor"),
+            service("app", Running),
+            service("db", Running),
+        ];
+        let mut containers = containers;
+        for c in &mut containers {
             c.labels.insert(label::REFS.into(), "app@v1,db@d1".into());
+            c.labels.insert(label::RUN.into(), "up-nonce".into());
         }
+        let env = group(containers.clone(), Vec::new()).remove(0);
+        let refs = |env: &Instance| -> Vec<String> {
+            env.refs().iter().map(ToString::to_string).collect()
+        };
         assert_eq!(
-            env.refs(),
+            refs(&env),
             ["app@v1", "db@d1"],
             "no own labels: as `up` gave"
         );
-        env.containers[0]
+        containers[1]
             .labels
             .insert(label::REF.into(), "app@v2".into());
-        env.containers[1]
+        containers[2]
             .labels
-            .insert(label::REF.into(), "".into());
-        assert_eq!(env.refs(), ["app@v2"], "each container's own");
+            .insert(label::RUN.into(), "update-nonce".into());
+        let updated = group(containers, Vec::new()).remove(0);
+        assert_eq!(
+            refs(&updated),
+            ["app@v2"],
+            "its own; a container an update created without a ref has none"
+        );
     }
 
     #[test]

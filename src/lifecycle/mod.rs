@@ -75,10 +75,11 @@ pub enum StartError {
         logs: Vec<String>,
     },
     #[error(
-        "the environment was not ready within {}{}{}\nhint: raise `--timeout`",
+        "the environment was not ready within {}{}{}\n{}",
         humantime::format_duration(*timeout),
         format_pending(pending),
-        logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default()
+        logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default(),
+        crate::engine::connect::timeout_hint(unanswered.as_deref())
     )]
     Timeout {
         timeout: Duration,
@@ -86,6 +87,8 @@ pub enum StartError {
         pending: Vec<(String, Phase)>,
         /// The log of the first service that was starting.
         logs: Option<(String, Vec<String>)>,
+        /// An address a probe tried that did not answer from here: the likelier cause.
+        unanswered: Option<String>,
     },
     #[error(
         "service `{service}` of `{id}` is missing: its container was removed\n\

@@ -2,31 +2,20 @@
 
 use super::inventory::Instance;
 use crate::engine::{Engine, EngineError};
-use crate::naming::{self, label};
+use crate::naming::{self, codec::Role};
 
 /// Pins the environment. Pinning a pinned environment is fine.
 pub async fn pin(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
     if instance.pin.is_some() {
         return Ok(());
     }
-    let Some(model) = instance.anchor.as_ref().or(instance.containers.first()) else {
+    if instance.anchor.is_none() && instance.containers.is_empty() {
         return Err(EngineError::NotFound {
             kind: "environment",
             name: instance.id.clone(),
         });
-    };
-    let mut labels = model.labels.clone();
-    labels.retain(|key, _| {
-        [
-            label::MANAGED_BY,
-            label::ID,
-            label::ENVIRONMENT,
-            label::CREATED_AT,
-            label::OWNER,
-        ]
-        .contains(&key.as_str())
-    });
-    labels.insert(label::ROLE.into(), naming::PIN_ROLE.into());
+    }
+    let labels = instance.metadata.encode_marker(Role::Pin);
     match engine
         .create_marker(&naming::pin_name(&instance.id), &labels)
         .await

@@ -1,6 +1,7 @@
 //! Readiness: envctl checks each service's `ready:` condition itself, at about 100 ms with
 //! backoff, instead of waiting for Docker's healthcheck interval.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use chrono::{DateTime, Utc};
 
+use crate::engine::connect;
 use crate::engine::{ContainerDetails, ContainerState, Engine, EngineError, LogOptions};
 use crate::spec::{Probe, Ready};
 
@@ -19,6 +21,9 @@ const FIRST_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(10);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection through Docker's port proxy must stay open to have reached the
+/// service: the proxy closes it as soon as the service refuses, well within this.
+const PROXY_VERDICT: Duration = Duration::from_millis(300);
 
 /// Why a service did not become ready.
 #[derive(Debug, thiserror::Error)]
@@ -211,22 +216,33 @@ async fn check(
 ) -> Result<(), CheckError> {
     match probe {
         Probe::Tcp(port) => {
-            let address = address(subject.engine, details, *port)?;
-            match timeout(ATTEMPT_TIMEOUT, TcpStream::connect(&address)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(CheckError::NotYet(format!("connect {address}: {error}"))),
-                Err(_) => Err(CheckError::NotYet(format!("connect {address}: timed out"))),
+            let target = address(subject.engine, details, *port).await?;
+            let address = target.address();
+            let attempt = async {
+                match target {
+                    Target::Direct(_) => TcpStream::connect(address).await.map(drop),
+                    Target::Published(_) => reaches_through_published_port(*address).await,
+                }
+            };
+            match timeout(ATTEMPT_TIMEOUT, attempt).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(not_yet(subject, address, &error, "connect")),
+                Err(_) => Err(not_yet(subject, address, &timed_out(), "connect")),
             }
         }
         Probe::Http { port, path } => {
-            let address = address(subject.engine, details, *port)?;
-            match timeout(ATTEMPT_TIMEOUT, http_status(&address, path)).await {
+            let target = address(subject.engine, details, *port).await?;
+            let address = target.address();
+            match timeout(ATTEMPT_TIMEOUT, http_status(address, path)).await {
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
                 Ok(Ok(status)) => Err(CheckError::NotYet(format!("GET {path} answered {status}"))),
-                Ok(Err(error)) => Err(CheckError::NotYet(format!("GET {address}{path}: {error}"))),
-                Err(_) => Err(CheckError::NotYet(format!(
-                    "GET {address}{path}: timed out"
-                ))),
+                Ok(Err(error)) => Err(not_yet(subject, address, &error, &format!("GET {path} at"))),
+                Err(_) => Err(not_yet(
+                    subject,
+                    address,
+                    &timed_out(),
+                    &format!("GET {path} at"),
+                )),
             }
         }
         Probe::Exec(command) => exec(subject, command).await,
@@ -275,37 +291,118 @@ fn healthcheck_command(test: Option<&[String]>) -> Result<Vec<String>, NotReady>
     }
 }
 
-/// Where to reach a container port: the container's own address when the engine is local
+/// Where a probe reaches a container port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The container's own address: what answers is the service.
+    Direct(SocketAddr),
+    /// A published port: Docker's port proxy answers, whether the service listens or not.
+    Published(SocketAddr),
+}
+
+impl Target {
+    fn address(&self) -> &SocketAddr {
+        match self {
+            Target::Direct(address) | Target::Published(address) => address,
+        }
+    }
+}
+
+/// Where to reach a container port: the container's own address when it answers from here
 /// (a published port answers through Docker's proxy before the service listens), else the
-/// published port on the engine's host.
-fn address(
+/// published port at the host where the engine's ports answer from here.
+async fn address(
     engine: &dyn Engine,
     details: Option<&ContainerDetails>,
     port: u16,
-) -> Result<String, CheckError> {
+) -> Result<Target, CheckError> {
     let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
-    if engine.reaches_container_ips() {
-        // No address means the container is not running (any more): the exit watcher says why.
-        return match &details.ip {
-            Some(ip) => Ok(format!("{ip}:{port}")),
-            None => Err(CheckError::NotYet("the container has no address".into())),
-        };
+    // No address means the container is not running (any more): the exit watcher says why.
+    let Some(ip) = details.ip.as_deref() else {
+        return Err(CheckError::NotYet("the container has no address".into()));
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| CheckError::NotYet(format!("the container's address `{ip}` is not an IP")))?;
+    let direct = SocketAddr::new(ip, port);
+    if connect::reaches_directly(engine.endpoint(), direct).await {
+        return Ok(Target::Direct(direct));
     }
-    details
-        .ports
-        .iter()
-        .find(|p| p.container_port == port)
-        .map(|p| format!("{}:{}", engine.published_host(), p.host_port))
-        .ok_or_else(|| {
-            CheckError::Fatal(NotReady::Misconfigured(format!(
-                "port {port} is probed but not published, and the engine at `{}` is remote",
-                engine.endpoint()
-            )))
-        })
+    let published = details.ports.iter().find(|p| p.container_port == port);
+    let Some(published) = published else {
+        return Err(CheckError::Fatal(NotReady::Misconfigured(format!(
+            "port {port} is probed but not published, and container addresses do not answer \
+             from where envctl runs (engine `{}`)\n\
+             hint: add {port} to the service's `ports:`, or probe with `ready: exec:`",
+            engine.endpoint()
+        ))));
+    };
+    let host = engine.reachable_host(&published.host_ip);
+    let address = resolve(host, published.host_port)
+        .await
+        .map_err(|error| CheckError::NotYet(format!("resolve {host}: {error}")))?;
+    Ok(Target::Published(address))
+}
+
+/// `host` (a name, an IPv4 or a bracketed IPv6 address) and `port` as a socket address.
+async fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))
+}
+
+/// Whether a TCP connection to a published port reaches the service, and not only Docker's
+/// port proxy, which accepts whether the service listens or not.
+pub async fn reaches_through_published_port(address: SocketAddr) -> std::io::Result<()> {
+    let stream = TcpStream::connect(address).await?;
+    held_open(stream).await
+}
+
+/// Whether a connection through Docker's port proxy reached the service. The proxy accepts at
+/// once, then dials the container and closes the connection when the service refuses: a
+/// connection closed (or reset) right after it opened reached nobody. One the service keeps
+/// open, or speaks on, did.
+async fn held_open(stream: TcpStream) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    match timeout(PROXY_VERDICT, stream.peek(&mut byte)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "closed right after it was accepted (Docker's port proxy: the service does not \
+             listen yet)",
+        )),
+        Ok(Err(error)) => Err(error),
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
+}
+
+/// A failed attempt, remembered for the timeout's hint when nothing answered at all.
+fn not_yet(
+    subject: &Subject<'_>,
+    address: &SocketAddr,
+    error: &std::io::Error,
+    what: &str,
+) -> CheckError {
+    if connect::is_unanswered(error) {
+        connect::note_unanswered(
+            subject.engine.endpoint(),
+            &address.to_string(),
+            &error.to_string(),
+        );
+    }
+    CheckError::NotYet(format!("{what} {address}: {error}"))
 }
 
 /// The status code of `GET path` over HTTP/1.1.
-async fn http_status(address: &str, path: &str) -> std::io::Result<u16> {
+async fn http_status(address: &SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect(address).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: envctl\r\nConnection: close\r\n\r\n"

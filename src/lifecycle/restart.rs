@@ -42,6 +42,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
+                unanswered: crate::engine::connect::unanswered(engine.endpoint()),
             })
         }
     }

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::inventory::{self, Instance, managed};
+use super::inventory::{self, Instance};
 use crate::engine::{ContainerSummary, Engine, EngineError};
+use crate::naming::codec::{self, Filter, Role};
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`:
 /// `stop`'s grace.
@@ -65,7 +66,7 @@ pub async fn down(
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
             Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
-            Selection::Owner(owner) => i.owner() == *owner,
+            Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
     join_all(
@@ -135,12 +136,12 @@ pub async fn remove(
 /// have created a service's new container meanwhile, which would hold the network.
 async fn remove_newcomers(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
     let known: Vec<&str> = instance.all_containers().map(|c| c.id.as_str()).collect();
-    let filters = [managed(), inventory::with_id(&instance.id)];
+    let filters = [Filter::Managed, Filter::Id(instance.id.clone())];
     let now = engine.list_containers(&filters).await?;
     let newcomers = now
         .iter()
         .filter(|c| !known.contains(&c.id.as_str()))
-        .filter(|c| c.label(crate::naming::label::ROLE) != crate::naming::ANCHOR_ROLE);
+        .filter(|c| codec::role(&c.labels) != Some(Role::Anchor));
     all_ok(join_all(newcomers.map(|c| engine.remove_container(&c.id))).await)
 }
 
@@ -304,12 +305,12 @@ fn list(resources: &[Resource]) -> String {
 /// the caller knows to exist: when the engine cannot be asked, that is what is left.
 pub async fn remove_reporting(
     engine: &dyn Engine,
-    filter: &str,
+    filter: Filter,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    let filters = [managed(), filter.to_string()];
+    let filters = [Filter::Managed, filter];
     let containers = match engine.list_containers(&filters).await {
         Ok(containers) => containers,
         Err(error) => {

@@ -14,9 +14,10 @@ use super::{Phase, Progress, StartError, build, teardown};
 use crate::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
 };
-use crate::naming::{self, label};
+use crate::naming::codec::{Build, Filter, Metadata, ResolvedRef, Role, ServiceMetadata};
+use crate::naming::{self};
 use crate::signals::Signals;
-use crate::spec::{Environment, Probe, Service};
+use crate::spec::{Environment, ImageRef, Probe, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -46,8 +47,8 @@ pub struct UpOptions {
     pub prefix_tags: Vec<String>,
     /// The reaper stops the environment this long after its launch, whatever its activity.
     pub ttl: Option<Duration>,
-    /// Extra labels describing the CI build that started it (Jenkins' `BUILD_URL`, ...).
-    pub build_labels: BTreeMap<String, String>,
+    /// The CI build that started it (Jenkins' `BUILD_URL`, ...).
+    pub build: Build,
     /// Take a lease on the environment with the claim, for `run` to renew while its command
     /// runs (see [`super::lease`]).
     pub lease: bool,
@@ -75,18 +76,22 @@ pub struct PortJson {
     pub container_port: u16,
     pub host_ip: String,
     pub host_port: u16,
+    /// Where this envctl reaches the port: `host:host_port` answers from here.
+    pub host: String,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
     /// a URL.
     #[serde(skip)]
     pub http: bool,
 }
 
-impl From<&PublishedPort> for PortJson {
-    fn from(p: &PublishedPort) -> Self {
+impl PortJson {
+    /// The port `p`, reached at `host` from here.
+    pub fn at(p: &PublishedPort, host: &str) -> Self {
         PortJson {
             container_port: p.container_port,
             host_ip: p.host_ip.clone(),
             host_port: p.host_port,
+            host: host.to_owned(),
             http: false,
         }
     }
@@ -101,7 +106,7 @@ pub(super) fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
 
 /// A service's image, resolved to a local reference.
 pub(super) struct Resolved {
-    pub reference: String,
+    pub reference: ImageRef,
     pub healthcheck: Option<Vec<String>>,
 }
 
@@ -271,7 +276,7 @@ async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
         let entries = run.ledger.entries();
         (entries.id.clone()?, entries.created.clone())
     };
-    let filter = [format!("{}={}", label::RUN, run.nonce)];
+    let filter = [Filter::Run(run.nonce.clone())];
     let deadline = Instant::now() + REMOVAL_WINDOW;
     loop {
         let present = engine.list_containers(&filter).await.ok()?;
@@ -292,7 +297,7 @@ async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
 async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
-    let filter = format!("{}={}", label::RUN, run.nonce);
+    let filter = Filter::Run(run.nonce.clone());
     let (id, created, unanswered) = {
         let entries = run.ledger.entries();
         (
@@ -301,7 +306,7 @@ async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> C
             entries.unanswered.clone(),
         )
     };
-    let mut cleanup = teardown::remove_reporting(engine, &filter, grace, &created).await;
+    let mut cleanup = teardown::remove_reporting(engine, filter, grace, &created).await;
     cleanup.unanswered = unanswered
         .into_iter()
         .filter(|r| !cleanup.removed.contains(r) && !cleanup.left.contains(r))
@@ -354,7 +359,7 @@ async fn attempt(
         .await?;
     // The marker is a create too: outside the race, for the same reason as the claim.
     let ready = naming::ready_name(&claim.id);
-    let labels = claim.marker_labels(naming::READY_ROLE);
+    let labels = claim.metadata.encode_marker(Role::Ready);
     run.ledger
         .create(
             Resource::Container(ready.clone()),
@@ -384,6 +389,7 @@ impl Bounds<'_> {
             timeout: Duration::ZERO,
             pending: Vec::new(),
             logs: None,
+            unanswered: None,
         };
         tokio::select! {
             result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
@@ -409,8 +415,8 @@ async fn timed_out(
     let mut logs = None;
     if let Some((service, Phase::Starting)) = pending.first() {
         let filters = [
-            format!("{}={}", label::RUN, run.nonce),
-            format!("{}={service}", label::SERVICE),
+            Filter::Run(run.nonce.clone()),
+            Filter::Service(service.clone()),
         ];
         if let Ok(containers) = engine.list_containers(&filters).await
             && let Some(container) = containers.first()
@@ -423,6 +429,7 @@ async fn timed_out(
         timeout: options.timeout,
         pending,
         logs,
+        unanswered: crate::engine::connect::unanswered(engine.endpoint()),
     }
 }
 
@@ -436,18 +443,8 @@ struct Claim {
     id: String,
     /// Container ids by service.
     containers: BTreeMap<String, String>,
-    /// The labels every resource of the environment carries.
-    labels: BTreeMap<String, String>,
-    /// Services whose tag came from `SERVICE@REF`.
-    refs: Vec<String>,
-}
-
-impl Claim {
-    fn marker_labels(&self, role: &str) -> BTreeMap<String, String> {
-        let mut labels = self.labels.clone();
-        labels.insert(label::ROLE.into(), role.into());
-        labels
-    }
+    /// What every resource of the environment carries.
+    metadata: Metadata,
 }
 
 async fn resolve_images(
@@ -488,7 +485,7 @@ pub(super) async fn resolve_image(
 ) -> Result<Resolved, String> {
     let image = &service.image;
     let exact = image.to_string();
-    let mut found = local(engine, &exact).await?;
+    let mut found = local(engine, image).await?;
     if found.is_none() && prefix {
         found = by_prefix(engine, service).await?;
     }
@@ -508,7 +505,7 @@ pub(super) async fn resolve_image(
                     .await
                     .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
             }
-            local(engine, &exact)
+            local(engine, image)
                 .await?
                 .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
         }
@@ -530,14 +527,14 @@ pub(super) async fn resolve_image(
 /// The local image `reference`, if there is one.
 pub(super) async fn local(
     engine: &dyn Engine,
-    reference: &str,
+    reference: &ImageRef,
 ) -> Result<Option<Resolved>, String> {
     let details = engine
-        .inspect_image(reference)
+        .inspect_image(&reference.to_string())
         .await
         .map_err(|e| e.to_string())?;
     Ok(details.map(|details| Resolved {
-        reference: reference.to_string(),
+        reference: reference.clone(),
         healthcheck: details.healthcheck,
     }))
 }
@@ -557,7 +554,13 @@ async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Reso
     matches.sort();
     match matches.as_slice() {
         [] => Ok(None),
-        [tag] => local(engine, &format!("{}:{tag}", image.repository)).await,
+        [tag] => {
+            let reference = ImageRef {
+                repository: image.repository.clone(),
+                tag: tag.clone(),
+            };
+            local(engine, &reference).await
+        }
         several => Err(format!(
             "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
             image.tag,
@@ -589,13 +592,12 @@ async fn claim(
             None => naming::nth_id(&base, attempt),
         };
         let claim = Claim {
-            labels: common_labels(environment, &id, options, images, run),
+            metadata: metadata(environment, &id, options, images, run),
             id,
             containers: BTreeMap::new(),
-            refs: options.prefix_tags.clone(),
         };
         let anchor = naming::anchor_name(&claim.id);
-        let labels = claim.marker_labels(naming::ANCHOR_ROLE);
+        let labels = claim.metadata.encode_marker(Role::Anchor);
         run.ledger.entries().id = Some(claim.id.clone());
         let resource = Resource::Container(anchor.clone());
         let created = run
@@ -619,12 +621,12 @@ async fn claim(
     };
     if options.lease {
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
-        let start_deadline = claim.labels[label::START_DEADLINE].as_str();
-        let until = DateTime::parse_from_rfc3339(start_deadline)
-            .map(|t| super::lease::expiry(t.with_timezone(&Utc)))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let until = claim
+            .metadata
+            .start_deadline
+            .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
         let lease = naming::lease_name(&claim.id, until);
-        let labels = claim.marker_labels(naming::LEASE_ROLE);
+        let labels = claim.metadata.encode_marker(Role::Lease);
         run.ledger
             .create(
                 Resource::Container(lease.clone()),
@@ -634,7 +636,7 @@ async fn claim(
     }
     let network = NetworkSpec {
         name: naming::network_name(&environment.name, &claim.id),
-        labels: claim.labels.clone(),
+        labels: claim.metadata.encode(),
     };
     let resource = Resource::Network(network.name.clone());
     let network_id = run
@@ -663,62 +665,47 @@ async fn claim(
     })
 }
 
-fn common_labels(
+fn metadata(
     environment: &Environment,
     id: &str,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
     run: &Run,
-) -> BTreeMap<String, String> {
+) -> Metadata {
     let deadline = chrono::Duration::from_std(run.deadline - Instant::now())
         .ok()
         .and_then(|left| Utc::now().checked_add_signed(left))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     // `SERVICE@REF` as resolved: `accounting@ea6757a8090d`.
-    let refs: Vec<String> = options
+    let refs = options
         .prefix_tags
         .iter()
         .filter_map(|service| {
-            let reference = &images.get(service)?.reference;
-            let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
-            Some(format!("{service}@{tag}"))
+            Some(ResolvedRef {
+                service: service.clone(),
+                tag: images.get(service)?.reference.tag.clone(),
+            })
         })
         .collect();
-    [
-        (label::MANAGED_BY, naming::MANAGER.to_string()),
-        (label::ID, id.to_string()),
-        (label::ENVIRONMENT, environment.name.clone()),
-        (label::CREATED_AT, run.launched.to_rfc3339()),
-        (label::REFS, refs.join(",")),
-        (
-            label::SERVICES,
-            environment
-                .services
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        (label::OWNER, options.owner.clone()),
-        (
-            label::STARTED_BY,
-            format!("{}:{}", super::hostname(), std::process::id()),
-        ),
-        (label::PROCESS, super::process::identity()),
-        (label::START_DEADLINE, deadline.to_rfc3339()),
-        (label::RUN, run.nonce.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .chain(options.ttl.map(|ttl| {
-        let expires = chrono::Duration::from_std(ttl)
-            .ok()
-            .and_then(|ttl| run.launched.checked_add_signed(ttl))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        (label::EXPIRES_AT.to_string(), expires.to_rfc3339())
-    }))
-    .chain(options.build_labels.clone())
-    .collect()
+    Metadata {
+        environment: Some(environment.name.clone()),
+        run: Some(run.nonce.clone()),
+        created_at: Some(run.launched),
+        start_deadline: Some(deadline),
+        expires_at: options.ttl.map(|ttl| {
+            chrono::Duration::from_std(ttl)
+                .ok()
+                .and_then(|ttl| run.launched.checked_add_signed(ttl))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        }),
+        owner: Some(options.owner.clone()),
+        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
+        process: Some(super::process::identity()),
+        services: Some(environment.services.keys().cloned().collect()),
+        refs,
+        build: options.build.clone(),
+        ..Metadata::new(id)
+    }
 }
 
 fn container_spec(
@@ -728,50 +715,42 @@ fn container_spec(
     network: &str,
     images: &BTreeMap<String, Resolved>,
 ) -> ContainerSpec {
-    let image = images[&service.name].reference.clone();
-    let reference = match claim.refs.contains(&service.name) {
-        true => Some(image.as_str()),
-        false => None,
-    };
+    let image = &images[&service.name].reference;
+    let reference = claim
+        .metadata
+        .refs
+        .iter()
+        .find(|r| r.service == service.name);
     service_container(
         environment,
         service,
-        &claim.id,
-        claim.labels.clone(),
+        &claim.metadata,
         network,
-        &image,
-        reference,
+        image,
+        reference.cloned(),
     )
 }
 
-/// The container of `service` in environment `id`, on `network`, running `image`: `labels`
-/// (the environment's) plus the service's own. `reference` is the image when its tag came from
-/// `SERVICE@REF`. Shared by `up` and `update`, so a replaced service is created as `up` would.
+/// The container of `service` in the environment `metadata` describes, on `network`, running
+/// `image`; `reference` when its tag came from `SERVICE@REF`. Shared by `up` and `update`, so
+/// a replaced service is created as `up` would create it.
 pub(super) fn service_container(
     environment: &Environment,
     service: &Service,
-    id: &str,
-    mut labels: BTreeMap<String, String>,
+    metadata: &Metadata,
     network: &str,
-    image: &str,
-    reference: Option<&str>,
+    image: &ImageRef,
+    reference: Option<ResolvedRef>,
 ) -> ContainerSpec {
-    let depends_on: Vec<&str> = service.depends_on.iter().map(String::as_str).collect();
+    let labels = metadata.encode_service(&ServiceMetadata {
+        service: service.name.clone(),
+        image: Some(image.clone()),
+        depends_on: service.depends_on.clone(),
+        ports: service.ports.clone(),
+        ready: Some(service.ready.clone()),
+        reference,
+    });
     let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
-    let own_ref = reference
-        .map(|image| {
-            let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
-            format!("{}@{tag}", service.name)
-        })
-        .unwrap_or_default();
-    labels.extend([
-        (label::SERVICE.to_string(), service.name.clone()),
-        (label::IMAGE.to_string(), image.to_string()),
-        (label::DEPENDS_ON.to_string(), depends_on.join(",")),
-        (label::PORTS.to_string(), ports.join(",")),
-        (label::READY.to_string(), service.ready.to_label()),
-        (label::REF.to_string(), own_ref),
-    ]);
     // Every link alias pointing at this service makes it reachable under that name.
     let mut aliases = vec![service.name.clone()];
     for other in environment.services.values() {
@@ -782,7 +761,7 @@ pub(super) fn service_container(
         }
     }
     ContainerSpec {
-        name: naming::container_name(&service.name, id),
+        name: naming::container_name(&service.name, &metadata.id),
         image: image.to_string(),
         command: service.command.clone(),
         env: service
@@ -828,7 +807,7 @@ async fn describe(
     nonce: &str,
 ) -> Result<Started, StartError> {
     let containers = engine
-        .list_containers(&[format!("{}={nonce}", label::RUN)])
+        .list_containers(&[Filter::Run(nonce.to_string())])
         .await?;
     let mut services = Vec::new();
     for service in environment.services.values() {
@@ -847,7 +826,7 @@ async fn describe(
         services.push(StartedService {
             service: service.name.clone(),
             container: name,
-            image: images[&service.name].reference.clone(),
+            image: images[&service.name].reference.to_string(),
             state: container
                 .map_or("removed", |c| c.state.as_str())
                 .to_string(),
@@ -855,7 +834,7 @@ async fn describe(
                 .iter()
                 .map(|p| PortJson {
                     http: speaks_http(service, p),
-                    ..PortJson::from(p)
+                    ..PortJson::at(p, engine.reachable_host(&p.host_ip))
                 })
                 .collect(),
         });
@@ -876,19 +855,14 @@ pub(super) fn run_nonce() -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// Labels for the Jenkins variables that are set: `BUILD_URL`, `JOB_NAME`, `GIT_COMMIT`.
-pub fn build_labels() -> BTreeMap<String, String> {
-    [
-        ("BUILD_URL", label::BUILD_URL),
-        ("JOB_NAME", label::JOB_NAME),
-        ("GIT_COMMIT", label::GIT_COMMIT),
-    ]
-    .into_iter()
-    .filter_map(|(var, key)| {
-        let value = std::env::var(var).ok().filter(|v| !v.is_empty())?;
-        Some((key.to_string(), value))
-    })
-    .collect()
+/// The Jenkins build running envctl, from `BUILD_URL`, `JOB_NAME` and `GIT_COMMIT`.
+pub fn build_labels() -> Build {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Build {
+        url: var("BUILD_URL"),
+        job_name: var("JOB_NAME"),
+        git_commit: var("GIT_COMMIT"),
+    }
 }
 
 /// Whoever started the environment: Jenkins' `BUILD_TAG`, else the user.

@@ -22,7 +22,7 @@ use futures_util::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
 use super::bounded::Bounded;
-use super::inventory::{self, Instance, State, managed, with_id};
+use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, start_services};
 use super::up::{
@@ -31,7 +31,8 @@ use super::up::{
 };
 use super::{Phase, Progress, StartError};
 use crate::engine::{ContainerSummary, Engine, EngineError};
-use crate::naming::{self, label};
+use crate::naming::codec::{self, Filter, Metadata, ResolvedRef, Role};
+use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
 
@@ -184,7 +185,7 @@ impl std::fmt::Display for Restored {
                 write!(
                     f,
                     " {} -> {}:{}",
-                    port.container_port, port.host_ip, port.host_port
+                    port.container_port, port.host, port.host_port
                 )?;
             }
         }
@@ -349,6 +350,7 @@ pub async fn update(
             timeout: options.timeout,
             pending: Vec::new(),
             logs: None,
+            unanswered: None,
         };
         let starting = work.start(&created, progress, &phases);
         tokio::select! {
@@ -368,6 +370,7 @@ pub async fn update(
                 timeout,
                 pending: phases.pending(),
                 logs: None,
+                unanswered: None,
             },
             Err(error) => error,
         };
@@ -496,32 +499,30 @@ impl Work<'_> {
     fn spec(&self, service: &str) -> crate::engine::ContainerSpec {
         let declared = &self.environment.services[service];
         let image = &self.images[service].reference;
-        let mut labels = environment_labels(self.instance);
-        labels.insert(label::RUN.into(), self.nonce.to_string());
-        let own_ref = match self.named.iter().any(|n| n == service) {
-            true => Some(image.as_str()),
-            false => None,
+        let metadata = Metadata {
+            run: Some(self.nonce.to_string()),
+            ..self.instance.metadata.clone()
         };
-        let mut spec = service_container(
-            self.environment,
-            declared,
-            self.id(),
-            labels,
-            self.network,
-            image,
-            own_ref,
-        );
-        if own_ref.is_none() {
+        let reference = match self.named.iter().any(|n| n == service) {
+            true => Some(ResolvedRef {
+                service: service.to_string(),
+                tag: image.tag.clone(),
+            }),
             // A dependent recreated at its image keeps the ref it had.
-            let kept = self
+            false => self
                 .instance
                 .refs()
                 .into_iter()
-                .find(|r| r.split_once('@').is_some_and(|(s, _)| s == service))
-                .unwrap_or_default();
-            spec.labels.insert(label::REF.into(), kept);
-        }
-        spec
+                .find(|r| r.service == service),
+        };
+        service_container(
+            self.environment,
+            declared,
+            &metadata,
+            self.network,
+            image,
+            reference,
+        )
     }
 
     /// Removes the previous containers and the marker, unless the environment was removed
@@ -577,17 +578,11 @@ impl Work<'_> {
         )
         .await;
         let restored = match restored {
-            Ok(()) => {
-                let mut running = self.describe(&self.list().await.unwrap_or_default());
-                for port in running.iter_mut().flat_map(|s| &mut s.ports) {
-                    port.host_ip = self.engine.reachable_host(&port.host_ip).to_string();
-                }
-                Restored {
-                    id: self.id().to_string(),
-                    running,
-                    problem: None,
-                }
-            }
+            Ok(()) => Restored {
+                id: self.id().to_string(),
+                running: self.describe(&self.list().await.unwrap_or_default()),
+                problem: None,
+            },
             Err(problem) => Restored {
                 id: self.id().to_string(),
                 running: Vec::new(),
@@ -601,7 +596,7 @@ impl Work<'_> {
     }
 
     async fn list(&self) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters = [managed(), with_id(self.id())];
+        let filters = [Filter::Managed, Filter::Id(self.id().to_string())];
         self.engine.list_containers(&filters).await
     }
 
@@ -609,7 +604,7 @@ impl Work<'_> {
     /// ran meanwhile may have missed.
     async fn remove_created(&self, current: &[ContainerSummary]) {
         let ours = current.iter().filter(|c| {
-            (c.label(label::RUN) == self.nonce && c.label(label::ROLE).is_empty())
+            (run_of(c).as_deref() == Some(self.nonce) && codec::role(&c.labels).is_none())
                 || c.is_replaced(self.id())
         });
         join_all(ours.map(|c| self.engine.remove_container(&c.id))).await;
@@ -635,14 +630,14 @@ impl Work<'_> {
                 Some(StartedService {
                     service: service.clone(),
                     container: name,
-                    image: container.label(label::IMAGE).to_string(),
+                    image: image_of(container),
                     state: container.state.as_str().to_string(),
                     ports: container
                         .ports
                         .iter()
                         .map(|p| PortJson {
                             http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..PortJson::from(p)
+                            ..PortJson::at(p, self.engine.reachable_host(&p.host_ip))
                         })
                         .collect(),
                 })
@@ -653,7 +648,21 @@ impl Work<'_> {
 
 /// Whether `container` is the marker of the update `nonce`.
 fn is_marker_of(container: &ContainerSummary, nonce: &str) -> bool {
-    container.label(label::ROLE) == naming::UPDATE_ROLE && container.label(label::RUN) == nonce
+    codec::role(&container.labels) == Some(Role::Update)
+        && run_of(container).as_deref() == Some(nonce)
+}
+
+/// The nonce of the `up` or update that created `container`.
+fn run_of(container: &ContainerSummary) -> Option<String> {
+    Metadata::decode(&container.labels)?.run
+}
+
+/// The image a service container runs, as its labels say.
+fn image_of(container: &ContainerSummary) -> String {
+    container
+        .metadata()
+        .and_then(|m| m.image)
+        .map_or_else(|| container.image.clone(), |i| i.to_string())
 }
 
 /// Puts an environment back as it was before the update `nonce`: removes the containers that
@@ -669,7 +678,7 @@ async fn restore(
 ) -> Result<(), String> {
     let created = current
         .iter()
-        .filter(|c| c.label(label::RUN) == nonce && c.label(label::ROLE).is_empty());
+        .filter(|c| run_of(c).as_deref() == Some(nonce) && codec::role(&c.labels).is_none());
     let removing =
         created.map(|c| tokio::time::timeout(RESTORE_CALL, engine.remove_container(&c.id)));
     for result in join_all(removing).await {
@@ -687,14 +696,14 @@ async fn restore(
     }
     let mut services: BTreeSet<&str> = aside.iter().map(|c| c.service()).collect();
     services.extend(was_running.iter().map(String::as_str));
-    let filters = [managed(), with_id(id)];
+    let filters = [Filter::Managed, Filter::Id(id.to_string())];
     let now = engine
         .list_containers(&filters)
         .await
         .map_err(|e| e.to_string())?;
     let previous: Vec<&ContainerSummary> = now
         .iter()
-        .filter(|c| c.label(label::ROLE).is_empty() && services.contains(c.service()))
+        .filter(|c| codec::role(&c.labels).is_none() && services.contains(c.service()))
         .collect();
     let dependencies = previous
         .iter()
@@ -713,7 +722,7 @@ async fn restore(
     .map_err(|e| e.to_string())?;
     let marker = now
         .iter()
-        .filter(|c| c.label(label::ROLE) == naming::UPDATE_ROLE);
+        .filter(|c| codec::role(&c.labels) == Some(Role::Update));
     for marker in marker {
         engine
             .remove_container(&marker.id)
@@ -721,24 +730,6 @@ async fn restore(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// The labels every resource of the environment carries, without the service's or marker's.
-fn environment_labels(instance: &Instance) -> BTreeMap<String, String> {
-    let source = instance.anchor.iter().chain(&instance.containers).next();
-    let mut labels = source.map(|c| c.labels.clone()).unwrap_or_default();
-    for key in [
-        label::ROLE,
-        label::SERVICE,
-        label::IMAGE,
-        label::DEPENDS_ON,
-        label::PORTS,
-        label::READY,
-        label::REF,
-    ] {
-        labels.remove(key);
-    }
-    labels
 }
 
 /// Each replaced service's image: the tag given for `named` services (a unique local tag
@@ -773,8 +764,8 @@ async fn images(
                         .containers
                         .iter()
                         .find(|c| c.service() == service.as_str())
-                        .map(|c| c.label(label::IMAGE).to_string())
-                        .unwrap_or_else(|| declared.image.to_string());
+                        .and_then(|c| c.metadata()?.image)
+                        .unwrap_or_else(|| declared.image.clone());
                     local(engine, &running)
                         .await
                         .map_err(&failed)?
@@ -801,21 +792,15 @@ async fn claim(
         .ok()
         .and_then(|t| Utc::now().checked_add_signed(t))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let mut labels = environment_labels(instance);
-    labels.extend(
-        [
-            (label::ROLE, naming::UPDATE_ROLE.to_string()),
-            (label::RUN, nonce.to_string()),
-            (label::START_DEADLINE, deadline.to_rfc3339()),
-            (label::PROCESS, super::process::identity()),
-            (
-                label::STARTED_BY,
-                format!("{}:{}", super::hostname(), std::process::id()),
-            ),
-            (label::CREATED_AT, Utc::now().to_rfc3339()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
+    let metadata = Metadata {
+        run: Some(nonce.to_string()),
+        start_deadline: Some(deadline),
+        process: Some(super::process::identity()),
+        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
+        created_at: Some(Utc::now()),
+        ..instance.metadata.clone()
+    };
+    let labels = metadata.encode_marker(Role::Update);
     let name = naming::update_name(&instance.id);
     match engine.create_marker(&name, &labels).await {
         Ok(_) => Ok(()),
@@ -830,17 +815,19 @@ async fn claim(
 }
 
 fn busy(instance: &Instance) -> UpdateError {
-    let marker = instance.update.as_ref();
-    let read = |key| {
-        marker
-            .map(|m| m.label(key).to_string())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "unknown".into())
-    };
+    let marker = instance
+        .update
+        .as_ref()
+        .and_then(|m| Metadata::decode(&m.labels));
+    let by = marker.as_ref().and_then(|m| m.started_by.clone());
+    let since = marker.as_ref().and_then(|m| m.created_at);
     UpdateError::Busy {
         id: instance.id.clone(),
-        by: read(label::STARTED_BY),
-        since: read(label::CREATED_AT),
+        by: by.unwrap_or_else(|| "unknown".into()),
+        since: since.map_or_else(
+            || "unknown".into(),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
     }
 }
 
@@ -856,7 +843,7 @@ async fn take_over_stale(
     if instance.updating(Utc::now()) {
         return Err(busy(instance));
     }
-    let nonce = marker.label(label::RUN).to_string();
+    let nonce = run_of(marker).unwrap_or_default();
     let current: Vec<ContainerSummary> = instance.all_containers().cloned().collect();
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
     restore(engine, &instance.id, &nonce, &current, &BTreeSet::new())

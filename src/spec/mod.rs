@@ -19,7 +19,7 @@ use regex::Regex;
 
 pub use catalog::{Catalog, Target};
 pub use diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
-pub use image::{ImageRef, check_tag};
+pub use image::{ImageRef, check_tag, split_image};
 
 /// How long a service may take to become ready when its file does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5 * 60);

@@ -12,10 +12,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use envctl::engine::connect::Origin;
 use envctl::engine::docker::Docker;
 use envctl::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, Labels, LogLine, LogOptions, NetworkSpec,
+    ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
+    NetworkSpec,
 };
+use envctl::lifecycle::probe;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -159,12 +162,16 @@ impl Fixture {
         format!("{}-{what}", self.id)
     }
 
-    fn label_filter(&self) -> String {
-        format!("{TEST_LABEL}={}", self.id)
+    fn label_filter(&self) -> Filter {
+        Filter::Id(self.id.clone())
     }
 
+    /// Under envctl's id key, without its managed-by label: no `ls` or reaper ever sees them.
     fn labels(&self) -> Labels {
-        Labels::from([(TEST_LABEL.to_owned(), self.id.clone())])
+        Labels::from([
+            (TEST_LABEL.to_owned(), self.id.clone()),
+            (envctl::naming::label::ID.to_owned(), self.id.clone()),
+        ])
     }
 
     async fn network(&self) -> String {
@@ -318,9 +325,9 @@ async fn container_lifecycle() {
     assert_eq!((port.container_port, port.protocol.as_str()), (8080, "tcp"));
     assert!(port.host_port > 0);
 
-    // Listed by its label, with both a key=value and a bare key filter (all must match).
+    // Listed by its label.
     let listed = docker
-        .list_containers(&[fixture.label_filter(), TEST_LABEL.to_owned()])
+        .list_containers(&[fixture.label_filter()])
         .await
         .expect("list");
     let [summary] = listed.as_slice() else {
@@ -340,10 +347,16 @@ async fn container_lifecycle() {
         summary.ports
     );
     let other = docker
-        .list_containers(&[format!("{TEST_LABEL}=not-{}", fixture.id)])
+        .list_containers(&[Filter::Id(format!("not-{}", fixture.id))])
         .await
         .expect("list");
     assert!(other.iter().all(|c| c.id != id));
+    // All filters must match.
+    let both = docker
+        .list_containers(&[fixture.label_filter(), Filter::Run("no-such-run".into())])
+        .await
+        .expect("list");
+    assert!(both.iter().all(|c| c.id != id), "{both:?}");
 
     // Exec: success and failure, with the output.
     let ok = docker
@@ -511,11 +524,11 @@ async fn names_are_taken_once() {
     assert_eq!(networks[0].id, network);
     assert_eq!(networks[0].name, duplicate.name);
     assert_eq!(networks[0].labels, fixture.labels());
-    let by_key = docker
-        .list_networks(&[TEST_LABEL.to_owned()])
+    let other = docker
+        .list_networks(&[fixture.label_filter(), Filter::Run("no-such-run".into())])
         .await
         .expect("list networks");
-    assert!(by_key.iter().any(|n| n.id == network));
+    assert!(other.iter().all(|n| n.id != network));
 }
 
 #[tokio::test]
@@ -809,15 +822,22 @@ async fn missing_objects() {
 async fn unreachable_engines_fail_fast() {
     let started = Instant::now();
     match Docker::connect_to("unix:///nonexistent.sock").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint,
+            origin,
+            reason,
+        }) => {
             assert_eq!(endpoint, "unix:///nonexistent.sock");
+            assert_eq!(origin, Origin::Flag);
             assert!(reason.contains("/nonexistent.sock"), "{reason}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // Nothing listens on port 1.
     match Docker::connect_to("tcp://127.0.0.1:1").await {
-        Err(EngineError::Unreachable { endpoint, reason }) => {
+        Err(EngineError::Unreachable {
+            endpoint, reason, ..
+        }) => {
             assert_eq!(endpoint, "tcp://127.0.0.1:1");
             assert!(reason.to_lowercase().contains("refused"), "{reason}");
         }
@@ -848,7 +868,20 @@ async fn unreachable_engines_fail_fast() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    match Docker::connect_to("ssh://somewhere").await {
+    // ssh runs `ssh`; a login that fails (nothing listens, or nobody may log in) says where.
+    let started = Instant::now();
+    match Docker::connect_to("ssh://nobody@127.0.0.1").await {
+        Err(error @ EngineError::Unreachable { .. }) => {
+            let text = error.to_string();
+            let expected = "cannot reach the Docker engine at \
+                            `ssh://nobody@127.0.0.1` (from `--host`): ";
+            assert!(text.starts_with(expected), "{text}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    match Docker::connect_to("npipe:////./pipe/docker_engine").await {
         Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
         other => panic!("expected Unreachable, got {other:?}"),
     }
@@ -922,7 +955,6 @@ async fn tcp_endpoints() {
         .await
         .expect("connect over TCP");
     assert_eq!(remote.endpoint(), endpoint);
-    assert!(!remote.reaches_container_ips());
     assert_eq!(remote.published_host(), "127.0.0.1");
     remote.ping().await.expect("ping");
 
@@ -939,4 +971,46 @@ async fn tcp_endpoints() {
     assert!(probe.output.contains("probe failed"), "{}", probe.output);
     remote.remove_container(&id).await.expect("remove");
     relay.abort();
+}
+
+/// Regression: a `tcp:` probe through a published port passed as soon as Docker's port proxy
+/// accepted the connection, before the service listened (the proxy accepts, dials the
+/// container, and closes the connection when the service refuses).
+#[tokio::test]
+async fn tcp_probe_passed_on_docker_proxy_accept() {
+    let fixture = Fixture::new("proxy-accept").await;
+    let docker = &fixture.docker;
+    let network = fixture.network().await;
+    let published = |id: String| async move {
+        let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    };
+
+    // Nothing listens on the published port 8080.
+    let mut quiet = fixture.spec("quiet", &network, &["sleep", "--name", "quiet"]);
+    quiet.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&quiet).await;
+    wait_for_line(docker, &id, "quiet: sleeping").await;
+    let address = published(id).await;
+    let accepted = tokio::net::TcpStream::connect(address).await.is_ok();
+    eprintln!("the port proxy accepts although nothing listens: {accepted}");
+    let verdict = probe::reaches_through_published_port(address).await;
+    assert!(
+        verdict.is_err(),
+        "passed with nothing listening behind {address}"
+    );
+
+    // A service that listens passes.
+    let mut web = fixture.spec(
+        "web",
+        &network,
+        &["serve", "--name", "web", "--port", "8080"],
+    );
+    web.ports = vec!["8080/tcp".into()];
+    let id = fixture.run(&web).await;
+    wait_for_line(docker, &id, "web: ready on port 8080").await;
+    let address = published(id).await;
+    probe::reaches_through_published_port(address)
+        .await
+        .unwrap_or_else(|error| panic!("the listening service at {address}: {error}"));
 }

@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerState, Engine};
-use envctl::naming::label;
+use envctl::engine::{ContainerState, Engine, Filter};
 
 use crate::harness::{IMAGE, TestEnv, block_on};
 use crate::private_engine::PrivateEngine;
@@ -22,16 +21,13 @@ fn slow_service() -> String {
 /// Waits until `env`'s service container runs on `engine`, so that what comes next lands in
 /// the middle of the start.
 fn wait_until_starting(engine: &impl Engine, env: &TestEnv) {
-    let filter = [
-        format!("{}={}", label::ENVIRONMENT, env.name),
-        label::SERVICE.to_string(),
-    ];
+    let filter = [Filter::Environment(env.name.clone())];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let containers = block_on(engine.list_containers(&filter)).expect("list containers");
         if containers
             .iter()
-            .any(|c| c.state == ContainerState::Running)
+            .any(|c| !c.service().is_empty() && c.state == ContainerState::Running)
         {
             break;
         }

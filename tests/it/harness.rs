@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use envctl::engine::docker::Docker;
 use envctl::engine::{ContainerSummary, Engine, NetworkSummary};
-use envctl::naming::label;
 
 use crate::support::{EnvDir, Envctl, root};
 
@@ -108,7 +107,7 @@ impl TestEnv {
 
     /// Everything envctl left of this environment on the engine.
     pub fn leftovers(&self) -> (Vec<ContainerSummary>, Vec<NetworkSummary>) {
-        let filter = vec![format!("{}={}", label::ENVIRONMENT, self.name)];
+        let filter = [envctl::engine::Filter::Environment(self.name.clone())];
         block_on(async {
             let docker = Docker::connect().await.expect("docker");
             let containers = docker

@@ -9,6 +9,7 @@ mod harness;
 mod lifecycle;
 mod pipeline;
 mod private_engine;
+mod reach;
 mod reaper;
 mod slow_proxy;
 mod spec;

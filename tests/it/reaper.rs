@@ -488,7 +488,7 @@ fn an_environment_without_service_containers_is_removed_and_a_foreign_container_
     let foreign_id = block_on(async {
         let docker = Docker::connect().await.unwrap();
         let network = docker
-            .list_networks(&[format!("io.envctl.id={id}")])
+            .list_networks(&[envctl::engine::Filter::Id(id.clone())])
             .await
             .unwrap()
             .remove(0);

@@ -22,6 +22,7 @@ usage:
   standin probe file PATH
   standin exit CODE [--name NAME] [--delay DUR] [--message TEXT]...
   standin sleep [--name NAME]
+  standin fetch VARIABLE PATH      GET PATH from the HOST:PORT in environment VARIABLE, print it
 
 DUR is a number with an optional unit: 500ms, 3s, 2m, 0 (a bare number means seconds).
 With STANDIN_IGNORE_SIGTERM=1 in its environment, SIGTERM is logged and ignored, as by a
@@ -62,6 +63,10 @@ enum Command {
     },
     Sleep {
         name: String,
+    },
+    Fetch {
+        variable: String,
+        path: String,
     },
 }
 
@@ -157,6 +162,10 @@ impl Command {
                 }
                 Command::Sleep { name }
             }
+            "fetch" => Command::Fetch {
+                variable: args.positional("a variable")?,
+                path: args.positional("a path")?,
+            },
             other => return Err(format!("unknown subcommand {other:?}")),
         };
         Ok(command)
@@ -166,6 +175,7 @@ impl Command {
         match self {
             Command::Serve(serve) => serve.run(),
             Command::Probe(probe) => probe.run(),
+            Command::Fetch { variable, path } => fetch(&variable, &path),
             Command::Exit {
                 name,
                 code,
@@ -471,6 +481,30 @@ fn http_get(target: &str, path: &str) -> io::Result<(u16, String)> {
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| io::Error::other("not an HTTP response"))?;
     Ok((status, body.to_owned()))
+}
+
+/// `GET path` from the address in `variable` (as `envctl run` exports it): the body on
+/// stdout, exit 0 on a 2xx answer.
+fn fetch(variable: &str, path: &str) -> ExitCode {
+    let Ok(target) = env::var(variable) else {
+        eprintln!("standin: {variable} is not set");
+        return ExitCode::from(2);
+    };
+    match http_get(&target, path) {
+        Ok((status, body)) => {
+            println!("{variable}={target} answered {status}");
+            print!("{body}");
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("standin: GET {path} from {target}: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl Probe {

@@ -1,0 +1,780 @@
+//! An in-memory backend for unit tests under paused tokio time.
+//!
+//! Claims, isolation, services and markers live in a map; each service follows a script
+//! (`Script`: exits with a code after a while, turns healthy after a while, takes this long to
+//! pull or build); any operation can be scripted to fail or to hang, once per script entry;
+//! traffic counters are set by the test; every call is logged, so a test can assert the order
+//! in which the lifecycle acted. It never stands in for what only an engine can show: those
+//! tests run against Docker in tests/it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::time::Instant;
+
+use super::*;
+
+/// How one service behaves once started, in paused-time durations from its start.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// Exits with this code after this long.
+    pub exits: Option<(Duration, i64)>,
+    /// Its health check passes after this long (`None`: no health check).
+    pub healthy_after: Option<Duration>,
+    /// Lines it prints at once when started.
+    pub logs: Vec<String>,
+}
+
+/// What a scripted operation does instead of its work.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Fails with `BackendError::Operation`.
+    Fail(String),
+    /// Fails with `BackendError::Taken`.
+    Taken,
+    /// Never answers.
+    Hang,
+}
+
+/// What `traffic` reads for a service.
+#[derive(Debug, Clone, Copy)]
+pub enum Reading {
+    Counters(Traffic),
+    Unreadable,
+}
+
+#[derive(Debug)]
+struct FakeService {
+    handle: ServiceRef,
+    metadata: ServiceMetadata,
+    created: DateTime<Utc>,
+    started: Option<(Instant, DateTime<Utc>)>,
+    /// Set by `stop`: the exit code and when.
+    stopped: Option<(i64, DateTime<Utc>)>,
+}
+
+#[derive(Debug)]
+struct Env {
+    metadata: Metadata,
+    claimed: bool,
+    markers: Markers,
+    isolation: Option<IsolationRef>,
+    services: BTreeMap<String, FakeService>,
+}
+
+#[derive(Default)]
+struct World {
+    envs: BTreeMap<String, Env>,
+    /// Images `resolve_image` finds.
+    local: BTreeMap<String, ResolvedImage>,
+    /// Images `fetch_image` can get, with how long it takes.
+    remote: BTreeMap<String, (ResolvedImage, Duration)>,
+    build_takes: Duration,
+    scripts: BTreeMap<String, Script>,
+    faults: VecDeque<(String, String, Fault)>,
+    traffic: BTreeMap<(String, String), Reading>,
+    /// Foreign users of an isolation, by isolation name.
+    foreign: BTreeMap<String, Vec<String>>,
+    calls: Vec<String>,
+    next: u64,
+}
+
+/// The fake backend; clones share one world.
+#[derive(Clone)]
+pub struct Fake {
+    info: Arc<BackendInfo>,
+    world: Arc<Mutex<World>>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Fake::new()
+    }
+}
+
+impl Fake {
+    /// A backend with Docker's capabilities.
+    pub fn new() -> Fake {
+        Fake::with_capabilities(Capabilities {
+            exec: true,
+            traffic: true,
+            stop_keeps_state: true,
+            build: true,
+            local_images: true,
+        })
+    }
+
+    pub fn with_capabilities(capabilities: Capabilities) -> Fake {
+        Fake {
+            info: Arc::new(BackendInfo {
+                kind: Kind::Docker,
+                endpoint: "fake://".into(),
+                capabilities,
+            }),
+            world: Arc::default(),
+        }
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().expect("fake world")
+    }
+
+    /// An image `resolve_image` finds at once.
+    pub fn add_image(&self, image: ResolvedImage) {
+        self.world()
+            .local
+            .insert(image.reference.to_string(), image);
+    }
+
+    /// An image that only a `fetch_image` taking `takes` makes local.
+    pub fn add_remote_image(&self, image: ResolvedImage, takes: Duration) {
+        let key = image.reference.to_string();
+        self.world().remote.insert(key, (image, takes));
+    }
+
+    /// How long every build takes.
+    pub fn set_build_time(&self, takes: Duration) {
+        self.world().build_takes = takes;
+    }
+
+    /// How `service` behaves once started, in every environment.
+    pub fn script(&self, service: &str, script: Script) {
+        self.world().scripts.insert(service.to_string(), script);
+    }
+
+    /// The next call of `operation` on `target` (an id, `id/service`, an image, or `*`) does
+    /// `fault` instead of its work.
+    pub fn fault(&self, operation: &str, target: &str, fault: Fault) {
+        self.world()
+            .faults
+            .push_back((operation.into(), target.into(), fault));
+    }
+
+    /// What `traffic` reads for `service` of `id`.
+    pub fn set_traffic(&self, id: &str, service: &str, reading: Reading) {
+        self.world()
+            .traffic
+            .insert((id.into(), service.into()), reading);
+    }
+
+    /// Attaches something envctl did not create to an isolation.
+    pub fn attach_foreign(&self, isolation: &str, user: &str) {
+        self.world()
+            .foreign
+            .entry(isolation.into())
+            .or_default()
+            .push(user.into());
+    }
+
+    /// Removes a service's resource behind envctl's back.
+    pub fn remove_by_hand(&self, id: &str, service: &str) {
+        if let Some(env) = self.world().envs.get_mut(id) {
+            env.services.remove(service);
+        }
+    }
+
+    /// Every call so far, as `operation target`.
+    pub fn calls(&self) -> Vec<String> {
+        self.world().calls.clone()
+    }
+
+    /// The calls of `operation` so far, their targets only.
+    pub fn calls_of(&self, operation: &str) -> Vec<String> {
+        self.calls()
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("{operation} ")).map(String::from))
+            .collect()
+    }
+
+    /// Whether anything of `id` is left.
+    pub fn exists(&self, id: &str) -> bool {
+        self.world().envs.contains_key(id)
+    }
+
+    /// Logs the call, then acts on a scripted fault for it, if any.
+    async fn enter(&self, operation: &str, target: &str) -> Result<()> {
+        let fault = {
+            let mut world = self.world();
+            world.calls.push(format!("{operation} {target}"));
+            let position = world
+                .faults
+                .iter()
+                .position(|(op, t, _)| op == operation && (t == target || t == "*"));
+            position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
+        };
+        match fault {
+            None => Ok(()),
+            Some(Fault::Fail(reason)) => Err(BackendError::operation(
+                format!("{operation} `{target}`"),
+                reason,
+            )),
+            Some(Fault::Taken) => Err(BackendError::Taken(target.into())),
+            Some(Fault::Hang) => std::future::pending().await,
+        }
+    }
+
+    fn status_of(&self, script: Option<&Script>, service: &FakeService) -> ServiceStatus {
+        let mut status = ServiceStatus::new(ServiceState::Pending);
+        status.created_at = Some(service.created);
+        if let Some((code, at)) = service.stopped {
+            status.state = ServiceState::Exited;
+            status.exit_code = Some(code);
+            status.finished_at = Some(at);
+            status.started_at = service.started.map(|s| s.1);
+            return status;
+        }
+        let Some((started, started_at)) = service.started else {
+            return status;
+        };
+        let script = script.cloned().unwrap_or_default();
+        let ran = Instant::now() - started;
+        status.started_at = Some(started_at);
+        status.state = ServiceState::Running;
+        if let Some((after, code)) = script.exits
+            && ran >= after
+        {
+            status.state = ServiceState::Exited;
+            status.exit_code = Some(code);
+            status.finished_at = Some(started_at + chrono::Duration::from_std(after).unwrap());
+            return status;
+        }
+        status.health = match script.healthy_after {
+            None => Health::None,
+            Some(after) if ran >= after => Health::Healthy,
+            Some(_) => Health::Starting,
+        };
+        status.endpoints = service
+            .metadata
+            .ports
+            .iter()
+            .map(|port| Endpoint {
+                container_port: *port,
+                host: "127.0.0.1".into(),
+                port: 30000 + port.number % 1000,
+            })
+            .collect();
+        status
+    }
+
+    fn find(&self, service: &ServiceRef) -> Result<()> {
+        let world = self.world();
+        let found = world
+            .envs
+            .get(&service.id)
+            .is_some_and(|env| env.services.contains_key(&service.service));
+        match found {
+            true => Ok(()),
+            false => Err(BackendError::NotFound {
+                kind: "service",
+                name: service.name.clone(),
+            }),
+        }
+    }
+
+    fn target(service: &ServiceRef) -> String {
+        format!("{}/{}", service.id, service.service)
+    }
+}
+
+#[async_trait]
+impl Backend for Fake {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.enter("ping", "*").await
+    }
+
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let key = image.to_string();
+        self.enter("resolve_image", &key).await?;
+        Ok(self.world().local.get(&key).cloned())
+    }
+
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        self.enter("image_tags", repository).await?;
+        let world = self.world();
+        Ok(world
+            .local
+            .values()
+            .filter(|i| i.reference.repository == repository)
+            .map(|i| i.reference.tag.clone())
+            .collect())
+    }
+
+    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+        let key = image.to_string();
+        self.enter("fetch_image", &key).await?;
+        let remote = self.world().remote.get(&key).cloned();
+        let Some((resolved, takes)) = remote else {
+            return Err(BackendError::operation(
+                format!("pull `{key}`"),
+                "repository does not exist",
+            ));
+        };
+        tokio::time::sleep(takes).await;
+        self.world().local.insert(key, resolved);
+        Ok(())
+    }
+
+    async fn build_image(&self, _: Vec<u8>, _: &str, tag: &ImageRef) -> Result<()> {
+        let key = tag.to_string();
+        self.enter("build_image", &key).await?;
+        let takes = self.world().build_takes;
+        tokio::time::sleep(takes).await;
+        let image = ResolvedImage {
+            reference: tag.clone(),
+            healthcheck: None,
+        };
+        self.world().local.insert(key, image);
+        Ok(())
+    }
+
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        self.enter("claim", &metadata.id).await?;
+        let mut world = self.world();
+        if world.envs.get(&metadata.id).is_some_and(|env| env.claimed) {
+            return Err(BackendError::Taken(metadata.id.clone()));
+        }
+        let env = world.envs.entry(metadata.id.clone()).or_insert(Env {
+            metadata: metadata.clone(),
+            claimed: true,
+            markers: Markers::default(),
+            isolation: None,
+            services: BTreeMap::new(),
+        });
+        env.claimed = true;
+        env.markers.claimed = true;
+        env.metadata = metadata.clone();
+        Ok(())
+    }
+
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        self.enter("create_isolation", &metadata.id).await?;
+        let mut world = self.world();
+        world.next += 1;
+        let isolation = IsolationRef {
+            name: crate::naming::network_name(
+                metadata.environment.as_deref().unwrap_or_default(),
+                &metadata.id,
+            ),
+            native: format!("net-{}", world.next),
+        };
+        let env = world
+            .envs
+            .get_mut(&metadata.id)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "claim",
+                name: metadata.id.clone(),
+            })?;
+        env.isolation = Some(isolation.clone());
+        Ok(isolation)
+    }
+
+    async fn create_service(
+        &self,
+        _isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        let id = spec.metadata.id.clone();
+        self.enter("create_service", &format!("{id}/{}", spec.service))
+            .await?;
+        let mut world = self.world();
+        world.next += 1;
+        let handle = ServiceRef {
+            id: id.clone(),
+            service: spec.service.clone(),
+            native: format!("c-{}", world.next),
+            name: crate::naming::container_name(&spec.service, &id),
+        };
+        let env = world
+            .envs
+            .get_mut(&id)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "claim",
+                name: id.clone(),
+            })?;
+        env.services.insert(
+            spec.service.clone(),
+            FakeService {
+                handle: handle.clone(),
+                metadata: spec.service_metadata(),
+                created: Utc::now(),
+                started: None,
+                stopped: None,
+            },
+        );
+        Ok(handle)
+    }
+
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        self.enter("start_service", &Fake::target(service)).await?;
+        self.find(service)?;
+        let mut world = self.world();
+        let env = world.envs.get_mut(&service.id).expect("found");
+        let state = env.services.get_mut(&service.service).expect("found");
+        state.started = Some((Instant::now(), Utc::now()));
+        state.stopped = None;
+        Ok(())
+    }
+
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        self.enter("wait_exit", &Fake::target(service)).await?;
+        loop {
+            let status = self.status(service).await?;
+            if let Some(code) = status.exit_code {
+                return Ok(code);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        let world = self.world();
+        let Some(env) = world.envs.get(&service.id) else {
+            return Ok(ServiceStatus::new(ServiceState::Missing));
+        };
+        let Some(state) = env.services.get(&service.service) else {
+            return Ok(ServiceStatus::new(ServiceState::Missing));
+        };
+        Ok(self.status_of(world.scripts.get(&service.service), state))
+    }
+
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        _options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>> {
+        let world = self.world();
+        let lines: Vec<String> = world
+            .scripts
+            .get(&service.service)
+            .map(|s| s.logs.clone())
+            .unwrap_or_default();
+        stream::iter(lines.into_iter().map(|text| {
+            Ok(LogLine {
+                timestamp: None,
+                text,
+            })
+        }))
+        .boxed()
+    }
+
+    async fn exec(&self, service: &ServiceRef, _command: &[String]) -> Result<ExecOutput> {
+        self.enter("exec", &Fake::target(service)).await?;
+        if !self.info.capabilities.exec {
+            return Err(BackendError::Unsupported {
+                backend: self.info.kind,
+                operation: "exec",
+                hint: "no hint".into(),
+            });
+        }
+        let healthy = self.status(service).await?.health == Health::Healthy;
+        Ok(ExecOutput {
+            exit_code: if healthy { 0 } else { 1 },
+            output: String::new(),
+        })
+    }
+
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
+        self.enter("traffic", &Fake::target(service)).await?;
+        if !self.info.capabilities.traffic {
+            return Err(BackendError::Unsupported {
+                backend: self.info.kind,
+                operation: "read traffic counters",
+                hint: "no hint".into(),
+            });
+        }
+        let key = (service.id.clone(), service.service.clone());
+        match self.world().traffic.get(&key) {
+            Some(Reading::Counters(traffic)) => Ok(*traffic),
+            None => Ok(Traffic::default()),
+            Some(Reading::Unreadable) => Err(BackendError::operation(
+                format!("read the traffic of `{}`", service.name),
+                "no such file",
+            )),
+        }
+    }
+
+    async fn stop_service(&self, service: &ServiceRef, _grace: Duration) -> Result<()> {
+        self.enter("stop_service", &Fake::target(service)).await?;
+        let status = self.status(service).await?;
+        let mut world = self.world();
+        if let Some(state) = world
+            .envs
+            .get_mut(&service.id)
+            .and_then(|env| env.services.get_mut(&service.service))
+            && status.state == ServiceState::Running
+        {
+            state.stopped = Some((137, Utc::now()));
+        }
+        Ok(())
+    }
+
+    async fn remove_service(&self, service: &ServiceRef, _grace: Option<Duration>) -> Result<()> {
+        self.enter("remove_service", &Fake::target(service)).await?;
+        if let Some(env) = self.world().envs.get_mut(&service.id) {
+            env.services.remove(&service.service);
+        }
+        Ok(())
+    }
+
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        self.enter("list", "*").await?;
+        let world = self.world();
+        let records = world
+            .envs
+            .values()
+            .filter(|env| match selector {
+                Selector::All => true,
+                Selector::Id(id) => env.metadata.id == *id,
+                Selector::Run(run) => env.metadata.run.as_deref() == Some(run),
+            })
+            .map(|env| EnvironmentRecord {
+                id: env.metadata.id.clone(),
+                metadata: env.metadata.clone(),
+                markers: env.markers.clone(),
+                services: env
+                    .services
+                    .values()
+                    .map(|s| ServiceRecord {
+                        handle: s.handle.clone(),
+                        metadata: s.metadata.clone(),
+                        status: self.status_of(world.scripts.get(&s.handle.service), s),
+                    })
+                    .collect(),
+                isolation: env.isolation.iter().cloned().collect(),
+            })
+            .collect();
+        Ok(records)
+    }
+
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        let name = match marker {
+            Marker::Ready => "ready",
+            Marker::Pinned => "pin",
+            Marker::Lease(_) => "lease",
+        };
+        self.enter("set_marker", &format!("{}/{name}", metadata.id))
+            .await?;
+        let mut world = self.world();
+        let env = world
+            .envs
+            .get_mut(&metadata.id)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "environment",
+                name: metadata.id.clone(),
+            })?;
+        match marker {
+            Marker::Ready => env.markers.ready = true,
+            Marker::Pinned => env.markers.pinned = true,
+            Marker::Lease(until) => env.markers.lease_until = Some(until),
+        }
+        Ok(())
+    }
+
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        let name = match kind {
+            MarkerKind::Ready => "ready",
+            MarkerKind::Pinned => "pin",
+            MarkerKind::Lease => "lease",
+        };
+        self.enter("clear_marker", &format!("{id}/{name}")).await?;
+        if let Some(env) = self.world().envs.get_mut(id) {
+            match kind {
+                MarkerKind::Ready => env.markers.ready = false,
+                MarkerKind::Pinned => env.markers.pinned = false,
+                MarkerKind::Lease => env.markers.lease_until = None,
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        self.enter("remove_isolation", &isolation.name).await?;
+        let mut world = self.world();
+        if let Some(users) = world.foreign.get(&isolation.name) {
+            return Err(BackendError::InUse {
+                what: isolation.name.clone(),
+                users: users.clone(),
+            });
+        }
+        for env in world.envs.values_mut() {
+            if env.isolation.as_ref() == Some(isolation) {
+                env.isolation = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, id: &str) -> Result<()> {
+        self.enter("release", id).await?;
+        let mut world = self.world();
+        if let Some(env) = world.envs.get_mut(id) {
+            env.claimed = false;
+            env.markers.claimed = false;
+            let empty = env.services.is_empty()
+                && env.isolation.is_none()
+                && !env.markers.ready
+                && !env.markers.pinned
+                && env.markers.lease_until.is_none();
+            if empty {
+                world.envs.remove(id);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Protocol;
+
+    pub fn image(reference: &str) -> ResolvedImage {
+        let (repository, tag) = reference.split_once(':').unwrap();
+        ResolvedImage {
+            reference: ImageRef {
+                repository: repository.into(),
+                tag: tag.into(),
+            },
+            healthcheck: None,
+        }
+    }
+
+    fn spec(metadata: &Metadata, service: &str) -> ServiceSpec {
+        ServiceSpec {
+            service: service.into(),
+            image: image("shop/app:1"),
+            command: None,
+            env: Vec::new(),
+            ports: vec![Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            }],
+            aliases: vec![service.into()],
+            depends_on: Default::default(),
+            ready: Ready {
+                probes: Vec::new(),
+                timeout: Duration::from_secs(60),
+            },
+            reference: None,
+            metadata: metadata.clone(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_is_taken_once_until_released() {
+        let fake = Fake::new();
+        let metadata = Metadata::new("shop-1");
+        fake.claim(&metadata).await.unwrap();
+        assert!(matches!(
+            fake.claim(&metadata).await,
+            Err(BackendError::Taken(id)) if id == "shop-1"
+        ));
+        fake.release("shop-1").await.unwrap();
+        assert!(!fake.exists("shop-1"));
+        fake.claim(&metadata).await.unwrap();
+        assert_eq!(fake.calls_of("claim"), ["shop-1", "shop-1", "shop-1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scripted_fault_strikes_its_target_once() {
+        let fake = Fake::new();
+        fake.fault("claim", "b", Fault::Fail("boom".into()));
+        fake.claim(&Metadata::new("a")).await.unwrap();
+        let error = fake.claim(&Metadata::new("b")).await.unwrap_err();
+        assert_eq!(error.to_string(), "failed to claim `b`: boom");
+        fake.claim(&Metadata::new("b")).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_follows_its_script_in_paused_time() {
+        let fake = Fake::new();
+        fake.script(
+            "job",
+            Script {
+                exits: Some((Duration::from_secs(5), 3)),
+                healthy_after: Some(Duration::from_secs(1)),
+                ..Script::default()
+            },
+        );
+        let metadata = Metadata::new("shop-1");
+        fake.claim(&metadata).await.unwrap();
+        let net = fake.create_isolation(&metadata).await.unwrap();
+        let job = fake
+            .create_service(&net, &spec(&metadata, "job"))
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.status(&job).await.unwrap().state,
+            ServiceState::Pending
+        );
+        fake.start_service(&job).await.unwrap();
+        let running = fake.status(&job).await.unwrap();
+        assert_eq!(running.state, ServiceState::Running);
+        assert_eq!(running.health, Health::Starting);
+        assert_eq!(running.endpoints[0].container_port.number, 8080);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(fake.status(&job).await.unwrap().health, Health::Healthy);
+        assert_eq!(fake.wait_exit(&job).await.unwrap(), 3);
+        let exited = fake.status(&job).await.unwrap();
+        assert_eq!(
+            (exited.state, exited.exit_code),
+            (ServiceState::Exited, Some(3))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counters_are_whatever_the_test_set_and_can_be_unreadable() {
+        let fake = Fake::new();
+        let metadata = Metadata::new("shop-1");
+        fake.claim(&metadata).await.unwrap();
+        let net = fake.create_isolation(&metadata).await.unwrap();
+        let app = fake
+            .create_service(&net, &spec(&metadata, "app"))
+            .await
+            .unwrap();
+        let set = Traffic {
+            received: 10,
+            sent: 20,
+        };
+        fake.set_traffic("shop-1", "app", Reading::Counters(set));
+        assert_eq!(fake.traffic(&app).await.unwrap(), set);
+        fake.set_traffic("shop-1", "app", Reading::Unreadable);
+        assert!(fake.traffic(&app).await.is_err());
+        let without = Fake::with_capabilities(Capabilities {
+            traffic: false,
+            ..fake.info().capabilities
+        });
+        assert!(matches!(
+            without.traffic(&app).await,
+            Err(BackendError::Unsupported { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_foreign_user_keeps_the_isolation() {
+        let fake = Fake::new();
+        let metadata = Metadata {
+            environment: Some("shop".into()),
+            ..Metadata::new("shop-1")
+        };
+        fake.claim(&metadata).await.unwrap();
+        let net = fake.create_isolation(&metadata).await.unwrap();
+        fake.attach_foreign(&net.name, "debugger");
+        match fake.remove_isolation(&net).await {
+            Err(BackendError::InUse { users, .. }) => assert_eq!(users, ["debugger"]),
+            other => panic!("{other:?}"),
+        }
+        fake.release("shop-1").await.unwrap();
+        assert!(fake.exists("shop-1"), "the network is still there");
+        let records = fake.list(&Selector::All).await.unwrap();
+        assert!(!records[0].markers.claimed);
+    }
+}

@@ -1,0 +1,458 @@
+//! The environment-level seam between envctl's lifecycle and whatever runs environments.
+//!
+//! The seam speaks environments and services, never containers: each backend decides which
+//! native objects hold them (Docker: containers, a network and never-started marker containers;
+//! Swarm: services, an overlay network and configs; Kubernetes: a namespace and Pods). The layers
+//! above read typed values only: a [`ServiceStatus`] instead of Docker's status prose, a
+//! [`Health`] instead of `(unhealthy)`, [`Endpoint`]s at the host at which this client reaches
+//! them. What not every backend can do is declared in [`Capabilities`], so callers degrade
+//! with a message instead of finding out by failing. `docs/backends.md` says, operation by
+//! operation, how Docker, Swarm and Kubernetes implement it.
+//!
+//! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
+
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+
+pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
+use crate::spec::{ImageRef, Port, Ready};
+
+/// Which backend runs environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Docker,
+    Swarm,
+    Kube,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Docker => "docker",
+            Kind::Swarm => "swarm",
+            Kind::Kube => "kube",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend-native handle on one service of one environment: a container id (Docker), a
+/// Swarm service id, `namespace/pod` (Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    pub id: String,
+    pub service: String,
+    pub native: String,
+    /// The name users see in messages and `docker ps`: `proxy_20261126-041500`.
+    pub name: String,
+}
+
+/// The environment's isolation: a network (Docker, Swarm), a namespace (Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IsolationRef {
+    pub name: String,
+    pub native: String,
+}
+
+/// An image's own HEALTHCHECK, decoded once by the backend that read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// `HEALTHCHECK CMD ["a", "b"]`: run as is.
+    Exec(Vec<String>),
+    /// `HEALTHCHECK CMD a b`: run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Healthcheck {
+    /// The command that runs it inside the service.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Healthcheck::Exec(argv) => argv.clone(),
+            Healthcheck::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        }
+    }
+}
+
+/// An image as services will run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    pub reference: ImageRef,
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// One service to create, typed end to end.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub service: String,
+    pub image: ResolvedImage,
+    /// Docker CMD; Kubernetes `args`.
+    pub command: Option<Vec<String>>,
+    /// Sorted by name.
+    pub env: Vec<(String, String)>,
+    /// Container ports to publish.
+    pub ports: Vec<Port>,
+    /// The service name first, then every link alias that points at it.
+    pub aliases: Vec<String>,
+    pub depends_on: BTreeSet<String>,
+    pub ready: Ready,
+    /// `SERVICE@TAG` when the tag came from a `SERVICE@REF` (see `ServiceMetadata::reference`).
+    pub reference: Option<crate::naming::codec::ResolvedRef>,
+    pub metadata: Metadata,
+}
+
+impl ServiceSpec {
+    /// What the service's resources carry besides the environment's metadata.
+    pub fn service_metadata(&self) -> ServiceMetadata {
+        ServiceMetadata {
+            service: self.service.clone(),
+            image: Some(self.image.reference.clone()),
+            depends_on: self.depends_on.clone(),
+            ports: self.ports.clone(),
+            ready: Some(self.ready.clone()),
+            reference: self.reference.clone(),
+        }
+    }
+}
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceState {
+    /// Created, not started yet (or waiting for a node, an image).
+    Pending,
+    Running,
+    /// Restarting, paused, being removed: neither running nor at rest.
+    Transient,
+    /// Ended and at rest, its exit code known.
+    Exited,
+    /// Died in a way that left no usable exit (Docker `dead`, a task `failed` to start).
+    Failed,
+    /// A service of the environment whose resource is gone.
+    Missing,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Pending => "created",
+            ServiceState::Running => "running",
+            ServiceState::Transient => "transient",
+            ServiceState::Exited => "exited",
+            ServiceState::Failed => "dead",
+            ServiceState::Missing => "missing",
+        }
+    }
+}
+
+/// What the service's own health check says (an image HEALTHCHECK, a native readiness probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Health {
+    /// No health check runs.
+    #[default]
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// Transport of a published port.
+pub use crate::spec::Protocol;
+
+/// A published port, at the host at which this client reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub container_port: Port,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The typed state of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub state: ServiceState,
+    pub exit_code: Option<i64>,
+    pub health: Health,
+    pub restarts: u32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub endpoints: Vec<Endpoint>,
+    /// The service's own address when this client can reach it; probes prefer it, as a
+    /// published port answers before the service listens.
+    pub direct: Option<IpAddr>,
+    /// Why it is pending or failed, in the backend's words.
+    pub detail: Option<String>,
+}
+
+impl ServiceStatus {
+    /// A status with only its state known.
+    pub fn new(state: ServiceState) -> ServiceStatus {
+        ServiceStatus {
+            state,
+            exit_code: None,
+            health: Health::None,
+            restarts: 0,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            endpoints: Vec::new(),
+            direct: None,
+            detail: None,
+        }
+    }
+
+    /// Whether this is a one-shot job that ended as `ready` expects (`ready: exit: N`).
+    pub fn finished_job(&self, ready: Option<&Ready>) -> bool {
+        self.state == ServiceState::Exited
+            && ready
+                .and_then(Ready::exit_code)
+                .is_some_and(|code| self.exit_code == Some(code))
+    }
+}
+
+/// Backend-native metadata about the environment as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Markers {
+    /// The claim still exists.
+    pub claimed: bool,
+    /// The start finished (when the backend records when).
+    pub ready: bool,
+    pub pinned: bool,
+    /// The latest lease expiry, if a lease exists.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// A marker to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// The start finished.
+    Ready,
+    /// The reaper leaves the environment alone.
+    Pinned,
+    /// A running `envctl run` uses the environment until then.
+    Lease(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MarkerKind {
+    Ready,
+    Pinned,
+    Lease,
+}
+
+/// One service as a listing finds it.
+#[derive(Debug, Clone)]
+pub struct ServiceRecord {
+    pub handle: ServiceRef,
+    pub metadata: ServiceMetadata,
+    pub status: ServiceStatus,
+}
+
+/// One environment as a listing finds it.
+#[derive(Debug, Clone)]
+pub struct EnvironmentRecord {
+    pub id: String,
+    pub metadata: Metadata,
+    pub markers: Markers,
+    /// Sorted by service name.
+    pub services: Vec<ServiceRecord>,
+    pub isolation: Vec<IsolationRef>,
+}
+
+/// Which environments a listing returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    All,
+    Id(String),
+    /// What one `envctl up` invocation created, for its rollback.
+    Run(String),
+}
+
+/// What a backend can do beyond the operations every backend has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Run a command in a running service (`exec:` and `healthcheck:` probes).
+    pub exec: bool,
+    /// Per-service byte counters, for the reaper's idleness.
+    pub traffic: bool,
+    /// `stop` keeps the service's filesystem and logs, `start` resumes it.
+    pub stop_keeps_state: bool,
+    pub build: bool,
+    /// Images need not be in a registry.
+    pub local_images: bool,
+}
+
+/// A backend, once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub kind: Kind,
+    /// The key of the engine in envctl's state store: `unix:///var/run/docker.sock` for Docker
+    /// (unprefixed, so earlier reaper history survives).
+    pub endpoint: String,
+    pub capabilities: Capabilities,
+}
+
+/// One line of a service's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub timestamp: Option<DateTime<Utc>>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: Option<u64>,
+    pub timestamps: bool,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Bytes received and sent by a service since its current run started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// The result of a command run inside a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "cannot reach the {backend} engine at `{endpoint}`: {reason}\n\
+         hint: start it, or point envctl at a running engine"
+    )]
+    Unreachable {
+        backend: Kind,
+        endpoint: String,
+        reason: String,
+    },
+    /// The engine took the request but sent no answer in time: it hangs.
+    #[error(
+        "the {backend} engine at `{endpoint}` stopped answering: no answer within {} to {operation}",
+        humantime::format_duration(*waited)
+    )]
+    NoAnswer {
+        backend: Kind,
+        endpoint: String,
+        operation: String,
+        waited: Duration,
+    },
+    /// The claim exists: try the next id.
+    #[error("the environment id `{0}` is already in use")]
+    Taken(String),
+    #[error("no such {kind} `{name}`")]
+    NotFound { kind: &'static str, name: String },
+    /// The isolation is held by objects envctl did not create.
+    #[error("`{what}` is in use by {}", users.join(", "))]
+    InUse { what: String, users: Vec<String> },
+    #[error("the {backend} backend cannot {operation}\nhint: {hint}")]
+    Unsupported {
+        backend: Kind,
+        operation: &'static str,
+        hint: String,
+    },
+    /// Optimistic concurrency lost: re-read, retry.
+    #[error("{0} changed meanwhile")]
+    Conflict(String),
+    #[error("failed to {operation}: {reason}")]
+    Operation { operation: String, reason: String },
+}
+
+impl BackendError {
+    pub fn operation(operation: impl Into<String>, reason: impl fmt::Display) -> Self {
+        BackendError::Operation {
+            operation: operation.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Whether the engine itself failed (unreachable or hanging), rather than one request.
+    pub fn is_engine_down(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Unreachable { .. } | BackendError::NoAnswer { .. }
+        )
+    }
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// What envctl needs from whatever runs its environments. Implementations are cheap to share.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Kind, endpoint and capabilities; fixed after connecting.
+    fn info(&self) -> &BackendInfo;
+    /// Fails with `Unreachable` when the engine does not answer.
+    async fn ping(&self) -> Result<()>;
+
+    /// The image as services will run it, or `None` when it is nowhere to be found.
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>>;
+    /// The tags of `repository`, for `SERVICE@REF`.
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
+    /// Makes `resolve_image` find it: a pull on Docker.
+    async fn fetch_image(&self, image: &ImageRef) -> Result<()>;
+    /// Builds `tag` from a tar of its context. `Unsupported` unless `capabilities.build`.
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()>;
+
+    /// Claims `metadata.id` atomically. `Taken` when it exists, whoever made it.
+    async fn claim(&self, metadata: &Metadata) -> Result<()>;
+    /// The environment's isolation: a name space for its aliases, unreachable from others.
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef>;
+    /// Creates, does not start, one service.
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef>;
+    /// Starts a created or stopped service.
+    async fn start_service(&self, service: &ServiceRef) -> Result<()>;
+    /// Resolves when the service's current run ended, with its exit code.
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64>;
+    /// The typed state of one service.
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus>;
+    /// stdout and stderr merged, line by line.
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>>;
+    /// `Unsupported` unless `capabilities.exec`.
+    async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput>;
+    /// Cumulative bytes of the service's current run. `Unsupported` unless
+    /// `capabilities.traffic`.
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic>;
+    /// Stops within `grace`, then kills. Idempotent.
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
+    /// Removes, stopping within `grace` first or killing at once. Idempotent.
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()>;
+
+    /// Every environment `selector` matches, from a fixed number of list calls.
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>>;
+    /// Sets a marker; setting it again renews it (a lease) or does nothing (ready, pin).
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()>;
+    /// Removes a marker. Idempotent.
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()>;
+    /// Removes the isolation once its services are gone; `InUse` names foreign users.
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()>;
+    /// Gives the id back: the claim goes last, so a half-removed environment stays claimed.
+    async fn release(&self, id: &str) -> Result<()>;
+}

@@ -1,0 +1,520 @@
+//! The one codec of envctl's metadata: typed environment and service metadata to labels and
+//! back, and the label filters that find them.
+//!
+//! Every label envctl writes or reads goes through here; nothing else formats or parses one.
+//! The Docker labels it writes are byte for byte those earlier versions of envctl wrote, so
+//! environments started by them, and the reaper's history of them, keep working.
+//!
+//! A key that is absent decodes to `None`, never to an empty string: environments started by
+//! older versions lack some keys, and a value that is not there is not a value that is empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::label;
+use crate::spec::{ImageRef, Port, Protocol, Ready};
+
+/// Labels as key-value pairs.
+pub type Labels = BTreeMap<String, String>;
+
+/// What the CI build that started an environment tells about itself (Jenkins' variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Build {
+    pub url: Option<String>,
+    pub job_name: Option<String>,
+    pub git_commit: Option<String>,
+}
+
+/// `SERVICE@TAG`: a service started from the local tag that `SERVICE@REF` resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResolvedRef {
+    pub service: String,
+    pub tag: String,
+}
+
+impl fmt::Display for ResolvedRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.service, self.tag)
+    }
+}
+
+/// Environment-wide metadata, carried by every resource of the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub id: String,
+    /// The environment's name (the file's `name:` or stem).
+    pub environment: Option<String>,
+    /// The nonce of the `envctl up` that created it, for its rollback.
+    pub run: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// By when the start must have finished (`up --timeout`).
+    pub start_deadline: Option<DateTime<Utc>>,
+    /// `--ttl`: the reaper stops the environment after this, whatever its activity.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Jenkins' `BUILD_TAG`, else the user.
+    pub owner: Option<String>,
+    /// `host:pid` of the starting `envctl up`.
+    pub started_by: Option<String>,
+    /// The starting process, `boot-id:pid-namespace:pid:start-time` (see `lifecycle::process`).
+    pub process: Option<String>,
+    /// Every service of the environment; `None` for environments started before envctl
+    /// recorded them.
+    pub services: Option<Vec<String>>,
+    pub refs: Vec<ResolvedRef>,
+    pub build: Build,
+}
+
+/// What a marker records (see `naming::anchor_name` and the other marker names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Claims the id.
+    Anchor,
+    /// The start finished.
+    Ready,
+    /// The reaper leaves the environment alone.
+    Pin,
+    /// A running `envctl run` uses it.
+    Lease,
+    /// An `envctl update` is replacing services (see `naming::update_name`).
+    Update,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Anchor => super::ANCHOR_ROLE,
+            Role::Ready => super::READY_ROLE,
+            Role::Pin => super::PIN_ROLE,
+            Role::Lease => super::LEASE_ROLE,
+            Role::Update => super::UPDATE_ROLE,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        [
+            Role::Anchor,
+            Role::Ready,
+            Role::Pin,
+            Role::Lease,
+            Role::Update,
+        ]
+        .into_iter()
+        .find(|role| role.as_str() == text)
+    }
+}
+
+/// What one service's resource carries beyond the environment's metadata.
+#[derive(Debug, Clone)]
+pub struct ServiceMetadata {
+    pub service: String,
+    /// The image the service was started from, as `up` resolved it.
+    pub image: Option<ImageRef>,
+    /// The services this one depends on, so `down` and `start` can order them without the file.
+    pub depends_on: BTreeSet<String>,
+    /// Container ports published on the host.
+    pub ports: Vec<Port>,
+    /// The readiness spec, so `start` can wait for readiness without the file.
+    pub ready: Option<Ready>,
+    /// `SERVICE@TAG` when the service's tag came from a `SERVICE@REF`: each container carries
+    /// its own, since `envctl update` replaces them one by one. `None` on containers of
+    /// earlier versions, which only the environment's `refs` describe.
+    pub reference: Option<ResolvedRef>,
+}
+
+/// A label filter: what a list call asks the engine for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Everything envctl created.
+    Managed,
+    /// One environment's resources.
+    Id(String),
+    /// What one `envctl up` invocation created.
+    Run(String),
+    /// One service's resources.
+    Service(String),
+    /// The resources of every copy of one environment.
+    Environment(String),
+}
+
+impl Filter {
+    /// The filter as Docker's `label` filter takes it: `key=value`.
+    pub fn to_docker(&self) -> String {
+        let (key, value) = match self {
+            Filter::Managed => (label::MANAGED_BY, super::MANAGER),
+            Filter::Id(id) => (label::ID, id.as_str()),
+            Filter::Run(run) => (label::RUN, run.as_str()),
+            Filter::Service(service) => (label::SERVICE, service.as_str()),
+            Filter::Environment(name) => (label::ENVIRONMENT, name.as_str()),
+        };
+        format!("{key}={value}")
+    }
+
+    /// Whether `labels` match.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let (key, value) = self
+            .to_docker()
+            .split_once('=')
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .expect("key=value");
+        labels.get(&key) == Some(&value)
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339()
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').filter(|s| !s.is_empty())
+}
+
+impl Metadata {
+    /// The metadata of a new environment: `id` alone, the rest to fill in.
+    pub fn new(id: impl Into<String>) -> Metadata {
+        Metadata {
+            id: id.into(),
+            environment: None,
+            run: None,
+            created_at: None,
+            start_deadline: None,
+            expires_at: None,
+            owner: None,
+            started_by: None,
+            process: None,
+            services: None,
+            refs: Vec::new(),
+            build: Build::default(),
+        }
+    }
+
+    /// The labels of every resource of the environment.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                labels.insert(key.to_string(), value);
+            }
+        };
+        put(label::MANAGED_BY, Some(super::MANAGER.to_string()));
+        put(label::ID, Some(self.id.clone()));
+        put(label::ENVIRONMENT, self.environment.clone());
+        put(label::CREATED_AT, self.created_at.map(time));
+        let refs: Vec<String> = self.refs.iter().map(ToString::to_string).collect();
+        put(label::REFS, Some(refs.join(",")));
+        put(label::SERVICES, self.services.as_ref().map(|s| s.join(",")));
+        put(label::OWNER, self.owner.clone());
+        put(label::STARTED_BY, self.started_by.clone());
+        put(label::PROCESS, self.process.clone());
+        put(label::START_DEADLINE, self.start_deadline.map(time));
+        put(label::RUN, self.run.clone());
+        put(label::EXPIRES_AT, self.expires_at.map(time));
+        put(label::BUILD_URL, self.build.url.clone());
+        put(label::JOB_NAME, self.build.job_name.clone());
+        put(label::GIT_COMMIT, self.build.git_commit.clone());
+        labels
+    }
+
+    /// The labels of a marker of the environment.
+    pub fn encode_marker(&self, role: Role) -> Labels {
+        let mut labels = match role {
+            // A pin outlives the start: it carries only what identifies the environment.
+            Role::Pin => {
+                let mut labels = self.encode();
+                labels.retain(|key, _| {
+                    [
+                        label::MANAGED_BY,
+                        label::ID,
+                        label::ENVIRONMENT,
+                        label::CREATED_AT,
+                        label::OWNER,
+                    ]
+                    .contains(&key.as_str())
+                });
+                labels
+            }
+            _ => self.encode(),
+        };
+        labels.insert(label::ROLE.into(), role.as_str().into());
+        labels
+    }
+
+    /// The labels of one service's resource.
+    pub fn encode_service(&self, service: &ServiceMetadata) -> Labels {
+        let mut labels = self.encode();
+        let depends_on: Vec<&str> = service.depends_on.iter().map(String::as_str).collect();
+        let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
+        labels.insert(label::SERVICE.into(), service.service.clone());
+        if let Some(image) = &service.image {
+            labels.insert(label::IMAGE.into(), image.to_string());
+        }
+        labels.insert(label::DEPENDS_ON.into(), depends_on.join(","));
+        labels.insert(label::PORTS.into(), ports.join(","));
+        if let Some(ready) = &service.ready {
+            labels.insert(label::READY.into(), ready.to_label());
+        }
+        if let Some(reference) = &service.reference {
+            labels.insert(label::REF.into(), reference.to_string());
+        }
+        labels
+    }
+
+    /// Reads the environment's metadata; `None` unless the labels are envctl's and name an id.
+    pub fn decode(labels: &Labels) -> Option<Metadata> {
+        if !Filter::Managed.matches(labels) {
+            return None;
+        }
+        let get = |key: &str| labels.get(key).cloned();
+        let refs = labels.get(label::REFS).map_or("", String::as_str);
+        Some(Metadata {
+            id: get(label::ID)?,
+            environment: get(label::ENVIRONMENT),
+            run: get(label::RUN),
+            created_at: get(label::CREATED_AT).as_deref().and_then(parse_time),
+            start_deadline: get(label::START_DEADLINE).as_deref().and_then(parse_time),
+            expires_at: get(label::EXPIRES_AT).as_deref().and_then(parse_time),
+            owner: get(label::OWNER),
+            started_by: get(label::STARTED_BY),
+            process: get(label::PROCESS),
+            services: get(label::SERVICES).map(|s| list(&s).map(str::to_string).collect()),
+            refs: list(refs).filter_map(resolved_ref).collect(),
+            build: Build {
+                url: get(label::BUILD_URL),
+                job_name: get(label::JOB_NAME),
+                git_commit: get(label::GIT_COMMIT),
+            },
+        })
+    }
+}
+
+/// The marker role the labels carry; `None` on a service's resources.
+pub fn role(labels: &Labels) -> Option<Role> {
+    Role::parse(labels.get(label::ROLE)?)
+}
+
+/// The id the labels carry.
+pub fn id(labels: &Labels) -> Option<&str> {
+    labels.get(label::ID).map(String::as_str)
+}
+
+impl ServiceMetadata {
+    /// Reads a service's metadata; `None` when the labels name no service.
+    pub fn decode(labels: &Labels) -> Option<ServiceMetadata> {
+        let service = labels.get(label::SERVICE)?.clone();
+        let get = |key: &str| labels.get(key).map_or("", String::as_str);
+        Some(ServiceMetadata {
+            service,
+            image: labels.get(label::IMAGE).and_then(|i| image(i)),
+            depends_on: list(get(label::DEPENDS_ON)).map(str::to_string).collect(),
+            ports: list(get(label::PORTS)).filter_map(port).collect(),
+            ready: labels.get(label::READY).and_then(|r| Ready::from_label(r)),
+            reference: labels.get(label::REF).and_then(|r| resolved_ref(r)),
+        })
+    }
+}
+
+/// `SERVICE@TAG`.
+fn resolved_ref(text: &str) -> Option<ResolvedRef> {
+    let (service, tag) = text.split_once('@')?;
+    Some(ResolvedRef {
+        service: service.into(),
+        tag: tag.into(),
+    })
+}
+
+/// `repository:tag` as `up` wrote it; a reference without a tag means `latest`.
+fn image(text: &str) -> Option<ImageRef> {
+    let (repository, tag) = crate::spec::split_image(text).ok()?;
+    Some(ImageRef {
+        repository,
+        tag: tag.unwrap_or_else(|| "latest".into()),
+    })
+}
+
+/// `8080/tcp`.
+fn port(text: &str) -> Option<Port> {
+    let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    Some(Port {
+        number: number.parse().ok()?,
+        protocol,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn golden(json: &str) -> Labels {
+        serde_json::from_str(json).expect("golden labels")
+    }
+
+    /// Labels that `envctl up --name seam-golden --ttl 2h` wrote on the demo environment, in a
+    /// Jenkins build, before this codec existed (`docker inspect`).
+    const ANCHOR: &str = r#"{"io.envctl.build-url":"http://ci/1","io.envctl.created-at":"2026-11-26T09:35:23.814128694+00:00","io.envctl.environment":"demo","io.envctl.expires-at":"2026-11-26T11:35:23.814128694+00:00","io.envctl.git-commit":"abc","io.envctl.id":"seam-golden","io.envctl.job-name":"job","io.envctl.managed-by":"envctl","io.envctl.owner":"root","io.envctl.process":"00a6db9e-dd17-4e58-a6f1-13d4c2649951:4026531836:18698:280773","io.envctl.refs":"","io.envctl.role":"anchor","io.envctl.run":"e72d0612b81e0c80","io.envctl.services":"accounting,activemq,oracle-xe,proxy","io.envctl.start-deadline":"2026-11-26T09:45:23.814130516+00:00","io.envctl.started-by":"vm:18698"}"#;
+    const PROXY: &str = r#"{"io.envctl.build-url":"http://ci/1","io.envctl.created-at":"2026-11-26T09:35:23.814128694+00:00","io.envctl.depends-on":"accounting,activemq,oracle-xe","io.envctl.environment":"demo","io.envctl.expires-at":"2026-11-26T11:35:23.814128694+00:00","io.envctl.git-commit":"abc","io.envctl.id":"seam-golden","io.envctl.image":"envctl-demo/proxy:latest","io.envctl.job-name":"job","io.envctl.managed-by":"envctl","io.envctl.owner":"root","io.envctl.ports":"8080/tcp","io.envctl.process":"00a6db9e-dd17-4e58-a6f1-13d4c2649951:4026531836:18698:280773","io.envctl.ready":"{\"probes\":[{\"http\":[8080,\"/health\"]}],\"timeout_ms\":300000}","io.envctl.refs":"","io.envctl.run":"e72d0612b81e0c80","io.envctl.service":"proxy","io.envctl.services":"accounting,activemq,oracle-xe,proxy","io.envctl.start-deadline":"2026-11-26T09:45:23.814130516+00:00","io.envctl.started-by":"vm:18698"}"#;
+    const NETWORK: &str = r#"{"io.envctl.build-url":"http://ci/1","io.envctl.created-at":"2026-11-26T09:35:23.814128694+00:00","io.envctl.environment":"demo","io.envctl.expires-at":"2026-11-26T11:35:23.814128694+00:00","io.envctl.git-commit":"abc","io.envctl.id":"seam-golden","io.envctl.job-name":"job","io.envctl.managed-by":"envctl","io.envctl.owner":"root","io.envctl.process":"00a6db9e-dd17-4e58-a6f1-13d4c2649951:4026531836:18698:280773","io.envctl.refs":"","io.envctl.run":"e72d0612b81e0c80","io.envctl.services":"accounting,activemq,oracle-xe,proxy","io.envctl.start-deadline":"2026-11-26T09:45:23.814130516+00:00","io.envctl.started-by":"vm:18698"}"#;
+    const PIN: &str = r#"{"io.envctl.created-at":"2026-11-26T09:35:23.814128694+00:00","io.envctl.environment":"demo","io.envctl.id":"seam-golden","io.envctl.managed-by":"envctl","io.envctl.owner":"root","io.envctl.role":"pin"}"#;
+
+    fn metadata() -> Metadata {
+        let at = |text: &str| parse_time(text).unwrap();
+        Metadata {
+            environment: Some("demo".into()),
+            run: Some("e72d0612b81e0c80".into()),
+            created_at: Some(at("2026-11-26T09:35:23.814128694+00:00")),
+            start_deadline: Some(at("2026-11-26T09:45:23.814130516+00:00")),
+            expires_at: Some(at("2026-11-26T11:35:23.814128694+00:00")),
+            owner: Some("root".into()),
+            started_by: Some("vm:18698".into()),
+            process: Some("00a6db9e-dd17-4e58-a6f1-13d4c2649951:4026531836:18698:280773".into()),
+            services: Some(
+                ["accounting", "activemq", "oracle-xe", "proxy"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            refs: Vec::new(),
+            build: Build {
+                url: Some("http://ci/1".into()),
+                job_name: Some("job".into()),
+                git_commit: Some("abc".into()),
+            },
+            ..Metadata::new("seam-golden")
+        }
+    }
+
+    fn proxy() -> ServiceMetadata {
+        ServiceMetadata {
+            service: "proxy".into(),
+            image: image("envctl-demo/proxy:latest"),
+            depends_on: ["accounting", "activemq", "oracle-xe"]
+                .map(String::from)
+                .into(),
+            ports: vec![Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            }],
+            ready: Some(Ready {
+                probes: vec![crate::spec::Probe::Http {
+                    port: 8080,
+                    path: "/health".into(),
+                }],
+                timeout: Duration::from_secs(300),
+            }),
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn docker_labels_are_byte_identical_to_those_earlier_versions_wrote() {
+        let metadata = metadata();
+        assert_eq!(metadata.encode_marker(Role::Anchor), golden(ANCHOR));
+        assert_eq!(metadata.encode_service(&proxy()), golden(PROXY));
+        assert_eq!(metadata.encode(), golden(NETWORK));
+        assert_eq!(metadata.encode_marker(Role::Pin), golden(PIN));
+    }
+
+    #[test]
+    fn labels_written_by_earlier_versions_decode_to_what_they_meant() {
+        for json in [ANCHOR, PROXY, NETWORK] {
+            assert_eq!(Metadata::decode(&golden(json)), Some(metadata()), "{json}");
+        }
+        let service = ServiceMetadata::decode(&golden(PROXY)).unwrap();
+        assert_eq!(service.service, "proxy");
+        assert_eq!(service.image, proxy().image);
+        assert_eq!(service.depends_on, proxy().depends_on);
+        assert_eq!(service.ports, proxy().ports);
+        assert_eq!(
+            service.ready.map(|r| r.to_label()),
+            proxy().ready.map(|r| r.to_label())
+        );
+        assert!(ServiceMetadata::decode(&golden(ANCHOR)).is_none());
+        assert_eq!(role(&golden(ANCHOR)), Some(Role::Anchor));
+        assert_eq!(role(&golden(PIN)), Some(Role::Pin));
+        assert_eq!(role(&golden(PROXY)), None);
+    }
+
+    #[test]
+    fn an_absent_key_decodes_to_none_not_to_an_empty_value() {
+        let mut labels = golden(ANCHOR);
+        for key in [label::SERVICES, label::OWNER, label::START_DEADLINE] {
+            labels.remove(key);
+        }
+        let decoded = Metadata::decode(&labels).unwrap();
+        assert_eq!(decoded.services, None, "older versions wrote no services");
+        assert_eq!(decoded.owner, None);
+        assert_eq!(decoded.start_deadline, None);
+        let mut empty = golden(ANCHOR);
+        empty.insert(label::SERVICES.into(), String::new());
+        assert_eq!(Metadata::decode(&empty).unwrap().services, Some(Vec::new()));
+        let mut foreign = golden(ANCHOR);
+        foreign.remove(label::MANAGED_BY);
+        assert_eq!(Metadata::decode(&foreign), None, "not envctl's");
+    }
+
+    #[test]
+    fn refs_round_trip_as_service_at_tag() {
+        let mut metadata = metadata();
+        metadata.refs = vec![ResolvedRef {
+            service: "accounting".into(),
+            tag: "ea6757a8090d".into(),
+        }];
+        let labels = metadata.encode();
+        assert_eq!(labels[label::REFS], "accounting@ea6757a8090d");
+        assert_eq!(Metadata::decode(&labels), Some(metadata));
+    }
+
+    #[test]
+    fn a_service_carries_its_own_ref_only_when_it_has_one() {
+        let mut proxy = proxy();
+        assert!(!metadata().encode_service(&proxy).contains_key(label::REF));
+        proxy.reference = Some(ResolvedRef {
+            service: "proxy".into(),
+            tag: "d277d11f1376".into(),
+        });
+        let labels = metadata().encode_service(&proxy);
+        assert_eq!(labels[label::REF], "proxy@d277d11f1376");
+        assert_eq!(
+            ServiceMetadata::decode(&labels).unwrap().reference,
+            proxy.reference
+        );
+        let marker = metadata().encode_marker(Role::Update);
+        assert_eq!(marker[label::ROLE], "update");
+        assert_eq!(role(&marker), Some(Role::Update));
+    }
+
+    #[test]
+    fn filters_render_as_docker_label_filters_and_match_labels() {
+        let labels = golden(PROXY);
+        let table = [
+            (Filter::Managed, "io.envctl.managed-by=envctl", true),
+            (
+                Filter::Id("seam-golden".into()),
+                "io.envctl.id=seam-golden",
+                true,
+            ),
+            (Filter::Id("seam".into()), "io.envctl.id=seam", false),
+            (
+                Filter::Run("e72d0612b81e0c80".into()),
+                "io.envctl.run=e72d0612b81e0c80",
+                true,
+            ),
+            (Filter::Service("db".into()), "io.envctl.service=db", false),
+        ];
+        for (filter, docker, matches) in table {
+            assert_eq!(filter.to_docker(), docker);
+            assert_eq!(filter.matches(&labels), matches, "{filter:?}");
+        }
+    }
+}
