@@ -36,6 +36,8 @@ use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
 
+/// How long a failed restore watches for the environment's removal, which would explain it.
+const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long each engine call of a restore may take: the update is over, and a working engine
 /// answers these at once.
 const RESTORE_CALL: Duration = Duration::from_secs(5);
@@ -109,7 +111,10 @@ pub enum UpdateError {
     },
     /// A new service failed, or the update timed out or was interrupted: the previous services
     /// were restored, or `restored` says what could not be.
-    #[error("{cause}\n{restored}")]
+    #[error("{}\n{restored}", match **cause {
+        StartError::Interrupted(_) => "interrupted".to_string(),
+        ref cause => cause.to_string(),
+    })]
     Failed {
         cause: Box<StartError>,
         restored: Restored,
@@ -565,7 +570,7 @@ impl Work<'_> {
                 });
             }
         };
-        if !current.iter().any(|c| is_marker_of(c, self.nonce)) {
+        if self.vanished(&current) {
             self.remove_created(&current).await;
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
@@ -583,16 +588,50 @@ impl Work<'_> {
                 running: self.describe(&self.list().await.unwrap_or_default()),
                 problem: None,
             },
-            Err(problem) => Restored {
-                id: self.id().to_string(),
-                running: Vec::new(),
-                problem: Some(problem),
-            },
+            Err(problem) => {
+                // A `down` that began meanwhile may be what made both the update and the
+                // restore fail: it removes the containers first, the marker after them.
+                if let Some(current) = self.removal_seen().await {
+                    self.remove_created(&current).await;
+                    return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+                }
+                Restored {
+                    id: self.id().to_string(),
+                    running: Vec::new(),
+                    problem: Some(problem),
+                }
+            }
         };
         Err(UpdateError::Failed {
             cause: Box::new(cause),
             restored,
         })
+    }
+
+    /// Whether the environment is being removed: this update's marker is gone, or a previous
+    /// container it put aside (only a removal takes those).
+    fn vanished(&self, current: &[ContainerSummary]) -> bool {
+        let marker = current.iter().any(|c| is_marker_of(c, self.nonce));
+        let previous = self.chosen.iter().filter_map(|s| self.previous(s));
+        !marker
+            || previous
+                .into_iter()
+                .any(|p| !current.iter().any(|c| c.id == p.id))
+    }
+
+    /// The environment's containers once a removal shows, watching for [`REMOVAL_WINDOW`].
+    async fn removal_seen(&self) -> Option<Vec<ContainerSummary>> {
+        let until = Instant::now() + REMOVAL_WINDOW;
+        loop {
+            let current = self.list().await.ok()?;
+            if self.vanished(&current) {
+                return Some(current);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn list(&self) -> Result<Vec<ContainerSummary>, EngineError> {

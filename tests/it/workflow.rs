@@ -371,3 +371,125 @@ fn ls_row(env: &TestEnv, id: &str) -> serde_json::Value {
     let row = rows.as_array().unwrap().iter().find(|r| r["id"] == id);
     row.cloned().unwrap_or_else(|| panic!("no {id} in {rows}"))
 }
+
+/// Gives every service of the test's file a start delay: `update` reads the file again, so
+/// the replaced services take that long to become ready.
+fn slow_down(env: &TestEnv, delay: &str) {
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    std::fs::write(
+        env.file(),
+        text.replace("--delay, 0", &format!("--delay, {delay}")),
+    )
+    .unwrap();
+}
+
+/// Waits until the update's marker exists, failing the test after a while.
+#[track_caller]
+fn wait_for_the_update(id: &str) {
+    let marker = format!("envctl_{id}_update");
+    for _ in 0..200 {
+        if names(id).contains(&marker) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no update marker: {:?}", names(id));
+}
+
+#[test]
+fn the_reaper_leaves_an_environment_alone_while_it_is_updated() {
+    let tags = Tags::new("update-reap");
+    let env = TestEnv::new("update-reap", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    slow_down(&env, "2s");
+    // Every service is replaced, so mid-way none runs: stopped, or debris, to a naive reaper.
+    let update = env
+        .envctl()
+        .args(["update", id, "db@v2", "--with-dependents"])
+        .spawn();
+    wait_for_the_update(id);
+    let (mut passes, mut seen_updating) = (Vec::new(), false);
+    let mut update = update;
+    while update.child.try_wait().unwrap().is_none() {
+        seen_updating |= env.state_of(id).as_deref() == Some("updating");
+        // As eager as a reaper gets: stopped environments are removed at once.
+        let pass = env.reap(&["--idle", "1h", "--remove-after", "0s"]);
+        passes.push(format!("{}{}", pass.stdout(), pass.stderr()));
+    }
+    update.wait().success();
+    assert!(seen_updating, "ls showed it updating");
+    assert!(passes.len() >= 2, "{passes:?}");
+    for pass in &passes {
+        assert!(!pass.contains(id.as_str()), "the reaper acted: {pass}");
+    }
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}
+
+#[test]
+fn a_second_update_is_refused_and_a_down_wins_over_an_update_under_way() {
+    let tags = Tags::new("update-race");
+    let env = TestEnv::new("update-race", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    slow_down(&env, "3s");
+    let first = env.envctl().args(["update", id, "app@v2"]).spawn();
+    wait_for_the_update(id);
+    env.envctl()
+        .args(["update", id, "app@v1"])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "environment `{id}` is being updated by another `envctl update` ("
+        ));
+    env.envctl().args(["down", id]).run().success();
+    first
+        .wait_within(Duration::from_secs(60))
+        .code(2)
+        .stderr_has(&format!(
+            "environment `{id}` was removed while it was being updated; removed what the update \
+             had created"
+        ));
+    // Both may have asked to remove the same container: the engine finishes it a moment later.
+    for _ in 0..50 {
+        if env.leftovers().0.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.assert_nothing_left();
+}
+
+#[test]
+fn ctrl_c_during_an_update_says_so_and_restores_the_previous_service() {
+    let tags = Tags::new("update-int");
+    let env = TestEnv::new("update-int", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = container_id(&format!("app_{id}"));
+    slow_down(&env, "30s");
+    let update = env.envctl().args(["update", id, "app@v2"]).spawn();
+    wait_for_the_update(id);
+    std::thread::sleep(Duration::from_millis(500));
+    update.signal("INT");
+    let run = update.wait_within(Duration::from_secs(30));
+    run.code(130)
+        .stderr_has(&format!(
+            "interrupted: stopping the update of {id} and restoring its previous services ... \
+             press Ctrl-C again to force"
+        ))
+        .stderr_has("error: interrupted\nrestored the previous `app`");
+    assert_eq!(container_id(&format!("app_{id}")), app);
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+}
