@@ -11,6 +11,7 @@
 //!
 //! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
 
+pub mod docker;
 #[cfg(test)]
 pub mod fake;
 
@@ -40,6 +41,22 @@ impl Kind {
             Kind::Docker => "docker",
             Kind::Swarm => "swarm",
             Kind::Kube => "kube",
+        }
+    }
+
+    /// The engine's name in messages.
+    pub fn engine(self) -> &'static str {
+        match self {
+            Kind::Docker => "Docker",
+            Kind::Swarm => "Docker Swarm",
+            Kind::Kube => "Kubernetes",
+        }
+    }
+
+    fn no_answer_hint(self) -> &'static str {
+        match self {
+            Kind::Docker | Kind::Swarm => "`docker info` shows whether it answers at all",
+            Kind::Kube => "`kubectl cluster-info` shows whether it answers at all",
         }
     }
 }
@@ -134,8 +151,11 @@ pub enum ServiceState {
     /// Created, not started yet (or waiting for a node, an image).
     Pending,
     Running,
-    /// Restarting, paused, being removed: neither running nor at rest.
-    Transient,
+    Paused,
+    /// Crashed and being restarted by the engine.
+    Restarting,
+    /// Being stopped or removed.
+    Stopping,
     /// Ended and at rest, its exit code known.
     Exited,
     /// Died in a way that left no usable exit (Docker `dead`, a task `failed` to start).
@@ -145,11 +165,14 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// The word `ls` and `status` show (Docker's, where Docker has one).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Pending => "created",
             ServiceState::Running => "running",
-            ServiceState::Transient => "transient",
+            ServiceState::Paused => "paused",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Stopping => "removing",
             ServiceState::Exited => "exited",
             ServiceState::Failed => "dead",
             ServiceState::Missing => "missing",
@@ -337,18 +360,25 @@ pub struct ExecOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
-        "cannot reach the {backend} engine at `{endpoint}`: {reason}\n\
-         hint: start it, or point envctl at a running engine"
+        "cannot reach the {} engine at `{endpoint}` ({origin}): {reason}\nhint: {hint}",
+        backend.engine()
     )]
     Unreachable {
         backend: Kind,
         endpoint: String,
+        /// Where the endpoint came from: a flag, a variable, a context, the default.
+        origin: String,
         reason: String,
+        /// What to do about it, for that origin.
+        hint: String,
     },
     /// The engine took the request but sent no answer in time: it hangs.
     #[error(
-        "the {backend} engine at `{endpoint}` stopped answering: no answer within {} to {operation}",
-        humantime::format_duration(*waited)
+        "the {} engine at `{endpoint}` stopped answering: no answer within {} to {operation}\n\
+         hint: {}",
+        backend.engine(),
+        humantime::format_duration(rounded(*waited)),
+        backend.no_answer_hint()
     )]
     NoAnswer {
         backend: Kind,
@@ -391,6 +421,15 @@ impl BackendError {
             self,
             BackendError::Unreachable { .. } | BackendError::NoAnswer { .. }
         )
+    }
+}
+
+/// A duration as people read it in a message: whole seconds, or milliseconds below one.
+fn rounded(duration: Duration) -> Duration {
+    if duration >= Duration::from_secs(1) {
+        Duration::from_secs(duration.as_secs_f64().round() as u64)
+    } else {
+        Duration::from_millis(duration.as_millis() as u64)
     }
 }
 

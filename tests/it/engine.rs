@@ -1014,3 +1014,164 @@ async fn tcp_probe_passed_on_docker_proxy_accept() {
         .await
         .unwrap_or_else(|error| panic!("the listening service at {address}: {error}"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Docker backend, on the same engine
+
+#[tokio::test]
+async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
+    use envctl::backend::docker::DockerBackend;
+    use envctl::backend::{
+        Backend, BackendError, Health, Marker, MarkerKind, Metadata, ResolvedImage, Selector,
+        ServiceSpec, ServiceState,
+    };
+    use envctl::spec::{ImageRef, Port, Protocol, Ready};
+
+    let fixture = Fixture::new("backend").await;
+    let backend = DockerBackend::new(std::sync::Arc::new(fixture.docker.clone()));
+    let metadata = Metadata {
+        environment: Some("backend".into()),
+        run: Some(fixture.id.clone()),
+        services: Some(vec!["web".into()]),
+        ..Metadata::new(fixture.id.clone())
+    };
+    backend.claim(&metadata).await.expect("claim");
+    match backend.claim(&metadata).await {
+        Err(BackendError::Taken(id)) => assert_eq!(id, fixture.id),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    let network = backend
+        .create_isolation(&metadata)
+        .await
+        .expect("isolation");
+    let (repository, tag) = images().health.rsplit_once(':').unwrap();
+    let image = ImageRef {
+        repository: repository.into(),
+        tag: tag.into(),
+    };
+    let resolved: ResolvedImage = backend
+        .resolve_image(&image)
+        .await
+        .expect("resolve")
+        .expect("the image is local");
+    assert!(resolved.healthcheck.is_some(), "decoded from the image");
+    let spec = ServiceSpec {
+        service: "web".into(),
+        image: resolved,
+        command: None,
+        env: vec![("GREETING".into(), "hello".into())],
+        ports: vec![Port {
+            number: 8080,
+            protocol: Protocol::Tcp,
+        }],
+        aliases: vec!["web".into()],
+        depends_on: Default::default(),
+        ready: Ready {
+            probes: Vec::new(),
+            timeout: PATIENCE,
+        },
+        metadata: metadata.clone(),
+    };
+    let web = backend
+        .create_service(&network, &spec)
+        .await
+        .expect("create service");
+    assert_eq!(
+        backend.status(&web).await.unwrap().state,
+        ServiceState::Pending
+    );
+    backend.start_service(&web).await.expect("start");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let status = backend.status(&web).await.expect("status");
+        if status.health == Health::Healthy || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.state, ServiceState::Running);
+    assert_eq!(
+        status.health,
+        Health::Healthy,
+        "typed, from Docker's health word"
+    );
+    assert!(status.started_at.is_some() && status.finished_at.is_none());
+    let [endpoint] = status.endpoints.as_slice() else {
+        panic!("one endpoint expected: {:?}", status.endpoints);
+    };
+    assert_eq!(endpoint.container_port.number, 8080);
+    assert!(endpoint.port > 0 && !endpoint.host.is_empty() && endpoint.host != "0.0.0.0");
+
+    let until = chrono::Utc::now() + chrono::Duration::minutes(2);
+    for marker in [Marker::Ready, Marker::Pinned, Marker::Lease(until)] {
+        backend.set_marker(&metadata, marker).await.expect("mark");
+    }
+    let later = until + chrono::Duration::minutes(1);
+    backend
+        .set_marker(&metadata, Marker::Lease(later))
+        .await
+        .expect("renew the lease");
+    let listed = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    let [record] = listed.as_slice() else {
+        panic!("one environment expected: {listed:#?}");
+    };
+    assert!(record.markers.claimed && record.markers.ready && record.markers.pinned);
+    assert_eq!(
+        record.markers.lease_until.map(|t| t.timestamp()),
+        Some(later.timestamp()),
+        "renewed, not doubled"
+    );
+    assert_eq!(record.metadata, metadata);
+    assert_eq!(record.services.len(), 1);
+    assert_eq!(record.services[0].handle, web);
+    assert_eq!(record.services[0].status.state, ServiceState::Running);
+    assert_eq!(record.isolation, std::slice::from_ref(&network));
+    let by_run = backend
+        .list(&Selector::Run(fixture.id.clone()))
+        .await
+        .expect("list by run");
+    assert_eq!(by_run.len(), 1);
+
+    backend.remove_service(&web, None).await.expect("remove");
+    backend
+        .remove_service(&web, None)
+        .await
+        .expect("removing twice is fine");
+    assert_eq!(
+        backend.status(&web).await.unwrap().state,
+        ServiceState::Missing
+    );
+    backend.remove_isolation(&network).await.expect("network");
+    for kind in [MarkerKind::Pinned, MarkerKind::Lease, MarkerKind::Ready] {
+        backend
+            .clear_marker(&fixture.id, kind)
+            .await
+            .expect("clear");
+        backend
+            .clear_marker(&fixture.id, kind)
+            .await
+            .expect("idempotent");
+    }
+    let claimed_only = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    assert_eq!(claimed_only.len(), 1);
+    assert_eq!(
+        claimed_only[0].markers,
+        envctl::backend::Markers {
+            claimed: true,
+            ..Default::default()
+        },
+        "the claim goes last"
+    );
+    backend.release(&fixture.id).await.expect("release");
+    let gone = backend
+        .list(&Selector::Id(fixture.id.clone()))
+        .await
+        .expect("list");
+    assert!(gone.is_empty(), "{gone:#?}");
+}

@@ -1,0 +1,450 @@
+//! The Docker backend: one engine, environments as containers on a network of their own.
+//!
+//! Claims and markers are never-started containers whose names the engine keeps unique
+//! (`envctl_ID`, `envctl_ID_ready`, `envctl_ID_pin`, `envctl_ID_lease-UNIX`); a lease is
+//! renewed by renaming its container, which the engine does atomically. Services are
+//! containers `SERVICE_ID` on the user-defined bridge network `envctl_ENV_ID`.
+
+pub mod convert;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::backend::*;
+use crate::engine::{
+    ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
+};
+use crate::naming::codec::{self, Role};
+use crate::naming::{self};
+use crate::spec::ImageRef;
+
+/// The capabilities of one Docker engine.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    exec: true,
+    traffic: true,
+    stop_keeps_state: true,
+    build: true,
+    local_images: true,
+};
+
+/// A Docker engine as a [`Backend`]. Cheap to clone.
+#[derive(Clone)]
+pub struct DockerBackend<'a> {
+    engine: Arc<dyn Engine + 'a>,
+    info: BackendInfo,
+}
+
+impl<'a> DockerBackend<'a> {
+    pub fn new(engine: Arc<dyn Engine + 'a>) -> DockerBackend<'a> {
+        let info = BackendInfo {
+            kind: Kind::Docker,
+            // Unprefixed, as envctl always keyed its state store: earlier history survives.
+            endpoint: engine.endpoint().to_string(),
+            capabilities: CAPABILITIES,
+        };
+        DockerBackend { engine, info }
+    }
+
+    /// The engine underneath, for the code that still speaks containers.
+    pub fn engine(&self) -> &(dyn Engine + 'a) {
+        self.engine.as_ref()
+    }
+}
+
+impl From<EngineError> for BackendError {
+    fn from(error: EngineError) -> BackendError {
+        match error {
+            EngineError::Unreachable {
+                endpoint,
+                origin,
+                reason,
+            } => BackendError::Unreachable {
+                backend: Kind::Docker,
+                endpoint,
+                hint: origin.hint(),
+                origin: origin.to_string(),
+                reason,
+            },
+            EngineError::NoAnswer {
+                endpoint,
+                operation,
+                waited,
+            } => BackendError::NoAnswer {
+                backend: Kind::Docker,
+                endpoint,
+                operation,
+                waited,
+            },
+            EngineError::NameTaken(name) => BackendError::Taken(name),
+            EngineError::NotFound { kind, name } => BackendError::NotFound { kind, name },
+            EngineError::Operation { operation, reason } => {
+                BackendError::Operation { operation, reason }
+            }
+        }
+    }
+}
+
+/// The container name of a marker.
+fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
+    match kind {
+        MarkerKind::Ready => Some(naming::ready_name(id)),
+        MarkerKind::Pinned => Some(naming::pin_name(id)),
+        // Its name changes with each renewal: found by listing.
+        MarkerKind::Lease => None,
+    }
+}
+
+impl DockerBackend<'_> {
+    /// The lease container of `id`, if there is one.
+    async fn lease(&self, id: &str) -> Result<Option<ContainerSummary>> {
+        let containers = self
+            .engine
+            .list_containers(&[Filter::Managed, Filter::Id(id.to_string())])
+            .await?;
+        Ok(containers
+            .into_iter()
+            .find(|c| codec::role(&c.labels) == Some(Role::Lease)))
+    }
+
+    fn group(
+        &self,
+        containers: Vec<ContainerSummary>,
+        networks: Vec<NetworkSummary>,
+    ) -> Vec<EnvironmentRecord> {
+        group(self.engine.as_ref(), containers, networks)
+    }
+}
+
+/// Environments from one list of containers and one of networks, oldest first.
+pub fn group(
+    engine: &dyn Engine,
+    containers: Vec<ContainerSummary>,
+    networks: Vec<NetworkSummary>,
+) -> Vec<EnvironmentRecord> {
+    struct Partial {
+        metadata: Option<Metadata>,
+        /// From a pin, which carries only what identifies the environment.
+        fallback: Metadata,
+        markers: Markers,
+        services: Vec<ServiceRecord>,
+        isolation: Vec<IsolationRef>,
+    }
+    fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
+        by_id.entry(metadata.id.clone()).or_insert_with(|| Partial {
+            metadata: None,
+            fallback: metadata.clone(),
+            markers: Markers::default(),
+            services: Vec::new(),
+            isolation: Vec::new(),
+        })
+    }
+    let mut by_id: BTreeMap<String, Partial> = BTreeMap::new();
+    for container in containers {
+        let Some(metadata) = Metadata::decode(&container.labels) else {
+            continue;
+        };
+        let role = codec::role(&container.labels);
+        let partial = entry(&mut by_id, &metadata);
+        if role != Some(Role::Pin) && partial.metadata.is_none() || role == Some(Role::Anchor) {
+            partial.metadata = Some(metadata.clone());
+        }
+        match role {
+            Some(Role::Anchor) => partial.markers.claimed = true,
+            Some(Role::Ready) => partial.markers.ready = true,
+            Some(Role::Pin) => partial.markers.pinned = true,
+            Some(Role::Lease) => {
+                partial.markers.lease_until = partial
+                    .markers
+                    .lease_until
+                    .max(naming::lease_expiry(&container.name))
+            }
+            None => {
+                let service = codec::ServiceMetadata::decode(&container.labels).unwrap_or(
+                    codec::ServiceMetadata {
+                        service: String::new(),
+                        image: None,
+                        depends_on: Default::default(),
+                        ports: Vec::new(),
+                        ready: None,
+                    },
+                );
+                partial.services.push(ServiceRecord {
+                    handle: convert::handle(&metadata.id, &container),
+                    status: convert::summary_status(engine, &container),
+                    metadata: service,
+                });
+            }
+        }
+    }
+    for network in networks {
+        let Some(metadata) = Metadata::decode(&network.labels) else {
+            continue;
+        };
+        let partial = entry(&mut by_id, &metadata);
+        if partial.metadata.is_none() {
+            partial.metadata = Some(metadata.clone());
+        }
+        partial.isolation.push(IsolationRef {
+            name: network.name,
+            native: network.id,
+        });
+    }
+    let mut records: Vec<EnvironmentRecord> = by_id
+        .into_iter()
+        .map(|(id, mut partial)| {
+            partial
+                .services
+                .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            EnvironmentRecord {
+                id,
+                metadata: partial.metadata.unwrap_or(partial.fallback),
+                markers: partial.markers,
+                services: partial.services,
+                isolation: partial.isolation,
+            }
+        })
+        .collect();
+    records.sort_by(|a, b| (a.metadata.created_at, &a.id).cmp(&(b.metadata.created_at, &b.id)));
+    records
+}
+
+#[async_trait]
+impl Backend for DockerBackend<'_> {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(self.engine.ping().await?)
+    }
+
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let details = self.engine.inspect_image(&image.to_string()).await?;
+        Ok(details.map(|details| ResolvedImage {
+            reference: image.clone(),
+            healthcheck: convert::healthcheck(details.healthcheck),
+        }))
+    }
+
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        Ok(self.engine.image_tags(repository).await?)
+    }
+
+    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+        Ok(self
+            .engine
+            .pull_image(&image.repository, &image.tag)
+            .await?)
+    }
+
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {
+        Ok(self
+            .engine
+            .build_image(context, dockerfile, &tag.to_string())
+            .await?)
+    }
+
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        let anchor = naming::anchor_name(&metadata.id);
+        let labels = metadata.encode_marker(Role::Anchor);
+        match self.engine.create_marker(&anchor, &labels).await {
+            Ok(_) => Ok(()),
+            Err(EngineError::NameTaken(_)) => Err(BackendError::Taken(metadata.id.clone())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        let network = NetworkSpec {
+            name: naming::network_name(
+                metadata.environment.as_deref().unwrap_or_default(),
+                &metadata.id,
+            ),
+            labels: metadata.encode(),
+        };
+        let native = self.engine.create_network(&network).await?;
+        Ok(IsolationRef {
+            name: network.name,
+            native,
+        })
+    }
+
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        let name = naming::container_name(&spec.service, &spec.metadata.id);
+        let container = ContainerSpec {
+            name: name.clone(),
+            image: spec.image.reference.to_string(),
+            command: spec.command.clone(),
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            ports: spec.ports.iter().map(ToString::to_string).collect(),
+            labels: spec.metadata.encode_service(&spec.service_metadata()),
+            network: isolation.native.clone(),
+            aliases: spec.aliases.clone(),
+        };
+        let native = self.engine.create_container(&container).await?;
+        Ok(ServiceRef {
+            id: spec.metadata.id.clone(),
+            service: spec.service.clone(),
+            native,
+            name,
+        })
+    }
+
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        Ok(self.engine.start_container(&service.native).await?)
+    }
+
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        Ok(self.engine.wait_container(&service.native).await?)
+    }
+
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        match self.engine.inspect_container(&service.native).await {
+            Ok(details) => Ok(convert::details_status(self.engine.as_ref(), &details)),
+            Err(EngineError::NotFound { .. }) => Ok(ServiceStatus::new(ServiceState::Missing)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>> {
+        let options = crate::engine::LogOptions {
+            follow: options.follow,
+            tail: options.tail,
+            timestamps: options.timestamps,
+            since: options.since.map(|t| t.timestamp()),
+        };
+        self.engine
+            .logs(&service.native, options)
+            .map(|line| {
+                let line = line?;
+                Ok(LogLine {
+                    timestamp: line
+                        .timestamp
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc)),
+                    text: line.text,
+                })
+            })
+            .boxed()
+    }
+
+    async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
+        let output = self.engine.exec(&service.native, command).await?;
+        Ok(ExecOutput {
+            exit_code: output.exit_code,
+            output: output.output,
+        })
+    }
+
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
+        let traffic = self.engine.traffic(&service.native).await?;
+        Ok(Traffic {
+            received: traffic.received,
+            sent: traffic.sent,
+        })
+    }
+
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
+        Ok(self.engine.stop_container(&service.native, grace).await?)
+    }
+
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
+        if let Some(grace) = grace {
+            self.engine.stop_container(&service.native, grace).await?;
+        }
+        Ok(self.engine.remove_container(&service.native).await?)
+    }
+
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        let mut filters = vec![Filter::Managed];
+        match selector {
+            Selector::All => {}
+            Selector::Id(id) => filters.push(Filter::Id(id.clone())),
+            Selector::Run(run) => filters.push(Filter::Run(run.clone())),
+        }
+        let (containers, networks) = tokio::try_join!(
+            self.engine.list_containers(&filters),
+            self.engine.list_networks(&filters)
+        )?;
+        Ok(self.group(containers, networks))
+    }
+
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        let id = &metadata.id;
+        let (name, role) = match marker {
+            Marker::Ready => (naming::ready_name(id), Role::Ready),
+            Marker::Pinned => (naming::pin_name(id), Role::Pin),
+            Marker::Lease(until) => {
+                let name = naming::lease_name(id, until);
+                if let Some(lease) = self.lease(id).await? {
+                    return Ok(self.engine.rename_container(&lease.id, &name).await?);
+                }
+                (name, Role::Lease)
+            }
+        };
+        match self
+            .engine
+            .create_marker(&name, &metadata.encode_marker(role))
+            .await
+        {
+            Ok(_) | Err(EngineError::NameTaken(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        let name = match marker_name(id, kind) {
+            Some(name) => name,
+            None => match self.lease(id).await? {
+                Some(lease) => lease.id,
+                None => return Ok(()),
+            },
+        };
+        match self.engine.remove_container(&name).await {
+            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        let refused = match self.engine.remove_network(&isolation.native).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        // Only a refusal costs the inspection: who is still attached is not envctl's.
+        let users = match self.engine.network_containers(&isolation.native).await {
+            Ok(attached) if !attached.is_empty() => attached,
+            Err(EngineError::NotFound { .. }) => return Ok(()),
+            _ => return Err(refused.into()),
+        };
+        let mut users: Vec<String> = users
+            .into_iter()
+            .map(|u| u.name.trim_start_matches('/').to_string())
+            .collect();
+        users.sort();
+        Err(BackendError::InUse {
+            what: isolation.name.clone(),
+            users,
+        })
+    }
+
+    async fn release(&self, id: &str) -> Result<()> {
+        match self.engine.remove_container(&naming::anchor_name(id)).await {
+            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
