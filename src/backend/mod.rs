@@ -256,6 +256,11 @@ pub struct Markers {
     pub pinned: bool,
     /// The latest lease expiry, if a lease exists.
     pub lease_until: Option<DateTime<Utc>>,
+    /// The marker of an `envctl update` under way (or one that never finished): the update's
+    /// own process and deadline, never the environment's.
+    pub update: Option<Metadata>,
+    /// Services whose previous container an update put aside, sorted.
+    pub replaced: Vec<String>,
 }
 
 /// A marker to set.

@@ -149,7 +149,8 @@ pub fn group(
         };
         let role = codec::role(&container.labels);
         let partial = entry(&mut by_id, &metadata);
-        if role != Some(Role::Pin) && partial.metadata.is_none() || role == Some(Role::Anchor) {
+        let lends = !matches!(role, Some(Role::Pin | Role::Update));
+        if lends && partial.metadata.is_none() || role == Some(Role::Anchor) {
             partial.metadata = Some(metadata.clone());
         }
         match role {
@@ -162,6 +163,16 @@ pub fn group(
                     .lease_until
                     .max(naming::lease_expiry(&container.name))
             }
+            Some(Role::Update) => partial.markers.update = Some(metadata.clone()),
+            None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
+                container.name.trim_start_matches('/')
+                    == naming::replaced_name(&s.service, &metadata.id)
+            }) =>
+            {
+                let service = codec::ServiceMetadata::decode(&container.labels);
+                partial.markers.replaced.extend(service.map(|s| s.service));
+                partial.markers.replaced.sort();
+            }
             None => {
                 let service = codec::ServiceMetadata::decode(&container.labels).unwrap_or(
                     codec::ServiceMetadata {
@@ -170,6 +181,7 @@ pub fn group(
                         depends_on: Default::default(),
                         ports: Vec::new(),
                         ready: None,
+                        reference: None,
                     },
                 );
                 partial.services.push(ServiceRecord {
