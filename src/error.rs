@@ -50,6 +50,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+    /// The user interrupted a command that had nothing to undo.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -58,7 +61,9 @@ impl Error {
             Error::Load(_) | Error::Usage(_) | Error::NotFound(_) => ExitStatus::BadInput,
             Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
             // The shell convention for "ended by SIGINT".
-            Error::Start(StartError::Interrupted(_)) => ExitStatus::Code(130),
+            Error::Start(StartError::Interrupted(_)) | Error::Interrupted(_) => {
+                ExitStatus::Code(130)
+            }
             Error::Update(error) if error.is_bad_input() => ExitStatus::BadInput,
             Error::Update(error) if error.is_interrupted() => ExitStatus::Code(130),
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {

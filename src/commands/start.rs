@@ -1,14 +1,30 @@
 use crate::cli::StartArgs;
 use crate::lifecycle;
+use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
+    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
     let engine = super::engine().await?;
     let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
     crate::state::touch(engine.endpoint(), &instance.id, "envctl start");
     let reporter = super::progress::reporter(instance.containers.iter().map(|c| c.service()));
-    let started =
-        lifecycle::start(engine.as_ref(), &instance, &reporter.progress, args.timeout).await;
+    let starting = lifecycle::start(engine.as_ref(), &instance, &reporter.progress, args.timeout);
+    // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
+    // the progress tick on.
+    let started = tokio::select! {
+        started = starting => started.map_err(Error::from),
+        () = signals.received(1) => {
+            reporter.interrupted(&format!(
+                "interrupted: stopping the start of {}; the services started so far keep running",
+                instance.id
+            ));
+            Err(Error::Interrupted(format!(
+                "interrupted\nhint: `envctl start {id}` resumes; `envctl stop {id}` stops what runs",
+                id = instance.id
+            )))
+        }
+    };
     drop(reporter);
     started?;
     output::message(&format!("started {}", args.id));

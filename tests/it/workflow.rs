@@ -493,3 +493,41 @@ fn ctrl_c_during_an_update_says_so_and_restores_the_previous_service() {
     assert_eq!(through_web(id), CHAIN_ANSWER);
     assert_eq!(env.state_of(id).as_deref(), Some("ready"));
 }
+
+#[test]
+fn ctrl_c_during_start_says_what_happens_and_the_progress_stops() {
+    let env = TestEnv::new(
+        "start-int",
+        &format!(
+            "  db:
+    image: {IMAGE}
+    command: [serve, --name, db, --port, \"1521\", --delay, 4s]
+    ready: {{tcp: 1521}}
+"
+        ),
+    );
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    env.envctl().args(["stop", id]).run().success();
+    let start = env.envctl().args(["start", id]).spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    start.signal("INT");
+    let run = start.wait_within(Duration::from_secs(10));
+    run.code(130).stderr_has(&format!(
+        "interrupted: stopping the start of {id}; the services started so far keep running\n\
+         error: interrupted\nhint: `envctl start {id}` resumes"
+    ));
+    let after = run
+        .stderr()
+        .split("interrupted: stopping")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        !after.contains("(+"),
+        "no progress after the interrupt: {after}"
+    );
+}
