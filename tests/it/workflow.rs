@@ -8,15 +8,16 @@ use std::time::Duration;
 use crate::harness::{IMAGE, TestEnv};
 
 /// A database that ignores SIGTERM, as a shell running as PID 1 does, and an app using it.
-fn stubborn() -> String {
+fn stubborn(tags: &Tags) -> String {
+    let image = format!("{}:v1", tags.repository);
     format!(
         "  db:
-    image: {IMAGE}
+    image: {image}
     command: [serve, --name, db, --port, \"1521\"]
     env: {{STANDIN_IGNORE_SIGTERM: \"1\"}}
     ready: {{tcp: 1521}}
   app:
-    image: {IMAGE}
+    image: {image}
     command: [serve, --name, app, --requires, \"db:1521\"]
     env: {{STANDIN_IGNORE_SIGTERM: \"1\"}}
     depends_on: [db]
@@ -81,7 +82,8 @@ impl Log {
 
 #[test]
 fn down_kills_a_service_that_ignores_sigterm_instead_of_waiting_for_its_grace() {
-    let env = TestEnv::new("down-kill", &stubborn());
+    let tags = Tags::new("down-kill");
+    let env = TestEnv::new("down-kill", &stubborn(&tags));
     env.envctl()
         .args(["up", &env.name, "--name", &env.name])
         .run()
@@ -101,7 +103,8 @@ fn down_kills_a_service_that_ignores_sigterm_instead_of_waiting_for_its_grace() 
 
 #[test]
 fn down_with_grace_sends_sigterm_first_then_kills_what_ignores_it() {
-    let env = TestEnv::new("down-grace", &stubborn());
+    let tags = Tags::new("down-grace");
+    let env = TestEnv::new("down-grace", &stubborn(&tags));
     env.envctl()
         .args(["up", &env.name, "--name", &env.name])
         .run()
@@ -123,8 +126,9 @@ fn down_with_grace_sends_sigterm_first_then_kills_what_ignores_it() {
     env.assert_nothing_left();
 }
 
-/// Tags of the stand-in image under a repository of one test's own, removed when dropped:
-/// `v1` and `v2` serve alike, `bad` exits at once.
+/// Images of this test's own, removed when dropped: `v1` and `v2` run this checkout's stand-in
+/// binary (not the shared demo images, which other checkouts on the engine may rebuild from
+/// another stand-in meanwhile), `bad` exits at once.
 struct Tags {
     repository: String,
 }
@@ -132,27 +136,24 @@ struct Tags {
 impl Tags {
     fn new(test: &str) -> Tags {
         let repository = format!("envctl-test/{}", crate::harness::unique(test));
-        for tag in ["v1", "v2"] {
-            docker(&["tag", IMAGE, &format!("{repository}:{tag}")]);
+        let context = tempfile::tempdir().expect("context");
+        std::fs::copy(crate::harness::standin(), context.path().join("standin")).unwrap();
+        let v1 = format!("{repository}:v1");
+        let dockerfiles = [
+            (
+                v1.clone(),
+                "FROM scratch\nCOPY standin /standin\nENTRYPOINT [\"/standin\"]\n".to_string(),
+            ),
+            (
+                format!("{repository}:bad"),
+                format!("FROM {v1}\nENTRYPOINT [\"/standin\", \"exit\", \"3\"]\n"),
+            ),
+        ];
+        for (tag, dockerfile) in dockerfiles {
+            std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+            docker(&["build", "-q", "-t", &tag, context.path().to_str().unwrap()]);
         }
-        let dockerfile = format!("FROM {IMAGE}\nENTRYPOINT [\"/standin\", \"exit\", \"3\"]\n");
-        let mut build = Command::new("docker")
-            .args(["build", "-q", "-t", &format!("{repository}:bad"), "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("docker build");
-        use std::io::Write;
-        build
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(dockerfile.as_bytes())
-            .unwrap();
-        assert!(
-            build.wait().unwrap().success(),
-            "docker build of the bad tag"
-        );
+        docker(&["tag", &v1, &format!("{repository}:v2")]);
         Tags { repository }
     }
 }
