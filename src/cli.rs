@@ -26,10 +26,28 @@ pub struct Cli {
     #[arg(short = 'H', long, global = true, value_name = "ENDPOINT")]
     pub host: Option<String>,
 
-    /// The Docker context whose engine to use (over `--host`'s absence, DOCKER_HOST,
-    /// DOCKER_CONTEXT and the current context)
+    /// The Docker context whose engine to use (over DOCKER_HOST, DOCKER_CONTEXT and the current
+    /// context)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
     pub context: Option<String>,
+
+    /// What runs environments: `docker`, one Docker engine (the only backend so far)
+    #[arg(
+        long,
+        global = true,
+        env = "ENVCTL_BACKEND",
+        value_enum,
+        default_value_t
+    )]
+    pub backend: BackendArg,
+}
+
+/// The backends `--backend` accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// One Docker engine, found as the docker CLI finds it
+    #[default]
+    Docker,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +116,10 @@ pub enum Command {
     Pin(TouchArgs),
     /// Let the reaper handle an environment again
     Unpin(TouchArgs),
-    /// Show the start plan of an environment without contacting Docker
+    /// Show the start plan of an environment: waves, images, links, container names
+    ///
+    /// SERVICE@REF shows the tag `up` would run, from the local tags, then the registry's;
+    /// nothing else contacts Docker or a registry.
     ///
     /// Examples:
     ///   envctl plan accounting@ea6757a
@@ -157,6 +178,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     #[command(flatten)]
+    pub pull: PullFlag,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -195,6 +218,27 @@ pub struct StartFlags {
     /// its activity (a backstop for killed CI agents)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub ttl: Option<Duration>,
+    #[command(flatten)]
+    pub pull: PullFlag,
+}
+
+/// `--pull`, for every command that starts services.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PullFlag {
+    /// When to pull images, for every service (overrides `pull:` in the file)
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<Pull>,
+}
+
+/// docker-compose's pull policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pull {
+    /// Pull an image only when it is not available locally (the default)
+    Missing,
+    /// Pull every image, even when one with the tag is available locally
+    Always,
+    /// Never pull: a missing image is an error
+    Never,
 }
 
 #[derive(Debug, Args)]

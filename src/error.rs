@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::engine::EngineError;
+use crate::backend::BackendError;
 use crate::lifecycle::{LookupError, StartError, TeardownError, UpdateError};
 use crate::spec::LoadError;
 
@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
@@ -69,7 +69,7 @@ impl Error {
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
                 ExitStatus::BadInput
             }
-            Error::Engine(_)
+            Error::Backend(_)
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)

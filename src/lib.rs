@@ -5,16 +5,19 @@
 //! - [`cli`] holds the clap types; [`commands`] has one module per subcommand, glue only.
 //! - [`spec`] reads environment files into a checked model with located errors; [`graph`] plans
 //!   the start order with petgraph.
-//! - [`lifecycle`] starts, inspects and removes environments on an [`engine::Engine`], the narrow
-//!   seam to Docker; [`engine::docker`] implements it with bollard, the only place that talks
-//!   to Docker.
+//! - [`lifecycle`] starts, inspects and removes environments on a [`backend::Backend`], the
+//!   environment-level seam; [`backend::docker`] implements it for one Docker engine, through
+//!   its container-level client [`backend::docker::engine`], the only place that talks to
+//!   Docker (bollard).
+//! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
+//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
+//!   any engine.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
 //!   stdout and messages to stderr.
 
 pub mod backend;
 pub mod cli;
 pub mod commands;
-pub mod engine;
 mod error;
 pub mod graph;
 pub mod lifecycle;
@@ -22,6 +25,7 @@ pub mod naming;
 pub mod output;
 pub mod pipeline;
 pub mod reaper;
+pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;

@@ -9,10 +9,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
-use crate::engine::Engine;
 use crate::lifecycle::Instance;
 use crate::naming;
 use crate::signals::{SIGINT, Signals};
+use crate::spec::Protocol;
 
 /// How long the command gets to end after a forwarded signal before it is killed.
 const COMMAND_GRACE: Duration = Duration::from_secs(10);
@@ -47,19 +47,23 @@ pub fn variables<'a>(
     variables
 }
 
-/// The variables of a running environment. Ports bound on every address are reached at the
-/// engine's host: localhost for a local engine, the `DOCKER_HOST` host for a remote one.
-pub fn environment_variables(engine: &dyn Engine, instance: &Instance) -> BTreeMap<String, String> {
-    let endpoints = instance.containers.iter().flat_map(|c| {
-        c.ports.iter().map(move |p| Endpoint {
-            service: c.service(),
-            container_port: p.container_port,
-            protocol: &p.protocol,
-            host: engine.reachable_host(&p.host_ip),
-            host_port: p.host_port,
+/// The variables of a running environment, at the hosts at which this process reaches its
+/// endpoints (the backend decides: localhost for a local engine, the `DOCKER_HOST` host for a
+/// remote one).
+pub fn environment_variables(instance: &Instance) -> BTreeMap<String, String> {
+    let endpoints = instance.services.iter().flat_map(|s| {
+        s.status.endpoints.iter().map(move |e| Endpoint {
+            service: s.service(),
+            container_port: e.container_port.number,
+            protocol: match e.container_port.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            },
+            host: &e.host,
+            host_port: e.port,
         })
     });
-    variables(&instance.id, &instance.environment, endpoints)
+    variables(&instance.id, instance.environment(), endpoints)
 }
 
 /// How the command ended.

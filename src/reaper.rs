@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, FuturesUnordered};
 use serde::Serialize;
 
-use crate::engine::{ContainerState, Engine, EngineError};
+use crate::backend::{Backend, BackendError, ServiceState};
 use crate::lifecycle::{self, Instance, State};
 use crate::state::{Counters, Record, Sample, StateError, Store};
 
@@ -60,6 +60,99 @@ pub enum Kind {
     Remove,
 }
 
+/// Why a pass acts on an environment. `Display` is the sentence users read; [`Reason::cause`]
+/// is the machine-readable word `reap -o json` puts beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// `--ttl` expired at this time.
+    TtlExpired(DateTime<Utc>),
+    /// The start never finished, and why it cannot any more.
+    StartNeverFinished(String),
+    /// Only envctl's markers or network are left.
+    NoServiceLeft,
+    /// Stopped for this long, since then.
+    StoppedFor {
+        stopped: Duration,
+        since: DateTime<Utc>,
+    },
+    /// Older than `--max-age`, created then.
+    OlderThanMaxAge {
+        max_age: Duration,
+        created: DateTime<Utc>,
+    },
+    /// A service has been crashed or unhealthy for this long.
+    Crashed(Duration),
+    /// Idle for this long; the last activity and when.
+    Idle {
+        idle: Duration,
+        last: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The kind of a [`Reason`], as `reap -o json` emits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    TtlExpired,
+    StartNeverFinished,
+    NoServiceLeft,
+    StoppedTooLong,
+    OlderThanMaxAge,
+    Crashed,
+    Idle,
+}
+
+impl Reason {
+    pub fn cause(&self) -> Cause {
+        match self {
+            Reason::TtlExpired(_) => Cause::TtlExpired,
+            Reason::StartNeverFinished(_) => Cause::StartNeverFinished,
+            Reason::NoServiceLeft => Cause::NoServiceLeft,
+            Reason::StoppedFor { .. } => Cause::StoppedTooLong,
+            Reason::OlderThanMaxAge { .. } => Cause::OlderThanMaxAge,
+            Reason::Crashed(_) => Cause::Crashed,
+            Reason::Idle { .. } => Cause::Idle,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let day_minute = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        match self {
+            Reason::TtlExpired(at) => write!(f, "its --ttl expired at {}", day_minute(at)),
+            Reason::StartNeverFinished(why) => write!(f, "the start never finished: {why}"),
+            Reason::NoServiceLeft => {
+                f.write_str("no service container is left, only envctl's markers or network")
+            }
+            Reason::StoppedFor { stopped, since } => write!(
+                f,
+                "stopped for {} (since {})",
+                human(*stopped),
+                day_minute(since)
+            ),
+            Reason::OlderThanMaxAge { max_age, created } => write!(
+                f,
+                "older than --max-age {} (created {})",
+                human(*max_age),
+                day_minute(created)
+            ),
+            Reason::Crashed(since) => write!(
+                f,
+                "a service has been crashed or unhealthy for {}",
+                human(*since)
+            ),
+            Reason::Idle { idle, last, at } => write!(
+                f,
+                "idle for {}, last activity: {last} at {}",
+                human(*idle),
+                at.format("%H:%M UTC")
+            ),
+        }
+    }
+}
+
 /// What a pass did, or would do, to one environment, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Action {
@@ -68,7 +161,10 @@ pub struct Action {
     pub environment: String,
     /// `accounting@ea6757a8090d`, or the environment's name.
     pub subject: String,
+    /// The sentence.
     pub reason: String,
+    /// The reason's kind, for machines.
+    pub cause: Cause,
     /// Set when acting failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -85,7 +181,7 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum ReapError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -103,8 +199,9 @@ pub struct Observation {
     pub expires_at: Option<DateTime<Utc>>,
     /// When the last container stopped, for a stopped environment.
     pub stopped_at: Option<DateTime<Utc>>,
-    /// Byte counters of the running services, or why they could not be read.
-    pub traffic: Result<BTreeMap<String, Counters>, String>,
+    /// Byte counters of the running services, why they could not be read, or that the
+    /// backend has none.
+    pub traffic: Traffic,
     /// Services that publish ports: where inbound traffic arrives.
     pub entries: BTreeSet<String>,
     /// A service exited non-zero, died, keeps restarting or is unhealthy.
@@ -115,11 +212,23 @@ pub struct Observation {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
+/// What the traffic counters of an environment's running services tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Traffic {
+    /// Bytes of each running service.
+    Counters(BTreeMap<String, Counters>),
+    /// They could not be read now: counts as activity, the safe direction.
+    Unreadable(String),
+    /// The backend has no counters: neither activity nor idleness. The pass warns that it
+    /// judges idleness from envctl commands, leases and `--ttl` only.
+    NotOffered,
+}
+
 /// The outcome of [`decide`]: the record to remember, and the action to take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub record: Record,
-    pub action: Option<(Kind, String)>,
+    pub action: Option<(Kind, Reason)>,
 }
 
 /// Decides what to do with one environment at `now`. Pure, so the rules are unit-tested with
@@ -141,7 +250,7 @@ fn judge(
     first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
-) -> Option<(Kind, String)> {
+) -> Option<(Kind, Reason)> {
     // An environment without a creation time counts as created now: the safe direction.
     let created = observation.created_at.unwrap_or(now);
     if created >= now {
@@ -174,25 +283,16 @@ fn judge(
         && let Some(expires) = observation.expires_at
         && expires <= now
     {
-        return Some((
-            Kind::Stop,
-            format!(
-                "its --ttl expired at {}",
-                expires.format("%Y-%m-%d %H:%M UTC")
-            ),
-        ));
+        return Some((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
         // An update's containers are stopped, put aside or not ready yet on purpose.
         State::Starting | State::Updating => None,
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
-            Some((Kind::Remove, format!("the start never finished: {why}")))
+            Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
         }
-        State::Debris => Some((
-            Kind::Remove,
-            "no service container is left, only envctl's markers or network".into(),
-        )),
+        State::Debris => Some((Kind::Remove, Reason::NoServiceLeft)),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
@@ -200,14 +300,11 @@ fn judge(
             let last = crate::state::last_activity(Some(record), created).at;
             let for_how_long = elapsed(stopped.max(last), now);
             (for_how_long >= options.remove_after).then(|| {
-                (
-                    Kind::Remove,
-                    format!(
-                        "stopped for {} (since {})",
-                        human(for_how_long),
-                        stopped.max(last).format("%Y-%m-%d %H:%M UTC")
-                    ),
-                )
+                let reason = Reason::StoppedFor {
+                    stopped: for_how_long,
+                    since: stopped.max(last),
+                };
+                (Kind::Remove, reason)
             })
         }
         State::Ready | State::Degraded => {
@@ -221,38 +318,22 @@ fn judge(
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "older than --max-age {} (created {})",
-                        human(max_age),
-                        created.format("%Y-%m-%d %H:%M UTC")
-                    ),
-                ));
+                return Some((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
             }
             if let Some(since) = record.crashed_since
                 && elapsed(since, now) >= options.idle
             {
-                return Some((
-                    Kind::Stop,
-                    format!(
-                        "a service has been crashed or unhealthy for {}",
-                        human(elapsed(since, now))
-                    ),
-                ));
+                return Some((Kind::Stop, Reason::Crashed(elapsed(since, now))));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
             (idle >= options.idle).then(|| {
-                (
-                    Kind::Stop,
-                    format!(
-                        "idle for {}, last activity: {} at {}",
-                        human(idle),
-                        last.what,
-                        last.at.format("%H:%M UTC")
-                    ),
-                )
+                let reason = Reason::Idle {
+                    idle,
+                    last: last.what,
+                    at: last.at,
+                };
+                (Kind::Stop, reason)
             })
         }
     }
@@ -266,10 +347,14 @@ fn sample_traffic(
     now: DateTime<Utc>,
 ) -> Option<String> {
     let counters = match &observation.traffic {
-        Ok(counters) => counters,
-        Err(why) => {
+        Traffic::Counters(counters) => counters,
+        Traffic::Unreadable(why) => {
             record.sample = None;
             return Some(format!("traffic unreadable ({why})"));
+        }
+        Traffic::NotOffered => {
+            record.sample = None;
+            return None;
         }
     };
     if counters.is_empty() {
@@ -319,7 +404,7 @@ fn human(duration: Duration) -> String {
 /// One reaper pass at `now`. Holds the pass lock throughout, so concurrent passes (a cron job
 /// and a daemon) run one after the other and the second sees what the first did.
 pub async fn pass(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     store: &Store,
     options: &Options,
     now: DateTime<Utc>,
@@ -333,7 +418,14 @@ pub async fn pass(
         true => None,
         false => lock_pass(store, &mut report.warnings).await,
     };
-    let everything = lifecycle::inventory::list(engine).await?;
+    if !backend.info().capabilities.traffic {
+        report.warnings.push(format!(
+            "{} has no traffic counters: idleness is judged from envctl commands, leases and \
+             --ttl only",
+            backend.info().endpoint
+        ));
+    }
+    let everything = lifecycle::inventory::list(backend).await?;
     let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
     let instances: Vec<Instance> = everything
         .into_iter()
@@ -341,22 +433,22 @@ pub async fn pass(
             options
                 .environment
                 .as_ref()
-                .is_none_or(|e| &i.environment == e)
+                .is_none_or(|e| i.environment() == e)
         })
         .collect();
     let observations: Vec<Observation> = stream::iter(&instances)
-        .map(|instance| observe(engine, instance, now))
+        .map(|instance| observe(backend, instance, now))
         .buffered(CONCURRENCY)
         .collect()
         .await;
     let (state, warning) = store.read();
     report.warnings.extend(warning);
-    let endpoint = engine.endpoint();
+    let endpoint = backend.info().endpoint.as_str();
     let verdicts: Vec<Verdict> = observations
         .iter()
         .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
         .collect();
-    let planned: Vec<(&Instance, (Kind, String))> = instances
+    let planned: Vec<(&Instance, (Kind, Reason))> = instances
         .iter()
         .zip(&verdicts)
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
@@ -415,10 +507,10 @@ pub async fn pass(
     };
     // A pin made or an update begun since the pass began wins too; if the engine cannot
     // tell, act on nothing.
-    let pinned: BTreeSet<String> = match lifecycle::inventory::list(engine).await {
+    let pinned: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
         Ok(now) => now
             .into_iter()
-            .filter(|i| i.pin.is_some() || i.updating(Utc::now()))
+            .filter(|i| i.pinned() || i.updating(Utc::now()))
             .map(|i| i.id)
             .collect(),
         Err(_) => existing,
@@ -428,11 +520,11 @@ pub async fn pass(
         .filter(|(instance, _)| !touched.contains(&instance.id) && !pinned.contains(&instance.id))
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
-                Kind::Stop => lifecycle::stop(engine, instance)
+                Kind::Stop => lifecycle::stop(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
                 // Removed environments are thrown away: killed, not stopped.
-                Kind::Remove => lifecycle::remove(engine, instance, None).await,
+                Kind::Remove => lifecycle::remove(backend, instance, None).await,
             };
             action(instance, kind, reason, result.err().map(|e| e.to_string()))
         })
@@ -476,7 +568,7 @@ fn touched_since(store: &Store, endpoint: &str, now: DateTime<Utc>) -> BTreeSet<
 /// The daemon: a pass every `every` until the first signal, which lets the pass in flight
 /// finish. (A second signal ends the process at once; the caller arranges that.)
 pub async fn daemon(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     store: &Store,
     options: &Options,
     every: Duration,
@@ -484,7 +576,7 @@ pub async fn daemon(
     report: impl Fn(&Result<Report, ReapError>),
 ) {
     while signals.count() == 0 {
-        report(&pass(engine, store, options, Utc::now()).await);
+        report(&pass(backend, store, options, Utc::now()).await);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = signals.received(1) => {}
@@ -492,60 +584,59 @@ pub async fn daemon(
     }
 }
 
-fn action(instance: &Instance, kind: Kind, reason: String, error: Option<String>) -> Action {
+fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>) -> Action {
     let refs: Vec<String> = instance.refs().iter().map(ToString::to_string).collect();
     Action {
         action: kind,
         id: instance.id.clone(),
-        environment: instance.environment.clone(),
+        environment: instance.environment().to_string(),
         subject: match refs.is_empty() {
-            true => instance.environment.clone(),
+            true => instance.environment().to_string(),
             false => refs.join(" "),
         },
-        reason,
+        cause: reason.cause(),
+        reason: reason.to_string(),
         error,
     }
 }
 
-/// Reads what the engine knows of one environment: states, stop times, traffic counters.
-async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -> Observation {
+/// Reads what the backend knows of one environment: states, stop times, traffic counters.
+async fn observe(backend: &dyn Backend, instance: &Instance, now: DateTime<Utc>) -> Observation {
     let state = instance.state(now);
     let running: Vec<_> = instance
-        .containers
+        .services
         .iter()
-        .filter(|c| c.state == ContainerState::Running)
+        .filter(|s| s.status.state == ServiceState::Running)
         .collect();
     let traffic = async {
-        let reading = running.iter().map(|container| async move {
-            let traffic = engine.traffic(&container.id).await?;
+        if !backend.info().capabilities.traffic {
+            return Traffic::NotOffered;
+        }
+        let reading = running.iter().map(|service| async move {
+            let traffic = backend.traffic(&service.handle).await?;
             let counters = Counters {
                 rx: traffic.received,
                 tx: traffic.sent,
             };
-            Ok::<_, EngineError>((container.service().to_string(), counters))
+            Ok::<_, BackendError>((service.service().to_string(), counters))
         });
         match futures_util::future::try_join_all(reading).await {
-            Ok(counters) => Ok(counters.into_iter().collect()),
-            Err(error) => Err(error.to_string()),
+            Ok(counters) => Traffic::Counters(counters.into_iter().collect()),
+            Err(error) => Traffic::Unreadable(error.to_string()),
         }
     };
     let stopped_at = async {
         if state != State::Stopped {
             return None;
         }
-        let details = lifecycle::inspect_all(engine, instance).await.ok()?;
-        details
-            .iter()
-            .filter_map(|d| d.finished_at.as_deref())
-            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .max()
+        let statuses = lifecycle::statuses(backend, instance).await.ok()?;
+        statuses.iter().filter_map(|s| s.finished_at).max()
     };
     let (traffic, stopped_at) = tokio::join!(traffic, stopped_at);
     Observation {
         id: instance.id.clone(),
         created_at: instance.created_at(),
-        pinned: instance.pin.is_some(),
+        pinned: instance.pinned(),
         state,
         unfinished: instance.unfinished(now),
         crashed: instance.crashed(),
@@ -555,10 +646,10 @@ async fn observe(engine: &dyn Engine, instance: &Instance, now: DateTime<Utc>) -
         stopped_at,
         traffic,
         entries: instance
-            .containers
+            .services
             .iter()
-            .filter(|c| c.metadata().is_some_and(|m| !m.ports.is_empty()))
-            .map(|c| c.service().to_string())
+            .filter(|s| !s.metadata.ports.is_empty())
+            .map(|s| s.service().to_string())
             .collect(),
     }
 }
@@ -602,7 +693,7 @@ mod tests {
             starter_alive: None,
             lease_until: None,
             stopped_at: None,
-            traffic: Ok(traffic),
+            traffic: Traffic::Counters(traffic),
             entries: ["proxy".to_string(), "oracle-xe".to_string()].into(),
         }
     }
@@ -639,7 +730,7 @@ mod tests {
         let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
         let verdict = passes(&[(at(1, 0), quiet.clone()), (at(3, 12), quiet)]);
         assert_eq!(
-            verdict.action,
+            verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Stop,
                 "idle for 2h12m, last activity: first seen by the reaper at 01:00 UTC".into()
@@ -700,7 +791,7 @@ mod tests {
     fn unreadable_or_reset_counters_count_as_activity() {
         let before = running(counters(&[("proxy", 5000, 5000)]));
         let mut unreadable = before.clone();
-        unreadable.traffic = Err("stats failed".into());
+        unreadable.traffic = Traffic::Unreadable("stats failed".into());
         let verdict = passes(&[(at(1, 0), before.clone()), (at(3, 30), unreadable)]);
         assert_eq!(verdict.action, None);
         let restarted = running(counters(&[("proxy", 10, 10)]));
@@ -722,7 +813,7 @@ mod tests {
         killed.unfinished = Some("its `envctl up` (ci:42) is gone".into());
         let verdict = passes(&[(at(0, 5), killed)]);
         assert_eq!(
-            verdict.action,
+            verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Remove,
                 "the start never finished: its `envctl up` (ci:42) is gone".into()
@@ -741,7 +832,7 @@ mod tests {
         let tomorrow = at(1, 30) + chrono::Duration::hours(25);
         let verdict = decide(&stopped, Some(&seen.record), tomorrow, &options());
         assert!(
-            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.starts_with("stopped for 1d01h")),
+            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.to_string().starts_with("stopped for 1d01h")),
             "{verdict:?}"
         );
     }
@@ -808,13 +899,13 @@ mod tests {
             &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())],
         );
         assert!(
-            matches!(expired.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age")),
+            matches!(expired.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age")),
             "an expired lease protects nothing: {expired:?}"
         );
         leased.expires_at = Some(at(8, 0));
         let ttl = passes_with(&eager, &[(at(9, 0), leased)]);
         assert!(
-            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.starts_with("its --ttl expired")),
+            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("its --ttl expired")),
             "--ttl wins over a lease: {ttl:?}"
         );
     }
@@ -825,7 +916,7 @@ mod tests {
         debris.state = State::Debris;
         assert!(matches!(
             decide(&debris, None, at(1, 0), &options()).action,
-            Some((Kind::Remove, ref r)) if r.starts_with("no service container is left")
+            Some((Kind::Remove, ref r)) if r.to_string().starts_with("no service container is left")
         ));
         debris.pinned = true;
         assert_eq!(decide(&debris, None, at(1, 0), &options()).action, None);
@@ -837,7 +928,7 @@ mod tests {
         crashed.state = State::Degraded;
         crashed.crashed = true;
         let busy = |mut o: Observation, rx: u64| {
-            o.traffic = Ok(counters(&[("proxy", rx, 1)]));
+            o.traffic = Traffic::Counters(counters(&[("proxy", rx, 1)]));
             o
         };
         let verdict = passes(&[
@@ -846,7 +937,7 @@ mod tests {
             (at(3, 1), busy(crashed, 200_000)),
         ]);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("a service has been crashed")),
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("a service has been crashed")),
             "crashed since 01:00, whatever its traffic: {verdict:?}"
         );
     }
@@ -857,7 +948,9 @@ mod tests {
         o.expires_at = Some(at(1, 0));
         assert_eq!(decide(&o, None, at(0, 59), &options()).action, None);
         assert_eq!(
-            decide(&o, None, at(1, 0), &options()).action,
+            decide(&o, None, at(1, 0), &options())
+                .action
+                .map(|(k, r)| (k, r.to_string())),
             Some((
                 Kind::Stop,
                 "its --ttl expired at 2026-11-26 01:00 UTC".into()
@@ -874,7 +967,7 @@ mod tests {
         };
         let verdict = decide(&o, None, at(1, 30), &options);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.starts_with("older than --max-age"))
+            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age"))
         );
         assert_eq!(
             decide(&o, None, at(0, 0), &options).action,

@@ -64,6 +64,8 @@ struct Env {
     markers: Markers,
     isolation: Option<IsolationRef>,
     services: BTreeMap<String, FakeService>,
+    /// Services an update put aside, by service name.
+    aside: BTreeMap<String, FakeService>,
 }
 
 #[derive(Default)]
@@ -80,8 +82,12 @@ struct World {
     /// Foreign users of an isolation, by isolation name.
     foreign: BTreeMap<String, Vec<String>>,
     calls: Vec<String>,
+    /// Run when an operation is called, before it acts: something happening meanwhile.
+    hooks: Vec<(String, Hook)>,
     next: u64,
 }
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
 
 /// The fake backend; clones share one world.
 #[derive(Clone)]
@@ -170,11 +176,26 @@ impl Fake {
             .push(user.into());
     }
 
+    /// Changes what the backend holds as the metadata of `id`, as another host's `up` would
+    /// have written it.
+    pub fn edit_metadata(&self, id: &str, edit: impl FnOnce(&mut Metadata)) {
+        if let Some(env) = self.world().envs.get_mut(id) {
+            edit(&mut env.metadata);
+        }
+    }
+
     /// Removes a service's resource behind envctl's back.
     pub fn remove_by_hand(&self, id: &str, service: &str) {
         if let Some(env) = self.world().envs.get_mut(id) {
             env.services.remove(service);
         }
+    }
+
+    /// Runs `hook` whenever `operation` is called, before it acts.
+    pub fn on(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
+        self.world()
+            .hooks
+            .push((operation.to_string(), Arc::new(hook)));
     }
 
     /// Every call so far, as `operation target`.
@@ -195,18 +216,30 @@ impl Fake {
         self.world().envs.contains_key(id)
     }
 
+    /// Logs the call and takes the scripted fault for it, if any.
+    fn take_fault(&self, operation: &str, target: &str) -> Option<Fault> {
+        let hooks: Vec<Hook> = self
+            .world()
+            .hooks
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, hook)| hook.clone())
+            .collect();
+        for hook in hooks {
+            hook();
+        }
+        let mut world = self.world();
+        world.calls.push(format!("{operation} {target}"));
+        let position = world
+            .faults
+            .iter()
+            .position(|(op, t, _)| op == operation && (t == target || t == "*"));
+        position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
+    }
+
     /// Logs the call, then acts on a scripted fault for it, if any.
     async fn enter(&self, operation: &str, target: &str) -> Result<()> {
-        let fault = {
-            let mut world = self.world();
-            world.calls.push(format!("{operation} {target}"));
-            let position = world
-                .faults
-                .iter()
-                .position(|(op, t, _)| op == operation && (t == target || t == "*"));
-            position.and_then(|i| world.faults.remove(i)).map(|f| f.2)
-        };
-        match fault {
+        match self.take_fault(operation, target) {
             None => Ok(()),
             Some(Fault::Fail(reason)) => Err(BackendError::operation(
                 format!("{operation} `{target}`"),
@@ -255,6 +288,7 @@ impl Fake {
                 container_port: *port,
                 host: "127.0.0.1".into(),
                 port: 30000 + port.number % 1000,
+                bound: "0.0.0.0".into(),
             })
             .collect();
         status
@@ -307,7 +341,11 @@ impl Backend for Fake {
             .collect())
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        _: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         let key = image.to_string();
         self.enter("fetch_image", &key).await?;
         let remote = self.world().remote.get(&key).cloned();
@@ -347,6 +385,7 @@ impl Backend for Fake {
             markers: Markers::default(),
             isolation: None,
             services: BTreeMap::new(),
+            aside: BTreeMap::new(),
         });
         env.claimed = true;
         env.markers.claimed = true;
@@ -450,6 +489,9 @@ impl Backend for Fake {
         service: &ServiceRef,
         _options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
+        if let Some(Fault::Hang) = self.take_fault("logs", &Fake::target(service)) {
+            return stream::pending().boxed();
+        }
         let world = self.world();
         let lines: Vec<String> = world
             .scripts
@@ -519,9 +561,64 @@ impl Backend for Fake {
     async fn remove_service(&self, service: &ServiceRef, _grace: Option<Duration>) -> Result<()> {
         self.enter("remove_service", &Fake::target(service)).await?;
         if let Some(env) = self.world().envs.get_mut(&service.id) {
-            env.services.remove(&service.service);
+            // By its native handle: a service put aside and its replacement share a name.
+            let native = |s: &FakeService| s.handle.native == service.native;
+            if env.services.get(&service.service).is_some_and(native) {
+                env.services.remove(&service.service);
+            }
+            if env.aside.get(&service.service).is_some_and(native) {
+                env.aside.remove(&service.service);
+            }
         }
         Ok(())
+    }
+
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        self.enter("put_aside", &Fake::target(service)).await?;
+        self.stop_service(service, grace.unwrap_or(Duration::ZERO))
+            .await?;
+        let mut world = self.world();
+        let env = world.envs.get_mut(&service.id);
+        let Some(mut aside) = env.and_then(|env| {
+            let aside = env.services.remove(&service.service)?;
+            Some((env, aside))
+        }) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: service.name.clone(),
+            });
+        };
+        aside.1.handle.name = crate::naming::replaced_name(&service.service, &service.id);
+        let handle = aside.1.handle.clone();
+        aside.0.aside.insert(service.service.clone(), aside.1);
+        Ok(handle)
+    }
+
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        self.enter("restore_aside", &Fake::target(aside)).await?;
+        let mut world = self.world();
+        let Some(env) = world.envs.get_mut(&aside.id) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: aside.name.clone(),
+            });
+        };
+        if env.services.contains_key(&aside.service) {
+            return Err(BackendError::operation(
+                format!("restore `{}`", aside.name),
+                "its replacement still exists",
+            ));
+        }
+        let Some(mut restored) = env.aside.remove(&aside.service) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: aside.name.clone(),
+            });
+        };
+        restored.handle.name = crate::naming::container_name(&aside.service, &aside.id);
+        let handle = restored.handle.clone();
+        env.services.insert(aside.service.clone(), restored);
+        Ok(handle)
     }
 
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
@@ -548,6 +645,15 @@ impl Backend for Fake {
                         status: self.status_of(world.scripts.get(&s.handle.service), s),
                     })
                     .collect(),
+                aside: env
+                    .aside
+                    .values()
+                    .map(|s| ServiceRecord {
+                        handle: s.handle.clone(),
+                        metadata: s.metadata.clone(),
+                        status: self.status_of(world.scripts.get(&s.handle.service), s),
+                    })
+                    .collect(),
                 isolation: env.isolation.iter().cloned().collect(),
             })
             .collect();
@@ -559,6 +665,7 @@ impl Backend for Fake {
             Marker::Ready => "ready",
             Marker::Pinned => "pin",
             Marker::Lease(_) => "lease",
+            Marker::Update(_) => "update",
         };
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
@@ -574,6 +681,15 @@ impl Backend for Fake {
             Marker::Ready => env.markers.ready = true,
             Marker::Pinned => env.markers.pinned = true,
             Marker::Lease(until) => env.markers.lease_until = Some(until),
+            Marker::Update(_) if env.markers.update.is_some() => {
+                return Err(BackendError::Taken(metadata.id.clone()));
+            }
+            Marker::Update(until) => {
+                env.markers.update = Some(Metadata {
+                    start_deadline: Some(until),
+                    ..metadata.clone()
+                })
+            }
         }
         Ok(())
     }
@@ -583,6 +699,7 @@ impl Backend for Fake {
             MarkerKind::Ready => "ready",
             MarkerKind::Pinned => "pin",
             MarkerKind::Lease => "lease",
+            MarkerKind::Update => "update",
         };
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         if let Some(env) = self.world().envs.get_mut(id) {
@@ -590,6 +707,7 @@ impl Backend for Fake {
                 MarkerKind::Ready => env.markers.ready = false,
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
+                MarkerKind::Update => env.markers.update = None,
             }
         }
         Ok(())
@@ -619,6 +737,8 @@ impl Backend for Fake {
             env.claimed = false;
             env.markers.claimed = false;
             let empty = env.services.is_empty()
+                && env.aside.is_empty()
+                && env.markers.update.is_none()
                 && env.isolation.is_none()
                 && !env.markers.ready
                 && !env.markers.pinned

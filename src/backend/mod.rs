@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
+pub use crate::backend::docker::engine::PullProgress;
 pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
 use crate::spec::{ImageRef, Port, Ready};
 
@@ -191,6 +192,18 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The word `status` shows; `None` without a health check.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Starting => Some("starting"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// Transport of a published port.
 pub use crate::spec::Protocol;
 
@@ -198,8 +211,11 @@ pub use crate::spec::Protocol;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub container_port: Port,
+    /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
     pub port: u16,
+    /// The address the engine bound the port on, as it reports it (Docker: `0.0.0.0`).
+    pub bound: String,
 }
 
 /// The typed state of one service.
@@ -213,8 +229,8 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
-    /// The service's own address when this client can reach it; probes prefer it, as a
-    /// published port answers before the service listens.
+    /// The service's own address, when it has one; probes use it where it answers from here
+    /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
     /// Why it is pending or failed, in the backend's words.
     pub detail: Option<String>,
@@ -259,8 +275,6 @@ pub struct Markers {
     /// The marker of an `envctl update` under way (or one that never finished): the update's
     /// own process and deadline, never the environment's.
     pub update: Option<Metadata>,
-    /// Services whose previous container an update put aside, sorted.
-    pub replaced: Vec<String>,
 }
 
 /// A marker to set.
@@ -272,6 +286,10 @@ pub enum Marker {
     Pinned,
     /// A running `envctl run` uses the environment until then.
     Lease(DateTime<Utc>),
+    /// An `envctl update` replaces services until its deadline at the latest. Exclusive: `Taken`
+    /// when one exists, so two updates of one environment cannot run at once. The metadata
+    /// given carries the update's own run, process and start, never the environment's.
+    Update(DateTime<Utc>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -279,6 +297,7 @@ pub enum MarkerKind {
     Ready,
     Pinned,
     Lease,
+    Update,
 }
 
 /// One service as a listing finds it.
@@ -297,6 +316,9 @@ pub struct EnvironmentRecord {
     pub markers: Markers,
     /// Sorted by service name.
     pub services: Vec<ServiceRecord>,
+    /// Services an update put aside (stopped, out of the way of their replacements), until it
+    /// finishes; sorted by service name.
+    pub aside: Vec<ServiceRecord>,
     pub isolation: Vec<IsolationRef>,
 }
 
@@ -445,6 +467,10 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 pub trait Backend: Send + Sync {
     /// Kind, endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
+    /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
+    fn endpoint(&self) -> &str {
+        &self.info().endpoint
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 
@@ -452,8 +478,17 @@ pub trait Backend: Send + Sync {
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>>;
     /// The tags of `repository`, for `SERVICE@REF`.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
-    /// Makes `resolve_image` find it: a pull on Docker.
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()>;
+    /// The registries this backend treats as insecure (plain HTTP or untrusted certificates
+    /// allowed), which envctl's own registry requests treat the same way. None by default.
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(crate::registry::Insecure::default())
+    }
+    /// Makes `resolve_image` find it: a pull on Docker, telling `on_progress` of its bytes.
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()>;
     /// Builds `tag` from a tar of its context. `Unsupported` unless `capabilities.build`.
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()>;
 
@@ -488,6 +523,14 @@ pub trait Backend: Send + Sync {
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.
     async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()>;
+    /// Puts a service aside for an update: stops it within `grace` (kills it without one) and
+    /// moves it out of the way, so a replacement can be created under the service's own name
+    /// and aliases. Listings show it in [`EnvironmentRecord::aside`] until it is restored or
+    /// removed (`remove_service` on the handle returned).
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef>;
+    /// Gives a service put aside its name and aliases back (its replacement must be gone),
+    /// stopped: `start_service` on the handle returned starts it again.
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef>;
 
     /// Every environment `selector` matches, from a fixed number of list calls.
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>>;

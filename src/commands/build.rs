@@ -3,8 +3,8 @@ use crate::{Error, ExitStatus, lifecycle, output};
 
 pub async fn exec(args: BuildArgs) -> Result<ExitStatus, Error> {
     let (environment, _) = super::select(&args.target)?;
-    let engine = super::engine().await?;
-    let built = lifecycle::build_environment(engine.as_ref(), &environment)
+    let backend = super::backend().await?;
+    let built = lifecycle::build_environment(backend.as_ref(), &environment)
         .await
         .map_err(Error::Internal)?;
     if built.is_empty() {

@@ -1,12 +1,12 @@
+use crate::backend::Backend;
 use crate::cli::DownArgs;
-use crate::engine::Engine;
 use crate::lifecycle::{self, LookupError, Selection, inventory};
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let ids = resolve(engine.as_ref(), &args.ids).await?;
+    let backend = super::backend().await?;
+    let ids = resolve(backend.as_ref(), &args.ids).await?;
     let selection = match (&args.owner, args.all) {
         (Some(owner), _) => Selection::Owner(owner),
         (None, true) => Selection::All {
@@ -14,11 +14,12 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         },
         (None, false) => Selection::Ids(&ids),
     };
-    let removed = lifecycle::down(engine.as_ref(), selection, args.grace).await?;
+    let removed = lifecycle::down(backend.as_ref(), selection, args.grace).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",
-            instance.id, instance.environment
+            instance.id,
+            instance.environment()
         ));
     }
     let missing: Vec<&String> = ids
@@ -28,7 +29,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     // An id names one environment, so finding nothing is a typo unless the caller says the
     // environment may be gone already; `--owner` and `--all` may rightly find nothing.
     if !missing.is_empty() && !args.ignore_missing {
-        return Err(Error::NotFound(unknown(engine.as_ref(), &missing).await));
+        return Err(Error::NotFound(unknown(backend.as_ref(), &missing).await));
     }
     for id in &missing {
         output::message(&format!("{id}: nothing to remove"));
@@ -41,11 +42,11 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
 
 /// The ids given, each a whole id or a unique prefix or suffix of one; an id that names nothing
 /// stays as given, for the error that follows the removal of the others.
-async fn resolve(engine: &dyn Engine, given: &[String]) -> Result<Vec<String>, Error> {
+async fn resolve(backend: &dyn Backend, given: &[String]) -> Result<Vec<String>, Error> {
     if given.is_empty() {
         return Ok(Vec::new());
     }
-    let instances = inventory::list(engine).await?;
+    let instances = inventory::list(backend).await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     given
         .iter()
@@ -58,8 +59,8 @@ async fn resolve(engine: &dyn Engine, given: &[String]) -> Result<Vec<String>, E
 }
 
 /// `no environment `ID`` for each missing id, with the closest existing id as a hint.
-async fn unknown(engine: &dyn Engine, missing: &[&String]) -> String {
-    let existing: Vec<String> = inventory::list(engine)
+async fn unknown(backend: &dyn Backend, missing: &[&String]) -> String {
+    let existing: Vec<String> = inventory::list(backend)
         .await
         .map(|instances| instances.into_iter().map(|i| i.id).collect())
         .unwrap_or_default();

@@ -2,9 +2,9 @@ use crate::cli::{EnvArgs, Format};
 use crate::{Error, ExitStatus, lifecycle, output, pipeline};
 
 pub async fn exec(args: EnvArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    let variables = pipeline::environment_variables(engine.as_ref(), &instance);
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    let variables = pipeline::environment_variables(&instance);
     match args.output.output {
         Format::Json => output::json(&variables),
         Format::Text => {

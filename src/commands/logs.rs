@@ -1,17 +1,17 @@
 use futures_util::StreamExt;
 use futures_util::stream::select_all;
 
+use crate::backend::LogOptions;
 use crate::cli::LogsArgs;
-use crate::engine::LogOptions;
 use crate::lifecycle;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    crate::state::touch(engine.endpoint(), &instance.id, "envctl logs");
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    crate::state::touch(backend.endpoint(), &instance.id, "envctl logs");
     let containers: Vec<_> = instance
-        .containers
+        .services
         .iter()
         .filter(|c| args.service.as_ref().is_none_or(|s| c.service() == s))
         .collect();
@@ -35,11 +35,9 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
     };
     let streams = containers.iter().map(|c| {
         let service = format!("{:<width$}", c.service());
-        engine
-            .logs(&c.id, options)
-            .map(move |line| {
-                line.map(|l| (l.timestamp.unwrap_or_default(), service.clone(), l.text))
-            })
+        backend
+            .logs(&c.handle, options)
+            .map(move |line| line.map(|l| (l.timestamp, service.clone(), l.text)))
             .boxed()
     });
     let mut merged = select_all(streams);
@@ -55,7 +53,7 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
         while let Some(line) = merged.next().await {
             lines.push(line?);
         }
-        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        lines.sort_by_key(|line| line.0);
         let text: String = lines
             .iter()
             .map(|(_, service, text)| format!("{service} | {text}\n"))

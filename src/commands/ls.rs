@@ -1,4 +1,3 @@
-use crate::engine::Engine;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -38,8 +37,8 @@ struct Row {
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instances = inventory::list(engine.as_ref()).await?;
+    let backend = super::backend().await?;
+    let instances = inventory::list(backend.as_ref()).await?;
     let (state, warning) = Store::from_env().read();
     if let Some(warning) = warning {
         output::warning(&warning);
@@ -54,7 +53,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     }
     let rows: Vec<Row> = instances
         .iter()
-        .map(|i| row(engine.as_ref(), i, state.record(engine.endpoint(), &i.id)))
+        .map(|i| row(i, state.record(backend.endpoint(), &i.id)))
         .collect();
     match args.output {
         Format::Json => output::json(&rows),
@@ -101,14 +100,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row {
+fn row(instance: &Instance, record: Option<&Record>) -> Row {
     let now = Utc::now();
     let created = instance.created_at();
     let last = created
         .map(|created| crate::state::last_activity(record, created))
         .map(|a| (a.what, a.at));
     Row {
-        pinned: instance.pin.is_some(),
+        pinned: instance.pinned(),
         missing_services: instance.missing_services(),
         build_url: instance.metadata.build.url.clone(),
         job_name: instance.metadata.build.job_name.clone(),
@@ -118,7 +117,7 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
         last_activity_at: last.as_ref().map(|(_, at)| at.to_rfc3339()),
         idle_seconds: last.map(|(_, at)| (now - at).num_seconds().max(0) as u64),
         id: instance.id.clone(),
-        environment: instance.environment.clone(),
+        environment: instance.environment().to_string(),
         state: instance.state(now),
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
@@ -133,16 +132,16 @@ fn row(engine: &dyn Engine, instance: &Instance, record: Option<&Record>) -> Row
             })
             .collect(),
         endpoints: instance
-            .containers
+            .services
             .iter()
-            .flat_map(|c| {
-                c.ports.iter().map(|p| {
+            .flat_map(|s| {
+                s.status.endpoints.iter().map(|e| {
                     format!(
                         "{}:{}->{}:{}",
-                        c.service(),
-                        p.container_port,
-                        engine.reachable_host(&p.host_ip),
-                        p.host_port
+                        s.service(),
+                        e.container_port.number,
+                        e.host,
+                        e.port
                     )
                 })
             })

@@ -20,11 +20,11 @@ mod update;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cli::{Cli, Command, TargetArgs};
-use crate::engine::Engine;
-use crate::engine::connect::Flags;
-use crate::engine::docker::Docker;
-use crate::spec::{Catalog, Environment, Target};
+use crate::backend::Backend;
+use crate::backend::Kind;
+use crate::backend::docker::{DockerBackend, Flags};
+use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
+use crate::spec::{Catalog, Environment, PullPolicy, Target};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
@@ -32,8 +32,11 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         host: cli.host,
         context: cli.context,
     });
+    let _ = BACKEND.set(match cli.backend {
+        BackendArg::Docker => Kind::Docker,
+    });
     match cli.command {
-        Command::Plan(args) => plan::exec(args),
+        Command::Plan(args) => plan::exec(args).await,
         Command::Graph(args) => graph::exec(args),
         Command::Completions(args) => completions::exec(args),
         Command::Build(args) => build::exec(args).await,
@@ -68,8 +71,28 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 /// `--host` and `--context`, set once per command line.
 static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
 
-/// Connects to the Docker engine `--host`, `--context`, DOCKER_HOST or the contexts choose.
-async fn engine() -> Result<Arc<dyn Engine>, Error> {
-    let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-    Ok(Arc::new(Docker::connect_with(&flags).await?))
+/// `--backend` / `ENVCTL_BACKEND`, set once per command line.
+static BACKEND: OnceLock<Kind> = OnceLock::new();
+
+/// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
+/// DOCKER_HOST or the contexts choose.
+async fn backend() -> Result<Arc<dyn Backend>, Error> {
+    match BACKEND.get().copied().unwrap_or(Kind::Docker) {
+        Kind::Docker => {
+            let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
+            Ok(Arc::new(DockerBackend::connect(&flags).await?))
+        }
+        other => Err(Error::Usage(format!(
+            "the `{other}` backend is not built yet\nhint: `--backend docker`"
+        ))),
+    }
+}
+
+/// The pull policy `--pull` sets for every service, if given.
+fn pull_policy(flag: PullFlag) -> Option<PullPolicy> {
+    flag.pull.map(|pull| match pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Always => PullPolicy::Always,
+        Pull::Never => PullPolicy::Never,
+    })
 }

@@ -2,7 +2,9 @@ use serde::Serialize;
 
 use crate::cli::{Format, PlanArgs};
 use crate::graph::Plan;
-use crate::spec::{Environment, Service};
+use crate::lifecycle::StartError;
+use crate::lifecycle::refs::{self, RefError};
+use crate::spec::{Environment, PullPolicy, Service, Target};
 use crate::{Error, ExitStatus, naming, output};
 
 #[derive(Serialize)]
@@ -23,6 +25,7 @@ struct ServiceJson {
     links: Vec<LinkJson>,
     ready: Vec<String>,
     ready_timeout: String,
+    pull: &'static str,
 }
 
 #[derive(Serialize)]
@@ -31,8 +34,14 @@ struct LinkJson {
     alias: String,
 }
 
-pub fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
-    let (environment, _) = super::select(&args.target)?;
+pub async fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
+    let (mut environment, target) = super::select(&args.target)?;
+    if let Some(pull) = super::pull_policy(args.pull) {
+        for service in environment.services.values_mut() {
+            service.pull = pull;
+        }
+    }
+    resolve_refs(&mut environment, &target).await?;
     let id = match args.name {
         Some(name) => naming::check_id(&name)
             .map(|()| name)
@@ -45,6 +54,52 @@ pub fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
         Format::Text => output::data(&to_text(&environment, &plan, &id)),
     }
     Ok(ExitStatus::Success)
+}
+
+/// Replaces each `SERVICE@REF` by the tag `up` would run, as `up` finds it: the local tags,
+/// then the registry's. When the engine or the registry cannot be reached, REF is shown as
+/// given, with a warning; a refused login or a wrong REF fail as they would for `up`.
+async fn resolve_refs(environment: &mut Environment, target: &Target) -> Result<(), Error> {
+    if target.overrides.is_empty() {
+        return Ok(());
+    }
+    let backend = match super::backend().await {
+        Ok(backend) => backend,
+        Err(error) => {
+            output::warning(&format!("{error}\nshowing each SERVICE@REF as given"));
+            return Ok(());
+        }
+    };
+    for o in &target.overrides {
+        let Some(service) = environment.services.get_mut(&o.service) else {
+            continue;
+        };
+        match refs::choose_tag(backend.as_ref(), service, service.pull).await {
+            Ok(Some(tag)) => service.image.tag = tag,
+            Ok(None) => {}
+            Err(error @ RefError::Registry { .. }) if !error.is_reachability() => {
+                return Err(StartError::Ref {
+                    service: o.service.clone(),
+                    error: Box::new(error),
+                }
+                .into());
+            }
+            Err(error @ (RefError::Registry { .. } | RefError::Engine { .. })) => {
+                output::warning(&format!(
+                    "service `{}`: {error}\nshowing `{}@{}` as given",
+                    o.service, o.service, o.reference
+                ));
+            }
+            Err(error) => {
+                return Err(StartError::Ref {
+                    service: o.service.clone(),
+                    error: Box::new(error),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn service_json(service: &Service, id: &str) -> ServiceJson {
@@ -69,6 +124,7 @@ fn service_json(service: &Service, id: &str) -> ServiceJson {
             .map(ToString::to_string)
             .collect(),
         ready_timeout: humantime::format_duration(service.ready.timeout).to_string(),
+        pull: service.pull.as_str(),
     }
 }
 
@@ -121,6 +177,9 @@ fn to_text(environment: &Environment, plan: &Plan, id: &str) -> String {
             if !linked.is_empty() {
                 let names: Vec<&str> = linked.iter().map(|d| d.as_str()).collect();
                 out.push_str(&format!("    after      {}\n", names.join(", ")));
+            }
+            if s.pull != PullPolicy::default().as_str() {
+                out.push_str(&format!("    pull       {}\n", s.pull));
             }
             let ready = if s.ready.is_empty() {
                 "container runs".to_string()

@@ -10,6 +10,31 @@ use std::time::{Duration, Instant};
 use crate::lifecycle::{Phase, Progress};
 use crate::output;
 
+/// How often plain progress lines report a pull's bytes.
+const BYTES_EVERY: Duration = Duration::from_secs(5);
+
+/// `312.4 MB / 2.1 GB`, in decimal units as Docker shows them.
+fn pulled(done: u64, total: u64) -> String {
+    format!("{} / {}", bytes(done), bytes(total))
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = u;
+    }
+    format!("{value:.1} {unit}")
+}
+
 struct Line {
     phase: Phase,
     /// When the service became ready or failed: its elapsed time stops there.
@@ -44,9 +69,13 @@ impl Live {
             };
             let _ = writeln!(
                 err,
-                " {mark} {service:<width$}  {:<9} {:>6.1}s",
+                " {mark} {service:<width$}  {:<9} {:>6.1}s{}",
                 line.phase.as_str(),
-                elapsed.as_secs_f64()
+                elapsed.as_secs_f64(),
+                match line.phase {
+                    Phase::Downloading { done, total } => format!("  {}", pulled(done, total)),
+                    _ => String::new(),
+                }
             );
         }
         self.drawn = self.lines.len();
@@ -97,15 +126,29 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
     if !output::stderr_is_terminal() {
         let started = Instant::now();
         let silenced = quiet.clone();
+        let last_bytes: Mutex<BTreeMap<String, Instant>> = Mutex::default();
         let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
-            if phase != Phase::Waiting && !silenced.load(Ordering::SeqCst) {
-                output::message(&format!(
-                    "{} {service} {} (+{:.1}s)",
-                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                    phase.as_str(),
-                    started.elapsed().as_secs_f64()
-                ));
+            if phase == Phase::Waiting || silenced.load(Ordering::SeqCst) {
+                return;
             }
+            let text = match phase {
+                // A pull sends many of these a second: a CI log gets one every few seconds.
+                Phase::Downloading { done, total } => {
+                    let mut last = last_bytes.lock().expect("progress lock");
+                    let now = Instant::now();
+                    if last.get(service).is_some_and(|at| now - *at < BYTES_EVERY) {
+                        return;
+                    }
+                    last.insert(service.to_string(), now);
+                    format!("pulling {}", pulled(done, total))
+                }
+                _ => phase.as_str().to_string(),
+            };
+            output::message(&format!(
+                "{} {service} {text} (+{:.1}s)",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                started.elapsed().as_secs_f64()
+            ));
         });
         return Reporter {
             progress,
@@ -145,7 +188,10 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
         if matches!(phase, Phase::Ready | Phase::Failed) {
             line.done = Some(started.elapsed());
         }
-        live.draw();
+        // A pull reports its bytes many times a second: the ticker shows the latest.
+        if !matches!(phase, Phase::Downloading { .. }) {
+            live.draw();
+        }
     });
     let for_ticker = live.clone();
     let ticker = tokio::spawn(async move {
@@ -159,5 +205,18 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
         ticker: Some(ticker),
         live: Some(live),
         quiet,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulled_bytes_read_as_docker_shows_them() {
+        assert_eq!(pulled(0, 512), "0 B / 512 B");
+        assert_eq!(pulled(312_400_000, 2_147_483_648), "312.4 MB / 2.1 GB");
+        assert_eq!(bytes(999_400), "999.4 kB");
+        assert_eq!(bytes(1_000), "1.0 kB");
     }
 }

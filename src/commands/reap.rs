@@ -18,9 +18,9 @@ fn options(args: &ReapArgs) -> Options {
 
 /// `envctl reap`: one pass.
 pub async fn once(args: ReapArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
+    let backend = super::backend().await?;
     let report = reaper::pass(
-        engine.as_ref(),
+        backend.as_ref(),
         &Store::from_env(),
         &options(&args),
         Utc::now(),
@@ -40,7 +40,7 @@ pub async fn daemon(args: ReaperArgs) -> Result<ExitStatus, Error> {
         output::message("reaper: second signal, exiting now");
         std::process::exit(130);
     });
-    let engine = super::engine().await?;
+    let backend = super::backend().await?;
     let store = Store::from_env();
     let options = options(&args.reap);
     output::message(&format!(
@@ -50,7 +50,7 @@ pub async fn daemon(args: ReaperArgs) -> Result<ExitStatus, Error> {
     ));
     let format = args.reap.output.output;
     reaper::daemon(
-        engine.as_ref(),
+        backend.as_ref(),
         &store,
         &options,
         args.every,

@@ -14,18 +14,18 @@ const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (engine, started) = super::up::start(args.start, &signals, true).await?;
+    let (backend, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();
-    let instance = lifecycle::require(engine.as_ref(), &id).await?;
-    let variables = pipeline::environment_variables(engine.as_ref(), &instance);
+    let instance = lifecycle::require(backend.as_ref(), &id).await?;
+    let variables = pipeline::environment_variables(&instance);
     let shown = args.command.join(" ");
     output::message(&format!(
         "environment {} is ready: id {id}; running `{shown}`",
         started.environment
     ));
-    let holding = instance.lease.as_ref().map(|lease| {
-        let (engine, id, lease) = (engine.clone(), id.clone(), lease.id.clone());
-        tokio::spawn(async move { lifecycle::lease::hold(engine.as_ref(), &id, &lease).await })
+    let holding = instance.lease_until().map(|_| {
+        let (backend, metadata) = (backend.clone(), instance.metadata.clone());
+        tokio::spawn(async move { lifecycle::lease::hold(backend.as_ref(), &metadata).await })
     });
     let outcome = pipeline::run_command(&args.command, &variables, &signals).await;
     if let Some(holding) = holding {
@@ -45,10 +45,10 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let interrupted = signals.count();
     let removal = async {
         if interrupted > 0 {
-            lifecycle::remove(engine.as_ref(), &instance, None).await
+            lifecycle::remove_now(backend.as_ref(), &instance).await
         } else {
             let ids = std::slice::from_ref(&id);
-            lifecycle::down(engine.as_ref(), Selection::Ids(ids), args.grace)
+            lifecycle::down(backend.as_ref(), Selection::Ids(ids), args.grace)
                 .await
                 .map(drop)
         }

@@ -5,11 +5,16 @@ use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    crate::state::touch(engine.endpoint(), &instance.id, "envctl start");
-    let reporter = super::progress::reporter(instance.containers.iter().map(|c| c.service()));
-    let starting = lifecycle::start(engine.as_ref(), &instance, &reporter.progress, args.timeout);
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    crate::state::touch(backend.endpoint(), &instance.id, "envctl start");
+    let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
+    let starting = lifecycle::start(
+        backend.as_ref(),
+        &instance,
+        &reporter.progress,
+        args.timeout,
+    );
     // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
     // the progress tick on.
     let started = tokio::select! {

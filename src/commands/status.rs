@@ -16,25 +16,25 @@ struct ServiceStatus {
 }
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
-    crate::state::touch(engine.endpoint(), &instance.id, "envctl status");
-    let details = lifecycle::inspect_all(engine.as_ref(), &instance).await?;
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    crate::state::touch(backend.endpoint(), &instance.id, "envctl status");
+    let details = lifecycle::statuses(backend.as_ref(), &instance).await?;
     let services: Vec<ServiceStatus> = instance
-        .containers
+        .services
         .iter()
         .zip(details)
-        .map(|(c, details)| ServiceStatus {
-            service: c.service().to_string(),
-            container: c.name.clone(),
-            state: details.state.to_string(),
-            health: details.health,
-            restarts: details.restarts,
+        .map(|(s, details)| ServiceStatus {
+            service: s.service().to_string(),
+            container: s.handle.name.clone(),
+            state: details.state.as_str().to_string(),
+            health: details.health.as_str().map(str::to_string),
+            restarts: details.restarts.into(),
             exit_code: details.exit_code,
             ports: details
-                .ports
+                .endpoints
                 .iter()
-                .map(|p| lifecycle::PortJson::at(p, engine.reachable_host(&p.host_ip)))
+                .map(lifecycle::PortJson::from)
                 .collect(),
         })
         .chain(
@@ -61,10 +61,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                     let ports: Vec<String> = s
                         .ports
                         .iter()
-                        .map(|p| {
-                            let host = engine.reachable_host(&p.host_ip);
-                            format!("{}->{host}:{}", p.container_port, p.host_port)
-                        })
+                        .map(|p| format!("{}->{}:{}", p.container_port, p.host, p.host_port))
                         .collect();
                     vec![
                         s.service.clone(),

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::cli::{Format, StartFlags, UpArgs};
-use crate::engine::Engine;
 use crate::lifecycle::{self, Started, UpOptions};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, naming, output};
@@ -9,10 +9,10 @@ use crate::{Error, ExitStatus, naming, output};
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
-    let (engine, started) = start(args.start, &signals, false).await?;
+    let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
         Format::Json => output::json(&started),
-        Format::Text => output::data(&summary(engine.as_ref(), &started)),
+        Format::Text => output::data(&summary(&started)),
     }
     Ok(ExitStatus::Success)
 }
@@ -23,7 +23,7 @@ pub async fn start(
     flags: StartFlags,
     signals: &Signals,
     lease: bool,
-) -> Result<(Arc<dyn Engine>, Started), Error> {
+) -> Result<(Arc<dyn Backend>, Started), Error> {
     let (mut environment, target) = super::select(&flags.target)?;
     if let Some(name) = &flags.name {
         naming::check_id(name).map_err(Error::Usage)?;
@@ -40,8 +40,9 @@ pub async fn start(
         ttl: flags.ttl,
         build: lifecycle::build_labels(),
         lease,
+        pull: super::pull_policy(flags.pull),
     };
-    let engine = super::engine().await?;
+    let backend = super::backend().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
     let on_interrupt = |id: Option<&str>| {
         let doing = match id {
@@ -53,7 +54,7 @@ pub async fn start(
         ));
     };
     let started = lifecycle::up(
-        engine.as_ref(),
+        backend.as_ref(),
         &environment,
         &options,
         &reporter.progress,
@@ -62,22 +63,18 @@ pub async fn start(
     )
     .await;
     drop(reporter);
-    Ok((engine, started?))
+    Ok((backend, started?))
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.
-pub fn summary(engine: &dyn Engine, started: &Started) -> String {
+pub fn summary(started: &Started) -> String {
     let mut out = format!(
         "environment {} is ready: id {}\n",
         started.environment, started.id
     );
     for service in &started.services {
         for port in &service.ports {
-            let address = format!(
-                "{}:{}",
-                engine.reachable_host(&port.host_ip),
-                port.host_port
-            );
+            let address = format!("{}:{}", port.host, port.host_port);
             let url = match port.http {
                 true => format!("  http://{address}/"),
                 false => String::new(),

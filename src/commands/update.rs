@@ -1,5 +1,4 @@
 use crate::cli::{Format, UpdateArgs};
-use crate::engine::Engine;
 use crate::lifecycle::{self, UpdateOptions, Updated};
 use crate::signals::Signals;
 use crate::spec::{Catalog, Override, Target};
@@ -14,18 +13,18 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         .map(|word| word.parse())
         .collect::<Result<_, String>>()
         .map_err(Error::Usage)?;
-    let engine = super::engine().await?;
-    let instance = lifecycle::require(engine.as_ref(), &args.id).await?;
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     let catalog = match &args.file {
         Some(file) => Catalog::File(file.clone()),
         None => Catalog::Dir(args.envdir.clone()),
     };
     let target = Target {
-        environment: Some(instance.environment.clone()),
+        environment: Some(instance.environment().to_string()),
         overrides: overrides.clone(),
     };
     let environment = catalog.select(&target)?;
-    crate::state::touch(engine.endpoint(), &instance.id, "envctl update");
+    crate::state::touch(backend.endpoint(), &instance.id, "envctl update");
     let named: Vec<String> = overrides.into_iter().map(|o| o.service).collect();
     let options = UpdateOptions {
         timeout: args.timeout,
@@ -41,7 +40,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         ));
     };
     let updated = lifecycle::update(
-        engine.as_ref(),
+        backend.as_ref(),
         &instance,
         &environment,
         &named,
@@ -55,13 +54,13 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     let updated = updated?;
     match args.output.output {
         Format::Json => output::json(&updated),
-        Format::Text => output::data(&summary(engine.as_ref(), &updated)),
+        Format::Text => output::data(&summary(&updated)),
     }
     Ok(ExitStatus::Success)
 }
 
 /// `updated 20261126-041500: accounting (repo:tag) is ready` and its endpoints.
-fn summary(engine: &dyn Engine, updated: &Updated) -> String {
+fn summary(updated: &Updated) -> String {
     let mut out = String::new();
     for service in &updated.services {
         out.push_str(&format!(
@@ -69,11 +68,7 @@ fn summary(engine: &dyn Engine, updated: &Updated) -> String {
             updated.id, service.service, service.image
         ));
         for port in &service.ports {
-            let address = format!(
-                "{}:{}",
-                engine.reachable_host(&port.host_ip),
-                port.host_port
-            );
+            let address = format!("{}:{}", port.host, port.host_port);
             let url = match port.http {
                 true => format!("  http://{address}/"),
                 false => String::new(),

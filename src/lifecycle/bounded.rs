@@ -1,6 +1,6 @@
-//! An engine whose every call ends in bounded time: the engine calls a start makes outside its
-//! own deadline race (the claim, the rollback, the diagnosis) go through it, so a hung engine
-//! can delay envctl by seconds, not by the client's minutes or a log read's day.
+//! A backend whose every call ends in bounded time: the calls a start makes outside its own
+//! deadline race (the claim, the rollback, the diagnosis) go through it, so a hung engine can
+//! delay envctl by seconds, not by the client's minutes or a log read's day.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,21 +10,18 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use tokio::time::Instant;
 
-use crate::engine::{
-    Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
-    Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, Result,
-    Traffic,
-};
+use crate::backend::*;
 use crate::signals::Signals;
+use crate::spec::ImageRef;
 
-/// After an interrupt, how long any one engine call may still take: the user is waiting.
+/// After an interrupt, how long any one call may still take: the user is waiting.
 pub const AFTER_INTERRUPT: Duration = Duration::from_secs(5);
 
-/// `engine`, with every call given up with [`EngineError::NoAnswer`] at `deadline`, after
+/// `backend`, with every call given up with [`BackendError::NoAnswer`] at `deadline`, after
 /// `per_call`, or [`AFTER_INTERRUPT`] after the first interrupt, whichever comes first. A stop
-/// gets its grace on top of the last two: it answers only once the container stopped.
+/// gets its grace on top of the last two: it answers only once the service stopped.
 pub struct Bounded<'a> {
-    pub engine: &'a dyn Engine,
+    pub backend: &'a dyn Backend,
     pub deadline: Option<Instant>,
     pub per_call: Option<Duration>,
     pub signals: &'a Signals,
@@ -68,9 +65,11 @@ impl Bounded<'_> {
         }
     }
 
-    fn no_answer(&self, operation: String, waited: Duration) -> EngineError {
-        EngineError::NoAnswer {
-            endpoint: self.engine.endpoint().to_string(),
+    fn no_answer(&self, operation: String, waited: Duration) -> BackendError {
+        let info = self.backend.info();
+        BackendError::NoAnswer {
+            backend: info.kind,
+            endpoint: info.endpoint.clone(),
             operation,
             waited,
         }
@@ -80,104 +79,92 @@ impl Bounded<'_> {
 const NONE: Duration = Duration::ZERO;
 
 #[async_trait]
-impl Engine for Bounded<'_> {
-    fn endpoint(&self) -> &str {
-        self.engine.endpoint()
-    }
-
-    fn reaches_container_ips(&self) -> bool {
-        self.engine.reaches_container_ips()
-    }
-
-    fn published_host(&self) -> &str {
-        self.engine.published_host()
+impl Backend for Bounded<'_> {
+    fn info(&self) -> &BackendInfo {
+        self.backend.info()
     }
 
     async fn ping(&self) -> Result<()> {
-        self.call(|| "a ping".into(), NONE, self.engine.ping())
+        self.call(|| "a ping".into(), NONE, self.backend.ping())
             .await
     }
 
-    async fn create_network(&self, spec: &NetworkSpec) -> Result<String> {
-        let operation = || format!("create network `{}`", spec.name);
-        self.call(operation, NONE, self.engine.create_network(spec))
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let operation = || format!("inspect image `{image}`");
+        self.call(operation, NONE, self.backend.resolve_image(image))
             .await
     }
 
-    async fn remove_network(&self, id: &str) -> Result<()> {
-        let operation = || format!("remove network `{id}`");
-        self.call(operation, NONE, self.engine.remove_network(id))
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        let operation = || format!("list the images of `{repository}`");
+        self.call(operation, NONE, self.backend.image_tags(repository))
             .await
     }
 
-    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
-        let list = self.engine.list_networks(label_filters);
-        self.call(|| "list networks".into(), NONE, list).await
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
+        let operation = || format!("pull image `{image}`");
+        let fetch = self.backend.fetch_image(image, on_progress);
+        self.call(operation, NONE, fetch).await
     }
 
-    async fn network_containers(&self, id: &str) -> Result<Vec<Attached>> {
-        let operation = || format!("inspect network `{id}`");
-        self.call(operation, NONE, self.engine.network_containers(id))
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {
+        let operation = || format!("build image `{tag}`");
+        let build = self.backend.build_image(context, dockerfile, tag);
+        self.call(operation, NONE, build).await
+    }
+
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        let operation = || format!("claim `{}`", metadata.id);
+        self.call(operation, NONE, self.backend.claim(metadata))
             .await
     }
 
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
-        let operation = || format!("create container `{}`", spec.name);
-        self.call(operation, NONE, self.engine.create_container(spec))
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        let operation = || format!("create the network of `{}`", metadata.id);
+        self.call(operation, NONE, self.backend.create_isolation(metadata))
             .await
     }
 
-    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String> {
-        let operation = || format!("create container `{name}`");
-        self.call(operation, NONE, self.engine.create_marker(name, labels))
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        let operation = || format!("create service `{}`", spec.service);
+        let create = self.backend.create_service(isolation, spec);
+        self.call(operation, NONE, create).await
+    }
+
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        let operation = || format!("start `{}`", service.name);
+        self.call(operation, NONE, self.backend.start_service(service))
             .await
     }
 
-    async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
-        let operation = || format!("rename container `{id}`");
-        self.call(operation, NONE, self.engine.rename_container(id, name))
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        let operation = || format!("wait for `{}`", service.name);
+        self.call(operation, NONE, self.backend.wait_exit(service))
             .await
     }
 
-    async fn start_container(&self, id: &str) -> Result<()> {
-        let operation = || format!("start container `{id}`");
-        self.call(operation, NONE, self.engine.start_container(id))
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        let operation = || format!("inspect `{}`", service.name);
+        self.call(operation, NONE, self.backend.status(service))
             .await
     }
 
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
-        let operation = || format!("stop container `{id}`");
-        self.call(operation, grace, self.engine.stop_container(id, grace))
-            .await
-    }
-
-    async fn remove_container(&self, id: &str) -> Result<()> {
-        let operation = || format!("remove container `{id}`");
-        self.call(operation, NONE, self.engine.remove_container(id))
-            .await
-    }
-
-    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
-        let list = self.engine.list_containers(label_filters);
-        self.call(|| "list containers".into(), NONE, list).await
-    }
-
-    async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
-        let operation = || format!("inspect container `{id}`");
-        self.call(operation, NONE, self.engine.inspect_container(id))
-            .await
-    }
-
-    async fn wait_container(&self, id: &str) -> Result<i64> {
-        let operation = || format!("wait for container `{id}`");
-        self.call(operation, NONE, self.engine.wait_container(id))
-            .await
-    }
-
-    /// The lines that arrive before the call is given up, then a [`EngineError::NoAnswer`].
+    /// The lines that arrive before the call is given up, then a [`BackendError::NoAnswer`].
     /// An interrupt is only seen when the read begins: reads are short, or followed within a
     /// race that the interrupt ends anyway.
-    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>> {
         let start = Instant::now();
         let mut until = [self.deadline, self.per_call.map(|d| start + d)]
             .into_iter()
@@ -188,21 +175,22 @@ impl Engine for Bounded<'_> {
             until = Some(until.map_or(bound, |until| until.min(bound)));
         }
         let Some(until) = until else {
-            return self.engine.logs(id, options);
+            return self.backend.logs(service, options);
         };
-        let endpoint = self.engine.endpoint().to_string();
-        let operation = format!("read the logs of container `{id}`");
-        let lines = self.engine.logs(id, options);
+        let info = self.backend.info().clone();
+        let operation = format!("read the logs of `{}`", service.name);
+        let lines = self.backend.logs(service, options);
         stream::unfold(Some(lines), move |lines| {
-            let (endpoint, operation) = (endpoint.clone(), operation.clone());
+            let (info, operation) = (info.clone(), operation.clone());
             async move {
                 let mut lines = lines?;
                 match tokio::time::timeout_at(until, lines.next()).await {
                     Ok(Some(line)) => Some((line, Some(lines))),
                     Ok(None) => None,
                     Err(_) => {
-                        let error = EngineError::NoAnswer {
-                            endpoint,
+                        let error = BackendError::NoAnswer {
+                            backend: info.kind,
+                            endpoint: info.endpoint,
                             operation,
                             waited: Instant::now() - start,
                         };
@@ -214,128 +202,116 @@ impl Engine for Bounded<'_> {
         .boxed()
     }
 
-    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
-        let operation = || format!("run `{}` in container `{id}`", command.join(" "));
-        self.call(operation, NONE, self.engine.exec(id, command))
+    async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
+        let operation = || format!("run `{}` in `{}`", command.join(" "), service.name);
+        self.call(operation, NONE, self.backend.exec(service, command))
             .await
     }
 
-    async fn traffic(&self, id: &str) -> Result<Traffic> {
-        let operation = || format!("read the network statistics of container `{id}`");
-        self.call(operation, NONE, self.engine.traffic(id)).await
-    }
-
-    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
-        let operation = || format!("inspect image `{reference}`");
-        self.call(operation, NONE, self.engine.inspect_image(reference))
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
+        let operation = || format!("read the network statistics of `{}`", service.name);
+        self.call(operation, NONE, self.backend.traffic(service))
             .await
     }
 
-    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
-        let operation = || format!("list the images of `{repository}`");
-        self.call(operation, NONE, self.engine.image_tags(repository))
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
+        let operation = || format!("stop `{}`", service.name);
+        self.call(operation, grace, self.backend.stop_service(service, grace))
             .await
     }
 
-    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()> {
-        let operation = || format!("pull image `{repository}:{tag}`");
-        self.call(operation, NONE, self.engine.pull_image(repository, tag))
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
+        let operation = || format!("remove `{}`", service.name);
+        let extra = grace.unwrap_or_default();
+        self.call(
+            operation,
+            extra,
+            self.backend.remove_service(service, grace),
+        )
+        .await
+    }
+
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        let operation = || format!("put `{}` aside", service.name);
+        let extra = grace.unwrap_or_default();
+        self.call(operation, extra, self.backend.put_aside(service, grace))
             .await
     }
 
-    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()> {
-        let operation = || format!("build image `{tag}`");
-        let build = self.engine.build_image(context, dockerfile, tag);
-        self.call(operation, NONE, build).await
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        let operation = || format!("restore `{}`", aside.name);
+        self.call(operation, NONE, self.backend.restore_aside(aside))
+            .await
+    }
+
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        self.call(
+            || "list environments".into(),
+            NONE,
+            self.backend.list(selector),
+        )
+        .await
+    }
+
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        let operation = || format!("mark `{}`", metadata.id);
+        self.call(operation, NONE, self.backend.set_marker(metadata, marker))
+            .await
+    }
+
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        let operation = || format!("unmark `{id}`");
+        self.call(operation, NONE, self.backend.clear_marker(id, kind))
+            .await
+    }
+
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        let operation = || format!("remove network `{}`", isolation.name);
+        self.call(operation, NONE, self.backend.remove_isolation(isolation))
+            .await
+    }
+
+    async fn release(&self, id: &str) -> Result<()> {
+        let operation = || format!("release `{id}`");
+        self.call(operation, NONE, self.backend.release(id)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::fake::{Fake, Fault};
 
-    /// An engine that takes every request and answers none, like a dockerd under SIGSTOP.
-    struct Frozen;
+    /// A backend that takes every request and answers none, like a dockerd under SIGSTOP.
+    fn frozen() -> Fake {
+        let fake = Fake::new();
+        for operation in [
+            "ping",
+            "start_service",
+            "list",
+            "create_service",
+            "stop_service",
+            "logs",
+        ] {
+            for _ in 0..4 {
+                fake.fault(operation, "*", Fault::Hang);
+            }
+        }
+        fake
+    }
 
-    #[async_trait]
-    impl Engine for Frozen {
-        fn endpoint(&self) -> &str {
-            "unix:///frozen.sock"
-        }
-        fn reaches_container_ips(&self) -> bool {
-            true
-        }
-        fn published_host(&self) -> &str {
-            "127.0.0.1"
-        }
-        async fn ping(&self) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn create_network(&self, _: &NetworkSpec) -> Result<String> {
-            std::future::pending().await
-        }
-        async fn remove_network(&self, _: &str) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn list_networks(&self, _: &[Filter]) -> Result<Vec<NetworkSummary>> {
-            std::future::pending().await
-        }
-        async fn network_containers(&self, _: &str) -> Result<Vec<Attached>> {
-            std::future::pending().await
-        }
-        async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
-            std::future::pending().await
-        }
-        async fn create_marker(&self, _: &str, _: &Labels) -> Result<String> {
-            std::future::pending().await
-        }
-        async fn rename_container(&self, _: &str, _: &str) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn start_container(&self, _: &str) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn remove_container(&self, _: &str) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn list_containers(&self, _: &[Filter]) -> Result<Vec<ContainerSummary>> {
-            std::future::pending().await
-        }
-        async fn inspect_container(&self, _: &str) -> Result<ContainerDetails> {
-            std::future::pending().await
-        }
-        async fn wait_container(&self, _: &str) -> Result<i64> {
-            std::future::pending().await
-        }
-        fn logs(&self, _: &str, _: LogOptions) -> BoxStream<'static, Result<LogLine>> {
-            stream::pending().boxed()
-        }
-        async fn exec(&self, _: &str, _: &[String]) -> Result<ExecOutput> {
-            std::future::pending().await
-        }
-        async fn traffic(&self, _: &str) -> Result<Traffic> {
-            std::future::pending().await
-        }
-        async fn inspect_image(&self, _: &str) -> Result<Option<ImageDetails>> {
-            std::future::pending().await
-        }
-        async fn image_tags(&self, _: &str) -> Result<Vec<String>> {
-            std::future::pending().await
-        }
-        async fn pull_image(&self, _: &str, _: &str) -> Result<()> {
-            std::future::pending().await
-        }
-        async fn build_image(&self, _: Vec<u8>, _: &str, _: &str) -> Result<()> {
-            std::future::pending().await
+    fn service() -> ServiceRef {
+        ServiceRef {
+            id: "x".into(),
+            service: "app".into(),
+            native: "c".into(),
+            name: "app_x".into(),
         }
     }
 
-    fn waited(error: EngineError) -> Duration {
+    fn waited(error: BackendError) -> Duration {
         match error {
-            EngineError::NoAnswer { waited, .. } => waited,
+            BackendError::NoAnswer { waited, .. } => waited,
             other => panic!("expected no answer, got {other}"),
         }
     }
@@ -343,7 +319,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_last_lines_of_a_log_on_a_hung_engine_give_up_after_five_seconds() {
         let start = Instant::now();
-        let lines = crate::lifecycle::last_lines(&Frozen, "app_x", 20).await;
+        let lines = crate::lifecycle::last_service_lines(&frozen(), &service(), 20).await;
         assert!(lines.is_empty());
         assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
@@ -351,21 +327,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_to_a_hung_engine_ends_at_the_deadline() {
         let (signals, _sender) = Signals::manual();
-        let engine = Bounded {
-            engine: &Frozen,
+        let frozen = frozen();
+        let backend = Bounded {
+            backend: &frozen,
             deadline: Some(Instant::now() + Duration::from_secs(7)),
             per_call: None,
             signals: &signals,
         };
-        let error = engine.start_container("c").await.unwrap_err();
+        let error = backend.start_service(&service()).await.unwrap_err();
         assert_eq!(waited(error), Duration::from_secs(7));
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_an_interrupt_a_call_ends_within_five_seconds() {
         let (signals, sender) = Signals::manual();
-        let engine = Bounded {
-            engine: &Frozen,
+        let frozen = frozen();
+        let backend = Bounded {
+            backend: &frozen,
             deadline: Some(Instant::now() + Duration::from_secs(600)),
             per_call: None,
             signals: &signals,
@@ -374,35 +352,58 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             sender.send_modify(|n| *n += 1);
         };
-        let spec = ContainerSpec::default();
-        let (result, ()) = tokio::join!(engine.create_container(&spec), interrupt);
+        let isolation = IsolationRef {
+            name: "n".into(),
+            native: "n".into(),
+        };
+        let spec = ServiceSpec {
+            service: "app".into(),
+            image: ResolvedImage {
+                reference: ImageRef {
+                    repository: "app".into(),
+                    tag: "1".into(),
+                },
+                healthcheck: None,
+            },
+            command: None,
+            env: Vec::new(),
+            ports: Vec::new(),
+            aliases: Vec::new(),
+            depends_on: Default::default(),
+            ready: crate::spec::Ready {
+                probes: Vec::new(),
+                timeout: Duration::from_secs(1),
+            },
+            reference: None,
+            metadata: Metadata::new("x"),
+        };
+        let (result, ()) = tokio::join!(backend.create_service(&isolation, &spec), interrupt);
         // Not cut by the signal itself: 5 s after it.
         assert_eq!(waited(result.unwrap_err()), Duration::from_secs(8));
-        let error = engine.list_containers(&[]).await.unwrap_err();
+        let error = backend.list(&Selector::All).await.unwrap_err();
         assert_eq!(waited(error), AFTER_INTERRUPT);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stop_gets_its_grace_on_top_of_the_bound() {
         let (signals, _sender) = Signals::manual();
-        let engine = Bounded {
-            engine: &Frozen,
+        let frozen = frozen();
+        let backend = Bounded {
+            backend: &frozen,
             deadline: None,
             per_call: Some(Duration::from_secs(5)),
             signals: &signals,
         };
-        let error = engine
-            .stop_container("c", Duration::from_secs(10))
+        let error = backend
+            .stop_service(&service(), Duration::from_secs(10))
             .await
             .unwrap_err();
         assert_eq!(waited(error), Duration::from_secs(15));
-        let mut lines = engine.logs(
-            "c",
+        let mut lines = backend.logs(
+            &service(),
             LogOptions {
-                follow: false,
                 tail: Some(20),
-                timestamps: false,
-                since: None,
+                ..LogOptions::default()
             },
         );
         assert_eq!(

@@ -3,19 +3,19 @@
 
 use std::path::Path;
 
-use crate::engine::Engine;
+use crate::backend::Backend;
 use crate::spec::{Build, Environment, Service};
 
 /// Builds the image of every service that declares `build:`, one after another (builds share
 /// the engine's cache, so later ones reuse the earlier layers).
 pub async fn build_environment(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
 ) -> Result<Vec<String>, String> {
     let mut built = Vec::new();
     for service in environment.services.values() {
         if let Some(build) = &service.build {
-            build_service(engine, service, build).await?;
+            build_service(backend, service, build).await?;
             built.push(service.image.to_string());
         }
     }
@@ -23,7 +23,7 @@ pub async fn build_environment(
 }
 
 pub(super) async fn build_service(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     service: &Service,
     build: &Build,
 ) -> Result<(), String> {
@@ -37,8 +37,8 @@ pub(super) async fn build_service(
                 build.context.display()
             )
         })?;
-    engine
-        .build_image(archive, &build.dockerfile, &service.image.to_string())
+    backend
+        .build_image(archive, &build.dockerfile, &service.image)
         .await
         .map_err(|e| e.to_string())
 }

@@ -4,9 +4,12 @@ mod bounded;
 mod build;
 pub mod inventory;
 pub mod lease;
+#[cfg(test)]
+mod on_fake;
 mod pin;
 pub mod probe;
 pub mod process;
+pub mod refs;
 mod restart;
 pub mod scheduler;
 mod starting;
@@ -23,17 +26,22 @@ pub use build::build_environment;
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, stop};
+pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
 pub use update::{Restored, UpdateError, UpdateOptions, Updated, update};
 
-use crate::engine::{Engine, EngineError, LogOptions};
+use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
 
 /// What `up` and `start` report about each service as it moves along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Waiting,
     Pulling,
+    /// Pulling, with the bytes so far of the layers announced so far.
+    Downloading {
+        done: u64,
+        total: u64,
+    },
     Building,
     Creating,
     Starting,
@@ -45,7 +53,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
-            Phase::Pulling => "pulling",
+            Phase::Pulling | Phase::Downloading { .. } => "pulling",
             Phase::Building => "building",
             Phase::Creating => "creating",
             Phase::Starting => "starting",
@@ -63,6 +71,12 @@ pub type Progress = Arc<dyn Fn(&str, Phase) + Send + Sync>;
 pub enum StartError {
     #[error("service `{service}`: {message}")]
     Image { service: String, message: String },
+    /// `SERVICE@REF` names no single tag, or its tags could not be listed.
+    #[error("service `{service}`: {error}")]
+    Ref {
+        service: String,
+        error: Box<refs::RefError>,
+    },
     #[error(
         "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
     )]
@@ -79,7 +93,7 @@ pub enum StartError {
         humantime::format_duration(*timeout),
         format_pending(pending),
         logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default(),
-        crate::engine::connect::timeout_hint(unanswered.as_deref())
+        crate::backend::docker::engine::connect::timeout_hint(unanswered.as_deref())
     )]
     Timeout {
         timeout: Duration,
@@ -101,13 +115,17 @@ pub enum StartError {
     #[error("interrupted; {0}")]
     Interrupted(Box<Cleanup>),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
 }
 
 impl StartError {
     /// Whether the user can fix this by changing the command line.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, StartError::IdTaken(_))
+        match self {
+            StartError::IdTaken(_) => true,
+            StartError::Ref { error, .. } => error.is_bad_input(),
+            _ => false,
+        }
     }
 }
 
@@ -148,24 +166,6 @@ mod tests {
     }
 }
 
-/// The last `n` lines a container printed, for error messages; empty when they cannot be read.
-pub async fn last_lines(engine: &dyn Engine, container: &str, n: u64) -> Vec<String> {
-    let options = LogOptions {
-        follow: false,
-        tail: Some(n),
-        timestamps: false,
-        since: None,
-    };
-    let reading = engine
-        .logs(container, options)
-        .filter_map(|line| async move { line.ok().map(|l| l.text) })
-        .collect();
-    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
-    tokio::time::timeout(LOG_READ_BOUND, reading)
-        .await
-        .unwrap_or_default()
-}
-
 /// How long reading the last lines of a log for an error message may take.
 const LOG_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -177,26 +177,43 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// What inspecting each of the environment's containers tells beyond the list call (health,
-/// restarts, exit codes), in the order of `instance.containers`.
-pub async fn inspect_all(
-    engine: &dyn Engine,
+/// The last `n` lines a service printed, for error messages; empty when they cannot be read.
+pub async fn last_service_lines(
+    backend: &dyn Backend,
+    service: &ServiceRef,
+    n: u64,
+) -> Vec<String> {
+    let options = crate::backend::LogOptions {
+        tail: Some(n),
+        ..Default::default()
+    };
+    let reading = backend
+        .logs(service, options)
+        .filter_map(|line| async move { line.ok().map(|l| l.text) })
+        .collect();
+    // A diagnosis must not outlast the failure it explains: a hung engine gives no lines.
+    tokio::time::timeout(LOG_READ_BOUND, reading)
+        .await
+        .unwrap_or_default()
+}
+
+/// The full status of each of the environment's services beyond the listing (restarts, times,
+/// the direct address), in the order of `instance.services`.
+pub async fn statuses(
+    backend: &dyn Backend,
     instance: &Instance,
-) -> Result<Vec<crate::engine::ContainerDetails>, EngineError> {
-    let inspecting = instance
-        .containers
-        .iter()
-        .map(|c| engine.inspect_container(&c.id));
+) -> Result<Vec<ServiceStatus>, BackendError> {
+    let inspecting = instance.services.iter().map(|s| backend.status(&s.handle));
     futures_util::future::try_join_all(inspecting).await
 }
 
 /// Looks up an environment by id, or by a unique prefix or suffix of one (`status 0723`),
 /// failing with a clear message when there is none or several.
-pub async fn require(engine: &dyn Engine, id: &str) -> Result<Instance, LookupError> {
-    if let Some(instance) = inventory::find(engine, id).await? {
+pub async fn require(backend: &dyn Backend, id: &str) -> Result<Instance, LookupError> {
+    if let Some(instance) = inventory::find(backend, id).await? {
         return Ok(instance);
     }
-    let mut instances = inventory::list(engine).await?;
+    let mut instances = inventory::list(backend).await?;
     let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
     let chosen = inventory::resolve_id(id, &ids)?.to_string();
     let index = instances
@@ -219,5 +236,5 @@ pub enum LookupError {
         candidates: Vec<String>,
     },
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
 }

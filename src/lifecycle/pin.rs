@@ -1,34 +1,26 @@
-//! Pins: an environment with a pin container is never stopped or removed by the reaper.
+//! Pins: a pinned environment is never stopped or removed by the reaper.
 
 use super::inventory::Instance;
-use crate::engine::{Engine, EngineError};
-use crate::naming::{self, codec::Role};
+use crate::backend::{Backend, BackendError, Marker, MarkerKind};
 
 /// Pins the environment. Pinning a pinned environment is fine.
-pub async fn pin(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    if instance.pin.is_some() {
+pub async fn pin(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    if instance.markers.pinned {
         return Ok(());
     }
-    if instance.anchor.is_none() && instance.containers.is_empty() {
-        return Err(EngineError::NotFound {
+    if !instance.markers.claimed && instance.services.is_empty() {
+        return Err(BackendError::NotFound {
             kind: "environment",
             name: instance.id.clone(),
         });
     }
-    let labels = instance.metadata.encode_marker(Role::Pin);
-    match engine
-        .create_marker(&naming::pin_name(&instance.id), &labels)
-        .await
-    {
-        Ok(_) | Err(EngineError::NameTaken(_)) => Ok(()),
-        Err(error) => Err(error),
-    }
+    backend.set_marker(&instance.metadata, Marker::Pinned).await
 }
 
 /// Unpins the environment. Unpinning an unpinned environment is fine.
-pub async fn unpin(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    match &instance.pin {
-        Some(pin) => engine.remove_container(&pin.id).await,
-        None => Ok(()),
+pub async fn unpin(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    match instance.markers.pinned {
+        true => backend.clear_marker(&instance.id, MarkerKind::Pinned).await,
+        false => Ok(()),
     }
 }

@@ -11,8 +11,10 @@ use tokio::time::{Instant, sleep, timeout};
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::connect;
-use crate::engine::{ContainerDetails, ContainerState, Engine, EngineError, LogOptions};
+use crate::backend::docker::engine::connect;
+use crate::backend::{
+    Backend, BackendError, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
+};
 use crate::spec::{Probe, Ready};
 
 /// Probes run every 100 ms while a service is expected to come up soon; only a service slower
@@ -41,16 +43,16 @@ pub enum NotReady {
     #[error("{0}")]
     Misconfigured(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(#[from] BackendError),
 }
 
-/// What a probe needs to know about the started container.
+/// What a probe needs to know about the started service.
 pub struct Subject<'a> {
-    pub engine: &'a dyn Engine,
-    pub container: &'a str,
+    pub backend: &'a dyn Backend,
+    pub service: &'a ServiceRef,
     pub ready: &'a Ready,
-    /// The image's HEALTHCHECK test, for `healthcheck: true`.
-    pub healthcheck: Option<&'a [String]>,
+    /// The image's HEALTHCHECK, for `healthcheck: true`.
+    pub healthcheck: Option<&'a Healthcheck>,
     /// When envctl started the container: a `log` probe ignores output of earlier runs.
     pub started_at: DateTime<Utc>,
 }
@@ -58,7 +60,7 @@ pub struct Subject<'a> {
 /// Waits until the container is ready, has failed, or the readiness timeout passed.
 pub async fn wait_ready(subject: &Subject<'_>) -> Result<(), NotReady> {
     let limit = subject.ready.timeout;
-    let exited = subject.engine.wait_container(subject.container);
+    let exited = subject.backend.wait_exit(subject.service);
     if let Some(expected) = subject.ready.exit_code() {
         return match timeout(limit, exited).await {
             Ok(code) if *code.as_ref().unwrap_or(&-1) == expected => Ok(()),
@@ -97,7 +99,7 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
         .iter()
         .any(|p| matches!(p, Probe::Tcp(_) | Probe::Http { .. }))
     {
-        Some(subject.engine.inspect_container(subject.container).await?)
+        Some(subject.backend.status(subject.service).await?)
     } else {
         None
     };
@@ -110,9 +112,9 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
     let probes_passed = poll_probes(subject, &polled, details.as_ref(), deadline);
     tokio::try_join!(log_matched, probes_passed)?;
     if subject.ready.probes.is_empty() {
-        // No condition: ready means running, and a container that already ended is not.
-        let details = subject.engine.inspect_container(subject.container).await?;
-        if details.state != ContainerState::Running {
+        // No condition: ready means running, and a service that already ended is not.
+        let details = subject.backend.status(subject.service).await?;
+        if details.state != ServiceState::Running {
             return Err(NotReady::Exited(details.exit_code.unwrap_or_default()));
         }
     }
@@ -128,17 +130,13 @@ async fn wait_for_log(
         follow: true,
         tail: None,
         timestamps: true,
-        since: Some(subject.started_at.timestamp()),
+        since: Some(subject.started_at),
     };
-    let mut lines = subject.engine.logs(subject.container, options);
+    let mut lines = subject.backend.logs(subject.service, options);
     let search = async {
         while let Some(line) = lines.next().await {
             let line = line?;
-            let earlier = line
-                .timestamp
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t < subject.started_at);
+            let earlier = line.timestamp.is_some_and(|t| t < subject.started_at);
             if !earlier && regex.is_match(&line.text) {
                 return Ok(true);
             }
@@ -166,7 +164,7 @@ async fn wait_for_log(
 async fn poll_probes(
     subject: &Subject<'_>,
     probes: &[&Probe],
-    details: Option<&ContainerDetails>,
+    details: Option<&ServiceStatus>,
     deadline: Instant,
 ) -> Result<(), NotReady> {
     let mut pending: Vec<&Probe> = probes.to_vec();
@@ -212,11 +210,11 @@ enum CheckError {
 async fn check(
     subject: &Subject<'_>,
     probe: &Probe,
-    details: Option<&ContainerDetails>,
+    details: Option<&ServiceStatus>,
 ) -> Result<(), CheckError> {
     match probe {
         Probe::Tcp(port) => {
-            let target = address(subject.engine, details, *port).await?;
+            let target = address(subject.backend, details, *port).await?;
             let address = target.address();
             let attempt = async {
                 match target {
@@ -231,7 +229,7 @@ async fn check(
             }
         }
         Probe::Http { port, path } => {
-            let target = address(subject.engine, details, *port).await?;
+            let target = address(subject.backend, details, *port).await?;
             let address = target.address();
             match timeout(ATTEMPT_TIMEOUT, http_status(address, path)).await {
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
@@ -257,7 +255,7 @@ async fn check(
 async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckError> {
     let attempt = timeout(
         ATTEMPT_TIMEOUT * 5,
-        subject.engine.exec(subject.container, command),
+        subject.backend.exec(subject.service, command),
     );
     let Ok(result) = attempt.await else {
         return Err(CheckError::NotYet(format!(
@@ -279,16 +277,12 @@ async fn exec(subject: &Subject<'_>, command: &[String]) -> Result<(), CheckErro
 }
 
 /// The image's HEALTHCHECK as a command to exec.
-fn healthcheck_command(test: Option<&[String]>) -> Result<Vec<String>, NotReady> {
-    match test {
-        Some([kind, args @ ..]) if kind == "CMD" && !args.is_empty() => Ok(args.to_vec()),
-        Some([kind, script]) if kind == "CMD-SHELL" => {
-            Ok(vec!["/bin/sh".into(), "-c".into(), script.clone()])
-        }
-        _ => Err(NotReady::Misconfigured(
+fn healthcheck_command(test: Option<&Healthcheck>) -> Result<Vec<String>, NotReady> {
+    test.map(Healthcheck::argv).ok_or_else(|| {
+        NotReady::Misconfigured(
             "`ready: healthcheck: true`, but the image has no HEALTHCHECK".into(),
-        )),
-    }
+        )
+    })
 }
 
 /// Where a probe reaches a container port.
@@ -312,33 +306,33 @@ impl Target {
 /// (a published port answers through Docker's proxy before the service listens), else the
 /// published port at the host where the engine's ports answer from here.
 async fn address(
-    engine: &dyn Engine,
-    details: Option<&ContainerDetails>,
+    backend: &dyn Backend,
+    details: Option<&ServiceStatus>,
     port: u16,
 ) -> Result<Target, CheckError> {
     let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
     // No address means the container is not running (any more): the exit watcher says why.
-    let Some(ip) = details.ip.as_deref() else {
+    let Some(ip) = details.direct else {
         return Err(CheckError::NotYet("the container has no address".into()));
     };
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| CheckError::NotYet(format!("the container's address `{ip}` is not an IP")))?;
     let direct = SocketAddr::new(ip, port);
-    if connect::reaches_directly(engine.endpoint(), direct).await {
+    if connect::reaches_directly(backend.endpoint(), direct).await {
         return Ok(Target::Direct(direct));
     }
-    let published = details.ports.iter().find(|p| p.container_port == port);
+    let published = details
+        .endpoints
+        .iter()
+        .find(|e| e.container_port.number == port);
     let Some(published) = published else {
         return Err(CheckError::Fatal(NotReady::Misconfigured(format!(
             "port {port} is probed but not published, and container addresses do not answer \
              from where envctl runs (engine `{}`)\n\
              hint: add {port} to the service's `ports:`, or probe with `ready: exec:`",
-            engine.endpoint()
+            backend.endpoint()
         ))));
     };
-    let host = engine.reachable_host(&published.host_ip);
-    let address = resolve(host, published.host_port)
+    let host = published.host.as_str();
+    let address = resolve(host, published.port)
         .await
         .map_err(|error| CheckError::NotYet(format!("resolve {host}: {error}")))?;
     Ok(Target::Published(address))
@@ -393,7 +387,7 @@ fn not_yet(
 ) -> CheckError {
     if connect::is_unanswered(error) {
         connect::note_unanswered(
-            subject.engine.endpoint(),
+            subject.backend.endpoint(),
             &address.to_string(),
             &error.to_string(),
         );
@@ -430,12 +424,12 @@ mod tests {
 
     #[test]
     fn healthchecks_become_exec_commands() {
-        let cmd = ["CMD".to_string(), "/standin".into(), "probe".into()];
+        let cmd = Healthcheck::Exec(vec!["/standin".into(), "probe".into()]);
         assert_eq!(
             healthcheck_command(Some(&cmd)).unwrap(),
             ["/standin", "probe"]
         );
-        let shell = ["CMD-SHELL".to_string(), "curl -f localhost".into()];
+        let shell = Healthcheck::Shell("curl -f localhost".into());
         assert_eq!(
             healthcheck_command(Some(&shell)).unwrap(),
             ["/bin/sh", "-c", "curl -f localhost"]

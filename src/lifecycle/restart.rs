@@ -1,5 +1,5 @@
 //! `start`: bring a stopped environment back in dependency order, waiting for readiness, from
-//! its labels alone.
+//! its metadata alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,12 +8,12 @@ use futures_util::future::join_all;
 
 use super::inventory::Instance;
 use super::starting::{Phases, Startable, start_services};
-use super::{Phase, Progress, StartError, last_lines};
-use crate::engine::{ContainerState, ContainerSummary, Engine};
+use super::{Phase, Progress, StartError, last_service_lines};
+use crate::backend::{Backend, ServiceRecord, ServiceState};
 use crate::spec::{DEFAULT_READY_TIMEOUT, Ready};
 
 pub async fn start(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     progress: &Progress,
     timeout: Duration,
@@ -24,10 +24,10 @@ pub async fn start(
             service,
         });
     }
-    let services = startables(engine, instance.containers.iter()).await;
+    let services = startables(backend, instance.services.iter()).await;
     let phases = Phases::default();
     let dependencies = instance.dependencies();
-    let starting = start_services(engine, &dependencies, &services, progress, &phases);
+    let starting = start_services(backend, &dependencies, &services, progress, &phases);
     match tokio::time::timeout(timeout, starting).await {
         Ok(result) => result,
         Err(_) => {
@@ -35,49 +35,49 @@ pub async fn start(
             let mut logs = None;
             if let Some((service, Phase::Starting)) = pending.first() {
                 let startable = &services[service];
-                let lines = last_lines(engine, &startable.container, 20).await;
-                logs = Some((startable.name.clone(), lines));
+                let lines = last_service_lines(backend, &startable.service, 20).await;
+                logs = Some((startable.service.name.clone(), lines));
             }
             Err(StartError::Timeout {
                 timeout,
                 pending,
                 logs,
-                unanswered: crate::engine::connect::unanswered(engine.endpoint()),
+                unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
             })
         }
     }
 }
 
-/// What starting each of `containers` takes, from their labels: running services and jobs that
-/// finished as expected are left alone. Shared with `update`, which restores services so.
+/// What starting each of `records` takes, from what the backend lists: running services and
+/// jobs that finished as expected are left alone. Shared with `update`, which restores services
+/// so.
 pub(super) async fn startables<'a>(
-    engine: &dyn Engine,
-    containers: impl Iterator<Item = &'a ContainerSummary>,
+    backend: &dyn Backend,
+    records: impl Iterator<Item = &'a ServiceRecord>,
 ) -> BTreeMap<String, Startable> {
-    join_all(containers.map(|container| async move {
-        let ready = container.ready().unwrap_or(Ready {
+    join_all(records.map(|record| async move {
+        let ready = record.ready().cloned().unwrap_or(Ready {
             probes: Vec::new(),
             timeout: DEFAULT_READY_TIMEOUT,
         });
         // Running services are left alone, and a job that finished as expected stays finished.
-        let done = container.state == ContainerState::Running || container.finished_job();
-        let healthcheck = match done {
-            false => engine
-                .inspect_image(&container.image)
+        let done = record.status.state == ServiceState::Running || record.finished_job();
+        let healthcheck = match (done, &record.metadata.image) {
+            (false, Some(image)) => backend
+                .resolve_image(image)
                 .await
                 .ok()
                 .flatten()
                 .and_then(|image| image.healthcheck),
-            true => None,
+            _ => None,
         };
         let startable = Startable {
-            container: container.id.clone(),
-            name: container.name.clone(),
+            service: record.handle.clone(),
             ready,
             healthcheck,
             done,
         };
-        (container.service().to_string(), startable)
+        (record.service().to_string(), startable)
     }))
     .await
     .into_iter()

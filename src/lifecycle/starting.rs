@@ -7,19 +7,16 @@ use std::sync::Mutex;
 use chrono::Utc;
 
 use super::probe::{self, NotReady, Subject};
-use super::{Phase, Progress, StartError, last_lines, scheduler};
-use crate::engine::{Engine, EngineError};
+use super::{Phase, Progress, StartError, last_service_lines, scheduler};
+use crate::backend::{Backend, BackendError, Healthcheck, ServiceRef};
 use crate::spec::Ready;
 
 /// One service to start.
 pub(super) struct Startable {
-    /// The container id.
-    pub container: String,
-    /// The container name, for messages.
-    pub name: String,
+    pub service: ServiceRef,
     pub ready: Ready,
-    /// The image's HEALTHCHECK test, for `healthcheck: true`.
-    pub healthcheck: Option<Vec<String>>,
+    /// The image's HEALTHCHECK, for `healthcheck: true`.
+    pub healthcheck: Option<Healthcheck>,
     /// Already where it should be (a running service, a job that finished): nothing to do.
     pub done: bool,
 }
@@ -54,11 +51,11 @@ impl Phases {
 enum Failure {
     Service(String),
     /// The engine is down or hangs: no service is to blame.
-    Engine(EngineError),
+    Engine(BackendError),
 }
 
-impl From<EngineError> for Failure {
-    fn from(error: EngineError) -> Failure {
+impl From<BackendError> for Failure {
+    fn from(error: BackendError) -> Failure {
         match error.is_engine_down() {
             true => Failure::Engine(error),
             false => Failure::Service(error.to_string()),
@@ -69,7 +66,7 @@ impl From<EngineError> for Failure {
 /// Starts every service the moment its own dependencies are ready. The first failure names
 /// its service, with the reason and the last lines of its log.
 pub(super) async fn start_services(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     dependencies: &BTreeMap<String, BTreeSet<String>>,
     services: &BTreeMap<String, Startable>,
     progress: &Progress,
@@ -85,14 +82,14 @@ pub(super) async fn start_services(
         if !service.done {
             phases.report(progress, &name, Phase::Starting);
             let subject = Subject {
-                engine,
-                container: &service.container,
+                backend,
+                service: &service.service,
                 ready: &service.ready,
-                healthcheck: service.healthcheck.as_deref(),
+                healthcheck: service.healthcheck.as_ref(),
                 started_at: Utc::now(),
             };
-            engine
-                .start_container(&service.container)
+            backend
+                .start_service(&service.service)
                 .await
                 .map_err(Failure::from)?;
             probe::wait_ready(&subject).await.map_err(|e| match e {
@@ -105,13 +102,13 @@ pub(super) async fn start_services(
     };
     match scheduler::run(dependencies, start).await {
         Ok(()) => Ok(()),
-        Err((_, Failure::Engine(error))) => Err(StartError::Engine(error)),
+        Err((_, Failure::Engine(error))) => Err(StartError::Backend(error)),
         Err((service, Failure::Service(reason))) => {
             phases.report(progress, &service, Phase::Failed);
             let failed = &services[&service];
             Err(StartError::Service {
-                logs: last_lines(engine, &failed.container, 20).await,
-                container: failed.name.clone(),
+                logs: last_service_lines(backend, &failed.service, 20).await,
+                container: failed.service.name.clone(),
                 service,
                 reason,
             })

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::inventory::{self, Instance};
-use crate::engine::{ContainerSummary, Engine, EngineError};
-use crate::naming::codec::{self, Filter, Role};
+use crate::backend::{Backend, BackendError, MarkerKind, Selector, ServiceRecord};
+use crate::naming;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`:
 /// `stop`'s grace.
@@ -27,7 +27,7 @@ pub enum Selection<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
     /// Containers envctl did not create are attached to the environment's network. envctl never
     /// touches them, so it keeps the network (and the claim on the id, whose network name it
     /// still holds); everything else of the environment is gone.
@@ -53,26 +53,26 @@ fn names(users: &[String]) -> String {
     }
 }
 
-/// Removes the selected environments, in parallel: their containers, then their networks, then
-/// their anchors. `grace` as in [`remove`]. Idempotent: returns what it found to remove.
+/// Removes the selected environments, in parallel: their services, then their isolation,
+/// markers and claim. `grace` as in [`remove`]. Idempotent: returns what it found to remove.
 pub async fn down(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     selection: Selection<'_>,
     grace: Option<Duration>,
 ) -> Result<Vec<Instance>, TeardownError> {
-    let chosen: Vec<Instance> = inventory::list(engine)
+    let chosen: Vec<Instance> = inventory::list(backend)
         .await?
         .into_iter()
         .filter(|i| match &selection {
             Selection::Ids(ids) => ids.contains(&i.id),
-            Selection::All { environment } => environment.is_none_or(|e| e == i.environment),
+            Selection::All { environment } => environment.is_none_or(|e| e == i.environment()),
             Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
     join_all(
         chosen
             .iter()
-            .map(|instance| remove(engine, instance, grace)),
+            .map(|instance| remove(backend, instance, grace)),
     )
     .await
     .into_iter()
@@ -80,40 +80,50 @@ pub async fn down(
     Ok(chosen)
 }
 
-/// Removes one environment: its containers, then its network, its markers and its anchor.
+/// Removes one environment at once, killing its services instead of stopping them.
+pub async fn remove_now(backend: &dyn Backend, instance: &Instance) -> Result<(), TeardownError> {
+    remove(backend, instance, None).await
+}
+
+/// Removes one environment: its services, then its isolation, its markers and its claim.
 ///
 /// An environment being removed is thrown away, so by default (`grace` is `None`) all its
-/// containers are killed and removed at once: nothing waits for a service that ignores
-/// SIGTERM. With a `grace`, each container is stopped first (SIGTERM, SIGKILL after the grace),
+/// services are killed and removed at once: nothing waits for a service that ignores
+/// SIGTERM. With a `grace`, each service is stopped first (SIGTERM, SIGKILL after the grace),
 /// dependents first, wave by wave.
 pub async fn remove(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     grace: Option<Duration>,
 ) -> Result<(), TeardownError> {
-    let all = instance.containers.iter().chain(&instance.replaced);
     match grace {
-        None => all_ok(join_all(all.map(|c| engine.remove_container(&c.id))).await)?,
+        None => {
+            let all = instance.services.iter().chain(&instance.aside);
+            all_ok(join_all(all.map(|s| backend.remove_service(&s.handle, None))).await)?;
+        }
         Some(grace) => {
-            dependents_first(instance, |c| async move {
-                engine.stop_container(&c.id, grace).await?;
-                engine.remove_container(&c.id).await
-            })
-            .await?;
-            // Containers an update put aside are stopped already.
-            let aside = instance.replaced.iter();
-            all_ok(join_all(aside.map(|c| engine.remove_container(&c.id))).await)?;
+            dependents_first(instance, |s| backend.remove_service(&s.handle, Some(grace))).await?;
+            // Services an update put aside are stopped already.
+            let aside = instance.aside.iter();
+            all_ok(join_all(aside.map(|s| backend.remove_service(&s.handle, None))).await)?;
         }
     }
-    remove_newcomers(engine, instance).await?;
-    let held = remove_unused_networks(engine, instance).await?;
-    let markers = instance
-        .pin
-        .iter()
-        .chain(&instance.lease)
-        .chain(&instance.update);
-    for marker in markers {
-        engine.remove_container(&marker.id).await?;
+    remove_newcomers(backend, instance).await?;
+    let held = remove_isolation(backend, instance).await?;
+    if instance.markers.pinned {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Pinned)
+            .await?;
+    }
+    if instance.markers.lease_until.is_some() {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Lease)
+            .await?;
+    }
+    if instance.markers.update.is_some() {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Update)
+            .await?;
     }
     if let Some((network, users)) = held.into_iter().next() {
         return Err(TeardownError::NetworkInUse {
@@ -122,52 +132,56 @@ pub async fn remove(
             users,
         });
     }
-    if let Some(ready) = &instance.ready {
-        engine.remove_container(&ready.id).await?;
+    if instance.markers.ready {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Ready)
+            .await?;
     }
-    // The anchor goes last: until then the id stays claimed.
-    if let Some(anchor) = &instance.anchor {
-        engine.remove_container(&anchor.id).await?;
+    // The claim goes last: until then the id stays claimed.
+    if instance.markers.claimed {
+        backend.release(&instance.id).await?;
     }
     Ok(())
 }
 
 /// Kills what the environment gained since it was listed: a concurrent `envctl update` may
-/// have created a service's new container meanwhile, which would hold the network.
-async fn remove_newcomers(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    let known: Vec<&str> = instance.all_containers().map(|c| c.id.as_str()).collect();
-    let filters = [Filter::Managed, Filter::Id(instance.id.clone())];
-    let now = engine.list_containers(&filters).await?;
-    let newcomers = now
+/// have created a service's replacement (or put one aside) meanwhile, which would hold the
+/// isolation.
+async fn remove_newcomers(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    let known: Vec<&str> = instance
+        .services
         .iter()
-        .filter(|c| !known.contains(&c.id.as_str()))
-        .filter(|c| codec::role(&c.labels) != Some(Role::Anchor));
-    all_ok(join_all(newcomers.map(|c| engine.remove_container(&c.id))).await)
+        .chain(&instance.aside)
+        .map(|s| s.handle.native.as_str())
+        .collect();
+    let now = backend.list(&Selector::Id(instance.id.clone())).await?;
+    let newcomers: Vec<&ServiceRecord> = now
+        .iter()
+        .flat_map(|i| i.services.iter().chain(&i.aside))
+        .filter(|s| !known.contains(&s.handle.native.as_str()))
+        .collect();
+    all_ok(
+        join_all(
+            newcomers
+                .into_iter()
+                .map(|s| backend.remove_service(&s.handle, None)),
+        )
+        .await,
+    )
 }
 
-/// Removes the environment's networks (its own containers are gone by now). A network the
-/// engine refuses to remove is inspected: the containers still attached to it are not envctl's
-/// to touch, so it is returned by name with theirs. Only a refusal costs the extra inspection.
-async fn remove_unused_networks(
-    engine: &dyn Engine,
+/// Removes the environment's isolation (its own services are gone by now). What the backend
+/// keeps because others use it is returned by name with its users: they are not envctl's.
+async fn remove_isolation(
+    backend: &dyn Backend,
     instance: &Instance,
-) -> Result<Vec<(String, Vec<String>)>, EngineError> {
-    let removing = instance.networks.iter().map(|network| async move {
-        let refused = match engine.remove_network(&network.id).await {
-            Ok(()) => return Ok(None),
-            Err(error) => error,
-        };
-        let users = match engine.network_containers(&network.id).await {
-            Ok(attached) if !attached.is_empty() => attached,
-            Err(EngineError::NotFound { .. }) => return Ok(None),
-            _ => return Err(refused),
-        };
-        let mut names: Vec<String> = users
-            .into_iter()
-            .map(|u| u.name.trim_start_matches('/').to_string())
-            .collect();
-        names.sort();
-        Ok(Some((network.name.clone(), names)))
+) -> Result<Vec<(String, Vec<String>)>, BackendError> {
+    let removing = instance.isolation.iter().map(|isolation| async move {
+        match backend.remove_isolation(isolation).await {
+            Ok(()) => Ok(None),
+            Err(BackendError::InUse { what, users }) => Ok(Some((what, users))),
+            Err(error) => Err(error),
+        }
     });
     let results: Vec<Option<(String, Vec<String>)>> = join_all(removing)
         .await
@@ -176,25 +190,26 @@ async fn remove_unused_networks(
     Ok(results.into_iter().flatten().collect())
 }
 
-fn all_ok(results: Vec<Result<(), EngineError>>) -> Result<(), EngineError> {
-    results.into_iter().collect()
-}
-
-/// Runs `act` on every service container, dependents first, each wave at once.
-async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), EngineError>
+/// Runs `act` on every service, dependents first, each wave at once.
+async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), BackendError>
 where
-    F: Fn(&'a ContainerSummary) -> Fut,
-    Fut: Future<Output = Result<(), EngineError>>,
+    F: Fn(&'a ServiceRecord) -> Fut,
+    Fut: Future<Output = Result<(), BackendError>>,
 {
     for wave in instance.waves().into_iter().rev() {
-        all_ok(join_all(wave.into_iter().map(&act)).await)?;
+        let results = join_all(wave.into_iter().map(&act)).await;
+        results.into_iter().collect::<Result<(), _>>()?;
     }
     Ok(())
 }
 
-/// Stops the environment's containers, dependents first, each wave's at once, keeping them.
-pub async fn stop(engine: &dyn Engine, instance: &Instance) -> Result<(), EngineError> {
-    dependents_first(instance, |c| engine.stop_container(&c.id, STOP_GRACE)).await
+fn all_ok(results: Vec<Result<(), BackendError>>) -> Result<(), BackendError> {
+    results.into_iter().collect()
+}
+
+/// Stops the environment's services, dependents first, each wave's at once, keeping them.
+pub async fn stop(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    dependents_first(instance, |s| backend.stop_service(&s.handle, STOP_GRACE)).await
 }
 
 /// A container or network of an environment, by name.
@@ -224,7 +239,7 @@ pub struct Cleanup {
     /// Creates that got no answer: the engine may still carry them out.
     pub unanswered: Vec<Resource>,
     /// Why something was left.
-    pub cause: Option<EngineError>,
+    pub cause: Option<BackendError>,
 }
 
 impl Cleanup {
@@ -300,54 +315,82 @@ fn list(resources: &[Resource]) -> String {
     names.join(", ")
 }
 
-/// Removes every container and network matching `filter` (besides envctl's own label):
-/// stopped within `grace` first, or killed at once when `grace` is `None`. `expected` is what
-/// the caller knows to exist: when the engine cannot be asked, that is what is left.
+/// What of an environment the cleanup report names: its services and markers by their
+/// container names, its isolation as a network.
+pub fn resources(record: &Instance) -> Vec<Resource> {
+    let id = &record.id;
+    let mut resources: Vec<Resource> = record
+        .services
+        .iter()
+        .map(|s| Resource::Container(s.handle.name.clone()))
+        .collect();
+    if let Some(until) = record.markers.lease_until {
+        resources.push(Resource::Container(naming::lease_name(id, until)));
+    }
+    if record.markers.ready {
+        resources.push(Resource::Container(naming::ready_name(id)));
+    }
+    if record.markers.claimed {
+        resources.push(Resource::Container(naming::anchor_name(id)));
+    }
+    resources.extend(
+        record
+            .isolation
+            .iter()
+            .map(|i| Resource::Network(i.name.clone())),
+    );
+    resources
+}
+
+/// Removes everything `selector` finds: services (stopped within `grace` first, or killed at
+/// once when `grace` is `None`), then isolation, markers and the claim. `expected` is what the
+/// caller knows to exist: when the backend cannot be asked, that is what is left.
 pub async fn remove_reporting(
-    engine: &dyn Engine,
-    filter: Filter,
+    backend: &dyn Backend,
+    selector: &Selector,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    let filters = [Filter::Managed, filter];
-    let containers = match engine.list_containers(&filters).await {
-        Ok(containers) => containers,
+    let records = match backend.list(selector).await {
+        Ok(records) => records,
         Err(error) => {
             cleanup.left = expected.to_vec();
             cleanup.cause = Some(error);
             return cleanup;
         }
     };
-    let removing = containers.iter().map(|c| async move {
-        if let Some(grace) = grace {
-            engine.stop_container(&c.id, grace).await?;
+    for record in &records {
+        let removing = record
+            .services
+            .iter()
+            .map(|s| backend.remove_service(&s.handle, grace));
+        for (service, result) in record.services.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Container(service.handle.name.clone()), result);
         }
-        engine.remove_container(&c.id).await
-    });
-    for (container, result) in containers.iter().zip(join_all(removing).await) {
-        cleanup.record(Resource::Container(container.name.clone()), result);
-    }
-    match engine.list_networks(&filters).await {
-        Ok(networks) => {
-            let removing = networks.iter().map(|n| engine.remove_network(&n.id));
-            for (network, result) in networks.iter().zip(join_all(removing).await) {
-                cleanup.record(Resource::Network(network.name.clone()), result);
-            }
+        let removing = record.isolation.iter().map(|i| backend.remove_isolation(i));
+        for (isolation, result) in record.isolation.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Network(isolation.name.clone()), result);
         }
-        Err(error) => {
-            let networks = expected
-                .iter()
-                .filter(|r| matches!(r, Resource::Network(_)));
-            cleanup.left.extend(networks.cloned());
-            cleanup.cause.get_or_insert(error);
+        let id = &record.id;
+        if let Some(until) = record.markers.lease_until {
+            let result = backend.clear_marker(id, MarkerKind::Lease).await;
+            cleanup.record(Resource::Container(naming::lease_name(id, until)), result);
+        }
+        if record.markers.ready {
+            let result = backend.clear_marker(id, MarkerKind::Ready).await;
+            cleanup.record(Resource::Container(naming::ready_name(id)), result);
+        }
+        if record.markers.claimed {
+            let result = backend.release(id).await;
+            cleanup.record(Resource::Container(naming::anchor_name(id)), result);
         }
     }
     cleanup
 }
 
 impl Cleanup {
-    fn record(&mut self, resource: Resource, result: Result<(), EngineError>) {
+    fn record(&mut self, resource: Resource, result: Result<(), BackendError>) {
         match result {
             Ok(()) => self.removed.push(resource),
             Err(error) => {
@@ -390,7 +433,7 @@ mod tests {
             removed: vec![container("a_x")],
             left: vec![container("b_x"), Resource::Network("envctl_e_x".into())],
             unanswered: vec![container("envctl_x_ready")],
-            cause: Some(EngineError::operation("remove container `b_x`", "busy")),
+            cause: Some(BackendError::operation("remove container `b_x`", "busy")),
         };
         assert_eq!(
             cleanup.to_string(),

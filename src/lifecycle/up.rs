@@ -10,14 +10,16 @@ use tokio::time::Instant;
 use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, build, teardown};
-use crate::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, NetworkSpec, PublishedPort,
+use super::{Phase, Progress, StartError, build, refs, teardown};
+use crate::backend::ResolvedImage as Resolved;
+use crate::backend::{
+    Backend, BackendError, Endpoint, Marker, PullProgress, Selector, ServiceRecord, ServiceRef,
+    ServiceSpec, ServiceState,
 };
-use crate::naming::codec::{Build, Filter, Metadata, ResolvedRef, Role, ServiceMetadata};
+use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
-use crate::spec::{Environment, ImageRef, Probe, Service};
+use crate::spec::{Environment, ImageRef, Probe, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -52,6 +54,8 @@ pub struct UpOptions {
     /// Take a lease on the environment with the claim, for `run` to renew while its command
     /// runs (see [`super::lease`]).
     pub lease: bool,
+    /// Overrides every service's `pull:` (`--pull`).
+    pub pull: Option<PullPolicy>,
 }
 
 /// A started environment.
@@ -84,30 +88,23 @@ pub struct PortJson {
     pub http: bool,
 }
 
-impl PortJson {
-    /// The port `p`, reached at `host` from here.
-    pub fn at(p: &PublishedPort, host: &str) -> Self {
+impl From<&Endpoint> for PortJson {
+    fn from(e: &Endpoint) -> Self {
         PortJson {
-            container_port: p.container_port,
-            host_ip: p.host_ip.clone(),
-            host_port: p.host_port,
-            host: host.to_owned(),
+            container_port: e.container_port.number,
+            host_ip: e.bound.clone(),
+            host_port: e.port,
+            host: e.host.clone(),
             http: false,
         }
     }
 }
 
 /// Whether the service has an HTTP probe on `port`.
-pub(super) fn speaks_http(service: &Service, port: &PublishedPort) -> bool {
-    service.ready.probes.iter().any(
-        |probe| matches!(probe, Probe::Http { port: probed, .. } if *probed == port.container_port),
-    )
-}
-
-/// A service's image, resolved to a local reference.
-pub(super) struct Resolved {
-    pub reference: ImageRef,
-    pub healthcheck: Option<Vec<String>>,
+pub(super) fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+    service.ready.probes.iter().any(|probe| {
+        matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
+    })
 }
 
 /// Starts `environment`. On failure or interrupt, removes everything this run created unless
@@ -115,7 +112,7 @@ pub(super) struct Resolved {
 /// being removed if one was claimed; the second interrupt kills what it can within
 /// [`FORCE_BOUND`] and returns.
 pub async fn up(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -130,7 +127,7 @@ pub async fn up(
             .unwrap_or_else(far_future),
         ledger: Ledger::default(),
     };
-    let work = start_or_roll_back(engine, environment, options, progress, signals, &run);
+    let work = start_or_roll_back(backend, environment, options, progress, signals, &run);
     let first = async {
         signals.received(1).await;
         on_interrupt(run.ledger.id().as_deref());
@@ -143,7 +140,7 @@ pub async fn up(
         // those as unanswered, so the report still names them.
         () = signals.received(2) => {
             let bounded = Bounded {
-                engine,
+                backend,
                 deadline: Some(Instant::now() + FORCE_BOUND),
                 per_call: None,
                 signals,
@@ -154,7 +151,7 @@ pub async fn up(
 }
 
 async fn start_or_roll_back(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -167,7 +164,7 @@ async fn start_or_roll_back(
         deadline: run.deadline,
     };
     let result = attempt(
-        engine,
+        backend,
         environment,
         options,
         progress,
@@ -177,7 +174,7 @@ async fn start_or_roll_back(
     )
     .await;
     let aftermath = Bounded {
-        engine,
+        backend,
         deadline: None,
         per_call: Some(AFTERMATH_CALL),
         signals,
@@ -188,7 +185,9 @@ async fn start_or_roll_back(
         Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
         Err(StartError::Timeout { .. }) => Err(timed_out(&aftermath, options, run, &phases).await),
         // A create the deadline cut short: the start ran out of time there.
-        Err(StartError::Engine(EngineError::NoAnswer { .. })) if Instant::now() >= run.deadline => {
+        Err(StartError::Backend(BackendError::NoAnswer { .. }))
+            if Instant::now() >= run.deadline =>
+        {
             Err(timed_out(&aftermath, options, run, &phases).await)
         }
         Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
@@ -254,12 +253,12 @@ impl Ledger {
     async fn create<T>(
         &self,
         resource: Resource,
-        create: impl Future<Output = Result<T, EngineError>>,
-    ) -> Result<T, EngineError> {
+        create: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         self.entries().unanswered.push(resource.clone());
         let result = create.await;
         let mut entries = self.entries();
-        if !matches!(result, Err(EngineError::NoAnswer { .. })) {
+        if !matches!(result, Err(BackendError::NoAnswer { .. })) {
             entries.unanswered.retain(|r| *r != resource);
         }
         if result.is_ok() {
@@ -269,19 +268,25 @@ impl Ledger {
     }
 }
 
-/// The id of the environment if someone else removed it while it started (its containers
-/// vanished, which a service failing on its own never makes them do).
-async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
+/// The id of the environment if someone else removed it while it started (its services or
+/// markers vanished, which a service failing on its own never makes them do).
+async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
     let (id, created) = {
         let entries = run.ledger.entries();
         (entries.id.clone()?, entries.created.clone())
     };
-    let filter = [Filter::Run(run.nonce.clone())];
+    let selector = Selector::Run(run.nonce.clone());
     let deadline = Instant::now() + REMOVAL_WINDOW;
     loop {
-        let present = engine.list_containers(&filter).await.ok()?;
+        let present: Vec<Resource> = backend
+            .list(&selector)
+            .await
+            .ok()?
+            .iter()
+            .flat_map(teardown::resources)
+            .collect();
         let vanished = created.iter().any(|resource| match resource {
-            Resource::Container(name) => !present.iter().any(|c| c.name == *name),
+            Resource::Container(_) => !present.contains(resource),
             Resource::Network(_) => false,
         });
         if vanished {
@@ -296,8 +301,8 @@ async fn removed_meanwhile(engine: &dyn Engine, run: &Run) -> Option<String> {
 
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
-async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
-    let filter = Filter::Run(run.nonce.clone());
+async fn rollback(backend: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
+    let selector = Selector::Run(run.nonce.clone());
     let (id, created, unanswered) = {
         let entries = run.ledger.entries();
         (
@@ -306,7 +311,7 @@ async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> C
             entries.unanswered.clone(),
         )
     };
-    let mut cleanup = teardown::remove_reporting(engine, filter, grace, &created).await;
+    let mut cleanup = teardown::remove_reporting(backend, &selector, grace, &created).await;
     cleanup.unanswered = unanswered
         .into_iter()
         .filter(|r| !cleanup.removed.contains(r) && !cleanup.left.contains(r))
@@ -316,7 +321,7 @@ async fn rollback(engine: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> C
 }
 
 async fn attempt(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -326,7 +331,7 @@ async fn attempt(
 ) -> Result<Started, StartError> {
     let images = bounds
         .run(resolve_images(
-            engine,
+            backend,
             environment,
             options,
             progress,
@@ -340,7 +345,7 @@ async fn attempt(
     }
     // Bounded by the deadline, and shortly after an interrupt, but never dropped by one.
     let creating = Bounded {
-        engine,
+        backend,
         deadline: Some(run.deadline),
         per_call: None,
         signals: bounds.signals,
@@ -354,20 +359,18 @@ async fn attempt(
                 .values()
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
-            start_services(engine, &dependencies, &services, progress, phases).await
+            start_services(backend, &dependencies, &services, progress, phases).await
         })
         .await?;
     // The marker is a create too: outside the race, for the same reason as the claim.
-    let ready = naming::ready_name(&claim.id);
-    let labels = claim.metadata.encode_marker(Role::Ready);
     run.ledger
         .create(
-            Resource::Container(ready.clone()),
-            creating.create_marker(&ready, &labels),
+            Resource::Container(naming::ready_name(&claim.id)),
+            creating.set_marker(&claim.metadata, Marker::Ready),
         )
         .await?;
     bounds
-        .run(describe(engine, environment, &claim, &images, &run.nonce))
+        .run(describe(backend, environment, &claim, &images, &run.nonce))
         .await
 }
 
@@ -401,12 +404,12 @@ impl Bounds<'_> {
 /// The timeout error, naming what the start was still waiting for; or, when the engine does
 /// not answer a ping, that error: a hung engine is not a slow environment.
 async fn timed_out(
-    engine: &Bounded<'_>,
+    backend: &Bounded<'_>,
     options: &UpOptions,
     run: &Run,
     phases: &Phases,
 ) -> StartError {
-    if let Err(error) = engine.ping().await
+    if let Err(error) = backend.ping().await
         && error.is_engine_down()
     {
         return error.into();
@@ -414,22 +417,22 @@ async fn timed_out(
     let pending = phases.pending();
     let mut logs = None;
     if let Some((service, Phase::Starting)) = pending.first() {
-        let filters = [
-            Filter::Run(run.nonce.clone()),
-            Filter::Service(service.clone()),
-        ];
-        if let Ok(containers) = engine.list_containers(&filters).await
-            && let Some(container) = containers.first()
+        let selector = Selector::Run(run.nonce.clone());
+        if let Ok(records) = backend.list(&selector).await
+            && let Some(record) = records
+                .iter()
+                .flat_map(|r| &r.services)
+                .find(|s| s.service() == service)
         {
-            let lines = super::last_lines(engine, &container.id, 20).await;
-            logs = Some((container.name.clone(), lines));
+            let lines = super::last_service_lines(backend, &record.handle, 20).await;
+            logs = Some((record.handle.name.clone(), lines));
         }
     }
     StartError::Timeout {
         timeout: options.timeout,
         pending,
         logs,
-        unanswered: crate::engine::connect::unanswered(engine.endpoint()),
+        unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
     }
 }
 
@@ -438,17 +441,16 @@ pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-/// The containers a run claimed.
+/// The services a run claimed.
 struct Claim {
     id: String,
-    /// Container ids by service.
-    containers: BTreeMap<String, String>,
+    services: BTreeMap<String, ServiceRef>,
     /// What every resource of the environment carries.
     metadata: Metadata,
 }
 
 async fn resolve_images(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
@@ -460,15 +462,10 @@ async fn resolve_images(
         let builds = &builds;
         async move {
             let prefix = options.prefix_tags.contains(&service.name);
-            let resolved = resolve_image(engine, service, prefix, progress, phases, builds)
+            let pull = options.pull.unwrap_or(service.pull);
+            let resolved = resolve_image(backend, service, prefix, pull, progress, phases, builds)
                 .await
-                .map_err(|message| {
-                    phases.report(progress, &service.name, Phase::Failed);
-                    StartError::Image {
-                        service: service.name.clone(),
-                        message,
-                    }
-                })?;
+                .inspect_err(|_| phases.report(progress, &service.name, Phase::Failed))?;
             Ok::<_, StartError>((service.name.clone(), resolved))
         }
     });
@@ -476,19 +473,36 @@ async fn resolve_images(
 }
 
 pub(super) async fn resolve_image(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     service: &Service,
     prefix: bool,
+    pull: PullPolicy,
     progress: &Progress,
     phases: &Phases,
     builds: &tokio::sync::Mutex<()>,
-) -> Result<Resolved, String> {
-    let image = &service.image;
-    let exact = image.to_string();
-    let mut found = local(engine, image).await?;
-    if found.is_none() && prefix {
-        found = by_prefix(engine, service).await?;
+) -> Result<Resolved, StartError> {
+    let failed = |message: String| StartError::Image {
+        service: service.name.clone(),
+        message,
+    };
+    let mut image = service.image.clone();
+    if prefix {
+        let chosen = refs::choose_tag(backend, service, pull)
+            .await
+            .map_err(|error| StartError::Ref {
+                service: service.name.clone(),
+                error: Box::new(error),
+            })?;
+        if let Some(tag) = chosen {
+            image.tag = tag;
+        }
     }
+    let exact = image.to_string();
+    // `always` pulls even what is here; a built image has nowhere to be pulled from.
+    let found = match pull == PullPolicy::Always && service.build.is_none() {
+        true => None,
+        false => local(backend, &image).await.map_err(failed)?,
+    };
     let resolved = match found {
         Some(resolved) => resolved,
         None => {
@@ -497,17 +511,39 @@ pub(super) async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Waiting);
                 let _turn = builds.lock().await;
                 phases.report(progress, &service.name, Phase::Building);
-                build::build_service(engine, service, build).await?;
+                build::build_service(backend, service, build)
+                    .await
+                    .map_err(failed)?;
+            } else if pull == PullPolicy::Never {
+                return Err(failed(format!(
+                    "image `{exact}` is not available locally, and its pull policy is `never`\n\
+                     hint: pull or build it first, or let envctl pull it with `--pull missing`"
+                )));
             } else {
                 phases.report(progress, &service.name, Phase::Pulling);
-                engine
-                    .pull_image(&image.repository, &image.tag)
+                let on_progress = |pulled: PullProgress| {
+                    let phase = Phase::Downloading {
+                        done: pulled.done,
+                        total: pulled.total,
+                    };
+                    phases.report(progress, &service.name, phase);
+                };
+                backend
+                    .fetch_image(&image, &on_progress)
                     .await
-                    .map_err(|e| format!("image `{exact}` is not available locally and {e}"))?;
+                    .map_err(|e| match pull {
+                        PullPolicy::Always => failed(format!("{e}")),
+                        _ => failed(format!("image `{exact}` is not available locally and {e}")),
+                    })?;
             }
-            local(engine, image)
-                .await?
-                .ok_or_else(|| format!("image `{exact}` is still missing after it was fetched"))?
+            local(backend, &image)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    failed(format!(
+                        "image `{exact}` is still missing after it was fetched"
+                    ))
+                })?
         }
     };
     let wants_healthcheck = service
@@ -516,66 +552,30 @@ pub(super) async fn resolve_image(
         .iter()
         .any(|p| matches!(p, Probe::Healthcheck));
     if wants_healthcheck && resolved.healthcheck.is_none() {
-        return Err(format!(
+        return Err(failed(format!(
             "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
             resolved.reference
-        ));
+        )));
     }
     Ok(resolved)
 }
 
 /// The local image `reference`, if there is one.
 pub(super) async fn local(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     reference: &ImageRef,
 ) -> Result<Option<Resolved>, String> {
-    let details = engine
-        .inspect_image(&reference.to_string())
+    backend
+        .resolve_image(reference)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(details.map(|details| Resolved {
-        reference: reference.clone(),
-        healthcheck: details.healthcheck,
-    }))
-}
-
-/// `SERVICE@ea6757a` runs the one local tag starting with `ea6757a`, as Jenkins tags images with
-/// the full changeset hash.
-async fn by_prefix(engine: &dyn Engine, service: &Service) -> Result<Option<Resolved>, String> {
-    let image = &service.image;
-    let tags = engine
-        .image_tags(&image.repository)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut matches: Vec<String> = tags
-        .into_iter()
-        .filter(|t| t.starts_with(&image.tag))
-        .collect();
-    matches.sort();
-    match matches.as_slice() {
-        [] => Ok(None),
-        [tag] => {
-            let reference = ImageRef {
-                repository: image.repository.clone(),
-                tag: tag.clone(),
-            };
-            local(engine, &reference).await
-        }
-        several => Err(format!(
-            "`{}` matches several local tags: {}\nhint: give more of the changeset, like `{}@{}`",
-            image.tag,
-            several.join(", "),
-            service.name,
-            several[0]
-        )),
-    }
+        .map_err(|e| e.to_string())
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
 /// engine: a taken name means another run has this id, so try the next suffix. Then creates the
 /// network and every service's container under that id.
 async fn claim(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
@@ -594,28 +594,24 @@ async fn claim(
         let claim = Claim {
             metadata: metadata(environment, &id, options, images, run),
             id,
-            containers: BTreeMap::new(),
+            services: BTreeMap::new(),
         };
-        let anchor = naming::anchor_name(&claim.id);
-        let labels = claim.metadata.encode_marker(Role::Anchor);
         run.ledger.entries().id = Some(claim.id.clone());
-        let resource = Resource::Container(anchor.clone());
+        let resource = Resource::Container(naming::anchor_name(&claim.id));
         let created = run
             .ledger
-            .create(resource, engine.create_marker(&anchor, &labels))
+            .create(resource, backend.claim(&claim.metadata))
             .await;
-        if matches!(created, Err(ref e) if !matches!(e, EngineError::NoAnswer { .. })) {
+        if matches!(created, Err(ref e) if !matches!(e, BackendError::NoAnswer { .. })) {
             // Not claimed: the id is someone else's, or nobody's.
             run.ledger.entries().id = None;
         }
         match created {
-            Ok(_) => break claim,
-            Err(EngineError::NameTaken(_))
-                if options.name.is_none() && attempt < MAX_ID_ATTEMPTS =>
-            {
+            Ok(()) => break claim,
+            Err(BackendError::Taken(_)) if options.name.is_none() && attempt < MAX_ID_ATTEMPTS => {
                 attempt += 1;
             }
-            Err(EngineError::NameTaken(_)) => return Err(StartError::IdTaken(claim.id)),
+            Err(BackendError::Taken(_)) => return Err(StartError::IdTaken(claim.id)),
             Err(error) => return Err(error.into()),
         }
     };
@@ -625,44 +621,36 @@ async fn claim(
             .metadata
             .start_deadline
             .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
-        let lease = naming::lease_name(&claim.id, until);
-        let labels = claim.metadata.encode_marker(Role::Lease);
         run.ledger
             .create(
-                Resource::Container(lease.clone()),
-                engine.create_marker(&lease, &labels),
+                Resource::Container(naming::lease_name(&claim.id, until)),
+                backend.set_marker(&claim.metadata, Marker::Lease(until)),
             )
             .await?;
     }
-    let network = NetworkSpec {
-        name: naming::network_name(&environment.name, &claim.id),
-        labels: claim.metadata.encode(),
-    };
-    let resource = Resource::Network(network.name.clone());
-    let network_id = run
+    let resource = Resource::Network(naming::network_name(&environment.name, &claim.id));
+    let isolation = run
         .ledger
-        .create(resource, engine.create_network(&network))
+        .create(resource, backend.create_isolation(&claim.metadata))
         .await?;
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
-        let spec = container_spec(environment, service, &claim, &network_id, images);
-        let resource = Resource::Container(spec.name.clone());
+        let spec = service_spec(environment, service, &claim, images);
+        let resource = Resource::Container(naming::container_name(&service.name, &claim.id));
+        let isolation = &isolation;
         async move {
             let created = run
                 .ledger
-                .create(resource, engine.create_container(&spec))
+                .create(resource, backend.create_service(isolation, &spec))
                 .await;
             (service.name.clone(), created)
         }
     });
-    let mut containers = BTreeMap::new();
+    let mut services = BTreeMap::new();
     for (service, created) in join_all(creating).await {
-        containers.insert(service, created?);
+        services.insert(service, created?);
     }
-    Ok(Claim {
-        containers,
-        ..claim
-    })
+    Ok(Claim { services, ..claim })
 }
 
 fn metadata(
@@ -708,49 +696,36 @@ fn metadata(
     }
 }
 
-fn container_spec(
+fn service_spec(
     environment: &Environment,
     service: &Service,
     claim: &Claim,
-    network: &str,
     images: &BTreeMap<String, Resolved>,
-) -> ContainerSpec {
-    let image = &images[&service.name].reference;
+) -> ServiceSpec {
     let reference = claim
         .metadata
         .refs
         .iter()
         .find(|r| r.service == service.name);
-    service_container(
+    service_spec_for(
         environment,
         service,
         &claim.metadata,
-        network,
-        image,
+        images[&service.name].clone(),
         reference.cloned(),
     )
 }
 
-/// The container of `service` in the environment `metadata` describes, on `network`, running
-/// `image`; `reference` when its tag came from `SERVICE@REF`. Shared by `up` and `update`, so
-/// a replaced service is created as `up` would create it.
-pub(super) fn service_container(
+/// The spec of `service` in the environment `metadata` describes, running `image`;
+/// `reference` when its tag came from `SERVICE@REF`. Shared by `up` and `update`, so a
+/// replaced service is created as `up` would create it.
+pub(super) fn service_spec_for(
     environment: &Environment,
     service: &Service,
     metadata: &Metadata,
-    network: &str,
-    image: &ImageRef,
+    image: Resolved,
     reference: Option<ResolvedRef>,
-) -> ContainerSpec {
-    let labels = metadata.encode_service(&ServiceMetadata {
-        service: service.name.clone(),
-        image: Some(image.clone()),
-        depends_on: service.depends_on.clone(),
-        ports: service.ports.clone(),
-        ready: Some(service.ready.clone()),
-        reference,
-    });
-    let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
+) -> ServiceSpec {
     // Every link alias pointing at this service makes it reachable under that name.
     let mut aliases = vec![service.name.clone()];
     for other in environment.services.values() {
@@ -760,19 +735,17 @@ pub(super) fn service_container(
             }
         }
     }
-    ContainerSpec {
-        name: naming::container_name(&service.name, &metadata.id),
-        image: image.to_string(),
+    ServiceSpec {
+        service: service.name.clone(),
+        image,
         command: service.command.clone(),
-        env: service
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        ports,
-        labels,
-        network: network.to_string(),
+        env: service.env.clone(),
+        ports: service.ports.clone(),
         aliases,
+        depends_on: service.depends_on.clone(),
+        ready: service.ready.clone(),
+        reference,
+        metadata: metadata.clone(),
     }
 }
 
@@ -786,8 +759,7 @@ fn startables(
         .values()
         .map(|service| {
             let startable = Startable {
-                container: claim.containers[&service.name].clone(),
-                name: naming::container_name(&service.name, &claim.id),
+                service: claim.services[&service.name].clone(),
                 ready: service.ready.clone(),
                 healthcheck: images[&service.name].healthcheck.clone(),
                 done: false,
@@ -800,41 +772,42 @@ fn startables(
 /// The started environment, from one labelled list call. A service that stopped since it was
 /// ready fails the start: `up` promises running services.
 async fn describe(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     environment: &Environment,
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
     nonce: &str,
 ) -> Result<Started, StartError> {
-    let containers = engine
-        .list_containers(&[Filter::Run(nonce.to_string())])
-        .await?;
+    let records = backend.list(&Selector::Run(nonce.to_string())).await?;
+    let listed: Vec<&ServiceRecord> = records.iter().flat_map(|r| &r.services).collect();
     let mut services = Vec::new();
     for service in environment.services.values() {
         let name = naming::container_name(&service.name, &claim.id);
-        let container = containers.iter().find(|c| c.name == name);
-        let running = container.is_some_and(|c| c.state == ContainerState::Running);
-        if !running && !container.is_some_and(|c| c.finished_job()) {
+        let container = listed.iter().find(|s| s.handle.name == name);
+        let running = container.is_some_and(|s| s.status.state == ServiceState::Running);
+        if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_lines(engine, &claim.containers[&service.name], 20).await,
+                logs: super::last_service_lines(backend, &claim.services[&service.name], 20).await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });
         }
-        let ports = container.map(|c| c.ports.as_slice()).unwrap_or_default();
+        let ports = container
+            .map(|s| s.status.endpoints.as_slice())
+            .unwrap_or_default();
         services.push(StartedService {
             service: service.name.clone(),
             container: name,
             image: images[&service.name].reference.to_string(),
             state: container
-                .map_or("removed", |c| c.state.as_str())
+                .map_or("removed", |s| s.status.state.as_str())
                 .to_string(),
             ports: ports
                 .iter()
                 .map(|p| PortJson {
                     http: speaks_http(service, p),
-                    ..PortJson::at(p, engine.reachable_host(&p.host_ip))
+                    ..PortJson::from(p)
                 })
                 .collect(),
         });

@@ -24,14 +24,17 @@ use tokio::time::Instant;
 use super::bounded::Bounded;
 use super::inventory::{self, Instance, State};
 use super::restart::startables;
-use super::starting::{Phases, start_services};
+use super::starting::{Phases, Startable, start_services};
 use super::up::{
-    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_container,
+    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
     speaks_http,
 };
 use super::{Phase, Progress, StartError};
-use crate::engine::{ContainerSummary, Engine, EngineError};
-use crate::naming::codec::{self, Filter, Metadata, ResolvedRef, Role};
+use crate::backend::{
+    Backend, BackendError, IsolationRef, Marker, MarkerKind, ResolvedImage, ServiceRecord,
+    ServiceRef, ServiceSpec, ServiceState,
+};
+use crate::naming::codec::{Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
@@ -133,7 +136,7 @@ pub enum UpdateError {
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Backend(#[from] BackendError),
 }
 
 impl UpdateError {
@@ -264,7 +267,7 @@ pub fn plan(
 /// as `SERVICE@REF`. `on_interrupt` hears of the first interrupt at once.
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     environment: &Environment,
     named: &[String],
@@ -276,7 +279,7 @@ pub async fn update(
     let deadline = Instant::now()
         .checked_add(options.timeout)
         .unwrap_or_else(far_future);
-    let instance = take_over_stale(engine, instance).await?;
+    let instance = take_over_stale(backend, instance).await?;
     let id = instance.id.clone();
     match instance.state(Utc::now()) {
         State::Ready | State::Degraded => {}
@@ -287,10 +290,10 @@ pub async fn update(
     }
     let dependencies = instance.dependencies();
     let running: BTreeSet<String> = instance
-        .containers
+        .services
         .iter()
-        .filter(|c| c.state == crate::engine::ContainerState::Running || c.finished_job())
-        .map(|c| c.service().to_string())
+        .filter(|s| s.status.state == ServiceState::Running || s.finished_job())
+        .map(|s| s.service().to_string())
         .collect();
     let declared = environment.services.keys().cloned().collect();
     let file = environment.path.display().to_string();
@@ -303,17 +306,16 @@ pub async fn update(
         named,
         options.with_dependents,
     )?;
-    let Some(network) = instance.networks.first() else {
-        return Err(EngineError::NotFound {
+    let Some(isolation) = instance.isolation.first() else {
+        return Err(BackendError::NotFound {
             kind: "network of environment",
             name: id,
         }
         .into());
     };
-    // Every image is there before anything changes: a missing one stops the update here.
     let phases = Phases::default();
     let images = images(
-        engine,
+        backend,
         &instance,
         environment,
         named,
@@ -323,26 +325,24 @@ pub async fn update(
     )
     .await?;
     let nonce = run_nonce();
-    claim(engine, &instance, &nonce, options.timeout).await?;
+    claim(backend, &instance, &nonce, options.timeout).await?;
     let was_running = chosen.intersection(&running).cloned().collect();
-    // Renames and creates are not cut short by a signal: one the engine carries out after its
-    // request was dropped would escape the restore. They are bounded by the deadline, and
-    // shortly after an interrupt.
+    // Every call of the preparation is bounded by the update's deadline and its interrupt.
     let preparing = Bounded {
-        engine,
+        backend,
         deadline: Some(deadline),
         per_call: None,
         signals,
     };
     let work = Work {
-        engine,
+        backend,
         instance: &instance,
         environment,
         chosen: &chosen,
         was_running: &was_running,
         named,
         nonce: &nonce,
-        network: &network.id,
+        isolation,
         images: &images,
         grace: options.grace,
     };
@@ -363,6 +363,8 @@ pub async fn update(
             () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
         }
     };
+    // The first interrupt is told at once; the restore it causes runs to its end unless a
+    // second one forces the exit.
     let first = async {
         signals.received(1).await;
         on_interrupt();
@@ -390,17 +392,17 @@ pub async fn update(
 
 /// Everything one update works with.
 struct Work<'a> {
-    engine: &'a dyn Engine,
+    backend: &'a dyn Backend,
     instance: &'a Instance,
     environment: &'a Environment,
     chosen: &'a BTreeSet<String>,
     /// The replaced services that ran before: those the restore starts again.
     was_running: &'a BTreeSet<String>,
     named: &'a [String],
-    /// Labels the new containers and the marker, for the restore.
+    /// Carried by the new services and the marker.
     nonce: &'a str,
-    network: &'a str,
-    images: &'a BTreeMap<String, super::up::Resolved>,
+    isolation: &'a IsolationRef,
+    images: &'a BTreeMap<String, ResolvedImage>,
     grace: Option<Duration>,
 }
 
@@ -417,14 +419,14 @@ impl Work<'_> {
             .collect()
     }
 
-    /// Puts the previous containers aside, dependents first (as `down` would, so none runs
-    /// against a half-replaced dependency), and creates the new ones: their ids by service.
+    /// Puts the previous services aside, dependents first (as `down` would, so none runs
+    /// against a half-replaced dependency), and creates the new ones: their handles by service.
     async fn prepare(
         &self,
-        engine: &dyn Engine,
+        backend: &dyn Backend,
         progress: &Progress,
         phases: &Phases,
-    ) -> Result<BTreeMap<String, String>, StartError> {
+    ) -> Result<BTreeMap<String, ServiceRef>, StartError> {
         let dependencies = self.dependencies();
         let waves = crate::graph::waves(
             dependencies
@@ -432,15 +434,17 @@ impl Work<'_> {
                 .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
         );
         for wave in waves.iter().rev() {
-            try_join_all(wave.iter().map(|service| self.put_aside(engine, service))).await?;
+            try_join_all(wave.iter().map(|service| self.put_aside(backend, service))).await?;
         }
         for service in self.chosen {
             phases.report(progress, service, Phase::Creating);
         }
-        // Every create runs to its end, even after one failed, so the restore sees them all.
         let creating = self.chosen.iter().map(|service| async move {
             let spec = self.spec(service);
-            (service.clone(), engine.create_container(&spec).await)
+            (
+                service.clone(),
+                backend.create_service(self.isolation, &spec).await,
+            )
         });
         let mut created = BTreeMap::new();
         for (service, result) in join_all(creating).await {
@@ -449,10 +453,10 @@ impl Work<'_> {
         Ok(created)
     }
 
-    /// Starts the new containers in dependency order, waiting for each one's readiness.
+    /// Starts the new services in dependency order, waiting for each one's readiness.
     async fn start(
         &self,
-        created: &BTreeMap<String, String>,
+        created: &BTreeMap<String, ServiceRef>,
         progress: &Progress,
         phases: &Phases,
     ) -> Result<(), StartError> {
@@ -460,9 +464,8 @@ impl Work<'_> {
             .chosen
             .iter()
             .map(|service| {
-                let startable = super::starting::Startable {
-                    container: created[service].clone(),
-                    name: naming::container_name(service, self.id()),
+                let startable = Startable {
+                    service: created[service].clone(),
                     ready: self.environment.services[service].ready.clone(),
                     healthcheck: self.images[service].healthcheck.clone(),
                     done: false,
@@ -471,7 +474,7 @@ impl Work<'_> {
             })
             .collect();
         start_services(
-            self.engine,
+            self.backend,
             &self.dependencies(),
             &startables,
             progress,
@@ -480,30 +483,30 @@ impl Work<'_> {
         .await
     }
 
-    /// Stops the service's previous container (killed unless a grace is given) and renames it
-    /// aside, freeing its name for the new one.
-    async fn put_aside(&self, engine: &dyn Engine, service: &str) -> Result<(), EngineError> {
+    /// Puts the service's previous run aside (killed unless a grace is given), freeing its name
+    /// and aliases for the new one.
+    async fn put_aside(&self, backend: &dyn Backend, service: &str) -> Result<(), BackendError> {
         let Some(previous) = self.previous(service) else {
             return Ok(());
         };
-        let grace = self.grace.unwrap_or(Duration::ZERO);
-        engine.stop_container(&previous.id, grace).await?;
-        let aside = naming::replaced_name(service, self.id());
-        engine.rename_container(&previous.id, &aside).await
+        backend
+            .put_aside(&previous.handle, self.grace)
+            .await
+            .map(drop)
     }
 
-    fn previous(&self, service: &str) -> Option<&ContainerSummary> {
+    fn previous(&self, service: &str) -> Option<&ServiceRecord> {
         self.instance
-            .containers
+            .services
             .iter()
-            .find(|c| c.service() == service)
+            .find(|s| s.service() == service)
     }
 
-    /// The new container: as `up` creates it from the file, with the environment's labels, this
-    /// update's nonce, and its own ref.
-    fn spec(&self, service: &str) -> crate::engine::ContainerSpec {
+    /// The new service: as `up` creates it from the file, with the environment's metadata,
+    /// this update's nonce, and its own ref.
+    fn spec(&self, service: &str) -> ServiceSpec {
         let declared = &self.environment.services[service];
-        let image = &self.images[service].reference;
+        let image = self.images[service].clone();
         let metadata = Metadata {
             run: Some(self.nonce.to_string()),
             ..self.instance.metadata.clone()
@@ -511,45 +514,38 @@ impl Work<'_> {
         let reference = match self.named.iter().any(|n| n == service) {
             true => Some(ResolvedRef {
                 service: service.to_string(),
-                tag: image.tag.clone(),
+                tag: image.reference.tag.clone(),
             }),
-            // A dependent recreated at its image keeps the ref it had.
             false => self
-                .instance
-                .refs()
-                .into_iter()
-                .find(|r| r.service == service),
+                .previous(service)
+                .and_then(|p| p.metadata.reference.clone()),
         };
-        service_container(
-            self.environment,
-            declared,
-            &metadata,
-            self.network,
-            image,
-            reference,
-        )
+        service_spec_for(self.environment, declared, &metadata, image, reference)
     }
 
-    /// Removes the previous containers and the marker, unless the environment was removed
+    /// Removes the previous services and the marker, unless the environment was removed
     /// meanwhile (the marker went with it): then removes what this update created.
     async fn finish(&self) -> Result<Updated, UpdateError> {
         let current = self.list().await?;
-        if !current.iter().any(|c| is_marker_of(c, self.nonce)) {
-            self.remove_created(&current).await;
+        if !self.marker_held(current.as_ref()) {
+            self.remove_created(current.as_ref()).await;
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
         let aside = current
             .iter()
-            .filter(|c| c.is_replaced(self.id()) && self.chosen.contains(c.service()));
-        join_all(aside.map(|c| self.engine.remove_container(&c.id)))
+            .flat_map(|c| &c.aside)
+            .filter(|s| self.chosen.contains(s.service()));
+        join_all(aside.map(|s| self.backend.remove_service(&s.handle, None)))
             .await
             .into_iter()
             .collect::<Result<(), _>>()?;
-        self.remove_marker(&current).await?;
+        self.backend
+            .clear_marker(self.id(), MarkerKind::Update)
+            .await?;
         Ok(Updated {
             id: self.id().to_string(),
-            environment: self.instance.environment.clone(),
-            services: self.describe(&self.list().await?),
+            environment: self.instance.environment().to_string(),
+            services: self.describe(self.list().await?.as_ref()),
         })
     }
 
@@ -570,29 +566,21 @@ impl Work<'_> {
                 });
             }
         };
-        if self.vanished(&current) {
-            self.remove_created(&current).await;
+        if self.vanished(current.as_ref()) {
+            self.remove_created(current.as_ref()).await;
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
-        let restored = restore(
-            self.engine,
-            self.id(),
-            self.nonce,
-            &current,
-            self.was_running,
-        )
-        .await;
-        let restored = match restored {
+        let current = current.expect("not vanished");
+        let restored = match restore(self.backend, &current, self.was_running).await {
             Ok(()) => Restored {
                 id: self.id().to_string(),
-                running: self.describe(&self.list().await.unwrap_or_default()),
+                running: self.describe(self.list().await.ok().flatten().as_ref()),
                 problem: None,
             },
             Err(problem) => {
-                // A `down` that began meanwhile may be what made both the update and the
-                // restore fail: it removes the containers first, the marker after them.
+                // A `down` meanwhile explains a failed restore: it wins.
                 if let Some(current) = self.removal_seen().await {
-                    self.remove_created(&current).await;
+                    self.remove_created(current.as_ref()).await;
                     return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
                 }
                 Restored {
@@ -608,23 +596,37 @@ impl Work<'_> {
         })
     }
 
-    /// Whether the environment is being removed: this update's marker is gone, or a previous
-    /// container it put aside (only a removal takes those).
-    fn vanished(&self, current: &[ContainerSummary]) -> bool {
-        let marker = current.iter().any(|c| is_marker_of(c, self.nonce));
-        let previous = self.chosen.iter().filter_map(|s| self.previous(s));
-        !marker
-            || previous
-                .into_iter()
-                .any(|p| !current.iter().any(|c| c.id == p.id))
+    /// Whether this update's marker is still there: a removal takes it.
+    fn marker_held(&self, current: Option<&Instance>) -> bool {
+        current
+            .and_then(|c| c.markers.update.as_ref())
+            .is_some_and(|m| m.run.as_deref() == Some(self.nonce))
     }
 
-    /// The environment's containers once a removal shows, watching for [`REMOVAL_WINDOW`].
-    async fn removal_seen(&self) -> Option<Vec<ContainerSummary>> {
+    /// Whether the environment is being removed: this update's marker is gone, or a previous
+    /// service it put aside (only a removal takes those).
+    fn vanished(&self, current: Option<&Instance>) -> bool {
+        let Some(now) = current.filter(|_| self.marker_held(current)) else {
+            return true;
+        };
+        let present = |native: &str| {
+            now.services
+                .iter()
+                .chain(&now.aside)
+                .any(|s| s.handle.native == native)
+        };
+        self.chosen
+            .iter()
+            .filter_map(|s| self.previous(s))
+            .any(|p| !present(&p.handle.native))
+    }
+
+    /// The environment once a removal shows, watching for [`REMOVAL_WINDOW`].
+    async fn removal_seen(&self) -> Option<Option<Instance>> {
         let until = Instant::now() + REMOVAL_WINDOW;
         loop {
             let current = self.list().await.ok()?;
-            if self.vanished(&current) {
+            if self.vanished(current.as_ref()) {
                 return Some(current);
             }
             if Instant::now() >= until {
@@ -634,49 +636,52 @@ impl Work<'_> {
         }
     }
 
-    async fn list(&self) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters = [Filter::Managed, Filter::Id(self.id().to_string())];
-        self.engine.list_containers(&filters).await
+    async fn list(&self) -> Result<Option<Instance>, BackendError> {
+        inventory::find(self.backend, self.id()).await
     }
 
-    /// Removes the containers this update created, and those it put aside: what a `down` that
+    /// Removes the services this update created, and those it put aside: what a `down` that
     /// ran meanwhile may have missed.
-    async fn remove_created(&self, current: &[ContainerSummary]) {
-        let ours = current.iter().filter(|c| {
-            (run_of(c).as_deref() == Some(self.nonce) && codec::role(&c.labels).is_none())
-                || c.is_replaced(self.id())
-        });
-        join_all(ours.map(|c| self.engine.remove_container(&c.id))).await;
-    }
-
-    async fn remove_marker(&self, current: &[ContainerSummary]) -> Result<(), EngineError> {
-        match current.iter().find(|c| is_marker_of(c, self.nonce)) {
-            Some(marker) => self.engine.remove_container(&marker.id).await,
-            None => Ok(()),
-        }
+    async fn remove_created(&self, current: Option<&Instance>) {
+        let Some(current) = current else {
+            return;
+        };
+        let before = |native: &str| {
+            self.instance
+                .services
+                .iter()
+                .any(|s| s.handle.native == native)
+        };
+        let ours = current
+            .services
+            .iter()
+            .filter(|s| self.chosen.contains(s.service()) && !before(&s.handle.native))
+            .chain(&current.aside);
+        join_all(ours.map(|s| self.backend.remove_service(&s.handle, None))).await;
     }
 
     /// The replaced services as they run now.
-    fn describe(&self, current: &[ContainerSummary]) -> Vec<StartedService> {
+    fn describe(&self, current: Option<&Instance>) -> Vec<StartedService> {
+        let Some(current) = current else {
+            return Vec::new();
+        };
         self.chosen
             .iter()
             .filter_map(|service| {
-                let name = naming::container_name(service, self.id());
-                let container = current
-                    .iter()
-                    .find(|c| c.name.trim_start_matches('/') == name)?;
+                let record = current.services.iter().find(|s| s.service() == service)?;
                 let declared = self.environment.services.get(service);
                 Some(StartedService {
                     service: service.clone(),
-                    container: name,
-                    image: image_of(container),
-                    state: container.state.as_str().to_string(),
-                    ports: container
-                        .ports
+                    container: record.handle.name.trim_start_matches('/').to_string(),
+                    image: image_of(record),
+                    state: record.status.state.as_str().to_string(),
+                    ports: record
+                        .status
+                        .endpoints
                         .iter()
                         .map(|p| PortJson {
                             http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..PortJson::at(p, self.engine.reachable_host(&p.host_ip))
+                            ..PortJson::from(p)
                         })
                         .collect(),
                 })
@@ -685,73 +690,62 @@ impl Work<'_> {
     }
 }
 
-/// Whether `container` is the marker of the update `nonce`.
-fn is_marker_of(container: &ContainerSummary, nonce: &str) -> bool {
-    codec::role(&container.labels) == Some(Role::Update)
-        && run_of(container).as_deref() == Some(nonce)
+/// The image a service runs, as its metadata says.
+fn image_of(record: &ServiceRecord) -> String {
+    record
+        .metadata
+        .image
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string)
 }
 
-/// The nonce of the `up` or update that created `container`.
-fn run_of(container: &ContainerSummary) -> Option<String> {
-    Metadata::decode(&container.labels)?.run
-}
-
-/// The image a service container runs, as its labels say.
-fn image_of(container: &ContainerSummary) -> String {
-    container
-        .metadata()
-        .and_then(|m| m.image)
-        .map_or_else(|| container.image.clone(), |i| i.to_string())
-}
-
-/// Puts an environment back as it was before the update `nonce`: removes the containers that
-/// update created, renames the previous ones back, starts them in dependency order waiting for
-/// their readiness, and removes the marker. `current` is the environment's containers now;
-/// `was_running` the services that ran before, whose containers may only have been stopped.
+/// Puts an environment back as it was before an update: removes the replacements of the
+/// services it put aside, restores those, starts them (and `was_running`, which may only have
+/// been stopped) in dependency order waiting for their readiness, and removes the marker.
+/// `current` is the environment now.
 async fn restore(
-    engine: &dyn Engine,
-    id: &str,
-    nonce: &str,
-    current: &[ContainerSummary],
+    backend: &dyn Backend,
+    current: &Instance,
     was_running: &BTreeSet<String>,
 ) -> Result<(), String> {
-    let created = current
+    let no_answer = |_| format!("the {} engine did not answer", backend.info().kind.engine());
+    let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
+    // An update creates replacements only once every service is aside: a service with one
+    // aside has a replacement, if any, under its own name.
+    let replacements = current
+        .services
         .iter()
-        .filter(|c| run_of(c).as_deref() == Some(nonce) && codec::role(&c.labels).is_none());
-    let removing =
-        created.map(|c| tokio::time::timeout(RESTORE_CALL, engine.remove_container(&c.id)));
+        .filter(|s| aside.contains(s.service()));
+    let removing = replacements
+        .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
     for result in join_all(removing).await {
-        result
-            .map_err(|_| "the Docker engine did not answer".to_string())?
-            .map_err(|e| e.to_string())?;
+        result.map_err(no_answer)?.map_err(|e| e.to_string())?;
     }
-    let aside: Vec<&ContainerSummary> = current.iter().filter(|c| c.is_replaced(id)).collect();
-    for previous in &aside {
-        let name = naming::container_name(previous.service(), id);
-        tokio::time::timeout(RESTORE_CALL, engine.rename_container(&previous.id, &name))
+    for previous in &current.aside {
+        tokio::time::timeout(RESTORE_CALL, backend.restore_aside(&previous.handle))
             .await
-            .map_err(|_| "the Docker engine did not answer".to_string())?
+            .map_err(no_answer)?
             .map_err(|e| e.to_string())?;
     }
-    let mut services: BTreeSet<&str> = aside.iter().map(|c| c.service()).collect();
+    let mut services: BTreeSet<&str> = aside;
     services.extend(was_running.iter().map(String::as_str));
-    let filters = [Filter::Managed, Filter::Id(id.to_string())];
-    let now = engine
-        .list_containers(&filters)
+    let now = inventory::find(backend, &current.id)
         .await
-        .map_err(|e| e.to_string())?;
-    let previous: Vec<&ContainerSummary> = now
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("environment `{}` is gone", current.id))?;
+    let previous: Vec<&ServiceRecord> = now
+        .services
         .iter()
-        .filter(|c| codec::role(&c.labels).is_none() && services.contains(c.service()))
+        .filter(|s| services.contains(s.service()))
         .collect();
     let dependencies = previous
         .iter()
-        .map(|c| (c.service().to_string(), c.depends_on()))
+        .map(|s| (s.service().to_string(), s.metadata.depends_on.clone()))
         .collect();
-    let startables = startables(engine, previous.iter().copied()).await;
+    let startables = startables(backend, previous.iter().copied()).await;
     let quiet: Progress = std::sync::Arc::new(|_: &str, _: Phase| {});
     start_services(
-        engine,
+        backend,
         &dependencies,
         &startables,
         &quiet,
@@ -759,29 +753,23 @@ async fn restore(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let marker = now
-        .iter()
-        .filter(|c| codec::role(&c.labels) == Some(Role::Update));
-    for marker in marker {
-        engine
-            .remove_container(&marker.id)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    backend
+        .clear_marker(&current.id, MarkerKind::Update)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Each replaced service's image: the tag given for `named` services (a unique local tag
 /// starting with it counts, as for `up`), the image it runs for a recreated dependent.
 async fn images(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     environment: &Environment,
     named: &[String],
     chosen: &BTreeSet<String>,
     progress: &Progress,
     phases: &Phases,
-) -> Result<BTreeMap<String, super::up::Resolved>, StartError> {
+) -> Result<BTreeMap<String, ResolvedImage>, StartError> {
     let builds = tokio::sync::Mutex::new(());
     let resolving = chosen.iter().map(|service| {
         let builds = &builds;
@@ -795,17 +783,20 @@ async fn images(
                 }
             };
             let resolved = match named.contains(service) {
-                true => resolve_image(engine, declared, true, progress, phases, builds)
-                    .await
-                    .map_err(failed)?,
+                true => {
+                    let pull = declared.pull;
+                    resolve_image(backend, declared, true, pull, progress, phases, builds)
+                        .await
+                        .inspect_err(|_| phases.report(progress, service, Phase::Failed))?
+                }
                 false => {
                     let running = instance
-                        .containers
+                        .services
                         .iter()
-                        .find(|c| c.service() == service.as_str())
-                        .and_then(|c| c.metadata()?.image)
+                        .find(|s| s.service() == service.as_str())
+                        .and_then(|s| s.metadata.image.clone())
                         .unwrap_or_else(|| declared.image.clone());
-                    local(engine, &running)
+                    local(backend, &running)
                         .await
                         .map_err(&failed)?
                         .ok_or_else(|| {
@@ -819,10 +810,10 @@ async fn images(
     Ok(try_join_all(resolving).await?.into_iter().collect())
 }
 
-/// Creates the update's marker, carrying its deadline and process so that a killed update is
-/// told from one under way. Its name is unique on the engine: a second update is refused.
+/// Sets the update's marker, carrying its deadline and process so that a killed update is
+/// told from one under way. It is exclusive: a second update is refused.
 async fn claim(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
     nonce: &str,
     timeout: Duration,
@@ -839,12 +830,13 @@ async fn claim(
         created_at: Some(Utc::now()),
         ..instance.metadata.clone()
     };
-    let labels = metadata.encode_marker(Role::Update);
-    let name = naming::update_name(&instance.id);
-    match engine.create_marker(&name, &labels).await {
-        Ok(_) => Ok(()),
-        Err(EngineError::NameTaken(_)) => {
-            let current = inventory::find(engine, &instance.id).await?;
+    match backend
+        .set_marker(&metadata, Marker::Update(deadline))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(BackendError::Taken(_)) => {
+            let current = inventory::find(backend, &instance.id).await?;
             Err(current
                 .map(|i| busy(&i))
                 .unwrap_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone())))
@@ -854,12 +846,9 @@ async fn claim(
 }
 
 fn busy(instance: &Instance) -> UpdateError {
-    let marker = instance
-        .update
-        .as_ref()
-        .and_then(|m| Metadata::decode(&m.labels));
-    let by = marker.as_ref().and_then(|m| m.started_by.clone());
-    let since = marker.as_ref().and_then(|m| m.created_at);
+    let marker = instance.markers.update.as_ref();
+    let by = marker.and_then(|m| m.started_by.clone());
+    let since = marker.and_then(|m| m.created_at);
     UpdateError::Busy {
         id: instance.id.clone(),
         by: by.unwrap_or_else(|| "unknown".into()),
@@ -873,19 +862,17 @@ fn busy(instance: &Instance) -> UpdateError {
 /// An update that is gone (killed, or past its deadline) left its marker, and maybe services
 /// put aside: restore what it left, so this update starts from the environment as it was.
 async fn take_over_stale(
-    engine: &dyn Engine,
+    backend: &dyn Backend,
     instance: &Instance,
 ) -> Result<Instance, UpdateError> {
-    let Some(marker) = &instance.update else {
+    if instance.markers.update.is_none() {
         return Ok(instance.clone());
-    };
+    }
     if instance.updating(Utc::now()) {
         return Err(busy(instance));
     }
-    let nonce = run_of(marker).unwrap_or_default();
-    let current: Vec<ContainerSummary> = instance.all_containers().cloned().collect();
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
-    restore(engine, &instance.id, &nonce, &current, &BTreeSet::new())
+    restore(backend, instance, &BTreeSet::new())
         .await
         .map_err(|problem| {
             UpdateError::Start(StartError::Service {
@@ -895,7 +882,7 @@ async fn take_over_stale(
                 logs: Vec::new(),
             })
         })?;
-    let found = inventory::find(engine, &instance.id).await?;
+    let found = inventory::find(backend, &instance.id).await?;
     found.ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))
 }
 

@@ -47,6 +47,42 @@ pub struct Service {
     pub depends_on: BTreeSet<String>,
     pub links: Vec<Link>,
     pub ready: Ready,
+    /// When `up` pulls the image (`pull:`); `--pull` overrides it.
+    pub pull: PullPolicy,
+}
+
+/// When `up` pulls a service's image, under docker-compose's names and meanings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when no local image has the tag (compose's `missing`, `if_not_present`).
+    #[default]
+    Missing,
+    /// Pull every time, so the registry's image under the tag wins.
+    Always,
+    /// Never pull: a missing image is an error.
+    Never,
+}
+
+impl PullPolicy {
+    /// The names the file and `--pull` accept.
+    pub const NAMES: [&str; 3] = ["missing", "always", "never"];
+
+    pub fn parse(name: &str) -> Option<PullPolicy> {
+        match name {
+            "missing" | "if_not_present" => Some(PullPolicy::Missing),
+            "always" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

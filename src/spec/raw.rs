@@ -29,6 +29,7 @@ pub struct RawService {
     #[serde(default)]
     pub links: Vec<Spanned<String>>,
     pub ready: Option<Spanned<RawReady>>,
+    pub pull: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

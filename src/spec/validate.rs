@@ -13,7 +13,8 @@ use super::image::{self, ImageRef};
 use super::interpolate::{InterpolationError, interpolate};
 use super::raw::{RawBuild, RawEnvironment, RawPort, RawReady, RawService};
 use super::{
-    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Port, Probe, Protocol, Ready, Service,
+    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Port, Probe, Protocol, PullPolicy, Ready,
+    Service,
 };
 use crate::graph;
 use crate::naming;
@@ -391,6 +392,7 @@ impl Checker<'_> {
             }
         }
         let ready = self.ready(raw.ready.as_ref());
+        let pull = self.pull(raw.pull.as_ref());
         Service {
             name: name.to_string(),
             image,
@@ -401,7 +403,25 @@ impl Checker<'_> {
             depends_on,
             links,
             ready,
+            pull,
         }
+    }
+
+    fn pull(&mut self, raw: Option<&Spanned<String>>) -> PullPolicy {
+        let Some(raw) = raw else {
+            return PullPolicy::default();
+        };
+        PullPolicy::parse(&raw.value).unwrap_or_else(|| {
+            let hint = match did_you_mean(&raw.value, PullPolicy::NAMES) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("`pull` is one of {}", PullPolicy::NAMES.join(", ")),
+            };
+            self.diagnostics.push(
+                Diagnostic::new(format!("unknown pull policy `{}`", raw.value), at(raw))
+                    .with_hint(hint),
+            );
+            PullPolicy::default()
+        })
     }
 
     /// Aliases live on the environment's shared network, so one alias names one service.

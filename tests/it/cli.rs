@@ -208,3 +208,24 @@ fn help_examples_keep_one_command_a_line() {
             .stdout_has(example);
     }
 }
+
+#[test]
+fn the_backend_is_chosen_by_flag_or_variable_and_only_docker_exists_yet() {
+    Envctl::new()
+        .env("ENVCTL_BACKEND", "swarm")
+        .args(["ls"])
+        .run()
+        .code(1)
+        .stderr_has("invalid value 'swarm'")
+        .stderr_has("[possible values: docker]");
+    Envctl::new()
+        .args(["--backend", "kube", "plan", "accounting"])
+        .run()
+        .code(1)
+        .stderr_has("invalid value 'kube'");
+    Envctl::new()
+        .env("ENVCTL_BACKEND", "docker")
+        .args(["--backend", "docker", "plan", "accounting"])
+        .run()
+        .success();
+}

@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use envctl::engine::connect::Origin;
-use envctl::engine::docker::Docker;
-use envctl::engine::{
+use envctl::backend::docker::engine::connect::Origin;
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{
     ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
     NetworkSpec,
 };
@@ -702,7 +702,7 @@ async fn build_failure_shows_the_output() {
 #[tokio::test]
 async fn pull_failure_names_the_image() {
     let docker = Docker::connect().await.expect("connect");
-    let pulling = docker.pull_image("localhost:1/envctl-test/nothing", "latest");
+    let pulling = docker.pull_image("localhost:1/envctl-test/nothing", "latest", &|_| {});
     match tokio::time::timeout(PATIENCE, pulling)
         .await
         .expect("pull ends")

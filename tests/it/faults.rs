@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerState, Engine, Filter};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerState, Engine, Filter};
+use envctl::naming::label;
 
 use crate::harness::{IMAGE, TestEnv, block_on};
 use crate::private_engine::PrivateEngine;
@@ -27,7 +28,7 @@ fn wait_until_starting(engine: &impl Engine, env: &TestEnv) {
         let containers = block_on(engine.list_containers(&filter)).expect("list containers");
         if containers
             .iter()
-            .any(|c| !c.service().is_empty() && c.state == ContainerState::Running)
+            .any(|c| c.labels.contains_key(label::SERVICE) && c.state == ContainerState::Running)
         {
             break;
         }

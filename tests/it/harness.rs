@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerSummary, Engine, NetworkSummary};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerSummary, Engine, NetworkSummary};
 
 use crate::support::{EnvDir, Envctl, root};
 
@@ -107,7 +107,9 @@ impl TestEnv {
 
     /// Everything envctl left of this environment on the engine.
     pub fn leftovers(&self) -> (Vec<ContainerSummary>, Vec<NetworkSummary>) {
-        let filter = [envctl::engine::Filter::Environment(self.name.clone())];
+        let filter = [envctl::backend::docker::engine::Filter::Environment(
+            self.name.clone(),
+        )];
         block_on(async {
             let docker = Docker::connect().await.expect("docker");
             let containers = docker

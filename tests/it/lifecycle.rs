@@ -3,8 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerSpec, Engine, NetworkSpec};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerSpec, Engine, NetworkSpec};
 
 use crate::harness::{DownOnDrop, IMAGE, TestEnv, block_on, host_port, http_get};
 use crate::support::Envctl;
@@ -205,7 +205,14 @@ fn keep_on_failure_keeps_the_containers_for_debugging() {
         .code(2)
         .stderr_has("the job exited with code 1, expected 0");
     let (containers, networks) = env.leftovers();
-    let services: Vec<&str> = containers.iter().map(|c| c.service()).collect();
+    let services: Vec<&str> = containers
+        .iter()
+        .map(|c| {
+            c.labels
+                .get(envctl::naming::label::SERVICE)
+                .map_or("", String::as_str)
+        })
+        .collect();
     assert_eq!(
         services.iter().filter(|s| !s.is_empty()).count(),
         1,
@@ -356,7 +363,7 @@ fn resources_envctl_did_not_create_are_never_touched() {
     let (container, network) = block_on(async {
         let docker = Docker::connect().await.unwrap();
         // Same id and environment labels, but not marked as envctl's: another tool's.
-        let labels: envctl::engine::Labels = [
+        let labels: envctl::backend::docker::engine::Labels = [
             ("io.envctl.id".to_string(), env.name.clone()),
             ("io.envctl.environment".to_string(), env.name.clone()),
             ("other.tool".to_string(), "yes".to_string()),
@@ -418,7 +425,8 @@ fn an_unreachable_engine_is_a_clear_error_with_exit_code_2() {
         .run()
         .code(2)
         .stderr_has("error: cannot reach the Docker engine at `unix:///nonexistent/docker.sock`")
-        .stderr_has("hint: start Docker");
+        .stderr_has("(from DOCKER_HOST)")
+        .stderr_has("hint: start that engine, or point DOCKER_HOST at one that runs");
 }
 
 #[test]
@@ -797,7 +805,7 @@ fn an_up_killed_mid_start_shows_as_unfinished() {
 #[test]
 fn an_id_is_accepted_as_a_unique_prefix_or_suffix_and_ambiguity_lists_candidates() {
     let env = TestEnv::new(
-        "prefix",
+        "id-affix",
         &format!("  one:\n    image: {IMAGE}\n    command: [serve, --name, one]\n"),
     );
     let (alpha, beta) = (format!("{}-alpha", env.name), format!("{}-beta", env.name));

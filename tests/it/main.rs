@@ -2,6 +2,7 @@
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
 mod cli;
+mod connect;
 mod engine;
 mod faults;
 mod fuzz;
@@ -11,6 +12,7 @@ mod pipeline;
 mod private_engine;
 mod reach;
 mod reaper;
+mod registry;
 mod slow_proxy;
 mod spec;
 mod support;

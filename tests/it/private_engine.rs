@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envctl::engine::Engine;
-use envctl::engine::docker::Docker;
+use envctl::backend::docker::engine::Engine;
+use envctl::backend::docker::engine::connect::{Flags, Settings};
+use envctl::backend::docker::engine::docker::Docker;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -24,8 +25,10 @@ const STARTUP: Duration = Duration::from_secs(30);
 const SHUTDOWN: Duration = Duration::from_secs(15);
 
 pub struct PrivateEngine {
-    /// `unix:///tmp/envctl-pe-.../docker.sock`, for `DOCKER_HOST`.
+    /// `unix:///tmp/envctl-pe-.../docker.sock` (or `tcp://127.0.0.1:PORT`), for `DOCKER_HOST`.
     pub host: String,
+    /// The client certificates of a TLS-only engine.
+    tls: Option<PathBuf>,
     dir: PathBuf,
     /// The Linux bridge made for it, removed after it.
     _bridge: Bridge,
@@ -36,6 +39,17 @@ impl PrivateEngine {
     /// Starts a private engine for `test`; `None` (after a loud message) when this machine has
     /// no `dockerd` and this is not CI.
     pub fn start(test: &str) -> Option<PrivateEngine> {
+        PrivateEngine::launch(test, None)
+    }
+
+    /// Starts a private engine that listens only on a loopback TCP port, with `--tlsverify`:
+    /// `certs` holds the engine's certificate (`server-cert.pem`, `server-key.pem`) and the
+    /// client's (`ca.pem`, `cert.pem`, `key.pem`, as `DOCKER_CERT_PATH` wants them).
+    pub fn start_tls(test: &str, certs: &Path) -> Option<PrivateEngine> {
+        PrivateEngine::launch(test, Some(certs))
+    }
+
+    fn launch(test: &str, tls: Option<&Path>) -> Option<PrivateEngine> {
         if !has_dockerd() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -56,7 +70,28 @@ impl PrivateEngine {
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
         let (bridge, pool) = Bridge::create(test);
         let socket = dir.join("docker.sock");
-        let host = format!("unix://{}", socket.display());
+        let (host, listen) = match tls {
+            None => {
+                let host = format!("unix://{}", socket.display());
+                (host.clone(), vec!["-H".into(), host])
+            }
+            Some(certs) => {
+                let host = format!("tcp://127.0.0.1:{}", free_port());
+                let file = |name: &str| certs.join(name).display().to_string();
+                let listen = vec![
+                    "-H".into(),
+                    host.clone(),
+                    "--tlsverify".into(),
+                    "--tlscacert".into(),
+                    file("ca.pem"),
+                    "--tlscert".into(),
+                    file("server-cert.pem"),
+                    "--tlskey".into(),
+                    file("server-key.pem"),
+                ];
+                (host, listen)
+            }
+        };
         let daemon = Command::new("dockerd")
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
@@ -66,7 +101,7 @@ impl PrivateEngine {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
-            .args(["-H", &host])
+            .args(&listen)
             // A bridge of its own, no iptables rules and no sysctls: nothing that touches the
             // shared engine's networking. Never `--bridge=none`: that makes dockerd delete the
             // host's `docker0`, the shared engine's default bridge.
@@ -81,6 +116,7 @@ impl PrivateEngine {
             .expect("start dockerd");
         let engine = PrivateEngine {
             host,
+            tls: tls.map(Path::to_owned),
             dir,
             _bridge: bridge,
             daemon,
@@ -89,10 +125,24 @@ impl PrivateEngine {
         Some(engine)
     }
 
+    /// Connects to this engine, with its client certificates when it speaks TLS.
+    async fn connect(&self) -> envctl::backend::docker::engine::Result<Docker> {
+        let flags = Flags {
+            host: Some(self.host.clone()),
+            context: None,
+        };
+        let settings = Settings {
+            tls_verify: self.tls.is_some(),
+            cert_path: self.tls.clone(),
+            ..Settings::default()
+        };
+        Docker::connect_with_settings(&flags, &settings).await
+    }
+
     fn wait_until_it_answers(&self) {
         let deadline = Instant::now() + STARTUP;
         loop {
-            if block_on(Docker::connect_to(&self.host)).is_ok() {
+            if block_on(self.connect()).is_ok() {
                 return;
             }
             assert!(
@@ -141,7 +191,13 @@ impl PrivateEngine {
 
     /// `envctl` for `env`, talking to this engine.
     pub fn envctl(&self, env: &TestEnv) -> Envctl {
-        env.envctl().env("DOCKER_HOST", &self.host)
+        let envctl = env.envctl().env("DOCKER_HOST", &self.host);
+        match &self.tls {
+            Some(certs) => envctl
+                .env("DOCKER_TLS_VERIFY", "1")
+                .env("DOCKER_CERT_PATH", certs),
+            None => envctl,
+        }
     }
 
     /// Builds the demo image (`envctl-demo/oracle-xe`) on this engine: `env` must give its
@@ -159,13 +215,13 @@ impl PrivateEngine {
 
     /// The engine, to look at what envctl did on it.
     pub fn engine(&self) -> Docker {
-        block_on(Docker::connect_to(&self.host)).expect("the private engine answers")
+        block_on(self.connect()).expect("the private engine answers")
     }
 
     /// Removes every container and network on this engine.
     fn empty(&self) {
         block_on(async {
-            let Ok(engine) = Docker::connect_to(&self.host).await else {
+            let Ok(engine) = self.connect().await else {
                 return;
             };
             if let Ok(containers) = engine.list_containers(&[]).await {
@@ -255,6 +311,14 @@ fn ip(args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 fn has_dockerd() -> bool {

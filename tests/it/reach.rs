@@ -40,6 +40,15 @@ const UNPUBLISHED: &str = r#"  db:
       tcp: 1521
 "#;
 
+/// The same port published, for a start whose `ENVCTL_HOST` does not answer.
+const PUBLISHED: &str = r#"  db:
+    image: envctl-demo/oracle-xe
+    command: [serve, --name, db, --port, "1521"]
+    ports: [1521]
+    ready:
+      tcp: 1521
+"#;
+
 #[test]
 fn envctl_in_a_container_reaches_its_environment() {
     let Some(socket) = engine_socket() else {
@@ -48,12 +57,15 @@ fn envctl_in_a_container_reaches_its_environment() {
     };
     let chain = TestEnv::new("incontainer", CHAIN);
     let unpublished = TestEnv::new("incontainer-unpub", UNPUBLISHED);
-    let image = EnvctlImage::build("incontainer", &[chain.file(), unpublished.file()]);
+    let astray = TestEnv::new("incontainer-astray", PUBLISHED);
+    let files = [chain.file(), unpublished.file(), astray.file()];
+    let image = EnvctlImage::build("incontainer", &files);
     let network = Network::create(&unique("incontainer-net"));
 
     let run = image.run(
         &network.name,
         &socket,
+        &[],
         &[
             "run",
             "-f",
@@ -80,6 +92,7 @@ fn envctl_in_a_container_reaches_its_environment() {
     let up = image.run(
         &network.name,
         &socket,
+        &[],
         &["up", "-f", &format!("/env/{}.yaml", unpublished.name)],
     );
     let (_, stderr) = texts(&up);
@@ -93,6 +106,51 @@ fn envctl_in_a_container_reaches_its_environment() {
         "{stderr}"
     );
     unpublished.assert_nothing_left();
+
+    // ENVCTL_HOST at an address that does not answer from the agent (a container on another
+    // bridge: Docker drops what crosses between them): the timeout blames the address, not
+    // the time it allowed.
+    let elsewhere = Network::create(&unique("incontainer-elsewhere"));
+    let bystander = image.start_idle(&elsewhere.name);
+    let address = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &bystander.0,
+    ]);
+    let envctl_host = format!("ENVCTL_HOST={}", address.trim());
+    let up = image.run(
+        &network.name,
+        &socket,
+        &["-e", &envctl_host],
+        &[
+            "up",
+            "-f",
+            &format!("/env/{}.yaml", astray.name),
+            "--timeout",
+            "6s",
+        ],
+    );
+    let (_, stderr) = texts(&up);
+    assert_eq!(up.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the environment was not ready within 6s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("hint: `{}:", address.trim())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a longer `--timeout` will not help"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("raise `--timeout`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ENVCTL_HOST is `{}`", address.trim())),
+        "{stderr}"
+    );
+    astray.assert_nothing_left();
 }
 
 /// The shared engine's socket, to mount into a container.
@@ -167,19 +225,51 @@ impl EnvctlImage {
         }
     }
 
-    /// `envctl ARGS` in a container of this image on `network`, with the engine's socket.
-    fn run(&self, network: &str, socket: &Path, args: &[&str]) -> Output {
+    /// `envctl ARGS` in a container of this image on `network`, with the engine's socket and
+    /// `docker run` options `options`.
+    fn run(&self, network: &str, socket: &Path, options: &[&str], args: &[&str]) -> Output {
         let name = unique(&format!("envctl-in-container-{}", short_hash(args)));
         let mount = format!("{}:/var/run/docker.sock", socket.display());
         let mut command = Command::new("docker");
         command
             .args(["run", "--rm", "--name", &name, "--network", network])
-            .args(["-v", &mount, &self.tag])
+            .args(["-v", &mount])
+            .args(options)
+            .arg(&self.tag)
             .args(args);
         let output = command.output().expect("docker run");
         // --rm removes it; this is for a run that failed before it started.
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
         output
+    }
+}
+
+impl EnvctlImage {
+    /// A container of this image that only sleeps, on `network`; removed when dropped.
+    fn start_idle(&self, network: &str) -> Container {
+        let name = unique(&format!("envctl-idle-{}", short_hash(&[network])));
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            network,
+            "--entrypoint",
+            "/standin",
+            &self.tag,
+            "sleep",
+        ]);
+        Container(name)
+    }
+}
+
+/// A container by name, removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
     }
 }
 

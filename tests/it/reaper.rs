@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use envctl::engine::docker::Docker;
-use envctl::engine::{ContainerSpec, Engine, NetworkSpec};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerSpec, Engine, NetworkSpec};
 
 use crate::harness::{IMAGE, TestEnv, block_on, host_port, http_get};
 
@@ -146,7 +146,7 @@ fn resources_without_envctls_label_survive_every_pass() {
     up(&env, &env.name);
     let alien = block_on(async {
         let docker = Docker::connect().await.unwrap();
-        let labels: envctl::engine::Labels = [
+        let labels: envctl::backend::docker::engine::Labels = [
             ("io.envctl.environment".to_string(), env.name.clone()),
             ("io.envctl.id".to_string(), env.name.clone()),
             ("com.example.tool".to_string(), "other".to_string()),
@@ -488,7 +488,7 @@ fn an_environment_without_service_containers_is_removed_and_a_foreign_container_
     let foreign_id = block_on(async {
         let docker = Docker::connect().await.unwrap();
         let network = docker
-            .list_networks(&[envctl::engine::Filter::Id(id.clone())])
+            .list_networks(&[envctl::backend::docker::engine::Filter::Id(id.clone())])
             .await
             .unwrap()
             .remove(0);

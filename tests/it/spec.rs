@@ -385,3 +385,46 @@ fn nul_characters_docker_would_refuse_pass_plan_no_more() {
     );
     assert!(stderr.contains("DIR/env.yaml:8:13"), "{stderr}");
 }
+
+#[test]
+fn an_unknown_pull_policy_is_located_with_compose_names() {
+    let stderr = plan_error("services:\n  a:\n    image: a\n    pull: allways\n");
+    assert_eq!(
+        stderr,
+        "error: unknown pull policy `allways`\n --> DIR/env.yaml:4:11\n  |\n4 |     pull: \
+         allways\n  |           ^^^^^^^\nhint: did you mean `always`?\n"
+    );
+    let stderr = plan_error("services:\n  a:\n    image: a\n    pull: build\n");
+    assert!(
+        stderr.contains("hint: `pull` is one of missing, always, never"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_shows_a_pull_policy_and_accepts_composes_alias() {
+    let dir = EnvDir::new().with(
+        "env.yaml",
+        "services:\n  a:\n    image: a\n    pull: never\n  b:\n    image: b\n    pull: if_not_present\n",
+    );
+    let run = Envctl::new()
+        .args(["plan", "-o", "json", "-f"])
+        .args([dir.file("env.yaml")])
+        .run();
+    let plan = run.success().json();
+    assert_eq!(plan["waves"][0][0]["pull"], "never");
+    assert_eq!(plan["waves"][0][1]["pull"], "missing");
+    let text = Envctl::new()
+        .args(["plan", "--pull", "always", "-f"])
+        .args([dir.file("env.yaml")])
+        .run();
+    assert_eq!(
+        text.success()
+            .stdout()
+            .matches("    pull       always\n")
+            .count(),
+        2,
+        "--pull overrides every service: {}",
+        text.stdout()
+    );
+}

@@ -41,6 +41,11 @@ impl Envctl {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Envctl {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn envdir(self, dir: &Path) -> Envctl {
         self.env("ENVCTL_ENVDIR", dir)
     }

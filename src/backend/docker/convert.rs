@@ -5,8 +5,10 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::docker::engine::{
+    ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort,
+};
 use crate::backend::{Endpoint, Health, Healthcheck, ServiceRef, ServiceState, ServiceStatus};
-use crate::engine::{ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort};
 use crate::spec::{Port, Protocol};
 
 pub fn state(state: ContainerState) -> ServiceState {
@@ -74,6 +76,7 @@ pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<Endpoint> 
             container_port: port(p),
             host: engine.reachable_host(&p.host_ip).to_string(),
             port: p.host_port,
+            bound: p.host_ip.clone(),
         })
         .collect()
 }
@@ -104,7 +107,6 @@ pub fn details_status(engine: &dyn Engine, details: &ContainerDetails) -> Servic
         direct: details
             .ip
             .as_deref()
-            .filter(|_| engine.reaches_container_ips())
             .and_then(|ip| ip.parse::<IpAddr>().ok()),
         ..ServiceStatus::new(state(details.state))
     }
@@ -126,7 +128,11 @@ pub fn healthcheck(test: Option<Vec<String>>) -> Option<Healthcheck> {
 pub fn handle(id: &str, container: &ContainerSummary) -> ServiceRef {
     ServiceRef {
         id: id.to_string(),
-        service: container.service().to_string(),
+        service: container
+            .labels
+            .get(crate::naming::label::SERVICE)
+            .cloned()
+            .unwrap_or_default(),
         native: container.id.clone(),
         name: container.name.clone(),
     }

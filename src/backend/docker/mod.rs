@@ -6,6 +6,9 @@
 //! containers `SERVICE_ID` on the user-defined bridge network `envctl_ENV_ID`.
 
 pub mod convert;
+pub mod engine;
+
+pub use engine::connect::Flags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use crate::backend::*;
-use crate::engine::{
+use crate::backend::docker::engine::{
     ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
 };
+use crate::backend::*;
 use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
@@ -52,6 +55,14 @@ impl<'a> DockerBackend<'a> {
     /// The engine underneath, for the code that still speaks containers.
     pub fn engine(&self) -> &(dyn Engine + 'a) {
         self.engine.as_ref()
+    }
+}
+
+impl DockerBackend<'static> {
+    /// Connects to the engine `--host`, `--context`, DOCKER_HOST or the Docker contexts choose.
+    pub async fn connect(flags: &Flags) -> Result<DockerBackend<'static>> {
+        let engine: Arc<dyn Engine> = Arc::new(engine::docker::Docker::connect_with(flags).await?);
+        Ok(DockerBackend::new(engine))
     }
 }
 
@@ -93,6 +104,7 @@ fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
     match kind {
         MarkerKind::Ready => Some(naming::ready_name(id)),
         MarkerKind::Pinned => Some(naming::pin_name(id)),
+        MarkerKind::Update => Some(naming::update_name(id)),
         // Its name changes with each renewal: found by listing.
         MarkerKind::Lease => None,
     }
@@ -131,7 +143,10 @@ pub fn group(
         fallback: Metadata,
         markers: Markers,
         services: Vec<ServiceRecord>,
+        aside: Vec<ServiceRecord>,
         isolation: Vec<IsolationRef>,
+        /// The `envctl up` or `update` run that created each service, by container id.
+        runs: BTreeMap<String, Option<String>>,
     }
     fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
         by_id.entry(metadata.id.clone()).or_insert_with(|| Partial {
@@ -139,7 +154,9 @@ pub fn group(
             fallback: metadata.clone(),
             markers: Markers::default(),
             services: Vec::new(),
+            aside: Vec::new(),
             isolation: Vec::new(),
+            runs: BTreeMap::new(),
         })
     }
     let mut by_id: BTreeMap<String, Partial> = BTreeMap::new();
@@ -170,8 +187,13 @@ pub fn group(
             }) =>
             {
                 let service = codec::ServiceMetadata::decode(&container.labels);
-                partial.markers.replaced.extend(service.map(|s| s.service));
-                partial.markers.replaced.sort();
+                if let Some(service) = service {
+                    partial.aside.push(ServiceRecord {
+                        handle: convert::handle(&metadata.id, &container),
+                        status: convert::summary_status(engine, &container),
+                        metadata: service,
+                    });
+                }
             }
             None => {
                 let service = codec::ServiceMetadata::decode(&container.labels).unwrap_or(
@@ -184,6 +206,9 @@ pub fn group(
                         reference: None,
                     },
                 );
+                partial
+                    .runs
+                    .insert(container.id.clone(), metadata.run.clone());
                 partial.services.push(ServiceRecord {
                     handle: convert::handle(&metadata.id, &container),
                     status: convert::summary_status(engine, &container),
@@ -211,11 +236,28 @@ pub fn group(
             partial
                 .services
                 .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            partial
+                .aside
+                .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            let metadata = partial.metadata.unwrap_or(partial.fallback);
+            // Containers made before each carried its own ref label: those `up` created run
+            // the refs it was given.
+            for service in &mut partial.services {
+                let run = partial.runs.get(&service.handle.native).cloned().flatten();
+                if service.metadata.reference.is_none() && run.is_some() && run == metadata.run {
+                    service.metadata.reference = metadata
+                        .refs
+                        .iter()
+                        .find(|r| r.service == service.handle.service)
+                        .cloned();
+                }
+            }
             EnvironmentRecord {
                 id,
-                metadata: partial.metadata.unwrap_or(partial.fallback),
+                metadata,
                 markers: partial.markers,
                 services: partial.services,
+                aside: partial.aside,
                 isolation: partial.isolation,
             }
         })
@@ -246,10 +288,18 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.image_tags(repository).await?)
     }
 
-    async fn fetch_image(&self, image: &ImageRef) -> Result<()> {
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(self.engine.insecure_registries().await?)
+    }
+
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         Ok(self
             .engine
-            .pull_image(&image.repository, &image.tag)
+            .pull_image(&image.repository, &image.tag, on_progress)
             .await?)
     }
 
@@ -331,7 +381,7 @@ impl Backend for DockerBackend<'_> {
         service: &ServiceRef,
         options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
-        let options = crate::engine::LogOptions {
+        let options = crate::backend::docker::engine::LogOptions {
             follow: options.follow,
             tail: options.tail,
             timestamps: options.timestamps,
@@ -380,6 +430,28 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.remove_container(&service.native).await?)
     }
 
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        // Stopped, then renamed: the container keeps its network, so its aliases stay taken
+        // until the replacement is created; Docker allows an alias on several containers.
+        let grace = grace.unwrap_or(Duration::ZERO);
+        self.engine.stop_container(&service.native, grace).await?;
+        let name = naming::replaced_name(&service.service, &service.id);
+        self.engine.rename_container(&service.native, &name).await?;
+        Ok(ServiceRef {
+            name,
+            ..service.clone()
+        })
+    }
+
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        let name = naming::container_name(&aside.service, &aside.id);
+        self.engine.rename_container(&aside.native, &name).await?;
+        Ok(ServiceRef {
+            name,
+            ..aside.clone()
+        })
+    }
+
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
         let mut filters = vec![Filter::Managed];
         match selector {
@@ -405,6 +477,24 @@ impl Backend for DockerBackend<'_> {
                     return Ok(self.engine.rename_container(&lease.id, &name).await?);
                 }
                 (name, Role::Lease)
+            }
+            Marker::Update(until) => {
+                // The marker is a container created under a unique name, never started: the
+                // name makes it exclusive; its labels carry the update's deadline and process.
+                let metadata = Metadata {
+                    start_deadline: Some(until),
+                    ..metadata.clone()
+                };
+                let name = naming::update_name(id);
+                return match self
+                    .engine
+                    .create_marker(&name, &metadata.encode_marker(Role::Update))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(EngineError::NameTaken(_)) => Err(BackendError::Taken(id.clone())),
+                    Err(error) => Err(error.into()),
+                };
             }
         };
         match self

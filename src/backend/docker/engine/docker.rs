@@ -6,12 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -29,13 +27,14 @@ use bollard::query_parameters::{
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::naming;
+use crate::registry::{Credential, Reference};
 
 use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
 
 use super::{
     Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
     EngineError, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
-    NetworkSummary, PublishedPort, Result, Traffic,
+    NetworkSummary, PublishedPort, PullProgress, Result, Traffic,
 };
 
 pub use super::connect::DEFAULT_HOST;
@@ -55,8 +54,6 @@ const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 const BUILD_TAIL_LINES: usize = 10;
 /// How long `exec` waits for Docker to record the exit code after the output ended.
 const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(5);
-/// The `auths` key of Docker Hub in `~/.docker/config.json`.
-const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
 /// A Docker engine, reached over a unix socket, TCP (with or without TLS) or ssh. Cheap to
 /// clone.
@@ -80,14 +77,18 @@ impl Docker {
     /// negotiates the API version and pings it; fails with [`EngineError::Unreachable`],
     /// naming the endpoint and where it came from, when nothing usable answers.
     pub async fn connect_with(flags: &Flags) -> Result<Docker> {
-        let settings = Settings::from_env();
+        Docker::connect_with_settings(flags, &Settings::from_env()).await
+    }
+
+    /// Like [`Docker::connect_with`], with the variables given rather than read.
+    pub async fn connect_with_settings(flags: &Flags, settings: &Settings) -> Result<Docker> {
         let endpoint =
-            connect::resolve(flags, &settings).map_err(|unusable| EngineError::Unreachable {
+            connect::resolve(flags, settings).map_err(|unusable| EngineError::Unreachable {
                 endpoint: unusable.host,
                 origin: unusable.origin,
                 reason: unusable.reason,
             })?;
-        Docker::open(endpoint, &settings).await
+        Docker::open(endpoint, settings).await
     }
 
     /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port`, `ssh://host`), as
@@ -117,7 +118,7 @@ impl Docker {
             Ok(Ok(client)) => client,
             Ok(Err(error)) if status(&error).is_some() => {
                 let reason = describe(&error);
-                return Err(unreachable(format!("{reason} (is this a Docker engine?)")));
+                return Err(unreachable(connect::explain_answer(&reason)));
             }
             Ok(Err(error)) => return Err(unreachable(describe(&error))),
             Err(_) => return Err(unreachable(no_answer(handshake_timeout))),
@@ -658,7 +659,21 @@ impl Engine for Docker {
         Ok(tags)
     }
 
-    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()> {
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        let info = self
+            .client
+            .info()
+            .await
+            .map_err(|error| self.failed("read the engine's registry settings", &error))?;
+        Ok(insecure_of(info.registry_config.unwrap_or_default()))
+    }
+
+    async fn pull_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
         // Without a tag Docker would pull every tag of the repository.
         let tag = if tag.is_empty() { "latest" } else { tag };
         let operation = || format!("pull image `{repository}:{tag}`");
@@ -666,10 +681,29 @@ impl Engine for Docker {
             .from_image(repository)
             .tag(tag)
             .build();
-        let credentials = read_docker_config().and_then(|config| credentials(&config, repository));
-        let mut progress = self.client.create_image(Some(options), None, credentials);
-        while let Some(item) = progress.next().await {
-            item.map_err(|error| self.failed(operation(), &error))?;
+        let registry = Reference::parse(&format!("{repository}:{tag}"))
+            .map(|r| r.registry)
+            .unwrap_or_else(|_| crate::registry::DOCKER_HUB.to_string());
+        let credentials = registry_credentials(&registry)
+            .await
+            .map_err(|e| EngineError::operation(operation(), e))?;
+        // A pull of a large image takes as long as it takes; the start's deadline bounds it.
+        let client = self.with_timeout(PATIENT_TIMEOUT);
+        let mut stream = client.create_image(Some(options), None, credentials);
+        let mut tally = PullTally::default();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|error| match self.failed(operation(), &error) {
+                EngineError::Operation { operation, reason } if is_denied(&reason) => {
+                    EngineError::Operation {
+                        operation,
+                        reason: format!("{reason}\nhint: `docker login {registry}`"),
+                    }
+                }
+                other => other,
+            })?;
+            if tally.add(&info) {
+                on_progress(tally.progress());
+            }
         }
         Ok(())
     }
@@ -1218,72 +1252,100 @@ fn tag_of<'a>(reference: &'a str, repository: &str) -> Option<&'a str> {
         .then_some(tag)
 }
 
-/// `~/.docker/config.json`, or `$DOCKER_CONFIG/config.json`; `None` when unreadable.
-fn read_docker_config() -> Option<String> {
-    let dir = match std::env::var_os("DOCKER_CONFIG").filter(|dir| !dir.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
-    };
-    std::fs::read_to_string(dir.join("config.json")).ok()
-}
-
-/// The credentials `config` (a Docker `config.json`) holds for the registry of `repository`.
-/// Only inline `auths` entries count: credential helpers are not consulted.
-fn credentials(config: &str, repository: &str) -> Option<DockerCredentials> {
-    let config: serde_json::Value = serde_json::from_str(config).ok()?;
-    let auths = config.get("auths")?.as_object()?;
-    let registry = crate::naming::registry_host(repository);
-    let (key, entry) = match registry {
-        None => auths.get_key_value(DOCKER_HUB_AUTH_KEY).or_else(|| {
-            auths.iter().find(|(key, _)| {
-                matches!(
-                    auth_key_host(key),
-                    "index.docker.io" | "docker.io" | "registry-1.docker.io"
-                )
-            })
-        })?,
-        Some(host) => auths
-            .get_key_value(host)
-            .or_else(|| auths.iter().find(|(key, _)| auth_key_host(key) == host))?,
-    };
-    let text = |field: &str| {
-        entry
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .filter(|value| !value.is_empty())
-            .map(str::to_owned)
-    };
-    let (username, password) = match text("auth") {
-        Some(auth) => {
-            let decoded = base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT
-                .decode(auth.trim())
-                .ok()?;
-            let decoded = String::from_utf8(decoded).ok()?;
-            let (user, password) = decoded.split_once(':')?;
-            (Some(user.to_owned()), Some(password.to_owned()))
+/// The credentials `config.json` holds for `registry` (through its credential helper, if it
+/// names one), as the engine wants them in `X-Registry-Auth`.
+async fn registry_credentials(
+    registry: &str,
+) -> std::result::Result<Option<DockerCredentials>, crate::registry::credentials::CredentialError> {
+    let found = crate::registry::DockerConfig::load()?
+        .lookup(registry)
+        .await?;
+    Ok(found.map(|found| {
+        let mut credentials = DockerCredentials {
+            serveraddress: Some(found.server),
+            ..Default::default()
+        };
+        match found.credential {
+            Credential::Basic { username, password } => {
+                credentials.username = Some(username);
+                credentials.password = Some(password);
+            }
+            Credential::IdentityToken(token) => credentials.identitytoken = Some(token),
         }
-        None => (text("username"), text("password")),
-    };
-    let identitytoken = text("identitytoken");
-    if username.is_none() && identitytoken.is_none() {
-        return None;
-    }
-    Some(DockerCredentials {
-        username,
-        password,
-        identitytoken,
-        serveraddress: Some(key.clone()),
-        ..Default::default()
-    })
+        credentials
+    }))
 }
 
-/// The host of an `auths` key: `https://registry.example.com/v2/` → `registry.example.com`.
-fn auth_key_host(key: &str) -> &str {
-    let key = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    key.split('/').next().unwrap_or(key)
+/// The insecure registries of `docker info`: `IndexConfigs` marked not secure, and
+/// `InsecureRegistryCIDRs`.
+fn insecure_of(config: bollard::models::RegistryServiceConfig) -> crate::registry::Insecure {
+    let mut names: Vec<String> = config
+        .index_configs
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, index)| index.secure == Some(false))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    crate::registry::Insecure {
+        names,
+        ranges: config.insecure_registry_cidrs.unwrap_or_default(),
+    }
+}
+
+/// Whether a pull failed for want of (valid) credentials, in the engine's or registry's words.
+fn is_denied(reason: &str) -> bool {
+    let reason = reason.to_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "access to the resource is denied",
+        "docker login",
+    ]
+    .iter()
+    .any(|word| reason.contains(word))
+}
+
+/// Bytes downloaded over the layers a pull announced so far.
+#[derive(Default)]
+struct PullTally {
+    /// Per layer: bytes done, bytes in all.
+    layers: HashMap<String, (u64, u64)>,
+}
+
+impl PullTally {
+    /// Counts one message of the pull; whether the bytes moved.
+    fn add(&mut self, info: &bollard::models::CreateImageInfo) -> bool {
+        let (Some(layer), Some(status)) = (&info.id, &info.status) else {
+            return false;
+        };
+        let detail = info.progress_detail.as_ref();
+        let entry = self.layers.entry(layer.clone()).or_default();
+        let before = *entry;
+        match status.as_str() {
+            "Downloading" => {
+                let current = detail.and_then(|d| d.current).unwrap_or(0).max(0) as u64;
+                let total = detail.and_then(|d| d.total).unwrap_or(0).max(0) as u64;
+                *entry = (current.min(total.max(current)), total.max(current));
+            }
+            "Download complete" | "Verifying Checksum" | "Extracting" | "Pull complete" => {
+                entry.0 = entry.1;
+            }
+            _ => {}
+        }
+        *entry != before
+    }
+
+    fn progress(&self) -> PullProgress {
+        let (done, total) = self
+            .layers
+            .values()
+            .fold((0u64, 0u64), |(d, t), (done, total)| {
+                (d.saturating_add(*done), t.saturating_add(*total))
+            });
+        PullProgress { done, total }
+    }
 }
 
 #[cfg(test)]
@@ -1365,32 +1427,78 @@ mod tests {
     }
 
     #[test]
-    fn credentials_from_config() {
-        let auth = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-        let config = serde_json::json!({
-            "auths": {
-                "https://index.docker.io/v1/": { "auth": auth("hub:secret") },
-                "localhost:5000": { "auth": auth("local:pass:word") },
-                "https://registry.example.com/v2/": { "auth": auth("ex:pw") },
-                "token.example.com": { "identitytoken": "tok" }
-            },
-            "credsStore": "desktop"
-        })
-        .to_string();
-        let hub = credentials(&config, "postgres").unwrap();
-        assert_eq!(hub.username.as_deref(), Some("hub"));
-        assert_eq!(hub.password.as_deref(), Some("secret"));
-        assert_eq!(hub.serveraddress.as_deref(), Some(DOCKER_HUB_AUTH_KEY));
-        let local = credentials(&config, "localhost:5000/app").unwrap();
-        assert_eq!(local.username.as_deref(), Some("local"));
-        assert_eq!(local.password.as_deref(), Some("pass:word"));
-        let example = credentials(&config, "registry.example.com/team/app").unwrap();
-        assert_eq!(example.username.as_deref(), Some("ex"));
-        let token = credentials(&config, "token.example.com/app").unwrap();
-        assert_eq!(token.identitytoken.as_deref(), Some("tok"));
-        assert!(credentials(&config, "other.example.com/app").is_none());
-        assert!(credentials("not json", "postgres").is_none());
-        assert!(credentials("{}", "postgres").is_none());
+    fn a_pull_counts_the_bytes_of_the_layers_it_announced() {
+        use bollard::models::{CreateImageInfo, ProgressDetail};
+        let info = |layer: &str, status: &str, current: i64, total: i64| CreateImageInfo {
+            id: Some(layer.into()),
+            status: Some(status.into()),
+            progress_detail: Some(ProgressDetail {
+                current: Some(current),
+                total: Some(total),
+            }),
+            ..Default::default()
+        };
+        let mut tally = PullTally::default();
+        assert!(!tally.add(&info("a", "Pulling fs layer", 0, 0)));
+        assert!(tally.add(&info("a", "Downloading", 100, 1000)));
+        assert!(tally.add(&info("b", "Downloading", 50, 500)));
+        assert_eq!(
+            tally.progress(),
+            PullProgress {
+                done: 150,
+                total: 1500
+            }
+        );
+        assert!(tally.add(&info("a", "Download complete", 0, 0)));
+        assert!(!tally.add(&info("a", "Pull complete", 0, 0)));
+        assert!(!tally.add(&info("c", "Already exists", 0, 0)));
+        assert_eq!(
+            tally.progress(),
+            PullProgress {
+                done: 1050,
+                total: 1500
+            }
+        );
+        assert!(
+            !tally.add(&CreateImageInfo::default()),
+            "a status line without a layer"
+        );
+    }
+
+    #[test]
+    fn insecure_registries_are_the_ones_docker_info_marks() {
+        use bollard::models::{IndexInfo, RegistryServiceConfig};
+        let index = |secure| IndexInfo {
+            secure: Some(secure),
+            ..Default::default()
+        };
+        let config = RegistryServiceConfig {
+            index_configs: Some(HashMap::from([
+                ("docker.io".to_string(), index(true)),
+                ("registry.example.com:5000".to_string(), index(false)),
+            ])),
+            insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into()]),
+            ..Default::default()
+        };
+        let insecure = insecure_of(config);
+        assert_eq!(insecure.names, ["registry.example.com:5000"]);
+        assert_eq!(insecure.ranges, ["127.0.0.0/8"]);
+        assert_eq!(
+            insecure_of(RegistryServiceConfig::default()),
+            crate::registry::Insecure::default()
+        );
+    }
+
+    #[test]
+    fn a_refused_pull_is_recognised_in_the_engines_words() {
+        assert!(is_denied(
+            "Head \"http://127.0.0.1:5000/v2/a/manifests/1\": no basic auth credentials"
+        ));
+        assert!(is_denied(
+            "pull access denied for a, repository does not exist or may require 'docker login'"
+        ));
+        assert!(is_denied("unauthorized: authentication required"));
+        assert!(!is_denied("manifest for a:1 not found: manifest unknown"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The small interface envctl needs from a container engine.
+//! The Docker backend's container-level client: the operations the backend needs from one
+//! engine, in containers, networks and images.
 //!
-//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker. The
-//! lifecycle code sees only this trait, so the scheduler can be unit-tested against a fake.
+//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker, and
+//! only [`crate::backend::docker`] (and the real-daemon tests) use it. Everything above the
+//! backend sees the environment-level [`crate::backend::Backend`].
 
 pub mod connect;
 pub mod docker;
@@ -138,6 +140,14 @@ pub struct Attached {
 pub struct ImageDetails {
     /// The image's HEALTHCHECK test, as Docker stores it (`["CMD", ...]` or `["CMD-SHELL", s]`).
     pub healthcheck: Option<Vec<String>>,
+}
+
+/// How far a pull is: bytes downloaded of the layers announced so far (the total grows as
+/// the engine announces layers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub done: u64,
+    pub total: u64,
 }
 
 /// One line of a container's output.
@@ -293,8 +303,19 @@ pub trait Engine: Send + Sync {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
     /// The local tags of a repository.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
-    /// Pulls `repository:tag`, with credentials from `~/.docker/config.json` where present.
-    async fn pull_image(&self, repository: &str, tag: &str) -> Result<()>;
+    /// The registries the engine treats as insecure (plain HTTP or untrusted certificates
+    /// allowed), which envctl's own registry requests treat the same way. None by default.
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        Ok(crate::registry::Insecure::default())
+    }
+    /// Pulls `repository:tag`, with the credentials `config.json` holds for its registry
+    /// (inline, or through its credential helper), telling `on_progress` of the bytes.
+    async fn pull_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()>;
     /// Builds an image from a tar of its context and tags it `tag`.
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()>;
 }

@@ -341,6 +341,18 @@ fn context(name: &str, chosen_by: ChosenBy, settings: &Settings) -> Result<Endpo
     Ok(endpoint)
 }
 
+/// Why an endpoint that answered HTTP is no engine envctl can use.
+pub fn explain_answer(answer: &str) -> String {
+    if answer.contains("HTTPS server") {
+        // Go's TLS server, asked in plain HTTP.
+        return format!(
+            "{answer} (the engine speaks TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or \
+             use a Docker context with its certificates)"
+        );
+    }
+    format!("{answer} (is this a Docker engine?)")
+}
+
 /// The directory name of a context's files: the hex SHA-256 of its name.
 fn context_digest(name: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
@@ -563,10 +575,27 @@ fn direct_verdict(endpoint: &str) -> Option<bool> {
 /// Records that `address` did not answer (no connection, not even a refusal), so that a timeout
 /// can say so instead of only advising a longer one.
 pub fn note_unanswered(endpoint: &str, address: &str, error: &str) {
-    lock(&UNANSWERED).get_or_insert_with(HashMap::new).insert(
-        endpoint.to_owned(),
-        format!("`{address}` did not answer: {error}"),
-    );
+    let envctl_host = Settings::from_env().envctl_host;
+    let advice = unanswered_advice(address, error, envctl_host.as_deref());
+    lock(&UNANSWERED)
+        .get_or_insert_with(HashMap::new)
+        .insert(endpoint.to_owned(), advice);
+}
+
+fn unanswered_advice(address: &str, error: &str, envctl_host: Option<&str>) -> String {
+    let advice = match envctl_host {
+        Some(host) => format!(
+            "ENVCTL_HOST is `{host}`: set it to a host at which the engine's published ports \
+             answer from here, or unset it"
+        ),
+        None => "if envctl runs in a container or away from the engine, set ENVCTL_HOST to the \
+                 host at which the engine's published ports answer"
+            .into(),
+    };
+    format!(
+        "`{address}` did not answer ({error}): envctl cannot reach it from here, so a longer \
+         `--timeout` will not help; {advice}"
+    )
 }
 
 /// What did not answer from here on `endpoint`, if anything did not.
@@ -579,11 +608,7 @@ pub fn unanswered(endpoint: &str) -> Option<String> {
 pub fn timeout_hint(unanswered: Option<&str>) -> String {
     match unanswered {
         None => "hint: raise `--timeout`".into(),
-        Some(what) => format!(
-            "hint: {what}: envctl cannot reach it from here, so a longer `--timeout` will not \
-             help; if envctl runs in a container or away from the engine, set ENVCTL_HOST to \
-             the host at which the engine's published ports answer"
-        ),
+        Some(advice) => format!("hint: {advice}"),
     }
 }
 
@@ -874,9 +899,22 @@ mod tests {
     #[test]
     fn timeouts_blame_unanswered_addresses() {
         assert_eq!(timeout_hint(None), "hint: raise `--timeout`");
-        let hint = timeout_hint(Some("`172.18.0.2:8080` did not answer: timed out"));
-        assert!(hint.contains("will not help"), "{hint}");
-        assert!(hint.contains("ENVCTL_HOST"), "{hint}");
+        let advice = unanswered_advice("172.18.0.1:49153", "timed out", None);
+        assert_eq!(
+            timeout_hint(Some(&advice)),
+            "hint: `172.18.0.1:49153` did not answer (timed out): envctl cannot reach it from \
+             here, so a longer `--timeout` will not help; if envctl runs in a container or away \
+             from the engine, set ENVCTL_HOST to the host at which the engine's published ports \
+             answer"
+        );
+        let set = unanswered_advice("10.0.0.9:49153", "timed out", Some("10.0.0.9"));
+        assert!(
+            set.ends_with(
+                "ENVCTL_HOST is `10.0.0.9`: set it to a host at which the engine's published \
+                 ports answer from here, or unset it"
+            ),
+            "{set}"
+        );
     }
 
     fn write_context(config_dir: &Path, name: &str, host: &str, tls: bool) {

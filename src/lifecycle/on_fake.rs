@@ -1,0 +1,715 @@
+//! The lifecycle against the in-memory backend, under paused tokio time: ordering, rollback,
+//! timeouts and the reaper pass, which a real engine shows only slowly or by luck. What only an
+//! engine can show (probes through real networks, signals to real processes) is tested against
+//! Docker in tests/it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::*;
+use crate::backend::fake::{Fake, Fault, Reading, Script};
+use crate::backend::{Backend, Capabilities, Metadata, ResolvedImage};
+use crate::signals::Signals;
+use crate::spec::Environment;
+use crate::spec::ImageRef;
+
+fn environment(yaml: &str) -> Environment {
+    crate::spec::parse(Path::new("shop.yaml"), yaml, &|_| None).expect("a valid environment")
+}
+
+/// `db`, then `app` depending on it; both images local.
+const SHOP: &str = "\
+name: shop
+services:
+  db:
+    image: shop/db
+    tag: '1'
+  app:
+    image: shop/app
+    tag: '1'
+    ports: [8080]
+    depends_on: [db]
+";
+
+fn image(reference: &str) -> ResolvedImage {
+    let (repository, tag) = reference.split_once(':').expect("repo:tag");
+    ResolvedImage {
+        reference: ImageRef {
+            repository: repository.into(),
+            tag: tag.into(),
+        },
+        healthcheck: None,
+    }
+}
+
+fn fake() -> Fake {
+    let fake = Fake::new();
+    fake.add_image(image("shop/db:1"));
+    fake.add_image(image("shop/app:1"));
+    fake
+}
+
+fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
+    UpOptions {
+        name: name.map(String::from),
+        timeout,
+        keep_on_failure: false,
+        owner: "tester".into(),
+        prefix_tags: Vec::new(),
+        ttl: None,
+        build: Default::default(),
+        lease: false,
+        pull: None,
+    }
+}
+
+fn quiet() -> Progress {
+    Arc::new(|_, _| {})
+}
+
+async fn up_on(
+    fake: &Fake,
+    environment: &Environment,
+    options: &UpOptions,
+    signals: &Signals,
+) -> Result<Started, StartError> {
+    up(fake, environment, options, &quiet(), signals, &|_| {}).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_claimed_by_another_run_in_the_same_second_moves_to_the_next_suffix() {
+    let fake = fake();
+    fake.fault("claim", "*", Fault::Taken);
+    let (signals, _sender) = Signals::manual();
+    let started = up_on(
+        &fake,
+        &environment(SHOP),
+        &options(None, Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let claims = fake.calls_of("claim");
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    assert_eq!(started.id, format!("{}-2", claims[0]));
+    assert_eq!(claims[1], started.id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_taken_name_fails_at_once_and_creates_nothing() {
+    let fake = fake();
+    fake.claim(&Metadata::new("pr-42")).await.unwrap();
+    let (signals, _sender) = Signals::manual();
+    let error = up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("pr-42"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, StartError::IdTaken(ref id) if id == "pr-42"),
+        "{error}"
+    );
+    assert!(fake.calls_of("create_isolation").is_empty());
+    assert!(fake.calls_of("create_service").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_rolls_back_everything_it_created() {
+    let fake = fake();
+    fake.script(
+        "db",
+        Script {
+            exits: Some((Duration::from_secs(2), 3)),
+            logs: vec!["fatal: no disk".into()],
+            ..Script::default()
+        },
+    );
+    let yaml = SHOP.replace(
+        "    tag: '1'\n  app:",
+        "    tag: '1'\n    ready:\n      exit: 0\n  app:",
+    );
+    let (signals, _sender) = Signals::manual();
+    let error = up_on(
+        &fake,
+        &environment(&yaml),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .unwrap_err();
+    match &error {
+        StartError::Service {
+            service,
+            reason,
+            logs,
+            ..
+        } => {
+            assert_eq!(service, "db");
+            assert_eq!(reason, "the job exited with code 3, expected 0");
+            assert_eq!(logs, &["fatal: no disk"]);
+        }
+        other => panic!("expected a service failure, got {other}"),
+    }
+    assert!(
+        fake.calls_of("start_service")
+            .iter()
+            .all(|s| s != "shop-1/app")
+    );
+    assert!(!fake.exists("shop-1"), "rolled back: {:?}", fake.calls());
+    assert_eq!(
+        fake.calls().last().map(String::as_str),
+        Some("release shop-1"),
+        "the claim goes last"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_start_rolls_back_and_says_what_it_removed() {
+    let fake = fake();
+    // `db` never gets ready: no address answers a probe on the fake.
+    let yaml = SHOP.replace(
+        "    tag: '1'\n  app:",
+        "    tag: '1'\n    ready:\n      tcp: 5432\n  app:",
+    );
+    let (signals, sender) = Signals::manual();
+    let interrupt = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sender.send_modify(|n| *n += 1);
+    };
+    let environment = environment(&yaml);
+    let options = options(Some("shop-1"), Duration::from_secs(600));
+    let (result, ()) = tokio::join!(up_on(&fake, &environment, &options, &signals), interrupt);
+    match result {
+        Err(StartError::Interrupted(cleanup)) => {
+            assert!(cleanup.is_complete(), "{cleanup}");
+            assert_eq!(
+                cleanup.to_string(),
+                "removed 3 containers and 1 network of environment `shop-1`"
+            );
+        }
+        other => panic!("expected an interrupt, got {other:?}"),
+    }
+    assert!(!fake.exists("shop-1"));
+    assert!(fake.calls_of("set_marker").is_empty(), "no ready marker");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_while_the_ready_marker_is_set_leaves_no_orphan_marker() {
+    let fake = fake();
+    let (signals, sender) = Signals::manual();
+    let sender = Arc::new(sender);
+    let interrupting = sender.clone();
+    fake.on("set_marker", move || interrupting.send_modify(|n| *n += 1));
+    let result = up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await;
+    assert!(
+        matches!(result, Err(StartError::Interrupted(_))),
+        "{result:?}"
+    );
+    assert!(!fake.exists("shop-1"), "{:?}", fake.calls());
+    assert!(
+        fake.calls_of("clear_marker")
+            .contains(&"shop-1/ready".to_string())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_while_an_image_is_pulled_names_that_service() {
+    let fake = fake();
+    let yaml = SHOP.replace(
+        "image: shop/db\n    tag: '1'",
+        "image: shop/db\n    tag: '2'",
+    );
+    fake.add_remote_image(image("shop/db:2"), Duration::from_secs(600));
+    let (signals, _sender) = Signals::manual();
+    let error = up_on(
+        &fake,
+        &environment(&yaml),
+        &options(Some("shop-1"), Duration::from_secs(30)),
+        &signals,
+    )
+    .await
+    .unwrap_err();
+    match &error {
+        StartError::Timeout { pending, .. } => {
+            assert_eq!(pending.first(), Some(&("db".to_string(), Phase::Pulling)));
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains("still waiting for `db` (pulling)"),
+        "{error}"
+    );
+    assert!(
+        fake.calls_of("claim").is_empty(),
+        "nothing claimed before images are there"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_while_an_image_is_built_names_that_service() {
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let fake = fake();
+    fake.set_build_time(Duration::from_secs(600));
+    let yaml = format!(
+        "name: shop\nservices:\n  app:\n    image: shop/built\n    build: {}\n",
+        context.path().display()
+    );
+    let (signals, _sender) = Signals::manual();
+    let error = up_on(
+        &fake,
+        &environment(&yaml),
+        &options(Some("shop-1"), Duration::from_secs(30)),
+        &signals,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("still waiting for `app` (building)"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_while_a_service_starts_names_it_with_its_last_lines() {
+    let fake = fake();
+    fake.script(
+        "db",
+        Script {
+            logs: vec!["waiting for the disk".into()],
+            ..Script::default()
+        },
+    );
+    let yaml = SHOP.replace(
+        "    tag: '1'\n  app:",
+        "    tag: '1'\n    ready:\n      tcp: 5432\n  app:",
+    );
+    let (signals, _sender) = Signals::manual();
+    let error = up_on(
+        &fake,
+        &environment(&yaml),
+        &options(Some("shop-1"), Duration::from_secs(30)),
+        &signals,
+    )
+    .await
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("still waiting for `db` (starting), `app` (waiting)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last line of `db_shop-1`:\n  | waiting for the disk"),
+        "{text}"
+    );
+    assert!(!fake.exists("shop-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn teardown_removes_dependents_first_then_the_network_then_the_claim() {
+    let fake = fake();
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    pin(&fake, &require(&fake, "shop-1").await.unwrap())
+        .await
+        .unwrap();
+    let instance = require(&fake, "shop").await.expect("a unique prefix");
+    remove(&fake, &instance, Some(super::teardown::STOP_GRACE))
+        .await
+        .expect("removed");
+    let calls = fake.calls();
+    let position = |call: &str| {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("no `{call}` in {calls:?}"))
+    };
+    assert!(position("remove_service shop-1/app") < position("remove_service shop-1/db"));
+    assert!(position("remove_service shop-1/db") < position("remove_isolation envctl_shop_shop-1"));
+    assert!(position("remove_isolation envctl_shop_shop-1") < position("clear_marker shop-1/pin"));
+    assert!(position("clear_marker shop-1/ready") < position("release shop-1"));
+    assert!(!fake.exists("shop-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_network_held_by_a_foreign_container_keeps_the_claim() {
+    let fake = fake();
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    fake.attach_foreign("envctl_shop_shop-1", "debugger");
+    let instance = require(&fake, "shop-1").await.unwrap();
+    let error = remove(&fake, &instance, None).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("kept network `envctl_shop_shop-1` of `shop-1`: container `debugger`"),
+        "{error}"
+    );
+    assert!(fake.calls_of("release").is_empty(), "still claimed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_keeps_services_and_start_brings_them_back_in_order() {
+    let fake = fake();
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let instance = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(instance.state(Utc::now()), State::Ready);
+    stop(&fake, &instance).await.unwrap();
+    let stopped = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(stopped.state(Utc::now()), State::Stopped);
+    assert_eq!(
+        fake.calls_of("stop_service"),
+        ["shop-1/app", "shop-1/db"],
+        "dependents first"
+    );
+    start(&fake, &stopped, &quiet(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let starts = fake.calls_of("start_service");
+    assert_eq!(
+        &starts[2..],
+        ["shop-1/db", "shop-1/app"],
+        "dependencies first"
+    );
+    let back = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(back.state(Utc::now()), State::Ready);
+}
+
+mod reaper_pass {
+    use super::*;
+    use crate::reaper::{self, Options};
+    use crate::state::Store;
+
+    fn reap_options() -> Options {
+        Options {
+            idle: Duration::from_secs(3600),
+            remove_after: Duration::from_secs(3600),
+            max_age: None,
+            dry_run: false,
+            environment: None,
+        }
+    }
+
+    /// A started environment, started by an `up` on another host, that a first pass has seen
+    /// (and sampled the counters of) at the time returned.
+    async fn seen_environment(fake: &Fake, store: &Store) -> chrono::DateTime<Utc> {
+        let (signals, _sender) = Signals::manual();
+        up_on(
+            fake,
+            &environment(SHOP),
+            &options(Some("shop-1"), Duration::from_secs(60)),
+            &signals,
+        )
+        .await
+        .expect("started");
+        fake.edit_metadata("shop-1", |metadata| {
+            metadata.process = Some("another-boot:1:42:42".into())
+        });
+        let seen = Utc::now();
+        let first = reaper::pass(fake, store, &reap_options(), seen)
+            .await
+            .unwrap();
+        assert!(first.actions.is_empty(), "{first:?}");
+        seen
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_environment_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let later = seen + chrono::Duration::hours(2);
+        let report = reaper::pass(&fake, &store, &reap_options(), later)
+            .await
+            .unwrap();
+        assert_eq!(report.actions.len(), 1, "{report:?}");
+        assert_eq!(fake.calls_of("stop_service"), ["shop-1/app", "shop-1/db"]);
+        // `reap -o json`: the sentence, and beside it the cause for machines.
+        let json = serde_json::to_value(&report.actions[0]).unwrap();
+        assert_eq!(json["cause"], "idle");
+        assert!(
+            json["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("idle for 2h00m, last activity: first seen by the reaper at"),
+            "{json}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_touch_during_the_pass_keeps_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let now = seen + chrono::Duration::hours(2);
+        let (touching, endpoint) = (store.clone(), fake.info().endpoint.clone());
+        // While the pass reads the traffic counters, someone runs `envctl touch`.
+        fake.on("traffic", move || {
+            touching
+                .update(|state| {
+                    let at = now + chrono::Duration::seconds(1);
+                    state.note_activity(&endpoint, "shop-1", at, "envctl touch")
+                })
+                .unwrap();
+        });
+        let report = reaper::pass(&fake, &store, &reap_options(), now)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert!(fake.calls_of("stop_service").is_empty());
+        let (state, _) = store.read();
+        let record = state.record(&fake.info().endpoint, "shop-1").unwrap();
+        assert_eq!(
+            record.activity.as_ref().map(|a| a.what.as_str()),
+            Some("envctl touch"),
+            "the touch survives the pass's own write"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreadable_counters_are_activity_and_missing_ones_are_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        fake.set_traffic("shop-1", "app", Reading::Unreadable);
+        let later = seen + chrono::Duration::hours(2);
+        let report = reaper::pass(&fake, &store, &reap_options(), later)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "the safe direction: {report:?}");
+
+        let without = Fake::with_capabilities(Capabilities {
+            traffic: false,
+            ..fake.info().capabilities
+        });
+        without.add_image(image("shop/db:1"));
+        without.add_image(image("shop/app:1"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let seen = seen_environment(&without, &store).await;
+        let later = seen + chrono::Duration::hours(2);
+        let report = reaper::pass(&without, &store, &reap_options(), later)
+            .await
+            .unwrap();
+        assert!(without.calls_of("traffic").is_empty(), "never asked");
+        assert_eq!(
+            report.warnings,
+            [
+                "fake:// has no traffic counters: idleness is judged from envctl commands, \
+              leases and --ttl only"
+            ]
+        );
+        assert_eq!(
+            report.actions.len(),
+            1,
+            "idle by commands alone: {report:?}"
+        );
+    }
+}
+
+/// `app` at tag `2`, as `envctl update ID app@2` applies it to the file.
+fn shop_with_app_2() -> Environment {
+    environment(&SHOP.replacen("tag: '1'\n    ports", "tag: '2'\n    ports", 1))
+}
+
+fn update_options() -> UpdateOptions {
+    UpdateOptions {
+        timeout: Duration::from_secs(60),
+        with_dependents: false,
+        grace: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_whose_replacement_fails_puts_the_previous_service_back_and_running() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let previous = before.services[0].handle.clone();
+    assert_eq!(previous.service, "app");
+    fake.fault(
+        "start_service",
+        "shop-1/app",
+        Fault::Fail("exec format error".into()),
+    );
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, UpdateError::Failed { ref restored, .. } if restored.problem.is_none()),
+        "{error}"
+    );
+    assert_eq!(fake.calls_of("put_aside"), ["shop-1/app"]);
+    assert_eq!(
+        fake.calls_of("remove_service"),
+        ["shop-1/app"],
+        "the replacement only"
+    );
+    assert_eq!(fake.calls_of("restore_aside"), ["shop-1/app"]);
+    assert!(
+        fake.calls_of("clear_marker")
+            .contains(&"shop-1/update".to_string())
+    );
+    let after = require(&fake, "shop-1").await.unwrap();
+    let app = &after.services[0];
+    assert_eq!(
+        app.handle, previous,
+        "the previous `app`, under its own name"
+    );
+    assert_eq!(app.status.state, crate::backend::ServiceState::Running);
+    assert_eq!(app.metadata.image.as_ref().unwrap().tag, "1");
+    assert!(after.aside.is_empty());
+    assert!(after.markers.update.is_none());
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_times_out_restores_the_previous_service_at_its_deadline() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    fake.fault("start_service", "shop-1/app", Fault::Hang);
+    let began = tokio::time::Instant::now();
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            UpdateError::Failed { ref cause, ref restored }
+                if matches!(**cause, StartError::Timeout { .. }) && restored.problem.is_none()
+        ),
+        "{error}"
+    );
+    assert_eq!(began.elapsed(), Duration::from_secs(60), "its --timeout");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(after.services[0].handle, before.services[0].handle);
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_replaces_the_service_and_drops_the_one_put_aside() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let updated = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .expect("updated");
+    assert_eq!(updated.services.len(), 1);
+    assert_eq!(updated.services[0].image, "shop/app:2");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert_ne!(
+        after.services[0].handle.native,
+        before.services[0].handle.native
+    );
+    assert_eq!(
+        after.services[1].handle, before.services[1].handle,
+        "`db` untouched"
+    );
+    assert_eq!(
+        after
+            .refs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["app@2"]
+    );
+    assert!(after.aside.is_empty());
+    assert!(after.markers.update.is_none());
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}
