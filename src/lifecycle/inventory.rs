@@ -576,4 +576,55 @@ mod tests {
         }
         assert!(resolve_id("", &ids).is_err());
     }
+
+    /// An update's marker, with its deadline at `deadline`, by a process this machine cannot
+    /// judge (another host).
+    fn update_marker(deadline: u32) -> Metadata {
+        Metadata {
+            start_deadline: Some(at(deadline)),
+            process: Some("update-boot:1:7:7".into()),
+            ..Metadata::new(ID)
+        }
+    }
+
+    #[test]
+    fn an_update_under_way_is_updating_whatever_its_services_do() {
+        let mut updating = env(&["claimed", "ready"], &[("db", Is::Running)]);
+        updating.markers.update = Some(update_marker(5));
+        updating.aside.push(service("app", Is::Exited(137)));
+        assert_eq!(updating.state(at(3)), State::Updating);
+        assert!(updating.updating(at(5)), "its deadline, plus a minute");
+        assert_eq!(
+            updating.state(at(7)),
+            State::Degraded,
+            "past its deadline the update is over: `app` is missing"
+        );
+        assert_eq!(updating.missing_services(), ["app"]);
+    }
+
+    #[test]
+    fn services_a_stale_update_left_aside_keep_the_environment_from_being_debris() {
+        let mut left = env(&["claimed", "ready"], &[]);
+        left.aside.push(service("app", Is::Exited(137)));
+        left.aside.push(service("db", Is::Exited(137)));
+        assert_eq!(
+            left.state(at(30)),
+            State::Stopped,
+            "its services are there, stopped: not debris"
+        );
+    }
+
+    #[test]
+    fn each_service_carries_its_own_ref() {
+        let mut updated = env(
+            &["claimed", "ready"],
+            &[("app", Is::Running), ("db", Is::Running)],
+        );
+        updated.services[0].metadata.reference = Some(crate::naming::codec::ResolvedRef {
+            service: "app".into(),
+            tag: "v2".into(),
+        });
+        let refs: Vec<String> = updated.refs().iter().map(ToString::to_string).collect();
+        assert_eq!(refs, ["app@v2"]);
+    }
 }
