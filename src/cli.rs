@@ -3,7 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsStr;
+
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
+
+use crate::commands::complete;
 
 /// Fresh, throw-away copies of a multi-container test environment.
 ///
@@ -96,7 +102,16 @@ pub enum Command {
     /// Stop an environment's containers but keep them
     Stop(IdArgs),
     /// Start a stopped environment again, in dependency order, waiting for readiness
+    ///
+    /// Docker publishes the ports on new host ports: start prints the new endpoints.
     Start(StartArgs),
+    /// Show where a service's ports are published: `host:port`, as `docker port` does
+    ///
+    /// Examples:
+    ///   envctl port 20261126-041500 proxy            # every published port of proxy
+    ///   curl "http://$(envctl port 20261126-041500 proxy 8080)/"
+    #[command(verbatim_doc_comment)]
+    Port(PortArgs),
     /// Build the images of services that declare `build:`
     Build(BuildArgs),
     /// One reaper pass, for cron: stop idle environments, remove long-stopped ones
@@ -110,6 +125,16 @@ pub enum Command {
     ///
     /// The first signal finishes the pass in flight and exits; a second exits at once.
     Reaper(ReaperArgs),
+    /// Serve every environment through one HTTP front door, with a page listing them
+    ///
+    /// Requests for `http://ID.DOMAIN:PORT/` (or `http://REF.ENVIRONMENT.DOMAIN:PORT/`, the
+    /// newest environment of that file started with a ref starting with REF) go to the
+    /// environment's entry: the file's `gateway: SERVICE:PORT`, else the one published port
+    /// with an HTTP probe. `http://DOMAIN:PORT/` lists the environments, with actions.
+    /// Every request is activity for the reaper; a stopped environment is started on request.
+    ///
+    /// Example: envctl gateway --listen 127.0.0.1:8000 --domain localhost
+    Gateway(GatewayArgs),
     /// Record activity on an environment, restarting its idle clock
     Touch(TouchArgs),
     /// Exempt an environment from the reaper
@@ -141,7 +166,7 @@ pub enum Command {
 pub struct TargetArgs {
     /// The environment (file stem or `name:`), then SERVICE@REF to run SERVICE at image tag REF.
     /// Without ENV, the environment is the one that has every SERVICE named
-    #[arg(value_name = "ENV|SERVICE@REF")]
+    #[arg(value_name = "ENV|SERVICE@REF", add = ArgValueCompleter::new(files))]
     pub words: Vec<String>,
 
     /// Directory of environment files
@@ -208,7 +233,8 @@ pub struct StartFlags {
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
-    /// Keep what was created when the start fails, for debugging
+    /// Keep what was created when the start fails, for debugging; with `run`, keep the
+    /// environment also when the command fails
     #[arg(long)]
     pub keep_on_failure: bool,
     /// Start only these services and what they depend on (repeat, or separate with commas)
@@ -249,6 +275,10 @@ pub struct RunArgs {
     /// first, SIGKILL after DURATION. Without it they are killed at once
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub grace: Option<Duration>,
+    /// When the command fails, save each service's log to DIR/SERVICE.log before the
+    /// environment goes (for the CI system to archive)
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
     /// The command to run once the environment is ready, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -284,29 +314,41 @@ pub struct UpdateArgs {
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("many").args(["all", "owner"]).multiple(true)))]
 pub struct DownArgs {
     /// Environment ids, as `envctl ls` shows them
     #[arg(
         value_name = "ID",
         required_unless_present_any = ["all", "owner"],
-        conflicts_with = "all"
+        conflicts_with = "many",
+        add = ArgValueCompleter::new(ids)
     )]
     pub ids: Vec<String>,
-    /// Remove every environment (of `--environment`, if given)
+    /// Remove every environment, or every one of `--environment` and `--owner`. On a terminal,
+    /// envctl lists them and asks first
     #[arg(long)]
     pub all: bool,
-    /// With --all: only environments of this name
-    #[arg(long, value_name = "ENV", requires = "all")]
+    /// With --all or --owner: only environments of this name
+    #[arg(
+        long,
+        value_name = "ENV",
+        requires = "many",
+        add = ArgValueCompleter::new(names)
+    )]
     pub environment: Option<String>,
     /// Remove every environment of this owner (Jenkins' BUILD_TAG): a post-build cleanup
-    #[arg(long, value_name = "OWNER", conflicts_with_all = ["ids", "all"])]
+    #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
+    /// Remove without asking (--all asks on a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
     /// Exit 0 when an ID has nothing to remove, for a cleanup step that may run twice.
     /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
     #[arg(long)]
@@ -321,6 +363,7 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct IdArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -329,15 +372,48 @@ pub struct IdArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
+    pub id: String,
+    /// The service
+    pub service: String,
+    /// Only this container port: `8080`, `8080/tcp` or `53/udp`
+    #[arg(value_parser = container_port)]
+    pub port: Option<crate::spec::Port>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `8080`, `8080/tcp` or `53/udp`: the protocols services can publish.
+fn container_port(text: &str) -> Result<crate::spec::Port, String> {
+    use crate::spec::Protocol;
+    let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    let number = number
+        .parse()
+        .map_err(|_| format!("expected a port number (like `8080` or `53/udp`), not `{text}`"))?;
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => return Err(format!("unknown protocol `{other}`: expected tcp or udp")),
+    };
+    Ok(crate::spec::Port { number, protocol })
 }
 
 #[derive(Debug, Args)]
 pub struct TouchArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
 }
 
@@ -356,8 +432,11 @@ pub struct ReapArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Only environments of this name
-    #[arg(long, value_name = "ENV")]
+    #[arg(long, value_name = "ENV", add = ArgValueCompleter::new(names))]
     pub environment: Option<String>,
+    /// Also stop environments `envctl gateway` flagged for their error rate (`--max-error-rate`)
+    #[arg(long)]
+    pub stop_erroring: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -372,23 +451,111 @@ pub struct ReaperArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The address to listen on; other than loopback, actions need `--token-file`
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// Environments are reached at ID.DOMAIN, the page at DOMAIN (`*.localhost` resolves to
+    /// loopback in browsers; a team points a wildcard DNS record at the gateway's host)
+    #[arg(long, value_name = "DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// How long a request (other than a web page's) waits for a stopped environment to start
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub wake_timeout: Duration,
+    /// A file holding the token the page's actions need; required off loopback
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Flag environments whose share of 5xx answers is above this (`50%`); off by default
+    #[arg(long, value_name = "PERCENT", value_parser = percent, requires = "over")]
+    pub max_error_rate: Option<f64>,
+    /// The sliding window of `--max-error-rate`
+    #[arg(long, value_name = "DURATION", value_parser = duration, requires = "max_error_rate")]
+    pub over: Option<Duration>,
+    /// The largest request body passed to an environment, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body: u64,
+    /// How long an environment may take to begin answering a request
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// How long a start (a wake, or the page's start) may take
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub start_timeout: Duration,
+}
+
+/// `50%`, or `50`: a share between 0 and 100 percent.
+fn percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage like `50%`"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("`{text}` is not between 0% and 100%"));
+    }
+    Ok(value / 100.0)
+}
+
+#[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The environment id, as `envctl ls` shows it
+    #[arg(add = ArgValueCompleter::new(ids))]
     pub id: String,
-    /// Only this service
-    pub service: Option<String>,
+    /// Only these services (every service when none is named)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
     /// Keep following new output
     #[arg(short, long)]
     pub follow: bool,
     /// Lines to show from the end of each service's log
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+    /// Show when each line was printed (RFC 3339, UTC)
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only lines printed since then: a duration back from now (`10m`, `1h 30m`) or an
+    /// RFC 3339 time (`2026-11-26T04:15:00Z`)
+    #[arg(long, value_name = "DURATION|TIME", value_parser = since)]
+    pub since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Answers the shell's completion request and exits, when `COMPLETE` names a shell: the
+/// script `COMPLETE=bash envctl` prints calls envctl back this way for every Tab.
+pub fn complete_if_asked() {
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+}
+
+/// Environment ids on the engine, with their environment's name as help.
+fn ids(typed: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = typed.to_str().unwrap_or_default();
+    complete::ids()
+        .into_iter()
+        .filter(|(id, _)| complete::matches(id, typed))
+        .map(|(id, environment)| CompletionCandidate::new(id).help(Some(environment.into())))
+        .collect()
+}
+
+/// Environment names in the environment directory, for `ENV`.
+fn files(typed: &OsStr) -> Vec<CompletionCandidate> {
+    by_prefix(complete::environments(false), typed)
+}
+
+/// Environment names in the environment directory and on the engine, for `--environment`.
+fn names(typed: &OsStr) -> Vec<CompletionCandidate> {
+    by_prefix(complete::environments(true), typed)
+}
+
+fn by_prefix(names: Vec<String>, typed: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = typed.to_str().unwrap_or_default();
+    names
+        .into_iter()
+        .filter(|name| name.starts_with(typed))
+        .map(CompletionCandidate::new)
+        .collect()
 }
 
 /// A humantime duration (`90s`, `2h 30m`) of at most a year, so deadlines stay computable.
@@ -400,8 +567,90 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A point in time given as a duration back from now, or as an RFC 3339 time.
+fn since(text: &str) -> Result<DateTime<Utc>, String> {
+    since_at(text, Utc::now())
+}
+
+fn since_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let back = duration(text).map_err(|_| {
+        "expected a duration (`10m`) or an RFC 3339 time (`2026-11-26T04:15:00Z`)".to_string()
+    })?;
+    let back = chrono::Duration::from_std(back).map_err(|e| e.to_string())?;
+    Ok(now - back)
+}
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_duration_back_from_now_or_a_time() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T04:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            since_at("10m", now).unwrap().to_rfc3339(),
+            "2026-11-26T04:05:00+00:00"
+        );
+        assert_eq!(
+            since_at("2026-11-26T05:00:00+01:00", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-26T04:00:00+00:00"
+        );
+        let error = since_at("yesterday", now).unwrap_err();
+        assert!(error.contains("expected a duration"), "{error}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn down_all_combines_with_owner_and_environment() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["envctl", "down"], args].concat());
+        let Command::Down(down) = parse(&["--all", "--owner", "ci-7", "--environment", "demo"])
+            .unwrap()
+            .command
+        else {
+            panic!("not down");
+        };
+        assert!(down.all && down.owner.as_deref() == Some("ci-7"));
+        assert_eq!(down.environment.as_deref(), Some("demo"));
+        assert!(parse(&["--owner", "ci-7", "--environment", "demo"]).is_ok());
+        assert!(parse(&["--all", "--yes"]).is_ok());
+        assert!(parse(&["--environment", "demo"]).is_err());
+        assert!(parse(&["20261126-041500", "--all"]).is_err());
+        assert!(parse(&["20261126-041500", "--owner", "ci-7"]).is_err());
+    }
+
+    #[test]
+    fn container_ports_default_to_tcp() {
+        assert_eq!(
+            container_port("8080").unwrap().protocol,
+            crate::spec::Protocol::Tcp
+        );
+        assert_eq!(container_port("53/udp").unwrap().number, 53);
+        assert!(
+            container_port("http")
+                .unwrap_err()
+                .contains("a port number")
+        );
+        assert!(
+            container_port("80/icmp")
+                .unwrap_err()
+                .contains("unknown protocol")
+        );
+    }
 }

@@ -10,6 +10,8 @@
 //!   its container-level client [`backend::docker::engine`], the only place that talks to
 //!   Docker (bollard).
 //! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
+//! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
+//!   environments through the lifecycle only.
 //! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
 //!   any engine.
 //! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
@@ -19,6 +21,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 mod error;
+pub mod gateway;
 pub mod graph;
 pub mod lifecycle;
 pub mod naming;
@@ -29,6 +32,7 @@ pub mod registry;
 pub mod signals;
 pub mod spec;
 pub mod state;
+pub mod terminal;
 
 pub use error::{Error, ExitStatus};
 

@@ -65,6 +65,9 @@ pub mod label {
     /// Every service of the environment, comma-separated, so a service container removed by
     /// hand shows as missing instead of going unnoticed.
     pub const SERVICES: &str = "io.envctl.services";
+    /// The environment file's `gateway: SERVICE:PORT`, the entry `envctl gateway` proxies to;
+    /// empty when the file has none.
+    pub const GATEWAY: &str = "io.envctl.gateway";
 }
 
 /// The value of [`label::MANAGED_BY`].
@@ -213,6 +216,13 @@ pub const MARKER_COMMAND: &str = "envctl-marker";
 /// The name of the environment's private network.
 pub fn network_name(environment: &str, id: &str) -> String {
     format!("envctl{SEPARATOR}{environment}{SEPARATOR}{id}")
+}
+
+/// The name of an environment's overlay network on a swarm. `nonce` keeps a name from being
+/// reused right after the network it named was removed (docs/backends.md §6.2); the network is
+/// found by its labels, never by this name.
+pub fn swarm_network_name(id: &str, nonce: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}{nonce}")
 }
 
 /// Whether `name` is a valid Docker container name (and so a valid `--name` id):

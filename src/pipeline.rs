@@ -12,7 +12,7 @@ use tokio::process::Command;
 use crate::lifecycle::Instance;
 use crate::naming;
 use crate::signals::{SIGINT, Signals};
-use crate::spec::Protocol;
+use crate::terminal::Foreground;
 
 /// How long the command gets to end after a forwarded signal before it is killed.
 const COMMAND_GRACE: Duration = Duration::from_secs(10);
@@ -55,10 +55,7 @@ pub fn environment_variables(instance: &Instance) -> BTreeMap<String, String> {
         s.status.endpoints.iter().map(move |e| Endpoint {
             service: s.service(),
             container_port: e.container_port.number,
-            protocol: match e.container_port.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            },
+            protocol: e.container_port.protocol.as_str(),
             host: &e.host,
             host_port: e.port,
         })
@@ -75,7 +72,8 @@ pub enum Outcome {
     Interrupted(i32),
 }
 
-/// Runs `command` with `variables` added to its environment, in a process group of its own.
+/// Runs `command` with `variables` added to its environment, in a process group of its own,
+/// which holds the terminal's foreground while it runs when envctl held it.
 /// The first SIGINT or SIGTERM to envctl is forwarded to the whole group (a `sh -c` and the
 /// build tool it started alike); the group then gets [`COMMAND_GRACE`] to end, or less if a
 /// second signal comes, before it is killed. However the command ended, what remains of its
@@ -97,10 +95,14 @@ pub async fn run_command(
         .process_group(0)
         .spawn()?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    // On a terminal the command gets its foreground, as a shell's job would: an interactive
+    // command must be able to read it. Dropping the guard hands the terminal back.
+    let foreground = group.and_then(Foreground::give);
     let outcome = tokio::select! {
         status = child.wait() => status.map(|status| Outcome::Exited(exit_code(status))),
         () = signals.received(1) => interrupt(&mut child, group, signals).await,
     };
+    drop(foreground);
     if let Some(group) = group {
         end_group(group, signals).await;
     }

@@ -51,6 +51,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Only environments of this name.
     pub environment: Option<String>,
+    /// Stop environments `envctl gateway` flagged for their error rate.
+    pub stop_erroring: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +90,8 @@ pub enum Reason {
         last: String,
         at: DateTime<Utc>,
     },
+    /// `envctl gateway` flagged its error rate (`reap --stop-erroring`).
+    ErrorRate(crate::state::ErrorFlag),
 }
 
 /// The kind of a [`Reason`], as `reap -o json` emits it.
@@ -101,6 +105,7 @@ pub enum Cause {
     OlderThanMaxAge,
     Crashed,
     Idle,
+    ErrorRate,
 }
 
 impl Reason {
@@ -113,6 +118,7 @@ impl Reason {
             Reason::OlderThanMaxAge { .. } => Cause::OlderThanMaxAge,
             Reason::Crashed(_) => Cause::Crashed,
             Reason::Idle { .. } => Cause::Idle,
+            Reason::ErrorRate(_) => Cause::ErrorRate,
         }
     }
 }
@@ -148,6 +154,12 @@ impl std::fmt::Display for Reason {
                 "idle for {}, last activity: {last} at {}",
                 human(*idle),
                 at.format("%H:%M UTC")
+            ),
+            Reason::ErrorRate(flag) => write!(
+                f,
+                "its error rate at `envctl gateway`: {} (since {})",
+                flag.describe(),
+                flag.since.format("%H:%M UTC")
             ),
         }
     }
@@ -315,6 +327,14 @@ fn judge(
             if leased {
                 return None;
             }
+            if options.stop_erroring
+                && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
+            {
+                record.stopped_for_errors = Some(now);
+                return Some((Kind::Stop, Reason::ErrorRate(flag.clone())));
+            }
+            // Running again: requests may wake it once more after a later stop.
+            record.stopped_for_errors = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
@@ -483,7 +503,10 @@ pub async fn pass(
                 touched.insert(observation.id.clone());
             }
             let activity = record.activity.clone();
+            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
+            let flag = record.error_flag.clone();
             *record = verdict.record.clone();
+            record.error_flag = flag;
             if activity.as_ref().is_some_and(|a| a.at > now) {
                 record.activity = activity;
             }
@@ -666,6 +689,7 @@ mod tests {
             max_age: None,
             dry_run: false,
             environment: None,
+            stop_erroring: false,
         }
     }
 
@@ -723,6 +747,93 @@ mod tests {
             verdict.record.activity.unwrap().what,
             "first seen by the reaper"
         );
+    }
+
+    /// A record after one quiet pass at 01:00, with what the gateway wrote since.
+    fn gateway_record(change: impl FnOnce(&mut Record)) -> (Observation, Record) {
+        let quiet = running(counters(&[("proxy", 100, 100), ("accounting", 50, 50)]));
+        let mut record = passes(&[(at(1, 0), quiet.clone())]).record;
+        change(&mut record);
+        (quiet, record)
+    }
+
+    #[test]
+    fn gateway_activity_is_the_latest_activity_and_the_reason_names_the_gateway() {
+        let (quiet, record) = gateway_record(|r| {
+            r.note(at(2, 30), crate::state::GATEWAY_ACTIVITY);
+        });
+        let kept = decide(&quiet, Some(&record), at(3, 12), &options());
+        assert_eq!(
+            kept.action, None,
+            "a request 42 minutes ago is not 2h of idleness"
+        );
+        let stopped = decide(&quiet, Some(&record), at(4, 40), &options());
+        let (kind, reason) = stopped.action.expect("stopped");
+        assert_eq!(kind, Kind::Stop);
+        assert_eq!(
+            reason.to_string(),
+            "idle for 2h10m, last activity: a request through `envctl gateway` at 02:30 UTC"
+        );
+    }
+
+    fn flagged(r: &mut Record) {
+        r.error_flag = Some(crate::state::ErrorFlag {
+            since: at(1, 30),
+            judged_at: at(1, 34),
+            requests: 50,
+            errors: 31,
+            window_seconds: 300,
+            threshold_percent: 50,
+        });
+    }
+
+    #[test]
+    fn a_flagged_environment_is_stopped_only_with_stop_erroring_and_remembered() {
+        let (quiet, record) = gateway_record(flagged);
+        let without = decide(&quiet, Some(&record), at(1, 35), &options());
+        assert_eq!(without.action, None);
+        assert_eq!(without.record.stopped_for_errors, None);
+        let asked = Options {
+            stop_erroring: true,
+            ..options()
+        };
+        let with = decide(&quiet, Some(&record), at(1, 35), &asked);
+        let (kind, reason) = with.action.expect("stopped");
+        assert_eq!((kind, reason.cause()), (Kind::Stop, Cause::ErrorRate));
+        assert_eq!(
+            reason.to_string(),
+            "its error rate at `envctl gateway`: 31 of 50 requests (62%) answered 5xx over 5m, \
+             above 50% (since 01:30 UTC)"
+        );
+        assert_eq!(with.record.stopped_for_errors, Some(at(1, 35)));
+        let stale = decide(&quiet, Some(&record), at(1, 36), &asked);
+        assert_eq!(
+            stale.action, None,
+            "a flag no gateway confirmed for a minute is stale"
+        );
+    }
+
+    #[test]
+    fn pinned_or_leased_flagged_environments_are_not_stopped_and_running_again_clears_the_mark() {
+        let asked = Options {
+            stop_erroring: true,
+            ..options()
+        };
+        let (mut quiet, record) = gateway_record(flagged);
+        quiet.pinned = true;
+        assert_eq!(
+            decide(&quiet, Some(&record), at(1, 35), &asked).action,
+            None
+        );
+        quiet.pinned = false;
+        quiet.lease_until = Some(at(2, 0));
+        assert_eq!(
+            decide(&quiet, Some(&record), at(1, 35), &asked).action,
+            None
+        );
+        let (quiet, record) = gateway_record(|r| r.stopped_for_errors = Some(at(1, 0)));
+        let verdict = decide(&quiet, Some(&record), at(1, 35), &asked);
+        assert_eq!(verdict.record.stopped_for_errors, None, "it runs again");
     }
 
     #[test]

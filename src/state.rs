@@ -40,6 +40,54 @@ pub struct Record {
     /// When the reaper first saw a service crashed or unhealthy; cleared once all are fine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crashed_since: Option<DateTime<Utc>>,
+    /// `envctl gateway`'s error-rate flag, while the share of 5xx answers it proxied is above
+    /// its threshold; the gateway alone writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_flag: Option<ErrorFlag>,
+    /// When the reaper stopped the environment for its error rate: requests through the
+    /// gateway do not wake it then. Cleared once it runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_for_errors: Option<DateTime<Utc>>,
+}
+
+/// What a request through `envctl gateway` is called in activity and reaper reasons.
+pub const GATEWAY_ACTIVITY: &str = "a request through `envctl gateway`";
+
+/// The gateway's view of an environment answering too many 5xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFlag {
+    /// When the rate went above the threshold.
+    pub since: DateTime<Utc>,
+    /// When the gateway last judged it: it writes its flags at every flush while they hold.
+    pub judged_at: DateTime<Utc>,
+    /// Requests and 5xx answers in the window when it was last judged.
+    pub requests: u64,
+    pub errors: u64,
+    pub window_seconds: u64,
+    pub threshold_percent: u32,
+}
+
+/// How long a flag counts without the gateway confirming it: a gateway that stopped watches
+/// nothing, and its last flag must not stop an environment days later.
+pub const FLAG_FRESH_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl ErrorFlag {
+    /// Whether the gateway confirmed the flag recently enough to act on it.
+    pub fn fresh(&self, now: DateTime<Utc>) -> bool {
+        now - self.judged_at <= FLAG_FRESH_FOR
+    }
+
+    /// For people: `31 of 50 requests (62%) answered 5xx over 5m, above 50%`.
+    pub fn describe(&self) -> String {
+        let percent = (self.errors * 100).checked_div(self.requests).unwrap_or(0);
+        format!(
+            "{} of {} requests ({percent}%) answered 5xx over {}, above {}%",
+            self.errors,
+            self.requests,
+            humantime::format_duration(std::time::Duration::from_secs(self.window_seconds)),
+            self.threshold_percent
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

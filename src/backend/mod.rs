@@ -14,6 +14,7 @@
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod swarm;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -508,6 +509,14 @@ pub trait Backend: Send + Sync {
     async fn wait_exit(&self, service: &ServiceRef) -> Result<i64>;
     /// The typed state of one service.
     async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus>;
+    /// One item per change the backend reports to envctl's environments (created, started,
+    /// stopped, removed), so a watcher such as `envctl gateway` need not poll alone. The stream
+    /// ends, or yields an error, when the backend stops reporting; the default reports nothing.
+    fn changes(&self) -> futures_util::stream::BoxStream<'static, Result<()>> {
+        use futures_util::StreamExt;
+        futures_util::stream::pending().boxed()
+    }
+
     /// stdout and stderr merged, line by line.
     fn logs(
         &self,

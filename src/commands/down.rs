@@ -1,20 +1,40 @@
+use std::io::{IsTerminal, Write};
+
 use crate::backend::Backend;
 use crate::cli::DownArgs;
-use crate::lifecycle::{self, LookupError, Selection, inventory};
+use crate::lifecycle::{self, Instance, LookupError, Selection, inventory};
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let ids = resolve(backend.as_ref(), &args.ids).await?;
-    let selection = match (&args.owner, args.all) {
-        (Some(owner), _) => Selection::Owner(owner),
-        (None, true) => Selection::All {
-            environment: args.environment.as_deref(),
-        },
-        (None, false) => Selection::Ids(&ids),
+    let many = args.all || args.owner.is_some();
+    let chosen = match many {
+        true => {
+            let instances = inventory::list(backend.as_ref()).await?;
+            let matching: Vec<&Instance> = instances
+                .iter()
+                .filter(|i| {
+                    args.owner.as_deref().is_none_or(|o| i.owner() == Some(o))
+                        && args
+                            .environment
+                            .as_deref()
+                            .is_none_or(|e| e == i.environment())
+                })
+                .collect();
+            // `--all` is one typo away from removing everyone's environments: on a terminal,
+            // show them and ask. Scripts and CI (no terminal) are not asked.
+            let ask = args.all && !args.yes && !matching.is_empty();
+            if ask && std::io::stdin().is_terminal() && !confirm(&matching) {
+                output::message("nothing removed");
+                return Ok(ExitStatus::BadInput);
+            }
+            matching.iter().map(|i| i.id.clone()).collect()
+        }
+        false => ids.clone(),
     };
-    let removed = lifecycle::down(backend.as_ref(), selection, args.grace).await?;
+    let removed = lifecycle::down(backend.as_ref(), Selection::Ids(&chosen), args.grace).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",
@@ -58,6 +78,40 @@ async fn resolve(backend: &dyn Backend, given: &[String]) -> Result<Vec<String>,
         .collect()
 }
 
+/// Lists what `--all` would remove and asks on the terminal; anything but yes declines.
+fn confirm(instances: &[&Instance]) -> bool {
+    let rows: Vec<(&str, &str, &str)> = instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.environment(), i.owner().unwrap_or("-")))
+        .collect();
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{}", question(&rows));
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && is_yes(&answer)
+}
+
+/// `remove 2 environments?`, one line per environment, and `[y/N]`.
+fn question(rows: &[(&str, &str, &str)]) -> String {
+    let id_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let env_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut out = match rows.len() {
+        1 => "remove this environment?\n".to_string(),
+        n => format!("remove these {n} environments?\n"),
+    };
+    for (id, environment, owner) in rows {
+        out.push_str(&format!(
+            "  {id:<id_width$}  {environment:<env_width$}  owner {owner}\n"
+        ));
+    }
+    out.push_str("remove? [y/N] ");
+    out
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
 /// `no environment `ID`` for each missing id, with the closest existing id as a hint.
 async fn unknown(backend: &dyn Backend, missing: &[&String]) -> String {
     let existing: Vec<String> = inventory::list(backend)
@@ -77,4 +131,33 @@ async fn unknown(backend: &dyn Backend, missing: &[&String]) -> String {
         })
         .collect();
     errors.join("\nerror: ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_question_lists_what_would_go() {
+        let rows = [
+            ("20261126-041500", "accounting", "jenkins-accounting-7"),
+            ("pr-42", "demo", "alice"),
+        ];
+        assert_eq!(
+            question(&rows),
+            "remove these 2 environments?\n\
+             \x20 20261126-041500  accounting  owner jenkins-accounting-7\n\
+             \x20 pr-42            demo        owner alice\n\
+             remove? [y/N] "
+        );
+    }
+
+    #[test]
+    fn only_yes_confirms() {
+        assert!(is_yes("y\n"));
+        assert!(is_yes("Yes\n"));
+        assert!(!is_yes("\n"));
+        assert!(!is_yes("n\n"));
+        assert!(!is_yes(""));
+    }
 }

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use serde::Serialize;
 
@@ -5,6 +7,8 @@ use crate::cli::{Format, OutputArgs};
 use crate::lifecycle::inventory::{self, Instance, State};
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
+
+use super::view::{self, Port};
 
 #[derive(Serialize)]
 struct Row {
@@ -17,7 +21,8 @@ struct Row {
     images: Vec<String>,
     /// `SERVICE@TAG` of the services whose tag came from a `SERVICE@REF`.
     refs: Vec<String>,
-    endpoints: Vec<String>,
+    /// Each service's published ports.
+    endpoints: BTreeMap<String, Vec<Port>>,
     pinned: bool,
     /// Services whose containers were removed by hand.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -79,7 +84,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                         },
                         if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
-                        r.endpoints.join(" "),
+                        endpoints_text(&r.endpoints),
                     ]
                 })
                 .collect();
@@ -131,20 +136,19 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
                 format!("{service}:{tag}")
             })
             .collect(),
-        endpoints: instance
-            .services
-            .iter()
-            .flat_map(|s| {
-                s.status.endpoints.iter().map(|e| {
-                    format!(
-                        "{}:{}->{}:{}",
-                        s.service(),
-                        e.container_port.number,
-                        e.host,
-                        e.port
-                    )
-                })
-            })
-            .collect(),
+        endpoints: view::endpoints(instance),
     }
+}
+
+/// `proxy:8080->127.0.0.1:49153 oracle-xe:1521->127.0.0.1:49154`.
+fn endpoints_text(endpoints: &BTreeMap<String, Vec<Port>>) -> String {
+    let all: Vec<String> = endpoints
+        .iter()
+        .flat_map(|(service, ports)| {
+            ports
+                .iter()
+                .map(move |p| format!("{service}:{}->{}", p.name(), p.address()))
+        })
+        .collect();
+    all.join(" ")
 }

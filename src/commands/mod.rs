@@ -1,14 +1,17 @@
 //! One module per subcommand: turn parsed arguments into plain options, call the core, print.
 
 mod build;
+pub mod complete;
 mod completions;
 mod down;
 mod env;
+mod gateway;
 mod graph;
 mod logs;
 mod ls;
 mod pin;
 mod plan;
+mod port;
 mod progress;
 mod reap;
 mod run;
@@ -17,6 +20,7 @@ mod status;
 mod stop;
 mod up;
 mod update;
+mod view;
 
 use std::sync::{Arc, OnceLock};
 
@@ -50,8 +54,10 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Logs(args) => logs::exec(args).await,
         Command::Stop(args) => stop::exec(args).await,
         Command::Start(args) => start::exec(args).await,
+        Command::Port(args) => port::exec(args).await,
         Command::Reap(args) => reap::once(args).await,
         Command::Reaper(args) => reap::daemon(args).await,
+        Command::Gateway(args) => gateway::exec(args).await,
         Command::Touch(args) => pin::touch(args).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::Unpin(args) => pin::unpin(args).await,
@@ -86,6 +92,28 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),
     }
+}
+
+/// The error for a service `instance` does not have: removed by hand, or never there (with
+/// the closest name, else the services it has, as a hint).
+fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Error {
+    let id = &instance.id;
+    if instance.missing_services().iter().any(|s| s == service) {
+        return Error::NotFound(format!(
+            "service `{service}` of `{id}` is missing: its container was removed"
+        ));
+    }
+    let known = instance.services.iter().map(|s| s.service());
+    let hint = match crate::spec::did_you_mean(service, known.clone()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => {
+            let names: Vec<String> = known.map(|s| format!("`{s}`")).collect();
+            format!("its services: {}", names.join(", "))
+        }
+    };
+    Error::NotFound(format!(
+        "environment `{id}` has no service `{service}`\nhint: {hint}"
+    ))
 }
 
 /// The pull policy `--pull` sets for every service, if given.

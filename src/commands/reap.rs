@@ -13,6 +13,7 @@ fn options(args: &ReapArgs) -> Options {
         max_age: args.max_age,
         dry_run: args.dry_run,
         environment: args.environment.clone(),
+        stop_erroring: args.stop_erroring,
     }
 }
 

@@ -14,6 +14,7 @@ const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let keep_on_failure = args.start.keep_on_failure;
     let (backend, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();
     let instance = lifecycle::require(backend.as_ref(), &id).await?;
@@ -38,11 +39,37 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
             pipeline::spawn_failure_code(&error)
         }
     };
-    // The environment goes whatever happened to the command: killed at once unless `--grace`
-    // asks for a graceful stop, and always at once after an interrupt, as a CI system that
-    // sent it will not wait long. A hung engine must not hang the job: the removal is bounded,
-    // and another signal ends the wait.
+    // A command that failed on its own (not one envctl interrupted) leaves what explains it.
     let interrupted = signals.count();
+    let failed = code != 0 && interrupted == 0;
+    if failed && let Some(dir) = &args.logs {
+        match super::logs::save(backend.as_ref(), &instance, dir).await {
+            Ok(files) => {
+                let names: Vec<String> = files
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect();
+                output::message(&format!(
+                    "saved the services' logs in `{}`: {}",
+                    dir.display(),
+                    names.join(", ")
+                ));
+            }
+            Err(error) => output::warning(&format!("could not save the logs: {error}")),
+        }
+    }
+    if failed && keep_on_failure {
+        output::message(&format!(
+            "`{shown}` failed (exit {code}): keeping environment {id} (--keep-on-failure)\n\
+             remove it with: envctl down {id}"
+        ));
+        return Ok(ExitStatus::Code(u8::try_from(code).unwrap_or(1)));
+    }
+    // The environment goes whatever else happened to the command: killed at once unless
+    // `--grace` asks for a graceful stop, and always at once after an interrupt, as a CI system
+    // that sent it will not wait long. A hung engine must not hang the job: the
+    // removal is bounded, and another signal ends the wait.
     let removal = async {
         if interrupted > 0 {
             lifecycle::remove_now(backend.as_ref(), &instance).await

@@ -1,7 +1,9 @@
-use crate::cli::StartArgs;
+use crate::cli::{Format, StartArgs};
 use crate::lifecycle;
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
+
+use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
@@ -32,6 +34,19 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     };
     drop(reporter);
     started?;
-    output::message(&format!("started {}", args.id));
+    // Docker publishes a container's ports on new host ports each time it starts: what the
+    // environment was reached at before the stop is gone.
+    let instance = lifecycle::require(backend.as_ref(), &instance.id).await?;
+    let environment = view::Environment::of(&instance);
+    match args.output.output {
+        Format::Json => output::json(&environment),
+        Format::Text => {
+            output::message(&format!("started {}", instance.id));
+            let endpoints = environment.endpoints();
+            if !endpoints.is_empty() {
+                output::data(&endpoints);
+            }
+        }
+    }
     Ok(ExitStatus::Success)
 }

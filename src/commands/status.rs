@@ -4,6 +4,16 @@ use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, naming, output};
 
+use super::view::Port;
+
+/// `status -o json`: the environment and each of its services.
+#[derive(Serialize)]
+struct Status {
+    id: String,
+    environment: String,
+    services: Vec<ServiceStatus>,
+}
+
 #[derive(Serialize)]
 struct ServiceStatus {
     service: String,
@@ -12,7 +22,7 @@ struct ServiceStatus {
     health: Option<String>,
     restarts: i64,
     exit_code: Option<i64>,
-    ports: Vec<lifecycle::PortJson>,
+    ports: Vec<Port>,
 }
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
@@ -31,11 +41,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             health: details.health.as_str().map(str::to_string),
             restarts: details.restarts.into(),
             exit_code: details.exit_code,
-            ports: details
-                .endpoints
-                .iter()
-                .map(lifecycle::PortJson::from)
-                .collect(),
+            ports: details.endpoints.iter().map(Port::from).collect(),
         })
         .chain(
             instance
@@ -53,7 +59,11 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
         )
         .collect();
     match args.output.output {
-        Format::Json => output::json(&services),
+        Format::Json => output::json(&Status {
+            id: instance.id.clone(),
+            environment: instance.environment().to_string(),
+            services,
+        }),
         Format::Text => {
             let rows: Vec<Vec<String>> = services
                 .iter()
@@ -61,7 +71,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                     let ports: Vec<String> = s
                         .ports
                         .iter()
-                        .map(|p| format!("{}->{}:{}", p.container_port, p.host, p.host_port))
+                        .map(|p| format!("{}->{}", p.name(), p.address()))
                         .collect();
                     vec![
                         s.service.clone(),

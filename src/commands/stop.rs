@@ -1,14 +1,22 @@
-use crate::cli::IdArgs;
+use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, output};
+
+use super::view;
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     lifecycle::stop(backend.as_ref(), &instance).await?;
-    output::message(&format!(
-        "stopped {}; `envctl start {}` brings it back",
-        args.id, args.id
-    ));
+    let id = &instance.id;
+    match args.output.output {
+        Format::Json => {
+            let stopped = lifecycle::require(backend.as_ref(), id).await?;
+            output::json(&view::Environment::of(&stopped));
+        }
+        Format::Text => {
+            output::message(&format!("stopped {id}; `envctl start {id}` brings it back"))
+        }
+    }
     Ok(ExitStatus::Success)
 }

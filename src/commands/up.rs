@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::view;
 use crate::backend::Backend;
 use crate::cli::{Format, StartFlags, UpArgs};
 use crate::lifecycle::{self, Started, UpOptions};
@@ -11,7 +12,7 @@ pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
     let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
-        Format::Json => output::json(&started),
+        Format::Json => output::json(&view::Environment::from(&started)),
         Format::Text => output::data(&summary(&started)),
     }
     Ok(ExitStatus::Success)
@@ -68,23 +69,11 @@ pub async fn start(
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.
 pub fn summary(started: &Started) -> String {
-    let mut out = format!(
-        "environment {} is ready: id {}\n",
-        started.environment, started.id
-    );
-    for service in &started.services {
-        for port in &service.ports {
-            let address = format!("{}:{}", port.host, port.host_port);
-            let url = match port.http {
-                true => format!("  http://{address}/"),
-                false => String::new(),
-            };
-            out.push_str(&format!(
-                "  {} {} -> {address}{url}\n",
-                service.service, port.container_port,
-            ));
-        }
-    }
-    out.push_str(&format!("remove it with: envctl down {}\n", started.id));
-    out
+    format!(
+        "environment {} is ready: id {}\n{}remove it with: envctl down {}\n",
+        started.environment,
+        started.id,
+        view::Environment::from(started).endpoints(),
+        started.id
+    )
 }

@@ -425,6 +425,7 @@ mod reaper_pass {
             max_age: None,
             dry_run: false,
             environment: None,
+            stop_erroring: false,
         }
     }
 

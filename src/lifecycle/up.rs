@@ -19,7 +19,7 @@ use crate::backend::{
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
-use crate::spec::{Environment, ImageRef, Probe, PullPolicy, Service};
+use crate::spec::{Environment, ImageRef, Probe, Protocol, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -58,15 +58,15 @@ pub struct UpOptions {
     pub pull: Option<PullPolicy>,
 }
 
-/// A started environment.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A started environment (`commands::view` prints it).
+#[derive(Debug, Clone)]
 pub struct Started {
     pub id: String,
     pub environment: String,
     pub services: Vec<StartedService>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct StartedService {
     pub service: String,
     pub container: String,
@@ -75,16 +75,16 @@ pub struct StartedService {
     pub ports: Vec<PortJson>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct PortJson {
     pub container_port: u16,
+    pub protocol: Protocol,
     pub host_ip: String,
     pub host_port: u16,
     /// Where this envctl reaches the port: `host:host_port` answers from here.
     pub host: String,
     /// The service has an HTTP readiness probe on this port: it speaks HTTP, so `up` can show
     /// a URL.
-    #[serde(skip)]
     pub http: bool,
 }
 
@@ -92,6 +92,7 @@ impl From<&Endpoint> for PortJson {
     fn from(e: &Endpoint) -> Self {
         PortJson {
             container_port: e.container_port.number,
+            protocol: e.container_port.protocol,
             host_ip: e.bound.clone(),
             host_port: e.port,
             host: e.host.clone(),
@@ -692,6 +693,7 @@ fn metadata(
         services: Some(environment.services.keys().cloned().collect()),
         refs,
         build: options.build.clone(),
+        gateway: environment.gateway.clone(),
         ..Metadata::new(id)
     }
 }

@@ -58,7 +58,7 @@ pub struct UpdateOptions {
 }
 
 /// What an update replaced.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Updated {
     pub id: String,
     pub environment: String,

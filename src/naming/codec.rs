@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::label;
-use crate::spec::{ImageRef, Port, Protocol, Ready};
+use crate::spec::{GatewayEntry, ImageRef, Port, Protocol, Ready};
 
 /// Labels as key-value pairs.
 pub type Labels = BTreeMap<String, String>;
@@ -64,6 +64,8 @@ pub struct Metadata {
     pub services: Option<Vec<String>>,
     pub refs: Vec<ResolvedRef>,
     pub build: Build,
+    /// The file's `gateway: SERVICE:PORT`, the entry `envctl gateway` proxies to.
+    pub gateway: Option<GatewayEntry>,
 }
 
 /// What a marker records (see `naming::anchor_name` and the other marker names).
@@ -192,6 +194,7 @@ impl Metadata {
             services: None,
             refs: Vec::new(),
             build: Build::default(),
+            gateway: None,
         }
     }
 
@@ -219,6 +222,10 @@ impl Metadata {
         put(label::BUILD_URL, self.build.url.clone());
         put(label::JOB_NAME, self.build.job_name.clone());
         put(label::GIT_COMMIT, self.build.git_commit.clone());
+        put(
+            label::GATEWAY,
+            self.gateway.as_ref().map(ToString::to_string),
+        );
         labels
     }
 
@@ -290,6 +297,7 @@ impl Metadata {
                 job_name: get(label::JOB_NAME),
                 git_commit: get(label::GIT_COMMIT),
             },
+            gateway: get(label::GATEWAY).as_deref().and_then(GatewayEntry::parse),
         })
     }
 }

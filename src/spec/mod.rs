@@ -31,6 +31,33 @@ pub struct Environment {
     pub path: PathBuf,
     /// Services by name, sorted so everything derived from them is deterministic.
     pub services: BTreeMap<String, Service>,
+    /// The entry `envctl gateway` sends requests to: top-level `gateway: SERVICE:PORT`.
+    pub gateway: Option<GatewayEntry>,
+}
+
+/// A service's published container port that `envctl gateway` proxies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayEntry {
+    pub service: String,
+    pub port: u16,
+}
+
+impl fmt::Display for GatewayEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.service, self.port)
+    }
+}
+
+impl GatewayEntry {
+    /// Reads `SERVICE:PORT`, as written in the file and in the label.
+    pub fn parse(text: &str) -> Option<GatewayEntry> {
+        let (service, port) = text.rsplit_once(':')?;
+        let port = port.parse().ok().filter(|p| *p != 0)?;
+        (!service.is_empty()).then(|| GatewayEntry {
+            service: service.to_string(),
+            port,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +124,16 @@ pub struct Build {
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`, as Docker and `--output json` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 /// A container port published on a random host port.

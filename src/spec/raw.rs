@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 pub struct RawEnvironment {
     pub name: Option<Spanned<String>>,
     pub registry: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
     pub services: Spanned<HashMap<Spanned<String>, RawService>>,
 }
 

@@ -13,8 +13,8 @@ use super::image::{self, ImageRef};
 use super::interpolate::{InterpolationError, interpolate};
 use super::raw::{RawBuild, RawEnvironment, RawPort, RawReady, RawService};
 use super::{
-    Build, DEFAULT_READY_TIMEOUT, Environment, Link, Port, Probe, Protocol, PullPolicy, Ready,
-    Service,
+    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Port, Probe, Protocol,
+    PullPolicy, Ready, Service,
 };
 use crate::graph;
 use crate::naming;
@@ -289,11 +289,59 @@ impl Checker<'_> {
             services.insert(name.value, service);
         }
         self.cycles(&services, &edge_positions);
+        let gateway = raw
+            .gateway
+            .and_then(|entry| self.gateway(&entry, &services));
         Environment {
             name,
             path: path.to_path_buf(),
             services,
+            gateway,
         }
+    }
+
+    /// The top-level `gateway: SERVICE:PORT`: a published TCP port of a declared service.
+    fn gateway(
+        &mut self,
+        entry: &Spanned<String>,
+        services: &BTreeMap<String, Service>,
+    ) -> Option<GatewayEntry> {
+        let mut refuse = |message: String, hint: Option<String>| {
+            let diagnostic = Diagnostic::new(message, at(entry));
+            self.diagnostics.push(match hint {
+                Some(hint) => diagnostic.with_hint(hint),
+                None => diagnostic,
+            });
+            None
+        };
+        let Some(parsed) = GatewayEntry::parse(&entry.value) else {
+            return refuse(
+                format!("`gateway` must be `SERVICE:PORT`, not `{}`", entry.value),
+                Some("for example `gateway: proxy:8080`".into()),
+            );
+        };
+        let Some(service) = services.get(&parsed.service) else {
+            let hint = did_you_mean(&parsed.service, services.keys().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"));
+            return refuse(
+                format!("`gateway` names unknown service `{}`", parsed.service),
+                hint,
+            );
+        };
+        let published = service
+            .ports
+            .iter()
+            .any(|p| p.number == parsed.port && p.protocol == Protocol::Tcp);
+        if !published {
+            return refuse(
+                format!(
+                    "`gateway` port {} is not a published TCP port of `{}`",
+                    parsed.port, parsed.service
+                ),
+                Some(format!("add {} to its `ports`", parsed.port)),
+            );
+        }
+        Some(parsed)
     }
 
     fn service(

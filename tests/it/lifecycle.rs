@@ -452,11 +452,8 @@ fn ls_status_logs_stop_and_start_work_from_labels() {
     };
     let ready = row("ready");
     assert_eq!(ready["environment"], env.name.as_str());
-    assert!(
-        ready["endpoints"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("web:8080->127.0.0.1:"),
+    assert_eq!(
+        ready["endpoints"]["web"][0]["container_port"], 8080,
         "{ready}"
     );
     Envctl::new()
@@ -467,7 +464,9 @@ fn ls_status_logs_stop_and_start_work_from_labels() {
         .stdout_has(&id);
 
     let status = Envctl::new().args(["status", &id, "-o", "json"]).run();
-    let services = status.success().json();
+    let status = status.success().json();
+    assert_eq!(status["id"], id.as_str());
+    let services = &status["services"];
     assert_eq!(services.as_array().unwrap().len(), 3);
     assert!(
         services
@@ -500,14 +499,7 @@ fn ls_status_logs_stop_and_start_work_from_labels() {
         .success()
         .stderr_has("web ready");
     let ready = row("ready");
-    let port: u64 = ready["endpoints"][0]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port: u64 = ready["endpoints"]["web"][0]["host_port"].as_u64().unwrap();
     assert!(http_get(port).starts_with("web -> app ok"));
     Envctl::new()
         .args(["status", "no-such-id"])
@@ -628,8 +620,8 @@ fn healthcheck_and_exec_probes_run_at_envctls_cadence_not_dockers() {
     let status = Envctl::new()
         .args(["status", &env.name, "-o", "json"])
         .run();
-    let services = status.success().json();
-    let checked = services
+    let status = status.success().json();
+    let checked = status["services"]
         .as_array()
         .unwrap()
         .iter()

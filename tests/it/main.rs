@@ -1,19 +1,28 @@
 //! envctl's integration tests: one binary. Modules without Docker run everywhere; the
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
+mod browser;
 mod cli;
+mod completion;
 mod connect;
 mod engine;
 mod faults;
 mod fuzz;
+mod gateway;
 mod harness;
 mod lifecycle;
+mod logs;
 mod pipeline;
+mod ports;
 mod private_engine;
 mod reach;
 mod reaper;
 mod registry;
+mod run_failure;
 mod slow_proxy;
+mod snapshot;
 mod spec;
 mod support;
+mod swarm;
+mod terminal;
 mod workflow;

@@ -387,6 +387,39 @@ fn nul_characters_docker_would_refuse_pass_plan_no_more() {
 }
 
 #[test]
+fn the_gateway_key_names_a_published_tcp_port_of_a_service() {
+    let base = "services:\n  web:\n    image: w\n    ports: [8080, \"53/udp\"]\n";
+    let unknown = plan_error(&format!("gateway: webb:8080\n{base}"));
+    assert_eq!(
+        unknown,
+        "error: `gateway` names unknown service `webb`\n --> DIR/env.yaml:1:10\n  |\n1 | gateway: \
+         webb:8080\n  |          ^^^^^^^^^\nhint: did you mean `web`?\n"
+    );
+    let unpublished = plan_error(&format!("gateway: web:9090\n{base}"));
+    assert!(
+        unpublished.contains("`gateway` port 9090 is not a published TCP port of `web`"),
+        "{unpublished}"
+    );
+    assert!(
+        unpublished.contains("hint: add 9090 to its `ports`"),
+        "{unpublished}"
+    );
+    let udp = plan_error(&format!("gateway: web:53\n{base}"));
+    assert!(udp.contains("not a published TCP port"), "{udp}");
+    let shape = plan_error(&format!("gateway: web\n{base}"));
+    assert!(
+        shape.contains("`gateway` must be `SERVICE:PORT`, not `web`"),
+        "{shape}"
+    );
+    let dir = EnvDir::new().with("env.yaml", &format!("gateway: web:8080\n{base}"));
+    Envctl::new()
+        .args(["plan", "-f"])
+        .args([dir.file("env.yaml")])
+        .run()
+        .success();
+}
+
+#[test]
 fn an_unknown_pull_policy_is_located_with_compose_names() {
     let stderr = plan_error("services:\n  a:\n    image: a\n    pull: allways\n");
     assert_eq!(

@@ -23,7 +23,10 @@ impl Envctl {
             )
             .env_remove("ENVCTL_ENVDIR")
             .env_remove("RUST_LOG")
-            .env_remove("BUILD_TAG");
+            .env_remove("BUILD_TAG")
+            // The test swarm's env file, for the swarm tests: not for envctl, nor the commands
+            // `envctl run` starts (whose ENVCTL_ variables some tests list).
+            .env_remove("ENVCTL_TEST_SWARM");
         Envctl { command }
     }
 

@@ -24,6 +24,9 @@ usage:
   standin sleep [--name NAME]
   standin fetch VARIABLE PATH      GET PATH from the HOST:PORT in environment VARIABLE, print it
 
+`serve` answers GET /health, GET / (the chain behind it), and a WebSocket at /ws that echoes
+text messages.
+
 DUR is a number with an optional unit: 500ms, 3s, 2m, 0 (a bare number means seconds).
 With STANDIN_IGNORE_SIGTERM=1 in its environment, SIGTERM is logged and ignored, as by a
 shell running as PID 1: only SIGKILL ends it.";
@@ -347,13 +350,23 @@ impl Serve {
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(()); // connected and closed without a request: a TCP probe
         }
-        // Skip the headers: nothing in them matters here.
+        // Only a WebSocket key matters among the headers.
         let mut header = String::new();
+        let mut websocket_key = None;
         while reader.read_line(&mut header)? > 0 && !header.trim().is_empty() {
+            if let Some((name, value)) = header.split_once(':')
+                && name.trim().eq_ignore_ascii_case("sec-websocket-key")
+            {
+                websocket_key = Some(value.trim().to_string());
+            }
             header.clear();
         }
 
         let parts: Vec<&str> = request_line.split_whitespace().collect();
+        if let (["GET", "/ws", _], Some(key)) = (&parts[..], websocket_key) {
+            println!("{}: websocket", self.name);
+            return websocket::echo(stream, &key);
+        }
         let health = matches!(parts[..], [_, "/health", _]);
         let (status, body) = match parts[..] {
             _ if health => (200, "ok\n".to_owned()),
@@ -565,6 +578,158 @@ mod signals {
         unsafe {
             signal(SIGINT, exit_now);
             signal(SIGTERM, on_term);
+        }
+    }
+}
+
+/// A WebSocket echo at `/ws` (RFC 6455): enough of the protocol for tests of proxies in front
+/// of a service, std-only like the rest.
+mod websocket {
+    use std::io::{self, Read, Write};
+    use std::net::TcpStream;
+
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+    /// Accepts the upgrade, then echoes text and binary frames until a close frame.
+    pub fn echo(mut stream: TcpStream, key: &str) -> io::Result<()> {
+        let accept = base64(&sha1(format!("{key}{GUID}").as_bytes()));
+        write!(
+            stream,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        )?;
+        stream.set_read_timeout(None)?;
+        loop {
+            let mut head = [0u8; 2];
+            stream.read_exact(&mut head)?;
+            let opcode = head[0] & 0x0f;
+            let mut length = u64::from(head[1] & 0x7f);
+            if length == 126 {
+                let mut extended = [0u8; 2];
+                stream.read_exact(&mut extended)?;
+                length = u64::from(u16::from_be_bytes(extended));
+            } else if length == 127 {
+                let mut extended = [0u8; 8];
+                stream.read_exact(&mut extended)?;
+                length = u64::from_be_bytes(extended);
+            }
+            if length > 1 << 20 {
+                return Ok(());
+            }
+            let mut mask = [0u8; 4];
+            if head[1] & 0x80 != 0 {
+                stream.read_exact(&mut mask)?;
+            }
+            let mut payload = vec![0u8; length as usize];
+            stream.read_exact(&mut payload)?;
+            for (i, byte) in payload.iter_mut().enumerate() {
+                *byte ^= mask[i % 4];
+            }
+            match opcode {
+                0x8 => {
+                    stream.write_all(&[0x88, 0])?;
+                    return Ok(());
+                }
+                0x9 => frame(&mut stream, 0xA, &payload)?,
+                0x1 | 0x2 => frame(&mut stream, opcode, &payload)?,
+                _ => {}
+            }
+        }
+    }
+
+    /// An unmasked, unfragmented frame, as a server sends them.
+    fn frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= 0xffff => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        stream.write_all(&out)
+    }
+
+    /// SHA-1 (FIPS 180-4), which the handshake requires.
+    fn sha1(message: &[u8]) -> [u8; 20] {
+        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+        let mut data = message.to_vec();
+        data.push(0x80);
+        while data.len() % 64 != 56 {
+            data.push(0);
+        }
+        data.extend_from_slice(&((message.len() as u64) * 8).to_be_bytes());
+        for block in data.chunks(64) {
+            let mut w = [0u32; 80];
+            for (i, word) in block.chunks(4).enumerate() {
+                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            }
+            for i in 16..80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = h;
+            for (i, word) in w.iter().enumerate() {
+                let (f, k) = match i {
+                    0..20 => ((b & c) | (!b & d), 0x5A827999),
+                    20..40 => (b ^ c ^ d, 0x6ED9EBA1),
+                    40..60 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                    _ => (b ^ c ^ d, 0xCA62C1D6),
+                };
+                let t = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*word);
+                e = d;
+                d = c;
+                c = b.rotate_left(30);
+                b = a;
+                a = t;
+            }
+            for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
+                *state = state.wrapping_add(value);
+            }
+        }
+        let mut out = [0u8; 20];
+        for (i, word) in h.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = (u32::from(chunk[0]) << 16)
+                | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*chunk.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_handshake_answers_the_rfc_example() {
+            // RFC 6455 section 1.3.
+            let key = "dGhlIHNhbXBsZSBub25jZQ==";
+            let accept = super::base64(&super::sha1(format!("{key}{}", super::GUID).as_bytes()));
+            assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         }
     }
 }

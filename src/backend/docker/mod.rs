@@ -376,6 +376,13 @@ impl Backend for DockerBackend<'_> {
         }
     }
 
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        self.engine
+            .changes()
+            .map(|change| change.map_err(BackendError::from))
+            .boxed()
+    }
+
     fn logs(
         &self,
         service: &ServiceRef,

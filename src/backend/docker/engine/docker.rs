@@ -15,7 +15,8 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
-    EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, PortMap,
+    EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
@@ -472,6 +473,26 @@ impl Engine for Docker {
         }
     }
 
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={}", naming::label::MANAGED_BY, naming::MANAGER)],
+        )]);
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        // The stream lasts as long as the watcher: no request timeout applies to it.
+        self.with_timeout(PATIENT_TIMEOUT)
+            .events(Some(options))
+            .map(|event| {
+                event
+                    .map(|_| ())
+                    .map_err(|e| EngineError::operation("follow the engine's events", e))
+            })
+            .boxed()
+    }
+
     fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
         let mut query = LogsOptionsBuilder::new()
             .stdout(true)
@@ -888,6 +909,7 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let host_config = HostConfig {
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         network_mode: on_network.then(|| spec.network.clone()),
+        log_config: Some(bounded_log()),
         ..Default::default()
     };
     let networking_config = on_network.then(|| NetworkingConfig {
@@ -908,6 +930,22 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    }
+}
+
+/// The size one service's log may reach: [`LOG_FILES`] files of [`LOG_FILE_SIZE`] each.
+const LOG_FILE_SIZE: &str = "10m";
+const LOG_FILES: &str = "3";
+
+/// Docker's json-file log, bounded: a chatty service on a shared host keeps its last 30 MB
+/// instead of filling the disk (the daemon's default json-file log grows without end).
+fn bounded_log() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".into(), LOG_FILE_SIZE.into()),
+            ("max-file".into(), LOG_FILES.into()),
+        ])),
     }
 }
 

@@ -300,6 +300,15 @@ pub trait Engine: Send + Sync {
     async fn traffic(&self, id: &str) -> Result<Traffic>;
 
     /// A local image, or `None` when it is not there.
+    /// One item per change the engine reports to envctl's containers and networks (created,
+    /// started, stopped, removed), so a watcher learns of changes without polling alone. The
+    /// stream ends, or yields an error, when the engine stops reporting; the default reports
+    /// nothing.
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        use futures_util::StreamExt;
+        futures_util::stream::pending().boxed()
+    }
+
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
     /// The local tags of a repository.
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;

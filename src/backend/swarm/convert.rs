@@ -1,0 +1,434 @@
+//! Swarm's objects read into the seam's typed values, once: a service and its tasks into a
+//! [`ServiceStatus`], bollard's errors into [`BackendError`]s.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    EndpointPortConfigProtocolEnum, Node, Service, ServiceSpec, Task, TaskState,
+};
+use chrono::{DateTime, Utc};
+
+use crate::backend::{BackendError, Endpoint, Health, Kind, Protocol, ServiceState, ServiceStatus};
+use crate::naming::codec::{Labels, ServiceMetadata};
+use crate::spec::{Port, Probe, Ready};
+
+/// The address at which this client reaches each node, by node id.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAddresses {
+    by_id: HashMap<String, String>,
+}
+
+impl NodeAddresses {
+    /// A node's `Status.Addr`; when a node reports `0.0.0.0` (a manager behind NAT), the host
+    /// of a manager's `ManagerStatus.Addr`.
+    pub fn new(nodes: &[Node]) -> NodeAddresses {
+        let manager = nodes
+            .iter()
+            .filter_map(|n| n.manager_status.as_ref()?.addr.as_deref())
+            .filter_map(|addr| addr.rsplit_once(':').map(|(host, _)| host.to_string()))
+            .next();
+        let by_id = nodes
+            .iter()
+            .filter_map(|node| {
+                let id = node.id.clone()?;
+                let addr = node.status.as_ref().and_then(|s| s.addr.clone());
+                let addr = match addr.as_deref() {
+                    None | Some("" | "0.0.0.0") => manager.clone()?,
+                    Some(addr) => addr.to_string(),
+                };
+                Some((id, addr))
+            })
+            .collect();
+        NodeAddresses { by_id }
+    }
+
+    fn of(&self, node: Option<&str>) -> Option<&str> {
+        self.by_id.get(node?).map(String::as_str)
+    }
+}
+
+/// The service's state, from its newest task: what runs now, or how the last run ended.
+pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> ServiceStatus {
+    let created_at = service.created_at.as_deref().and_then(time);
+    let newest = tasks
+        .iter()
+        .max_by_key(|task| task.created_at.as_deref().and_then(time));
+    let Some(task) = newest else {
+        let mut status = ServiceStatus::new(ServiceState::Pending);
+        status.created_at = created_at;
+        return status;
+    };
+    let checked = has_health_check(service);
+    let task_status = task.status.clone().unwrap_or_default();
+    let at = task_status.timestamp.as_deref().and_then(time);
+    let exit_code = task_status
+        .container_status
+        .as_ref()
+        .and_then(|c| c.exit_code);
+    let detail = task_status
+        .err
+        .clone()
+        .filter(|e| !e.is_empty())
+        .or_else(|| task_status.message.clone().filter(|m| !m.is_empty()));
+    let stopped = replicas(service) == Some(0);
+    let (state, health) = match task_status.state.unwrap_or(TaskState::NEW) {
+        TaskState::NEW
+        | TaskState::ALLOCATED
+        | TaskState::PENDING
+        | TaskState::ASSIGNED
+        | TaskState::ACCEPTED
+        | TaskState::PREPARING
+        | TaskState::READY => (ServiceState::Pending, Health::None),
+        // With a health check, a task is `starting` while its container runs unhealthy.
+        TaskState::STARTING if checked => (ServiceState::Running, Health::Starting),
+        TaskState::STARTING => (ServiceState::Pending, Health::None),
+        TaskState::RUNNING if checked => (ServiceState::Running, Health::Healthy),
+        TaskState::RUNNING => (ServiceState::Running, Health::None),
+        TaskState::COMPLETE => (ServiceState::Exited, Health::None),
+        TaskState::FAILED if exit_code.is_some() => (ServiceState::Exited, Health::None),
+        TaskState::SHUTDOWN if stopped => (ServiceState::Exited, Health::None),
+        TaskState::SHUTDOWN | TaskState::REMOVE => (ServiceState::Stopping, Health::None),
+        TaskState::FAILED | TaskState::REJECTED | TaskState::ORPHANED => {
+            (ServiceState::Failed, Health::None)
+        }
+    };
+    let mut status = ServiceStatus::new(state);
+    status.health = health;
+    status.created_at = created_at;
+    match state {
+        ServiceState::Running => {
+            status.started_at = at;
+            if let Some(host) = nodes.of(task.node_id.as_deref()) {
+                status.endpoints = endpoints(task, host);
+            }
+        }
+        ServiceState::Exited => {
+            status.exit_code = Some(exit_code.unwrap_or(0));
+            status.finished_at = at;
+        }
+        ServiceState::Failed | ServiceState::Pending => status.detail = detail,
+        _ => {}
+    }
+    status
+}
+
+/// The task's host-mode ports at `host`. Each binding is reported twice (IPv4 and IPv6,
+/// identical): one is kept.
+fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {
+    let ports = task
+        .status
+        .as_ref()
+        .and_then(|s| s.port_status.as_ref())
+        .and_then(|p| p.ports.as_ref());
+    let unique: BTreeSet<Endpoint> = ports
+        .into_iter()
+        .flatten()
+        .filter_map(|port| {
+            let protocol = match port.protocol {
+                Some(EndpointPortConfigProtocolEnum::UDP) => Protocol::Udp,
+                _ => Protocol::Tcp,
+            };
+            Some(Endpoint {
+                container_port: Port {
+                    number: u16::try_from(port.target_port?).ok()?,
+                    protocol,
+                },
+                host: host.to_string(),
+                port: u16::try_from(port.published_port?).ok()?,
+                // Swarm reports no address: a host-mode port is bound on all of the node's.
+                bound: "0.0.0.0".to_string(),
+            })
+        })
+        .collect();
+    unique.into_iter().collect()
+}
+
+/// The readiness spec the service's labels carry.
+pub fn ready_of(spec: &ServiceSpec) -> Option<Ready> {
+    let labels: Labels = spec.labels.clone()?.into_iter().collect();
+    ServiceMetadata::decode(&labels)?.ready
+}
+
+/// Whether the swarm runs a health check for the service: its readiness has an `exec:` or
+/// `healthcheck:` probe. Read from the labels, as bollard cannot read Docker's `Healthcheck`
+/// back from an inspected spec.
+fn has_health_check(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(ready_of)
+        .is_some_and(|ready| {
+            ready
+                .probes
+                .iter()
+                .any(|p| matches!(p, Probe::Exec(_) | Probe::Healthcheck))
+        })
+}
+
+fn replicas(service: &Service) -> Option<i64> {
+    service
+        .spec
+        .as_ref()?
+        .mode
+        .as_ref()?
+        .replicated
+        .as_ref()?
+        .replicas
+}
+
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A bollard error as the seam's error, naming `operation`.
+pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendError {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => BackendError::NotFound {
+            kind: "swarm object",
+            name: message,
+        },
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => BackendError::Conflict(message),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => BackendError::operation(
+            operation,
+            if message.trim().is_empty() {
+                format!("the manager answered with HTTP status {status_code}")
+            } else {
+                message
+            },
+        ),
+        BollardError::SocketNotFoundError(path) => BackendError::Unreachable {
+            backend: Kind::Swarm,
+            endpoint: endpoint.to_string(),
+            origin: "the swarm's manager".into(),
+            reason: format!("no socket at {path}"),
+            hint: "check that the manager still runs (`docker node ls` there)".into(),
+        },
+        BollardError::HyperLegacyError { err } if err.is_connect() => BackendError::Unreachable {
+            backend: Kind::Swarm,
+            endpoint: endpoint.to_string(),
+            origin: "the swarm's manager".into(),
+            reason: err.to_string(),
+            hint: "check that the manager still runs (`docker node ls` there)".into(),
+        },
+        other => BackendError::operation(operation, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{
+        ContainerStatus, EndpointPortConfig, ManagerStatus, NodeStatus, PortStatus,
+        ServiceSpecMode, ServiceSpecModeReplicated, TaskStatus,
+    };
+
+    use super::*;
+
+    fn service(replicas: i64, health: bool) -> Service {
+        let probe = if health {
+            Probe::Exec(vec!["/standin".into()])
+        } else {
+            Probe::Tcp(8080)
+        };
+        let labels = crate::naming::codec::Metadata::new("x").encode_service(&ServiceMetadata {
+            service: "web".into(),
+            image: None,
+            depends_on: Default::default(),
+            ports: Vec::new(),
+            reference: None,
+            ready: Some(Ready {
+                probes: vec![probe],
+                timeout: std::time::Duration::from_secs(60),
+            }),
+        });
+        Service {
+            created_at: Some("2026-11-26T10:00:00.5Z".into()),
+            spec: Some(ServiceSpec {
+                labels: Some(labels.into_iter().collect()),
+                mode: Some(ServiceSpecMode {
+                    replicated: Some(ServiceSpecModeReplicated {
+                        replicas: Some(replicas),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn task(created: &str, state: TaskState, exit_code: Option<i64>) -> Task {
+        Task {
+            created_at: Some(created.into()),
+            node_id: Some("n2".into()),
+            status: Some(TaskStatus {
+                timestamp: Some("2026-11-26T10:00:02Z".into()),
+                state: Some(state),
+                err: (state == TaskState::REJECTED).then(|| "No such image: x".into()),
+                container_status: Some(ContainerStatus {
+                    exit_code,
+                    ..Default::default()
+                }),
+                port_status: Some(PortStatus {
+                    ports: Some(vec![binding(), binding()]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn binding() -> EndpointPortConfig {
+        EndpointPortConfig {
+            protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(8080),
+            published_port: Some(30001),
+            ..Default::default()
+        }
+    }
+
+    fn node(id: &str, addr: &str, manager: Option<&str>) -> Node {
+        Node {
+            id: Some(id.into()),
+            status: Some(NodeStatus {
+                addr: Some(addr.into()),
+                ..Default::default()
+            }),
+            manager_status: manager.map(|addr| ManagerStatus {
+                addr: Some(addr.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn nodes() -> NodeAddresses {
+        NodeAddresses::new(&[
+            node("n1", "10.0.0.11", Some("10.0.0.11:2377")),
+            node("n2", "10.0.0.12", None),
+        ])
+    }
+
+    #[test]
+    fn a_service_without_a_task_is_created_not_started() {
+        let status = status_of(&service(0, false), &[], &nodes());
+        assert_eq!(status.state, ServiceState::Pending);
+        assert!(status.created_at.is_some());
+    }
+
+    #[test]
+    fn a_running_task_publishes_each_binding_once_at_its_node_address() {
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::RUNNING, None)];
+        let status = status_of(&service(1, false), &tasks, &nodes());
+        assert_eq!(status.state, ServiceState::Running);
+        assert_eq!(status.health, Health::None);
+        assert_eq!(
+            status.endpoints,
+            vec![Endpoint {
+                container_port: Port {
+                    number: 8080,
+                    protocol: Protocol::Tcp
+                },
+                host: "10.0.0.12".into(),
+                port: 30001,
+                bound: "0.0.0.0".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn the_newest_task_wins_whatever_the_precision_of_its_time() {
+        // "…01.5Z" sorts after "…01.45Z" as text, yet is the older of the two.
+        let tasks = [
+            task("2026-11-26T10:00:01.5Z", TaskState::SHUTDOWN, Some(143)),
+            task("2026-11-26T10:00:01.55Z", TaskState::RUNNING, None),
+        ];
+        let status = status_of(&service(1, false), &tasks, &nodes());
+        assert_eq!(status.state, ServiceState::Running);
+    }
+
+    #[test]
+    fn a_health_check_makes_starting_unhealthy_and_running_healthy() {
+        let starting = [task("2026-11-26T10:00:01Z", TaskState::STARTING, None)];
+        let status = status_of(&service(1, true), &starting, &nodes());
+        assert_eq!(
+            (status.state, status.health),
+            (ServiceState::Running, Health::Starting)
+        );
+        let running = [task("2026-11-26T10:00:01Z", TaskState::RUNNING, None)];
+        let status = status_of(&service(1, true), &running, &nodes());
+        assert_eq!(status.health, Health::Healthy);
+    }
+
+    #[test]
+    fn a_failed_task_with_an_exit_code_exited_with_it() {
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::FAILED, Some(3))];
+        let status = status_of(&service(1, false), &tasks, &nodes());
+        assert_eq!(
+            (status.state, status.exit_code),
+            (ServiceState::Exited, Some(3))
+        );
+        assert!(status.finished_at.is_some());
+    }
+
+    #[test]
+    fn a_rejected_task_failed_and_says_why() {
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::REJECTED, None)];
+        let status = status_of(&service(1, false), &tasks, &nodes());
+        assert_eq!(status.state, ServiceState::Failed);
+        assert_eq!(status.detail.as_deref(), Some("No such image: x"));
+    }
+
+    #[test]
+    fn a_service_scaled_to_zero_is_stopped_once_its_task_shut_down() {
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::SHUTDOWN, Some(0))];
+        assert_eq!(
+            status_of(&service(0, false), &tasks, &nodes()).state,
+            ServiceState::Exited
+        );
+        assert_eq!(
+            status_of(&service(1, false), &tasks, &nodes()).state,
+            ServiceState::Stopping
+        );
+    }
+
+    #[test]
+    fn a_node_at_0_0_0_0_is_reached_at_the_manager_address() {
+        let nodes = NodeAddresses::new(&[
+            node("n1", "0.0.0.0", Some("192.0.2.7:2377")),
+            node("n2", "0.0.0.0", None),
+        ]);
+        assert_eq!(nodes.of(Some("n2")), Some("192.0.2.7"));
+    }
+
+    #[test]
+    fn a_claim_refused_with_409_is_a_conflict_and_404_not_found() {
+        let answer = |status_code| BollardError::DockerResponseServerError {
+            status_code,
+            message: "config exists".into(),
+        };
+        assert!(matches!(
+            error("swarm+unix:///s", "create config", answer(409)),
+            BackendError::Conflict(_)
+        ));
+        assert!(matches!(
+            error("swarm+unix:///s", "remove config", answer(404)),
+            BackendError::NotFound { .. }
+        ));
+        assert!(matches!(
+            error("swarm+unix:///s", "create service", answer(400)),
+            BackendError::Operation { .. }
+        ));
+    }
+}

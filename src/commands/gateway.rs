@@ -1,0 +1,91 @@
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::cli::GatewayArgs;
+use crate::gateway::activity::Guard;
+use crate::gateway::lifecycle::Lifecycle;
+use crate::gateway::{Gateway, Options, server};
+use crate::signals::Signals;
+use crate::state::Store;
+use crate::{Error, ExitStatus, output};
+
+pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    if !args.listen.ip().is_loopback() && token.is_none() {
+        return Err(Error::Usage(format!(
+            "listening on `{}`, beyond this machine, needs a token for the page's actions\n\
+             hint: put a secret in a file readable only by you and add `--token-file FILE`",
+            args.listen
+        )));
+    }
+    let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+        return Err(Error::Usage(format!(
+            "`{}` is not a domain name\nhint: `--domain localhost`, or a name whose wildcard \
+             record points at this host",
+            args.domain
+        )));
+    }
+    let guard = match (args.max_error_rate, args.over) {
+        (Some(max_rate), Some(window)) => Some(Guard { max_rate, window }),
+        _ => None,
+    };
+    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let backend = super::backend().await?;
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+        Error::Usage(format!(
+            "cannot listen on `{}`: {e}\nhint: pick another `--listen` address or port",
+            args.listen
+        ))
+    })?;
+    let listen = listener.local_addr().unwrap_or(args.listen);
+    let options = Options {
+        listen,
+        domain,
+        wake_timeout: args.wake_timeout,
+        guard,
+        token,
+        max_body: args.max_body,
+        request_timeout: args.request_timeout,
+    };
+    let store = Store::from_env();
+    output::message(&format!(
+        "gateway: the list at http://{}:{}/, environments at {} (state in {})",
+        options.domain,
+        listen.port(),
+        options.url_of("ID"),
+        store.dir().display()
+    ));
+    let environments = Arc::new(Lifecycle::new(backend, store, args.start_timeout));
+    let gateway = Gateway::new(options, environments);
+    server::serve(listener, gateway, signals.received(1)).await;
+    output::message("gateway: stopped");
+    Ok(ExitStatus::Success)
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the token file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.len() < 8
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || c == ';' || c == ',')
+    {
+        return Err(Error::Usage(format!(
+            "the token in `{}` must be at least 8 characters, without spaces, `;` or `,`\n\
+             hint: `head -c 24 /dev/urandom | base64 > {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(token.to_string())
+}

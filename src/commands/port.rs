@@ -1,0 +1,64 @@
+use crate::backend::ServiceState;
+use crate::cli::{Format, PortArgs};
+use crate::{Error, ExitStatus, lifecycle, output};
+
+use super::view::{self, Port};
+
+pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
+    let backend = super::backend().await?;
+    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    let id = &instance.id;
+    let Some(container) = instance
+        .services
+        .iter()
+        .find(|c| c.service() == args.service)
+    else {
+        return Err(super::unknown_service(&instance, &args.service));
+    };
+    let mut ports = view::ports(container);
+    if ports.is_empty() {
+        let hint = match container.status.state {
+            ServiceState::Running => String::new(),
+            state => format!(
+                "\nhint: it is {}, and a stopped container publishes nothing: \
+                 `envctl start {id}`",
+                state.as_str()
+            ),
+        };
+        return Err(Error::NotFound(format!(
+            "service `{}` of `{id}` publishes no ports{hint}",
+            args.service
+        )));
+    }
+    if let Some(wanted) = &args.port {
+        let published: Vec<String> = ports.iter().map(Port::name).collect();
+        ports.retain(|p| p.container_port == wanted.number && p.protocol == wanted.protocol);
+        if ports.is_empty() {
+            return Err(Error::NotFound(format!(
+                "service `{}` of `{id}` does not publish {wanted}\nhint: it publishes {}",
+                args.service,
+                published.join(", ")
+            )));
+        }
+    }
+    match args.output.output {
+        Format::Json => output::json(&ports),
+        // One port asked for: just `host:port`, for `$(envctl port ...)`.
+        Format::Text if args.port.is_some() => output::data(&ports[0].address()),
+        Format::Text => {
+            let lines: String = ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{} -> {}\n",
+                        p.container_port,
+                        p.protocol.as_str(),
+                        p.address()
+                    )
+                })
+                .collect();
+            output::data(&lines);
+        }
+    }
+    Ok(ExitStatus::Success)
+}

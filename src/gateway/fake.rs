@@ -1,0 +1,96 @@
+//! An in-memory [`Environments`] for unit tests: scripted start times, a call log.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::environments::{Environment, Environments, Flush};
+use crate::lifecycle::State;
+
+#[derive(Default)]
+pub struct Fake {
+    pub environments: Mutex<Vec<Environment>>,
+    /// How long a start takes before the environment is ready.
+    pub start_takes: Mutex<Duration>,
+    pub calls: Mutex<Vec<String>>,
+    pub flushes: Mutex<Vec<Flush>>,
+}
+
+impl Fake {
+    pub fn new(environments: Vec<Environment>) -> Fake {
+        Fake {
+            environments: Mutex::new(environments),
+            ..Fake::default()
+        }
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn set(&self, id: &str, change: impl FnOnce(&mut Environment)) -> Result<(), String> {
+        let mut environments = self.environments.lock().unwrap();
+        let environment = environments
+            .iter_mut()
+            .find(|e| e.id == id)
+            .ok_or_else(|| format!("no environment `{id}`"))?;
+        change(environment);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Environments for Fake {
+    async fn list(&self) -> Result<Vec<Environment>, String> {
+        Ok(self.environments.lock().unwrap().clone())
+    }
+
+    async fn start(&self, id: &str, _why: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("start {id}"));
+        let takes = *self.start_takes.lock().unwrap();
+        tokio::time::sleep(takes).await;
+        self.set(id, |e| {
+            e.state = State::Ready;
+            e.stopped_for_errors = false;
+            if let Ok(entry) = &mut e.entry {
+                entry.address.get_or_insert(([127, 0, 0, 1], 40999).into());
+            }
+        })
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("stop {id}"));
+        self.set(id, |e| e.state = State::Stopped)
+    }
+
+    async fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("pin {id} {pinned}"));
+        self.set(id, |e| e.pinned = pinned)
+    }
+
+    async fn touch(&self, id: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("touch {id}"));
+        Ok(())
+    }
+
+    async fn down(&self, id: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("down {id}"));
+        self.environments.lock().unwrap().retain(|e| e.id != id);
+        Ok(())
+    }
+
+    fn changes(&self) -> BoxStream<'static, ()> {
+        futures_util::stream::pending().boxed()
+    }
+
+    async fn flush(&self, flush: Flush) -> Result<(), String> {
+        self.flushes.lock().unwrap().push(flush);
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! [`Environments`] on a real engine, through the lifecycle's own functions: the inventory
+//! lists, `start`, `stop`, `pin`, `down`, and the reaper's state store for activity.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::environments::{Entry, Environment, Environments, Flush};
+use crate::backend::{Backend, ServiceState};
+use crate::lifecycle::{self, Instance, Progress, Selection};
+use crate::spec::{Probe, Protocol};
+use crate::state::{self, Store};
+
+pub struct Lifecycle {
+    backend: Arc<dyn Backend>,
+    store: Store,
+    /// Bounds a start, as `envctl start --timeout` does.
+    start_timeout: Duration,
+}
+
+impl Lifecycle {
+    pub fn new(backend: Arc<dyn Backend>, store: Store, start_timeout: Duration) -> Lifecycle {
+        Lifecycle {
+            backend,
+            store,
+            start_timeout,
+        }
+    }
+
+    async fn instance(&self, id: &str) -> Result<Instance, String> {
+        lifecycle::require(self.backend.as_ref(), id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Changes the state under its file lock, off the async threads.
+    async fn update(
+        &self,
+        change: impl FnOnce(&mut state::State) + Send + 'static,
+    ) -> Result<(), String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.update(change))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|((), _)| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn note(&self, id: &str, what: String) -> Result<(), String> {
+        let (endpoint, id) = (self.backend.endpoint().to_string(), id.to_string());
+        self.update(move |state| state.note_activity(&endpoint, &id, Utc::now(), &what))
+            .await
+    }
+}
+
+#[async_trait]
+impl Environments for Lifecycle {
+    async fn list(&self) -> Result<Vec<Environment>, String> {
+        let instances = lifecycle::inventory::list(self.backend.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = self.store.clone();
+        let (state, _) = tokio::task::spawn_blocking(move || store.read())
+            .await
+            .map_err(|e| e.to_string())?;
+        let endpoint = self.backend.endpoint();
+        let now = Utc::now();
+        Ok(instances
+            .iter()
+            .map(|instance| {
+                let record = state.record(endpoint, &instance.id);
+                view(instance, record, now)
+            })
+            .collect())
+    }
+
+    async fn start(&self, id: &str, why: &str) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        let (endpoint, owned_id) = (self.backend.endpoint().to_string(), id.to_string());
+        let what = format!("envctl start by {why}");
+        // A start by hand is what lets an environment stopped for its error rate wake again.
+        self.update(move |state| {
+            let record = state.record_mut(&endpoint, &owned_id);
+            record.note(Utc::now(), what);
+            record.stopped_for_errors = None;
+        })
+        .await?;
+        let progress: Progress = Arc::new(|_, _| {});
+        lifecycle::start(
+            self.backend.as_ref(),
+            &instance,
+            &progress,
+            self.start_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        lifecycle::stop(self.backend.as_ref(), &instance)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), String> {
+        let instance = self.instance(id).await?;
+        let backend = self.backend.as_ref();
+        if pinned {
+            lifecycle::pin(backend, &instance)
+                .await
+                .map_err(|e| e.to_string())?;
+            // A pin made while a reaper pass runs must stop that pass from acting on it.
+            self.note(id, "envctl pin on the `envctl gateway` page".into())
+                .await
+        } else {
+            lifecycle::unpin(backend, &instance)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    async fn touch(&self, id: &str) -> Result<(), String> {
+        self.note(id, "envctl touch on the `envctl gateway` page".into())
+            .await
+    }
+
+    async fn down(&self, id: &str) -> Result<(), String> {
+        let ids = [id.to_string()];
+        lifecycle::down(self.backend.as_ref(), Selection::Ids(&ids), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn changes(&self) -> BoxStream<'static, ()> {
+        self.backend
+            .changes()
+            .take_while(|change| std::future::ready(change.is_ok()))
+            .map(|_| ())
+            .boxed()
+    }
+
+    async fn flush(&self, flush: Flush) -> Result<(), String> {
+        let endpoint = self.backend.endpoint().to_string();
+        self.update(move |state| {
+            for (id, at) in flush.activity {
+                state.note_activity(&endpoint, &id, at, state::GATEWAY_ACTIVITY);
+            }
+            for (id, flag) in flush.flags {
+                // A record is made for a flag, never for its absence: a record without history
+                // would end the reaper's first-sighting grace.
+                match flag {
+                    Some(flag) => state.record_mut(&endpoint, &id).error_flag = Some(flag),
+                    None => {
+                        if let Some(record) = state
+                            .endpoints
+                            .get_mut(&endpoint)
+                            .and_then(|records| records.get_mut(&id))
+                        {
+                            record.error_flag = None;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The gateway's view of one instance.
+fn view(
+    instance: &Instance,
+    record: Option<&state::Record>,
+    now: chrono::DateTime<Utc>,
+) -> Environment {
+    let created_at = instance.created_at();
+    Environment {
+        id: instance.id.clone(),
+        environment: instance.environment().to_string(),
+        refs: instance
+            .metadata
+            .refs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        owner: instance.owner().unwrap_or_default().to_string(),
+        state: instance.state(now),
+        created_at,
+        pinned: instance.pinned(),
+        expires_at: instance.expires_at(),
+        entry: entry(instance, |host, port| {
+            (host, port).to_socket_addrs().ok()?.next()
+        }),
+        endpoints: instance
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.status.endpoints.iter().map(|e| {
+                    format!(
+                        "{}:{}->{}:{}",
+                        s.service(),
+                        e.container_port.number,
+                        e.host,
+                        e.port
+                    )
+                })
+            })
+            .collect(),
+        last_activity: created_at.map(|created| state::last_activity(record, created)),
+        stopped_for_errors: record.is_some_and(|r| r.stopped_for_errors.is_some()),
+    }
+}
+
+/// The entry of an environment: its `gateway: SERVICE:PORT`, else the one published TCP port
+/// that has an HTTP probe. `address` resolves where a published port is reached.
+pub fn entry(
+    instance: &Instance,
+    address: impl Fn(&str, u16) -> Option<SocketAddr>,
+) -> Result<Entry, String> {
+    let (service, port) = match &instance.metadata.gateway {
+        Some(declared) => (declared.service.clone(), declared.port),
+        None => {
+            let candidates: Vec<(String, u16)> = instance
+                .services
+                .iter()
+                .flat_map(|c| {
+                    let published: Vec<u16> = c
+                        .metadata
+                        .ports
+                        .iter()
+                        .filter(|p| p.protocol == Protocol::Tcp)
+                        .map(|p| p.number)
+                        .collect();
+                    let probes = c
+                        .metadata
+                        .ready
+                        .clone()
+                        .map(|r| r.probes)
+                        .unwrap_or_default();
+                    probes
+                        .into_iter()
+                        .filter_map(|probe| match probe {
+                            Probe::Http { port, .. } => Some(port),
+                            _ => None,
+                        })
+                        .filter(|port| published.contains(port))
+                        .map(|port| (c.service().to_string(), port))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            match candidates.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(
+                        "no `gateway: SERVICE:PORT` in its file and no published port with an \
+                         HTTP probe"
+                            .into(),
+                    );
+                }
+                several => {
+                    let names: Vec<String> =
+                        several.iter().map(|(s, p)| format!("{s}:{p}")).collect();
+                    return Err(format!(
+                        "no `gateway: SERVICE:PORT` in its file and {} published ports with an \
+                         HTTP probe ({})",
+                        several.len(),
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let Some(container) = instance.services.iter().find(|c| c.service() == service) else {
+        return Err(format!("its entry service `{service}` is missing"));
+    };
+    let address = match container.status.state {
+        ServiceState::Running => container
+            .status
+            .endpoints
+            .iter()
+            .filter(|e| {
+                e.container_port.number == port && e.container_port.protocol == Protocol::Tcp
+            })
+            .find_map(|e| address(&e.host, e.port)),
+        _ => None,
+    };
+    Ok(Entry {
+        service,
+        port,
+        address,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Endpoint, Markers, ServiceRecord, ServiceRef, ServiceStatus};
+    use crate::naming::codec::{Metadata, ServiceMetadata};
+    use crate::spec::{GatewayEntry, Port, Ready};
+
+    /// A running service publishing `port` at 127.0.0.1:40000+`port`, maybe with an HTTP probe.
+    fn service(name: &str, port: u16, http: bool) -> ServiceRecord {
+        let probes = match http {
+            true => vec![Probe::Http {
+                port,
+                path: "/health".into(),
+            }],
+            false => vec![],
+        };
+        let published = Port {
+            number: port,
+            protocol: Protocol::Tcp,
+        };
+        let mut status = ServiceStatus::new(ServiceState::Running);
+        status.endpoints = vec![Endpoint {
+            container_port: published,
+            host: "127.0.0.1".into(),
+            port: 40000 + port,
+            bound: "0.0.0.0".into(),
+        }];
+        ServiceRecord {
+            handle: ServiceRef {
+                id: "x".into(),
+                service: name.into(),
+                native: format!("{name}-id"),
+                name: format!("{name}_x"),
+            },
+            metadata: ServiceMetadata {
+                service: name.into(),
+                image: None,
+                depends_on: Default::default(),
+                ports: vec![published],
+                reference: None,
+                ready: Some(Ready {
+                    probes,
+                    timeout: Duration::from_secs(60),
+                }),
+            },
+            status,
+        }
+    }
+
+    fn entry_of(gateway: Option<&str>, services: &[(&str, u16, bool)]) -> Result<Entry, String> {
+        let mut metadata = Metadata::new("x");
+        metadata.gateway = gateway.and_then(GatewayEntry::parse);
+        let instance = Instance {
+            id: "x".into(),
+            metadata,
+            markers: Markers::default(),
+            services: services
+                .iter()
+                .map(|(name, port, http)| service(name, *port, *http))
+                .collect(),
+            aside: vec![],
+            isolation: vec![],
+        };
+        entry(&instance, |host, port| {
+            format!("{host}:{port}").parse().ok()
+        })
+    }
+    #[test]
+    fn the_declared_entry_wins_over_http_probes() {
+        let entry = entry_of(Some("db:1521"), &[("web", 8080, true), ("db", 1521, false)]);
+        assert_eq!(
+            entry,
+            Ok(Entry {
+                service: "db".into(),
+                port: 1521,
+                address: Some(([127, 0, 0, 1], 41521).into()),
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_declared_entry_the_one_published_port_with_an_http_probe_is_it() {
+        let entry = entry_of(None, &[("web", 8080, true), ("db", 1521, false)]).unwrap();
+        assert_eq!((entry.service.as_str(), entry.port), ("web", 8080));
+    }
+
+    #[test]
+    fn none_or_several_candidates_say_why_there_is_no_link() {
+        let none = entry_of(None, &[("db", 1521, false)]).unwrap_err();
+        assert_eq!(
+            none,
+            "no `gateway: SERVICE:PORT` in its file and no published port with an HTTP probe"
+        );
+        let several = entry_of(None, &[("a", 80, true), ("b", 81, true)]).unwrap_err();
+        assert_eq!(
+            several,
+            "no `gateway: SERVICE:PORT` in its file and 2 published ports with an HTTP probe \
+             (a:80, b:81)"
+        );
+    }
+}

@@ -1,0 +1,655 @@
+//! The gateway's own pages: the list of environments with its actions, the sign-in form, the
+//! 404 page of unknown hosts and the waiting page of a wake. Server-rendered HTML without
+//! JavaScript; every action is a POST carrying the per-process CSRF secret.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::Gateway;
+use super::environments::Environment;
+use crate::output::short_duration;
+
+/// The cookie that carries the token on a non-loopback gateway.
+pub const COOKIE: &str = "envctl_gateway";
+/// The page reloads itself this often, so a change shows within it.
+pub const REFRESH_SECONDS: u32 = 5;
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(list))
+        .route("/metrics", get(metrics))
+        .route("/login", get(login_form).post(login))
+        .route("/confirm/down/{id}", get(confirm_down))
+        .route("/act/{action}/{id}", post(act))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(gateway)
+}
+
+#[derive(Deserialize)]
+struct Message {
+    done: Option<String>,
+}
+
+async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(message): Query<Message>,
+) -> Response {
+    let environments = gateway.refresh().await;
+    let view = View {
+        gateway: &gateway,
+        authorized: authorized(&gateway, &headers),
+        now: Utc::now(),
+    };
+    html(
+        StatusCode::OK,
+        view.list_page(&environments, message.done.as_deref()),
+    )
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let text = gateway.metrics.render(&gateway.snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn login_form(State(gateway): State<Arc<Gateway>>) -> Response {
+    let body = format!(
+        "<h1>Sign in</h1><p>Actions on this gateway need its token (the file given with \
+         <code>--token-file</code>). It is kept in a cookie for this browser.</p>\
+         <form method=\"post\" action=\"/login\">{}<label>token \
+         <input type=\"password\" name=\"token\" autocomplete=\"current-password\" autofocus></label> \
+         <button>sign in</button></form><p><a href=\"/\">back to the list</a></p>",
+        csrf_field(&gateway)
+    );
+    html(StatusCode::OK, document("sign in", None, &body))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    csrf: String,
+    token: String,
+}
+
+async fn login(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Form(login): Form<Login>,
+) -> Response {
+    if let Some(refused) = refuse_forgery(&gateway, &headers, &login.csrf) {
+        return refused;
+    }
+    match &gateway.options.token {
+        Some(token) if same(token, &login.token) => {
+            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+            let mut response = Redirect::to("/?done=signed+in").into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Some(_) => message_page(
+            StatusCode::FORBIDDEN,
+            "wrong token",
+            "That is not this gateway's token.",
+        ),
+        None => Redirect::to("/").into_response(),
+    }
+}
+
+async fn confirm_down(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let body = format!(
+        "<h1>Remove {id}?</h1><p>This stops and removes every container of <b>{id}</b> and its \
+         network, like <code>envctl down {id}</code>. It cannot be undone.</p>\
+         <form method=\"post\" action=\"/act/down/{id}\">{}\
+         <input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+         <button class=\"danger\">remove {id}</button></form><p><a href=\"/\">cancel</a></p>",
+        csrf_field(&gateway),
+        id = escape(&id)
+    );
+    html(StatusCode::OK, document("remove?", None, &body))
+}
+
+#[derive(Deserialize)]
+struct ActForm {
+    csrf: String,
+    confirm: Option<String>,
+}
+
+async fn act(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path((action, id)): Path<(String, String)>,
+    Form(form): Form<ActForm>,
+) -> Response {
+    if let Some(refused) = refuse_forgery(&gateway, &headers, &form.csrf) {
+        return refused;
+    }
+    if !authorized(&gateway, &headers) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "sign in first",
+            "Actions on this gateway need its token: <a href=\"/login\">sign in</a>.",
+        );
+    }
+    if gateway.find(&id).is_none() {
+        gateway.refresh().await;
+        if gateway.find(&id).is_none() {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "no such environment",
+                &format!("There is no environment <b>{}</b>.", escape(&id)),
+            );
+        }
+    }
+    let environments = gateway.environments();
+    let result = match action.as_str() {
+        "touch" => environments.touch(&id).await.map(|()| "touched"),
+        "pin" => environments.set_pinned(&id, true).await.map(|()| "pinned"),
+        "unpin" => environments
+            .set_pinned(&id, false)
+            .await
+            .map(|()| "unpinned"),
+        "stop" => environments.stop(&id).await.map(|()| "stopped"),
+        "start" => {
+            gateway.start_once(&id, "the `envctl gateway` page");
+            Ok("starting")
+        }
+        "down" if form.confirm.as_deref() == Some("yes") => {
+            environments.down(&id).await.map(|()| "removed")
+        }
+        "down" => {
+            return Redirect::to(&format!("/confirm/down/{id}")).into_response();
+        }
+        _ => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "no such action",
+                "The actions are touch, pin, unpin, stop, start and down.",
+            );
+        }
+    };
+    gateway.refresh().await;
+    match result {
+        Ok(done) => {
+            let message = format!("{done} {id}");
+            let query: String = url_encode(&message);
+            Redirect::to(&format!("/?done={query}")).into_response()
+        }
+        Err(error) => message_page(
+            StatusCode::BAD_GATEWAY,
+            &format!("{action} failed"),
+            &format!("{action} {}: {}", escape(&id), escape(&error)),
+        ),
+    }
+}
+
+async fn not_found() -> Response {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "not found",
+        "<a href=\"/\">the list of environments</a>",
+    )
+}
+
+/// Whether the request may act: always on loopback, else with the token's cookie.
+pub fn authorized(gateway: &Gateway, headers: &HeaderMap) -> bool {
+    let Some(token) = &gateway.options.token else {
+        return true;
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == COOKIE && same(token, value))
+}
+
+/// A POST must carry this process's secret and come from the gateway's own pages.
+fn refuse_forgery(gateway: &Gateway, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let foreign_origin = match (origin, host) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    };
+    (cross_site || foreign_origin || !same(&gateway.csrf, csrf)).then(|| {
+        message_page(
+            StatusCode::FORBIDDEN,
+            "refused",
+            "This form did not come from this gateway's page (or the gateway restarted): \
+             <a href=\"/\">reload the list</a> and try again.",
+        )
+    })
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
+fn csrf_field(gateway: &Gateway) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        gateway.csrf
+    )
+}
+
+pub fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn message_page(status: StatusCode, title: &str, body_html: &str) -> Response {
+    html(
+        status,
+        document(
+            title,
+            None,
+            &format!("<h1>{}</h1><p>{body_html}</p>", escape(title)),
+        ),
+    )
+}
+
+/// A whole HTML document; `refresh` reloads it after that many seconds.
+pub fn document(title: &str, refresh: Option<u32>, body: &str) -> String {
+    let refresh = refresh
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}\
+         <title>{} - envctl gateway</title><style>{STYLE}</style></head>\n<body>{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
+table{border-collapse:collapse;font-size:.9rem}th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;\
+text-align:left;vertical-align:top}th{background:#f4f4f4}form{display:inline}button{margin:1px}\
+.flag{color:#a00;font-weight:600}.why{color:#777}.danger{color:#a00}.note{background:#eef6ee;padding:.4rem}";
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What a page shows depends on these.
+pub struct View<'a> {
+    pub gateway: &'a Gateway,
+    pub authorized: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl View<'_> {
+    pub fn list_page(&self, environments: &[Environment], done: Option<&str>) -> String {
+        let mut body = String::from("<h1>envctl environments</h1>");
+        if let Some(done) = done {
+            let _ = write!(body, "<p class=\"note\">{}</p>", escape(done));
+        }
+        if let Some(error) = self.gateway.list_error() {
+            let _ = write!(
+                body,
+                "<p class=\"flag\">cannot list the environments: {}</p>",
+                escape(&error)
+            );
+        }
+        if !self.authorized {
+            body.push_str(
+                "<p>Actions need this gateway's token: <a href=\"/login\">sign in</a>.</p>",
+            );
+        }
+        if environments.is_empty() {
+            body.push_str("<p>No environments. Start one with <code>envctl up</code>.</p>");
+        } else {
+            body.push_str(
+                "<table><thead><tr><th>id</th><th>environment</th><th>refs</th><th>owner</th>\
+                 <th>state</th><th>age</th><th>last activity</th><th>idle</th><th>pinned</th>\
+                 <th>TTL</th><th>link</th><th>endpoints</th><th>actions</th></tr></thead><tbody>",
+            );
+            for environment in environments {
+                body.push_str(&self.row(environment));
+            }
+            body.push_str("</tbody></table>");
+        }
+        let _ = write!(
+            body,
+            "<p class=\"why\">This page reloads every {REFRESH_SECONDS} s. \
+             <a href=\"/metrics\">metrics</a></p>"
+        );
+        document("environments", Some(REFRESH_SECONDS), &body)
+    }
+
+    fn row(&self, e: &Environment) -> String {
+        let id = escape(&e.id);
+        let age = e
+            .created_at
+            .map_or("?".into(), |c| short_duration(self.elapsed(c)));
+        let (activity, idle) = match &e.last_activity {
+            Some(a) => (
+                format!("{} at {}", escape(&a.what), a.at.format("%H:%M:%S UTC")),
+                short_duration(self.elapsed(a.at)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let ttl = match e.expires_at {
+            Some(at) if at > self.now => format!(
+                "expires in {}",
+                short_duration((at - self.now).to_std().unwrap_or_default())
+            ),
+            Some(_) => "expired".into(),
+            None => "-".into(),
+        };
+        let link = match &e.entry {
+            Ok(entry) => {
+                let url = self.gateway.options.url_of(&e.id);
+                format!(
+                    "<a class=\"link\" href=\"{url}\">{url}</a><br><span class=\"why\">{} {}</span>",
+                    escape(&entry.service),
+                    entry.port
+                )
+            }
+            Err(why) => format!("<span class=\"why\">no link: {}</span>", escape(why)),
+        };
+        let endpoints = e
+            .endpoints
+            .iter()
+            .map(|p| escape(p))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        format!(
+            "<tr id=\"env-{id}\" data-id=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"state\">{}</td><td>{age}</td><td>{activity}</td><td>{idle}</td>\
+             <td class=\"pinned\">{}</td><td>{ttl}</td><td>{link}</td><td>{endpoints}</td>\
+             <td>{}</td></tr>",
+            escape(&e.environment),
+            escape(&e.refs.join(" ")),
+            escape(&e.owner),
+            self.state(e),
+            if e.pinned { "yes" } else { "no" },
+            self.actions(e),
+        )
+    }
+
+    fn state(&self, e: &Environment) -> String {
+        let mut state = escape(e.state.as_str());
+        if self.gateway.wakes.waking(&e.id) {
+            state.push_str(" (starting)");
+        }
+        if let Some(flag) = self.gateway.activity.flag(&e.id) {
+            let _ = write!(
+                state,
+                "<br><span class=\"flag\">error rate: {}</span>",
+                escape(&flag.describe())
+            );
+        }
+        if e.stopped_for_errors && !e.running() {
+            state.push_str(
+                "<br><span class=\"flag\">stopped for its error rate: requests do not wake \
+                 it; start it by hand</span>",
+            );
+        }
+        state
+    }
+
+    fn actions(&self, e: &Environment) -> String {
+        if !self.authorized {
+            return "<span class=\"why\">sign in to act</span>".into();
+        }
+        let button = |action: &str| {
+            format!(
+                "<form method=\"post\" action=\"/act/{action}/{}\">{}<button name=\"do\" \
+                 value=\"{action}\">{action}</button></form>",
+                escape(&e.id),
+                csrf_field(self.gateway)
+            )
+        };
+        let mut out = button("touch");
+        out.push_str(&button(if e.pinned { "unpin" } else { "pin" }));
+        out.push_str(&button(if e.running() { "stop" } else { "start" }));
+        let _ = write!(
+            out,
+            "<form method=\"get\" action=\"/confirm/down/{}\"><button class=\"danger\">down\
+             </button></form>",
+            escape(&e.id)
+        );
+        out
+    }
+
+    fn elapsed(&self, since: DateTime<Utc>) -> Duration {
+        (self.now - since).to_std().unwrap_or_default()
+    }
+}
+
+/// The 404 page of a host the gateway does not know, listing the hosts it knows.
+pub fn unknown_host(gateway: &Gateway, host: &str) -> Response {
+    let mut body = format!(
+        "<h1>No environment at {}</h1><p>This gateway knows:</p><ul>",
+        escape(host)
+    );
+    for environment in gateway.snapshot().iter() {
+        let url = gateway.options.url_of(&environment.id);
+        let _ = write!(
+            body,
+            "<li><a href=\"{url}\">{url}</a> ({})</li>",
+            escape(&environment.environment)
+        );
+    }
+    let _ = write!(
+        body,
+        "</ul><p>All of them, with their state: <a href=\"http://{}:{}/\">the list</a>.</p>",
+        escape(&gateway.options.domain),
+        gateway.options.listen.port()
+    );
+    html(StatusCode::NOT_FOUND, document("unknown host", None, &body))
+}
+
+/// The page a browser sees while its environment starts; it reloads until the environment
+/// answers.
+pub fn waiting(id: &str) -> Response {
+    let body = format!(
+        "<h1>Starting {}</h1><p>The environment was stopped; envctl is starting it. This page \
+         reloads until it is ready.</p>",
+        escape(id)
+    );
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        document("starting", Some(2), &body),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// An answer of the gateway itself about an environment (not woken, no entry, unreachable).
+pub fn problem(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p>{}</p><p><a href=\"/\">the list of environments</a></p>",
+        escape(title),
+        escape(text)
+    );
+    html(status, document(title, None, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::Options;
+    use crate::gateway::fake::Fake;
+    use crate::gateway::routing::tests::environment;
+    use crate::state::Activity;
+
+    fn gateway(token: Option<&str>) -> Arc<Gateway> {
+        let options = Options {
+            listen: ([127, 0, 0, 1], 8000).into(),
+            domain: "localhost".into(),
+            wake_timeout: Duration::from_secs(60),
+            guard: None,
+            token: token.map(str::to_string),
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(60),
+        };
+        Gateway::new(options, Arc::new(Fake::default()))
+    }
+
+    #[test]
+    fn a_row_shows_every_column_with_masked_times() {
+        let gateway = gateway(None);
+        let mut e = environment("pr_42", "accounting", &["accounting@ea6757a8090d"], 1);
+        let now = e.created_at.unwrap() + chrono::Duration::minutes(90);
+        e.last_activity = Some(Activity {
+            at: now - chrono::Duration::minutes(12),
+            what: crate::state::GATEWAY_ACTIVITY.into(),
+        });
+        e.expires_at = Some(now + chrono::Duration::hours(2));
+        e.endpoints = vec!["proxy:8080->127.0.0.1:40001".into()];
+        e.pinned = true;
+        let view = View {
+            gateway: &gateway,
+            authorized: true,
+            now,
+        };
+        let row = view.row(&e).replace(&gateway.csrf, "CSRF");
+        let cells: Vec<&str> = row.split("<td").skip(1).collect();
+        let tags = regex::Regex::new("<[^>]*>").unwrap();
+        let text = |cell: &str| {
+            let content = &cell[cell.find('>').unwrap() + 1..];
+            tags.replace_all(content, "").into_owned()
+        };
+        let shown: Vec<String> = cells.iter().map(|c| text(c)).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "pr_42",
+                "accounting",
+                "accounting@ea6757a8090d",
+                "tester",
+                "ready",
+                "1h30m",
+                "a request through `envctl gateway` at 10:19:00 UTC",
+                "12m00s",
+                "yes",
+                "expires in 2h00m",
+                "http://pr-42.localhost:8000/proxy 8080",
+                "proxy:8080-&gt;127.0.0.1:40001",
+                "touchunpinstopdown",
+            ]
+        );
+        assert!(row.contains("action=\"/act/unpin/pr_42\""), "{row}");
+        assert!(row.contains("name=\"csrf\" value=\"CSRF\""), "{row}");
+    }
+
+    #[test]
+    fn an_environment_without_an_entry_is_listed_without_a_link_saying_why() {
+        let gateway = gateway(None);
+        let mut e = environment("x", "demo", &[], 1);
+        e.entry = Err("2 published ports have an HTTP probe: a:80, b:80".into());
+        let view = View {
+            gateway: &gateway,
+            authorized: true,
+            now: Utc::now(),
+        };
+        let row = view.row(&e);
+        assert!(!row.contains("class=\"link\""), "{row}");
+        assert!(row.contains("no link: 2 published ports"), "{row}");
+    }
+
+    #[test]
+    fn without_the_token_the_page_offers_sign_in_and_no_actions() {
+        let gateway = gateway(Some("s3cret"));
+        let mut headers = HeaderMap::new();
+        assert!(!authorized(&gateway, &headers));
+        headers.insert(header::COOKIE, "a=b; envctl_gateway=wrong".parse().unwrap());
+        assert!(!authorized(&gateway, &headers));
+        headers.insert(
+            header::COOKIE,
+            "a=b; envctl_gateway=s3cret".parse().unwrap(),
+        );
+        assert!(authorized(&gateway, &headers));
+        let view = View {
+            gateway: &gateway,
+            authorized: false,
+            now: Utc::now(),
+        };
+        let page = view.list_page(&[environment("x", "demo", &[], 1)], None);
+        assert!(page.contains("href=\"/login\""));
+        assert!(!page.contains("/act/"), "{page}");
+    }
+
+    #[test]
+    fn forms_from_elsewhere_are_refused() {
+        let gateway = gateway(None);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "localhost:8000".parse().unwrap());
+        assert!(refuse_forgery(&gateway, &headers, "guess").is_some());
+        assert!(refuse_forgery(&gateway, &headers, &gateway.csrf.clone()).is_none());
+        headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(refuse_forgery(&gateway, &headers, &gateway.csrf.clone()).is_some());
+        headers.insert(header::ORIGIN, "http://localhost:8000".parse().unwrap());
+        assert!(refuse_forgery(&gateway, &headers, &gateway.csrf.clone()).is_none());
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

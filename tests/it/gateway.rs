@@ -1,0 +1,549 @@
+//! `envctl gateway` against a real engine: routing by host name, WebSockets, activity for the
+//! reaper, wake on request, the error-rate flag, unknown hosts and the token.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::header::HeaderMap;
+use hyper_util::rt::TokioIo;
+
+use crate::harness::{IMAGE, TestEnv, block_on};
+use crate::support::Running;
+
+/// One service `web` answering `NAME ok` on 8080, published, with an HTTP probe: the entry.
+pub fn web(name: &str, delay: &str) -> String {
+    format!(
+        "  web:\n    image: {IMAGE}\n    command: [serve, --name, {name}, --port, \"8080\", --delay, \"{delay}\"]\n    \
+         ports: [8080]\n    ready: {{http: 8080/health}}\n"
+    )
+}
+
+/// A running `envctl gateway`, stopped with SIGTERM when dropped.
+pub struct Gateway {
+    running: Option<Running>,
+    pub port: u16,
+}
+
+impl Gateway {
+    pub fn start(env: &TestEnv, flags: &[&str]) -> Gateway {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let running = env
+            .envctl()
+            .args(["gateway", "--listen", &listen])
+            .args(flags)
+            .spawn();
+        let gateway = Gateway {
+            running: Some(running),
+            port,
+        };
+        gateway.until("the gateway answers", Gateway::answers);
+        gateway
+    }
+
+    /// Whether the gateway accepts connections and serves its page.
+    pub fn answers(&self) -> bool {
+        let port = self.port;
+        block_on(async move {
+            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(_) => {
+                    async_request(port, "GET", "localhost", "/", &[], vec![])
+                        .await
+                        .status
+                        == 200
+                }
+                Err(_) => false,
+            }
+        })
+    }
+
+    pub fn get(&self, host: &str, path: &str) -> Reply {
+        request(self.port, "GET", host, path, &[], Vec::new())
+    }
+
+    /// Polls `done` every 200 ms for at most 30 s.
+    #[track_caller]
+    pub fn until(&self, what: &str, done: impl Fn(&Gateway) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the gateway routes `host` to a running environment.
+    #[track_caller]
+    pub fn until_routed(&self, host: &str) {
+        self.until(&format!("{host} is routed"), |g| {
+            g.get(host, "/health").status == 200
+        });
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.signal("TERM");
+            let run = running.wait_within(Duration::from_secs(15));
+            assert!(
+                run.output.status.success() || std::thread::panicking(),
+                "the gateway did not stop cleanly\n{}",
+                run.stderr()
+            );
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// One HTTP/1.1 request to the gateway on 127.0.0.1 with the given `Host`.
+pub fn request(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    block_on(async_request(port, method, host, path, headers, body))
+}
+
+pub async fn async_request(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gateway");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn up(env: &TestEnv, words: &[&str]) {
+    env.envctl().args(["up"]).args(words).run().success();
+}
+
+fn post_form(gateway: &Gateway, path: &str, form: &str, cookie: Option<&str>) -> Reply {
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if let Some(cookie) = cookie {
+        headers.push(("cookie", cookie));
+    }
+    request(
+        gateway.port,
+        "POST",
+        "localhost",
+        path,
+        &headers,
+        form.as_bytes().to_vec(),
+    )
+}
+
+#[test]
+fn two_environments_at_once_by_id_and_by_ref_and_unknown_hosts_get_the_404_page() {
+    let one = TestEnv::new("gw-route-a", &web("first", "0"));
+    // The second declares its entry, and has another HTTP service that would be ambiguous.
+    let other = format!(
+        "{}  admin:\n    image: {IMAGE}\n    command: [serve, --name, admin, --port, \"9090\"]\n    \
+         ports: [9090]\n    ready: {{http: 9090/health}}\n",
+        web("second", "0")
+    );
+    let two = TestEnv::new("gw-route-b", &other);
+    std::fs::write(
+        two.file(),
+        std::fs::read_to_string(two.file()).unwrap() + "gateway: web:8080\n",
+    )
+    .unwrap();
+    let tag = format!("gw{:010x}", std::process::id());
+    let tagged = format!("{IMAGE}:{tag}");
+    let status = Command::new("docker")
+        .args(["tag", IMAGE, &tagged])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
+    let _untag = Untag(tagged);
+    let id_one = format!("{}-x", one.name);
+    up(&one, &[&one.name, "--name", &id_one]);
+    up(&two, &[&two.name, &format!("web@{}", &tag[..9])]);
+    let gateway = Gateway::start(&one, &[]);
+
+    let by_id = format!("{id_one}.localhost:{}", gateway.port);
+    gateway.until_routed(&by_id);
+    let by_ref = format!("{}.{}.localhost", &tag[..7], two.name);
+    gateway.until_routed(&by_ref);
+    for _ in 0..3 {
+        assert_eq!(gateway.get(&by_id, "/").body, "first ok\n");
+        assert_eq!(gateway.get(&by_ref, "/").body, "second ok\n");
+    }
+
+    let page = gateway.get("localhost", "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains(&format!("http://{id_one}.localhost:{}/", gateway.port))
+    );
+    assert!(page.body.contains("web 8080"), "the entry is named");
+
+    for host in [
+        "example.com",
+        "nope.localhost",
+        &format!("x.{}.localhost", two.name),
+    ] {
+        let unknown = gateway.get(host, "/");
+        assert_eq!(unknown.status, 404, "{host}");
+        assert!(
+            unknown.body.contains("No environment at"),
+            "{}",
+            unknown.body
+        );
+        assert!(unknown.body.contains(&id_one), "it lists what it knows");
+    }
+    // An absolute URI naming another host is no way through: the host decides, and is unknown.
+    let absolute = request(
+        gateway.port,
+        "GET",
+        "example.com",
+        "http://127.0.0.1:1/",
+        &[],
+        vec![],
+    );
+    assert_eq!(absolute.status, 404);
+}
+
+#[test]
+fn a_websocket_passes_through_the_gateway() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let env = TestEnv::new("gw-ws", &web("ws", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{id}.localhost:{}", gateway.port);
+    gateway.until_routed(&host);
+    block_on(async {
+        let mut request = format!("ws://127.0.0.1:{}/ws", gateway.port)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+            .await
+            .unwrap();
+        let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("the upgrade goes through");
+        assert_eq!(response.status(), 101);
+        for text in ["hello", "through the gateway"] {
+            socket.send(Message::text(text)).await.unwrap();
+            let echoed = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("an echo in time")
+                .expect("a message")
+                .expect("no error");
+            assert_eq!(echoed, Message::text(text));
+        }
+        socket.close(None).await.unwrap();
+    });
+}
+
+#[test]
+fn requests_through_the_gateway_are_activity_that_keeps_an_environment_from_reap_idle() {
+    let env = TestEnv::new("gw-active", &web("active", "0"));
+    let (used, unused) = (format!("{}-used", env.name), format!("{}-unused", env.name));
+    up(&env, &[&env.name, "--name", &used]);
+    up(&env, &[&env.name, "--name", &unused]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{used}.localhost");
+    gateway.until_routed(&host);
+    std::thread::sleep(Duration::from_secs(4));
+    env.reap(&["--idle", "1h"]).success();
+    std::thread::sleep(Duration::from_secs(5));
+    for _ in 0..5 {
+        assert_eq!(gateway.get(&host, "/").status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The gateway writes its activity within a few seconds, and `ls` reads it.
+    let last_activity = || {
+        let ls = env.envctl().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == used.as_str())
+            .map(|r| r["last_activity"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    gateway.until("the activity is recorded", |_| {
+        last_activity() == "a request through `envctl gateway`"
+    });
+    let reap = env.reap(&["--idle", "6s"]);
+    reap.success();
+    let printed = reap.stdout();
+    let stopped: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.starts_with("stopped"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(stopped.contains(&unused.as_str()), "{}", reap.stdout());
+    assert!(!stopped.contains(&used.as_str()), "{}", reap.stdout());
+    assert_eq!(env.state_of(&used).as_deref(), Some("ready"));
+}
+
+#[test]
+fn a_stopped_environment_is_woken_by_a_request_answered_once_ready() {
+    let env = TestEnv::new("gw-wake", &web("woken", "2s"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{id}.localhost");
+    gateway.until_routed(&host);
+    env.envctl().args(["stop", &id]).run().success();
+    gateway.until("the gateway sees it stopped", |g| {
+        g.get("localhost", "/").body.contains(">stopped")
+    });
+    // A browser gets the waiting page, which reloads itself, and the start begins.
+    let page = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!(page.status, 503);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    assert!(page.headers.contains_key("retry-after"));
+    // Any other request is held until the environment is ready, then answered by it.
+    let began = Instant::now();
+    let answer = gateway.get(&host, "/");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "woken ok\n"));
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+    assert!(began.elapsed() < Duration::from_secs(60));
+    let metrics = gateway.get("localhost", "/metrics").body;
+    let wakes = format!(
+        "envctl_gateway_wakes_total{{id=\"{id}\",environment=\"{}\"}} 1",
+        env.name
+    );
+    assert!(metrics.lines().any(|l| l == wakes), "{metrics}");
+}
+
+#[test]
+fn concurrent_requests_during_one_wake_start_it_once() {
+    let env = TestEnv::new("gw-once", &web("once", "2s"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{id}.localhost");
+    gateway.until_routed(&host);
+    env.envctl().args(["stop", &id]).run().success();
+    gateway.until("the gateway sees it stopped", |g| {
+        g.get("localhost", "/").body.contains(">stopped")
+    });
+    let port = gateway.port;
+    let answers = block_on(async {
+        let asking = (0..8).map(|_| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "once ok\n"));
+    }
+    let metrics = gateway.get("localhost", "/metrics").body;
+    let wakes = format!(
+        "envctl_gateway_wakes_total{{id=\"{id}\",environment=\"{}\"}} 1",
+        env.name
+    );
+    assert!(
+        metrics.lines().any(|l| l == wakes),
+        "one start for 8 requests:\n{metrics}"
+    );
+    let docker = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Running}}",
+            &format!("web_{id}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&docker.stdout).trim(), "0 true");
+}
+
+#[test]
+fn an_erroring_environment_is_flagged_stopped_by_reap_stop_erroring_and_not_woken() {
+    // `/` forwards to a port nobody listens on: 502 for every request, while /health is fine.
+    let services = format!(
+        "  web:\n    image: {IMAGE}\n    command: [serve, --name, broken, --port, \"8080\", --forward, \"127.0.0.1:1\"]\n    \
+         ports: [8080]\n    ready: {{http: 8080/health}}\n"
+    );
+    let env = TestEnv::new("gw-errors", &services);
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &["--max-error-rate", "50%", "--over", "5m"]);
+    let host = format!("{id}.localhost");
+    gateway.until_routed(&host);
+    for _ in 0..12 {
+        assert_eq!(gateway.get(&host, "/").status, 502);
+    }
+    let page = gateway.get("localhost", "/").body;
+    assert!(page.contains("error rate:"), "{page}");
+    assert!(page.contains("answered 5xx over 5m, above 50%"), "{page}");
+    // The flag reaches the reaper's state at the next flush.
+    let mut reap = env.reap(&["--idle", "1h", "--stop-erroring"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reap.stdout().contains("stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        reap = env.reap(&["--idle", "1h", "--stop-erroring"]);
+    }
+    reap.success();
+    assert!(
+        reap.stdout()
+            .contains("its error rate at `envctl gateway`: "),
+        "{}",
+        reap.stdout()
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("stopped"));
+    gateway.until("the gateway sees it stopped", |g| {
+        g.get("localhost", "/")
+            .body
+            .contains("stopped for its error rate")
+    });
+    let refused = gateway.get(&host, "/");
+    assert_eq!(refused.status, 503);
+    assert!(refused.body.contains("error rate"), "{}", refused.body);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        env.state_of(&id).as_deref(),
+        Some("stopped"),
+        "requests do not wake it"
+    );
+}
+
+#[test]
+fn off_loopback_the_actions_need_the_token_kept_in_a_strict_cookie() {
+    let env = TestEnv::new("gw-token", &web("token", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let refused = env
+        .envctl()
+        .args(["gateway", "--listen", &format!("0.0.0.0:{}", free_port())])
+        .run_within(Duration::from_secs(20));
+    refused
+        .code(1)
+        .stderr_has("needs a token")
+        .stderr_has("--token-file");
+
+    let token_file = env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let port = free_port();
+    let running = env
+        .envctl()
+        .args(["gateway", "--listen", &format!("0.0.0.0:{port}")])
+        .args(["--token-file", token_file.to_str().unwrap()])
+        .spawn();
+    let gateway = Gateway {
+        running: Some(running),
+        port,
+    };
+    gateway.until("the gateway answers", Gateway::answers);
+    gateway.until("it lists the environment", |g| {
+        g.get("localhost", "/").body.contains(&id)
+    });
+    let page = gateway.get("localhost", "/").body;
+    assert!(page.contains("href=\"/login\""), "{page}");
+    assert!(!page.contains("/act/"), "no actions without the token");
+
+    let login = gateway.get("localhost", "/login").body;
+    let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = login[at..at + 32].to_string();
+    let pin = format!("/act/pin/{id}");
+    let without = post_form(&gateway, &pin, &format!("csrf={csrf}"), None);
+    assert_eq!(without.status, 403);
+    let wrong = post_form(
+        &gateway,
+        "/login",
+        &format!("csrf={csrf}&token=guess"),
+        None,
+    );
+    assert_eq!(wrong.status, 403);
+    let signed = post_form(
+        &gateway,
+        "/login",
+        &format!("csrf={csrf}&token=correct-horse-battery"),
+        None,
+    );
+    assert_eq!(signed.status, 303);
+    let cookie = signed.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let forged = post_form(&gateway, &pin, "csrf=0000", Some(&pair));
+    assert_eq!(forged.status, 403, "the form secret is checked too");
+    let pinned = post_form(&gateway, &pin, &format!("csrf={csrf}"), Some(&pair));
+    assert_eq!(pinned.status, 303, "{}", pinned.body);
+    let ls = env.envctl().args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["pinned"], true);
+}

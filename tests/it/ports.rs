@@ -1,0 +1,238 @@
+//! Published ports after `start`, the `port` command, and the JSON and tables that show ports,
+//! against a real engine.
+
+use crate::harness::{IMAGE, TestEnv, host_port, http_get};
+use crate::snapshot::{assert_masked, mask_table};
+
+/// One HTTP service publishing 8080.
+fn web() -> String {
+    format!(
+        "  web:\n    image: {IMAGE}\n    command: [serve, --name, web, --port, \"8080\"]\n    \
+         ports: [8080]\n    ready: {{http: 8080/health}}\n"
+    )
+}
+
+/// The host port in a `  web 8080 -> 127.0.0.1:PORT  http://...` line.
+fn port_in(line: &str) -> u64 {
+    let address = line.split("-> ").nth(1).expect("an endpoint line");
+    let address = address.split_whitespace().next().expect("an address");
+    address.rsplit(':').next().unwrap().parse().expect("a port")
+}
+
+#[test]
+fn start_prints_the_new_endpoints_and_they_answer() {
+    let env = TestEnv::new("startports", &web());
+    let up = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name, "-o", "json"])
+        .run();
+    let before = host_port(&up.success().json(), "web", 8080);
+    http_get(before);
+    env.envctl().args(["stop", &env.name]).run().success();
+
+    let start = env.envctl().args(["start", &env.name]).run();
+    start.success().stderr_has(&format!("started {}", env.name));
+    let stdout = start.stdout();
+    assert_masked(
+        &stdout,
+        &env.name,
+        "  web 8080 -> 127.0.0.1:[PORT]  http://127.0.0.1:[PORT]/\n",
+    );
+    let after = port_in(stdout.lines().next().unwrap());
+    http_get(after);
+
+    // `port` gives the same address, and nothing else with a port named.
+    let port = env.envctl().args(["port", &env.name, "web", "8080"]).run();
+    assert_eq!(port.success().stdout(), format!("127.0.0.1:{after}\n"));
+    let all = env.envctl().args(["port", &env.name, "web"]).run();
+    assert_eq!(
+        all.success().stdout(),
+        format!("8080/tcp -> 127.0.0.1:{after}\n")
+    );
+
+    // Again with JSON: the new port answers too.
+    env.envctl().args(["stop", &env.name]).run().success();
+    let start = env.envctl().args(["start", &env.name, "-o", "json"]).run();
+    let again = host_port(&start.success().json(), "web", 8080);
+    http_get(again);
+}
+
+#[test]
+fn port_names_what_is_not_published() {
+    let env = TestEnv::new("portmiss", &web());
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let other = env.envctl().args(["port", &env.name, "web", "9090"]).run();
+    assert_masked(
+        &other.code(1).stderr(),
+        &env.name,
+        "error: service `web` of `NAME` does not publish 9090/tcp\nhint: it publishes 8080\n",
+    );
+    let unknown = env.envctl().args(["port", &env.name, "wbe"]).run();
+    assert_masked(
+        &unknown.code(1).stderr(),
+        &env.name,
+        "error: environment `NAME` has no service `wbe`\nhint: its services: `web`\n",
+    );
+    let json = env
+        .envctl()
+        .args(["port", &env.name, "web", "-o", "json"])
+        .run();
+    assert_masked(
+        &json.success().stdout(),
+        &env.name,
+        r#"[
+  {
+    "container_port": 8080,
+    "protocol": "tcp",
+    "host_ip": "0.0.0.0",
+    "host_port": [PORT],
+    "host": "127.0.0.1"
+  }
+]
+"#,
+    );
+    env.envctl().args(["stop", &env.name]).run().success();
+    let stopped = env.envctl().args(["port", &env.name, "web"]).run();
+    assert_masked(
+        &stopped.code(1).stderr(),
+        &env.name,
+        "error: service `web` of `NAME` publishes no ports\n\
+         hint: it is exited, and a stopped container publishes nothing: `envctl start NAME`\n",
+    );
+}
+
+/// The port object of `up`, `status`, `ls`, `start` and `stop`, masked.
+const PORT: &str = r#"{
+          "container_port": 8080,
+          "protocol": "tcp",
+          "host_ip": "0.0.0.0",
+          "host_port": [PORT],
+          "host": "127.0.0.1"
+        }"#;
+
+#[test]
+fn up_status_ls_stop_and_start_show_the_same_port_objects() {
+    let env = TestEnv::new("views", &web());
+    let up = env
+        .envctl()
+        .args(["up", &env.name, "--name", &env.name, "-o", "json"])
+        .env("BUILD_TAG", "snapshot-owner")
+        .run();
+    let environment = |state: &str, ports: &str| {
+        format!(
+            r#"{{
+  "id": "NAME",
+  "environment": "NAME",
+  "services": [
+    {{
+      "service": "web",
+      "container": "web_NAME",
+      "image": "envctl-demo/oracle-xe:latest",
+      "state": "{state}",
+      "ports": {ports}
+    }}
+  ]
+}}
+"#
+        )
+    };
+    let running = environment("running", &format!("[\n        {PORT}\n      ]"));
+    assert_masked(&up.success().stdout(), &env.name, &running);
+
+    let status = env.envctl().args(["status", &env.name, "-o", "json"]).run();
+    assert_masked(
+        &status.success().stdout(),
+        &env.name,
+        &format!(
+            r#"{{
+  "id": "NAME",
+  "environment": "NAME",
+  "services": [
+    {{
+      "service": "web",
+      "container": "web_NAME",
+      "state": "running",
+      "health": null,
+      "restarts": 0,
+      "exit_code": null,
+      "ports": [
+        {PORT}
+      ]
+    }}
+  ]
+}}
+"#
+        ),
+    );
+    let table = env.envctl().args(["status", &env.name]).run();
+    assert_eq!(
+        mask_table(&table.success().stdout(), &env.name),
+        "SERVICE  CONTAINER  STATE  HEALTH  RESTARTS  EXIT  PORTS\n\
+         web  web_NAME  running  -  0  -  8080->127.0.0.1:[PORT]\n",
+    );
+
+    // `ls` lists every environment on the engine: this one's row, as printed.
+    let ls = env.envctl().args(["ls", "-o", "json"]).run();
+    let stdout = ls.success().stdout();
+    let start = stdout
+        .find(&format!("  {{\n    \"id\": \"{}\"", env.name))
+        .expect("ls lists the environment");
+    let end = start + stdout[start..].find("\n  }").expect("the row ends") + 4;
+    assert_masked(
+        &stdout[start..end],
+        &env.name,
+        &format!(
+            r#"  {{
+    "id": "NAME",
+    "environment": "NAME",
+    "state": "ready",
+    "created_at": "[TIME]",
+    "age_seconds": [SECONDS],
+    "owner": "snapshot-owner",
+    "images": [
+      "web:latest"
+    ],
+    "endpoints": {{
+      "web": [
+        {}
+      ]
+    }},
+    "pinned": false,
+    "last_activity": "envctl status",
+    "last_activity_at": "[TIME]",
+    "idle_seconds": [SECONDS]
+  }}"#,
+            PORT
+        ),
+    );
+
+    // The table: its header and this environment's row, ages masked.
+    let ls = env.envctl().args(["ls"]).run();
+    let stdout = ls.success().stdout();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || line.starts_with(&format!("{} ", env.name)))
+        .map(|(_, line)| line)
+        .collect();
+    let ages = regex::Regex::new(r"\b\d+[smhd](\d+[smhd])?\b").unwrap();
+    assert_eq!(
+        ages.replace_all(&mask_table(&lines.join("\n"), &env.name), "[AGE]"),
+        "ID  ENVIRONMENT  STATE  AGE  OWNER  LAST ACTIVITY  PINNED  IMAGES  ENDPOINTS\n\
+         NAME  NAME  ready  [AGE]  snapshot-owner  envctl status, idle [AGE]  -  web:latest  \
+         web:8080->127.0.0.1:[PORT]\n"
+    );
+
+    let stop = env.envctl().args(["stop", &env.name, "-o", "json"]).run();
+    assert_masked(
+        &stop.success().stdout(),
+        &env.name,
+        &environment("exited", "[]"),
+    );
+
+    let start = env.envctl().args(["start", &env.name, "-o", "json"]).run();
+    assert_masked(&start.success().stdout(), &env.name, &running);
+}

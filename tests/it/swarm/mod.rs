@@ -1,0 +1,6 @@
+//! Tests on a real multi-node Docker swarm: three engines on this machine, each in a network
+//! namespace of its own, built by `tests/swarm/swarm.sh` (see [`cluster`]).
+
+mod backend;
+pub mod cluster;
+mod smoke;
