@@ -169,14 +169,16 @@ pub struct TargetArgs {
     #[arg(value_name = "ENV|SERVICE@REF", add = ArgValueCompleter::new(files))]
     pub words: Vec<String>,
 
-    /// Directory of environment files
-    #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
-    pub envdir: PathBuf,
+    /// Directory of environment files [default: `./environments`, else `environments/` at the
+    /// root of the git repository around the current directory]
+    #[arg(long, env = "ENVCTL_ENVDIR")]
+    pub envdir: Option<PathBuf>,
 
     /// Use this environment file instead of searching `--envdir`; `-` reads standard input.
-    /// At most 4 MiB
+    /// Repeat it to merge override files as docker-compose does: later files win, maps merge,
+    /// lists are appended. At most 4 MiB each
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -142,6 +142,18 @@ pub fn anchor_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}")
 }
 
+/// The engine name of the environment's named volume `volume` (as the file calls it): one per
+/// copy of the environment, found again by its labels.
+pub fn volume_name(id: &str, volume: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}{volume}")
+}
+
+/// The file's name of the engine volume `name` of environment `id`: the inverse of
+/// [`volume_name`].
+pub fn volume_of<'a>(id: &str, name: &'a str) -> Option<&'a str> {
+    name.strip_prefix(&format!("envctl{SEPARATOR}{id}{SEPARATOR}"))
+}
+
 /// The value of [`label::ROLE`] on the marker of a finished start.
 pub const READY_ROLE: &str = "ready";
 

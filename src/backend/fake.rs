@@ -51,6 +51,8 @@ pub enum Reading {
 struct FakeService {
     handle: ServiceRef,
     metadata: ServiceMetadata,
+    /// As `create_service` got it, for tests to read.
+    runtime: Runtime,
     created: DateTime<Utc>,
     started: Option<(Instant, DateTime<Utc>)>,
     /// Set by `stop`: the exit code and when.
@@ -63,6 +65,8 @@ struct Env {
     claimed: bool,
     markers: Markers,
     isolation: Option<IsolationRef>,
+    /// Named volumes, by the file's name.
+    volumes: BTreeMap<String, VolumeRef>,
     services: BTreeMap<String, FakeService>,
     /// Services an update put aside, by service name.
     aside: BTreeMap<String, FakeService>,
@@ -209,6 +213,22 @@ impl Fake {
             .iter()
             .filter_map(|c| c.strip_prefix(&format!("{operation} ")).map(String::from))
             .collect()
+    }
+
+    /// The named volumes `id` holds now.
+    pub fn volumes(&self, id: &str) -> Vec<VolumeRef> {
+        self.world()
+            .envs
+            .get(id)
+            .map(|env| env.volumes.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The runtime `service` of `id` was created with.
+    pub fn runtime(&self, id: &str, service: &str) -> Option<Runtime> {
+        let world = self.world();
+        let service = world.envs.get(id)?.services.get(service)?;
+        Some(service.runtime.clone())
     }
 
     /// Whether anything of `id` is left.
@@ -384,6 +404,7 @@ impl Backend for Fake {
             claimed: true,
             markers: Markers::default(),
             isolation: None,
+            volumes: BTreeMap::new(),
             services: BTreeMap::new(),
             aside: BTreeMap::new(),
         });
@@ -415,6 +436,25 @@ impl Backend for Fake {
         Ok(isolation)
     }
 
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        self.enter("create_volume", &format!("{}/{}", metadata.id, volume.name))
+            .await?;
+        let mut world = self.world();
+        let env = world
+            .envs
+            .get_mut(&metadata.id)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "claim",
+                name: metadata.id.clone(),
+            })?;
+        let volume = VolumeRef {
+            name: volume.name.clone(),
+            native: crate::naming::volume_name(&metadata.id, &volume.name),
+        };
+        env.volumes.insert(volume.name.clone(), volume.clone());
+        Ok(volume)
+    }
+
     async fn create_service(
         &self,
         _isolation: &IsolationRef,
@@ -443,6 +483,7 @@ impl Backend for Fake {
             FakeService {
                 handle: handle.clone(),
                 metadata: spec.service_metadata(),
+                runtime: spec.runtime.clone(),
                 created: Utc::now(),
                 started: None,
                 stopped: None,
@@ -655,6 +696,7 @@ impl Backend for Fake {
                     })
                     .collect(),
                 isolation: env.isolation.iter().cloned().collect(),
+                volumes: env.volumes.values().cloned().collect(),
             })
             .collect();
         Ok(records)
@@ -730,6 +772,14 @@ impl Backend for Fake {
         Ok(())
     }
 
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        self.enter("remove_volume", &volume.native).await?;
+        for env in self.world().envs.values_mut() {
+            env.volumes.retain(|_, v| v != volume);
+        }
+        Ok(())
+    }
+
     async fn release(&self, id: &str) -> Result<()> {
         self.enter("release", id).await?;
         let mut world = self.world();
@@ -740,6 +790,7 @@ impl Backend for Fake {
                 && env.aside.is_empty()
                 && env.markers.update.is_none()
                 && env.isolation.is_none()
+                && env.volumes.is_empty()
                 && !env.markers.ready
                 && !env.markers.pinned
                 && env.markers.lease_until.is_none();
@@ -754,7 +805,7 @@ impl Backend for Fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Protocol;
+    use crate::spec::{PortMapping, Protocol};
 
     pub fn image(reference: &str) -> ResolvedImage {
         let (repository, tag) = reference.split_once(':').unwrap();
@@ -773,10 +824,13 @@ mod tests {
             image: image("shop/app:1"),
             command: None,
             env: Vec::new(),
-            ports: vec![Port {
-                number: 8080,
-                protocol: Protocol::Tcp,
-            }],
+            runtime: Runtime {
+                ports: vec![PortMapping::random(Port {
+                    number: 8080,
+                    protocol: Protocol::Tcp,
+                })],
+                ..Runtime::default()
+            },
             aliases: vec![service.into()],
             depends_on: Default::default(),
             ready: Ready {

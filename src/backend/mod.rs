@@ -16,7 +16,7 @@ pub mod docker;
 pub mod fake;
 pub mod swarm;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -27,7 +27,7 @@ use futures_util::stream::BoxStream;
 
 pub use crate::backend::docker::engine::PullProgress;
 pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
-use crate::spec::{ImageRef, Port, Ready};
+use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,6 +106,23 @@ impl Healthcheck {
     }
 }
 
+/// A named volume of one environment: the file's name, and the backend's handle on it (a
+/// Docker volume `envctl_ID_NAME`; a PersistentVolumeClaim on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VolumeRef {
+    pub name: String,
+    pub native: String,
+}
+
+/// One named volume to create with an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// As the file calls it.
+    pub name: String,
+    /// The user's own labels, besides envctl's.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// An image as services will run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
@@ -122,8 +139,10 @@ pub struct ServiceSpec {
     pub command: Option<Vec<String>>,
     /// Sorted by name.
     pub env: Vec<(String, String)>,
-    /// Container ports to publish.
-    pub ports: Vec<Port>,
+    /// Published ports, mounts, limits and the other compose keys of the service, typed. Named
+    /// volumes in its mounts carry the file's names: each backend maps them to its own (Docker:
+    /// `envctl_ID_NAME`), as it does in [`Backend::create_volume`].
+    pub runtime: Runtime,
     /// The service name first, then every link alias that points at it.
     pub aliases: Vec<String>,
     pub depends_on: BTreeSet<String>,
@@ -134,13 +153,18 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// The container ports it publishes.
+    pub fn ports(&self) -> Vec<Port> {
+        self.runtime.ports.iter().map(|p| p.container).collect()
+    }
+
     /// What the service's resources carry besides the environment's metadata.
     pub fn service_metadata(&self) -> ServiceMetadata {
         ServiceMetadata {
             service: self.service.clone(),
             image: Some(self.image.reference.clone()),
             depends_on: self.depends_on.clone(),
-            ports: self.ports.clone(),
+            ports: self.ports(),
             ready: Some(self.ready.clone()),
             reference: self.reference.clone(),
         }
@@ -321,6 +345,8 @@ pub struct EnvironmentRecord {
     /// finishes; sorted by service name.
     pub aside: Vec<ServiceRecord>,
     pub isolation: Vec<IsolationRef>,
+    /// Its named volumes, sorted by name.
+    pub volumes: Vec<VolumeRef>,
 }
 
 /// Which environments a listing returns.
@@ -497,6 +523,9 @@ pub trait Backend: Send + Sync {
     async fn claim(&self, metadata: &Metadata) -> Result<()>;
     /// The environment's isolation: a name space for its aliases, unreachable from others.
     async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef>;
+    /// Creates one named volume of the environment, labelled with `metadata` besides the
+    /// user's labels. `Taken` when a volume of that name exists that is not this start's.
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef>;
     /// Creates, does not start, one service.
     async fn create_service(
         &self,
@@ -549,6 +578,8 @@ pub trait Backend: Send + Sync {
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()>;
     /// Removes the isolation once its services are gone; `InUse` names foreign users.
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()>;
+    /// Removes a named volume once no service uses it any more. Idempotent.
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()>;
     /// Gives the id back: the claim goes last, so a half-removed environment stays claimed.
     async fn release(&self, id: &str) -> Result<()>;
 }

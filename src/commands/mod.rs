@@ -28,7 +28,7 @@ use crate::backend::Backend;
 use crate::backend::Kind;
 use crate::backend::docker::{DockerBackend, Flags};
 use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
-use crate::spec::{Catalog, Environment, PullPolicy, Target};
+use crate::spec::{Catalog, Environment, PullPolicy, Target, catalog};
 use crate::{Error, ExitStatus};
 
 pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
@@ -66,9 +66,12 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
 
 /// Loads the environment the arguments name, with its `SERVICE@REF` overrides applied.
 fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
-    let catalog = match &args.file {
-        Some(file) => Catalog::File(file.clone()),
-        None => Catalog::Dir(args.envdir.clone()),
+    let catalog = match args.file.as_slice() {
+        [] => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+            Catalog::Dir(catalog::find_envdir(args.envdir.as_deref(), &cwd)?)
+        }
+        files => Catalog::Files(files.to_vec()),
     };
     let target = Target::from_words(&args.words).map_err(Error::Usage)?;
     Ok((catalog.select(&target)?, target))

@@ -2,9 +2,12 @@ use serde::Serialize;
 
 use crate::cli::{Format, PlanArgs};
 use crate::graph::Plan;
+use std::collections::BTreeMap;
+
 use crate::lifecycle::StartError;
 use crate::lifecycle::refs::{self, RefError};
-use crate::spec::{Environment, PullPolicy, Service, Target};
+use crate::spec::runtime::MountSource;
+use crate::spec::{Environment, PullPolicy, Runtime, Service, Target};
 use crate::{Error, ExitStatus, naming, output};
 
 #[derive(Serialize)]
@@ -12,6 +15,9 @@ struct PlanJson<'a> {
     environment: &'a str,
     file: String,
     id: &'a str,
+    /// The named volumes this copy gets, by their engine names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<String>,
     waves: Vec<Vec<ServiceJson>>,
 }
 
@@ -26,6 +32,121 @@ struct ServiceJson {
     ready: Vec<String>,
     ready_timeout: String,
     pull: &'static str,
+    #[serde(flatten)]
+    runtime: RuntimeJson,
+}
+
+/// What of a service's [`Runtime`] differs from Docker's defaults.
+#[derive(Serialize, Default)]
+struct RuntimeJson {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tmpfs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shm_size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_limit_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpus: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_grace_period: Option<String>,
+}
+
+fn runtime_json(runtime: &Runtime, id: &str) -> RuntimeJson {
+    RuntimeJson {
+        volumes: runtime
+            .mounts
+            .iter()
+            .map(|mount| {
+                let mut mount = mount.clone();
+                if let MountSource::Volume(name) = &mut mount.source {
+                    *name = naming::volume_name(id, name);
+                }
+                mount.to_string()
+            })
+            .collect(),
+        tmpfs: runtime.tmpfs.iter().map(ToString::to_string).collect(),
+        shm_size_bytes: runtime.shm_size.map(|b| b.0),
+        mem_limit_bytes: runtime.mem_limit.map(|b| b.0),
+        cpus: runtime.cpus.map(|c| c.0 as f64 / 1e9),
+        restart: runtime.restart.map(|r| r.to_string()),
+        entrypoint: runtime.entrypoint.clone(),
+        user: runtime.user.clone(),
+        working_dir: runtime.working_dir.clone(),
+        extra_hosts: runtime
+            .extra_hosts
+            .iter()
+            .map(|h| format!("{}:{}", h.host, h.address))
+            .collect(),
+        labels: runtime.labels.clone(),
+        stop_grace_period: runtime
+            .stop_grace_period
+            .map(|d| humantime::format_duration(d).to_string()),
+    }
+}
+
+/// The text lines of a service's runtime settings, as `    key        value`.
+fn runtime_text(runtime: &Runtime, json: &RuntimeJson) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if !json.volumes.is_empty() {
+        lines.push(("volumes", json.volumes.join(", ")));
+    }
+    if !json.tmpfs.is_empty() {
+        lines.push(("tmpfs", json.tmpfs.join(", ")));
+    }
+    let mut limits = Vec::new();
+    if let Some(shm) = runtime.shm_size {
+        limits.push(format!("shm {shm}"));
+    }
+    if let Some(memory) = runtime.mem_limit {
+        limits.push(format!("memory {memory}"));
+    }
+    if let Some(cpus) = runtime.cpus {
+        limits.push(format!("cpus {cpus}"));
+    }
+    if !limits.is_empty() {
+        lines.push(("limits", limits.join(", ")));
+    }
+    if let Some(restart) = &json.restart {
+        lines.push(("restart", restart.clone()));
+    }
+    if let Some(entrypoint) = &json.entrypoint {
+        lines.push(("entrypoint", format!("{entrypoint:?}")));
+    }
+    if let Some(user) = &json.user {
+        lines.push(("user", user.clone()));
+    }
+    if let Some(dir) = &json.working_dir {
+        lines.push(("workdir", dir.clone()));
+    }
+    if !json.extra_hosts.is_empty() {
+        lines.push(("hosts", json.extra_hosts.join(", ")));
+    }
+    if !json.labels.is_empty() {
+        let labels: Vec<String> = json
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        lines.push(("labels", labels.join(", ")));
+    }
+    if let Some(grace) = &json.stop_grace_period {
+        lines.push(("stop grace", grace.clone()));
+    }
+    lines
 }
 
 #[derive(Serialize)]
@@ -107,7 +228,12 @@ fn service_json(service: &Service, id: &str) -> ServiceJson {
         service: service.name.clone(),
         image: service.image.to_string(),
         container: naming::container_name(&service.name, id),
-        ports: service.ports.iter().map(ToString::to_string).collect(),
+        ports: service
+            .runtime
+            .ports
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         depends_on: service.depends_on.iter().cloned().collect(),
         links: service
             .links
@@ -125,6 +251,7 @@ fn service_json(service: &Service, id: &str) -> ServiceJson {
             .collect(),
         ready_timeout: humantime::format_duration(service.ready.timeout).to_string(),
         pull: service.pull.as_str(),
+        runtime: runtime_json(&service.runtime, id),
     }
 }
 
@@ -133,6 +260,7 @@ fn to_json<'a>(environment: &'a Environment, plan: &Plan, id: &'a str) -> PlanJs
         environment: &environment.name,
         file: environment.path.display().to_string(),
         id,
+        volumes: volume_names(environment, id),
         waves: plan
             .waves
             .iter()
@@ -145,12 +273,24 @@ fn to_json<'a>(environment: &'a Environment, plan: &Plan, id: &'a str) -> PlanJs
     }
 }
 
+fn volume_names(environment: &Environment, id: &str) -> Vec<String> {
+    environment
+        .volumes
+        .keys()
+        .map(|name| naming::volume_name(id, name))
+        .collect()
+}
+
 fn to_text(environment: &Environment, plan: &Plan, id: &str) -> String {
     let mut out = format!(
         "environment {} ({}), id {id}\n",
         environment.name,
         environment.path.display()
     );
+    let volumes = volume_names(environment, id);
+    if !volumes.is_empty() {
+        out.push_str(&format!("volumes {}\n", volumes.join(", ")));
+    }
     for (i, wave) in plan.waves.iter().enumerate() {
         out.push_str(&format!("\nwave {}\n", i + 1));
         for name in wave {
@@ -190,6 +330,10 @@ fn to_text(environment: &Environment, plan: &Plan, id: &str) -> String {
                 "    ready      {ready} (timeout {})\n",
                 s.ready_timeout
             ));
+            let service = &environment.services[name];
+            for (key, value) in runtime_text(&service.runtime, &s.runtime) {
+                out.push_str(&format!("    {key:<10} {value}\n"));
+            }
         }
     }
     out

@@ -16,7 +16,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     let catalog = match &args.file {
-        Some(file) => Catalog::File(file.clone()),
+        Some(file) => Catalog::Files(vec![file.clone()]),
         None => Catalog::Dir(args.envdir.clone()),
     };
     let target = Target {

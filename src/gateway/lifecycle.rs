@@ -359,6 +359,7 @@ mod tests {
                 .collect(),
             aside: vec![],
             isolation: vec![],
+            volumes: vec![],
         };
         entry(&instance, |host, port| {
             format!("{host}:{port}").parse().ok()

@@ -129,6 +129,16 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        let operation = || format!("create volume `{}` of `{}`", volume.name, metadata.id);
+        self.call(
+            operation,
+            NONE,
+            self.backend.create_volume(metadata, volume),
+        )
+        .await
+    }
+
     async fn create_service(
         &self,
         isolation: &IsolationRef,
@@ -271,6 +281,12 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        let operation = || format!("remove volume `{}`", volume.native);
+        self.call(operation, NONE, self.backend.remove_volume(volume))
+            .await
+    }
+
     async fn release(&self, id: &str) -> Result<()> {
         let operation = || format!("release `{id}`");
         self.call(operation, NONE, self.backend.release(id)).await
@@ -367,7 +383,7 @@ mod tests {
             },
             command: None,
             env: Vec::new(),
-            ports: Vec::new(),
+            runtime: Default::default(),
             aliases: Vec::new(),
             depends_on: Default::default(),
             ready: crate::spec::Ready {

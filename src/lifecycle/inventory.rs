@@ -397,6 +397,7 @@ mod tests {
             },
             services: services.iter().map(|(s, is)| service(s, *is)).collect(),
             isolation: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 

@@ -354,6 +354,80 @@ async fn teardown_removes_dependents_first_then_the_network_then_the_claim() {
     assert!(!fake.exists("shop-1"));
 }
 
+/// `SHOP` with a named volume mounted by `db`, and limits on it.
+fn with_volume() -> Environment {
+    let yaml = SHOP
+        .replacen(
+            "name: shop\n",
+            "name: shop\nvolumes:\n  data:\n    labels: {com.example.team: qa}\n",
+            1,
+        )
+        .replacen(
+            "    tag: '1'\n  app:",
+            "    tag: '1'\n    volumes: ['data:/var/lib/db']\n    mem_limit: 1g\n  app:",
+            1,
+        );
+    environment(&yaml)
+}
+
+#[tokio::test(start_paused = true)]
+async fn named_volumes_are_created_before_services_and_removed_before_the_claim() {
+    let fake = fake();
+    let (signals, _sender) = Signals::manual();
+    let options = options(Some("shop-1"), Duration::from_secs(60));
+    up_on(&fake, &with_volume(), &options, &signals)
+        .await
+        .expect("started");
+    let volumes = fake.volumes("shop-1");
+    assert_eq!(
+        volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["data"]
+    );
+    // The service gets the file's name: the backend maps it to its own, as it created it.
+    let runtime = fake.runtime("shop-1", "db").expect("db created");
+    assert_eq!(
+        runtime.mounts[0].source,
+        crate::spec::runtime::MountSource::Volume("data".into())
+    );
+    assert_eq!(runtime.mem_limit.map(|b| b.0), Some(1 << 30));
+    let listed = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(listed.volumes, volumes, "a listing finds them");
+
+    remove(&fake, &listed, None).await.expect("removed");
+    let calls = fake.calls();
+    let position = |call: &str| {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("no `{call}` in {calls:?}"))
+    };
+    assert!(position("create_volume shop-1/data") < position("create_service shop-1/db"));
+    assert!(position("remove_service shop-1/db") < position("remove_volume envctl_shop-1_data"));
+    assert!(position("remove_volume envctl_shop-1_data") < position("release shop-1"));
+    assert!(!fake.exists("shop-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_removes_the_named_volumes_it_created() {
+    let fake = fake();
+    fake.fault(
+        "create_service",
+        "shop-1/app",
+        Fault::Fail("no space".into()),
+    );
+    let (signals, _sender) = Signals::manual();
+    let options = options(Some("shop-1"), Duration::from_secs(60));
+    let error = up_on(&fake, &with_volume(), &options, &signals)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "failed to create_service `shop-1/app`: no space"
+    );
+    assert_eq!(fake.calls_of("remove_volume"), ["envctl_shop-1_data"]);
+    assert!(!fake.exists("shop-1"), "rolled back: {:?}", fake.calls());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_network_held_by_a_foreign_container_keeps_the_claim() {
     let fake = fake();

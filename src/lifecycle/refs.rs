@@ -273,7 +273,7 @@ mod tests {
             }),
             command: None,
             env: Vec::new(),
-            ports: Vec::new(),
+            runtime: Default::default(),
             depends_on: Default::default(),
             links: Vec::new(),
             ready: Ready {

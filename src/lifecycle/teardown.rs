@@ -110,6 +110,7 @@ pub async fn remove(
     }
     remove_newcomers(backend, instance).await?;
     let held = remove_isolation(backend, instance).await?;
+    remove_volumes(backend, instance).await?;
     if instance.markers.pinned {
         backend
             .clear_marker(&instance.id, MarkerKind::Pinned)
@@ -190,6 +191,14 @@ async fn remove_isolation(
     Ok(results.into_iter().flatten().collect())
 }
 
+/// Removes the environment's named volumes (its services are gone by now). The backend lists
+/// only volumes carrying envctl's labels and this id, so one envctl did not create is never
+/// touched, whatever its name.
+async fn remove_volumes(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    let removing = instance.volumes.iter().map(|v| backend.remove_volume(v));
+    join_all(removing).await.into_iter().collect()
+}
+
 /// Runs `act` on every service, dependents first, each wave at once.
 async fn dependents_first<'a, F, Fut>(instance: &'a Instance, act: F) -> Result<(), BackendError>
 where
@@ -212,11 +221,12 @@ pub async fn stop(backend: &dyn Backend, instance: &Instance) -> Result<(), Back
     dependents_first(instance, |s| backend.stop_service(&s.handle, STOP_GRACE)).await
 }
 
-/// A container or network of an environment, by name.
+/// A container, network or named volume of an environment, by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resource {
     Container(String),
     Network(String),
+    Volume(String),
 }
 
 impl std::fmt::Display for Resource {
@@ -224,6 +234,7 @@ impl std::fmt::Display for Resource {
         match self {
             Resource::Container(name) => write!(f, "`{name}`"),
             Resource::Network(name) => write!(f, "network `{name}`"),
+            Resource::Volume(name) => write!(f, "volume `{name}`"),
         }
     }
 }
@@ -291,22 +302,26 @@ impl std::fmt::Display for Cleanup {
     }
 }
 
-/// `3 containers and 1 network`.
+/// `3 containers, 1 network and 1 volume`.
 fn count(resources: &[Resource]) -> String {
-    let containers = resources
+    let of = |kind: fn(&Resource) -> bool| resources.iter().filter(|r| kind(r)).count();
+    let counts = [
+        (of(|r| matches!(r, Resource::Container(_))), "container"),
+        (of(|r| matches!(r, Resource::Network(_))), "network"),
+        (of(|r| matches!(r, Resource::Volume(_))), "volume"),
+    ];
+    let parts: Vec<String> = counts
         .iter()
-        .filter(|r| matches!(r, Resource::Container(_)))
-        .count();
-    let networks = resources.len() - containers;
-    let noun = |n: usize, one: &str| match n {
-        1 => format!("1 {one}"),
-        n => format!("{n} {one}s"),
-    };
-    match (containers, networks) {
-        (0, 0) => String::new(),
-        (c, 0) => noun(c, "container"),
-        (0, n) => noun(n, "network"),
-        (c, n) => format!("{} and {}", noun(c, "container"), noun(n, "network")),
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, one)| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {one}s"),
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -316,7 +331,7 @@ fn list(resources: &[Resource]) -> String {
 }
 
 /// What of an environment the cleanup report names: its services and markers by their
-/// container names, its isolation as a network.
+/// container names, its isolation as a network, its named volumes by their engine names.
 pub fn resources(record: &Instance) -> Vec<Resource> {
     let id = &record.id;
     let mut resources: Vec<Resource> = record
@@ -339,11 +354,17 @@ pub fn resources(record: &Instance) -> Vec<Resource> {
             .iter()
             .map(|i| Resource::Network(i.name.clone())),
     );
+    resources.extend(
+        record
+            .volumes
+            .iter()
+            .map(|v| Resource::Volume(v.native.clone())),
+    );
     resources
 }
 
 /// Removes everything `selector` finds: services (stopped within `grace` first, or killed at
-/// once when `grace` is `None`), then isolation, markers and the claim. `expected` is what the
+/// once when `grace` is `None`), then isolation, named volumes, markers and the claim. `expected` is what the
 /// caller knows to exist: when the backend cannot be asked, that is what is left.
 pub async fn remove_reporting(
     backend: &dyn Backend,
@@ -371,6 +392,10 @@ pub async fn remove_reporting(
         let removing = record.isolation.iter().map(|i| backend.remove_isolation(i));
         for (isolation, result) in record.isolation.iter().zip(join_all(removing).await) {
             cleanup.record(Resource::Network(isolation.name.clone()), result);
+        }
+        let removing = record.volumes.iter().map(|v| backend.remove_volume(v));
+        for (volume, result) in record.volumes.iter().zip(join_all(removing).await) {
+            cleanup.record(Resource::Volume(volume.native.clone()), result);
         }
         let id = &record.id;
         if let Some(until) = record.markers.lease_until {
@@ -441,6 +466,23 @@ mod tests {
              `envctl_x_ready` may appear yet: the engine never answered its creation\n  \
              because failed to remove container `b_x`: busy\n\
              hint: `envctl down x` removes the rest"
+        );
+    }
+
+    #[test]
+    fn a_cleanup_counts_named_volumes_apart() {
+        let cleanup = Cleanup {
+            id: Some("x".into()),
+            removed: vec![
+                container("a_x"),
+                Resource::Network("envctl_e_x".into()),
+                Resource::Volume("envctl_x_data".into()),
+            ],
+            ..Cleanup::default()
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 1 container, 1 network and 1 volume of environment `x`"
         );
     }
 

@@ -14,7 +14,7 @@ use super::{Phase, Progress, StartError, build, refs, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
     Backend, BackendError, Endpoint, Marker, PullProgress, Selector, ServiceRecord, ServiceRef,
-    ServiceSpec, ServiceState,
+    ServiceSpec, ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
@@ -288,7 +288,7 @@ async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
             .collect();
         let vanished = created.iter().any(|resource| match resource {
             Resource::Container(_) => !present.contains(resource),
-            Resource::Network(_) => false,
+            Resource::Network(_) | Resource::Volume(_) => false,
         });
         if vanished {
             return Some(id);
@@ -634,6 +634,18 @@ async fn claim(
         .ledger
         .create(resource, backend.create_isolation(&claim.metadata))
         .await?;
+    for (name, volume) in &environment.volumes {
+        let spec = VolumeSpec {
+            name: name.clone(),
+            labels: volume.labels.clone(),
+        };
+        run.ledger
+            .create(
+                Resource::Volume(naming::volume_name(&claim.id, name)),
+                backend.create_volume(&claim.metadata, &spec),
+            )
+            .await?;
+    }
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
         let spec = service_spec(environment, service, &claim, images);
@@ -742,7 +754,7 @@ pub(super) fn service_spec_for(
         image,
         command: service.command.clone(),
         env: service.env.clone(),
-        ports: service.ports.clone(),
+        runtime: service.runtime.clone(),
         aliases,
         depends_on: service.depends_on.clone(),
         ready: service.ready.clone(),

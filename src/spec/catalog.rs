@@ -2,15 +2,50 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Environment, LoadError, Override, did_you_mean, load};
+use super::{Environment, LoadError, Override, did_you_mean, load, load_all};
 
 /// Where environment files are looked up.
 #[derive(Debug, Clone)]
 pub enum Catalog {
     /// Every `*.yaml` / `*.yml` file in a directory.
     Dir(PathBuf),
-    /// One file given with `-f`.
-    File(PathBuf),
+    /// The files given with `-f`: one environment, each later file overriding the earlier.
+    Files(Vec<PathBuf>),
+}
+
+/// The directory of environment files: `--envdir` or `ENVCTL_ENVDIR` when given, else
+/// `./environments`, else `environments/` at the root of the git repository around `cwd` (the
+/// nearest directory holding `.git`), so envctl works from anywhere in a clone.
+pub fn find_envdir(given: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+    const DIR: &str = "environments";
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    if cwd.join(DIR).is_dir() {
+        return Ok(PathBuf::from(DIR));
+    }
+    let root = cwd.ancestors().find(|dir| dir.join(".git").exists());
+    if let Some(root) = root
+        && root.join(DIR).is_dir()
+    {
+        return Ok(root.join(DIR));
+    }
+    let looked = match root {
+        Some(root) if root != cwd => format!(
+            "`./{DIR}` and `{}` (the repository root's)",
+            root.join(DIR).display()
+        ),
+        Some(_) => format!("`./{DIR}` (the repository root's)"),
+        None => format!(
+            "`./{DIR}`, and found no git repository around `{}`",
+            cwd.display()
+        ),
+    };
+    Err(LoadError::Selection(format!(
+        "no environment directory: --envdir and ENVCTL_ENVDIR are not set, and there is no \
+         {looked}\nhint: `--envdir DIR` or `ENVCTL_ENVDIR=DIR` names the directory of \
+         environment files; `-f FILE` names one file"
+    )))
 }
 
 /// What the user asked for on the command line.
@@ -45,7 +80,7 @@ impl Catalog {
     /// All environment files, sorted by path.
     pub fn files(&self) -> Result<Vec<PathBuf>, LoadError> {
         match self {
-            Catalog::File(path) => Ok(vec![path.clone()]),
+            Catalog::Files(paths) => Ok(paths.clone()),
             Catalog::Dir(dir) => {
                 let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
                     path: dir.clone(),
@@ -71,11 +106,11 @@ impl Catalog {
     /// Finds and loads the environment `target` names, with its overrides applied.
     pub fn select(&self, target: &Target) -> Result<Environment, LoadError> {
         let mut environment = match (self, &target.environment) {
-            (Catalog::File(path), _) => load(path)?,
+            (Catalog::Files(paths), _) => load_all(paths)?,
             (Catalog::Dir(dir), Some(name)) => self.by_name(dir, name)?,
             (Catalog::Dir(dir), None) => self.by_services(dir, target)?,
         };
-        if let (Catalog::File(_), Some(name)) = (self, &target.environment)
+        if let (Catalog::Files(_), Some(name)) = (self, &target.environment)
             && &environment.name != name
         {
             return Err(LoadError::Selection(format!(
@@ -175,5 +210,70 @@ impl Catalog {
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+
+    #[test]
+    fn a_given_envdir_wins() {
+        let cwd = dir();
+        std::fs::create_dir(cwd.path().join("environments")).unwrap();
+        let found = find_envdir(Some(Path::new("/elsewhere")), cwd.path()).unwrap();
+        assert_eq!(found, Path::new("/elsewhere"));
+    }
+
+    #[test]
+    fn the_current_directory_comes_before_the_repository_root() {
+        let root = dir();
+        std::fs::create_dir(root.path().join(".git")).unwrap();
+        std::fs::create_dir(root.path().join("environments")).unwrap();
+        let sub = root.path().join("module");
+        std::fs::create_dir_all(sub.join("environments")).unwrap();
+        assert_eq!(find_envdir(None, &sub).unwrap(), Path::new("environments"));
+        let deeper = root.path().join("a/b");
+        std::fs::create_dir_all(&deeper).unwrap();
+        assert_eq!(
+            find_envdir(None, &deeper).unwrap(),
+            root.path().join("environments")
+        );
+    }
+
+    #[test]
+    fn a_worktree_root_with_a_git_file_counts() {
+        let root = dir();
+        std::fs::write(root.path().join(".git"), "gitdir: /x\n").unwrap();
+        std::fs::create_dir(root.path().join("environments")).unwrap();
+        let sub = root.path().join("src");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            find_envdir(None, &sub).unwrap(),
+            root.path().join("environments")
+        );
+    }
+
+    #[test]
+    fn none_found_names_the_places_looked_in() {
+        let root = dir();
+        std::fs::create_dir(root.path().join(".git")).unwrap();
+        let sub = root.path().join("src");
+        std::fs::create_dir(&sub).unwrap();
+        let message = find_envdir(None, &sub).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "no environment directory: --envdir and ENVCTL_ENVDIR are not set, and there is \
+                 no `./environments` and `{}/environments` (the repository root's)\n\
+                 hint: `--envdir DIR` or `ENVCTL_ENVDIR=DIR` names the directory of environment \
+                 files; `-f FILE` names one file",
+                root.path().display()
+            )
+        );
     }
 }

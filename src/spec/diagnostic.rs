@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 /// A position in an environment file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
+    /// Which of the environment's files (the first `-f` is 0).
+    pub file: usize,
     pub line: usize,
     pub column: usize,
 }
@@ -14,6 +16,7 @@ impl Position {
     pub(crate) fn from_location(location: serde_saphyr::Location) -> Option<Self> {
         let (line, column) = (location.line(), location.column());
         (line > 0).then(|| Position {
+            file: 0,
             line: line as usize,
             column: column.max(1) as usize,
         })
@@ -25,6 +28,8 @@ impl Position {
 pub struct Diagnostic {
     pub message: String,
     pub position: Option<Position>,
+    /// The file a diagnostic without a position is about.
+    pub file: usize,
     pub hint: Option<String>,
 }
 
@@ -33,8 +38,15 @@ impl Diagnostic {
         Diagnostic {
             message: message.into(),
             position,
+            file: position.map_or(0, |p| p.file),
             hint: None,
         }
+    }
+
+    /// Names the file of a diagnostic that has no position.
+    pub fn in_file(mut self, file: usize) -> Self {
+        self.file = file;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -43,20 +55,34 @@ impl Diagnostic {
     }
 }
 
-/// Every problem found in one environment file, reported together.
+/// One file of an environment: its path (as messages name it) and its text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Every problem found in an environment's files, reported together.
 #[derive(Debug, Clone)]
 pub struct SpecError {
-    pub path: PathBuf,
-    pub source: String,
+    pub sources: Vec<Source>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl SpecError {
-    pub fn new(path: &Path, source: &str, mut diagnostics: Vec<Diagnostic>) -> Self {
-        diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
-        SpecError {
+    pub fn new(path: &Path, source: &str, diagnostics: Vec<Diagnostic>) -> Self {
+        let source = Source {
             path: path.to_path_buf(),
-            source: source.to_string(),
+            text: source.to_string(),
+        };
+        SpecError::of(vec![source], diagnostics)
+    }
+
+    /// Problems in several files, sorted by file, then position.
+    pub fn of(sources: Vec<Source>, mut diagnostics: Vec<Diagnostic>) -> Self {
+        diagnostics.sort_by_key(|d| (d.file, d.position.map(|p| (p.line, p.column))));
+        SpecError {
+            sources,
             diagnostics,
         }
     }
@@ -71,7 +97,12 @@ impl fmt::Display for SpecError {
                 writeln!(f)?;
                 write!(f, "error: ")?;
             }
-            render(f, &self.path, &self.source, diagnostic)?;
+            let source = self
+                .sources
+                .get(diagnostic.file)
+                .or(self.sources.first())
+                .expect("a spec error names its files");
+            render(f, &source.path, &source.text, diagnostic)?;
         }
         Ok(())
     }
@@ -95,7 +126,7 @@ fn render(
 ) -> fmt::Result {
     write!(f, "{}", clip(&diagnostic.message, MAX_MESSAGE))?;
     match diagnostic.position {
-        Some(Position { line, column }) => {
+        Some(Position { line, column, .. }) => {
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
             // The real column, though a long line is shown in a window around it.
@@ -199,7 +230,11 @@ mod tests {
             vec![
                 Diagnostic::new(
                     "service `a` depends on unknown service `oracle`",
-                    Some(Position { line: 4, column: 9 }),
+                    Some(Position {
+                        file: 0,
+                        line: 4,
+                        column: 9,
+                    }),
                 )
                 .with_hint("did you mean `oracle-xe`?"),
             ],

@@ -3,11 +3,14 @@
 //! One YAML file in `environments/` declares one environment. [`parse`] turns its text into an
 //! [`Environment`] or a [`SpecError`] that lists every problem with its file:line:column.
 
-mod catalog;
+pub mod catalog;
+mod compose;
 mod diagnostic;
 mod image;
 mod interpolate;
 mod raw;
+pub mod runtime;
+mod tree;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,8 +21,9 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use catalog::{Catalog, Target};
-pub use diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
+pub use diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
 pub use image::{ImageRef, check_tag, split_image};
+pub use runtime::{PortMapping, Runtime, Volume};
 
 /// How long a service may take to become ready when its file does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -33,6 +37,8 @@ pub struct Environment {
     pub services: BTreeMap<String, Service>,
     /// The entry `envctl gateway` sends requests to: top-level `gateway: SERVICE:PORT`.
     pub gateway: Option<GatewayEntry>,
+    /// Named volumes, created and removed with each copy of the environment.
+    pub volumes: BTreeMap<String, Volume>,
 }
 
 /// A service's published container port that `envctl gateway` proxies to.
@@ -69,13 +75,21 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     /// Environment variables for the container, sorted by key.
     pub env: Vec<(String, String)>,
-    pub ports: Vec<Port>,
     /// Everything this service waits for: `depends_on` plus the targets of `links`.
     pub depends_on: BTreeSet<String>,
     pub links: Vec<Link>,
     pub ready: Ready,
+    /// How its container runs: published ports, volumes, limits and the other compose keys.
+    pub runtime: Runtime,
     /// When `up` pulls the image (`pull:`); `--pull` overrides it.
     pub pull: PullPolicy,
+}
+
+impl Service {
+    /// The container ports it publishes.
+    pub fn ports(&self) -> impl Iterator<Item = Port> + '_ {
+        self.runtime.ports.iter().map(|p| p.container)
+    }
 }
 
 /// When `up` pulls a service's image, under docker-compose's names and meanings.
@@ -136,7 +150,7 @@ impl Protocol {
     }
 }
 
-/// A container port published on a random host port.
+/// A container port and its protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port {
     pub number: u16,
@@ -229,6 +243,19 @@ pub const STDIN_PATH: &str = "<stdin>";
 pub fn load(path: &Path) -> Result<Environment, LoadError> {
     let (path, source) = read_source(path)?;
     Ok(parse(&path, &source, &|name| std::env::var(name).ok())?)
+}
+
+/// Reads and parses several files as one environment, each later one overriding the earlier
+/// ones as docker-compose override files do.
+pub fn load_all(paths: &[PathBuf]) -> Result<Environment, LoadError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let (path, text) = read_source(path)?;
+        sources.push(Source { path, text });
+    }
+    Ok(validate::parse_files(sources, &|name| {
+        std::env::var(name).ok()
+    })?)
 }
 
 /// The text of an environment file, and the path to name it by.

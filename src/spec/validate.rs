@@ -1,20 +1,22 @@
 //! From raw YAML to a checked [`Environment`], collecting every problem of a file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
-use serde_saphyr::Spanned;
 use serde_saphyr::budget::{Budget, BudgetBreach};
 
-use super::diagnostic::{Diagnostic, Position, SpecError, did_you_mean};
+use super::diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
 use super::image::{self, ImageRef};
 use super::interpolate::{InterpolationError, interpolate};
-use super::raw::{RawBuild, RawEnvironment, RawPort, RawReady, RawService};
+use super::raw::{self, RawBuild, RawEnvironment, RawReady, RawService, Spanned};
+use super::runtime::Volume;
+use super::tree;
 use super::{
-    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Port, Probe, Protocol,
-    PullPolicy, Ready, Service,
+    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Probe, Protocol, PullPolicy,
+    Ready, Service,
 };
 use crate::graph;
 use crate::naming;
@@ -27,22 +29,53 @@ pub fn parse(
     source: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Environment, SpecError> {
-    let raw = parse_yaml(source).map_err(|d| SpecError::new(path, source, vec![d]))?;
-    let mut checker = Checker {
-        source,
-        lookup,
-        diagnostics: Vec::new(),
-        aliases: BTreeMap::new(),
+    let source = Source {
+        path: path.to_path_buf(),
+        text: source.to_string(),
     };
-    let environment = checker.environment(path, raw);
+    parse_files(vec![source], lookup)
+}
+
+/// Parses several files as one environment, each later one overriding the earlier ones the
+/// way docker-compose merges override files.
+pub fn parse_files(
+    sources: Vec<Source>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Environment, SpecError> {
+    let mut trees = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (file, source) in sources.iter().enumerate() {
+        match parse_yaml(&source.text, file) {
+            Ok(tree) => trees.push(tree),
+            Err(diagnostic) => diagnostics.push(diagnostic.in_file(file)),
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(SpecError::of(sources, diagnostics));
+    }
+    let root = trees
+        .into_iter()
+        .reduce(|base, over| tree::merge(base, over, &mut Vec::new()))
+        .expect("at least one file");
+    let raw = raw::read(&root, &mut diagnostics);
+    let mut checker = Checker {
+        sources: &sources,
+        lookup,
+        diagnostics,
+        aliases: BTreeMap::new(),
+        host_ports: BTreeMap::new(),
+        service: String::new(),
+    };
+    let environment = checker.environment(&sources[0].path, raw);
     if checker.diagnostics.is_empty() {
         Ok(environment)
     } else {
-        Err(SpecError::new(path, source, checker.diagnostics))
+        let diagnostics = checker.diagnostics;
+        Err(SpecError::of(sources, diagnostics))
     }
 }
 
-fn parse_yaml(source: &str) -> Result<RawEnvironment, Diagnostic> {
+fn parse_yaml(source: &str, file: usize) -> Result<tree::Node, Diagnostic> {
     let is_blank = source
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
@@ -50,9 +83,11 @@ fn parse_yaml(source: &str) -> Result<RawEnvironment, Diagnostic> {
         return Err(Diagnostic::new("the environment file is empty", None)
             .with_hint("an environment file needs at least `services:`"));
     }
-    let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options(source, options).map_err(|error| {
-        let position = error.location().and_then(Position::from_location);
+    tree::parse(source, file).map_err(|error| {
+        let position = error
+            .location()
+            .and_then(Position::from_location)
+            .map(|p| Position { file, ..p });
         let (message, hint) = match budget_breach(&error) {
             Some(breach) => explain_breach(breach),
             None => explain(strip_location(&error.without_snippet().to_string())),
@@ -146,36 +181,11 @@ fn strip_location(message: &str) -> String {
 
 /// Rewords serde's messages the way envctl speaks, with a hint where one helps.
 fn explain(message: String) -> (String, Option<String>) {
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, tail)) = rest.split_once('`')
-    {
-        let known: Vec<&str> = tail
-            .split_once("expected one of ")
-            .map(|(_, list)| list.split(", ").map(|k| k.trim_matches('`')).collect())
-            .unwrap_or_default();
-        let hint = match did_you_mean(field, known.iter().copied()) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None => format!("known keys here: {}", known.join(", ")),
-        };
-        return (format!("unknown key `{field}`"), Some(hint));
-    }
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(',').next().unwrap_or(rest);
         return (
             format!("duplicate key `{key}`"),
             Some("each key, and so each service, may appear only once".into()),
-        );
-    }
-    if message.contains("untagged enum RawPort") {
-        return (
-            "a port is a number from 1 to 65535, or a string like \"8080/tcp\"".into(),
-            None,
-        );
-    }
-    if message.contains("untagged enum RawBuild") {
-        return (
-            "`build` is a directory, or `{context: DIR, dockerfile: FILE}`".into(),
-            None,
         );
     }
     if message.contains("from_str_multiple") {
@@ -193,20 +203,24 @@ fn explain(message: String) -> (String, Option<String>) {
     (message, None)
 }
 
-struct Checker<'a> {
-    source: &'a str,
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-    diagnostics: Vec<Diagnostic>,
+pub(super) struct Checker<'a> {
+    sources: &'a [Source],
+    pub(super) lookup: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) diagnostics: Vec<Diagnostic>,
     /// Link aliases seen so far, and the service each names.
     aliases: BTreeMap<String, String>,
+    /// Fixed host ports seen so far: the address and the service publishing each.
+    pub(super) host_ports: BTreeMap<(u16, Protocol), (Option<IpAddr>, String)>,
+    /// The service being checked.
+    pub(super) service: String,
 }
 
-fn at<T>(value: &Spanned<T>) -> Option<Position> {
-    Position::from_location(value.referenced)
+pub(super) fn at<T>(value: &Spanned<T>) -> Option<Position> {
+    value.at
 }
 
 impl Checker<'_> {
-    fn error(&mut self, message: impl Into<String>, position: Option<Position>) {
+    pub(super) fn error(&mut self, message: impl Into<String>, position: Option<Position>) {
         self.diagnostics.push(Diagnostic::new(message, position));
     }
 
@@ -235,10 +249,17 @@ impl Checker<'_> {
             }
             Some(value)
         });
-        if raw.services.value.is_empty() {
-            self.error("the environment has no services", at(&raw.services));
-        }
-        let mut raw_services: Vec<_> = raw.services.value.into_iter().collect();
+        let volumes = self.volumes(raw.volumes);
+        let raw_services = match raw.services {
+            Some(services) => {
+                if services.value.is_empty() {
+                    self.error("the environment has no services", at(&services));
+                }
+                services.value
+            }
+            None => Vec::new(),
+        };
+        let mut raw_services = raw_services;
         raw_services.sort_by(|a, b| a.0.value.cmp(&b.0.value));
         let names: BTreeSet<String> = raw_services.iter().map(|(n, _)| n.value.clone()).collect();
 
@@ -279,11 +300,11 @@ impl Checker<'_> {
                 );
             }
             let service = self.service(
-                path,
-                &name.value,
+                &name,
                 raw,
                 registry.as_deref(),
                 &names,
+                &volumes,
                 &mut edge_positions,
             );
             services.insert(name.value, service);
@@ -297,6 +318,7 @@ impl Checker<'_> {
             path: path.to_path_buf(),
             services,
             gateway,
+            volumes,
         }
     }
 
@@ -329,8 +351,7 @@ impl Checker<'_> {
             );
         };
         let published = service
-            .ports
-            .iter()
+            .ports()
             .any(|p| p.number == parsed.port && p.protocol == Protocol::Tcp);
         if !published {
             return refuse(
@@ -346,17 +367,19 @@ impl Checker<'_> {
 
     fn service(
         &mut self,
-        path: &Path,
-        name: &str,
+        service_name: &Spanned<String>,
         raw: RawService,
         registry: Option<&str>,
         names: &BTreeSet<String>,
+        volumes: &BTreeMap<String, Volume>,
         edges: &mut BTreeMap<(String, String), Position>,
     ) -> Service {
-        let image = self.image(&raw, registry);
-        let build = raw.build.map(|build| {
-            let position = at(&build);
-            let build = build_of(path, build.value);
+        let name = service_name.value.as_str();
+        self.service = name.to_string();
+        let image = self.image(service_name, &raw, registry);
+        let build = raw.build.as_ref().map(|build| {
+            let position = at(build);
+            let build = build_of(&self.file_dir(position), &build.value);
             let context = build.context.to_string_lossy();
             self.reject_nul(|| "the `build` context".into(), &context, position);
             self.reject_nul(
@@ -366,7 +389,7 @@ impl Checker<'_> {
             );
             build
         });
-        let command = raw.command.map(|args| {
+        let command = raw.command.as_ref().map(|args| {
             let mut command = Vec::new();
             for (i, arg) in args.iter().enumerate() {
                 let Some(value) = self.interpolate(arg) else {
@@ -381,25 +404,7 @@ impl Checker<'_> {
             }
             command
         });
-        for key in raw.env.keys() {
-            if key.value.is_empty() || key.value.contains(['=', '\0']) {
-                self.error(
-                    format!("`{}` is not an environment variable name", key.value),
-                    at(key),
-                );
-            }
-        }
-        let mut env: Vec<(String, String)> = Vec::new();
-        for (key, value) in &raw.env {
-            let Some(text) = self.interpolate(value) else {
-                continue;
-            };
-            // The message never shows the value: it may be a password.
-            self.reject_nul(|| format!("the value of `{}`", key.value), &text, at(value));
-            env.push((key.value.clone(), text));
-        }
-        env.sort();
-        let ports = self.ports(&raw.ports);
+        let env = self.env(&raw);
 
         let mut depends_on = BTreeSet::new();
         for dependency in &raw.depends_on {
@@ -440,6 +445,7 @@ impl Checker<'_> {
             }
         }
         let ready = self.ready(raw.ready.as_ref());
+        let runtime = self.runtime(&raw, volumes);
         let pull = self.pull(raw.pull.as_ref());
         Service {
             name: name.to_string(),
@@ -447,11 +453,82 @@ impl Checker<'_> {
             build,
             command,
             env,
-            ports,
             depends_on,
             links,
             ready,
+            runtime,
             pull,
+        }
+    }
+
+    /// The service's variables: its `env_file`s in order, then `env`, each later one winning.
+    fn env(&mut self, raw: &RawService) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for file in &raw.env_file {
+            let Some(path) = self.interpolate(file) else {
+                continue;
+            };
+            let path = self.dir_of(at(file)).join(path);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (line, entry) in text.lines().enumerate() {
+                        match env_file_line(entry) {
+                            Ok(Some((key, value))) => {
+                                env.insert(key, value);
+                            }
+                            Ok(None) => {}
+                            Err(message) => self.error(
+                                format!("{}:{}: {message}", path.display(), line + 1),
+                                at(file),
+                            ),
+                        }
+                    }
+                }
+                Err(error) => self.error(
+                    format!("cannot read env_file `{}`: {error}", path.display()),
+                    at(file),
+                ),
+            }
+        }
+        for (key, value) in &raw.env {
+            if key.value.is_empty() || key.value.contains(['=', '\0']) {
+                self.error(
+                    format!("`{}` is not an environment variable name", key.value),
+                    at(key),
+                );
+                continue;
+            }
+            let Some(text) = self.interpolate(value) else {
+                continue;
+            };
+            // The message never shows the value: it may be a password.
+            self.reject_nul(|| format!("the value of `{}`", key.value), &text, at(value));
+            env.insert(key.value.clone(), text);
+        }
+        env.into_iter().collect()
+    }
+
+    /// The directory of the file that declares a value, as named (`.` for standard input).
+    fn file_dir(&self, position: Option<Position>) -> PathBuf {
+        let file = position.map_or(0, |p| p.file);
+        let path = &self.sources[file].path;
+        match path.parent() {
+            _ if path == Path::new(super::STDIN_PATH) => PathBuf::from("."),
+            Some(dir) => dir.to_path_buf(),
+            None => PathBuf::from("."),
+        }
+    }
+
+    /// The directory relative paths of a value are resolved against, absolute: that of the
+    /// file that declares it (the current directory for standard input).
+    pub(super) fn dir_of(&self, position: Option<Position>) -> PathBuf {
+        let dir = self.file_dir(position);
+        if dir.is_absolute() {
+            return dir.to_path_buf();
+        }
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(dir),
+            Err(_) => dir.to_path_buf(),
         }
     }
 
@@ -503,13 +580,21 @@ impl Checker<'_> {
         }
     }
 
-    fn image(&mut self, raw: &RawService, registry: Option<&str>) -> ImageRef {
-        let split = self.interpolate(&raw.image).and_then(|value| {
+    fn image(
+        &mut self,
+        service: &Spanned<String>,
+        raw: &RawService,
+        registry: Option<&str>,
+    ) -> ImageRef {
+        // A missing image is reported already; the name stands in for it.
+        let written = raw.image.clone().unwrap_or_else(|| service.clone());
+        let split = raw.image.as_ref().and_then(|image| {
+            let value = self.interpolate(image)?;
             image::split_image(&value)
-                .map_err(|message| self.error(message, at(&raw.image)))
+                .map_err(|message| self.error(message, at(image)))
                 .ok()
         });
-        let (repository, inline_tag) = split.unwrap_or_else(|| (raw.image.value.clone(), None));
+        let (repository, inline_tag) = split.unwrap_or_else(|| (written.value.clone(), None));
         let tag = match (&raw.tag, inline_tag) {
             (Some(tag), Some(_)) => {
                 self.error("the tag is given twice: in `image` and in `tag`", at(tag));
@@ -562,61 +647,14 @@ impl Checker<'_> {
         false
     }
 
-    fn ports(&mut self, raw: &[Spanned<RawPort>]) -> Vec<Port> {
-        let mut ports = Vec::new();
-        for entry in raw {
-            let Some(port) = self.port(entry) else {
-                continue;
-            };
-            if ports.contains(&port) {
-                self.error(format!("port {port} is published twice"), at(entry));
-            } else {
-                ports.push(port);
-            }
-        }
-        ports
-    }
-
-    fn port(&mut self, entry: &Spanned<RawPort>) -> Option<Port> {
-        let (number, protocol) = match &entry.value {
-            RawPort::Number(n) => (n.to_string(), "tcp"),
-            RawPort::Text(text) => {
-                let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
-                (number.to_string(), protocol)
-            }
-        };
-        let protocol = match protocol {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => {
-                self.error(
-                    format!("unknown protocol `{other}` in port: use `tcp` or `udp`"),
-                    at(entry),
-                );
-                return None;
-            }
-        };
-        let number = self.port_number(entry, &number)?;
-        Some(Port { number, protocol })
-    }
-
-    fn port_number<T>(&mut self, entry: &Spanned<T>, text: &str) -> Option<u16> {
+    pub(super) fn port_number<T>(&mut self, entry: &Spanned<T>, text: &str) -> Option<u16> {
         match text.parse::<u16>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                let diagnostic = Diagnostic::new(
+                self.error(
                     format!("`{text}` is not a port: use a number from 1 to 65535"),
                     at(entry),
                 );
-                let diagnostic = if text.contains(':') {
-                    diagnostic.with_hint(
-                        "envctl publishes container ports on random host ports; give only the \
-                         container port",
-                    )
-                } else {
-                    diagnostic
-                };
-                self.diagnostics.push(diagnostic);
                 None
             }
         }
@@ -638,20 +676,13 @@ impl Checker<'_> {
                 ),
             }
         }
-        if let Some(tcp) = &raw_ready.tcp {
-            let text = match &tcp.value {
-                RawPort::Number(n) => n.to_string(),
-                RawPort::Text(t) => t.clone(),
-            };
-            if let Some(port) = self.port_number(tcp, &text) {
-                ready.probes.push(Probe::Tcp(port));
-            }
+        if let Some(tcp) = &raw_ready.tcp
+            && let Some(port) = self.port_number(tcp, &tcp.value)
+        {
+            ready.probes.push(Probe::Tcp(port));
         }
         if let Some(http) = &raw_ready.http {
-            let text = match &http.value {
-                RawPort::Number(n) => n.to_string(),
-                RawPort::Text(t) => t.clone(),
-            };
+            let text = &http.value;
             let (port, path) = match text.find('/') {
                 Some(slash) => (&text[..slash], &text[slash..]),
                 None => (text.as_str(), "/"),
@@ -665,12 +696,17 @@ impl Checker<'_> {
         }
         if let Some(exec) = &raw_ready.exec {
             for (i, arg) in exec.value.iter().enumerate() {
-                self.reject_nul(|| format!("argument {} of `exec`", i + 1), arg, at(exec));
+                self.reject_nul(
+                    || format!("argument {} of `exec`", i + 1),
+                    &arg.value,
+                    at(arg),
+                );
             }
             if exec.value.is_empty() {
                 self.error("`exec` needs a command", at(exec));
             } else {
-                ready.probes.push(Probe::Exec(exec.value.clone()));
+                let command = exec.value.iter().map(|a| a.value.clone()).collect();
+                ready.probes.push(Probe::Exec(command));
             }
         }
         if raw_ready.healthcheck.as_ref().is_some_and(|h| h.value) {
@@ -745,7 +781,7 @@ impl Checker<'_> {
 
     /// Docker hands these strings to the kernel as C strings, so a NUL in one would pass
     /// `plan` and fail only when the container starts.
-    fn reject_nul(
+    pub(super) fn reject_nul(
         &mut self,
         what: impl FnOnce() -> String,
         value: &str,
@@ -763,7 +799,7 @@ impl Checker<'_> {
     }
 
     /// Interpolates `${VAR}`s in a value, reporting unset variables at their position.
-    fn interpolate(&mut self, value: &Spanned<String>) -> Option<String> {
+    pub(super) fn interpolate(&mut self, value: &Spanned<String>) -> Option<String> {
         match interpolate(&value.value, self.lookup) {
             Ok(result) => Some(result),
             Err(error) => {
@@ -791,24 +827,28 @@ impl Checker<'_> {
 
     /// The position of character `offset` of a scalar that starts at `start`.
     fn inside_scalar(&self, start: Position, offset: usize) -> Position {
-        let line = self.source.lines().nth(start.line - 1).unwrap_or("");
+        let source = &self.sources[start.file].text;
+        let line = source.lines().nth(start.line - 1).unwrap_or("");
         let quoted = matches!(line.chars().nth(start.column - 1), Some('"' | '\''));
         Position {
+            file: start.file,
             line: start.line,
             column: start.column + offset + usize::from(quoted),
         }
     }
 }
 
-fn build_of(path: &Path, raw: RawBuild) -> Build {
-    let base = path.parent().unwrap_or(Path::new("."));
+fn build_of(base: &Path, raw: &RawBuild) -> Build {
     let (context, dockerfile) = match raw {
         RawBuild::Context(context) => (context, None),
-        RawBuild::Full(full) => (full.context, full.dockerfile),
+        RawBuild::Full {
+            context,
+            dockerfile,
+        } => (context, dockerfile.as_ref()),
     };
     Build {
         context: base.join(context),
-        dockerfile: dockerfile.unwrap_or_else(|| "Dockerfile".into()),
+        dockerfile: dockerfile.cloned().unwrap_or_else(|| "Dockerfile".into()),
     }
 }
 
@@ -821,6 +861,30 @@ fn probe_key(probe: &Probe) -> &'static str {
         Probe::Healthcheck => "healthcheck",
         Probe::Exit(_) => "exit",
     }
+}
+
+/// One line of an `env_file`: `KEY=VALUE`, blank lines and `#` comments, as docker-compose
+/// reads them; quotes around a value are removed.
+fn env_file_line(line: &str) -> Result<Option<(String, String)>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    let (key, value) = line.split_once('=').unwrap_or((line, ""));
+    let key = key.trim();
+    if key.is_empty() || key.contains(char::is_whitespace) || key.contains('\0') {
+        return Err(format!("`{key}` is not an environment variable name"));
+    }
+    let value = value.trim();
+    let unquoted = ['"', '\'']
+        .iter()
+        .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+        .unwrap_or(value);
+    if unquoted.contains('\0') {
+        return Err(format!("the value of `{key}` contains a NUL character"));
+    }
+    Ok(Some((key.to_string(), unquoted.to_string())))
 }
 
 /// Link aliases become DNS names on the environment's network.

@@ -19,6 +19,7 @@ use envctl::backend::docker::engine::{
     NetworkSpec,
 };
 use envctl::lifecycle::probe;
+use envctl::spec::{Port, PortMapping, Protocol, Runtime};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -297,7 +298,7 @@ async fn container_lifecycle() {
         &network,
         &["serve", "--name", "web", "--port", "8080"],
     );
-    spec.ports = vec!["8080/tcp".into()];
+    spec.runtime.ports = vec![random_port(8080)];
     spec.env = vec!["GREETING=hello".into()];
     spec.aliases = vec!["web".into()];
 
@@ -897,7 +898,7 @@ async fn received_bytes_grow_with_traffic() {
         &network,
         &["serve", "--name", "web", "--port", "8080"],
     );
-    spec.ports = vec!["8080/tcp".into()];
+    spec.runtime.ports = vec![random_port(8080)];
     let id = fixture.run(&spec).await;
     wait_for_line(docker, &id, "web: ready on port 8080").await;
     let port = docker.inspect_container(&id).await.expect("inspect").ports[0].host_port;
@@ -988,7 +989,7 @@ async fn tcp_probe_passed_on_docker_proxy_accept() {
 
     // Nothing listens on the published port 8080.
     let mut quiet = fixture.spec("quiet", &network, &["sleep", "--name", "quiet"]);
-    quiet.ports = vec!["8080/tcp".into()];
+    quiet.runtime.ports = vec![random_port(8080)];
     let id = fixture.run(&quiet).await;
     wait_for_line(docker, &id, "quiet: sleeping").await;
     let address = published(id).await;
@@ -1006,7 +1007,7 @@ async fn tcp_probe_passed_on_docker_proxy_accept() {
         &network,
         &["serve", "--name", "web", "--port", "8080"],
     );
-    web.ports = vec!["8080/tcp".into()];
+    web.runtime.ports = vec![random_port(8080)];
     let id = fixture.run(&web).await;
     wait_for_line(docker, &id, "web: ready on port 8080").await;
     let address = published(id).await;
@@ -1060,10 +1061,13 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
         image: resolved,
         command: None,
         env: vec![("GREETING".into(), "hello".into())],
-        ports: vec![Port {
-            number: 8080,
-            protocol: Protocol::Tcp,
-        }],
+        runtime: Runtime {
+            ports: vec![PortMapping::random(Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            })],
+            ..Runtime::default()
+        },
         aliases: vec!["web".into()],
         depends_on: Default::default(),
         ready: Ready {
@@ -1175,4 +1179,12 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
         .await
         .expect("list");
     assert!(gone.is_empty(), "{gone:#?}");
+}
+
+/// A TCP container port published on a random host port.
+fn random_port(number: u16) -> PortMapping {
+    PortMapping::random(Port {
+        number,
+        protocol: Protocol::Tcp,
+    })
 }

@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod completion;
+mod compose_keys;
 mod connect;
 mod engine;
 mod faults;

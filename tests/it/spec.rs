@@ -36,7 +36,10 @@ fn unknown_keys_suggest_the_right_one() {
 #[test]
 fn wrong_types_are_located() {
     let stderr = plan_error("services:\n  a:\n    image: [a]\n");
-    assert!(stderr.contains("wrong type: expected string"), "{stderr}");
+    assert!(
+        stderr.contains("wrong type: expected a string, found a list"),
+        "{stderr}"
+    );
     assert!(stderr.contains("env.yaml:3:12"), "{stderr}");
 }
 
@@ -127,16 +130,21 @@ fn image_references_and_tags_docker_would_reject() {
 
 #[test]
 fn bad_ports_are_located() {
-    let stderr =
-        plan_error("services:\n  a:\n    image: a\n    ports: [0, \"8080:80\", 70000, 22/sctp]\n");
-    assert!(stderr.contains("`0` is not a port"), "{stderr}");
-    assert!(stderr.contains("`8080:80` is not a port"), "{stderr}");
-    assert!(
-        stderr.contains("hint: envctl publishes container ports on random host ports"),
-        "{stderr}"
+    let stderr = plan_error(
+        "services:\n  a:\n    image: a\n    ports: [0, \"8080:0\", 70000, 22/sctp, \"1.2.3:80:80\", \
+         \"8000-8010:8000-8010\", \"1:2:3:4\"]\n",
     );
+    assert!(stderr.contains("`0` is not a port"), "{stderr}");
+    assert!(stderr.contains("`0` is not a port"), "{stderr}");
     assert!(stderr.contains("`70000` is not a port"), "{stderr}");
     assert!(stderr.contains("unknown protocol `sctp`"), "{stderr}");
+    assert!(stderr.contains("`1.2.3` is not an IP address"), "{stderr}");
+    assert!(stderr.contains("port ranges are not supported"), "{stderr}");
+    assert!(
+        stderr.contains("`1:2:3:4` is not a port mapping"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error: ").count(), 7, "{stderr}");
 }
 
 #[test]
@@ -228,14 +236,22 @@ fn absurd_timeouts_are_rejected_not_overflowed() {
 
 #[test]
 fn untagged_values_get_readable_messages() {
-    let stderr = plan_error("services:\n  a:\n    image: a\n    ports: [80.5]\n");
+    let stderr = plan_error("services:\n  a:\n    image: a\n    ports: [80.5, [1]]\n");
     assert!(
-        stderr.contains("a port is a number from 1 to 65535"),
+        stderr.contains("`80.5` is not a port: use a number from 1 to 65535"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("wrong type: expected a port, found a list"),
         "{stderr}"
     );
     let stderr =
         plan_error("services:\n  a:\n    image: a\n    build: {context: ., dockerfil: X}\n");
-    assert!(stderr.contains("`build` is a directory, or"), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `dockerfil`\n --> DIR/env.yaml:4:25"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `dockerfile`?"), "{stderr}");
     let stderr = plan_error("services:\n  a:\n    image: a\n---\nservices: {}\n");
     assert!(stderr.contains("several YAML documents"), "{stderr}");
 }
@@ -383,7 +399,182 @@ fn nul_characters_docker_would_refuse_pass_plan_no_more() {
         stderr.contains("error: argument 2 of `exec` contains a NUL character"),
         "{stderr}"
     );
-    assert!(stderr.contains("DIR/env.yaml:8:13"), "{stderr}");
+    assert!(stderr.contains("DIR/env.yaml:8:21"), "{stderr}");
+}
+
+/// An unknown key and a wrong type used to stop the reading and hide the unknown dependency
+/// two lines below.
+#[test]
+fn unknown_keys_and_wrong_types_no_longer_hide_the_problems_below_them() {
+    let stderr = plan_error(
+        "services:\n  db:\n    image: oracle\n    shm_sise: 1g\n    mem_limit: [2g]\n  app:\n    \
+         image: app\n    depends_on: [dbb]\n",
+    );
+    assert_eq!(
+        stderr,
+        "error: unknown key `shm_sise`\n --> DIR/env.yaml:4:5\n  |\n4 |     shm_sise: 1g\n  \
+         |     ^^^^^^^^\nhint: did you mean `shm_size`?\n\
+         error: wrong type: expected a string, found a list\n --> DIR/env.yaml:5:16\n  |\n\
+         5 |     mem_limit: [2g]\n  |                ^^^\n\
+         error: service `app` depends on unknown service `dbb`\n --> DIR/env.yaml:8:18\n  |\n\
+         8 |     depends_on: [dbb]\n  |                  ^^^\nhint: did you mean `db`?\n"
+    );
+}
+
+const STACK: &str = "volumes: {oradata: {}}\nservices:\n  oracle-xe:\n    image: oracle\n    \
+                     tag: \"21-slim\"\n    ports: [\"127.0.0.1:1521:1521\"]\n    shm_size: 1g\n    \
+                     volumes: [\"oradata:/opt/oracle/oradata\", \"./init:/init:ro\"]\n    \
+                     env: {TZ: UTC, LANG: C}\n    command: [start, --quick]\n  app:\n    \
+                     image: app\n    links: [\"oracle-xe:oracle\"]\n    ports: [8080]\n";
+
+#[test]
+fn override_files_merge_like_compose_files() {
+    let dir = EnvDir::new().with("stack.yaml", STACK).with(
+        "local.yaml",
+        "services:\n  oracle-xe:\n    tag: \"21-full\"\n    ports: [5500]\n    \
+         volumes: [\"./mine:/init\"]\n    env: {TZ: Europe/Berlin}\n    command: [start]\n",
+    );
+    let run = Envctl::new()
+        .args(["plan", "-o", "json", "--name", "x1", "-f"])
+        .args([dir.file("stack.yaml")])
+        .args(["-f"])
+        .args([dir.file("local.yaml")])
+        .run();
+    run.success();
+    let plan = run.json();
+    let db = &plan["waves"][0][0];
+    assert_eq!(db["image"], "oracle:21-full", "the later file wins: {plan}");
+    assert_eq!(
+        db["ports"],
+        serde_json::json!(["127.0.0.1:1521:1521/tcp", "5500/tcp"]),
+        "lists are appended"
+    );
+    let root = dir.path().display().to_string();
+    assert_eq!(
+        db["volumes"],
+        serde_json::json!([
+            "envctl_x1_oradata:/opt/oracle/oradata",
+            format!("{root}/mine:/init")
+        ]),
+        "volumes merge by their container path"
+    );
+    assert_eq!(db["shm_size_bytes"], 1u64 << 30, "untouched keys stay");
+    assert_eq!(plan["environment"], "stack", "named after the first file");
+}
+
+#[test]
+fn errors_in_an_override_file_point_at_that_file() {
+    let dir = EnvDir::new().with("stack.yaml", STACK).with(
+        "local.yaml",
+        "services:\n  app:\n    links: [orcl]\n    restart: sometimes\n",
+    );
+    let run = Envctl::new()
+        .args(["plan", "-f"])
+        .args([dir.file("stack.yaml")])
+        .args(["-f"])
+        .args([dir.file("local.yaml")])
+        .run();
+    run.code(1);
+    let stderr = run
+        .stderr()
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        stderr.contains(
+            "error: service `app` depends on unknown service `orcl`\n --> DIR/local.yaml:3:13"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "error: unknown restart policy `sometimes`: use `no`, `always`, \
+             `on-failure`, `on-failure:N` or `unless-stopped`\n --> DIR/local.yaml:4:14"
+        ),
+        "{stderr}"
+    );
+    // A syntax error in the second file names it too.
+    let dir = dir.with("broken.yaml", "services:\n  app: [\n");
+    let run = Envctl::new()
+        .args(["plan", "-f"])
+        .args([dir.file("stack.yaml")])
+        .args(["-f"])
+        .args([dir.file("broken.yaml")])
+        .run();
+    run.code(1).stderr_has("broken.yaml:");
+}
+
+#[test]
+fn plan_shows_the_compose_keys() {
+    let dir = EnvDir::new().with(
+        "stack.yaml",
+        &format!(
+            "{STACK}    tmpfs: /tmp:size=64m\n    mem_limit: 512m\n    cpus: 1.5\n    \
+             restart: on-failure:3\n    entrypoint: [/bin/run]\n    user: \"1000\"\n    \
+             working_dir: /srv\n    extra_hosts: [\"ldap:10.0.0.5\"]\n    \
+             labels: {{com.example.team: qa}}\n    stop_grace_period: 30s\n"
+        ),
+    );
+    let run = Envctl::new()
+        .args(["plan", "--name", "x1", "-f"])
+        .args([dir.file("stack.yaml")])
+        .run();
+    run.success();
+    let stdout = run
+        .stdout()
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert_eq!(
+        stdout,
+        "environment stack (DIR/stack.yaml), id x1\nvolumes envctl_x1_oradata\n\nwave 1\n  \
+         oracle-xe\n    image      oracle:21-slim\n    container  oracle-xe_x1\n    \
+         ports      127.0.0.1:1521:1521/tcp\n    ready      container runs (timeout 5m)\n    \
+         volumes    envctl_x1_oradata:/opt/oracle/oradata, DIR/init:/init:ro\n    \
+         limits     shm 1g\n\nwave 2\n  app\n    image      app:latest\n    \
+         container  app_x1\n    ports      8080/tcp\n    links      oracle-xe as oracle\n    \
+         ready      container runs (timeout 5m)\n    tmpfs      /tmp:size=64m\n    \
+         limits     memory 512m, cpus 1.5\n    restart    on-failure:3\n    \
+         entrypoint [\"/bin/run\"]\n    user       1000\n    workdir    /srv\n    \
+         hosts      ldap:10.0.0.5\n    labels     com.example.team=qa\n    \
+         stop grace 30s\n"
+    );
+}
+
+#[test]
+fn the_environment_directory_is_found_from_anywhere_in_a_repository() {
+    let repo = EnvDir::new()
+        .with("environments/stack.yaml", STACK)
+        .with(".git/HEAD", "ref: refs/heads/main\n");
+    let deep = repo.path().join("src/module");
+    std::fs::create_dir_all(&deep).unwrap();
+    Envctl::new()
+        .args(["plan", "stack", "-o", "json"])
+        .current_dir(&deep)
+        .run()
+        .success()
+        .stdout_has("\"environment\": \"stack\"");
+    // ENVCTL_ENVDIR and --envdir come first.
+    let other = EnvDir::new().with("other.yaml", "services:\n  x:\n    image: x\n");
+    Envctl::new()
+        .args(["plan", "other"])
+        .envdir(other.path())
+        .current_dir(&deep)
+        .run()
+        .success();
+    // Outside any repository, the message names where envctl looked.
+    let nowhere = EnvDir::new();
+    let run = Envctl::new()
+        .args(["plan", "stack"])
+        .current_dir(nowhere.path())
+        .run();
+    run.code(1);
+    let stderr = run
+        .stderr()
+        .replace(&nowhere.path().display().to_string(), "DIR");
+    assert_eq!(
+        stderr,
+        "error: no environment directory: --envdir and ENVCTL_ENVDIR are not set, and there is \
+         no `./environments`, and found no git repository around `DIR`\nhint: `--envdir DIR` or \
+         `ENVCTL_ENVDIR=DIR` names the directory of environment files; `-f FILE` names one \
+         file\n"
+    );
 }
 
 #[test]

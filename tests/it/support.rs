@@ -44,6 +44,12 @@ impl Envctl {
         self
     }
 
+    /// Runs envctl in `dir` instead of the repository root.
+    pub fn current_dir(mut self, dir: &Path) -> Envctl {
+        self.command.current_dir(dir);
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Envctl {
         self.command.env_remove(key);
         self
@@ -221,7 +227,11 @@ impl EnvDir {
     }
 
     pub fn with(self, name: &str, text: &str) -> EnvDir {
-        std::fs::write(self.dir.path().join(name), text).expect("write environment file");
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create directory");
+        }
+        std::fs::write(path, text).expect("write environment file");
         self
     }
 

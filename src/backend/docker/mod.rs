@@ -19,11 +19,13 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::backend::docker::engine::{
     ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
+    VolumeSummary,
 };
 use crate::backend::*;
 use crate::naming::codec::{self, Role};
 use crate::naming::{self};
 use crate::spec::ImageRef;
+use crate::spec::runtime::MountSource;
 
 /// The capabilities of one Docker engine.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -126,16 +128,18 @@ impl DockerBackend<'_> {
         &self,
         containers: Vec<ContainerSummary>,
         networks: Vec<NetworkSummary>,
+        volumes: Vec<VolumeSummary>,
     ) -> Vec<EnvironmentRecord> {
-        group(self.engine.as_ref(), containers, networks)
+        group(self.engine.as_ref(), containers, networks, volumes)
     }
 }
 
-/// Environments from one list of containers and one of networks, oldest first.
+/// Environments from one list of containers, one of networks and one of volumes, oldest first.
 pub fn group(
     engine: &dyn Engine,
     containers: Vec<ContainerSummary>,
     networks: Vec<NetworkSummary>,
+    volumes: Vec<VolumeSummary>,
 ) -> Vec<EnvironmentRecord> {
     struct Partial {
         metadata: Option<Metadata>,
@@ -147,6 +151,7 @@ pub fn group(
         isolation: Vec<IsolationRef>,
         /// The `envctl up` or `update` run that created each service, by container id.
         runs: BTreeMap<String, Option<String>>,
+        volumes: Vec<VolumeRef>,
     }
     fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
         by_id.entry(metadata.id.clone()).or_insert_with(|| Partial {
@@ -157,6 +162,7 @@ pub fn group(
             aside: Vec::new(),
             isolation: Vec::new(),
             runs: BTreeMap::new(),
+            volumes: Vec::new(),
         })
     }
     let mut by_id: BTreeMap<String, Partial> = BTreeMap::new();
@@ -230,6 +236,20 @@ pub fn group(
             native: network.id,
         });
     }
+    for volume in volumes {
+        let Some(metadata) = Metadata::decode(&volume.labels) else {
+            continue;
+        };
+        let partial = entry(&mut by_id, &metadata);
+        if partial.metadata.is_none() {
+            partial.metadata = Some(metadata.clone());
+        }
+        let name = naming::volume_of(&metadata.id, &volume.name).unwrap_or(&volume.name);
+        partial.volumes.push(VolumeRef {
+            name: name.to_string(),
+            native: volume.name.clone(),
+        });
+    }
     let mut records: Vec<EnvironmentRecord> = by_id
         .into_iter()
         .map(|(id, mut partial)| {
@@ -252,6 +272,7 @@ pub fn group(
                         .cloned();
                 }
             }
+            partial.volumes.sort();
             EnvironmentRecord {
                 id,
                 metadata,
@@ -259,6 +280,7 @@ pub fn group(
                 services: partial.services,
                 aside: partial.aside,
                 isolation: partial.isolation,
+                volumes: partial.volumes,
             }
         })
         .collect();
@@ -335,18 +357,40 @@ impl Backend for DockerBackend<'_> {
         })
     }
 
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        let mut labels = volume.labels.clone();
+        labels.extend(metadata.encode());
+        let native = naming::volume_name(&metadata.id, &volume.name);
+        let spec = engine::VolumeSpec {
+            name: native.clone(),
+            labels,
+        };
+        self.engine.create_volume(&spec).await?;
+        Ok(VolumeRef {
+            name: volume.name.clone(),
+            native,
+        })
+    }
+
     async fn create_service(
         &self,
         isolation: &IsolationRef,
         spec: &ServiceSpec,
     ) -> Result<ServiceRef> {
         let name = naming::container_name(&spec.service, &spec.metadata.id);
+        // Named volumes by their engine names: one set per copy of the environment.
+        let mut runtime = spec.runtime.clone();
+        for mount in &mut runtime.mounts {
+            if let MountSource::Volume(volume) = &mut mount.source {
+                *volume = naming::volume_name(&spec.metadata.id, volume);
+            }
+        }
         let container = ContainerSpec {
             name: name.clone(),
             image: spec.image.reference.to_string(),
             command: spec.command.clone(),
             env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            ports: spec.ports.iter().map(ToString::to_string).collect(),
+            runtime,
             labels: spec.metadata.encode_service(&spec.service_metadata()),
             network: isolation.native.clone(),
             aliases: spec.aliases.clone(),
@@ -466,11 +510,12 @@ impl Backend for DockerBackend<'_> {
             Selector::Id(id) => filters.push(Filter::Id(id.clone())),
             Selector::Run(run) => filters.push(Filter::Run(run.clone())),
         }
-        let (containers, networks) = tokio::try_join!(
+        let (containers, networks, volumes) = tokio::try_join!(
             self.engine.list_containers(&filters),
-            self.engine.list_networks(&filters)
+            self.engine.list_networks(&filters),
+            self.engine.list_volumes(&filters)
         )?;
-        Ok(self.group(containers, networks))
+        Ok(self.group(containers, networks, volumes))
     }
 
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
@@ -548,6 +593,10 @@ impl Backend for DockerBackend<'_> {
             what: isolation.name.clone(),
             users,
         })
+    }
+
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        Ok(self.engine.remove_volume(&volume.native).await?)
     }
 
     async fn release(&self, id: &str) -> Result<()> {

@@ -228,7 +228,7 @@ impl Swarm {
             // No virtual IP and no routing mesh: both need the kernel's IPVS.
             endpoint_spec: Some(EndpointSpec {
                 mode: Some(EndpointSpecModeEnum::DNSRR),
-                ports: Some(spec.ports.iter().map(published).collect()),
+                ports: Some(spec.ports().iter().map(published).collect()),
             }),
             ..Default::default()
         };

@@ -214,7 +214,7 @@ fn swarm_wait_exit_returns_the_exit_code_of_the_task() {
             &["migrate"],
             8080,
         );
-        job.ports.clear();
+        job.runtime.ports.clear();
         job.ready = Ready {
             probes: vec![Probe::Exit(0)],
             timeout: LIMIT,
@@ -279,10 +279,13 @@ fn spec(
         },
         command: Some(command.iter().map(|c| c.to_string()).collect()),
         env: Vec::new(),
-        ports: vec![Port {
-            number: port,
-            protocol: Protocol::Tcp,
-        }],
+        runtime: envctl::spec::Runtime {
+            ports: vec![envctl::spec::PortMapping::random(Port {
+                number: port,
+                protocol: Protocol::Tcp,
+            })],
+            ..Default::default()
+        },
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
         depends_on: BTreeSet::new(),
         ready: Ready {

@@ -15,15 +15,16 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
-    EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, PortMap,
+    EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
@@ -35,8 +36,9 @@ use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
 use super::{
     Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
     EngineError, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
-    NetworkSummary, PublishedPort, PullProgress, Result, Traffic,
+    NetworkSummary, PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary,
 };
+use crate::spec::runtime::{HostAddress, MountSource, Restart, Runtime};
 
 pub use super::connect::DEFAULT_HOST;
 
@@ -339,6 +341,63 @@ impl Engine for Docker {
                 },
                 _ => self.failed(format!("create container `{}`", spec.name), &error),
             }),
+        }
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            labels: Some(to_hash_map(&spec.labels)),
+            ..Default::default()
+        };
+        let operation = || format!("create volume `{}`", spec.name);
+        let volume = self
+            .client
+            .create_volume(request)
+            .await
+            .map_err(|error| self.failed(operation(), &error))?;
+        // Docker answers a create of an existing name with that volume: unless it carries
+        // these very labels (this run's nonce among them), it is someone else's.
+        let same = spec
+            .labels
+            .iter()
+            .all(|(key, value)| volume.labels.get(key) == Some(value));
+        if !same {
+            return Err(EngineError::NameTaken(spec.name.clone()));
+        }
+        Ok(())
+    }
+
+    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>> {
+        let mut options = ListVolumesOptionsBuilder::new();
+        if !label_filters.is_empty() {
+            options = options.filters(&label_filter(label_filters));
+        }
+        let listed = self
+            .client
+            .list_volumes(Some(options.build()))
+            .await
+            .map_err(|error| self.failed("list volumes", &error))?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|volume| VolumeSummary {
+                name: volume.name,
+                labels: volume.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .client
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.failed(format!("remove volume `{name}`"), &error)),
         }
     }
 
@@ -893,21 +952,8 @@ fn no_answer(waited: Duration) -> String {
 // Containers
 
 fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
-    let ports: Vec<String> = spec.ports.iter().map(|port| port_key(port)).collect();
-    let bindings: PortMap = ports
-        .iter()
-        .map(|port| {
-            // An empty host port and address: Docker picks a free port on all addresses.
-            let binding = PortBinding {
-                host_ip: Some(String::new()),
-                host_port: Some(String::new()),
-            };
-            (port.clone(), Some(vec![binding]))
-        })
-        .collect();
     let on_network = !spec.network.is_empty();
     let host_config = HostConfig {
-        port_bindings: (!bindings.is_empty()).then_some(bindings),
         network_mode: on_network.then(|| spec.network.clone()),
         log_config: Some(bounded_log()),
         ..Default::default()
@@ -921,16 +967,112 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
             },
         )])),
     });
-    ContainerCreateBody {
+    let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
         env: (!spec.env.is_empty()).then(|| spec.env.clone()),
         labels: Some(to_hash_map(&spec.labels)),
-        exposed_ports: (!ports.is_empty()).then_some(ports),
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    };
+    with_runtime(body, &spec.runtime)
+}
+
+/// The one place a service's [`Runtime`] becomes Docker's create request: ports, mounts,
+/// limits, restart policy, entrypoint, user, working directory, hosts, labels, stop timeout.
+fn with_runtime(mut body: ContainerCreateBody, runtime: &Runtime) -> ContainerCreateBody {
+    let mut bindings: PortMap = HashMap::new();
+    for mapping in &runtime.ports {
+        // An empty host port and address: Docker picks a free port on all addresses.
+        let binding = PortBinding {
+            host_ip: Some(mapping.host_ip.map(|ip| ip.to_string()).unwrap_or_default()),
+            host_port: Some(mapping.host_port.map(|p| p.to_string()).unwrap_or_default()),
+        };
+        bindings
+            .entry(mapping.container.to_string())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
     }
+    let mut exposed: Vec<String> = bindings.keys().cloned().collect();
+    exposed.sort();
+    let mounts: Vec<Mount> = runtime
+        .mounts
+        .iter()
+        .map(|mount| {
+            let (typ, source) = match &mount.source {
+                MountSource::Volume(name) => (MountType::VOLUME, name.clone()),
+                MountSource::Bind(path) => (MountType::BIND, path.display().to_string()),
+            };
+            Mount {
+                target: Some(mount.target.clone()),
+                source: Some(source),
+                typ: Some(typ),
+                read_only: Some(mount.read_only),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let tmpfs: HashMap<String, String> = runtime
+        .tmpfs
+        .iter()
+        .map(|tmpfs| {
+            let mut options = Vec::new();
+            if let Some(size) = tmpfs.options.size {
+                options.push(format!("size={}", size.0));
+            }
+            if let Some(mode) = tmpfs.options.mode {
+                options.push(format!("mode={mode:o}"));
+            }
+            (tmpfs.target.clone(), options.join(","))
+        })
+        .collect();
+    let restart = runtime.restart.map(|restart| {
+        let (name, retries) = match restart {
+            Restart::No => (RestartPolicyNameEnum::NO, None),
+            Restart::Always => (RestartPolicyNameEnum::ALWAYS, None),
+            Restart::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            Restart::OnFailure { max_retries } => (
+                RestartPolicyNameEnum::ON_FAILURE,
+                max_retries.map(i64::from),
+            ),
+        };
+        RestartPolicy {
+            name: Some(name),
+            maximum_retry_count: retries,
+        }
+    });
+    let extra_hosts: Vec<String> = runtime
+        .extra_hosts
+        .iter()
+        .map(|entry| match entry.address {
+            HostAddress::Ip(ip) => format!("{}:{ip}", entry.host),
+            HostAddress::HostGateway => format!("{}:host-gateway", entry.host),
+        })
+        .collect();
+    let host = body.host_config.get_or_insert_with(HostConfig::default);
+    host.port_bindings = (!bindings.is_empty()).then_some(bindings);
+    host.mounts = (!mounts.is_empty()).then_some(mounts);
+    host.tmpfs = (!tmpfs.is_empty()).then_some(tmpfs);
+    host.shm_size = runtime.shm_size.map(|b| b.0 as i64);
+    host.memory = runtime.mem_limit.map(|b| b.0 as i64);
+    host.nano_cpus = runtime.cpus.map(|c| c.0 as i64);
+    host.restart_policy = restart;
+    host.extra_hosts = (!extra_hosts.is_empty()).then_some(extra_hosts);
+    body.exposed_ports = (!exposed.is_empty()).then_some(exposed);
+    body.entrypoint = runtime.entrypoint.clone();
+    body.user = runtime.user.clone();
+    body.working_dir = runtime.working_dir.clone();
+    body.stop_timeout = runtime
+        .stop_grace_period
+        .map(|grace| grace.as_secs().try_into().unwrap_or(i64::MAX));
+    // envctl's labels win: the file cannot use its prefix, and this keeps it so.
+    let labels = body.labels.get_or_insert_with(HashMap::new);
+    for (key, value) in &runtime.labels {
+        labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    body
 }
 
 /// The size one service's log may reach: [`LOG_FILES`] files of [`LOG_FILE_SIZE`] each.
@@ -975,15 +1117,6 @@ fn redact_variable(variable: &str) -> String {
     match variable.split_once('=') {
         Some((key, _)) => format!("{key}=***"),
         None => variable.to_owned(),
-    }
-}
-
-/// `8080` → `8080/tcp`; `8080/udp` stays.
-fn port_key(port: &str) -> String {
-    if port.contains('/') {
-        port.to_owned()
-    } else {
-        format!("{port}/tcp")
     }
 }
 

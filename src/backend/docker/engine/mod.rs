@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 pub use crate::naming::codec::{Filter, Labels};
+use crate::spec::Runtime;
 
 /// A user-defined bridge network to create.
 #[derive(Debug, Clone)]
@@ -32,12 +33,27 @@ pub struct ContainerSpec {
     pub command: Option<Vec<String>>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
-    /// Container ports to publish on random host ports: `8080/tcp`.
-    pub ports: Vec<String>,
+    /// Published ports, mounts, limits and the other settings of the service. Named volumes
+    /// in it carry their engine names (`envctl_ID_NAME`).
+    pub runtime: Runtime,
     pub labels: Labels,
     /// The network id to join, and the names the container answers to on it.
     pub network: String,
     pub aliases: Vec<String>,
+}
+
+/// A named volume to create.
+#[derive(Debug, Clone)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// A volume as a labelled list call returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSummary {
+    pub name: String,
+    pub labels: Labels,
 }
 
 /// A container as a labelled list call returns it: enough for `ls`, `down` and the reaper.
@@ -274,6 +290,12 @@ pub trait Engine: Send + Sync {
     /// Creates a container. Fails with [`EngineError::NameTaken`] when the name exists: the
     /// engine guarantees that check atomically, which is how `up` claims an id.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+    /// Creates a named volume. A volume of that name that is not this very one (other labels)
+    /// is [`EngineError::NameTaken`]: Docker would hand it out silently.
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
+    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>>;
+    /// Removes a volume; one already gone is not an error.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
     /// Creates a marker: a container that is never started, there only to hold a name (which
     /// the engine keeps unique) and labels. It depends on no image of the user's (see
     /// [`crate::naming::MARKER_IMAGE`]). Fails with [`EngineError::NameTaken`] when the name
