@@ -7,6 +7,7 @@ Run from anywhere (needs Docker, Debian's docker-compose and Rust):
 
     python3 bench/run.py            # every figure, 5 runs each (about 20 minutes)
     python3 bench/run.py --runs 3 --skip-default-interval
+    python3 bench/run.py --only update,down   # `envctl update` and `envctl down` alone
 
 It prints figures and a Markdown table; it asserts nothing and never fails on a slow result.
 Everything it creates is named `bench*` and removed at the end.
@@ -142,10 +143,14 @@ def envctl_down(name):
     return time.monotonic() - started
 
 
-def compose_file(directory, interval):
+def compose_file(directory, interval, stubborn=False):
     lines = ['version: "2.4"', "services:"]
     for service, spec in SERVICES.items():
-        lines += [f"  {service}:", f"    image: {IMAGE}", f"    command: {json.dumps(command(service))}"]
+        # `up -d --no-deps accounting` switches accounting to the tag in ACCOUNTING_TAG.
+        image = IMAGE.replace(":latest", ":${ACCOUNTING_TAG:-latest}") if service == "accounting" else IMAGE
+        lines += [f"  {service}:", f"    image: {image}", f"    command: {json.dumps(command(service))}"]
+        if stubborn:
+            lines += ["    environment:", '      STANDIN_IGNORE_SIGTERM: "1"']
         if service == "proxy":
             lines += ['    ports: ["8080"]']
         links = LINKS.get(service, {})
@@ -157,7 +162,7 @@ def compose_file(directory, interval):
         if interval:
             # Enough retries that a slow start is not declared unhealthy at that pace.
             lines += [f"      interval: {interval}", "      retries: 240"]
-    path = Path(directory) / f"compose-{interval or 'default'}.yml"
+    path = Path(directory) / f"compose-{interval or 'default'}{'-stubborn' if stubborn else ''}.yml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -209,6 +214,101 @@ def peak_rss_kib(args):
     return int(sh(sys.executable, "-c", probe, *map(str, args)))
 
 
+# --- update and down -------------------------------------------------------------------------
+
+ACCOUNTING = "envctl-demo/accounting"
+NEXT_TAG = "bench-next"
+
+
+def proxy_port(name):
+    return int(sh("docker", "port", f"proxy_{name}", "8080").splitlines()[0].rsplit(":", 1)[1])
+
+
+def envctl_update(envdir, name):
+    """Seconds from `envctl update NAME accounting@bench-next` until the chain answers again."""
+    started = time.monotonic()
+    sh(ENVCTL, "update", name, f"accounting@{NEXT_TAG}", "--envdir", envdir)
+    wait_for_chain(proxy_port(name))
+    return time.monotonic() - started
+
+
+def envctl_down_up(envdir, name):
+    """Seconds for what a tester did before `update`: `down`, then `up` again."""
+    started = time.monotonic()
+    sh(ENVCTL, "down", name)
+    envctl_up(envdir, "bench", name)
+    return time.monotonic() - started
+
+
+def compose_switch(path, project):
+    """Seconds from `docker-compose up -d --no-deps accounting` at the next tag until the chain
+    answers again."""
+    env = dict(os.environ, ACCOUNTING_TAG=NEXT_TAG)
+    started = time.monotonic()
+    sh("docker-compose", "-p", project, "-f", path, "up", "-d", "--no-deps", "accounting", env=env)
+    port = int(sh("docker-compose", "-p", project, "-f", path, "port", "proxy", "8080").rsplit(":", 1)[1])
+    wait_for_chain(port)
+    return time.monotonic() - started
+
+
+def stubborn(text):
+    """The demo file with every service ignoring SIGTERM, as a shell running as PID 1 does."""
+    return text.replace("    command:", '    env: {STANDIN_IGNORE_SIGTERM: "1"}\n    command:')
+
+
+def update_and_down(args, work, envdir, compose_fast):
+    """The figures of `envctl update` and of `down` on SIGTERM-ignoring images."""
+    api = DockerAPI()
+    sh("docker", "tag", f"{ACCOUNTING}:latest", f"{ACCOUNTING}:{NEXT_TAG}")
+    sh("docker", "tag", IMAGE, f"envctl-demo/oracle-xe:{NEXT_TAG}")
+    results = {"update": [], "down+up": [], "compose switch": [], "latency": [],
+               "down stubborn": [], "down grace": [], "compose down stubborn": []}
+    compose_stubborn = compose_file(work, "250ms", stubborn=True)
+    fast = (envdir / "bench-fast.yaml").read_text()
+    (envdir / "bench-stubborn.yaml").write_text(stubborn(fast).replace("name: bench-fast", "name: bench-stubborn"))
+    try:
+        for round_ in range(args.runs):
+            results["latency"] += [container_start_latency(api) for _ in range(3)]
+            name = f"bench-u{round_}"
+            envctl_up(envdir, "bench", name)
+            results["update"].append(envctl_update(envdir, name))
+            results["down+up"].append(envctl_down_up(envdir, name))
+            sh(ENVCTL, "down", name)
+            project = f"benchu{round_}"
+            compose_up(compose_fast, project)
+            results["compose switch"].append(compose_switch(compose_fast, project))
+            compose_down(compose_fast, project)
+            for key, flags in (("down stubborn", []), ("down grace", ["--grace", "1s"])):
+                sh(ENVCTL, "up", "bench-stubborn", "--envdir", envdir, "--name", name)
+                started = time.monotonic()
+                sh(ENVCTL, "down", name, *flags)
+                results[key].append(time.monotonic() - started)
+            compose_up(compose_stubborn, project)
+            started = time.monotonic()
+            compose_down(compose_stubborn, project)
+            results["compose down stubborn"].append(time.monotonic() - started)
+            log(f"bench: update/down round {round_ + 1}: " + ", ".join(
+                f"{k} {v[-1]:.2f}s" for k, v in results.items() if v))
+    finally:
+        sh("docker", "rmi", f"{ACCOUNTING}:{NEXT_TAG}", f"envctl-demo/oracle-xe:{NEXT_TAG}", check=False)
+    s = {k: summary(v) for k, v in results.items()}
+    # What the replaced service takes on its own: its start delay and one engine start.
+    own = float(SERVICES["accounting"]["delay"].rstrip("s")) + s["latency"]["median"]
+    update = s["update"]["median"]
+    return [
+        f"| `envctl update ID accounting@REF`, demo, until the chain answers again | {fmt(s['update'])} "
+        f"(update / accounting's own start = {update / own:.2f}) | at most 1.10 × accounting's own start |",
+        f"| accounting's own start: 2 s delay + {s['latency']['median'] * 1000:.0f} ms engine start latency "
+        f"| {own:.2f} s | |",
+        f"| `envctl down` + `envctl up`, same switch | {fmt(s['down+up'])} (update / it = {update / s['down+up']['median']:.2f}) | |",
+        f"| `docker-compose up -d --no-deps accounting`, same switch | {fmt(s['compose switch'])} "
+        f"(update / it = {update / s['compose switch']['median']:.2f}) | |",
+        f"| `envctl down`, demo with SIGTERM-ignoring images | {fmt(s['down stubborn'])} | under 1.5 s |",
+        f"| `envctl down --grace 1s`, same | {fmt(s['down grace'])} | |",
+        f"| `docker-compose down -t 1`, same | {fmt(s['compose down stubborn'])} | |",
+    ]
+
+
 # --- Figures ---------------------------------------------------------------------------------
 
 def summary(samples):
@@ -226,7 +326,11 @@ def main():
     parser.add_argument("--scale", type=int, default=50, help="environments for ls/reap (default 50)")
     parser.add_argument("--skip-default-interval", action="store_true",
                         help="skip compose at Docker's default 30 s healthcheck interval (slow)")
+    parser.add_argument("--only", default="start,update,down",
+                        help="figures to measure, comma-separated: start (up, compose, seed, "
+                             "concurrency, ls, reaper, memory), update, down (default: all)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     if not shutil.which("docker-compose"):
         sys.exit("bench: needs docker-compose (Debian: apt-get install docker-compose)")
 
@@ -247,6 +351,18 @@ def main():
     compose_fast = compose_file(work, "250ms")
     compose_default = compose_file(work, None)
     seed = seed_script(work)
+    machine = (f"Machine: {os.cpu_count()} cores, Docker "
+               + sh("docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})").strip()
+               + ", docker-compose " + sh("docker-compose", "version", "--short").strip() + ".\n")
+    rows = update_and_down(args, work, envdir, compose_fast) if only & {"update", "down"} else []
+    if "start" not in only:
+        shutil.rmtree(work, ignore_errors=True)
+        print(machine)
+        print("| measurement | result | target |")
+        print("| --- | --- | --- |")
+        for row in rows:
+            print(row)
+        return
     api = DockerAPI()
     results = {"envctl": [], "compose 250ms": [], "compose default": [], "seed script": [],
                "start latency": [], "down": []}
@@ -356,6 +472,8 @@ def main():
     print(f"| `envctl down --all` of {args.scale} environments | {down_all:.2f} s | |")
     print(f"| peak memory, `envctl up` | {memory_up / 1024:.1f} MiB | |")
     print(f"| peak memory, `envctl reaper` over {args.scale} environments | {memory_daemon / 1024:.1f} MiB | under 30 MB |")
+    for row in rows:
+        print(row)
 
 
 if __name__ == "__main__":

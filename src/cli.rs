@@ -74,11 +74,24 @@ pub enum Command {
     ///
     /// Example: envctl run accounting@${GIT_COMMIT} -- mvn verify
     Run(RunArgs),
+    /// Replace services of a running environment in place; the others keep running untouched
+    ///
+    /// Each SERVICE@REF gets a new container at image tag REF (a unique local tag starting
+    /// with REF will do), under the same container and link names, so its dependents reconnect
+    /// by name; services are replaced in dependency order, each waited for until ready. If one
+    /// fails, the previous containers are started again. The environment file is read again
+    /// (found by the environment's name) for how to create the new containers.
+    ///
+    /// Examples:
+    ///   envctl update 20261126-041500 accounting@ea6757a
+    ///   envctl update 041500 accounting@ea6757a --with-dependents
+    #[command(verbatim_doc_comment)]
+    Update(UpdateArgs),
     /// Print an environment's variables as `export` lines (or JSON), as `run` sets them
     ///
     /// Example: eval "$(envctl env 20261126-041500)"
     Env(EnvArgs),
-    /// Stop and remove environments: containers, then their network
+    /// Remove environments: containers (killed at once, unless --grace), then their network
     Down(DownArgs),
     /// List running and stopped environments
     Ls(OutputArgs),
@@ -260,6 +273,10 @@ pub enum Pull {
 pub struct RunArgs {
     #[command(flatten)]
     pub start: StartFlags,
+    /// Stop the services gracefully before removing the environment: SIGTERM, dependents
+    /// first, SIGKILL after DURATION. Without it they are killed at once
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
     /// When the command fails, save each service's log to DIR/SERVICE.log before the
     /// environment goes (for the CI system to archive)
     #[arg(long, value_name = "DIR")]
@@ -267,6 +284,33 @@ pub struct RunArgs {
     /// The command to run once the environment is ready, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The environment id, as `envctl ls` shows it
+    pub id: String,
+    /// Replace SERVICE with its image at tag REF
+    #[arg(value_name = "SERVICE@REF", required = true)]
+    pub services: Vec<String>,
+    /// Also recreate every service that depends on a replaced one, at the image it runs
+    #[arg(long)]
+    pub with_dependents: bool,
+    /// Give up, and restore the previous services, if the new ones are not ready within this
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub timeout: Duration,
+    /// Stop each previous container gracefully within DURATION (SIGTERM, then SIGKILL); it
+    /// is killed otherwise
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
+    /// Directory of environment files
+    #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
+    pub envdir: PathBuf,
+    /// Use this environment file instead of searching `--envdir`; `-` reads standard input
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +355,11 @@ pub struct DownArgs {
     /// Without it an unknown ID exits 1; --all and --owner never fail for finding nothing
     #[arg(long)]
     pub ignore_missing: bool,
+    /// Stop the services gracefully first: SIGTERM, dependents first, wave by wave, SIGKILL
+    /// after DURATION. Without it an environment is thrown away: its containers are killed
+    /// and removed at once
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

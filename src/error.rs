@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::backend::BackendError;
-use crate::lifecycle::{LookupError, StartError, TeardownError};
+use crate::lifecycle::{LookupError, StartError, TeardownError, UpdateError};
 use crate::spec::LoadError;
 
 /// How envctl exits: 0 ok, 1 bad input, 2 engine or environment failure. `run` passes its
@@ -43,11 +43,16 @@ pub enum Error {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Teardown(#[from] TeardownError),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
     /// An environment or service that is not there.
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+    /// The user interrupted a command that had nothing to undo.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -56,7 +61,11 @@ impl Error {
             Error::Load(_) | Error::Usage(_) | Error::NotFound(_) => ExitStatus::BadInput,
             Error::Start(error) if error.is_bad_input() => ExitStatus::BadInput,
             // The shell convention for "ended by SIGINT".
-            Error::Start(StartError::Interrupted(_)) => ExitStatus::Code(130),
+            Error::Start(StartError::Interrupted(_)) | Error::Interrupted(_) => {
+                ExitStatus::Code(130)
+            }
+            Error::Update(error) if error.is_bad_input() => ExitStatus::BadInput,
+            Error::Update(error) if error.is_interrupted() => ExitStatus::Code(130),
             Error::Lookup(LookupError::NoSuchEnvironment(_) | LookupError::Ambiguous { .. }) => {
                 ExitStatus::BadInput
             }
@@ -64,6 +73,7 @@ impl Error {
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)
+            | Error::Update(_)
             | Error::Internal(_) => ExitStatus::Failure,
         }
     }

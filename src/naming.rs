@@ -55,6 +55,10 @@ pub mod label {
     pub const ROLE: &str = "io.envctl.role";
     /// The `SERVICE@TAG`s the environment was started with, comma-separated, tags resolved.
     pub const REFS: &str = "io.envctl.refs";
+    /// On a service container: the `SERVICE@TAG` it runs when its tag came from a
+    /// `SERVICE@REF` (tag resolved), empty otherwise. `envctl update` replaces a service's
+    /// container, so each container carries its own; [`REFS`] stays what `up` was given.
+    pub const REF: &str = "io.envctl.ref";
     /// A nonce of the `envctl up` invocation, so a rollback removes exactly what it created,
     /// even while another `up` tries the same id.
     pub const RUN: &str = "io.envctl.run";
@@ -168,6 +172,24 @@ pub const PIN_ROLE: &str = "pin";
 /// state file, so losing that file can never unpin an environment.
 pub fn pin_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}pin")
+}
+
+/// The value of [`label::ROLE`] on the marker of an `envctl update` under way.
+pub const UPDATE_ROLE: &str = "update";
+
+/// The name of the marker an `envctl update` holds while it replaces services: a container that
+/// is created, never started. Its name is unique, so two updates of one environment cannot run
+/// at once; while it exists (and its update runs), `ls` shows the environment `updating` and the
+/// reaper leaves it alone. It carries the update's deadline and process, like a start's anchor.
+pub fn update_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}update")
+}
+
+/// The name an `envctl update` gives a service's previous container, stopped, while the new one
+/// starts under the service's own name: removed once the new one is ready, renamed back if it
+/// fails. No id contains [`SEPARATOR`], so this name is no other environment's.
+pub fn replaced_name(service: &str, id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}replaced-{service}")
 }
 
 /// The value of [`label::ROLE`] on the lease of a running `envctl run`.
@@ -295,6 +317,16 @@ mod tests {
              use `foo-ready`"
         );
         assert_eq!(check_id("pr-42.build-7"), Ok(()));
+    }
+
+    #[test]
+    fn an_update_names_its_marker_and_the_containers_it_puts_aside_apart_from_services() {
+        let id = "20261126-094500";
+        assert_eq!(update_name(id), "envctl_20261126-094500_update");
+        let aside = replaced_name("accounting", id);
+        assert_eq!(aside, "envctl_20261126-094500_replaced-accounting");
+        assert_ne!(aside, container_name("accounting", id));
+        assert!(is_valid_docker_name(&aside));
     }
 
     #[test]

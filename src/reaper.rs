@@ -289,7 +289,7 @@ fn judge(
     // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
     let running = matches!(
         observation.state,
-        State::Starting | State::Ready | State::Degraded
+        State::Starting | State::Updating | State::Ready | State::Degraded
     );
     if running
         && let Some(expires) = observation.expires_at
@@ -298,7 +298,8 @@ fn judge(
         return Some((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
-        State::Starting => None,
+        // An update's containers are stopped, put aside or not ready yet on purpose.
+        State::Starting | State::Updating => None,
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
             Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
@@ -527,11 +528,12 @@ pub async fn pass(
             touched_since(store, endpoint, now)
         }
     };
-    // A pin made since the pass began wins too; if the engine cannot tell, act on nothing.
+    // A pin made or an update begun since the pass began wins too; if the engine cannot
+    // tell, act on nothing.
     let pinned: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
         Ok(now) => now
             .into_iter()
-            .filter(|i| i.pinned())
+            .filter(|i| i.pinned() || i.updating(Utc::now()))
             .map(|i| i.id)
             .collect(),
         Err(_) => existing,
@@ -544,7 +546,8 @@ pub async fn pass(
                 Kind::Stop => lifecycle::stop(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
-                Kind::Remove => lifecycle::remove(backend, instance).await,
+                // Removed environments are thrown away: killed, not stopped.
+                Kind::Remove => lifecycle::remove(backend, instance, None).await,
             };
             action(instance, kind, reason, result.err().map(|e| e.to_string()))
         })
@@ -605,12 +608,7 @@ pub async fn daemon(
 }
 
 fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>) -> Action {
-    let refs: Vec<String> = instance
-        .metadata
-        .refs
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let refs: Vec<String> = instance.refs().iter().map(ToString::to_string).collect();
     Action {
         action: kind,
         id: instance.id.clone(),

@@ -68,6 +68,8 @@ struct Env {
     /// Named volumes, by the file's name.
     volumes: BTreeMap<String, VolumeRef>,
     services: BTreeMap<String, FakeService>,
+    /// Services an update put aside, by service name.
+    aside: BTreeMap<String, FakeService>,
 }
 
 #[derive(Default)]
@@ -404,6 +406,7 @@ impl Backend for Fake {
             isolation: None,
             volumes: BTreeMap::new(),
             services: BTreeMap::new(),
+            aside: BTreeMap::new(),
         });
         env.claimed = true;
         env.markers.claimed = true;
@@ -599,9 +602,64 @@ impl Backend for Fake {
     async fn remove_service(&self, service: &ServiceRef, _grace: Option<Duration>) -> Result<()> {
         self.enter("remove_service", &Fake::target(service)).await?;
         if let Some(env) = self.world().envs.get_mut(&service.id) {
-            env.services.remove(&service.service);
+            // By its native handle: a service put aside and its replacement share a name.
+            let native = |s: &FakeService| s.handle.native == service.native;
+            if env.services.get(&service.service).is_some_and(native) {
+                env.services.remove(&service.service);
+            }
+            if env.aside.get(&service.service).is_some_and(native) {
+                env.aside.remove(&service.service);
+            }
         }
         Ok(())
+    }
+
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        self.enter("put_aside", &Fake::target(service)).await?;
+        self.stop_service(service, grace.unwrap_or(Duration::ZERO))
+            .await?;
+        let mut world = self.world();
+        let env = world.envs.get_mut(&service.id);
+        let Some(mut aside) = env.and_then(|env| {
+            let aside = env.services.remove(&service.service)?;
+            Some((env, aside))
+        }) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: service.name.clone(),
+            });
+        };
+        aside.1.handle.name = crate::naming::replaced_name(&service.service, &service.id);
+        let handle = aside.1.handle.clone();
+        aside.0.aside.insert(service.service.clone(), aside.1);
+        Ok(handle)
+    }
+
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        self.enter("restore_aside", &Fake::target(aside)).await?;
+        let mut world = self.world();
+        let Some(env) = world.envs.get_mut(&aside.id) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: aside.name.clone(),
+            });
+        };
+        if env.services.contains_key(&aside.service) {
+            return Err(BackendError::operation(
+                format!("restore `{}`", aside.name),
+                "its replacement still exists",
+            ));
+        }
+        let Some(mut restored) = env.aside.remove(&aside.service) else {
+            return Err(BackendError::NotFound {
+                kind: "service",
+                name: aside.name.clone(),
+            });
+        };
+        restored.handle.name = crate::naming::container_name(&aside.service, &aside.id);
+        let handle = restored.handle.clone();
+        env.services.insert(aside.service.clone(), restored);
+        Ok(handle)
     }
 
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
@@ -628,6 +686,15 @@ impl Backend for Fake {
                         status: self.status_of(world.scripts.get(&s.handle.service), s),
                     })
                     .collect(),
+                aside: env
+                    .aside
+                    .values()
+                    .map(|s| ServiceRecord {
+                        handle: s.handle.clone(),
+                        metadata: s.metadata.clone(),
+                        status: self.status_of(world.scripts.get(&s.handle.service), s),
+                    })
+                    .collect(),
                 isolation: env.isolation.iter().cloned().collect(),
                 volumes: env.volumes.values().cloned().collect(),
             })
@@ -640,6 +707,7 @@ impl Backend for Fake {
             Marker::Ready => "ready",
             Marker::Pinned => "pin",
             Marker::Lease(_) => "lease",
+            Marker::Update(_) => "update",
         };
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
@@ -655,6 +723,15 @@ impl Backend for Fake {
             Marker::Ready => env.markers.ready = true,
             Marker::Pinned => env.markers.pinned = true,
             Marker::Lease(until) => env.markers.lease_until = Some(until),
+            Marker::Update(_) if env.markers.update.is_some() => {
+                return Err(BackendError::Taken(metadata.id.clone()));
+            }
+            Marker::Update(until) => {
+                env.markers.update = Some(Metadata {
+                    start_deadline: Some(until),
+                    ..metadata.clone()
+                })
+            }
         }
         Ok(())
     }
@@ -664,6 +741,7 @@ impl Backend for Fake {
             MarkerKind::Ready => "ready",
             MarkerKind::Pinned => "pin",
             MarkerKind::Lease => "lease",
+            MarkerKind::Update => "update",
         };
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         if let Some(env) = self.world().envs.get_mut(id) {
@@ -671,6 +749,7 @@ impl Backend for Fake {
                 MarkerKind::Ready => env.markers.ready = false,
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
+                MarkerKind::Update => env.markers.update = None,
             }
         }
         Ok(())
@@ -708,6 +787,8 @@ impl Backend for Fake {
             env.claimed = false;
             env.markers.claimed = false;
             let empty = env.services.is_empty()
+                && env.aside.is_empty()
+                && env.markers.update.is_none()
                 && env.isolation.is_none()
                 && env.volumes.is_empty()
                 && !env.markers.ready
@@ -756,6 +837,7 @@ mod tests {
                 probes: Vec::new(),
                 timeout: Duration::from_secs(60),
             },
+            reference: None,
             metadata: metadata.clone(),
         }
     }

@@ -147,6 +147,8 @@ pub struct ServiceSpec {
     pub aliases: Vec<String>,
     pub depends_on: BTreeSet<String>,
     pub ready: Ready,
+    /// `SERVICE@TAG` when the tag came from a `SERVICE@REF` (see `ServiceMetadata::reference`).
+    pub reference: Option<crate::naming::codec::ResolvedRef>,
     pub metadata: Metadata,
 }
 
@@ -164,6 +166,7 @@ impl ServiceSpec {
             depends_on: self.depends_on.clone(),
             ports: self.ports(),
             ready: Some(self.ready.clone()),
+            reference: self.reference.clone(),
         }
     }
 }
@@ -294,6 +297,9 @@ pub struct Markers {
     pub pinned: bool,
     /// The latest lease expiry, if a lease exists.
     pub lease_until: Option<DateTime<Utc>>,
+    /// The marker of an `envctl update` under way (or one that never finished): the update's
+    /// own process and deadline, never the environment's.
+    pub update: Option<Metadata>,
 }
 
 /// A marker to set.
@@ -305,6 +311,10 @@ pub enum Marker {
     Pinned,
     /// A running `envctl run` uses the environment until then.
     Lease(DateTime<Utc>),
+    /// An `envctl update` replaces services until its deadline at the latest. Exclusive: `Taken`
+    /// when one exists, so two updates of one environment cannot run at once. The metadata
+    /// given carries the update's own run, process and start, never the environment's.
+    Update(DateTime<Utc>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -312,6 +322,7 @@ pub enum MarkerKind {
     Ready,
     Pinned,
     Lease,
+    Update,
 }
 
 /// One service as a listing finds it.
@@ -330,6 +341,9 @@ pub struct EnvironmentRecord {
     pub markers: Markers,
     /// Sorted by service name.
     pub services: Vec<ServiceRecord>,
+    /// Services an update put aside (stopped, out of the way of their replacements), until it
+    /// finishes; sorted by service name.
+    pub aside: Vec<ServiceRecord>,
     pub isolation: Vec<IsolationRef>,
     /// Its named volumes, sorted by name.
     pub volumes: Vec<VolumeRef>,
@@ -547,6 +561,14 @@ pub trait Backend: Send + Sync {
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.
     async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()>;
+    /// Puts a service aside for an update: stops it within `grace` (kills it without one) and
+    /// moves it out of the way, so a replacement can be created under the service's own name
+    /// and aliases. Listings show it in [`EnvironmentRecord::aside`] until it is restored or
+    /// removed (`remove_service` on the handle returned).
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef>;
+    /// Gives a service put aside its name and aliases back (its replacement must be gone),
+    /// stopped: `start_service` on the handle returned starts it again.
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef>;
 
     /// Every environment `selector` matches, from a fixed number of list calls.
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>>;

@@ -34,7 +34,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         }
         false => ids.clone(),
     };
-    let removed = lifecycle::down(backend.as_ref(), Selection::Ids(&chosen)).await?;
+    let removed = lifecycle::down(backend.as_ref(), Selection::Ids(&chosen), args.grace).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",

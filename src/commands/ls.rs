@@ -19,6 +19,8 @@ struct Row {
     age_seconds: Option<u64>,
     owner: String,
     images: Vec<String>,
+    /// `SERVICE@TAG` of the services whose tag came from a `SERVICE@REF`.
+    refs: Vec<String>,
     /// Each service's published ports.
     endpoints: BTreeMap<String, Vec<Port>>,
     pinned: bool,
@@ -125,6 +127,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
         owner: instance.owner().unwrap_or_default().to_string(),
+        refs: instance.refs().iter().map(ToString::to_string).collect(),
         images: instance
             .images()
             .into_iter()

@@ -19,6 +19,7 @@ mod start;
 mod status;
 mod stop;
 mod up;
+mod update;
 mod view;
 
 use std::sync::{Arc, OnceLock};
@@ -45,6 +46,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Build(args) => build::exec(args).await,
         Command::Up(args) => up::exec(args).await,
         Command::Run(args) => run::exec(args).await,
+        Command::Update(args) => update::exec(args).await,
         Command::Env(args) => env::exec(args).await,
         Command::Down(args) => down::exec(args).await,
         Command::Ls(args) => ls::exec(args).await,

@@ -1,4 +1,4 @@
-//! Progress of `up` and `start` on stderr: a live line per service on a terminal, plain
+//! Progress of `up`, `start` and `update` on stderr: a live line per service on a terminal, plain
 //! timestamped lines in CI logs.
 
 use std::collections::BTreeMap;
@@ -178,11 +178,15 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
     let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
         let mut live = for_events.lock().expect("progress lock");
         let started = live.started;
-        if let Some(line) = live.lines.get_mut(service) {
-            line.phase = phase;
-            if matches!(phase, Phase::Ready | Phase::Failed) {
-                line.done = Some(started.elapsed());
-            }
+        // A service not announced up front (`update` learns its dependents as it goes) gets a
+        // line at its first event.
+        let line = live
+            .lines
+            .entry(service.to_string())
+            .or_insert(Line { phase, done: None });
+        line.phase = phase;
+        if matches!(phase, Phase::Ready | Phase::Failed) {
+            line.done = Some(started.elapsed());
         }
         // A pull reports its bytes many times a second: the ticker shows the latest.
         if !matches!(phase, Phase::Downloading { .. }) {

@@ -6,7 +6,8 @@ use crate::pipeline::{self, Outcome};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
 
-/// How long `run` waits for the removal of its environment, dependents first with a grace each.
+/// How long `run` waits for the removal of its environment (with `--grace`, dependents first
+/// with a grace each).
 const REMOVAL: Duration = Duration::from_secs(120);
 /// The same after an interrupt, when everything is killed at once.
 const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
@@ -65,14 +66,16 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
         ));
         return Ok(ExitStatus::Code(u8::try_from(code).unwrap_or(1)));
     }
-    // The environment goes whatever else happened to the command; after an interrupt at once,
-    // as a CI system that sent it will not wait long. A hung engine must not hang the job: the
+    // The environment goes whatever else happened to the command: killed at once unless
+    // `--grace` asks for a graceful stop, and always at once after an interrupt, as a CI system
+    // that sent it will not wait long. A hung engine must not hang the job: the
     // removal is bounded, and another signal ends the wait.
     let removal = async {
         if interrupted > 0 {
             lifecycle::remove_now(backend.as_ref(), &instance).await
         } else {
-            lifecycle::down(backend.as_ref(), Selection::Ids(std::slice::from_ref(&id)))
+            let ids = std::slice::from_ref(&id);
+            lifecycle::down(backend.as_ref(), Selection::Ids(ids), args.grace)
                 .await
                 .map(drop)
         }

@@ -1,21 +1,37 @@
 use crate::cli::{Format, StartArgs};
 use crate::lifecycle;
+use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
 
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
+    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     crate::state::touch(backend.endpoint(), &instance.id, "envctl start");
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
-    let started = lifecycle::start(
+    let starting = lifecycle::start(
         backend.as_ref(),
         &instance,
         &reporter.progress,
         args.timeout,
-    )
-    .await;
+    );
+    // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
+    // the progress tick on.
+    let started = tokio::select! {
+        started = starting => started.map_err(Error::from),
+        () = signals.received(1) => {
+            reporter.interrupted(&format!(
+                "interrupted: stopping the start of {}; the services started so far keep running",
+                instance.id
+            ));
+            Err(Error::Interrupted(format!(
+                "interrupted\nhint: `envctl start {id}` resumes; `envctl stop {id}` stops what runs",
+                id = instance.id
+            )))
+        }
+    };
     drop(reporter);
     started?;
     // Docker publishes a container's ports on new host ports each time it starts: what the

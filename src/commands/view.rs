@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::{Endpoint, ServiceRecord};
-use crate::lifecycle::{Instance, PortJson, Started};
+use crate::lifecycle::{Instance, PortJson, Started, StartedService};
 use crate::spec::{Probe, Protocol};
 
 /// A container port published on the host.
@@ -102,22 +102,35 @@ pub struct Service {
     pub ports: Vec<Port>,
 }
 
+impl From<&StartedService> for Service {
+    fn from(s: &StartedService) -> Self {
+        Service {
+            service: s.service.clone(),
+            container: s.container.clone(),
+            image: s.image.clone(),
+            state: s.state.clone(),
+            ports: s.ports.iter().map(Port::from).collect(),
+        }
+    }
+}
+
 impl From<&Started> for Environment {
     fn from(started: &Started) -> Self {
         Environment {
             id: started.id.clone(),
             environment: started.environment.clone(),
-            services: started
-                .services
-                .iter()
-                .map(|s| Service {
-                    service: s.service.clone(),
-                    container: s.container.clone(),
-                    image: s.image.clone(),
-                    state: s.state.clone(),
-                    ports: s.ports.iter().map(Port::from).collect(),
-                })
-                .collect(),
+            services: started.services.iter().map(Service::from).collect(),
+        }
+    }
+}
+
+/// `update` prints the services it replaced, as `up` prints all of them.
+impl From<&crate::lifecycle::Updated> for Environment {
+    fn from(updated: &crate::lifecycle::Updated) -> Self {
+        Environment {
+            id: updated.id.clone(),
+            environment: updated.environment.clone(),
+            services: updated.services.iter().map(Service::from).collect(),
         }
     }
 }

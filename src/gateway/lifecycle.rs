@@ -132,7 +132,7 @@ impl Environments for Lifecycle {
 
     async fn down(&self, id: &str) -> Result<(), String> {
         let ids = [id.to_string()];
-        lifecycle::down(self.backend.as_ref(), Selection::Ids(&ids))
+        lifecycle::down(self.backend.as_ref(), Selection::Ids(&ids), None)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -336,6 +336,7 @@ mod tests {
                 image: None,
                 depends_on: Default::default(),
                 ports: vec![published],
+                reference: None,
                 ready: Some(Ready {
                     probes,
                     timeout: Duration::from_secs(60),
@@ -356,6 +357,7 @@ mod tests {
                 .iter()
                 .map(|(name, port, http)| service(name, *port, *http))
                 .collect(),
+            aside: vec![],
             isolation: vec![],
             volumes: vec![],
         };

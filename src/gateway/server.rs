@@ -139,7 +139,8 @@ pub fn next(environment: &Environment) -> Next {
             ),
         ),
         (State::Stopped | State::Degraded, _) => Next::Wake,
-        (State::Starting, _) => Next::Wait,
+        // An update replaces services and puts them back: it ends soon either way.
+        (State::Starting | State::Updating, _) => Next::Wait,
         (State::Ready, None) => Next::Refuse(
             StatusCode::BAD_GATEWAY,
             format!(

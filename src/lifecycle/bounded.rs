@@ -241,6 +241,19 @@ impl Backend for Bounded<'_> {
         .await
     }
 
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        let operation = || format!("put `{}` aside", service.name);
+        let extra = grace.unwrap_or_default();
+        self.call(operation, extra, self.backend.put_aside(service, grace))
+            .await
+    }
+
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        let operation = || format!("restore `{}`", aside.name);
+        self.call(operation, NONE, self.backend.restore_aside(aside))
+            .await
+    }
+
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
         self.call(
             || "list environments".into(),
@@ -377,6 +390,7 @@ mod tests {
                 probes: Vec::new(),
                 timeout: Duration::from_secs(1),
             },
+            reference: None,
             metadata: Metadata::new("x"),
         };
         let (result, ()) = tokio::join!(backend.create_service(&isolation, &spec), interrupt);

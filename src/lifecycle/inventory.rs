@@ -32,6 +32,9 @@ pub enum State {
     /// No service is left (removed by hand, or a `down` that could not finish): only envctl's
     /// markers or network remain. The reaper removes them.
     Debris,
+    /// An `envctl update` is replacing services: whatever its containers do meanwhile, the
+    /// reaper leaves it alone until the update ends or its deadline passes.
+    Updating,
 }
 
 impl State {
@@ -43,6 +46,7 @@ impl State {
             State::Degraded => "degraded",
             State::Stopped => "stopped",
             State::Debris => "debris",
+            State::Updating => "updating",
         }
     }
 }
@@ -187,7 +191,11 @@ impl EnvironmentRecord {
                 None => State::Starting,
             };
         }
-        if self.services.is_empty() {
+        if self.updating(now) {
+            return State::Updating;
+        }
+        // Services put aside by an update that never finished are the environment's own.
+        if self.services.is_empty() && self.aside.is_empty() {
             return State::Debris;
         }
         let services: Vec<&ServiceRecord> =
@@ -199,7 +207,8 @@ impl EnvironmentRecord {
         let unhealthy = services
             .iter()
             .any(|s| s.status.health == Health::Unhealthy);
-        if running == 0 && !services.is_empty() {
+        // Services a stale update left aside are stopped services too.
+        if running == 0 && !(services.is_empty() && self.aside.is_empty()) {
             State::Stopped
         } else if running < services.len() || unhealthy || !self.missing_services().is_empty() {
             State::Degraded
@@ -237,6 +246,30 @@ impl EnvironmentRecord {
     /// environment is otherwise judged like any running one.
     pub fn markers_lost(&self) -> bool {
         !self.markers.claimed && !self.markers.ready && !self.services.is_empty()
+    }
+
+    /// Whether an `envctl update` is under way: its marker exists, its process is not known to
+    /// be gone, and its deadline (plus a minute for its own rollback) has not passed.
+    pub fn updating(&self, now: DateTime<Utc>) -> bool {
+        let Some(marker) = &self.markers.update else {
+            return false;
+        };
+        let process = marker.process.as_deref().unwrap_or_default();
+        if crate::lifecycle::process::alive(process) == Some(false) {
+            return false;
+        }
+        marker
+            .start_deadline
+            .is_some_and(|deadline| deadline + chrono::Duration::minutes(1) > now)
+    }
+
+    /// The `SERVICE@TAG` each service runs, when its tag came from a `SERVICE@REF`: each
+    /// service carries its own, since `update` replaces services one by one.
+    pub fn refs(&self) -> Vec<crate::naming::codec::ResolvedRef> {
+        self.services
+            .iter()
+            .filter_map(|s| s.metadata.reference.clone())
+            .collect()
     }
 
     /// The services the environment was started with whose resources are gone.
@@ -334,6 +367,7 @@ mod tests {
                 },
                 ports: Vec::new(),
                 ready,
+                reference: None,
             },
             status: status(is),
         }
@@ -347,6 +381,7 @@ mod tests {
         }
         EnvironmentRecord {
             id: ID.into(),
+            aside: Vec::new(),
             metadata: Metadata {
                 environment: Some("shop".into()),
                 created_at: Some(at(0)),
@@ -541,5 +576,56 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(resolve_id("", &ids).is_err());
+    }
+
+    /// An update's marker, with its deadline at `deadline`, by a process this machine cannot
+    /// judge (another host).
+    fn update_marker(deadline: u32) -> Metadata {
+        Metadata {
+            start_deadline: Some(at(deadline)),
+            process: Some("update-boot:1:7:7".into()),
+            ..Metadata::new(ID)
+        }
+    }
+
+    #[test]
+    fn an_update_under_way_is_updating_whatever_its_services_do() {
+        let mut updating = env(&["claimed", "ready"], &[("db", Is::Running)]);
+        updating.markers.update = Some(update_marker(5));
+        updating.aside.push(service("app", Is::Exited(137)));
+        assert_eq!(updating.state(at(3)), State::Updating);
+        assert!(updating.updating(at(5)), "its deadline, plus a minute");
+        assert_eq!(
+            updating.state(at(7)),
+            State::Degraded,
+            "past its deadline the update is over: `app` is missing"
+        );
+        assert_eq!(updating.missing_services(), ["app"]);
+    }
+
+    #[test]
+    fn services_a_stale_update_left_aside_keep_the_environment_from_being_debris() {
+        let mut left = env(&["claimed", "ready"], &[]);
+        left.aside.push(service("app", Is::Exited(137)));
+        left.aside.push(service("db", Is::Exited(137)));
+        assert_eq!(
+            left.state(at(30)),
+            State::Stopped,
+            "its services are there, stopped: not debris"
+        );
+    }
+
+    #[test]
+    fn each_service_carries_its_own_ref() {
+        let mut updated = env(
+            &["claimed", "ready"],
+            &[("app", Is::Running), ("db", Is::Running)],
+        );
+        updated.services[0].metadata.reference = Some(crate::naming::codec::ResolvedRef {
+            service: "app".into(),
+            tag: "v2".into(),
+        });
+        let refs: Vec<String> = updated.refs().iter().map(ToString::to_string).collect();
+        assert_eq!(refs, ["app@v2"]);
     }
 }

@@ -15,6 +15,7 @@ pub mod scheduler;
 mod starting;
 mod teardown;
 mod up;
+pub mod update;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use pin::{pin, unpin};
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
+pub use update::{Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
 

@@ -337,7 +337,9 @@ async fn teardown_removes_dependents_first_then_the_network_then_the_claim() {
         .await
         .unwrap();
     let instance = require(&fake, "shop").await.expect("a unique prefix");
-    remove(&fake, &instance).await.expect("removed");
+    remove(&fake, &instance, Some(super::teardown::STOP_GRACE))
+        .await
+        .expect("removed");
     let calls = fake.calls();
     let position = |call: &str| {
         calls
@@ -391,7 +393,7 @@ async fn named_volumes_are_created_before_services_and_removed_before_the_claim(
     let listed = require(&fake, "shop-1").await.unwrap();
     assert_eq!(listed.volumes, volumes, "a listing finds them");
 
-    remove(&fake, &listed).await.expect("removed");
+    remove(&fake, &listed, None).await.expect("removed");
     let calls = fake.calls();
     let position = |call: &str| {
         calls
@@ -440,7 +442,7 @@ async fn a_network_held_by_a_foreign_container_keeps_the_claim() {
     .expect("started");
     fake.attach_foreign("envctl_shop_shop-1", "debugger");
     let instance = require(&fake, "shop-1").await.unwrap();
-    let error = remove(&fake, &instance).await.unwrap_err();
+    let error = remove(&fake, &instance, None).await.unwrap_err();
     assert!(
         error
             .to_string()
@@ -619,4 +621,170 @@ mod reaper_pass {
             "idle by commands alone: {report:?}"
         );
     }
+}
+
+/// `app` at tag `2`, as `envctl update ID app@2` applies it to the file.
+fn shop_with_app_2() -> Environment {
+    environment(&SHOP.replacen("tag: '1'\n    ports", "tag: '2'\n    ports", 1))
+}
+
+fn update_options() -> UpdateOptions {
+    UpdateOptions {
+        timeout: Duration::from_secs(60),
+        with_dependents: false,
+        grace: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_whose_replacement_fails_puts_the_previous_service_back_and_running() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let previous = before.services[0].handle.clone();
+    assert_eq!(previous.service, "app");
+    fake.fault(
+        "start_service",
+        "shop-1/app",
+        Fault::Fail("exec format error".into()),
+    );
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, UpdateError::Failed { ref restored, .. } if restored.problem.is_none()),
+        "{error}"
+    );
+    assert_eq!(fake.calls_of("put_aside"), ["shop-1/app"]);
+    assert_eq!(
+        fake.calls_of("remove_service"),
+        ["shop-1/app"],
+        "the replacement only"
+    );
+    assert_eq!(fake.calls_of("restore_aside"), ["shop-1/app"]);
+    assert!(
+        fake.calls_of("clear_marker")
+            .contains(&"shop-1/update".to_string())
+    );
+    let after = require(&fake, "shop-1").await.unwrap();
+    let app = &after.services[0];
+    assert_eq!(
+        app.handle, previous,
+        "the previous `app`, under its own name"
+    );
+    assert_eq!(app.status.state, crate::backend::ServiceState::Running);
+    assert_eq!(app.metadata.image.as_ref().unwrap().tag, "1");
+    assert!(after.aside.is_empty());
+    assert!(after.markers.update.is_none());
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_that_times_out_restores_the_previous_service_at_its_deadline() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    fake.fault("start_service", "shop-1/app", Fault::Hang);
+    let began = tokio::time::Instant::now();
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            UpdateError::Failed { ref cause, ref restored }
+                if matches!(**cause, StartError::Timeout { .. }) && restored.problem.is_none()
+        ),
+        "{error}"
+    );
+    assert_eq!(began.elapsed(), Duration::from_secs(60), "its --timeout");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert_eq!(after.services[0].handle, before.services[0].handle);
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_replaces_the_service_and_drops_the_one_put_aside() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let updated = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .expect("updated");
+    assert_eq!(updated.services.len(), 1);
+    assert_eq!(updated.services[0].image, "shop/app:2");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert_ne!(
+        after.services[0].handle.native,
+        before.services[0].handle.native
+    );
+    assert_eq!(
+        after.services[1].handle, before.services[1].handle,
+        "`db` untouched"
+    );
+    assert_eq!(
+        after
+            .refs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["app@2"]
+    );
+    assert!(after.aside.is_empty());
+    assert!(after.markers.update.is_none());
+    assert_eq!(after.state(Utc::now()), State::Ready);
 }

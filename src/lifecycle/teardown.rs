@@ -8,7 +8,8 @@ use super::inventory::{self, Instance};
 use crate::backend::{Backend, BackendError, MarkerKind, Selector, ServiceRecord};
 use crate::naming;
 
-/// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`.
+/// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`:
+/// `stop`'s grace.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Which environments `down` removes.
@@ -52,11 +53,12 @@ fn names(users: &[String]) -> String {
     }
 }
 
-/// Stops and removes the selected environments, in parallel: each one's services dependents
-/// first, then its isolation, then its claim. Idempotent: returns what it found to remove.
+/// Removes the selected environments, in parallel: their services, then their isolation,
+/// markers and claim. `grace` as in [`remove`]. Idempotent: returns what it found to remove.
 pub async fn down(
     backend: &dyn Backend,
     selection: Selection<'_>,
+    grace: Option<Duration>,
 ) -> Result<Vec<Instance>, TeardownError> {
     let chosen: Vec<Instance> = inventory::list(backend)
         .await?
@@ -67,30 +69,46 @@ pub async fn down(
             Selection::Owner(owner) => i.owner() == Some(*owner),
         })
         .collect();
-    join_all(chosen.iter().map(|instance| remove(backend, instance)))
-        .await
-        .into_iter()
-        .collect::<Result<(), _>>()?;
+    join_all(
+        chosen
+            .iter()
+            .map(|instance| remove(backend, instance, grace)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<(), _>>()?;
     Ok(chosen)
-}
-
-/// Stops and removes one environment: services dependents first, then its isolation, its
-/// markers and its claim.
-pub async fn remove(backend: &dyn Backend, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(backend, instance, Some(STOP_GRACE)).await
 }
 
 /// Removes one environment at once, killing its services instead of stopping them.
 pub async fn remove_now(backend: &dyn Backend, instance: &Instance) -> Result<(), TeardownError> {
-    remove_with(backend, instance, None).await
+    remove(backend, instance, None).await
 }
 
-async fn remove_with(
+/// Removes one environment: its services, then its isolation, its markers and its claim.
+///
+/// An environment being removed is thrown away, so by default (`grace` is `None`) all its
+/// services are killed and removed at once: nothing waits for a service that ignores
+/// SIGTERM. With a `grace`, each service is stopped first (SIGTERM, SIGKILL after the grace),
+/// dependents first, wave by wave.
+pub async fn remove(
     backend: &dyn Backend,
     instance: &Instance,
     grace: Option<Duration>,
 ) -> Result<(), TeardownError> {
-    dependents_first(instance, |s| backend.remove_service(&s.handle, grace)).await?;
+    match grace {
+        None => {
+            let all = instance.services.iter().chain(&instance.aside);
+            all_ok(join_all(all.map(|s| backend.remove_service(&s.handle, None))).await)?;
+        }
+        Some(grace) => {
+            dependents_first(instance, |s| backend.remove_service(&s.handle, Some(grace))).await?;
+            // Services an update put aside are stopped already.
+            let aside = instance.aside.iter();
+            all_ok(join_all(aside.map(|s| backend.remove_service(&s.handle, None))).await)?;
+        }
+    }
+    remove_newcomers(backend, instance).await?;
     let held = remove_isolation(backend, instance).await?;
     remove_volumes(backend, instance).await?;
     if instance.markers.pinned {
@@ -101,6 +119,11 @@ async fn remove_with(
     if instance.markers.lease_until.is_some() {
         backend
             .clear_marker(&instance.id, MarkerKind::Lease)
+            .await?;
+    }
+    if instance.markers.update.is_some() {
+        backend
+            .clear_marker(&instance.id, MarkerKind::Update)
             .await?;
     }
     if let Some((network, users)) = held.into_iter().next() {
@@ -120,6 +143,32 @@ async fn remove_with(
         backend.release(&instance.id).await?;
     }
     Ok(())
+}
+
+/// Kills what the environment gained since it was listed: a concurrent `envctl update` may
+/// have created a service's replacement (or put one aside) meanwhile, which would hold the
+/// isolation.
+async fn remove_newcomers(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
+    let known: Vec<&str> = instance
+        .services
+        .iter()
+        .chain(&instance.aside)
+        .map(|s| s.handle.native.as_str())
+        .collect();
+    let now = backend.list(&Selector::Id(instance.id.clone())).await?;
+    let newcomers: Vec<&ServiceRecord> = now
+        .iter()
+        .flat_map(|i| i.services.iter().chain(&i.aside))
+        .filter(|s| !known.contains(&s.handle.native.as_str()))
+        .collect();
+    all_ok(
+        join_all(
+            newcomers
+                .into_iter()
+                .map(|s| backend.remove_service(&s.handle, None)),
+        )
+        .await,
+    )
 }
 
 /// Removes the environment's isolation (its own services are gone by now). What the backend
@@ -163,7 +212,11 @@ where
     Ok(())
 }
 
-/// Stops the environment's services, dependents first, keeping them.
+fn all_ok(results: Vec<Result<(), BackendError>>) -> Result<(), BackendError> {
+    results.into_iter().collect()
+}
+
+/// Stops the environment's services, dependents first, each wave's at once, keeping them.
 pub async fn stop(backend: &dyn Backend, instance: &Instance) -> Result<(), BackendError> {
     dependents_first(instance, |s| backend.stop_service(&s.handle, STOP_GRACE)).await
 }

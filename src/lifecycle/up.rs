@@ -102,7 +102,7 @@ impl From<&Endpoint> for PortJson {
 }
 
 /// Whether the service has an HTTP probe on `port`.
-fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+pub(super) fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
     service.ready.probes.iter().any(|probe| {
         matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
     })
@@ -438,7 +438,7 @@ async fn timed_out(
 }
 
 /// An instant no start reaches, for timeouts too large to add to now.
-fn far_future() -> Instant {
+pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
@@ -473,7 +473,7 @@ async fn resolve_images(
     Ok(try_join_all(resolving).await?.into_iter().collect())
 }
 
-async fn resolve_image(
+pub(super) async fn resolve_image(
     backend: &dyn Backend,
     service: &Service,
     prefix: bool,
@@ -562,7 +562,10 @@ async fn resolve_image(
 }
 
 /// The local image `reference`, if there is one.
-async fn local(backend: &dyn Backend, reference: &ImageRef) -> Result<Option<Resolved>, String> {
+pub(super) async fn local(
+    backend: &dyn Backend,
+    reference: &ImageRef,
+) -> Result<Option<Resolved>, String> {
     backend
         .resolve_image(reference)
         .await
@@ -713,6 +716,30 @@ fn service_spec(
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
 ) -> ServiceSpec {
+    let reference = claim
+        .metadata
+        .refs
+        .iter()
+        .find(|r| r.service == service.name);
+    service_spec_for(
+        environment,
+        service,
+        &claim.metadata,
+        images[&service.name].clone(),
+        reference.cloned(),
+    )
+}
+
+/// The spec of `service` in the environment `metadata` describes, running `image`;
+/// `reference` when its tag came from `SERVICE@REF`. Shared by `up` and `update`, so a
+/// replaced service is created as `up` would create it.
+pub(super) fn service_spec_for(
+    environment: &Environment,
+    service: &Service,
+    metadata: &Metadata,
+    image: Resolved,
+    reference: Option<ResolvedRef>,
+) -> ServiceSpec {
     // Every link alias pointing at this service makes it reachable under that name.
     let mut aliases = vec![service.name.clone()];
     for other in environment.services.values() {
@@ -724,14 +751,15 @@ fn service_spec(
     }
     ServiceSpec {
         service: service.name.clone(),
-        image: images[&service.name].clone(),
+        image,
         command: service.command.clone(),
         env: service.env.clone(),
         runtime: service.runtime.clone(),
         aliases,
         depends_on: service.depends_on.clone(),
         ready: service.ready.clone(),
-        metadata: claim.metadata.clone(),
+        reference,
+        metadata: metadata.clone(),
     }
 }
 
@@ -806,7 +834,7 @@ async fn describe(
 }
 
 /// A nonce for one `up` invocation.
-fn run_nonce() -> String {
+pub(super) fn run_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);

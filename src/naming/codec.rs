@@ -79,6 +79,8 @@ pub enum Role {
     Pin,
     /// A running `envctl run` uses it.
     Lease,
+    /// An `envctl update` is replacing services (see `naming::update_name`).
+    Update,
 }
 
 impl Role {
@@ -88,13 +90,20 @@ impl Role {
             Role::Ready => super::READY_ROLE,
             Role::Pin => super::PIN_ROLE,
             Role::Lease => super::LEASE_ROLE,
+            Role::Update => super::UPDATE_ROLE,
         }
     }
 
     fn parse(text: &str) -> Option<Role> {
-        [Role::Anchor, Role::Ready, Role::Pin, Role::Lease]
-            .into_iter()
-            .find(|role| role.as_str() == text)
+        [
+            Role::Anchor,
+            Role::Ready,
+            Role::Pin,
+            Role::Lease,
+            Role::Update,
+        ]
+        .into_iter()
+        .find(|role| role.as_str() == text)
     }
 }
 
@@ -110,6 +119,10 @@ pub struct ServiceMetadata {
     pub ports: Vec<Port>,
     /// The readiness spec, so `start` can wait for readiness without the file.
     pub ready: Option<Ready>,
+    /// `SERVICE@TAG` when the service's tag came from a `SERVICE@REF`: each container carries
+    /// its own, since `envctl update` replaces them one by one. `None` on containers of
+    /// earlier versions, which only the environment's `refs` describe.
+    pub reference: Option<ResolvedRef>,
 }
 
 /// A label filter: what a list call asks the engine for.
@@ -254,6 +267,9 @@ impl Metadata {
         if let Some(ready) = &service.ready {
             labels.insert(label::READY.into(), ready.to_label());
         }
+        if let Some(reference) = &service.reference {
+            labels.insert(label::REF.into(), reference.to_string());
+        }
         labels
     }
 
@@ -275,15 +291,7 @@ impl Metadata {
             started_by: get(label::STARTED_BY),
             process: get(label::PROCESS),
             services: get(label::SERVICES).map(|s| list(&s).map(str::to_string).collect()),
-            refs: list(refs)
-                .filter_map(|r| {
-                    let (service, tag) = r.split_once('@')?;
-                    Some(ResolvedRef {
-                        service: service.into(),
-                        tag: tag.into(),
-                    })
-                })
-                .collect(),
+            refs: list(refs).filter_map(resolved_ref).collect(),
             build: Build {
                 url: get(label::BUILD_URL),
                 job_name: get(label::JOB_NAME),
@@ -315,8 +323,18 @@ impl ServiceMetadata {
             depends_on: list(get(label::DEPENDS_ON)).map(str::to_string).collect(),
             ports: list(get(label::PORTS)).filter_map(port).collect(),
             ready: labels.get(label::READY).and_then(|r| Ready::from_label(r)),
+            reference: labels.get(label::REF).and_then(|r| resolved_ref(r)),
         })
     }
+}
+
+/// `SERVICE@TAG`.
+fn resolved_ref(text: &str) -> Option<ResolvedRef> {
+    let (service, tag) = text.split_once('@')?;
+    Some(ResolvedRef {
+        service: service.into(),
+        tag: tag.into(),
+    })
 }
 
 /// `repository:tag` as `up` wrote it; a reference without a tag means `latest`.
@@ -402,6 +420,7 @@ mod tests {
                 }],
                 timeout: Duration::from_secs(300),
             }),
+            reference: None,
         }
     }
 
@@ -462,6 +481,25 @@ mod tests {
         let labels = metadata.encode();
         assert_eq!(labels[label::REFS], "accounting@ea6757a8090d");
         assert_eq!(Metadata::decode(&labels), Some(metadata));
+    }
+
+    #[test]
+    fn a_service_carries_its_own_ref_only_when_it_has_one() {
+        let mut proxy = proxy();
+        assert!(!metadata().encode_service(&proxy).contains_key(label::REF));
+        proxy.reference = Some(ResolvedRef {
+            service: "proxy".into(),
+            tag: "d277d11f1376".into(),
+        });
+        let labels = metadata().encode_service(&proxy);
+        assert_eq!(labels[label::REF], "proxy@d277d11f1376");
+        assert_eq!(
+            ServiceMetadata::decode(&labels).unwrap().reference,
+            proxy.reference
+        );
+        let marker = metadata().encode_marker(Role::Update);
+        assert_eq!(marker[label::ROLE], "update");
+        assert_eq!(role(&marker), Some(Role::Update));
     }
 
     #[test]

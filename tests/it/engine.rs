@@ -1074,6 +1074,7 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
             probes: Vec::new(),
             timeout: PATIENCE,
         },
+        reference: None,
         metadata: metadata.clone(),
     };
     let web = backend

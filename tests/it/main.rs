@@ -26,3 +26,4 @@ mod spec;
 mod support;
 mod swarm;
 mod terminal;
+mod workflow;

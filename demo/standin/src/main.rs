@@ -27,7 +27,9 @@ usage:
 `serve` answers GET /health, GET / (the chain behind it), and a WebSocket at /ws that echoes
 text messages.
 
-DUR is a number with an optional unit: 500ms, 3s, 2m, 0 (a bare number means seconds).";
+DUR is a number with an optional unit: 500ms, 3s, 2m, 0 (a bare number means seconds).
+With STANDIN_IGNORE_SIGTERM=1 in its environment, SIGTERM is logged and ignored, as by a
+shell running as PID 1: only SIGKILL ends it.";
 
 /// How long `serve` keeps retrying a required dependency before giving up.
 const DEPENDENCY_PATIENCE: Duration = Duration::from_secs(5);
@@ -35,7 +37,7 @@ const DEPENDENCY_PATIENCE: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    signals::exit_on_termination();
+    signals::exit_on_termination(env::var_os("STANDIN_IGNORE_SIGTERM").is_some_and(|v| v == "1"));
     let args: Vec<String> = env::args().skip(1).collect();
     if matches!(
         args.first().map(String::as_str),
@@ -540,18 +542,20 @@ impl Probe {
     }
 }
 
-/// Makes SIGTERM and SIGINT end the process at once.
+/// Makes SIGTERM and SIGINT end the process at once, or, when asked, logs and ignores SIGTERM.
 ///
 /// In a container the stand-in runs as PID 1, and the kernel does not apply the default action
 /// of a signal to PID 1: without a handler `docker stop` (and envctl's teardown) would wait for
 /// the whole grace period and then SIGKILL. Std has no signal API, hence this small FFI; the
-/// handler only calls `_exit`, which is async-signal-safe.
+/// handlers only call `_exit` and `write`, which are async-signal-safe. Ignoring SIGTERM plays
+/// the test images whose PID 1 is a shell that never forwards it.
 mod signals {
     const SIGINT: i32 = 2;
     const SIGTERM: i32 = 15;
 
     unsafe extern "C" {
         fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+        fn write(fd: i32, buf: *const u8, count: usize) -> isize;
         safe fn _exit(status: i32) -> !;
     }
 
@@ -559,10 +563,21 @@ mod signals {
         _exit(0);
     }
 
-    pub fn exit_on_termination() {
-        for signum in [SIGINT, SIGTERM] {
-            // SAFETY: `exit_now` is a valid handler that only calls an async-signal-safe function.
-            unsafe { signal(signum, exit_now) };
+    extern "C" fn log_and_ignore(_signum: i32) {
+        const LINE: &[u8] = b"standin: got SIGTERM, ignoring it\n";
+        // SAFETY: writes a static buffer to stdout; `write` is async-signal-safe.
+        unsafe { write(1, LINE.as_ptr(), LINE.len()) };
+    }
+
+    pub fn exit_on_termination(ignore_sigterm: bool) {
+        let on_term: extern "C" fn(i32) = match ignore_sigterm {
+            true => log_and_ignore,
+            false => exit_now,
+        };
+        // SAFETY: both handlers are valid and only call async-signal-safe functions.
+        unsafe {
+            signal(SIGINT, exit_now);
+            signal(SIGTERM, on_term);
         }
     }
 }

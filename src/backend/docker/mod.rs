@@ -106,6 +106,7 @@ fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
     match kind {
         MarkerKind::Ready => Some(naming::ready_name(id)),
         MarkerKind::Pinned => Some(naming::pin_name(id)),
+        MarkerKind::Update => Some(naming::update_name(id)),
         // Its name changes with each renewal: found by listing.
         MarkerKind::Lease => None,
     }
@@ -146,7 +147,10 @@ pub fn group(
         fallback: Metadata,
         markers: Markers,
         services: Vec<ServiceRecord>,
+        aside: Vec<ServiceRecord>,
         isolation: Vec<IsolationRef>,
+        /// The `envctl up` or `update` run that created each service, by container id.
+        runs: BTreeMap<String, Option<String>>,
         volumes: Vec<VolumeRef>,
     }
     fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
@@ -155,7 +159,9 @@ pub fn group(
             fallback: metadata.clone(),
             markers: Markers::default(),
             services: Vec::new(),
+            aside: Vec::new(),
             isolation: Vec::new(),
+            runs: BTreeMap::new(),
             volumes: Vec::new(),
         })
     }
@@ -166,7 +172,8 @@ pub fn group(
         };
         let role = codec::role(&container.labels);
         let partial = entry(&mut by_id, &metadata);
-        if role != Some(Role::Pin) && partial.metadata.is_none() || role == Some(Role::Anchor) {
+        let lends = !matches!(role, Some(Role::Pin | Role::Update));
+        if lends && partial.metadata.is_none() || role == Some(Role::Anchor) {
             partial.metadata = Some(metadata.clone());
         }
         match role {
@@ -179,6 +186,21 @@ pub fn group(
                     .lease_until
                     .max(naming::lease_expiry(&container.name))
             }
+            Some(Role::Update) => partial.markers.update = Some(metadata.clone()),
+            None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
+                container.name.trim_start_matches('/')
+                    == naming::replaced_name(&s.service, &metadata.id)
+            }) =>
+            {
+                let service = codec::ServiceMetadata::decode(&container.labels);
+                if let Some(service) = service {
+                    partial.aside.push(ServiceRecord {
+                        handle: convert::handle(&metadata.id, &container),
+                        status: convert::summary_status(engine, &container),
+                        metadata: service,
+                    });
+                }
+            }
             None => {
                 let service = codec::ServiceMetadata::decode(&container.labels).unwrap_or(
                     codec::ServiceMetadata {
@@ -187,8 +209,12 @@ pub fn group(
                         depends_on: Default::default(),
                         ports: Vec::new(),
                         ready: None,
+                        reference: None,
                     },
                 );
+                partial
+                    .runs
+                    .insert(container.id.clone(), metadata.run.clone());
                 partial.services.push(ServiceRecord {
                     handle: convert::handle(&metadata.id, &container),
                     status: convert::summary_status(engine, &container),
@@ -230,12 +256,29 @@ pub fn group(
             partial
                 .services
                 .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            partial
+                .aside
+                .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
+            let metadata = partial.metadata.unwrap_or(partial.fallback);
+            // Containers made before each carried its own ref label: those `up` created run
+            // the refs it was given.
+            for service in &mut partial.services {
+                let run = partial.runs.get(&service.handle.native).cloned().flatten();
+                if service.metadata.reference.is_none() && run.is_some() && run == metadata.run {
+                    service.metadata.reference = metadata
+                        .refs
+                        .iter()
+                        .find(|r| r.service == service.handle.service)
+                        .cloned();
+                }
+            }
             partial.volumes.sort();
             EnvironmentRecord {
                 id,
-                metadata: partial.metadata.unwrap_or(partial.fallback),
+                metadata,
                 markers: partial.markers,
                 services: partial.services,
+                aside: partial.aside,
                 isolation: partial.isolation,
                 volumes: partial.volumes,
             }
@@ -438,6 +481,28 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.remove_container(&service.native).await?)
     }
 
+    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+        // Stopped, then renamed: the container keeps its network, so its aliases stay taken
+        // until the replacement is created; Docker allows an alias on several containers.
+        let grace = grace.unwrap_or(Duration::ZERO);
+        self.engine.stop_container(&service.native, grace).await?;
+        let name = naming::replaced_name(&service.service, &service.id);
+        self.engine.rename_container(&service.native, &name).await?;
+        Ok(ServiceRef {
+            name,
+            ..service.clone()
+        })
+    }
+
+    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+        let name = naming::container_name(&aside.service, &aside.id);
+        self.engine.rename_container(&aside.native, &name).await?;
+        Ok(ServiceRef {
+            name,
+            ..aside.clone()
+        })
+    }
+
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
         let mut filters = vec![Filter::Managed];
         match selector {
@@ -464,6 +529,24 @@ impl Backend for DockerBackend<'_> {
                     return Ok(self.engine.rename_container(&lease.id, &name).await?);
                 }
                 (name, Role::Lease)
+            }
+            Marker::Update(until) => {
+                // The marker is a container created under a unique name, never started: the
+                // name makes it exclusive; its labels carry the update's deadline and process.
+                let metadata = Metadata {
+                    start_deadline: Some(until),
+                    ..metadata.clone()
+                };
+                let name = naming::update_name(id);
+                return match self
+                    .engine
+                    .create_marker(&name, &metadata.encode_marker(Role::Update))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(EngineError::NameTaken(_)) => Err(BackendError::Taken(id.clone())),
+                    Err(error) => Err(error.into()),
+                };
             }
         };
         match self

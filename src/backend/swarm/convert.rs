@@ -246,6 +246,7 @@ mod tests {
             image: None,
             depends_on: Default::default(),
             ports: Vec::new(),
+            reference: None,
             ready: Some(Ready {
                 probes: vec![probe],
                 timeout: std::time::Duration::from_secs(60),

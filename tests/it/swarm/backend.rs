@@ -292,6 +292,7 @@ fn spec(
             probes: vec![Probe::Tcp(port)],
             timeout: LIMIT,
         },
+        reference: None,
         metadata: metadata.clone(),
     }
 }

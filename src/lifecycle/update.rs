@@ -1,0 +1,1000 @@
+//! `update`: replace some services of a running environment in place, in dependency order,
+//! waiting for their readiness, while everything else keeps running untouched.
+//!
+//! A replaced service keeps its container name and its link names, so its dependents reconnect
+//! by name: the previous container is stopped and renamed aside ([`naming::replaced_name`]), the
+//! new one is created under the service's name and started, and the previous one is removed
+//! once the new one is ready. If a new one fails (or the update is interrupted or times out),
+//! the new ones are removed and the previous ones renamed back and started again.
+//!
+//! An update holds a marker ([`naming::update_name`]) throughout. Its name is unique, so a
+//! second update of the same environment is refused while the first runs; while it exists and
+//! its update runs, `ls` shows the environment `updating` and the reaper leaves it alone. A
+//! marker whose update is gone (killed, or past its deadline) is stale: the next update
+//! restores what it left, then proceeds. A `down` meanwhile wins: it removes the environment,
+//! marker included, and the update removes whatever it created after that and says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::{join_all, try_join_all};
+use tokio::time::Instant;
+
+use super::bounded::Bounded;
+use super::inventory::{self, Instance, State};
+use super::restart::startables;
+use super::starting::{Phases, Startable, start_services};
+use super::up::{
+    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
+    speaks_http,
+};
+use super::{Phase, Progress, StartError};
+use crate::backend::{
+    Backend, BackendError, IsolationRef, Marker, MarkerKind, ResolvedImage, ServiceRecord,
+    ServiceRef, ServiceSpec, ServiceState,
+};
+use crate::naming::codec::{Metadata, ResolvedRef};
+use crate::naming::{self};
+use crate::signals::Signals;
+use crate::spec::{Environment, did_you_mean};
+
+/// How long a failed restore watches for the environment's removal, which would explain it.
+const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
+/// How long each engine call of a restore may take: the update is over, and a working engine
+/// answers these at once.
+const RESTORE_CALL: Duration = Duration::from_secs(5);
+
+/// Options of one `update`, free of any command-line types.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// Bounds the whole update, the new services' readiness included.
+    pub timeout: Duration,
+    /// Also replace every service that depends on a replaced one, directly or not.
+    pub with_dependents: bool,
+    /// Stop each previous container gracefully within this; without it, it is killed: it is
+    /// only kept to be started again if the update fails.
+    pub grace: Option<Duration>,
+}
+
+/// What an update replaced.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub id: String,
+    pub environment: String,
+    /// The services replaced, as they run now, sorted by name.
+    pub services: Vec<StartedService>,
+}
+
+/// Why an update did not happen, or what it left.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(
+        "environment `{id}` is {}: `envctl update` replaces services of a running environment\n\
+         hint: {}",
+        state.as_str(),
+        match state {
+            State::Stopped => format!("`envctl start {id}` first"),
+            _ => format!("`envctl ls` shows its state; `envctl down {id}` removes it"),
+        }
+    )]
+    NotRunning { id: String, state: State },
+    #[error(
+        "environment `{id}` is being updated by another `envctl update` ({by}, since {since})\n\
+         hint: wait for it to finish: `envctl ls` shows `updating` until then"
+    )]
+    Busy {
+        id: String,
+        by: String,
+        since: String,
+    },
+    #[error("environment `{id}` has no service `{service}`{}", hint.as_ref().map(|h| format!("\nhint: did you mean `{h}`?")).unwrap_or_default())]
+    NoSuchService {
+        id: String,
+        service: String,
+        hint: Option<String>,
+    },
+    #[error(
+        "service `{service}` of `{id}` is not in `{file}` any more, so it cannot be recreated\n\
+         hint: `envctl update` creates services as the environment file declares them"
+    )]
+    NotInFile {
+        id: String,
+        service: String,
+        file: String,
+    },
+    #[error(
+        "service `{service}` depends on `{dependency}`, which is not running in `{id}`\n\
+         hint: `envctl start {id}` starts it; `--with-dependents` on `{dependency}` replaces both"
+    )]
+    DependencyDown {
+        id: String,
+        service: String,
+        dependency: String,
+    },
+    /// A new service failed, or the update timed out or was interrupted: the previous services
+    /// were restored, or `restored` says what could not be.
+    #[error("{}\n{restored}", match **cause {
+        StartError::Interrupted(_) => "interrupted".to_string(),
+        ref cause => cause.to_string(),
+    })]
+    Failed {
+        cause: Box<StartError>,
+        restored: Restored,
+    },
+    #[error(
+        "environment `{0}` was removed while it was being updated; removed what the update had \
+         created"
+    )]
+    RemovedMeanwhile(String),
+    #[error(
+        "interrupted again: left `{0}` as it was, part-way through the update\n\
+         hint: `envctl update {0} ...` again restores the previous services first; \
+         `envctl down {0}` removes the environment"
+    )]
+    Forced(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl UpdateError {
+    /// Whether the user can fix this by changing the command line.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::NoSuchService { .. } | UpdateError::NotInFile { .. }
+        ) || matches!(self, UpdateError::Start(e) if e.is_bad_input())
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, UpdateError::Forced(_))
+            || matches!(self, UpdateError::Failed { cause, .. } if matches!(**cause, StartError::Interrupted(_)))
+    }
+}
+
+/// What restoring the previous services got done: what runs now, or what could not be done.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub id: String,
+    /// The restored services as they run now (published ports may have changed).
+    pub running: Vec<StartedService>,
+    /// Why restoring did not finish, if it did not.
+    pub problem: Option<String>,
+}
+
+impl std::fmt::Display for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(problem) = &self.problem {
+            return write!(
+                f,
+                "could not restore the previous services of `{}`: {problem}\n\
+                 hint: `envctl status {}` shows what runs; `envctl update` again restores first",
+                self.id, self.id
+            );
+        }
+        let services: Vec<String> = self
+            .running
+            .iter()
+            .map(|s| format!("`{}` ({})", s.service, s.image))
+            .collect();
+        write!(
+            f,
+            "restored the previous {}; running now:",
+            match services.is_empty() {
+                true => "services (none had a container)".to_string(),
+                false => services.join(", "),
+            }
+        )?;
+        for service in &self.running {
+            write!(f, "\n  {} {}", service.service, service.state)?;
+            for port in &service.ports {
+                write!(
+                    f,
+                    " {} -> {}:{}",
+                    port.container_port, port.host, port.host_port
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The services an update replaces: those `named`, and with `with_dependents` every service
+/// depending on one of them, directly or not. Every one must be a service of the environment
+/// (`dependencies`, from its labels) and of its file (`declared`); every service they depend on
+/// that is not replaced too must be `running`.
+pub fn plan(
+    id: &str,
+    dependencies: &BTreeMap<String, BTreeSet<String>>,
+    running: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    file: &str,
+    named: &[String],
+    with_dependents: bool,
+) -> Result<BTreeSet<String>, UpdateError> {
+    let mut chosen = BTreeSet::new();
+    for service in named {
+        if !dependencies.contains_key(service) {
+            let hint =
+                did_you_mean(service, dependencies.keys().map(String::as_str)).map(str::to_string);
+            return Err(UpdateError::NoSuchService {
+                id: id.to_string(),
+                service: service.clone(),
+                hint,
+            });
+        }
+        chosen.insert(service.clone());
+    }
+    if with_dependents {
+        loop {
+            let dependents: Vec<String> = dependencies
+                .iter()
+                .filter(|(s, deps)| !chosen.contains(*s) && deps.iter().any(|d| chosen.contains(d)))
+                .map(|(s, _)| s.clone())
+                .collect();
+            if dependents.is_empty() {
+                break;
+            }
+            chosen.extend(dependents);
+        }
+    }
+    for service in &chosen {
+        if !declared.contains(service) {
+            return Err(UpdateError::NotInFile {
+                id: id.to_string(),
+                service: service.clone(),
+                file: file.to_string(),
+            });
+        }
+        let outside = dependencies[service]
+            .iter()
+            .filter(|d| !chosen.contains(*d));
+        if let Some(down) = outside.into_iter().find(|d| !running.contains(*d)) {
+            return Err(UpdateError::DependencyDown {
+                id: id.to_string(),
+                service: service.clone(),
+                dependency: down.clone(),
+            });
+        }
+    }
+    Ok(chosen)
+}
+
+/// Replaces `named` (and, with `--with-dependents`, their dependents) in `instance` with the
+/// services `environment` declares, its `SERVICE@REF`s applied: `named` are the services given
+/// as `SERVICE@REF`. `on_interrupt` hears of the first interrupt at once.
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    backend: &dyn Backend,
+    instance: &Instance,
+    environment: &Environment,
+    named: &[String],
+    options: &UpdateOptions,
+    progress: &Progress,
+    signals: &Signals,
+    on_interrupt: &dyn Fn(),
+) -> Result<Updated, UpdateError> {
+    let deadline = Instant::now()
+        .checked_add(options.timeout)
+        .unwrap_or_else(far_future);
+    let instance = take_over_stale(backend, instance).await?;
+    let id = instance.id.clone();
+    match instance.state(Utc::now()) {
+        State::Ready | State::Degraded => {}
+        State::Updating => return Err(busy(&instance)),
+        other => {
+            return Err(UpdateError::NotRunning { id, state: other });
+        }
+    }
+    let dependencies = instance.dependencies();
+    let running: BTreeSet<String> = instance
+        .services
+        .iter()
+        .filter(|s| s.status.state == ServiceState::Running || s.finished_job())
+        .map(|s| s.service().to_string())
+        .collect();
+    let declared = environment.services.keys().cloned().collect();
+    let file = environment.path.display().to_string();
+    let chosen = plan(
+        &id,
+        &dependencies,
+        &running,
+        &declared,
+        &file,
+        named,
+        options.with_dependents,
+    )?;
+    let Some(isolation) = instance.isolation.first() else {
+        return Err(BackendError::NotFound {
+            kind: "network of environment",
+            name: id,
+        }
+        .into());
+    };
+    let phases = Phases::default();
+    let images = images(
+        backend,
+        &instance,
+        environment,
+        named,
+        &chosen,
+        progress,
+        &phases,
+    )
+    .await?;
+    let nonce = run_nonce();
+    claim(backend, &instance, &nonce, options.timeout).await?;
+    let was_running = chosen.intersection(&running).cloned().collect();
+    // Every call of the preparation is bounded by the update's deadline and its interrupt.
+    let preparing = Bounded {
+        backend,
+        deadline: Some(deadline),
+        per_call: None,
+        signals,
+    };
+    let work = Work {
+        backend,
+        instance: &instance,
+        environment,
+        chosen: &chosen,
+        was_running: &was_running,
+        named,
+        nonce: &nonce,
+        isolation,
+        images: &images,
+        grace: options.grace,
+    };
+    let replacing = async {
+        let created = work.prepare(&preparing, progress, &phases).await?;
+        if signals.count() > 0 {
+            return Err(StartError::Interrupted(Box::default()));
+        }
+        let timed_out = StartError::Timeout {
+            timeout: options.timeout,
+            pending: Vec::new(),
+            logs: None,
+            unanswered: None,
+        };
+        let starting = work.start(&created, progress, &phases);
+        tokio::select! {
+            result = tokio::time::timeout_at(deadline, starting) => result.unwrap_or(Err(timed_out)),
+            () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
+        }
+    };
+    // The first interrupt is told at once; the restore it causes runs to its end unless a
+    // second one forces the exit.
+    let first = async {
+        signals.received(1).await;
+        on_interrupt();
+        std::future::pending::<()>().await;
+    };
+    let outcome = async {
+        let cause = match replacing.await {
+            Ok(()) => return work.finish().await,
+            Err(StartError::Timeout { timeout, .. }) => StartError::Timeout {
+                timeout,
+                pending: phases.pending(),
+                logs: None,
+                unanswered: None,
+            },
+            Err(error) => error,
+        };
+        work.restore_after(cause).await
+    };
+    tokio::select! {
+        result = outcome => result,
+        () = first => unreachable!("the notice never ends"),
+        () = signals.received(2) => Err(UpdateError::Forced(id)),
+    }
+}
+
+/// Everything one update works with.
+struct Work<'a> {
+    backend: &'a dyn Backend,
+    instance: &'a Instance,
+    environment: &'a Environment,
+    chosen: &'a BTreeSet<String>,
+    /// The replaced services that ran before: those the restore starts again.
+    was_running: &'a BTreeSet<String>,
+    named: &'a [String],
+    /// Carried by the new services and the marker.
+    nonce: &'a str,
+    isolation: &'a IsolationRef,
+    images: &'a BTreeMap<String, ResolvedImage>,
+    grace: Option<Duration>,
+}
+
+impl Work<'_> {
+    fn id(&self) -> &str {
+        &self.instance.id
+    }
+
+    /// The replaced services' dependencies among themselves: the others run already.
+    fn dependencies(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.chosen
+            .iter()
+            .map(|s| (s.clone(), self.environment.services[s].depends_on.clone()))
+            .collect()
+    }
+
+    /// Puts the previous services aside, dependents first (as `down` would, so none runs
+    /// against a half-replaced dependency), and creates the new ones: their handles by service.
+    async fn prepare(
+        &self,
+        backend: &dyn Backend,
+        progress: &Progress,
+        phases: &Phases,
+    ) -> Result<BTreeMap<String, ServiceRef>, StartError> {
+        let dependencies = self.dependencies();
+        let waves = crate::graph::waves(
+            dependencies
+                .iter()
+                .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
+        );
+        for wave in waves.iter().rev() {
+            try_join_all(wave.iter().map(|service| self.put_aside(backend, service))).await?;
+        }
+        for service in self.chosen {
+            phases.report(progress, service, Phase::Creating);
+        }
+        let creating = self.chosen.iter().map(|service| async move {
+            let spec = self.spec(service);
+            (
+                service.clone(),
+                backend.create_service(self.isolation, &spec).await,
+            )
+        });
+        let mut created = BTreeMap::new();
+        for (service, result) in join_all(creating).await {
+            created.insert(service, result?);
+        }
+        Ok(created)
+    }
+
+    /// Starts the new services in dependency order, waiting for each one's readiness.
+    async fn start(
+        &self,
+        created: &BTreeMap<String, ServiceRef>,
+        progress: &Progress,
+        phases: &Phases,
+    ) -> Result<(), StartError> {
+        let startables = self
+            .chosen
+            .iter()
+            .map(|service| {
+                let startable = Startable {
+                    service: created[service].clone(),
+                    ready: self.environment.services[service].ready.clone(),
+                    healthcheck: self.images[service].healthcheck.clone(),
+                    done: false,
+                };
+                (service.clone(), startable)
+            })
+            .collect();
+        start_services(
+            self.backend,
+            &self.dependencies(),
+            &startables,
+            progress,
+            phases,
+        )
+        .await
+    }
+
+    /// Puts the service's previous run aside (killed unless a grace is given), freeing its name
+    /// and aliases for the new one.
+    async fn put_aside(&self, backend: &dyn Backend, service: &str) -> Result<(), BackendError> {
+        let Some(previous) = self.previous(service) else {
+            return Ok(());
+        };
+        backend
+            .put_aside(&previous.handle, self.grace)
+            .await
+            .map(drop)
+    }
+
+    fn previous(&self, service: &str) -> Option<&ServiceRecord> {
+        self.instance
+            .services
+            .iter()
+            .find(|s| s.service() == service)
+    }
+
+    /// The new service: as `up` creates it from the file, with the environment's metadata,
+    /// this update's nonce, and its own ref.
+    fn spec(&self, service: &str) -> ServiceSpec {
+        let declared = &self.environment.services[service];
+        let image = self.images[service].clone();
+        let metadata = Metadata {
+            run: Some(self.nonce.to_string()),
+            ..self.instance.metadata.clone()
+        };
+        let reference = match self.named.iter().any(|n| n == service) {
+            true => Some(ResolvedRef {
+                service: service.to_string(),
+                tag: image.reference.tag.clone(),
+            }),
+            false => self
+                .previous(service)
+                .and_then(|p| p.metadata.reference.clone()),
+        };
+        service_spec_for(self.environment, declared, &metadata, image, reference)
+    }
+
+    /// Removes the previous services and the marker, unless the environment was removed
+    /// meanwhile (the marker went with it): then removes what this update created.
+    async fn finish(&self) -> Result<Updated, UpdateError> {
+        let current = self.list().await?;
+        if !self.marker_held(current.as_ref()) {
+            self.remove_created(current.as_ref()).await;
+            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+        }
+        let aside = current
+            .iter()
+            .flat_map(|c| &c.aside)
+            .filter(|s| self.chosen.contains(s.service()));
+        join_all(aside.map(|s| self.backend.remove_service(&s.handle, None)))
+            .await
+            .into_iter()
+            .collect::<Result<(), _>>()?;
+        self.backend
+            .clear_marker(self.id(), MarkerKind::Update)
+            .await?;
+        Ok(Updated {
+            id: self.id().to_string(),
+            environment: self.instance.environment().to_string(),
+            services: self.describe(self.list().await?.as_ref()),
+        })
+    }
+
+    /// After a failure: puts the previous services back, or, when the environment was removed
+    /// meanwhile, removes what this update created.
+    async fn restore_after(&self, cause: StartError) -> Result<Updated, UpdateError> {
+        let current = match self.list().await {
+            Ok(current) => current,
+            Err(error) => {
+                let restored = Restored {
+                    id: self.id().to_string(),
+                    running: Vec::new(),
+                    problem: Some(error.to_string()),
+                };
+                return Err(UpdateError::Failed {
+                    cause: Box::new(cause),
+                    restored,
+                });
+            }
+        };
+        if self.vanished(current.as_ref()) {
+            self.remove_created(current.as_ref()).await;
+            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+        }
+        let current = current.expect("not vanished");
+        let restored = match restore(self.backend, &current, self.was_running).await {
+            Ok(()) => Restored {
+                id: self.id().to_string(),
+                running: self.describe(self.list().await.ok().flatten().as_ref()),
+                problem: None,
+            },
+            Err(problem) => {
+                // A `down` meanwhile explains a failed restore: it wins.
+                if let Some(current) = self.removal_seen().await {
+                    self.remove_created(current.as_ref()).await;
+                    return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+                }
+                Restored {
+                    id: self.id().to_string(),
+                    running: Vec::new(),
+                    problem: Some(problem),
+                }
+            }
+        };
+        Err(UpdateError::Failed {
+            cause: Box::new(cause),
+            restored,
+        })
+    }
+
+    /// Whether this update's marker is still there: a removal takes it.
+    fn marker_held(&self, current: Option<&Instance>) -> bool {
+        current
+            .and_then(|c| c.markers.update.as_ref())
+            .is_some_and(|m| m.run.as_deref() == Some(self.nonce))
+    }
+
+    /// Whether the environment is being removed: this update's marker is gone, or a previous
+    /// service it put aside (only a removal takes those).
+    fn vanished(&self, current: Option<&Instance>) -> bool {
+        let Some(now) = current.filter(|_| self.marker_held(current)) else {
+            return true;
+        };
+        let present = |native: &str| {
+            now.services
+                .iter()
+                .chain(&now.aside)
+                .any(|s| s.handle.native == native)
+        };
+        self.chosen
+            .iter()
+            .filter_map(|s| self.previous(s))
+            .any(|p| !present(&p.handle.native))
+    }
+
+    /// The environment once a removal shows, watching for [`REMOVAL_WINDOW`].
+    async fn removal_seen(&self) -> Option<Option<Instance>> {
+        let until = Instant::now() + REMOVAL_WINDOW;
+        loop {
+            let current = self.list().await.ok()?;
+            if self.vanished(current.as_ref()) {
+                return Some(current);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn list(&self) -> Result<Option<Instance>, BackendError> {
+        inventory::find(self.backend, self.id()).await
+    }
+
+    /// Removes the services this update created, and those it put aside: what a `down` that
+    /// ran meanwhile may have missed.
+    async fn remove_created(&self, current: Option<&Instance>) {
+        let Some(current) = current else {
+            return;
+        };
+        let before = |native: &str| {
+            self.instance
+                .services
+                .iter()
+                .any(|s| s.handle.native == native)
+        };
+        let ours = current
+            .services
+            .iter()
+            .filter(|s| self.chosen.contains(s.service()) && !before(&s.handle.native))
+            .chain(&current.aside);
+        join_all(ours.map(|s| self.backend.remove_service(&s.handle, None))).await;
+    }
+
+    /// The replaced services as they run now.
+    fn describe(&self, current: Option<&Instance>) -> Vec<StartedService> {
+        let Some(current) = current else {
+            return Vec::new();
+        };
+        self.chosen
+            .iter()
+            .filter_map(|service| {
+                let record = current.services.iter().find(|s| s.service() == service)?;
+                let declared = self.environment.services.get(service);
+                Some(StartedService {
+                    service: service.clone(),
+                    container: record.handle.name.trim_start_matches('/').to_string(),
+                    image: image_of(record),
+                    state: record.status.state.as_str().to_string(),
+                    ports: record
+                        .status
+                        .endpoints
+                        .iter()
+                        .map(|p| PortJson {
+                            http: declared.is_some_and(|d| speaks_http(d, p)),
+                            ..PortJson::from(p)
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The image a service runs, as its metadata says.
+fn image_of(record: &ServiceRecord) -> String {
+    record
+        .metadata
+        .image
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+/// Puts an environment back as it was before an update: removes the replacements of the
+/// services it put aside, restores those, starts them (and `was_running`, which may only have
+/// been stopped) in dependency order waiting for their readiness, and removes the marker.
+/// `current` is the environment now.
+async fn restore(
+    backend: &dyn Backend,
+    current: &Instance,
+    was_running: &BTreeSet<String>,
+) -> Result<(), String> {
+    let no_answer = |_| format!("the {} engine did not answer", backend.info().kind.engine());
+    let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
+    // An update creates replacements only once every service is aside: a service with one
+    // aside has a replacement, if any, under its own name.
+    let replacements = current
+        .services
+        .iter()
+        .filter(|s| aside.contains(s.service()));
+    let removing = replacements
+        .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
+    for result in join_all(removing).await {
+        result.map_err(no_answer)?.map_err(|e| e.to_string())?;
+    }
+    for previous in &current.aside {
+        tokio::time::timeout(RESTORE_CALL, backend.restore_aside(&previous.handle))
+            .await
+            .map_err(no_answer)?
+            .map_err(|e| e.to_string())?;
+    }
+    let mut services: BTreeSet<&str> = aside;
+    services.extend(was_running.iter().map(String::as_str));
+    let now = inventory::find(backend, &current.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("environment `{}` is gone", current.id))?;
+    let previous: Vec<&ServiceRecord> = now
+        .services
+        .iter()
+        .filter(|s| services.contains(s.service()))
+        .collect();
+    let dependencies = previous
+        .iter()
+        .map(|s| (s.service().to_string(), s.metadata.depends_on.clone()))
+        .collect();
+    let startables = startables(backend, previous.iter().copied()).await;
+    let quiet: Progress = std::sync::Arc::new(|_: &str, _: Phase| {});
+    start_services(
+        backend,
+        &dependencies,
+        &startables,
+        &quiet,
+        &Phases::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    backend
+        .clear_marker(&current.id, MarkerKind::Update)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Each replaced service's image: the tag given for `named` services (a unique local tag
+/// starting with it counts, as for `up`), the image it runs for a recreated dependent.
+async fn images(
+    backend: &dyn Backend,
+    instance: &Instance,
+    environment: &Environment,
+    named: &[String],
+    chosen: &BTreeSet<String>,
+    progress: &Progress,
+    phases: &Phases,
+) -> Result<BTreeMap<String, ResolvedImage>, StartError> {
+    let builds = tokio::sync::Mutex::new(());
+    let resolving = chosen.iter().map(|service| {
+        let builds = &builds;
+        async move {
+            let declared = &environment.services[service];
+            let failed = |message: String| {
+                phases.report(progress, service, Phase::Failed);
+                StartError::Image {
+                    service: service.clone(),
+                    message,
+                }
+            };
+            let resolved = match named.contains(service) {
+                true => {
+                    let pull = declared.pull;
+                    resolve_image(backend, declared, true, pull, progress, phases, builds)
+                        .await
+                        .inspect_err(|_| phases.report(progress, service, Phase::Failed))?
+                }
+                false => {
+                    let running = instance
+                        .services
+                        .iter()
+                        .find(|s| s.service() == service.as_str())
+                        .and_then(|s| s.metadata.image.clone())
+                        .unwrap_or_else(|| declared.image.clone());
+                    local(backend, &running)
+                        .await
+                        .map_err(&failed)?
+                        .ok_or_else(|| {
+                            failed(format!("image `{running}` is no longer available locally"))
+                        })?
+                }
+            };
+            Ok::<_, StartError>((service.clone(), resolved))
+        }
+    });
+    Ok(try_join_all(resolving).await?.into_iter().collect())
+}
+
+/// Sets the update's marker, carrying its deadline and process so that a killed update is
+/// told from one under way. It is exclusive: a second update is refused.
+async fn claim(
+    backend: &dyn Backend,
+    instance: &Instance,
+    nonce: &str,
+    timeout: Duration,
+) -> Result<(), UpdateError> {
+    let deadline = chrono::Duration::from_std(timeout)
+        .ok()
+        .and_then(|t| Utc::now().checked_add_signed(t))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let metadata = Metadata {
+        run: Some(nonce.to_string()),
+        start_deadline: Some(deadline),
+        process: Some(super::process::identity()),
+        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
+        created_at: Some(Utc::now()),
+        ..instance.metadata.clone()
+    };
+    match backend
+        .set_marker(&metadata, Marker::Update(deadline))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(BackendError::Taken(_)) => {
+            let current = inventory::find(backend, &instance.id).await?;
+            Err(current
+                .map(|i| busy(&i))
+                .unwrap_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone())))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn busy(instance: &Instance) -> UpdateError {
+    let marker = instance.markers.update.as_ref();
+    let by = marker.and_then(|m| m.started_by.clone());
+    let since = marker.and_then(|m| m.created_at);
+    UpdateError::Busy {
+        id: instance.id.clone(),
+        by: by.unwrap_or_else(|| "unknown".into()),
+        since: since.map_or_else(
+            || "unknown".into(),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
+    }
+}
+
+/// An update that is gone (killed, or past its deadline) left its marker, and maybe services
+/// put aside: restore what it left, so this update starts from the environment as it was.
+async fn take_over_stale(
+    backend: &dyn Backend,
+    instance: &Instance,
+) -> Result<Instance, UpdateError> {
+    if instance.markers.update.is_none() {
+        return Ok(instance.clone());
+    }
+    if instance.updating(Utc::now()) {
+        return Err(busy(instance));
+    }
+    tracing::info!("restoring what a previous update of `{}` left", instance.id);
+    restore(backend, instance, &BTreeSet::new())
+        .await
+        .map_err(|problem| {
+            UpdateError::Start(StartError::Service {
+                service: "(previous update)".into(),
+                container: naming::update_name(&instance.id),
+                reason: format!("could not restore what a previous update left: {problem}"),
+                logs: Vec::new(),
+            })
+        })?;
+    let found = inventory::find(backend, &instance.id).await?;
+    found.ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's shape: proxy -> accounting -> {oracle, activemq}.
+    fn demo() -> BTreeMap<String, BTreeSet<String>> {
+        let deps = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        [
+            ("oracle", deps(&[])),
+            ("activemq", deps(&[])),
+            ("accounting", deps(&["oracle", "activemq"])),
+            ("proxy", deps(&["accounting", "oracle"])),
+        ]
+        .into_iter()
+        .map(|(s, d)| (s.to_string(), d))
+        .collect()
+    }
+
+    fn all() -> BTreeSet<String> {
+        demo().into_keys().collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn chosen(named: &[&str], with_dependents: bool) -> Result<Vec<String>, UpdateError> {
+        plan(
+            "x",
+            &demo(),
+            &all(),
+            &all(),
+            "demo.yaml",
+            &names(named),
+            with_dependents,
+        )
+        .map(|set| set.into_iter().collect())
+    }
+
+    #[test]
+    fn only_the_named_services_are_replaced_unless_dependents_are_asked_for() {
+        assert_eq!(chosen(&["accounting"], false).unwrap(), ["accounting"]);
+        assert_eq!(
+            chosen(&["accounting"], true).unwrap(),
+            ["accounting", "proxy"]
+        );
+        assert_eq!(
+            chosen(&["oracle"], true).unwrap(),
+            ["accounting", "oracle", "proxy"],
+            "dependents of dependents too"
+        );
+        assert_eq!(chosen(&["proxy"], true).unwrap(), ["proxy"]);
+    }
+
+    #[test]
+    fn an_unknown_service_is_named_with_a_suggestion() {
+        let error = chosen(&["acounting"], false).unwrap_err();
+        assert!(error.is_bad_input());
+        assert_eq!(
+            error.to_string(),
+            "environment `x` has no service `acounting`\nhint: did you mean `accounting`?"
+        );
+    }
+
+    #[test]
+    fn a_service_the_file_no_longer_declares_cannot_be_recreated() {
+        let mut declared = all();
+        declared.remove("proxy");
+        let error = plan(
+            "x",
+            &demo(),
+            &all(),
+            &declared,
+            "demo.yaml",
+            &names(&["accounting"]),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("service `proxy` of `x` is not in `demo.yaml` any more"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_dependency_that_is_not_running_and_not_replaced_stops_the_update() {
+        let mut running = all();
+        running.remove("oracle");
+        let plan = |named: &[&str], with_dependents| {
+            super::plan(
+                "x",
+                &demo(),
+                &running,
+                &all(),
+                "demo.yaml",
+                &names(named),
+                with_dependents,
+            )
+        };
+        let error = plan(&["accounting"], false).unwrap_err();
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "service `accounting` depends on `oracle`, which is not running in `x`"
+        );
+        assert!(
+            plan(&["oracle"], true).is_ok(),
+            "replacing oracle itself is fine"
+        );
+    }
+}
