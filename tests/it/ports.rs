@@ -195,6 +195,7 @@ fn up_status_ls_stop_and_start_show_the_same_port_objects() {
     "images": [
       "web:latest"
     ],
+    "refs": [],
     "endpoints": {{
       "web": [
         {}

@@ -116,6 +116,9 @@ hint: tests/swarm/swarm.sh down $NAME"
     choose_subnet
     export NAME PREFIX NODES="$nodes"
     step "namespaces and veth pairs" 30 make_network
+    # The address is taken: let the next swarm choose. Closed before any daemon starts, or
+    # every daemon and the watcher would inherit the lock and hold it while the swarm lives.
+    exec 9>&-
     local k
     for ((k = 1; k <= nodes; k++)); do
         step "dockerd on node $k" 60 start_engine "$k"
