@@ -465,16 +465,34 @@ impl Engine for Docker {
             .force(true)
             .v(true)
             .build();
-        match self.client.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(error) if status(&error) == Some(404) => Ok(()),
-            Err(error)
-                if status(&error) == Some(409)
-                    && message(&error).contains("already in progress") =>
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .client
+                .remove_container(id, Some(options.clone()))
+                .await
             {
-                Ok(())
+                Ok(()) => return Ok(()),
+                Err(error) if status(&error) == Some(404) => return Ok(()),
+                Err(error)
+                    if status(&error) == Some(409)
+                        && message(&error).contains("already in progress") =>
+                {
+                    return Ok(());
+                }
+                // Two removals of one container at once (a `down` during an `update`): the
+                // engine may fail the second while the first still deletes its files. Asked
+                // again, it answers 404 once the first is done.
+                Err(error)
+                    if attempts < 5 && message(&error).contains("unable to remove filesystem") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    return Err(self.failed(format!("remove container `{id}`"), &error));
+                }
             }
-            Err(error) => Err(self.failed(format!("remove container `{id}`"), &error)),
         }
     }
 
