@@ -479,7 +479,7 @@ impl BackendError {
 }
 
 /// A duration as people read it in a message: whole seconds, or milliseconds below one.
-fn rounded(duration: Duration) -> Duration {
+pub(crate) fn rounded(duration: Duration) -> Duration {
     if duration >= Duration::from_secs(1) {
         Duration::from_secs(duration.as_secs_f64().round() as u64)
     } else {

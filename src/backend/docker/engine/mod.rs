@@ -247,14 +247,7 @@ impl EngineError {
     }
 }
 
-/// A duration as people read it in a message: whole seconds, or milliseconds below one.
-fn rounded(duration: Duration) -> Duration {
-    if duration >= Duration::from_secs(1) {
-        Duration::from_secs(duration.as_secs_f64().round() as u64)
-    } else {
-        Duration::from_millis(duration.as_millis() as u64)
-    }
-}
+use crate::backend::rounded;
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
