@@ -5,8 +5,12 @@
 //! only [`crate::backend::docker`] (and the real-daemon tests) use it. Everything above the
 //! backend sees the environment-level [`crate::backend::Backend`].
 
+mod auth;
 pub mod connect;
+mod convert;
 pub mod docker;
+mod error;
+mod logs;
 
 use std::fmt;
 use std::time::Duration;
