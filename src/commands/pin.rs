@@ -4,8 +4,7 @@ use crate::{Error, ExitStatus, lifecycle, output, state};
 pub async fn touch(args: TouchArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    state::record_activity(backend.endpoint(), &instance.id, "envctl touch")
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    state::record_activity(backend.endpoint(), &instance.id, "envctl touch")?;
     output::message(&format!(
         "touched {}: its idle clock restarts now",
         instance.id

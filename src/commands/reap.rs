@@ -26,14 +26,13 @@ pub async fn once(args: ReapArgs) -> Result<ExitStatus, Error> {
         &options(&args),
         Utc::now(),
     )
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    .await?;
     Ok(print(&report, args.output.output, false))
 }
 
 /// `envctl reaper`: a pass every `--every` until a signal.
 pub async fn daemon(args: ReaperArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     // A second signal exits at once, whatever is in flight.
     let second = signals.clone();
     tokio::spawn(async move {

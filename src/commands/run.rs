@@ -13,7 +13,7 @@ const REMOVAL: Duration = Duration::from_secs(120);
 const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let keep_on_failure = args.start.keep_on_failure;
     let (backend, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();

@@ -6,7 +6,7 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     crate::state::touch(backend.endpoint(), &instance.id, "envctl start");

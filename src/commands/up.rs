@@ -9,7 +9,7 @@ use crate::{Error, ExitStatus, naming, output};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
         Format::Json => output::json(&view::Environment::from(&started)),

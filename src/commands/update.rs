@@ -6,7 +6,7 @@ use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still restores.
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let overrides: Vec<Override> = args
         .services
         .iter()

@@ -502,7 +502,9 @@ pub(super) async fn resolve_image(
     // `always` pulls even what is here; a built image has nowhere to be pulled from.
     let found = match pull == PullPolicy::Always && service.build.is_none() {
         true => None,
-        false => local(backend, &image).await.map_err(failed)?,
+        false => local(backend, &image)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
     };
     let resolved = match found {
         Some(resolved) => resolved,
@@ -514,7 +516,7 @@ pub(super) async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Building);
                 build::build_service(backend, service, build)
                     .await
-                    .map_err(failed)?;
+                    .map_err(|e| failed(e.to_string()))?;
             } else if pull == PullPolicy::Never {
                 return Err(failed(format!(
                     "image `{exact}` is not available locally, and its pull policy is `never`\n\
@@ -539,7 +541,7 @@ pub(super) async fn resolve_image(
             }
             local(backend, &image)
                 .await
-                .map_err(failed)?
+                .map_err(|e| failed(e.to_string()))?
                 .ok_or_else(|| {
                     failed(format!(
                         "image `{exact}` is still missing after it was fetched"
@@ -565,11 +567,8 @@ pub(super) async fn resolve_image(
 pub(super) async fn local(
     backend: &dyn Backend,
     reference: &ImageRef,
-) -> Result<Option<Resolved>, String> {
-    backend
-        .resolve_image(reference)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<Option<Resolved>, BackendError> {
+    backend.resolve_image(reference).await
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
