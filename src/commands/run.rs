@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use crate::cli::RunArgs;
 use crate::lifecycle::{self, Selection};
 use crate::pipeline::{self, Outcome};
@@ -26,7 +28,12 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     ));
     let holding = instance.lease_until().map(|_| {
         let (backend, metadata) = (backend.clone(), instance.metadata.clone());
-        tokio::spawn(async move { lifecycle::lease::hold(backend.as_ref(), &metadata).await })
+        tokio::spawn(async move {
+            let mut renewals = std::pin::pin!(lifecycle::lease::hold(backend.as_ref(), &metadata));
+            while let Some(warning) = renewals.next().await {
+                output::warning(&warning);
+            }
+        })
     });
     let outcome = pipeline::run_command(&args.command, &variables, &signals).await;
     if let Some(holding) = holding {

@@ -54,7 +54,7 @@ pub async fn start(
             "interrupted: {doing} ... press Ctrl-C again to force"
         ));
     };
-    let started = lifecycle::up(
+    let outcome = lifecycle::up(
         backend.as_ref(),
         &environment,
         &options,
@@ -64,7 +64,10 @@ pub async fn start(
     )
     .await;
     drop(reporter);
-    Ok((backend, started?))
+    for warning in &outcome.warnings {
+        output::warning(warning);
+    }
+    Ok((backend, outcome.result?))
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.

@@ -24,7 +24,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         overrides: overrides.clone(),
     };
     let environment = catalog.select(&target)?;
-    crate::state::touch(backend.endpoint(), &instance.id, "envctl update");
+    super::touch(backend.endpoint(), &instance.id, "envctl update");
     let named: Vec<String> = overrides.into_iter().map(|o| o.service).collect();
     let options = UpdateOptions {
         timeout: args.timeout,

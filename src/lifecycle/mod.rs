@@ -27,7 +27,9 @@ pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
-pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
+pub use up::{
+    PortJson, Started, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
+};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};

@@ -66,6 +66,24 @@ pub struct Started {
     pub services: Vec<StartedService>,
 }
 
+/// What `up` did: the environment it started, or why it did not; and what it has to say
+/// beside that, for the command to print.
+#[derive(Debug)]
+pub struct UpOutcome {
+    pub result: Result<Started, StartError>,
+    /// What a failed start's rollback could not remove, if it could not finish.
+    pub warnings: Vec<String>,
+}
+
+impl UpOutcome {
+    fn of(result: Result<Started, StartError>) -> UpOutcome {
+        UpOutcome {
+            result,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StartedService {
     pub service: String,
@@ -119,7 +137,7 @@ pub async fn up(
     progress: &Progress,
     signals: &Signals,
     on_interrupt: &dyn Fn(Option<&str>),
-) -> Result<Started, StartError> {
+) -> UpOutcome {
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
@@ -135,7 +153,7 @@ pub async fn up(
         std::future::pending::<()>().await;
     };
     tokio::select! {
-        result = work => result,
+        outcome = work => outcome,
         () = first => unreachable!("the notice never ends"),
         // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
         // those as unanswered, so the report still names them.
@@ -146,7 +164,8 @@ pub async fn up(
                 per_call: None,
                 signals,
             };
-            Err(StartError::Interrupted(Box::new(rollback(&bounded, &run, None).await)))
+            let cleanup = rollback(&bounded, &run, None).await;
+            UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
         }
     }
 }
@@ -158,7 +177,7 @@ async fn start_or_roll_back(
     progress: &Progress,
     signals: &Signals,
     run: &Run,
-) -> Result<Started, StartError> {
+) -> UpOutcome {
     let phases = Phases::default();
     let bounds = Bounds {
         signals,
@@ -198,22 +217,26 @@ async fn start_or_roll_back(
         other => other,
     };
     match result {
-        Ok(started) => Ok(started),
-        Err(StartError::Interrupted(_)) => Err(StartError::Interrupted(Box::new(
+        Ok(started) => UpOutcome::of(Ok(started)),
+        Err(StartError::Interrupted(_)) => UpOutcome::of(Err(StartError::Interrupted(Box::new(
             rollback(&aftermath, run, Some(ROLLBACK_GRACE)).await,
-        ))),
+        )))),
         Err(error) if options.keep_on_failure => {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
-            Err(error)
+            UpOutcome::of(Err(error))
         }
         Err(error) => {
             let cleanup = rollback(&aftermath, run, None).await;
-            if !cleanup.is_complete() {
-                crate::output::warning(&format!(
+            let warnings = match cleanup.is_complete() {
+                true => Vec::new(),
+                false => vec![format!(
                     "could not finish removing what the failed start created: {cleanup}"
-                ));
+                )],
+            };
+            UpOutcome {
+                result: Err(error),
+                warnings,
             }
-            Err(error)
         }
     }
 }
