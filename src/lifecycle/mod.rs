@@ -28,7 +28,7 @@ pub use pin::{pin, unpin};
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
 pub use up::{
-    PortJson, Started, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
+    Started, StartedPort, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
 };
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 

@@ -575,15 +575,14 @@ mod reaper_pass {
             .unwrap();
         assert_eq!(report.actions.len(), 1, "{report:?}");
         assert_eq!(fake.calls_of("stop_service"), ["shop-1/app", "shop-1/db"]);
-        // `reap -o json`: the sentence, and beside it the cause for machines.
-        let json = serde_json::to_value(&report.actions[0]).unwrap();
-        assert_eq!(json["cause"], "idle");
+        // The sentence, and the cause `reap -o json` puts beside it for machines.
+        let reason = &report.actions[0].reason;
+        assert_eq!(reason.cause(), reaper::Cause::Idle);
         assert!(
-            json["reason"]
-                .as_str()
-                .unwrap()
+            reason
+                .to_string()
                 .starts_with("idle for 2h00m, last activity: first seen by the reaper at"),
-            "{json}"
+            "{reason}"
         );
     }
 

@@ -90,11 +90,12 @@ pub struct StartedService {
     pub container: String,
     pub image: String,
     pub state: String,
-    pub ports: Vec<PortJson>,
+    pub ports: Vec<StartedPort>,
 }
 
+/// A published port of a started service (`commands::view::Port` prints it).
 #[derive(Debug, Clone)]
-pub struct PortJson {
+pub struct StartedPort {
     pub container_port: u16,
     pub protocol: Protocol,
     pub host_ip: String,
@@ -106,9 +107,9 @@ pub struct PortJson {
     pub http: bool,
 }
 
-impl From<&Endpoint> for PortJson {
+impl From<&Endpoint> for StartedPort {
     fn from(e: &Endpoint) -> Self {
-        PortJson {
+        StartedPort {
             container_port: e.container_port.number,
             protocol: e.container_port.protocol,
             host_ip: e.bound.clone(),
@@ -841,9 +842,9 @@ async fn describe(
                 .to_string(),
             ports: ports
                 .iter()
-                .map(|p| PortJson {
+                .map(|p| StartedPort {
                     http: speaks_http(service, p),
-                    ..PortJson::from(p)
+                    ..StartedPort::from(p)
                 })
                 .collect(),
         });

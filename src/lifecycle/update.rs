@@ -26,7 +26,7 @@ use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
 use super::up::{
-    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
+    StartedPort, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
     speaks_http,
 };
 use super::{Phase, Progress, StartError};
@@ -695,9 +695,9 @@ impl Work<'_> {
                         .status
                         .endpoints
                         .iter()
-                        .map(|p| PortJson {
+                        .map(|p| StartedPort {
                             http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..PortJson::from(p)
+                            ..StartedPort::from(p)
                         })
                         .collect(),
                 })
