@@ -4,7 +4,7 @@
 
 use bollard::auth::DockerCredentials;
 
-use super::EngineError;
+use super::BackendError;
 use crate::registry::Credential;
 
 /// The credentials `config.json` holds for `registry` (through its credential helper, if it
@@ -32,10 +32,10 @@ pub(super) async fn registry_credentials(
 }
 
 /// A refused pull, with the hint to log in to `registry`; any other error as it is.
-pub(super) fn with_login_hint(error: EngineError, registry: &str) -> EngineError {
+pub(super) fn with_login_hint(error: BackendError, registry: &str) -> BackendError {
     match error {
-        EngineError::Operation { operation, reason } if is_denied(&reason) => {
-            EngineError::Operation {
+        BackendError::Operation { operation, reason } if is_denied(&reason) => {
+            BackendError::Operation {
                 operation,
                 reason: format!("{reason}\nhint: `docker login {registry}`"),
             }

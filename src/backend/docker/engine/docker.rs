@@ -25,6 +25,7 @@ use bollard::query_parameters::{
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::Kind;
 use crate::naming;
 use crate::registry::Reference;
 
@@ -33,9 +34,9 @@ use super::convert::{
     container_body, container_details, container_summary, insecure_of, label_filter, redacted,
     to_hash_map, to_labels,
 };
-use super::error::{describe, is_connection_error, message, no_answer, status};
+use super::error::{self, describe, is_connection_error, message, no_answer, status};
 use super::{
-    Attached, ContainerDetails, ContainerSpec, ContainerSummary, Engine, EngineError, ExecOutput,
+    Attached, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine, ExecOutput,
     Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, PublishedPort,
     PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
 };
@@ -77,7 +78,7 @@ impl Docker {
     }
 
     /// Connects to the engine `flags` (`--host`, `--context`) and the environment choose,
-    /// negotiates the API version and pings it; fails with [`EngineError::Unreachable`],
+    /// negotiates the API version and pings it; fails with [`BackendError::Unreachable`],
     /// naming the endpoint and where it came from, when nothing usable answers.
     pub async fn connect_with(flags: &Flags) -> Result<Docker> {
         Docker::connect_with_settings(flags, &Settings::from_env()).await
@@ -85,12 +86,9 @@ impl Docker {
 
     /// Like [`Docker::connect_with`], with the variables given rather than read.
     pub async fn connect_with_settings(flags: &Flags, settings: &Settings) -> Result<Docker> {
-        let endpoint =
-            connect::resolve(flags, settings).map_err(|unusable| EngineError::Unreachable {
-                endpoint: unusable.host,
-                origin: unusable.origin,
-                reason: unusable.reason,
-            })?;
+        let endpoint = connect::resolve(flags, settings).map_err(|unusable| {
+            error::unreachable(&unusable.host, &unusable.origin, unusable.reason)
+        })?;
         Docker::open(endpoint, settings).await
     }
 
@@ -105,11 +103,8 @@ impl Docker {
     }
 
     async fn open(endpoint: Endpoint, settings: &Settings) -> Result<Docker> {
-        let unreachable = |reason: String| EngineError::Unreachable {
-            endpoint: endpoint.host.clone(),
-            origin: endpoint.origin.clone(),
-            reason,
-        };
+        let unreachable =
+            |reason: String| error::unreachable(&endpoint.host, &endpoint.origin, reason);
         let handshake_timeout = endpoint.handshake();
         let client = endpoint.client(REQUEST_TIMEOUT).map_err(unreachable)?;
         let handshake = async {
@@ -176,7 +171,8 @@ impl Engine for Docker {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
             // Connected before: the engine is there, but hangs.
-            Err(_) => Err(EngineError::NoAnswer {
+            Err(_) => Err(BackendError::NoAnswer {
+                backend: Kind::Docker,
                 endpoint: self.endpoint.clone(),
                 operation: "a ping".into(),
                 waited: PING_TIMEOUT,
@@ -196,7 +192,7 @@ impl Engine for Docker {
         // `CheckDuplicate` is gone. Older engines (Docker 20.10) need it, or they create a second
         // network of the same name: send the body with the field added.
         let mut body = serde_json::to_value(&request)
-            .map_err(|error| EngineError::operation(operation(), error))?;
+            .map_err(|error| BackendError::operation(operation(), error))?;
         body["CheckDuplicate"] = serde_json::Value::Bool(true);
         let body = body.to_string();
         let client = self.client.clone().with_request_modifier(move |request| {
@@ -217,7 +213,7 @@ impl Engine for Docker {
             Err(error)
                 if status(&error) == Some(409) && message(&error).contains("already exists") =>
             {
-                Err(EngineError::NameTaken(spec.name.clone()))
+                Err(BackendError::Taken(spec.name.clone()))
             }
             Err(error) => Err(self.failed(operation(), &error)),
         }
@@ -284,13 +280,13 @@ impl Engine for Docker {
                 Ok(response.id)
             }
             Err(error) => Err(match status(&error) {
-                Some(409) => EngineError::NameTaken(spec.name.clone()),
+                Some(409) => BackendError::Taken(spec.name.clone()),
                 // "No such image: …" or "network … not found".
-                Some(404) if message(&error).contains("network") => EngineError::NotFound {
+                Some(404) if message(&error).contains("network") => BackendError::NotFound {
                     kind: "network",
                     name: spec.network.clone(),
                 },
-                Some(404) => EngineError::NotFound {
+                Some(404) => BackendError::NotFound {
                     kind: "image",
                     name: spec.image.clone(),
                 },
@@ -318,7 +314,7 @@ impl Engine for Docker {
             .iter()
             .all(|(key, value)| volume.labels.get(key) == Some(value));
         if !same {
-            return Err(EngineError::NameTaken(spec.name.clone()));
+            return Err(BackendError::Taken(spec.name.clone()));
         }
         Ok(())
     }
@@ -367,7 +363,7 @@ impl Engine for Docker {
         // The image is imported on first use, and again should someone delete it: trying the
         // create first costs nothing when it is there.
         match self.create_container(&spec).await {
-            Err(EngineError::NotFound { kind: "image", .. }) => {
+            Err(BackendError::NotFound { kind: "image", .. }) => {
                 self.import_marker_image().await?;
                 self.create_container(&spec).await
             }
@@ -389,9 +385,7 @@ impl Engine for Docker {
         let options = RenameContainerOptionsBuilder::new().name(name).build();
         match self.client.rename_container(id, options).await {
             Ok(()) => Ok(()),
-            Err(error) if status(&error) == Some(409) => {
-                Err(EngineError::NameTaken(name.to_owned()))
-            }
+            Err(error) if status(&error) == Some(409) => Err(BackendError::Taken(name.to_owned())),
             Err(error) => Err(self.failed_on(
                 "container",
                 id,
@@ -498,7 +492,7 @@ impl Engine for Docker {
                 format!("wait for container `{id}`"),
                 &error,
             )),
-            None => Err(EngineError::operation(
+            None => Err(BackendError::operation(
                 format!("wait for container `{id}`"),
                 "the engine ended the answer without an exit code",
             )),
@@ -520,7 +514,7 @@ impl Engine for Docker {
             .map(|event| {
                 event
                     .map(|_| ())
-                    .map_err(|e| EngineError::operation("follow the engine's events", e))
+                    .map_err(|e| BackendError::operation("follow the engine's events", e))
             })
             .boxed()
     }
@@ -589,7 +583,7 @@ impl Engine for Docker {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 (Some(true), _) | (_, None) => {
-                    return Err(EngineError::operation(
+                    return Err(BackendError::operation(
                         operation(),
                         "the command's output ended, but it did not exit",
                     ));
@@ -623,7 +617,7 @@ impl Engine for Docker {
                             .collect()
                     });
                 let counters = counters.ok_or_else(|| {
-                    EngineError::operation(operation(), "the engine reported no network counters")
+                    BackendError::operation(operation(), "the engine reported no network counters")
                 })?;
                 Ok(Traffic {
                     received: counters.iter().fold(0, |sum, c| sum.saturating_add(c.0)),
@@ -631,7 +625,7 @@ impl Engine for Docker {
                 })
             }
             Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
-            None => Err(EngineError::operation(
+            None => Err(BackendError::operation(
                 operation(),
                 "the engine sent no statistics",
             )),
@@ -699,7 +693,7 @@ impl Engine for Docker {
             .unwrap_or_else(|_| crate::registry::DOCKER_HUB.to_string());
         let credentials = auth::registry_credentials(&registry)
             .await
-            .map_err(|e| EngineError::operation(operation(), e))?;
+            .map_err(|e| BackendError::operation(operation(), e))?;
         // A pull of a large image takes as long as it takes; the start's deadline bounds it.
         let client = self.with_timeout(PATIENT_TIMEOUT);
         let mut stream = client.create_image(Some(options), None, credentials);
@@ -738,7 +732,7 @@ impl Engine for Docker {
                 }
                 Err(error) if is_connection_error(&error) => return Err(self.unreachable(&error)),
                 Err(error) => {
-                    return Err(EngineError::operation(
+                    return Err(BackendError::operation(
                         format!("build image `{tag}`"),
                         tail.explain(&describe(&error)),
                     ));

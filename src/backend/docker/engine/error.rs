@@ -1,37 +1,51 @@
-//! How a bollard error becomes an [`EngineError`]: a connection that failed is the engine
+//! How a bollard error becomes a [`BackendError`]: a connection that failed is the engine
 //! unreachable, a request that timed out is an engine that stopped answering, a 404 about the
-//! object asked for is [`EngineError::NotFound`], and anything else names the operation and
+//! object asked for is [`BackendError::NotFound`], and anything else names the operation and
 //! Docker's own words.
 
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 
-use super::EngineError;
+use super::BackendError;
+use super::connect::Origin;
 use super::docker::{Docker, REQUEST_TIMEOUT};
+use crate::backend::Kind;
+
+/// The engine at `endpoint` (which came from `origin`) cannot be reached, for `reason`.
+pub(super) fn unreachable(endpoint: &str, origin: &Origin, reason: String) -> BackendError {
+    BackendError::Unreachable {
+        backend: Kind::Docker,
+        endpoint: endpoint.to_owned(),
+        origin: origin.to_string(),
+        reason,
+        hint: origin.hint(),
+    }
+}
 
 impl Docker {
-    pub(super) fn unreachable(&self, error: &BollardError) -> EngineError {
-        EngineError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            origin: self.origin.clone(),
-            reason: describe(error),
-        }
+    pub(super) fn unreachable(&self, error: &BollardError) -> BackendError {
+        unreachable(&self.endpoint, &self.origin, describe(error))
     }
 
     /// The error for a failed `operation`: unreachable when the connection failed, no answer
     /// when the request timed out.
-    pub(super) fn failed(&self, operation: impl Into<String>, error: &BollardError) -> EngineError {
+    pub(super) fn failed(
+        &self,
+        operation: impl Into<String>,
+        error: &BollardError,
+    ) -> BackendError {
         if is_connection_error(error) {
             self.unreachable(error)
         } else if matches!(error, BollardError::RequestTimeoutError) {
-            EngineError::NoAnswer {
+            BackendError::NoAnswer {
+                backend: Kind::Docker,
                 endpoint: self.endpoint.clone(),
                 operation: operation.into(),
                 waited: REQUEST_TIMEOUT,
             }
         } else {
-            EngineError::operation(operation, describe(error))
+            BackendError::operation(operation, describe(error))
         }
     }
 
@@ -44,10 +58,10 @@ impl Docker {
         name: &str,
         operation: impl Into<String>,
         error: &BollardError,
-    ) -> EngineError {
+    ) -> BackendError {
         let text = message(error).to_lowercase();
         if status(error) == Some(404) && (text.is_empty() || text.contains(kind)) {
-            EngineError::NotFound {
+            BackendError::NotFound {
                 kind,
                 name: name.to_owned(),
             }
