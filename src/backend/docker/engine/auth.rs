@@ -9,7 +9,7 @@ use crate::registry::Credential;
 
 /// The credentials `config.json` holds for `registry` (through its credential helper, if it
 /// names one), as the engine wants them in `X-Registry-Auth`.
-pub(super) async fn registry_credentials(
+pub(crate) async fn registry_credentials(
     registry: &str,
 ) -> std::result::Result<Option<DockerCredentials>, crate::registry::credentials::CredentialError> {
     let found = crate::registry::DockerConfig::load()?

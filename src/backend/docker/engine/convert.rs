@@ -307,7 +307,7 @@ pub(super) fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Ve
 
 /// The insecure registries of `docker info`: `IndexConfigs` marked not secure, and
 /// `InsecureRegistryCIDRs`.
-pub(super) fn insecure_of(
+pub(crate) fn insecure_of(
     config: bollard::models::RegistryServiceConfig,
 ) -> crate::registry::Insecure {
     let mut names: Vec<String> = config

@@ -7,9 +7,9 @@
 //! [`BackendError`] (classified once, in `error.rs`), and its exec output and traffic
 //! counters are the seam's too: the backend passes them on as they are.
 
-mod auth;
+pub(crate) mod auth;
 pub mod connect;
-mod convert;
+pub(crate) mod convert;
 pub mod docker;
 mod error;
 mod logs;
