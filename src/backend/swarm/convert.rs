@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, Limit, Mount, MountTmpfsOptions, MountType,
-    MountVolumeOptions, Node, Service, ServiceSpec, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecResources, TaskState,
+    MountVolumeOptions, Node, NodeState, Service, ServiceSpec, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecResources, TaskState,
 };
 use chrono::{DateTime, Utc};
 
@@ -22,6 +22,9 @@ use crate::spec::{Port, Probe, Ready, Runtime};
 #[derive(Debug, Clone, Default)]
 pub struct NodeAddresses {
     by_id: HashMap<String, String>,
+    /// Nodes the swarm has lost (`down`, `disconnected`): their tasks' last reported states
+    /// are stale, and the swarm deletes them only once the node is back or removed.
+    lost: BTreeSet<String>,
 }
 
 impl NodeAddresses {
@@ -45,11 +48,28 @@ impl NodeAddresses {
                 Some((id, addr))
             })
             .collect();
-        NodeAddresses { by_id }
+        let lost = nodes
+            .iter()
+            .filter(|node| {
+                matches!(
+                    node.status.as_ref().and_then(|s| s.state),
+                    Some(NodeState::DOWN | NodeState::DISCONNECTED)
+                )
+            })
+            .filter_map(|node| node.id.clone())
+            .collect();
+        NodeAddresses { by_id, lost }
     }
 
     fn of(&self, node: Option<&str>) -> Option<&str> {
         self.by_id.get(node?).map(String::as_str)
+    }
+
+    /// Whether the task is on a node the swarm has lost.
+    pub fn is_lost(&self, task: &Task) -> bool {
+        task.node_id
+            .as_ref()
+            .is_some_and(|node| self.lost.contains(node))
     }
 }
 
@@ -97,6 +117,17 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
         TaskState::FAILED | TaskState::REJECTED | TaskState::ORPHANED => {
             (ServiceState::Failed, Health::None)
         }
+    };
+    // A task on a lost node runs nowhere envctl can reach, whatever it last reported.
+    let (state, health, detail) = match state {
+        ServiceState::Running | ServiceState::Pending | ServiceState::Stopping
+            if nodes.is_lost(task) =>
+        {
+            let node = nodes.of(task.node_id.as_deref()).unwrap_or("?");
+            let lost = format!("its node {node} is down: the swarm lost it");
+            (ServiceState::Failed, Health::None, Some(lost))
+        }
+        _ => (state, health, detail),
     };
     let mut status = ServiceStatus::new(state);
     status.health = health;
@@ -373,6 +404,12 @@ pub fn log_lines(chunk: &[u8], timestamps: bool) -> Vec<LogLine> {
         .filter(|line| !line.is_empty())
         .map(|line| {
             let line = line.strip_suffix('\r').unwrap_or(line);
+            // The manager reports a node it cannot read logs from inside the stream, behind
+            // bytes of a frame header: the words are kept, the bytes dropped.
+            let line = match line.find("Error grabbing logs: ") {
+                Some(at) => &line[at..],
+                None => line,
+            };
             match timestamps.then(|| line.split_once(' ')).flatten() {
                 Some((at, rest)) if time(at).is_some() => LogLine {
                     timestamp: time(at),
@@ -708,5 +745,20 @@ mod tests {
         let plain = log_lines(b"no time here\n", false);
         assert_eq!(plain[0].text, "no time here");
         assert_eq!(plain[0].timestamp, None);
+    }
+
+    #[test]
+    fn a_task_on_a_lost_node_failed_whatever_it_last_reported() {
+        let mut lost = node("n2", "10.0.0.12", None);
+        lost.status.as_mut().unwrap().state = Some(NodeState::DOWN);
+        let nodes = NodeAddresses::new(&[node("n1", "10.0.0.11", Some("10.0.0.11:2377")), lost]);
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::RUNNING, None)];
+        let status = status_of(&service(1, false), &tasks, &nodes);
+        assert_eq!(status.state, ServiceState::Failed);
+        assert_eq!(
+            status.detail.as_deref(),
+            Some("its node 10.0.0.12 is down: the swarm lost it")
+        );
+        assert!(nodes.is_lost(&tasks[0]));
     }
 }

@@ -704,7 +704,11 @@ impl Backend for Swarm {
                 Err(BackendError::NotFound { .. }) => return Ok(()),
                 other => other?,
             };
-            if !tasks.iter().any(convert::is_running) {
+            let nodes = self.node_addresses().await?;
+            if !tasks
+                .iter()
+                .any(|task| convert::is_running(task) && !nodes.is_lost(task))
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -741,6 +745,9 @@ impl Backend for Swarm {
             let inspected = self.call(&operation, self.client.inspect_task(task)).await;
             match inspected {
                 Err(BackendError::NotFound { .. }) => drop(remaining.pop()),
+                // A task on a node the swarm lost is deleted once the node is back (its
+                // container stopped there) or removed from the swarm: not envctl's to wait for.
+                Ok(task) if self.node_addresses().await?.is_lost(&task) => drop(remaining.pop()),
                 Ok(_) if Instant::now() >= deadline => {
                     return Err(BackendError::operation(
                         operation,

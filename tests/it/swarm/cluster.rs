@@ -260,16 +260,6 @@ impl TestSwarm {
             false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
         }
     }
-
-    /// The pid of node `k`'s engine (1-based).
-    pub fn engine_pid(&self, k: usize) -> Result<u32, String> {
-        let path = format!("/tmp/envctl-swarm-{}/n{k}/engine.pid", self.name);
-        std::fs::read_to_string(&path)
-            .map_err(|e| format!("{path}: {e}"))?
-            .trim()
-            .parse()
-            .map_err(|e| format!("{path}: {e}"))
-    }
 }
 
 fn build_named(name: &str, nodes: u32) -> Result<PathBuf, String> {
