@@ -333,6 +333,28 @@ impl Fake {
     fn target(service: &ServiceRef) -> String {
         format!("{}/{}", service.id, service.service)
     }
+
+    /// The service `handle` names, by its native handle: a service put aside and its
+    /// replacement share a name.
+    fn service_of<'a>(env: &'a Env, handle: &ServiceRef) -> Option<&'a FakeService> {
+        [
+            env.services.get(&handle.service),
+            env.aside.get(&handle.service),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| s.handle.native == handle.native)
+    }
+
+    fn service_of_mut<'a>(env: &'a mut Env, handle: &ServiceRef) -> Option<&'a mut FakeService> {
+        [
+            env.services.get_mut(&handle.service),
+            env.aside.get_mut(&handle.service),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| s.handle.native == handle.native)
+    }
 }
 
 #[async_trait]
@@ -520,7 +542,7 @@ impl Backend for Fake {
         let Some(env) = world.envs.get(&service.id) else {
             return Ok(ServiceStatus::new(ServiceState::Missing));
         };
-        let Some(state) = env.services.get(&service.service) else {
+        let Some(state) = Fake::service_of(env, service) else {
             return Ok(ServiceStatus::new(ServiceState::Missing));
         };
         Ok(self.status_of(world.scripts.get(&service.service), state))
@@ -592,7 +614,7 @@ impl Backend for Fake {
         if let Some(state) = world
             .envs
             .get_mut(&service.id)
-            .and_then(|env| env.services.get_mut(&service.service))
+            .and_then(|env| Fake::service_of_mut(env, service))
             && status.state == ServiceState::Running
         {
             state.stopped = Some((137, Utc::now()));
@@ -603,7 +625,6 @@ impl Backend for Fake {
     async fn remove_service(&self, service: &ServiceRef, _grace: Option<Duration>) -> Result<()> {
         self.enter("remove_service", &Fake::target(service)).await?;
         if let Some(env) = self.world().envs.get_mut(&service.id) {
-            // By its native handle: a service put aside and its replacement share a name.
             let native = |s: &FakeService| s.handle.native == service.native;
             if env.services.get(&service.service).is_some_and(native) {
                 env.services.remove(&service.service);
@@ -615,10 +636,8 @@ impl Backend for Fake {
         Ok(())
     }
 
-    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
         self.enter("put_aside", &Fake::target(service)).await?;
-        self.stop_service(service, grace.unwrap_or(Duration::ZERO))
-            .await?;
         let mut world = self.world();
         let env = world.envs.get_mut(&service.id);
         let Some(mut aside) = env.and_then(|env| {

@@ -563,11 +563,12 @@ pub trait Backend: Send + Sync {
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.
     async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()>;
-    /// Puts a service aside for an update: stops it within `grace` (kills it without one) and
-    /// moves it out of the way, so a replacement can be created under the service's own name
-    /// and aliases. Listings show it in [`EnvironmentRecord::aside`] until it is restored or
-    /// removed (`remove_service` on the handle returned).
-    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef>;
+    /// Puts a service aside for an update: moves it out of the way, running or not, so a
+    /// replacement can be created under the service's own name and aliases. The caller stops
+    /// it (`stop_service` on the handle returned) before the replacement starts; the stop and
+    /// the replacement's creation overlap. Listings show it in [`EnvironmentRecord::aside`]
+    /// until it is restored or removed (`remove_service` on the handle returned).
+    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef>;
     /// Gives a service put aside its name and aliases back (its replacement must be gone),
     /// stopped: `start_service` on the handle returned starts it again.
     async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef>;

@@ -241,10 +241,9 @@ impl Backend for Bounded<'_> {
         .await
     }
 
-    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
+    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
         let operation = || format!("put `{}` aside", service.name);
-        let extra = grace.unwrap_or_default();
-        self.call(operation, extra, self.backend.put_aside(service, grace))
+        self.call(operation, Duration::ZERO, self.backend.put_aside(service))
             .await
     }
 

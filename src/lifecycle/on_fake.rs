@@ -740,6 +740,48 @@ async fn an_update_that_times_out_restores_the_previous_service_at_its_deadline(
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_stops_the_service_put_aside_before_its_replacement_starts() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let calls_before = fake.calls().len();
+    update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .expect("updated");
+    let calls: Vec<String> = fake.calls()[calls_before..]
+        .iter()
+        .filter(|c| c.ends_with(" shop-1/app"))
+        .map(|c| c.trim_end_matches(" shop-1/app").to_string())
+        .collect();
+    let at = |operation: &str| {
+        calls
+            .iter()
+            .position(|c| c == operation)
+            .unwrap_or_else(|| panic!("no {operation} in {calls:?}"))
+    };
+    assert!(at("put_aside") < at("create_service"), "{calls:?}");
+    assert!(at("stop_service") < at("start_service"), "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_update_replaces_the_service_and_drops_the_one_put_aside() {
     let fake = fake();
     fake.add_image(image("shop/app:2"));

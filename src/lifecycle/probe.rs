@@ -17,9 +17,9 @@ use crate::backend::{
 };
 use crate::spec::{Probe, Ready};
 
-/// Probes run every 100 ms while a service is expected to come up soon; only a service slower
+/// Probes run every 50 ms while a service is expected to come up soon; only a service slower
 /// than [`PATIENCE`] is probed less often, up to once a second.
-const FIRST_INTERVAL: Duration = Duration::from_millis(100);
+const FIRST_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(10);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -433,37 +433,57 @@ impl Work<'_> {
             .collect()
     }
 
-    /// Puts the previous services aside, dependents first (as `down` would, so none runs
-    /// against a half-replaced dependency), and creates the new ones: their handles by service.
+    /// Puts the previous services aside and creates the new ones: their handles by service.
+    /// The previous services stop (dependents first, as `down` stops them, so none runs against
+    /// a half-replaced dependency) while the new ones are created; the new ones start only once
+    /// every previous one has stopped.
     async fn prepare(
         &self,
         backend: &dyn Backend,
         progress: &Progress,
         phases: &Phases,
     ) -> Result<BTreeMap<String, ServiceRef>, StartError> {
+        let previous = self.chosen.iter().filter_map(|s| self.previous(s));
+        let aside: BTreeMap<&str, ServiceRef> = try_join_all(previous.map(|previous| async move {
+            let aside = backend.put_aside(&previous.handle).await?;
+            Ok::<_, BackendError>((previous.service(), aside))
+        }))
+        .await?
+        .into_iter()
+        .collect();
         let dependencies = self.dependencies();
         let waves = crate::graph::waves(
             dependencies
                 .iter()
                 .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
         );
-        for wave in waves.iter().rev() {
-            try_join_all(wave.iter().map(|service| self.put_aside(backend, service))).await?;
-        }
+        let grace = self.grace.unwrap_or(Duration::ZERO);
+        let stopping = async {
+            for wave in waves.iter().rev() {
+                let stops = wave
+                    .iter()
+                    .filter_map(|service| aside.get(service.as_str()))
+                    .map(|handle| backend.stop_service(handle, grace));
+                try_join_all(stops).await?;
+            }
+            Ok::<(), BackendError>(())
+        };
         for service in self.chosen {
             phases.report(progress, service, Phase::Creating);
         }
-        let creating = self.chosen.iter().map(|service| async move {
+        let creating = join_all(self.chosen.iter().map(|service| async move {
             let spec = self.spec(service);
             (
                 service.clone(),
                 backend.create_service(self.isolation, &spec).await,
             )
-        });
+        }));
+        let (stopped, creations) = tokio::join!(stopping, creating);
         let mut created = BTreeMap::new();
-        for (service, result) in join_all(creating).await {
+        for (service, result) in creations {
             created.insert(service, result?);
         }
+        stopped?;
         Ok(created)
     }
 
@@ -495,18 +515,6 @@ impl Work<'_> {
             phases,
         )
         .await
-    }
-
-    /// Puts the service's previous run aside (killed unless a grace is given), freeing its name
-    /// and aliases for the new one.
-    async fn put_aside(&self, backend: &dyn Backend, service: &str) -> Result<(), BackendError> {
-        let Some(previous) = self.previous(service) else {
-            return Ok(());
-        };
-        backend
-            .put_aside(&previous.handle, self.grace)
-            .await
-            .map(drop)
     }
 
     fn previous(&self, service: &str) -> Option<&ServiceRecord> {
@@ -556,10 +564,12 @@ impl Work<'_> {
         self.backend
             .clear_marker(self.id(), MarkerKind::Update)
             .await?;
+        // The listing before the removals describes the new services as well: only what was
+        // put aside went since.
         Ok(Updated {
             id: self.id().to_string(),
             environment: self.instance.environment().to_string(),
-            services: self.describe(self.list().await?.as_ref()),
+            services: self.describe(current.as_ref()),
         })
     }
 

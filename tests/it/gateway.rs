@@ -27,14 +27,32 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `envctl gateway` on a port of loopback the system picks (a port picked beforehand may
+    /// be taken meanwhile, by a port Docker publishes for instance).
     pub fn start(env: &TestEnv, flags: &[&str]) -> Gateway {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        Gateway::listening(env, "127.0.0.1:0", flags)
+    }
+
+    /// `envctl gateway --listen LISTEN`, once it says on which port it listens and answers.
+    pub fn listening(env: &TestEnv, listen: &str, flags: &[&str]) -> Gateway {
         let running = env
             .envctl()
-            .args(["gateway", "--listen", &listen])
+            .env("RUST_LOG", "envctl=debug")
+            .args(["gateway", "--listen", listen])
             .args(flags)
             .spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let printed = running.stderr_so_far();
+            if let Some(port) = listening_port(&printed) {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not say where it listens\n{printed}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let gateway = Gateway {
             running: Some(running),
             port,
@@ -73,12 +91,25 @@ impl Gateway {
         }
     }
 
-    /// Waits until the gateway routes `host` to a running environment.
+    /// Waits until the gateway routes `host` to a running environment; a timeout shows the
+    /// last answer and the gateway's page.
     #[track_caller]
     pub fn until_routed(&self, host: &str) {
-        self.until(&format!("{host} is routed"), |g| {
-            g.get(host, "/health").status == 200
-        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = self.get(host, "/health");
+            if reply.status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {host} is routed; it answers {} {}\n--- the page\n{}",
+                reply.status,
+                reply.body,
+                self.get("localhost", "/").body
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
@@ -87,13 +118,31 @@ impl Drop for Gateway {
         if let Some(running) = self.running.take() {
             running.signal("TERM");
             let run = running.wait_within(Duration::from_secs(15));
+            if std::thread::panicking() {
+                eprintln!("--- the gateway's log\n{}", run.stderr());
+                return;
+            }
             assert!(
-                run.output.status.success() || std::thread::panicking(),
+                run.output.status.success(),
                 "the gateway did not stop cleanly\n{}",
                 run.stderr()
             );
         }
     }
+}
+
+/// The port in the gateway's first line: `gateway: the list at http://DOMAIN:PORT/, ...`.
+fn listening_port(printed: &str) -> Option<u16> {
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("gateway: the list at "))?;
+    let url = line.split_whitespace().nth(4)?;
+    url.trim_end_matches(',')
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn free_port() -> u16 {
@@ -488,17 +537,11 @@ fn off_loopback_the_actions_need_the_token_kept_in_a_strict_cookie() {
 
     let token_file = env.dir.file("token");
     std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
-    let port = free_port();
-    let running = env
-        .envctl()
-        .args(["gateway", "--listen", &format!("0.0.0.0:{port}")])
-        .args(["--token-file", token_file.to_str().unwrap()])
-        .spawn();
-    let gateway = Gateway {
-        running: Some(running),
-        port,
-    };
-    gateway.until("the gateway answers", Gateway::answers);
+    let gateway = Gateway::listening(
+        &env,
+        "0.0.0.0:0",
+        &["--token-file", token_file.to_str().unwrap()],
+    );
     gateway.until("it lists the environment", |g| {
         g.get("localhost", "/").body.contains(&id)
     });

@@ -107,27 +107,77 @@ impl Envctl {
         running.wait()
     }
 
-    /// Starts envctl without waiting, its output captured: finish it with [`Running::wait`].
+    /// Starts envctl without waiting, its output captured as it comes (a long-running envctl
+    /// never blocks on a full pipe): finish it with [`Running::wait`].
     pub fn spawn(mut self) -> Running {
-        let child = self
+        let mut child = self
             .command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("envctl starts");
-        Running { child }
+        let stdout = Drain::new(child.stdout.take().expect("piped stdout"));
+        let stderr = Drain::new(child.stderr.take().expect("piped stderr"));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A pipe read to its end on a thread of its own, what came so far readable meanwhile.
+struct Drain {
+    read: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Drain {
+    fn new(mut pipe: impl std::io::Read + Send + 'static) -> Drain {
+        let read = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = read.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                into.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        Drain { read, reader }
+    }
+
+    fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.read.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    fn end(self) -> Vec<u8> {
+        let _ = self.reader.join();
+        std::mem::take(&mut *self.read.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 /// An envctl process running in the background.
 pub struct Running {
     pub child: std::process::Child,
+    stdout: Drain,
+    stderr: Drain,
 }
 
 impl Running {
-    pub fn wait(self) -> Run {
-        let output = self.child.wait_with_output().expect("envctl ends");
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().expect("envctl ends");
+        let output = Output {
+            status,
+            stdout: self.stdout.end(),
+            stderr: self.stderr.end(),
+        };
         Run { output }
+    }
+
+    /// What envctl printed on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.so_far()
     }
 
     /// Waits at most `limit` for envctl to end; kills it and fails the test if it does not.

@@ -482,11 +482,10 @@ impl Backend for DockerBackend<'_> {
         Ok(self.engine.remove_container(&service.native).await?)
     }
 
-    async fn put_aside(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<ServiceRef> {
-        // Stopped, then renamed: the container keeps its network, so its aliases stay taken
-        // until the replacement is created; Docker allows an alias on several containers.
-        let grace = grace.unwrap_or(Duration::ZERO);
-        self.engine.stop_container(&service.native, grace).await?;
+    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
+        // Renamed only: the container keeps its network, so its aliases stay taken until the
+        // replacement is created; Docker allows an alias on several containers, and its DNS
+        // answers with running ones only, so once stopped the old one answers nothing.
         let name = naming::replaced_name(&service.service, &service.id);
         self.engine.rename_container(&service.native, &name).await?;
         Ok(ServiceRef {

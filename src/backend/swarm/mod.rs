@@ -764,11 +764,7 @@ impl Backend for Swarm {
         Ok(())
     }
 
-    async fn put_aside(
-        &self,
-        _service: &ServiceRef,
-        _grace: Option<Duration>,
-    ) -> Result<ServiceRef> {
+    async fn put_aside(&self, _service: &ServiceRef) -> Result<ServiceRef> {
         Err(replace_in_place())
     }
 
