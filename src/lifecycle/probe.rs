@@ -360,6 +360,12 @@ async fn address(
         None if details.state != ServiceState::Running => {
             return Err(CheckError::NotYet("the container has no address".into()));
         }
+        None if details.endpoints.is_empty() => {
+            return Err(CheckError::NotYet(format!(
+                "the service has no address of its own and publishes no port: port {port} \
+                 cannot be reached from here"
+            )));
+        }
         // Running without an address of its own (a swarm task): only published ports.
         None => {}
     }
