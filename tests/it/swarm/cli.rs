@@ -267,6 +267,25 @@ fn swarm_demo_spreads_over_nodes_answers_through_the_proxy_stops_starts_and_down
         docker_ls.stdout()
     );
 
+    let docker_reap = Envctl::new()
+        .env("DOCKER_HOST", &swarm.manager)
+        .args([
+            "reap",
+            "--dry-run",
+            "--idle",
+            "1s",
+            "--max-age",
+            "1s",
+            "-o",
+            "json",
+        ])
+        .run();
+    docker_reap.success();
+    assert!(
+        !docker_reap.stdout().contains(&id),
+        "the Docker reaper would act on the swarm's environment: {}",
+        docker_reap.stdout()
+    );
     env.envctl().args(["stop", &id]).run().success();
     let stopped = env.envctl().args(["ls", "-o", "json"]).run().json();
     let state = stopped
@@ -417,8 +436,9 @@ fn swarm_image_only_on_the_manager_is_refused_before_anything_is_created() {
         )
     });
     let up = env.envctl().args(["up", &env.name]).run();
-    assert_ne!(up.output.status.code(), Some(0), "{}", up.stderr());
-    up.stderr_has("only in the manager's local store")
+    up.code(2)
+        .stderr_has("service `app`: failed to run image")
+        .stderr_has("on a swarm of 3 nodes: it is only in the manager's local store")
         .stderr_has("push it to a registry");
     // Nothing of the environment exists: no claim, no network, no service.
     block_on(async {
@@ -470,8 +490,8 @@ fn swarm_update_says_it_cannot_replace_in_place_and_changes_nothing() {
         .args(["update", &id, "app@latest", "-f"])
         .arg_file(&env)
         .run();
-    assert_ne!(update.output.status.code(), Some(0));
     update
+        .code(2)
         .stderr_has("the swarm backend cannot replace services in place")
         .stderr_has(&format!("envctl down {id}"));
     let status = env.envctl().args(["ls", "-o", "json"]).run().json();
