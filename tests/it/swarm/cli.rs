@@ -286,7 +286,15 @@ fn swarm_demo_spreads_over_nodes_answers_through_the_proxy_stops_starts_and_down
         "the Docker reaper would act on the swarm's environment: {}",
         docker_reap.stdout()
     );
-    env.envctl().args(["stop", &id]).run().success();
+    let stop = env.envctl().args(["stop", &id]).run();
+    stop.success();
+    let said = format!("{}{}", stop.stdout(), stop.stderr());
+    assert!(
+        said.contains(&format!(
+            "stopped {id} (swarm: containers are not kept; `envctl start {id}` runs fresh ones)"
+        )),
+        "{said}"
+    );
     let stopped = env.envctl().args(["ls", "-o", "json"]).run().json();
     let state = stopped
         .as_array()
