@@ -945,17 +945,29 @@ impl Backend for Swarm {
 
     /// Removes the manager's copy of the volume. Copies on other nodes are out of the
     /// manager's reach (README, "Running on a cluster").
+    /// The container of a removed task may outlive the task by seconds: a volume still in use
+    /// is asked again, within [`REMOVAL_LIMIT`].
     async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
-        ignore_missing(
-            self.call(
-                &format!("remove volume `{}`", volume.native),
-                self.client.remove_volume(
-                    &volume.native,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                ),
-            )
-            .await,
-        )
+        let operation = format!("remove volume `{}`", volume.native);
+        let deadline = Instant::now() + REMOVAL_LIMIT;
+        loop {
+            let removed = self
+                .call(
+                    &operation,
+                    self.client.remove_volume(
+                        &volume.native,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    ),
+                )
+                .await;
+            match ignore_missing(removed) {
+                Err(BackendError::Conflict(reason)) if Instant::now() >= deadline => {
+                    return Err(BackendError::operation(operation, reason));
+                }
+                Err(BackendError::Conflict(_)) => tokio::time::sleep(POLL).await,
+                other => return other,
+            }
+        }
     }
 
     /// Gives the id back: removes the claim. Idempotent.

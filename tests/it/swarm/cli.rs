@@ -667,3 +667,58 @@ async fn leftovers_of_environment(swarm: &TestSwarm, name: &str) -> Vec<String> 
     }
     left
 }
+
+#[test]
+fn swarm_named_volume_is_local_to_the_node_labelled_and_not_the_docker_backends() {
+    let swarm = swarm();
+    let env = SwarmEnv::new(swarm, "volume", |name| {
+        let image = swarm.image("envctl-demo/oracle-xe");
+        format!(
+            "name: {name}\nvolumes:\n  data: {{}}\nservices:\n  db:\n    image: {image}\n    command: [serve, --port, \"1521\"]\n    ports: [1521]\n    volumes: [data:/data]\n    ready:\n      tcp: 1521\n"
+        )
+    });
+    let up = env.up();
+    let id = id_of(&up);
+    let volume = format!("envctl_{id}_data");
+    // The node that runs the task made the volume, with envctl's labels and the backend's.
+    let holders: Vec<&super::cluster::SwarmNode> = swarm
+        .nodes
+        .iter()
+        .filter(|node| {
+            block_on(async {
+                let docker = super::cluster::connect(&node.host).await.expect("node");
+                docker.inspect_volume(&volume).await.is_ok_and(|v| {
+                    v.labels.get("io.envctl.backend").map(String::as_str) == Some("swarm")
+                })
+            })
+        })
+        .collect();
+    assert_eq!(
+        holders.len(),
+        1,
+        "volume {volume} on {} nodes",
+        holders.len()
+    );
+    // That node's Docker backend leaves it to the swarm.
+    let docker_ls = Envctl::new()
+        .env("DOCKER_HOST", &holders[0].host)
+        .args(["ls", "-o", "json"])
+        .run();
+    docker_ls.success();
+    assert!(!docker_ls.stdout().contains(&id), "{}", docker_ls.stdout());
+    env.envctl().args(["down", &id]).run().success();
+    assert_eq!(block_on(leftovers(swarm, &id)), Vec::<String>::new());
+    // Removed where the manager reaches it; a worker's copy stays (README, limits): the test
+    // removes it.
+    block_on(async {
+        for node in &swarm.nodes {
+            let docker = super::cluster::connect(&node.host).await.expect("node");
+            let _ = docker
+                .remove_volume(
+                    &volume,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await;
+        }
+    });
+}
