@@ -246,6 +246,10 @@ fn swarm_demo_spreads_over_nodes_answers_through_the_proxy_stops_starts_and_down
         .unwrap_or_else(|| panic!("`ls` does not list {id}: {listed}"));
     assert_eq!(mine["state"], "ready", "{mine}");
 
+    let ls = env.envctl().args(["ls"]).run();
+    ls.success().stdout_has(&id).stderr_has(
+        "has no traffic counters: idleness is judged from envctl commands, leases and --ttl only",
+    );
     let status = env.envctl().args(["status", &id]).run();
     status.success().stdout_has("running");
     let logs = env
