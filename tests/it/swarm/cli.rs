@@ -188,6 +188,26 @@ fn chain_answers(target: SocketAddr) -> String {
     }
 }
 
+/// The images the environment's services run, as the swarm has them.
+async fn images_of(swarm: &TestSwarm, id: &str) -> Vec<String> {
+    let docker = swarm.client().await;
+    let filters = HashMap::from([("label".to_string(), vec![Filter::Id(id.into()).to_docker()])]);
+    let services = bounded(
+        "list services",
+        docker.list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        )),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    services
+        .into_iter()
+        .filter_map(|s| s.spec?.task_template?.container_spec?.image)
+        .collect()
+}
+
 /// The distinct nodes the environment's running tasks are on.
 async fn nodes_of(swarm: &TestSwarm, id: &str) -> BTreeSet<String> {
     let docker = swarm.client().await;
@@ -234,6 +254,14 @@ fn swarm_demo_spreads_over_nodes_answers_through_the_proxy_stops_starts_and_down
     assert!(addrs.contains(&proxy.ip().to_string().as_str()), "{proxy}");
     let nodes = block_on(nodes_of(swarm, &id));
     assert!(nodes.len() >= 2, "every task on one node: {nodes:?}");
+    // Every node runs exactly the image the registry had: pinned to its digest.
+    let images = block_on(images_of(swarm, &id));
+    assert_eq!(images.len(), 4, "{images:?}");
+    for image in &images {
+        let (name, digest) = image.split_once('@').unwrap_or_else(|| panic!("{image}"));
+        assert!(name.starts_with(&swarm.registry), "{image}");
+        assert!(digest.starts_with("sha256:"), "{image}");
+    }
 
     let ls = env.envctl().args(["ls", "-o", "json"]).run();
     ls.success();
