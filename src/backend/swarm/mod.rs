@@ -55,6 +55,8 @@ const REMOVAL_LIMIT: Duration = Duration::from_secs(30);
 const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one run of a health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a followed log may stay quiet, as for the Docker backend.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How often envctl looks at tasks while it waits for them.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -661,7 +663,12 @@ impl Backend for Swarm {
         let endpoint = self.info.endpoint.clone();
         let operation = format!("read the logs of service `{}`", service.name);
         let timestamps = options.timestamps;
-        self.client
+        // Only a followed log may rightly go quiet for long; the last lines come at once.
+        let client = match options.follow {
+            true => self.client.clone().with_timeout(FOLLOW_LIMIT),
+            false => self.client.clone(),
+        };
+        client
             .service_logs(&service.native, Some(query.build()))
             .flat_map(move |chunk| {
                 let lines: Vec<Result<LogLine>> = match chunk {
