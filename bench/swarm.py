@@ -4,8 +4,16 @@ behind docs/backends.md §6.2.
 
 Run as root from anywhere (needs what tests/swarm/swarm.sh needs, plus Rust for the stand-in):
 
-    python3 bench/swarm.py             # 5 runs of each figure (about 3 minutes)
+    python3 bench/swarm.py                   # 5 runs of each figure (about 6 minutes)
     python3 bench/swarm.py --runs 3
+    python3 bench/swarm.py --only serving    # envctl up-to-serving only: swarm against Docker
+
+Up to serving (`--only serving`, also part of the default run): `envctl up` of the demo
+environment (its start delays: oracle-xe 3 s, activemq 2 s, accounting 2 s, proxy 1 s) until an
+HTTP request through the proxy's published port returns the whole chain, with `--backend swarm`
+on a fresh 3-node test swarm (images from its registry) against `--backend docker` on this
+machine's engine (images built locally); the two alternate within each round, and each
+environment is removed with `envctl down` before the next.
 
 Figures, each the median and range over the runs:
   - the swarm's set-up (swarm.sh up: 3 nodes, registry) and tear-down (swarm.sh down);
@@ -25,9 +33,12 @@ removed at the end.
 import argparse
 import http.client
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -229,10 +240,107 @@ def try_rm_network(swarm, name):
                           capture_output=True).returncode == 0
 
 
+ENVCTL = ROOT / "target" / "release" / "envctl"
+CHAIN = "proxy -> accounting ok\naccounting -> oracle:1521 ok\naccounting -> activemq:61616 ok\n"
+
+
+def demo_file(directory, name, images, activemq_ready, publish_accounting=False):
+    """The demo environment as environments/demo.yaml has it, with `images` and without
+    `build:` (a swarm of several nodes pulls from a registry)."""
+    text = (ROOT / "environments" / "demo.yaml").read_text()
+    lines = [line for line in text.splitlines() if "build:" not in line]
+    text = "\n".join(lines) + "\n"
+    text = text.replace("name: demo", f"name: {name}")
+    for service in ("oracle-xe", "activemq", "accounting", "proxy"):
+        text = text.replace(f"image: envctl-demo/{service}\n", f"image: {images(service)}\n")
+    text = text.replace("    ready:\n      tcp: 61616\n", activemq_ready)
+    if publish_accounting:
+        head, tail = text.split("  proxy:", 1)
+        head = head.replace("    ready:\n      http: 8080/health", "    ports: [8080]\n    ready:\n      http: 8080/health")
+        text = head + "  proxy:" + tail
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def chain_at(host, port):
+    try:
+        connection = http.client.HTTPConnection(host, port, timeout=2)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.status == 200 and response.read().decode() == CHAIN
+    except OSError:
+        return False
+
+
+def up_to_serving(backend_env, envdir, environment):
+    """Seconds from `envctl up` until the chain answers through the proxy; then `down`."""
+    started = time.monotonic()
+    env = dict(os.environ, **backend_env)
+    out = subprocess.run([str(ENVCTL), "up", environment, "--envdir", str(envdir), "-o", "json",
+                          "--timeout", "300s"], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"envctl up failed: {out.stderr}")
+    up = json.loads(out.stdout)
+    proxy = next(s for s in up["services"] if s["service"] == "proxy")["ports"][0]
+    deadline = time.monotonic() + 120
+    while not chain_at(proxy["host"], proxy["host_port"]):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the proxy never answered through the chain")
+        time.sleep(0.02)
+    took = time.monotonic() - started
+    subprocess.run([str(ENVCTL), "down", up["id"]], capture_output=True, env=env, check=True)
+    return took
+
+
+def serving(runs):
+    log("up to serving: building envctl, the stand-in and the demo images ...")
+    sh("cargo", "build", "--release", "--quiet", "--bin", "envctl")
+    sh("bash", ROOT / "demo" / "build-standin.sh")
+    sh(ENVCTL, "build", "demo", "--envdir", ROOT / "environments")
+    name = "bswsrv"
+    env_file = sh("bash", SWARM, "up", name).splitlines()[-1]
+    swarm = Swarm(env_file)
+    envdir = Path(tempfile.mkdtemp(prefix="envctl-bench-swarm-"))
+    try:
+        subprocess.run([str(ENVCTL), "build", "demo", "--envdir", str(ROOT / "environments")],
+                       check=True, capture_output=True, env=dict(os.environ, DOCKER_HOST=swarm.manager))
+        for service in ("oracle-xe", "activemq", "accounting", "proxy"):
+            target = f"{swarm.registry}/envctl-demo/{service}:latest"
+            swarm.docker("tag", f"envctl-demo/{service}:latest", target)
+            swarm.docker("push", target)
+        demo_file(envdir, "bench-docker", lambda s: f"envctl-demo/{s}", "    ready:\n      tcp: 61616\n")
+        # On the swarm a probed port is published (accounting), or probed by the swarm itself as
+        # the service's health check (activemq).
+        demo_file(envdir, "bench-swarm", lambda s: f"{swarm.registry}/envctl-demo/{s}",
+                  "    ready:\n      exec: [/standin, probe, tcp, \"61616\"]\n", publish_accounting=True)
+        docker, on_swarm = [], []
+        for i in range(runs):
+            log(f"up to serving, round {i + 1} of {runs} ...")
+            docker.append(up_to_serving({"ENVCTL_BACKEND": "docker"}, envdir, "bench-docker"))
+            on_swarm.append(up_to_serving({"ENVCTL_BACKEND": "swarm", "DOCKER_HOST": swarm.manager},
+                                          envdir, "bench-swarm"))
+    finally:
+        sh("bash", SWARM, "down", name, check=False)
+        shutil.rmtree(envdir, ignore_errors=True)
+    ratio = statistics.median(on_swarm) / statistics.median(docker)
+    return [("`envctl up` demo until the chain answers, single-host Docker", summary(docker)),
+            ("`envctl up` demo until the chain answers, 3-node swarm",
+             f"{summary(on_swarm)} (swarm / Docker = {ratio:.2f})")]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=["serving"], help="measure only envctl up-to-serving")
     args = parser.parse_args()
+
+    if args.only == "serving":
+        rows = serving(args.runs)
+        print("| measurement | result |\n| --- | --- |")
+        for label, value in rows:
+            print(f"| {label} | {value} |")
+        return
 
     log("swarm set-up and tear-down ...")
     ups, downs = setup_cost(args.runs)
@@ -258,6 +366,7 @@ def main():
     rows += [("create -> running, fresh network name", summary(fresh)),
              ("create -> running, network re-created under its old name", summary(reused)),
              ("`network rm` refused right after `service rm`", f"{refused} of {2 * args.runs}")]
+    rows += serving(args.runs)
     print("| measurement | result |\n| --- | --- |")
     for label, value in rows:
         print(f"| {label} | {value} |")

@@ -37,7 +37,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "host")]
     pub context: Option<String>,
 
-    /// What runs environments: `docker`, one Docker engine (the only backend so far)
+    /// What runs environments: `docker`, one Docker engine; `swarm`, a Docker swarm through
+    /// one of its managers (found as the engine is)
     #[arg(
         long,
         global = true,
@@ -54,6 +55,8 @@ pub enum BackendArg {
     /// One Docker engine, found as the docker CLI finds it
     #[default]
     Docker,
+    /// A Docker swarm, through a manager found as the docker CLI finds an engine
+    Swarm,
 }
 
 #[derive(Debug, Subcommand)]

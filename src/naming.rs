@@ -53,6 +53,10 @@ pub mod label {
     /// the marker of a finished start ([`super::ready_name`]), `pin` on its pin
     /// ([`super::pin_name`]); absent on services.
     pub const ROLE: &str = "io.envctl.role";
+    /// The backend that answers for the resource, where another could list it too: `swarm`
+    /// on the volumes a swarm's nodes create for its tasks (each node is also a Docker host).
+    /// Absent means Docker's.
+    pub const BACKEND: &str = "io.envctl.backend";
     /// The `SERVICE@TAG`s the environment was started with, comma-separated, tags resolved.
     pub const REFS: &str = "io.envctl.refs";
     /// On a service container: the `SERVICE@TAG` it runs when its tag came from a

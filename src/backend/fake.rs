@@ -115,6 +115,7 @@ impl Fake {
             stop_keeps_state: true,
             build: true,
             local_images: true,
+            replace_in_place: true,
         })
     }
 

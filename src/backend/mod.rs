@@ -370,6 +370,8 @@ pub struct Capabilities {
     pub build: bool,
     /// Images need not be in a registry.
     pub local_images: bool,
+    /// A service can be put aside and restored (`envctl update`).
+    pub replace_in_place: bool,
 }
 
 /// A backend, once connected.

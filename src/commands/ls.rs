@@ -101,6 +101,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                 "ENDPOINTS",
             ];
             output::data(&output::table(&header, &cells));
+            // LAST ACTIVITY then counts no traffic: say so, as the reaper does.
+            if !backend.info().capabilities.traffic {
+                output::message(&format!(
+                    "note: {} has no traffic counters: idleness is judged from envctl \
+                     commands, leases and --ttl only",
+                    backend.endpoint()
+                ));
+            }
         }
     }
     Ok(ExitStatus::Success)

@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 use crate::backend::Backend;
 use crate::backend::Kind;
 use crate::backend::docker::{DockerBackend, Flags};
+use crate::backend::swarm::Swarm;
 use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
 use crate::spec::{Catalog, Environment, PullPolicy, Target, catalog};
 use crate::{Error, ExitStatus};
@@ -38,6 +39,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
     });
     let _ = BACKEND.set(match cli.backend {
         BackendArg::Docker => Kind::Docker,
+        BackendArg::Swarm => Kind::Swarm,
     });
     match cli.command {
         Command::Plan(args) => plan::exec(args).await,
@@ -84,13 +86,12 @@ static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
 static BACKEND: OnceLock<Kind> = OnceLock::new();
 
 /// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
-/// DOCKER_HOST or the contexts choose.
+/// DOCKER_HOST or the contexts choose; for Swarm, the manager they choose.
 async fn backend() -> Result<Arc<dyn Backend>, Error> {
+    let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
     match BACKEND.get().copied().unwrap_or(Kind::Docker) {
-        Kind::Docker => {
-            let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-            Ok(Arc::new(DockerBackend::connect(&flags).await?))
-        }
+        Kind::Docker => Ok(Arc::new(DockerBackend::connect(&flags).await?)),
+        Kind::Swarm => Ok(Arc::new(Swarm::connect_with(&flags).await?)),
         other => Err(Error::Usage(format!(
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),

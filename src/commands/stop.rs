@@ -14,9 +14,13 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             let stopped = lifecycle::require(backend.as_ref(), id).await?;
             output::json(&view::Environment::of(&stopped));
         }
-        Format::Text => {
+        Format::Text if backend.info().capabilities.stop_keeps_state => {
             output::message(&format!("stopped {id}; `envctl start {id}` brings it back"))
         }
+        Format::Text => output::message(&format!(
+            "stopped {id} ({}: containers are not kept; `envctl start {id}` runs fresh ones)",
+            backend.info().kind
+        )),
     }
     Ok(ExitStatus::Success)
 }

@@ -866,3 +866,56 @@ async fn an_update_replaces_the_service_and_drops_the_one_put_aside() {
     assert!(after.markers.update.is_none());
     assert_eq!(after.state(Utc::now()), State::Ready);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_update_on_a_backend_that_cannot_replace_in_place_is_refused_before_it_touches_anything()
+{
+    let fake = Fake::with_capabilities(crate::backend::Capabilities {
+        replace_in_place: false,
+        ..fake().info().capabilities
+    });
+    fake.add_image(image("shop/db:1"));
+    fake.add_image(image("shop/app:1"));
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let calls = fake.calls().len();
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            UpdateError::Backend(crate::backend::BackendError::Unsupported { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("cannot replace services in place (`envctl update`)"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("`envctl down shop-1`"),
+        "{error}"
+    );
+    assert_eq!(fake.calls().len(), calls, "{:?}", &fake.calls()[calls..]);
+}

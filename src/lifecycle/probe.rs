@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::docker::engine::connect;
 use crate::backend::{
-    Backend, BackendError, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
+    Backend, BackendError, Health, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
 };
 use crate::spec::{Probe, Ready};
 
@@ -214,7 +214,7 @@ async fn check(
 ) -> Result<(), CheckError> {
     match probe {
         Probe::Tcp(port) => {
-            let target = address(subject.backend, details, *port).await?;
+            let target = address(subject, details, *port).await?;
             let address = target.address();
             let attempt = async {
                 match target {
@@ -229,7 +229,7 @@ async fn check(
             }
         }
         Probe::Http { port, path } => {
-            let target = address(subject.backend, details, *port).await?;
+            let target = address(subject, details, *port).await?;
             let address = target.address();
             match timeout(ATTEMPT_TIMEOUT, http_status(address, path)).await {
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
@@ -243,12 +243,37 @@ async fn check(
                 )),
             }
         }
+        // Where envctl cannot exec (a swarm), the backend runs these as the service's own
+        // health check: ready once it reports healthy.
+        Probe::Exec(_) | Probe::Healthcheck if !subject.backend.info().capabilities.exec => {
+            native_health(subject).await
+        }
         Probe::Exec(command) => exec(subject, command).await,
         Probe::Healthcheck => {
             let command = healthcheck_command(subject.healthcheck).map_err(CheckError::Fatal)?;
             exec(subject, &command).await
         }
         Probe::Log(_) | Probe::Exit(_) => Ok(()),
+    }
+}
+
+/// The health the backend's own check reports.
+async fn native_health(subject: &Subject<'_>) -> Result<(), CheckError> {
+    let status = subject
+        .backend
+        .status(subject.service)
+        .await
+        .map_err(|error| CheckError::NotYet(error.to_string()))?;
+    match status.health {
+        Health::Healthy => Ok(()),
+        Health::Starting => Err(CheckError::NotYet(
+            "its health check has not passed yet".into(),
+        )),
+        Health::Unhealthy => Err(CheckError::NotYet("its health check fails".into())),
+        Health::None => Err(CheckError::NotYet(format!(
+            "it is {} and its health check not running yet",
+            status.state.as_str()
+        ))),
     }
 }
 
@@ -306,18 +331,43 @@ impl Target {
 /// (a published port answers through Docker's proxy before the service listens), else the
 /// published port at the host where the engine's ports answer from here.
 async fn address(
-    backend: &dyn Backend,
+    subject: &Subject<'_>,
     details: Option<&ServiceStatus>,
     port: u16,
 ) -> Result<Target, CheckError> {
-    let details = details.ok_or_else(|| CheckError::NotYet("no container details".into()))?;
-    // No address means the container is not running (any more): the exit watcher says why.
-    let Some(ip) = details.direct else {
-        return Err(CheckError::NotYet("the container has no address".into()));
+    let backend = subject.backend;
+    // A service that had neither an address nor a published port when probing began (a swarm
+    // task not scheduled yet) is looked at again.
+    let fresh;
+    let details = match details {
+        Some(details) if details.direct.is_some() || !details.endpoints.is_empty() => details,
+        _ => {
+            fresh = backend
+                .status(subject.service)
+                .await
+                .map_err(|error| CheckError::NotYet(error.to_string()))?;
+            &fresh
+        }
     };
-    let direct = SocketAddr::new(ip, port);
-    if connect::reaches_directly(backend.endpoint(), direct).await {
-        return Ok(Target::Direct(direct));
+    match details.direct {
+        Some(ip) => {
+            let direct = SocketAddr::new(ip, port);
+            if connect::reaches_directly(backend.endpoint(), direct).await {
+                return Ok(Target::Direct(direct));
+            }
+        }
+        // Not running (any more, or yet): the exit watcher says why when it ended.
+        None if details.state != ServiceState::Running => {
+            return Err(CheckError::NotYet("the container has no address".into()));
+        }
+        None if details.endpoints.is_empty() => {
+            return Err(CheckError::NotYet(format!(
+                "the service has no address of its own and publishes no port: port {port} \
+                 cannot be reached from here"
+            )));
+        }
+        // Running without an address of its own (a swarm task): only published ports.
+        None => {}
     }
     let published = details
         .endpoints

@@ -292,6 +292,20 @@ pub async fn update(
     signals: &Signals,
     on_interrupt: &dyn Fn(),
 ) -> Result<Updated, UpdateError> {
+    let info = backend.info();
+    if !info.capabilities.replace_in_place {
+        return Err(BackendError::Unsupported {
+            backend: info.kind,
+            operation: "replace services in place (`envctl update`)",
+            hint: format!(
+                "a {} service cannot be put aside while its replacement starts: `envctl down \
+                 {}`, then `envctl up` with the new SERVICE@REF",
+                info.kind.engine(),
+                instance.id
+            ),
+        }
+        .into());
+    }
     let deadline = Instant::now()
         .checked_add(options.timeout)
         .unwrap_or_else(far_future);

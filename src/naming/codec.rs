@@ -302,6 +302,21 @@ impl Metadata {
     }
 }
 
+impl Metadata {
+    /// The labels of a resource another backend than Docker answers for, on an engine that
+    /// the Docker backend lists too (a swarm task's volume, on its node).
+    pub fn encode_for(&self, backend: &str) -> Labels {
+        let mut labels = self.encode();
+        labels.insert(label::BACKEND.into(), backend.into());
+        labels
+    }
+}
+
+/// The backend the labels name (see [`Metadata::encode_for`]); `None`: Docker's.
+pub fn backend(labels: &Labels) -> Option<&str> {
+    labels.get(label::BACKEND).map(String::as_str)
+}
+
 /// The marker role the labels carry; `None` on a service's resources.
 pub fn role(labels: &Labels) -> Option<Role> {
     Role::parse(labels.get(label::ROLE)?)

@@ -210,14 +210,14 @@ fn help_examples_keep_one_command_a_line() {
 }
 
 #[test]
-fn the_backend_is_chosen_by_flag_or_variable_and_only_docker_exists_yet() {
+fn the_backend_is_chosen_by_flag_or_variable_among_docker_and_swarm() {
     Envctl::new()
-        .env("ENVCTL_BACKEND", "swarm")
+        .env("ENVCTL_BACKEND", "kube")
         .args(["ls"])
         .run()
         .code(1)
-        .stderr_has("invalid value 'swarm'")
-        .stderr_has("[possible values: docker]");
+        .stderr_has("invalid value 'kube'")
+        .stderr_has("[possible values: docker, swarm]");
     Envctl::new()
         .args(["--backend", "kube", "plan", "accounting"])
         .run()
@@ -228,4 +228,17 @@ fn the_backend_is_chosen_by_flag_or_variable_and_only_docker_exists_yet() {
         .args(["--backend", "docker", "plan", "accounting"])
         .run()
         .success();
+    // The machine's own engine is no swarm manager: the swarm backend says so, as an engine
+    // failure.
+    Envctl::new()
+        .env("ENVCTL_BACKEND", "swarm")
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .args(["ls"])
+        .run()
+        .code(2)
+        .stderr_has(
+            "cannot reach the Docker Swarm engine at `unix:///var/run/docker.sock` (from \
+             DOCKER_HOST): it is not a manager of a swarm",
+        )
+        .stderr_has("hint: point envctl at a manager of the swarm");
 }

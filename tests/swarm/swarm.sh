@@ -7,6 +7,9 @@
 #       down once process PID has ended (a test run that built it for itself).
 #   tests/swarm/swarm.sh down NAME
 #       removes everything `up` made, and says what it could not remove (exit 1).
+#   tests/swarm/swarm.sh kill NAME K
+#       kills node K as a machine dies: its engine, its containers, every process in its
+#       namespace; the namespace stays, so the other nodes lose it. `down` removes it all.
 #
 # What `up` makes, all of it named after NAME ([a-z0-9], at most 8 characters: it goes into
 # network interface names):
@@ -38,7 +41,7 @@ die() {
 }
 
 usage() {
-    sed -n '4,9p' "$self" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,12p' "$self" | sed 's/^# \{0,1\}//' >&2
     exit 1
 }
 
@@ -438,6 +441,11 @@ start_time() {
 case "${1:-}" in
 up) shift; up "$@" ;;
 down) shift; down "$@" ;;
+kill)
+    names "${2:-}"
+    [[ "${3:-}" =~ ^[1-9]$ && -d "$(node_dir "$3")" ]] || die "no node \`${3:-}\` in swarm $NAME"
+    kill_node "$3"
+    ;;
 __call)
     # One step of `up`, run by `step` under `timeout` (which runs programs, not functions).
     shift

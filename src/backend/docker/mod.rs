@@ -33,6 +33,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     stop_keeps_state: true,
     build: true,
     local_images: true,
+    replace_in_place: true,
 };
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.

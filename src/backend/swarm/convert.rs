@@ -5,18 +5,26 @@ use std::collections::{BTreeSet, HashMap};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    EndpointPortConfigProtocolEnum, Node, Service, ServiceSpec, Task, TaskState,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, Limit, Mount, MountTmpfsOptions, MountType,
+    MountVolumeOptions, Node, NodeState, Service, ServiceSpec, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecResources, TaskState,
 };
 use chrono::{DateTime, Utc};
 
-use crate::backend::{BackendError, Endpoint, Health, Kind, Protocol, ServiceState, ServiceStatus};
-use crate::naming::codec::{Labels, ServiceMetadata};
-use crate::spec::{Port, Probe, Ready};
+use crate::backend::{
+    BackendError, Endpoint, Health, Kind, LogLine, Protocol, ServiceState, ServiceStatus,
+};
+use crate::naming::codec::{Labels, Metadata, ServiceMetadata};
+use crate::spec::runtime::{HostAddress, MountSource, Restart};
+use crate::spec::{Port, Probe, Ready, Runtime};
 
 /// The address at which this client reaches each node, by node id.
 #[derive(Debug, Clone, Default)]
 pub struct NodeAddresses {
     by_id: HashMap<String, String>,
+    /// Nodes the swarm has lost (`down`, `disconnected`): their tasks' last reported states
+    /// are stale, and the swarm deletes them only once the node is back or removed.
+    lost: BTreeSet<String>,
 }
 
 impl NodeAddresses {
@@ -40,11 +48,28 @@ impl NodeAddresses {
                 Some((id, addr))
             })
             .collect();
-        NodeAddresses { by_id }
+        let lost = nodes
+            .iter()
+            .filter(|node| {
+                matches!(
+                    node.status.as_ref().and_then(|s| s.state),
+                    Some(NodeState::DOWN | NodeState::DISCONNECTED)
+                )
+            })
+            .filter_map(|node| node.id.clone())
+            .collect();
+        NodeAddresses { by_id, lost }
     }
 
     fn of(&self, node: Option<&str>) -> Option<&str> {
         self.by_id.get(node?).map(String::as_str)
+    }
+
+    /// Whether the task is on a node the swarm has lost.
+    pub fn is_lost(&self, task: &Task) -> bool {
+        task.node_id
+            .as_ref()
+            .is_some_and(|node| self.lost.contains(node))
     }
 }
 
@@ -92,6 +117,17 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
         TaskState::FAILED | TaskState::REJECTED | TaskState::ORPHANED => {
             (ServiceState::Failed, Health::None)
         }
+    };
+    // A task on a lost node runs nowhere envctl can reach, whatever it last reported.
+    let (state, health, detail) = match state {
+        ServiceState::Running | ServiceState::Pending | ServiceState::Stopping
+            if nodes.is_lost(task) =>
+        {
+            let node = nodes.of(task.node_id.as_deref()).unwrap_or("?");
+            let lost = format!("its node {node} is down: the swarm lost it");
+            (ServiceState::Failed, Health::None, Some(lost))
+        }
+        _ => (state, health, detail),
     };
     let mut status = ServiceStatus::new(state);
     status.health = health;
@@ -142,6 +178,31 @@ fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {
         })
         .collect();
     unique.into_iter().collect()
+}
+
+/// Whether the task has not started its container yet: still being scheduled, pulled or
+/// prepared.
+pub fn is_before_start(task: &Task) -> bool {
+    matches!(
+        task.status.as_ref().and_then(|s| s.state),
+        None | Some(
+            TaskState::NEW
+                | TaskState::ALLOCATED
+                | TaskState::PENDING
+                | TaskState::ASSIGNED
+                | TaskState::ACCEPTED
+                | TaskState::PREPARING
+                | TaskState::READY
+        )
+    )
+}
+
+/// Whether the task's container runs (or is about to: it was told to start).
+pub fn is_running(task: &Task) -> bool {
+    matches!(
+        task.status.as_ref().and_then(|s| s.state),
+        Some(TaskState::STARTING | TaskState::RUNNING)
+    )
 }
 
 /// The readiness spec the service's labels carry.
@@ -224,6 +285,143 @@ pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendErr
         },
         other => BackendError::operation(operation, other),
     }
+}
+
+/// Maps the typed compose keys onto the task: mounts (named volumes as `envctl_ID_NAME`, local
+/// on the node that runs the task, labelled as envctl's), tmpfs and `shm_size`, limits, user,
+/// working directory, entrypoint, hosts, the user's labels and the stop grace period. Returns
+/// the published ports; what a swarm cannot honour is an error saying so.
+pub fn with_runtime(
+    container: &mut TaskSpecContainerSpec,
+    template: &mut TaskSpec,
+    runtime: &Runtime,
+    metadata: &Metadata,
+) -> Result<Vec<EndpointPortConfig>, String> {
+    let mut ports = Vec::new();
+    for mapping in &runtime.ports {
+        if mapping.host_ip.is_some() {
+            return Err(format!(
+                "port `{mapping}` is bound to one address, which a swarm cannot do: a port \
+                 published in host mode is bound on every address of the node\nhint: publish \
+                 it without an address"
+            ));
+        }
+        ports.push(super::published(&mapping.container, mapping.host_port));
+    }
+    if let Some(restart) = runtime.restart.filter(|r| *r != Restart::No) {
+        return Err(format!(
+            "`restart: {restart}` cannot be honoured on a swarm: envctl runs every task with \
+             the restart condition `none`, so that a failed start is seen\nhint: remove \
+             `restart:` for the swarm"
+        ));
+    }
+    let mut mounts: Vec<Mount> = runtime
+        .mounts
+        .iter()
+        .map(|mount| match &mount.source {
+            MountSource::Volume(name) => Mount {
+                target: Some(mount.target.clone()),
+                source: Some(crate::naming::volume_name(&metadata.id, name)),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(mount.read_only),
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(metadata.encode_for("swarm").into_iter().collect()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            MountSource::Bind(path) => Mount {
+                target: Some(mount.target.clone()),
+                source: Some(path.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(mount.read_only),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let tmpfs = |target: &str, size: Option<u64>, mode: Option<u32>| Mount {
+        target: Some(target.to_string()),
+        typ: Some(MountType::TMPFS),
+        tmpfs_options: Some(MountTmpfsOptions {
+            size_bytes: size.map(|s| s as i64),
+            mode: mode.map(i64::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for entry in &runtime.tmpfs {
+        mounts.push(tmpfs(
+            &entry.target,
+            entry.options.size.map(|s| s.0),
+            entry.options.mode,
+        ));
+    }
+    if let Some(size) = runtime.shm_size {
+        mounts.push(tmpfs("/dev/shm", Some(size.0), None));
+    }
+    container.mounts = (!mounts.is_empty()).then_some(mounts);
+    if runtime.mem_limit.is_some() || runtime.cpus.is_some() {
+        template.resources = Some(TaskSpecResources {
+            limits: Some(Limit {
+                nano_cpus: runtime.cpus.map(|c| c.0 as i64),
+                memory_bytes: runtime.mem_limit.map(|b| b.0 as i64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let mut hosts = Vec::new();
+    for entry in &runtime.extra_hosts {
+        match entry.address {
+            // The hosts file's order: address, then name.
+            HostAddress::Ip(ip) => hosts.push(format!("{ip} {}", entry.host)),
+            HostAddress::HostGateway => {
+                return Err(format!(
+                    "`extra_hosts: {}:host-gateway` cannot be honoured on a swarm: a task's \
+                     node is not known before it runs\nhint: give the address",
+                    entry.host
+                ));
+            }
+        }
+    }
+    container.hosts = (!hosts.is_empty()).then_some(hosts);
+    container.command.clone_from(&runtime.entrypoint);
+    container.user.clone_from(&runtime.user);
+    container.dir.clone_from(&runtime.working_dir);
+    container.labels =
+        (!runtime.labels.is_empty()).then(|| runtime.labels.clone().into_iter().collect());
+    container.stop_grace_period = runtime
+        .stop_grace_period
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Ok(ports)
+}
+
+/// The lines of one chunk of a service's log, each with its time when `timestamps` asked
+/// for them (Docker starts each line with it then).
+pub fn log_lines(chunk: &[u8], timestamps: bool) -> Vec<LogLine> {
+    let text = String::from_utf8_lossy(chunk);
+    text.split('\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            // The manager reports a node it cannot read logs from inside the stream, behind
+            // bytes of a frame header: the words are kept, the bytes dropped.
+            let line = match line.find("Error grabbing logs: ") {
+                Some(at) => &line[at..],
+                None => line,
+            };
+            match timestamps.then(|| line.split_once(' ')).flatten() {
+                Some((at, rest)) if time(at).is_some() => LogLine {
+                    timestamp: time(at),
+                    text: rest.to_string(),
+                },
+                _ => LogLine {
+                    timestamp: None,
+                    text: line.to_string(),
+                },
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,5 +628,137 @@ mod tests {
             error("swarm+unix:///s", "create service", answer(400)),
             BackendError::Operation { .. }
         ));
+    }
+
+    fn runtime(text_ports: Vec<crate::spec::PortMapping>) -> Runtime {
+        Runtime {
+            ports: text_ports,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runtime_keys_become_the_tasks_mounts_limits_and_ports() {
+        use crate::spec::runtime::{
+            Bytes, Cpus, ExtraHost, Mount as SpecMount, Tmpfs, TmpfsOptions,
+        };
+        let metadata = Metadata::new("e1");
+        let mut runtime = runtime(vec![
+            crate::spec::PortMapping::random(Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            }),
+            crate::spec::PortMapping {
+                container: Port {
+                    number: 53,
+                    protocol: Protocol::Udp,
+                },
+                host_ip: None,
+                host_port: Some(5353),
+            },
+        ]);
+        runtime.mounts = vec![SpecMount {
+            source: MountSource::Volume("data".into()),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        runtime.tmpfs = vec![Tmpfs {
+            target: "/run".into(),
+            options: TmpfsOptions {
+                size: Some(Bytes(1 << 20)),
+                mode: None,
+            },
+        }];
+        runtime.shm_size = Some(Bytes(1 << 26));
+        runtime.mem_limit = Some(Bytes(1 << 30));
+        runtime.cpus = Some(Cpus(1_500_000_000));
+        runtime.user = Some("1000".into());
+        runtime.extra_hosts = vec![ExtraHost {
+            host: "db".into(),
+            address: HostAddress::Ip("10.0.0.5".parse().unwrap()),
+        }];
+        let mut container = TaskSpecContainerSpec::default();
+        let mut template = TaskSpec::default();
+        let ports = with_runtime(&mut container, &mut template, &runtime, &metadata).unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[1].published_port, Some(5353));
+        assert_eq!(ports[1].protocol, Some(EndpointPortConfigProtocolEnum::UDP));
+        let mounts = container.mounts.unwrap();
+        assert_eq!(mounts[0].source.as_deref(), Some("envctl_e1_data"));
+        let labels = mounts[0]
+            .volume_options
+            .as_ref()
+            .and_then(|o| o.labels.clone())
+            .unwrap();
+        let labels: Labels = labels.into_iter().collect();
+        assert_eq!(crate::naming::codec::backend(&labels), Some("swarm"));
+        assert_eq!(mounts[1].typ, Some(MountType::TMPFS));
+        assert_eq!(mounts[2].target.as_deref(), Some("/dev/shm"));
+        let limits = template.resources.unwrap().limits.unwrap();
+        assert_eq!(limits.nano_cpus, Some(1_500_000_000));
+        assert_eq!(limits.memory_bytes, Some(1 << 30));
+        assert_eq!(container.user.as_deref(), Some("1000"));
+        assert_eq!(container.hosts, Some(vec!["10.0.0.5 db".to_string()]));
+    }
+
+    #[test]
+    fn keys_a_swarm_cannot_honour_are_refused_naming_them() {
+        let metadata = Metadata::new("e1");
+        let mut bound = runtime(vec![crate::spec::PortMapping {
+            container: Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            },
+            host_ip: Some("127.0.0.1".parse().unwrap()),
+            host_port: None,
+        }]);
+        let error = with_runtime(
+            &mut TaskSpecContainerSpec::default(),
+            &mut TaskSpec::default(),
+            &bound,
+            &metadata,
+        )
+        .unwrap_err();
+        assert!(error.contains("127.0.0.1:"), "{error}");
+        bound.ports.clear();
+        bound.restart = Some(Restart::Always);
+        let error = with_runtime(
+            &mut TaskSpecContainerSpec::default(),
+            &mut TaskSpec::default(),
+            &bound,
+            &metadata,
+        )
+        .unwrap_err();
+        assert!(error.contains("`restart: always`"), "{error}");
+    }
+
+    #[test]
+    fn log_chunks_split_into_lines_with_their_times() {
+        let lines = log_lines(
+            b"2026-11-26T10:00:00.123Z one\n2026-11-26T10:00:01Z two\r\n",
+            true,
+        );
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].text, "one");
+        assert_eq!(lines[1].text, "two");
+        assert!(lines[0].timestamp.is_some());
+        let plain = log_lines(b"no time here\n", false);
+        assert_eq!(plain[0].text, "no time here");
+        assert_eq!(plain[0].timestamp, None);
+    }
+
+    #[test]
+    fn a_task_on_a_lost_node_failed_whatever_it_last_reported() {
+        let mut lost = node("n2", "10.0.0.12", None);
+        lost.status.as_mut().unwrap().state = Some(NodeState::DOWN);
+        let nodes = NodeAddresses::new(&[node("n1", "10.0.0.11", Some("10.0.0.11:2377")), lost]);
+        let tasks = [task("2026-11-26T10:00:01Z", TaskState::RUNNING, None)];
+        let status = status_of(&service(1, false), &tasks, &nodes);
+        assert_eq!(status.state, ServiceState::Failed);
+        assert_eq!(
+            status.detail.as_deref(),
+            Some("its node 10.0.0.12 is down: the swarm lost it")
+        );
+        assert!(nodes.is_lost(&tasks[0]));
     }
 }

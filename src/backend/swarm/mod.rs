@@ -1,17 +1,22 @@
-//! Environments on a Docker swarm, through a manager: the claim as a config, one attachable
-//! overlay network per environment, one service per envctl service (one replica, restart
-//! condition `none`, DNS round robin, ports published in host mode on the node that runs the
-//! task), readiness at the node's address (docs/backends.md §6.2).
+//! Environments on a Docker swarm, through a manager: the claim and the markers as configs,
+//! one attachable overlay network per environment, one service per envctl service (one
+//! replica, restart condition `none`, DNS round robin, ports published in host mode on the node
+//! that runs the task), images pinned to their registry digest, readiness at the node's address
+//! (docs/backends.md §6.2).
 //!
-//! This is the start of the Swarm backend: the operations below, each proven on a real
-//! multi-node swarm (tests/it/swarm/backend.rs). Listing, markers, logs and the rest of the
-//! [`super::Backend`] seam come next; until then nothing in envctl's commands uses it.
+//! What a swarm cannot do is declared in [`CAPABILITIES`]: no `exec` (tasks run on other
+//! nodes' engines: `exec:` and `healthcheck:` probes run as the service's own health check
+//! instead), no traffic counters, no builds, no images outside a registry, and no replacement
+//! in place for `envctl update` (a swarm cannot rename a service).
 
 mod convert;
+mod list;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
@@ -20,16 +25,24 @@ use bollard::models::{
     NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpecMode, ServiceSpecModeReplicated,
     TaskSpec, TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
-use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBuilder};
+use bollard::query_parameters::{
+    ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    UpdateServiceOptionsBuilder,
+};
+use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    BackendError, BackendInfo, Capabilities, Healthcheck, IsolationRef, Kind, Result, ServiceRef,
-    ServiceSpec, ServiceStatus,
+    Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput, Healthcheck,
+    IsolationRef, Kind, LogLine, LogOptions, Marker, MarkerKind, PullProgress, ResolvedImage,
+    Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic, VolumeRef,
+    VolumeSpec,
 };
-use crate::backend::docker::engine::connect::Origin;
+use crate::backend::docker::engine::connect::{self, Flags, Origin, Settings};
 use crate::naming;
-use crate::naming::codec::{Labels, Metadata, Role};
-use crate::spec::{Probe, Protocol, Ready};
+use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
+use crate::registry;
+use crate::spec::{ImageRef, Probe, Protocol, Ready};
 
 use convert::{NodeAddresses, status_of};
 
@@ -42,19 +55,86 @@ const REMOVAL_LIMIT: Duration = Duration::from_secs(30);
 const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one run of a health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a followed log may stay quiet, as for the Docker backend.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How often envctl looks at tasks while it waits for them.
 const POLL: Duration = Duration::from_millis(100);
+
+/// What a swarm offers beyond the operations every backend has: nothing of Docker's extras.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    exec: false,
+    traffic: false,
+    stop_keeps_state: false,
+    build: false,
+    local_images: false,
+    replace_in_place: false,
+};
 
 /// A swarm, through one of its managers.
 pub struct Swarm {
     client: bollard::Docker,
     info: BackendInfo,
+    /// How many nodes the swarm had when envctl connected: an image only in the manager's
+    /// store is usable on one node alone.
+    nodes: usize,
+    /// `ENVCTL_HOST`: where published ports are reached, whatever the nodes' addresses.
+    envctl_host: Option<String>,
+    /// The registry digest of each image `resolve_image` found, by `repository:tag`: services
+    /// run exactly that image on every node.
+    pinned: Mutex<HashMap<String, String>>,
 }
 
 impl Swarm {
     /// Connects to the engine at `host` (`unix:///…`, `tcp://…`; `origin` says where that
     /// came from) and checks that it is a manager of a swarm.
     pub async fn connect(host: &str, origin: &Origin) -> Result<Swarm> {
+        let client =
+            bollard::Docker::connect_with_host(host).map_err(|e| BackendError::Unreachable {
+                backend: Kind::Swarm,
+                endpoint: host.to_string(),
+                origin: origin.to_string(),
+                reason: e.to_string(),
+                hint: origin.hint(),
+            })?;
+        Swarm::open(client, host, origin, Settings::from_env().envctl_host).await
+    }
+
+    /// Connects to the manager `--host`, `--context`, DOCKER_HOST or the Docker contexts
+    /// choose, as the Docker backend chooses its engine (TLS and ssh included).
+    pub async fn connect_with(flags: &Flags) -> Result<Swarm> {
+        let settings = Settings::from_env();
+        let endpoint =
+            connect::resolve(flags, &settings).map_err(|unusable| BackendError::Unreachable {
+                backend: Kind::Swarm,
+                endpoint: unusable.host,
+                hint: unusable.origin.hint(),
+                origin: unusable.origin.to_string(),
+                reason: unusable.reason,
+            })?;
+        let client = endpoint
+            .client(CALL_LIMIT)
+            .map_err(|reason| BackendError::Unreachable {
+                backend: Kind::Swarm,
+                endpoint: endpoint.host.clone(),
+                origin: endpoint.origin.to_string(),
+                reason,
+                hint: endpoint.origin.hint(),
+            })?;
+        Swarm::open(
+            client,
+            &endpoint.host,
+            &endpoint.origin,
+            settings.envctl_host,
+        )
+        .await
+    }
+
+    async fn open(
+        client: bollard::Docker,
+        host: &str,
+        origin: &Origin,
+        envctl_host: Option<String>,
+    ) -> Result<Swarm> {
         let unreachable = |reason: String, hint: String| BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: host.to_string(),
@@ -62,25 +142,20 @@ impl Swarm {
             reason,
             hint,
         };
-        let client = bollard::Docker::connect_with_host(host)
-            .map_err(|e| unreachable(e.to_string(), origin.hint()))?;
         let client = tokio::time::timeout(CALL_LIMIT, client.negotiate_version())
             .await
             .map_err(|_| unreachable(format!("no answer within {CALL_LIMIT:?}"), origin.hint()))?
             .map_err(|e| unreachable(e.to_string(), origin.hint()))?;
-        let swarm = Swarm {
+        let mut swarm = Swarm {
             client,
             info: BackendInfo {
                 kind: Kind::Swarm,
                 endpoint: format!("swarm+{host}"),
-                capabilities: Capabilities {
-                    exec: false,
-                    traffic: false,
-                    stop_keeps_state: false,
-                    build: false,
-                    local_images: false,
-                },
+                capabilities: CAPABILITIES,
             },
+            nodes: 0,
+            envctl_host,
+            pinned: Mutex::new(HashMap::new()),
         };
         let info = swarm
             .call("read the engine's info", swarm.client.info())
@@ -91,49 +166,15 @@ impl Swarm {
                 "point envctl at a manager of the swarm (`docker node ls` works there)".into(),
             ));
         }
+        swarm.nodes = swarm
+            .call("list the swarm's nodes", swarm.client.list_nodes(None))
+            .await?
+            .len();
         Ok(swarm)
     }
 
-    pub fn info(&self) -> &BackendInfo {
-        &self.info
-    }
-
-    /// Claims `metadata.id` with the config `envctl_ID`, which the swarm refuses to create
-    /// twice (409): `Taken` when it exists, whoever made it.
-    pub async fn claim(&self, metadata: &Metadata) -> Result<()> {
-        let name = naming::anchor_name(&metadata.id);
-        let spec = ConfigSpec {
-            name: Some(name.clone()),
-            labels: Some(hash_map(metadata.encode_marker(Role::Anchor))),
-            data: Some(base64::engine::general_purpose::STANDARD.encode(&metadata.id)),
-            ..Default::default()
-        };
-        match self
-            .call(
-                &format!("create config `{name}`"),
-                self.client.create_config(spec),
-            )
-            .await
-        {
-            Err(BackendError::Conflict(_)) => Err(BackendError::Taken(metadata.id.clone())),
-            other => other.map(drop),
-        }
-    }
-
-    /// Gives the id back: removes the claim. Idempotent.
-    pub async fn release(&self, id: &str) -> Result<()> {
-        let name = naming::anchor_name(id);
-        ignore_missing(
-            self.call(
-                &format!("remove config `{name}`"),
-                self.client.delete_config(&name),
-            )
-            .await,
-        )
-    }
-
     /// The environment's attachable overlay network, under a name never used before.
-    pub async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+    async fn overlay(&self, metadata: &Metadata) -> Result<IsolationRef> {
         let name = naming::swarm_network_name(&metadata.id, &nonce());
         let request = NetworkCreateRequest {
             name: name.clone(),
@@ -154,108 +195,14 @@ impl Swarm {
         })
     }
 
-    /// Removes the network once no task uses it any more, retrying within [`REMOVAL_LIMIT`]
-    /// while tasks of removed services still hold it. A manager answers 404 to the removal of
-    /// a network that is still in use (it falls back to its local networks after the swarm
-    /// refused), so "gone" is only believed when the network cannot be inspected either.
-    pub async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
-        let operation = format!("remove network `{}`", isolation.name);
-        let deadline = Instant::now() + REMOVAL_LIMIT;
-        loop {
-            let removed = self
-                .call(&operation, self.client.remove_network(&isolation.native))
-                .await;
-            let refused = match removed {
-                // The manager may accept the removal while a task that is going away still
-                // holds the network: it is gone only when it cannot be inspected any more.
-                Ok(()) | Err(BackendError::NotFound { .. }) => {
-                    let inspected = self
-                        .call(
-                            &operation,
-                            self.client.inspect_network(&isolation.native, None),
-                        )
-                        .await;
-                    match inspected {
-                        Err(BackendError::NotFound { .. }) => return Ok(()),
-                        Err(e) => return Err(e),
-                        Ok(_) => BackendError::operation(
-                            &operation,
-                            "the swarm still has it: a task still uses it",
-                        ),
-                    }
-                }
-                Err(e @ BackendError::Operation { .. }) => e,
-                Err(e) => return Err(e),
-            };
-            if Instant::now() >= deadline {
-                return Err(refused);
-            }
-            tokio::time::sleep(POLL).await;
+    /// The image as services run it: pinned to the digest `resolve_image` found.
+    fn pinned_image(&self, image: &ImageRef) -> String {
+        let text = image.to_string();
+        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        match pinned.get(&text) {
+            Some(digest) => format!("{text}@{digest}"),
+            None => text,
         }
-    }
-
-    /// Creates the service with no replica: nothing runs until [`Swarm::start_service`].
-    pub async fn create_service(
-        &self,
-        isolation: &IsolationRef,
-        spec: &ServiceSpec,
-    ) -> Result<ServiceRef> {
-        let name = naming::container_name(&spec.service, &spec.metadata.id);
-        let labels = spec.metadata.encode_service(&spec.service_metadata());
-        let service = bollard::models::ServiceSpec {
-            name: Some(name.clone()),
-            labels: Some(hash_map(labels)),
-            mode: Some(replicas(0)),
-            task_template: Some(TaskSpec {
-                container_spec: Some(TaskSpecContainerSpec {
-                    image: Some(spec.image.reference.to_string()),
-                    // Docker's CMD; `command` would replace the ENTRYPOINT.
-                    args: spec.command.clone(),
-                    env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                    health_check: health_check(&spec.ready, spec.image.healthcheck.as_ref()),
-                    ..Default::default()
-                }),
-                restart_policy: Some(TaskSpecRestartPolicy {
-                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
-                    ..Default::default()
-                }),
-                networks: Some(vec![NetworkAttachmentConfig {
-                    target: Some(isolation.native.clone()),
-                    aliases: Some(spec.aliases.clone()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            // No virtual IP and no routing mesh: both need the kernel's IPVS.
-            endpoint_spec: Some(EndpointSpec {
-                mode: Some(EndpointSpecModeEnum::DNSRR),
-                ports: Some(spec.ports().iter().map(published).collect()),
-            }),
-            ..Default::default()
-        };
-        let created = self
-            .call(
-                &format!("create service `{name}`"),
-                self.client.create_service(service, None),
-            )
-            .await?;
-        Ok(ServiceRef {
-            id: spec.metadata.id.clone(),
-            service: spec.service.clone(),
-            native: created.id.unwrap_or_else(|| name.clone()),
-            name,
-        })
-    }
-
-    /// Runs one task of the service. The update is forced: scaling up while the previous task
-    /// still stops would otherwise create no task.
-    pub async fn start_service(&self, service: &ServiceRef) -> Result<()> {
-        self.scale(service, 1).await
-    }
-
-    /// Scales the service to no task; its container goes with it. Idempotent.
-    pub async fn stop_service(&self, service: &ServiceRef) -> Result<()> {
-        self.scale(service, 0).await
     }
 
     async fn scale(&self, service: &ServiceRef, count: i64) -> Result<()> {
@@ -302,84 +249,6 @@ impl Swarm {
         }
     }
 
-    /// The typed state of the service, from the service and its newest task; `Missing` when
-    /// the service is gone.
-    pub async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
-        let inspected = self
-            .call(
-                &format!("inspect service `{}`", service.name),
-                self.client.inspect_service(&service.native, None),
-            )
-            .await;
-        let inspected = match inspected {
-            Err(BackendError::NotFound { .. }) => {
-                return Ok(ServiceStatus::new(super::ServiceState::Missing));
-            }
-            other => other?,
-        };
-        let tasks = self.tasks(service).await?;
-        let nodes = self.node_addresses().await?;
-        Ok(status_of(&inspected, &tasks, &nodes))
-    }
-
-    /// Resolves when the service's current task ended, with its exit code.
-    pub async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
-        loop {
-            let status = self.status(service).await?;
-            if let Some(code) = status.exit_code {
-                return Ok(code);
-            }
-            if matches!(
-                status.state,
-                super::ServiceState::Failed | super::ServiceState::Missing
-            ) {
-                return Err(BackendError::operation(
-                    format!("wait for service `{}`", service.name),
-                    status.detail.unwrap_or_else(|| "its task ended".into()),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Removes the service, then waits until the swarm has deleted its tasks (removal is
-    /// asynchronous: the container outlives the call by seconds). Idempotent.
-    pub async fn remove_service(
-        &self,
-        service: &ServiceRef,
-        grace: Option<Duration>,
-    ) -> Result<()> {
-        let operation = format!("remove service `{}`", service.name);
-        // Once the service is gone the manager no longer lists tasks by it: note them first.
-        let tasks = match self.tasks(service).await {
-            Err(BackendError::NotFound { .. }) => return Ok(()),
-            other => other?,
-        };
-        // Every task, ended ones too: a task holds its network until the swarm deletes it.
-        let mut remaining: Vec<String> = tasks.iter().filter_map(|task| task.id.clone()).collect();
-        ignore_missing(
-            self.call(&operation, self.client.delete_service(&service.native))
-                .await,
-        )?;
-        let limit = grace.unwrap_or_default() + REMOVAL_LIMIT;
-        let deadline = Instant::now() + limit;
-        while let Some(task) = remaining.last() {
-            let inspected = self.call(&operation, self.client.inspect_task(task)).await;
-            match inspected {
-                Err(BackendError::NotFound { .. }) => drop(remaining.pop()),
-                Ok(_) if Instant::now() >= deadline => {
-                    return Err(BackendError::operation(
-                        operation,
-                        format!("its task was still there {limit:?} after the removal"),
-                    ));
-                }
-                Ok(_) => tokio::time::sleep(POLL).await,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     async fn tasks(&self, service: &ServiceRef) -> Result<Vec<bollard::models::Task>> {
         let filters = HashMap::from([("service".to_string(), vec![service.native.clone()])]);
         let options = ListTasksOptionsBuilder::default().filters(&filters).build();
@@ -395,6 +264,114 @@ impl Swarm {
             .call("list the swarm's nodes", self.client.list_nodes(None))
             .await?;
         Ok(NodeAddresses::new(&nodes))
+    }
+
+    /// Endpoints at `ENVCTL_HOST` when it is set.
+    fn reached(&self, mut status: ServiceStatus) -> ServiceStatus {
+        if let Some(host) = &self.envctl_host {
+            for endpoint in &mut status.endpoints {
+                endpoint.host.clone_from(host);
+            }
+        }
+        status
+    }
+
+    /// The manager's own copy of `image`, if it has one: `Some(healthcheck)`.
+    async fn on_manager(&self, image: &str) -> Result<Option<Option<Healthcheck>>> {
+        let inspected = self
+            .call(
+                &format!("inspect image `{image}`"),
+                self.client.inspect_image(image),
+            )
+            .await;
+        match inspected {
+            Ok(inspected) => Ok(Some(crate::backend::docker::convert::healthcheck(
+                inspected
+                    .config
+                    .and_then(|config| config.healthcheck)
+                    .and_then(|healthcheck| healthcheck.test)
+                    .filter(|test| !test.is_empty() && test[0] != "NONE"),
+            ))),
+            Err(BackendError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The digest of `image` in its registry.
+    async fn digest(&self, image: &str) -> Result<String, String> {
+        let reference = registry::Reference::parse(image)?;
+        let insecure = self.insecure().await.map_err(|e| e.to_string())?;
+        registry::manifest_digest(&reference, &insecure)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn insecure(&self) -> Result<registry::Insecure> {
+        let info = self
+            .call("read the manager's registry settings", self.client.info())
+            .await?;
+        Ok(crate::backend::docker::engine::convert::insecure_of(
+            info.registry_config.unwrap_or_default(),
+        ))
+    }
+
+    /// The configs of environment `id` in `role`.
+    async fn configs(&self, id: &str, role: Role) -> Result<Vec<String>> {
+        let filters = label_filters(&[Filter::Managed, Filter::Id(id.to_string())]);
+        let options = ListConfigsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let configs = self
+            .call(
+                &format!("list the configs of `{id}`"),
+                self.client.list_configs(Some(options)),
+            )
+            .await?;
+        Ok(configs
+            .into_iter()
+            .filter_map(|config| config.spec)
+            .filter(|spec| {
+                let labels: Labels = spec
+                    .labels
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                codec::role(&labels) == Some(role)
+            })
+            .filter_map(|spec| spec.name)
+            .collect())
+    }
+
+    /// Creates config `name`, carrying `labels`: `Taken` when it exists.
+    async fn create_config(&self, name: &str, id: &str, labels: Labels) -> Result<()> {
+        let spec = ConfigSpec {
+            name: Some(name.to_string()),
+            labels: Some(hash_map(labels)),
+            // A config must hold something: the id it belongs to.
+            data: Some(base64::engine::general_purpose::STANDARD.encode(id)),
+            ..Default::default()
+        };
+        match self
+            .call(
+                &format!("create config `{name}`"),
+                self.client.create_config(spec),
+            )
+            .await
+        {
+            Err(BackendError::Conflict(_)) => Err(BackendError::Taken(id.to_string())),
+            other => other.map(drop),
+        }
+    }
+
+    async fn delete_config(&self, name: &str) -> Result<()> {
+        ignore_missing(
+            self.call(
+                &format!("remove config `{name}`"),
+                self.client.delete_config(name),
+            )
+            .await,
+        )
     }
 
     /// `call` within [`CALL_LIMIT`], its error typed and naming `operation`.
@@ -413,6 +390,614 @@ impl Swarm {
             }),
         }
     }
+
+    fn unsupported(operation: &'static str, hint: &str) -> BackendError {
+        BackendError::Unsupported {
+            backend: Kind::Swarm,
+            operation,
+            hint: hint.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Swarm {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.call("ping the manager", self.client.ping())
+            .await
+            .map(drop)
+    }
+
+    /// The image pinned to its registry digest. An image no registry has is usable only on a
+    /// swarm of one node, from the manager's own store: on more nodes it is refused here,
+    /// before anything is created, rather than rejected on a node that cannot pull it.
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let text = image.to_string();
+        let local = self.on_manager(&text).await?;
+        let healthcheck = local.clone().flatten();
+        match self.digest(&text).await {
+            Ok(digest) => {
+                self.pinned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(text, digest);
+                Ok(Some(ResolvedImage {
+                    reference: image.clone(),
+                    healthcheck,
+                }))
+            }
+            Err(_) if local.is_some() && self.nodes <= 1 => Ok(Some(ResolvedImage {
+                reference: image.clone(),
+                healthcheck,
+            })),
+            Err(why) if local.is_some() => Err(BackendError::Operation {
+                operation: format!("run image `{text}` on a swarm of {} nodes", self.nodes),
+                reason: format!(
+                    "it is only in the manager's local store, and the other nodes pull images \
+                     from a registry ({why})\nhint: push it to a registry every node reaches \
+                     and name it with that registry in the environment file \
+                     (`image: registry.example.com:5000/{}`)",
+                    image.repository
+                ),
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        let operation = || format!("list the tags of `{repository}`");
+        let reference = registry::Reference::parse(repository)
+            .map_err(|e| BackendError::operation(operation(), e))?;
+        let insecure = self.insecure().await?;
+        registry::tags(&reference, &insecure)
+            .await
+            .map_err(|e| BackendError::operation(operation(), e))
+    }
+
+    async fn insecure_registries(&self) -> Result<registry::Insecure> {
+        self.insecure().await
+    }
+
+    /// Nothing to fetch: each node pulls the image when it runs a task. Says why an image
+    /// `resolve_image` did not find is nowhere the nodes can pull it from.
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        _on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
+        let text = image.to_string();
+        match self.digest(&text).await {
+            Ok(_) => Ok(()),
+            Err(why) => Err(BackendError::Operation {
+                operation: format!("find `{text}` in a registry"),
+                reason: format!(
+                    "{why}\nhint: a swarm's nodes pull images from a registry: push it there \
+                     first (`docker push`), as CI does"
+                ),
+            }),
+        }
+    }
+
+    async fn build_image(
+        &self,
+        _context: Vec<u8>,
+        _dockerfile: &str,
+        tag: &ImageRef,
+    ) -> Result<()> {
+        Err(Swarm::unsupported(
+            "build images",
+            &format!(
+                "build and push `{tag}` to a registry in CI, then name it in the environment \
+                 file (or `SERVICE@REF`)"
+            ),
+        ))
+    }
+
+    /// Claims `metadata.id` with the config `envctl_ID`, which the swarm refuses to create
+    /// twice (409): `Taken` when it exists, whoever made it.
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        let name = naming::anchor_name(&metadata.id);
+        self.create_config(&name, &metadata.id, metadata.encode_marker(Role::Anchor))
+            .await
+    }
+
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        self.overlay(metadata).await
+    }
+
+    /// Nothing is created up front: a `local` volume appears, labelled, on whichever node runs
+    /// the task that mounts it (`create_service` labels it through the mount), and keeps its
+    /// data on that node only.
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        Ok(VolumeRef {
+            name: volume.name.clone(),
+            native: naming::volume_name(&metadata.id, &volume.name),
+        })
+    }
+
+    /// Creates the service with no replica: nothing runs until `start_service`.
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        let name = naming::container_name(&spec.service, &spec.metadata.id);
+        let operation = format!("create service `{name}`");
+        let labels = spec.metadata.encode_service(&spec.service_metadata());
+        let mut container = TaskSpecContainerSpec {
+            image: Some(self.pinned_image(&spec.image.reference)),
+            // Docker's CMD; `command` would replace the ENTRYPOINT.
+            args: spec.command.clone(),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            health_check: health_check(&spec.ready, spec.image.healthcheck.as_ref()),
+            ..Default::default()
+        };
+        let mut template = TaskSpec {
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(isolation.native.clone()),
+                aliases: Some(spec.aliases.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let ports =
+            convert::with_runtime(&mut container, &mut template, &spec.runtime, &spec.metadata)
+                .map_err(|reason| BackendError::operation(&operation, reason))?;
+        template.container_spec = Some(container);
+        let service = bollard::models::ServiceSpec {
+            name: Some(name.clone()),
+            labels: Some(hash_map(labels)),
+            mode: Some(replicas(0)),
+            task_template: Some(template),
+            // No virtual IP and no routing mesh: both need the kernel's IPVS.
+            endpoint_spec: Some(EndpointSpec {
+                mode: Some(EndpointSpecModeEnum::DNSRR),
+                ports: Some(ports),
+            }),
+            ..Default::default()
+        };
+        let registry = registry::Reference::parse(&spec.image.reference.to_string())
+            .map(|r| r.registry)
+            .unwrap_or_else(|_| registry::DOCKER_HUB.to_string());
+        let credentials = crate::backend::docker::engine::auth::registry_credentials(&registry)
+            .await
+            .map_err(|e| BackendError::operation(&operation, e))?;
+        let created = self
+            .call(&operation, self.client.create_service(service, credentials))
+            .await?;
+        Ok(ServiceRef {
+            id: spec.metadata.id.clone(),
+            service: spec.service.clone(),
+            native: created.id.unwrap_or_else(|| name.clone()),
+            name,
+        })
+    }
+
+    /// Runs one task of the service, and returns once it started (or failed to): as a
+    /// container's start does, so readiness and exit watchers see the new task, never one of
+    /// an earlier run. The update is forced: scaling up while the previous task still stops
+    /// would otherwise create no task. A task no node takes waits for the caller's deadline.
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        let before: Vec<String> = self
+            .tasks(service)
+            .await?
+            .into_iter()
+            .filter_map(|task| task.id)
+            .collect();
+        self.scale(service, 1).await?;
+        loop {
+            let tasks = self.tasks(service).await?;
+            let started = tasks
+                .iter()
+                .filter(|task| task.id.as_ref().is_some_and(|id| !before.contains(id)))
+                .any(|task| !convert::is_before_start(task));
+            if started {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Resolves when the service's current task ended, with its exit code.
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        loop {
+            let status = self.status(service).await?;
+            if let Some(code) = status.exit_code {
+                return Ok(code);
+            }
+            if matches!(status.state, ServiceState::Failed | ServiceState::Missing) {
+                return Err(BackendError::operation(
+                    format!("wait for service `{}`", service.name),
+                    status.detail.unwrap_or_else(|| "its task ended".into()),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The typed state of the service, from the service and its newest task; `Missing` when
+    /// the service is gone.
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        let inspected = self
+            .call(
+                &format!("inspect service `{}`", service.name),
+                self.client.inspect_service(&service.native, None),
+            )
+            .await;
+        let inspected = match inspected {
+            Err(BackendError::NotFound { .. }) => {
+                return Ok(ServiceStatus::new(ServiceState::Missing));
+            }
+            other => other?,
+        };
+        let tasks = self.tasks(service).await?;
+        let nodes = self.node_addresses().await?;
+        Ok(self.reached(status_of(&inspected, &tasks, &nodes)))
+    }
+
+    /// The service's logs as the manager streams them from whichever nodes ran its tasks.
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>> {
+        let mut query = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(options.follow)
+            .timestamps(options.timestamps);
+        if let Some(tail) = options.tail {
+            query = query.tail(&tail.to_string());
+        }
+        if let Some(since) = options.since {
+            query = query.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
+        }
+        let endpoint = self.info.endpoint.clone();
+        let operation = format!("read the logs of service `{}`", service.name);
+        let timestamps = options.timestamps;
+        // Only a followed log may rightly go quiet for long; the last lines come at once.
+        let client = match options.follow {
+            true => self.client.clone().with_timeout(FOLLOW_LIMIT),
+            false => self.client.clone(),
+        };
+        client
+            .service_logs(&service.native, Some(query.build()))
+            .flat_map(move |chunk| {
+                let lines: Vec<Result<LogLine>> = match chunk {
+                    Ok(output) => convert::log_lines(output.as_ref(), timestamps)
+                        .into_iter()
+                        .map(Ok)
+                        .collect(),
+                    Err(error) => vec![Err(convert::error(&endpoint, &operation, error))],
+                };
+                stream::iter(lines)
+            })
+            .boxed()
+    }
+
+    async fn exec(&self, _service: &ServiceRef, _command: &[String]) -> Result<ExecOutput> {
+        Err(Swarm::unsupported(
+            "run commands in a service",
+            "its task runs on another node's engine: `docker -H NODE exec` there",
+        ))
+    }
+
+    async fn traffic(&self, _service: &ServiceRef) -> Result<Traffic> {
+        Err(Swarm::unsupported(
+            "count a service's traffic",
+            "idleness is judged from envctl commands, leases and --ttl only",
+        ))
+    }
+
+    /// Scales the service to no task, and returns once its task's container stopped (the
+    /// swarm gives it the service's stop grace period). Idempotent.
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
+        match self.scale(service, 0).await {
+            Err(BackendError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        }
+        let limit = grace + REMOVAL_LIMIT;
+        let deadline = Instant::now() + limit;
+        loop {
+            let tasks = match self.tasks(service).await {
+                Err(BackendError::NotFound { .. }) => return Ok(()),
+                other => other?,
+            };
+            let nodes = self.node_addresses().await?;
+            if !tasks
+                .iter()
+                .any(|task| convert::is_running(task) && !nodes.is_lost(task))
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::operation(
+                    format!("stop service `{}`", service.name),
+                    format!(
+                        "its task still ran {} after it was scaled to none (is its node down?)",
+                        humantime::format_duration(limit)
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Removes the service, then waits until the swarm has deleted its tasks (removal is
+    /// asynchronous: the container outlives the call by seconds). Idempotent.
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
+        let operation = format!("remove service `{}`", service.name);
+        // Once the service is gone the manager no longer lists tasks by it: note them first.
+        let tasks = match self.tasks(service).await {
+            Err(BackendError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        // Every task, ended ones too: a task holds its network until the swarm deletes it.
+        let mut remaining: Vec<String> = tasks.iter().filter_map(|task| task.id.clone()).collect();
+        ignore_missing(
+            self.call(&operation, self.client.delete_service(&service.native))
+                .await,
+        )?;
+        let limit = grace.unwrap_or_default() + REMOVAL_LIMIT;
+        let deadline = Instant::now() + limit;
+        while let Some(task) = remaining.last() {
+            let inspected = self.call(&operation, self.client.inspect_task(task)).await;
+            match inspected {
+                Err(BackendError::NotFound { .. }) => drop(remaining.pop()),
+                // A task on a node the swarm lost is deleted once the node is back (its
+                // container stopped there) or removed from the swarm: not envctl's to wait for.
+                Ok(task) if self.node_addresses().await?.is_lost(&task) => drop(remaining.pop()),
+                Ok(_) if Instant::now() >= deadline => {
+                    return Err(BackendError::operation(
+                        operation,
+                        format!(
+                            "its task was still there {} after the removal (is its node down?)",
+                            humantime::format_duration(limit)
+                        ),
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(POLL).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_aside(&self, _service: &ServiceRef) -> Result<ServiceRef> {
+        Err(replace_in_place())
+    }
+
+    async fn restore_aside(&self, _aside: &ServiceRef) -> Result<ServiceRef> {
+        Err(replace_in_place())
+    }
+
+    /// Every environment `selector` matches, from six list calls whatever their number:
+    /// configs, services, networks, the manager's volumes, the services' tasks, the nodes.
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        let mut wanted = vec![Filter::Managed];
+        match selector {
+            Selector::All => {}
+            Selector::Id(id) => wanted.push(Filter::Id(id.clone())),
+            Selector::Run(run) => wanted.push(Filter::Run(run.clone())),
+        }
+        let filters = label_filters(&wanted);
+        let configs = self.call(
+            "list configs",
+            self.client.list_configs(Some(
+                ListConfigsOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            )),
+        );
+        let services = self.call(
+            "list services",
+            self.client.list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            )),
+        );
+        let networks = self.call(
+            "list networks",
+            self.client.list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            )),
+        );
+        let volumes = self.call(
+            "list volumes",
+            self.client.list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            )),
+        );
+        let (configs, services, networks, volumes) =
+            tokio::try_join!(configs, services, networks, volumes)?;
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let tasks = match ids.is_empty() {
+            true => Vec::new(),
+            false => {
+                let filters = HashMap::from([("service".to_string(), ids)]);
+                let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+                self.call("list tasks", self.client.list_tasks(Some(options)))
+                    .await?
+            }
+        };
+        let nodes = match services.is_empty() {
+            true => NodeAddresses::default(),
+            false => self.node_addresses().await?,
+        };
+        let mut records = list::group(
+            configs,
+            services,
+            networks,
+            volumes.volumes.unwrap_or_default(),
+            &tasks,
+            &nodes,
+        );
+        for record in &mut records {
+            for service in &mut record.services {
+                service.status = self.reached(service.status.clone());
+            }
+        }
+        Ok(records)
+    }
+
+    /// Markers are configs named as Docker's marker containers are, carrying the same labels.
+    /// A lease renews by creating the new config, then deleting the older ones: readers take
+    /// the latest expiry, so there is never a moment without a lease.
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        let id = &metadata.id;
+        let (name, labels) = match marker {
+            Marker::Ready => (naming::ready_name(id), metadata.encode_marker(Role::Ready)),
+            Marker::Pinned => (naming::pin_name(id), metadata.encode_marker(Role::Pin)),
+            Marker::Lease(until) => {
+                let name = naming::lease_name(id, until);
+                let older = self.configs(id, Role::Lease).await?;
+                match self
+                    .create_config(&name, id, metadata.encode_marker(Role::Lease))
+                    .await
+                {
+                    Ok(()) | Err(BackendError::Taken(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                for old in older.iter().filter(|old| **old != name) {
+                    self.delete_config(old).await?;
+                }
+                return Ok(());
+            }
+            Marker::Update(until) => {
+                // Exclusive: the swarm refuses a second config of the name.
+                let metadata = Metadata {
+                    start_deadline: Some(until),
+                    ..metadata.clone()
+                };
+                return self
+                    .create_config(
+                        &naming::update_name(id),
+                        id,
+                        metadata.encode_marker(Role::Update),
+                    )
+                    .await;
+            }
+        };
+        match self.create_config(&name, id, labels).await {
+            Ok(()) | Err(BackendError::Taken(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        let names = match kind {
+            MarkerKind::Ready => vec![naming::ready_name(id)],
+            MarkerKind::Pinned => vec![naming::pin_name(id)],
+            MarkerKind::Update => vec![naming::update_name(id)],
+            MarkerKind::Lease => self.configs(id, Role::Lease).await?,
+        };
+        for name in names {
+            self.delete_config(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the network once no task uses it any more, retrying within [`REMOVAL_LIMIT`]
+    /// while tasks of removed services still hold it. A manager answers 404 to the removal of
+    /// a network that is still in use (it falls back to its local networks after the swarm
+    /// refused), so "gone" is only believed when the network cannot be inspected either.
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        let operation = format!("remove network `{}`", isolation.name);
+        let deadline = Instant::now() + REMOVAL_LIMIT;
+        loop {
+            let removed = self
+                .call(&operation, self.client.remove_network(&isolation.native))
+                .await;
+            let refused = match removed {
+                // The manager may accept the removal while a task that is going away still
+                // holds the network: it is gone only when it cannot be inspected any more.
+                Ok(()) | Err(BackendError::NotFound { .. }) => {
+                    let inspected = self
+                        .call(
+                            &operation,
+                            self.client.inspect_network(&isolation.native, None),
+                        )
+                        .await;
+                    match inspected {
+                        Err(BackendError::NotFound { .. }) => return Ok(()),
+                        Err(e) => return Err(e),
+                        Ok(_) => BackendError::operation(
+                            &operation,
+                            "the swarm still has it: a task still uses it",
+                        ),
+                    }
+                }
+                Err(e @ BackendError::Operation { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(refused);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Removes the manager's copy of the volume. Copies on other nodes are out of the
+    /// manager's reach (README, "Running on a cluster").
+    /// The container of a removed task may outlive the task by seconds: a volume still in use
+    /// is asked again, within [`REMOVAL_LIMIT`].
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        let operation = format!("remove volume `{}`", volume.native);
+        let deadline = Instant::now() + REMOVAL_LIMIT;
+        loop {
+            let removed = self
+                .call(
+                    &operation,
+                    self.client.remove_volume(
+                        &volume.native,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    ),
+                )
+                .await;
+            match ignore_missing(removed) {
+                Err(BackendError::Conflict(reason)) if Instant::now() >= deadline => {
+                    return Err(BackendError::operation(operation, reason));
+                }
+                Err(BackendError::Conflict(_)) => tokio::time::sleep(POLL).await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Gives the id back: removes the claim. Idempotent.
+    async fn release(&self, id: &str) -> Result<()> {
+        self.delete_config(&naming::anchor_name(id)).await
+    }
+}
+
+/// Why `envctl update` cannot run on a swarm.
+fn replace_in_place() -> BackendError {
+    Swarm::unsupported(
+        "replace a service in place",
+        "a swarm cannot rename a service to keep the previous one aside: `envctl down ID`, \
+         then `envctl up` with the new SERVICE@REF",
+    )
+}
+
+/// Docker's `label` filter for `filters`.
+fn label_filters(filters: &[Filter]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        filters.iter().map(Filter::to_docker).collect(),
+    )])
 }
 
 fn replicas(count: i64) -> ServiceSpecMode {
@@ -424,10 +1009,11 @@ fn replicas(count: i64) -> ServiceSpecMode {
     }
 }
 
-/// A container port published in host mode on a port the node picks.
-fn published(port: &crate::spec::Port) -> EndpointPortConfig {
+/// A container port published in host mode: on `host_port`, or on a port the node picks.
+fn published(port: &crate::spec::Port, host_port: Option<u16>) -> EndpointPortConfig {
     EndpointPortConfig {
         target_port: Some(i64::from(port.number)),
+        published_port: host_port.map(i64::from),
         protocol: Some(match port.protocol {
             Protocol::Tcp => EndpointPortConfigProtocolEnum::TCP,
             Protocol::Udp => EndpointPortConfigProtocolEnum::UDP,

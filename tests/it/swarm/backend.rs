@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 use envctl::backend::docker::engine::connect::Origin;
 use envctl::backend::swarm::Swarm;
 use envctl::backend::{
-    BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef, ServiceSpec,
-    ServiceState, ServiceStatus,
+    Backend, BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef,
+    ServiceSpec, ServiceState, ServiceStatus,
 };
 use envctl::naming::codec::Filter;
 use envctl::spec::{ImageRef, Port, Probe, Protocol, Ready};
@@ -110,7 +110,10 @@ fn swarm_services_start_in_order_answer_through_aliases_stop_start_and_leave_not
         );
         assert_eq!(body, "accounting ok\naccounting -> oracle:1521 ok\n");
 
-        backend.stop_service(&web).await.expect("stop web");
+        backend
+            .stop_service(&web, Duration::from_secs(10))
+            .await
+            .expect("stop web");
         let stopped = wait_for(&backend, &web, |s| s.state == ServiceState::Exited).await;
         assert!(stopped.endpoints.is_empty(), "{stopped:?}");
         backend.start_service(&web).await.expect("start web again");
@@ -400,7 +403,7 @@ fn http_get(target: SocketAddr) -> Result<String, String> {
 
 /// What envctl left of environment `id`: services, networks and configs on the manager, task
 /// containers on any node (waiting a while for them, as their removal is asynchronous).
-async fn leftovers(swarm: &TestSwarm, id: &str) -> Vec<String> {
+pub(super) async fn leftovers(swarm: &TestSwarm, id: &str) -> Vec<String> {
     let docker = swarm.client().await;
     let filters = HashMap::from([("label".to_string(), vec![Filter::Id(id.into()).to_docker()])]);
     let mut left = Vec::new();

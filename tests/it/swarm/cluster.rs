@@ -233,12 +233,48 @@ pub async fn bounded<T, E: std::fmt::Display>(
 /// Builds a swarm for this test process with `swarm.sh up`, which tears it down once the
 /// process has ended. Returns the path of its env file.
 fn build() -> Result<PathBuf, String> {
+    build_named(&format!("t{}", std::process::id()), 3)
+}
+
+/// A swarm of `nodes` nodes of one test's own, its demo images pushed, for a test that breaks
+/// a node: [`TestSwarm::down`] removes it, and so does the end of this process.
+pub fn private(name: &str, nodes: u32) -> Result<TestSwarm, String> {
+    let swarm = TestSwarm::read(&build_named(name, nodes)?)?;
+    block_on(swarm.check())?;
+    block_on(swarm.push_demo_images())?;
+    Ok(swarm)
+}
+
+impl TestSwarm {
+    /// Removes a private swarm (see [`private`]).
+    pub fn down(&self) -> Result<(), String> {
+        let script = root().join("tests/swarm/swarm.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(["down", &self.name])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    }
+}
+
+fn build_named(name: &str, nodes: u32) -> Result<PathBuf, String> {
     let pid = std::process::id();
-    let name = format!("t{pid}");
     let script = root().join("tests/swarm/swarm.sh");
     let child = Command::new("bash")
         .arg(&script)
-        .args(["up", &name, "--watch", &pid.to_string()])
+        .args([
+            "up",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+            "--watch",
+            &pid.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -251,7 +287,7 @@ fn build() -> Result<PathBuf, String> {
         Err(_) => {
             let _ = Command::new("bash")
                 .arg(&script)
-                .args(["down", &name])
+                .args(["down", name])
                 .status();
             return Err(format!(
                 "`swarm.sh up {name}` took over {BUILD_LIMIT:?}; it was torn down"

@@ -2,5 +2,6 @@
 //! namespace of its own, built by `tests/swarm/swarm.sh` (see [`cluster`]).
 
 mod backend;
+mod cli;
 pub mod cluster;
 mod smoke;

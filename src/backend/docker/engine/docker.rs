@@ -237,8 +237,10 @@ impl Engine for Docker {
             .list_networks(Some(options.build()))
             .await
             .map_err(|error| self.failed("list networks", &error))?;
+        // A manager lists the swarm's overlay networks too: they are the Swarm backend's.
         Ok(networks
             .into_iter()
+            .filter(|network| network.scope.as_deref() != Some("swarm"))
             .map(|network| NetworkSummary {
                 id: network.id.unwrap_or_default(),
                 name: network.name.unwrap_or_default(),
@@ -329,10 +331,15 @@ impl Engine for Docker {
             .list_volumes(Some(options.build()))
             .await
             .map_err(|error| self.failed("list volumes", &error))?;
+        // Volumes a swarm's node created for a task are the Swarm backend's.
         Ok(listed
             .volumes
             .unwrap_or_default()
             .into_iter()
+            .filter(|volume| {
+                let labels: Labels = volume.labels.clone().into_iter().collect();
+                crate::naming::codec::backend(&labels).is_none()
+            })
             .map(|volume| VolumeSummary {
                 name: volume.name,
                 labels: volume.labels.into_iter().collect(),
@@ -455,8 +462,13 @@ impl Engine for Docker {
             .list_containers(Some(options.build()))
             .await
             .map_err(|error| self.failed("list containers", &error))?;
-        let containers: Vec<ContainerSummary> =
-            containers.into_iter().map(container_summary).collect();
+        // A swarm's task containers are the swarm's, whatever labels they carry (a manager or
+        // worker is also a Docker host): the Swarm backend answers for them.
+        let containers: Vec<ContainerSummary> = containers
+            .into_iter()
+            .map(container_summary)
+            .filter(|c| !c.labels.contains_key(SWARM_TASK_LABEL))
+            .collect();
         if let Some(running) = containers.iter().find(|c| !c.ports.is_empty()) {
             self.locate(&running.ports).await;
         }
@@ -850,6 +862,9 @@ fn tag_of<'a>(reference: &'a str, repository: &str) -> Option<&'a str> {
     (!tag.contains('/') && familiar_repository(repo) == familiar_repository(repository))
         .then_some(tag)
 }
+
+/// The label Docker puts on a swarm task's container.
+const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.id";
 
 /// Bytes downloaded over the layers a pull announced so far.
 #[derive(Default)]
