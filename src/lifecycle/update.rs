@@ -377,7 +377,7 @@ pub async fn update(
         grace: options.grace,
     };
     let replacing = async {
-        let created = work.prepare(&preparing, progress, &phases).await?;
+        let prepared = work.prepare(&preparing, progress, &phases).await?;
         if signals.count() > 0 {
             return Err(StartError::Interrupted(Box::default()));
         }
@@ -387,7 +387,7 @@ pub async fn update(
             logs: None,
             unanswered: None,
         };
-        let starting = work.start(&created, progress, &phases);
+        let starting = work.replace(backend, &prepared, progress, &phases);
         tokio::select! {
             result = tokio::time::timeout_at(deadline, starting) => result.unwrap_or(Err(timed_out)),
             () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
@@ -436,6 +436,18 @@ struct Work<'a> {
     grace: Option<Duration>,
 }
 
+/// What [`Work::prepare`] made: the new services and the previous ones put aside, by service.
+struct Prepared {
+    created: BTreeMap<String, ServiceRef>,
+    aside: BTreeMap<String, ServiceRef>,
+}
+
+/// Whether a second instance of a service could run beside the first without a clash: no fixed
+/// host port, no volume, no bind mount.
+fn shares_nothing(runtime: &crate::spec::Runtime) -> bool {
+    runtime.mounts.is_empty() && runtime.ports.iter().all(|p| p.host_port.is_none())
+}
+
 impl Work<'_> {
     fn id(&self) -> &str {
         &self.instance.id
@@ -449,41 +461,24 @@ impl Work<'_> {
             .collect()
     }
 
-    /// Puts the previous services aside and creates the new ones: their handles by service.
-    /// The previous services stop (dependents first, as `down` stops them, so none runs against
-    /// a half-replaced dependency) while the new ones are created; the new ones start only once
-    /// every previous one has stopped.
+    /// Puts the previous services aside and creates the new ones. The previous services stop
+    /// while the new ones are created; unless [`Work::start_during_kill`], the new ones start
+    /// only once every previous one has stopped, and that stop is over when this returns.
     async fn prepare(
         &self,
         backend: &dyn Backend,
         progress: &Progress,
         phases: &Phases,
-    ) -> Result<BTreeMap<String, ServiceRef>, StartError> {
+    ) -> Result<Prepared, StartError> {
         let previous = self.chosen.iter().filter_map(|s| self.previous(s));
-        let aside: BTreeMap<&str, ServiceRef> = try_join_all(previous.map(|previous| async move {
-            let aside = backend.put_aside(&previous.handle).await?;
-            Ok::<_, BackendError>((previous.service(), aside))
-        }))
-        .await?
-        .into_iter()
-        .collect();
-        let dependencies = self.dependencies();
-        let waves = crate::graph::waves(
-            dependencies
-                .iter()
-                .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
-        );
-        let grace = self.grace.unwrap_or(Duration::ZERO);
-        let stopping = async {
-            for wave in waves.iter().rev() {
-                let stops = wave
-                    .iter()
-                    .filter_map(|service| aside.get(service.as_str()))
-                    .map(|handle| backend.stop_service(handle, grace));
-                try_join_all(stops).await?;
-            }
-            Ok::<(), BackendError>(())
-        };
+        let aside: BTreeMap<String, ServiceRef> =
+            try_join_all(previous.map(|previous| async move {
+                let aside = backend.put_aside(&previous.handle).await?;
+                Ok::<_, BackendError>((previous.service().to_string(), aside))
+            }))
+            .await?
+            .into_iter()
+            .collect();
         for service in self.chosen {
             phases.report(progress, service, Phase::Creating);
         }
@@ -494,13 +489,73 @@ impl Work<'_> {
                 backend.create_service(self.isolation, &spec).await,
             )
         }));
-        let (stopped, creations) = tokio::join!(stopping, creating);
+        let creations = match self.start_during_kill() {
+            true => creating.await,
+            false => {
+                let (stopped, creations) = tokio::join!(self.stop_aside(backend, &aside), creating);
+                stopped?;
+                creations
+            }
+        };
         let mut created = BTreeMap::new();
         for (service, result) in creations {
             created.insert(service, result?);
         }
+        Ok(Prepared { created, aside })
+    }
+
+    /// Stops the services put aside, dependents first (as `down` stops them, so none runs
+    /// against a half-replaced dependency), within the update's grace or at once.
+    async fn stop_aside(
+        &self,
+        backend: &dyn Backend,
+        aside: &BTreeMap<String, ServiceRef>,
+    ) -> Result<(), BackendError> {
+        let dependencies = self.dependencies();
+        let waves = crate::graph::waves(
+            dependencies
+                .iter()
+                .map(|(s, deps)| (s.as_str(), deps.iter().map(String::as_str))),
+        );
+        let grace = self.grace.unwrap_or(Duration::ZERO);
+        for wave in waves.iter().rev() {
+            let stops = wave
+                .iter()
+                .filter_map(|service| aside.get(service))
+                .map(|handle| backend.stop_service(handle, grace));
+            try_join_all(stops).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the new services may start while the previous ones are being killed, which
+    /// saves the engine's stop (about 100 ms on Docker): only without a grace (the previous
+    /// ones are killed at once), and only when no replaced service has anything two instances
+    /// would fight over: a fixed host port, a volume or a bind mount.
+    fn start_during_kill(&self) -> bool {
+        self.grace.is_none()
+            && self
+                .chosen
+                .iter()
+                .all(|service| shares_nothing(&self.environment.services[service].runtime))
+    }
+
+    /// Starts the new services, the stop of the previous ones still running beside it when it
+    /// did not finish in [`Work::prepare`].
+    async fn replace(
+        &self,
+        backend: &dyn Backend,
+        prepared: &Prepared,
+        progress: &Progress,
+        phases: &Phases,
+    ) -> Result<(), StartError> {
+        let starting = self.start(&prepared.created, progress, phases);
+        if !self.start_during_kill() {
+            return starting.await;
+        }
+        let (stopped, started) = tokio::join!(self.stop_aside(backend, &prepared.aside), starting);
         stopped?;
-        Ok(created)
+        started
     }
 
     /// Starts the new services in dependency order, waiting for each one's readiness.
@@ -925,6 +980,45 @@ async fn take_over_stale(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::runtime::{Mount, MountSource};
+    use crate::spec::{Port, PortMapping, Protocol, Runtime};
+
+    #[test]
+    fn only_a_service_with_no_fixed_host_port_and_no_mount_may_start_beside_its_previous_run() {
+        let port = |host_port| PortMapping {
+            container: Port {
+                number: 8080,
+                protocol: Protocol::Tcp,
+            },
+            host_ip: None,
+            host_port,
+        };
+        let mount = |source| Mount {
+            source,
+            target: "/data".into(),
+            read_only: false,
+        };
+        let plain = Runtime {
+            ports: vec![port(None)],
+            ..Runtime::default()
+        };
+        assert!(shares_nothing(&plain));
+        let fixed = Runtime {
+            ports: vec![port(Some(8080))],
+            ..Runtime::default()
+        };
+        assert!(!shares_nothing(&fixed));
+        for source in [
+            MountSource::Volume("data".into()),
+            MountSource::Bind("/srv/data".into()),
+        ] {
+            let mounted = Runtime {
+                mounts: vec![mount(source)],
+                ..Runtime::default()
+            };
+            assert!(!shares_nothing(&mounted));
+        }
+    }
 
     /// The demo's shape: proxy -> accounting -> {oracle, activemq}.
     fn demo() -> BTreeMap<String, BTreeSet<String>> {
