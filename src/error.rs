@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 
 use crate::backend::BackendError;
-use crate::lifecycle::{LookupError, StartError, TeardownError, UpdateError};
+use crate::lifecycle::{BuildError, LookupError, StartError, TeardownError, UpdateError};
+use crate::reaper::ReapError;
 use crate::spec::LoadError;
+use crate::state::StateError;
 
 /// How envctl exits: 0 ok, 1 bad input, 2 engine or environment failure. `run` passes its
 /// command's own exit code through.
@@ -48,8 +50,19 @@ pub enum Error {
     /// An environment or service that is not there.
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Reap(#[from] ReapError),
+    /// envctl's state directory (activity, reaper history) could not be used.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// envctl could not set up its handling of SIGINT and SIGTERM.
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The user interrupted a command that had nothing to undo.
     #[error("{0}")]
     Interrupted(String),
@@ -74,7 +87,11 @@ impl Error {
             | Error::Lookup(_)
             | Error::Teardown(_)
             | Error::Update(_)
-            | Error::Internal(_) => ExitStatus::Failure,
+            | Error::Build(_)
+            | Error::Reap(_)
+            | Error::State(_)
+            | Error::Signals(_)
+            | Error::Runtime(_) => ExitStatus::Failure,
         }
     }
 

@@ -53,7 +53,7 @@ pub fn run(cli: cli::Cli) -> ExitStatus {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            return Error::Internal(format!("cannot start the runtime: {error}")).report();
+            return Error::Runtime(error).report();
         }
     };
     let status = match runtime.block_on(commands::exec(cli)) {

@@ -21,7 +21,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::{self, FuturesUnordered};
-use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, ServiceState};
 use crate::lifecycle::{self, Instance, State};
@@ -55,8 +54,7 @@ pub struct Options {
     pub stop_erroring: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Stop,
     Remove,
@@ -94,9 +92,8 @@ pub enum Reason {
     ErrorRate(crate::state::ErrorFlag),
 }
 
-/// The kind of a [`Reason`], as `reap -o json` emits it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The kind of a [`Reason`], which `reap -o json` emits beside the sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
     TtlExpired,
     StartNeverFinished,
@@ -166,23 +163,19 @@ impl std::fmt::Display for Reason {
 }
 
 /// What a pass did, or would do, to one environment, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
     pub action: Kind,
     pub id: String,
     pub environment: String,
     /// `accounting@ea6757a8090d`, or the environment's name.
     pub subject: String,
-    /// The sentence.
-    pub reason: String,
-    /// The reason's kind, for machines.
-    pub cause: Cause,
+    pub reason: Reason,
     /// Set when acting failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Report {
     pub dry_run: bool,
     pub actions: Vec<Action>,
@@ -617,8 +610,7 @@ fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>
             true => instance.environment().to_string(),
             false => refs.join(" "),
         },
-        cause: reason.cause(),
-        reason: reason.to_string(),
+        reason,
         error,
     }
 }

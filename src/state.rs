@@ -274,23 +274,23 @@ impl Store {
     }
 }
 
-/// Records that an envctl command used an environment. Failing to record is reported but not
-/// worth failing `logs` or `status` over: the reaper only sees the environment idle earlier.
-pub fn touch(endpoint: &str, id: &str, what: &str) {
-    if let Err(error) = record_activity(endpoint, id, what) {
-        crate::output::warning(&format!("cannot record the activity: {error}"));
+/// Records that an envctl command used an environment. Failing to record is not worth failing
+/// `logs` or `status` over (the reaper only sees the environment idle earlier): it comes back
+/// as a warning for the command to print, as does a problem the store recovered from.
+pub fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
+    match record_activity(endpoint, id, what) {
+        Ok(warning) => warning,
+        Err(error) => Some(format!("cannot record the activity: {error}")),
     }
 }
 
-/// Records activity, failing when it cannot (`envctl touch` exists for this alone).
-pub fn record_activity(endpoint: &str, id: &str, what: &str) -> Result<(), StateError> {
+/// Records activity, failing when it cannot (`envctl touch` exists for this alone). A problem
+/// the store recovered from (a corrupted file reset) comes back as a warning.
+pub fn record_activity(endpoint: &str, id: &str, what: &str) -> Result<Option<String>, StateError> {
     let store = Store::from_env();
     let ((), warning) =
         store.update(|state| state.note_activity(endpoint, id, Utc::now(), what))?;
-    if let Some(warning) = warning {
-        crate::output::warning(&warning);
-    }
-    Ok(())
+    Ok(warning)
 }
 
 #[cfg(test)]

@@ -442,7 +442,8 @@ pub enum BackendError {
         operation: String,
         waited: Duration,
     },
-    /// The claim exists: try the next id.
+    /// The claim exists: try the next id. The Docker engine client also reports any name it
+    /// keeps unique (a container's, a network's, a volume's) as taken with this.
     #[error("the environment id `{0}` is already in use")]
     Taken(String),
     #[error("no such {kind} `{name}`")]

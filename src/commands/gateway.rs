@@ -34,7 +34,7 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         (Some(max_rate), Some(window)) => Some(Guard { max_rate, window }),
         _ => None,
     };
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let backend = super::backend().await?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         Error::Usage(format!(

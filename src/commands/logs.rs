@@ -14,7 +14,7 @@ use crate::{Error, ExitStatus, output};
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    crate::state::touch(backend.endpoint(), &instance.id, "envctl logs");
+    super::touch(backend.endpoint(), &instance.id, "envctl logs");
     let containers = chosen(&instance, &args.services)?;
     let width = containers
         .iter()

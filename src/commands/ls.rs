@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::cli::{Format, OutputArgs};
-use crate::lifecycle::inventory::{self, Instance, State};
+use crate::lifecycle::inventory::{self, Instance};
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
 
@@ -14,7 +14,8 @@ use super::view::{self, Port};
 struct Row {
     id: String,
     environment: String,
-    state: State,
+    /// [`inventory::State::as_str`].
+    state: &'static str,
     created_at: Option<String>,
     age_seconds: Option<u64>,
     owner: String,
@@ -70,7 +71,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
                     vec![
                         r.id.clone(),
                         r.environment.clone(),
-                        r.state.as_str().to_string(),
+                        r.state.to_string(),
                         r.age_seconds
                             .map(|s| output::short_duration(std::time::Duration::from_secs(s)))
                             .unwrap_or_else(|| "?".into()),
@@ -131,7 +132,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
         idle_seconds: last.map(|(_, at)| (now - at).num_seconds().max(0) as u64),
         id: instance.id.clone(),
         environment: instance.environment().to_string(),
-        state: instance.state(now),
+        state: instance.state(now).as_str(),
         created_at: created.map(|c| c.to_rfc3339()),
         age_seconds: created.map(|c| (now - c).num_seconds().max(0) as u64),
         owner: instance.owner().unwrap_or_default().to_string(),

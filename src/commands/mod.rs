@@ -100,6 +100,13 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
 
 /// The error for a service `instance` does not have: removed by hand, or never there (with
 /// the closest name, else the services it has, as a hint).
+/// Records that this command used environment `id`, printing what went wrong as a warning.
+fn touch(endpoint: &str, id: &str, what: &str) {
+    if let Some(warning) = crate::state::touch(endpoint, id, what) {
+        crate::output::warning(&warning);
+    }
+}
+
 fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Error {
     let id = &instance.id;
     if instance.missing_services().iter().any(|s| s == service) {

@@ -4,8 +4,10 @@ use crate::{Error, ExitStatus, lifecycle, output, state};
 pub async fn touch(args: TouchArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    state::record_activity(backend.endpoint(), &instance.id, "envctl touch")
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    if let Some(warning) = state::record_activity(backend.endpoint(), &instance.id, "envctl touch")?
+    {
+        output::warning(&warning);
+    }
     output::message(&format!(
         "touched {}: its idle clock restarts now",
         instance.id
@@ -18,7 +20,7 @@ pub async fn pin(args: TouchArgs) -> Result<ExitStatus, Error> {
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     lifecycle::pin(backend.as_ref(), &instance).await?;
     // A pin made while a reaper pass runs must stop that pass from acting on it.
-    state::touch(backend.endpoint(), &instance.id, "envctl pin");
+    super::touch(backend.endpoint(), &instance.id, "envctl pin");
     output::message(&format!(
         "pinned {}: the reaper leaves it alone",
         instance.id

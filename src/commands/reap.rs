@@ -1,7 +1,8 @@
 use chrono::Utc;
+use serde::Serialize;
 
 use crate::cli::{Format, ReapArgs, ReaperArgs};
-use crate::reaper::{self, Kind, Options, Report};
+use crate::reaper::{self, Action, Cause, Kind, Options, Report};
 use crate::signals::Signals;
 use crate::state::Store;
 use crate::{Error, ExitStatus, output};
@@ -26,14 +27,13 @@ pub async fn once(args: ReapArgs) -> Result<ExitStatus, Error> {
         &options(&args),
         Utc::now(),
     )
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    .await?;
     Ok(print(&report, args.output.output, false))
 }
 
 /// `envctl reaper`: a pass every `--every` until a signal.
 pub async fn daemon(args: ReaperArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     // A second signal exits at once, whatever is in flight.
     let second = signals.clone();
     tokio::spawn(async move {
@@ -75,7 +75,7 @@ fn print(report: &Report, format: Format, timestamped: bool) -> ExitStatus {
         output::warning(warning);
     }
     match format {
-        Format::Json => output::json(report),
+        Format::Json => output::json(&ReportView::from(report)),
         Format::Text => {
             let stamp = match timestamped {
                 true => format!("{} ", Utc::now().format("%Y-%m-%dT%H:%M:%SZ")),
@@ -107,5 +107,160 @@ fn print(report: &Report, format: Format, timestamped: bool) -> ExitStatus {
         ExitStatus::Failure
     } else {
         ExitStatus::Success
+    }
+}
+
+/// `reap -o json`: one pass.
+#[derive(Debug, Serialize)]
+struct ReportView<'a> {
+    dry_run: bool,
+    actions: Vec<ActionView<'a>>,
+    /// Problems that did not stop the pass.
+    warnings: &'a [String],
+}
+
+/// What the pass did, or would do, to one environment.
+#[derive(Debug, Serialize)]
+struct ActionView<'a> {
+    /// `stop` or `remove`.
+    action: &'static str,
+    id: &'a str,
+    environment: &'a str,
+    /// `accounting@ea6757a8090d`, or the environment's name.
+    subject: &'a str,
+    /// The sentence.
+    reason: String,
+    /// The reason's kind, for machines: [`cause`].
+    cause: &'static str,
+    /// Set when acting failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a Report> for ReportView<'a> {
+    fn from(report: &'a Report) -> Self {
+        ReportView {
+            dry_run: report.dry_run,
+            actions: report.actions.iter().map(ActionView::from).collect(),
+            warnings: &report.warnings,
+        }
+    }
+}
+
+impl<'a> From<&'a Action> for ActionView<'a> {
+    fn from(action: &'a Action) -> Self {
+        ActionView {
+            action: match action.action {
+                Kind::Stop => "stop",
+                Kind::Remove => "remove",
+            },
+            id: &action.id,
+            environment: &action.environment,
+            subject: &action.subject,
+            reason: action.reason.to_string(),
+            cause: cause(action.reason.cause()),
+            error: action.error.as_deref(),
+        }
+    }
+}
+
+/// The word `reap -o json` gives a reason's kind.
+fn cause(cause: Cause) -> &'static str {
+    match cause {
+        Cause::TtlExpired => "ttl_expired",
+        Cause::StartNeverFinished => "start_never_finished",
+        Cause::NoServiceLeft => "no_service_left",
+        Cause::StoppedTooLong => "stopped_too_long",
+        Cause::OlderThanMaxAge => "older_than_max_age",
+        Cause::Crashed => "crashed",
+        Cause::Idle => "idle",
+        Cause::ErrorRate => "error_rate",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::reaper::Reason;
+
+    #[test]
+    fn the_json_of_a_pass_has_the_sentence_and_its_cause_in_this_order() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T04:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let report = Report {
+            dry_run: true,
+            actions: vec![
+                Action {
+                    action: Kind::Stop,
+                    id: "20261126-041500".into(),
+                    environment: "accounting".into(),
+                    subject: "accounting@ea6757a8090d".into(),
+                    reason: Reason::Idle {
+                        idle: Duration::from_secs(7200),
+                        last: "envctl logs".into(),
+                        at,
+                    },
+                    error: None,
+                },
+                Action {
+                    action: Kind::Remove,
+                    id: "20261126-041501".into(),
+                    environment: "shop".into(),
+                    subject: "shop".into(),
+                    reason: Reason::NoServiceLeft,
+                    error: Some("engine busy".into()),
+                },
+            ],
+            warnings: vec!["the state file was reset".into()],
+        };
+        let json = serde_json::to_string(&ReportView::from(&report)).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"dry_run":true,"actions":["#,
+                r#"{"action":"stop","id":"20261126-041500","environment":"accounting","#,
+                r#""subject":"accounting@ea6757a8090d","#,
+                r#""reason":"idle for 2h00m, last activity: envctl logs at 04:15 UTC","#,
+                r#""cause":"idle"},"#,
+                r#"{"action":"remove","id":"20261126-041501","environment":"shop","#,
+                r#""subject":"shop","#,
+                r#""reason":"no service container is left, only envctl's markers or network","#,
+                r#""cause":"no_service_left","error":"engine busy"}],"#,
+                r#""warnings":["the state file was reset"]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn every_cause_has_its_snake_case_word() {
+        let words: Vec<&str> = [
+            Cause::TtlExpired,
+            Cause::StartNeverFinished,
+            Cause::NoServiceLeft,
+            Cause::StoppedTooLong,
+            Cause::OlderThanMaxAge,
+            Cause::Crashed,
+            Cause::Idle,
+            Cause::ErrorRate,
+        ]
+        .into_iter()
+        .map(cause)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "ttl_expired",
+                "start_never_finished",
+                "no_service_left",
+                "stopped_too_long",
+                "older_than_max_age",
+                "crashed",
+                "idle",
+                "error_rate"
+            ]
+        );
     }
 }

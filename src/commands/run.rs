@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use crate::cli::RunArgs;
 use crate::lifecycle::{self, Selection};
 use crate::pipeline::{self, Outcome};
@@ -13,7 +15,7 @@ const REMOVAL: Duration = Duration::from_secs(120);
 const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let keep_on_failure = args.start.keep_on_failure;
     let (backend, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();
@@ -26,7 +28,12 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     ));
     let holding = instance.lease_until().map(|_| {
         let (backend, metadata) = (backend.clone(), instance.metadata.clone());
-        tokio::spawn(async move { lifecycle::lease::hold(backend.as_ref(), &metadata).await })
+        tokio::spawn(async move {
+            let mut renewals = std::pin::pin!(lifecycle::lease::hold(backend.as_ref(), &metadata));
+            while let Some(warning) = renewals.next().await {
+                output::warning(&warning);
+            }
+        })
     });
     let outcome = pipeline::run_command(&args.command, &variables, &signals).await;
     if let Some(holding) = holding {

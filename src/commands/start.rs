@@ -6,10 +6,10 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    crate::state::touch(backend.endpoint(), &instance.id, "envctl start");
+    super::touch(backend.endpoint(), &instance.id, "envctl start");
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
     let starting = lifecycle::start(
         backend.as_ref(),

@@ -28,7 +28,7 @@ struct ServiceStatus {
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    crate::state::touch(backend.endpoint(), &instance.id, "envctl status");
+    super::touch(backend.endpoint(), &instance.id, "envctl status");
     let details = lifecycle::statuses(backend.as_ref(), &instance).await?;
     let services: Vec<ServiceStatus> = instance
         .services

@@ -9,7 +9,7 @@ use crate::{Error, ExitStatus, naming, output};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
         Format::Json => output::json(&view::Environment::from(&started)),
@@ -54,7 +54,7 @@ pub async fn start(
             "interrupted: {doing} ... press Ctrl-C again to force"
         ));
     };
-    let started = lifecycle::up(
+    let outcome = lifecycle::up(
         backend.as_ref(),
         &environment,
         &options,
@@ -64,7 +64,10 @@ pub async fn start(
     )
     .await;
     drop(reporter);
-    Ok((backend, started?))
+    for warning in &outcome.warnings {
+        output::warning(warning);
+    }
+    Ok((backend, outcome.result?))
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.

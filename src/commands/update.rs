@@ -6,7 +6,7 @@ use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still restores.
-    let signals = Signals::listen().map_err(|e| Error::Internal(e.to_string()))?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
     let overrides: Vec<Override> = args
         .services
         .iter()
@@ -24,7 +24,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         overrides: overrides.clone(),
     };
     let environment = catalog.select(&target)?;
-    crate::state::touch(backend.endpoint(), &instance.id, "envctl update");
+    super::touch(backend.endpoint(), &instance.id, "envctl update");
     let named: Vec<String> = overrides.into_iter().map(|o| o.service).collect();
     let options = UpdateOptions {
         timeout: args.timeout,

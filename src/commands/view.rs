@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::{Endpoint, ServiceRecord};
-use crate::lifecycle::{Instance, PortJson, Started, StartedService};
+use crate::lifecycle::{Instance, Started, StartedPort, StartedService};
 use crate::spec::{Probe, Protocol};
 
 /// A container port published on the host.
@@ -31,8 +31,8 @@ fn protocol<S: serde::Serializer>(protocol: &Protocol, s: S) -> Result<S::Ok, S:
     s.serialize_str(protocol.as_str())
 }
 
-impl From<&PortJson> for Port {
-    fn from(p: &PortJson) -> Self {
+impl From<&StartedPort> for Port {
+    fn from(p: &StartedPort) -> Self {
         Port {
             container_port: p.container_port,
             protocol: p.protocol,
@@ -47,7 +47,7 @@ impl From<&PortJson> for Port {
 impl From<&Endpoint> for Port {
     /// The endpoint, reached at the host the backend found answering from here.
     fn from(e: &Endpoint) -> Self {
-        Port::from(&PortJson::from(e))
+        Port::from(&StartedPort::from(e))
     }
 }
 

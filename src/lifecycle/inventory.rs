@@ -14,8 +14,7 @@ use crate::spec::{ImageRef, Ready};
 pub type Instance = EnvironmentRecord;
 
 /// The state `ls` shows for an environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// `up` is still creating or starting services: the claim is there, the ready marker is
     /// not, and the start deadline has not passed.

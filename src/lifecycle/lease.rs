@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, Stream};
 
 use crate::backend::{Backend, Marker, Metadata};
 
@@ -24,30 +25,40 @@ pub fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::from_std(LEASE_TTL).unwrap_or_default()
 }
 
-/// Renews the environment's lease until the future is dropped. A failed
-/// renewal is reported once and retried; the lease only expires if renewals keep failing.
-pub async fn hold(backend: &dyn Backend, metadata: &Metadata) {
-    let id = &metadata.id;
-    let mut warned = false;
-    loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        let lease = Marker::Lease(expiry(Utc::now()));
-        match backend.set_marker(metadata, lease).await {
-            Ok(()) => warned = false,
-            Err(error) if !warned => {
-                warned = true;
-                crate::output::warning(&format!(
-                    "cannot renew the lease on `{id}` that keeps reapers away while the \
-                     command runs: {error}"
-                ));
+/// Renews the environment's lease every [`RENEW_EVERY`] for as long as the stream is polled;
+/// dropping it stops the renewals. A failed renewal is retried, and said once (an item of the
+/// stream, for the command to print) until one succeeds again: the lease only expires if
+/// renewals keep failing.
+pub fn hold<'a>(
+    backend: &'a dyn Backend,
+    metadata: &'a Metadata,
+) -> impl Stream<Item = String> + Send + 'a {
+    stream::unfold(false, move |mut warned| async move {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let lease = Marker::Lease(expiry(Utc::now()));
+            match backend.set_marker(metadata, lease).await {
+                Ok(()) => warned = false,
+                Err(error) if !warned => {
+                    let warning = format!(
+                        "cannot renew the lease on `{}` that keeps reapers away while the \
+                         command runs: {error}",
+                        metadata.id
+                    );
+                    return Some((warning, true));
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::StreamExt;
+
     use super::*;
     use crate::backend::Selector;
     use crate::backend::fake::{Fake, Fault};
@@ -66,12 +77,27 @@ mod tests {
             "shop-1/lease",
             Fault::Fail("engine busy".into()),
         );
+        let warnings = Arc::new(Mutex::new(Vec::new()));
         let holding = tokio::spawn({
-            let (fake, metadata) = (fake.clone(), metadata.clone());
-            async move { hold(&fake, &metadata).await }
+            let (fake, metadata, warnings) = (fake.clone(), metadata.clone(), warnings.clone());
+            async move {
+                let mut renewals = std::pin::pin!(hold(&fake, &metadata));
+                while let Some(warning) = renewals.next().await {
+                    warnings.lock().unwrap().push(warning);
+                }
+            }
         });
         tokio::time::sleep(RENEW_EVERY * 3 + Duration::from_secs(1)).await;
         holding.abort();
+        let warnings = warnings.lock().unwrap().clone();
+        match warnings.as_slice() {
+            [warning] => assert!(
+                warning.starts_with("cannot renew the lease on `shop-1`")
+                    && warning.ends_with("engine busy"),
+                "{warning}"
+            ),
+            other => panic!("one warning for the failed renewal, got {other:?}"),
+        }
         assert_eq!(
             fake.calls_of("set_marker").len(),
             4,

@@ -22,13 +22,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-pub use build::build_environment;
+pub use build::{BuildError, build_environment};
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
-pub use up::{PortJson, Started, StartedService, UpOptions, build_labels, default_owner, up};
-pub use update::{Restored, UpdateError, UpdateOptions, Updated, update};
+pub use up::{
+    Started, StartedPort, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
+};
+pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
 

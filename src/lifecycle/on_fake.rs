@@ -76,7 +76,44 @@ async fn up_on(
     options: &UpOptions,
     signals: &Signals,
 ) -> Result<Started, StartError> {
-    up(fake, environment, options, &quiet(), signals, &|_| {}).await
+    let outcome = up(fake, environment, options, &quiet(), signals, &|_| {}).await;
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    outcome.result
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_finish_is_returned_as_a_warning_beside_the_error() {
+    let fake = fake();
+    fake.fault(
+        "create_service",
+        "shop-1/app",
+        Fault::Fail("no space".into()),
+    );
+    fake.fault("release", "shop-1", Fault::Fail("engine busy".into()));
+    let (signals, _sender) = Signals::manual();
+    let options = options(Some("shop-1"), Duration::from_secs(60));
+    let outcome = up(
+        &fake,
+        &environment(SHOP),
+        &options,
+        &quiet(),
+        &signals,
+        &|_| {},
+    )
+    .await;
+    let error = outcome.result.expect_err("the create failed");
+    assert_eq!(
+        error.to_string(),
+        "failed to create_service `shop-1/app`: no space"
+    );
+    match outcome.warnings.as_slice() {
+        [warning] => assert!(
+            warning.starts_with("could not finish removing what the failed start created: ")
+                && warning.contains("engine busy"),
+            "{warning}"
+        ),
+        other => panic!("expected one warning, got {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -538,15 +575,14 @@ mod reaper_pass {
             .unwrap();
         assert_eq!(report.actions.len(), 1, "{report:?}");
         assert_eq!(fake.calls_of("stop_service"), ["shop-1/app", "shop-1/db"]);
-        // `reap -o json`: the sentence, and beside it the cause for machines.
-        let json = serde_json::to_value(&report.actions[0]).unwrap();
-        assert_eq!(json["cause"], "idle");
+        // The sentence, and the cause `reap -o json` puts beside it for machines.
+        let reason = &report.actions[0].reason;
+        assert_eq!(reason.cause(), reaper::Cause::Idle);
         assert!(
-            json["reason"]
-                .as_str()
-                .unwrap()
+            reason
+                .to_string()
                 .starts_with("idle for 2h00m, last activity: first seen by the reaper at"),
-            "{json}"
+            "{reason}"
         );
     }
 

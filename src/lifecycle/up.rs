@@ -66,17 +66,36 @@ pub struct Started {
     pub services: Vec<StartedService>,
 }
 
+/// What `up` did: the environment it started, or why it did not; and what it has to say
+/// beside that, for the command to print.
+#[derive(Debug)]
+pub struct UpOutcome {
+    pub result: Result<Started, StartError>,
+    /// What a failed start's rollback could not remove, if it could not finish.
+    pub warnings: Vec<String>,
+}
+
+impl UpOutcome {
+    fn of(result: Result<Started, StartError>) -> UpOutcome {
+        UpOutcome {
+            result,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StartedService {
     pub service: String,
     pub container: String,
     pub image: String,
     pub state: String,
-    pub ports: Vec<PortJson>,
+    pub ports: Vec<StartedPort>,
 }
 
+/// A published port of a started service (`commands::view::Port` prints it).
 #[derive(Debug, Clone)]
-pub struct PortJson {
+pub struct StartedPort {
     pub container_port: u16,
     pub protocol: Protocol,
     pub host_ip: String,
@@ -88,9 +107,9 @@ pub struct PortJson {
     pub http: bool,
 }
 
-impl From<&Endpoint> for PortJson {
+impl From<&Endpoint> for StartedPort {
     fn from(e: &Endpoint) -> Self {
-        PortJson {
+        StartedPort {
             container_port: e.container_port.number,
             protocol: e.container_port.protocol,
             host_ip: e.bound.clone(),
@@ -119,7 +138,7 @@ pub async fn up(
     progress: &Progress,
     signals: &Signals,
     on_interrupt: &dyn Fn(Option<&str>),
-) -> Result<Started, StartError> {
+) -> UpOutcome {
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
@@ -135,7 +154,7 @@ pub async fn up(
         std::future::pending::<()>().await;
     };
     tokio::select! {
-        result = work => result,
+        outcome = work => outcome,
         () = first => unreachable!("the notice never ends"),
         // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
         // those as unanswered, so the report still names them.
@@ -146,7 +165,8 @@ pub async fn up(
                 per_call: None,
                 signals,
             };
-            Err(StartError::Interrupted(Box::new(rollback(&bounded, &run, None).await)))
+            let cleanup = rollback(&bounded, &run, None).await;
+            UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
         }
     }
 }
@@ -158,7 +178,7 @@ async fn start_or_roll_back(
     progress: &Progress,
     signals: &Signals,
     run: &Run,
-) -> Result<Started, StartError> {
+) -> UpOutcome {
     let phases = Phases::default();
     let bounds = Bounds {
         signals,
@@ -198,22 +218,26 @@ async fn start_or_roll_back(
         other => other,
     };
     match result {
-        Ok(started) => Ok(started),
-        Err(StartError::Interrupted(_)) => Err(StartError::Interrupted(Box::new(
+        Ok(started) => UpOutcome::of(Ok(started)),
+        Err(StartError::Interrupted(_)) => UpOutcome::of(Err(StartError::Interrupted(Box::new(
             rollback(&aftermath, run, Some(ROLLBACK_GRACE)).await,
-        ))),
+        )))),
         Err(error) if options.keep_on_failure => {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
-            Err(error)
+            UpOutcome::of(Err(error))
         }
         Err(error) => {
             let cleanup = rollback(&aftermath, run, None).await;
-            if !cleanup.is_complete() {
-                crate::output::warning(&format!(
+            let warnings = match cleanup.is_complete() {
+                true => Vec::new(),
+                false => vec![format!(
                     "could not finish removing what the failed start created: {cleanup}"
-                ));
+                )],
+            };
+            UpOutcome {
+                result: Err(error),
+                warnings,
             }
-            Err(error)
         }
     }
 }
@@ -502,7 +526,9 @@ pub(super) async fn resolve_image(
     // `always` pulls even what is here; a built image has nowhere to be pulled from.
     let found = match pull == PullPolicy::Always && service.build.is_none() {
         true => None,
-        false => local(backend, &image).await.map_err(failed)?,
+        false => local(backend, &image)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
     };
     let resolved = match found {
         Some(resolved) => resolved,
@@ -514,7 +540,7 @@ pub(super) async fn resolve_image(
                 phases.report(progress, &service.name, Phase::Building);
                 build::build_service(backend, service, build)
                     .await
-                    .map_err(failed)?;
+                    .map_err(|e| failed(e.to_string()))?;
             } else if pull == PullPolicy::Never {
                 return Err(failed(format!(
                     "image `{exact}` is not available locally, and its pull policy is `never`\n\
@@ -539,7 +565,7 @@ pub(super) async fn resolve_image(
             }
             local(backend, &image)
                 .await
-                .map_err(failed)?
+                .map_err(|e| failed(e.to_string()))?
                 .ok_or_else(|| {
                     failed(format!(
                         "image `{exact}` is still missing after it was fetched"
@@ -565,11 +591,8 @@ pub(super) async fn resolve_image(
 pub(super) async fn local(
     backend: &dyn Backend,
     reference: &ImageRef,
-) -> Result<Option<Resolved>, String> {
-    backend
-        .resolve_image(reference)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<Option<Resolved>, BackendError> {
+    backend.resolve_image(reference).await
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
@@ -819,9 +842,9 @@ async fn describe(
                 .to_string(),
             ports: ports
                 .iter()
-                .map(|p| PortJson {
+                .map(|p| StartedPort {
                     http: speaks_http(service, p),
-                    ..PortJson::from(p)
+                    ..StartedPort::from(p)
                 })
                 .collect(),
         });

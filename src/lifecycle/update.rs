@@ -26,12 +26,12 @@ use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
 use super::up::{
-    PortJson, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
+    StartedPort, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
     speaks_http,
 };
 use super::{Phase, Progress, StartError};
 use crate::backend::{
-    Backend, BackendError, IsolationRef, Marker, MarkerKind, ResolvedImage, ServiceRecord,
+    Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, ServiceRecord,
     ServiceRef, ServiceSpec, ServiceState,
 };
 use crate::naming::codec::{Metadata, ResolvedRef};
@@ -161,7 +161,23 @@ pub struct Restored {
     /// The restored services as they run now (published ports may have changed).
     pub running: Vec<StartedService>,
     /// Why restoring did not finish, if it did not.
-    pub problem: Option<String>,
+    pub problem: Option<Box<RestoreError>>,
+}
+
+/// Why putting the previous services back did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A call gave no answer within [`RESTORE_CALL`].
+    #[error("the {} engine did not answer", .0.engine())]
+    NoAnswer(Kind),
+    /// The environment was no longer listed.
+    #[error("environment `{0}` is gone")]
+    Gone(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Starting the previous services again failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
 }
 
 impl std::fmt::Display for Restored {
@@ -582,7 +598,7 @@ impl Work<'_> {
                 let restored = Restored {
                     id: self.id().to_string(),
                     running: Vec::new(),
-                    problem: Some(error.to_string()),
+                    problem: Some(Box::new(RestoreError::Backend(error))),
                 };
                 return Err(UpdateError::Failed {
                     cause: Box::new(cause),
@@ -610,7 +626,7 @@ impl Work<'_> {
                 Restored {
                     id: self.id().to_string(),
                     running: Vec::new(),
-                    problem: Some(problem),
+                    problem: Some(Box::new(problem)),
                 }
             }
         };
@@ -703,9 +719,9 @@ impl Work<'_> {
                         .status
                         .endpoints
                         .iter()
-                        .map(|p| PortJson {
+                        .map(|p| StartedPort {
                             http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..PortJson::from(p)
+                            ..StartedPort::from(p)
                         })
                         .collect(),
                 })
@@ -731,8 +747,8 @@ async fn restore(
     backend: &dyn Backend,
     current: &Instance,
     was_running: &BTreeSet<String>,
-) -> Result<(), String> {
-    let no_answer = |_| format!("the {} engine did not answer", backend.info().kind.engine());
+) -> Result<(), RestoreError> {
+    let no_answer = |_| RestoreError::NoAnswer(backend.info().kind);
     let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
     // An update creates replacements only once every service is aside: a service with one
     // aside has a replacement, if any, under its own name.
@@ -743,20 +759,18 @@ async fn restore(
     let removing = replacements
         .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
     for result in join_all(removing).await {
-        result.map_err(no_answer)?.map_err(|e| e.to_string())?;
+        result.map_err(no_answer)??;
     }
     for previous in &current.aside {
         tokio::time::timeout(RESTORE_CALL, backend.restore_aside(&previous.handle))
             .await
-            .map_err(no_answer)?
-            .map_err(|e| e.to_string())?;
+            .map_err(no_answer)??;
     }
     let mut services: BTreeSet<&str> = aside;
     services.extend(was_running.iter().map(String::as_str));
     let now = inventory::find(backend, &current.id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("environment `{}` is gone", current.id))?;
+        .await?
+        .ok_or_else(|| RestoreError::Gone(current.id.clone()))?;
     let previous: Vec<&ServiceRecord> = now
         .services
         .iter()
@@ -775,12 +789,10 @@ async fn restore(
         &quiet,
         &Phases::default(),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    backend
+    .await?;
+    Ok(backend
         .clear_marker(&current.id, MarkerKind::Update)
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// Each replaced service's image: the tag given for `named` services (a unique local tag
@@ -822,7 +834,7 @@ async fn images(
                         .unwrap_or_else(|| declared.image.clone());
                     local(backend, &running)
                         .await
-                        .map_err(&failed)?
+                        .map_err(|e| failed(e.to_string()))?
                         .ok_or_else(|| {
                             failed(format!("image `{running}` is no longer available locally"))
                         })?

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use envctl::backend::docker::engine::connect::Origin;
 use envctl::backend::docker::engine::docker::Docker;
 use envctl::backend::docker::engine::{
-    ContainerSpec, ContainerState, Engine, EngineError, Filter, Labels, LogLine, LogOptions,
+    BackendError, ContainerSpec, ContainerState, Engine, Filter, Labels, LogLine, LogOptions,
     NetworkSpec,
 };
 use envctl::lifecycle::probe;
@@ -441,7 +441,7 @@ async fn container_lifecycle() {
     docker.remove_container(&id).await.expect("remove again");
     assert!(matches!(
         docker.inspect_container(&id).await,
-        Err(EngineError::NotFound {
+        Err(BackendError::NotFound {
             kind: "container",
             ..
         })
@@ -505,7 +505,7 @@ async fn names_are_taken_once() {
     let spec = fixture.spec("only", &network, &["sleep"]);
     docker.create_container(&spec).await.expect("create");
     match docker.create_container(&spec).await {
-        Err(EngineError::NameTaken(name)) => assert_eq!(name, spec.name),
+        Err(BackendError::Taken(name)) => assert_eq!(name, spec.name),
         other => panic!("expected NameTaken, got {other:?}"),
     }
     // Docker 20.10 checks network names only when asked to.
@@ -514,7 +514,7 @@ async fn names_are_taken_once() {
         labels: fixture.labels(),
     };
     match docker.create_network(&duplicate).await {
-        Err(EngineError::NameTaken(name)) => assert_eq!(name, duplicate.name),
+        Err(BackendError::Taken(name)) => assert_eq!(name, duplicate.name),
         other => panic!("expected NameTaken, got {other:?}"),
     }
     let networks = docker
@@ -555,7 +555,7 @@ async fn renames_are_atomic_and_networks_tell_who_is_attached() {
         id
     );
     match docker.rename_container(&id, &second.name).await {
-        Err(EngineError::NameTaken(name)) => assert_eq!(name, second.name),
+        Err(BackendError::Taken(name)) => assert_eq!(name, second.name),
         other => panic!("expected NameTaken, got {other:?}"),
     }
     assert!(
@@ -689,7 +689,7 @@ async fn build_failure_shows_the_output() {
         .build_image(context(&standin()), "Dockerfile.broken", &tag)
         .await
     {
-        Err(EngineError::Operation { operation, reason }) => {
+        Err(BackendError::Operation { operation, reason }) => {
             assert_eq!(operation, format!("build image `{tag}`"));
             assert!(reason.contains("missing-file"), "{reason}");
             assert!(reason.contains("last build output:"), "{reason}");
@@ -708,7 +708,7 @@ async fn pull_failure_names_the_image() {
         .await
         .expect("pull ends")
     {
-        Err(EngineError::Operation { operation, reason }) => {
+        Err(BackendError::Operation { operation, reason }) => {
             assert_eq!(
                 operation,
                 "pull image `localhost:1/envctl-test/nothing:latest`"
@@ -727,25 +727,25 @@ async fn missing_objects() {
     let missing = fixture.name("nothing");
     assert!(matches!(
         docker.start_container(&missing).await,
-        Err(EngineError::NotFound { kind: "container", name }) if name == missing
+        Err(BackendError::NotFound { kind: "container", name }) if name == missing
     ));
     assert!(matches!(
         docker.inspect_container(&missing).await,
-        Err(EngineError::NotFound {
+        Err(BackendError::NotFound {
             kind: "container",
             ..
         })
     ));
     assert!(matches!(
         docker.wait_container(&missing).await,
-        Err(EngineError::NotFound {
+        Err(BackendError::NotFound {
             kind: "container",
             ..
         })
     ));
     assert!(matches!(
         docker.exec(&missing, &strings(&["/standin"])).await,
-        Err(EngineError::NotFound {
+        Err(BackendError::NotFound {
             kind: "container",
             ..
         })
@@ -761,7 +761,7 @@ async fn missing_objects() {
     );
     assert!(matches!(
         logs.next().await,
-        Some(Err(EngineError::NotFound {
+        Some(Err(BackendError::NotFound {
             kind: "container",
             ..
         }))
@@ -785,18 +785,18 @@ async fn missing_objects() {
     spec.image = format!("{REPOSITORY}:does-not-exist");
     assert!(matches!(
         docker.create_container(&spec).await,
-        Err(EngineError::NotFound { kind: "image", name }) if name == spec.image
+        Err(BackendError::NotFound { kind: "image", name }) if name == spec.image
     ));
     // Docker 20.10 creates a container on a missing network and fails to start it; newer
     // engines refuse the create.
     let spec = fixture.spec("networkless", &fixture.name("no-network"), &["sleep"]);
     match docker.create_container(&spec).await {
-        Err(EngineError::NotFound {
+        Err(BackendError::NotFound {
             kind: "network",
             name,
         }) => assert_eq!(name, spec.network),
         Ok(id) => match docker.start_container(&id).await {
-            Err(EngineError::Operation { operation, reason }) => {
+            Err(BackendError::Operation { operation, reason }) => {
                 assert_eq!(operation, format!("start container `{id}`"));
                 assert!(reason.contains("not found"), "{reason}");
             }
@@ -811,7 +811,7 @@ async fn missing_objects() {
         .await
         .expect("create");
     match docker.exec(&created, &strings(&["/standin"])).await {
-        Err(EngineError::Operation { operation, reason }) => {
+        Err(BackendError::Operation { operation, reason }) => {
             assert!(operation.contains(&created), "{operation}");
             assert!(reason.contains("not running"), "{reason}");
         }
@@ -823,20 +823,21 @@ async fn missing_objects() {
 async fn unreachable_engines_fail_fast() {
     let started = Instant::now();
     match Docker::connect_to("unix:///nonexistent.sock").await {
-        Err(EngineError::Unreachable {
+        Err(BackendError::Unreachable {
             endpoint,
             origin,
             reason,
+            ..
         }) => {
             assert_eq!(endpoint, "unix:///nonexistent.sock");
-            assert_eq!(origin, Origin::Flag);
+            assert_eq!(origin, Origin::Flag.to_string());
             assert!(reason.contains("/nonexistent.sock"), "{reason}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // Nothing listens on port 1.
     match Docker::connect_to("tcp://127.0.0.1:1").await {
-        Err(EngineError::Unreachable {
+        Err(BackendError::Unreachable {
             endpoint, reason, ..
         }) => {
             assert_eq!(endpoint, "tcp://127.0.0.1:1");
@@ -853,7 +854,7 @@ async fn unreachable_engines_fail_fast() {
     let endpoint = format!("unix://{}", path.display());
     assert!(matches!(
         Docker::connect_to(&endpoint).await,
-        Err(EngineError::Unreachable { .. })
+        Err(BackendError::Unreachable { .. })
     ));
 
     // A socket that accepts but never answers: the connect timeout applies.
@@ -862,7 +863,7 @@ async fn unreachable_engines_fail_fast() {
     let endpoint = format!("unix://{}", path.display());
     let started = Instant::now();
     match Docker::connect_to(&endpoint).await {
-        Err(EngineError::Unreachable { reason, .. }) => {
+        Err(BackendError::Unreachable { reason, .. }) => {
             assert!(reason.contains("did not answer"), "{reason}")
         }
         other => panic!("expected Unreachable, got {other:?}"),
@@ -872,7 +873,7 @@ async fn unreachable_engines_fail_fast() {
     // ssh runs `ssh`; a login that fails (nothing listens, or nobody may log in) says where.
     let started = Instant::now();
     match Docker::connect_to("ssh://nobody@127.0.0.1").await {
-        Err(error @ EngineError::Unreachable { .. }) => {
+        Err(error @ BackendError::Unreachable { .. }) => {
             let text = error.to_string();
             let expected = "cannot reach the Docker engine at \
                             `ssh://nobody@127.0.0.1` (from `--host`): ";
@@ -883,7 +884,7 @@ async fn unreachable_engines_fail_fast() {
     assert!(started.elapsed() < Duration::from_secs(20));
 
     match Docker::connect_to("npipe:////./pipe/docker_engine").await {
-        Err(EngineError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
+        Err(BackendError::Unreachable { reason, .. }) => assert!(reason.contains("scheme")),
         other => panic!("expected Unreachable, got {other:?}"),
     }
 }

@@ -18,8 +18,7 @@ use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::backend::docker::engine::{
-    ContainerSpec, ContainerSummary, Engine, EngineError, NetworkSpec, NetworkSummary,
-    VolumeSummary,
+    ContainerSpec, ContainerSummary, Engine, NetworkSpec, NetworkSummary, VolumeSummary,
 };
 use crate::backend::*;
 use crate::naming::codec::{self, Role};
@@ -66,39 +65,6 @@ impl DockerBackend<'static> {
     pub async fn connect(flags: &Flags) -> Result<DockerBackend<'static>> {
         let engine: Arc<dyn Engine> = Arc::new(engine::docker::Docker::connect_with(flags).await?);
         Ok(DockerBackend::new(engine))
-    }
-}
-
-impl From<EngineError> for BackendError {
-    fn from(error: EngineError) -> BackendError {
-        match error {
-            EngineError::Unreachable {
-                endpoint,
-                origin,
-                reason,
-            } => BackendError::Unreachable {
-                backend: Kind::Docker,
-                endpoint,
-                hint: origin.hint(),
-                origin: origin.to_string(),
-                reason,
-            },
-            EngineError::NoAnswer {
-                endpoint,
-                operation,
-                waited,
-            } => BackendError::NoAnswer {
-                backend: Kind::Docker,
-                endpoint,
-                operation,
-                waited,
-            },
-            EngineError::NameTaken(name) => BackendError::Taken(name),
-            EngineError::NotFound { kind, name } => BackendError::NotFound { kind, name },
-            EngineError::Operation { operation, reason } => {
-                BackendError::Operation { operation, reason }
-            }
-        }
     }
 }
 
@@ -296,7 +262,7 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn ping(&self) -> Result<()> {
-        Ok(self.engine.ping().await?)
+        self.engine.ping().await
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
@@ -308,11 +274,11 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
-        Ok(self.engine.image_tags(repository).await?)
+        self.engine.image_tags(repository).await
     }
 
     async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
-        Ok(self.engine.insecure_registries().await?)
+        self.engine.insecure_registries().await
     }
 
     async fn fetch_image(
@@ -320,17 +286,15 @@ impl Backend for DockerBackend<'_> {
         image: &ImageRef,
         on_progress: &(dyn Fn(PullProgress) + Send + Sync),
     ) -> Result<()> {
-        Ok(self
-            .engine
+        self.engine
             .pull_image(&image.repository, &image.tag, on_progress)
-            .await?)
+            .await
     }
 
     async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {
-        Ok(self
-            .engine
+        self.engine
             .build_image(context, dockerfile, &tag.to_string())
-            .await?)
+            .await
     }
 
     async fn claim(&self, metadata: &Metadata) -> Result<()> {
@@ -338,8 +302,8 @@ impl Backend for DockerBackend<'_> {
         let labels = metadata.encode_marker(Role::Anchor);
         match self.engine.create_marker(&anchor, &labels).await {
             Ok(_) => Ok(()),
-            Err(EngineError::NameTaken(_)) => Err(BackendError::Taken(metadata.id.clone())),
-            Err(error) => Err(error.into()),
+            Err(BackendError::Taken(_)) => Err(BackendError::Taken(metadata.id.clone())),
+            Err(error) => Err(error),
         }
     }
 
@@ -406,26 +370,23 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn start_service(&self, service: &ServiceRef) -> Result<()> {
-        Ok(self.engine.start_container(&service.native).await?)
+        self.engine.start_container(&service.native).await
     }
 
     async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
-        Ok(self.engine.wait_container(&service.native).await?)
+        self.engine.wait_container(&service.native).await
     }
 
     async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
         match self.engine.inspect_container(&service.native).await {
             Ok(details) => Ok(convert::details_status(self.engine.as_ref(), &details)),
-            Err(EngineError::NotFound { .. }) => Ok(ServiceStatus::new(ServiceState::Missing)),
-            Err(error) => Err(error.into()),
+            Err(BackendError::NotFound { .. }) => Ok(ServiceStatus::new(ServiceState::Missing)),
+            Err(error) => Err(error),
         }
     }
 
     fn changes(&self) -> BoxStream<'static, Result<()>> {
-        self.engine
-            .changes()
-            .map(|change| change.map_err(BackendError::from))
-            .boxed()
+        self.engine.changes()
     }
 
     fn logs(
@@ -456,30 +417,22 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
-        let output = self.engine.exec(&service.native, command).await?;
-        Ok(ExecOutput {
-            exit_code: output.exit_code,
-            output: output.output,
-        })
+        self.engine.exec(&service.native, command).await
     }
 
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
-        let traffic = self.engine.traffic(&service.native).await?;
-        Ok(Traffic {
-            received: traffic.received,
-            sent: traffic.sent,
-        })
+        self.engine.traffic(&service.native).await
     }
 
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
-        Ok(self.engine.stop_container(&service.native, grace).await?)
+        self.engine.stop_container(&service.native, grace).await
     }
 
     async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
         if let Some(grace) = grace {
             self.engine.stop_container(&service.native, grace).await?;
         }
-        Ok(self.engine.remove_container(&service.native).await?)
+        self.engine.remove_container(&service.native).await
     }
 
     async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
@@ -526,7 +479,7 @@ impl Backend for DockerBackend<'_> {
             Marker::Lease(until) => {
                 let name = naming::lease_name(id, until);
                 if let Some(lease) = self.lease(id).await? {
-                    return Ok(self.engine.rename_container(&lease.id, &name).await?);
+                    return self.engine.rename_container(&lease.id, &name).await;
                 }
                 (name, Role::Lease)
             }
@@ -544,8 +497,8 @@ impl Backend for DockerBackend<'_> {
                     .await
                 {
                     Ok(_) => Ok(()),
-                    Err(EngineError::NameTaken(_)) => Err(BackendError::Taken(id.clone())),
-                    Err(error) => Err(error.into()),
+                    Err(BackendError::Taken(_)) => Err(BackendError::Taken(id.clone())),
+                    Err(error) => Err(error),
                 };
             }
         };
@@ -554,8 +507,8 @@ impl Backend for DockerBackend<'_> {
             .create_marker(&name, &metadata.encode_marker(role))
             .await
         {
-            Ok(_) | Err(EngineError::NameTaken(_)) => Ok(()),
-            Err(error) => Err(error.into()),
+            Ok(_) | Err(BackendError::Taken(_)) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -568,8 +521,8 @@ impl Backend for DockerBackend<'_> {
             },
         };
         match self.engine.remove_container(&name).await {
-            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -581,8 +534,8 @@ impl Backend for DockerBackend<'_> {
         // Only a refusal costs the inspection: who is still attached is not envctl's.
         let users = match self.engine.network_containers(&isolation.native).await {
             Ok(attached) if !attached.is_empty() => attached,
-            Err(EngineError::NotFound { .. }) => return Ok(()),
-            _ => return Err(refused.into()),
+            Err(BackendError::NotFound { .. }) => return Ok(()),
+            _ => return Err(refused),
         };
         let mut users: Vec<String> = users
             .into_iter()
@@ -596,13 +549,13 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
-        Ok(self.engine.remove_volume(&volume.native).await?)
+        self.engine.remove_volume(&volume.native).await
     }
 
     async fn release(&self, id: &str) -> Result<()> {
         match self.engine.remove_container(&naming::anchor_name(id)).await {
-            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 }

@@ -310,7 +310,7 @@ impl Swarm {
         let info = self
             .call("read the manager's registry settings", self.client.info())
             .await?;
-        Ok(crate::backend::docker::engine::docker::insecure_of(
+        Ok(crate::backend::docker::engine::convert::insecure_of(
             info.registry_config.unwrap_or_default(),
         ))
     }
@@ -567,7 +567,7 @@ impl Backend for Swarm {
         let registry = registry::Reference::parse(&spec.image.reference.to_string())
             .map(|r| r.registry)
             .unwrap_or_else(|_| registry::DOCKER_HUB.to_string());
-        let credentials = crate::backend::docker::engine::docker::registry_credentials(&registry)
+        let credentials = crate::backend::docker::engine::auth::registry_credentials(&registry)
             .await
             .map_err(|e| BackendError::operation(&operation, e))?;
         let created = self

@@ -1,24 +1,21 @@
 //! [`Engine`] on Docker's HTTP API, with bollard.
 //!
-//! This is the only module that uses bollard; its types stay in here. It targets Docker 20.10
-//! (API 1.41) and later: the client negotiates the API version on connect and only uses
-//! parameters that API 1.41 knows.
+//! The containers, networks, volumes and images calls; with its sibling modules, one concern
+//! each (`connect`: reaching the engine, `error`: bollard errors classified, `convert`:
+//! bollard's models as typed values, `logs`: output as lines, `auth`: registry credentials),
+//! the only code that uses bollard, whose types stay in them. It targets Docker 20.10 (API
+//! 1.41) and later: the client negotiates the API version on connect and only uses parameters
+//! that API 1.41 knows.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
-    EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
-};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
@@ -26,25 +23,29 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::Kind;
 use crate::naming;
-use crate::registry::{Credential, Reference};
+use crate::registry::Reference;
 
 use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
-
-use super::{
-    Attached, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Engine,
-    EngineError, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
-    NetworkSummary, PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary,
+use super::convert::{
+    container_body, container_details, container_summary, insecure_of, label_filter, redacted,
+    to_hash_map, to_labels,
 };
-use crate::spec::runtime::{HostAddress, MountSource, Restart, Runtime};
+use super::error::{self, describe, is_connection_error, message, no_answer, status};
+use super::{
+    Attached, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine, ExecOutput,
+    Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, PublishedPort,
+    PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
+};
 
 pub use super::connect::DEFAULT_HOST;
 
 /// How long any other request may wait for its answer, as bollard's default: an engine that
 /// has not answered a plain request by then hangs.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a ping of an engine that answered before may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// bollard's timeout runs until the response headers arrive. Docker answers most requests at
@@ -64,8 +65,8 @@ const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(5);
 pub struct Docker {
     client: bollard::Docker,
     /// The endpoint as given: `DOCKER_HOST`, `--host`, a context's, or [`DEFAULT_HOST`].
-    endpoint: String,
-    origin: Origin,
+    pub(super) endpoint: String,
+    pub(super) origin: Origin,
     /// How this process reaches published ports and container addresses.
     reach: Arc<Reach>,
 }
@@ -77,7 +78,7 @@ impl Docker {
     }
 
     /// Connects to the engine `flags` (`--host`, `--context`) and the environment choose,
-    /// negotiates the API version and pings it; fails with [`EngineError::Unreachable`],
+    /// negotiates the API version and pings it; fails with [`BackendError::Unreachable`],
     /// naming the endpoint and where it came from, when nothing usable answers.
     pub async fn connect_with(flags: &Flags) -> Result<Docker> {
         Docker::connect_with_settings(flags, &Settings::from_env()).await
@@ -85,12 +86,9 @@ impl Docker {
 
     /// Like [`Docker::connect_with`], with the variables given rather than read.
     pub async fn connect_with_settings(flags: &Flags, settings: &Settings) -> Result<Docker> {
-        let endpoint =
-            connect::resolve(flags, settings).map_err(|unusable| EngineError::Unreachable {
-                endpoint: unusable.host,
-                origin: unusable.origin,
-                reason: unusable.reason,
-            })?;
+        let endpoint = connect::resolve(flags, settings).map_err(|unusable| {
+            error::unreachable(&unusable.host, &unusable.origin, unusable.reason)
+        })?;
         Docker::open(endpoint, settings).await
     }
 
@@ -105,11 +103,8 @@ impl Docker {
     }
 
     async fn open(endpoint: Endpoint, settings: &Settings) -> Result<Docker> {
-        let unreachable = |reason: String| EngineError::Unreachable {
-            endpoint: endpoint.host.clone(),
-            origin: endpoint.origin.clone(),
-            reason,
-        };
+        let unreachable =
+            |reason: String| error::unreachable(&endpoint.host, &endpoint.origin, reason);
         let handshake_timeout = endpoint.handshake();
         let client = endpoint.client(REQUEST_TIMEOUT).map_err(unreachable)?;
         let handshake = async {
@@ -155,51 +150,6 @@ impl Docker {
     fn with_timeout(&self, timeout: Duration) -> bollard::Docker {
         self.client.clone().with_timeout(timeout)
     }
-
-    fn unreachable(&self, error: &BollardError) -> EngineError {
-        EngineError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            origin: self.origin.clone(),
-            reason: describe(error),
-        }
-    }
-
-    /// The error for a failed `operation`: unreachable when the connection failed, no answer
-    /// when the request timed out.
-    fn failed(&self, operation: impl Into<String>, error: &BollardError) -> EngineError {
-        if is_connection_error(error) {
-            self.unreachable(error)
-        } else if matches!(error, BollardError::RequestTimeoutError) {
-            EngineError::NoAnswer {
-                endpoint: self.endpoint.clone(),
-                operation: operation.into(),
-                waited: REQUEST_TIMEOUT,
-            }
-        } else {
-            EngineError::operation(operation, describe(error))
-        }
-    }
-
-    /// Like [`Docker::failed`], with 404 meaning that the `kind` object `name` does not exist,
-    /// unless Docker's message names something else (starting a container whose network is
-    /// gone answers 404 "network … not found").
-    fn failed_on(
-        &self,
-        kind: &'static str,
-        name: &str,
-        operation: impl Into<String>,
-        error: &BollardError,
-    ) -> EngineError {
-        let text = message(error).to_lowercase();
-        if status(error) == Some(404) && (text.is_empty() || text.contains(kind)) {
-            EngineError::NotFound {
-                kind,
-                name: name.to_owned(),
-            }
-        } else {
-            self.failed(operation, error)
-        }
-    }
 }
 
 #[async_trait]
@@ -221,7 +171,8 @@ impl Engine for Docker {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
             // Connected before: the engine is there, but hangs.
-            Err(_) => Err(EngineError::NoAnswer {
+            Err(_) => Err(BackendError::NoAnswer {
+                backend: Kind::Docker,
                 endpoint: self.endpoint.clone(),
                 operation: "a ping".into(),
                 waited: PING_TIMEOUT,
@@ -241,7 +192,7 @@ impl Engine for Docker {
         // `CheckDuplicate` is gone. Older engines (Docker 20.10) need it, or they create a second
         // network of the same name: send the body with the field added.
         let mut body = serde_json::to_value(&request)
-            .map_err(|error| EngineError::operation(operation(), error))?;
+            .map_err(|error| BackendError::operation(operation(), error))?;
         body["CheckDuplicate"] = serde_json::Value::Bool(true);
         let body = body.to_string();
         let client = self.client.clone().with_request_modifier(move |request| {
@@ -262,7 +213,7 @@ impl Engine for Docker {
             Err(error)
                 if status(&error) == Some(409) && message(&error).contains("already exists") =>
             {
-                Err(EngineError::NameTaken(spec.name.clone()))
+                Err(BackendError::Taken(spec.name.clone()))
             }
             Err(error) => Err(self.failed(operation(), &error)),
         }
@@ -331,13 +282,13 @@ impl Engine for Docker {
                 Ok(response.id)
             }
             Err(error) => Err(match status(&error) {
-                Some(409) => EngineError::NameTaken(spec.name.clone()),
+                Some(409) => BackendError::Taken(spec.name.clone()),
                 // "No such image: …" or "network … not found".
-                Some(404) if message(&error).contains("network") => EngineError::NotFound {
+                Some(404) if message(&error).contains("network") => BackendError::NotFound {
                     kind: "network",
                     name: spec.network.clone(),
                 },
-                Some(404) => EngineError::NotFound {
+                Some(404) => BackendError::NotFound {
                     kind: "image",
                     name: spec.image.clone(),
                 },
@@ -365,7 +316,7 @@ impl Engine for Docker {
             .iter()
             .all(|(key, value)| volume.labels.get(key) == Some(value));
         if !same {
-            return Err(EngineError::NameTaken(spec.name.clone()));
+            return Err(BackendError::Taken(spec.name.clone()));
         }
         Ok(())
     }
@@ -419,7 +370,7 @@ impl Engine for Docker {
         // The image is imported on first use, and again should someone delete it: trying the
         // create first costs nothing when it is there.
         match self.create_container(&spec).await {
-            Err(EngineError::NotFound { kind: "image", .. }) => {
+            Err(BackendError::NotFound { kind: "image", .. }) => {
                 self.import_marker_image().await?;
                 self.create_container(&spec).await
             }
@@ -441,9 +392,7 @@ impl Engine for Docker {
         let options = RenameContainerOptionsBuilder::new().name(name).build();
         match self.client.rename_container(id, options).await {
             Ok(()) => Ok(()),
-            Err(error) if status(&error) == Some(409) => {
-                Err(EngineError::NameTaken(name.to_owned()))
-            }
+            Err(error) if status(&error) == Some(409) => Err(BackendError::Taken(name.to_owned())),
             Err(error) => Err(self.failed_on(
                 "container",
                 id,
@@ -555,7 +504,7 @@ impl Engine for Docker {
                 format!("wait for container `{id}`"),
                 &error,
             )),
-            None => Err(EngineError::operation(
+            None => Err(BackendError::operation(
                 format!("wait for container `{id}`"),
                 "the engine ended the answer without an exit code",
             )),
@@ -577,7 +526,7 @@ impl Engine for Docker {
             .map(|event| {
                 event
                     .map(|_| ())
-                    .map_err(|e| EngineError::operation("follow the engine's events", e))
+                    .map_err(|e| BackendError::operation("follow the engine's events", e))
             })
             .boxed()
     }
@@ -600,47 +549,7 @@ impl Engine for Docker {
             false => self.client.clone(),
         };
         let chunks = client.logs(id, Some(query.build())).boxed();
-        let state = LogState {
-            chunks,
-            lines: LineSplitter::new(options.timestamps),
-            ready: VecDeque::new(),
-            done: false,
-            engine: self.clone(),
-            id: id.to_owned(),
-        };
-        stream::unfold(state, |mut state| async move {
-            loop {
-                if let Some(item) = state.ready.pop_front() {
-                    return Some((item, state));
-                }
-                if state.done {
-                    return None;
-                }
-                match state.chunks.next().await {
-                    Some(Ok(chunk)) => {
-                        let (source, bytes) = split_log_output(chunk);
-                        let lines = state.lines.push(source, &bytes);
-                        state.ready.extend(lines.into_iter().map(Ok));
-                    }
-                    Some(Err(error)) => {
-                        state.done = true;
-                        state.ready.extend(state.lines.finish().into_iter().map(Ok));
-                        let id = &state.id;
-                        state.ready.push_back(Err(state.engine.failed_on(
-                            "container",
-                            id,
-                            format!("read the logs of container `{id}`"),
-                            &error,
-                        )));
-                    }
-                    None => {
-                        state.done = true;
-                        state.ready.extend(state.lines.finish().into_iter().map(Ok));
-                    }
-                }
-            }
-        })
-        .boxed()
+        logs::lines(chunks, options.timestamps, self.clone(), id)
     }
 
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
@@ -686,7 +595,7 @@ impl Engine for Docker {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 (Some(true), _) | (_, None) => {
-                    return Err(EngineError::operation(
+                    return Err(BackendError::operation(
                         operation(),
                         "the command's output ended, but it did not exit",
                     ));
@@ -720,7 +629,7 @@ impl Engine for Docker {
                             .collect()
                     });
                 let counters = counters.ok_or_else(|| {
-                    EngineError::operation(operation(), "the engine reported no network counters")
+                    BackendError::operation(operation(), "the engine reported no network counters")
                 })?;
                 Ok(Traffic {
                     received: counters.iter().fold(0, |sum, c| sum.saturating_add(c.0)),
@@ -728,7 +637,7 @@ impl Engine for Docker {
                 })
             }
             Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
-            None => Err(EngineError::operation(
+            None => Err(BackendError::operation(
                 operation(),
                 "the engine sent no statistics",
             )),
@@ -794,22 +703,16 @@ impl Engine for Docker {
         let registry = Reference::parse(&format!("{repository}:{tag}"))
             .map(|r| r.registry)
             .unwrap_or_else(|_| crate::registry::DOCKER_HUB.to_string());
-        let credentials = registry_credentials(&registry)
+        let credentials = auth::registry_credentials(&registry)
             .await
-            .map_err(|e| EngineError::operation(operation(), e))?;
+            .map_err(|e| BackendError::operation(operation(), e))?;
         // A pull of a large image takes as long as it takes; the start's deadline bounds it.
         let client = self.with_timeout(PATIENT_TIMEOUT);
         let mut stream = client.create_image(Some(options), None, credentials);
         let mut tally = PullTally::default();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|error| match self.failed(operation(), &error) {
-                EngineError::Operation { operation, reason } if is_denied(&reason) => {
-                    EngineError::Operation {
-                        operation,
-                        reason: format!("{reason}\nhint: `docker login {registry}`"),
-                    }
-                }
-                other => other,
+            let info = item.map_err(|error| {
+                auth::with_login_hint(self.failed(operation(), &error), &registry)
             })?;
             if tally.add(&info) {
                 on_progress(tally.progress());
@@ -841,7 +744,7 @@ impl Engine for Docker {
                 }
                 Err(error) if is_connection_error(&error) => return Err(self.unreachable(&error)),
                 Err(error) => {
-                    return Err(EngineError::operation(
+                    return Err(BackendError::operation(
                         format!("build image `{tag}`"),
                         tail.explain(&describe(&error)),
                     ));
@@ -898,229 +801,6 @@ fn marker_rootfs() -> Vec<u8> {
         .expect("writing a tar to memory cannot fail")
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// The HTTP status of an error answer.
-fn status(error: &BollardError) -> Option<u16> {
-    match error {
-        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
-/// Docker's `message` of an error answer, or the empty string.
-fn message(error: &BollardError) -> &str {
-    match error {
-        BollardError::DockerResponseServerError { message, .. } => message,
-        _ => "",
-    }
-}
-
-/// Whether the error says that the engine could not be reached at all.
-fn is_connection_error(error: &BollardError) -> bool {
-    match error {
-        BollardError::SocketNotFoundError(_) => true,
-        BollardError::HyperLegacyError { err } => err.is_connect(),
-        BollardError::IOError { err } => matches!(
-            err.kind(),
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-        ),
-        _ => false,
-    }
-}
-
-/// A one-line account of a bollard error: Docker's message, or the root cause.
-fn describe(error: &BollardError) -> String {
-    let text = match error {
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => {
-            if message.trim().is_empty() {
-                format!("the engine answered with HTTP status {status_code}")
-            } else {
-                message.clone()
-            }
-        }
-        BollardError::DockerStreamError { error } => error.clone(),
-        BollardError::DockerContainerWaitError { error, code } => {
-            if error.is_empty() {
-                format!("exit code {code}")
-            } else {
-                error.clone()
-            }
-        }
-        BollardError::SocketNotFoundError(path) => format!("no socket at {path}"),
-        BollardError::RequestTimeoutError => "the engine did not answer in time".into(),
-        BollardError::APIVersionParseError {} => {
-            "the answer to /version has no API version: is this a Docker engine?".into()
-        }
-        other => root_cause(other),
-    };
-    text.trim().to_owned()
-}
-
-/// The innermost error of the chain, which names the cause ("Connection refused") where the
-/// outer ones name the layer ("client error (Connect)").
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut innermost = error;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
-    innermost.to_string()
-}
-
-fn no_answer(waited: Duration) -> String {
-    format!(
-        "the engine did not answer within {} seconds",
-        waited.as_secs()
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Containers
-
-fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
-    let on_network = !spec.network.is_empty();
-    let host_config = HostConfig {
-        network_mode: on_network.then(|| spec.network.clone()),
-        log_config: Some(bounded_log()),
-        ..Default::default()
-    };
-    let networking_config = on_network.then(|| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            spec.network.clone(),
-            EndpointSettings {
-                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
-                ..Default::default()
-            },
-        )])),
-    });
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.command.clone(),
-        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
-        labels: Some(to_hash_map(&spec.labels)),
-        host_config: Some(host_config),
-        networking_config,
-        ..Default::default()
-    };
-    with_runtime(body, &spec.runtime)
-}
-
-/// The one place a service's [`Runtime`] becomes Docker's create request: ports, mounts,
-/// limits, restart policy, entrypoint, user, working directory, hosts, labels, stop timeout.
-fn with_runtime(mut body: ContainerCreateBody, runtime: &Runtime) -> ContainerCreateBody {
-    let mut bindings: PortMap = HashMap::new();
-    for mapping in &runtime.ports {
-        // An empty host port and address: Docker picks a free port on all addresses.
-        let binding = PortBinding {
-            host_ip: Some(mapping.host_ip.map(|ip| ip.to_string()).unwrap_or_default()),
-            host_port: Some(mapping.host_port.map(|p| p.to_string()).unwrap_or_default()),
-        };
-        bindings
-            .entry(mapping.container.to_string())
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(binding);
-    }
-    let mut exposed: Vec<String> = bindings.keys().cloned().collect();
-    exposed.sort();
-    let mounts: Vec<Mount> = runtime
-        .mounts
-        .iter()
-        .map(|mount| {
-            let (typ, source) = match &mount.source {
-                MountSource::Volume(name) => (MountType::VOLUME, name.clone()),
-                MountSource::Bind(path) => (MountType::BIND, path.display().to_string()),
-            };
-            Mount {
-                target: Some(mount.target.clone()),
-                source: Some(source),
-                typ: Some(typ),
-                read_only: Some(mount.read_only),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let tmpfs: HashMap<String, String> = runtime
-        .tmpfs
-        .iter()
-        .map(|tmpfs| {
-            let mut options = Vec::new();
-            if let Some(size) = tmpfs.options.size {
-                options.push(format!("size={}", size.0));
-            }
-            if let Some(mode) = tmpfs.options.mode {
-                options.push(format!("mode={mode:o}"));
-            }
-            (tmpfs.target.clone(), options.join(","))
-        })
-        .collect();
-    let restart = runtime.restart.map(|restart| {
-        let (name, retries) = match restart {
-            Restart::No => (RestartPolicyNameEnum::NO, None),
-            Restart::Always => (RestartPolicyNameEnum::ALWAYS, None),
-            Restart::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            Restart::OnFailure { max_retries } => (
-                RestartPolicyNameEnum::ON_FAILURE,
-                max_retries.map(i64::from),
-            ),
-        };
-        RestartPolicy {
-            name: Some(name),
-            maximum_retry_count: retries,
-        }
-    });
-    let extra_hosts: Vec<String> = runtime
-        .extra_hosts
-        .iter()
-        .map(|entry| match entry.address {
-            HostAddress::Ip(ip) => format!("{}:{ip}", entry.host),
-            HostAddress::HostGateway => format!("{}:host-gateway", entry.host),
-        })
-        .collect();
-    let host = body.host_config.get_or_insert_with(HostConfig::default);
-    host.port_bindings = (!bindings.is_empty()).then_some(bindings);
-    host.mounts = (!mounts.is_empty()).then_some(mounts);
-    host.tmpfs = (!tmpfs.is_empty()).then_some(tmpfs);
-    host.shm_size = runtime.shm_size.map(|b| b.0 as i64);
-    host.memory = runtime.mem_limit.map(|b| b.0 as i64);
-    host.nano_cpus = runtime.cpus.map(|c| c.0 as i64);
-    host.restart_policy = restart;
-    host.extra_hosts = (!extra_hosts.is_empty()).then_some(extra_hosts);
-    body.exposed_ports = (!exposed.is_empty()).then_some(exposed);
-    body.entrypoint = runtime.entrypoint.clone();
-    body.user = runtime.user.clone();
-    body.working_dir = runtime.working_dir.clone();
-    body.stop_timeout = runtime
-        .stop_grace_period
-        .map(|grace| grace.as_secs().try_into().unwrap_or(i64::MAX));
-    // envctl's labels win: the file cannot use its prefix, and this keeps it so.
-    let labels = body.labels.get_or_insert_with(HashMap::new);
-    for (key, value) in &runtime.labels {
-        labels.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-    body
-}
-
-/// The size one service's log may reach: [`LOG_FILES`] files of [`LOG_FILE_SIZE`] each.
-const LOG_FILE_SIZE: &str = "10m";
-const LOG_FILES: &str = "3";
-
-/// Docker's json-file log, bounded: a chatty service on a shared host keeps its last 30 MB
-/// instead of filling the disk (the daemon's default json-file log grows without end).
-fn bounded_log() -> HostConfigLogConfig {
-    HostConfigLogConfig {
-        typ: Some("json-file".into()),
-        config: Some(HashMap::from([
-            ("max-size".into(), LOG_FILE_SIZE.into()),
-            ("max-file".into(), LOG_FILES.into()),
-        ])),
-    }
-}
-
 /// Logs a request's method and path, in place of bollard's own logs (see `init_tracing`): never
 /// its headers (registry credentials) or body (environment variables).
 fn log_request(request: bollard::BollardRequest) -> bollard::BollardRequest {
@@ -1130,276 +810,6 @@ fn log_request(request: bollard::BollardRequest) -> bollard::BollardRequest {
         .map_or("", |path| path.as_str());
     tracing::trace!("{} {path}", request.method());
     request
-}
-
-/// The create request as JSON for the debug log, each environment variable as `KEY=***`:
-/// values are often passwords.
-fn redacted(body: &ContainerCreateBody) -> String {
-    let mut body = body.clone();
-    body.env = body
-        .env
-        .map(|env| env.iter().map(|var| redact_variable(var)).collect());
-    serde_json::to_string(&body).unwrap_or_default()
-}
-
-/// `KEY=VALUE` → `KEY=***`.
-fn redact_variable(variable: &str) -> String {
-    match variable.split_once('=') {
-        Some((key, _)) => format!("{key}=***"),
-        None => variable.to_owned(),
-    }
-}
-
-fn container_summary(summary: BollardContainerSummary) -> ContainerSummary {
-    let names = summary.names.unwrap_or_default();
-    // Legacy links add names like `/other/alias`; the container's own has one slash.
-    let name = names
-        .iter()
-        .map(|name| name.trim_start_matches('/'))
-        .find(|name| !name.contains('/'))
-        .or_else(|| names.first().map(|name| name.trim_start_matches('/')))
-        .unwrap_or_default()
-        .to_owned();
-    let mut ports: Vec<PublishedPort> = summary
-        .ports
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|port| {
-            Some(PublishedPort {
-                container_port: port.private_port,
-                protocol: port
-                    .typ
-                    .map(|typ| typ.to_string())
-                    .filter(|typ| !typ.is_empty())
-                    .unwrap_or_else(|| "tcp".into()),
-                host_ip: port.ip.unwrap_or_default(),
-                host_port: port.public_port?,
-            })
-        })
-        .collect();
-    // Docker binds a port on every address twice, for IPv4 and IPv6, each on its own host
-    // port: keep one binding per container port, the IPv4 one.
-    ports.sort_by_key(|p| {
-        (
-            p.container_port,
-            p.protocol.clone(),
-            p.host_ip.contains(':'),
-        )
-    });
-    ports.dedup_by(|a, b| (a.container_port, &a.protocol) == (b.container_port, &b.protocol));
-    ContainerSummary {
-        id: summary.id.unwrap_or_default(),
-        name,
-        image: summary.image.unwrap_or_default(),
-        labels: to_labels(summary.labels),
-        state: ContainerState::parse(summary.state.as_ref().map_or("", |state| state.as_ref())),
-        status: summary.status.unwrap_or_default(),
-        ports,
-    }
-}
-
-fn container_details(id: &str, response: ContainerInspectResponse) -> ContainerDetails {
-    let state = response.state.unwrap_or_default();
-    let status = ContainerState::parse(state.status.as_ref().map_or("", |status| status.as_ref()));
-    let exit_code = match status {
-        ContainerState::Created | ContainerState::Running | ContainerState::Paused => None,
-        _ => state.exit_code,
-    };
-    let health = state
-        .health
-        .and_then(|health| health.status)
-        .map(|status| status.to_string())
-        .filter(|status| !status.is_empty() && status != "none");
-    let settings = response.network_settings.unwrap_or_default();
-    let ports = published_ports(settings.ports.unwrap_or_default());
-    let networks: BTreeMap<String, EndpointSettings> =
-        settings.networks.unwrap_or_default().into_iter().collect();
-    let ip = networks
-        .into_values()
-        .filter_map(|network| network.ip_address)
-        .find(|ip| !ip.is_empty());
-    ContainerDetails {
-        id: response.id.unwrap_or_else(|| id.to_owned()),
-        state: status,
-        exit_code,
-        health,
-        restarts: response.restart_count.unwrap_or(0),
-        ports,
-        ip,
-        started_at: timestamp(state.started_at),
-        finished_at: timestamp(state.finished_at),
-    }
-}
-
-/// One host binding of each container port, IPv4 preferred; unbound ports are left out.
-fn published_ports(ports: PortMap) -> Vec<PublishedPort> {
-    let mut published: Vec<PublishedPort> = ports
-        .into_iter()
-        .filter_map(|(key, bindings)| {
-            let (port, protocol) = key.split_once('/').unwrap_or((&key, "tcp"));
-            let container_port = port.parse().ok()?;
-            // IPv4 first: the IPv6 binding of the same port has a host port of its own.
-            let binding = bindings?
-                .into_iter()
-                .filter_map(|binding| {
-                    let host_port = binding.host_port?.parse().ok()?;
-                    Some((binding.host_ip.unwrap_or_default(), host_port))
-                })
-                .min_by_key(|(host_ip, _)| host_ip.contains(':'))?;
-            Some(PublishedPort {
-                container_port,
-                protocol: protocol.to_owned(),
-                host_ip: binding.0,
-                host_port: binding.1,
-            })
-        })
-        .collect();
-    published.sort();
-    published
-}
-
-/// Docker's zero time (`0001-01-01T00:00:00Z`) means never.
-fn timestamp(value: Option<String>) -> Option<String> {
-    value.filter(|value| !value.is_empty() && !value.starts_with("0001-01-01"))
-}
-
-fn to_hash_map(labels: &Labels) -> HashMap<String, String> {
-    labels
-        .iter()
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect()
-}
-
-fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
-    labels.unwrap_or_default().into_iter().collect()
-}
-
-fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([(
-        "label",
-        label_filters.iter().map(Filter::to_docker).collect(),
-    )])
-}
-
-// ---------------------------------------------------------------------------------------------
-// Logs
-
-/// The state of a log stream: the raw chunks, the lines made of them, and the lines and
-/// errors ready to hand out.
-struct LogState {
-    chunks: BoxStream<'static, Result<bollard::container::LogOutput, BollardError>>,
-    lines: LineSplitter,
-    ready: VecDeque<Result<LogLine>>,
-    done: bool,
-    engine: Docker,
-    id: String,
-}
-
-/// Which stream a chunk came from: each has its own partial line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
-    Stdout,
-    Stderr,
-    /// A TTY's or an unframed stream.
-    Console,
-}
-
-fn split_log_output(output: bollard::container::LogOutput) -> (Source, Vec<u8>) {
-    use bollard::container::LogOutput;
-    match output {
-        LogOutput::StdOut { message } => (Source::Stdout, message.to_vec()),
-        LogOutput::StdErr { message } => (Source::Stderr, message.to_vec()),
-        LogOutput::StdIn { message } | LogOutput::Console { message } => {
-            (Source::Console, message.to_vec())
-        }
-    }
-}
-
-/// Splits chunks of output into lines, buffering a partial line per stream. With timestamps,
-/// Docker starts every chunk (a log message, or part of one) with an RFC 3339 time and a
-/// space; a line gets the time of its first chunk.
-#[derive(Debug)]
-struct LineSplitter {
-    timestamps: bool,
-    partial: BTreeMap<Source, Partial>,
-}
-
-#[derive(Debug, Default)]
-struct Partial {
-    text: Vec<u8>,
-    timestamp: Option<String>,
-}
-
-impl LineSplitter {
-    fn new(timestamps: bool) -> LineSplitter {
-        LineSplitter {
-            timestamps,
-            partial: BTreeMap::new(),
-        }
-    }
-
-    fn push(&mut self, source: Source, mut chunk: &[u8]) -> Vec<LogLine> {
-        let timestamp = if self.timestamps {
-            split_timestamp(&mut chunk)
-        } else {
-            None
-        };
-        let partial = self.partial.entry(source).or_default();
-        if partial.text.is_empty() && partial.timestamp.is_none() {
-            partial.timestamp.clone_from(&timestamp);
-        }
-        let mut lines = Vec::new();
-        while let Some(end) = chunk.iter().position(|&byte| byte == b'\n') {
-            partial.text.extend_from_slice(&chunk[..end]);
-            lines.push(LogLine {
-                timestamp: partial.timestamp.take(),
-                text: line_text(std::mem::take(&mut partial.text)),
-            });
-            partial.timestamp.clone_from(&timestamp);
-            chunk = &chunk[end + 1..];
-        }
-        if chunk.is_empty() {
-            partial.timestamp = None;
-        } else {
-            partial.text.extend_from_slice(chunk);
-        }
-        lines
-    }
-
-    /// The partial lines left when the output ended.
-    fn finish(&mut self) -> Vec<LogLine> {
-        std::mem::take(&mut self.partial)
-            .into_values()
-            .filter(|partial| !partial.text.is_empty())
-            .map(|partial| LogLine {
-                timestamp: partial.timestamp,
-                text: line_text(partial.text),
-            })
-            .collect()
-    }
-}
-
-fn line_text(mut bytes: Vec<u8>) -> String {
-    if bytes.last() == Some(&b'\r') {
-        bytes.pop();
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Takes a leading `2026-11-26T04:15:00.123456789Z ` off `chunk`.
-fn split_timestamp(chunk: &mut &[u8]) -> Option<String> {
-    let end = chunk.iter().position(|&byte| byte == b' ')?;
-    let candidate = std::str::from_utf8(&chunk[..end]).ok()?;
-    let looks_like_time = candidate.len() >= 20
-        && candidate.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        && candidate.as_bytes()[4] == b'-'
-        && candidate.as_bytes()[10] == b'T';
-    if !looks_like_time {
-        return None;
-    }
-    let timestamp = candidate.to_owned();
-    *chunk = &chunk[end + 1..];
-    Some(timestamp)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1453,65 +863,8 @@ fn tag_of<'a>(reference: &'a str, repository: &str) -> Option<&'a str> {
         .then_some(tag)
 }
 
-/// The credentials `config.json` holds for `registry` (through its credential helper, if it
-/// names one), as the engine wants them in `X-Registry-Auth`.
 /// The label Docker puts on a swarm task's container.
 const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.id";
-
-pub(crate) async fn registry_credentials(
-    registry: &str,
-) -> std::result::Result<Option<DockerCredentials>, crate::registry::credentials::CredentialError> {
-    let found = crate::registry::DockerConfig::load()?
-        .lookup(registry)
-        .await?;
-    Ok(found.map(|found| {
-        let mut credentials = DockerCredentials {
-            serveraddress: Some(found.server),
-            ..Default::default()
-        };
-        match found.credential {
-            Credential::Basic { username, password } => {
-                credentials.username = Some(username);
-                credentials.password = Some(password);
-            }
-            Credential::IdentityToken(token) => credentials.identitytoken = Some(token),
-        }
-        credentials
-    }))
-}
-
-/// The insecure registries of `docker info`: `IndexConfigs` marked not secure, and
-/// `InsecureRegistryCIDRs`.
-pub(crate) fn insecure_of(
-    config: bollard::models::RegistryServiceConfig,
-) -> crate::registry::Insecure {
-    let mut names: Vec<String> = config
-        .index_configs
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, index)| index.secure == Some(false))
-        .map(|(name, _)| name)
-        .collect();
-    names.sort();
-    crate::registry::Insecure {
-        names,
-        ranges: config.insecure_registry_cidrs.unwrap_or_default(),
-    }
-}
-
-/// Whether a pull failed for want of (valid) credentials, in the engine's or registry's words.
-fn is_denied(reason: &str) -> bool {
-    let reason = reason.to_lowercase();
-    [
-        "unauthorized",
-        "authentication required",
-        "no basic auth credentials",
-        "access to the resource is denied",
-        "docker login",
-    ]
-    .iter()
-    .any(|word| reason.contains(word))
-}
 
 /// Bytes downloaded over the layers a pull announced so far.
 #[derive(Default)]
@@ -1557,61 +910,6 @@ impl PullTally {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_from_chunks() {
-        let mut lines = LineSplitter::new(false);
-        assert_eq!(
-            lines.push(Source::Stdout, b"one\ntw"),
-            vec![line(None, "one")]
-        );
-        assert_eq!(
-            lines.push(Source::Stderr, b"err\r\n"),
-            vec![line(None, "err")]
-        );
-        assert_eq!(
-            lines.push(Source::Stdout, b"o\nthree\n"),
-            vec![line(None, "two"), line(None, "three")]
-        );
-        assert_eq!(lines.push(Source::Stdout, b"partial"), vec![]);
-        assert_eq!(lines.finish(), vec![line(None, "partial")]);
-        assert_eq!(lines.finish(), vec![]);
-    }
-
-    #[test]
-    fn lines_with_timestamps() {
-        let t1 = "2026-11-26T04:15:00.000000001Z";
-        let t2 = "2026-11-26T04:15:01.000000002Z";
-        let mut lines = LineSplitter::new(true);
-        assert_eq!(
-            lines.push(Source::Stdout, format!("{t1} hello world\n").as_bytes()),
-            vec![line(Some(t1), "hello world")]
-        );
-        // A message split in two: the line keeps the time of its start.
-        assert_eq!(
-            lines.push(Source::Stdout, format!("{t1} par").as_bytes()),
-            vec![]
-        );
-        assert_eq!(
-            lines.push(Source::Stdout, format!("{t2} tial\n").as_bytes()),
-            vec![line(Some(t1), "partial")]
-        );
-        assert_eq!(
-            lines.push(Source::Stdout, format!("{t2} a\nb\n").as_bytes()),
-            vec![line(Some(t2), "a"), line(Some(t2), "b")]
-        );
-        assert_eq!(
-            lines.push(Source::Stdout, b"no-time here\n"),
-            vec![line(None, "no-time here")]
-        );
-    }
-
-    fn line(timestamp: Option<&str>, text: &str) -> LogLine {
-        LogLine {
-            timestamp: timestamp.map(str::to_owned),
-            text: text.into(),
-        }
-    }
 
     #[test]
     fn tags_of_exactly_the_repository() {
@@ -1668,75 +966,6 @@ mod tests {
         assert!(
             !tally.add(&CreateImageInfo::default()),
             "a status line without a layer"
-        );
-    }
-
-    #[test]
-    fn insecure_registries_are_the_ones_docker_info_marks() {
-        use bollard::models::{IndexInfo, RegistryServiceConfig};
-        let index = |secure| IndexInfo {
-            secure: Some(secure),
-            ..Default::default()
-        };
-        let config = RegistryServiceConfig {
-            index_configs: Some(HashMap::from([
-                ("docker.io".to_string(), index(true)),
-                ("registry.example.com:5000".to_string(), index(false)),
-            ])),
-            insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into()]),
-            ..Default::default()
-        };
-        let insecure = insecure_of(config);
-        assert_eq!(insecure.names, ["registry.example.com:5000"]);
-        assert_eq!(insecure.ranges, ["127.0.0.0/8"]);
-        assert_eq!(
-            insecure_of(RegistryServiceConfig::default()),
-            crate::registry::Insecure::default()
-        );
-    }
-
-    #[test]
-    fn a_refused_pull_is_recognised_in_the_engines_words() {
-        assert!(is_denied(
-            "Head \"http://127.0.0.1:5000/v2/a/manifests/1\": no basic auth credentials"
-        ));
-        assert!(is_denied(
-            "pull access denied for a, repository does not exist or may require 'docker login'"
-        ));
-        assert!(is_denied("unauthorized: authentication required"));
-        assert!(!is_denied("manifest for a:1 not found: manifest unknown"));
-    }
-
-    #[test]
-    fn error_texts() {
-        let server = BollardError::DockerResponseServerError {
-            status_code: 409,
-            message: "Conflict. The container name \"/x\" is already in use\n".into(),
-        };
-        assert_eq!(
-            describe(&server),
-            "Conflict. The container name \"/x\" is already in use"
-        );
-        assert_eq!(status(&server), Some(409));
-        assert!(!is_connection_error(&server));
-        let missing = BollardError::SocketNotFoundError("/nonexistent.sock".into());
-        assert!(is_connection_error(&missing));
-        assert_eq!(describe(&missing), "no socket at /nonexistent.sock");
-    }
-
-    #[test]
-    fn create_requests_are_logged_without_env_values() {
-        let spec = ContainerSpec {
-            name: "db_1".into(),
-            image: "db:1".into(),
-            env: vec!["PASSWORD=s3cret".into(), "URL=a=b".into()],
-            ..ContainerSpec::default()
-        };
-        let logged = redacted(&container_body(&spec));
-        assert!(!logged.contains("s3cret"), "{logged}");
-        assert!(
-            logged.contains(r#""Env":["PASSWORD=***","URL=***"]"#),
-            "{logged}"
         );
     }
 

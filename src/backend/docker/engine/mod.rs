@@ -3,10 +3,16 @@
 //!
 //! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker, and
 //! only [`crate::backend::docker`] (and the real-daemon tests) use it. Everything above the
-//! backend sees the environment-level [`crate::backend::Backend`].
+//! backend sees the environment-level [`crate::backend::Backend`]. It fails with the seam's
+//! [`BackendError`] (classified once, in `error.rs`), and its exec output and traffic
+//! counters are the seam's too: the backend passes them on as they are.
 
+pub(crate) mod auth;
 pub mod connect;
+pub(crate) mod convert;
 pub mod docker;
+mod error;
+mod logs;
 
 use std::fmt;
 use std::time::Duration;
@@ -14,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
+pub use crate::backend::{BackendError, ExecOutput, Result, Traffic};
 pub use crate::naming::codec::{Filter, Labels};
 use crate::spec::Runtime;
 
@@ -183,74 +190,6 @@ pub struct LogOptions {
     pub since: Option<i64>,
 }
 
-/// Network byte counters of a container since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub received: u64,
-    pub sent: u64,
-}
-
-/// The result of a command run inside a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    pub exit_code: i64,
-    pub output: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "cannot reach the Docker engine at `{endpoint}` ({origin}): {reason}\nhint: {}",
-        origin.hint()
-    )]
-    Unreachable {
-        endpoint: String,
-        /// Where the endpoint came from: `--host`, `DOCKER_HOST`, a context, the default.
-        origin: connect::Origin,
-        reason: String,
-    },
-    /// A name the engine keeps unique is taken (HTTP 409).
-    #[error("the name `{0}` is already in use")]
-    NameTaken(String),
-    #[error("no such {kind} `{name}`")]
-    NotFound { kind: &'static str, name: String },
-    #[error("failed to {operation}: {reason}")]
-    Operation { operation: String, reason: String },
-    /// The engine took the request but sent no answer in time: it hangs. Not a slow service:
-    /// services are waited for by polling, each poll answered at once by a working engine.
-    #[error(
-        "the Docker engine at `{endpoint}` stopped answering: no answer within {} to {operation}\n\
-         hint: `docker info` shows whether it answers at all",
-        humantime::format_duration(rounded(*waited))
-    )]
-    NoAnswer {
-        endpoint: String,
-        operation: String,
-        waited: Duration,
-    },
-}
-
-impl EngineError {
-    pub fn operation(operation: impl Into<String>, reason: impl fmt::Display) -> Self {
-        EngineError::Operation {
-            operation: operation.into(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// Whether the engine itself failed (unreachable or hanging), rather than one request.
-    pub fn is_engine_down(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Unreachable { .. } | EngineError::NoAnswer { .. }
-        )
-    }
-}
-
-use crate::backend::rounded;
-
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
-
 /// The container-engine operations envctl uses. Implementations must be cheap to share.
 #[async_trait]
 pub trait Engine: Send + Sync {
@@ -272,7 +211,7 @@ pub trait Engine: Send + Sync {
 
     async fn ping(&self) -> Result<()>;
 
-    /// Creates a network. Fails with [`EngineError::NameTaken`] when the name exists (a check the
+    /// Creates a network. Fails with [`BackendError::Taken`] when the name exists (a check the
     /// engine makes on a best-effort basis only: concurrent creates may both succeed).
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
     async fn remove_network(&self, id: &str) -> Result<()>;
@@ -280,22 +219,22 @@ pub trait Engine: Send + Sync {
     /// The containers attached to a network, envctl's or not.
     async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
 
-    /// Creates a container. Fails with [`EngineError::NameTaken`] when the name exists: the
+    /// Creates a container. Fails with [`BackendError::Taken`] when the name exists: the
     /// engine guarantees that check atomically, which is how `up` claims an id.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
     /// Creates a named volume. A volume of that name that is not this very one (other labels)
-    /// is [`EngineError::NameTaken`]: Docker would hand it out silently.
+    /// is [`BackendError::Taken`]: Docker would hand it out silently.
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
     async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>>;
     /// Removes a volume; one already gone is not an error.
     async fn remove_volume(&self, name: &str) -> Result<()>;
     /// Creates a marker: a container that is never started, there only to hold a name (which
     /// the engine keeps unique) and labels. It depends on no image of the user's (see
-    /// [`crate::naming::MARKER_IMAGE`]). Fails with [`EngineError::NameTaken`] when the name
+    /// [`crate::naming::MARKER_IMAGE`]). Fails with [`BackendError::Taken`] when the name
     /// exists.
     async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;
-    /// Renames a container, atomically. Fails with [`EngineError::NameTaken`] when the new name
+    /// Renames a container, atomically. Fails with [`BackendError::Taken`] when the new name
     /// exists.
     async fn rename_container(&self, id: &str, name: &str) -> Result<()>;
     /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
