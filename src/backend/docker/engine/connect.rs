@@ -527,7 +527,9 @@ impl Reach {
 
     /// Finds the host at which the local engine's published `port` answers, unless known:
     /// loopback when the port listens in this network namespace or loopback answers, else the
-    /// default gateway when envctl runs in a container.
+    /// default gateway when envctl runs in a container and the port answers there. A port that
+    /// answers nowhere (its container is being stopped: a listing still shows its ports) settles
+    /// nothing, and the next port tells.
     pub async fn locate(&self, port: u16) {
         if self.fixed_host.is_some() || self.published.get().is_some() {
             return;
@@ -535,7 +537,14 @@ impl Reach {
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let here = listens_here(port) || answers(loopback).await == Some(true);
         let host = match (here, self.gateway) {
-            (false, Some(gateway)) if self.in_container => gateway.to_string(),
+            (false, Some(gateway)) if self.in_container => {
+                let there = SocketAddr::from((gateway, port));
+                if answers(there).await != Some(true) {
+                    tracing::debug!(endpoint = %self.endpoint, port, "a published port answers nowhere");
+                    return;
+                }
+                gateway.to_string()
+            }
             _ => "127.0.0.1".to_owned(),
         };
         tracing::debug!(endpoint = %self.endpoint, %host, "published ports are reached here");
@@ -686,6 +695,45 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In a container, with the default gateway as the other candidate: here both candidates
+    /// are loopback, where nothing listens on `port`.
+    fn reach_in_a_container() -> Reach {
+        Reach {
+            endpoint: "unix:///var/run/docker.sock".into(),
+            fixed_host: None,
+            in_container: true,
+            gateway: Some(Ipv4Addr::LOCALHOST),
+            published: OnceLock::new(),
+        }
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free port")
+    }
+
+    #[tokio::test]
+    async fn a_published_port_that_answers_nowhere_does_not_settle_ports_on_the_default_gateway() {
+        // Seen in the full suite on a machine that is itself a container: `envctl gateway`
+        // located published ports on a port that did not answer on loopback (a port a listing
+        // showed, no longer or not yet answering), settled on the default gateway, and every
+        // later request went there, refused.
+        let reach = reach_in_a_container();
+        reach.locate(closed_port()).await;
+        assert_eq!(reach.published.get(), None, "nothing settled");
+        assert_eq!(reach.published_host(), "127.0.0.1");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        reach.locate(listener.local_addr().unwrap().port()).await;
+        assert_eq!(
+            reach.published.get().map(String::as_str),
+            Some("127.0.0.1"),
+            "the next port that answers settles it"
+        );
+    }
 
     fn settings(config_dir: &Path) -> Settings {
         Settings {
