@@ -754,3 +754,81 @@ fn swarm_named_volume_is_local_to_the_node_labelled_and_not_the_docker_backends(
         }
     });
 }
+
+#[test]
+fn swarm_service_at_ref_takes_the_registrys_tag_starting_with_ref() {
+    let swarm = swarm();
+    // The registry has a changeset's tag of the image, as CI pushes it.
+    // Unique to this process, so a swarm that several test runs share has one match only.
+    let tag = format!("ea{:07}8090d", std::process::id());
+    let repository = format!("{}/envctl-demo/oracle-xe", swarm.registry);
+    block_on(async {
+        let docker = swarm.client().await;
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(&repository)
+            .tag(&tag)
+            .build();
+        bounded(
+            "tag image",
+            docker.tag_image(&swarm.image("envctl-demo/oracle-xe"), Some(options)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut push = docker.push_image(
+            &repository,
+            Some(
+                bollard::query_parameters::PushImageOptionsBuilder::default()
+                    .tag(&tag)
+                    .build(),
+            ),
+            None,
+        );
+        while let Some(progress) = futures_util::StreamExt::next(&mut push).await {
+            progress.unwrap_or_else(|e| panic!("push {repository}:{tag}: {e}"));
+        }
+        // Only the registry has it now.
+        let _ = docker
+            .remove_image(
+                &format!("{repository}:{tag}"),
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    });
+    let env = SwarmEnv::new(swarm, "ref", |name| pair(swarm, name, true));
+    let prefix = &tag[..10];
+    let up = env
+        .envctl()
+        .args([
+            "up",
+            &env.name,
+            &format!("app@{prefix}"),
+            "-o",
+            "json",
+            "--timeout",
+            "120s",
+        ])
+        .run();
+    up.success();
+    let id = id_of(&up.json());
+    let ls = env.envctl().args(["ls", "-o", "json"]).run().json();
+    let mine = ls
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == id.as_str()))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .clone();
+    assert_eq!(
+        mine["refs"],
+        serde_json::json!([format!("app@{tag}")]),
+        "{mine}"
+    );
+    let images = block_on(images_of(swarm, &id));
+    assert!(
+        images
+            .iter()
+            .any(|i| i.starts_with(&format!("{repository}:{tag}@sha256:"))),
+        "{images:?}"
+    );
+    env.envctl().args(["down", &id]).run().success();
+    assert_eq!(block_on(leftovers(swarm, &id)), Vec::<String>::new());
+}
