@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod naming;
 pub mod output;
 pub mod pipeline;
+pub mod reach;
 pub mod reaper;
 pub mod registry;
 pub mod signals;

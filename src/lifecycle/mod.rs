@@ -95,7 +95,7 @@ pub enum StartError {
         humantime::format_duration(*timeout),
         format_pending(pending),
         logs.as_ref().map(|(container, lines)| format_logs(container, lines)).unwrap_or_default(),
-        crate::backend::docker::engine::connect::timeout_hint(unanswered.as_deref())
+        crate::reach::timeout_hint(unanswered.as_deref())
     )]
     Timeout {
         timeout: Duration,

@@ -11,10 +11,10 @@ use tokio::time::{Instant, sleep, timeout};
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::docker::engine::connect;
 use crate::backend::{
     Backend, BackendError, Health, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
 };
+use crate::reach;
 use crate::spec::{Probe, Ready};
 
 /// Probes run every 50 ms while a service is expected to come up soon; only a service slower
@@ -352,7 +352,7 @@ async fn address(
     match details.direct {
         Some(ip) => {
             let direct = SocketAddr::new(ip, port);
-            if connect::reaches_directly(backend.endpoint(), direct).await {
+            if reach::reaches_directly(backend.endpoint(), direct).await {
                 return Ok(Target::Direct(direct));
             }
         }
@@ -435,8 +435,8 @@ fn not_yet(
     error: &std::io::Error,
     what: &str,
 ) -> CheckError {
-    if connect::is_unanswered(error) {
-        connect::note_unanswered(
+    if reach::is_unanswered(error) {
+        reach::note_unanswered(
             subject.backend.endpoint(),
             &address.to_string(),
             &error.to_string(),

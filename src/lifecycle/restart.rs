@@ -42,7 +42,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
-                unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
+                unanswered: crate::reach::unanswered(backend.endpoint()),
             })
         }
     }

@@ -457,7 +457,7 @@ async fn timed_out(
         timeout: options.timeout,
         pending,
         logs,
-        unanswered: crate::backend::docker::engine::connect::unanswered(backend.endpoint()),
+        unanswered: crate::reach::unanswered(backend.endpoint()),
     }
 }
 
