@@ -106,6 +106,16 @@ impl Default for Fake {
     }
 }
 
+impl World {
+    /// The environment `id`, or `NotFound` naming it as a `kind`.
+    fn env_mut(&mut self, id: &str, kind: &'static str) -> Result<&mut Env> {
+        self.envs.get_mut(id).ok_or_else(|| BackendError::NotFound {
+            kind,
+            name: id.to_string(),
+        })
+    }
+}
+
 impl Fake {
     /// A backend with Docker's capabilities.
     pub fn new() -> Fake {
@@ -448,13 +458,7 @@ impl Backend for Fake {
             ),
             native: format!("net-{}", world.next),
         };
-        let env = world
-            .envs
-            .get_mut(&metadata.id)
-            .ok_or_else(|| BackendError::NotFound {
-                kind: "claim",
-                name: metadata.id.clone(),
-            })?;
+        let env = world.env_mut(&metadata.id, "claim")?;
         env.isolation = Some(isolation.clone());
         Ok(isolation)
     }
@@ -463,13 +467,7 @@ impl Backend for Fake {
         self.enter("create_volume", &format!("{}/{}", metadata.id, volume.name))
             .await?;
         let mut world = self.world();
-        let env = world
-            .envs
-            .get_mut(&metadata.id)
-            .ok_or_else(|| BackendError::NotFound {
-                kind: "claim",
-                name: metadata.id.clone(),
-            })?;
+        let env = world.env_mut(&metadata.id, "claim")?;
         let volume = VolumeRef {
             name: volume.name.clone(),
             native: crate::naming::volume_name(&metadata.id, &volume.name),
@@ -494,13 +492,7 @@ impl Backend for Fake {
             native: format!("c-{}", world.next),
             name: crate::naming::container_name(&spec.service, &id),
         };
-        let env = world
-            .envs
-            .get_mut(&id)
-            .ok_or_else(|| BackendError::NotFound {
-                kind: "claim",
-                name: id.clone(),
-            })?;
+        let env = world.env_mut(&id, "claim")?;
         env.services.insert(
             spec.service.clone(),
             FakeService {
@@ -732,13 +724,7 @@ impl Backend for Fake {
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
-        let env = world
-            .envs
-            .get_mut(&metadata.id)
-            .ok_or_else(|| BackendError::NotFound {
-                kind: "environment",
-                name: metadata.id.clone(),
-            })?;
+        let env = world.env_mut(&metadata.id, "environment")?;
         match marker {
             Marker::Ready => env.markers.ready = true,
             Marker::Pinned => env.markers.pinned = true,

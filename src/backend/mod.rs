@@ -358,6 +358,19 @@ pub enum Selector {
     Run(String),
 }
 
+impl Selector {
+    /// The label filters that list what this selector selects: envctl's own, narrowed.
+    pub fn filters(&self) -> Vec<Filter> {
+        let mut filters = vec![Filter::Managed];
+        match self {
+            Selector::All => {}
+            Selector::Id(id) => filters.push(Filter::Id(id.clone())),
+            Selector::Run(run) => filters.push(Filter::Run(run.clone())),
+        }
+        filters
+    }
+}
+
 /// What a backend can do beyond the operations every backend has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {

@@ -457,12 +457,7 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
-        let mut filters = vec![Filter::Managed];
-        match selector {
-            Selector::All => {}
-            Selector::Id(id) => filters.push(Filter::Id(id.clone())),
-            Selector::Run(run) => filters.push(Filter::Run(run.clone())),
-        }
+        let filters = selector.filters();
         let (containers, networks, volumes) = tokio::try_join!(
             self.engine.list_containers(&filters),
             self.engine.list_networks(&filters),

@@ -39,6 +39,7 @@ use super::{
     VolumeSpec,
 };
 use crate::backend::docker::engine::connect::{self, Flags, Origin, Settings};
+use crate::backend::docker::engine::convert::label_filter;
 use crate::naming;
 use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
 use crate::registry;
@@ -55,8 +56,6 @@ const REMOVAL_LIMIT: Duration = Duration::from_secs(30);
 const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one run of a health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a followed log may stay quiet, as for the Docker backend.
-const FOLLOW_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How often envctl looks at tasks while it waits for them.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -317,7 +316,7 @@ impl Swarm {
 
     /// The configs of environment `id` in `role`.
     async fn configs(&self, id: &str, role: Role) -> Result<Vec<String>> {
-        let filters = label_filters(&[Filter::Managed, Filter::Id(id.to_string())]);
+        let filters = label_filter(&[Filter::Managed, Filter::Id(id.to_string())]);
         let options = ListConfigsOptionsBuilder::default()
             .filters(&filters)
             .build();
@@ -665,7 +664,10 @@ impl Backend for Swarm {
         let timestamps = options.timestamps;
         // Only a followed log may rightly go quiet for long; the last lines come at once.
         let client = match options.follow {
-            true => self.client.clone().with_timeout(FOLLOW_LIMIT),
+            true => self
+                .client
+                .clone()
+                .with_timeout(crate::backend::docker::engine::docker::PATIENT_TIMEOUT),
             false => self.client.clone(),
         };
         client
@@ -782,13 +784,7 @@ impl Backend for Swarm {
     /// Every environment `selector` matches, from six list calls whatever their number:
     /// configs, services, networks, the manager's volumes, the services' tasks, the nodes.
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
-        let mut wanted = vec![Filter::Managed];
-        match selector {
-            Selector::All => {}
-            Selector::Id(id) => wanted.push(Filter::Id(id.clone())),
-            Selector::Run(run) => wanted.push(Filter::Run(run.clone())),
-        }
-        let filters = label_filters(&wanted);
+        let filters = label_filter(&selector.filters());
         let configs = self.call(
             "list configs",
             self.client.list_configs(Some(
@@ -993,13 +989,6 @@ fn replace_in_place() -> BackendError {
 }
 
 /// Docker's `label` filter for `filters`.
-fn label_filters(filters: &[Filter]) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_string(),
-        filters.iter().map(Filter::to_docker).collect(),
-    )])
-}
-
 fn replicas(count: i64) -> ServiceSpecMode {
     ServiceSpecMode {
         replicated: Some(ServiceSpecModeReplicated {

@@ -298,7 +298,7 @@ pub(super) fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
     labels.unwrap_or_default().into_iter().collect()
 }
 
-pub(super) fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
+pub(crate) fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([(
         "label",
         label_filters.iter().map(Filter::to_docker).collect(),

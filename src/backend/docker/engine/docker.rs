@@ -53,7 +53,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_MARGIN: Duration = Duration::from_secs(60);
 /// For requests whose answer may rightly take long: waiting for an exit, following logs,
 /// building (the classic builder answers only after it has read the whole context).
-const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many lines of build output a failed build reports.
 const BUILD_TAIL_LINES: usize = 10;
 /// How long `exec` waits for Docker to record the exit code after the output ended.
