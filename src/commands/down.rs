@@ -2,7 +2,7 @@ use std::io::{IsTerminal, Write};
 
 use crate::backend::Backend;
 use crate::cli::DownArgs;
-use crate::lifecycle::{self, Instance, LookupError, Selection, inventory};
+use crate::lifecycle::{self, Instance, LookupError, inventory};
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
@@ -34,7 +34,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         }
         false => ids.clone(),
     };
-    let removed = lifecycle::down(backend.as_ref(), Selection::Ids(&chosen), args.grace).await?;
+    let removed = lifecycle::down(backend.as_ref(), &chosen, args.grace).await?;
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",

@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::cli::RunArgs;
-use crate::lifecycle::{self, Selection};
+use crate::lifecycle;
 use crate::pipeline::{self, Outcome};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
@@ -82,7 +82,7 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
             lifecycle::remove_now(backend.as_ref(), &instance).await
         } else {
             let ids = std::slice::from_ref(&id);
-            lifecycle::down(backend.as_ref(), Selection::Ids(ids), args.grace)
+            lifecycle::down(backend.as_ref(), ids, args.grace)
                 .await
                 .map(drop)
         }

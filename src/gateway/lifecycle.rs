@@ -12,7 +12,7 @@ use futures_util::stream::BoxStream;
 
 use super::environments::{Entry, Environment, Environments, Flush};
 use crate::backend::{Backend, ServiceState};
-use crate::lifecycle::{self, Instance, Progress, Selection};
+use crate::lifecycle::{self, Instance, Progress};
 use crate::spec::{Probe, Protocol};
 use crate::state::{self, Store};
 
@@ -132,7 +132,7 @@ impl Environments for Lifecycle {
 
     async fn down(&self, id: &str) -> Result<(), String> {
         let ids = [id.to_string()];
-        lifecycle::down(self.backend.as_ref(), Selection::Ids(&ids), None)
+        lifecycle::down(self.backend.as_ref(), &ids, None)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

@@ -26,7 +26,7 @@ pub use build::{BuildError, build_environment};
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use restart::start;
-pub use teardown::{Cleanup, Resource, Selection, TeardownError, down, remove, remove_now, stop};
+pub use teardown::{Cleanup, Resource, TeardownError, down, remove, remove_now, stop};
 pub use up::{
     Started, StartedPort, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
 };

@@ -12,17 +12,6 @@ use crate::naming;
 /// `stop`'s grace.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Which environments `down` removes.
-pub enum Selection<'a> {
-    Ids(&'a [String]),
-    /// Every environment, or every one of this name.
-    All {
-        environment: Option<&'a str>,
-    },
-    /// Every environment of this owner (Jenkins' `BUILD_TAG`).
-    Owner(&'a str),
-}
-
 /// Why an environment could not be removed completely.
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -53,21 +42,17 @@ fn names(users: &[String]) -> String {
     }
 }
 
-/// Removes the selected environments, in parallel: their services, then their isolation,
+/// Removes the environments `ids`, in parallel: their services, then their isolation,
 /// markers and claim. `grace` as in [`remove`]. Idempotent: returns what it found to remove.
 pub async fn down(
     backend: &dyn Backend,
-    selection: Selection<'_>,
+    ids: &[String],
     grace: Option<Duration>,
 ) -> Result<Vec<Instance>, TeardownError> {
     let chosen: Vec<Instance> = inventory::list(backend)
         .await?
         .into_iter()
-        .filter(|i| match &selection {
-            Selection::Ids(ids) => ids.contains(&i.id),
-            Selection::All { environment } => environment.is_none_or(|e| e == i.environment()),
-            Selection::Owner(owner) => i.owner() == Some(*owner),
-        })
+        .filter(|i| ids.contains(&i.id))
         .collect();
     join_all(
         chosen

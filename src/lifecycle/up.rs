@@ -31,7 +31,7 @@ const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
 const AFTERMATH_CALL: Duration = Duration::from_secs(5);
 /// How long a failed start watches for its containers to vanish: `down` removes each container
 /// right after it stopped it, which is what made the service fail.
-const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
+pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long the second interrupt leaves for killing what can be killed.
 const FORCE_BOUND: Duration = Duration::from_secs(2);
 

@@ -26,8 +26,8 @@ use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
 use super::up::{
-    StartedPort, StartedService, far_future, local, resolve_image, run_nonce, service_spec_for,
-    speaks_http,
+    REMOVAL_WINDOW, StartedPort, StartedService, far_future, local, resolve_image, run_nonce,
+    service_spec_for, speaks_http,
 };
 use super::{Phase, Progress, StartError};
 use crate::backend::{
@@ -39,8 +39,6 @@ use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
 
-/// How long a failed restore watches for the environment's removal, which would explain it.
-const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long each engine call of a restore may take: the update is over, and a working engine
 /// answers these at once.
 const RESTORE_CALL: Duration = Duration::from_secs(5);
@@ -716,7 +714,8 @@ impl Work<'_> {
             .any(|p| !present(&p.handle.native))
     }
 
-    /// The environment once a removal shows, watching for [`REMOVAL_WINDOW`].
+    /// The environment once a removal shows, watching as long as a failed start does
+    /// ([`REMOVAL_WINDOW`]).
     async fn removal_seen(&self) -> Option<Option<Instance>> {
         let until = Instant::now() + REMOVAL_WINDOW;
         loop {
