@@ -709,11 +709,12 @@ impl Backend for Swarm {
         let limit = grace + REMOVAL_LIMIT;
         let deadline = Instant::now() + limit;
         loop {
-            let tasks = match self.tasks(service).await {
+            let (tasks, nodes) = tokio::join!(self.tasks(service), self.node_addresses());
+            let tasks = match tasks {
                 Err(BackendError::NotFound { .. }) => return Ok(()),
                 other => other?,
             };
-            let nodes = self.node_addresses().await?;
+            let nodes = nodes?;
             if !tasks
                 .iter()
                 .any(|task| convert::is_running(task) && !nodes.is_lost(task))
@@ -750,25 +751,35 @@ impl Backend for Swarm {
         )?;
         let limit = grace.unwrap_or_default() + REMOVAL_LIMIT;
         let deadline = Instant::now() + limit;
-        while let Some(task) = remaining.last() {
-            let inspected = self.call(&operation, self.client.inspect_task(task)).await;
-            match inspected {
-                Err(BackendError::NotFound { .. }) => drop(remaining.pop()),
-                // A task on a node the swarm lost is deleted once the node is back (its
-                // container stopped there) or removed from the swarm: not envctl's to wait for.
-                Ok(task) if self.node_addresses().await?.is_lost(&task) => drop(remaining.pop()),
-                Ok(_) if Instant::now() >= deadline => {
-                    return Err(BackendError::operation(
-                        operation,
-                        format!(
-                            "its task was still there {} after the removal (is its node down?)",
-                            humantime::format_duration(limit)
-                        ),
-                    ));
-                }
-                Ok(_) => tokio::time::sleep(POLL).await,
-                Err(e) => return Err(e),
+        // One listing of the remaining tasks and one of the nodes a look, whatever their number.
+        while !remaining.is_empty() {
+            let filters = HashMap::from([("id".to_string(), remaining.clone())]);
+            let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+            let (listed, nodes) = tokio::try_join!(
+                self.call(&operation, self.client.list_tasks(Some(options))),
+                self.node_addresses()
+            )?;
+            // A task on a node the swarm lost is deleted once the node is back (its container
+            // stopped there) or removed from the swarm: not envctl's to wait for.
+            remaining = listed
+                .iter()
+                .filter(|task| !nodes.is_lost(task))
+                .filter_map(|task| task.id.clone())
+                .filter(|id| remaining.contains(id))
+                .collect();
+            if remaining.is_empty() {
+                break;
             }
+            if Instant::now() >= deadline {
+                return Err(BackendError::operation(
+                    operation,
+                    format!(
+                        "its task was still there {} after the removal (is its node down?)",
+                        humantime::format_duration(limit)
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
         }
         Ok(())
     }
