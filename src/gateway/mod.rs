@@ -257,7 +257,7 @@ mod tests {
     use super::*;
     use crate::gateway::fake::Fake;
     use crate::gateway::routing::tests::environment;
-    use crate::gateway::server::{Next, next};
+    use crate::gateway::server::{Next, next, wait_for_start};
     use crate::lifecycle::State;
     use hyper::StatusCode;
 
@@ -332,6 +332,20 @@ mod tests {
         let awake = gateway.wake("x", Duration::from_secs(60)).await;
         assert!(matches!(awake, Awake::Ready(_)), "{awake:?}");
         assert_eq!(fake.calls(), vec!["start x"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_during_an_update_waits_for_the_update_to_end() {
+        let mut updating = environment("x", "demo", &[], 1);
+        updating.state = State::Updating;
+        let (gateway, fake) = gateway_with(vec![updating], Duration::ZERO).await;
+        let update_ends = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            fake.environments.lock().unwrap()[0].state = State::Ready;
+            gateway.refresh().await;
+        };
+        let (awake, ()) = tokio::join!(wait_for_start(&gateway, "x"), update_ends);
+        assert!(matches!(awake, Awake::Ready(_)), "{awake:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -279,8 +279,9 @@ async fn to_environment(
     }
 }
 
-/// Waits, up to the wake timeout, for a start someone else runs (`envctl up`, `start`).
-async fn wait_for_start(gateway: &Gateway, id: &str) -> Awake {
+/// Waits, up to the wake timeout, for a start someone else runs (`envctl up`, `start`) or an
+/// update to end.
+pub(super) async fn wait_for_start(gateway: &Gateway, id: &str) -> Awake {
     let deadline = Instant::now() + gateway.options.wake_timeout;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -288,7 +289,9 @@ async fn wait_for_start(gateway: &Gateway, id: &str) -> Awake {
             Some(environment) if environment.running() => {
                 return Awake::Ready(Box::new(environment));
             }
-            Some(environment) if environment.state == State::Starting => {}
+            // The start, or an update: `next` sends requests to wait for either.
+            Some(environment) if matches!(environment.state, State::Starting | State::Updating) => {
+            }
             Some(environment) => {
                 return Awake::Failed(format!("it is {}", environment.state.as_str()));
             }
