@@ -46,7 +46,9 @@ async fn list(
     headers: HeaderMap,
     Query(message): Query<Message>,
 ) -> Response {
-    let environments = gateway.refresh().await;
+    // As last listed: the gateway lists at every change the engine reports and every few
+    // seconds, so a page that reloads itself adds no listing of its own.
+    let environments = gateway.snapshot();
     let view = View {
         gateway: &gateway,
         authorized: authorized(&gateway, &headers),

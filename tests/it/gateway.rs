@@ -131,6 +131,16 @@ impl Drop for Gateway {
     }
 }
 
+/// The row of environment `id` on the gateway's page, or `""`: other tests' environments are
+/// on the page too.
+pub fn row_of<'a>(page: &'a str, id: &str) -> &'a str {
+    let Some(start) = page.find(&format!("<tr id=\"env-{id}\"")) else {
+        return "";
+    };
+    let row = &page[start..];
+    &row[..row.find("</tr>").unwrap_or(row.len())]
+}
+
 /// The port in the gateway's first line: `gateway: the list at http://DOMAIN:PORT/, ...`.
 fn listening_port(printed: &str) -> Option<u16> {
     let line = printed
@@ -398,7 +408,7 @@ fn a_stopped_environment_is_woken_by_a_request_answered_once_ready() {
     gateway.until_routed(&host);
     env.envctl().args(["stop", &id]).run().success();
     gateway.until("the gateway sees it stopped", |g| {
-        g.get("localhost", "/").body.contains(">stopped")
+        row_of(&g.get("localhost", "/").body, &id).contains(">stopped")
     });
     // A browser gets the waiting page, which reloads itself, and the start begins.
     let page = request(
@@ -440,7 +450,7 @@ fn concurrent_requests_during_one_wake_start_it_once() {
     gateway.until_routed(&host);
     env.envctl().args(["stop", &id]).run().success();
     gateway.until("the gateway sees it stopped", |g| {
-        g.get("localhost", "/").body.contains(">stopped")
+        row_of(&g.get("localhost", "/").body, &id).contains(">stopped")
     });
     let port = gateway.port;
     let answers = block_on(async {
@@ -506,9 +516,7 @@ fn an_erroring_environment_is_flagged_stopped_by_reap_stop_erroring_and_not_woke
     );
     assert_eq!(env.state_of(&id).as_deref(), Some("stopped"));
     gateway.until("the gateway sees it stopped", |g| {
-        g.get("localhost", "/")
-            .body
-            .contains("stopped for its error rate")
+        row_of(&g.get("localhost", "/").body, &id).contains("stopped for its error rate")
     });
     let refused = gateway.get(&host, "/");
     assert_eq!(refused.status, 503);
