@@ -17,6 +17,8 @@ pub struct Fake {
     pub start_takes: Mutex<Duration>,
     pub calls: Mutex<Vec<String>>,
     pub flushes: Mutex<Vec<Flush>>,
+    /// How long the next listings take, one entry a listing (none: at once).
+    pub list_takes: Mutex<std::collections::VecDeque<Duration>>,
 }
 
 impl Fake {
@@ -45,7 +47,13 @@ impl Fake {
 #[async_trait]
 impl Environments for Fake {
     async fn list(&self) -> Result<Vec<Environment>, String> {
-        Ok(self.environments.lock().unwrap().clone())
+        // What is there when the listing starts, answered when it ends.
+        let listed = self.environments.lock().unwrap().clone();
+        let takes = self.list_takes.lock().unwrap().pop_front();
+        if let Some(takes) = takes {
+            tokio::time::sleep(takes).await;
+        }
+        Ok(listed)
     }
 
     async fn start(&self, id: &str, _why: &str) -> Result<(), String> {

@@ -24,6 +24,7 @@ pub mod wake;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -72,7 +73,10 @@ impl Options {
 pub struct Gateway {
     pub options: Options,
     environments: Arc<dyn Environments>,
-    snapshot: RwLock<Arc<Vec<Environment>>>,
+    /// The environments as last listed, with the number of the listing that found them.
+    snapshot: RwLock<(u64, Arc<Vec<Environment>>)>,
+    /// Listings begun so far: a listing that ends after a later one found less recent news.
+    listings: AtomicU64,
     /// Why the last list failed, if it did; shown on the page.
     list_error: Mutex<Option<String>>,
     pub activity: Activity,
@@ -98,6 +102,7 @@ impl Gateway {
             options,
             environments,
             snapshot: RwLock::default(),
+            listings: AtomicU64::new(0),
             list_error: Mutex::default(),
             wakes: Wakes::default(),
             metrics: Metrics::default(),
@@ -115,6 +120,7 @@ impl Gateway {
         self.snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 
@@ -132,10 +138,16 @@ impl Gateway {
     /// Lists the environments again. One that runs now and did not before was started: its
     /// error window starts afresh.
     pub async fn refresh(&self) -> Arc<Vec<Environment>> {
+        let listing = self.listings.fetch_add(1, Ordering::Relaxed) + 1;
         match self.environments.list().await {
             Ok(listed) => {
-                let before = self.snapshot();
-                let was_running: BTreeSet<&str> = before
+                let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+                if snapshot.0 > listing {
+                    // A listing begun later ended first: it has the more recent news.
+                    return snapshot.1.clone();
+                }
+                let was_running: BTreeSet<&str> = snapshot
+                    .1
                     .iter()
                     .filter(|e| e.running())
                     .map(|e| e.id.as_str())
@@ -147,7 +159,7 @@ impl Gateway {
                     self.activity.reset(&started.id);
                 }
                 let listed = Arc::new(listed);
-                *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = listed.clone();
+                *snapshot = (listing, listed.clone());
                 *self.list_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 listed
             }
@@ -332,6 +344,23 @@ mod tests {
         let awake = gateway.wake("x", Duration::from_secs(60)).await;
         assert!(matches!(awake, Awake::Ready(_)), "{awake:?}");
         assert_eq!(fake.calls(), vec!["start x"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_listing_that_ends_after_a_newer_one_does_not_replace_it() {
+        let (gateway, fake) = gateway_with(vec![stopped("x")], Duration::ZERO).await;
+        fake.list_takes
+            .lock()
+            .unwrap()
+            .extend([Duration::from_secs(2), Duration::ZERO]);
+        let slow = gateway.refresh();
+        let newer = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            fake.environments.lock().unwrap()[0].state = State::Ready;
+            gateway.refresh().await;
+        };
+        tokio::join!(slow, newer);
+        assert_eq!(gateway.find("x").map(|e| e.state), Some(State::Ready));
     }
 
     #[tokio::test(start_paused = true)]
