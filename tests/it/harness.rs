@@ -101,6 +101,22 @@ impl TestEnv {
             .map(|r| r["state"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Waits until the `--ttl` of environment `id` has expired, as `envctl ls` shows it.
+    pub fn wait_past_ttl(&self, id: &str) {
+        let ls = self.envctl().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        let expires = rows
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["id"] == id))
+            .and_then(|r| r["expires_at"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("`{id}` has no --ttl: {rows}"));
+        if let Ok(left) = (expires.to_utc() - chrono::Utc::now()).to_std() {
+            // Waits for the expiry itself: time passing is what a --ttl is about.
+            std::thread::sleep(left + std::time::Duration::from_millis(10));
+        }
+    }
+
     pub fn file(&self) -> std::path::PathBuf {
         self.dir.file(&format!("{}.yaml", self.name))
     }

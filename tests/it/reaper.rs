@@ -93,6 +93,7 @@ fn dry_runs_pins_and_touches() {
     up(&env, &id);
     settle();
     env.reap(&["--idle", "2s"]).success();
+    // Past the 2 s idle threshold: time passing is what is under test.
     sleep(2.5);
     let dry = env.reap(&["--idle", "2s", "--dry-run"]);
     dry.success()
@@ -133,6 +134,7 @@ fn dry_runs_pins_and_touches() {
     );
     let ls = env.envctl().args(["ls"]).run();
     ls.success().stdout_has("envctl touch, idle");
+    // Past the 2 s idle threshold since the touch.
     sleep(2.5);
     env.reap(&["--idle", "2s"])
         .success()
@@ -182,6 +184,7 @@ fn resources_without_envctls_label_survive_every_pass() {
     });
     let (alien, bare, network) = alien;
     env.reap(&["--idle", "1s"]).success();
+    // Past the 1 s idle threshold and max age: time passing is what is under test.
     sleep(1.5);
     for _ in 0..3 {
         env.reap(&["--idle", "1s", "--remove-after", "0s", "--max-age", "1s"])
@@ -254,6 +257,7 @@ fn a_start_killed_outright_is_removed_and_a_crashed_environment_stopped() {
         sleep(0.2);
     }
     crashy.reap(&["--idle", "1s"]).success();
+    // Crashed for longer than the 1 s idle threshold.
     sleep(1.5);
     crashy
         .reap(&["--idle", "1s"])
@@ -270,6 +274,7 @@ fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
         up(&env, id);
     }
     env.reap(&["--idle", "2s"]).success();
+    // Past the 2 s idle threshold, so every pass from now on would stop them.
     sleep(2.5);
     let daemon = env
         .envctl()
@@ -294,6 +299,7 @@ fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
     for cron in crons {
         out.push_str(&cron.wait().success().stdout());
     }
+    // The daemon's later passes (every 200 ms) get their chance to act twice.
     sleep(1.5);
     let pid = daemon.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -324,7 +330,17 @@ fn the_daemon_exits_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    sleep(1.0);
+    // Its first line comes once it listens for signals.
+    let stderr = daemon.stderr.take().unwrap();
+    let (said, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        // Read to the end, so the daemon's last words never meet a closed pipe.
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = said.send(line);
+        }
+    });
+    let _ = first_line.recv_timeout(Duration::from_secs(30));
     Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()
@@ -346,6 +362,7 @@ fn a_lost_or_garbage_state_file_leads_to_no_reap() {
     let id = env.name.clone();
     up(&env, &id);
     env.reap(&["--idle", "2s"]).success();
+    // Past the 2 s idle threshold, so a pass that remembered nothing would stop it.
     sleep(2.5);
     let file = env.state_dir().join("state.json");
     std::fs::write(&file, "\u{0}garbage{").unwrap();
@@ -353,6 +370,7 @@ fn a_lost_or_garbage_state_file_leads_to_no_reap() {
     assert!(!pass.success().stdout().contains(&id), "{}", pass.stdout());
     pass.stderr_has("is corrupted; replacing it");
     assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+    // Past the 2 s idle threshold again.
     sleep(2.5);
     std::fs::remove_file(&file).unwrap();
     let pass = env.reap(&["--idle", "2s"]);
@@ -366,6 +384,24 @@ fn slow(delay: &str) -> String {
         "  slow:\n    image: {IMAGE}\n    command: [serve, --delay, {delay}]\n    ports: [8080]\n    \
          ready: {{tcp: 8080}}\n"
     )
+}
+
+/// A service that is ready once the test creates `gate/open` next to its file: its start stays
+/// under way until the test ends it, however long the passes before take.
+fn gated() -> String {
+    format!(
+        "  slow:\n    image: {IMAGE}\n    command: [serve]\n    ports: [8080]\n    \
+         volumes: [\"./gate:/gate:ro\"]\n    ready: {{exec: [/standin, probe, file, /gate/open]}}\n"
+    )
+}
+
+/// Five passes 0.3 s apart: the last comes after the 1 s of every eager threshold.
+fn five_passes() -> impl Fn() -> bool {
+    let passes = std::cell::Cell::new(0);
+    move || {
+        passes.set(passes.get() + 1);
+        passes.get() > 5
+    }
 }
 
 /// envctl in its own PID namespace, as a CI agent in a container runs it: no reaper here can
@@ -403,7 +439,9 @@ fn reap_eagerly_until(env: &TestEnv, id: &str, done: impl Fn() -> bool) {
 
 #[test]
 fn reap_during_a_start_from_another_pid_namespace_keeps_it() {
-    let env = TestEnv::new("startns", &slow("6s"));
+    let env = TestEnv::new("startns", &gated());
+    let gate = env.dir.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
     let id = format!("{}-a", env.name);
     let mut up = in_another_pid_namespace(env.envctl().args(["up", &env.name, "--name", &id]));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -411,9 +449,9 @@ fn reap_during_a_start_from_another_pid_namespace_keeps_it() {
         assert!(Instant::now() < deadline, "the start never showed");
         sleep(0.1);
     }
-    reap_eagerly_until(&env, &id, || {
-        env.state_of(&id).as_deref() != Some("starting")
-    });
+    reap_eagerly_until(&env, &id, five_passes());
+    assert_eq!(env.state_of(&id).as_deref(), Some("starting"));
+    std::fs::write(gate.join("open"), "").unwrap();
     let status = up.wait().unwrap();
     assert!(status.success(), "up failed");
     assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
@@ -423,8 +461,9 @@ fn reap_during_a_start_from_another_pid_namespace_keeps_it() {
 fn reap_during_a_run_from_another_pid_namespace_keeps_it() {
     let env = TestEnv::new("runns", &slow("0s"));
     let id = format!("{}-a", env.name);
+    // The command runs until the test creates `done`, after its passes.
     let done = env.dir.path().join("done");
-    let script = format!("sleep 5; touch {}", done.display());
+    let script = format!("until [ -e {} ]; do sleep 0.1; done", done.display());
     let run = in_another_pid_namespace(
         env.envctl()
             .args(["run", &env.name, "--name", &id, "--", "sh", "-c", &script]),
@@ -437,7 +476,8 @@ fn reap_during_a_run_from_another_pid_namespace_keeps_it() {
         );
         sleep(0.1);
     }
-    reap_eagerly_until(&env, &id, || done.exists());
+    reap_eagerly_until(&env, &id, five_passes());
+    std::fs::write(&done, "").unwrap();
     let output = run.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -534,7 +574,7 @@ fn an_unwritable_state_directory_does_not_stop_the_reaper() {
         .run()
         .success();
     std::fs::create_dir_all(env.state_dir().join("state.json")).unwrap();
-    sleep(1.5);
+    env.wait_past_ttl(&id);
     let pass = env.reap(&[]);
     pass.success()
         .stdout_has(&format!("stopped {id}"))
@@ -563,7 +603,7 @@ fn a_dry_run_before_any_real_pass_lists_what_needs_no_history() {
         .args(["up", &env.name, "--name", &id, "--ttl", "1s"])
         .run()
         .success();
-    sleep(1.5);
+    env.wait_past_ttl(&id);
     env.reap(&["--dry-run", "--idle", "1s"])
         .success()
         .stdout_has(&format!(

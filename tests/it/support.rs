@@ -293,3 +293,17 @@ impl EnvDir {
         self.dir.path().join(name)
     }
 }
+
+/// Polls `done` every 50 ms until it holds, and fails the test naming `what` when it does not
+/// within `limit`: a wait on the state a test needs instead of a fixed sleep.
+#[track_caller]
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
