@@ -212,7 +212,7 @@ fn the_reaper_enforces_ttl_whatever_the_activity() {
         .args(["up", &env.name, "--name", &env.name, "--ttl", "1s"])
         .run()
         .success();
-    std::thread::sleep(Duration::from_millis(1500));
+    env.wait_past_ttl(&env.name);
     env.envctl().args(["touch", &env.name]).run().success();
     env.reap(&[]).success().stdout_has(&format!(
         "stopped {} ({}): its --ttl expired",
