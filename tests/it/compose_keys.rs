@@ -189,6 +189,7 @@ fn the_reaper_removes_the_volumes_of_what_it_removes() {
     env.envctl().args(["stop", &id]).run().success();
     // The first pass sees it stopped for the first time; the next one removes it.
     env.reap(&["--remove-after", "1s"]).success();
+    // Stopped for longer than --remove-after: time passing is what is under test.
     std::thread::sleep(Duration::from_millis(1500));
     env.reap(&["--remove-after", "1s"])
         .success()
