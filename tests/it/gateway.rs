@@ -364,8 +364,10 @@ fn requests_through_the_gateway_are_activity_that_keeps_an_environment_from_reap
     let gateway = Gateway::start(&env, &[]);
     let host = format!("{used}.localhost");
     gateway.until_routed(&host);
+    // The start's network chatter dies down (as `settle` in reaper.rs): no event tells when.
     std::thread::sleep(Duration::from_secs(4));
     env.reap(&["--idle", "1h"]).success();
+    // Most of the 6 s idle threshold: time passing is what is under test.
     std::thread::sleep(Duration::from_secs(5));
     for _ in 0..5 {
         assert_eq!(gateway.get(&host, "/").status, 200);
@@ -521,6 +523,7 @@ fn an_erroring_environment_is_flagged_stopped_by_reap_stop_erroring_and_not_woke
     let refused = gateway.get(&host, "/");
     assert_eq!(refused.status, 503);
     assert!(refused.body.contains("error rate"), "{}", refused.body);
+    // A wake would have begun by now: the absence of an event takes time to see.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         env.state_of(&id).as_deref(),
