@@ -1,6 +1,7 @@
 //! Regression tests for faults of the engine and of the people around a start: a frozen
 //! engine, interrupts, an environment removed under a start. Each is named after what broke.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use envctl::backend::docker::engine::docker::Docker;
@@ -10,7 +11,7 @@ use envctl::naming::label;
 use crate::harness::{IMAGE, TestEnv, block_on};
 use crate::private_engine::PrivateEngine;
 use crate::slow_proxy::SlowProxy;
-use crate::support::Running;
+use crate::support::{Running, wait_until};
 
 /// A service that takes a minute to become ready, built on whichever engine runs it.
 fn slow_service() -> String {
@@ -35,7 +36,7 @@ fn wait_until_starting(engine: &impl Engine, env: &TestEnv) {
         assert!(Instant::now() < deadline, "the service never started");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Into the readiness probing.
+    // Into the readiness probing, which leaves no trace on a service that does not listen yet.
     std::thread::sleep(Duration::from_millis(500));
 }
 
@@ -92,7 +93,11 @@ fn a_second_interrupt_ends_up_at_once_even_with_a_frozen_engine() {
         return;
     };
     up.signal("INT");
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(
+        "the first interrupt is taken",
+        Duration::from_secs(30),
+        || up.stderr_so_far().contains("press Ctrl-C again to force"),
+    );
     up.signal("INT");
     let second = Instant::now();
     let run = up.wait_within(Duration::from_secs(10));
@@ -205,7 +210,10 @@ fn an_interrupt_during_the_ready_marker_create_leaves_no_orphan_marker() {
     up.signal("INT");
     up.wait_within(Duration::from_secs(30)).code(130);
     // Past the moment the held-back create reached the engine.
-    std::thread::sleep(Duration::from_secs(3));
+    proxy
+        .answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the engine never answered the ready marker's create");
     env.assert_nothing_left();
 }
 
@@ -233,7 +241,16 @@ fn run_whose_engine_freezes_during_its_clean_up_ends_on_the_next_signal() {
         assert!(Instant::now() < deadline, "the command never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // The command ended, so the interrupt lands in the clean-up, not in the command.
+    let envctl = run.child.id().to_string();
+    wait_until("the command ends", Duration::from_secs(30), || {
+        !Command::new("pgrep")
+            .args(["-P", &envctl])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pgrep runs")
+            .success()
+    });
     run.signal("INT");
     let run = run.wait_within(Duration::from_secs(10));
     engine.thaw();

@@ -6,7 +6,8 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -17,6 +18,8 @@ pub struct SlowProxy {
     path: PathBuf,
     /// Hears of each held-back request as it arrives.
     pub held: mpsc::Receiver<()>,
+    /// Hears of the engine's answer to each held-back request: the engine has carried it out.
+    pub answered: mpsc::Receiver<()>,
 }
 
 impl SlowProxy {
@@ -30,6 +33,7 @@ impl SlowProxy {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind the proxy socket");
         let (notify, held) = mpsc::channel();
+        let (notify_answer, answered) = mpsc::channel();
         let pattern = pattern.as_bytes().to_vec();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -39,16 +43,20 @@ impl SlowProxy {
                 let (pattern, notify) = (pattern.clone(), notify.clone());
                 let (client_in, engine_out) =
                     (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                let awaiting = Arc::new(AtomicBool::new(false));
+                let forwarded = awaiting.clone();
                 std::thread::spawn(move || {
-                    forward_requests(client_in, engine_out, &pattern, delay, &notify);
+                    forward_requests(client_in, engine_out, &pattern, delay, &notify, &forwarded);
                 });
-                std::thread::spawn(move || copy(engine, client));
+                let notify_answer = notify_answer.clone();
+                std::thread::spawn(move || copy(engine, client, &awaiting, &notify_answer));
             }
         });
         SlowProxy {
             host: format!("unix://{}", path.display()),
             path,
             held,
+            answered,
         }
     }
 }
@@ -67,6 +75,7 @@ fn forward_requests(
     pattern: &[u8],
     delay: Duration,
     notify: &mpsc::Sender<()>,
+    forwarded: &AtomicBool,
 ) {
     let mut buffer = [0u8; 64 * 1024];
     loop {
@@ -75,9 +84,12 @@ fn forward_requests(
             Ok(n) => n,
         };
         let chunk = &buffer[..n];
-        if chunk.windows(pattern.len()).any(|w| w == pattern) {
+        let held = chunk.windows(pattern.len()).any(|w| w == pattern);
+        if held {
             let _ = notify.send(());
             std::thread::sleep(delay);
+            // Before the write: the answer may come back before the write returns.
+            forwarded.store(true, Ordering::SeqCst);
         }
         if engine.write_all(chunk).is_err() {
             return;
@@ -85,8 +97,22 @@ fn forward_requests(
     }
 }
 
-/// Engine to client, until either side closes.
-fn copy(mut engine: UnixStream, mut client: UnixStream) {
-    let _ = std::io::copy(&mut engine, &mut client);
+/// Engine to client, until either side closes. A connection carries one request at a time: the
+/// first bytes after a held-back request went out are its answer.
+fn copy(
+    mut engine: UnixStream,
+    mut client: UnixStream,
+    awaiting: &AtomicBool,
+    answered: &mpsc::Sender<()>,
+) {
+    let mut buffer = [0u8; 64 * 1024];
+    while let Ok(n @ 1..) = engine.read(&mut buffer) {
+        if awaiting.swap(false, Ordering::SeqCst) {
+            let _ = answered.send(());
+        }
+        if client.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
     let _ = client.shutdown(std::net::Shutdown::Both);
 }
