@@ -27,29 +27,43 @@ fn stubborn(tags: &Tags) -> String {
 }
 
 /// `docker events` for one container, `ACTION SIGNAL` per line, until [`Events::stop`].
-struct Events(Child);
+struct Events {
+    container: String,
+    since: String,
+}
 
 impl Events {
     fn watch(container: &str) -> Events {
-        let child = Command::new("docker")
-            .args(["events", "--filter", &format!("container={container}")])
+        // The engine keeps its recent events: they are read back at `stop`, from now on.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        Events {
+            container: container.to_string(),
+            since: format!("{since:.6}"),
+        }
+    }
+
+    /// Everything the engine reported from `watch` until now.
+    fn stop(self) -> Vec<String> {
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let output = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("container={}", self.container),
+            ])
+            .args(["--since", &self.since, "--until", &format!("{until:.6}")])
             .args([
                 "--format",
                 "{{.Action}} {{index .Actor.Attributes \"signal\"}}",
             ])
-            .stdout(Stdio::piped())
-            .spawn()
+            .output()
             .expect("docker events");
-        // `docker events` reports from when it is subscribed.
-        std::thread::sleep(Duration::from_millis(300));
-        Events(child)
-    }
-
-    /// Everything seen once `destroy` came (or after a few seconds).
-    fn stop(mut self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let output = self.0.wait_with_output().expect("docker events ends");
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(|l| l.trim().to_string())
@@ -58,25 +72,42 @@ impl Events {
 }
 
 /// The output of `docker logs -f`, following from before an action to the container's end.
-struct Log(Child);
+struct Log(Child, std::thread::JoinHandle<String>);
 
 impl Log {
     fn follow(container: &str) -> Log {
-        let child = Command::new("docker")
+        let mut child = Command::new("docker")
             .args(["logs", "-f", container])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker logs");
-        std::thread::sleep(Duration::from_millis(300));
-        Log(child)
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (first, first_line) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut text = String::new();
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                text.push_str(&line);
+                text.push('\n');
+                let _ = first.send(());
+            }
+            text
+        });
+        // Its first line (the service's start) shows that it follows.
+        let _ = first_line.recv_timeout(Duration::from_secs(30));
+        Log(child, reader)
     }
 
+    /// What it printed until the container ended.
     fn text(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let output = self.0.wait_with_output().expect("docker logs ends");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        crate::support::wait_until("the container ends", Duration::from_secs(30), || {
+            self.0.try_wait().expect("docker logs status").is_some()
+        });
+        self.1.join().expect("the log reader")
     }
 }
 
@@ -178,6 +209,16 @@ fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The id of a container, by name, while it runs.
+fn running_id(name: &str) -> Option<String> {
+    let output = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}} {{.Id}}", name])
+        .output()
+        .expect("docker");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().strip_prefix("true ").map(str::to_string)
 }
 
 /// The id of a container, by name.
@@ -481,7 +522,11 @@ fn ctrl_c_during_an_update_says_so_and_restores_the_previous_service() {
     slow_down(&env, "30s");
     let update = env.envctl().args(["update", id, "app@v2"]).spawn();
     wait_for_the_update(id);
-    std::thread::sleep(Duration::from_millis(500));
+    // Its replacement runs, the previous one put aside: the update waits for it to be ready.
+    let app_name = format!("app_{id}");
+    crate::support::wait_until("the new `app` runs", Duration::from_secs(30), || {
+        running_id(&app_name).is_some_and(|new| new != app)
+    });
     update.signal("INT");
     let run = update.wait_within(Duration::from_secs(30));
     run.code(130)
@@ -514,7 +559,11 @@ fn ctrl_c_during_start_says_what_happens_and_the_progress_stops() {
         .success();
     env.envctl().args(["stop", id]).run().success();
     let start = env.envctl().args(["start", id]).spawn();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its service runs and is probed: the start waits for it to be ready.
+    let db = format!("db_{id}");
+    crate::support::wait_until("`db` runs", Duration::from_secs(30), || {
+        running_id(&db).is_some()
+    });
     start.signal("INT");
     let run = start.wait_within(Duration::from_secs(10));
     run.code(130).stderr_has(&format!(
