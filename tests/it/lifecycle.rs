@@ -271,7 +271,13 @@ fn sigint_during_up_removes_everything() {
         assert!(Instant::now() < deadline, "the container never appeared");
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // And runs: the start waits for it to be ready.
+    crate::support::wait_until("the container runs", Duration::from_secs(30), || {
+        env.leftovers().0.iter().any(|c| {
+            c.name.starts_with("slow_")
+                && c.state == envctl::backend::docker::engine::ContainerState::Running
+        })
+    });
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
