@@ -230,7 +230,15 @@ fn a_start_killed_outright_is_removed_and_a_crashed_environment_stopped() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while env.state_of(&killed).as_deref() != Some("starting") {
+    // Once its service container exists: a create still in flight when `up` dies would land
+    // after the pass (as in lifecycle.rs).
+    let created = || {
+        env.leftovers()
+            .0
+            .iter()
+            .any(|c| c.name.starts_with("slow_"))
+    };
+    while env.state_of(&killed).as_deref() != Some("starting") || !created() {
         assert!(Instant::now() < deadline);
         sleep(0.2);
     }
@@ -299,8 +307,18 @@ fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
     for cron in crons {
         out.push_str(&cron.wait().success().stdout());
     }
-    // The daemon's later passes (every 200 ms) get their chance to act twice.
-    sleep(1.5);
+    // A whole daemon pass after the crons gets its chance to act twice: every pass writes the
+    // state file, and the second write seen was by a pass that began after the first.
+    let file = env.state_dir().join("state.json");
+    let modified = || std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+    let mut writes = vec![modified()];
+    crate::support::wait_until("the daemon ran a pass", Duration::from_secs(30), || {
+        let now = modified();
+        if writes.last() != Some(&now) {
+            writes.push(now);
+        }
+        writes.len() > 2
+    });
     let pid = daemon.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let output = daemon.wait_with_output().unwrap();
