@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use activity::{Activity, Guard};
 use environments::{Environment, Environments};
-use metrics::Metrics;
+use metrics::{Metrics, Outcome};
 use wake::Wakes;
 
 /// How often the gateway lists environments even when the engine reports no change.
@@ -215,6 +215,20 @@ impl Gateway {
         }
     }
 
+    /// Counts a request for `id` that took `took`: what the environment answered counts for
+    /// it (a 5xx against it, in the metrics and the error-rate window); what the gateway
+    /// refused itself is counted on its own and is no activity.
+    pub fn record(&self, id: &str, outcome: Outcome, took: Duration) {
+        match outcome {
+            Outcome::Answered(status) => {
+                self.metrics.request(id, status, took);
+                self.activity
+                    .request(id, Utc::now(), Instant::now(), status);
+            }
+            Outcome::Rejected(why) => self.metrics.rejected(why),
+        }
+    }
+
     /// Starts `id` unless a start is under way, and waits for it up to `limit`.
     pub async fn wake(self: &Arc<Self>, id: &str, limit: Duration) -> Awake {
         let mut done = self.start_once(id, "a request through `envctl gateway`");
@@ -391,6 +405,34 @@ mod tests {
             Awake::Ready(_)
         ));
         assert_eq!(fake.calls(), vec!["start x", "stop x", "start x"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_the_gateway_rejects_never_count_against_the_environment() {
+        let guard = Guard {
+            max_rate: 0.5,
+            window: Duration::from_secs(300),
+        };
+        let gateway = Gateway::new(options(Some(guard)), Arc::new(Fake::default()));
+        let took = Duration::from_millis(1);
+        for why in metrics::Rejection::ALL {
+            for _ in 0..12 {
+                gateway.record("x", Outcome::Rejected(why), took);
+            }
+        }
+        assert_eq!(gateway.activity.flag("x"), None);
+        assert!(gateway.activity.take(Utc::now(), Instant::now()).is_empty());
+        let text = gateway.metrics.render(&[]);
+        assert!(!text.contains("id=\"x\""), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == "envctl_gateway_rejected_total{reason=\"body_too_large\"} 12"),
+            "{text}"
+        );
+        for _ in 0..12 {
+            gateway.record("x", Outcome::Answered(502), took);
+        }
+        assert!(gateway.activity.flag("x").is_some(), "its own 502s count");
     }
 
     #[test]

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use chrono::Utc;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::environments::Environment;
-use super::proxy::{self, Forwarded, Limits};
+use super::metrics::Outcome;
+use super::proxy::{self, Forwarded, Limits, ProxyError};
 use super::routing::{self, Target};
 use super::{Awake, Gateway, page};
 use crate::lifecycle::State;
@@ -88,6 +88,9 @@ pub async fn handle(
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    if request.method() == Method::OPTIONS && request.uri() == "*" {
+        return options_star();
+    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -103,6 +106,17 @@ pub async fn handle(
         Target::Unknown => page::unknown_host(&gateway, &host),
         Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }
+}
+
+/// `OPTIONS *` asks what the server supports, not what a resource does: the gateway
+/// answers for itself, whatever the host.
+fn options_star() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    response
 }
 
 /// What to do with a request for an environment in its current state.
@@ -263,19 +277,17 @@ async fn to_environment(
         limits,
     )
     .await;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(error) => error.status(),
+    let outcome = match &result {
+        Ok(response) => Outcome::Answered(response.status().as_u16()),
+        Err(error) => error.outcome(),
     };
-    gateway
-        .metrics
-        .request(&id, status.as_u16(), started.elapsed());
-    gateway
-        .activity
-        .request(&id, Utc::now(), Instant::now(), status.as_u16());
+    gateway.record(&id, outcome, started.elapsed());
     match result {
         Ok(response) => response,
-        Err(error) => page::problem(status, "no answer", &error.to_string()),
+        Err(error @ ProxyError::Unreachable { .. } | error @ ProxyError::TimedOut { .. }) => {
+            page::problem(error.status(), "no answer", &error.to_string())
+        }
+        Err(error) => page::problem(error.status(), "refused", &error.to_string()),
     }
 }
 

@@ -192,6 +192,17 @@ pub async fn async_request(
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the gateway");
+    request_on(stream, method, host, path, headers, body).await
+}
+
+async fn request_on(
+    stream: tokio::net::TcpStream,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
@@ -597,4 +608,140 @@ fn off_loopback_the_actions_need_the_token_kept_in_a_strict_cookie() {
         .cloned()
         .unwrap();
     assert_eq!(row["pinned"], true);
+}
+
+/// Sends `raw` as it is on a connection of its own and reads the answer until the gateway
+/// closes it (the request says `Connection: close`): its status and its whole text.
+fn exchange(port: u16, raw: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(raw).expect("send");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // The gateway may answer and close before it read the whole request: keep what came.
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The value of the `/metrics` line that starts with `series` (name and labels), if any.
+fn metric(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn options_star_and_a_chunked_body_over_max_body_are_the_gateways_answers_and_count_nowhere() {
+    let env = TestEnv::new("gw-own", &web("own", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(
+        &env,
+        &[
+            "--max-error-rate",
+            "50%",
+            "--over",
+            "5m",
+            "--max-body",
+            "1024",
+        ],
+    );
+    let host = format!("{id}.localhost:{}", gateway.port);
+    gateway.until_routed(&host);
+
+    // `OPTIONS *` asks the server, not a resource: the gateway answers it itself.
+    let options = format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    for _ in 0..12 {
+        let (status, answer) = exchange(gateway.port, options.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("\r\nallow: "),
+            "{answer}"
+        );
+    }
+    // A chunked body over `--max-body` is the client's: 413, as with `Content-Length`.
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         1000\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(0x1000)
+    );
+    for _ in 0..12 {
+        let (status, answer) = exchange(gateway.port, chunked.as_bytes());
+        assert_eq!(status, 413, "{answer}");
+    }
+    let declared = request(gateway.port, "POST", &host, "/", &[], vec![b'a'; 2048]);
+    assert_eq!(declared.status, 413);
+    // A target that names no resource is the client's mistake too.
+    let star = format!("GET * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let (status, answer) = exchange(gateway.port, star.as_bytes());
+    assert_eq!(status, 400, "{answer}");
+
+    let page = gateway.get("localhost", "/").body;
+    assert!(!row_of(&page, &id).contains("error rate"), "{page}");
+    let metrics = gateway.get("localhost", "/metrics").body;
+    let labels = format!("{{id=\"{id}\",environment=\"{}\"}}", env.name);
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("envctl_gateway_responses_5xx_total{labels}")
+        ),
+        Some(0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "envctl_gateway_rejected_total{reason=\"body_too_large\"}"
+        ),
+        Some(13),
+        "{metrics}"
+    );
+    assert_eq!(gateway.get(&host, "/").body, "own ok\n");
+}
+
+#[test]
+fn an_absolute_form_request_without_host_reaches_the_environment_with_its_authority() {
+    // busybox's httpd runs a CGI script that prints its environment, `HTTP_HOST` among it.
+    let setup = "/bin/busybox mkdir -p /www/cgi-bin; /bin/busybox printf '#!/bin/busybox \
+                 sh\\\\necho Content-Type: text/plain\\\\necho\\\\n/bin/busybox env\\\\n' > \
+                 /www/cgi-bin/env; /bin/busybox chmod +x /www/cgi-bin/env; /bin/busybox httpd -p \
+                 8080 -h /www;";
+    let services = crate::compose_keys::busybox_service("echo", setup, "    ports: [8080]\n");
+    let env = TestEnv::new("gw-absolute", &services);
+    std::fs::write(
+        env.file(),
+        std::fs::read_to_string(env.file()).unwrap() + "gateway: echo:8080\n",
+    )
+    .unwrap();
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let authority = format!("{id}.localhost:{}", gateway.port);
+    gateway.until("the gateway routes it", |g| {
+        g.get(&authority, "/cgi-bin/env").status == 200
+    });
+    let with_host = gateway.get(&authority, "/cgi-bin/env").body;
+    assert!(
+        with_host.contains(&format!("HTTP_HOST={authority}\n")),
+        "{with_host}"
+    );
+    let absolute =
+        format!("GET http://{authority}/cgi-bin/env HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let (status, answer) = exchange(gateway.port, absolute.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains(&format!("HTTP_HOST={authority}\n")),
+        "{answer}"
+    );
 }
