@@ -20,6 +20,8 @@ pub mod page;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod session;
+pub mod throttle;
 pub mod wake;
 
 use std::collections::BTreeSet;
@@ -35,6 +37,8 @@ use tokio::time::Instant;
 use activity::{Activity, Guard};
 use environments::{Environment, Environments};
 use metrics::{Metrics, Outcome};
+use session::Sessions;
+use throttle::Throttle;
 use wake::Wakes;
 
 /// How often the gateway lists environments even when the engine reports no change.
@@ -85,6 +89,10 @@ pub struct Gateway {
     pub client: proxy::Client,
     /// The per-process secret every form carries.
     pub csrf: String,
+    /// The sign-in cookies this process issued.
+    pub sessions: Sessions,
+    /// Wrong tokens, per client address.
+    pub throttle: Throttle,
 }
 
 /// How a wake ended for one waiting request.
@@ -108,6 +116,8 @@ impl Gateway {
             metrics: Metrics::default(),
             client: proxy::client(),
             csrf: random_hex(16),
+            sessions: Sessions::default(),
+            throttle: Throttle::default(),
         })
     }
 

@@ -86,7 +86,7 @@ pub async fn handle(
     gateway: Arc<Gateway>,
     router: Router,
     remote: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<Body> {
     if request.method() == Method::OPTIONS && request.uri() == "*" {
         return options_star();
@@ -99,10 +99,13 @@ pub async fn handle(
         .unwrap_or_default()
         .to_string();
     match routing::resolve(&host, &gateway.options.domain, &gateway.snapshot()) {
-        Target::Page => match router.oneshot(request.map(Body::new)).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
+        Target::Page => {
+            request.extensions_mut().insert(page::Client(remote.ip()));
+            match router.oneshot(request.map(Body::new)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
         Target::Unknown => page::unknown_host(&gateway, &host),
         Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }

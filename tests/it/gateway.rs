@@ -195,6 +195,29 @@ pub async fn async_request(
     request_on(stream, method, host, path, headers, body).await
 }
 
+/// One HTTP/1.1 request to the gateway on 127.0.0.1 from the loopback address `from`, as
+/// another client would.
+pub fn request_from(
+    from: [u8; 4],
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the client's address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect to the gateway");
+        request_on(stream, method, "localhost", path, headers, body).await
+    })
+}
+
 async fn request_on(
     stream: tokio::net::TcpStream,
     method: &str,
@@ -641,6 +664,13 @@ fn metric(metrics: &str, series: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The `csrf` value of the sign-in form.
+fn csrf_of(gateway: &Gateway) -> String {
+    let login = gateway.get("localhost", "/login").body;
+    let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
+    login[at..at + 32].to_string()
+}
+
 #[test]
 fn options_star_and_a_chunked_body_over_max_body_are_the_gateways_answers_and_count_nowhere() {
     let env = TestEnv::new("gw-own", &web("own", "0"));
@@ -744,4 +774,97 @@ fn an_absolute_form_request_without_host_reaches_the_environment_with_its_author
         answer.contains(&format!("HTTP_HOST={authority}\n")),
         "{answer}"
     );
+}
+
+#[test]
+fn wrong_tokens_are_throttled() {
+    let env = TestEnv::new("gw-throttle", "");
+    let token_file = env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::start(&env, &["--token-file", token_file.to_str().unwrap()]);
+    let csrf = csrf_of(&gateway);
+    let form = |token: &str| format!("csrf={csrf}&token={token}").into_bytes();
+    let login = |from: [u8; 4], token: &str| {
+        request_from(
+            from,
+            gateway.port,
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form(token),
+        )
+    };
+    let guesses: Vec<Reply> = (0..10).map(|_| login([127, 0, 0, 1], "guess")).collect();
+    let statuses: Vec<u16> = guesses.iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..3], [403, 403, 403], "a few mistakes are free");
+    assert!(
+        statuses[3..].iter().all(|s| *s == 429),
+        "then guesses wait: {statuses:?}"
+    );
+    let throttled = &guesses[9];
+    let wait: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(
+        throttled.body.contains("too many wrong tokens"),
+        "{}",
+        throttled.body
+    );
+    // Another client is not locked out by the guesser.
+    assert_eq!(login([127, 0, 0, 2], "correct-horse-battery").status, 303);
+    // The guesser itself may try again once the wait is over.
+    assert_eq!(login([127, 0, 0, 1], "correct-horse-battery").status, 429);
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(login([127, 0, 0, 1], "correct-horse-battery").status, 303);
+    let metrics = gateway.get("localhost", "/metrics").body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "envctl_gateway_rejected_total{reason=\"login_throttled\"}"
+        ),
+        Some(8),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_session_cookie_never_holds_the_token() {
+    let env = TestEnv::new("gw-session", "");
+    let token_file = env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::start(&env, &["--token-file", token_file.to_str().unwrap()]);
+    let csrf = csrf_of(&gateway);
+    let signed = post_form(
+        &gateway,
+        "/login",
+        &format!("csrf={csrf}&token=correct-horse-battery"),
+        None,
+    );
+    assert_eq!(signed.status, 303);
+    let cookie = signed.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(!cookie.contains("correct-horse-battery"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let page_with = |cookie: &str| {
+        request(
+            gateway.port,
+            "GET",
+            "localhost",
+            "/",
+            &[("cookie", cookie)],
+            vec![],
+        )
+        .body
+    };
+    let signs_in = |page: String| page.contains("href=\"/login\"");
+    assert!(!signs_in(page_with(&pair)), "the session is signed in");
+    assert!(
+        signs_in(page_with("envctl_gateway=correct-horse-battery")),
+        "the token itself is no session"
+    );
+    let (name, value) = pair.split_once('=').unwrap();
+    let tampered = format!("{name}={}0", &value[..value.len() - 1]);
+    assert!(signs_in(page_with(&tampered)), "{tampered}");
 }
