@@ -65,7 +65,11 @@ pub struct Options {
 impl Options {
     /// The base URL of an environment, as the page links it.
     pub fn url_of(&self, id: &str) -> String {
-        let host = routing::host_of(id, &self.domain);
+        self.url_at(&routing::host_of(id, &self.domain))
+    }
+
+    /// The URL of `host` on the gateway's port.
+    pub fn url_at(&self, host: &str) -> String {
         match self.listen.port() {
             80 => format!("http://{host}/"),
             port => format!("http://{host}:{port}/"),

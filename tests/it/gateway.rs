@@ -868,3 +868,36 @@ fn the_session_cookie_never_holds_the_token() {
     let tampered = format!("{name}={}0", &value[..value.len() - 1]);
     assert!(signs_in(page_with(&tampered)), "{tampered}");
 }
+
+#[test]
+fn an_oversized_token_file_is_refused() {
+    let env = TestEnv::new("gw-token-size", "");
+    let big = env.dir.file("big-token");
+    std::fs::write(&big, "a".repeat(5 * 1024 * 1024)).unwrap();
+    for path in [big.to_str().unwrap(), "/dev/zero"] {
+        env.envctl()
+            .args(["gateway", "--listen", "127.0.0.1:0", "--token-file", path])
+            .run_within(Duration::from_secs(20))
+            .code(1)
+            .stderr_has(&format!("the token file `{path}` is larger than 4 MiB"));
+    }
+}
+
+#[test]
+fn the_first_line_names_the_environments_url_with_its_placeholder_as_it_is() {
+    let env = TestEnv::new("gw-first-line", "");
+    let gateway = Gateway::start(&env, &[]);
+    let printed = gateway.running.as_ref().unwrap().stderr_so_far();
+    let first = printed
+        .lines()
+        .find(|l| l.starts_with("gateway: "))
+        .unwrap_or_default();
+    let port = gateway.port;
+    assert!(
+        first.starts_with(&format!(
+            "gateway: the list at http://localhost:{port}/, environments at \
+             http://ID.localhost:{port}/ (state in "
+        )),
+        "{first}"
+    );
+}
