@@ -7,6 +7,7 @@ use crate::gateway::activity::Guard;
 use crate::gateway::lifecycle::Lifecycle;
 use crate::gateway::{Gateway, Options, server};
 use crate::signals::Signals;
+use crate::spec::MAX_FILE_BYTES;
 use crate::state::Store;
 use crate::{Error, ExitStatus, output};
 
@@ -57,7 +58,8 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         "gateway: the list at http://{}:{}/, environments at {} (state in {})",
         options.domain,
         listen.port(),
-        options.url_of("ID"),
+        // A placeholder, not an id: `url_of` would lowercase it into one.
+        options.url_at(&format!("ID.{}", options.domain)),
         store.dir().display()
     ));
     let environments = Arc::new(Lifecycle::new(backend, store, args.start_timeout));
@@ -67,11 +69,32 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
+/// Reads the token, at most as much as an environment file: `/dev/zero` or a log given by
+/// mistake fails at once instead of filling memory.
 fn read_token(path: &std::path::Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read as _;
+    let cannot_read = |e: std::io::Error| {
         Error::Usage(format!(
             "cannot read the token file `{}`: {e}",
             path.display()
+        ))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::Usage(format!(
+            "the token file `{}` is larger than {} MiB, too large for a token\n\
+             hint: `head -c 24 /dev/urandom | base64 > FILE` makes one",
+            path.display(),
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        cannot_read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
         ))
     })?;
     let token = text.trim();

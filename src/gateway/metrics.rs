@@ -22,9 +22,53 @@ struct PerEnvironment {
     seconds: f64,
 }
 
+/// Why the gateway answered a request itself instead of letting an environment answer it:
+/// counted on its own, never against an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rejection {
+    /// A body over `--max-body`, declared or streamed.
+    BodyTooLarge,
+    /// The client's body broke off (or was malformed) while it was forwarded.
+    BodyUnreadable,
+    /// A request target that names no resource (`GET *`), or a method that is no request to
+    /// forward (`CONNECT`).
+    BadRequest,
+    /// A sign-in from an address that guessed wrong too often, refused without a look.
+    LoginThrottled,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 4] = [
+        Rejection::BodyTooLarge,
+        Rejection::BodyUnreadable,
+        Rejection::BadRequest,
+        Rejection::LoginThrottled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyUnreadable => "body_unreadable",
+            Rejection::BadRequest => "bad_request",
+            Rejection::LoginThrottled => "login_throttled",
+        }
+    }
+}
+
+/// How a request for an environment ended, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The environment answered with this status, or failed to while it runs (502, 504): it
+    /// counts for the environment, a 5xx against it.
+    Answered(u16),
+    /// The gateway refused the request before the environment had a say.
+    Rejected(Rejection),
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     by_id: Mutex<BTreeMap<String, PerEnvironment>>,
+    rejected: Mutex<BTreeMap<Rejection, u64>>,
 }
 
 impl Metrics {
@@ -46,6 +90,16 @@ impl Metrics {
             m.buckets[bucket] += 1;
             m.seconds += seconds;
         });
+    }
+
+    /// A request the gateway refused itself.
+    pub fn rejected(&self, why: Rejection) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(why)
+            .or_default() += 1;
     }
 
     pub fn wake(&self, id: &str) {
@@ -121,6 +175,25 @@ impl Metrics {
                 m.seconds,
                 labels(id),
                 m.requests
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP envctl_gateway_rejected_total Requests the gateway refused itself, counted \
+             against no environment.\n\
+             # TYPE envctl_gateway_rejected_total counter"
+        );
+        let rejected = self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for why in Rejection::ALL {
+            let _ = writeln!(
+                text,
+                "envctl_gateway_rejected_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                rejected.get(&why).copied().unwrap_or_default()
             );
         }
         let _ = writeln!(

@@ -20,6 +20,8 @@ pub mod page;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod session;
+pub mod throttle;
 pub mod wake;
 
 use std::collections::BTreeSet;
@@ -34,7 +36,9 @@ use tokio::time::Instant;
 
 use activity::{Activity, Guard};
 use environments::{Environment, Environments};
-use metrics::Metrics;
+use metrics::{Metrics, Outcome};
+use session::Sessions;
+use throttle::Throttle;
 use wake::Wakes;
 
 /// How often the gateway lists environments even when the engine reports no change.
@@ -61,7 +65,11 @@ pub struct Options {
 impl Options {
     /// The base URL of an environment, as the page links it.
     pub fn url_of(&self, id: &str) -> String {
-        let host = routing::host_of(id, &self.domain);
+        self.url_at(&routing::host_of(id, &self.domain))
+    }
+
+    /// The URL of `host` on the gateway's port.
+    pub fn url_at(&self, host: &str) -> String {
         match self.listen.port() {
             80 => format!("http://{host}/"),
             port => format!("http://{host}:{port}/"),
@@ -85,6 +93,10 @@ pub struct Gateway {
     pub client: proxy::Client,
     /// The per-process secret every form carries.
     pub csrf: String,
+    /// The sign-in cookies this process issued.
+    pub sessions: Sessions,
+    /// Wrong tokens, per client address.
+    pub throttle: Throttle,
 }
 
 /// How a wake ended for one waiting request.
@@ -108,6 +120,8 @@ impl Gateway {
             metrics: Metrics::default(),
             client: proxy::client(),
             csrf: random_hex(16),
+            sessions: Sessions::default(),
+            throttle: Throttle::default(),
         })
     }
 
@@ -212,6 +226,20 @@ impl Gateway {
         if let Err(error) = self.environments.flush(flush.clone()).await {
             tracing::warn!("cannot record the gateway's activity: {error}");
             self.activity.restore(flush);
+        }
+    }
+
+    /// Counts a request for `id` that took `took`: what the environment answered counts for
+    /// it (a 5xx against it, in the metrics and the error-rate window); what the gateway
+    /// refused itself is counted on its own and is no activity.
+    pub fn record(&self, id: &str, outcome: Outcome, took: Duration) {
+        match outcome {
+            Outcome::Answered(status) => {
+                self.metrics.request(id, status, took);
+                self.activity
+                    .request(id, Utc::now(), Instant::now(), status);
+            }
+            Outcome::Rejected(why) => self.metrics.rejected(why),
         }
     }
 
@@ -391,6 +419,34 @@ mod tests {
             Awake::Ready(_)
         ));
         assert_eq!(fake.calls(), vec!["start x", "stop x", "start x"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_the_gateway_rejects_never_count_against_the_environment() {
+        let guard = Guard {
+            max_rate: 0.5,
+            window: Duration::from_secs(300),
+        };
+        let gateway = Gateway::new(options(Some(guard)), Arc::new(Fake::default()));
+        let took = Duration::from_millis(1);
+        for why in metrics::Rejection::ALL {
+            for _ in 0..12 {
+                gateway.record("x", Outcome::Rejected(why), took);
+            }
+        }
+        assert_eq!(gateway.activity.flag("x"), None);
+        assert!(gateway.activity.take(Utc::now(), Instant::now()).is_empty());
+        let text = gateway.metrics.render(&[]);
+        assert!(!text.contains("id=\"x\""), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == "envctl_gateway_rejected_total{reason=\"body_too_large\"} 12"),
+            "{text}"
+        );
+        for _ in 0..12 {
+            gateway.record("x", Outcome::Answered(502), took);
+        }
+        assert!(gateway.activity.flag("x").is_some(), "its own 502s count");
     }
 
     #[test]

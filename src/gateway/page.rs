@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -17,10 +18,15 @@ use serde::Deserialize;
 
 use super::Gateway;
 use super::environments::Environment;
+use super::metrics::Rejection;
 use crate::output::short_duration;
 
-/// The cookie that carries the token on a non-loopback gateway.
+/// The cookie that carries the session after a sign-in (never the token itself).
 pub const COOKIE: &str = "envctl_gateway";
+
+/// The address a request for the page came from, for the throttling of wrong tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub std::net::IpAddr);
 /// The page reloads itself this often, so a change shows within it.
 pub const REFRESH_SECONDS: u32 = 5;
 
@@ -75,7 +81,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 async fn login_form(State(gateway): State<Arc<Gateway>>) -> Response {
     let body = format!(
         "<h1>Sign in</h1><p>Actions on this gateway need its token (the file given with \
-         <code>--token-file</code>). It is kept in a cookie for this browser.</p>\
+         <code>--token-file</code>). This browser then keeps a session cookie, never the token.</p>\
          <form method=\"post\" action=\"/login\">{}<label>token \
          <input type=\"password\" name=\"token\" autocomplete=\"current-password\" autofocus></label> \
          <button>sign in</button></form><p><a href=\"/\">back to the list</a></p>",
@@ -92,28 +98,56 @@ struct Login {
 
 async fn login(
     State(gateway): State<Arc<Gateway>>,
+    Extension(Client(client)): Extension<Client>,
     headers: HeaderMap,
     Form(login): Form<Login>,
 ) -> Response {
     if let Some(refused) = refuse_forgery(&gateway, &headers, &login.csrf) {
         return refused;
     }
+    let now = tokio::time::Instant::now();
+    if let Err(wait) = gateway.throttle.check(client, now) {
+        gateway.metrics.rejected(Rejection::LoginThrottled);
+        return too_many_wrong_tokens(wait);
+    }
     match &gateway.options.token {
         Some(token) if same(token, &login.token) => {
-            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+            gateway.throttle.succeeded(client);
+            let session = gateway.sessions.issue();
+            let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
             let mut response = Redirect::to("/?done=signed+in").into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
         }
-        Some(_) => message_page(
-            StatusCode::FORBIDDEN,
-            "wrong token",
-            "That is not this gateway's token.",
-        ),
+        Some(_) => {
+            gateway.throttle.failed(client, now);
+            message_page(
+                StatusCode::FORBIDDEN,
+                "wrong token",
+                "That is not this gateway's token.",
+            )
+        }
         None => Redirect::to("/").into_response(),
     }
+}
+
+/// 429 for an address that sent wrong tokens too often, with when to try again.
+fn too_many_wrong_tokens(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = message_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many wrong tokens",
+        &format!(
+            "This address sent too many wrong tokens: try again in {seconds} s. \
+             <a href=\"/login\">sign in</a>"
+        ),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 async fn confirm_down(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
@@ -211,18 +245,19 @@ async fn not_found() -> Response {
     )
 }
 
-/// Whether the request may act: always on loopback, else with the token's cookie.
+/// Whether the request may act: always without a token, else with a session this gateway
+/// issued at a sign-in.
 pub fn authorized(gateway: &Gateway, headers: &HeaderMap) -> bool {
-    let Some(token) = &gateway.options.token else {
+    if gateway.options.token.is_none() {
         return true;
-    };
+    }
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| name == COOKIE && same(token, value))
+        .any(|(name, value)| name == COOKIE && gateway.sessions.valid(value))
 }
 
 /// A POST must carry this process's secret and come from the gateway's own pages.
@@ -623,6 +658,9 @@ mod tests {
             header::COOKIE,
             "a=b; envctl_gateway=s3cret".parse().unwrap(),
         );
+        assert!(!authorized(&gateway, &headers), "the token is no session");
+        let session = format!("a=b; envctl_gateway={}", gateway.sessions.issue());
+        headers.insert(header::COOKIE, session.parse().unwrap());
         assert!(authorized(&gateway, &headers));
         let view = View {
             gateway: &gateway,

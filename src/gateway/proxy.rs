@@ -2,16 +2,21 @@
 //! (WebSocket) become a byte pipe, connections to environments are pooled and kept alive.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use http_body_util::Limited;
-use hyper::body::Incoming;
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::metrics::{Outcome, Rejection};
 
 /// The pooled HTTP/1.1 client requests to environments go through.
 pub type Client = Pool<HttpConnector, Body>;
@@ -77,6 +82,10 @@ pub struct Forwarded {
 pub enum ProxyError {
     #[error("the request body is larger than {0} bytes")]
     TooLarge(u64),
+    #[error("the request body broke off: {0}")]
+    BodyUnreadable(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("no answer from `{service}` within {}", humantime::format_duration(*.waited))]
     TimedOut { service: String, waited: Duration },
     #[error("cannot reach `{service}` at {address}: {reason}")]
@@ -91,9 +100,65 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyUnreadable(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// Whom the failure is counted for: the client's own mistakes are the gateway's refusals,
+    /// never the environment's errors.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            ProxyError::TooLarge(_) => Outcome::Rejected(Rejection::BodyTooLarge),
+            ProxyError::BodyUnreadable(_) => Outcome::Rejected(Rejection::BodyUnreadable),
+            ProxyError::BadRequest(_) => Outcome::Rejected(Rejection::BadRequest),
+            ProxyError::TimedOut { .. } | ProxyError::Unreachable { .. } => {
+                Outcome::Answered(self.status().as_u16())
+            }
+        }
+    }
+}
+
+/// What went wrong with the client's body while it was forwarded, if anything did: a failed
+/// send is then the client's doing, not the environment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFailure {
+    TooLarge,
+    Unreadable,
+}
+
+/// The client's body, limited to `--max-body`, noting why it failed when it does.
+struct Watched {
+    inner: Limited<Incoming>,
+    failure: Arc<OnceLock<BodyFailure>>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(error))) = &polled {
+            let failure = match error.is::<LengthLimitError>() {
+                true => BodyFailure::TooLarge,
+                false => BodyFailure::Unreadable,
+            };
+            let _ = self.failure.set(failure);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -122,11 +187,19 @@ pub async fn forward(
     if declared.is_some_and(|length| length > limits.max_body) {
         return Err(ProxyError::TooLarge(limits.max_body));
     }
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest(
+            "`CONNECT` does not go through the gateway: it forwards requests to environments, \
+             it opens no tunnels"
+                .into(),
+        ));
+    }
     let upgrade = upgrade_of(request.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     set_forwarded(&mut parts.headers, forwarded);
+    keep_host(&mut parts.headers, forwarded);
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -138,17 +211,31 @@ pub async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let body = Body::new(Limited::new(body, limits.max_body as usize));
-    let unreachable = |reason: String| ProxyError::Unreachable {
-        service: service.to_string(),
-        address,
-        reason,
+    if !path.starts_with('/') {
+        return Err(ProxyError::BadRequest(format!(
+            "`{path}` names no resource of the environment: a request target is a path (`/...`) \
+             or an absolute URL"
+        )));
+    }
+    let failure = Arc::new(OnceLock::new());
+    let body = Body::new(Watched {
+        inner: Limited::new(body, limits.max_body as usize),
+        failure: failure.clone(),
+    });
+    let unreachable = |reason: String| match failure.get() {
+        Some(BodyFailure::TooLarge) => ProxyError::TooLarge(limits.max_body),
+        Some(BodyFailure::Unreadable) => ProxyError::BodyUnreadable(reason),
+        None => ProxyError::Unreachable {
+            service: service.to_string(),
+            address,
+            reason,
+        },
     };
     let sending = async {
         match client_upgrade {
             None => {
                 parts.uri = Uri::try_from(format!("http://{address}{path}"))
-                    .map_err(|e| unreachable(e.to_string()))?;
+                    .map_err(|e| ProxyError::BadRequest(format!("`{path}`: {e}")))?;
                 client
                     .request(Request::from_parts(parts, body))
                     .await
@@ -156,7 +243,8 @@ pub async fn forward(
                     .map_err(|e| unreachable(describe(&e)))
             }
             Some(client_upgrade) => {
-                parts.uri = Uri::try_from(path).map_err(|e| unreachable(e.to_string()))?;
+                parts.uri = Uri::try_from(path.as_str())
+                    .map_err(|e| ProxyError::BadRequest(format!("`{path}`: {e}")))?;
                 upgrade_through(Request::from_parts(parts, body), address, client_upgrade)
                     .await
                     .map_err(unreachable)
@@ -224,6 +312,17 @@ fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded) {
     set("x-forwarded-proto", "http");
 }
 
+/// A request without `Host` (HTTP/1.0, or the absolute form `GET http://ID.localhost/`) reaches
+/// the environment with the host it was routed by, not the address the gateway connects to.
+fn keep_host(headers: &mut HeaderMap, forwarded: &Forwarded) {
+    if headers.contains_key(header::HOST) || forwarded.host.is_empty() {
+        return;
+    }
+    if let Ok(host) = HeaderValue::from_str(&forwarded.host) {
+        headers.insert(header::HOST, host);
+    }
+}
+
 /// The innermost cause of a client error: "connection refused", not "client error (Connect)".
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut innermost = error;
@@ -257,6 +356,39 @@ mod tests {
         assert_eq!(upgrade_of(&headers), None);
         headers.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
         assert_eq!(upgrade_of(&headers).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn a_request_without_host_gets_the_host_it_was_routed_by() {
+        let forwarded = Forwarded {
+            client: [127, 0, 0, 1].into(),
+            host: "x.localhost:8000".into(),
+        };
+        let mut headers = HeaderMap::new();
+        keep_host(&mut headers, &forwarded);
+        assert_eq!(headers[header::HOST], "x.localhost:8000");
+        headers.insert(header::HOST, "y.localhost".parse().unwrap());
+        keep_host(&mut headers, &forwarded);
+        assert_eq!(headers[header::HOST], "y.localhost", "a Host is kept");
+    }
+
+    #[test]
+    fn the_clients_mistakes_are_rejections_and_the_environments_failures_are_its_own() {
+        let gateway_refused = [
+            ProxyError::TooLarge(1024),
+            ProxyError::BodyUnreadable("connection reset".into()),
+            ProxyError::BadRequest("`*`".into()),
+        ];
+        for error in gateway_refused {
+            assert!(matches!(error.outcome(), Outcome::Rejected(_)), "{error}");
+            assert!(error.status().is_client_error(), "{error}");
+        }
+        let unreachable = ProxyError::Unreachable {
+            service: "web".into(),
+            address: ([127, 0, 0, 1], 1).into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(unreachable.outcome(), Outcome::Answered(502));
     }
 
     #[test]

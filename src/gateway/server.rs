@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use chrono::Utc;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::environments::Environment;
-use super::proxy::{self, Forwarded, Limits};
+use super::metrics::Outcome;
+use super::proxy::{self, Forwarded, Limits, ProxyError};
 use super::routing::{self, Target};
 use super::{Awake, Gateway, page};
 use crate::lifecycle::State;
@@ -86,8 +86,11 @@ pub async fn handle(
     gateway: Arc<Gateway>,
     router: Router,
     remote: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<Body> {
+    if request.method() == Method::OPTIONS && request.uri() == "*" {
+        return options_star();
+    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -96,13 +99,27 @@ pub async fn handle(
         .unwrap_or_default()
         .to_string();
     match routing::resolve(&host, &gateway.options.domain, &gateway.snapshot()) {
-        Target::Page => match router.oneshot(request.map(Body::new)).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
+        Target::Page => {
+            request.extensions_mut().insert(page::Client(remote.ip()));
+            match router.oneshot(request.map(Body::new)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
         Target::Unknown => page::unknown_host(&gateway, &host),
         Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }
+}
+
+/// `OPTIONS *` asks what the server supports, not what a resource does: the gateway
+/// answers for itself, whatever the host.
+fn options_star() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    response
 }
 
 /// What to do with a request for an environment in its current state.
@@ -263,19 +280,17 @@ async fn to_environment(
         limits,
     )
     .await;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(error) => error.status(),
+    let outcome = match &result {
+        Ok(response) => Outcome::Answered(response.status().as_u16()),
+        Err(error) => error.outcome(),
     };
-    gateway
-        .metrics
-        .request(&id, status.as_u16(), started.elapsed());
-    gateway
-        .activity
-        .request(&id, Utc::now(), Instant::now(), status.as_u16());
+    gateway.record(&id, outcome, started.elapsed());
     match result {
         Ok(response) => response,
-        Err(error) => page::problem(status, "no answer", &error.to_string()),
+        Err(error @ ProxyError::Unreachable { .. } | error @ ProxyError::TimedOut { .. }) => {
+            page::problem(error.status(), "no answer", &error.to_string())
+        }
+        Err(error) => page::problem(error.status(), "refused", &error.to_string()),
     }
 }
 

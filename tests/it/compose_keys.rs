@@ -10,7 +10,7 @@ use crate::harness::{IMAGE, TestEnv, http_get};
 
 /// A test image holding a static busybox at `/bin/busybox`, so tests can look inside the
 /// container (`df`, `cat`, `id`). Built once per run from Debian's `busybox-static`.
-fn busybox_image() -> &'static str {
+pub(crate) fn busybox_image() -> &'static str {
     static BUILT: OnceLock<String> = OnceLock::new();
     BUILT.get_or_init(|| {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -40,7 +40,7 @@ fn busybox_image() -> &'static str {
 }
 
 /// A busybox service that runs until stopped: `sh` as PID 1 with a TERM trap, after `setup`.
-fn busybox_service(name: &str, setup: &str, extra: &str) -> String {
+pub(crate) fn busybox_service(name: &str, setup: &str, extra: &str) -> String {
     format!(
         "  {name}:\n    image: {}\n    entrypoint: [/bin/busybox]\n    command: [sh, -c, \
          \"{setup} echo started; trap 'exit 0' TERM; while :; do /bin/busybox sleep 0.2; done\"]\n    \

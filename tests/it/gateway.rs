@@ -192,6 +192,40 @@ pub async fn async_request(
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the gateway");
+    request_on(stream, method, host, path, headers, body).await
+}
+
+/// One HTTP/1.1 request to the gateway on 127.0.0.1 from the loopback address `from`, as
+/// another client would.
+pub fn request_from(
+    from: [u8; 4],
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the client's address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect to the gateway");
+        request_on(stream, method, "localhost", path, headers, body).await
+    })
+}
+
+async fn request_on(
+    stream: tokio::net::TcpStream,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
@@ -600,4 +634,273 @@ fn off_loopback_the_actions_need_the_token_kept_in_a_strict_cookie() {
         .cloned()
         .unwrap();
     assert_eq!(row["pinned"], true);
+}
+
+/// Sends `raw` as it is on a connection of its own and reads the answer until the gateway
+/// closes it (the request says `Connection: close`): its status and its whole text.
+fn exchange(port: u16, raw: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(raw).expect("send");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // The gateway may answer and close before it read the whole request: keep what came.
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The value of the `/metrics` line that starts with `series` (name and labels), if any.
+fn metric(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The `csrf` value of the sign-in form.
+fn csrf_of(gateway: &Gateway) -> String {
+    let login = gateway.get("localhost", "/login").body;
+    let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
+    login[at..at + 32].to_string()
+}
+
+#[test]
+fn options_star_and_a_chunked_body_over_max_body_are_the_gateways_answers_and_count_nowhere() {
+    let env = TestEnv::new("gw-own", &web("own", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(
+        &env,
+        &[
+            "--max-error-rate",
+            "50%",
+            "--over",
+            "5m",
+            "--max-body",
+            "1024",
+        ],
+    );
+    let host = format!("{id}.localhost:{}", gateway.port);
+    gateway.until_routed(&host);
+
+    // `OPTIONS *` asks the server, not a resource: the gateway answers it itself.
+    let options = format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    for _ in 0..12 {
+        let (status, answer) = exchange(gateway.port, options.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("\r\nallow: "),
+            "{answer}"
+        );
+    }
+    // A chunked body over `--max-body` is the client's: 413, as with `Content-Length`.
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         1000\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(0x1000)
+    );
+    for _ in 0..12 {
+        let (status, answer) = exchange(gateway.port, chunked.as_bytes());
+        assert_eq!(status, 413, "{answer}");
+    }
+    let declared = request(gateway.port, "POST", &host, "/", &[], vec![b'a'; 2048]);
+    assert_eq!(declared.status, 413);
+    // A target that names no resource is the client's mistake too.
+    let star = format!("GET * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let (status, answer) = exchange(gateway.port, star.as_bytes());
+    assert_eq!(status, 400, "{answer}");
+
+    let page = gateway.get("localhost", "/").body;
+    assert!(!row_of(&page, &id).contains("error rate"), "{page}");
+    let metrics = gateway.get("localhost", "/metrics").body;
+    let labels = format!("{{id=\"{id}\",environment=\"{}\"}}", env.name);
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("envctl_gateway_responses_5xx_total{labels}")
+        ),
+        Some(0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "envctl_gateway_rejected_total{reason=\"body_too_large\"}"
+        ),
+        Some(13),
+        "{metrics}"
+    );
+    assert_eq!(gateway.get(&host, "/").body, "own ok\n");
+}
+
+#[test]
+fn an_absolute_form_request_without_host_reaches_the_environment_with_its_authority() {
+    // busybox's httpd runs a CGI script that prints its environment, `HTTP_HOST` among it.
+    let setup = "/bin/busybox mkdir -p /www/cgi-bin; /bin/busybox printf '#!/bin/busybox \
+                 sh\\\\necho Content-Type: text/plain\\\\necho\\\\n/bin/busybox env\\\\n' > \
+                 /www/cgi-bin/env; /bin/busybox chmod +x /www/cgi-bin/env; /bin/busybox httpd -p \
+                 8080 -h /www;";
+    let services = crate::compose_keys::busybox_service("echo", setup, "    ports: [8080]\n");
+    let env = TestEnv::new("gw-absolute", &services);
+    std::fs::write(
+        env.file(),
+        std::fs::read_to_string(env.file()).unwrap() + "gateway: echo:8080\n",
+    )
+    .unwrap();
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let authority = format!("{id}.localhost:{}", gateway.port);
+    gateway.until("the gateway routes it", |g| {
+        g.get(&authority, "/cgi-bin/env").status == 200
+    });
+    let with_host = gateway.get(&authority, "/cgi-bin/env").body;
+    assert!(
+        with_host.contains(&format!("HTTP_HOST={authority}\n")),
+        "{with_host}"
+    );
+    let absolute =
+        format!("GET http://{authority}/cgi-bin/env HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let (status, answer) = exchange(gateway.port, absolute.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains(&format!("HTTP_HOST={authority}\n")),
+        "{answer}"
+    );
+}
+
+#[test]
+fn wrong_tokens_are_throttled() {
+    let env = TestEnv::new("gw-throttle", "");
+    let token_file = env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::start(&env, &["--token-file", token_file.to_str().unwrap()]);
+    let csrf = csrf_of(&gateway);
+    let form = |token: &str| format!("csrf={csrf}&token={token}").into_bytes();
+    let login = |from: [u8; 4], token: &str| {
+        request_from(
+            from,
+            gateway.port,
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form(token),
+        )
+    };
+    let guesses: Vec<Reply> = (0..10).map(|_| login([127, 0, 0, 1], "guess")).collect();
+    let statuses: Vec<u16> = guesses.iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..3], [403, 403, 403], "a few mistakes are free");
+    assert!(
+        statuses[3..].iter().all(|s| *s == 429),
+        "then guesses wait: {statuses:?}"
+    );
+    let throttled = &guesses[9];
+    let wait: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(
+        throttled.body.contains("too many wrong tokens"),
+        "{}",
+        throttled.body
+    );
+    // Another client is not locked out by the guesser.
+    assert_eq!(login([127, 0, 0, 2], "correct-horse-battery").status, 303);
+    // The guesser itself may try again once the wait is over.
+    assert_eq!(login([127, 0, 0, 1], "correct-horse-battery").status, 429);
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(login([127, 0, 0, 1], "correct-horse-battery").status, 303);
+    let metrics = gateway.get("localhost", "/metrics").body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "envctl_gateway_rejected_total{reason=\"login_throttled\"}"
+        ),
+        Some(8),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_session_cookie_never_holds_the_token() {
+    let env = TestEnv::new("gw-session", "");
+    let token_file = env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::start(&env, &["--token-file", token_file.to_str().unwrap()]);
+    let csrf = csrf_of(&gateway);
+    let signed = post_form(
+        &gateway,
+        "/login",
+        &format!("csrf={csrf}&token=correct-horse-battery"),
+        None,
+    );
+    assert_eq!(signed.status, 303);
+    let cookie = signed.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(!cookie.contains("correct-horse-battery"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let page_with = |cookie: &str| {
+        request(
+            gateway.port,
+            "GET",
+            "localhost",
+            "/",
+            &[("cookie", cookie)],
+            vec![],
+        )
+        .body
+    };
+    let signs_in = |page: String| page.contains("href=\"/login\"");
+    assert!(!signs_in(page_with(&pair)), "the session is signed in");
+    assert!(
+        signs_in(page_with("envctl_gateway=correct-horse-battery")),
+        "the token itself is no session"
+    );
+    let (name, value) = pair.split_once('=').unwrap();
+    let tampered = format!("{name}={}0", &value[..value.len() - 1]);
+    assert!(signs_in(page_with(&tampered)), "{tampered}");
+}
+
+#[test]
+fn an_oversized_token_file_is_refused() {
+    let env = TestEnv::new("gw-token-size", "");
+    let big = env.dir.file("big-token");
+    std::fs::write(&big, "a".repeat(5 * 1024 * 1024)).unwrap();
+    for path in [big.to_str().unwrap(), "/dev/zero"] {
+        env.envctl()
+            .args(["gateway", "--listen", "127.0.0.1:0", "--token-file", path])
+            .run_within(Duration::from_secs(20))
+            .code(1)
+            .stderr_has(&format!("the token file `{path}` is larger than 4 MiB"));
+    }
+}
+
+#[test]
+fn the_first_line_names_the_environments_url_with_its_placeholder_as_it_is() {
+    let env = TestEnv::new("gw-first-line", "");
+    let gateway = Gateway::start(&env, &[]);
+    let printed = gateway.running.as_ref().unwrap().stderr_so_far();
+    let first = printed
+        .lines()
+        .find(|l| l.starts_with("gateway: "))
+        .unwrap_or_default();
+    let port = gateway.port;
+    assert!(
+        first.starts_with(&format!(
+            "gateway: the list at http://localhost:{port}/, environments at \
+             http://ID.localhost:{port}/ (state in "
+        )),
+        "{first}"
+    );
 }
