@@ -36,7 +36,7 @@ fn cli_reference() -> String {
     let mut text = String::from(
         "# Command reference\n\n\
          <!-- Generated from src/cli.rs by tests/it/docs.rs: do not edit. Regenerate with\n     \
-         `ENVCTL_UPDATE_DOCS=1 cargo test --test it docs::` -->\n\n\
+         `ENVCTL_UPDATE_DOCS=1 cargo test --test it docs::cli_reference` -->\n\n\
          Every command's `--help`, as `envctl COMMAND --help` prints it, but for the options of\n\
          `envctl` itself (`-v`, `-H`, `--context`, `--backend`): they apply to every command and\n\
          are listed once, under `envctl`.\n",
