@@ -6,6 +6,7 @@ mod cli;
 mod completion;
 mod compose_keys;
 mod connect;
+mod docs;
 mod engine;
 mod faults;
 mod fuzz;
