@@ -337,6 +337,8 @@ mod tests {
                 depends_on: Default::default(),
                 ports: vec![published],
                 reference: None,
+                aliases: Vec::new(),
+                address: None,
                 ready: Some(Ready {
                     probes,
                     timeout: Duration::from_secs(60),

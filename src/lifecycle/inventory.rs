@@ -367,6 +367,8 @@ mod tests {
                 ports: Vec::new(),
                 ready,
                 reference: None,
+                aliases: Vec::new(),
+                address: None,
             },
             status: status(is),
         }

@@ -779,6 +779,7 @@ pub(super) fn service_spec_for(
         env: service.env.clone(),
         runtime: service.runtime.clone(),
         aliases,
+        address: None,
         depends_on: service.depends_on.clone(),
         ready: service.ready.clone(),
         reference,

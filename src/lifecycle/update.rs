@@ -15,6 +15,8 @@
 //! marker included, and the update removes whatever it created after that and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -373,6 +375,7 @@ pub async fn update(
         isolation,
         images: &images,
         grace: options.grace,
+        addresses: Mutex::default(),
     };
     let replacing = async {
         let prepared = work.prepare(&preparing, progress, &phases).await?;
@@ -432,6 +435,9 @@ struct Work<'a> {
     isolation: &'a IsolationRef,
     images: &'a BTreeMap<String, ResolvedImage>,
     grace: Option<Duration>,
+    /// The addresses the previous services gave up when put aside, by service: their
+    /// replacements take them over, and a restore gives them back.
+    addresses: Mutex<BTreeMap<String, IpAddr>>,
 }
 
 /// What [`Work::prepare`] made: the new services and the previous ones put aside, by service.
@@ -472,7 +478,12 @@ impl Work<'_> {
         let aside: BTreeMap<String, ServiceRef> =
             try_join_all(previous.map(|previous| async move {
                 let aside = backend.put_aside(&previous.handle).await?;
-                Ok::<_, BackendError>((previous.service().to_string(), aside))
+                let service = previous.service().to_string();
+                if let Some(address) = aside.address {
+                    let mut addresses = self.addresses.lock().expect("not poisoned");
+                    addresses.insert(service.clone(), address);
+                }
+                Ok::<_, BackendError>((service, aside.handle))
             }))
             .await?
             .into_iter()
@@ -611,7 +622,16 @@ impl Work<'_> {
                 .previous(service)
                 .and_then(|p| p.metadata.reference.clone()),
         };
-        service_spec_for(self.environment, declared, &metadata, image, reference)
+        let address = self
+            .addresses
+            .lock()
+            .expect("not poisoned")
+            .get(service)
+            .copied();
+        ServiceSpec {
+            address,
+            ..service_spec_for(self.environment, declared, &metadata, image, reference)
+        }
     }
 
     /// Removes the previous services and the marker, unless the environment was removed
@@ -664,7 +684,8 @@ impl Work<'_> {
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
         let current = current.expect("not vanished");
-        let restored = match restore(self.backend, &current, self.was_running).await {
+        let addresses = self.addresses.lock().expect("not poisoned").clone();
+        let restored = match restore(self.backend, &current, self.was_running, &addresses).await {
             Ok(()) => Restored {
                 id: self.id().to_string(),
                 running: self.describe(self.list().await.ok().flatten().as_ref()),
@@ -796,11 +817,13 @@ fn image_of(record: &ServiceRecord) -> String {
 /// Puts an environment back as it was before an update: removes the replacements of the
 /// services it put aside, restores those, starts them (and `was_running`, which may only have
 /// been stopped) in dependency order waiting for their readiness, and removes the marker.
-/// `current` is the environment now.
+/// `current` is the environment now; each service put aside takes back the address it had:
+/// from `addresses`, else from its replacement, which took it over.
 async fn restore(
     backend: &dyn Backend,
     current: &Instance,
     was_running: &BTreeSet<String>,
+    addresses: &BTreeMap<String, IpAddr>,
 ) -> Result<(), RestoreError> {
     let no_answer = |_| RestoreError::NoAnswer(backend.info().kind);
     let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
@@ -810,15 +833,27 @@ async fn restore(
         .services
         .iter()
         .filter(|s| aside.contains(s.service()));
+    let mut addresses = addresses.clone();
+    for replacement in replacements.clone() {
+        if let Some(address) = replacement.metadata.address {
+            addresses
+                .entry(replacement.service().to_string())
+                .or_insert(address);
+        }
+    }
     let removing = replacements
         .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
     for result in join_all(removing).await {
         result.map_err(no_answer)??;
     }
     for previous in &current.aside {
-        tokio::time::timeout(RESTORE_CALL, backend.restore_aside(&previous.handle))
-            .await
-            .map_err(no_answer)??;
+        let address = addresses.get(previous.service()).copied();
+        tokio::time::timeout(
+            RESTORE_CALL,
+            backend.restore_aside(&previous.handle, address),
+        )
+        .await
+        .map_err(no_answer)??;
     }
     let mut services: BTreeSet<&str> = aside;
     services.extend(was_running.iter().map(String::as_str));
@@ -962,7 +997,7 @@ async fn take_over_stale(
         return Err(busy(instance));
     }
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
-    restore(backend, instance, &BTreeSet::new())
+    restore(backend, instance, &BTreeSet::new(), &BTreeMap::new())
         .await
         .map_err(|problem| {
             UpdateError::Start(StartError::Service {

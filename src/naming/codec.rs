@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
@@ -123,6 +124,11 @@ pub struct ServiceMetadata {
     /// its own, since `envctl update` replaces them one by one. `None` on containers of
     /// earlier versions, which only the environment's `refs` describe.
     pub reference: Option<ResolvedRef>,
+    /// The names it answers to on the environment's network besides `service` (link aliases).
+    pub aliases: Vec<String>,
+    /// The address it was created with on the environment's network, when it took over that of
+    /// the container it replaced; `None` when the engine chose one.
+    pub address: Option<IpAddr>,
 }
 
 /// A label filter: what a list call asks the engine for.
@@ -270,6 +276,12 @@ impl Metadata {
         if let Some(reference) = &service.reference {
             labels.insert(label::REF.into(), reference.to_string());
         }
+        if !service.aliases.is_empty() {
+            labels.insert(label::ALIASES.into(), service.aliases.join(","));
+        }
+        if let Some(address) = service.address {
+            labels.insert(label::ADDRESS.into(), address.to_string());
+        }
         labels
     }
 
@@ -339,6 +351,8 @@ impl ServiceMetadata {
             ports: list(get(label::PORTS)).filter_map(port).collect(),
             ready: labels.get(label::READY).and_then(|r| Ready::from_label(r)),
             reference: labels.get(label::REF).and_then(|r| resolved_ref(r)),
+            aliases: list(get(label::ALIASES)).map(str::to_string).collect(),
+            address: labels.get(label::ADDRESS).and_then(|a| a.parse().ok()),
         })
     }
 }
@@ -436,6 +450,8 @@ mod tests {
                 timeout: Duration::from_secs(300),
             }),
             reference: None,
+            aliases: Vec::new(),
+            address: None,
         }
     }
 

@@ -1070,6 +1070,7 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
             ..Runtime::default()
         },
         aliases: vec!["web".into()],
+        address: None,
         depends_on: Default::default(),
         ready: Ready {
             probes: Vec::new(),

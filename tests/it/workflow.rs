@@ -365,6 +365,46 @@ fn with_dependents_recreates_the_services_that_depend_on_the_replaced_ones() {
     );
 }
 
+/// The address of a container on its environment's network.
+fn address(name: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        name,
+    ])
+}
+
+/// nginx's `proxy_pass http://app:8080;` resolves `app` once: after an update the replacement
+/// must answer at the address the previous one had, and so must a previous one restored.
+#[test]
+fn a_dependent_that_resolved_a_service_once_still_reaches_it_after_an_update() {
+    let tags = Tags::new("update-addr");
+    let env = TestEnv::new("update-addr", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = format!("app_{id}");
+    let resolved = address(&app);
+    assert!(!resolved.is_empty(), "app has an address");
+    let previous = container_id(&app);
+    env.envctl().args(["update", id, "app@v2"]).run().success();
+    assert_ne!(container_id(&app), previous, "a new app");
+    assert_eq!(address(&app), resolved, "the new app took the address over");
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+    let replaced = container_id(&app);
+    env.envctl()
+        .args(["update", id, "app@bad"])
+        .run()
+        .code(2)
+        .stderr_has("restored the previous `app`");
+    assert_eq!(container_id(&app), replaced, "the previous app, restored");
+    assert_eq!(address(&app), resolved, "restored at its own address");
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}
+
 /// Environment `id`'s row in `envctl ls -o json`.
 fn ls_row(env: &TestEnv, id: &str) -> serde_json::Value {
     let ls = env.envctl().args(["ls", "-o", "json"]).run();

@@ -188,6 +188,8 @@ mod tests {
             ports: Vec::new(),
             ready: None,
             reference: None,
+            aliases: Vec::new(),
+            address: None,
         });
         Service {
             id: Some(format!("s-{name}")),
