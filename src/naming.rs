@@ -79,6 +79,13 @@ pub mod label {
     /// On a service container created with a fixed address on the environment's network: that
     /// address, the one of the container it replaced.
     pub const ADDRESS: &str = "io.envctl.address";
+    /// The environment files `up` read, absolute, as a JSON array, later ones overriding the
+    /// earlier (`-f` override files): `update` reads them again when given no `-f`.
+    pub const FILES: &str = "io.envctl.files";
+    /// On a service container: a digest of each group of its settings as created (`command`,
+    /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
+    /// a recreation that would change them.
+    pub const SETTINGS: &str = "io.envctl.settings";
 }
 
 /// The value of [`label::MANAGED_BY`].

@@ -178,6 +178,11 @@ impl ServiceSpec {
                 .cloned()
                 .collect(),
             address: self.address,
+            settings: crate::naming::codec::settings_digests(
+                &self.command,
+                &self.env,
+                &self.runtime,
+            ),
         }
     }
 }

@@ -339,6 +339,7 @@ mod tests {
                 reference: None,
                 aliases: Vec::new(),
                 address: None,
+                settings: Default::default(),
                 ready: Some(Ready {
                     probes,
                     timeout: Duration::from_secs(60),

@@ -369,6 +369,7 @@ mod tests {
                 reference: None,
                 aliases: Vec::new(),
                 address: None,
+                settings: Default::default(),
             },
             status: status(is),
         }

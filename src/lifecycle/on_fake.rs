@@ -63,6 +63,7 @@ fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
         build: Default::default(),
         lease: false,
         pull: None,
+        files: None,
     }
 }
 

@@ -36,7 +36,7 @@ use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, ServiceRecord,
     ServiceRef, ServiceSpec, ServiceState,
 };
-use crate::naming::codec::{Metadata, ResolvedRef};
+use crate::naming::codec::{Metadata, ResolvedRef, settings_digests};
 use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
@@ -104,6 +104,20 @@ pub enum UpdateError {
         file: String,
     },
     #[error(
+        "`--with-dependents` would recreate `{service}` of `{id}` with other {} than it runs \
+         with, as `{file}` declares them\n\
+         hint: give `envctl update` the files `{id}` was started from (`-f FILE`, repeated for \
+         override files), or name `{service}@REF` to recreate it as the file says now",
+        differ.join(", ")
+    )]
+    SettingsDiffer {
+        id: String,
+        service: String,
+        file: String,
+        /// What differs: `command`, `env`, `ports`, `mounts`, `other settings`.
+        differ: Vec<String>,
+    },
+    #[error(
         "service `{service}` depends on `{dependency}`, which is not running in `{id}`\n\
          hint: `envctl start {id}` starts it; `--with-dependents` on `{dependency}` replaces both"
     )]
@@ -144,7 +158,9 @@ impl UpdateError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            UpdateError::NoSuchService { .. } | UpdateError::NotInFile { .. }
+            UpdateError::NoSuchService { .. }
+                | UpdateError::NotInFile { .. }
+                | UpdateError::SettingsDiffer { .. }
         ) || matches!(self, UpdateError::Start(e) if e.is_bad_input())
     }
 
@@ -278,6 +294,43 @@ pub fn plan(
     Ok(chosen)
 }
 
+/// Refuses to recreate a service that only `--with-dependents` chose with settings other than
+/// those it runs with: the file read may not be the one (or all the ones) it was started from,
+/// and only a service named as `SERVICE@REF` takes the file as it is now. A service created by
+/// an earlier envctl carries no digests of its settings and is recreated as the file says.
+fn same_settings(
+    instance: &Instance,
+    environment: &Environment,
+    chosen: &BTreeSet<String>,
+    named: &[String],
+) -> Result<(), UpdateError> {
+    for service in chosen.iter().filter(|s| !named.contains(s)) {
+        let running = instance.services.iter().find(|s| s.service() == service);
+        let Some(runs) = running.map(|s| &s.metadata.settings) else {
+            continue;
+        };
+        let declared = &environment.services[service];
+        let wanted = settings_digests(&declared.command, &declared.env, &declared.runtime);
+        let differ: Vec<String> = wanted
+            .iter()
+            .filter(|(group, digest)| !runs.is_empty() && runs.get(*group) != Some(*digest))
+            .map(|(group, _)| match group.as_str() {
+                "other" => "other settings".to_string(),
+                group => group.to_string(),
+            })
+            .collect();
+        if !differ.is_empty() {
+            return Err(UpdateError::SettingsDiffer {
+                id: instance.id.clone(),
+                service: service.clone(),
+                file: environment.path.display().to_string(),
+                differ,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `named` (and, with `--with-dependents`, their dependents) in `instance` with the
 /// services `environment` declares, its `SERVICE@REF`s applied: `named` are the services given
 /// as `SERVICE@REF`. `on_interrupt` hears of the first interrupt at once.
@@ -336,6 +389,7 @@ pub async fn update(
         named,
         options.with_dependents,
     )?;
+    same_settings(&instance, environment, &chosen, named)?;
     let Some(isolation) = instance.isolation.first() else {
         return Err(BackendError::NotFound {
             kind: "network of environment",

@@ -405,6 +405,102 @@ fn a_dependent_that_resolved_a_service_once_still_reaches_it_after_an_update() {
     assert_eq!(through_web(id), CHAIN_ANSWER);
 }
 
+/// An override file giving app and web a variable each, beside the test's file.
+fn override_file(env: &TestEnv) -> std::path::PathBuf {
+    let path = env.dir.path().join("override.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  app:\n    env: {EXTRA: \"1\"}\n  web:\n    env: {EXTRA: \"1\"}\n",
+    )
+    .unwrap();
+    path
+}
+
+/// The environment variables of a container.
+fn env_of(name: &str) -> String {
+    docker(&["inspect", "-f", "{{.Config.Env}}", name])
+}
+
+/// `up -f BASE -f OVERRIDE --name ID`, from a directory with no `environments/`.
+fn up_with_override(env: &TestEnv, elsewhere: &std::path::Path) {
+    crate::support::Envctl::new()
+        .env("ENVCTL_STATE_DIR", env.state_dir())
+        .current_dir(elsewhere)
+        .args(["up", "--name", &env.name, "-f"])
+        .args([env.file(), "-f".into(), override_file(env)])
+        .run()
+        .success();
+}
+
+#[test]
+fn update_takes_the_override_files_up_takes() {
+    let tags = Tags::new("update-files");
+    let env = TestEnv::new("update-files", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    env.envctl()
+        .args(["update", id, "app@v2", "-f"])
+        .args([env.file(), "-f".into(), override_file(&env)])
+        .run()
+        .success();
+    assert!(env_of(&format!("app_{id}")).contains("EXTRA=1"));
+}
+
+#[test]
+fn update_without_a_file_reads_the_files_the_environment_was_started_from() {
+    let tags = Tags::new("update-recorded");
+    let env = TestEnv::new("update-recorded", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    crate::support::Envctl::new()
+        .env("ENVCTL_STATE_DIR", env.state_dir())
+        .current_dir(elsewhere.path())
+        .args(["update", id, "app@v2"])
+        .run()
+        .success();
+    let app = format!("app_{id}");
+    assert!(env_of(&app).contains("EXTRA=1"), "{}", env_of(&app));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Config.Image}}", &app]),
+        format!("{}:v2", tags.repository)
+    );
+}
+
+#[test]
+fn with_dependents_refuses_to_recreate_a_dependent_with_other_settings_than_it_runs_with() {
+    let tags = Tags::new("update-settings");
+    let env = TestEnv::new("update-settings", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    let before: Vec<String> = ["app", "web"]
+        .iter()
+        .map(|s| container_id(&format!("{s}_{id}")))
+        .collect();
+    env.envctl()
+        .args(["update", id, "app@v2", "--with-dependents", "-f"])
+        .args([env.file()])
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "`--with-dependents` would recreate `web` of `{id}` with other env than it runs with"
+        ))
+        .stderr_has("or name `web@REF` to recreate it as the file says now");
+    assert_eq!(
+        container_id(&format!("app_{id}")),
+        before[0],
+        "nothing replaced"
+    );
+    assert_eq!(
+        container_id(&format!("web_{id}")),
+        before[1],
+        "web untouched"
+    );
+    assert!(env_of(&format!("web_{id}")).contains("EXTRA=1"));
+}
+
 /// Environment `id`'s row in `envctl ls -o json`.
 fn ls_row(env: &TestEnv, id: &str) -> serde_json::Value {
     let ls = env.envctl().args(["ls", "-o", "json"]).run();

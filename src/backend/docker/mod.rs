@@ -179,6 +179,7 @@ pub fn group(
                         reference: None,
                         aliases: Vec::new(),
                         address: None,
+                        settings: Default::default(),
                     },
                 );
                 partial

@@ -447,6 +447,7 @@ mod tests {
             reference: None,
             aliases: Vec::new(),
             address: None,
+            settings: Default::default(),
             ready: Some(Ready {
                 probes: vec![probe],
                 timeout: std::time::Duration::from_secs(60),

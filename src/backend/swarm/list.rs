@@ -190,6 +190,7 @@ mod tests {
             reference: None,
             aliases: Vec::new(),
             address: None,
+            settings: Default::default(),
         });
         Service {
             id: Some(format!("s-{name}")),
