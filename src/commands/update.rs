@@ -82,8 +82,8 @@ fn unread(error: LoadError, id: &str, given: &[PathBuf], recorded: Option<&[Path
                 .join(", ")
         ),
         None => format!(
-            "envctl did not record which files `{id}` was started from (an earlier envctl); \
-             `-f FILE` names them, as given to `up`"
+            "envctl did not record which files `{id}` was started from (standard input, or an \
+             earlier envctl); `-f FILE` names them, as given to `up`"
         ),
     };
     Error::Usage(format!("{error}\nhint: {hint}"))
