@@ -544,9 +544,10 @@ fn the_reaper_leaves_an_environment_alone_while_it_is_updated() {
         .success();
     slow_down(&env, "2s");
     // Every service is replaced, so mid-way none runs: stopped, or debris, to a naive reaper.
+    // Each is named, so each takes the slowed-down file as it is now.
     let update = env
         .envctl()
-        .args(["update", id, "db@v2", "--with-dependents"])
+        .args(["update", id, "db@v2", "app@v1", "web@v1"])
         .spawn();
     wait_for_the_update(id);
     let (mut passes, mut seen_updating) = (Vec::new(), false);
