@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -534,7 +534,10 @@ impl Work<'_> {
                 let aside = backend.put_aside(&previous.handle).await?;
                 let service = previous.service().to_string();
                 if let Some(address) = aside.address {
-                    let mut addresses = self.addresses.lock().expect("not poisoned");
+                    let mut addresses = self
+                        .addresses
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     addresses.insert(service.clone(), address);
                 }
                 Ok::<_, BackendError>((service, aside.handle))
@@ -679,7 +682,7 @@ impl Work<'_> {
         let address = self
             .addresses
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(service)
             .copied();
         ServiceSpec {
@@ -738,7 +741,11 @@ impl Work<'_> {
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
         let current = current.expect("not vanished");
-        let addresses = self.addresses.lock().expect("not poisoned").clone();
+        let addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let restored = match restore(self.backend, &current, self.was_running, &addresses).await {
             Ok(()) => Restored {
                 id: self.id().to_string(),
