@@ -309,9 +309,11 @@ pub struct UpdateArgs {
     /// Directory of environment files
     #[arg(long, env = "ENVCTL_ENVDIR", default_value = "environments")]
     pub envdir: PathBuf,
-    /// Use this environment file instead of searching `--envdir`; `-` reads standard input
+    /// Use this environment file instead of the files the environment was started from (or,
+    /// for an environment of an earlier envctl, searching `--envdir`); `-` reads standard
+    /// input. Repeat it to merge override files, as for `up`
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

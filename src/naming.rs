@@ -72,6 +72,20 @@ pub mod label {
     /// The environment file's `gateway: SERVICE:PORT`, the entry `envctl gateway` proxies to;
     /// empty when the file has none.
     pub const GATEWAY: &str = "io.envctl.gateway";
+    /// On a service container: the names it answers to on the environment's network besides
+    /// its service's (link aliases), comma-separated, so a container put aside by `envctl
+    /// update` can join the network again under them without the file.
+    pub const ALIASES: &str = "io.envctl.aliases";
+    /// On a service container created with a fixed address on the environment's network: that
+    /// address, the one of the container it replaced.
+    pub const ADDRESS: &str = "io.envctl.address";
+    /// The environment files `up` read, absolute, as a JSON array, later ones overriding the
+    /// earlier (`-f` override files): `update` reads them again when given no `-f`.
+    pub const FILES: &str = "io.envctl.files";
+    /// On a service container: a digest of each group of its settings as created (`command`,
+    /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
+    /// a recreation that would change them.
+    pub const SETTINGS: &str = "io.envctl.settings";
 }
 
 /// The value of [`label::MANAGED_BY`].

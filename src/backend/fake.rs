@@ -628,7 +628,7 @@ impl Backend for Fake {
         Ok(())
     }
 
-    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
         self.enter("put_aside", &Fake::target(service)).await?;
         let mut world = self.world();
         let env = world.envs.get_mut(&service.id);
@@ -643,11 +643,16 @@ impl Backend for Fake {
         };
         aside.1.handle.name = crate::naming::replaced_name(&service.service, &service.id);
         let handle = aside.1.handle.clone();
+        let address = aside.1.metadata.address;
         aside.0.aside.insert(service.service.clone(), aside.1);
-        Ok(handle)
+        Ok(Aside { handle, address })
     }
 
-    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<ServiceRef> {
         self.enter("restore_aside", &Fake::target(aside)).await?;
         let mut world = self.world();
         let Some(env) = world.envs.get_mut(&aside.id) else {
@@ -669,6 +674,7 @@ impl Backend for Fake {
             });
         };
         restored.handle.name = crate::naming::container_name(&aside.service, &aside.id);
+        restored.metadata.address = address.or(restored.metadata.address);
         let handle = restored.handle.clone();
         env.services.insert(aside.service.clone(), restored);
         Ok(handle)
@@ -838,6 +844,7 @@ mod tests {
                 ..Runtime::default()
             },
             aliases: vec![service.into()],
+            address: None,
             depends_on: Default::default(),
             ready: Ready {
                 probes: Vec::new(),

@@ -145,6 +145,10 @@ pub struct ServiceSpec {
     pub runtime: Runtime,
     /// The service name first, then every link alias that points at it.
     pub aliases: Vec<String>,
+    /// The address to take on the environment's isolation: that of the service it replaces,
+    /// so dependents that resolved the service's name once still reach it. `None`: the
+    /// backend chooses.
+    pub address: Option<IpAddr>,
     pub depends_on: BTreeSet<String>,
     pub ready: Ready,
     /// `SERVICE@TAG` when the tag came from a `SERVICE@REF` (see `ServiceMetadata::reference`).
@@ -167,6 +171,18 @@ impl ServiceSpec {
             ports: self.ports(),
             ready: Some(self.ready.clone()),
             reference: self.reference.clone(),
+            aliases: self
+                .aliases
+                .iter()
+                .filter(|a| **a != self.service)
+                .cloned()
+                .collect(),
+            address: self.address,
+            settings: crate::naming::codec::settings_digests(
+                &self.command,
+                &self.env,
+                &self.runtime,
+            ),
         }
     }
 }
@@ -347,6 +363,14 @@ pub struct EnvironmentRecord {
     pub isolation: Vec<IsolationRef>,
     /// Its named volumes, sorted by name.
     pub volumes: Vec<VolumeRef>,
+}
+
+/// A service put aside for an update ([`Backend::put_aside`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aside {
+    pub handle: ServiceRef,
+    /// The address it gave up on the environment's isolation, for its replacement to take.
+    pub address: Option<IpAddr>,
 }
 
 /// Which environments a listing returns.
@@ -582,10 +606,20 @@ pub trait Backend: Send + Sync {
     /// it (`stop_service` on the handle returned) before the replacement starts; the stop and
     /// the replacement's creation overlap. Listings show it in [`EnvironmentRecord::aside`]
     /// until it is restored or removed (`remove_service` on the handle returned).
-    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef>;
+    ///
+    /// Its address goes with its name: the service leaves the isolation, so its replacement can
+    /// take the address over ([`ServiceSpec::address`]) and dependents that resolved the
+    /// service's name once keep reaching it; [`Aside::address`] is that address, when the
+    /// backend gives addresses a replacement can take (Docker does).
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside>;
     /// Gives a service put aside its name and aliases back (its replacement must be gone),
-    /// stopped: `start_service` on the handle returned starts it again.
-    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef>;
+    /// stopped, at `address` when given (the one it had): `start_service` on the handle
+    /// returned starts it again.
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<IpAddr>,
+    ) -> Result<ServiceRef>;
 
     /// Every environment `selector` matches, from a fixed number of list calls.
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>>;

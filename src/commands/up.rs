@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::view;
@@ -5,6 +6,7 @@ use crate::backend::Backend;
 use crate::cli::{Format, StartFlags, UpArgs};
 use crate::lifecycle::{self, Started, UpOptions};
 use crate::signals::Signals;
+use crate::spec::Environment;
 use crate::{Error, ExitStatus, naming, output};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
@@ -26,6 +28,7 @@ pub async fn start(
     lease: bool,
 ) -> Result<(Arc<dyn Backend>, Started), Error> {
     let (mut environment, target) = super::select(&flags.target)?;
+    let files = started_from(&flags.target.file, &environment);
     if let Some(name) = &flags.name {
         naming::check_id(name).map_err(Error::Usage)?;
     }
@@ -42,6 +45,7 @@ pub async fn start(
         build: lifecycle::build_labels(),
         lease,
         pull: super::pull_policy(flags.pull),
+        files,
     };
     let backend = super::backend().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
@@ -68,6 +72,22 @@ pub async fn start(
         output::warning(warning);
     }
     Ok((backend, outcome.result?))
+}
+
+/// The files `environment` was read from, absolute, for `update` to read again: the `-f`
+/// files, else the one found in the environment directory. `None` for standard input.
+fn started_from(given: &[PathBuf], environment: &Environment) -> Option<Vec<PathBuf>> {
+    let files = match given {
+        [] => std::slice::from_ref(&environment.path),
+        given => given,
+    };
+    files
+        .iter()
+        .map(|file| match file.as_os_str() == "-" {
+            true => None,
+            false => Some(std::path::absolute(file).unwrap_or_else(|_| file.clone())),
+        })
+        .collect()
 }
 
 /// `environment accounting is ready: id 20261126-041500` and one line per published endpoint.

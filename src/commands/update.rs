@@ -1,7 +1,9 @@
 use crate::cli::{Format, UpdateArgs};
 use crate::lifecycle::{self, UpdateOptions, Updated};
 use crate::signals::Signals;
-use crate::spec::{Catalog, Override, Target};
+use std::path::PathBuf;
+
+use crate::spec::{Catalog, LoadError, Override, Target};
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
@@ -15,15 +17,19 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         .map_err(Error::Usage)?;
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    let catalog = match &args.file {
-        Some(file) => Catalog::Files(vec![file.clone()]),
-        None => Catalog::Dir(args.envdir.clone()),
+    let recorded = instance.metadata.files.clone();
+    let catalog = match (args.file.as_slice(), &recorded) {
+        ([], Some(files)) => Catalog::Files(files.clone()),
+        ([], None) => Catalog::Dir(args.envdir.clone()),
+        (files, _) => Catalog::Files(files.to_vec()),
     };
     let target = Target {
         environment: Some(instance.environment().to_string()),
         overrides: overrides.clone(),
     };
-    let environment = catalog.select(&target)?;
+    let environment = catalog
+        .select(&target)
+        .map_err(|error| unread(error, &instance.id, &args.file, recorded.as_deref()))?;
     super::touch(backend.endpoint(), &instance.id, "envctl update");
     let named: Vec<String> = overrides.into_iter().map(|o| o.service).collect();
     let options = UpdateOptions {
@@ -57,6 +63,30 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         Format::Text => output::data(&summary(&updated)),
     }
     Ok(ExitStatus::Success)
+}
+
+/// Why the environment's file could not be read, with where `update` looked and how to
+/// name the files instead.
+fn unread(error: LoadError, id: &str, given: &[PathBuf], recorded: Option<&[PathBuf]>) -> Error {
+    if !matches!(error, LoadError::Read { .. }) || !given.is_empty() {
+        return error.into();
+    }
+    let hint = match recorded {
+        Some(files) => format!(
+            "`{id}` was started from {}; `-f FILE` (repeated for override files) names the \
+             files to read instead",
+            files
+                .iter()
+                .map(|f| format!("`{}`", f.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!(
+            "envctl did not record which files `{id}` was started from (standard input, or an \
+             earlier envctl); `-f FILE` names them, as given to `up`"
+        ),
+    };
+    Error::Usage(format!("{error}\nhint: {hint}"))
 }
 
 /// `updated 20261126-041500: accounting (repo:tag) is ready` and its endpoints.

@@ -337,6 +337,9 @@ mod tests {
                 depends_on: Default::default(),
                 ports: vec![published],
                 reference: None,
+                aliases: Vec::new(),
+                address: None,
+                settings: Default::default(),
                 ready: Some(Ready {
                     probes,
                     timeout: Duration::from_secs(60),

@@ -3,6 +3,7 @@
 //! delay envctl by seconds, not by the client's minutes or a log read's day.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -241,15 +242,19 @@ impl Backend for Bounded<'_> {
         .await
     }
 
-    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
         let operation = || format!("put `{}` aside", service.name);
         self.call(operation, Duration::ZERO, self.backend.put_aside(service))
             .await
     }
 
-    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<IpAddr>,
+    ) -> Result<ServiceRef> {
         let operation = || format!("restore `{}`", aside.name);
-        self.call(operation, NONE, self.backend.restore_aside(aside))
+        self.call(operation, NONE, self.backend.restore_aside(aside, address))
             .await
     }
 
@@ -384,6 +389,7 @@ mod tests {
             env: Vec::new(),
             runtime: Default::default(),
             aliases: Vec::new(),
+            address: None,
             depends_on: Default::default(),
             ready: crate::spec::Ready {
                 probes: Vec::new(),

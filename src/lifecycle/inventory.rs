@@ -367,6 +367,9 @@ mod tests {
                 ports: Vec::new(),
                 ready,
                 reference: None,
+                aliases: Vec::new(),
+                address: None,
+                settings: Default::default(),
             },
             status: status(is),
         }

@@ -63,6 +63,7 @@ fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
         build: Default::default(),
         lease: false,
         pull: None,
+        files: None,
     }
 }
 
@@ -918,4 +919,63 @@ async fn an_update_on_a_backend_that_cannot_replace_in_place_is_refused_before_i
         "{error}"
     );
     assert_eq!(fake.calls().len(), calls, "{:?}", &fake.calls()[calls..]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_dependents_refuses_a_dependent_whose_settings_the_file_changed_before_touching_anything()
+ {
+    let fake = fake();
+    fake.add_image(image("shop/db:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let update_db = |yaml: String| {
+        let (fake, before, signals) = (&fake, &before, &signals);
+        async move {
+            let options = UpdateOptions {
+                with_dependents: true,
+                ..update_options()
+            };
+            let db_2 = environment(&yaml.replacen("tag: '1'", "tag: '2'", 1));
+            let named = ["db".to_string()];
+            update(
+                fake,
+                before,
+                &db_2,
+                &named,
+                &options,
+                &quiet(),
+                signals,
+                &|| {},
+            )
+            .await
+        }
+    };
+    // Started with an override publishing another port: the base file alone differs.
+    let error = update_db(SHOP.replace("ports: [8080]", "ports: [8080, 9090]"))
+        .await
+        .unwrap_err();
+    assert!(error.is_bad_input());
+    assert_eq!(
+        error.to_string().lines().next().unwrap(),
+        "`--with-dependents` would recreate `app` of `shop-1` with other ports than it runs \
+         with, as `shop.yaml` declares them"
+    );
+    assert!(fake.calls_of("put_aside").is_empty(), "nothing touched");
+    assert!(
+        fake.calls_of("set_marker")
+            .iter()
+            .all(|m| !m.ends_with("update"))
+    );
+    update_db(SHOP.to_string())
+        .await
+        .expect("the same settings: recreated");
+    assert_eq!(fake.calls_of("put_aside"), ["shop-1/app", "shop-1/db"]);
 }

@@ -56,6 +56,9 @@ pub struct UpOptions {
     pub lease: bool,
     /// Overrides every service's `pull:` (`--pull`).
     pub pull: Option<PullPolicy>,
+    /// The files the environment is read from, absolute, for `update` to read again; `None`
+    /// when they cannot be read again (standard input).
+    pub files: Option<Vec<std::path::PathBuf>>,
 }
 
 /// A started environment (`commands::view` prints it).
@@ -729,6 +732,7 @@ fn metadata(
         refs,
         build: options.build.clone(),
         gateway: environment.gateway.clone(),
+        files: options.files.clone(),
         ..Metadata::new(id)
     }
 }
@@ -779,6 +783,7 @@ pub(super) fn service_spec_for(
         env: service.env.clone(),
         runtime: service.runtime.clone(),
         aliases,
+        address: None,
         depends_on: service.depends_on.clone(),
         ready: service.ready.clone(),
         reference,

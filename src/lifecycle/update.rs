@@ -15,6 +15,8 @@
 //! marker included, and the update removes whatever it created after that and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +36,7 @@ use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, ServiceRecord,
     ServiceRef, ServiceSpec, ServiceState,
 };
-use crate::naming::codec::{Metadata, ResolvedRef};
+use crate::naming::codec::{Metadata, ResolvedRef, settings_digests};
 use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
@@ -102,6 +104,20 @@ pub enum UpdateError {
         file: String,
     },
     #[error(
+        "`--with-dependents` would recreate `{service}` of `{id}` with other {} than it runs \
+         with, as `{file}` declares them\n\
+         hint: give `envctl update` the files `{id}` was started from (`-f FILE`, repeated for \
+         override files), or name `{service}@REF` to recreate it as the file says now",
+        differ.join(", ")
+    )]
+    SettingsDiffer {
+        id: String,
+        service: String,
+        file: String,
+        /// What differs: `command`, `env`, `ports`, `mounts`, `other settings`.
+        differ: Vec<String>,
+    },
+    #[error(
         "service `{service}` depends on `{dependency}`, which is not running in `{id}`\n\
          hint: `envctl start {id}` starts it; `--with-dependents` on `{dependency}` replaces both"
     )]
@@ -142,7 +158,9 @@ impl UpdateError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            UpdateError::NoSuchService { .. } | UpdateError::NotInFile { .. }
+            UpdateError::NoSuchService { .. }
+                | UpdateError::NotInFile { .. }
+                | UpdateError::SettingsDiffer { .. }
         ) || matches!(self, UpdateError::Start(e) if e.is_bad_input())
     }
 
@@ -276,6 +294,43 @@ pub fn plan(
     Ok(chosen)
 }
 
+/// Refuses to recreate a service that only `--with-dependents` chose with settings other than
+/// those it runs with: the file read may not be the one (or all the ones) it was started from,
+/// and only a service named as `SERVICE@REF` takes the file as it is now. A service created by
+/// an earlier envctl carries no digests of its settings and is recreated as the file says.
+fn same_settings(
+    instance: &Instance,
+    environment: &Environment,
+    chosen: &BTreeSet<String>,
+    named: &[String],
+) -> Result<(), UpdateError> {
+    for service in chosen.iter().filter(|s| !named.contains(s)) {
+        let running = instance.services.iter().find(|s| s.service() == service);
+        let Some(runs) = running.map(|s| &s.metadata.settings) else {
+            continue;
+        };
+        let declared = &environment.services[service];
+        let wanted = settings_digests(&declared.command, &declared.env, &declared.runtime);
+        let differ: Vec<String> = wanted
+            .iter()
+            .filter(|(group, digest)| !runs.is_empty() && runs.get(*group) != Some(*digest))
+            .map(|(group, _)| match group.as_str() {
+                "other" => "other settings".to_string(),
+                group => group.to_string(),
+            })
+            .collect();
+        if !differ.is_empty() {
+            return Err(UpdateError::SettingsDiffer {
+                id: instance.id.clone(),
+                service: service.clone(),
+                file: environment.path.display().to_string(),
+                differ,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `named` (and, with `--with-dependents`, their dependents) in `instance` with the
 /// services `environment` declares, its `SERVICE@REF`s applied: `named` are the services given
 /// as `SERVICE@REF`. `on_interrupt` hears of the first interrupt at once.
@@ -334,6 +389,7 @@ pub async fn update(
         named,
         options.with_dependents,
     )?;
+    same_settings(&instance, environment, &chosen, named)?;
     let Some(isolation) = instance.isolation.first() else {
         return Err(BackendError::NotFound {
             kind: "network of environment",
@@ -373,6 +429,7 @@ pub async fn update(
         isolation,
         images: &images,
         grace: options.grace,
+        addresses: Mutex::default(),
     };
     let replacing = async {
         let prepared = work.prepare(&preparing, progress, &phases).await?;
@@ -432,6 +489,9 @@ struct Work<'a> {
     isolation: &'a IsolationRef,
     images: &'a BTreeMap<String, ResolvedImage>,
     grace: Option<Duration>,
+    /// The addresses the previous services gave up when put aside, by service: their
+    /// replacements take them over, and a restore gives them back.
+    addresses: Mutex<BTreeMap<String, IpAddr>>,
 }
 
 /// What [`Work::prepare`] made: the new services and the previous ones put aside, by service.
@@ -472,7 +532,15 @@ impl Work<'_> {
         let aside: BTreeMap<String, ServiceRef> =
             try_join_all(previous.map(|previous| async move {
                 let aside = backend.put_aside(&previous.handle).await?;
-                Ok::<_, BackendError>((previous.service().to_string(), aside))
+                let service = previous.service().to_string();
+                if let Some(address) = aside.address {
+                    let mut addresses = self
+                        .addresses
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    addresses.insert(service.clone(), address);
+                }
+                Ok::<_, BackendError>((service, aside.handle))
             }))
             .await?
             .into_iter()
@@ -611,7 +679,16 @@ impl Work<'_> {
                 .previous(service)
                 .and_then(|p| p.metadata.reference.clone()),
         };
-        service_spec_for(self.environment, declared, &metadata, image, reference)
+        let address = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+            .copied();
+        ServiceSpec {
+            address,
+            ..service_spec_for(self.environment, declared, &metadata, image, reference)
+        }
     }
 
     /// Removes the previous services and the marker, unless the environment was removed
@@ -664,7 +741,12 @@ impl Work<'_> {
             return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
         }
         let current = current.expect("not vanished");
-        let restored = match restore(self.backend, &current, self.was_running).await {
+        let addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let restored = match restore(self.backend, &current, self.was_running, &addresses).await {
             Ok(()) => Restored {
                 id: self.id().to_string(),
                 running: self.describe(self.list().await.ok().flatten().as_ref()),
@@ -796,11 +878,13 @@ fn image_of(record: &ServiceRecord) -> String {
 /// Puts an environment back as it was before an update: removes the replacements of the
 /// services it put aside, restores those, starts them (and `was_running`, which may only have
 /// been stopped) in dependency order waiting for their readiness, and removes the marker.
-/// `current` is the environment now.
+/// `current` is the environment now; each service put aside takes back the address it had:
+/// from `addresses`, else from its replacement, which took it over.
 async fn restore(
     backend: &dyn Backend,
     current: &Instance,
     was_running: &BTreeSet<String>,
+    addresses: &BTreeMap<String, IpAddr>,
 ) -> Result<(), RestoreError> {
     let no_answer = |_| RestoreError::NoAnswer(backend.info().kind);
     let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
@@ -810,15 +894,27 @@ async fn restore(
         .services
         .iter()
         .filter(|s| aside.contains(s.service()));
+    let mut addresses = addresses.clone();
+    for replacement in replacements.clone() {
+        if let Some(address) = replacement.metadata.address {
+            addresses
+                .entry(replacement.service().to_string())
+                .or_insert(address);
+        }
+    }
     let removing = replacements
         .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
     for result in join_all(removing).await {
         result.map_err(no_answer)??;
     }
     for previous in &current.aside {
-        tokio::time::timeout(RESTORE_CALL, backend.restore_aside(&previous.handle))
-            .await
-            .map_err(no_answer)??;
+        let address = addresses.get(previous.service()).copied();
+        tokio::time::timeout(
+            RESTORE_CALL,
+            backend.restore_aside(&previous.handle, address),
+        )
+        .await
+        .map_err(no_answer)??;
     }
     let mut services: BTreeSet<&str> = aside;
     services.extend(was_running.iter().map(String::as_str));
@@ -962,7 +1058,7 @@ async fn take_over_stale(
         return Err(busy(instance));
     }
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
-    restore(backend, instance, &BTreeSet::new())
+    restore(backend, instance, &BTreeSet::new(), &BTreeMap::new())
         .await
         .map_err(|problem| {
             UpdateError::Start(StartError::Service {

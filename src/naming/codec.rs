@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
@@ -66,6 +68,9 @@ pub struct Metadata {
     pub build: Build,
     /// The file's `gateway: SERVICE:PORT`, the entry `envctl gateway` proxies to.
     pub gateway: Option<GatewayEntry>,
+    /// The environment files it was started from, absolute, later ones overriding the earlier;
+    /// `None` when not known (read from standard input, or started by an earlier envctl).
+    pub files: Option<Vec<PathBuf>>,
 }
 
 /// What a marker records (see `naming::anchor_name` and the other marker names).
@@ -123,6 +128,46 @@ pub struct ServiceMetadata {
     /// its own, since `envctl update` replaces them one by one. `None` on containers of
     /// earlier versions, which only the environment's `refs` describe.
     pub reference: Option<ResolvedRef>,
+    /// The names it answers to on the environment's network besides `service` (link aliases).
+    pub aliases: Vec<String>,
+    /// The address it was created with on the environment's network, when it took over that of
+    /// the container it replaced; `None` when the engine chose one.
+    pub address: Option<IpAddr>,
+    /// A digest of each group of its settings as created (see [`settings_digests`]); empty on
+    /// containers of earlier versions.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A digest of each group of a service's settings, as `update` compares them: `command`,
+/// `env`, `ports`, `mounts`, and `other` (the rest of `runtime`). Short: they tell settings
+/// apart, they protect nothing.
+pub fn settings_digests(
+    command: &Option<Vec<String>>,
+    env: &[(String, String)],
+    runtime: &crate::spec::Runtime,
+) -> BTreeMap<String, String> {
+    let digest = |text: String| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let other = crate::spec::Runtime {
+        ports: Vec::new(),
+        mounts: Vec::new(),
+        ..runtime.clone()
+    };
+    [
+        ("command", format!("{command:?}")),
+        ("env", format!("{env:?}")),
+        ("ports", format!("{:?}", runtime.ports)),
+        ("mounts", format!("{:?}", runtime.mounts)),
+        ("other", format!("{other:?}")),
+    ]
+    .into_iter()
+    .map(|(group, text)| (group.to_string(), digest(text)))
+    .collect()
 }
 
 /// A label filter: what a list call asks the engine for.
@@ -195,6 +240,7 @@ impl Metadata {
             refs: Vec::new(),
             build: Build::default(),
             gateway: None,
+            files: None,
         }
     }
 
@@ -225,6 +271,13 @@ impl Metadata {
         put(
             label::GATEWAY,
             self.gateway.as_ref().map(ToString::to_string),
+        );
+        put(
+            label::FILES,
+            self.files.as_ref().map(|files| {
+                let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                serde_json::to_string(&files).unwrap_or_default()
+            }),
         );
         labels
     }
@@ -270,6 +323,20 @@ impl Metadata {
         if let Some(reference) = &service.reference {
             labels.insert(label::REF.into(), reference.to_string());
         }
+        if !service.aliases.is_empty() {
+            labels.insert(label::ALIASES.into(), service.aliases.join(","));
+        }
+        if let Some(address) = service.address {
+            labels.insert(label::ADDRESS.into(), address.to_string());
+        }
+        if !service.settings.is_empty() {
+            let settings: Vec<String> = service
+                .settings
+                .iter()
+                .map(|(group, digest)| format!("{group}={digest}"))
+                .collect();
+            labels.insert(label::SETTINGS.into(), settings.join(","));
+        }
         labels
     }
 
@@ -298,6 +365,8 @@ impl Metadata {
                 git_commit: get(label::GIT_COMMIT),
             },
             gateway: get(label::GATEWAY).as_deref().and_then(GatewayEntry::parse),
+            files: get(label::FILES)
+                .and_then(|files| serde_json::from_str::<Vec<PathBuf>>(&files).ok()),
         })
     }
 }
@@ -339,6 +408,12 @@ impl ServiceMetadata {
             ports: list(get(label::PORTS)).filter_map(port).collect(),
             ready: labels.get(label::READY).and_then(|r| Ready::from_label(r)),
             reference: labels.get(label::REF).and_then(|r| resolved_ref(r)),
+            aliases: list(get(label::ALIASES)).map(str::to_string).collect(),
+            address: labels.get(label::ADDRESS).and_then(|a| a.parse().ok()),
+            settings: list(get(label::SETTINGS))
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(group, digest)| (group.to_string(), digest.to_string()))
+                .collect(),
         })
     }
 }
@@ -436,6 +511,9 @@ mod tests {
                 timeout: Duration::from_secs(300),
             }),
             reference: None,
+            aliases: Vec::new(),
+            address: None,
+            settings: BTreeMap::new(),
         }
     }
 
@@ -466,6 +544,28 @@ mod tests {
         assert_eq!(role(&golden(ANCHOR)), Some(Role::Anchor));
         assert_eq!(role(&golden(PIN)), Some(Role::Pin));
         assert_eq!(role(&golden(PROXY)), None);
+    }
+
+    #[test]
+    fn files_aliases_address_and_settings_read_back_as_written() {
+        let metadata = Metadata {
+            files: Some(vec!["/srv/a,b.yaml".into(), "/srv/local.yaml".into()]),
+            ..metadata()
+        };
+        let service = ServiceMetadata {
+            aliases: vec!["web".into(), "front".into()],
+            address: Some("172.16.3.4".parse().unwrap()),
+            settings: settings_digests(&None, &[], &crate::spec::Runtime::default()),
+            ..proxy()
+        };
+        let labels = metadata.encode_service(&service);
+        assert_eq!(Metadata::decode(&labels), Some(metadata.clone()));
+        let read = ServiceMetadata::decode(&labels).unwrap();
+        assert_eq!(read.aliases, service.aliases);
+        assert_eq!(read.address, service.address);
+        assert_eq!(read.settings, service.settings);
+        let groups: Vec<&str> = read.settings.keys().map(String::as_str).collect();
+        assert_eq!(groups, ["command", "env", "mounts", "other", "ports"]);
     }
 
     #[test]

@@ -1070,6 +1070,7 @@ async fn the_docker_backend_claims_marks_lists_and_releases_an_environment() {
             ..Runtime::default()
         },
         aliases: vec!["web".into()],
+        address: None,
         depends_on: Default::default(),
         ready: Ready {
             probes: Vec::new(),
@@ -1188,4 +1189,39 @@ fn random_port(number: u16) -> PortMapping {
         number,
         protocol: Protocol::Tcp,
     })
+}
+
+/// Networks created at once each get a subnet of their own (so a replaced service can keep its
+/// address): the engine refuses an overlapping one, and the loser takes the next.
+#[tokio::test]
+async fn networks_created_at_once_each_get_a_subnet_of_their_own() {
+    let fixture = Fixture::new("subnets").await;
+    let specs: Vec<NetworkSpec> = (0..6)
+        .map(|i| NetworkSpec {
+            name: fixture.name(&format!("net{i}")),
+            labels: fixture.labels(),
+        })
+        .collect();
+    let creating = specs.iter().map(|spec| fixture.docker.create_network(spec));
+    let ids = futures_util::future::try_join_all(creating)
+        .await
+        .expect("create networks");
+    let subnets: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|id| {
+            let output = std::process::Command::new("docker")
+                .args([
+                    "network",
+                    "inspect",
+                    "-f",
+                    "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                ])
+                .arg(id)
+                .output()
+                .expect("docker network inspect");
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        })
+        .collect();
+    assert!(!subnets.contains(""), "each has a subnet: {subnets:?}");
+    assert_eq!(subnets.len(), ids.len(), "all different: {subnets:?}");
 }

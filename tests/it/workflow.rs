@@ -406,6 +406,142 @@ fn with_dependents_recreates_the_services_that_depend_on_the_replaced_ones() {
     );
 }
 
+/// The address of a container on its environment's network.
+fn address(name: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        name,
+    ])
+}
+
+/// nginx's `proxy_pass http://app:8080;` resolves `app` once: after an update the replacement
+/// must answer at the address the previous one had, and so must a previous one restored.
+#[test]
+fn a_dependent_that_resolved_a_service_once_still_reaches_it_after_an_update() {
+    let tags = Tags::new("update-addr");
+    let env = TestEnv::new("update-addr", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = format!("app_{id}");
+    let resolved = address(&app);
+    assert!(!resolved.is_empty(), "app has an address");
+    let previous = container_id(&app);
+    env.envctl().args(["update", id, "app@v2"]).run().success();
+    assert_ne!(container_id(&app), previous, "a new app");
+    assert_eq!(address(&app), resolved, "the new app took the address over");
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+    let replaced = container_id(&app);
+    env.envctl()
+        .args(["update", id, "app@bad"])
+        .run()
+        .code(2)
+        .stderr_has("restored the previous `app`");
+    assert_eq!(container_id(&app), replaced, "the previous app, restored");
+    assert_eq!(address(&app), resolved, "restored at its own address");
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}
+
+/// An override file giving app and web a variable each, beside the test's file.
+fn override_file(env: &TestEnv) -> std::path::PathBuf {
+    let path = env.dir.path().join("override.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  app:\n    env: {EXTRA: \"1\"}\n  web:\n    env: {EXTRA: \"1\"}\n",
+    )
+    .unwrap();
+    path
+}
+
+/// The environment variables of a container.
+fn env_of(name: &str) -> String {
+    docker(&["inspect", "-f", "{{.Config.Env}}", name])
+}
+
+/// `up -f BASE -f OVERRIDE --name ID`, from a directory with no `environments/`.
+fn up_with_override(env: &TestEnv, elsewhere: &std::path::Path) {
+    crate::support::Envctl::new()
+        .env("ENVCTL_STATE_DIR", env.state_dir())
+        .current_dir(elsewhere)
+        .args(["up", "--name", &env.name, "-f"])
+        .args([env.file(), "-f".into(), override_file(env)])
+        .run()
+        .success();
+}
+
+#[test]
+fn update_takes_the_override_files_up_takes() {
+    let tags = Tags::new("update-files");
+    let env = TestEnv::new("update-files", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    env.envctl()
+        .args(["update", id, "app@v2", "-f"])
+        .args([env.file(), "-f".into(), override_file(&env)])
+        .run()
+        .success();
+    assert!(env_of(&format!("app_{id}")).contains("EXTRA=1"));
+}
+
+#[test]
+fn update_without_a_file_reads_the_files_the_environment_was_started_from() {
+    let tags = Tags::new("update-recorded");
+    let env = TestEnv::new("update-recorded", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    crate::support::Envctl::new()
+        .env("ENVCTL_STATE_DIR", env.state_dir())
+        .current_dir(elsewhere.path())
+        .args(["update", id, "app@v2"])
+        .run()
+        .success();
+    let app = format!("app_{id}");
+    assert!(env_of(&app).contains("EXTRA=1"), "{}", env_of(&app));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Config.Image}}", &app]),
+        format!("{}:v2", tags.repository)
+    );
+}
+
+#[test]
+fn with_dependents_refuses_to_recreate_a_dependent_with_other_settings_than_it_runs_with() {
+    let tags = Tags::new("update-settings");
+    let env = TestEnv::new("update-settings", &chain(&tags, "0"));
+    let id = &env.name;
+    let elsewhere = tempfile::tempdir().unwrap();
+    up_with_override(&env, elsewhere.path());
+    let before: Vec<String> = ["app", "web"]
+        .iter()
+        .map(|s| container_id(&format!("{s}_{id}")))
+        .collect();
+    env.envctl()
+        .args(["update", id, "app@v2", "--with-dependents", "-f"])
+        .args([env.file()])
+        .run()
+        .code(1)
+        .stderr_has(&format!(
+            "`--with-dependents` would recreate `web` of `{id}` with other env than it runs with"
+        ))
+        .stderr_has("or name `web@REF` to recreate it as the file says now");
+    assert_eq!(
+        container_id(&format!("app_{id}")),
+        before[0],
+        "nothing replaced"
+    );
+    assert_eq!(
+        container_id(&format!("web_{id}")),
+        before[1],
+        "web untouched"
+    );
+    assert!(env_of(&format!("web_{id}")).contains("EXTRA=1"));
+}
+
 /// Environment `id`'s row in `envctl ls -o json`.
 fn ls_row(env: &TestEnv, id: &str) -> serde_json::Value {
     let ls = env.envctl().args(["ls", "-o", "json"]).run();
@@ -449,9 +585,10 @@ fn the_reaper_leaves_an_environment_alone_while_it_is_updated() {
         .success();
     slow_down(&env, "2s");
     // Every service is replaced, so mid-way none runs: stopped, or debris, to a naive reaper.
+    // Each is named, so each takes the slowed-down file as it is now.
     let update = env
         .envctl()
-        .args(["update", id, "db@v2", "--with-dependents"])
+        .args(["update", id, "db@v2", "app@v1", "web@v1"])
         .spawn();
     wait_for_the_update(id);
     let (mut passes, mut seen_updating) = (Vec::new(), false);

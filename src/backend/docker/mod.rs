@@ -177,6 +177,9 @@ pub fn group(
                         ports: Vec::new(),
                         ready: None,
                         reference: None,
+                        aliases: Vec::new(),
+                        address: None,
+                        settings: Default::default(),
                     },
                 );
                 partial
@@ -359,6 +362,7 @@ impl Backend for DockerBackend<'_> {
             labels: spec.metadata.encode_service(&spec.service_metadata()),
             network: isolation.native.clone(),
             aliases: spec.aliases.clone(),
+            address: spec.address.map(|address| address.to_string()),
         };
         let native = self.engine.create_container(&container).await?;
         Ok(ServiceRef {
@@ -435,21 +439,81 @@ impl Backend for DockerBackend<'_> {
         self.engine.remove_container(&service.native).await
     }
 
-    async fn put_aside(&self, service: &ServiceRef) -> Result<ServiceRef> {
-        // Renamed only: the container keeps its network, so its aliases stay taken until the
-        // replacement is created; Docker allows an alias on several containers, and its DNS
-        // answers with running ones only, so once stopped the old one answers nothing.
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
+        // Renamed, then off the environment's network: its name, aliases and address are free
+        // for the replacement, which takes the address over (a fixed address on the network's
+        // own subnet), so a dependent that resolved the name once (nginx's `proxy_pass`) still
+        // reaches the service. Off the network at once, the previous container cannot answer
+        // at that address while it is being stopped and the replacement starts.
         let name = naming::replaced_name(&service.service, &service.id);
-        self.engine.rename_container(&service.native, &name).await?;
-        Ok(ServiceRef {
-            name,
-            ..service.clone()
+        let (renamed, attachment) = tokio::join!(
+            self.engine.rename_container(&service.native, &name),
+            self.engine.attachment(&service.native)
+        );
+        renamed?;
+        let attachment = attachment?;
+        if attachment.attached {
+            self.engine
+                .disconnect_network(&attachment.network, &service.native)
+                .await?;
+        }
+        Ok(Aside {
+            handle: ServiceRef {
+                name,
+                ..service.clone()
+            },
+            address: attachment.address.and_then(|a| a.parse().ok()),
         })
     }
 
-    async fn restore_aside(&self, aside: &ServiceRef) -> Result<ServiceRef> {
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<ServiceRef> {
         let name = naming::container_name(&aside.service, &aside.id);
-        self.engine.rename_container(&aside.native, &name).await?;
+        let (renamed, attachment) = tokio::join!(
+            self.engine.rename_container(&aside.native, &name),
+            self.engine.attachment(&aside.native)
+        );
+        renamed?;
+        let attachment = attachment?;
+        let metadata = codec::ServiceMetadata::decode(&attachment.labels);
+        let address = address
+            .or(metadata.as_ref().and_then(|m| m.address))
+            .map(|a| a.to_string());
+        // One put aside by an earlier envctl is still on the network: as it is, unless it has
+        // an address to take back.
+        if attachment.attached {
+            if address.is_none() {
+                return Ok(ServiceRef {
+                    name,
+                    ..aside.clone()
+                });
+            }
+            self.engine
+                .disconnect_network(&attachment.network, &aside.native)
+                .await?;
+        }
+        let mut aliases = vec![aside.service.clone()];
+        aliases.extend(metadata.map(|m| m.aliases).unwrap_or_default());
+        let (network, container) = (&attachment.network, &aside.native);
+        let joined = self
+            .engine
+            .connect_network(network, container, &aliases, address.as_deref())
+            .await;
+        match (joined, address) {
+            (Ok(()), _) => {}
+            // A network of an earlier envctl, with no subnet of its own, gives no fixed
+            // address: the engine chooses.
+            (Err(error), Some(address)) => {
+                tracing::debug!("cannot take {address} back: {error}");
+                self.engine
+                    .connect_network(network, container, &aliases, None)
+                    .await?;
+            }
+            (Err(error), None) => return Err(error),
+        }
         Ok(ServiceRef {
             name,
             ..aside.clone()

@@ -445,6 +445,9 @@ mod tests {
             depends_on: Default::default(),
             ports: Vec::new(),
             reference: None,
+            aliases: Vec::new(),
+            address: None,
+            settings: Default::default(),
             ready: Some(Ready {
                 probes: vec![probe],
                 timeout: std::time::Duration::from_secs(60),

@@ -188,6 +188,9 @@ mod tests {
             ports: Vec::new(),
             ready: None,
             reference: None,
+            aliases: Vec::new(),
+            address: None,
+            settings: Default::default(),
         });
         Service {
             id: Some(format!("s-{name}")),

@@ -33,10 +33,10 @@ use bollard::query_parameters::{
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::{
-    Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput, Healthcheck,
-    IsolationRef, Kind, LogLine, LogOptions, Marker, MarkerKind, PullProgress, ResolvedImage,
-    Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic, VolumeRef,
-    VolumeSpec,
+    Aside, Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput,
+    Healthcheck, IsolationRef, Kind, LogLine, LogOptions, Marker, MarkerKind, PullProgress,
+    ResolvedImage, Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic,
+    VolumeRef, VolumeSpec,
 };
 use crate::backend::docker::engine::connect::{self, Flags, Origin, Settings};
 use crate::backend::docker::engine::convert::label_filter;
@@ -784,11 +784,15 @@ impl Backend for Swarm {
         Ok(())
     }
 
-    async fn put_aside(&self, _service: &ServiceRef) -> Result<ServiceRef> {
+    async fn put_aside(&self, _service: &ServiceRef) -> Result<Aside> {
         Err(replace_in_place())
     }
 
-    async fn restore_aside(&self, _aside: &ServiceRef) -> Result<ServiceRef> {
+    async fn restore_aside(
+        &self,
+        _aside: &ServiceRef,
+        _address: Option<std::net::IpAddr>,
+    ) -> Result<ServiceRef> {
         Err(replace_in_place())
     }
 

@@ -290,6 +290,7 @@ fn spec(
             ..Default::default()
         },
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        address: None,
         depends_on: BTreeSet::new(),
         ready: Ready {
             probes: vec![Probe::Tcp(port)],

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
-    EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig,
-    PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{
-    ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Filter, Labels,
+    Attachment, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Filter, Labels,
     PublishedPort,
 };
 use crate::spec::runtime::{HostAddress, MountSource, Restart, Runtime};
@@ -26,10 +26,7 @@ pub(super) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let networking_config = on_network.then(|| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             spec.network.clone(),
-            EndpointSettings {
-                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
-                ..Default::default()
-            },
+            endpoint(&spec.aliases, spec.address.as_deref()),
         )])),
     });
     let body = ContainerCreateBody {
@@ -42,6 +39,18 @@ pub(super) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         ..Default::default()
     };
     with_runtime(body, &spec.runtime)
+}
+
+/// How a container joins its network: under `aliases`, at `address` when given.
+pub(super) fn endpoint(aliases: &[String], address: Option<&str>) -> EndpointSettings {
+    EndpointSettings {
+        aliases: (!aliases.is_empty()).then(|| aliases.to_vec()),
+        ipam_config: address.map(|address| EndpointIpamConfig {
+            ipv4_address: Some(address.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The one place a service's [`Runtime`] becomes Docker's create request: ports, mounts,
@@ -219,6 +228,32 @@ pub(super) fn container_summary(summary: BollardContainerSummary) -> ContainerSu
         state: ContainerState::parse(summary.state.as_ref().map_or("", |state| state.as_ref())),
         status: summary.status.unwrap_or_default(),
         ports,
+    }
+}
+
+/// Where a container joins the network it was created on (its network mode, which envctl sets
+/// to its environment's network id), attached now or not.
+pub(super) fn attachment(response: ContainerInspectResponse) -> Attachment {
+    let network = response
+        .host_config
+        .and_then(|host| host.network_mode)
+        .unwrap_or_default();
+    let networks = response
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .unwrap_or_default();
+    // Attached networks are keyed by name, each endpoint naming the network's id.
+    let endpoint = networks
+        .iter()
+        .find(|(name, e)| **name == network || e.network_id.as_deref() == Some(&network))
+        .map(|(_, endpoint)| endpoint);
+    Attachment {
+        attached: endpoint.is_some(),
+        address: endpoint
+            .and_then(|e| e.ip_address.clone())
+            .filter(|ip| !ip.is_empty()),
+        network,
+        labels: to_labels(response.config.and_then(|config| config.labels)),
     }
 }
 

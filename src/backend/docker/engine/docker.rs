@@ -15,7 +15,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{
+    Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder,
     CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
@@ -31,14 +34,15 @@ use crate::registry::Reference;
 
 use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
 use super::convert::{
-    container_body, container_details, container_summary, insecure_of, label_filter, redacted,
-    to_hash_map, to_labels,
+    attachment, container_body, container_details, container_summary, endpoint, insecure_of,
+    label_filter, redacted, to_hash_map, to_labels,
 };
 use super::error::{self, describe, is_connection_error, message, no_answer, status};
+use super::subnets::{self, Pool, Subnet};
 use super::{
-    Attached, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine, ExecOutput,
-    Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary, PublishedPort,
-    PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
+    Attached, Attachment, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine,
+    ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
+    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
 };
 
 pub use super::connect::DEFAULT_HOST;
@@ -58,6 +62,9 @@ pub(crate) const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 const BUILD_TAIL_LINES: usize = 10;
 /// How long `exec` waits for Docker to record the exit code after the output ended.
 const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(5);
+/// How many free subnets a network's creation tries, one after the other, when starts racing
+/// for them take each one first; then the engine chooses.
+const SUBNET_TRIES: usize = 64;
 
 /// A Docker engine, reached over a unix socket, TCP (with or without TLS) or ssh. Cheap to
 /// clone.
@@ -146,6 +153,99 @@ impl Docker {
         }
     }
 
+    /// Creates a network on `subnet` (or one the engine chooses): `Conflict` when the subnet
+    /// overlaps another network's.
+    async fn create_network_on(
+        &self,
+        spec: &NetworkSpec,
+        subnet: Option<Subnet>,
+    ) -> Result<String> {
+        let operation = || format!("create network `{}`", spec.name);
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(to_hash_map(&spec.labels)),
+            ipam: subnet.map(|subnet| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // bollard's model follows API 1.44+, where the engine always rejects duplicate names and
+        // `CheckDuplicate` is gone. Older engines (Docker 20.10) need it, or they create a second
+        // network of the same name: send the body with the field added.
+        let mut body = serde_json::to_value(&request)
+            .map_err(|error| BackendError::operation(operation(), error))?;
+        body["CheckDuplicate"] = serde_json::Value::Bool(true);
+        let body = body.to_string();
+        let client = self.client.clone().with_request_modifier(move |request| {
+            let request = log_request(request);
+            if request.uri().path().ends_with("/networks/create") {
+                request.map(|_| bollard::body_full(body.clone().into()))
+            } else {
+                request
+            }
+        });
+        match client.create_network(request).await {
+            Ok(response) => {
+                if !response.warning.is_empty() {
+                    tracing::warn!(network = %spec.name, "{}", response.warning);
+                }
+                Ok(response.id)
+            }
+            Err(error)
+                if status(&error) == Some(409) && message(&error).contains("already exists") =>
+            {
+                Err(BackendError::Taken(spec.name.clone()))
+            }
+            Err(error) => match subnet.filter(|_| message(&error).contains("overlaps")) {
+                Some(subnet) => Err(BackendError::Conflict(format!("subnet {subnet}"))),
+                None => Err(self.failed(operation(), &error)),
+            },
+        }
+    }
+
+    /// The pools the engine cuts networks from, as its info says, else Docker's defaults.
+    async fn address_pools(&self) -> Vec<Pool> {
+        let said = match self.client.info().await {
+            Ok(info) => info.default_address_pools.unwrap_or_default(),
+            Err(error) => {
+                tracing::debug!("cannot read the engine's address pools: {error}");
+                Vec::new()
+            }
+        };
+        let pools: Vec<Pool> = said
+            .into_iter()
+            .filter_map(|pool| Pool::parse(pool.base.as_deref()?, pool.size?))
+            .collect();
+        match pools.is_empty() {
+            true => subnets::default_pools(),
+            false => pools,
+        }
+    }
+
+    /// The IPv4 subnets of every network of the engine, envctl's or not.
+    async fn used_subnets(&self) -> Result<Vec<Subnet>> {
+        let networks = self
+            .client
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(|error| self.failed("list networks", &error))?;
+        Ok(networks
+            .into_iter()
+            .flat_map(|network| {
+                network
+                    .ipam
+                    .and_then(|ipam| ipam.config)
+                    .unwrap_or_default()
+            })
+            .filter_map(|config| Subnet::parse(config.subnet.as_deref()?))
+            .collect())
+    }
+
     /// The client with a different request timeout (the time until the response headers).
     fn with_timeout(&self, timeout: Duration) -> bollard::Docker {
         self.client.clone().with_timeout(timeout)
@@ -181,42 +281,24 @@ impl Engine for Docker {
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String> {
-        let operation = || format!("create network `{}`", spec.name);
-        let request = NetworkCreateRequest {
-            name: spec.name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(to_hash_map(&spec.labels)),
-            ..Default::default()
+        let (pools, used) = tokio::join!(self.address_pools(), self.used_subnets());
+        // Without the list of used subnets, the engine chooses: the network works, only a
+        // replaced service's address cannot be kept on it.
+        let candidates: Vec<Subnet> = match used {
+            Ok(used) => subnets::free(&pools, &used).take(SUBNET_TRIES).collect(),
+            Err(error) => {
+                tracing::warn!(network = %spec.name, "{error}");
+                Vec::new()
+            }
         };
-        // bollard's model follows API 1.44+, where the engine always rejects duplicate names and
-        // `CheckDuplicate` is gone. Older engines (Docker 20.10) need it, or they create a second
-        // network of the same name: send the body with the field added.
-        let mut body = serde_json::to_value(&request)
-            .map_err(|error| BackendError::operation(operation(), error))?;
-        body["CheckDuplicate"] = serde_json::Value::Bool(true);
-        let body = body.to_string();
-        let client = self.client.clone().with_request_modifier(move |request| {
-            let request = log_request(request);
-            if request.uri().path().ends_with("/networks/create") {
-                request.map(|_| bollard::body_full(body.clone().into()))
-            } else {
-                request
+        for subnet in candidates {
+            match self.create_network_on(spec, Some(subnet)).await {
+                // Another network took it since the list: the next one.
+                Err(BackendError::Conflict(_)) => continue,
+                created => return created,
             }
-        });
-        match client.create_network(request).await {
-            Ok(response) => {
-                if !response.warning.is_empty() {
-                    tracing::warn!(network = %spec.name, "{}", response.warning);
-                }
-                Ok(response.id)
-            }
-            Err(error)
-                if status(&error) == Some(409) && message(&error).contains("already exists") =>
-            {
-                Err(BackendError::Taken(spec.name.clone()))
-            }
-            Err(error) => Err(self.failed(operation(), &error)),
         }
+        self.create_network_on(spec, None).await
     }
 
     async fn remove_network(&self, id: &str) -> Result<()> {
@@ -268,6 +350,52 @@ impl Engine for Docker {
             .collect())
     }
 
+    async fn attachment(&self, container: &str) -> Result<Attachment> {
+        let response = self
+            .client
+            .inspect_container(container, None)
+            .await
+            .map_err(|error| {
+                let operation = format!("inspect container `{container}`");
+                self.failed_on("container", container, operation, &error)
+            })?;
+        Ok(attachment(response))
+    }
+
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let request = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        self.client
+            .disconnect_network(network, request)
+            .await
+            .map_err(|error| {
+                let operation = format!("disconnect container `{container}` from `{network}`");
+                self.failed_on("container", container, operation, &error)
+            })
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        address: Option<&str>,
+    ) -> Result<()> {
+        let request = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(endpoint(aliases, address)),
+        };
+        self.client
+            .connect_network(network, request)
+            .await
+            .map_err(|error| {
+                let operation = format!("connect container `{container}` to `{network}`");
+                self.failed_on("container", container, operation, &error)
+            })
+    }
+
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
@@ -280,6 +408,16 @@ impl Engine for Docker {
                     tracing::warn!(container = %spec.name, "{warning}");
                 }
                 Ok(response.id)
+            }
+            // A network of an earlier envctl has no subnet of its own: there the engine chooses.
+            Err(error)
+                if spec.address.is_some() && message(&error).contains("configured subnets") =>
+            {
+                let spec = ContainerSpec {
+                    address: None,
+                    ..spec.clone()
+                };
+                self.create_container(&spec).await
             }
             Err(error) => Err(match status(&error) {
                 Some(409) => BackendError::Taken(spec.name.clone()),

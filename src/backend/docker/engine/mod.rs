@@ -13,6 +13,7 @@ pub(crate) mod convert;
 pub mod docker;
 mod error;
 mod logs;
+pub mod subnets;
 
 use std::fmt;
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub struct ContainerSpec {
     /// The network id to join, and the names the container answers to on it.
     pub network: String,
     pub aliases: Vec<String>,
+    /// The IPv4 address to take on the network, instead of one the engine chooses: that of the
+    /// container a replacement replaces. Only a network created with a subnet of its own gives
+    /// one (those [`Engine::create_network`] creates); on another, the engine chooses.
+    pub address: Option<String>,
 }
 
 /// A named volume to create.
@@ -151,6 +156,18 @@ pub struct NetworkSummary {
     pub labels: Labels,
 }
 
+/// Where a container joins its network, as inspecting the container tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The network it was created on (its network mode), whether attached now or not.
+    pub network: String,
+    /// Whether it is attached to that network now.
+    pub attached: bool,
+    /// Its address on that network, while it has one.
+    pub address: Option<String>,
+    pub labels: Labels,
+}
+
 /// A container attached to a network, as inspecting the network tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
@@ -211,13 +228,28 @@ pub trait Engine: Send + Sync {
 
     async fn ping(&self) -> Result<()>;
 
-    /// Creates a network. Fails with [`BackendError::Taken`] when the name exists (a check the
-    /// engine makes on a best-effort basis only: concurrent creates may both succeed).
+    /// Creates a network, on a subnet of its own: the first free one of the engine's address
+    /// pools (see [`subnets`]), else one the engine chooses. Fails with [`BackendError::Taken`]
+    /// when the name exists (a check the engine makes on a best-effort basis only: concurrent
+    /// creates may both succeed).
     async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
     async fn remove_network(&self, id: &str) -> Result<()>;
     async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>>;
     /// The containers attached to a network, envctl's or not.
     async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
+    /// The network a container was created on, and whether it is attached to it now.
+    async fn attachment(&self, container: &str) -> Result<Attachment>;
+    /// Detaches a container from a network: its address and aliases there are free at once.
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()>;
+    /// Attaches a container (running or not) to a network under `aliases`, at `address` when
+    /// given.
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+        address: Option<&str>,
+    ) -> Result<()>;
 
     /// Creates a container. Fails with [`BackendError::Taken`] when the name exists: the
     /// engine guarantees that check atomically, which is how `up` claims an id.
