@@ -919,3 +919,125 @@ async fn an_update_on_a_backend_that_cannot_replace_in_place_is_refused_before_i
     );
     assert_eq!(fake.calls().len(), calls, "{:?}", &fake.calls()[calls..]);
 }
+
+/// The calls an update makes, in order: a `down` can list, or remove, just before any of them.
+const UPDATE_STEPS: [&str; 8] = [
+    "resolve_image",
+    "set_marker",
+    "put_aside",
+    "create_service",
+    "stop_service",
+    "start_service",
+    "list",
+    "clear_marker",
+];
+
+/// Runs one `down` racing an update of `shop-1`: its listing just before the update's first
+/// `listed_at` call, its removal (from that listing) just before its first `removed_at` call,
+/// or after the update when it never makes that call. Returns the update's outcome and
+/// whether the removal ran while the update did.
+async fn down_during_an_update(
+    listed_at: &'static str,
+    removed_at: &'static str,
+) -> (Result<Updated, UpdateError>, bool) {
+    use futures_util::FutureExt;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let listing: Arc<Mutex<Option<Vec<Instance>>>> = Arc::default();
+    let removed = Arc::new(AtomicBool::new(false));
+    // The down's own calls must not count as the update's.
+    let in_down = Arc::new(AtomicBool::new(false));
+    for step in UPDATE_STEPS {
+        let (fake2, listing, removed, in_down) = (
+            fake.clone(),
+            listing.clone(),
+            removed.clone(),
+            in_down.clone(),
+        );
+        fake.on(step, move || {
+            if in_down.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let mut listed = listing.lock().unwrap();
+            if step == listed_at && listed.is_none() {
+                let all = inventory::list(&fake2).now_or_never().expect("at once");
+                *listed = Some(all.unwrap());
+            }
+            if step == removed_at && listed.is_some() && !removed.swap(true, Ordering::SeqCst) {
+                for instance in listed.as_ref().unwrap() {
+                    let removal = remove(&fake2, instance, None).now_or_never();
+                    removal.expect("at once").expect("down removes it");
+                }
+            }
+            drop(listed);
+            in_down.store(false, Ordering::SeqCst);
+        });
+    }
+    let outcome = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await;
+    let during = removed.load(Ordering::SeqCst);
+    if !during {
+        let listed = listing.lock().unwrap().take();
+        let listed = match listed {
+            Some(listed) => listed,
+            None => inventory::list(&fake).await.unwrap(),
+        };
+        for instance in &listed {
+            remove(&fake, instance, None)
+                .await
+                .expect("down removes it");
+        }
+    }
+    assert!(
+        !fake.exists("shop-1"),
+        "listed before `{listed_at}`, removed before `{removed_at}`: left {:?}; the update \
+         said {:?}; calls {:?}",
+        inventory::find(&fake, "shop-1").await.unwrap(),
+        outcome.as_ref().map(|u| &u.id),
+        fake.calls()
+    );
+    (outcome, during)
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_racing_the_start_of_an_update_leaves_nothing() {
+    for (i, listed_at) in UPDATE_STEPS.iter().enumerate() {
+        for removed_at in &UPDATE_STEPS[i..] {
+            let (outcome, during) = down_during_an_update(listed_at, removed_at).await;
+            if let Err(error) = &outcome {
+                assert!(
+                    matches!(error, UpdateError::RemovedMeanwhile(_)),
+                    "listed before `{listed_at}`, removed before `{removed_at}`: {error}"
+                );
+            }
+            if during && *removed_at != "clear_marker" {
+                assert!(
+                    outcome.is_err(),
+                    "removed before `{removed_at}`, yet the update said it succeeded"
+                );
+            }
+        }
+    }
+}

@@ -619,8 +619,7 @@ impl Work<'_> {
     async fn finish(&self) -> Result<Updated, UpdateError> {
         let current = self.list().await?;
         if !self.marker_held(current.as_ref()) {
-            self.remove_created(current.as_ref()).await;
-            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+            return Err(self.give_way(current.as_ref()).await);
         }
         let aside = current
             .iter()
@@ -660,8 +659,7 @@ impl Work<'_> {
             }
         };
         if self.vanished(current.as_ref()) {
-            self.remove_created(current.as_ref()).await;
-            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+            return Err(self.give_way(current.as_ref()).await);
         }
         let current = current.expect("not vanished");
         let restored = match restore(self.backend, &current, self.was_running).await {
@@ -673,8 +671,7 @@ impl Work<'_> {
             Err(problem) => {
                 // A `down` meanwhile explains a failed restore: it wins.
                 if let Some(current) = self.removal_seen().await {
-                    self.remove_created(current.as_ref()).await;
-                    return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+                    return Err(self.give_way(current.as_ref()).await);
                 }
                 Restored {
                     id: self.id().to_string(),
@@ -732,6 +729,22 @@ impl Work<'_> {
 
     async fn list(&self) -> Result<Option<Instance>, BackendError> {
         inventory::find(self.backend, self.id()).await
+    }
+
+    /// After a `down` removed the environment meanwhile: removes what this update created and
+    /// its own marker, and says so.
+    async fn give_way(&self, current: Option<&Instance>) -> UpdateError {
+        self.remove_created(current).await;
+        // A `down` that listed the environment before this update set its marker, or ended
+        // before, cannot know of it: the marker is this update's to remove. (A `down` that
+        // ends after the marker was set removes it itself.)
+        if self.marker_held(current) {
+            let _ = self
+                .backend
+                .clear_marker(self.id(), MarkerKind::Update)
+                .await;
+        }
+        UpdateError::RemovedMeanwhile(self.id().to_string())
     }
 
     /// Removes the services this update created, and those it put aside: what a `down` that
