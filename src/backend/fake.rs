@@ -801,6 +801,22 @@ impl Backend for Fake {
         Ok(())
     }
 
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.enter("clear_update_marker", &format!("{id}/update"))
+            .await?;
+        let mut world = self.world();
+        if let Some(env) = world.envs.get_mut(id) {
+            let of_run = |m: &Metadata| m.run.as_deref() == Some(run);
+            if env.markers.update.as_ref().is_some_and(of_run) {
+                env.markers.update = None;
+            }
+            if env.is_empty() {
+                world.envs.remove(id);
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         self.enter("remove_isolation", &isolation.name).await?;
         let mut world = self.world();

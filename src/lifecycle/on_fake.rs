@@ -1041,3 +1041,96 @@ async fn down_racing_the_start_of_an_update_leaves_nothing() {
         }
     }
 }
+
+/// `shop-1` as an update killed mid-way left it: its marker (past its deadline, by a process
+/// this machine cannot judge) and `app` put aside, stopped, with no replacement yet.
+async fn killed_update(fake: &Fake) -> Instance {
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(fake, "shop-1").await.unwrap();
+    let past = Utc::now() - chrono::Duration::minutes(5);
+    let marker = Metadata {
+        run: Some("killed".into()),
+        process: Some("another-boot:1:7:7".into()),
+        started_by: Some("ci:7".into()),
+        ..before.metadata.clone()
+    };
+    fake.set_marker(&marker, crate::backend::Marker::Update(past))
+        .await
+        .unwrap();
+    let app = fake.put_aside(&before.services[0].handle).await.unwrap();
+    fake.stop_service(&app, Duration::ZERO).await.unwrap();
+    require(fake, "shop-1").await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_updates_taking_over_a_killed_update_say_it_is_being_updated() {
+    use futures_util::FutureExt;
+    use std::sync::Mutex;
+
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let left = killed_update(&fake).await;
+    assert_eq!(left.state(Utc::now()), State::UpdateUnfinished);
+    // The second update runs all it can while the first takes over, just before the first
+    // puts `app` back.
+    let second: Arc<Mutex<Option<Result<Updated, UpdateError>>>> = Arc::default();
+    let (fake2, left2, second2) = (fake.clone(), left.clone(), second.clone());
+    fake.on("restore_aside", move || {
+        let Ok(mut second) = second2.try_lock() else {
+            return;
+        };
+        if second.is_some() {
+            return;
+        }
+        let (signals, _sender) = Signals::manual();
+        let (environment, named) = (shop_with_app_2(), ["app".to_string()]);
+        let (options, progress) = (update_options(), quiet());
+        let updating = update(
+            &fake2,
+            &left2,
+            &environment,
+            &named,
+            &options,
+            &progress,
+            &signals,
+            &|| {},
+        );
+        *second = Some(updating.now_or_never().expect("refused at once"));
+    });
+    let (signals, _sender) = Signals::manual();
+    let first = update(
+        &fake,
+        &left,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await;
+    let second = second
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the second update ran");
+    let lost = second.expect_err("the second update is refused");
+    assert!(
+        lost.to_string()
+            .starts_with("environment `shop-1` is being updated by another `envctl update` ("),
+        "{lost}"
+    );
+    let won = first.expect("the first update takes over and replaces `app`");
+    assert_eq!(won.services[0].image, "shop/app:2");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert!(after.aside.is_empty());
+    assert_eq!(after.state(Utc::now()), State::Ready);
+}

@@ -307,7 +307,7 @@ pub async fn update(
     let deadline = Instant::now()
         .checked_add(options.timeout)
         .unwrap_or_else(far_future);
-    let instance = take_over_stale(backend, instance).await?;
+    let instance = restore_unfinished(backend, instance, options.timeout).await?;
     let id = instance.id.clone();
     match instance.state(Utc::now()) {
         State::Ready | State::Degraded => {}
@@ -962,20 +962,43 @@ fn busy(instance: &Instance) -> UpdateError {
     }
 }
 
-/// An update that is gone (killed, or past its deadline) left its marker, and maybe services
-/// put aside: restore what it left, so this update starts from the environment as it was.
-async fn take_over_stale(
+/// An update that is gone (killed, interrupted twice, or past its deadline) left its marker, or
+/// services put aside: restores what it left, so that what follows (an update, `envctl start`)
+/// starts from the environment as it was. Returns the environment as it is then.
+///
+/// Exclusive: the stale marker gives way to this process's own, which the engine gives one
+/// process only, so of two takeovers at once the second is refused as busy, naming the first.
+/// `timeout` is the deadline the marker carries meanwhile.
+pub async fn restore_unfinished(
     backend: &dyn Backend,
     instance: &Instance,
+    timeout: Duration,
 ) -> Result<Instance, UpdateError> {
-    if instance.markers.update.is_none() {
-        return Ok(instance.clone());
-    }
-    if instance.updating(Utc::now()) {
+    let now = Utc::now();
+    if instance.updating(now) {
         return Err(busy(instance));
     }
+    if !instance.update_left(now) {
+        return Ok(instance.clone());
+    }
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
-    restore(backend, instance, &BTreeSet::new())
+    // Only the stale marker goes: one a concurrent takeover set since stays, and refuses this.
+    if let Some(stale) = &instance.markers.update {
+        match stale.run.as_deref() {
+            Some(run) => backend.clear_update_marker(&instance.id, run).await?,
+            None => {
+                backend
+                    .clear_marker(&instance.id, MarkerKind::Update)
+                    .await?
+            }
+        }
+    }
+    claim(backend, instance, &run_nonce(), timeout).await?;
+    let current = inventory::find(backend, &instance.id)
+        .await?
+        .ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))?;
+    // Puts the previous services back and removes the marker, this process's own by now.
+    restore(backend, &current, &BTreeSet::new())
         .await
         .map_err(|problem| {
             UpdateError::Start(StartError::Service {
