@@ -73,6 +73,7 @@ pub enum UpdateError {
         state.as_str(),
         match state {
             State::Stopped => format!("`envctl start {id}` first"),
+            State::UpdateUnfinished => format!("`envctl start {id}` restores what it left"),
             _ => format!("`envctl ls` shows its state; `envctl down {id}` removes it"),
         }
     )]
@@ -127,8 +128,7 @@ pub enum UpdateError {
     RemovedMeanwhile(String),
     #[error(
         "interrupted again: left `{0}` as it was, part-way through the update\n\
-         hint: `envctl update {0} ...` again restores the previous services first; \
-         `envctl down {0}` removes the environment"
+         hint: `envctl start {0}` restores the previous services"
     )]
     Forced(String),
     #[error(transparent)]
@@ -184,7 +184,7 @@ impl std::fmt::Display for Restored {
             return write!(
                 f,
                 "could not restore the previous services of `{}`: {problem}\n\
-                 hint: `envctl status {}` shows what runs; `envctl update` again restores first",
+                 hint: `envctl start {}` restores them once the engine answers",
                 self.id, self.id
             );
         }

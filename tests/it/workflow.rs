@@ -532,3 +532,51 @@ fn ctrl_c_during_start_says_what_happens_and_the_progress_stops() {
         "no progress after the interrupt: {after}"
     );
 }
+
+#[test]
+fn a_killed_update_shows_as_unfinished_and_start_restores_it() {
+    let tags = Tags::new("update-kill");
+    let env = TestEnv::new("update-kill", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = container_id(&format!("app_{id}"));
+    slow_down(&env, "60s");
+    let update = env.envctl().args(["update", id, "app@v2"]).spawn();
+    wait_for_the_update(id);
+    // Killed while its new `app` runs, never found ready: the previous one is set aside.
+    let replacement = format!("app_{id}");
+    let format = "{{.Id}} {{.State.Running}}";
+    for _ in 0..200 {
+        let inspect = Command::new("docker")
+            .args(["inspect", "-f", format, &replacement])
+            .output()
+            .expect("docker");
+        let seen = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+        if seen.ends_with(" true") && !seen.starts_with(&app) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    update.signal("KILL");
+    update.wait_within(Duration::from_secs(10));
+    let aside = format!("envctl_{id}_replaced-app");
+    assert_eq!(container_id(&aside), app, "the previous app, set aside");
+    let row = ls_row(&env, id);
+    assert_eq!(row["state"], "update-unfinished", "{row}");
+    assert!(row.get("missing_services").is_none(), "{row}");
+    let status = env.envctl().args(["status", id]).run();
+    let status = status.success();
+    assert!(!status.stdout().contains("missing"), "{}", status.stdout());
+    status.stderr_has(&format!("hint: `envctl start {id}` restores"));
+    env.envctl()
+        .args(["start", id])
+        .run_within(Duration::from_secs(60))
+        .success();
+    assert_eq!(container_id(&format!("app_{id}")), app, "restored, not new");
+    assert!(!names(id).contains(&aside), "{:?}", names(id));
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}
