@@ -10,9 +10,11 @@
 //! An update holds a marker ([`naming::update_name`]) throughout. Its name is unique, so a
 //! second update of the same environment is refused while the first runs; while it exists and
 //! its update runs, `ls` shows the environment `updating` and the reaper leaves it alone. A
-//! marker whose update is gone (killed, or past its deadline) is stale: the next update
-//! restores what it left, then proceeds. A `down` meanwhile wins: it removes the environment,
-//! marker included, and the update removes whatever it created after that and says so.
+//! marker whose update is gone (killed, or past its deadline) is stale, the environment
+//! `update-unfinished`: `envctl start` or the next update restores what it left. A `down`
+//! meanwhile wins: it removes the environment, marker included, and the update removes
+//! whatever it created after that (its marker too, when set after the `down` listed) and says
+//! so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
