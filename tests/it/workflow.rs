@@ -534,6 +534,41 @@ fn ctrl_c_during_start_says_what_happens_and_the_progress_stops() {
 }
 
 #[test]
+fn down_racing_the_start_of_an_update_leaves_nothing() {
+    let tags = Tags::new("update-down");
+    let env = TestEnv::new("update-down", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    // The engine gets the update marker's create 3 s late: a whole `down` runs meanwhile,
+    // which lists no marker and removes everything else.
+    let proxy = crate::slow_proxy::SlowProxy::start(
+        "update-down",
+        &format!("create?name=envctl_{id}_update"),
+        Duration::from_secs(3),
+    );
+    let update = env
+        .envctl()
+        .env("DOCKER_HOST", &proxy.host)
+        .args(["update", id, "app@v2"])
+        .spawn();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the update marker's create never came");
+    env.envctl().args(["down", id]).run().success();
+    update
+        .wait_within(Duration::from_secs(60))
+        .code(2)
+        .stderr_has(&format!(
+            "environment `{id}` was removed while it was being updated"
+        ));
+    env.assert_nothing_left();
+}
+
+#[test]
 fn a_killed_update_shows_as_unfinished_and_start_restores_it() {
     let tags = Tags::new("update-kill");
     let env = TestEnv::new("update-kill", &chain(&tags, "0"));
