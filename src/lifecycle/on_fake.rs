@@ -587,6 +587,35 @@ mod reaper_pass {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_container_put_aside_by_a_killed_update_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let left = killed_update(&fake).await;
+        fake.edit_metadata("shop-1", |metadata| {
+            metadata.process = Some("another-boot:1:42:42".into())
+        });
+        // Nothing runs any more: a stopped environment, to a reaper that knew no better.
+        let db = left.services.iter().find(|s| s.service() == "db").unwrap();
+        fake.stop_service(&db.handle, Duration::ZERO).await.unwrap();
+        let seen = Utc::now() + chrono::Duration::seconds(1);
+        reaper::pass(&fake, &store, &reap_options(), seen)
+            .await
+            .unwrap();
+        let later = seen + chrono::Duration::hours(3);
+        let report = reaper::pass(&fake, &store, &reap_options(), later)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let after = require(&fake, "shop-1").await.unwrap();
+        assert_eq!(
+            after.aside.len(),
+            1,
+            "the previous `app`, for `envctl start` to restore"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_touch_during_the_pass_keeps_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
