@@ -15,7 +15,17 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let restoring =
         lifecycle::update::restore_unfinished(backend.as_ref(), &instance, args.timeout);
     let instance = tokio::select! {
-        restored = restoring => restored?,
+        restored = tokio::time::timeout(args.timeout, restoring) => match restored {
+            Ok(restored) => restored?,
+            Err(_) => {
+                return Err(Error::from(lifecycle::StartError::Timeout {
+                    timeout: args.timeout,
+                    pending: Vec::new(),
+                    logs: None,
+                    unanswered: None,
+                }));
+            }
+        },
         () = signals.received(1) => {
             return Err(Error::Interrupted(format!(
                 "interrupted\nhint: `envctl start {id}` restores what the update left",

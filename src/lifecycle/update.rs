@@ -186,7 +186,7 @@ impl std::fmt::Display for Restored {
             return write!(
                 f,
                 "could not restore the previous services of `{}`: {problem}\n\
-                 hint: `envctl start {}` restores them once the engine answers",
+                 hint: `envctl start {}` restores them",
                 self.id, self.id
             );
         }
