@@ -291,8 +291,10 @@ fn judge(
         return Some((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
-        // An update's containers are stopped, put aside or not ready yet on purpose.
-        State::Starting | State::Updating => None,
+        // An update's containers are stopped, put aside or not ready yet on purpose; once it
+        // was left half-way, the previous ones put aside are what `envctl start` restores:
+        // never removed, whatever stopped them.
+        State::Starting | State::Updating | State::UpdateUnfinished => None,
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
             Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
@@ -1011,6 +1013,22 @@ mod tests {
             matches!(ttl.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("its --ttl expired")),
             "--ttl wins over a lease: {ttl:?}"
         );
+    }
+
+    #[test]
+    fn containers_put_aside_by_an_unfinished_update_are_never_removed() {
+        let mut left = running(BTreeMap::new());
+        left.state = State::UpdateUnfinished;
+        left.stopped_at = Some(at(1, 0));
+        left.expires_at = Some(at(1, 0));
+        let eager = Options {
+            idle: Duration::from_secs(1),
+            remove_after: Duration::from_secs(1),
+            max_age: Some(Duration::from_secs(1)),
+            ..options()
+        };
+        let verdict = passes_with(&eager, &[(at(1, 0), left.clone()), (at(9, 0), left)]);
+        assert_eq!(verdict.action, None, "`envctl start` restores them");
     }
 
     #[test]

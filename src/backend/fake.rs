@@ -106,6 +106,34 @@ impl Default for Fake {
     }
 }
 
+impl Env {
+    /// An environment that holds nothing yet.
+    fn empty(metadata: &Metadata) -> Env {
+        Env {
+            metadata: metadata.clone(),
+            claimed: false,
+            markers: Markers::default(),
+            isolation: None,
+            volumes: BTreeMap::new(),
+            services: BTreeMap::new(),
+            aside: BTreeMap::new(),
+        }
+    }
+
+    /// Whether nothing of it is left: the engine would list nothing.
+    fn is_empty(&self) -> bool {
+        !self.claimed
+            && self.services.is_empty()
+            && self.aside.is_empty()
+            && self.markers.update.is_none()
+            && self.isolation.is_none()
+            && self.volumes.is_empty()
+            && !self.markers.ready
+            && !self.markers.pinned
+            && self.markers.lease_until.is_none()
+    }
+}
+
 impl World {
     /// The environment `id`, or `NotFound` naming it as a `kind`.
     fn env_mut(&mut self, id: &str, kind: &'static str) -> Result<&mut Env> {
@@ -730,6 +758,14 @@ impl Backend for Fake {
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
+        // As on Docker, an update's marker is a container of its own: it is created whether
+        // anything else of the environment is left or not.
+        if matches!(marker, Marker::Update(_)) {
+            world
+                .envs
+                .entry(metadata.id.clone())
+                .or_insert_with(|| Env::empty(metadata));
+        }
         let env = world.env_mut(&metadata.id, "environment")?;
         match marker {
             Marker::Ready => env.markers.ready = true,
@@ -756,12 +792,32 @@ impl Backend for Fake {
             MarkerKind::Update => "update",
         };
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
-        if let Some(env) = self.world().envs.get_mut(id) {
+        let mut world = self.world();
+        if let Some(env) = world.envs.get_mut(id) {
             match kind {
                 MarkerKind::Ready => env.markers.ready = false,
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
                 MarkerKind::Update => env.markers.update = None,
+            }
+            if env.is_empty() {
+                world.envs.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.enter("clear_update_marker", &format!("{id}/update"))
+            .await?;
+        let mut world = self.world();
+        if let Some(env) = world.envs.get_mut(id) {
+            let of_run = |m: &Metadata| m.run.as_deref() == Some(run);
+            if env.markers.update.as_ref().is_some_and(of_run) {
+                env.markers.update = None;
+            }
+            if env.is_empty() {
+                world.envs.remove(id);
             }
         }
         Ok(())
@@ -798,15 +854,7 @@ impl Backend for Fake {
         if let Some(env) = world.envs.get_mut(id) {
             env.claimed = false;
             env.markers.claimed = false;
-            let empty = env.services.is_empty()
-                && env.aside.is_empty()
-                && env.markers.update.is_none()
-                && env.isolation.is_none()
-                && env.volumes.is_empty()
-                && !env.markers.ready
-                && !env.markers.pinned
-                && env.markers.lease_until.is_none();
-            if empty {
+            if env.is_empty() {
                 world.envs.remove(id);
             }
         }

@@ -627,6 +627,9 @@ pub trait Backend: Send + Sync {
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()>;
     /// Removes a marker. Idempotent.
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()>;
+    /// Removes the update marker only if the update of `run` set it, so that a stale marker
+    /// gives way without taking a newer update's with it. Idempotent.
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()>;
     /// Removes the isolation once its services are gone; `InUse` names foreign users.
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()>;
     /// Removes a named volume once no service uses it any more. Idempotent.

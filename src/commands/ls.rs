@@ -57,6 +57,14 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
             instance.id, instance.id
         ));
     }
+    let now = Utc::now();
+    for instance in instances.iter().filter(|i| i.update_left(now)) {
+        output::warning(&format!(
+            "an update of `{id}` was left half-way\nhint: `envctl start {id}` restores its \
+             previous services",
+            id = instance.id
+        ));
+    }
     let rows: Vec<Row> = instances
         .iter()
         .map(|i| row(i, state.record(backend.endpoint(), &i.id)))

@@ -10,6 +10,29 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl start");
+    // What an update left half-way goes back first: the previous containers, set aside, keep
+    // their data; then the rest starts as usual.
+    let restoring =
+        lifecycle::update::restore_unfinished(backend.as_ref(), &instance, args.timeout);
+    let instance = tokio::select! {
+        restored = tokio::time::timeout(args.timeout, restoring) => match restored {
+            Ok(restored) => restored?,
+            Err(_) => {
+                return Err(Error::from(lifecycle::StartError::Timeout {
+                    timeout: args.timeout,
+                    pending: Vec::new(),
+                    logs: None,
+                    unanswered: None,
+                }));
+            }
+        },
+        () = signals.received(1) => {
+            return Err(Error::Interrupted(format!(
+                "interrupted\nhint: `envctl start {id}` restores what the update left",
+                id = instance.id
+            )));
+        }
+    };
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
     let starting = lifecycle::start(
         backend.as_ref(),

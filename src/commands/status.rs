@@ -43,6 +43,15 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
             exit_code: details.exit_code,
             ports: details.endpoints.iter().map(Port::from).collect(),
         })
+        .chain(instance.aside.iter().map(|s| ServiceStatus {
+            service: s.service().to_string(),
+            container: s.handle.name.clone(),
+            state: "set-aside".into(),
+            health: None,
+            restarts: 0,
+            exit_code: s.status.exit_code,
+            ports: Vec::new(),
+        }))
         .chain(
             instance
                 .missing_services()
@@ -58,6 +67,14 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
                 }),
         )
         .collect();
+    if instance.update_left(chrono::Utc::now()) {
+        output::warning(&format!(
+            "an update of `{id}` was left half-way: what runs under the names of the services \
+             set aside never finished its update\nhint: `envctl start {id}` restores the \
+             previous services",
+            id = instance.id
+        ));
+    }
     match args.output.output {
         Format::Json => output::json(&Status {
             id: instance.id.clone(),

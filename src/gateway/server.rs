@@ -165,6 +165,14 @@ pub fn next(environment: &Environment) -> Next {
                 environment.id, entry.port, entry.service
             ),
         ),
+        (State::UpdateUnfinished, _) => Next::Refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "an update of `{}` was left half-way; `envctl start {}` restores its previous \
+                 services",
+                environment.id, environment.id
+            ),
+        ),
         (state @ (State::Unfinished | State::Debris), _) => Next::Refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -34,6 +34,11 @@ pub enum State {
     /// An `envctl update` is replacing services: whatever its containers do meanwhile, the
     /// reaper leaves it alone until the update ends or its deadline passes.
     Updating,
+    /// An `envctl update` was left half-way (killed, interrupted twice, or past its deadline):
+    /// its marker or the previous containers it put aside are still there, and whatever runs
+    /// under the replaced services' names never finished its update. `envctl start` restores
+    /// the previous services; the reaper never removes them.
+    UpdateUnfinished,
 }
 
 impl State {
@@ -46,6 +51,7 @@ impl State {
             State::Stopped => "stopped",
             State::Debris => "debris",
             State::Updating => "updating",
+            State::UpdateUnfinished => "update-unfinished",
         }
     }
 }
@@ -197,6 +203,11 @@ impl EnvironmentRecord {
         if self.services.is_empty() && self.aside.is_empty() {
             return State::Debris;
         }
+        // Whatever runs under a replaced service's name never finished its update: its
+        // containers say nothing of the environment.
+        if self.update_left(now) {
+            return State::UpdateUnfinished;
+        }
         let services: Vec<&ServiceRecord> =
             self.services.iter().filter(|s| !s.finished_job()).collect();
         let running = services
@@ -262,6 +273,12 @@ impl EnvironmentRecord {
             .is_some_and(|deadline| deadline + chrono::Duration::minutes(1) > now)
     }
 
+    /// Whether an `envctl update` that is no longer under way left its marker or services put
+    /// aside: what `envctl start` (or the next update) restores.
+    pub fn update_left(&self, now: DateTime<Utc>) -> bool {
+        (self.markers.update.is_some() || !self.aside.is_empty()) && !self.updating(now)
+    }
+
     /// The `SERVICE@TAG` each service runs, when its tag came from a `SERVICE@REF`: each
     /// service carries its own, since `update` replaces services one by one.
     pub fn refs(&self) -> Vec<crate::naming::codec::ResolvedRef> {
@@ -273,7 +290,13 @@ impl EnvironmentRecord {
 
     /// The services the environment was started with whose resources are gone.
     pub fn missing_services(&self) -> Vec<String> {
-        let present: BTreeSet<&str> = self.services.iter().map(|s| s.service()).collect();
+        // A service an update put aside is there, under another name.
+        let present: BTreeSet<&str> = self
+            .services
+            .iter()
+            .chain(&self.aside)
+            .map(|s| s.service())
+            .collect();
         let mut expected: BTreeSet<String> =
             self.metadata.services.iter().flatten().cloned().collect();
         // Environments started before the services were recorded: what the others depend on.
@@ -599,10 +622,36 @@ mod tests {
         assert!(updating.updating(at(5)), "its deadline, plus a minute");
         assert_eq!(
             updating.state(at(7)),
-            State::Degraded,
-            "past its deadline the update is over: `app` is missing"
+            State::UpdateUnfinished,
+            "past its deadline the update is over, left half-way"
         );
-        assert_eq!(updating.missing_services(), ["app"]);
+        assert!(
+            updating.missing_services().is_empty(),
+            "`app` is there, put aside"
+        );
+    }
+
+    #[test]
+    fn ls_never_shows_a_never_ready_replacement_as_ready() {
+        // Killed while probing the new `app` (or past its deadline): it runs, never found
+        // ready; the previous one is put aside, stopped.
+        let mut killed = env(
+            &["claimed", "ready"],
+            &[("app", Is::Running), ("db", Is::Running)],
+        );
+        killed.markers.update = Some(update_marker(5));
+        killed.aside.push(service("app", Is::Exited(137)));
+        assert_eq!(killed.state(at(30)), State::UpdateUnfinished);
+        let mut marker_only = env(
+            &["claimed", "ready"],
+            &[("app", Is::Running), ("db", Is::Running)],
+        );
+        marker_only.markers.update = Some(update_marker(5));
+        assert_eq!(
+            marker_only.state(at(30)),
+            State::UpdateUnfinished,
+            "killed before it put anything aside, or before it removed its marker"
+        );
     }
 
     #[test]
@@ -612,8 +661,8 @@ mod tests {
         left.aside.push(service("db", Is::Exited(137)));
         assert_eq!(
             left.state(at(30)),
-            State::Stopped,
-            "its services are there, stopped: not debris"
+            State::UpdateUnfinished,
+            "its services are there, put aside: not debris"
         );
     }
 

@@ -588,6 +588,35 @@ mod reaper_pass {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_container_put_aside_by_a_killed_update_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let left = killed_update(&fake).await;
+        fake.edit_metadata("shop-1", |metadata| {
+            metadata.process = Some("another-boot:1:42:42".into())
+        });
+        // Nothing runs any more: a stopped environment, to a reaper that knew no better.
+        let db = left.services.iter().find(|s| s.service() == "db").unwrap();
+        fake.stop_service(&db.handle, Duration::ZERO).await.unwrap();
+        let seen = Utc::now() + chrono::Duration::seconds(1);
+        reaper::pass(&fake, &store, &reap_options(), seen)
+            .await
+            .unwrap();
+        let later = seen + chrono::Duration::hours(3);
+        let report = reaper::pass(&fake, &store, &reap_options(), later)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let after = require(&fake, "shop-1").await.unwrap();
+        assert_eq!(
+            after.aside.len(),
+            1,
+            "the previous `app`, for `envctl start` to restore"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_touch_during_the_pass_keeps_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
@@ -978,4 +1007,219 @@ async fn with_dependents_refuses_a_dependent_whose_settings_the_file_changed_bef
         .await
         .expect("the same settings: recreated");
     assert_eq!(fake.calls_of("put_aside"), ["shop-1/app", "shop-1/db"]);
+}
+
+/// The calls an update makes, in order: a `down` can list, or remove, just before any of them.
+const UPDATE_STEPS: [&str; 8] = [
+    "resolve_image",
+    "set_marker",
+    "put_aside",
+    "create_service",
+    "stop_service",
+    "start_service",
+    "list",
+    "clear_marker",
+];
+
+/// Runs one `down` racing an update of `shop-1`: its listing just before the update's first
+/// `listed_at` call, its removal (from that listing) just before its first `removed_at` call,
+/// or after the update when it never makes that call. Returns the update's outcome and
+/// whether the removal ran while the update did.
+async fn down_during_an_update(
+    listed_at: &'static str,
+    removed_at: &'static str,
+) -> (Result<Updated, UpdateError>, bool) {
+    use futures_util::FutureExt;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    let listing: Arc<Mutex<Option<Vec<Instance>>>> = Arc::default();
+    let removed = Arc::new(AtomicBool::new(false));
+    // The down's own calls must not count as the update's.
+    let in_down = Arc::new(AtomicBool::new(false));
+    for step in UPDATE_STEPS {
+        let (fake2, listing, removed, in_down) = (
+            fake.clone(),
+            listing.clone(),
+            removed.clone(),
+            in_down.clone(),
+        );
+        fake.on(step, move || {
+            if in_down.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let mut listed = listing.lock().unwrap();
+            if step == listed_at && listed.is_none() {
+                let all = inventory::list(&fake2).now_or_never().expect("at once");
+                *listed = Some(all.unwrap());
+            }
+            if step == removed_at && listed.is_some() && !removed.swap(true, Ordering::SeqCst) {
+                for instance in listed.as_ref().unwrap() {
+                    let removal = remove(&fake2, instance, None).now_or_never();
+                    removal.expect("at once").expect("down removes it");
+                }
+            }
+            drop(listed);
+            in_down.store(false, Ordering::SeqCst);
+        });
+    }
+    let outcome = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await;
+    let during = removed.load(Ordering::SeqCst);
+    if !during {
+        let listed = listing.lock().unwrap().take();
+        let listed = match listed {
+            Some(listed) => listed,
+            None => inventory::list(&fake).await.unwrap(),
+        };
+        for instance in &listed {
+            remove(&fake, instance, None)
+                .await
+                .expect("down removes it");
+        }
+    }
+    assert!(
+        !fake.exists("shop-1"),
+        "listed before `{listed_at}`, removed before `{removed_at}`: left {:?}; the update \
+         said {:?}; calls {:?}",
+        inventory::find(&fake, "shop-1").await.unwrap(),
+        outcome.as_ref().map(|u| &u.id),
+        fake.calls()
+    );
+    (outcome, during)
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_racing_the_start_of_an_update_leaves_nothing() {
+    for (i, listed_at) in UPDATE_STEPS.iter().enumerate() {
+        for removed_at in &UPDATE_STEPS[i..] {
+            let (outcome, during) = down_during_an_update(listed_at, removed_at).await;
+            if let Err(error) = &outcome {
+                assert!(
+                    matches!(error, UpdateError::RemovedMeanwhile(_)),
+                    "listed before `{listed_at}`, removed before `{removed_at}`: {error}"
+                );
+            }
+            if during && *removed_at != "clear_marker" {
+                assert!(
+                    outcome.is_err(),
+                    "removed before `{removed_at}`, yet the update said it succeeded"
+                );
+            }
+        }
+    }
+}
+
+/// `shop-1` as an update killed mid-way left it: its marker (past its deadline, by a process
+/// this machine cannot judge) and `app` put aside, stopped, with no replacement yet.
+async fn killed_update(fake: &Fake) -> Instance {
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(fake, "shop-1").await.unwrap();
+    let past = Utc::now() - chrono::Duration::minutes(5);
+    let marker = Metadata {
+        run: Some("killed".into()),
+        process: Some("another-boot:1:7:7".into()),
+        started_by: Some("ci:7".into()),
+        ..before.metadata.clone()
+    };
+    fake.set_marker(&marker, crate::backend::Marker::Update(past))
+        .await
+        .unwrap();
+    let app = fake.put_aside(&before.services[0].handle).await.unwrap();
+    fake.stop_service(&app.handle, Duration::ZERO).await.unwrap();
+    require(fake, "shop-1").await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_updates_taking_over_a_killed_update_say_it_is_being_updated() {
+    use futures_util::FutureExt;
+    use std::sync::Mutex;
+
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let left = killed_update(&fake).await;
+    assert_eq!(left.state(Utc::now()), State::UpdateUnfinished);
+    // The second update runs all it can while the first takes over, just before the first
+    // puts `app` back.
+    let second: Arc<Mutex<Option<Result<Updated, UpdateError>>>> = Arc::default();
+    let (fake2, left2, second2) = (fake.clone(), left.clone(), second.clone());
+    fake.on("restore_aside", move || {
+        let Ok(mut second) = second2.try_lock() else {
+            return;
+        };
+        if second.is_some() {
+            return;
+        }
+        let (signals, _sender) = Signals::manual();
+        let (environment, named) = (shop_with_app_2(), ["app".to_string()]);
+        let (options, progress) = (update_options(), quiet());
+        let updating = update(
+            &fake2,
+            &left2,
+            &environment,
+            &named,
+            &options,
+            &progress,
+            &signals,
+            &|| {},
+        );
+        *second = Some(updating.now_or_never().expect("refused at once"));
+    });
+    let (signals, _sender) = Signals::manual();
+    let first = update(
+        &fake,
+        &left,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await;
+    let second = second
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the second update ran");
+    let lost = second.expect_err("the second update is refused");
+    assert!(
+        lost.to_string()
+            .starts_with("environment `shop-1` is being updated by another `envctl update` ("),
+        "{lost}"
+    );
+    let won = first.expect("the first update takes over and replaces `app`");
+    assert_eq!(won.services[0].image, "shop/app:2");
+    let after = require(&fake, "shop-1").await.unwrap();
+    assert!(after.aside.is_empty());
+    assert_eq!(after.state(Utc::now()), State::Ready);
 }

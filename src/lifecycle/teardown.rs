@@ -106,11 +106,11 @@ pub async fn remove(
             .clear_marker(&instance.id, MarkerKind::Lease)
             .await?;
     }
-    if instance.markers.update.is_some() {
-        backend
-            .clear_marker(&instance.id, MarkerKind::Update)
-            .await?;
-    }
+    // Even when the listing showed none: an update may have set its marker since. One that
+    // sets it after this sees its environment gone, and removes it itself.
+    backend
+        .clear_marker(&instance.id, MarkerKind::Update)
+        .await?;
     if let Some((network, users)) = held.into_iter().next() {
         return Err(TeardownError::NetworkInUse {
             id: instance.id.clone(),

@@ -10,9 +10,11 @@
 //! An update holds a marker ([`naming::update_name`]) throughout. Its name is unique, so a
 //! second update of the same environment is refused while the first runs; while it exists and
 //! its update runs, `ls` shows the environment `updating` and the reaper leaves it alone. A
-//! marker whose update is gone (killed, or past its deadline) is stale: the next update
-//! restores what it left, then proceeds. A `down` meanwhile wins: it removes the environment,
-//! marker included, and the update removes whatever it created after that and says so.
+//! marker whose update is gone (killed, or past its deadline) is stale, the environment
+//! `update-unfinished`: `envctl start` or the next update restores what it left. A `down`
+//! meanwhile wins: it removes the environment, marker included, and the update removes
+//! whatever it created after that (its marker too, when set after the `down` listed) and says
+//! so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -75,6 +77,7 @@ pub enum UpdateError {
         state.as_str(),
         match state {
             State::Stopped => format!("`envctl start {id}` first"),
+            State::UpdateUnfinished => format!("`envctl start {id}` restores what it left"),
             _ => format!("`envctl ls` shows its state; `envctl down {id}` removes it"),
         }
     )]
@@ -143,8 +146,7 @@ pub enum UpdateError {
     RemovedMeanwhile(String),
     #[error(
         "interrupted again: left `{0}` as it was, part-way through the update\n\
-         hint: `envctl update {0} ...` again restores the previous services first; \
-         `envctl down {0}` removes the environment"
+         hint: `envctl start {0}` restores the previous services"
     )]
     Forced(String),
     #[error(transparent)]
@@ -202,7 +204,7 @@ impl std::fmt::Display for Restored {
             return write!(
                 f,
                 "could not restore the previous services of `{}`: {problem}\n\
-                 hint: `envctl status {}` shows what runs; `envctl update` again restores first",
+                 hint: `envctl start {}` restores them",
                 self.id, self.id
             );
         }
@@ -362,7 +364,7 @@ pub async fn update(
     let deadline = Instant::now()
         .checked_add(options.timeout)
         .unwrap_or_else(far_future);
-    let instance = take_over_stale(backend, instance).await?;
+    let instance = restore_unfinished(backend, instance, options.timeout).await?;
     let id = instance.id.clone();
     match instance.state(Utc::now()) {
         State::Ready | State::Degraded => {}
@@ -696,8 +698,7 @@ impl Work<'_> {
     async fn finish(&self) -> Result<Updated, UpdateError> {
         let current = self.list().await?;
         if !self.marker_held(current.as_ref()) {
-            self.remove_created(current.as_ref()).await;
-            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+            return Err(self.give_way(current.as_ref()).await);
         }
         let aside = current
             .iter()
@@ -737,8 +738,7 @@ impl Work<'_> {
             }
         };
         if self.vanished(current.as_ref()) {
-            self.remove_created(current.as_ref()).await;
-            return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+            return Err(self.give_way(current.as_ref()).await);
         }
         let current = current.expect("not vanished");
         let addresses = self
@@ -755,8 +755,7 @@ impl Work<'_> {
             Err(problem) => {
                 // A `down` meanwhile explains a failed restore: it wins.
                 if let Some(current) = self.removal_seen().await {
-                    self.remove_created(current.as_ref()).await;
-                    return Err(UpdateError::RemovedMeanwhile(self.id().to_string()));
+                    return Err(self.give_way(current.as_ref()).await);
                 }
                 Restored {
                     id: self.id().to_string(),
@@ -814,6 +813,22 @@ impl Work<'_> {
 
     async fn list(&self) -> Result<Option<Instance>, BackendError> {
         inventory::find(self.backend, self.id()).await
+    }
+
+    /// After a `down` removed the environment meanwhile: removes what this update created and
+    /// its own marker, and says so.
+    async fn give_way(&self, current: Option<&Instance>) -> UpdateError {
+        self.remove_created(current).await;
+        // A `down` that listed the environment before this update set its marker, or ended
+        // before, cannot know of it: the marker is this update's to remove. (A `down` that
+        // ends after the marker was set removes it itself.)
+        if self.marker_held(current) {
+            let _ = self
+                .backend
+                .clear_marker(self.id(), MarkerKind::Update)
+                .await;
+        }
+        UpdateError::RemovedMeanwhile(self.id().to_string())
     }
 
     /// Removes the services this update created, and those it put aside: what a `down` that
@@ -1045,20 +1060,43 @@ fn busy(instance: &Instance) -> UpdateError {
     }
 }
 
-/// An update that is gone (killed, or past its deadline) left its marker, and maybe services
-/// put aside: restore what it left, so this update starts from the environment as it was.
-async fn take_over_stale(
+/// An update that is gone (killed, interrupted twice, or past its deadline) left its marker, or
+/// services put aside: restores what it left, so that what follows (an update, `envctl start`)
+/// starts from the environment as it was. Returns the environment as it is then.
+///
+/// Exclusive: the stale marker gives way to this process's own, which the engine gives one
+/// process only, so of two takeovers at once the second is refused as busy, naming the first.
+/// `timeout` is the deadline the marker carries meanwhile.
+pub async fn restore_unfinished(
     backend: &dyn Backend,
     instance: &Instance,
+    timeout: Duration,
 ) -> Result<Instance, UpdateError> {
-    if instance.markers.update.is_none() {
-        return Ok(instance.clone());
-    }
-    if instance.updating(Utc::now()) {
+    let now = Utc::now();
+    if instance.updating(now) {
         return Err(busy(instance));
     }
+    if !instance.update_left(now) {
+        return Ok(instance.clone());
+    }
     tracing::info!("restoring what a previous update of `{}` left", instance.id);
-    restore(backend, instance, &BTreeSet::new(), &BTreeMap::new())
+    // Only the stale marker goes: one a concurrent takeover set since stays, and refuses this.
+    if let Some(stale) = &instance.markers.update {
+        match stale.run.as_deref() {
+            Some(run) => backend.clear_update_marker(&instance.id, run).await?,
+            None => {
+                backend
+                    .clear_marker(&instance.id, MarkerKind::Update)
+                    .await?
+            }
+        }
+    }
+    claim(backend, instance, &run_nonce(), timeout).await?;
+    let current = inventory::find(backend, &instance.id)
+        .await?
+        .ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))?;
+    // Puts the previous services back and removes the marker, this process's own by now.
+    restore(backend, &current, &BTreeSet::new(), &BTreeMap::new())
         .await
         .map_err(|problem| {
             UpdateError::Start(StartError::Service {

@@ -718,3 +718,138 @@ fn ctrl_c_during_start_says_what_happens_and_the_progress_stops() {
         "no progress after the interrupt: {after}"
     );
 }
+
+#[test]
+fn down_racing_the_start_of_an_update_leaves_nothing() {
+    let tags = Tags::new("update-down");
+    let env = TestEnv::new("update-down", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    // The engine gets the update marker's create 3 s late: a whole `down` runs meanwhile,
+    // which lists no marker and removes everything else.
+    let proxy = crate::slow_proxy::SlowProxy::start(
+        "update-down",
+        &format!("create?name=envctl_{id}_update"),
+        Duration::from_secs(3),
+    );
+    let update = env
+        .envctl()
+        .env("DOCKER_HOST", &proxy.host)
+        .args(["update", id, "app@v2"])
+        .spawn();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the update marker's create never came");
+    env.envctl().args(["down", id]).run().success();
+    update
+        .wait_within(Duration::from_secs(60))
+        .code(2)
+        .stderr_has(&format!(
+            "environment `{id}` was removed while it was being updated"
+        ));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn a_killed_update_shows_as_unfinished_and_start_restores_it() {
+    let tags = Tags::new("update-kill");
+    let env = TestEnv::new("update-kill", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = container_id(&format!("app_{id}"));
+    slow_down(&env, "60s");
+    let update = env.envctl().args(["update", id, "app@v2"]).spawn();
+    wait_for_the_update(id);
+    // Killed while its new `app` runs, never found ready: the previous one is set aside.
+    wait_for_the_replacement(id, &app);
+    update.signal("KILL");
+    update.wait_within(Duration::from_secs(10));
+    let aside = format!("envctl_{id}_replaced-app");
+    assert_eq!(container_id(&aside), app, "the previous app, set aside");
+    let row = ls_row(&env, id);
+    assert_eq!(row["state"], "update-unfinished", "{row}");
+    assert!(row.get("missing_services").is_none(), "{row}");
+    let status = env.envctl().args(["status", id]).run();
+    let status = status.success();
+    assert!(!status.stdout().contains("missing"), "{}", status.stdout());
+    status.stderr_has(&format!("hint: `envctl start {id}` restores"));
+    env.envctl()
+        .args(["start", id])
+        .run_within(Duration::from_secs(60))
+        .success();
+    assert_eq!(container_id(&format!("app_{id}")), app, "restored, not new");
+    assert!(!names(id).contains(&aside), "{:?}", names(id));
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}
+
+/// Waits until a new `app` (not the container `previous`) runs, failing the test after a while.
+#[track_caller]
+fn wait_for_the_replacement(id: &str, previous: &str) {
+    let replacement = format!("app_{id}");
+    let format = "{{.Id}} {{.State.Running}}";
+    for _ in 0..200 {
+        let inspect = Command::new("docker")
+            .args(["inspect", "-f", format, &replacement])
+            .output()
+            .expect("docker");
+        let seen = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+        if seen.ends_with(" true") && !seen.starts_with(previous) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no new `{replacement}` runs");
+}
+
+#[test]
+fn two_updates_taking_over_a_killed_update_say_it_is_being_updated() {
+    let tags = Tags::new("update-take");
+    let env = TestEnv::new("update-take", &chain(&tags, "0"));
+    let id = &env.name;
+    env.envctl()
+        .args(["up", &env.name, "--name", id])
+        .run()
+        .success();
+    let app = container_id(&format!("app_{id}"));
+    slow_down(&env, "60s");
+    let killed = env.envctl().args(["update", id, "app@v2"]).spawn();
+    wait_for_the_update(id);
+    wait_for_the_replacement(id, &app);
+    killed.signal("KILL");
+    killed.wait_within(Duration::from_secs(10));
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    std::fs::write(env.file(), text.replace("--delay, 60s", "--delay, 0")).unwrap();
+    // The first takeover puts the previous `app` back 3 s late: the second comes meanwhile.
+    let proxy = crate::slow_proxy::SlowProxy::start(
+        "update-take",
+        &format!("rename?name=app_{id}"),
+        Duration::from_secs(3),
+    );
+    let first = env
+        .envctl()
+        .env("DOCKER_HOST", &proxy.host)
+        .args(["update", id, "app@v2"])
+        .spawn();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first takeover never put `app` back");
+    env.envctl()
+        .args(["update", id, "app@v2"])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "environment `{id}` is being updated by another `envctl update` ("
+        ));
+    first.wait_within(Duration::from_secs(60)).success();
+    assert_eq!(env.state_of(id).as_deref(), Some("ready"));
+    assert_eq!(through_web(id), CHAIN_ANSWER);
+}

@@ -585,6 +585,26 @@ impl Backend for DockerBackend<'_> {
         }
     }
 
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
+        // Removed by its container id: one of another run under the same name is never touched.
+        let filters = [
+            Filter::Managed,
+            Filter::Id(id.to_string()),
+            Filter::Run(run.to_string()),
+        ];
+        let containers = self.engine.list_containers(&filters).await?;
+        let markers = containers
+            .iter()
+            .filter(|c| codec::role(&c.labels) == Some(Role::Update));
+        for marker in markers {
+            match self.engine.remove_container(&marker.id).await {
+                Ok(()) | Err(BackendError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         let refused = match self.engine.remove_network(&isolation.native).await {
             Ok(()) => return Ok(()),

@@ -784,6 +784,10 @@ impl Backend for Swarm {
         Ok(())
     }
 
+    async fn clear_update_marker(&self, _id: &str, _run: &str) -> Result<()> {
+        Err(replace_in_place())
+    }
+
     async fn put_aside(&self, _service: &ServiceRef) -> Result<Aside> {
         Err(replace_in_place())
     }
