@@ -1,3 +1,4 @@
+use crate::backend::Backend;
 use crate::cli::{Format, StartArgs};
 use crate::lifecycle;
 use crate::signals::Signals;
@@ -6,17 +7,18 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(Error::Signals)?;
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    super::briefly(async |backend, signals| start(backend, signals, args).await).await
+}
+
+async fn start(
+    backend: &dyn Backend,
+    signals: &Signals,
+    args: StartArgs,
+) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl start");
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
-    let starting = lifecycle::start(
-        backend.as_ref(),
-        &instance,
-        &reporter.progress,
-        args.timeout,
-    );
+    let starting = lifecycle::start(backend, &instance, &reporter.progress, args.timeout);
     // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
     // the progress tick on.
     let started = tokio::select! {
@@ -36,7 +38,7 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     started?;
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
-    let instance = lifecycle::require(backend.as_ref(), &instance.id).await?;
+    let instance = lifecycle::require(backend, &instance.id).await?;
     let environment = view::Environment::of(&instance);
     match args.output.output {
         Format::Json => output::json(&environment),
