@@ -2,7 +2,7 @@ use crate::cli::{EnvArgs, Format};
 use crate::{Error, ExitStatus, lifecycle, output, pipeline};
 
 pub async fn exec(args: EnvArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, _| {
+    super::briefly(super::Interrupts::End, async |backend, _| {
         let instance = lifecycle::require(backend, &args.id).await?;
         print(&instance, &args);
         Ok(ExitStatus::Success)

@@ -12,7 +12,11 @@ use crate::lifecycle::{self, Instance};
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, signals| {
+    let interrupts = match args.follow {
+        true => super::Interrupts::Own,
+        false => super::Interrupts::End,
+    };
+    super::briefly(interrupts, async |backend, signals| {
         let follow = args.follow;
         // Ctrl-C is how a followed log ends: quietly.
         tokio::select! {

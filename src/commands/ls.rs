@@ -44,7 +44,10 @@ struct Row {
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, _| list(backend, args).await).await
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        list(backend, args).await
+    })
+    .await
 }
 
 async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Error> {

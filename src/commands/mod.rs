@@ -108,9 +108,9 @@ const CALL_BOUND: Duration = Duration::from_secs(10);
 
 /// Runs a short command on the backend with every engine call bounded by [`CALL_BOUND`], so a
 /// frozen engine ends it (exit 2, naming the engine) instead of hanging a CI step, and ends it
-/// at the first interrupt (exit 130). The command may listen for that interrupt itself, to say
-/// more: it is told first.
+/// at the first interrupt (exit 130), unless the command handles `interrupts` itself.
 async fn briefly(
+    interrupts: Interrupts,
     command: impl AsyncFnOnce(&dyn Backend, &Signals) -> Result<ExitStatus, Error>,
 ) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(Error::Signals)?;
@@ -127,8 +127,19 @@ async fn briefly(
     tokio::select! {
         biased;
         result = work => result,
-        () = signals.received(1) => Err(Error::Interrupted("interrupted".into())),
+        () = signals.received(1), if interrupts == Interrupts::End => {
+            Err(Error::Interrupted("interrupted".into()))
+        }
     }
+}
+
+/// What the first interrupt does to a short command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupts {
+    /// Ends it with exit 130.
+    End,
+    /// The command listens and says what it stops.
+    Own,
 }
 
 /// The error for a service `instance` does not have: removed by hand, or never there (with

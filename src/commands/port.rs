@@ -5,7 +5,10 @@ use crate::{Error, ExitStatus, lifecycle, output};
 use super::view::{self, Port};
 
 pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, _| port(backend, args).await).await
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        port(backend, args).await
+    })
+    .await
 }
 
 async fn port(backend: &dyn Backend, args: PortArgs) -> Result<ExitStatus, Error> {

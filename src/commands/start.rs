@@ -7,7 +7,10 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, signals| start(backend, signals, args).await).await
+    super::briefly(super::Interrupts::Own, async |backend, signals| {
+        start(backend, signals, args).await
+    })
+    .await
 }
 
 async fn start(

@@ -27,7 +27,10 @@ struct ServiceStatus {
 }
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, _| status(backend, args).await).await
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        status(backend, args).await
+    })
+    .await
 }
 
 async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> {

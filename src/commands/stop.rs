@@ -6,7 +6,10 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
-    super::briefly(async |backend, _| stop(backend, args).await).await
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        stop(backend, args).await
+    })
+    .await
 }
 
 async fn stop(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> {
