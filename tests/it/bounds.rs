@@ -127,6 +127,14 @@ fn an_engine_that_stops_answering_a_listing_ends_ls_and_status_within_their_boun
             .spawn()
     };
     let (ls, status) = (read(&["ls"]), read(&["status", id]));
+    // The first Ctrl-C ends a short command at once.
+    let interrupted = read(&["ls"]);
+    std::thread::sleep(Duration::from_secs(1));
+    interrupted.signal("INT");
+    interrupted
+        .wait_within(Duration::from_secs(3))
+        .code(130)
+        .stderr_has("error: interrupted");
     for run in [ls, status] {
         run.wait_within(Duration::from_secs(30))
             .code(2)
@@ -214,4 +222,43 @@ fn an_update_that_runs_out_of_time_shows_the_log_of_the_service_it_waited_for() 
         .stderr_has("the environment was not ready within 3s: still waiting for `app` (starting)")
         .stderr_has(&format!("of `app_{id}`:"))
         .stderr_has("| app: starting (ready in 60s)");
+}
+
+#[test]
+fn a_second_interrupt_ends_a_hung_down_at_once_saying_what_is_left() {
+    let env = TestEnv::new(
+        "down-twice",
+        &format!("  app:\n    image: {IMAGE}\n    command: [serve, --name, app]\n"),
+    );
+    let id = &env.name;
+    env.envctl().args(["up", id, "--name", id]).run().success();
+    // No removal gets an answer: the engine takes them and hangs.
+    let proxy = SlowProxy::start("down-twice", "DELETE /", Duration::from_secs(60));
+    let down = env
+        .envctl()
+        .env("DOCKER_HOST", &proxy.host)
+        .args(["down", id])
+        .spawn();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the removal never came");
+    down.signal("INT");
+    std::thread::sleep(Duration::from_millis(500));
+    down.signal("INT");
+    let second = Instant::now();
+    let run = down.wait_within(Duration::from_secs(10));
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        second.elapsed()
+    );
+    run.code(130)
+        .stderr_has(&format!(
+            "interrupted: removing {id} ... press Ctrl-C again to force"
+        ))
+        .stderr_has(&format!(
+            "error: interrupted again\nremoved nothing of environment `{id}`; left `app_{id}`"
+        ))
+        .stderr_has(&format!("hint: `envctl down {id}` removes the rest"));
 }
