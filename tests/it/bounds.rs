@@ -253,12 +253,13 @@ fn a_second_interrupt_ends_a_hung_down_at_once_saying_what_is_left() {
         "took {:?}",
         second.elapsed()
     );
-    run.code(130)
-        .stderr_has(&format!(
-            "interrupted: removing {id} ... press Ctrl-C again to force"
-        ))
-        .stderr_has(&format!(
-            "error: interrupted again\nremoved nothing of environment `{id}`; left `app_{id}`"
-        ))
-        .stderr_has(&format!("hint: `envctl down {id}` removes the rest"));
+    run.code(130);
+    assert_eq!(
+        crate::snapshot::mask(&run.stderr(), id),
+        "interrupted: removing NAME ... press Ctrl-C again to force\n\
+         error: interrupted again\n\
+         removed nothing of environment `NAME`; left `app_NAME`, `envctl_NAME_ready`, \
+         `envctl_NAME`, network `envctl_NAME_NAME`\n\
+         hint: `envctl down NAME` removes the rest\n"
+    );
 }
