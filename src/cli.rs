@@ -365,6 +365,10 @@ pub struct DownArgs {
     /// and removed at once
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub grace: Option<Duration>,
+    /// Give up on an engine that does not answer a call within DURATION (a stop with --grace
+    /// gets its grace on top), saying what was removed and what is left
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,9 @@ pub enum Error {
     /// The user interrupted a command that had nothing to undo.
     #[error("{0}")]
     Interrupted(String),
+    /// A removal cut short: why, what went and what is left.
+    #[error("{0}")]
+    Unfinished(String),
 }
 
 impl Error {
@@ -91,7 +94,8 @@ impl Error {
             | Error::Reap(_)
             | Error::State(_)
             | Error::Signals(_)
-            | Error::Runtime(_) => ExitStatus::Failure,
+            | Error::Runtime(_)
+            | Error::Unfinished(_) => ExitStatus::Failure,
         }
     }
 

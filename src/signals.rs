@@ -37,8 +37,8 @@ impl Signals {
         Ok(Signals { count, last })
     }
 
-    /// Signals that arrive when the returned sender says so, for tests: no handler is
-    /// installed.
+    /// Signals that arrive when the returned sender says so (for tests), or never while it is
+    /// kept: no handler is installed.
     pub fn manual() -> (Signals, watch::Sender<u32>) {
         let (sender, count) = watch::channel(0);
         let last = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(SIGINT));

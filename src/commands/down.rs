@@ -2,17 +2,28 @@ use std::io::{IsTerminal, Write};
 
 use crate::backend::Backend;
 use crate::cli::DownArgs;
-use crate::lifecycle::{self, Instance, LookupError, inventory};
+use crate::lifecycle::{self, Bounded, Instance, LookupError, Recorded, TeardownError, inventory};
+use crate::signals::Signals;
 use crate::spec::did_you_mean;
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let ids = resolve(backend.as_ref(), &args.ids).await?;
+    let engine = super::backend().await?;
+    // Until the removal begins an interrupt ends `down` at once (it may be asking on the
+    // terminal); each call gets `--timeout` to answer.
+    let (quiet, _sender) = Signals::manual();
+    let choosing = Bounded {
+        backend: engine.as_ref(),
+        deadline: None,
+        per_call: Some(args.timeout),
+        signals: &quiet,
+    };
+    let backend: &dyn Backend = &choosing;
+    let ids = resolve(backend, &args.ids).await?;
     let many = args.all || args.owner.is_some();
     let chosen = match many {
         true => {
-            let instances = inventory::list(backend.as_ref()).await?;
+            let instances = inventory::list(backend).await?;
             let matching: Vec<&Instance> = instances
                 .iter()
                 .filter(|i| {
@@ -34,7 +45,35 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         }
         false => ids.clone(),
     };
-    let removed = lifecycle::down(backend.as_ref(), &chosen, args.grace).await?;
+    let signals = Signals::listen().map_err(Error::Signals)?;
+    let removing = Bounded {
+        signals: &signals,
+        ..choosing
+    };
+    let recorded = Recorded::new(&removing);
+    let removal = lifecycle::down(&recorded, &chosen, args.grace);
+    let first = async {
+        signals.received(1).await;
+        output::message(&format!(
+            "interrupted: removing {} ... press Ctrl-C again to force",
+            chosen.join(", ")
+        ));
+        std::future::pending::<()>().await;
+    };
+    let removed = tokio::select! {
+        result = removal => match result {
+            Err(TeardownError::Backend(error)) => {
+                let cause = error.to_string();
+                return Err(Error::Unfinished(unfinished(&recorded, &chosen, &cause)));
+            }
+            other => other?,
+        },
+        () = first => unreachable!("the notice never ends"),
+        () = signals.received(2) => {
+            let left = unfinished(&recorded, &chosen, "interrupted again");
+            return Err(Error::Interrupted(left));
+        }
+    };
     for instance in &removed {
         output::message(&format!(
             "removed {} ({})",
@@ -49,7 +88,7 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
     // An id names one environment, so finding nothing is a typo unless the caller says the
     // environment may be gone already; `--owner` and `--all` may rightly find nothing.
     if !missing.is_empty() && !args.ignore_missing {
-        return Err(Error::NotFound(unknown(backend.as_ref(), &missing).await));
+        return Err(Error::NotFound(unknown(backend, &missing).await));
     }
     for id in &missing {
         output::message(&format!("{id}: nothing to remove"));
@@ -58,6 +97,27 @@ pub async fn exec(args: DownArgs) -> Result<ExitStatus, Error> {
         output::message("nothing to remove");
     }
     Ok(ExitStatus::Success)
+}
+
+/// `cause`'s first line, what is gone and what is left of each environment in `chosen` that
+/// was not removed completely, and the rest of `cause` (its hint).
+fn unfinished(recorded: &Recorded<'_>, chosen: &[String], cause: &str) -> String {
+    let (first, rest) = cause.split_once('\n').unwrap_or((cause, ""));
+    let mut out = first.to_string();
+    for id in chosen {
+        let Some(cleanup) = recorded.cleanup(id) else {
+            continue;
+        };
+        match cleanup.is_complete() {
+            true => output::message(&format!("removed {id}")),
+            false => out.push_str(&format!("\n{cleanup}")),
+        }
+    }
+    if !rest.is_empty() {
+        out.push('\n');
+        out.push_str(rest);
+    }
+    out
 }
 
 /// The ids given, each a whole id or a unique prefix or suffix of one; an id that names nothing

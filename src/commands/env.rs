@@ -2,9 +2,16 @@ use crate::cli::{EnvArgs, Format};
 use crate::{Error, ExitStatus, lifecycle, output, pipeline};
 
 pub async fn exec(args: EnvArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    let variables = pipeline::environment_variables(&instance);
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        let instance = lifecycle::require(backend, &args.id).await?;
+        print(&instance, &args);
+        Ok(ExitStatus::Success)
+    })
+    .await
+}
+
+fn print(instance: &lifecycle::Instance, args: &EnvArgs) {
+    let variables = pipeline::environment_variables(instance);
     match args.output.output {
         Format::Json => output::json(&variables),
         Format::Text => {
@@ -15,5 +22,4 @@ pub async fn exec(args: EnvArgs) -> Result<ExitStatus, Error> {
             output::data(&lines);
         }
     }
-    Ok(ExitStatus::Success)
 }

@@ -12,8 +12,24 @@ use crate::lifecycle::{self, Instance};
 use crate::{Error, ExitStatus, output};
 
 pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    let interrupts = match args.follow {
+        true => super::Interrupts::Own,
+        false => super::Interrupts::End,
+    };
+    super::briefly(interrupts, async |backend, signals| {
+        let follow = args.follow;
+        // Ctrl-C is how a followed log ends: quietly.
+        tokio::select! {
+            biased;
+            result = logs(backend, args) => result,
+            () = signals.received(1), if follow => Ok(ExitStatus::Code(130)),
+        }
+    })
+    .await
+}
+
+async fn logs(backend: &dyn Backend, args: LogsArgs) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl logs");
     let containers = chosen(&instance, &args.services)?;
     let width = containers

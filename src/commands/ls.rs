@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::cli::{Format, OutputArgs};
 use crate::lifecycle::inventory::{self, Instance};
 use crate::state::{Record, Store};
@@ -43,8 +44,14 @@ struct Row {
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instances = inventory::list(backend.as_ref()).await?;
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        list(backend, args).await
+    })
+    .await
+}
+
+async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Error> {
+    let instances = inventory::list(backend).await?;
     let (state, warning) = Store::from_env().read();
     if let Some(warning) = warning {
         output::warning(&warning);

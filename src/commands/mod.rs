@@ -23,12 +23,15 @@ mod update;
 mod view;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::backend::Kind;
 use crate::backend::docker::{DockerBackend, Flags};
 use crate::backend::swarm::Swarm;
 use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
+use crate::lifecycle::Bounded;
+use crate::signals::Signals;
 use crate::spec::{Catalog, Environment, PullPolicy, Target, catalog};
 use crate::{Error, ExitStatus};
 
@@ -96,6 +99,47 @@ async fn backend() -> Result<Arc<dyn Backend>, Error> {
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),
     }
+}
+
+/// How long any one engine call of a short command (`ls`, `status`, `port`, `env`, `logs`,
+/// `stop`, `start`) may go unanswered: a working engine answers these in well under a second.
+/// A stop gets its grace on top.
+const CALL_BOUND: Duration = Duration::from_secs(10);
+
+/// Runs a short command on the backend with every engine call bounded by [`CALL_BOUND`], so a
+/// frozen engine ends it (exit 2, naming the engine) instead of hanging a CI step, and ends it
+/// at the first interrupt (exit 130), unless the command handles `interrupts` itself.
+async fn briefly(
+    interrupts: Interrupts,
+    command: impl AsyncFnOnce(&dyn Backend, &Signals) -> Result<ExitStatus, Error>,
+) -> Result<ExitStatus, Error> {
+    let signals = Signals::listen().map_err(Error::Signals)?;
+    let work = async {
+        let backend = backend().await?;
+        let bounded = Bounded {
+            backend: backend.as_ref(),
+            deadline: None,
+            per_call: Some(CALL_BOUND),
+            signals: &signals,
+        };
+        command(&bounded, &signals).await
+    };
+    tokio::select! {
+        biased;
+        result = work => result,
+        () = signals.received(1), if interrupts == Interrupts::End => {
+            Err(Error::Interrupted("interrupted".into()))
+        }
+    }
+}
+
+/// What the first interrupt does to a short command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupts {
+    /// Ends it with exit 130.
+    End,
+    /// The command listens and says what it stops.
+    Own,
 }
 
 /// The error for a service `instance` does not have: removed by hand, or never there (with

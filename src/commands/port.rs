@@ -1,12 +1,18 @@
-use crate::backend::ServiceState;
+use crate::backend::{Backend, ServiceState};
 use crate::cli::{Format, PortArgs};
 use crate::{Error, ExitStatus, lifecycle, output};
 
 use super::view::{self, Port};
 
 pub async fn exec(args: PortArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        port(backend, args).await
+    })
+    .await
+}
+
+async fn port(backend: &dyn Backend, args: PortArgs) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
     let id = &instance.id;
     let Some(container) = instance
         .services

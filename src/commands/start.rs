@@ -1,3 +1,4 @@
+use crate::backend::Backend;
 use crate::cli::{Format, StartArgs};
 use crate::lifecycle;
 use crate::signals::Signals;
@@ -6,14 +7,22 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
-    let signals = Signals::listen().map_err(Error::Signals)?;
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    super::briefly(super::Interrupts::Own, async |backend, signals| {
+        start(backend, signals, args).await
+    })
+    .await
+}
+
+async fn start(
+    backend: &dyn Backend,
+    signals: &Signals,
+    args: StartArgs,
+) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl start");
     // What an update left half-way goes back first: the previous containers, set aside, keep
     // their data; then the rest starts as usual.
-    let restoring =
-        lifecycle::update::restore_unfinished(backend.as_ref(), &instance, args.timeout);
+    let restoring = lifecycle::update::restore_unfinished(backend, &instance, args.timeout);
     let instance = tokio::select! {
         restored = tokio::time::timeout(args.timeout, restoring) => match restored {
             Ok(restored) => restored?,
@@ -34,12 +43,7 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
         }
     };
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
-    let starting = lifecycle::start(
-        backend.as_ref(),
-        &instance,
-        &reporter.progress,
-        args.timeout,
-    );
+    let starting = lifecycle::start(backend, &instance, &reporter.progress, args.timeout);
     // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
     // the progress tick on.
     let started = tokio::select! {
@@ -59,7 +63,7 @@ pub async fn exec(args: StartArgs) -> Result<ExitStatus, Error> {
     started?;
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
-    let instance = lifecycle::require(backend.as_ref(), &instance.id).await?;
+    let instance = lifecycle::require(backend, &instance.id).await?;
     let environment = view::Environment::of(&instance);
     match args.output.output {
         Format::Json => output::json(&environment),

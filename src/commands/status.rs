@@ -1,5 +1,6 @@
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, naming, output};
@@ -26,10 +27,16 @@ struct ServiceStatus {
 }
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        status(backend, args).await
+    })
+    .await
+}
+
+async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl status");
-    let details = lifecycle::statuses(backend.as_ref(), &instance).await?;
+    let details = lifecycle::statuses(backend, &instance).await?;
     let services: Vec<ServiceStatus> = instance
         .services
         .iter()

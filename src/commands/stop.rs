@@ -1,3 +1,4 @@
+use crate::backend::Backend;
 use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
 use crate::{Error, ExitStatus, output};
@@ -5,13 +6,19 @@ use crate::{Error, ExitStatus, output};
 use super::view;
 
 pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
-    let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    lifecycle::stop(backend.as_ref(), &instance).await?;
+    super::briefly(super::Interrupts::End, async |backend, _| {
+        stop(backend, args).await
+    })
+    .await
+}
+
+async fn stop(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> {
+    let instance = lifecycle::require(backend, &args.id).await?;
+    lifecycle::stop(backend, &instance).await?;
     let id = &instance.id;
     match args.output.output {
         Format::Json => {
-            let stopped = lifecycle::require(backend.as_ref(), id).await?;
+            let stopped = lifecycle::require(backend, id).await?;
             output::json(&view::Environment::of(&stopped));
         }
         Format::Text if backend.info().capabilities.stop_keeps_state => {

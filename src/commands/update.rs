@@ -16,7 +16,14 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
         .collect::<Result<_, String>>()
         .map_err(Error::Usage)?;
     let backend = super::backend().await?;
-    let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
+    // `--timeout` bounds the update from here on.
+    let looking = lifecycle::Bounded {
+        backend: backend.as_ref(),
+        deadline: tokio::time::Instant::now().checked_add(args.timeout),
+        per_call: None,
+        signals: &signals,
+    };
+    let instance = lifecycle::require(&looking, &args.id).await?;
     let recorded = instance.metadata.files.clone();
     let catalog = match (args.file.as_slice(), &recorded) {
         ([], Some(files)) => Catalog::Files(files.clone()),

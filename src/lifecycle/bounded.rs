@@ -102,6 +102,17 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        let operation = || "read the insecure registries".into();
+        self.call(operation, NONE, self.backend.insecure_registries())
+            .await
+    }
+
+    /// Not bounded: a stream of events that rightly stays quiet for long.
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        self.backend.changes()
+    }
+
     async fn fetch_image(
         &self,
         image: &ImageRef,
@@ -156,10 +167,21 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    /// Only the deadline bounds a wait for an exit: the engine rightly answers it when the
+    /// service ends, and whoever waits (a readiness probe, `start`) has a bound of its own.
     async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
-        let operation = || format!("wait for `{}`", service.name);
-        self.call(operation, NONE, self.backend.wait_exit(service))
-            .await
+        let start = Instant::now();
+        let waiting = self.backend.wait_exit(service);
+        let Some(deadline) = self.deadline else {
+            return waiting.await;
+        };
+        match tokio::time::timeout_at(deadline, waiting).await {
+            Ok(result) => result,
+            Err(_) => {
+                let operation = format!("wait for `{}`", service.name);
+                Err(self.no_answer(operation, start.elapsed()))
+            }
+        }
     }
 
     async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
@@ -169,25 +191,24 @@ impl Backend for Bounded<'_> {
     }
 
     /// The lines that arrive before the call is given up, then a [`BackendError::NoAnswer`].
-    /// An interrupt is only seen when the read begins: reads are short, or followed within a
-    /// race that the interrupt ends anyway.
+    /// The per-call bound is one on the wait for each next line, and a log that is followed
+    /// has none: its next line may rightly take long. An interrupt is only seen when the read
+    /// begins: reads are short, or followed within a race that the interrupt ends anyway.
     fn logs(
         &self,
         service: &ServiceRef,
         options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
         let start = Instant::now();
-        let mut until = [self.deadline, self.per_call.map(|d| start + d)]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut until = self.deadline;
         if self.signals.count() > 0 {
             let bound = start + AFTER_INTERRUPT;
             until = Some(until.map_or(bound, |until| until.min(bound)));
         }
-        let Some(until) = until else {
+        let idle = self.per_call.filter(|_| !options.follow);
+        if until.is_none() && idle.is_none() {
             return self.backend.logs(service, options);
-        };
+        }
         let info = self.backend.info().clone();
         let operation = format!("read the logs of `{}`", service.name);
         let lines = self.backend.logs(service, options);
@@ -195,6 +216,8 @@ impl Backend for Bounded<'_> {
             let (info, operation) = (info.clone(), operation.clone());
             async move {
                 let mut lines = lines?;
+                let next = idle.map(|idle| Instant::now() + idle);
+                let until = [until, next].into_iter().flatten().min().expect("a bound");
                 match tokio::time::timeout_at(until, lines.next()).await {
                     Ok(Some(line)) => Some((line, Some(lines))),
                     Ok(None) => None,
@@ -409,6 +432,32 @@ mod tests {
         assert_eq!(waited(result.unwrap_err()), Duration::from_secs(8));
         let error = backend.list(&Selector::All).await.unwrap_err();
         assert_eq!(waited(error), AFTER_INTERRUPT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_an_exit_or_a_followed_log_outlasts_the_per_call_bound() {
+        let (signals, _sender) = Signals::manual();
+        let fake = frozen();
+        fake.fault("wait_exit", "*", Fault::Hang);
+        let backend = Bounded {
+            backend: &fake,
+            deadline: None,
+            per_call: Some(Duration::from_secs(5)),
+            signals: &signals,
+        };
+        let minute = Duration::from_secs(60);
+        let waiting = tokio::time::timeout(minute, backend.wait_exit(&service())).await;
+        assert!(
+            waiting.is_err(),
+            "a wait for an exit was given up: {waiting:?}"
+        );
+        let options = LogOptions {
+            follow: true,
+            ..LogOptions::default()
+        };
+        let mut lines = backend.logs(&service(), options);
+        let next = tokio::time::timeout(minute, lines.next()).await;
+        assert!(next.is_err(), "a followed log was given up");
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@ mod on_fake;
 mod pin;
 pub mod probe;
 pub mod process;
+mod recorded;
 pub mod refs;
 mod restart;
 pub mod scheduler;
@@ -22,9 +23,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+pub use bounded::{AFTER_INTERRUPT, Bounded};
 pub use build::{BuildError, build_environment};
 pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
+pub use recorded::Recorded;
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, TeardownError, down, remove, remove_now, stop};
 pub use up::{

@@ -806,6 +806,50 @@ async fn an_update_that_times_out_restores_the_previous_service_at_its_deadline(
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_whose_engine_stops_answering_ends_within_its_timeout_and_ten_seconds() {
+    let fake = fake();
+    fake.add_image(image("shop/app:2"));
+    let (signals, _sender) = Signals::manual();
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    let before = require(&fake, "shop-1").await.unwrap();
+    // From the replacement's start on, the engine takes every request and answers none.
+    for operation in ["start_service", "ping", "list", "list", "list"] {
+        fake.fault(operation, "*", Fault::Hang);
+    }
+    let began = tokio::time::Instant::now();
+    let error = update(
+        &fake,
+        &before,
+        &shop_with_app_2(),
+        &["app".to_string()],
+        &update_options(),
+        &quiet(),
+        &signals,
+        &|| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        began.elapsed() <= Duration::from_secs(70),
+        "{:?}",
+        began.elapsed()
+    );
+    let text = error.to_string();
+    assert!(text.contains("stopped answering"), "{text}");
+    assert!(
+        text.contains("could not restore the previous services of `shop-1`"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_update_stops_the_service_put_aside_before_its_replacement_starts() {
     let fake = fake();
     fake.add_image(image("shop/app:2"));
@@ -1155,7 +1199,9 @@ async fn killed_update(fake: &Fake) -> Instance {
         .await
         .unwrap();
     let app = fake.put_aside(&before.services[0].handle).await.unwrap();
-    fake.stop_service(&app.handle, Duration::ZERO).await.unwrap();
+    fake.stop_service(&app.handle, Duration::ZERO)
+        .await
+        .unwrap();
     require(fake, "shop-1").await.unwrap()
 }
 

@@ -207,12 +207,14 @@ async fn start_or_roll_back(
         // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
         // stopped the start.
         Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
-        Err(StartError::Timeout { .. }) => Err(timed_out(&aftermath, options, run, &phases).await),
+        Err(StartError::Timeout { .. }) => {
+            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
+        }
         // A create the deadline cut short: the start ran out of time there.
         Err(StartError::Backend(BackendError::NoAnswer { .. }))
             if Instant::now() >= run.deadline =>
         {
-            Err(timed_out(&aftermath, options, run, &phases).await)
+            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
         }
         Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
             Some(id) => Err(StartError::RemovedMeanwhile(id)),
@@ -429,12 +431,13 @@ impl Bounds<'_> {
     }
 }
 
-/// The timeout error, naming what the start was still waiting for; or, when the engine does
-/// not answer a ping, that error: a hung engine is not a slow environment.
-async fn timed_out(
-    backend: &Bounded<'_>,
-    options: &UpOptions,
-    run: &Run,
+/// The timeout error, naming what the start (or update) of run `nonce` was still waiting for,
+/// with the log of the first service it was starting; or, when the engine does not answer a
+/// ping, that error: a hung engine is not a slow environment. `backend` bounds each call.
+pub(super) async fn timed_out(
+    backend: &dyn Backend,
+    timeout: Duration,
+    nonce: &str,
     phases: &Phases,
 ) -> StartError {
     if let Err(error) = backend.ping().await
@@ -445,7 +448,7 @@ async fn timed_out(
     let pending = phases.pending();
     let mut logs = None;
     if let Some((service, Phase::Starting)) = pending.first() {
-        let selector = Selector::Run(run.nonce.clone());
+        let selector = Selector::Run(nonce.to_string());
         if let Ok(records) = backend.list(&selector).await
             && let Some(record) = records
                 .iter()
@@ -457,7 +460,7 @@ async fn timed_out(
         }
     }
     StartError::Timeout {
-        timeout: options.timeout,
+        timeout,
         pending,
         logs,
         unanswered: crate::reach::unanswered(backend.endpoint()),

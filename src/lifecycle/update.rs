@@ -31,7 +31,7 @@ use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
 use super::up::{
     REMOVAL_WINDOW, StartedPort, StartedService, far_future, local, resolve_image, run_nonce,
-    service_spec_for, speaks_http,
+    service_spec_for, speaks_http, timed_out,
 };
 use super::{Phase, Progress, StartError};
 use crate::backend::{
@@ -46,6 +46,10 @@ use crate::spec::{Environment, did_you_mean};
 /// How long each engine call of a restore may take: the update is over, and a working engine
 /// answers these at once.
 const RESTORE_CALL: Duration = Duration::from_secs(5);
+
+/// How long all that follows the update's own time may take: the diagnosis of a timeout, the
+/// restore or the removal of what was put aside. `--timeout` plus this bounds an update.
+const AFTERMATH: Duration = Duration::from_secs(10);
 
 /// Options of one `update`, free of any command-line types.
 #[derive(Debug, Clone)]
@@ -188,6 +192,12 @@ pub enum RestoreError {
     /// A call gave no answer within [`RESTORE_CALL`].
     #[error("the {} engine did not answer", .0.engine())]
     NoAnswer(Kind),
+    /// The restore did not end within [`AFTERMATH`].
+    #[error(
+        "it did not end within {}: the previous services may still be starting",
+        humantime::format_duration(*.0)
+    )]
+    Unfinished(Duration),
     /// The environment was no longer listed.
     #[error("environment `{0}` is gone")]
     Gone(String),
@@ -364,7 +374,14 @@ pub async fn update(
     let deadline = Instant::now()
         .checked_add(options.timeout)
         .unwrap_or_else(far_future);
-    let instance = restore_unfinished(backend, instance, options.timeout).await?;
+    // `--timeout` bounds the update as a whole, what comes before the replacement included.
+    let within = Bounded {
+        backend,
+        deadline: Some(deadline),
+        per_call: None,
+        signals,
+    };
+    let instance = restore_unfinished(&within, instance, options.timeout).await?;
     let id = instance.id.clone();
     match instance.state(Utc::now()) {
         State::Ready | State::Degraded => {}
@@ -401,7 +418,7 @@ pub async fn update(
     };
     let phases = Phases::default();
     let images = images(
-        backend,
+        &within,
         &instance,
         environment,
         named,
@@ -411,7 +428,7 @@ pub async fn update(
     )
     .await?;
     let nonce = run_nonce();
-    claim(backend, &instance, &nonce, options.timeout).await?;
+    claim(&within, &instance, &nonce, options.timeout).await?;
     let was_running = chosen.intersection(&running).cloned().collect();
     // Every call of the preparation is bounded by the update's deadline and its interrupt.
     let preparing = Bounded {
@@ -420,6 +437,7 @@ pub async fn update(
         per_call: None,
         signals,
     };
+    let addresses = Mutex::default();
     let work = Work {
         backend,
         instance: &instance,
@@ -431,7 +449,7 @@ pub async fn update(
         isolation,
         images: &images,
         grace: options.grace,
-        addresses: Mutex::default(),
+        addresses: &addresses,
     };
     let replacing = async {
         let prepared = work.prepare(&preparing, progress, &phases).await?;
@@ -458,17 +476,44 @@ pub async fn update(
         std::future::pending::<()>().await;
     };
     let outcome = async {
-        let cause = match replacing.await {
-            Ok(()) => return work.finish().await,
-            Err(StartError::Timeout { timeout, .. }) => StartError::Timeout {
-                timeout,
-                pending: phases.pending(),
-                logs: None,
-                unanswered: None,
-            },
+        let result = replacing.await;
+        let out_of_time = Instant::now() >= deadline;
+        // Whatever follows has [`AFTERMATH`] in all and [`RESTORE_CALL`] a call, so a frozen
+        // engine ends the update too; a restore's wait for readiness is bounded as a whole.
+        let until = Instant::now() + AFTERMATH;
+        let aftermath = Bounded {
+            backend,
+            deadline: Some(until),
+            per_call: Some(RESTORE_CALL),
+            signals,
+        };
+        let cause = match result {
+            Ok(()) => {
+                return Work {
+                    backend: &aftermath,
+                    ..work
+                }
+                .finish()
+                .await;
+            }
+            Err(StartError::Timeout { timeout, .. }) => {
+                timed_out(&aftermath, timeout, &nonce, &phases).await
+            }
+            // A call the deadline cut short: the update ran out of time there.
+            Err(StartError::Backend(BackendError::NoAnswer { .. })) if out_of_time => {
+                timed_out(&aftermath, options.timeout, &nonce, &phases).await
+            }
             Err(error) => error,
         };
-        work.restore_after(cause).await
+        let restoring = Bounded {
+            deadline: None,
+            ..aftermath
+        };
+        let work = Work {
+            backend: &restoring,
+            ..work
+        };
+        work.restore_after(cause, until).await
     };
     tokio::select! {
         result = outcome => result,
@@ -493,7 +538,7 @@ struct Work<'a> {
     grace: Option<Duration>,
     /// The addresses the previous services gave up when put aside, by service: their
     /// replacements take them over, and a restore gives them back.
-    addresses: Mutex<BTreeMap<String, IpAddr>>,
+    addresses: &'a Mutex<BTreeMap<String, IpAddr>>,
 }
 
 /// What [`Work::prepare`] made: the new services and the previous ones put aside, by service.
@@ -722,7 +767,11 @@ impl Work<'_> {
 
     /// After a failure: puts the previous services back, or, when the environment was removed
     /// meanwhile, removes what this update created.
-    async fn restore_after(&self, cause: StartError) -> Result<Updated, UpdateError> {
+    async fn restore_after(
+        &self,
+        cause: StartError,
+        until: Instant,
+    ) -> Result<Updated, UpdateError> {
         let current = match self.list().await {
             Ok(current) => current,
             Err(error) => {
@@ -746,7 +795,11 @@ impl Work<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let restored = match restore(self.backend, &current, self.was_running, &addresses).await {
+        let restoring = restore(self.backend, &current, self.was_running, &addresses);
+        let restored = tokio::time::timeout_at(until, restoring)
+            .await
+            .unwrap_or(Err(RestoreError::Unfinished(AFTERMATH)));
+        let restored = match restored {
             Ok(()) => Restored {
                 id: self.id().to_string(),
                 running: self.describe(self.list().await.ok().flatten().as_ref()),

@@ -1,6 +1,7 @@
 //! envctl's integration tests: one binary. Modules without Docker run everywhere; the
 //! lifecycle modules need a Docker engine (`.ci/run` starts one).
 
+mod bounds;
 mod browser;
 mod cli;
 mod completion;

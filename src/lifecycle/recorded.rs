@@ -1,0 +1,298 @@
+//! A backend that notes what it removed, so that a removal cut short (an engine that stopped
+//! answering, a second interrupt) can say what went and what is left.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use super::inventory::Instance;
+use super::teardown::{self, Cleanup, Resource};
+use crate::backend::*;
+use crate::naming;
+use crate::spec::ImageRef;
+
+/// `backend`, with every removal it carried out noted by name.
+pub struct Recorded<'a> {
+    pub backend: &'a dyn Backend,
+    removed: Mutex<Vec<Resource>>,
+    /// The ids whose lease was removed: a lease's name carries its expiry.
+    leases: Mutex<Vec<String>>,
+    /// What each environment had in any listing, in the order first seen: a removal lists
+    /// again after removing some.
+    listed: Mutex<BTreeMap<String, Vec<Resource>>>,
+}
+
+impl<'a> Recorded<'a> {
+    pub fn new(backend: &'a dyn Backend) -> Recorded<'a> {
+        Recorded {
+            backend,
+            removed: Mutex::default(),
+            leases: Mutex::default(),
+            listed: Mutex::default(),
+        }
+    }
+
+    fn note<T>(&self, resource: Resource, result: Result<T>) -> Result<T> {
+        if result.is_ok() {
+            self.removed.lock().expect("removed lock").push(resource);
+        }
+        result
+    }
+
+    /// What of environment `id` is gone and what is left, as its listings knew it; `None`
+    /// when it was never listed.
+    pub fn cleanup(&self, id: &str) -> Option<Cleanup> {
+        let listed = self.listed.lock().expect("listed lock");
+        let expected = listed.get(id)?;
+        let removed = self.removed.lock().expect("removed lock");
+        let lease_gone = self
+            .leases
+            .lock()
+            .expect("leases lock")
+            .contains(&id.to_string());
+        let is_lease = |r: &Resource| match r {
+            Resource::Container(name) => {
+                naming::lease_expiry(name).is_some_and(|t| naming::lease_name(id, t) == *name)
+            }
+            _ => false,
+        };
+        let (gone, left) = expected
+            .iter()
+            .cloned()
+            .partition(|resource| removed.contains(resource) || (lease_gone && is_lease(resource)));
+        Some(Cleanup {
+            id: Some(id.to_string()),
+            removed: gone,
+            left,
+            unanswered: Vec::new(),
+            cause: None,
+        })
+    }
+}
+
+/// Everything of `instance` a removal takes, by the names the listing gave.
+fn expected(instance: &Instance) -> Vec<Resource> {
+    let id = &instance.id;
+    let mut resources = teardown::resources(instance);
+    let aside = instance.aside.iter();
+    let mut extra: Vec<Resource> = aside
+        .map(|s| Resource::Container(s.handle.name.clone()))
+        .collect();
+    if instance.markers.pinned {
+        extra.push(Resource::Container(naming::pin_name(id)));
+    }
+    if instance.markers.update.is_some() {
+        extra.push(Resource::Container(naming::update_name(id)));
+    }
+    // Containers first, as the report lists them.
+    let services = instance.services.len();
+    resources.splice(services..services, extra);
+    resources
+}
+
+#[async_trait]
+impl Backend for Recorded<'_> {
+    fn info(&self) -> &BackendInfo {
+        self.backend.info()
+    }
+    async fn ping(&self) -> Result<()> {
+        self.backend.ping().await
+    }
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        self.backend.resolve_image(image).await
+    }
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        self.backend.image_tags(repository).await
+    }
+    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+        self.backend.insecure_registries().await
+    }
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
+        self.backend.fetch_image(image, on_progress).await
+    }
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {
+        self.backend.build_image(context, dockerfile, tag).await
+    }
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        self.backend.claim(metadata).await
+    }
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        self.backend.create_isolation(metadata).await
+    }
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        self.backend.create_volume(metadata, volume).await
+    }
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        self.backend.create_service(isolation, spec).await
+    }
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        self.backend.start_service(service).await
+    }
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        self.backend.wait_exit(service).await
+    }
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        self.backend.status(service).await
+    }
+    fn changes(&self) -> BoxStream<'static, Result<()>> {
+        self.backend.changes()
+    }
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> BoxStream<'static, Result<LogLine>> {
+        self.backend.logs(service, options)
+    }
+    async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
+        self.backend.exec(service, command).await
+    }
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
+        self.backend.traffic(service).await
+    }
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
+        self.backend.stop_service(service, grace).await
+    }
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
+        let result = self.backend.remove_service(service, grace).await;
+        self.note(Resource::Container(service.name.clone()), result)
+    }
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
+        self.backend.put_aside(service).await
+    }
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<IpAddr>,
+    ) -> Result<ServiceRef> {
+        self.backend.restore_aside(aside, address).await
+    }
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        let records = self.backend.list(selector).await?;
+        let mut listed = self.listed.lock().expect("listed lock");
+        for record in &records {
+            let known = listed.entry(record.id.clone()).or_default();
+            for resource in expected(record) {
+                if !known.contains(&resource) {
+                    known.push(resource);
+                }
+            }
+        }
+        Ok(records)
+    }
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        self.backend.set_marker(metadata, marker).await
+    }
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        let result = self.backend.clear_marker(id, kind).await;
+        let name = match kind {
+            MarkerKind::Ready => naming::ready_name(id),
+            MarkerKind::Pinned => naming::pin_name(id),
+            MarkerKind::Update => naming::update_name(id),
+            MarkerKind::Lease => {
+                if result.is_ok() {
+                    self.leases
+                        .lock()
+                        .expect("leases lock")
+                        .push(id.to_string());
+                }
+                return result;
+            }
+        };
+        self.note(Resource::Container(name), result)
+    }
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
+        let result = self.backend.clear_update_marker(id, run).await;
+        self.note(Resource::Container(naming::update_name(id)), result)
+    }
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        let result = self.backend.remove_isolation(isolation).await;
+        self.note(Resource::Network(isolation.name.clone()), result)
+    }
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        let result = self.backend.remove_volume(volume).await;
+        self.note(Resource::Volume(volume.native.clone()), result)
+    }
+    async fn release(&self, id: &str) -> Result<()> {
+        let result = self.backend.release(id).await;
+        self.note(Resource::Container(naming::anchor_name(id)), result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::fake::{Fake, Fault};
+    use crate::lifecycle::{Bounded, UpOptions, up};
+    use crate::signals::Signals;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_cut_short_by_a_hung_engine_says_what_went_and_what_is_left() {
+        let fake = Fake::new();
+        fake.add_image(ResolvedImage {
+            reference: ImageRef {
+                repository: "shop/db".into(),
+                tag: "1".into(),
+            },
+            healthcheck: None,
+        });
+        let yaml = "name: shop\nservices:\n  db:\n    image: shop/db\n    tag: '1'\n";
+        let environment = crate::spec::parse(std::path::Path::new("shop.yaml"), yaml, &|_| None)
+            .expect("a valid environment");
+        let (signals, _sender) = Signals::manual();
+        let options = UpOptions {
+            name: Some("x".into()),
+            timeout: Duration::from_secs(60),
+            keep_on_failure: false,
+            owner: "tester".into(),
+            prefix_tags: Vec::new(),
+            ttl: None,
+            build: Default::default(),
+            lease: false,
+            pull: None,
+            files: None,
+        };
+        let quiet: super::super::Progress = Arc::new(|_, _| {});
+        let outcome = up(&fake, &environment, &options, &quiet, &signals, &|_| {}).await;
+        outcome.result.expect("started");
+        fake.fault("remove_isolation", "*", Fault::Hang);
+        let bounded = Bounded {
+            backend: &fake,
+            deadline: None,
+            per_call: Some(Duration::from_secs(30)),
+            signals: &signals,
+        };
+        let recorded = Recorded::new(&bounded);
+        let error = teardown::down(&recorded, &["x".to_string()], None)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("stopped answering"), "{error}");
+        let cleanup = recorded.cleanup("x").expect("listed");
+        let text = cleanup.to_string();
+        let left = format!(
+            "removed 1 container of environment `x`; left `{}`, `{}`, network `",
+            naming::ready_name("x"),
+            naming::anchor_name("x")
+        );
+        assert!(text.starts_with(&left), "{text}");
+        assert!(
+            text.ends_with("hint: `envctl down x` removes the rest"),
+            "{text}"
+        );
+        assert!(recorded.cleanup("y").is_none());
+    }
+}
