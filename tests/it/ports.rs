@@ -97,10 +97,10 @@ fn port_names_what_is_not_published() {
     env.envctl().args(["stop", &env.name]).run().success();
     let stopped = env.envctl().args(["port", &env.name, "web"]).run();
     assert_masked(
-        &stopped.code(1).stderr(),
+        &stopped.code(2).stderr(),
         &env.name,
-        "error: service `web` of `NAME` publishes no ports\n\
-         hint: it is exited, and a stopped container publishes nothing: `envctl start NAME`\n",
+        "error: service `web` of `NAME` is exited: a service that does not run publishes \
+         no ports\nhint: `envctl start NAME` starts it, on new host ports\n",
     );
 }
 
@@ -236,4 +236,33 @@ fn up_status_ls_stop_and_start_show_the_same_port_objects() {
 
     let start = env.envctl().args(["start", &env.name, "-o", "json"]).run();
     assert_masked(&start.success().stdout(), &env.name, &running);
+}
+
+#[test]
+fn port_and_env_of_a_stopped_environment_exit_2_naming_start() {
+    let env = TestEnv::new("stoppedports", &web());
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    env.envctl().args(["stop", &env.name]).run().success();
+
+    let port = env.envctl().args(["port", &env.name, "web", "8080"]).run();
+    assert_eq!(port.code(2).stdout(), "", "no address of a stopped service");
+    assert_masked(
+        &port.stderr(),
+        &env.name,
+        "error: service `web` of `NAME` is exited: a service that does not run publishes \
+         no ports\nhint: `envctl start NAME` starts it, on new host ports\n",
+    );
+    let variables = env.envctl().args(["env", &env.name]).run();
+    assert_eq!(variables.code(2).stdout(), "", "no variables to export");
+    assert_masked(
+        &variables.stderr(),
+        &env.name,
+        "error: no service of `NAME` runs: it has no endpoints\n\
+         hint: `envctl start NAME` starts it, on new host ports\n",
+    );
+    let json = env.envctl().args(["env", &env.name, "-o", "json"]).run();
+    assert_eq!(json.code(2).stdout(), "");
 }
