@@ -1,7 +1,10 @@
 //! Published ports after `start`, the `port` command, and the JSON and tables that show ports,
 //! against a real engine.
 
+use std::process::Command;
+
 use crate::harness::{IMAGE, TestEnv, host_port, http_get};
+use crate::private_engine::PrivateEngine;
 use crate::snapshot::{assert_masked, mask_table};
 
 /// One HTTP service publishing 8080.
@@ -265,4 +268,65 @@ fn port_and_env_of_a_stopped_environment_exit_2_naming_start() {
     );
     let json = env.envctl().args(["env", &env.name, "-o", "json"]).run();
     assert_eq!(json.code(2).stdout(), "");
+}
+
+#[test]
+fn a_service_killed_by_an_engine_restart_shows_no_old_ports() {
+    let test = "crash-ports";
+    let Some(mut engine) = PrivateEngine::start(test) else {
+        return;
+    };
+    let env = TestEnv::new(
+        test,
+        "  web:\n    image: envctl-demo/oracle-xe\n    build: context\n    \
+         command: [serve, --name, web, --port, \"8080\"]\n    ports: [8080]\n    \
+         ready: {http: 8080/health}\n",
+    );
+    engine.build_images(&env);
+    let envctl = || engine.envctl(&env);
+    envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let old = envctl().args(["port", &env.name, "web", "8080"]).run();
+    let old = old.success().stdout().trim().to_string();
+
+    engine.crash_and_restart();
+    let envctl = || engine.envctl(&env);
+    // What made envctl print old ports: the engine still reports them on the killed container.
+    let inspect = Command::new("docker")
+        .env("DOCKER_HOST", &engine.host)
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{json .NetworkSettings.Ports}}",
+        ])
+        .arg(format!("web_{}", env.name))
+        .output()
+        .expect("docker inspect");
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    let old_port = old.rsplit(':').next().unwrap();
+    assert!(
+        inspect.starts_with("exited ") && inspect.contains(old_port),
+        "the engine no longer keeps a killed container's ports ({inspect}): \
+         this test reproduces nothing"
+    );
+
+    let port = envctl().args(["port", &env.name, "web", "8080"]).run();
+    assert_eq!(port.code(2).stdout(), "", "the old {old}");
+    port.stderr_has(&format!("envctl start {}", env.name));
+    let variables = envctl().args(["env", &env.name]).run();
+    assert_eq!(variables.code(2).stdout(), "", "the old {old}");
+    let status = envctl().args(["status", &env.name, "-o", "json"]).run();
+    let status = status.success().json();
+    assert_eq!(status["services"][0]["state"], "exited");
+    assert_eq!(status["services"][0]["ports"], serde_json::json!([]));
+    let ls = envctl().args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == env.name.as_str()))
+        .expect("ls lists the environment");
+    assert_eq!(row["endpoints"], serde_json::json!({}), "{row}");
+    assert!(!ls.stdout().contains(&old), "{}", ls.stdout());
 }
