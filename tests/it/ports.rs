@@ -330,3 +330,33 @@ fn a_service_killed_by_an_engine_restart_shows_no_old_ports() {
     assert_eq!(row["endpoints"], serde_json::json!({}), "{row}");
     assert!(!ls.stdout().contains(&old), "{}", ls.stdout());
 }
+
+#[test]
+fn env_of_an_environment_with_a_stopped_service_exports_the_running_ones_and_warns() {
+    let services = format!(
+        "{}  db:\n    image: {IMAGE}\n    command: [serve, --name, db, --port, \"1521\"]\n    \
+         ports: [1521]\n    ready: {{tcp: 1521}}\n",
+        web()
+    );
+    let env = TestEnv::new("halfstopped", &services);
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let stopped = Command::new("docker")
+        .args(["stop", "-t", "0", &format!("db_{}", env.name)])
+        .output()
+        .expect("docker stop");
+    assert!(stopped.status.success(), "{stopped:?}");
+    let variables = env.envctl().args(["env", &env.name]).run();
+    variables
+        .success()
+        .stdout_has("export ENVCTL_WEB_8080='127.0.0.1:");
+    assert!(!variables.stdout().contains("ENVCTL_DB_1521"));
+    assert_masked(
+        &variables.stderr(),
+        &env.name,
+        "warning: service `db` of `NAME` is exited: no variables for its ports\n\
+         hint: `envctl start NAME` starts it, on new host ports\n",
+    );
+}
