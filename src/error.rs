@@ -50,6 +50,10 @@ pub enum Error {
     /// An environment or service that is not there.
     #[error("{0}")]
     NotFound(String),
+    /// A service (or every service of an environment) that does not run, asked for what only
+    /// a running one has: its endpoints.
+    #[error("{0}")]
+    NotRunning(String),
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error(transparent)]
@@ -86,6 +90,7 @@ impl Error {
                 ExitStatus::BadInput
             }
             Error::Backend(_)
+            | Error::NotRunning(_)
             | Error::Start(_)
             | Error::Lookup(_)
             | Error::Teardown(_)

@@ -523,19 +523,31 @@ pub async fn pass(
             touched_since(store, endpoint, now)
         }
     };
-    // A pin made or an update begun since the pass began wins too; if the engine cannot
-    // tell, act on nothing.
-    let pinned: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
-        Ok(now) => now
-            .into_iter()
-            .filter(|i| i.pinned() || i.updating(Utc::now()))
-            .map(|i| i.id)
-            .collect(),
+    // A pin made or an update begun since the pass began wins too, and so does someone else's
+    // removal (a `down`): an environment gone, or with less of it left, since the pass looked
+    // is not the pass's to act on, nor to report. If the engine cannot tell, act on nothing.
+    let left_alone: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
+        Ok(listed) => {
+            let listed: BTreeMap<&str, &Instance> =
+                listed.iter().map(|i| (i.id.as_str(), i)).collect();
+            instances
+                .iter()
+                .filter(|seen| match listed.get(seen.id.as_str()) {
+                    Some(now) => {
+                        now.pinned() || now.updating(Utc::now()) || parts(now) < parts(seen)
+                    }
+                    None => true,
+                })
+                .map(|i| i.id.clone())
+                .collect()
+        }
         Err(_) => existing,
     };
     let acting = planned
         .into_iter()
-        .filter(|(instance, _)| !touched.contains(&instance.id) && !pinned.contains(&instance.id))
+        .filter(|(instance, _)| {
+            !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
+        })
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
                 Kind::Stop => lifecycle::stop(backend, instance)
@@ -544,12 +556,43 @@ pub async fn pass(
                 // Removed environments are thrown away: killed, not stopped.
                 Kind::Remove => lifecycle::remove(backend, instance, None).await,
             };
-            action(instance, kind, reason, result.err().map(|e| e.to_string()))
+            let error = match result {
+                Ok(()) => None,
+                Err(error) => {
+                    // It failed as someone else removed it meanwhile (Docker refuses a second
+                    // removal under way): theirs, not a failure of the pass.
+                    if let Ok(None) = lifecycle::inventory::find(backend, &instance.id).await {
+                        return None;
+                    }
+                    Some(error.to_string())
+                }
+            };
+            Some(action(instance, kind, reason, error))
         })
         .collect::<FuturesUnordered<_>>();
-    report.actions = acting.collect().await;
+    report.actions = acting.filter_map(|a| async move { a }).collect().await;
     report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
+}
+
+/// How much of an environment exists: services (set aside too), network, volumes, markers and
+/// claim. A removal makes it smaller; so does the end of an `envctl run` (its lease), which
+/// leaves the environment alone for one pass: the safe direction.
+fn parts(instance: &Instance) -> usize {
+    let markers = &instance.markers;
+    instance.services.len()
+        + instance.aside.len()
+        + instance.isolation.len()
+        + instance.volumes.len()
+        + [
+            markers.claimed,
+            markers.ready,
+            markers.pinned,
+            markers.lease_until.is_some(),
+        ]
+        .into_iter()
+        .filter(|&present| present)
+        .count()
 }
 
 /// Takes the pass lock. When the state directory cannot hold it, the pass goes on without it,

@@ -234,6 +234,11 @@ impl Fake {
         }
     }
 
+    /// Removes everything of `id` behind envctl's back, as another process's `down` does.
+    pub fn remove_environment_by_hand(&self, id: &str) {
+        self.world().envs.remove(id);
+    }
+
     /// Runs `hook` whenever `operation` is called, before it acts.
     pub fn on(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
         self.world()

@@ -151,6 +151,14 @@ fn touch(endpoint: &str, id: &str, what: &str) {
     }
 }
 
+/// What only a running service has was asked of one that does not run: `message`, and how
+/// to start it.
+fn not_running(id: &str, message: &str) -> Error {
+    Error::NotRunning(format!(
+        "{message}\nhint: `envctl start {id}` starts it, on new host ports"
+    ))
+}
+
 fn unknown_service(instance: &crate::lifecycle::Instance, service: &str) -> Error {
     let id = &instance.id;
     if instance.missing_services().iter().any(|s| s == service) {

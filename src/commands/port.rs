@@ -21,18 +21,20 @@ async fn port(backend: &dyn Backend, args: PortArgs) -> Result<ExitStatus, Error
     else {
         return Err(super::unknown_service(&instance, &args.service));
     };
+    if container.status.state != ServiceState::Running {
+        return Err(super::not_running(
+            id,
+            &format!(
+                "service `{}` of `{id}` is {}: a service that does not run publishes no ports",
+                args.service,
+                container.status.state.as_str()
+            ),
+        ));
+    }
     let mut ports = view::ports(container);
     if ports.is_empty() {
-        let hint = match container.status.state {
-            ServiceState::Running => String::new(),
-            state => format!(
-                "\nhint: it is {}, and a stopped container publishes nothing: \
-                 `envctl start {id}`",
-                state.as_str()
-            ),
-        };
         return Err(Error::NotFound(format!(
-            "service `{}` of `{id}` publishes no ports{hint}",
+            "service `{}` of `{id}` publishes no ports",
             args.service
         )));
     }

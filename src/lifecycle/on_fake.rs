@@ -647,6 +647,85 @@ mod reaper_pass {
         );
     }
 
+    /// shop-1 as a concurrent `down` leaves it after its first step: its services removed,
+    /// its network, markers and claim not yet.
+    async fn half_removed_by_a_down(fake: &Fake) {
+        let (signals, _sender) = Signals::manual();
+        up_on(
+            fake,
+            &environment(SHOP),
+            &options(Some("shop-1"), Duration::from_secs(60)),
+            &signals,
+        )
+        .await
+        .expect("started");
+        fake.remove_by_hand("shop-1", "app");
+        fake.remove_by_hand("shop-1", "db");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_environment_a_down_finished_removing_during_the_pass_is_not_the_reapers_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        half_removed_by_a_down(&fake).await;
+        // The pass observes the debris; the `down` ends before the pass acts.
+        let (lists, finishing) = (
+            Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            fake.clone(),
+        );
+        fake.on("list", move || {
+            if lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                finishing.remove_environment_by_hand("shop-1");
+            }
+        });
+        let report = reaper::pass(&fake, &store, &reap_options(), Utc::now())
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert!(fake.calls_of("release").is_empty(), "{:?}", fake.calls());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_environment_whose_removal_fails_as_a_down_removed_it_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        half_removed_by_a_down(&fake).await;
+        // The `down` ends while the pass removes the network, which the engine then refuses.
+        let finishing = fake.clone();
+        fake.on("remove_isolation", move || {
+            finishing.remove_environment_by_hand("shop-1")
+        });
+        fake.fault(
+            "remove_isolation",
+            "*",
+            Fault::Fail("removal already in progress".into()),
+        );
+        let report = reaper::pass(&fake, &store, &reap_options(), Utc::now())
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debris_nobody_is_removing_is_still_the_reapers_to_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        half_removed_by_a_down(&fake).await;
+        let report = reaper::pass(&fake, &store, &reap_options(), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(report.actions.len(), 1, "{report:?}");
+        assert_eq!(
+            report.actions[0].reason.cause(),
+            reaper::Cause::NoServiceLeft
+        );
+        assert_eq!(report.actions[0].error, None);
+        assert!(!fake.exists("shop-1"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn unreadable_counters_are_activity_and_missing_ones_are_said() {
         let dir = tempfile::tempdir().unwrap();

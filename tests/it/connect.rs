@@ -91,7 +91,42 @@ fn tls_only_engine_through_the_variables_and_through_a_context() {
          by DOCKER_CONTEXT): ",
         engine.host
     ));
-    wrong.stderr_has("hint: `docker context inspect envctl-wrong-ca` shows its endpoint");
+    wrong.stderr_has("the engine's certificate is not signed by the CA envctl used, `");
+    wrong.stderr_has(
+        "hint: the Docker context `envctl-wrong-ca` holds that CA: give it the one that signed \
+         the engine's certificate (`docker context update envctl-wrong-ca --docker ",
+    );
+}
+
+#[test]
+fn a_wrong_ca_says_the_engines_certificate_is_not_signed_by_it_naming_its_ca_pem() {
+    let Some(certs) = Certs::make() else {
+        return;
+    };
+    let Some(engine) = PrivateEngine::start_tls("wrong-ca", certs.dir.path()) else {
+        return;
+    };
+    let env = TestEnv::new("wrong-ca", WEB);
+    let wrong = env
+        .envctl()
+        .env("DOCKER_HOST", &engine.host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs.other_ca.path())
+        .args(["ls"])
+        .run();
+    let ca = certs.other_ca.path().join("ca.pem");
+    wrong.code(2).stderr_has(&format!(
+        "cannot reach the Docker engine at `{}` (from DOCKER_HOST): the engine's certificate \
+         is not signed by the CA envctl used, `{}`\n",
+        engine.host,
+        ca.display()
+    ));
+    wrong.stderr_has("hint: point DOCKER_CERT_PATH at the certificates of that engine");
+    assert!(
+        !wrong.stderr().contains("start that engine") && !wrong.stderr().contains("UnknownIssuer"),
+        "{}",
+        wrong.stderr()
+    );
 }
 
 #[test]

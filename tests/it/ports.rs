@@ -1,7 +1,10 @@
 //! Published ports after `start`, the `port` command, and the JSON and tables that show ports,
 //! against a real engine.
 
+use std::process::Command;
+
 use crate::harness::{IMAGE, TestEnv, host_port, http_get};
+use crate::private_engine::PrivateEngine;
 use crate::snapshot::{assert_masked, mask_table};
 
 /// One HTTP service publishing 8080.
@@ -97,10 +100,10 @@ fn port_names_what_is_not_published() {
     env.envctl().args(["stop", &env.name]).run().success();
     let stopped = env.envctl().args(["port", &env.name, "web"]).run();
     assert_masked(
-        &stopped.code(1).stderr(),
+        &stopped.code(2).stderr(),
         &env.name,
-        "error: service `web` of `NAME` publishes no ports\n\
-         hint: it is exited, and a stopped container publishes nothing: `envctl start NAME`\n",
+        "error: service `web` of `NAME` is exited: a service that does not run publishes \
+         no ports\nhint: `envctl start NAME` starts it, on new host ports\n",
     );
 }
 
@@ -236,4 +239,124 @@ fn up_status_ls_stop_and_start_show_the_same_port_objects() {
 
     let start = env.envctl().args(["start", &env.name, "-o", "json"]).run();
     assert_masked(&start.success().stdout(), &env.name, &running);
+}
+
+#[test]
+fn port_and_env_of_a_stopped_environment_exit_2_naming_start() {
+    let env = TestEnv::new("stoppedports", &web());
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    env.envctl().args(["stop", &env.name]).run().success();
+
+    let port = env.envctl().args(["port", &env.name, "web", "8080"]).run();
+    assert_eq!(port.code(2).stdout(), "", "no address of a stopped service");
+    assert_masked(
+        &port.stderr(),
+        &env.name,
+        "error: service `web` of `NAME` is exited: a service that does not run publishes \
+         no ports\nhint: `envctl start NAME` starts it, on new host ports\n",
+    );
+    let variables = env.envctl().args(["env", &env.name]).run();
+    assert_eq!(variables.code(2).stdout(), "", "no variables to export");
+    assert_masked(
+        &variables.stderr(),
+        &env.name,
+        "error: no service of `NAME` runs: it has no endpoints\n\
+         hint: `envctl start NAME` starts it, on new host ports\n",
+    );
+    let json = env.envctl().args(["env", &env.name, "-o", "json"]).run();
+    assert_eq!(json.code(2).stdout(), "");
+}
+
+#[test]
+fn a_service_killed_by_an_engine_restart_shows_no_old_ports() {
+    let test = "crash-ports";
+    let Some(mut engine) = PrivateEngine::start(test) else {
+        return;
+    };
+    let env = TestEnv::new(
+        test,
+        "  web:\n    image: envctl-demo/oracle-xe\n    build: context\n    \
+         command: [serve, --name, web, --port, \"8080\"]\n    ports: [8080]\n    \
+         ready: {http: 8080/health}\n",
+    );
+    engine.build_images(&env);
+    let envctl = || engine.envctl(&env);
+    envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let old = envctl().args(["port", &env.name, "web", "8080"]).run();
+    let old = old.success().stdout().trim().to_string();
+
+    engine.crash_and_restart();
+    let envctl = || engine.envctl(&env);
+    // What made envctl print old ports: the engine still reports them on the killed container.
+    let inspect = Command::new("docker")
+        .env("DOCKER_HOST", &engine.host)
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{json .NetworkSettings.Ports}}",
+        ])
+        .arg(format!("web_{}", env.name))
+        .output()
+        .expect("docker inspect");
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    let old_port = old.rsplit(':').next().unwrap();
+    assert!(
+        inspect.starts_with("exited ") && inspect.contains(old_port),
+        "the engine no longer keeps a killed container's ports ({inspect}): \
+         this test reproduces nothing"
+    );
+
+    let port = envctl().args(["port", &env.name, "web", "8080"]).run();
+    assert_eq!(port.code(2).stdout(), "", "the old {old}");
+    port.stderr_has(&format!("envctl start {}", env.name));
+    let variables = envctl().args(["env", &env.name]).run();
+    assert_eq!(variables.code(2).stdout(), "", "the old {old}");
+    let status = envctl().args(["status", &env.name, "-o", "json"]).run();
+    let status = status.success().json();
+    assert_eq!(status["services"][0]["state"], "exited");
+    assert_eq!(status["services"][0]["ports"], serde_json::json!([]));
+    let ls = envctl().args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == env.name.as_str()))
+        .expect("ls lists the environment");
+    assert_eq!(row["endpoints"], serde_json::json!({}), "{row}");
+    assert!(!ls.stdout().contains(&old), "{}", ls.stdout());
+}
+
+#[test]
+fn env_of_an_environment_with_a_stopped_service_exports_the_running_ones_and_warns() {
+    let services = format!(
+        "{}  db:\n    image: {IMAGE}\n    command: [serve, --name, db, --port, \"1521\"]\n    \
+         ports: [1521]\n    ready: {{tcp: 1521}}\n",
+        web()
+    );
+    let env = TestEnv::new("halfstopped", &services);
+    env.envctl()
+        .args(["up", &env.name, "--name", &env.name])
+        .run()
+        .success();
+    let stopped = Command::new("docker")
+        .args(["stop", "-t", "0", &format!("db_{}", env.name)])
+        .output()
+        .expect("docker stop");
+    assert!(stopped.status.success(), "{stopped:?}");
+    let variables = env.envctl().args(["env", &env.name]).run();
+    variables
+        .success()
+        .stdout_has("export ENVCTL_WEB_8080='127.0.0.1:");
+    assert!(!variables.stdout().contains("ENVCTL_DB_1521"));
+    assert_masked(
+        &variables.stderr(),
+        &env.name,
+        "warning: service `db` of `NAME` is exited: no variables for its ports\n\
+         hint: `envctl start NAME` starts it, on new host ports\n",
+    );
 }

@@ -32,6 +32,10 @@ pub struct PrivateEngine {
     dir: PathBuf,
     /// The Linux bridge made for it, removed after it.
     _bridge: Bridge,
+    /// `dockerd`'s arguments, to start it again.
+    args: Vec<String>,
+    /// The host's `docker0` as it was before a restart, put back if a restart deleted it.
+    docker0: Option<HostBridge>,
     daemon: Child,
 }
 
@@ -67,7 +71,6 @@ impl PrivateEngine {
         std::fs::create_dir_all(&dir).expect("private engine dir");
         // No settings from /etc/docker/daemon.json: they may clash with these flags.
         std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
-        let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
         let (bridge, pool) = Bridge::create(test);
         let socket = dir.join("docker.sock");
         let (host, listen) = match tls {
@@ -92,33 +95,35 @@ impl PrivateEngine {
                 (host, listen)
             }
         };
-        let daemon = Command::new("dockerd")
-            .arg("--config-file")
-            .arg(dir.join("daemon.json"))
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .args(&listen)
-            // A bridge of its own, no iptables rules and no sysctls: nothing that touches the
-            // shared engine's networking. Never `--bridge=none`: that makes dockerd delete the
-            // host's `docker0`, the shared engine's default bridge.
-            .args(["--bridge", &bridge.name])
-            .args(["--iptables=false", "--ip-forward=false"])
-            // vfs works on any file system the data root is on, overlay or not.
-            .args(["--storage-driver", "vfs"])
-            .args(["--default-address-pool", &pool])
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start dockerd");
+        let mut args: Vec<String> = [
+            "--config-file",
+            &dir.join("daemon.json").display().to_string(),
+            "--data-root",
+            &dir.join("data").display().to_string(),
+            "--exec-root",
+            &dir.join("exec").display().to_string(),
+            "--pidfile",
+            &dir.join("docker.pid").display().to_string(),
+        ]
+        .map(String::from)
+        .into();
+        args.extend(listen);
+        // A bridge of its own, no iptables rules and no sysctls: nothing that touches the
+        // shared engine's networking. Never `--bridge=none`: that makes dockerd delete the
+        // host's `docker0`, the shared engine's default bridge.
+        args.extend(["--bridge".into(), bridge.name.clone()]);
+        args.extend(["--iptables=false".into(), "--ip-forward=false".into()]);
+        // vfs works on any file system the data root is on, overlay or not.
+        args.extend(["--storage-driver".into(), "vfs".into()]);
+        args.extend(["--default-address-pool".into(), pool]);
+        let daemon = spawn_dockerd(&dir, &args);
         let engine = PrivateEngine {
             host,
             tls: tls.map(Path::to_owned),
             dir,
             _bridge: bridge,
+            args,
+            docker0: None,
             daemon,
         };
         engine.wait_until_it_answers();
@@ -189,6 +194,34 @@ impl PrivateEngine {
         let _ = kill(self.pid(), Signal::SIGCONT);
     }
 
+    /// Kills the daemon (SIGKILL) and starts it again on the same data, as after a crash: its
+    /// containers are killed then (`Exited (137)`), without live restore.
+    ///
+    /// It starts again without its address pool: with one, a dockerd that finds its stale
+    /// default network deletes the host's `docker0` whatever its `--bridge` (moby's
+    /// `configureNetworking`). Networks made before keep their subnets; make none after. Should
+    /// `docker0` go anyway, it is put back as it was and the test fails.
+    pub fn crash_and_restart(&mut self) {
+        self.thaw();
+        self.docker0 = HostBridge::docker0();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // Its containerd dies with it, but not at once: one still there when dockerd starts
+        // again is taken over as it dies, and dockerd then waits in vain.
+        kill_pid_in(&self.dir.join("exec/containerd/containerd.pid"));
+        if let Some(at) = self.args.iter().position(|a| a == "--default-address-pool") {
+            self.args.drain(at..at + 2);
+        }
+        self.daemon = spawn_dockerd(&self.dir, &self.args);
+        self.wait_until_it_answers();
+        if let Some(docker0) = &self.docker0 {
+            assert!(
+                docker0.restore_if_gone(),
+                "restarting the private dockerd deleted the host's `docker0` (put back)"
+            );
+        }
+    }
+
     /// `envctl` for `env`, talking to this engine.
     pub fn envctl(&self, env: &TestEnv) -> Envctl {
         let envctl = env.envctl().env("DOCKER_HOST", &self.host);
@@ -253,11 +286,20 @@ impl Drop for PrivateEngine {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        if !matches!(self.daemon.try_wait(), Ok(Some(_))) {
+        if !matches!(self.daemon.try_wait(), Ok(Some(_))) || self.docker0.is_some() {
             let _ = self.daemon.kill();
             let _ = self.daemon.wait();
-            // A killed dockerd leaves its containerd behind.
+            // A killed dockerd leaves its containerd behind, and one started again after a
+            // crash may have taken over the first one's.
             kill_pid_in(&self.dir.join("exec/containerd/containerd.pid"));
+        }
+        if let Some(docker0) = &self.docker0 {
+            // The killed daemon's mount of its data root outlives it.
+            let _ = Command::new("umount")
+                .arg(self.dir.join("data"))
+                .stderr(Stdio::null())
+                .status();
+            docker0.restore_if_gone();
         }
         if let Err(error) = std::fs::remove_dir_all(&self.dir) {
             eprintln!(
@@ -304,6 +346,60 @@ impl Drop for Bridge {
     }
 }
 
+/// A host bridge's address and MAC, to put it back as it was.
+struct HostBridge {
+    name: String,
+    address: String,
+    mac: String,
+}
+
+impl HostBridge {
+    /// The host's `docker0`, the shared engine's default bridge, if it has one.
+    fn docker0() -> Option<HostBridge> {
+        let name = "docker0".to_string();
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
+        let shown = Command::new("ip")
+            .args(["-o", "-4", "addr", "show", "dev", &name])
+            .output()
+            .ok()?;
+        let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+        let address = shown
+            .split_whitespace()
+            .skip_while(|word| *word != "inet")
+            .nth(1)?
+            .to_string();
+        Some(HostBridge {
+            name,
+            address,
+            mac: mac.trim().to_string(),
+        })
+    }
+
+    /// Recreates the bridge if it is gone; whether it was still there. The shared engine
+    /// attaches containers to its bridge by name, so a bridge of the same name, address and
+    /// MAC serves it again.
+    fn restore_if_gone(&self) -> bool {
+        if std::path::Path::new(&format!("/sys/class/net/{}", self.name)).exists() {
+            return true;
+        }
+        let name = self.name.as_str();
+        for args in [
+            ["link", "add", name, "type", "bridge"].as_slice(),
+            &["link", "set", name, "address", &self.mac],
+            &["addr", "add", &self.address, "dev", name],
+            &["link", "set", name, "up"],
+        ] {
+            if !ip(args) {
+                eprintln!(
+                    "warning: `ip {}` failed putting back `{name}`",
+                    args.join(" ")
+                );
+            }
+        }
+        false
+    }
+}
+
 fn ip(args: &[&str]) -> bool {
     Command::new("ip")
         .args(args)
@@ -311,6 +407,21 @@ fn ip(args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Starts `dockerd` with `args`, its output appended to the engine's log.
+fn spawn_dockerd(dir: &Path, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("dockerd log");
+    Command::new("dockerd")
+        .args(args)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start dockerd")
 }
 
 /// A loopback port nothing listens on right now.
@@ -338,11 +449,17 @@ fn hash(test: &str) -> u32 {
         .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
 }
 
+/// Kills the process whose id `pidfile` holds, and waits (a few seconds at most) until it is
+/// gone.
 fn kill_pid_in(pidfile: &Path) {
     if let Some(pid) = std::fs::read_to_string(pidfile)
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
     {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -549,6 +549,21 @@ mod tests {
     }
 
     #[test]
+    fn a_task_that_does_not_run_publishes_none_of_the_ports_it_reports() {
+        for (state, code) in [
+            (TaskState::SHUTDOWN, Some(137)),
+            (TaskState::COMPLETE, Some(0)),
+            (TaskState::FAILED, Some(1)),
+            (TaskState::ORPHANED, None),
+            (TaskState::PREPARING, None),
+        ] {
+            let tasks = [task("2026-11-26T10:00:01Z", state, code)];
+            let status = status_of(&service(1, false), &tasks, &nodes());
+            assert_eq!(status.endpoints, [], "{state:?}");
+        }
+    }
+
+    #[test]
     fn the_newest_task_wins_whatever_the_precision_of_its_time() {
         // "…01.5Z" sorts after "…01.45Z" as text, yet is the older of the two.
         let tasks = [

@@ -127,6 +127,22 @@ impl Origin {
             }
         }
     }
+
+    /// What the user can change when the engine's certificate is refused with the CA `ca`.
+    pub fn certificate_hint(&self, ca: &Path) -> String {
+        match self {
+            Origin::Context { name, .. } => format!(
+                "the Docker context `{name}` holds that CA: give it the one that signed the \
+                 engine's certificate (`docker context update {name} --docker \
+                 host=...,ca=CA,cert=...,key=...`)"
+            ),
+            _ => format!(
+                "point DOCKER_CERT_PATH at the certificates of that engine: its `ca.pem` must be \
+                 the CA that signed the engine's certificate, which `{}` is not",
+                ca.display()
+            ),
+        }
+    }
 }
 
 /// An engine's address, where it came from, and how to speak to it.
@@ -170,6 +186,14 @@ pub struct Unusable {
 }
 
 impl Endpoint {
+    /// The TLS files envctl speaks to the engine with, if it speaks TLS.
+    pub fn tls(&self) -> Option<&Tls> {
+        match &self.transport {
+            Transport::Tcp { tls, .. } => tls.as_ref(),
+            _ => None,
+        }
+    }
+
     /// How long connecting and the first answers may take.
     pub fn handshake(&self) -> Duration {
         match self.transport {

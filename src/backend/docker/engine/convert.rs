@@ -220,14 +220,25 @@ pub(super) fn container_summary(summary: BollardContainerSummary) -> ContainerSu
         )
     });
     ports.dedup_by(|a, b| (a.container_port, &a.protocol) == (b.container_port, &b.protocol));
+    let state = ContainerState::parse(summary.state.as_ref().map_or("", |state| state.as_ref()));
     ContainerSummary {
         id: summary.id.unwrap_or_default(),
         name,
         image: summary.image.unwrap_or_default(),
         labels: to_labels(summary.labels),
-        state: ContainerState::parse(summary.state.as_ref().map_or("", |state| state.as_ref())),
+        state,
         status: summary.status.unwrap_or_default(),
-        ports,
+        ports: holding(state, ports),
+    }
+}
+
+/// The ports a container in `state` holds: none unless it runs (or is paused, which keeps
+/// them). Docker keeps the ports of a container its own restart killed, and hands those host
+/// ports out again: another container's by now.
+fn holding(state: ContainerState, ports: Vec<PublishedPort>) -> Vec<PublishedPort> {
+    match state {
+        ContainerState::Running | ContainerState::Paused => ports,
+        _ => Vec::new(),
     }
 }
 
@@ -270,7 +281,7 @@ pub(super) fn container_details(id: &str, response: ContainerInspectResponse) ->
         .map(|status| status.to_string())
         .filter(|status| !status.is_empty() && status != "none");
     let settings = response.network_settings.unwrap_or_default();
-    let ports = published_ports(settings.ports.unwrap_or_default());
+    let ports = holding(status, published_ports(settings.ports.unwrap_or_default()));
     let networks: BTreeMap<String, EndpointSettings> =
         settings.networks.unwrap_or_default().into_iter().collect();
     let ip = networks
@@ -489,5 +500,37 @@ mod tests {
         let exited = container_details("c0ffee", inspected("exited", "none"));
         assert_eq!(exited.exit_code, Some(3));
         assert_eq!(exited.health, None, "`none`: the image has no healthcheck");
+    }
+
+    /// Docker keeps `NetworkSettings.Ports` on a container its own restart killed
+    /// (`Exited (137)`), and hands those host ports out again to other containers.
+    #[test]
+    fn a_container_killed_by_an_engine_restart_publishes_none_of_its_old_ports() {
+        let ports = serde_json::json!({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32848"}]});
+        for state in ["exited", "dead", "restarting", "removing", "created"] {
+            let inspected: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+                "Id": "c0ffee",
+                "State": {"Status": state, "ExitCode": 137},
+                "NetworkSettings": {"Ports": ports}
+            }))
+            .unwrap();
+            assert_eq!(container_details("c0ffee", inspected).ports, [], "{state}");
+            let listed: BollardContainerSummary = serde_json::from_value(serde_json::json!({
+                "Id": "c0ffee",
+                "Names": ["/web_1"],
+                "State": state,
+                "Status": "Exited (137) 5 seconds ago",
+                "Ports": [{"PrivatePort": 8080, "PublicPort": 32848, "Type": "tcp", "IP": "127.0.0.1"}]
+            }))
+            .unwrap();
+            assert_eq!(container_summary(listed).ports, [], "{state}");
+        }
+        // A paused container still holds its ports: no one else gets them.
+        let paused: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "State": {"Status": "paused"},
+            "NetworkSettings": {"Ports": ports}
+        }))
+        .unwrap();
+        assert_eq!(container_details("c0ffee", paused).ports.len(), 1);
     }
 }

@@ -125,7 +125,20 @@ impl Docker {
                 let reason = describe(&error);
                 return Err(unreachable(connect::explain_answer(&reason)));
             }
-            Ok(Err(error)) => return Err(unreachable(describe(&error))),
+            Ok(Err(error)) => {
+                let refused = endpoint
+                    .tls()
+                    .and_then(|tls| Some((tls, error::certificate_refused(&error, &tls.ca)?)));
+                return Err(match refused {
+                    Some((tls, reason)) => error::refused(
+                        &endpoint.host,
+                        &endpoint.origin,
+                        reason,
+                        endpoint.origin.certificate_hint(&tls.ca),
+                    ),
+                    None => unreachable(describe(&error)),
+                });
+            }
             Err(_) => return Err(unreachable(no_answer(handshake_timeout))),
         };
         // Set here rather than relying on bollard's default, so `NoAnswer` can name it.

@@ -3,6 +3,7 @@
 //! object asked for is [`BackendError::NotFound`], and anything else names the operation and
 //! Docker's own words.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
@@ -14,12 +15,22 @@ use crate::backend::Kind;
 
 /// The engine at `endpoint` (which came from `origin`) cannot be reached, for `reason`.
 pub(super) fn unreachable(endpoint: &str, origin: &Origin, reason: String) -> BackendError {
+    refused(endpoint, origin, reason, origin.hint())
+}
+
+/// The engine at `endpoint` cannot be used, for `reason`, and `hint` says what to change.
+pub(super) fn refused(
+    endpoint: &str,
+    origin: &Origin,
+    reason: String,
+    hint: String,
+) -> BackendError {
     BackendError::Unreachable {
         backend: Kind::Docker,
         endpoint: endpoint.to_owned(),
         origin: origin.to_string(),
         reason,
-        hint: origin.hint(),
+        hint,
     }
 }
 
@@ -69,6 +80,49 @@ impl Docker {
             self.failed(operation, error)
         }
     }
+}
+
+/// Why the TLS handshake refused the engine's certificate, in words naming `ca` (the CA file
+/// envctl trusted), when the reason is that CA; `None` when connecting failed otherwise.
+pub(super) fn certificate_refused(error: &BollardError, ca: &Path) -> Option<String> {
+    use rustls::CertificateError as Refused;
+    let ca = ca.display();
+    match refused_certificate(error)? {
+        Refused::UnknownIssuer | Refused::BadSignature => Some(format!(
+            "the engine's certificate is not signed by the CA envctl used, `{ca}`"
+        )),
+        // webpki looks at the certificate itself before its issuer: a self-signed engine
+        // certificate (a CA's) is refused so, whichever CA envctl trusts.
+        Refused::Other(other) if other.0.to_string().contains("CaUsedAsEndEntity") => {
+            Some(format!(
+                "the engine's certificate is a CA's own, not one signed by the CA envctl used, \
+                 `{ca}`"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The certificate error in `error`'s chain. An `io::Error` (and bollard's transparent
+/// `IOError`) hides the error it wraps from `source()`: the walk opens each one.
+fn refused_certificate(error: &BollardError) -> Option<&rustls::CertificateError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = match error {
+        BollardError::IOError { err } => Some(err),
+        other => Some(other),
+    };
+    while let Some(error) = next {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = error.downcast_ref() {
+            return Some(problem);
+        }
+        next = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// The HTTP status of an error answer.
@@ -151,6 +205,45 @@ pub(super) fn no_answer(waited: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_not_signed_by_the_ca_envctl_used_names_that_ca() {
+        use rustls::{CertificateError, OtherError};
+        let ca = Path::new("/certs/ca.pem");
+        let refused = |problem: CertificateError| BollardError::IOError {
+            err: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(problem),
+            ),
+        };
+        let not_signed = "the engine's certificate is not signed by the CA envctl used, \
+                          `/certs/ca.pem`";
+        for problem in [
+            CertificateError::UnknownIssuer,
+            CertificateError::BadSignature,
+        ] {
+            let error = refused(problem);
+            assert_eq!(certificate_refused(&error, ca).as_deref(), Some(not_signed));
+        }
+        #[derive(Debug)]
+        struct CaUsedAsEndEntity;
+        impl std::fmt::Display for CaUsedAsEndEntity {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{self:?}")
+            }
+        }
+        impl std::error::Error for CaUsedAsEndEntity {}
+        let self_signed = refused(CertificateError::Other(OtherError(std::sync::Arc::new(
+            CaUsedAsEndEntity,
+        ))));
+        let reason = certificate_refused(&self_signed, ca).unwrap();
+        assert!(reason.contains("`/certs/ca.pem`"), "{reason}");
+        assert!(!reason.contains("CaUsedAsEndEntity"), "{reason}");
+        let refused_connection = BollardError::IOError {
+            err: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert_eq!(certificate_refused(&refused_connection, ca), None);
+    }
 
     #[test]
     fn error_texts() {
