@@ -170,6 +170,8 @@ impl<'a> Gate<'a> {
                 .collect(),
             _ => Vec::new(),
         };
+        // A port published on IPv4 and IPv6 is listed twice.
+        ports.sort_unstable();
         ports.dedup();
         let opens_anyway = match (cheaper_probe, ports.is_empty()) {
             (true, _) => None,
