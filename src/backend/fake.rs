@@ -27,6 +27,11 @@ pub struct Script {
     pub healthy_after: Option<Duration>,
     /// Lines it prints at once when started.
     pub logs: Vec<String>,
+    /// How long each `exec` in it takes.
+    pub exec_takes: Duration,
+    /// The host port all its published ports answer on (`None`: 30000 + the port's last three
+    /// digits, where nothing listens); a test listens there to make a `tcp:` probe pass.
+    pub host_port: Option<u16>,
 }
 
 /// What a scripted operation does instead of its work.
@@ -351,7 +356,7 @@ impl Fake {
             .map(|port| Endpoint {
                 container_port: *port,
                 host: "127.0.0.1".into(),
-                port: 30000 + port.number % 1000,
+                port: script.host_port.unwrap_or(30000 + port.number % 1000),
                 bound: "0.0.0.0".into(),
             })
             .collect();
@@ -605,6 +610,13 @@ impl Backend for Fake {
                 hint: "no hint".into(),
             });
         }
+        let takes = self
+            .world()
+            .scripts
+            .get(&service.service)
+            .map(|s| s.exec_takes)
+            .unwrap_or_default();
+        tokio::time::sleep(takes).await;
         let healthy = self.status(service).await?.health == Health::Healthy;
         Ok(ExecOutput {
             exit_code: if healthy { 0 } else { 1 },

@@ -1348,3 +1348,239 @@ async fn two_updates_taking_over_a_killed_update_say_it_is_being_updated() {
     assert!(after.aside.is_empty());
     assert_eq!(after.state(Utc::now()), State::Ready);
 }
+
+/// Probes that cost the engine real work (`exec:`, `healthcheck:`) are paced: after a cheaper
+/// sign of progress, and spaced by what each attempt took.
+mod pacing {
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// `db` with these `ready:` lines (and `ports:` when given), alone in its environment.
+    fn db(ready: &str, ports: &str) -> Environment {
+        environment(&format!(
+            "name: shop\nservices:\n  db:\n    image: shop/db\n    tag: '1'\n{ports}    ready:\n{ready}"
+        ))
+    }
+
+    /// When each `exec` was called, in paused time since `origin`.
+    fn record_execs(fake: &Fake, origin: Instant) -> Arc<Mutex<Vec<Duration>>> {
+        let execs = Arc::new(Mutex::new(Vec::new()));
+        let seen = execs.clone();
+        fake.on("exec", move || seen.lock().unwrap().push(origin.elapsed()));
+        execs
+    }
+
+    /// A free local port, and a task that starts listening on it after `after`; it reports
+    /// when it did.
+    async fn listens_after(after: Duration) -> (u16, tokio::task::JoinHandle<Instant>) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let at = Instant::now();
+            tokio::spawn(async move {
+                while let Ok((connection, _)) = listener.accept().await {
+                    std::mem::forget(connection);
+                }
+            });
+            at
+        });
+        (port, task)
+    }
+
+    async fn up_db(fake: &Fake, environment: &Environment) -> Result<Started, StartError> {
+        let (signals, _sender) = Signals::manual();
+        up_on(
+            fake,
+            environment,
+            &options(Some("shop-1"), Duration::from_secs(120)),
+            &signals,
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_probe_waits_for_a_cheaper_signal_first() {
+        let fake = fake();
+        let (port, listening) = listens_after(Duration::from_secs(3)).await;
+        fake.script(
+            "db",
+            Script {
+                healthy_after: Some(Duration::ZERO),
+                host_port: Some(port),
+                ..Script::default()
+            },
+        );
+        let execs = record_execs(&fake, Instant::now());
+        let origin = Instant::now();
+        up_db(
+            &fake,
+            &db(
+                "      tcp: 5432\n      exec: [pg_isready]\n",
+                "    ports: [5432]\n",
+            ),
+        )
+        .await
+        .unwrap();
+        let tcp_answered = listening.await.unwrap() - origin;
+        let execs = execs.lock().unwrap().clone();
+        assert!(!execs.is_empty(), "the exec probe ran");
+        assert!(
+            execs[0] >= tcp_answered,
+            "first exec at {:?}, before the first tcp answer at {tcp_answered:?}",
+            execs[0]
+        );
+        assert_eq!(execs.len(), 1, "{execs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_probe_without_a_cheaper_probe_waits_for_a_first_answer_on_a_published_port() {
+        let fake = fake();
+        let (port, listening) = listens_after(Duration::from_secs(3)).await;
+        fake.script(
+            "db",
+            Script {
+                healthy_after: Some(Duration::ZERO),
+                host_port: Some(port),
+                ..Script::default()
+            },
+        );
+        let execs = record_execs(&fake, Instant::now());
+        let origin = Instant::now();
+        up_db(
+            &fake,
+            &db("      exec: [pg_isready]\n", "    ports: [5432]\n"),
+        )
+        .await
+        .unwrap();
+        let tcp_answered = listening.await.unwrap() - origin;
+        let execs = execs.lock().unwrap().clone();
+        assert!(!execs.is_empty() && execs[0] >= tcp_answered, "{execs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_published_port_that_never_answers_delays_an_exec_probe_but_does_not_block_it() {
+        let fake = fake();
+        fake.script(
+            "db",
+            Script {
+                healthy_after: Some(Duration::ZERO),
+                ..Script::default()
+            },
+        );
+        let execs = record_execs(&fake, Instant::now());
+        let started = up_db(
+            &fake,
+            &db("      exec: [pg_isready]\n", "    ports: [5432]\n"),
+        )
+        .await;
+        assert!(started.is_ok(), "{:?}", started.err());
+        let execs = execs.lock().unwrap().clone();
+        assert_eq!(execs.len(), 1, "{execs:?}");
+        assert!(execs[0] <= Duration::from_secs(11), "{execs:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exec_probes_are_spaced_by_their_cost() {
+        let fake = fake();
+        let (port, _listening) = listens_after(Duration::ZERO).await;
+        // Each exec takes 300 ms; the service takes queries after 20 s.
+        fake.script(
+            "db",
+            Script {
+                healthy_after: Some(Duration::from_secs(20)),
+                exec_takes: Duration::from_millis(300),
+                host_port: Some(port),
+                ..Script::default()
+            },
+        );
+        let execs = record_execs(&fake, Instant::now());
+        up_db(
+            &fake,
+            &db(
+                "      tcp: 5432\n      exec: [pg_isready]\n",
+                "    ports: [5432]\n",
+            ),
+        )
+        .await
+        .unwrap();
+        let execs = execs.lock().unwrap().clone();
+        // At 10x an attempt's 300 ms, 3.3 s from one start to the next: 7 in 20 s, not the
+        // 57 that one every 50 ms after each 300 ms attempt would make.
+        assert!((6..=8).contains(&execs.len()), "{execs:?}");
+        for pair in execs.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(3300),
+                "{execs:?}"
+            );
+        }
+        assert!(
+            *execs.last().unwrap() >= Duration::from_secs(20),
+            "{execs:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_with_only_an_exec_probe_and_no_port_is_probed_at_a_bounded_cost() {
+        let fake = fake();
+        fake.script(
+            "db",
+            Script {
+                healthy_after: Some(Duration::from_secs(30)),
+                exec_takes: Duration::from_millis(100),
+                ..Script::default()
+            },
+        );
+        let execs = record_execs(&fake, Instant::now());
+        let origin = Instant::now();
+        up_db(&fake, &db("      exec: [pg_isready]\n", ""))
+            .await
+            .unwrap();
+        let ready = origin.elapsed();
+        let execs = execs.lock().unwrap().clone();
+        // With no signal to wait for it starts at once, then keeps to 1/11 of the time.
+        assert!(execs[0] < Duration::from_millis(100), "{execs:?}");
+        let busy = Duration::from_millis(100) * execs.len() as u32;
+        assert!(
+            busy * 10 <= ready + Duration::from_secs(1),
+            "{execs:?} in {ready:?}"
+        );
+        // And it is ready within one interval of when it could be.
+        assert!(
+            ready <= Duration::from_millis(31_200),
+            "ready after {ready:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cheap_probes_keep_their_pace() {
+        let fake = fake();
+        let (port, _listening) = listens_after(Duration::from_secs(2)).await;
+        fake.script(
+            "db",
+            Script {
+                host_port: Some(port),
+                ..Script::default()
+            },
+        );
+        let origin = Instant::now();
+        // 2 s, then the next 50 ms round, then 300 ms held open through the port proxy.
+        up_db(&fake, &db("      tcp: 5432\n", "    ports: [5432]\n"))
+            .await
+            .unwrap();
+        assert!(
+            origin.elapsed() <= Duration::from_millis(2400),
+            "{:?}",
+            origin.elapsed()
+        );
+    }
+}

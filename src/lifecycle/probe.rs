@@ -1,7 +1,10 @@
 //! Readiness: envctl checks each service's `ready:` condition itself, at about 100 ms with
-//! backoff, instead of waiting for Docker's healthcheck interval.
+//! backoff, instead of waiting for Docker's healthcheck interval. A probe that costs the engine
+//! real work (an `exec:` or `healthcheck:` probe is a `docker exec`) waits for a cheaper sign
+//! of progress and is spaced by what its attempts cost.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,7 +18,7 @@ use crate::backend::{
     Backend, BackendError, Health, Healthcheck, LogOptions, ServiceRef, ServiceState, ServiceStatus,
 };
 use crate::reach;
-use crate::spec::{Probe, Ready};
+use crate::spec::{Probe, Protocol, Ready};
 
 /// Probes run every 50 ms while a service is expected to come up soon; only a service slower
 /// than [`PATIENCE`] is probed less often, up to once a second.
@@ -95,21 +98,28 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
         Probe::Log(regex) => Some(regex),
         _ => None,
     });
-    let details = if polled
+    let cheap = polled
         .iter()
-        .any(|p| matches!(p, Probe::Tcp(_) | Probe::Http { .. }))
-    {
+        .any(|p| matches!(p, Probe::Tcp(_) | Probe::Http { .. }));
+    let costly = polled.iter().any(|p| is_costly(subject, p));
+    let details = if cheap || costly {
         Some(subject.backend.status(subject.service).await?)
     } else {
         None
     };
+    let log_seen = AtomicBool::new(false);
+    let gate = Gate::new(cheap || log.is_some(), details.as_ref(), &log_seen);
     let log_matched = async {
         match log {
-            Some(regex) => wait_for_log(subject, regex, deadline).await,
+            Some(regex) => {
+                wait_for_log(subject, regex, deadline).await?;
+                log_seen.store(true, Ordering::Relaxed);
+                Ok(())
+            }
             None => Ok(()),
         }
     };
-    let probes_passed = poll_probes(subject, &polled, details.as_ref(), deadline);
+    let probes_passed = poll_probes(subject, &polled, details.as_ref(), gate, deadline);
     tokio::try_join!(log_matched, probes_passed)?;
     if subject.ready.probes.is_empty() {
         // No condition: ready means running, and a service that already ended is not.
@@ -119,6 +129,100 @@ async fn all_probes(subject: &Subject<'_>) -> Result<(), NotReady> {
         }
     }
     Ok(())
+}
+
+/// Whether a probe costs the engine real work: an `exec:` or `healthcheck:` probe is a
+/// `docker exec` (about 66 ms of dockerd's and containerd's CPU on a 2-core machine), where
+/// a `tcp:` or `http:` probe is one connection. Where the backend runs the check itself (a
+/// swarm), reading its verdict is a status call, as cheap as the others.
+fn is_costly(subject: &Subject<'_>, probe: &Probe) -> bool {
+    matches!(probe, Probe::Exec(_) | Probe::Healthcheck) && subject.backend.info().capabilities.exec
+}
+
+/// Whether the service has shown the progress that makes a costly probe worth its cost: an
+/// exec into a service that does not even listen yet only takes the CPU its start needs.
+struct Gate<'a> {
+    /// A cheaper probe passed, or a published port answered.
+    passed: bool,
+    /// Set when the service's `log:` probe matched.
+    log_seen: &'a AtomicBool,
+    /// With no cheaper probe: the published TCP ports whose first answer opens the gate.
+    ports: Vec<u16>,
+    /// When the gate opens whatever happened, if ever. A cheaper probe keeps it shut until it
+    /// passes, as the service is ready only then anyway; a published port that never answers
+    /// (one the service opens only later, or not at all) delays the costly probes by
+    /// [`PATIENCE`], never blocks them; with no signal at all, it is open from the start.
+    opens_anyway: Option<Instant>,
+}
+
+impl<'a> Gate<'a> {
+    fn new(
+        cheaper_probe: bool,
+        details: Option<&ServiceStatus>,
+        log_seen: &'a AtomicBool,
+    ) -> Gate<'a> {
+        let mut ports: Vec<u16> = match (cheaper_probe, details) {
+            (false, Some(details)) => details
+                .endpoints
+                .iter()
+                .filter(|e| e.container_port.protocol == Protocol::Tcp)
+                .map(|e| e.container_port.number)
+                .collect(),
+            _ => Vec::new(),
+        };
+        // A port published on IPv4 and IPv6 is listed twice.
+        ports.sort_unstable();
+        ports.dedup();
+        let opens_anyway = match (cheaper_probe, ports.is_empty()) {
+            (true, _) => None,
+            (false, false) => Some(Instant::now() + PATIENCE),
+            (false, true) => Some(Instant::now()),
+        };
+        Gate {
+            passed: false,
+            log_seen,
+            ports,
+            opens_anyway,
+        }
+    }
+
+    /// Whether costly probes may run now; tries the published ports when they are the signal.
+    async fn open(&mut self, subject: &Subject<'_>, details: Option<&ServiceStatus>) -> bool {
+        if self.passed || self.log_seen.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.opens_anyway.is_some_and(|at| Instant::now() >= at) {
+            return true;
+        }
+        for port in &self.ports {
+            match check(subject, &Probe::Tcp(*port), details).await {
+                // A port that cannot be reached from here at all gives no signal to wait for.
+                Ok(()) | Err(CheckError::Fatal(_)) => {
+                    self.passed = true;
+                    return true;
+                }
+                Err(CheckError::NotYet(_)) => {}
+            }
+        }
+        false
+    }
+}
+
+/// How long after a costly probe's attempt the next one waits, in multiples of the attempt's
+/// wall time. Why 10: a probe spaced by 10x its own duration is in flight at most 1/11 of the
+/// time (9%), and a `docker exec`'s CPU, spread over dockerd, containerd, the shim and runc
+/// on 2 cores and partly spent waiting, is below its wall time: about 3% of a 2-core machine.
+/// An engine slowed by load makes each attempt longer and so spaces them further by itself.
+/// A larger factor would save a percent or two and add its whole interval to a start whose
+/// service needs one more attempt after its cheaper signal (a database that listens before it
+/// takes queries): at about 100 ms an attempt, 10x costs one second there.
+const COST_FACTOR: u32 = 10;
+/// However long an attempt took (one that timed out took 10 s), the next comes within this.
+const MAX_COSTLY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When the next attempt of a costly probe may start, after one that took `took`.
+fn next_costly_attempt(took: Duration) -> Instant {
+    Instant::now() + (took * COST_FACTOR).min(MAX_COSTLY_INTERVAL)
 }
 
 async fn wait_for_log(
@@ -165,21 +269,34 @@ async fn poll_probes(
     subject: &Subject<'_>,
     probes: &[&Probe],
     details: Option<&ServiceStatus>,
+    mut gate: Gate<'_>,
     deadline: Instant,
 ) -> Result<(), NotReady> {
-    let mut pending: Vec<&Probe> = probes.to_vec();
+    // Each probe with when it may run next: cheap ones at every round, costly ones once the
+    // gate opened and their last attempt's cost has been waited out.
+    let mut pending: Vec<(&Probe, Instant)> = probes.iter().map(|p| (*p, Instant::now())).collect();
     let mut interval = FIRST_INTERVAL;
     let started = Instant::now();
     let mut last = None;
     loop {
         let mut still = Vec::new();
-        for probe in pending {
+        for (probe, due) in pending {
+            let costly = is_costly(subject, probe);
+            if costly && (Instant::now() < due || !gate.open(subject, details).await) {
+                still.push((probe, due));
+                continue;
+            }
+            let began = Instant::now();
             match check(subject, probe, details).await {
-                Ok(()) => {}
+                Ok(()) => gate.passed |= !costly,
                 Err(CheckError::Fatal(error)) => return Err(error),
                 Err(CheckError::NotYet(reason)) => {
                     last = Some(reason);
-                    still.push(probe);
+                    let due = match costly {
+                        true => next_costly_attempt(began.elapsed()),
+                        false => due,
+                    };
+                    still.push((probe, due));
                 }
             }
         }
@@ -188,7 +305,7 @@ async fn poll_probes(
             return Ok(());
         }
         if Instant::now() + interval >= deadline {
-            let names: Vec<String> = pending.iter().map(|p| p.to_string()).collect();
+            let names: Vec<String> = pending.iter().map(|(p, _)| p.to_string()).collect();
             return Err(NotReady::TimedOut {
                 timeout: subject.ready.timeout,
                 pending: names.join(" and "),
