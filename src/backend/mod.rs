@@ -11,6 +11,7 @@
 //!
 //! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
 
+pub mod bollard;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;

@@ -406,17 +406,7 @@ impl Backend for DockerBackend<'_> {
         };
         self.engine
             .logs(&service.native, options)
-            .map(|line| {
-                let line = line?;
-                Ok(LogLine {
-                    timestamp: line
-                        .timestamp
-                        .as_deref()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc)),
-                    text: line.text,
-                })
-            })
+            .map(|line| Ok(line?.into_seam()))
             .boxed()
     }
 

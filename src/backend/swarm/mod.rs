@@ -30,7 +30,7 @@ use bollard::query_parameters::{
     ListTasksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
     UpdateServiceOptionsBuilder,
 };
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
     Aside, Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput,
@@ -670,19 +670,12 @@ impl Backend for Swarm {
                 .with_timeout(crate::backend::docker::engine::docker::PATIENT_TIMEOUT),
             false => self.client.clone(),
         };
-        client
+        let chunks = client
             .service_logs(&service.native, Some(query.build()))
-            .flat_map(move |chunk| {
-                let lines: Vec<Result<LogLine>> = match chunk {
-                    Ok(output) => convert::log_lines(output.as_ref(), timestamps)
-                        .into_iter()
-                        .map(Ok)
-                        .collect(),
-                    Err(error) => vec![Err(convert::error(&endpoint, &operation, error))],
-                };
-                stream::iter(lines)
-            })
-            .boxed()
+            .boxed();
+        convert::service_log_lines(chunks, timestamps, move |error| {
+            convert::error(&endpoint, &operation, error)
+        })
     }
 
     async fn exec(&self, _service: &ServiceRef, _command: &[String]) -> Result<ExecOutput> {

@@ -42,7 +42,7 @@ use super::subnets::{self, Pool, Subnet};
 use super::{
     Attached, Attachment, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine,
     ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
-    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
+    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth,
 };
 
 pub use super::connect::DEFAULT_HOST;
@@ -700,7 +700,15 @@ impl Engine for Docker {
             false => self.client.clone(),
         };
         let chunks = client.logs(id, Some(query.build())).boxed();
-        logs::lines(chunks, options.timestamps, self.clone(), id)
+        let (engine, id) = (self.clone(), id.to_owned());
+        crate::backend::bollard::logs::lines(chunks, options.timestamps, move |error| {
+            engine.failed_on(
+                "container",
+                &id,
+                format!("read the logs of container `{id}`"),
+                &error,
+            )
+        })
     }
 
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {

@@ -12,7 +12,6 @@ pub mod connect;
 pub(crate) mod convert;
 pub mod docker;
 mod error;
-mod logs;
 pub mod subnets;
 
 use std::fmt;
@@ -191,12 +190,7 @@ pub struct PullProgress {
 }
 
 /// One line of a container's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// RFC 3339 with nanoseconds, when asked for.
-    pub timestamp: Option<String>,
-    pub text: String,
-}
+pub use crate::backend::bollard::logs::Line as LogLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
