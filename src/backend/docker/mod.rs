@@ -8,7 +8,7 @@
 pub mod convert;
 pub mod engine;
 
-pub use engine::connect::Flags;
+pub use crate::backend::bollard::connect::Flags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

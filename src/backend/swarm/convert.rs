@@ -13,6 +13,7 @@ use bollard::models::{
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::bollard::error::{describe, is_connection_error, message, status};
 use crate::backend::bollard::logs;
 use crate::backend::{
     BackendError, Endpoint, Health, Kind, LogLine, Protocol, ServiceState, ServiceStatus,
@@ -247,46 +248,24 @@ fn time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// A bollard error as the seam's error, naming `operation`.
+/// A bollard error as the seam's error, naming `operation`: a 404 is the object not found, a
+/// 409 a conflict (a claim taken), a failed connection the manager unreachable; what the
+/// error says is read as for the Docker backend ([`crate::backend::bollard::error`]).
 pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendError {
-    match error {
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            message,
-        } => BackendError::NotFound {
+    match status(&error) {
+        Some(404) => BackendError::NotFound {
             kind: "swarm object",
-            name: message,
+            name: message(&error).to_owned(),
         },
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => BackendError::Conflict(message),
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => BackendError::operation(
-            operation,
-            if message.trim().is_empty() {
-                format!("the manager answered with HTTP status {status_code}")
-            } else {
-                message
-            },
-        ),
-        BollardError::SocketNotFoundError(path) => BackendError::Unreachable {
+        Some(409) => BackendError::Conflict(message(&error).to_owned()),
+        _ if is_connection_error(&error) => BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: endpoint.to_string(),
             origin: "the swarm's manager".into(),
-            reason: format!("no socket at {path}"),
+            reason: describe(&error),
             hint: "check that the manager still runs (`docker node ls` there)".into(),
         },
-        BollardError::HyperLegacyError { err } if err.is_connect() => BackendError::Unreachable {
-            backend: Kind::Swarm,
-            endpoint: endpoint.to_string(),
-            origin: "the swarm's manager".into(),
-            reason: err.to_string(),
-            hint: "check that the manager still runs (`docker node ls` there)".into(),
-        },
-        other => BackendError::operation(operation, other),
+        _ => BackendError::operation(operation, describe(&error)),
     }
 }
 

@@ -38,8 +38,9 @@ use super::{
     ResolvedImage, Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic,
     VolumeRef, VolumeSpec,
 };
-use crate::backend::docker::engine::connect::{self, Flags, Origin, Settings};
-use crate::backend::docker::engine::convert::label_filter;
+use crate::backend::bollard::auth;
+use crate::backend::bollard::connect::{self, Flags, Origin, Settings};
+use crate::backend::bollard::filters::label_filter;
 use crate::naming;
 use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
 use crate::registry;
@@ -309,9 +310,7 @@ impl Swarm {
         let info = self
             .call("read the manager's registry settings", self.client.info())
             .await?;
-        Ok(crate::backend::docker::engine::convert::insecure_of(
-            info.registry_config.unwrap_or_default(),
-        ))
+        Ok(auth::insecure_of(info.registry_config.unwrap_or_default()))
     }
 
     /// The configs of environment `id` in `role`.
@@ -566,7 +565,7 @@ impl Backend for Swarm {
         let registry = registry::Reference::parse(&spec.image.reference.to_string())
             .map(|r| r.registry)
             .unwrap_or_else(|_| registry::DOCKER_HUB.to_string());
-        let credentials = crate::backend::docker::engine::auth::registry_credentials(&registry)
+        let credentials = auth::registry_credentials(&registry)
             .await
             .map_err(|e| BackendError::operation(&operation, e))?;
         let created = self
@@ -667,7 +666,7 @@ impl Backend for Swarm {
             true => self
                 .client
                 .clone()
-                .with_timeout(crate::backend::docker::engine::docker::PATIENT_TIMEOUT),
+                .with_timeout(crate::backend::bollard::PATIENT_TIMEOUT),
             false => self.client.clone(),
         };
         let chunks = client

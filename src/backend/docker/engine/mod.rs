@@ -7,8 +7,6 @@
 //! [`BackendError`] (classified once, in `error.rs`), and its exec output and traffic
 //! counters are the seam's too: the backend passes them on as they are.
 
-pub(crate) mod auth;
-pub mod connect;
 pub(crate) mod convert;
 pub mod docker;
 mod error;
