@@ -539,6 +539,12 @@ pub trait Backend: Send + Sync {
     fn endpoint(&self) -> &str {
         &self.info().endpoint
     }
+    /// What this process learnt of reaching the backend's services (see [`crate::reach`]). A
+    /// backend that owns none (the in-memory fake) shares one for the whole process.
+    fn reach(&self) -> &crate::reach::Reachability {
+        static SHARED: crate::reach::Reachability = crate::reach::Reachability::new();
+        &SHARED
+    }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
 

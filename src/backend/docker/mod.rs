@@ -264,6 +264,10 @@ impl Backend for DockerBackend<'_> {
         &self.info
     }
 
+    fn reach(&self) -> &crate::reach::Reachability {
+        self.engine.reachability()
+    }
+
     async fn ping(&self) -> Result<()> {
         self.engine.ping().await
     }

@@ -43,6 +43,7 @@ use crate::backend::bollard::connect::{self, Flags, Origin, Settings};
 use crate::backend::bollard::filters::label_filter;
 use crate::naming;
 use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
+use crate::reach::Reachability;
 use crate::registry;
 use crate::spec::{ImageRef, Probe, Protocol, Ready};
 
@@ -82,6 +83,8 @@ pub struct Swarm {
     /// The registry digest of each image `resolve_image` found, by `repository:tag`: services
     /// run exactly that image on every node.
     pinned: Mutex<HashMap<String, String>>,
+    /// What the probes learnt of reaching the services from here.
+    reach: Reachability,
 }
 
 impl Swarm {
@@ -156,6 +159,7 @@ impl Swarm {
             nodes: 0,
             envctl_host,
             pinned: Mutex::new(HashMap::new()),
+            reach: Reachability::new(),
         };
         let info = swarm
             .call("read the engine's info", swarm.client.info())
@@ -402,6 +406,10 @@ impl Swarm {
 impl Backend for Swarm {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    fn reach(&self) -> &Reachability {
+        &self.reach
     }
 
     async fn ping(&self) -> Result<()> {

@@ -282,6 +282,10 @@ impl Engine for Docker {
         self.reach.published_host()
     }
 
+    fn reachability(&self) -> &crate::reach::Reachability {
+        self.reach.reachability()
+    }
+
     async fn ping(&self) -> Result<()> {
         match tokio::time::timeout(PING_TIMEOUT, self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),

@@ -208,6 +208,8 @@ pub trait Engine: Send + Sync {
     fn reaches_container_ips(&self) -> bool;
     /// The host at which published ports are reached.
     fn published_host(&self) -> &str;
+    /// What this process learnt of reaching the engine's containers (see [`crate::reach`]).
+    fn reachability(&self) -> &crate::reach::Reachability;
 
     /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
     /// every address (Docker reports `0.0.0.0`), else that address.
