@@ -1,10 +1,10 @@
 //! How this process reaches what runs on an engine, whatever the backend: whether services'
-//! own addresses answer from here (tried once per engine endpoint and remembered), and which
-//! address did not answer at all, so that a timeout can say a longer one will not help.
+//! own addresses answer from here (tried once per engine and remembered), and which address did
+//! not answer at all, so that a timeout can say a longer one will not help. Each backend owns
+//! the [`Reachability`] of its engine.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -12,42 +12,54 @@ use tokio::net::TcpStream;
 /// How long one attempt to reach an address may take before it counts as unanswered.
 const TRIAL_TIMEOUT: Duration = Duration::from_millis(700);
 
-/// Whether containers' own addresses answer from here, per engine endpoint: a process may talk
-/// to several engines (tests do), and every `Docker` of one endpoint shares what was learnt.
-static DIRECT: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
-/// Addresses that did not answer, per engine endpoint, for the hint of a timeout.
-static UNANSWERED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+/// What this process learnt of reaching the services of one engine: whether their own
+/// addresses answer from here, and which address did not answer at all.
+#[derive(Debug, Default)]
+pub struct Reachability {
+    direct: OnceLock<bool>,
+    unanswered: Mutex<Option<String>>,
+}
 
-/// Whether containers' own addresses answer from here: tried once per engine on `address` (a
-/// container's address and port) and remembered. A refused connection answers too: the address
-/// is reachable and the service not listening yet.
-pub async fn reaches_directly(endpoint: &str, address: SocketAddr) -> bool {
-    if let Some(verdict) = direct_verdict(endpoint) {
-        return verdict;
+impl Reachability {
+    pub const fn new() -> Reachability {
+        Reachability {
+            direct: OnceLock::new(),
+            unanswered: Mutex::new(None),
+        }
     }
-    let verdict = answers(address).await.is_some();
-    tracing::debug!(endpoint, %address, verdict, "container addresses answer from here");
-    lock(&DIRECT)
-        .get_or_insert_with(HashMap::new)
-        .insert(endpoint.to_owned(), verdict);
-    verdict
-}
 
-pub(crate) fn direct_verdict(endpoint: &str) -> Option<bool> {
-    lock(&DIRECT).as_ref()?.get(endpoint).copied()
-}
+    /// Whether services' own addresses answer from here: tried once on `address` (a
+    /// service's address and port) and remembered. A refused connection answers too: the
+    /// address is reachable and the service not listening yet.
+    pub async fn reaches_directly(&self, address: SocketAddr) -> bool {
+        if let Some(verdict) = self.direct() {
+            return verdict;
+        }
+        let verdict = answers(address).await.is_some();
+        tracing::debug!(%address, verdict, "services' own addresses answer from here");
+        *self.direct.get_or_init(|| verdict)
+    }
 
-/// Records that `address` did not answer (no connection, not even a refusal), so that a timeout
-/// can say so instead of only advising a longer one.
-pub fn note_unanswered(endpoint: &str, address: &str, error: &str) {
-    let envctl_host = std::env::var("ENVCTL_HOST")
-        .ok()
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty());
-    let advice = unanswered_advice(address, error, envctl_host.as_deref());
-    lock(&UNANSWERED)
-        .get_or_insert_with(HashMap::new)
-        .insert(endpoint.to_owned(), advice);
+    /// Whether services' own addresses answer from here, as far as known (`None`: untried).
+    pub fn direct(&self) -> Option<bool> {
+        self.direct.get().copied()
+    }
+
+    /// Records that `address` did not answer (no connection, not even a refusal), so that a
+    /// timeout can say so instead of only advising a longer one.
+    pub fn note_unanswered(&self, address: &str, error: &str) {
+        let envctl_host = std::env::var("ENVCTL_HOST")
+            .ok()
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty());
+        let advice = unanswered_advice(address, error, envctl_host.as_deref());
+        *lock(&self.unanswered) = Some(advice);
+    }
+
+    /// What did not answer from here, if anything did not.
+    pub fn unanswered(&self) -> Option<String> {
+        lock(&self.unanswered).clone()
+    }
 }
 
 fn unanswered_advice(address: &str, error: &str, envctl_host: Option<&str>) -> String {
@@ -64,11 +76,6 @@ fn unanswered_advice(address: &str, error: &str, envctl_host: Option<&str>) -> S
         "`{address}` did not answer ({error}): envctl cannot reach it from here, so a longer \
          `--timeout` will not help; {advice}"
     )
-}
-
-/// What did not answer from here on `endpoint`, if anything did not.
-pub fn unanswered(endpoint: &str) -> Option<String> {
-    lock(&UNANSWERED).as_ref()?.get(endpoint).cloned()
 }
 
 /// The hint for a start that ran out of time: a longer timeout, unless addresses did not
@@ -109,6 +116,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn each_engine_learns_its_own_reachability_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (one, other) = (Reachability::new(), Reachability::new());
+        assert_eq!(one.direct(), None);
+        assert!(one.reaches_directly(address).await);
+        assert_eq!(one.direct(), Some(true));
+        drop(listener);
+        // Remembered, not tried again; the other engine has learnt nothing.
+        assert!(one.reaches_directly(address).await);
+        assert_eq!(other.direct(), None);
+        one.note_unanswered("10.0.0.9:49153", "timed out");
+        assert!(
+            one.unanswered()
+                .unwrap()
+                .starts_with("`10.0.0.9:49153` did not answer")
+        );
+        assert_eq!(other.unanswered(), None);
+    }
 
     #[test]
     fn timeouts_blame_unanswered_addresses() {

@@ -11,6 +11,7 @@
 //!
 //! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
 
+pub mod bollard;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -537,6 +538,12 @@ pub trait Backend: Send + Sync {
     /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
     fn endpoint(&self) -> &str {
         &self.info().endpoint
+    }
+    /// What this process learnt of reaching the backend's services (see [`crate::reach`]). A
+    /// backend that owns none (the in-memory fake) shares one for the whole process.
+    fn reach(&self) -> &crate::reach::Reachability {
+        static SHARED: crate::reach::Reachability = crate::reach::Reachability::new();
+        &SHARED
     }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;

@@ -84,6 +84,9 @@ impl Backend for Bounded<'_> {
     fn info(&self) -> &BackendInfo {
         self.backend.info()
     }
+    fn reach(&self) -> &crate::reach::Reachability {
+        self.backend.reach()
+    }
 
     async fn ping(&self) -> Result<()> {
         self.call(|| "a ping".into(), NONE, self.backend.ping())

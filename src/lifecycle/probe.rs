@@ -469,7 +469,7 @@ async fn address(
     match details.direct {
         Some(ip) => {
             let direct = SocketAddr::new(ip, port);
-            if reach::reaches_directly(backend.endpoint(), direct).await {
+            if backend.reach().reaches_directly(direct).await {
                 return Ok(Target::Direct(direct));
             }
         }
@@ -553,11 +553,10 @@ fn not_yet(
     what: &str,
 ) -> CheckError {
     if reach::is_unanswered(error) {
-        reach::note_unanswered(
-            subject.backend.endpoint(),
-            &address.to_string(),
-            &error.to_string(),
-        );
+        subject
+            .backend
+            .reach()
+            .note_unanswered(&address.to_string(), &error.to_string());
     }
     CheckError::NotYet(format!("{what} {address}: {error}"))
 }

@@ -99,6 +99,9 @@ impl Backend for Recorded<'_> {
     fn info(&self) -> &BackendInfo {
         self.backend.info()
     }
+    fn reach(&self) -> &crate::reach::Reachability {
+        self.backend.reach()
+    }
     async fn ping(&self) -> Result<()> {
         self.backend.ping().await
     }

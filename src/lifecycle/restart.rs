@@ -42,7 +42,7 @@ pub async fn start(
                 timeout,
                 pending,
                 logs,
-                unanswered: crate::reach::unanswered(backend.endpoint()),
+                unanswered: backend.reach().unanswered(),
             })
         }
     }

@@ -463,7 +463,7 @@ pub(super) async fn timed_out(
         timeout,
         pending,
         logs,
-        unanswered: crate::reach::unanswered(backend.endpoint()),
+        unanswered: backend.reach().unanswered(),
     }
 }
 

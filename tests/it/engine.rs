@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use envctl::backend::docker::engine::connect::Origin;
+use envctl::backend::bollard::connect::Origin;
 use envctl::backend::docker::engine::docker::Docker;
 use envctl::backend::docker::engine::{
     BackendError, ContainerSpec, ContainerState, Engine, Filter, Labels, LogLine, LogOptions,

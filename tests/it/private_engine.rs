@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use envctl::backend::bollard::connect::{Flags, Settings};
 use envctl::backend::docker::engine::Engine;
-use envctl::backend::docker::engine::connect::{Flags, Settings};
 use envctl::backend::docker::engine::docker::Docker;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -8,7 +8,7 @@
 pub mod convert;
 pub mod engine;
 
-pub use engine::connect::Flags;
+pub use crate::backend::bollard::connect::Flags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -264,6 +264,10 @@ impl Backend for DockerBackend<'_> {
         &self.info
     }
 
+    fn reach(&self) -> &crate::reach::Reachability {
+        self.engine.reachability()
+    }
+
     async fn ping(&self) -> Result<()> {
         self.engine.ping().await
     }
@@ -406,17 +410,7 @@ impl Backend for DockerBackend<'_> {
         };
         self.engine
             .logs(&service.native, options)
-            .map(|line| {
-                let line = line?;
-                Ok(LogLine {
-                    timestamp: line
-                        .timestamp
-                        .as_deref()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc)),
-                    text: line.text,
-                })
-            })
+            .map(|line| Ok(line?.into_seam()))
             .boxed()
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, Limit, Mount, MountTmpfsOptions, MountType,
@@ -10,7 +11,10 @@ use bollard::models::{
     TaskSpecContainerSpec, TaskSpecResources, TaskState,
 };
 use chrono::{DateTime, Utc};
+use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::bollard::error::{describe, is_connection_error, message, status};
+use crate::backend::bollard::logs;
 use crate::backend::{
     BackendError, Endpoint, Health, Kind, LogLine, Protocol, ServiceState, ServiceStatus,
 };
@@ -244,46 +248,24 @@ fn time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// A bollard error as the seam's error, naming `operation`.
+/// A bollard error as the seam's error, naming `operation`: a 404 is the object not found, a
+/// 409 a conflict (a claim taken), a failed connection the manager unreachable; what the
+/// error says is read as for the Docker backend ([`crate::backend::bollard::error`]).
 pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendError {
-    match error {
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            message,
-        } => BackendError::NotFound {
+    match status(&error) {
+        Some(404) => BackendError::NotFound {
             kind: "swarm object",
-            name: message,
+            name: message(&error).to_owned(),
         },
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => BackendError::Conflict(message),
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => BackendError::operation(
-            operation,
-            if message.trim().is_empty() {
-                format!("the manager answered with HTTP status {status_code}")
-            } else {
-                message
-            },
-        ),
-        BollardError::SocketNotFoundError(path) => BackendError::Unreachable {
+        Some(409) => BackendError::Conflict(message(&error).to_owned()),
+        _ if is_connection_error(&error) => BackendError::Unreachable {
             backend: Kind::Swarm,
             endpoint: endpoint.to_string(),
             origin: "the swarm's manager".into(),
-            reason: format!("no socket at {path}"),
+            reason: describe(&error),
             hint: "check that the manager still runs (`docker node ls` there)".into(),
         },
-        BollardError::HyperLegacyError { err } if err.is_connect() => BackendError::Unreachable {
-            backend: Kind::Swarm,
-            endpoint: endpoint.to_string(),
-            origin: "the swarm's manager".into(),
-            reason: err.to_string(),
-            hint: "check that the manager still runs (`docker node ls` there)".into(),
-        },
-        other => BackendError::operation(operation, other),
+        _ => BackendError::operation(operation, describe(&error)),
     }
 }
 
@@ -396,32 +378,24 @@ pub fn with_runtime(
     Ok(ports)
 }
 
-/// The lines of one chunk of a service's log, each with its time when `timestamps` asked
-/// for them (Docker starts each line with it then).
-pub fn log_lines(chunk: &[u8], timestamps: bool) -> Vec<LogLine> {
-    let text = String::from_utf8_lossy(chunk);
-    text.split('\n')
-        .filter(|line| !line.is_empty())
+/// The lines of a service's log, from the chunks bollard reads; a read that fails ends the
+/// lines with the error `failed` makes of it.
+pub fn service_log_lines(
+    chunks: BoxStream<'static, Result<LogOutput, BollardError>>,
+    timestamps: bool,
+    failed: impl Fn(BollardError) -> BackendError + Send + 'static,
+) -> BoxStream<'static, Result<LogLine, BackendError>> {
+    logs::lines(chunks, timestamps, failed)
         .map(|line| {
-            let line = line.strip_suffix('\r').unwrap_or(line);
+            let mut line = line?;
             // The manager reports a node it cannot read logs from inside the stream, behind
             // bytes of a frame header: the words are kept, the bytes dropped.
-            let line = match line.find("Error grabbing logs: ") {
-                Some(at) => &line[at..],
-                None => line,
-            };
-            match timestamps.then(|| line.split_once(' ')).flatten() {
-                Some((at, rest)) if time(at).is_some() => LogLine {
-                    timestamp: time(at),
-                    text: rest.to_string(),
-                },
-                _ => LogLine {
-                    timestamp: None,
-                    text: line.to_string(),
-                },
+            if let Some(at) = line.text.find("Error grabbing logs: ") {
+                line.text.drain(..at);
             }
+            Ok(line.into_seam())
         })
-        .collect()
+        .boxed()
 }
 
 #[cfg(test)]
@@ -750,19 +724,70 @@ mod tests {
         assert!(error.contains("`restart: always`"), "{error}");
     }
 
-    #[test]
-    fn log_chunks_split_into_lines_with_their_times() {
-        let lines = log_lines(
-            b"2026-11-26T10:00:00.123Z one\n2026-11-26T10:00:01Z two\r\n",
+    #[tokio::test]
+    async fn log_chunks_split_into_lines_with_their_times() {
+        let lines = lines_of(
+            &[
+                "2026-11-26T10:00:00.123Z one\n",
+                "2026-11-26T10:00:01Z two\r\n",
+            ],
             true,
-        );
+        )
+        .await;
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].text, "one");
         assert_eq!(lines[1].text, "two");
         assert!(lines[0].timestamp.is_some());
-        let plain = log_lines(b"no time here\n", false);
+        let plain = lines_of(&["no time here\n"], false).await;
         assert_eq!(plain[0].text, "no time here");
         assert_eq!(plain[0].timestamp, None);
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_logs_cannot_be_read_is_named_without_the_frame_bytes() {
+        let lines = lines_of(&["\u{1}\0\0Error grabbing logs: node n2 is down\n"], true).await;
+        assert_eq!(lines[0].text, "Error grabbing logs: node n2 is down");
+    }
+
+    async fn lines_of(chunks: &[&str], timestamps: bool) -> Vec<LogLine> {
+        let chunks: Vec<_> = chunks
+            .iter()
+            .map(|text| {
+                Ok(LogOutput::StdOut {
+                    message: text.as_bytes().to_vec().into(),
+                })
+            })
+            .collect();
+        service_log_lines(
+            futures_util::stream::iter(chunks).boxed(),
+            timestamps,
+            |e| BackendError::operation("read logs", e),
+        )
+        .map(|line| line.expect("no error"))
+        .collect()
+        .await
+    }
+
+    /// Docker cuts a log line longer than 16 KiB into messages of 16 KiB, each with its own
+    /// time and only the last with the newline: the line is still one line.
+    #[tokio::test]
+    async fn a_long_log_line_split_across_chunks_is_one_line() {
+        let t1 = "2026-11-26T10:00:00.000000001Z";
+        let t2 = "2026-11-26T10:00:00.000000002Z";
+        let (head, tail) = ("x".repeat(16 * 1024), "y".repeat(4000));
+        let lines = lines_of(
+            &[
+                &format!("{t1} {head}"),
+                &format!("{t2} {tail}\n"),
+                &format!("{t2} short\n"),
+            ],
+            true,
+        )
+        .await;
+        let texts: Vec<usize> = lines.iter().map(|line| line.text.len()).collect();
+        assert_eq!(texts, vec![head.len() + tail.len(), "short".len()]);
+        assert_eq!(lines[0].text, format!("{head}{tail}"));
+        assert_eq!(lines[0].timestamp, time(t1));
     }
 
     #[test]

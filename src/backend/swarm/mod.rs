@@ -30,7 +30,7 @@ use bollard::query_parameters::{
     ListTasksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
     UpdateServiceOptionsBuilder,
 };
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
     Aside, Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput,
@@ -38,10 +38,12 @@ use super::{
     ResolvedImage, Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic,
     VolumeRef, VolumeSpec,
 };
-use crate::backend::docker::engine::connect::{self, Flags, Origin, Settings};
-use crate::backend::docker::engine::convert::label_filter;
+use crate::backend::bollard::auth;
+use crate::backend::bollard::connect::{self, Flags, Origin, Settings};
+use crate::backend::bollard::filters::label_filter;
 use crate::naming;
 use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
+use crate::reach::Reachability;
 use crate::registry;
 use crate::spec::{ImageRef, Probe, Protocol, Ready};
 
@@ -81,6 +83,8 @@ pub struct Swarm {
     /// The registry digest of each image `resolve_image` found, by `repository:tag`: services
     /// run exactly that image on every node.
     pinned: Mutex<HashMap<String, String>>,
+    /// What the probes learnt of reaching the services from here.
+    reach: Reachability,
 }
 
 impl Swarm {
@@ -155,6 +159,7 @@ impl Swarm {
             nodes: 0,
             envctl_host,
             pinned: Mutex::new(HashMap::new()),
+            reach: Reachability::new(),
         };
         let info = swarm
             .call("read the engine's info", swarm.client.info())
@@ -309,9 +314,7 @@ impl Swarm {
         let info = self
             .call("read the manager's registry settings", self.client.info())
             .await?;
-        Ok(crate::backend::docker::engine::convert::insecure_of(
-            info.registry_config.unwrap_or_default(),
-        ))
+        Ok(auth::insecure_of(info.registry_config.unwrap_or_default()))
     }
 
     /// The configs of environment `id` in `role`.
@@ -403,6 +406,10 @@ impl Swarm {
 impl Backend for Swarm {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    fn reach(&self) -> &Reachability {
+        &self.reach
     }
 
     async fn ping(&self) -> Result<()> {
@@ -566,7 +573,7 @@ impl Backend for Swarm {
         let registry = registry::Reference::parse(&spec.image.reference.to_string())
             .map(|r| r.registry)
             .unwrap_or_else(|_| registry::DOCKER_HUB.to_string());
-        let credentials = crate::backend::docker::engine::auth::registry_credentials(&registry)
+        let credentials = auth::registry_credentials(&registry)
             .await
             .map_err(|e| BackendError::operation(&operation, e))?;
         let created = self
@@ -667,22 +674,15 @@ impl Backend for Swarm {
             true => self
                 .client
                 .clone()
-                .with_timeout(crate::backend::docker::engine::docker::PATIENT_TIMEOUT),
+                .with_timeout(crate::backend::bollard::PATIENT_TIMEOUT),
             false => self.client.clone(),
         };
-        client
+        let chunks = client
             .service_logs(&service.native, Some(query.build()))
-            .flat_map(move |chunk| {
-                let lines: Vec<Result<LogLine>> = match chunk {
-                    Ok(output) => convert::log_lines(output.as_ref(), timestamps)
-                        .into_iter()
-                        .map(Ok)
-                        .collect(),
-                    Err(error) => vec![Err(convert::error(&endpoint, &operation, error))],
-                };
-                stream::iter(lines)
-            })
-            .boxed()
+            .boxed();
+        convert::service_log_lines(chunks, timestamps, move |error| {
+            convert::error(&endpoint, &operation, error)
+        })
     }
 
     async fn exec(&self, _service: &ServiceRef, _command: &[String]) -> Result<ExecOutput> {

@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListServicesOptionsBuilder,
 };
-use envctl::backend::docker::engine::connect::Origin;
+use envctl::backend::bollard::connect::Origin;
 use envctl::backend::swarm::Swarm;
 use envctl::backend::{
     Backend, BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef,

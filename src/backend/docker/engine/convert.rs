@@ -11,7 +11,7 @@ use bollard::models::{
 };
 
 use super::{
-    Attachment, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Filter, Labels,
+    Attachment, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Labels,
     PublishedPort,
 };
 use crate::spec::runtime::{HostAddress, MountSource, Restart, Runtime};
@@ -344,59 +344,9 @@ pub(super) fn to_labels(labels: Option<HashMap<String, String>>) -> Labels {
     labels.unwrap_or_default().into_iter().collect()
 }
 
-pub(crate) fn label_filter(label_filters: &[Filter]) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([(
-        "label",
-        label_filters.iter().map(Filter::to_docker).collect(),
-    )])
-}
-
-/// The insecure registries of `docker info`: `IndexConfigs` marked not secure, and
-/// `InsecureRegistryCIDRs`.
-pub(crate) fn insecure_of(
-    config: bollard::models::RegistryServiceConfig,
-) -> crate::registry::Insecure {
-    let mut names: Vec<String> = config
-        .index_configs
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, index)| index.secure == Some(false))
-        .map(|(name, _)| name)
-        .collect();
-    names.sort();
-    crate::registry::Insecure {
-        names,
-        ranges: config.insecure_registry_cidrs.unwrap_or_default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn insecure_registries_are_the_ones_docker_info_marks() {
-        use bollard::models::{IndexInfo, RegistryServiceConfig};
-        let index = |secure| IndexInfo {
-            secure: Some(secure),
-            ..Default::default()
-        };
-        let config = RegistryServiceConfig {
-            index_configs: Some(HashMap::from([
-                ("docker.io".to_string(), index(true)),
-                ("registry.example.com:5000".to_string(), index(false)),
-            ])),
-            insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into()]),
-            ..Default::default()
-        };
-        let insecure = insecure_of(config);
-        assert_eq!(insecure.names, ["registry.example.com:5000"]);
-        assert_eq!(insecure.ranges, ["127.0.0.0/8"]);
-        assert_eq!(
-            insecure_of(RegistryServiceConfig::default()),
-            crate::registry::Insecure::default()
-        );
-    }
 
     #[test]
     fn create_requests_are_logged_without_env_values() {

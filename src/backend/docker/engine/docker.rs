@@ -32,20 +32,26 @@ use crate::backend::Kind;
 use crate::naming;
 use crate::registry::Reference;
 
-use super::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
 use super::convert::{
-    attachment, container_body, container_details, container_summary, endpoint, insecure_of,
-    label_filter, redacted, to_hash_map, to_labels,
+    attachment, container_body, container_details, container_summary, endpoint, redacted,
+    to_hash_map, to_labels,
 };
-use super::error::{self, describe, is_connection_error, message, no_answer, status};
+use super::error;
 use super::subnets::{self, Pool, Subnet};
 use super::{
     Attached, Attachment, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine,
     ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
-    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary, auth, logs,
+    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary,
 };
+use crate::backend::bollard::PATIENT_TIMEOUT;
+use crate::backend::bollard::auth::{self, insecure_of};
+use crate::backend::bollard::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
+use crate::backend::bollard::error::{
+    certificate_refused, describe, is_connection_error, message, no_answer, status,
+};
+use crate::backend::bollard::filters::label_filter;
 
-pub use super::connect::DEFAULT_HOST;
+pub use crate::backend::bollard::connect::DEFAULT_HOST;
 
 /// How long any other request may wait for its answer, as bollard's default: an engine that
 /// has not answered a plain request by then hangs.
@@ -55,9 +61,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// bollard's timeout runs until the response headers arrive. Docker answers most requests at
 /// once, but a stop answers only once the container stopped: stops get their grace on top.
 const STOP_MARGIN: Duration = Duration::from_secs(60);
-/// For requests whose answer may rightly take long: waiting for an exit, following logs,
-/// building (the classic builder answers only after it has read the whole context).
-pub(crate) const PATIENT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many lines of build output a failed build reports.
 const BUILD_TAIL_LINES: usize = 10;
 /// How long `exec` waits for Docker to record the exit code after the output ended.
@@ -79,7 +82,7 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// Connects to the engine the environment chooses (see [`super::connect`]).
+    /// Connects to the engine the environment chooses (see [`crate::backend::bollard::connect`]).
     pub async fn connect() -> Result<Docker> {
         Docker::connect_with(&Flags::default()).await
     }
@@ -128,7 +131,7 @@ impl Docker {
             Ok(Err(error)) => {
                 let refused = endpoint
                     .tls()
-                    .and_then(|tls| Some((tls, error::certificate_refused(&error, &tls.ca)?)));
+                    .and_then(|tls| Some((tls, certificate_refused(&error, &tls.ca)?)));
                 return Err(match refused {
                     Some((tls, reason)) => error::refused(
                         &endpoint.host,
@@ -277,6 +280,10 @@ impl Engine for Docker {
 
     fn published_host(&self) -> &str {
         self.reach.published_host()
+    }
+
+    fn reachability(&self) -> &crate::reach::Reachability {
+        self.reach.reachability()
     }
 
     async fn ping(&self) -> Result<()> {
@@ -700,7 +707,15 @@ impl Engine for Docker {
             false => self.client.clone(),
         };
         let chunks = client.logs(id, Some(query.build())).boxed();
-        logs::lines(chunks, options.timestamps, self.clone(), id)
+        let (engine, id) = (self.clone(), id.to_owned());
+        crate::backend::bollard::logs::lines(chunks, options.timestamps, move |error| {
+            engine.failed_on(
+                "container",
+                &id,
+                format!("read the logs of container `{id}`"),
+                &error,
+            )
+        })
     }
 
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {

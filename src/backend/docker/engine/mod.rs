@@ -7,12 +7,9 @@
 //! [`BackendError`] (classified once, in `error.rs`), and its exec output and traffic
 //! counters are the seam's too: the backend passes them on as they are.
 
-pub(crate) mod auth;
-pub mod connect;
 pub(crate) mod convert;
 pub mod docker;
 mod error;
-mod logs;
 pub mod subnets;
 
 use std::fmt;
@@ -191,12 +188,7 @@ pub struct PullProgress {
 }
 
 /// One line of a container's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// RFC 3339 with nanoseconds, when asked for.
-    pub timestamp: Option<String>,
-    pub text: String,
-}
+pub use crate::backend::bollard::logs::Line as LogLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
@@ -216,6 +208,8 @@ pub trait Engine: Send + Sync {
     fn reaches_container_ips(&self) -> bool;
     /// The host at which published ports are reached.
     fn published_host(&self) -> &str;
+    /// What this process learnt of reaching the engine's containers (see [`crate::reach`]).
+    fn reachability(&self) -> &crate::reach::Reachability;
 
     /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
     /// every address (Docker reports `0.0.0.0`), else that address.

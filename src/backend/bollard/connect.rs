@@ -14,13 +14,15 @@
 //! to it is answered (even refused), and a published port is reached at `ENVCTL_HOST`, else at
 //! the engine's host: the `DOCKER_HOST` host for tcp and ssh; for a local socket, loopback when
 //! the port listens in this network namespace or answers there, else (in a container) the
-//! default gateway, as Testcontainers does. Each verdict is kept for the process, per engine.
+//! default gateway, as Testcontainers does. Each verdict is kept by the backend that found it.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::reach::Reachability;
 
 /// Where Docker listens when nothing else is chosen.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -508,6 +510,8 @@ pub struct Reach {
     in_container: bool,
     gateway: Option<Ipv4Addr>,
     published: OnceLock<String>,
+    /// Whether containers' own addresses answer, what did not answer: learnt by the probes.
+    reachability: Reachability,
 }
 
 impl Reach {
@@ -526,6 +530,7 @@ impl Reach {
                 .flatten()
                 .and_then(|table| default_gateway(&table)),
             published: OnceLock::new(),
+            reachability: Reachability::new(),
         }
     }
 
@@ -566,7 +571,12 @@ impl Reach {
 
     /// Whether containers' own addresses answer from here, as far as known (`None`: untried).
     pub fn direct(&self) -> Option<bool> {
-        crate::reach::direct_verdict(&self.endpoint)
+        self.reachability.direct()
+    }
+
+    /// What the probes learnt of reaching this engine's containers.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reachability
     }
 
     /// Where envctl runs, for messages about unreachable addresses.
@@ -633,6 +643,7 @@ mod tests {
             in_container: true,
             gateway: Some(Ipv4Addr::LOCALHOST),
             published: OnceLock::new(),
+            reachability: Reachability::new(),
         }
     }
 

@@ -1,29 +1,50 @@
-//! A container's output as lines: Docker sends chunks, each stream (stdout, stderr) with its
-//! own partial line, each chunk led by its time when asked for; envctl hands out whole lines.
+//! An engine's output as lines, for containers and services alike: Docker sends chunks, each
+//! stream (stdout, stderr) with its own partial line, each chunk led by its time when asked
+//! for, and a line longer than 16 KiB cut into several chunks; envctl hands out whole lines.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use bollard::errors::Error as BollardError;
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
-use super::docker::Docker;
-use super::{LogLine, Result};
+use crate::backend::{BackendError, LogLine, Result};
 
-/// The lines of a container's output, from the chunks bollard reads; a read that fails ends
-/// the lines with an error naming the container.
-pub(super) fn lines(
+/// One line of output as the engine sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// RFC 3339 with nanoseconds, when asked for.
+    pub timestamp: Option<String>,
+    pub text: String,
+}
+
+impl Line {
+    /// The line as the seam hands it out, its time parsed.
+    pub fn into_seam(self) -> LogLine {
+        LogLine {
+            timestamp: self
+                .timestamp
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            text: self.text,
+        }
+    }
+}
+
+/// The lines of the output bollard reads as `chunks`; a read that fails ends the lines with
+/// the error `failed` makes of it.
+pub fn lines(
     chunks: BoxStream<'static, Result<bollard::container::LogOutput, BollardError>>,
     timestamps: bool,
-    engine: Docker,
-    id: &str,
-) -> BoxStream<'static, Result<LogLine>> {
+    failed: impl Fn(BollardError) -> BackendError + Send + 'static,
+) -> BoxStream<'static, Result<Line>> {
     let state = LogState {
         chunks,
         lines: LineSplitter::new(timestamps),
         ready: VecDeque::new(),
         done: false,
-        engine,
-        id: id.to_owned(),
+        failed: Box::new(failed),
     };
     stream::unfold(state, |mut state| async move {
         loop {
@@ -42,13 +63,7 @@ pub(super) fn lines(
                 Some(Err(error)) => {
                     state.done = true;
                     state.ready.extend(state.lines.finish().into_iter().map(Ok));
-                    let id = &state.id;
-                    state.ready.push_back(Err(state.engine.failed_on(
-                        "container",
-                        id,
-                        format!("read the logs of container `{id}`"),
-                        &error,
-                    )));
+                    state.ready.push_back(Err((state.failed)(error)));
                 }
                 None => {
                     state.done = true;
@@ -65,10 +80,9 @@ pub(super) fn lines(
 struct LogState {
     chunks: BoxStream<'static, Result<bollard::container::LogOutput, BollardError>>,
     lines: LineSplitter,
-    ready: VecDeque<Result<LogLine>>,
+    ready: VecDeque<Result<Line>>,
     done: bool,
-    engine: Docker,
-    id: String,
+    failed: Box<dyn Fn(BollardError) -> BackendError + Send>,
 }
 
 /// Which stream a chunk came from: each has its own partial line.
@@ -114,7 +128,7 @@ impl LineSplitter {
         }
     }
 
-    fn push(&mut self, source: Source, mut chunk: &[u8]) -> Vec<LogLine> {
+    fn push(&mut self, source: Source, mut chunk: &[u8]) -> Vec<Line> {
         let timestamp = if self.timestamps {
             split_timestamp(&mut chunk)
         } else {
@@ -127,7 +141,7 @@ impl LineSplitter {
         let mut lines = Vec::new();
         while let Some(end) = chunk.iter().position(|&byte| byte == b'\n') {
             partial.text.extend_from_slice(&chunk[..end]);
-            lines.push(LogLine {
+            lines.push(Line {
                 timestamp: partial.timestamp.take(),
                 text: line_text(std::mem::take(&mut partial.text)),
             });
@@ -143,11 +157,11 @@ impl LineSplitter {
     }
 
     /// The partial lines left when the output ended.
-    fn finish(&mut self) -> Vec<LogLine> {
+    fn finish(&mut self) -> Vec<Line> {
         std::mem::take(&mut self.partial)
             .into_values()
             .filter(|partial| !partial.text.is_empty())
-            .map(|partial| LogLine {
+            .map(|partial| Line {
                 timestamp: partial.timestamp,
                 text: line_text(partial.text),
             })
@@ -230,8 +244,8 @@ mod tests {
         );
     }
 
-    fn line(timestamp: Option<&str>, text: &str) -> LogLine {
-        LogLine {
+    fn line(timestamp: Option<&str>, text: &str) -> Line {
+        Line {
             timestamp: timestamp.map(str::to_owned),
             text: text.into(),
         }
