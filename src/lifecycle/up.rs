@@ -18,6 +18,7 @@ use crate::backend::{
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
+use crate::provenance;
 use crate::signals::Signals;
 use crate::spec::{Environment, ImageRef, Probe, Protocol, PullPolicy, Service};
 
@@ -729,8 +730,8 @@ fn metadata(
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }),
         owner: Some(options.owner.clone()),
-        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
-        process: Some(super::process::identity()),
+        started_by: Some(provenance::started_by()),
+        process: Some(provenance::process()),
         services: Some(environment.services.keys().cloned().collect()),
         refs,
         build: options.build.clone(),
@@ -871,40 +872,4 @@ pub(super) fn run_nonce() -> String {
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
-}
-
-/// The Jenkins build running envctl, from `BUILD_URL`, `JOB_NAME` and `GIT_COMMIT`.
-pub fn build_labels() -> Build {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Build {
-        url: var("BUILD_URL"),
-        job_name: var("JOB_NAME"),
-        git_commit: var("GIT_COMMIT"),
-    }
-}
-
-/// Whoever started the environment: Jenkins' `BUILD_TAG`, else the user.
-pub fn default_owner() -> String {
-    ["BUILD_TAG", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(user_from_uid)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The name of this process's user from `/etc/passwd`, for shells that set no `USER`
-/// (cron, `docker exec`, systemd units).
-fn user_from_uid() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
-    })
 }

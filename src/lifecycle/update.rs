@@ -1079,8 +1079,8 @@ async fn claim(
     let metadata = Metadata {
         run: Some(nonce.to_string()),
         start_deadline: Some(deadline),
-        process: Some(super::process::identity()),
-        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
+        process: Some(crate::provenance::process()),
+        started_by: Some(crate::provenance::started_by()),
         created_at: Some(Utc::now()),
         ..instance.metadata.clone()
     };
