@@ -1,5 +1,6 @@
 //! Environments on an engine: start, inspect, stop and remove them.
 
+mod attempt;
 mod bounded;
 mod build;
 pub mod inventory;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
+use super::attempt::{Attempt, LOG_LINES, removal_seen};
 use super::bounded::Bounded;
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
@@ -27,12 +28,6 @@ use crate::spec::{Environment, ImageRef, Probe, Protocol, PullPolicy, Service};
 const MAX_ID_ATTEMPTS: u32 = 100;
 /// How long an interrupted start lets containers stop before killing them.
 const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
-/// How long each engine call of a rollback or of the diagnosis of a timeout may take (a stop
-/// its grace on top): the start is over, and a working engine answers these at once.
-const AFTERMATH_CALL: Duration = Duration::from_secs(5);
-/// How long a failed start watches for its containers to vanish: `down` removes each container
-/// right after it stopped it, which is what made the service fail.
-pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long the second interrupt leaves for killing what can be killed.
 const FORCE_BOUND: Duration = Duration::from_secs(2);
 
@@ -146,33 +141,24 @@ pub async fn up(
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
-        deadline: Instant::now()
-            .checked_add(options.timeout)
-            .unwrap_or_else(far_future),
+        attempt: Attempt::new(signals, options.timeout),
         ledger: Ledger::default(),
     };
-    let work = start_or_roll_back(backend, environment, options, progress, signals, &run);
-    let first = async {
-        signals.received(1).await;
-        on_interrupt(run.ledger.id().as_deref());
-        std::future::pending::<()>().await;
+    let work = start_or_roll_back(backend, environment, options, progress, &run);
+    // Giving `work` up gives up its creates too: the ledger keeps those as unanswered, so the
+    // report still names them.
+    let forced = async {
+        let bounded = Bounded {
+            backend,
+            deadline: Some(Instant::now() + FORCE_BOUND),
+            per_call: None,
+            signals,
+        };
+        let cleanup = rollback(&bounded, &run, None).await;
+        UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
     };
-    tokio::select! {
-        outcome = work => outcome,
-        () = first => unreachable!("the notice never ends"),
-        // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
-        // those as unanswered, so the report still names them.
-        () = signals.received(2) => {
-            let bounded = Bounded {
-                backend,
-                deadline: Some(Instant::now() + FORCE_BOUND),
-                per_call: None,
-                signals,
-            };
-            let cleanup = rollback(&bounded, &run, None).await;
-            UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
-        }
-    }
+    let notice = || on_interrupt(run.ledger.id().as_deref());
+    run.attempt.guard(work, notice, forced).await
 }
 
 async fn start_or_roll_back(
@@ -180,48 +166,27 @@ async fn start_or_roll_back(
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
-    signals: &Signals,
-    run: &Run,
+    run: &Run<'_>,
 ) -> UpOutcome {
     let phases = Phases::default();
-    let bounds = Bounds {
-        signals,
-        deadline: run.deadline,
-    };
-    let result = attempt(
-        backend,
-        environment,
-        options,
-        progress,
-        run,
-        &phases,
-        &bounds,
-    )
-    .await;
-    let aftermath = Bounded {
-        backend,
-        deadline: None,
-        per_call: Some(AFTERMATH_CALL),
-        signals,
-    };
+    let result = attempt(backend, environment, options, progress, run, &phases).await;
+    let aftermath = run.attempt.aftermath(backend, None);
     let result = match result {
         // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
         // stopped the start.
-        Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
-        Err(StartError::Timeout { .. }) => {
-            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
-        }
-        // A create the deadline cut short: the start ran out of time there.
-        Err(StartError::Backend(BackendError::NoAnswer { .. }))
-            if Instant::now() >= run.deadline =>
-        {
-            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
-        }
+        Err(_) if run.attempt.signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
         Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
             Some(id) => Err(StartError::RemovedMeanwhile(id)),
             None => Err(error),
         },
-        other => other,
+        Err(error) => {
+            let selector = Selector::Run(run.nonce.clone());
+            Err(run
+                .attempt
+                .diagnose(error, &aftermath, &selector, &phases)
+                .await)
+        }
+        ok => ok,
     };
     match result {
         Ok(started) => UpOutcome::of(Ok(started)),
@@ -249,11 +214,11 @@ async fn start_or_roll_back(
 }
 
 /// One `up` invocation.
-struct Run {
+struct Run<'a> {
     /// Labels everything this run creates, for its rollback.
     nonce: String,
     launched: DateTime<Utc>,
-    deadline: Instant,
+    attempt: Attempt<'a>,
     ledger: Ledger,
 }
 
@@ -301,14 +266,13 @@ impl Ledger {
 
 /// The id of the environment if someone else removed it while it started (its services or
 /// markers vanished, which a service failing on its own never makes them do).
-async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
+async fn removed_meanwhile(backend: &dyn Backend, run: &Run<'_>) -> Option<String> {
     let (id, created) = {
         let entries = run.ledger.entries();
         (entries.id.clone()?, entries.created.clone())
     };
     let selector = Selector::Run(run.nonce.clone());
-    let deadline = Instant::now() + REMOVAL_WINDOW;
-    loop {
+    removal_seen(|| async {
         let present: Vec<Resource> = backend
             .list(&selector)
             .await
@@ -320,19 +284,14 @@ async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
             Resource::Container(_) => !present.contains(resource),
             Resource::Network(_) | Resource::Volume(_) => false,
         });
-        if vanished {
-            return Some(id);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Some(vanished.then(|| id.clone()))
+    })
+    .await
 }
 
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
-async fn rollback(backend: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
+async fn rollback(backend: &Bounded<'_>, run: &Run<'_>, grace: Option<Duration>) -> Cleanup {
     let selector = Selector::Run(run.nonce.clone());
     let (id, created, unanswered) = {
         let entries = run.ledger.entries();
@@ -356,12 +315,12 @@ async fn attempt(
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
-    run: &Run,
+    run: &Run<'_>,
     phases: &Phases,
-    bounds: &Bounds<'_>,
 ) -> Result<Started, StartError> {
-    let images = bounds
-        .run(resolve_images(
+    let images = run
+        .attempt
+        .bound(resolve_images(
             backend,
             environment,
             options,
@@ -374,16 +333,10 @@ async fn attempt(
     for service in environment.services.keys() {
         phases.report(progress, service, Phase::Creating);
     }
-    // Bounded by the deadline, and shortly after an interrupt, but never dropped by one.
-    let creating = Bounded {
-        backend,
-        deadline: Some(run.deadline),
-        per_call: None,
-        signals: bounds.signals,
-    };
+    let creating = run.attempt.within(backend);
     let claim = claim(&creating, environment, options, &images, run).await?;
-    bounds
-        .run(async {
+    run.attempt
+        .bound(async {
             let services = startables(environment, &claim, &images);
             let dependencies = environment
                 .services
@@ -400,77 +353,9 @@ async fn attempt(
             creating.set_marker(&claim.metadata, Marker::Ready),
         )
         .await?;
-    bounds
-        .run(describe(backend, environment, &claim, &images, &run.nonce))
+    run.attempt
+        .bound(describe(backend, environment, &claim, &images, &run.nonce))
         .await
-}
-
-/// The limits of one start: a deadline, and the first interrupt signal.
-struct Bounds<'a> {
-    signals: &'a Signals,
-    deadline: Instant,
-}
-
-impl Bounds<'_> {
-    async fn run<T>(
-        &self,
-        step: impl Future<Output = Result<T, StartError>>,
-    ) -> Result<T, StartError> {
-        if self.signals.count() > 0 {
-            return Err(StartError::Interrupted(Box::default()));
-        }
-        let timed_out = StartError::Timeout {
-            timeout: Duration::ZERO,
-            pending: Vec::new(),
-            logs: None,
-            unanswered: None,
-        };
-        tokio::select! {
-            result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
-            () = self.signals.received(1) => Err(StartError::Interrupted(Box::default())),
-        }
-    }
-}
-
-/// The timeout error, naming what the start (or update) of run `nonce` was still waiting for,
-/// with the log of the first service it was starting; or, when the engine does not answer a
-/// ping, that error: a hung engine is not a slow environment. `backend` bounds each call.
-pub(super) async fn timed_out(
-    backend: &dyn Backend,
-    timeout: Duration,
-    nonce: &str,
-    phases: &Phases,
-) -> StartError {
-    if let Err(error) = backend.ping().await
-        && error.is_engine_down()
-    {
-        return error.into();
-    }
-    let pending = phases.pending();
-    let mut logs = None;
-    if let Some((service, Phase::Starting)) = pending.first() {
-        let selector = Selector::Run(nonce.to_string());
-        if let Ok(records) = backend.list(&selector).await
-            && let Some(record) = records
-                .iter()
-                .flat_map(|r| &r.services)
-                .find(|s| s.service() == service)
-        {
-            let lines = super::last_service_lines(backend, &record.handle, 20).await;
-            logs = Some((record.handle.name.clone(), lines));
-        }
-    }
-    StartError::Timeout {
-        timeout,
-        pending,
-        logs,
-        unanswered: crate::reach::unanswered(backend.endpoint()),
-    }
-}
-
-/// An instant no start reaches, for timeouts too large to add to now.
-pub(super) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The services a run claimed.
@@ -610,7 +495,7 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    run: &Run,
+    run: &Run<'_>,
 ) -> Result<Claim, StartError> {
     let base = options
         .name
@@ -701,9 +586,9 @@ fn metadata(
     id: &str,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    run: &Run,
+    run: &Run<'_>,
 ) -> Metadata {
-    let deadline = chrono::Duration::from_std(run.deadline - Instant::now())
+    let deadline = chrono::Duration::from_std(run.attempt.deadline - Instant::now())
         .ok()
         .and_then(|left| Utc::now().checked_add_signed(left))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -834,7 +719,8 @@ async fn describe(
         if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_service_lines(backend, &claim.services[&service.name], 20).await,
+                logs: super::last_service_lines(backend, &claim.services[&service.name], LOG_LINES)
+                    .await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });
