@@ -3,6 +3,7 @@
 mod attempt;
 mod bounded;
 mod build;
+mod images;
 pub mod inventory;
 pub mod lease;
 #[cfg(test)]

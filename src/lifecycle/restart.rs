@@ -61,8 +61,7 @@ pub(super) async fn startables<'a>(
         // Running services are left alone, and a job that finished as expected stays finished.
         let done = record.status.state == ServiceState::Running || record.finished_job();
         let healthcheck = match (done, &record.metadata.image) {
-            (false, Some(image)) => backend
-                .resolve_image(image)
+            (false, Some(image)) => super::images::local(backend, image)
                 .await
                 .ok()
                 .flatten()

@@ -4,24 +4,25 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::attempt::{Attempt, LOG_LINES, removal_seen};
 use super::bounded::Bounded;
+use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, build, refs, teardown};
+use super::{Phase, Progress, StartError, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
-    Backend, BackendError, Endpoint, Marker, PullProgress, Selector, ServiceRecord, ServiceRef,
-    ServiceSpec, ServiceState, VolumeSpec,
+    Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
+    ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::provenance;
 use crate::signals::Signals;
-use crate::spec::{Environment, ImageRef, Probe, Protocol, PullPolicy, Service};
+use crate::spec::{Environment, Probe, Protocol, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
@@ -366,6 +367,7 @@ struct Claim {
     metadata: Metadata,
 }
 
+/// Every service's image, as the file declares it (`SERVICE@REF` and `--pull` applied).
 async fn resolve_images(
     backend: &dyn Backend,
     environment: &Environment,
@@ -373,118 +375,14 @@ async fn resolve_images(
     progress: &Progress,
     phases: &Phases,
 ) -> Result<BTreeMap<String, Resolved>, StartError> {
-    // Builds run one at a time: services built from one context share its layers.
-    let builds = tokio::sync::Mutex::new(());
-    let resolving = environment.services.values().map(|service| {
-        let builds = &builds;
-        async move {
-            let prefix = options.prefix_tags.contains(&service.name);
-            let pull = options.pull.unwrap_or(service.pull);
-            let resolved = resolve_image(backend, service, prefix, pull, progress, phases, builds)
-                .await
-                .inspect_err(|_| phases.report(progress, &service.name, Phase::Failed))?;
-            Ok::<_, StartError>((service.name.clone(), resolved))
-        }
+    let wanted = environment.services.values().map(|service| {
+        let wanted = Wanted::Declared {
+            prefix: options.prefix_tags.contains(&service.name),
+            pull: options.pull.unwrap_or(service.pull),
+        };
+        (service, wanted)
     });
-    Ok(try_join_all(resolving).await?.into_iter().collect())
-}
-
-pub(super) async fn resolve_image(
-    backend: &dyn Backend,
-    service: &Service,
-    prefix: bool,
-    pull: PullPolicy,
-    progress: &Progress,
-    phases: &Phases,
-    builds: &tokio::sync::Mutex<()>,
-) -> Result<Resolved, StartError> {
-    let failed = |message: String| StartError::Image {
-        service: service.name.clone(),
-        message,
-    };
-    let mut image = service.image.clone();
-    if prefix {
-        let chosen = refs::choose_tag(backend, service, pull)
-            .await
-            .map_err(|error| StartError::Ref {
-                service: service.name.clone(),
-                error: Box::new(error),
-            })?;
-        if let Some(tag) = chosen {
-            image.tag = tag;
-        }
-    }
-    let exact = image.to_string();
-    // `always` pulls even what is here; a built image has nowhere to be pulled from.
-    let found = match pull == PullPolicy::Always && service.build.is_none() {
-        true => None,
-        false => local(backend, &image)
-            .await
-            .map_err(|e| failed(e.to_string()))?,
-    };
-    let resolved = match found {
-        Some(resolved) => resolved,
-        None => {
-            // Through `phases`, so that a timeout names what it was waiting for.
-            if let Some(build) = &service.build {
-                phases.report(progress, &service.name, Phase::Waiting);
-                let _turn = builds.lock().await;
-                phases.report(progress, &service.name, Phase::Building);
-                build::build_service(backend, service, build)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-            } else if pull == PullPolicy::Never {
-                return Err(failed(format!(
-                    "image `{exact}` is not available locally, and its pull policy is `never`\n\
-                     hint: pull or build it first, or let envctl pull it with `--pull missing`"
-                )));
-            } else {
-                phases.report(progress, &service.name, Phase::Pulling);
-                let on_progress = |pulled: PullProgress| {
-                    let phase = Phase::Downloading {
-                        done: pulled.done,
-                        total: pulled.total,
-                    };
-                    phases.report(progress, &service.name, phase);
-                };
-                backend
-                    .fetch_image(&image, &on_progress)
-                    .await
-                    .map_err(|e| match pull {
-                        PullPolicy::Always => failed(format!("{e}")),
-                        _ => failed(format!("image `{exact}` is not available locally and {e}")),
-                    })?;
-            }
-            local(backend, &image)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .ok_or_else(|| {
-                    failed(format!(
-                        "image `{exact}` is still missing after it was fetched"
-                    ))
-                })?
-        }
-    };
-    let wants_healthcheck = service
-        .ready
-        .probes
-        .iter()
-        .any(|p| matches!(p, Probe::Healthcheck));
-    if wants_healthcheck && resolved.healthcheck.is_none() {
-        return Err(failed(format!(
-            "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
-            resolved.reference
-        )));
-    }
-    Ok(resolved)
-}
-
-/// The local image `reference`, if there is one.
-pub(super) async fn local(
-    backend: &dyn Backend,
-    reference: &ImageRef,
-) -> Result<Option<Resolved>, BackendError> {
-    backend.resolve_image(reference).await
+    images::resolve(backend, wanted, progress, phases).await
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the

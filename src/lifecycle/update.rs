@@ -27,12 +27,11 @@ use tokio::time::Instant;
 
 use super::attempt::{AFTERMATH_CALL, Attempt, removal_seen};
 use super::bounded::Bounded;
+use super::images::{self, Wanted};
 use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
-use super::up::{
-    StartedPort, StartedService, local, resolve_image, run_nonce, service_spec_for, speaks_http,
-};
+use super::up::{StartedPort, StartedService, run_nonce, service_spec_for, speaks_http};
 use super::{Phase, Progress, StartError};
 use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, Selector,
@@ -973,44 +972,25 @@ async fn images(
     progress: &Progress,
     phases: &Phases,
 ) -> Result<BTreeMap<String, ResolvedImage>, StartError> {
-    let builds = tokio::sync::Mutex::new(());
-    let resolving = chosen.iter().map(|service| {
-        let builds = &builds;
-        async move {
-            let declared = &environment.services[service];
-            let failed = |message: String| {
-                phases.report(progress, service, Phase::Failed);
-                StartError::Image {
-                    service: service.clone(),
-                    message,
-                }
-            };
-            let resolved = match named.contains(service) {
-                true => {
-                    let pull = declared.pull;
-                    resolve_image(backend, declared, true, pull, progress, phases, builds)
-                        .await
-                        .inspect_err(|_| phases.report(progress, service, Phase::Failed))?
-                }
-                false => {
-                    let running = instance
-                        .services
-                        .iter()
-                        .find(|s| s.service() == service.as_str())
-                        .and_then(|s| s.metadata.image.clone())
-                        .unwrap_or_else(|| declared.image.clone());
-                    local(backend, &running)
-                        .await
-                        .map_err(|e| failed(e.to_string()))?
-                        .ok_or_else(|| {
-                            failed(format!("image `{running}` is no longer available locally"))
-                        })?
-                }
-            };
-            Ok::<_, StartError>((service.clone(), resolved))
-        }
+    let wanted = chosen.iter().map(|service| {
+        let declared = &environment.services[service];
+        let wanted = match named.contains(service) {
+            true => Wanted::Declared {
+                prefix: true,
+                pull: declared.pull,
+            },
+            false => Wanted::Running(
+                instance
+                    .services
+                    .iter()
+                    .find(|s| s.service() == service.as_str())
+                    .and_then(|s| s.metadata.image.clone())
+                    .unwrap_or_else(|| declared.image.clone()),
+            ),
+        };
+        (declared, wanted)
     });
-    Ok(try_join_all(resolving).await?.into_iter().collect())
+    images::resolve(backend, wanted, progress, phases).await
 }
 
 /// Sets the update's marker, carrying its deadline and process so that a killed update is
