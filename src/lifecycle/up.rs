@@ -120,8 +120,34 @@ impl From<&Endpoint> for StartedPort {
     }
 }
 
+/// What `service` runs as now, as `up` and `update` return it: `container` running `image`,
+/// `record` as listed (`None`: removed); ports with an HTTP probe speak HTTP.
+pub(super) fn started_service(
+    service: &Service,
+    container: String,
+    image: String,
+    record: Option<&ServiceRecord>,
+) -> StartedService {
+    let ports = record.map_or(&[][..], |s| s.status.endpoints.as_slice());
+    StartedService {
+        service: service.name.clone(),
+        container,
+        image,
+        state: record
+            .map_or("removed", |s| s.status.state.as_str())
+            .to_string(),
+        ports: ports
+            .iter()
+            .map(|p| StartedPort {
+                http: speaks_http(service, p),
+                ..StartedPort::from(p)
+            })
+            .collect(),
+    }
+}
+
 /// Whether the service has an HTTP probe on `port`.
-pub(super) fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
     service.ready.probes.iter().any(|probe| {
         matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
     })
@@ -623,24 +649,8 @@ async fn describe(
                 reason: "its container stopped right after it was ready".into(),
             });
         }
-        let ports = container
-            .map(|s| s.status.endpoints.as_slice())
-            .unwrap_or_default();
-        services.push(StartedService {
-            service: service.name.clone(),
-            container: name,
-            image: images[&service.name].reference.to_string(),
-            state: container
-                .map_or("removed", |s| s.status.state.as_str())
-                .to_string(),
-            ports: ports
-                .iter()
-                .map(|p| StartedPort {
-                    http: speaks_http(service, p),
-                    ..StartedPort::from(p)
-                })
-                .collect(),
-        });
+        let image = images[&service.name].reference.to_string();
+        services.push(started_service(service, name, image, container.copied()));
     }
     Ok(Started {
         id: claim.id.clone(),

@@ -31,7 +31,7 @@ use super::images::{self, Wanted};
 use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
-use super::up::{StartedPort, StartedService, run_nonce, service_spec_for, speaks_http};
+use super::up::{StartedService, run_nonce, service_spec_for, started_service};
 use super::{Phase, Progress, StartError};
 use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, Selector,
@@ -861,22 +861,14 @@ impl Work<'_> {
             .iter()
             .filter_map(|service| {
                 let record = current.services.iter().find(|s| s.service() == service)?;
-                let declared = self.environment.services.get(service);
-                Some(StartedService {
-                    service: service.clone(),
-                    container: record.handle.name.trim_start_matches('/').to_string(),
-                    image: image_of(record),
-                    state: record.status.state.as_str().to_string(),
-                    ports: record
-                        .status
-                        .endpoints
-                        .iter()
-                        .map(|p| StartedPort {
-                            http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..StartedPort::from(p)
-                        })
-                        .collect(),
-                })
+                let declared = self.environment.services.get(service)?;
+                let container = record.handle.name.trim_start_matches('/').to_string();
+                Some(started_service(
+                    declared,
+                    container,
+                    image_of(record),
+                    Some(record),
+                ))
             })
             .collect()
     }
