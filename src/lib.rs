@@ -9,6 +9,7 @@
 //!   environment-level seam; [`backend::docker`] implements it for one Docker engine, through
 //!   its container-level client [`backend::docker::engine`], the only place that talks to
 //!   Docker (bollard).
+//! - [`provenance`] says who starts an environment (owner, CI build, host, process).
 //! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
 //! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
 //!   environments through the lifecycle only.
@@ -27,6 +28,7 @@ pub mod lifecycle;
 pub mod naming;
 pub mod output;
 pub mod pipeline;
+pub mod provenance;
 pub mod reach;
 pub mod reaper;
 pub mod registry;

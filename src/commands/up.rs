@@ -7,7 +7,7 @@ use crate::cli::{Format, StartFlags, UpArgs};
 use crate::lifecycle::{self, Started, UpOptions};
 use crate::signals::Signals;
 use crate::spec::Environment;
-use crate::{Error, ExitStatus, naming, output};
+use crate::{Error, ExitStatus, naming, output, provenance};
 
 pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     // Listen before touching the engine, so an early Ctrl-C still rolls back.
@@ -39,10 +39,10 @@ pub async fn start(
         name: flags.name,
         timeout: flags.timeout,
         keep_on_failure: flags.keep_on_failure,
-        owner: lifecycle::default_owner(),
+        owner: provenance::default_owner(),
         prefix_tags: target.overrides.iter().map(|o| o.service.clone()).collect(),
         ttl: flags.ttl,
-        build: lifecycle::build_labels(),
+        build: provenance::build_labels(),
         lease,
         pull: super::pull_policy(flags.pull),
         files,

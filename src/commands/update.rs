@@ -104,17 +104,7 @@ fn summary(updated: &Updated) -> String {
             "updated {}: {} ({}) is ready\n",
             updated.id, service.service, service.image
         ));
-        for port in &service.ports {
-            let address = format!("{}:{}", port.host, port.host_port);
-            let url = match port.http {
-                true => format!("  http://{address}/"),
-                false => String::new(),
-            };
-            out.push_str(&format!(
-                "  {} {} -> {address}{url}\n",
-                service.service, port.container_port
-            ));
-        }
+        out.push_str(&super::view::Service::from(service).endpoints());
     }
     out
 }

@@ -164,20 +164,25 @@ impl Environment {
 impl Environment {
     /// One line per published port: `  proxy 8080 -> 127.0.0.1:49153  http://127.0.0.1:49153/`.
     pub fn endpoints(&self) -> String {
+        self.services.iter().map(Service::endpoints).collect()
+    }
+}
+
+impl Service {
+    /// One line per published port of this service, as [`Environment::endpoints`] shows them.
+    pub fn endpoints(&self) -> String {
         let mut out = String::new();
-        for service in &self.services {
-            for port in &service.ports {
-                let address = port.address();
-                let url = match port.http {
-                    true => format!("  http://{address}/"),
-                    false => String::new(),
-                };
-                out.push_str(&format!(
-                    "  {} {} -> {address}{url}\n",
-                    service.service,
-                    port.name()
-                ));
-            }
+        for port in &self.ports {
+            let address = port.address();
+            let url = match port.http {
+                true => format!("  http://{address}/"),
+                false => String::new(),
+            };
+            out.push_str(&format!(
+                "  {} {} -> {address}{url}\n",
+                self.service,
+                port.name()
+            ));
         }
         out
     }

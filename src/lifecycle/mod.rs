@@ -1,7 +1,9 @@
 //! Environments on an engine: start, inspect, stop and remove them.
 
+mod attempt;
 mod bounded;
 mod build;
+mod images;
 pub mod inventory;
 pub mod lease;
 #[cfg(test)]
@@ -30,9 +32,7 @@ pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, TeardownError, down, remove, remove_now, stop};
-pub use up::{
-    Started, StartedPort, StartedService, UpOptions, UpOutcome, build_labels, default_owner, up,
-};
+pub use up::{Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};
@@ -173,14 +173,6 @@ mod tests {
 
 /// How long reading the last lines of a log for an error message may take.
 const LOG_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// This machine's host name, as `started-by` labels record it.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".into())
-}
 
 /// The last `n` lines a service printed, for error messages; empty when they cannot be read.
 pub async fn last_service_lines(

@@ -1584,3 +1584,45 @@ mod pacing {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_that_runs_out_of_time_names_what_it_waited_for_as_up_does() {
+    let fake = fake();
+    let (signals, _sender) = Signals::manual();
+    fake.script(
+        "db",
+        Script {
+            logs: vec!["waiting for the disk".into()],
+            ..Script::default()
+        },
+    );
+    up_on(
+        &fake,
+        &environment(SHOP),
+        &options(Some("shop-1"), Duration::from_secs(60)),
+        &signals,
+    )
+    .await
+    .expect("started");
+    stop(&fake, &require(&fake, "shop-1").await.unwrap())
+        .await
+        .unwrap();
+    let stopped = require(&fake, "shop-1").await.unwrap();
+    fake.fault("start_service", "shop-1/db", Fault::Hang);
+    let error = start(&fake, &stopped, &quiet(), Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("the environment was not ready within 30s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("still waiting for `db` (starting), `app` (waiting)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last line of `db_shop-1`:\n  | waiting for the disk"),
+        "{text}"
+    );
+}

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use super::attempt::Attempt;
 use super::inventory::Instance;
 use super::starting::{Phases, Startable, start_services};
-use super::{Phase, Progress, StartError, last_service_lines};
-use crate::backend::{Backend, ServiceRecord, ServiceState};
+use super::{Progress, StartError};
+use crate::backend::{Backend, Selector, ServiceRecord, ServiceState};
+use crate::signals::Signals;
 use crate::spec::{DEFAULT_READY_TIMEOUT, Ready};
 
 pub async fn start(
@@ -27,23 +29,19 @@ pub async fn start(
     let services = startables(backend, instance.services.iter()).await;
     let phases = Phases::default();
     let dependencies = instance.dependencies();
+    // The caller stops a start by dropping it (`commands::start` on an interrupt): there is
+    // nothing to undo, so this attempt hears of no signal.
+    let (never, _kept) = Signals::manual();
+    let attempt = Attempt::new(&never, timeout);
     let starting = start_services(backend, &dependencies, &services, progress, &phases);
-    match tokio::time::timeout(timeout, starting).await {
-        Ok(result) => result,
-        Err(_) => {
-            let pending = phases.pending();
-            let mut logs = None;
-            if let Some((service, Phase::Starting)) = pending.first() {
-                let startable = &services[service];
-                let lines = last_service_lines(backend, &startable.service, 20).await;
-                logs = Some((startable.service.name.clone(), lines));
-            }
-            Err(StartError::Timeout {
-                timeout,
-                pending,
-                logs,
-                unanswered: backend.reach().unanswered(),
-            })
+    match attempt.bound(starting).await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let aftermath = attempt.aftermath(backend, None);
+            let selector = Selector::Id(instance.id.clone());
+            Err(attempt
+                .diagnose(error, &aftermath, &selector, &phases)
+                .await)
         }
     }
 }
@@ -63,8 +61,7 @@ pub(super) async fn startables<'a>(
         // Running services are left alone, and a job that finished as expected stays finished.
         let done = record.status.state == ServiceState::Running || record.finished_job();
         let healthcheck = match (done, &record.metadata.image) {
-            (false, Some(image)) => backend
-                .resolve_image(image)
+            (false, Some(image)) => super::images::local(backend, image)
                 .await
                 .ok()
                 .flatten()

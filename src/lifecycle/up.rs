@@ -4,34 +4,31 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
+use super::attempt::{Attempt, LOG_LINES, removal_seen};
 use super::bounded::Bounded;
+use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, build, refs, teardown};
+use super::{Phase, Progress, StartError, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
-    Backend, BackendError, Endpoint, Marker, PullProgress, Selector, ServiceRecord, ServiceRef,
-    ServiceSpec, ServiceState, VolumeSpec,
+    Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
+    ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
+use crate::provenance;
 use crate::signals::Signals;
-use crate::spec::{Environment, ImageRef, Probe, Protocol, PullPolicy, Service};
+use crate::spec::{Environment, Probe, Protocol, PullPolicy, Service};
 
 /// How many ids (`ID`, `ID-2`, `ID-3`, ...) `up` tries when Jenkins starts many runs in one
 /// second.
 const MAX_ID_ATTEMPTS: u32 = 100;
 /// How long an interrupted start lets containers stop before killing them.
 const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
-/// How long each engine call of a rollback or of the diagnosis of a timeout may take (a stop
-/// its grace on top): the start is over, and a working engine answers these at once.
-const AFTERMATH_CALL: Duration = Duration::from_secs(5);
-/// How long a failed start watches for its containers to vanish: `down` removes each container
-/// right after it stopped it, which is what made the service fail.
-pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 /// How long the second interrupt leaves for killing what can be killed.
 const FORCE_BOUND: Duration = Duration::from_secs(2);
 
@@ -123,8 +120,34 @@ impl From<&Endpoint> for StartedPort {
     }
 }
 
+/// What `service` runs as now, as `up` and `update` return it: `container` running `image`,
+/// `record` as listed (`None`: removed); ports with an HTTP probe speak HTTP.
+pub(super) fn started_service(
+    service: &Service,
+    container: String,
+    image: String,
+    record: Option<&ServiceRecord>,
+) -> StartedService {
+    let ports = record.map_or(&[][..], |s| s.status.endpoints.as_slice());
+    StartedService {
+        service: service.name.clone(),
+        container,
+        image,
+        state: record
+            .map_or("removed", |s| s.status.state.as_str())
+            .to_string(),
+        ports: ports
+            .iter()
+            .map(|p| StartedPort {
+                http: speaks_http(service, p),
+                ..StartedPort::from(p)
+            })
+            .collect(),
+    }
+}
+
 /// Whether the service has an HTTP probe on `port`.
-pub(super) fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
     service.ready.probes.iter().any(|probe| {
         matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
     })
@@ -145,33 +168,24 @@ pub async fn up(
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
-        deadline: Instant::now()
-            .checked_add(options.timeout)
-            .unwrap_or_else(far_future),
+        attempt: Attempt::new(signals, options.timeout),
         ledger: Ledger::default(),
     };
-    let work = start_or_roll_back(backend, environment, options, progress, signals, &run);
-    let first = async {
-        signals.received(1).await;
-        on_interrupt(run.ledger.id().as_deref());
-        std::future::pending::<()>().await;
+    let work = start_or_roll_back(backend, environment, options, progress, &run);
+    // Giving `work` up gives up its creates too: the ledger keeps those as unanswered, so the
+    // report still names them.
+    let forced = async {
+        let bounded = Bounded {
+            backend,
+            deadline: Some(Instant::now() + FORCE_BOUND),
+            per_call: None,
+            signals,
+        };
+        let cleanup = rollback(&bounded, &run, None).await;
+        UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
     };
-    tokio::select! {
-        outcome = work => outcome,
-        () = first => unreachable!("the notice never ends"),
-        // Dropping `work` gives up whatever it waited for, creates included: the ledger keeps
-        // those as unanswered, so the report still names them.
-        () = signals.received(2) => {
-            let bounded = Bounded {
-                backend,
-                deadline: Some(Instant::now() + FORCE_BOUND),
-                per_call: None,
-                signals,
-            };
-            let cleanup = rollback(&bounded, &run, None).await;
-            UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
-        }
-    }
+    let notice = || on_interrupt(run.ledger.id().as_deref());
+    run.attempt.guard(work, notice, forced).await
 }
 
 async fn start_or_roll_back(
@@ -179,48 +193,27 @@ async fn start_or_roll_back(
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
-    signals: &Signals,
-    run: &Run,
+    run: &Run<'_>,
 ) -> UpOutcome {
     let phases = Phases::default();
-    let bounds = Bounds {
-        signals,
-        deadline: run.deadline,
-    };
-    let result = attempt(
-        backend,
-        environment,
-        options,
-        progress,
-        run,
-        &phases,
-        &bounds,
-    )
-    .await;
-    let aftermath = Bounded {
-        backend,
-        deadline: None,
-        per_call: Some(AFTERMATH_CALL),
-        signals,
-    };
+    let result = attempt(backend, environment, options, progress, run, &phases).await;
+    let aftermath = run.attempt.aftermath(backend, None);
     let result = match result {
         // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
         // stopped the start.
-        Err(_) if signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
-        Err(StartError::Timeout { .. }) => {
-            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
-        }
-        // A create the deadline cut short: the start ran out of time there.
-        Err(StartError::Backend(BackendError::NoAnswer { .. }))
-            if Instant::now() >= run.deadline =>
-        {
-            Err(timed_out(&aftermath, options.timeout, &run.nonce, &phases).await)
-        }
+        Err(_) if run.attempt.signals.count() > 0 => Err(StartError::Interrupted(Box::default())),
         Err(error @ StartError::Service { .. }) => match removed_meanwhile(&aftermath, run).await {
             Some(id) => Err(StartError::RemovedMeanwhile(id)),
             None => Err(error),
         },
-        other => other,
+        Err(error) => {
+            let selector = Selector::Run(run.nonce.clone());
+            Err(run
+                .attempt
+                .diagnose(error, &aftermath, &selector, &phases)
+                .await)
+        }
+        ok => ok,
     };
     match result {
         Ok(started) => UpOutcome::of(Ok(started)),
@@ -248,11 +241,11 @@ async fn start_or_roll_back(
 }
 
 /// One `up` invocation.
-struct Run {
+struct Run<'a> {
     /// Labels everything this run creates, for its rollback.
     nonce: String,
     launched: DateTime<Utc>,
-    deadline: Instant,
+    attempt: Attempt<'a>,
     ledger: Ledger,
 }
 
@@ -300,14 +293,13 @@ impl Ledger {
 
 /// The id of the environment if someone else removed it while it started (its services or
 /// markers vanished, which a service failing on its own never makes them do).
-async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
+async fn removed_meanwhile(backend: &dyn Backend, run: &Run<'_>) -> Option<String> {
     let (id, created) = {
         let entries = run.ledger.entries();
         (entries.id.clone()?, entries.created.clone())
     };
     let selector = Selector::Run(run.nonce.clone());
-    let deadline = Instant::now() + REMOVAL_WINDOW;
-    loop {
+    removal_seen(|| async {
         let present: Vec<Resource> = backend
             .list(&selector)
             .await
@@ -319,19 +311,14 @@ async fn removed_meanwhile(backend: &dyn Backend, run: &Run) -> Option<String> {
             Resource::Container(_) => !present.contains(resource),
             Resource::Network(_) | Resource::Volume(_) => false,
         });
-        if vanished {
-            return Some(id);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Some(vanished.then(|| id.clone()))
+    })
+    .await
 }
 
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
-async fn rollback(backend: &Bounded<'_>, run: &Run, grace: Option<Duration>) -> Cleanup {
+async fn rollback(backend: &Bounded<'_>, run: &Run<'_>, grace: Option<Duration>) -> Cleanup {
     let selector = Selector::Run(run.nonce.clone());
     let (id, created, unanswered) = {
         let entries = run.ledger.entries();
@@ -355,12 +342,12 @@ async fn attempt(
     environment: &Environment,
     options: &UpOptions,
     progress: &Progress,
-    run: &Run,
+    run: &Run<'_>,
     phases: &Phases,
-    bounds: &Bounds<'_>,
 ) -> Result<Started, StartError> {
-    let images = bounds
-        .run(resolve_images(
+    let images = run
+        .attempt
+        .bound(resolve_images(
             backend,
             environment,
             options,
@@ -373,16 +360,10 @@ async fn attempt(
     for service in environment.services.keys() {
         phases.report(progress, service, Phase::Creating);
     }
-    // Bounded by the deadline, and shortly after an interrupt, but never dropped by one.
-    let creating = Bounded {
-        backend,
-        deadline: Some(run.deadline),
-        per_call: None,
-        signals: bounds.signals,
-    };
+    let creating = run.attempt.within(backend);
     let claim = claim(&creating, environment, options, &images, run).await?;
-    bounds
-        .run(async {
+    run.attempt
+        .bound(async {
             let services = startables(environment, &claim, &images);
             let dependencies = environment
                 .services
@@ -399,77 +380,9 @@ async fn attempt(
             creating.set_marker(&claim.metadata, Marker::Ready),
         )
         .await?;
-    bounds
-        .run(describe(backend, environment, &claim, &images, &run.nonce))
+    run.attempt
+        .bound(describe(backend, environment, &claim, &images, &run.nonce))
         .await
-}
-
-/// The limits of one start: a deadline, and the first interrupt signal.
-struct Bounds<'a> {
-    signals: &'a Signals,
-    deadline: Instant,
-}
-
-impl Bounds<'_> {
-    async fn run<T>(
-        &self,
-        step: impl Future<Output = Result<T, StartError>>,
-    ) -> Result<T, StartError> {
-        if self.signals.count() > 0 {
-            return Err(StartError::Interrupted(Box::default()));
-        }
-        let timed_out = StartError::Timeout {
-            timeout: Duration::ZERO,
-            pending: Vec::new(),
-            logs: None,
-            unanswered: None,
-        };
-        tokio::select! {
-            result = tokio::time::timeout_at(self.deadline, step) => result.unwrap_or(Err(timed_out)),
-            () = self.signals.received(1) => Err(StartError::Interrupted(Box::default())),
-        }
-    }
-}
-
-/// The timeout error, naming what the start (or update) of run `nonce` was still waiting for,
-/// with the log of the first service it was starting; or, when the engine does not answer a
-/// ping, that error: a hung engine is not a slow environment. `backend` bounds each call.
-pub(super) async fn timed_out(
-    backend: &dyn Backend,
-    timeout: Duration,
-    nonce: &str,
-    phases: &Phases,
-) -> StartError {
-    if let Err(error) = backend.ping().await
-        && error.is_engine_down()
-    {
-        return error.into();
-    }
-    let pending = phases.pending();
-    let mut logs = None;
-    if let Some((service, Phase::Starting)) = pending.first() {
-        let selector = Selector::Run(nonce.to_string());
-        if let Ok(records) = backend.list(&selector).await
-            && let Some(record) = records
-                .iter()
-                .flat_map(|r| &r.services)
-                .find(|s| s.service() == service)
-        {
-            let lines = super::last_service_lines(backend, &record.handle, 20).await;
-            logs = Some((record.handle.name.clone(), lines));
-        }
-    }
-    StartError::Timeout {
-        timeout,
-        pending,
-        logs,
-        unanswered: backend.reach().unanswered(),
-    }
-}
-
-/// An instant no start reaches, for timeouts too large to add to now.
-pub(super) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The services a run claimed.
@@ -480,6 +393,7 @@ struct Claim {
     metadata: Metadata,
 }
 
+/// Every service's image, as the file declares it (`SERVICE@REF` and `--pull` applied).
 async fn resolve_images(
     backend: &dyn Backend,
     environment: &Environment,
@@ -487,118 +401,14 @@ async fn resolve_images(
     progress: &Progress,
     phases: &Phases,
 ) -> Result<BTreeMap<String, Resolved>, StartError> {
-    // Builds run one at a time: services built from one context share its layers.
-    let builds = tokio::sync::Mutex::new(());
-    let resolving = environment.services.values().map(|service| {
-        let builds = &builds;
-        async move {
-            let prefix = options.prefix_tags.contains(&service.name);
-            let pull = options.pull.unwrap_or(service.pull);
-            let resolved = resolve_image(backend, service, prefix, pull, progress, phases, builds)
-                .await
-                .inspect_err(|_| phases.report(progress, &service.name, Phase::Failed))?;
-            Ok::<_, StartError>((service.name.clone(), resolved))
-        }
+    let wanted = environment.services.values().map(|service| {
+        let wanted = Wanted::Declared {
+            prefix: options.prefix_tags.contains(&service.name),
+            pull: options.pull.unwrap_or(service.pull),
+        };
+        (service, wanted)
     });
-    Ok(try_join_all(resolving).await?.into_iter().collect())
-}
-
-pub(super) async fn resolve_image(
-    backend: &dyn Backend,
-    service: &Service,
-    prefix: bool,
-    pull: PullPolicy,
-    progress: &Progress,
-    phases: &Phases,
-    builds: &tokio::sync::Mutex<()>,
-) -> Result<Resolved, StartError> {
-    let failed = |message: String| StartError::Image {
-        service: service.name.clone(),
-        message,
-    };
-    let mut image = service.image.clone();
-    if prefix {
-        let chosen = refs::choose_tag(backend, service, pull)
-            .await
-            .map_err(|error| StartError::Ref {
-                service: service.name.clone(),
-                error: Box::new(error),
-            })?;
-        if let Some(tag) = chosen {
-            image.tag = tag;
-        }
-    }
-    let exact = image.to_string();
-    // `always` pulls even what is here; a built image has nowhere to be pulled from.
-    let found = match pull == PullPolicy::Always && service.build.is_none() {
-        true => None,
-        false => local(backend, &image)
-            .await
-            .map_err(|e| failed(e.to_string()))?,
-    };
-    let resolved = match found {
-        Some(resolved) => resolved,
-        None => {
-            // Through `phases`, so that a timeout names what it was waiting for.
-            if let Some(build) = &service.build {
-                phases.report(progress, &service.name, Phase::Waiting);
-                let _turn = builds.lock().await;
-                phases.report(progress, &service.name, Phase::Building);
-                build::build_service(backend, service, build)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-            } else if pull == PullPolicy::Never {
-                return Err(failed(format!(
-                    "image `{exact}` is not available locally, and its pull policy is `never`\n\
-                     hint: pull or build it first, or let envctl pull it with `--pull missing`"
-                )));
-            } else {
-                phases.report(progress, &service.name, Phase::Pulling);
-                let on_progress = |pulled: PullProgress| {
-                    let phase = Phase::Downloading {
-                        done: pulled.done,
-                        total: pulled.total,
-                    };
-                    phases.report(progress, &service.name, phase);
-                };
-                backend
-                    .fetch_image(&image, &on_progress)
-                    .await
-                    .map_err(|e| match pull {
-                        PullPolicy::Always => failed(format!("{e}")),
-                        _ => failed(format!("image `{exact}` is not available locally and {e}")),
-                    })?;
-            }
-            local(backend, &image)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .ok_or_else(|| {
-                    failed(format!(
-                        "image `{exact}` is still missing after it was fetched"
-                    ))
-                })?
-        }
-    };
-    let wants_healthcheck = service
-        .ready
-        .probes
-        .iter()
-        .any(|p| matches!(p, Probe::Healthcheck));
-    if wants_healthcheck && resolved.healthcheck.is_none() {
-        return Err(failed(format!(
-            "`ready: healthcheck: true`, but image `{}` has no HEALTHCHECK",
-            resolved.reference
-        )));
-    }
-    Ok(resolved)
-}
-
-/// The local image `reference`, if there is one.
-pub(super) async fn local(
-    backend: &dyn Backend,
-    reference: &ImageRef,
-) -> Result<Option<Resolved>, BackendError> {
-    backend.resolve_image(reference).await
+    images::resolve(backend, wanted, progress, phases).await
 }
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
@@ -609,7 +419,7 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    run: &Run,
+    run: &Run<'_>,
 ) -> Result<Claim, StartError> {
     let base = options
         .name
@@ -700,9 +510,9 @@ fn metadata(
     id: &str,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    run: &Run,
+    run: &Run<'_>,
 ) -> Metadata {
-    let deadline = chrono::Duration::from_std(run.deadline - Instant::now())
+    let deadline = chrono::Duration::from_std(run.attempt.deadline - Instant::now())
         .ok()
         .and_then(|left| Utc::now().checked_add_signed(left))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -729,8 +539,8 @@ fn metadata(
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }),
         owner: Some(options.owner.clone()),
-        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
-        process: Some(super::process::identity()),
+        started_by: Some(provenance::started_by()),
+        process: Some(provenance::process()),
         services: Some(environment.services.keys().cloned().collect()),
         refs,
         build: options.build.clone(),
@@ -833,29 +643,14 @@ async fn describe(
         if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_service_lines(backend, &claim.services[&service.name], 20).await,
+                logs: super::last_service_lines(backend, &claim.services[&service.name], LOG_LINES)
+                    .await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });
         }
-        let ports = container
-            .map(|s| s.status.endpoints.as_slice())
-            .unwrap_or_default();
-        services.push(StartedService {
-            service: service.name.clone(),
-            container: name,
-            image: images[&service.name].reference.to_string(),
-            state: container
-                .map_or("removed", |s| s.status.state.as_str())
-                .to_string(),
-            ports: ports
-                .iter()
-                .map(|p| StartedPort {
-                    http: speaks_http(service, p),
-                    ..StartedPort::from(p)
-                })
-                .collect(),
-        });
+        let image = images[&service.name].reference.to_string();
+        services.push(started_service(service, name, image, container.copied()));
     }
     Ok(Started {
         id: claim.id.clone(),
@@ -871,40 +666,4 @@ pub(super) fn run_nonce() -> String {
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
-}
-
-/// The Jenkins build running envctl, from `BUILD_URL`, `JOB_NAME` and `GIT_COMMIT`.
-pub fn build_labels() -> Build {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Build {
-        url: var("BUILD_URL"),
-        job_name: var("JOB_NAME"),
-        git_commit: var("GIT_COMMIT"),
-    }
-}
-
-/// Whoever started the environment: Jenkins' `BUILD_TAG`, else the user.
-pub fn default_owner() -> String {
-    ["BUILD_TAG", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(user_from_uid)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The name of this process's user from `/etc/passwd`, for shells that set no `USER`
-/// (cron, `docker exec`, systemd units).
-fn user_from_uid() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
-    })
 }

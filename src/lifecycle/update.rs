@@ -25,27 +25,22 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
+use super::attempt::{AFTERMATH_CALL, Attempt, removal_seen};
 use super::bounded::Bounded;
+use super::images::{self, Wanted};
 use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
-use super::up::{
-    REMOVAL_WINDOW, StartedPort, StartedService, far_future, local, resolve_image, run_nonce,
-    service_spec_for, speaks_http, timed_out,
-};
+use super::up::{StartedService, run_nonce, service_spec_for, started_service};
 use super::{Phase, Progress, StartError};
 use crate::backend::{
-    Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, ServiceRecord,
-    ServiceRef, ServiceSpec, ServiceState,
+    Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, Selector,
+    ServiceRecord, ServiceRef, ServiceSpec, ServiceState,
 };
 use crate::naming::codec::{Metadata, ResolvedRef, settings_digests};
 use crate::naming::{self};
 use crate::signals::Signals;
 use crate::spec::{Environment, did_you_mean};
-
-/// How long each engine call of a restore may take: the update is over, and a working engine
-/// answers these at once.
-const RESTORE_CALL: Duration = Duration::from_secs(5);
 
 /// How long all that follows the update's own time may take: the diagnosis of a timeout, the
 /// restore or the removal of what was put aside. `--timeout` plus this bounds an update.
@@ -189,7 +184,7 @@ pub struct Restored {
 /// Why putting the previous services back did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    /// A call gave no answer within [`RESTORE_CALL`].
+    /// A call gave no answer within [`AFTERMATH_CALL`].
     #[error("the {} engine did not answer", .0.engine())]
     NoAnswer(Kind),
     /// The restore did not end within [`AFTERMATH`].
@@ -371,16 +366,9 @@ pub async fn update(
         }
         .into());
     }
-    let deadline = Instant::now()
-        .checked_add(options.timeout)
-        .unwrap_or_else(far_future);
+    let attempt = Attempt::new(signals, options.timeout);
     // `--timeout` bounds the update as a whole, what comes before the replacement included.
-    let within = Bounded {
-        backend,
-        deadline: Some(deadline),
-        per_call: None,
-        signals,
-    };
+    let within = attempt.within(backend);
     let instance = restore_unfinished(&within, instance, options.timeout).await?;
     let id = instance.id.clone();
     match instance.state(Utc::now()) {
@@ -430,13 +418,6 @@ pub async fn update(
     let nonce = run_nonce();
     claim(&within, &instance, &nonce, options.timeout).await?;
     let was_running = chosen.intersection(&running).cloned().collect();
-    // Every call of the preparation is bounded by the update's deadline and its interrupt.
-    let preparing = Bounded {
-        backend,
-        deadline: Some(deadline),
-        per_call: None,
-        signals,
-    };
     let addresses = Mutex::default();
     let work = Work {
         backend,
@@ -452,41 +433,19 @@ pub async fn update(
         addresses: &addresses,
     };
     let replacing = async {
-        let prepared = work.prepare(&preparing, progress, &phases).await?;
-        if signals.count() > 0 {
-            return Err(StartError::Interrupted(Box::default()));
-        }
-        let timed_out = StartError::Timeout {
-            timeout: options.timeout,
-            pending: Vec::new(),
-            logs: None,
-            unanswered: None,
-        };
+        // Every call of the preparation is bounded by the update's deadline and its interrupt.
+        let prepared = work.prepare(&within, progress, &phases).await?;
         let starting = work.replace(backend, &prepared, progress, &phases);
-        tokio::select! {
-            result = tokio::time::timeout_at(deadline, starting) => result.unwrap_or(Err(timed_out)),
-            () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
-        }
+        attempt.bound(starting).await
     };
-    // The first interrupt is told at once; the restore it causes runs to its end unless a
-    // second one forces the exit.
-    let first = async {
-        signals.received(1).await;
-        on_interrupt();
-        std::future::pending::<()>().await;
-    };
+    // The restore the first interrupt causes runs to its end unless a second one forces the
+    // exit.
     let outcome = async {
         let result = replacing.await;
-        let out_of_time = Instant::now() >= deadline;
-        // Whatever follows has [`AFTERMATH`] in all and [`RESTORE_CALL`] a call, so a frozen
+        // Whatever follows has [`AFTERMATH`] in all and [`AFTERMATH_CALL`] a call, so a frozen
         // engine ends the update too; a restore's wait for readiness is bounded as a whole.
         let until = Instant::now() + AFTERMATH;
-        let aftermath = Bounded {
-            backend,
-            deadline: Some(until),
-            per_call: Some(RESTORE_CALL),
-            signals,
-        };
+        let aftermath = attempt.aftermath(backend, Some(until));
         let cause = match result {
             Ok(()) => {
                 return Work {
@@ -496,14 +455,12 @@ pub async fn update(
                 .finish()
                 .await;
             }
-            Err(StartError::Timeout { timeout, .. }) => {
-                timed_out(&aftermath, timeout, &nonce, &phases).await
+            Err(error) => {
+                let selector = Selector::Run(nonce.clone());
+                attempt
+                    .diagnose(error, &aftermath, &selector, &phases)
+                    .await
             }
-            // A call the deadline cut short: the update ran out of time there.
-            Err(StartError::Backend(BackendError::NoAnswer { .. })) if out_of_time => {
-                timed_out(&aftermath, options.timeout, &nonce, &phases).await
-            }
-            Err(error) => error,
         };
         let restoring = Bounded {
             deadline: None,
@@ -515,11 +472,8 @@ pub async fn update(
         };
         work.restore_after(cause, until).await
     };
-    tokio::select! {
-        result = outcome => result,
-        () = first => unreachable!("the notice never ends"),
-        () = signals.received(2) => Err(UpdateError::Forced(id)),
-    }
+    let forced = async { Err(UpdateError::Forced(id)) };
+    attempt.guard(outcome, on_interrupt, forced).await
 }
 
 /// Everything one update works with.
@@ -849,19 +803,13 @@ impl Work<'_> {
     }
 
     /// The environment once a removal shows, watching as long as a failed start does
-    /// ([`REMOVAL_WINDOW`]).
+    /// ([`super::attempt::REMOVAL_WINDOW`]).
     async fn removal_seen(&self) -> Option<Option<Instance>> {
-        let until = Instant::now() + REMOVAL_WINDOW;
-        loop {
+        removal_seen(|| async {
             let current = self.list().await.ok()?;
-            if self.vanished(current.as_ref()) {
-                return Some(current);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Some(self.vanished(current.as_ref()).then_some(current))
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Option<Instance>, BackendError> {
@@ -913,22 +861,14 @@ impl Work<'_> {
             .iter()
             .filter_map(|service| {
                 let record = current.services.iter().find(|s| s.service() == service)?;
-                let declared = self.environment.services.get(service);
-                Some(StartedService {
-                    service: service.clone(),
-                    container: record.handle.name.trim_start_matches('/').to_string(),
-                    image: image_of(record),
-                    state: record.status.state.as_str().to_string(),
-                    ports: record
-                        .status
-                        .endpoints
-                        .iter()
-                        .map(|p| StartedPort {
-                            http: declared.is_some_and(|d| speaks_http(d, p)),
-                            ..StartedPort::from(p)
-                        })
-                        .collect(),
-                })
+                let declared = self.environment.services.get(service)?;
+                let container = record.handle.name.trim_start_matches('/').to_string();
+                Some(started_service(
+                    declared,
+                    container,
+                    image_of(record),
+                    Some(record),
+                ))
             })
             .collect()
     }
@@ -971,14 +911,14 @@ async fn restore(
         }
     }
     let removing = replacements
-        .map(|s| tokio::time::timeout(RESTORE_CALL, backend.remove_service(&s.handle, None)));
+        .map(|s| tokio::time::timeout(AFTERMATH_CALL, backend.remove_service(&s.handle, None)));
     for result in join_all(removing).await {
         result.map_err(no_answer)??;
     }
     for previous in &current.aside {
         let address = addresses.get(previous.service()).copied();
         tokio::time::timeout(
-            RESTORE_CALL,
+            AFTERMATH_CALL,
             backend.restore_aside(&previous.handle, address),
         )
         .await
@@ -1024,44 +964,25 @@ async fn images(
     progress: &Progress,
     phases: &Phases,
 ) -> Result<BTreeMap<String, ResolvedImage>, StartError> {
-    let builds = tokio::sync::Mutex::new(());
-    let resolving = chosen.iter().map(|service| {
-        let builds = &builds;
-        async move {
-            let declared = &environment.services[service];
-            let failed = |message: String| {
-                phases.report(progress, service, Phase::Failed);
-                StartError::Image {
-                    service: service.clone(),
-                    message,
-                }
-            };
-            let resolved = match named.contains(service) {
-                true => {
-                    let pull = declared.pull;
-                    resolve_image(backend, declared, true, pull, progress, phases, builds)
-                        .await
-                        .inspect_err(|_| phases.report(progress, service, Phase::Failed))?
-                }
-                false => {
-                    let running = instance
-                        .services
-                        .iter()
-                        .find(|s| s.service() == service.as_str())
-                        .and_then(|s| s.metadata.image.clone())
-                        .unwrap_or_else(|| declared.image.clone());
-                    local(backend, &running)
-                        .await
-                        .map_err(|e| failed(e.to_string()))?
-                        .ok_or_else(|| {
-                            failed(format!("image `{running}` is no longer available locally"))
-                        })?
-                }
-            };
-            Ok::<_, StartError>((service.clone(), resolved))
-        }
+    let wanted = chosen.iter().map(|service| {
+        let declared = &environment.services[service];
+        let wanted = match named.contains(service) {
+            true => Wanted::Declared {
+                prefix: true,
+                pull: declared.pull,
+            },
+            false => Wanted::Running(
+                instance
+                    .services
+                    .iter()
+                    .find(|s| s.service() == service.as_str())
+                    .and_then(|s| s.metadata.image.clone())
+                    .unwrap_or_else(|| declared.image.clone()),
+            ),
+        };
+        (declared, wanted)
     });
-    Ok(try_join_all(resolving).await?.into_iter().collect())
+    images::resolve(backend, wanted, progress, phases).await
 }
 
 /// Sets the update's marker, carrying its deadline and process so that a killed update is
@@ -1079,8 +1000,8 @@ async fn claim(
     let metadata = Metadata {
         run: Some(nonce.to_string()),
         start_deadline: Some(deadline),
-        process: Some(super::process::identity()),
-        started_by: Some(format!("{}:{}", super::hostname(), std::process::id())),
+        process: Some(crate::provenance::process()),
+        started_by: Some(crate::provenance::started_by()),
         created_at: Some(Utc::now()),
         ..instance.metadata.clone()
     };
