@@ -174,6 +174,16 @@ mod tests {
 /// How long reading the last lines of a log for an error message may take.
 const LOG_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many of a service's last log lines an error about it shows.
+pub const FAILURE_LOG_LINES: u64 = 20;
+
+/// The instant `timeout` from now, or one no start reaches when that is too far to represent.
+pub(crate) fn deadline_in(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// This machine's host name, as `started-by` labels record it.
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -35,7 +35,8 @@ pub async fn start(
             let mut logs = None;
             if let Some((service, Phase::Starting)) = pending.first() {
                 let startable = &services[service];
-                let lines = last_service_lines(backend, &startable.service, 20).await;
+                let lines =
+                    last_service_lines(backend, &startable.service, super::FAILURE_LOG_LINES).await;
                 logs = Some((startable.service.name.clone(), lines));
             }
             Err(StartError::Timeout {

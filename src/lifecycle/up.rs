@@ -145,9 +145,7 @@ pub async fn up(
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
-        deadline: Instant::now()
-            .checked_add(options.timeout)
-            .unwrap_or_else(far_future),
+        deadline: super::deadline_in(options.timeout),
         ledger: Ledger::default(),
     };
     let work = start_or_roll_back(backend, environment, options, progress, signals, &run);
@@ -455,7 +453,8 @@ pub(super) async fn timed_out(
                 .flat_map(|r| &r.services)
                 .find(|s| s.service() == service)
         {
-            let lines = super::last_service_lines(backend, &record.handle, 20).await;
+            let lines =
+                super::last_service_lines(backend, &record.handle, super::FAILURE_LOG_LINES).await;
             logs = Some((record.handle.name.clone(), lines));
         }
     }
@@ -465,11 +464,6 @@ pub(super) async fn timed_out(
         logs,
         unanswered: crate::reach::unanswered(backend.endpoint()),
     }
-}
-
-/// An instant no start reaches, for timeouts too large to add to now.
-pub(super) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The services a run claimed.
@@ -833,7 +827,12 @@ async fn describe(
         if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_service_lines(backend, &claim.services[&service.name], 20).await,
+                logs: super::last_service_lines(
+                    backend,
+                    &claim.services[&service.name],
+                    super::FAILURE_LOG_LINES,
+                )
+                .await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });

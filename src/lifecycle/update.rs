@@ -30,8 +30,8 @@ use super::inventory::{self, Instance, State};
 use super::restart::startables;
 use super::starting::{Phases, Startable, start_services};
 use super::up::{
-    REMOVAL_WINDOW, StartedPort, StartedService, far_future, local, resolve_image, run_nonce,
-    service_spec_for, speaks_http, timed_out,
+    REMOVAL_WINDOW, StartedPort, StartedService, local, resolve_image, run_nonce, service_spec_for,
+    speaks_http, timed_out,
 };
 use super::{Phase, Progress, StartError};
 use crate::backend::{
@@ -371,9 +371,7 @@ pub async fn update(
         }
         .into());
     }
-    let deadline = Instant::now()
-        .checked_add(options.timeout)
-        .unwrap_or_else(far_future);
+    let deadline = super::deadline_in(options.timeout);
     // `--timeout` bounds the update as a whole, what comes before the replacement included.
     let within = Bounded {
         backend,
