@@ -552,6 +552,11 @@ pub fn complete_if_asked(candidates: Candidates) {
     clap_complete::CompleteEnv::with_factory(Cli::command).complete();
 }
 
+/// Writes the completion script for `shell` (`envctl completions SHELL`).
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "envctl", out);
+}
+
 /// Environment ids on the engine, with their environment's name as help.
 fn ids(typed: &OsStr) -> Vec<CompletionCandidate> {
     let typed = typed.to_str().unwrap_or_default();
