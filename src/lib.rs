@@ -1,21 +1,18 @@
 //! envctl: fresh, throw-away copies of multi-container test environments.
 //!
-//! The map of the crate, with dependencies pointing one way:
-//!
-//! - [`cli`] holds the clap types; [`commands`] has one module per subcommand, glue only.
-//! - [`spec`] reads environment files into a checked model with located errors; [`graph`] plans
-//!   the start order with petgraph.
-//! - [`lifecycle`] starts, inspects and removes environments on a [`backend::Backend`], the
-//!   environment-level seam; [`backend::docker`] implements it for one Docker engine, through
-//!   its container-level client [`backend::docker::engine`], the only place that talks to
-//!   Docker (bollard).
-//! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
-//! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
-//!   environments through the lifecycle only.
-//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
-//!   any engine.
-//! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
-//!   stdout and messages to stderr.
+//! The map of the crate, top to bottom. [`cli`] holds the clap types and nothing else reads
+//! clap; [`commands`] has one module per subcommand, glue that renders data to stdout and
+//! messages to stderr through [`output`]. Below them, [`spec`] reads environment files into a
+//! checked model with located errors, using [`graph`] (start waves and shortest cycles, on
+//! plain service names); [`lifecycle`] starts, updates, inspects and removes environments on
+//! [`backend::Backend`], the environment-level seam, with [`backend::docker`] (one Docker
+//! engine, through [`backend::docker::engine`], the only bollard code besides the Swarm
+//! backend), [`backend::swarm`] (a Docker swarm) and an in-memory fake for tests; [`reaper`] is
+//! one idle-reaper pass over the lifecycle and [`state`] its local file; [`gateway`] is `envctl
+//! gateway`, the HTTP front door, over the lifecycle only; [`pipeline`] and [`terminal`] run
+//! `run`'s command; [`reach`] remembers what answers from here; [`registry`] is the registry
+//! client, free of any engine; [`signals`] counts interrupts. At the bottom, [`naming`] defines
+//! ids, names and label keys once, and [`naming::codec`] writes and reads every label.
 
 pub mod backend;
 pub mod cli;
