@@ -38,9 +38,10 @@ use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, ServiceRecord,
     ServiceRef, ServiceSpec, ServiceState,
 };
-use crate::naming::codec::{Metadata, ResolvedRef, settings_digests};
+use crate::naming::codec::{Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
+use crate::spec::settings_digests;
 use crate::spec::{Environment, did_you_mean};
 
 /// How long each engine call of a restore may take: the update is over, and a working engine
