@@ -1,6 +1,7 @@
 //! The command line: clap types only. Their doc comments are the `--help` text.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use std::ffi::OsStr;
@@ -8,8 +9,6 @@ use std::ffi::OsStr;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
-
-use crate::commands::complete;
 
 /// Fresh, throw-away copies of a multi-container test environment.
 ///
@@ -534,30 +533,63 @@ pub struct BuildArgs {
     pub target: TargetArgs,
 }
 
+/// Where completion finds its candidates. The caller hands them in, so that the clap types
+/// depend on nothing that reads an engine or a directory (`commands::complete` does).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates {
+    /// The environments on the engine: `(id, environment name)`.
+    pub ids: fn() -> Vec<(String, String)>,
+    /// Environment names from files, and from the engine too when asked.
+    pub environments: fn(with_engine: bool) -> Vec<String>,
+}
+
+static CANDIDATES: OnceLock<Candidates> = OnceLock::new();
+
 /// Answers the shell's completion request and exits, when `COMPLETE` names a shell: the
 /// script `COMPLETE=bash envctl` prints calls envctl back this way for every Tab.
-pub fn complete_if_asked() {
+pub fn complete_if_asked(candidates: Candidates) {
+    let _ = CANDIDATES.set(candidates);
     clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+}
+
+/// Writes the completion script for `shell` (`envctl completions SHELL`).
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "envctl", out);
 }
 
 /// Environment ids on the engine, with their environment's name as help.
 fn ids(typed: &OsStr) -> Vec<CompletionCandidate> {
     let typed = typed.to_str().unwrap_or_default();
-    complete::ids()
+    CANDIDATES
+        .get()
+        .map(|candidates| (candidates.ids)())
+        .unwrap_or_default()
         .into_iter()
-        .filter(|(id, _)| complete::matches(id, typed))
+        .filter(|(id, _)| id_matches(id, typed))
         .map(|(id, environment)| CompletionCandidate::new(id).help(Some(environment.into())))
         .collect()
 }
 
+/// Whether `id` completes what was typed: ids are accepted by a prefix or a suffix.
+fn id_matches(id: &str, typed: &str) -> bool {
+    id.starts_with(typed) || id.ends_with(typed)
+}
+
 /// Environment names in the environment directory, for `ENV`.
 fn files(typed: &OsStr) -> Vec<CompletionCandidate> {
-    by_prefix(complete::environments(false), typed)
+    by_prefix(environments(false), typed)
 }
 
 /// Environment names in the environment directory and on the engine, for `--environment`.
 fn names(typed: &OsStr) -> Vec<CompletionCandidate> {
-    by_prefix(complete::environments(true), typed)
+    by_prefix(environments(true), typed)
+}
+
+fn environments(with_engine: bool) -> Vec<String> {
+    CANDIDATES
+        .get()
+        .map(|candidates| (candidates.environments)(with_engine))
+        .unwrap_or_default()
 }
 
 fn by_prefix(names: Vec<String>, typed: &OsStr) -> Vec<CompletionCandidate> {
@@ -603,6 +635,14 @@ pub struct CompletionsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_completes_from_its_start_or_its_end() {
+        assert!(id_matches("20261126-041500", ""));
+        assert!(id_matches("20261126-041500", "2026"));
+        assert!(id_matches("20261126-041500", "041500"));
+        assert!(!id_matches("20261126-041500", "0415"));
+    }
 
     #[test]
     fn since_takes_a_duration_back_from_now_or_a_time() {

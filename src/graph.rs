@@ -9,8 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
 
-use crate::spec::Environment;
-
 /// The services of an environment in start waves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -90,16 +88,12 @@ fn shortest_cycle(
 }
 
 impl Plan {
-    /// Orders the environment's services into waves. The environment is already validated, so it
-    /// has no cycles.
-    pub fn new(environment: &Environment) -> Plan {
+    /// Orders acyclic `(service, dependencies)` pairs (a validated environment's) into waves.
+    pub fn new<'a>(
+        dependencies: impl IntoIterator<Item = (&'a str, impl IntoIterator<Item = &'a str>)>,
+    ) -> Plan {
         Plan {
-            waves: waves(
-                environment
-                    .services
-                    .values()
-                    .map(|s| (s.name.as_str(), s.depends_on.iter().map(String::as_str))),
-            ),
+            waves: waves(dependencies),
         }
     }
 }
@@ -140,43 +134,6 @@ pub fn waves<'a>(
         waves[wave].push(name.to_string());
     }
     waves
-}
-
-/// The environment as a Graphviz DOT digraph: an arrow from each service to what it needs,
-/// labelled with the link alias where there is one.
-pub fn to_dot(environment: &Environment) -> String {
-    let mut dot = format!(
-        "digraph \"{}\" {{\n  rankdir=BT;\n  node [shape=box];\n",
-        environment.name
-    );
-    for service in environment.services.values() {
-        dot.push_str(&format!(
-            "  \"{}\" [label=\"{}\\n{}\"];\n",
-            service.name, service.name, service.image
-        ));
-    }
-    for service in environment.services.values() {
-        for dep in &service.depends_on {
-            let aliases: Vec<&str> = service
-                .links
-                .iter()
-                .filter(|l| &l.service == dep && &l.alias != dep)
-                .map(|l| l.alias.as_str())
-                .collect();
-            if aliases.is_empty() {
-                dot.push_str(&format!("  \"{}\" -> \"{}\";\n", service.name, dep));
-            } else {
-                dot.push_str(&format!(
-                    "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
-                    service.name,
-                    dep,
-                    aliases.join(", ")
-                ));
-            }
-        }
-    }
-    dot.push_str("}\n");
-    dot
 }
 
 #[cfg(test)]

@@ -1,22 +1,21 @@
 //! envctl: fresh, throw-away copies of multi-container test environments.
 //!
-//! The map of the crate, with dependencies pointing one way:
-//!
-//! - [`cli`] holds the clap types; [`commands`] has one module per subcommand, glue only.
-//! - [`spec`] reads environment files into a checked model with located errors; [`graph`] plans
-//!   the start order with petgraph.
-//! - [`lifecycle`] starts, inspects and removes environments on a [`backend::Backend`], the
-//!   environment-level seam; [`backend::docker`] implements it for one Docker engine, through
-//!   its container-level client [`backend::docker::engine`], the only place that talks to
-//!   Docker (bollard).
-//! - [`provenance`] says who starts an environment (owner, CI build, host, process).
-//! - [`reaper`] is one idle-reaper pass; [`pipeline`] runs `run`'s command.
-//! - [`gateway`] is `envctl gateway`, the HTTP front door to every environment; it reaches
-//!   environments through the lifecycle only.
-//! - [`registry`] is the registry client (tags, digests, `config.json` credentials), free of
-//!   any engine.
-//! - [`naming`] defines ids, container names and label keys once; [`output`] writes data to
-//!   stdout and messages to stderr.
+//! The map of the crate, top to bottom. [`cli`] holds the clap types and nothing else reads
+//! clap; [`commands`] has one module per subcommand, glue that renders data to stdout and
+//! messages to stderr through [`output`]. Below them, [`spec`] reads environment files into a
+//! checked model with located errors, using [`graph`] (start waves and shortest cycles, on
+//! plain service names); [`lifecycle`] starts, updates, inspects and removes environments on
+//! [`backend::Backend`], the environment-level seam, as short scripts over one attempt
+//! (deadline, interrupts, bounded aftermath, one timeout diagnosis); [`backend::docker`] (one
+//! Docker engine) and [`backend::swarm`] (a Docker swarm) implement it over
+//! [`backend::bollard`], what both share of the engine API, and an in-memory fake does for
+//! tests; [`provenance`] says who starts an environment (owner, CI build, host, process);
+//! [`reaper`] is the idle reaper (pure rules, and one pass) and [`state`] its local file;
+//! [`gateway`] is `envctl gateway`, the HTTP front door, over the lifecycle only; [`pipeline`]
+//! and [`terminal`] run `run`'s command; [`reach`] remembers what answers from here;
+//! [`registry`] is the registry client, free of any engine; [`signals`] counts interrupts. At
+//! the bottom, [`naming`] defines ids, names, label keys and the typed values labels carry,
+//! and [`naming::codec`] writes and reads every label.
 
 pub mod backend;
 pub mod cli;

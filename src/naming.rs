@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 
 pub mod codec;
+pub mod image;
+pub mod values;
 
 /// The prefix of every label envctl sets.
 pub const LABEL_PREFIX: &str = "io.envctl.";

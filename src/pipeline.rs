@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use crate::lifecycle::Instance;
 use crate::naming;
-use crate::signals::{SIGINT, Signals};
+use crate::signals::Signals;
 use crate::terminal::Foreground;
 
 /// How long the command gets to end after a forwarded signal before it is killed.
@@ -87,7 +87,9 @@ pub async fn run_command(
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
     if signals.count() > 0 {
-        return Ok(Outcome::Interrupted(128 + signals.last()));
+        return Ok(Outcome::Interrupted(
+            128 + signals.last().map_or(0, |s| s as i32),
+        ));
     }
     let mut child = Command::new(program)
         .args(args)
@@ -116,7 +118,7 @@ async fn interrupt(
     signals: &Signals,
 ) -> std::io::Result<Outcome> {
     let signal = match signals.last() {
-        SIGINT => Signal::SIGINT,
+        Some(Signal::SIGINT) => Signal::SIGINT,
         _ => Signal::SIGTERM,
     };
     if let Some(group) = group {

@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM as a counter: the first asks for a graceful rollback, the second for a
 //! fast one (kill instead of stop), like docker-compose and kube-rs controllers.
 
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -10,11 +11,6 @@ pub struct Signals {
     count: watch::Receiver<u32>,
     last: std::sync::Arc<std::sync::atomic::AtomicI32>,
 }
-
-/// SIGINT's number.
-pub const SIGINT: i32 = 2;
-/// SIGTERM's number.
-pub const SIGTERM: i32 = 15;
 
 impl Signals {
     /// Starts listening. From now on SIGINT and SIGTERM no longer end the process by default.
@@ -26,11 +22,11 @@ impl Signals {
         let record = last.clone();
         tokio::spawn(async move {
             loop {
-                let number = tokio::select! {
-                    _ = interrupt.recv() => SIGINT,
-                    _ = terminate.recv() => SIGTERM,
+                let received = tokio::select! {
+                    _ = interrupt.recv() => Signal::SIGINT,
+                    _ = terminate.recv() => Signal::SIGTERM,
                 };
-                record.store(number, std::sync::atomic::Ordering::SeqCst);
+                record.store(received as i32, std::sync::atomic::Ordering::SeqCst);
                 sender.send_modify(|n| *n += 1);
             }
         });
@@ -41,7 +37,7 @@ impl Signals {
     /// kept: no handler is installed.
     pub fn manual() -> (Signals, watch::Sender<u32>) {
         let (sender, count) = watch::channel(0);
-        let last = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(SIGINT));
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(Signal::SIGINT as i32));
         (Signals { count, last }, sender)
     }
 
@@ -55,8 +51,8 @@ impl Signals {
         *self.count.borrow()
     }
 
-    /// The number of the latest signal (`SIGINT` or `SIGTERM`), 0 before any.
-    pub fn last(&self) -> i32 {
-        self.last.load(std::sync::atomic::Ordering::SeqCst)
+    /// The latest signal (`SIGINT` or `SIGTERM`), `None` before any.
+    pub fn last(&self) -> Option<Signal> {
+        Signal::try_from(self.last.load(std::sync::atomic::Ordering::SeqCst)).ok()
     }
 }

@@ -179,11 +179,7 @@ impl ServiceSpec {
                 .cloned()
                 .collect(),
             address: self.address,
-            settings: crate::naming::codec::settings_digests(
-                &self.command,
-                &self.env,
-                &self.runtime,
-            ),
+            settings: crate::spec::settings_digests(&self.command, &self.env, &self.runtime),
         }
     }
 }

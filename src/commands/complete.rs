@@ -5,8 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cli::Candidates;
 use crate::lifecycle::inventory;
 use crate::spec::{Catalog, load};
+
+/// What the shell completes, for [`crate::cli::complete_if_asked`].
+pub const CANDIDATES: Candidates = Candidates { ids, environments };
 
 /// How long completion waits for the engine.
 const ENGINE_BOUND: Duration = Duration::from_secs(2);
@@ -66,23 +70,5 @@ fn on_engine<T: Default>(read: impl FnOnce(Vec<inventory::Instance>) -> T) -> T 
     match runtime.block_on(async { tokio::time::timeout(ENGINE_BOUND, listing).await }) {
         Ok(Some(instances)) => read(instances),
         _ => T::default(),
-    }
-}
-
-/// Whether `id` completes what was typed: ids are accepted by a prefix or a suffix.
-pub fn matches(id: &str, typed: &str) -> bool {
-    id.starts_with(typed) || id.ends_with(typed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_completes_from_its_start_or_its_end() {
-        assert!(matches("20261126-041500", ""));
-        assert!(matches("20261126-041500", "2026"));
-        assert!(matches("20261126-041500", "041500"));
-        assert!(!matches("20261126-041500", "0415"));
     }
 }

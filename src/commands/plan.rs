@@ -169,7 +169,12 @@ pub async fn exec(args: PlanArgs) -> Result<ExitStatus, Error> {
             .map_err(Error::Usage)?,
         None => naming::run_id(chrono::Utc::now()),
     };
-    let plan = Plan::new(&environment);
+    let plan = Plan::new(
+        environment
+            .services
+            .values()
+            .map(|s| (s.name.as_str(), s.depends_on.iter().map(String::as_str))),
+    );
     match args.output.output {
         Format::Json => output::json(&to_json(&environment, &plan, &id)),
         Format::Text => output::data(&to_text(&environment, &plan, &id)),

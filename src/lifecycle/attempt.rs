@@ -23,9 +23,6 @@ pub(super) const AFTERMATH_CALL: Duration = Duration::from_secs(5);
 /// container right after it stopped it, which is what made the service fail.
 pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 
-/// How many log lines a diagnosis shows.
-pub(super) const LOG_LINES: u64 = 20;
-
 /// The limits of one attempt: `timeout` from its start, and the first interrupt.
 pub(super) struct Attempt<'a> {
     pub signals: &'a Signals,
@@ -130,7 +127,8 @@ impl<'a> Attempt<'a> {
                 .flat_map(|r| &r.services)
                 .find(|s| s.service() == service)
         {
-            let lines = super::last_service_lines(backend, &record.handle, LOG_LINES).await;
+            let lines =
+                super::last_service_lines(backend, &record.handle, super::FAILURE_LOG_LINES).await;
             logs = Some((record.handle.name.clone(), lines));
         }
         StartError::Timeout {

@@ -174,6 +174,9 @@ mod tests {
 /// How long reading the last lines of a log for an error message may take.
 const LOG_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many of a service's last log lines an error about it shows.
+pub const FAILURE_LOG_LINES: u64 = 20;
+
 /// The last `n` lines a service printed, for error messages; empty when they cannot be read.
 pub async fn last_service_lines(
     backend: &dyn Backend,

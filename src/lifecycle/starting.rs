@@ -107,7 +107,7 @@ pub(super) async fn start_services(
             phases.report(progress, &service, Phase::Failed);
             let failed = &services[&service];
             Err(StartError::Service {
-                logs: last_service_lines(backend, &failed.service, 20).await,
+                logs: last_service_lines(backend, &failed.service, super::FAILURE_LOG_LINES).await,
                 container: failed.service.name.clone(),
                 service,
                 reason,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use super::attempt::{Attempt, LOG_LINES, removal_seen};
+use super::attempt::{Attempt, removal_seen};
 use super::bounded::Bounded;
 use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, start_services};
@@ -643,8 +643,12 @@ async fn describe(
         if !running && !container.is_some_and(|s| s.finished_job()) {
             return Err(StartError::Service {
                 service: service.name.clone(),
-                logs: super::last_service_lines(backend, &claim.services[&service.name], LOG_LINES)
-                    .await,
+                logs: super::last_service_lines(
+                    backend,
+                    &claim.services[&service.name],
+                    super::FAILURE_LOG_LINES,
+                )
+                .await,
                 container: name,
                 reason: "its container stopped right after it was ready".into(),
             });

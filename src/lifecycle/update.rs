@@ -37,9 +37,10 @@ use crate::backend::{
     Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, Selector,
     ServiceRecord, ServiceRef, ServiceSpec, ServiceState,
 };
-use crate::naming::codec::{Metadata, ResolvedRef, settings_digests};
+use crate::naming::codec::{Metadata, ResolvedRef};
 use crate::naming::{self};
 use crate::signals::Signals;
+use crate::spec::settings_digests;
 use crate::spec::{Environment, did_you_mean};
 
 /// How long all that follows the update's own time may take: the diagnosis of a timeout, the

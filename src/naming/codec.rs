@@ -15,8 +15,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use super::image::{ImageRef, split_image};
 use super::label;
-use crate::spec::{GatewayEntry, ImageRef, Port, Protocol, Ready};
+use super::values::{GatewayEntry, Port, Protocol, Ready};
 
 /// Labels as key-value pairs.
 pub type Labels = BTreeMap<String, String>;
@@ -133,41 +134,9 @@ pub struct ServiceMetadata {
     /// The address it was created with on the environment's network, when it took over that of
     /// the container it replaced; `None` when the engine chose one.
     pub address: Option<IpAddr>,
-    /// A digest of each group of its settings as created (see [`settings_digests`]); empty on
+    /// A digest of each group of its settings as created (see `spec::settings_digests`); empty on
     /// containers of earlier versions.
     pub settings: BTreeMap<String, String>,
-}
-
-/// A digest of each group of a service's settings, as `update` compares them: `command`,
-/// `env`, `ports`, `mounts`, and `other` (the rest of `runtime`). Short: they tell settings
-/// apart, they protect nothing.
-pub fn settings_digests(
-    command: &Option<Vec<String>>,
-    env: &[(String, String)],
-    runtime: &crate::spec::Runtime,
-) -> BTreeMap<String, String> {
-    let digest = |text: String| {
-        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        digest.as_ref()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let other = crate::spec::Runtime {
-        ports: Vec::new(),
-        mounts: Vec::new(),
-        ..runtime.clone()
-    };
-    [
-        ("command", format!("{command:?}")),
-        ("env", format!("{env:?}")),
-        ("ports", format!("{:?}", runtime.ports)),
-        ("mounts", format!("{:?}", runtime.mounts)),
-        ("other", format!("{other:?}")),
-    ]
-    .into_iter()
-    .map(|(group, text)| (group.to_string(), digest(text)))
-    .collect()
 }
 
 /// A label filter: what a list call asks the engine for.
@@ -429,7 +398,7 @@ fn resolved_ref(text: &str) -> Option<ResolvedRef> {
 
 /// `repository:tag` as `up` wrote it; a reference without a tag means `latest`.
 fn image(text: &str) -> Option<ImageRef> {
-    let (repository, tag) = crate::spec::split_image(text).ok()?;
+    let (repository, tag) = split_image(text).ok()?;
     Some(ImageRef {
         repository,
         tag: tag.unwrap_or_else(|| "latest".into()),
@@ -504,7 +473,7 @@ mod tests {
                 protocol: Protocol::Tcp,
             }],
             ready: Some(Ready {
-                probes: vec![crate::spec::Probe::Http {
+                probes: vec![super::super::values::Probe::Http {
                     port: 8080,
                     path: "/health".into(),
                 }],
@@ -555,7 +524,9 @@ mod tests {
         let service = ServiceMetadata {
             aliases: vec!["web".into(), "front".into()],
             address: Some("172.16.3.4".parse().unwrap()),
-            settings: settings_digests(&None, &[], &crate::spec::Runtime::default()),
+            settings: ["command", "env", "mounts", "other", "ports"]
+                .map(|group| (group.to_string(), "3f1a2b4c5d6e".to_string()))
+                .into(),
             ..proxy()
         };
         let labels = metadata.encode_service(&service);

@@ -300,6 +300,38 @@ pub struct Volume {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A digest of each group of a service's settings, as `update` compares them: `command`,
+/// `env`, `ports`, `mounts`, and `other` (the rest of `runtime`). Short: they tell settings
+/// apart, they protect nothing.
+pub fn settings_digests(
+    command: &Option<Vec<String>>,
+    env: &[(String, String)],
+    runtime: &Runtime,
+) -> BTreeMap<String, String> {
+    let digest = |text: String| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let other = Runtime {
+        ports: Vec::new(),
+        mounts: Vec::new(),
+        ..runtime.clone()
+    };
+    [
+        ("command", format!("{command:?}")),
+        ("env", format!("{env:?}")),
+        ("ports", format!("{:?}", runtime.ports)),
+        ("mounts", format!("{:?}", runtime.mounts)),
+        ("other", format!("{other:?}")),
+    ]
+    .into_iter()
+    .map(|(group, text)| (group.to_string(), digest(text)))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

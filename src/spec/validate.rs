@@ -9,7 +9,6 @@ use regex::Regex;
 use serde_saphyr::budget::{Budget, BudgetBreach};
 
 use super::diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
-use super::image::{self, ImageRef};
 use super::interpolate::{InterpolationError, interpolate};
 use super::raw::{self, RawBuild, RawEnvironment, RawReady, RawService, Spanned};
 use super::runtime::Volume;
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::graph;
 use crate::naming;
+use crate::naming::image::{self, ImageRef};
 
 /// Longer than any service should take to become ready; also keeps deadlines computable.
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);

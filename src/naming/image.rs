@@ -54,7 +54,7 @@ pub fn split_image(image: &str) -> Result<(String, Option<String>), String> {
 
 /// Whether the first path component of `repository` names a registry, as Docker decides it.
 pub fn has_registry(repository: &str) -> bool {
-    crate::naming::registry_host(repository).is_some()
+    super::registry_host(repository).is_some()
 }
 
 /// A registry host, optionally with a path under it: `registry.example.com/team`.
