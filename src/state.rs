@@ -8,7 +8,7 @@
 //! exists: a lost or corrupted file only resets idle clocks (every environment counts as
 //! active from the moment it is first seen again), which is the safe direction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,12 @@ pub struct State {
 }
 
 /// What the reaper remembers of one environment.
+///
+/// Three writers share a record, each owning its fields: a reaper pass writes the sample, the
+/// crash clock and `stopped_for_errors`, and activity as it saw it; envctl commands and the
+/// gateway note activity (the latest wins, see [`Record::note`]); the gateway alone writes
+/// `error_flag`. [`State::merge_pass`] is where a pass's record meets what the others wrote
+/// meanwhile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The latest activity seen: an envctl command, or inbound traffic.
@@ -150,6 +156,49 @@ impl State {
     /// Records activity unless a later one is already known.
     pub fn note_activity(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, what: &str) {
         self.record_mut(endpoint, id).note(at, what);
+    }
+
+    /// Keeps what a reaper pass that began at `began` learned of `endpoint`'s environments,
+    /// without losing what others wrote meanwhile: records of environments that no longer
+    /// exist go, the pass's records replace the stored ones, but the gateway's error flag and
+    /// any activity noted after `began` stay. Returns the environments touched after `began`,
+    /// which the pass must leave alone.
+    pub fn merge_pass<'a>(
+        &mut self,
+        endpoint: &str,
+        existing: &BTreeSet<String>,
+        learned: impl IntoIterator<Item = (&'a str, &'a Record)>,
+        began: DateTime<Utc>,
+    ) -> BTreeSet<String> {
+        let records = self.endpoints.entry(endpoint.to_string()).or_default();
+        records.retain(|id, _| existing.contains(id));
+        let mut touched = BTreeSet::new();
+        for (id, learned) in learned {
+            let record = records.entry(id.to_string()).or_default();
+            let since = record.activity.take().filter(|a| a.at > began);
+            if since.is_some() {
+                touched.insert(id.to_string());
+            }
+            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
+            let flag = record.error_flag.take();
+            *record = learned.clone();
+            record.error_flag = flag;
+            if since.is_some() {
+                record.activity = since;
+            }
+        }
+        touched
+    }
+
+    /// The environments of `endpoint` with activity noted after `began`.
+    pub fn touched_since(&self, endpoint: &str, began: DateTime<Utc>) -> BTreeSet<String> {
+        self.endpoints
+            .get(endpoint)
+            .into_iter()
+            .flatten()
+            .filter(|(_, record)| record.activity.as_ref().is_some_and(|a| a.at > began))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
@@ -331,6 +380,84 @@ mod tests {
                 .what,
             "new"
         );
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 11, 26, 1, minute, 0).unwrap()
+    }
+
+    fn flag(judged_at: DateTime<Utc>) -> ErrorFlag {
+        ErrorFlag {
+            since: at(0),
+            judged_at,
+            requests: 50,
+            errors: 31,
+            window_seconds: 300,
+            threshold_percent: 50,
+        }
+    }
+
+    /// What a pass that began at 01:10 learned of `x`: seen quiet, crashed since 01:05.
+    fn learned() -> Record {
+        let mut record = Record {
+            crashed_since: Some(at(5)),
+            ..Record::default()
+        };
+        record.note(at(10), "first seen by the reaper");
+        record
+    }
+
+    fn merge(state: &mut State, ids: &[&str]) -> BTreeSet<String> {
+        let existing = ids.iter().map(|id| id.to_string()).collect();
+        let record = learned();
+        state.merge_pass("e", &existing, [("x", &record)], at(10))
+    }
+
+    #[test]
+    fn a_pass_replaces_what_it_owns() {
+        let mut state = State::default();
+        state.record_mut("e", "x").crashed_since = Some(at(1));
+        state.note_activity("e", "x", at(2), "envctl logs");
+        let touched = merge(&mut state, &["x"]);
+        assert!(touched.is_empty());
+        assert_eq!(state.record("e", "x"), Some(&learned()));
+    }
+
+    #[test]
+    fn activity_noted_after_the_pass_began_survives_its_write_and_is_reported() {
+        let mut state = State::default();
+        state.note_activity("e", "x", at(11), "envctl touch");
+        let touched = merge(&mut state, &["x"]);
+        assert_eq!(touched, BTreeSet::from(["x".to_string()]));
+        assert_eq!(state.touched_since("e", at(10)), touched);
+        let record = state.record("e", "x").unwrap();
+        assert_eq!(record.activity.as_ref().unwrap().what, "envctl touch");
+        assert_eq!(record.crashed_since, Some(at(5)), "the rest is the pass's");
+    }
+
+    #[test]
+    fn the_gateways_error_flag_is_never_the_passs_to_write() {
+        let mut state = State::default();
+        state.record_mut("e", "x").error_flag = Some(flag(at(12)));
+        merge(&mut state, &["x"]);
+        assert_eq!(
+            state.record("e", "x").unwrap().error_flag,
+            Some(flag(at(12)))
+        );
+        let mut cleared = State::default();
+        merge(&mut cleared, &["x"]);
+        assert_eq!(cleared.record("e", "x").unwrap().error_flag, None);
+    }
+
+    #[test]
+    fn records_of_environments_gone_are_forgotten_on_that_endpoint_only() {
+        let mut state = State::default();
+        state.note_activity("e", "gone", at(1), "envctl logs");
+        state.note_activity("other", "gone", at(1), "envctl logs");
+        merge(&mut state, &["x"]);
+        assert!(state.record("e", "gone").is_none());
+        assert!(state.record("other", "gone").is_some());
     }
 
     #[test]

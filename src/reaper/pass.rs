@@ -90,25 +90,14 @@ pub async fn pass(
     }
     // Save what was learned, and learn what happened meanwhile: an environment touched after
     // the pass began is left alone.
+    let learned: Vec<(String, crate::state::Record)> = observations
+        .iter()
+        .zip(&verdicts)
+        .map(|(o, v)| (o.id.clone(), v.record.clone()))
+        .collect();
     let saved = store.update(|state| {
-        let records = state.endpoints.entry(endpoint.to_string()).or_default();
-        records.retain(|id, _| existing.contains(id));
-        let mut touched = BTreeSet::new();
-        for (observation, verdict) in observations.iter().zip(&verdicts) {
-            let record = records.entry(observation.id.clone()).or_default();
-            if record.activity.as_ref().is_some_and(|a| a.at > now) {
-                touched.insert(observation.id.clone());
-            }
-            let activity = record.activity.clone();
-            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
-            let flag = record.error_flag.clone();
-            *record = verdict.record.clone();
-            record.error_flag = flag;
-            if activity.as_ref().is_some_and(|a| a.at > now) {
-                record.activity = activity;
-            }
-        }
-        touched
+        let learned = learned.iter().map(|(id, record)| (id.as_str(), record));
+        state.merge_pass(endpoint, &existing, learned, now)
     });
     let touched = match saved {
         Ok((touched, warning)) => {
@@ -122,7 +111,7 @@ pub async fn pass(
             report.warnings.push(format!(
                 "{error}; idle clocks cannot advance until it can be written"
             ));
-            touched_since(store, endpoint, now)
+            store.read().0.touched_since(endpoint, now)
         }
     };
     // A pin made or an update begun since the pass began wins too, and so does someone else's
@@ -213,19 +202,6 @@ async fn lock_pass(store: &Store, warnings: &mut Vec<String>) -> Option<crate::s
             None
         }
     }
-}
-
-/// The environments of `endpoint` touched after `now`, as the state file tells.
-fn touched_since(store: &Store, endpoint: &str, now: DateTime<Utc>) -> BTreeSet<String> {
-    let (state, _) = store.read();
-    state
-        .endpoints
-        .get(endpoint)
-        .into_iter()
-        .flatten()
-        .filter(|(_, record)| record.activity.as_ref().is_some_and(|a| a.at > now))
-        .map(|(id, _)| id.clone())
-        .collect()
 }
 
 /// The daemon: a pass every `every` until the first signal, which lets the pass in flight
