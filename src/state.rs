@@ -306,6 +306,38 @@ impl Store {
         Ok((result, warning))
     }
 
+    /// [`Store::read`] on a blocking thread, so the file's I/O never holds an async worker.
+    pub async fn read_async(&self) -> (State, Option<String>) {
+        let store = self.clone();
+        match off_workers(move || store.read()).await {
+            Ok(read) => read,
+            Err(error) => (
+                State::default(),
+                Some(format!("cannot read the state file: {error}")),
+            ),
+        }
+    }
+
+    /// [`Store::update`] on a blocking thread: waiting for the file lock, reading, fsync and
+    /// rename never hold an async worker.
+    pub async fn update_async<R: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut State) -> R + Send + 'static,
+    ) -> Result<(R, Option<String>), StateError> {
+        let store = self.clone();
+        off_workers(move || store.update(change))
+            .await
+            .map_err(|e| self.error(e))?
+    }
+
+    /// [`Store::lock_pass`] on a blocking thread: another pass may hold it for minutes.
+    pub async fn lock_pass_async(&self) -> Result<PassLock, StateError> {
+        let store = self.clone();
+        off_workers(move || store.lock_pass())
+            .await
+            .map_err(|e| self.error(e))?
+    }
+
     fn write(&self, state: &State) -> std::io::Result<()> {
         let path = self.dir.join(FILE);
         let temporary = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
@@ -323,11 +355,23 @@ impl Store {
     }
 }
 
+/// Runs blocking file work on tokio's blocking pool. A panic there is a bug and goes on
+/// unwinding; a task cancelled by the runtime's shutdown is an error.
+async fn off_workers<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<R> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(std::io::Error::other(error)),
+    }
+}
+
 /// Records that an envctl command used an environment. Failing to record is not worth failing
 /// `logs` or `status` over (the reaper only sees the environment idle earlier): it comes back
 /// as a warning for the command to print, as does a problem the store recovered from.
-pub fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
-    match record_activity(endpoint, id, what) {
+pub async fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
+    match record_activity(endpoint, id, what).await {
         Ok(warning) => warning,
         Err(error) => Some(format!("cannot record the activity: {error}")),
     }
@@ -335,10 +379,16 @@ pub fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
 
 /// Records activity, failing when it cannot (`envctl touch` exists for this alone). A problem
 /// the store recovered from (a corrupted file reset) comes back as a warning.
-pub fn record_activity(endpoint: &str, id: &str, what: &str) -> Result<Option<String>, StateError> {
+pub async fn record_activity(
+    endpoint: &str,
+    id: &str,
+    what: &str,
+) -> Result<Option<String>, StateError> {
+    let (endpoint, id, what) = (endpoint.to_string(), id.to_string(), what.to_string());
     let store = Store::from_env();
-    let ((), warning) =
-        store.update(|state| state.note_activity(endpoint, id, Utc::now(), what))?;
+    let ((), warning) = store
+        .update_async(move |state| state.note_activity(&endpoint, &id, Utc::now(), &what))
+        .await?;
     Ok(warning)
 }
 
@@ -458,6 +508,38 @@ mod tests {
         merge(&mut state, &["x"]);
         assert!(state.record("e", "gone").is_none());
         assert!(state.record("other", "gone").is_some());
+    }
+
+    /// Another process holds the state file's lock; this one waits for it without holding the
+    /// only async worker, so the task that releases the lock still runs. Were the wait on the
+    /// worker, a watchdog thread would have to release the lock after 10 s.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_for_the_state_lock_leaves_the_async_workers_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Some(store.lock_file(LOCK).unwrap())));
+        let rescued = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = std::thread::spawn({
+            let (held, rescued) = (held.clone(), rescued.clone());
+            move || {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                if held.lock().unwrap().take().is_some() {
+                    rescued.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.update_async(|_| ()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        held.lock().unwrap().take();
+        waiting.await.unwrap().unwrap();
+        assert!(
+            !rescued.load(std::sync::atomic::Ordering::SeqCst),
+            "the wait for the lock held the async worker"
+        );
+        drop(watchdog);
     }
 
     #[test]

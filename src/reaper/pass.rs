@@ -58,7 +58,7 @@ pub async fn pass(
         .buffered(CONCURRENCY)
         .collect()
         .await;
-    let (state, warning) = store.read();
+    let (state, warning) = store.read_async().await;
     report.warnings.extend(warning);
     let endpoint = backend.info().endpoint.as_str();
     let verdicts: Vec<Verdict> = observations
@@ -95,10 +95,13 @@ pub async fn pass(
         .zip(&verdicts)
         .map(|(o, v)| (o.id.clone(), v.record.clone()))
         .collect();
-    let saved = store.update(|state| {
-        let learned = learned.iter().map(|(id, record)| (id.as_str(), record));
-        state.merge_pass(endpoint, &existing, learned, now)
-    });
+    let (owned_endpoint, seen) = (endpoint.to_string(), existing.clone());
+    let saved = store
+        .update_async(move |state| {
+            let learned = learned.iter().map(|(id, record)| (id.as_str(), record));
+            state.merge_pass(&owned_endpoint, &seen, learned, now)
+        })
+        .await;
     let touched = match saved {
         Ok((touched, warning)) => {
             report.warnings.extend(warning);
@@ -111,7 +114,7 @@ pub async fn pass(
             report.warnings.push(format!(
                 "{error}; idle clocks cannot advance until it can be written"
             ));
-            store.read().0.touched_since(endpoint, now)
+            store.read_async().await.0.touched_since(endpoint, now)
         }
     };
     // A pin made or an update begun since the pass began wins too, and so does someone else's
@@ -189,16 +192,10 @@ fn parts(instance: &Instance) -> usize {
 /// Takes the pass lock. When the state directory cannot hold it, the pass goes on without it,
 /// with a warning: two passes at once only repeat each other's actions.
 async fn lock_pass(store: &Store, warnings: &mut Vec<String>) -> Option<crate::state::PassLock> {
-    let lock_store = store.clone();
-    let locked = tokio::task::spawn_blocking(move || lock_store.lock_pass()).await;
-    match locked {
-        Ok(Ok(lock)) => Some(lock),
-        Ok(Err(error)) => {
-            warnings.push(format!("{error}; passing without the pass lock"));
-            None
-        }
+    match store.lock_pass_async().await {
+        Ok(lock) => Some(lock),
         Err(error) => {
-            warnings.push(format!("cannot take the pass lock: {error}"));
+            warnings.push(format!("{error}; passing without the pass lock"));
             None
         }
     }
