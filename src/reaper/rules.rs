@@ -199,17 +199,17 @@ fn judge(
     // Without a record (a first sighting, or a lost state file) nothing is known of the
     // environment's past use: its clocks start now.
     if first_sight {
-        record.note(now, "first seen by the reaper");
+        record.note(now, Seen::FirstSight);
     }
     if let Some(what) = sample_traffic(observation, record, now) {
         record.note(now, what);
     }
     if observation.starter_alive == Some(true) && observation.state != State::Starting {
-        record.note(now, "its `envctl run` is still running");
+        record.note(now, Seen::RunStillRunning);
     }
     let leased = observation.lease_until.is_some_and(|until| until > now);
     if leased {
-        record.note(now, "its `envctl run` is still running");
+        record.note(now, Seen::RunStillRunning);
     }
     if observation.pinned {
         return None;
@@ -289,18 +289,55 @@ fn judge(
     }
 }
 
+/// Activity a pass sees itself, as the record remembers it (`Activity::what`, which the
+/// state file keeps as text and `ls` and the idle reason show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// No record: nothing is known of the environment's past use.
+    FirstSight,
+    /// The `envctl run` that started it runs, or holds a lease.
+    RunStillRunning,
+    /// The counters could not be read now, and why.
+    TrafficUnreadable(String),
+    /// A service without an earlier sample.
+    Started(String),
+    /// A service whose counters went down.
+    Restarted(String),
+    /// Inbound bytes beyond the noise, on these entry services.
+    Inbound(Vec<String>),
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seen::FirstSight => f.write_str("first seen by the reaper"),
+            Seen::RunStillRunning => f.write_str("its `envctl run` is still running"),
+            Seen::TrafficUnreadable(why) => write!(f, "traffic unreadable ({why})"),
+            Seen::Started(service) => write!(f, "{service} started"),
+            Seen::Restarted(service) => write!(f, "{service} restarted"),
+            Seen::Inbound(services) => write!(f, "inbound traffic on {}", services.join(", ")),
+        }
+    }
+}
+
+impl From<Seen> for String {
+    fn from(seen: Seen) -> String {
+        seen.to_string()
+    }
+}
+
 /// Takes a traffic sample into the record; returns the activity it shows, if any. Anything
 /// unknown (no earlier sample, unreadable or reset counters) counts as activity now.
 fn sample_traffic(
     observation: &Observation,
     record: &mut Record,
     now: DateTime<Utc>,
-) -> Option<String> {
+) -> Option<Seen> {
     let counters = match &observation.traffic {
         Traffic::Counters(counters) => counters,
         Traffic::Unreadable(why) => {
             record.sample = None;
-            return Some(format!("traffic unreadable ({why})"));
+            return Some(Seen::TrafficUnreadable(why.clone()));
         }
         Traffic::NotOffered => {
             record.sample = None;
@@ -316,17 +353,17 @@ fn sample_traffic(
         counters: counters.clone(),
     });
     let Some(before) = before else {
-        return Some("first seen by the reaper".into());
+        return Some(Seen::FirstSight);
     };
     let mut inbound = 0u64;
     let mut internal = 0u64;
     let mut receivers = Vec::new();
     for (service, now) in counters {
         let Some(then) = before.counters.get(service) else {
-            return Some(format!("{service} started"));
+            return Some(Seen::Started(service.clone()));
         };
         if now.rx < then.rx || now.tx < then.tx {
-            return Some(format!("{service} restarted"));
+            return Some(Seen::Restarted(service.clone()));
         }
         if observation.entries.contains(service) {
             inbound = inbound.saturating_add(now.rx - then.rx);
@@ -340,7 +377,7 @@ fn sample_traffic(
     let seconds = elapsed(before.at, now).as_secs();
     let noise = NOISE_BYTES.saturating_add(NOISE_RATE.saturating_mul(seconds));
     (inbound.saturating_sub(internal) > noise)
-        .then(|| format!("inbound traffic on {}", receivers.join(", ")))
+        .then(|| Seen::Inbound(receivers.into_iter().map(String::from).collect()))
 }
 
 fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
@@ -410,6 +447,32 @@ mod tests {
             last = Some(verdict);
         }
         last.expect("at least one pass")
+    }
+
+    #[test]
+    fn what_a_pass_sees_reads_as_before() {
+        let lines: Vec<String> = [
+            Seen::FirstSight,
+            Seen::RunStillRunning,
+            Seen::TrafficUnreadable("stats failed".into()),
+            Seen::Started("proxy".into()),
+            Seen::Restarted("proxy".into()),
+            Seen::Inbound(vec!["proxy".into(), "oracle-xe".into()]),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                "first seen by the reaper",
+                "its `envctl run` is still running",
+                "traffic unreadable (stats failed)",
+                "proxy started",
+                "proxy restarted",
+                "inbound traffic on proxy, oracle-xe"
+            ]
+        );
     }
 
     #[test]
