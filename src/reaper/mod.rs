@@ -20,7 +20,7 @@ mod rules;
 
 pub use pass::{daemon, pass};
 pub use rules::{
-    Cause, Kind, NOISE_BYTES, NOISE_RATE, Observation, Reason, Seen, Traffic, Verdict, decide,
+    Cause, Keep, Kind, NOISE_BYTES, NOISE_RATE, Observation, Reason, Seen, Traffic, Verdict, decide,
 };
 
 use std::time::Duration;

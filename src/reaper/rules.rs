@@ -164,11 +164,13 @@ pub enum Traffic {
     NotOffered,
 }
 
-/// The outcome of [`decide`]: the record to remember, and the action to take.
+/// The outcome of [`decide`]: the record to remember, and the action to take or why there is
+/// none (exactly one of `action` and `kept` is set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub record: Record,
     pub action: Option<(Kind, Reason)>,
+    pub kept: Option<Keep>,
 }
 
 /// Decides what to do with one environment at `now`. Pure, so the rules are unit-tested with
@@ -180,8 +182,36 @@ pub fn decide(
     options: &Options,
 ) -> Verdict {
     let mut record = previous.cloned().unwrap_or_default();
-    let action = judge(observation, &mut record, previous.is_none(), now, options);
-    Verdict { record, action }
+    let judged = judge(observation, &mut record, previous.is_none(), now, options);
+    let (action, kept) = match judged {
+        Ok(action) => (Some(action), None),
+        Err(keep) => (None, Some(keep)),
+    };
+    Verdict {
+        record,
+        action,
+        kept,
+    }
+}
+
+/// Why a pass leaves an environment alone. Nobody reads it today; it names the rule that
+/// kept an environment, for tests and for a future `reap --explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Created as the pass began, or later (or its creation time is unknown).
+    New,
+    /// `envctl pin`.
+    Pinned,
+    /// A start or an update is under way: its containers are stopped or not ready on purpose.
+    Changing,
+    /// An update was left half-way: what it put aside is `envctl start`'s to restore.
+    UpdateUnfinished,
+    /// Stopped, not yet for `--remove-after`.
+    StoppedRecently,
+    /// Its `envctl run` holds a lease.
+    Leased,
+    /// Active within `--idle`, and no other rule applies.
+    Active,
 }
 
 fn judge(
@@ -190,11 +220,11 @@ fn judge(
     first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
-) -> Option<(Kind, Reason)> {
+) -> Result<(Kind, Reason), Keep> {
     // An environment without a creation time counts as created now: the safe direction.
     let created = observation.created_at.unwrap_or(now);
     if created >= now {
-        return None;
+        return Err(Keep::New);
     }
     // Without a record (a first sighting, or a lost state file) nothing is known of the
     // environment's past use: its clocks start now.
@@ -212,7 +242,7 @@ fn judge(
         record.note(now, Seen::RunStillRunning);
     }
     if observation.pinned {
-        return None;
+        return Err(Keep::Pinned);
     }
     // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
     let running = matches!(
@@ -223,31 +253,33 @@ fn judge(
         && let Some(expires) = observation.expires_at
         && expires <= now
     {
-        return Some((Kind::Stop, Reason::TtlExpired(expires)));
+        return Ok((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
         // An update's containers are stopped, put aside or not ready yet on purpose; once it
         // was left half-way, the previous ones put aside are what `envctl start` restores:
         // never removed, whatever stopped them.
-        State::Starting | State::Updating | State::UpdateUnfinished => None,
+        State::Starting | State::Updating => Err(Keep::Changing),
+        State::UpdateUnfinished => Err(Keep::UpdateUnfinished),
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
-            Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
+            Ok((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
         }
-        State::Debris => Some((Kind::Remove, Reason::NoServiceLeft)),
+        State::Debris => Ok((Kind::Remove, Reason::NoServiceLeft)),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
             let stopped = observation.stopped_at.unwrap_or(now);
             let last = crate::state::last_activity(Some(record), created).at;
             let for_how_long = elapsed(stopped.max(last), now);
-            (for_how_long >= options.remove_after).then(|| {
-                let reason = Reason::StoppedFor {
-                    stopped: for_how_long,
-                    since: stopped.max(last),
-                };
-                (Kind::Remove, reason)
-            })
+            if for_how_long < options.remove_after {
+                return Err(Keep::StoppedRecently);
+            }
+            let reason = Reason::StoppedFor {
+                stopped: for_how_long,
+                since: stopped.max(last),
+            };
+            Ok((Kind::Remove, reason))
         }
         State::Ready | State::Degraded => {
             record.crashed_since = observation
@@ -255,36 +287,37 @@ fn judge(
                 .then(|| record.crashed_since.unwrap_or(now));
             // A command running against the environment is use, whatever else is seen.
             if leased {
-                return None;
+                return Err(Keep::Leased);
             }
             if options.stop_erroring
                 && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
             {
                 record.stopped_for_errors = Some(now);
-                return Some((Kind::Stop, Reason::ErrorRate(flag.clone())));
+                return Ok((Kind::Stop, Reason::ErrorRate(flag.clone())));
             }
             // Running again: requests may wake it once more after a later stop.
             record.stopped_for_errors = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Some((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
+                return Ok((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
             }
             if let Some(since) = record.crashed_since
                 && elapsed(since, now) >= options.idle
             {
-                return Some((Kind::Stop, Reason::Crashed(elapsed(since, now))));
+                return Ok((Kind::Stop, Reason::Crashed(elapsed(since, now))));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
-            (idle >= options.idle).then(|| {
-                let reason = Reason::Idle {
-                    idle,
-                    last: last.what,
-                    at: last.at,
-                };
-                (Kind::Stop, reason)
-            })
+            if idle < options.idle {
+                return Err(Keep::Active);
+            }
+            let reason = Reason::Idle {
+                idle,
+                last: last.what,
+                at: last.at,
+            };
+            Ok((Kind::Stop, reason))
         }
     }
 }
@@ -447,6 +480,33 @@ mod tests {
             last = Some(verdict);
         }
         last.expect("at least one pass")
+    }
+
+    #[test]
+    fn every_environment_left_alone_names_the_rule_that_kept_it() {
+        let quiet = running(counters(&[("proxy", 1, 1)]));
+        let kept = |o: &Observation, now| decide(o, None, now, &options()).kept;
+        assert_eq!(kept(&quiet, at(0, 0)), Some(Keep::New));
+        assert_eq!(kept(&quiet, at(1, 0)), Some(Keep::Active));
+        let mut pinned = quiet.clone();
+        pinned.pinned = true;
+        assert_eq!(kept(&pinned, at(1, 0)), Some(Keep::Pinned));
+        let mut starting = quiet.clone();
+        starting.state = State::Starting;
+        assert_eq!(kept(&starting, at(1, 0)), Some(Keep::Changing));
+        let mut left = quiet.clone();
+        left.state = State::UpdateUnfinished;
+        assert_eq!(kept(&left, at(1, 0)), Some(Keep::UpdateUnfinished));
+        let mut stopped = quiet.clone();
+        stopped.state = State::Stopped;
+        assert_eq!(kept(&stopped, at(1, 0)), Some(Keep::StoppedRecently));
+        let mut leased = quiet.clone();
+        leased.lease_until = Some(at(2, 0));
+        assert_eq!(kept(&leased, at(1, 0)), Some(Keep::Leased));
+        let mut debris = quiet;
+        debris.state = State::Debris;
+        let acted = decide(&debris, None, at(1, 0), &options());
+        assert_eq!((acted.kept, acted.action.is_some()), (None, true));
     }
 
     #[test]
