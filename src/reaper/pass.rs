@@ -30,7 +30,8 @@ pub async fn pass(
         dry_run: options.dry_run,
         ..Report::default()
     };
-    // A dry run changes nothing, so it needs neither the lock nor a writable state directory.
+    // Lock. A dry run changes nothing, so it needs neither the lock nor a writable state
+    // directory.
     let _lock = match options.dry_run {
         true => None,
         false => lock_pass(store, &mut report.warnings).await,
@@ -42,6 +43,7 @@ pub async fn pass(
             backend.info().endpoint
         ));
     }
+    // Observe.
     let everything = lifecycle::inventory::list(backend).await?;
     let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
     let instances: Vec<Instance> = everything
@@ -58,6 +60,7 @@ pub async fn pass(
         .buffered(CONCURRENCY)
         .collect()
         .await;
+    // Decide.
     let (state, warning) = store.read_async().await;
     report.warnings.extend(warning);
     let endpoint = backend.info().endpoint.as_str();
@@ -88,11 +91,39 @@ pub async fn pass(
             .collect();
         return Ok(report);
     }
-    // Save what was learned, and learn what happened meanwhile: an environment touched after
-    // the pass began is left alone.
+    // Persist, then act on what nobody changed meanwhile.
+    let touched = persist(
+        store,
+        endpoint,
+        &existing,
+        &observations,
+        &verdicts,
+        now,
+        &mut report,
+    )
+    .await;
+    let left_alone = changed_meanwhile(backend, &instances, existing).await;
+    let acting = planned.into_iter().filter(|(instance, _)| {
+        !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
+    });
+    report.actions = act(backend, acting).await;
+    Ok(report)
+}
+
+/// Saves what the pass learned, and learns what happened meanwhile: returns the environments
+/// touched after the pass began, which it leaves alone.
+async fn persist(
+    store: &Store,
+    endpoint: &str,
+    existing: &BTreeSet<String>,
+    observations: &[Observation],
+    verdicts: &[Verdict],
+    now: DateTime<Utc>,
+    report: &mut Report,
+) -> BTreeSet<String> {
     let learned: Vec<(String, crate::state::Record)> = observations
         .iter()
-        .zip(&verdicts)
+        .zip(verdicts)
         .map(|(o, v)| (o.id.clone(), v.record.clone()))
         .collect();
     let (owned_endpoint, seen) = (endpoint.to_string(), existing.clone());
@@ -102,7 +133,7 @@ pub async fn pass(
             state.merge_pass(&owned_endpoint, &seen, learned, now)
         })
         .await;
-    let touched = match saved {
+    match saved {
         Ok((touched, warning)) => {
             report.warnings.extend(warning);
             touched
@@ -116,32 +147,38 @@ pub async fn pass(
             ));
             store.read_async().await.0.touched_since(endpoint, now)
         }
+    }
+}
+
+/// The environments a pin made or an update begun since the pass began keeps from it, and
+/// those someone else removed (a `down`): an environment gone, or with less of it left, since
+/// the pass looked is not the pass's to act on, nor to report. If the engine cannot tell, all
+/// of them (`existing`).
+async fn changed_meanwhile(
+    backend: &dyn Backend,
+    instances: &[Instance],
+    existing: BTreeSet<String>,
+) -> BTreeSet<String> {
+    let Ok(listed) = lifecycle::inventory::list(backend).await else {
+        return existing;
     };
-    // A pin made or an update begun since the pass began wins too, and so does someone else's
-    // removal (a `down`): an environment gone, or with less of it left, since the pass looked
-    // is not the pass's to act on, nor to report. If the engine cannot tell, act on nothing.
-    let left_alone: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
-        Ok(listed) => {
-            let listed: BTreeMap<&str, &Instance> =
-                listed.iter().map(|i| (i.id.as_str(), i)).collect();
-            instances
-                .iter()
-                .filter(|seen| match listed.get(seen.id.as_str()) {
-                    Some(now) => {
-                        now.pinned() || now.updating(Utc::now()) || parts(now) < parts(seen)
-                    }
-                    None => true,
-                })
-                .map(|i| i.id.clone())
-                .collect()
-        }
-        Err(_) => existing,
-    };
-    let acting = planned
-        .into_iter()
-        .filter(|(instance, _)| {
-            !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
+    let listed: BTreeMap<&str, &Instance> = listed.iter().map(|i| (i.id.as_str(), i)).collect();
+    instances
+        .iter()
+        .filter(|seen| match listed.get(seen.id.as_str()) {
+            Some(now) => now.pinned() || now.updating(Utc::now()) || parts(now) < parts(seen),
+            None => true,
         })
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Stops or removes each planned environment at once; returns what was done, by id.
+async fn act<'a>(
+    backend: &dyn Backend,
+    planned: impl Iterator<Item = (&'a Instance, (Kind, Reason))>,
+) -> Vec<Action> {
+    let acting = planned
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
                 Kind::Stop => lifecycle::stop(backend, instance)
@@ -164,9 +201,9 @@ pub async fn pass(
             Some(action(instance, kind, reason, error))
         })
         .collect::<FuturesUnordered<_>>();
-    report.actions = acting.filter_map(|a| async move { a }).collect().await;
-    report.actions.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(report)
+    let mut actions: Vec<Action> = acting.filter_map(|a| async move { a }).collect().await;
+    actions.sort_by(|a, b| a.id.cmp(&b.id));
+    actions
 }
 
 /// How much of an environment exists: services (set aside too), network, volumes, markers and
