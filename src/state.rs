@@ -8,7 +8,7 @@
 //! exists: a lost or corrupted file only resets idle clocks (every environment counts as
 //! active from the moment it is first seen again), which is the safe direction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,12 @@ pub struct State {
 }
 
 /// What the reaper remembers of one environment.
+///
+/// Three writers share a record, each owning its fields: a reaper pass writes the sample, the
+/// crash clock and `stopped_for_errors`, and activity as it saw it; envctl commands and the
+/// gateway note activity (the latest wins, see [`Record::note`]); the gateway alone writes
+/// `error_flag`. [`State::merge_pass`] is where a pass's record meets what the others wrote
+/// meanwhile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The latest activity seen: an envctl command, or inbound traffic.
@@ -151,6 +157,49 @@ impl State {
     pub fn note_activity(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, what: &str) {
         self.record_mut(endpoint, id).note(at, what);
     }
+
+    /// Keeps what a reaper pass that began at `began` learned of `endpoint`'s environments,
+    /// without losing what others wrote meanwhile: records of environments that no longer
+    /// exist go, the pass's records replace the stored ones, but the gateway's error flag and
+    /// any activity noted after `began` stay. Returns the environments touched after `began`,
+    /// which the pass must leave alone.
+    pub fn merge_pass<'a>(
+        &mut self,
+        endpoint: &str,
+        existing: &BTreeSet<String>,
+        learned: impl IntoIterator<Item = (&'a str, &'a Record)>,
+        began: DateTime<Utc>,
+    ) -> BTreeSet<String> {
+        let records = self.endpoints.entry(endpoint.to_string()).or_default();
+        records.retain(|id, _| existing.contains(id));
+        let mut touched = BTreeSet::new();
+        for (id, learned) in learned {
+            let record = records.entry(id.to_string()).or_default();
+            let since = record.activity.take().filter(|a| a.at > began);
+            if since.is_some() {
+                touched.insert(id.to_string());
+            }
+            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
+            let flag = record.error_flag.take();
+            *record = learned.clone();
+            record.error_flag = flag;
+            if since.is_some() {
+                record.activity = since;
+            }
+        }
+        touched
+    }
+
+    /// The environments of `endpoint` with activity noted after `began`.
+    pub fn touched_since(&self, endpoint: &str, began: DateTime<Utc>) -> BTreeSet<String> {
+        self.endpoints
+            .get(endpoint)
+            .into_iter()
+            .flatten()
+            .filter(|(_, record)| record.activity.as_ref().is_some_and(|a| a.at > began))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +306,38 @@ impl Store {
         Ok((result, warning))
     }
 
+    /// [`Store::read`] on a blocking thread, so the file's I/O never holds an async worker.
+    pub async fn read_async(&self) -> (State, Option<String>) {
+        let store = self.clone();
+        match off_workers(move || store.read()).await {
+            Ok(read) => read,
+            Err(error) => (
+                State::default(),
+                Some(format!("cannot read the state file: {error}")),
+            ),
+        }
+    }
+
+    /// [`Store::update`] on a blocking thread: waiting for the file lock, reading, fsync and
+    /// rename never hold an async worker.
+    pub async fn update_async<R: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut State) -> R + Send + 'static,
+    ) -> Result<(R, Option<String>), StateError> {
+        let store = self.clone();
+        off_workers(move || store.update(change))
+            .await
+            .map_err(|e| self.error(e))?
+    }
+
+    /// [`Store::lock_pass`] on a blocking thread: another pass may hold it for minutes.
+    pub async fn lock_pass_async(&self) -> Result<PassLock, StateError> {
+        let store = self.clone();
+        off_workers(move || store.lock_pass())
+            .await
+            .map_err(|e| self.error(e))?
+    }
+
     fn write(&self, state: &State) -> std::io::Result<()> {
         let path = self.dir.join(FILE);
         let temporary = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
@@ -274,11 +355,23 @@ impl Store {
     }
 }
 
+/// Runs blocking file work on tokio's blocking pool. A panic there is a bug and goes on
+/// unwinding; a task cancelled by the runtime's shutdown is an error.
+async fn off_workers<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<R> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(std::io::Error::other(error)),
+    }
+}
+
 /// Records that an envctl command used an environment. Failing to record is not worth failing
 /// `logs` or `status` over (the reaper only sees the environment idle earlier): it comes back
 /// as a warning for the command to print, as does a problem the store recovered from.
-pub fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
-    match record_activity(endpoint, id, what) {
+pub async fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
+    match record_activity(endpoint, id, what).await {
         Ok(warning) => warning,
         Err(error) => Some(format!("cannot record the activity: {error}")),
     }
@@ -286,10 +379,16 @@ pub fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
 
 /// Records activity, failing when it cannot (`envctl touch` exists for this alone). A problem
 /// the store recovered from (a corrupted file reset) comes back as a warning.
-pub fn record_activity(endpoint: &str, id: &str, what: &str) -> Result<Option<String>, StateError> {
+pub async fn record_activity(
+    endpoint: &str,
+    id: &str,
+    what: &str,
+) -> Result<Option<String>, StateError> {
+    let (endpoint, id, what) = (endpoint.to_string(), id.to_string(), what.to_string());
     let store = Store::from_env();
-    let ((), warning) =
-        store.update(|state| state.note_activity(endpoint, id, Utc::now(), what))?;
+    let ((), warning) = store
+        .update_async(move |state| state.note_activity(&endpoint, &id, Utc::now(), &what))
+        .await?;
     Ok(warning)
 }
 
@@ -331,6 +430,116 @@ mod tests {
                 .what,
             "new"
         );
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 11, 26, 1, minute, 0).unwrap()
+    }
+
+    fn flag(judged_at: DateTime<Utc>) -> ErrorFlag {
+        ErrorFlag {
+            since: at(0),
+            judged_at,
+            requests: 50,
+            errors: 31,
+            window_seconds: 300,
+            threshold_percent: 50,
+        }
+    }
+
+    /// What a pass that began at 01:10 learned of `x`: seen quiet, crashed since 01:05.
+    fn learned() -> Record {
+        let mut record = Record {
+            crashed_since: Some(at(5)),
+            ..Record::default()
+        };
+        record.note(at(10), "first seen by the reaper");
+        record
+    }
+
+    fn merge(state: &mut State, ids: &[&str]) -> BTreeSet<String> {
+        let existing = ids.iter().map(|id| id.to_string()).collect();
+        let record = learned();
+        state.merge_pass("e", &existing, [("x", &record)], at(10))
+    }
+
+    #[test]
+    fn a_pass_replaces_what_it_owns() {
+        let mut state = State::default();
+        state.record_mut("e", "x").crashed_since = Some(at(1));
+        state.note_activity("e", "x", at(2), "envctl logs");
+        let touched = merge(&mut state, &["x"]);
+        assert!(touched.is_empty());
+        assert_eq!(state.record("e", "x"), Some(&learned()));
+    }
+
+    #[test]
+    fn activity_noted_after_the_pass_began_survives_its_write_and_is_reported() {
+        let mut state = State::default();
+        state.note_activity("e", "x", at(11), "envctl touch");
+        let touched = merge(&mut state, &["x"]);
+        assert_eq!(touched, BTreeSet::from(["x".to_string()]));
+        assert_eq!(state.touched_since("e", at(10)), touched);
+        let record = state.record("e", "x").unwrap();
+        assert_eq!(record.activity.as_ref().unwrap().what, "envctl touch");
+        assert_eq!(record.crashed_since, Some(at(5)), "the rest is the pass's");
+    }
+
+    #[test]
+    fn the_gateways_error_flag_is_never_the_passs_to_write() {
+        let mut state = State::default();
+        state.record_mut("e", "x").error_flag = Some(flag(at(12)));
+        merge(&mut state, &["x"]);
+        assert_eq!(
+            state.record("e", "x").unwrap().error_flag,
+            Some(flag(at(12)))
+        );
+        let mut cleared = State::default();
+        merge(&mut cleared, &["x"]);
+        assert_eq!(cleared.record("e", "x").unwrap().error_flag, None);
+    }
+
+    #[test]
+    fn records_of_environments_gone_are_forgotten_on_that_endpoint_only() {
+        let mut state = State::default();
+        state.note_activity("e", "gone", at(1), "envctl logs");
+        state.note_activity("other", "gone", at(1), "envctl logs");
+        merge(&mut state, &["x"]);
+        assert!(state.record("e", "gone").is_none());
+        assert!(state.record("other", "gone").is_some());
+    }
+
+    /// Another process holds the state file's lock; this one waits for it without holding the
+    /// only async worker, so the task that releases the lock still runs. Were the wait on the
+    /// worker, a watchdog thread would have to release the lock after 10 s.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_for_the_state_lock_leaves_the_async_workers_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Some(store.lock_file(LOCK).unwrap())));
+        let rescued = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = std::thread::spawn({
+            let (held, rescued) = (held.clone(), rescued.clone());
+            move || {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                if held.lock().unwrap().take().is_some() {
+                    rescued.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.update_async(|_| ()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        held.lock().unwrap().take();
+        waiting.await.unwrap().unwrap();
+        assert!(
+            !rescued.load(std::sync::atomic::Ordering::SeqCst),
+            "the wait for the lock held the async worker"
+        );
+        drop(watchdog);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub async fn exec(args: LogsArgs) -> Result<ExitStatus, Error> {
 
 async fn logs(backend: &dyn Backend, args: LogsArgs) -> Result<ExitStatus, Error> {
     let instance = lifecycle::require(backend, &args.id).await?;
-    super::touch(backend.endpoint(), &instance.id, "envctl logs");
+    super::touch(backend.endpoint(), &instance.id, "envctl logs").await;
     let containers = chosen(&instance, &args.services)?;
     let width = containers
         .iter()

@@ -52,7 +52,7 @@ pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
 
 async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Error> {
     let instances = inventory::list(backend).await?;
-    let (state, warning) = Store::from_env().read();
+    let (state, warning) = Store::from_env().read_async().await;
     if let Some(warning) = warning {
         output::warning(&warning);
     }

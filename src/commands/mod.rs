@@ -145,8 +145,8 @@ enum Interrupts {
 /// The error for a service `instance` does not have: removed by hand, or never there (with
 /// the closest name, else the services it has, as a hint).
 /// Records that this command used environment `id`, printing what went wrong as a warning.
-fn touch(endpoint: &str, id: &str, what: &str) {
-    if let Some(warning) = crate::state::touch(endpoint, id, what) {
+async fn touch(endpoint: &str, id: &str, what: &str) {
+    if let Some(warning) = crate::state::touch(endpoint, id, what).await {
         crate::output::warning(&warning);
     }
 }

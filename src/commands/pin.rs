@@ -4,7 +4,8 @@ use crate::{Error, ExitStatus, lifecycle, output, state};
 pub async fn touch(args: TouchArgs) -> Result<ExitStatus, Error> {
     let backend = super::backend().await?;
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
-    if let Some(warning) = state::record_activity(backend.endpoint(), &instance.id, "envctl touch")?
+    if let Some(warning) =
+        state::record_activity(backend.endpoint(), &instance.id, "envctl touch").await?
     {
         output::warning(&warning);
     }
@@ -20,7 +21,7 @@ pub async fn pin(args: TouchArgs) -> Result<ExitStatus, Error> {
     let instance = lifecycle::require(backend.as_ref(), &args.id).await?;
     lifecycle::pin(backend.as_ref(), &instance).await?;
     // A pin made while a reaper pass runs must stop that pass from acting on it.
-    super::touch(backend.endpoint(), &instance.id, "envctl pin");
+    super::touch(backend.endpoint(), &instance.id, "envctl pin").await;
     output::message(&format!(
         "pinned {}: the reaper leaves it alone",
         instance.id

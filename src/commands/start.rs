@@ -19,7 +19,7 @@ async fn start(
     args: StartArgs,
 ) -> Result<ExitStatus, Error> {
     let instance = lifecycle::require(backend, &args.id).await?;
-    super::touch(backend.endpoint(), &instance.id, "envctl start");
+    super::touch(backend.endpoint(), &instance.id, "envctl start").await;
     // What an update left half-way goes back first: the previous containers, set aside, keep
     // their data; then the rest starts as usual.
     let restoring = lifecycle::update::restore_unfinished(backend, &instance, args.timeout);

@@ -35,7 +35,7 @@ pub async fn exec(args: IdArgs) -> Result<ExitStatus, Error> {
 
 async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> {
     let instance = lifecycle::require(backend, &args.id).await?;
-    super::touch(backend.endpoint(), &instance.id, "envctl status");
+    super::touch(backend.endpoint(), &instance.id, "envctl status").await;
     let details = lifecycle::statuses(backend, &instance).await?;
     let services: Vec<ServiceStatus> = instance
         .services

@@ -37,7 +37,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     let environment = catalog
         .select(&target)
         .map_err(|error| unread(error, &instance.id, &args.file, recorded.as_deref()))?;
-    super::touch(backend.endpoint(), &instance.id, "envctl update");
+    super::touch(backend.endpoint(), &instance.id, "envctl update").await;
     let named: Vec<String> = overrides.into_iter().map(|o| o.service).collect();
     let options = UpdateOptions {
         timeout: args.timeout,

@@ -766,6 +766,158 @@ mod reaper_pass {
             "idle by commands alone: {report:?}"
         );
     }
+
+    /// The one action of a pass at `now`, as its cause and sentence.
+    async fn only_action(
+        fake: &Fake,
+        store: &Store,
+        options: &Options,
+        now: chrono::DateTime<Utc>,
+    ) -> (reaper::Cause, String) {
+        let report = reaper::pass(fake, store, options, now).await.unwrap();
+        match report.actions.as_slice() {
+            [action] => {
+                assert_eq!(action.error, None, "{report:?}");
+                (action.reason.cause(), action.reason.to_string())
+            }
+            _ => panic!("expected one action: {report:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_ttl_stops_a_busy_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        fake.edit_metadata("shop-1", |metadata| metadata.expires_at = Some(seen));
+        fake.set_traffic("shop-1", "app", Reading::Unreadable);
+        let (cause, _) = only_action(&fake, &store, &reap_options(), seen).await;
+        assert_eq!(cause, reaper::Cause::TtlExpired);
+        assert_eq!(fake.calls_of("stop_service"), ["shop-1/app", "shop-1/db"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pinned_environment_is_never_stopped_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let instance = require(&fake, "shop-1").await.unwrap();
+        crate::lifecycle::pin(&fake, &instance).await.unwrap();
+        fake.edit_metadata("shop-1", |metadata| metadata.expires_at = Some(seen));
+        let eager = Options {
+            max_age: Some(Duration::from_secs(1)),
+            ..reap_options()
+        };
+        let report = reaper::pass(&fake, &store, &eager, seen + chrono::Duration::days(9))
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert!(fake.calls_of("stop_service").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_age_stops_a_busy_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        fake.set_traffic("shop-1", "app", Reading::Unreadable);
+        let aged = Options {
+            max_age: Some(Duration::from_secs(1800)),
+            ..reap_options()
+        };
+        let later = seen + chrono::Duration::minutes(31);
+        let (cause, sentence) = only_action(&fake, &store, &aged, later).await;
+        assert_eq!(cause, reaper::Cause::OlderThanMaxAge);
+        assert!(
+            sentence.starts_with("older than --max-age 30m"),
+            "{sentence}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_environment_is_removed_after_remove_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let instance = require(&fake, "shop-1").await.unwrap();
+        stop(&fake, &instance).await.unwrap();
+        let soon = seen + chrono::Duration::minutes(59);
+        let report = reaper::pass(&fake, &store, &reap_options(), soon)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let later = seen + chrono::Duration::minutes(61);
+        let (cause, _) = only_action(&fake, &store, &reap_options(), later).await;
+        assert_eq!(cause, reaper::Cause::StoppedTooLong);
+        assert!(!fake.exists("shop-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_service_stops_its_environment_after_the_idle_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        fake.script(
+            "db",
+            Script {
+                exits: Some((Duration::ZERO, 1)),
+                ..Script::default()
+            },
+        );
+        let crashed = seen + chrono::Duration::minutes(1);
+        let report = reaper::pass(&fake, &store, &reap_options(), crashed)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let later = crashed + chrono::Duration::hours(1);
+        let (cause, sentence) = only_action(&fake, &store, &reap_options(), later).await;
+        assert_eq!(cause, reaper::Cause::Crashed);
+        assert_eq!(
+            sentence,
+            "a service has been crashed or unhealthy for 1h00m"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gateways_error_flag_stops_only_with_stop_erroring() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let endpoint = fake.info().endpoint.clone();
+        store
+            .update(|state| {
+                state.record_mut(&endpoint, "shop-1").error_flag = Some(crate::state::ErrorFlag {
+                    since: seen,
+                    judged_at: seen,
+                    requests: 50,
+                    errors: 31,
+                    window_seconds: 300,
+                    threshold_percent: 50,
+                })
+            })
+            .unwrap();
+        let now = seen + chrono::Duration::seconds(30);
+        let report = reaper::pass(&fake, &store, &reap_options(), now)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let asked = Options {
+            stop_erroring: true,
+            ..reap_options()
+        };
+        let (cause, _) = only_action(&fake, &store, &asked, now).await;
+        assert_eq!(cause, reaper::Cause::ErrorRate);
+        let (state, _) = store.read();
+        let record = state.record(&endpoint, "shop-1").unwrap();
+        assert_eq!(record.stopped_for_errors, Some(now));
+        assert!(record.error_flag.is_some(), "the gateway's to clear");
+    }
 }
 
 /// `app` at tag `2`, as `envctl update ID app@2` applies it to the file.

@@ -1,30 +1,15 @@
-//! The idle reaper: one pass that stops environments nobody used for a while, removes them
-//! later, and collects the debris of killed starts. `envctl reap` runs one pass (cron);
-//! `envctl reaper` runs passes in a loop (a daemon).
-//!
-//! A pass observes every environment (labels, states, traffic counters), decides per
-//! environment with [`decide`] (a pure function of the observation, the remembered record and
-//! the clock), saves what it learned, then acts. It never touches resources without envctl's
-//! labels, pinned environments, or environments created or used after the pass began.
-//!
-//! Activity is an envctl command on the environment (`up`, `start`, `touch`, `logs`, `status`,
-//! `run`), its creation, or inbound traffic: between two samples, the bytes received by its
-//! entry services (those that publish ports) exceed, by more than [`NOISE_BYTES`], the bytes
-//! sent by its other services. Traffic between the environment's own containers (a connection
-//! pool pinging the database, heartbeats) is sent by one of them, so it cancels out; envctl's
-//! readiness probes only run during `up` and `start`, which count as activity themselves.
-//! Traffic between two entry services counts, the safe direction.
+//! The reaper's rules: what to do with one environment, as a pure function of what a pass
+//! observed, what the reaper remembers of it and the clock. No I/O, so every rule is
+//! unit-tested with an injected clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use futures_util::stream::{self, FuturesUnordered};
 
-use crate::backend::{Backend, BackendError, ServiceState};
-use crate::lifecycle::{self, Instance, State};
-use crate::state::{Counters, Record, Sample, StateError, Store};
+use super::Options;
+use crate::lifecycle::State;
+use crate::state::{Counters, Record, Sample};
 
 /// Inbound bytes below `NOISE_BYTES + NOISE_RATE × seconds between samples` are noise: the
 /// bridge's own IPv6 and ARP chatter reaches every container now and then (70-byte packets,
@@ -32,27 +17,6 @@ use crate::state::{Counters, Record, Sample, StateError, Store};
 pub const NOISE_BYTES: u64 = 512;
 /// See [`NOISE_BYTES`]: about 1.4 MB a day.
 pub const NOISE_RATE: u64 = 16;
-/// How many environments a pass observes at once. Docker 20.10 answers concurrent one-shot
-/// stats requests on its collector's one-second tick, so reading them all at once costs about a
-/// second where one after another would cost 20 ms each.
-const CONCURRENCY: usize = 128;
-
-/// The thresholds of a pass.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Stop environments without activity for this long.
-    pub idle: Duration,
-    /// Remove environments stopped for this long.
-    pub remove_after: Duration,
-    /// Stop environments older than this, whatever their activity.
-    pub max_age: Option<Duration>,
-    /// Report what would be done, change nothing.
-    pub dry_run: bool,
-    /// Only environments of this name.
-    pub environment: Option<String>,
-    /// Stop environments `envctl gateway` flagged for their error rate.
-    pub stop_erroring: bool,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -162,35 +126,6 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// What a pass did, or would do, to one environment, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    pub action: Kind,
-    pub id: String,
-    pub environment: String,
-    /// `accounting@ea6757a8090d`, or the environment's name.
-    pub subject: String,
-    pub reason: Reason,
-    /// Set when acting failed.
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Default)]
-pub struct Report {
-    pub dry_run: bool,
-    pub actions: Vec<Action>,
-    /// Problems that did not stop the pass: a corrupted state file, an unreadable counter.
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReapError {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
 /// Everything a decision needs to know about one environment, read from the engine.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -229,11 +164,13 @@ pub enum Traffic {
     NotOffered,
 }
 
-/// The outcome of [`decide`]: the record to remember, and the action to take.
+/// The outcome of [`decide`]: the record to remember, and the action to take or why there is
+/// none (exactly one of `action` and `kept` is set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub record: Record,
     pub action: Option<(Kind, Reason)>,
+    pub kept: Option<Keep>,
 }
 
 /// Decides what to do with one environment at `now`. Pure, so the rules are unit-tested with
@@ -245,8 +182,36 @@ pub fn decide(
     options: &Options,
 ) -> Verdict {
     let mut record = previous.cloned().unwrap_or_default();
-    let action = judge(observation, &mut record, previous.is_none(), now, options);
-    Verdict { record, action }
+    let judged = judge(observation, &mut record, previous.is_none(), now, options);
+    let (action, kept) = match judged {
+        Ok(action) => (Some(action), None),
+        Err(keep) => (None, Some(keep)),
+    };
+    Verdict {
+        record,
+        action,
+        kept,
+    }
+}
+
+/// Why a pass leaves an environment alone. Nobody reads it today; it names the rule that
+/// kept an environment, for tests and for a future `reap --explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Created as the pass began, or later (or its creation time is unknown).
+    New,
+    /// `envctl pin`.
+    Pinned,
+    /// A start or an update is under way: its containers are stopped or not ready on purpose.
+    Changing,
+    /// An update was left half-way: what it put aside is `envctl start`'s to restore.
+    UpdateUnfinished,
+    /// Stopped, not yet for `--remove-after`.
+    StoppedRecently,
+    /// Its `envctl run` holds a lease.
+    Leased,
+    /// Active within `--idle`, and no other rule applies.
+    Active,
 }
 
 fn judge(
@@ -255,29 +220,29 @@ fn judge(
     first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
-) -> Option<(Kind, Reason)> {
+) -> Result<(Kind, Reason), Keep> {
     // An environment without a creation time counts as created now: the safe direction.
     let created = observation.created_at.unwrap_or(now);
     if created >= now {
-        return None;
+        return Err(Keep::New);
     }
     // Without a record (a first sighting, or a lost state file) nothing is known of the
     // environment's past use: its clocks start now.
     if first_sight {
-        record.note(now, "first seen by the reaper");
+        record.note(now, Seen::FirstSight);
     }
     if let Some(what) = sample_traffic(observation, record, now) {
         record.note(now, what);
     }
     if observation.starter_alive == Some(true) && observation.state != State::Starting {
-        record.note(now, "its `envctl run` is still running");
+        record.note(now, Seen::RunStillRunning);
     }
     let leased = observation.lease_until.is_some_and(|until| until > now);
     if leased {
-        record.note(now, "its `envctl run` is still running");
+        record.note(now, Seen::RunStillRunning);
     }
     if observation.pinned {
-        return None;
+        return Err(Keep::Pinned);
     }
     // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
     let running = matches!(
@@ -288,31 +253,33 @@ fn judge(
         && let Some(expires) = observation.expires_at
         && expires <= now
     {
-        return Some((Kind::Stop, Reason::TtlExpired(expires)));
+        return Ok((Kind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
         // An update's containers are stopped, put aside or not ready yet on purpose; once it
         // was left half-way, the previous ones put aside are what `envctl start` restores:
         // never removed, whatever stopped them.
-        State::Starting | State::Updating | State::UpdateUnfinished => None,
+        State::Starting | State::Updating => Err(Keep::Changing),
+        State::UpdateUnfinished => Err(Keep::UpdateUnfinished),
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
-            Some((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
+            Ok((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
         }
-        State::Debris => Some((Kind::Remove, Reason::NoServiceLeft)),
+        State::Debris => Ok((Kind::Remove, Reason::NoServiceLeft)),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
             let stopped = observation.stopped_at.unwrap_or(now);
             let last = crate::state::last_activity(Some(record), created).at;
             let for_how_long = elapsed(stopped.max(last), now);
-            (for_how_long >= options.remove_after).then(|| {
-                let reason = Reason::StoppedFor {
-                    stopped: for_how_long,
-                    since: stopped.max(last),
-                };
-                (Kind::Remove, reason)
-            })
+            if for_how_long < options.remove_after {
+                return Err(Keep::StoppedRecently);
+            }
+            let reason = Reason::StoppedFor {
+                stopped: for_how_long,
+                since: stopped.max(last),
+            };
+            Ok((Kind::Remove, reason))
         }
         State::Ready | State::Degraded => {
             record.crashed_since = observation
@@ -320,37 +287,75 @@ fn judge(
                 .then(|| record.crashed_since.unwrap_or(now));
             // A command running against the environment is use, whatever else is seen.
             if leased {
-                return None;
+                return Err(Keep::Leased);
             }
             if options.stop_erroring
                 && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
             {
                 record.stopped_for_errors = Some(now);
-                return Some((Kind::Stop, Reason::ErrorRate(flag.clone())));
+                return Ok((Kind::Stop, Reason::ErrorRate(flag.clone())));
             }
             // Running again: requests may wake it once more after a later stop.
             record.stopped_for_errors = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Some((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
+                return Ok((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
             }
             if let Some(since) = record.crashed_since
                 && elapsed(since, now) >= options.idle
             {
-                return Some((Kind::Stop, Reason::Crashed(elapsed(since, now))));
+                return Ok((Kind::Stop, Reason::Crashed(elapsed(since, now))));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
-            (idle >= options.idle).then(|| {
-                let reason = Reason::Idle {
-                    idle,
-                    last: last.what,
-                    at: last.at,
-                };
-                (Kind::Stop, reason)
-            })
+            if idle < options.idle {
+                return Err(Keep::Active);
+            }
+            let reason = Reason::Idle {
+                idle,
+                last: last.what,
+                at: last.at,
+            };
+            Ok((Kind::Stop, reason))
         }
+    }
+}
+
+/// Activity a pass sees itself, as the record remembers it (`Activity::what`, which the
+/// state file keeps as text and `ls` and the idle reason show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// No record: nothing is known of the environment's past use.
+    FirstSight,
+    /// The `envctl run` that started it runs, or holds a lease.
+    RunStillRunning,
+    /// The counters could not be read now, and why.
+    TrafficUnreadable(String),
+    /// A service without an earlier sample.
+    Started(String),
+    /// A service whose counters went down.
+    Restarted(String),
+    /// Inbound bytes beyond the noise, on these entry services.
+    Inbound(Vec<String>),
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seen::FirstSight => f.write_str("first seen by the reaper"),
+            Seen::RunStillRunning => f.write_str("its `envctl run` is still running"),
+            Seen::TrafficUnreadable(why) => write!(f, "traffic unreadable ({why})"),
+            Seen::Started(service) => write!(f, "{service} started"),
+            Seen::Restarted(service) => write!(f, "{service} restarted"),
+            Seen::Inbound(services) => write!(f, "inbound traffic on {}", services.join(", ")),
+        }
+    }
+}
+
+impl From<Seen> for String {
+    fn from(seen: Seen) -> String {
+        seen.to_string()
     }
 }
 
@@ -360,12 +365,12 @@ fn sample_traffic(
     observation: &Observation,
     record: &mut Record,
     now: DateTime<Utc>,
-) -> Option<String> {
+) -> Option<Seen> {
     let counters = match &observation.traffic {
         Traffic::Counters(counters) => counters,
         Traffic::Unreadable(why) => {
             record.sample = None;
-            return Some(format!("traffic unreadable ({why})"));
+            return Some(Seen::TrafficUnreadable(why.clone()));
         }
         Traffic::NotOffered => {
             record.sample = None;
@@ -381,17 +386,17 @@ fn sample_traffic(
         counters: counters.clone(),
     });
     let Some(before) = before else {
-        return Some("first seen by the reaper".into());
+        return Some(Seen::FirstSight);
     };
     let mut inbound = 0u64;
     let mut internal = 0u64;
     let mut receivers = Vec::new();
     for (service, now) in counters {
         let Some(then) = before.counters.get(service) else {
-            return Some(format!("{service} started"));
+            return Some(Seen::Started(service.clone()));
         };
         if now.rx < then.rx || now.tx < then.tx {
-            return Some(format!("{service} restarted"));
+            return Some(Seen::Restarted(service.clone()));
         }
         if observation.entries.contains(service) {
             inbound = inbound.saturating_add(now.rx - then.rx);
@@ -405,7 +410,7 @@ fn sample_traffic(
     let seconds = elapsed(before.at, now).as_secs();
     let noise = NOISE_BYTES.saturating_add(NOISE_RATE.saturating_mul(seconds));
     (inbound.saturating_sub(internal) > noise)
-        .then(|| format!("inbound traffic on {}", receivers.join(", ")))
+        .then(|| Seen::Inbound(receivers.into_iter().map(String::from).collect()))
 }
 
 fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
@@ -414,304 +419,6 @@ fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
 
 fn human(duration: Duration) -> String {
     crate::output::short_duration(duration)
-}
-
-/// One reaper pass at `now`. Holds the pass lock throughout, so concurrent passes (a cron job
-/// and a daemon) run one after the other and the second sees what the first did.
-pub async fn pass(
-    backend: &dyn Backend,
-    store: &Store,
-    options: &Options,
-    now: DateTime<Utc>,
-) -> Result<Report, ReapError> {
-    let mut report = Report {
-        dry_run: options.dry_run,
-        ..Report::default()
-    };
-    // A dry run changes nothing, so it needs neither the lock nor a writable state directory.
-    let _lock = match options.dry_run {
-        true => None,
-        false => lock_pass(store, &mut report.warnings).await,
-    };
-    if !backend.info().capabilities.traffic {
-        report.warnings.push(format!(
-            "{} has no traffic counters: idleness is judged from envctl commands, leases and \
-             --ttl only",
-            backend.info().endpoint
-        ));
-    }
-    let everything = lifecycle::inventory::list(backend).await?;
-    let existing: BTreeSet<String> = everything.iter().map(|i| i.id.clone()).collect();
-    let instances: Vec<Instance> = everything
-        .into_iter()
-        .filter(|i| {
-            options
-                .environment
-                .as_ref()
-                .is_none_or(|e| i.environment() == e)
-        })
-        .collect();
-    let observations: Vec<Observation> = stream::iter(&instances)
-        .map(|instance| observe(backend, instance, now))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
-    let (state, warning) = store.read();
-    report.warnings.extend(warning);
-    let endpoint = backend.info().endpoint.as_str();
-    let verdicts: Vec<Verdict> = observations
-        .iter()
-        .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
-        .collect();
-    let planned: Vec<(&Instance, (Kind, Reason))> = instances
-        .iter()
-        .zip(&verdicts)
-        .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
-        .collect();
-    if options.dry_run {
-        let unknown = observations
-            .iter()
-            .filter(|o| state.record(endpoint, &o.id).is_none())
-            .count();
-        if unknown > 0 {
-            report.warnings.push(format!(
-                "{unknown} environment(s) have no reaper history yet: their idle clocks start at \
-                 the first real pass, so this dry run lists only what needs no history \
-                 (unfinished starts, --ttl, --max-age, debris)"
-            ));
-        }
-        report.actions = planned
-            .into_iter()
-            .map(|(instance, (kind, reason))| action(instance, kind, reason, None))
-            .collect();
-        return Ok(report);
-    }
-    // Save what was learned, and learn what happened meanwhile: an environment touched after
-    // the pass began is left alone.
-    let saved = store.update(|state| {
-        let records = state.endpoints.entry(endpoint.to_string()).or_default();
-        records.retain(|id, _| existing.contains(id));
-        let mut touched = BTreeSet::new();
-        for (observation, verdict) in observations.iter().zip(&verdicts) {
-            let record = records.entry(observation.id.clone()).or_default();
-            if record.activity.as_ref().is_some_and(|a| a.at > now) {
-                touched.insert(observation.id.clone());
-            }
-            let activity = record.activity.clone();
-            // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
-            let flag = record.error_flag.clone();
-            *record = verdict.record.clone();
-            record.error_flag = flag;
-            if activity.as_ref().is_some_and(|a| a.at > now) {
-                record.activity = activity;
-            }
-        }
-        touched
-    });
-    let touched = match saved {
-        Ok((touched, warning)) => {
-            report.warnings.extend(warning);
-            touched
-        }
-        Err(error) => {
-            // Nothing learned can be kept, so idle clocks cannot advance beyond the first
-            // sighting and nothing is stopped for idleness: the safe direction. Touches made
-            // since the pass began are still honoured, as far as the file can be read.
-            report.warnings.push(format!(
-                "{error}; idle clocks cannot advance until it can be written"
-            ));
-            touched_since(store, endpoint, now)
-        }
-    };
-    // A pin made or an update begun since the pass began wins too, and so does someone else's
-    // removal (a `down`): an environment gone, or with less of it left, since the pass looked
-    // is not the pass's to act on, nor to report. If the engine cannot tell, act on nothing.
-    let left_alone: BTreeSet<String> = match lifecycle::inventory::list(backend).await {
-        Ok(listed) => {
-            let listed: BTreeMap<&str, &Instance> =
-                listed.iter().map(|i| (i.id.as_str(), i)).collect();
-            instances
-                .iter()
-                .filter(|seen| match listed.get(seen.id.as_str()) {
-                    Some(now) => {
-                        now.pinned() || now.updating(Utc::now()) || parts(now) < parts(seen)
-                    }
-                    None => true,
-                })
-                .map(|i| i.id.clone())
-                .collect()
-        }
-        Err(_) => existing,
-    };
-    let acting = planned
-        .into_iter()
-        .filter(|(instance, _)| {
-            !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
-        })
-        .map(|(instance, (kind, reason))| async move {
-            let result = match kind {
-                Kind::Stop => lifecycle::stop(backend, instance)
-                    .await
-                    .map_err(lifecycle::TeardownError::from),
-                // Removed environments are thrown away: killed, not stopped.
-                Kind::Remove => lifecycle::remove(backend, instance, None).await,
-            };
-            let error = match result {
-                Ok(()) => None,
-                Err(error) => {
-                    // It failed as someone else removed it meanwhile (Docker refuses a second
-                    // removal under way): theirs, not a failure of the pass.
-                    if let Ok(None) = lifecycle::inventory::find(backend, &instance.id).await {
-                        return None;
-                    }
-                    Some(error.to_string())
-                }
-            };
-            Some(action(instance, kind, reason, error))
-        })
-        .collect::<FuturesUnordered<_>>();
-    report.actions = acting.filter_map(|a| async move { a }).collect().await;
-    report.actions.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(report)
-}
-
-/// How much of an environment exists: services (set aside too), network, volumes, markers and
-/// claim. A removal makes it smaller; so does the end of an `envctl run` (its lease), which
-/// leaves the environment alone for one pass: the safe direction.
-fn parts(instance: &Instance) -> usize {
-    let markers = &instance.markers;
-    instance.services.len()
-        + instance.aside.len()
-        + instance.isolation.len()
-        + instance.volumes.len()
-        + [
-            markers.claimed,
-            markers.ready,
-            markers.pinned,
-            markers.lease_until.is_some(),
-        ]
-        .into_iter()
-        .filter(|&present| present)
-        .count()
-}
-
-/// Takes the pass lock. When the state directory cannot hold it, the pass goes on without it,
-/// with a warning: two passes at once only repeat each other's actions.
-async fn lock_pass(store: &Store, warnings: &mut Vec<String>) -> Option<crate::state::PassLock> {
-    let lock_store = store.clone();
-    let locked = tokio::task::spawn_blocking(move || lock_store.lock_pass()).await;
-    match locked {
-        Ok(Ok(lock)) => Some(lock),
-        Ok(Err(error)) => {
-            warnings.push(format!("{error}; passing without the pass lock"));
-            None
-        }
-        Err(error) => {
-            warnings.push(format!("cannot take the pass lock: {error}"));
-            None
-        }
-    }
-}
-
-/// The environments of `endpoint` touched after `now`, as the state file tells.
-fn touched_since(store: &Store, endpoint: &str, now: DateTime<Utc>) -> BTreeSet<String> {
-    let (state, _) = store.read();
-    state
-        .endpoints
-        .get(endpoint)
-        .into_iter()
-        .flatten()
-        .filter(|(_, record)| record.activity.as_ref().is_some_and(|a| a.at > now))
-        .map(|(id, _)| id.clone())
-        .collect()
-}
-
-/// The daemon: a pass every `every` until the first signal, which lets the pass in flight
-/// finish. (A second signal ends the process at once; the caller arranges that.)
-pub async fn daemon(
-    backend: &dyn Backend,
-    store: &Store,
-    options: &Options,
-    every: Duration,
-    signals: &crate::signals::Signals,
-    report: impl Fn(&Result<Report, ReapError>),
-) {
-    while signals.count() == 0 {
-        report(&pass(backend, store, options, Utc::now()).await);
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = signals.received(1) => {}
-        }
-    }
-}
-
-fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>) -> Action {
-    let refs: Vec<String> = instance.refs().iter().map(ToString::to_string).collect();
-    Action {
-        action: kind,
-        id: instance.id.clone(),
-        environment: instance.environment().to_string(),
-        subject: match refs.is_empty() {
-            true => instance.environment().to_string(),
-            false => refs.join(" "),
-        },
-        reason,
-        error,
-    }
-}
-
-/// Reads what the backend knows of one environment: states, stop times, traffic counters.
-async fn observe(backend: &dyn Backend, instance: &Instance, now: DateTime<Utc>) -> Observation {
-    let state = instance.state(now);
-    let running: Vec<_> = instance
-        .services
-        .iter()
-        .filter(|s| s.status.state == ServiceState::Running)
-        .collect();
-    let traffic = async {
-        if !backend.info().capabilities.traffic {
-            return Traffic::NotOffered;
-        }
-        let reading = running.iter().map(|service| async move {
-            let traffic = backend.traffic(&service.handle).await?;
-            let counters = Counters {
-                rx: traffic.received,
-                tx: traffic.sent,
-            };
-            Ok::<_, BackendError>((service.service().to_string(), counters))
-        });
-        match futures_util::future::try_join_all(reading).await {
-            Ok(counters) => Traffic::Counters(counters.into_iter().collect()),
-            Err(error) => Traffic::Unreadable(error.to_string()),
-        }
-    };
-    let stopped_at = async {
-        if state != State::Stopped {
-            return None;
-        }
-        let statuses = lifecycle::statuses(backend, instance).await.ok()?;
-        statuses.iter().filter_map(|s| s.finished_at).max()
-    };
-    let (traffic, stopped_at) = tokio::join!(traffic, stopped_at);
-    Observation {
-        id: instance.id.clone(),
-        created_at: instance.created_at(),
-        pinned: instance.pinned(),
-        state,
-        unfinished: instance.unfinished(now),
-        crashed: instance.crashed(),
-        starter_alive: instance.starter_alive(),
-        lease_until: instance.lease_until(),
-        expires_at: instance.expires_at(),
-        stopped_at,
-        traffic,
-        entries: instance
-            .services
-            .iter()
-            .filter(|s| !s.metadata.ports.is_empty())
-            .map(|s| s.service().to_string())
-            .collect(),
-    }
 }
 
 #[cfg(test)]
@@ -773,6 +480,59 @@ mod tests {
             last = Some(verdict);
         }
         last.expect("at least one pass")
+    }
+
+    #[test]
+    fn every_environment_left_alone_names_the_rule_that_kept_it() {
+        let quiet = running(counters(&[("proxy", 1, 1)]));
+        let kept = |o: &Observation, now| decide(o, None, now, &options()).kept;
+        assert_eq!(kept(&quiet, at(0, 0)), Some(Keep::New));
+        assert_eq!(kept(&quiet, at(1, 0)), Some(Keep::Active));
+        let mut pinned = quiet.clone();
+        pinned.pinned = true;
+        assert_eq!(kept(&pinned, at(1, 0)), Some(Keep::Pinned));
+        let mut starting = quiet.clone();
+        starting.state = State::Starting;
+        assert_eq!(kept(&starting, at(1, 0)), Some(Keep::Changing));
+        let mut left = quiet.clone();
+        left.state = State::UpdateUnfinished;
+        assert_eq!(kept(&left, at(1, 0)), Some(Keep::UpdateUnfinished));
+        let mut stopped = quiet.clone();
+        stopped.state = State::Stopped;
+        assert_eq!(kept(&stopped, at(1, 0)), Some(Keep::StoppedRecently));
+        let mut leased = quiet.clone();
+        leased.lease_until = Some(at(2, 0));
+        assert_eq!(kept(&leased, at(1, 0)), Some(Keep::Leased));
+        let mut debris = quiet;
+        debris.state = State::Debris;
+        let acted = decide(&debris, None, at(1, 0), &options());
+        assert_eq!((acted.kept, acted.action.is_some()), (None, true));
+    }
+
+    #[test]
+    fn what_a_pass_sees_reads_as_before() {
+        let lines: Vec<String> = [
+            Seen::FirstSight,
+            Seen::RunStillRunning,
+            Seen::TrafficUnreadable("stats failed".into()),
+            Seen::Started("proxy".into()),
+            Seen::Restarted("proxy".into()),
+            Seen::Inbound(vec!["proxy".into(), "oracle-xe".into()]),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                "first seen by the reaper",
+                "its `envctl run` is still running",
+                "traffic unreadable (stats failed)",
+                "proxy started",
+                "proxy restarted",
+                "inbound traffic on proxy, oracle-xe"
+            ]
+        );
     }
 
     #[test]
