@@ -532,6 +532,7 @@ macro_rules! contract_tests {
     ($leg:path) => {
         $crate::contract_tests!(@each $leg,
             claim_is_exclusive,
+            listing_is_oldest_first,
             markers_set_and_clear_each_kind,
             volumes_are_created_listed_and_removed,
             put_aside_and_restore,

@@ -716,7 +716,7 @@ impl Backend for Fake {
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
         self.enter("list", "*").await?;
         let world = self.world();
-        let records = world
+        let mut records: Vec<EnvironmentRecord> = world
             .envs
             .values()
             .filter(|env| match selector {
@@ -750,6 +750,8 @@ impl Backend for Fake {
                 volumes: env.volumes.values().cloned().collect(),
             })
             .collect();
+        // As the engines list: oldest first, then by id.
+        records.sort_by(|a, b| (a.metadata.created_at, &a.id).cmp(&(b.metadata.created_at, &b.id)));
         Ok(records)
     }
 
