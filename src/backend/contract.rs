@@ -534,6 +534,7 @@ macro_rules! contract_tests {
             claim_is_exclusive,
             listing_is_oldest_first,
             markers_set_and_clear_each_kind,
+            markers_need_no_claim,
             volumes_are_created_listed_and_removed,
             put_aside_and_restore,
             teardown_removes_everything,

@@ -765,15 +765,12 @@ impl Backend for Fake {
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
-        // As on Docker, an update's marker is a container of its own: it is created whether
-        // anything else of the environment is left or not.
-        if matches!(marker, Marker::Update(_)) {
-            world
-                .envs
-                .entry(metadata.id.clone())
-                .or_insert_with(|| Env::empty(metadata));
-        }
-        let env = world.env_mut(&metadata.id, "environment")?;
+        // As on Docker and Swarm, a marker is an object of its own (a container, a config):
+        // it is created whether anything else of the environment is left or not.
+        let env = world
+            .envs
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Env::empty(metadata));
         match marker {
             Marker::Ready => env.markers.ready = true,
             Marker::Pinned => env.markers.pinned = true,
