@@ -533,6 +533,7 @@ macro_rules! contract_tests {
         $crate::contract_tests!(@each $leg,
             claim_is_exclusive,
             listing_is_oldest_first,
+            selectors_select_by_id_and_run,
             markers_set_and_clear_each_kind,
             markers_need_no_claim,
             volumes_are_created_listed_and_removed,
