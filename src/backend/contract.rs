@@ -35,6 +35,10 @@ pub struct Traits {
     /// `create_volume` makes the volume at once, so listings show it. Swarm makes a volume on
     /// the node that first mounts it.
     pub volumes_at_creation: bool,
+    /// A known bug, declared so the suite asserts it until it is fixed (issue 19, point 3):
+    /// the Swarm backend splits its own way a line longer than the engine's chunk size. When
+    /// the fix lands, `long_log_lines_come_out_whole` fails and says to clear this.
+    pub splits_long_lines: bool,
 }
 
 /// How long a service may take to get where a test waits for it.
@@ -285,15 +289,28 @@ pub async fn markers_set_and_clear_each_kind(s: &Subject<'_>) {
         (marker.run.as_deref(), marker.start_deadline),
         (Some("run-marks-update"), Some(at(40)))
     );
-    backend
-        .clear_update_marker(id, "run-other")
-        .await
-        .expect("clear another run's");
-    assert!(s.find(id).await.expect("listed").markers.update.is_some());
-    backend
-        .clear_update_marker(id, "run-marks-update")
-        .await
-        .expect("clear its own");
+    if backend.info().capabilities.replace_in_place {
+        backend
+            .clear_update_marker(id, "run-other")
+            .await
+            .expect("clear another run's");
+        assert!(s.find(id).await.expect("listed").markers.update.is_some());
+        backend
+            .clear_update_marker(id, "run-marks-update")
+            .await
+            .expect("clear its own");
+    } else {
+        // No update runs there (Swarm): only a teardown clears the marker.
+        let refused = backend.clear_update_marker(id, "run-marks-update").await;
+        assert!(
+            matches!(refused, Err(BackendError::Unsupported { .. })),
+            "{refused:?}"
+        );
+        backend
+            .clear_marker(id, MarkerKind::Update)
+            .await
+            .expect("clear the update marker");
+    }
     assert_eq!(s.find(id).await.expect("listed").markers.update, None);
 
     for kind in [MarkerKind::Ready, MarkerKind::Pinned, MarkerKind::Lease] {
@@ -505,11 +522,18 @@ pub async fn long_log_lines_come_out_whole(s: &Subject<'_>) {
         .filter(|l| l.contains("xx"))
         .map(|l| l.matches('x').count())
         .collect();
+    assert_eq!(of_x.iter().sum::<usize>(), LONG_LINE, "once");
+    if s.traits.splits_long_lines {
+        assert!(
+            of_x.len() > 1,
+            "the long line came out whole: clear `Traits::splits_long_lines` of this backend"
+        );
+        return remove_all(s, &metadata.id).await;
+    }
     assert!(
         lines.contains(&format!("say: {long}")),
         "the long line, split: {of_x:?} x's per line"
     );
-    assert_eq!(of_x.iter().sum::<usize>(), LONG_LINE, "once");
     remove_all(s, &metadata.id).await;
 }
 
@@ -520,6 +544,14 @@ async fn remove_all(s: &Subject<'_>, id: &str) {
             .await
             .unwrap_or_else(|e| panic!("remove `{id}`: {e}"));
     }
+}
+
+/// The initials of a test's name (`claim_is_exclusive`: `cie`), for a prefix short enough for
+/// every engine's names: Swarm allows 64 characters in a config's.
+pub fn initials(test: &str) -> String {
+    test.split('_')
+        .filter_map(|word| word.chars().next())
+        .collect()
 }
 
 /// One function of the suite, for a leg to run on its subject.
@@ -578,6 +610,7 @@ mod on_fake {
             },
             traits: Traits {
                 volumes_at_creation: true,
+                splits_long_lines: false,
             },
             before_create: Some(Box::new(move |spec| standin(&scripted, spec))),
         };

@@ -2,7 +2,7 @@
 //! functions the fake runs in the unit tests and the test swarm in `swarm::contract`.
 
 use envctl::backend::Backend;
-use envctl::backend::contract::{Case, Subject, Traits};
+use envctl::backend::contract::{Case, Subject, Traits, initials};
 use envctl::backend::docker::{DockerBackend, Flags};
 use envctl::spec::ImageRef;
 
@@ -10,7 +10,7 @@ use crate::harness::{IMAGE, block_on, demo_images};
 
 fn leg(test: &str, case: Case) {
     demo_images();
-    let prefix = format!("c-{}-{}", test.replace('_', "-"), std::process::id());
+    let prefix = format!("c{}-{}", initials(test), std::process::id());
     let _guard = Guard(prefix.clone());
     block_on(async {
         let backend = connect().await;
@@ -25,6 +25,7 @@ fn leg(test: &str, case: Case) {
             image: image.expect("the demo image, built"),
             traits: Traits {
                 volumes_at_creation: true,
+                splits_long_lines: false,
             },
             before_create: None,
         };

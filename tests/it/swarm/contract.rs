@@ -2,7 +2,7 @@
 //! functions the fake and the Docker engine run.
 
 use envctl::backend::Backend;
-use envctl::backend::contract::{Case, Subject, Traits};
+use envctl::backend::contract::{Case, Subject, Traits, initials};
 use envctl::backend::docker::engine::connect::Origin;
 use envctl::backend::swarm::Swarm;
 use envctl::spec::ImageRef;
@@ -12,7 +12,7 @@ use crate::harness::block_on;
 
 fn leg(test: &str, case: Case) {
     let swarm = swarm();
-    let prefix = format!("sc-{}-{}", test.replace('_', "-"), std::process::id());
+    let prefix = format!("sc{}-{}", initials(test), std::process::id());
     let _guard = Guard(swarm, prefix.clone());
     block_on(async {
         let backend = connect(swarm).await;
@@ -27,9 +27,11 @@ fn leg(test: &str, case: Case) {
             backend: &backend,
             prefix,
             image: image.expect("the demo image, in the swarm's registry"),
-            // A swarm creates a volume on the node that first mounts it.
+            // A swarm creates a volume on the node that first mounts it. It splits a long
+            // line (issue 19, point 3), until the shared bollard layer splits lines for it.
             traits: Traits {
                 volumes_at_creation: false,
+                splits_long_lines: true,
             },
             before_create: None,
         };
