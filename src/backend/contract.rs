@@ -26,8 +26,11 @@ pub struct Subject<'a> {
     pub image: ResolvedImage,
     pub traits: Traits,
     /// Called before each service is created: the fake scripts what the command would do.
-    pub before_create: Option<Box<dyn Fn(&ServiceSpec) + Send + Sync + 'a>>,
+    pub before_create: Option<BeforeCreate<'a>>,
 }
+
+/// What the fake does before a service is created.
+pub type BeforeCreate<'a> = Box<dyn Fn(&ServiceSpec) + Send + Sync + 'a>;
 
 /// How a backend differs where the seam leaves it free, declared per backend.
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +218,7 @@ pub async fn selectors_select_by_id_and_run(s: &Subject<'_>) {
         first[0].markers.update, None,
         "the update's marker is not the run's"
     );
-    assert_eq!(first[0].isolation, [isolation.clone()]);
+    assert_eq!(first[0].isolation, std::slice::from_ref(&isolation));
 
     let second = s.list(&Selector::Run("run-sel-update".into())).await;
     assert_eq!(ids(&second), [&one.id]);
@@ -376,7 +379,7 @@ pub async fn volumes_are_created_listed_and_removed(s: &Subject<'_>) {
     );
     let listed = s.find(id).await.expect("listed").volumes;
     if s.traits.volumes_at_creation {
-        assert_eq!(listed, [volume.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&volume));
     } else {
         assert!(listed.is_empty(), "{listed:?}");
     }
@@ -479,7 +482,34 @@ pub async fn teardown_removes_everything(s: &Subject<'_>) {
         .set_marker(&metadata, Marker::Update(at(20)))
         .await
         .expect("update marker");
-    remove_all(s, id).await;
+    let instance = s.find(id).await.expect("listed");
+    let recording = Recording {
+        inner: backend,
+        removals: Default::default(),
+    };
+    crate::lifecycle::remove(&recording, &instance, None)
+        .await
+        .expect("remove");
+    let removals = recording.removals.into_inner().expect("removals");
+    let (services, rest): (Vec<&str>, Vec<&str>) = (removals.iter().map(String::as_str))
+        .partition(|r| r.starts_with("service "));
+    let mut services = services;
+    services.sort();
+    assert_eq!(services, ["service app", "service db"], "{removals:?}");
+    assert!(removals[..2].iter().all(|r| r.starts_with("service ")), "{removals:?}");
+    assert_eq!(
+        rest,
+        [
+            "isolation",
+            "volume data",
+            "marker Pinned",
+            "marker Lease",
+            "marker Update",
+            "marker Ready",
+            "release"
+        ],
+        "services, the isolation, volumes, markers, the claim last"
+    );
     assert!(s.find(id).await.is_none(), "nothing of it is listed");
     backend.claim(&metadata).await.expect("the id is free");
     backend.release(id).await.expect("release");
@@ -535,6 +565,125 @@ pub async fn long_log_lines_come_out_whole(s: &Subject<'_>) {
         "the long line, split: {of_x:?} x's per line"
     );
     remove_all(s, &metadata.id).await;
+}
+
+/// A backend that passes every call on and records the removals, for the order of a teardown.
+struct Recording<'a> {
+    inner: &'a dyn Backend,
+    removals: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recording<'_> {
+    fn record(&self, removal: String) {
+        self.removals.lock().expect("removals").push(removal);
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Recording<'_> {
+    fn info(&self) -> &BackendInfo {
+        self.inner.info()
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        self.inner.resolve_image(image).await
+    }
+    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+        self.inner.image_tags(repository).await
+    }
+    async fn fetch_image(
+        &self,
+        image: &ImageRef,
+        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<()> {
+        self.inner.fetch_image(image, on_progress).await
+    }
+    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &ImageRef) -> Result<()> {
+        self.inner.build_image(context, dockerfile, tag).await
+    }
+    async fn claim(&self, metadata: &Metadata) -> Result<()> {
+        self.inner.claim(metadata).await
+    }
+    async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
+        self.inner.create_isolation(metadata).await
+    }
+    async fn create_volume(&self, metadata: &Metadata, volume: &VolumeSpec) -> Result<VolumeRef> {
+        self.inner.create_volume(metadata, volume).await
+    }
+    async fn create_service(
+        &self,
+        isolation: &IsolationRef,
+        spec: &ServiceSpec,
+    ) -> Result<ServiceRef> {
+        self.inner.create_service(isolation, spec).await
+    }
+    async fn start_service(&self, service: &ServiceRef) -> Result<()> {
+        self.inner.start_service(service).await
+    }
+    async fn wait_exit(&self, service: &ServiceRef) -> Result<i64> {
+        self.inner.wait_exit(service).await
+    }
+    async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
+        self.inner.status(service).await
+    }
+    fn logs(
+        &self,
+        service: &ServiceRef,
+        options: LogOptions,
+    ) -> futures_util::stream::BoxStream<'static, Result<LogLine>> {
+        self.inner.logs(service, options)
+    }
+    async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
+        self.inner.exec(service, command).await
+    }
+    async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
+        self.inner.traffic(service).await
+    }
+    async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
+        self.inner.stop_service(service, grace).await
+    }
+    async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
+        self.record(format!("service {}", service.service));
+        self.inner.remove_service(service, grace).await
+    }
+    async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
+        self.inner.put_aside(service).await
+    }
+    async fn restore_aside(
+        &self,
+        aside: &ServiceRef,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<ServiceRef> {
+        self.inner.restore_aside(aside, address).await
+    }
+    async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
+        self.inner.list(selector).await
+    }
+    async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
+        self.inner.set_marker(metadata, marker).await
+    }
+    async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
+        self.record(format!("marker {kind:?}"));
+        self.inner.clear_marker(id, kind).await
+    }
+    async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.record("marker Update".into());
+        self.inner.clear_update_marker(id, run).await
+    }
+    async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
+        self.record("isolation".into());
+        self.inner.remove_isolation(isolation).await
+    }
+    async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
+        self.record(format!("volume {}", volume.name));
+        self.inner.remove_volume(volume).await
+    }
+    async fn release(&self, id: &str) -> Result<()> {
+        self.record("release".into());
+        self.inner.release(id).await
+    }
 }
 
 /// Removes what is listed of `id` the way `down` does.
