@@ -491,12 +491,15 @@ pub async fn teardown_removes_everything(s: &Subject<'_>) {
         .await
         .expect("remove");
     let removals = recording.removals.into_inner().expect("removals");
-    let (services, rest): (Vec<&str>, Vec<&str>) = (removals.iter().map(String::as_str))
-        .partition(|r| r.starts_with("service "));
+    let (services, rest): (Vec<&str>, Vec<&str>) =
+        (removals.iter().map(String::as_str)).partition(|r| r.starts_with("service "));
     let mut services = services;
     services.sort();
     assert_eq!(services, ["service app", "service db"], "{removals:?}");
-    assert!(removals[..2].iter().all(|r| r.starts_with("service ")), "{removals:?}");
+    assert!(
+        removals[..2].iter().all(|r| r.starts_with("service ")),
+        "{removals:?}"
+    );
     assert_eq!(
         rest,
         [
