@@ -62,6 +62,8 @@ struct FakeService {
     started: Option<(Instant, DateTime<Utc>)>,
     /// Set by `stop`: the exit code and when.
     stopped: Option<(i64, DateTime<Utc>)>,
+    /// The `up` or `update` run that created it.
+    run: Option<String>,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,9 @@ struct Env {
     services: BTreeMap<String, FakeService>,
     /// Services an update put aside, by service name.
     aside: BTreeMap<String, FakeService>,
+    /// The run that made each of its other resources (`claim`, `isolation`, `volume NAME`,
+    /// a marker's name), as the engines label each: `Selector::Run` selects by it.
+    runs: BTreeMap<String, Option<String>>,
 }
 
 #[derive(Default)]
@@ -122,6 +127,7 @@ impl Env {
             volumes: BTreeMap::new(),
             services: BTreeMap::new(),
             aside: BTreeMap::new(),
+            runs: BTreeMap::new(),
         }
     }
 
@@ -363,6 +369,57 @@ impl Fake {
         status
     }
 
+    /// What a listing by `selector` shows of `env`: under `Selector::Run`, only what that run
+    /// made, resource by resource, as the engines select by each resource's label; `None`
+    /// when that is nothing.
+    fn record(&self, world: &World, env: &Env, selector: &Selector) -> Option<EnvironmentRecord> {
+        let of_run = |run: Option<&Option<String>>| match selector {
+            Selector::Run(wanted) => run.and_then(Option::as_deref) == Some(wanted.as_str()),
+            Selector::All | Selector::Id(_) => true,
+        };
+        let marked = |name: &str| of_run(env.runs.get(name));
+        let services = |map: &BTreeMap<String, FakeService>| -> Vec<ServiceRecord> {
+            map.values()
+                .filter(|s| of_run(Some(&s.run)))
+                .map(|s| ServiceRecord {
+                    handle: s.handle.clone(),
+                    metadata: s.metadata.clone(),
+                    status: self.status_of(world.scripts.get(&s.handle.service), s),
+                })
+                .collect()
+        };
+        let markers = Markers {
+            claimed: env.markers.claimed && marked("claim"),
+            ready: env.markers.ready && marked("ready"),
+            pinned: env.markers.pinned && marked("pin"),
+            lease_until: env.markers.lease_until.filter(|_| marked("lease")),
+            update: (env.markers.update.clone()).filter(|m| of_run(Some(&m.run))),
+        };
+        let record = EnvironmentRecord {
+            id: env.metadata.id.clone(),
+            metadata: env.metadata.clone(),
+            services: services(&env.services),
+            aside: services(&env.aside),
+            isolation: env
+                .isolation
+                .iter()
+                .filter(|_| marked("isolation"))
+                .cloned()
+                .collect(),
+            volumes: (env.volumes.values())
+                .filter(|v| marked(&format!("volume {}", v.name)))
+                .cloned()
+                .collect(),
+            markers,
+        };
+        let empty = record.markers == Markers::default()
+            && record.services.is_empty()
+            && record.aside.is_empty()
+            && record.isolation.is_empty()
+            && record.volumes.is_empty();
+        (!empty || !matches!(selector, Selector::Run(_))).then_some(record)
+    }
+
     fn find(&self, service: &ServiceRef) -> Result<()> {
         let world = self.world();
         let found = world
@@ -470,15 +527,11 @@ impl Backend for Fake {
         if world.envs.get(&metadata.id).is_some_and(|env| env.claimed) {
             return Err(BackendError::Taken(metadata.id.clone()));
         }
-        let env = world.envs.entry(metadata.id.clone()).or_insert(Env {
-            metadata: metadata.clone(),
-            claimed: true,
-            markers: Markers::default(),
-            isolation: None,
-            volumes: BTreeMap::new(),
-            services: BTreeMap::new(),
-            aside: BTreeMap::new(),
-        });
+        let env = world
+            .envs
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Env::empty(metadata));
+        env.runs.insert("claim".into(), metadata.run.clone());
         env.claimed = true;
         env.markers.claimed = true;
         env.metadata = metadata.clone();
@@ -498,6 +551,7 @@ impl Backend for Fake {
         };
         let env = world.env_mut(&metadata.id, "claim")?;
         env.isolation = Some(isolation.clone());
+        env.runs.insert("isolation".into(), metadata.run.clone());
         Ok(isolation)
     }
 
@@ -511,6 +565,8 @@ impl Backend for Fake {
             native: crate::naming::volume_name(&metadata.id, &volume.name),
         };
         env.volumes.insert(volume.name.clone(), volume.clone());
+        env.runs
+            .insert(format!("volume {}", volume.name), metadata.run.clone());
         Ok(volume)
     }
 
@@ -540,6 +596,7 @@ impl Backend for Fake {
                 created: Utc::now(),
                 started: None,
                 stopped: None,
+                run: spec.metadata.run.clone(),
             },
         );
         Ok(handle)
@@ -728,40 +785,17 @@ impl Backend for Fake {
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>> {
         self.enter("list", "*").await?;
         let world = self.world();
-        let records = world
+        let mut records: Vec<EnvironmentRecord> = world
             .envs
             .values()
             .filter(|env| match selector {
-                Selector::All => true,
                 Selector::Id(id) => env.metadata.id == *id,
-                Selector::Run(run) => env.metadata.run.as_deref() == Some(run),
+                Selector::All | Selector::Run(_) => true,
             })
-            .map(|env| EnvironmentRecord {
-                id: env.metadata.id.clone(),
-                metadata: env.metadata.clone(),
-                markers: env.markers.clone(),
-                services: env
-                    .services
-                    .values()
-                    .map(|s| ServiceRecord {
-                        handle: s.handle.clone(),
-                        metadata: s.metadata.clone(),
-                        status: self.status_of(world.scripts.get(&s.handle.service), s),
-                    })
-                    .collect(),
-                aside: env
-                    .aside
-                    .values()
-                    .map(|s| ServiceRecord {
-                        handle: s.handle.clone(),
-                        metadata: s.metadata.clone(),
-                        status: self.status_of(world.scripts.get(&s.handle.service), s),
-                    })
-                    .collect(),
-                isolation: env.isolation.iter().cloned().collect(),
-                volumes: env.volumes.values().cloned().collect(),
-            })
+            .filter_map(|env| self.record(&world, env, selector))
             .collect();
+        // As the engines list: oldest first, then by id.
+        records.sort_by(|a, b| (a.metadata.created_at, &a.id).cmp(&(b.metadata.created_at, &b.id)));
         Ok(records)
     }
 
@@ -775,15 +809,19 @@ impl Backend for Fake {
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
-        // As on Docker, an update's marker is a container of its own: it is created whether
-        // anything else of the environment is left or not.
-        if matches!(marker, Marker::Update(_)) {
-            world
-                .envs
-                .entry(metadata.id.clone())
-                .or_insert_with(|| Env::empty(metadata));
+        // As on Docker and Swarm, a marker is an object of its own (a container, a config):
+        // it is created whether anything else of the environment is left or not.
+        let env = world
+            .envs
+            .entry(metadata.id.clone())
+            .or_insert_with(|| Env::empty(metadata));
+        // A marker set again keeps its labels (Docker renames a lease's container); an
+        // update's marker carries its run in its metadata.
+        if !matches!(marker, Marker::Update(_)) {
+            env.runs
+                .entry(name.to_string())
+                .or_insert_with(|| metadata.run.clone());
         }
-        let env = world.env_mut(&metadata.id, "environment")?;
         match marker {
             Marker::Ready => env.markers.ready = true,
             Marker::Pinned => env.markers.pinned = true,
@@ -811,6 +849,7 @@ impl Backend for Fake {
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         let mut world = self.world();
         if let Some(env) = world.envs.get_mut(id) {
+            env.runs.remove(name);
             match kind {
                 MarkerKind::Ready => env.markers.ready = false,
                 MarkerKind::Pinned => env.markers.pinned = false,

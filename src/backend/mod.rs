@@ -12,6 +12,8 @@
 //! Every label or annotation a backend writes or reads goes through [`crate::naming::codec`].
 
 pub mod bollard;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;

@@ -71,6 +71,109 @@ fn quiet() -> Progress {
     Arc::new(|_, _| {})
 }
 
+/// A fake backend and the environment file it runs, built service by service instead of
+/// editing YAML: `FakeEnv::new().service("db", "shop/db:1").depends("app", "db").up().await`.
+/// Images named are local unless `pulled`; `up` starts id `shop-1` within 60 s by default.
+struct FakeEnv {
+    fake: Fake,
+    /// Each service and the YAML lines under it, in the order given.
+    services: Vec<(String, Vec<String>)>,
+    options: UpOptions,
+    signals: Signals,
+    sender: tokio::sync::watch::Sender<u32>,
+}
+
+impl FakeEnv {
+    fn new() -> FakeEnv {
+        let (signals, sender) = Signals::manual();
+        FakeEnv {
+            fake: Fake::new(),
+            services: Vec::new(),
+            options: options(Some("shop-1"), Duration::from_secs(60)),
+            signals,
+            sender,
+        }
+    }
+
+    /// `service` runs `image` (`repository:tag`), which the engine has.
+    fn service(self, service: &str, image: &str) -> FakeEnv {
+        self.fake.add_image(self::image(image));
+        self.runs(service, image)
+    }
+
+    /// `service` runs `image`, which only a pull taking `takes` makes local.
+    fn pulled(self, service: &str, image: &str, takes: Duration) -> FakeEnv {
+        self.fake.add_remote_image(self::image(image), takes);
+        self.runs(service, image)
+    }
+
+    fn runs(mut self, service: &str, image: &str) -> FakeEnv {
+        let (repository, tag) = image.split_once(':').expect("repo:tag");
+        let lines = vec![format!("image: {repository}"), format!("tag: '{tag}'")];
+        self.services.push((service.into(), lines));
+        self
+    }
+
+    /// A line of YAML under `service` (`ports: [8080]`; nested keys indented by two more).
+    fn key(mut self, service: &str, yaml: &str) -> FakeEnv {
+        let lines = &mut self
+            .services
+            .iter_mut()
+            .find(|s| s.0 == service)
+            .expect("a service")
+            .1;
+        lines.extend(yaml.lines().map(String::from));
+        self
+    }
+
+    fn depends(self, service: &str, on: &str) -> FakeEnv {
+        self.key(service, &format!("depends_on: [{on}]"))
+    }
+
+    /// `ready:` of `service`, one probe: `exit: 0`, `tcp: 5432`.
+    fn ready(self, service: &str, probe: &str) -> FakeEnv {
+        self.key(service, &format!("ready:\n  {probe}"))
+    }
+
+    /// How `service` behaves once started.
+    fn script(self, service: &str, script: Script) -> FakeEnv {
+        self.fake.script(service, script);
+        self
+    }
+
+    fn timeout(mut self, timeout: Duration) -> FakeEnv {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// `up --name`; `None`: an id of its own.
+    fn id(mut self, id: Option<&str>) -> FakeEnv {
+        self.options.name = id.map(String::from);
+        self
+    }
+
+    fn yaml(&self) -> String {
+        let mut yaml = String::from("name: shop\nservices:\n");
+        for (service, lines) in &self.services {
+            yaml.push_str(&format!("  {service}:\n"));
+            for line in lines {
+                yaml.push_str(&format!("    {line}\n"));
+            }
+        }
+        yaml
+    }
+
+    /// The first interrupt, as a Ctrl-C.
+    fn interrupt(&self) {
+        self.sender.send_modify(|n| *n += 1);
+    }
+
+    async fn up(&self) -> Result<Started, StartError> {
+        let environment = environment(&self.yaml());
+        up_on(&self.fake, &environment, &self.options, &self.signals).await
+    }
+}
+
 async fn up_on(
     fake: &Fake,
     environment: &Environment,
@@ -138,17 +241,10 @@ async fn an_id_claimed_by_another_run_in_the_same_second_moves_to_the_next_suffi
 
 #[tokio::test(start_paused = true)]
 async fn a_taken_name_fails_at_once_and_creates_nothing() {
-    let fake = fake();
+    let env = FakeEnv::new().service("db", "shop/db:1").id(Some("pr-42"));
+    let fake = &env.fake;
     fake.claim(&Metadata::new("pr-42")).await.unwrap();
-    let (signals, _sender) = Signals::manual();
-    let error = up_on(
-        &fake,
-        &environment(SHOP),
-        &options(Some("pr-42"), Duration::from_secs(60)),
-        &signals,
-    )
-    .await
-    .unwrap_err();
+    let error = env.up().await.unwrap_err();
     assert!(
         matches!(error, StartError::IdTaken(ref id) if id == "pr-42"),
         "{error}"
@@ -159,28 +255,19 @@ async fn a_taken_name_fails_at_once_and_creates_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_start_rolls_back_everything_it_created() {
-    let fake = fake();
-    fake.script(
-        "db",
-        Script {
-            exits: Some((Duration::from_secs(2), 3)),
-            logs: vec!["fatal: no disk".into()],
-            ..Script::default()
-        },
-    );
-    let yaml = SHOP.replace(
-        "    tag: '1'\n  app:",
-        "    tag: '1'\n    ready:\n      exit: 0\n  app:",
-    );
-    let (signals, _sender) = Signals::manual();
-    let error = up_on(
-        &fake,
-        &environment(&yaml),
-        &options(Some("shop-1"), Duration::from_secs(60)),
-        &signals,
-    )
-    .await
-    .unwrap_err();
+    let db = Script {
+        exits: Some((Duration::from_secs(2), 3)),
+        logs: vec!["fatal: no disk".into()],
+        ..Script::default()
+    };
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "exit: 0")
+        .script("db", db)
+        .service("app", "shop/app:1")
+        .depends("app", "db");
+    let fake = &env.fake;
+    let error = env.up().await.unwrap_err();
     match &error {
         StartError::Service {
             service,
@@ -209,20 +296,20 @@ async fn a_failed_start_rolls_back_everything_it_created() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_start_rolls_back_and_says_what_it_removed() {
-    let fake = fake();
     // `db` never gets ready: no address answers a probe on the fake.
-    let yaml = SHOP.replace(
-        "    tag: '1'\n  app:",
-        "    tag: '1'\n    ready:\n      tcp: 5432\n  app:",
-    );
-    let (signals, sender) = Signals::manual();
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .service("app", "shop/app:1")
+        .key("app", "ports: [8080]")
+        .depends("app", "db")
+        .timeout(Duration::from_secs(600));
+    let fake = &env.fake;
     let interrupt = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        sender.send_modify(|n| *n += 1);
+        env.interrupt();
     };
-    let environment = environment(&yaml);
-    let options = options(Some("shop-1"), Duration::from_secs(600));
-    let (result, ()) = tokio::join!(up_on(&fake, &environment, &options, &signals), interrupt);
+    let (result, ()) = tokio::join!(env.up(), interrupt);
     match result {
         Err(StartError::Interrupted(cleanup)) => {
             assert!(cleanup.is_complete(), "{cleanup}");
@@ -264,21 +351,13 @@ async fn an_interrupt_while_the_ready_marker_is_set_leaves_no_orphan_marker() {
 
 #[tokio::test(start_paused = true)]
 async fn a_timeout_while_an_image_is_pulled_names_that_service() {
-    let fake = fake();
-    let yaml = SHOP.replace(
-        "image: shop/db\n    tag: '1'",
-        "image: shop/db\n    tag: '2'",
-    );
-    fake.add_remote_image(image("shop/db:2"), Duration::from_secs(600));
-    let (signals, _sender) = Signals::manual();
-    let error = up_on(
-        &fake,
-        &environment(&yaml),
-        &options(Some("shop-1"), Duration::from_secs(30)),
-        &signals,
-    )
-    .await
-    .unwrap_err();
+    let env = FakeEnv::new()
+        .pulled("db", "shop/db:2", Duration::from_secs(600))
+        .service("app", "shop/app:1")
+        .depends("app", "db")
+        .timeout(Duration::from_secs(30));
+    let fake = &env.fake;
+    let error = env.up().await.unwrap_err();
     match &error {
         StartError::Timeout { pending, .. } => {
             assert_eq!(pending.first(), Some(&("db".to_string(), Phase::Pulling)));
@@ -326,27 +405,19 @@ async fn a_timeout_while_an_image_is_built_names_that_service() {
 
 #[tokio::test(start_paused = true)]
 async fn a_timeout_while_a_service_starts_names_it_with_its_last_lines() {
-    let fake = fake();
-    fake.script(
-        "db",
-        Script {
-            logs: vec!["waiting for the disk".into()],
-            ..Script::default()
-        },
-    );
-    let yaml = SHOP.replace(
-        "    tag: '1'\n  app:",
-        "    tag: '1'\n    ready:\n      tcp: 5432\n  app:",
-    );
-    let (signals, _sender) = Signals::manual();
-    let error = up_on(
-        &fake,
-        &environment(&yaml),
-        &options(Some("shop-1"), Duration::from_secs(30)),
-        &signals,
-    )
-    .await
-    .unwrap_err();
+    let db = Script {
+        logs: vec!["waiting for the disk".into()],
+        ..Script::default()
+    };
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .script("db", db)
+        .service("app", "shop/app:1")
+        .depends("app", "db")
+        .timeout(Duration::from_secs(30));
+    let fake = &env.fake;
+    let error = env.up().await.unwrap_err();
     let text = error.to_string();
     assert!(
         text.contains("still waiting for `db` (starting), `app` (waiting)"),

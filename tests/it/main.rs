@@ -7,6 +7,7 @@ mod cli;
 mod completion;
 mod compose_keys;
 mod connect;
+mod contract;
 mod docs;
 mod engine;
 mod faults;

@@ -4,4 +4,5 @@
 mod backend;
 mod cli;
 pub mod cluster;
+mod contract;
 mod smoke;
