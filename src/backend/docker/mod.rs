@@ -532,6 +532,11 @@ impl Backend for DockerBackend<'_> {
             Marker::Lease(until) => {
                 let name = naming::lease_name(id, until);
                 if let Some(lease) = self.lease(id).await? {
+                    // Docker refuses to rename a container to its own name: two renewals
+                    // within one second ask for the same expiry, and the second is done.
+                    if lease.name.trim_start_matches('/') == name {
+                        return Ok(());
+                    }
                     return self.engine.rename_container(&lease.id, &name).await;
                 }
                 (name, Role::Lease)
