@@ -67,6 +67,18 @@ impl Subject<'_> {
         }
     }
 
+    /// A test environment claimed, with its isolation made.
+    async fn claimed(&self, test: &str) -> (Metadata, IsolationRef) {
+        let metadata = self.metadata(test);
+        self.backend.claim(&metadata).await.expect("claim");
+        let isolation = self
+            .backend
+            .create_isolation(&metadata)
+            .await
+            .expect("isolation");
+        (metadata, isolation)
+    }
+
     /// A service running `command` of the stand-in, no ports, no probes.
     fn spec(&self, metadata: &Metadata, service: &str, command: &[&str]) -> ServiceSpec {
         ServiceSpec {
@@ -395,13 +407,8 @@ pub async fn volumes_are_created_listed_and_removed(s: &Subject<'_>) {
 /// `replace_in_place` refuse as unsupported.
 pub async fn put_aside_and_restore(s: &Subject<'_>) {
     let backend = s.backend;
-    let metadata = s.metadata("aside");
+    let (metadata, isolation) = s.claimed("aside").await;
     let id = &metadata.id;
-    backend.claim(&metadata).await.expect("claim");
-    let isolation = backend
-        .create_isolation(&metadata)
-        .await
-        .expect("isolation");
     let app = s.serving(&isolation, &metadata, "app").await;
     if !backend.info().capabilities.replace_in_place {
         let refused = backend.put_aside(&app).await;
@@ -455,13 +462,8 @@ pub async fn put_aside_and_restore(s: &Subject<'_>) {
 /// isolation, volumes and every marker, the claim last; the id is free again.
 pub async fn teardown_removes_everything(s: &Subject<'_>) {
     let backend = s.backend;
-    let metadata = s.metadata("down");
+    let (metadata, isolation) = s.claimed("down").await;
     let id = &metadata.id;
-    backend.claim(&metadata).await.expect("claim");
-    let isolation = backend
-        .create_isolation(&metadata)
-        .await
-        .expect("isolation");
     let spec = VolumeSpec {
         name: "data".into(),
         labels: BTreeMap::new(),
@@ -528,12 +530,7 @@ pub async fn teardown_removes_everything(s: &Subject<'_>) {
 /// A line longer than any chunk the engine splits output into comes out as one line.
 pub async fn long_log_lines_come_out_whole(s: &Subject<'_>) {
     let backend = s.backend;
-    let metadata = s.metadata("logs");
-    backend.claim(&metadata).await.expect("claim");
-    let isolation = backend
-        .create_isolation(&metadata)
-        .await
-        .expect("isolation");
+    let (metadata, isolation) = s.claimed("logs").await;
     let long = "x".repeat(LONG_LINE);
     let command = ["exit", "0", "--name", "say", "--message", &long];
     let say = s

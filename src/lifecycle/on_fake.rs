@@ -52,7 +52,7 @@ fn fake() -> Fake {
     fake
 }
 
-fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
+pub(super) fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
     UpOptions {
         name: name.map(String::from),
         timeout,
@@ -1631,8 +1631,9 @@ mod pacing {
         .await
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_exec_probe_waits_for_a_cheaper_signal_first() {
+    /// Starts `db` with these `ready:` lines, publishing 5432 on a port that answers after 3 s
+    /// and healthy at once: when each exec ran, and when the port first answered.
+    async fn execs_around_a_listener(ready: &str) -> (Vec<Duration>, Duration) {
         let fake = fake();
         let (port, listening) = listens_after(Duration::from_secs(3)).await;
         fake.script(
@@ -1645,17 +1646,18 @@ mod pacing {
         );
         let execs = record_execs(&fake, Instant::now());
         let origin = Instant::now();
-        up_db(
-            &fake,
-            &db(
-                "      tcp: 5432\n      exec: [pg_isready]\n",
-                "    ports: [5432]\n",
-            ),
-        )
-        .await
-        .unwrap();
+        up_db(&fake, &db(ready, "    ports: [5432]\n"))
+            .await
+            .unwrap();
         let tcp_answered = listening.await.unwrap() - origin;
         let execs = execs.lock().unwrap().clone();
+        (execs, tcp_answered)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_probe_waits_for_a_cheaper_signal_first() {
+        let (execs, tcp_answered) =
+            execs_around_a_listener("      tcp: 5432\n      exec: [pg_isready]\n").await;
         assert!(!execs.is_empty(), "the exec probe ran");
         assert!(
             execs[0] >= tcp_answered,
@@ -1667,26 +1669,7 @@ mod pacing {
 
     #[tokio::test(start_paused = true)]
     async fn an_exec_probe_without_a_cheaper_probe_waits_for_a_first_answer_on_a_published_port() {
-        let fake = fake();
-        let (port, listening) = listens_after(Duration::from_secs(3)).await;
-        fake.script(
-            "db",
-            Script {
-                healthy_after: Some(Duration::ZERO),
-                host_port: Some(port),
-                ..Script::default()
-            },
-        );
-        let execs = record_execs(&fake, Instant::now());
-        let origin = Instant::now();
-        up_db(
-            &fake,
-            &db("      exec: [pg_isready]\n", "    ports: [5432]\n"),
-        )
-        .await
-        .unwrap();
-        let tcp_answered = listening.await.unwrap() - origin;
-        let execs = execs.lock().unwrap().clone();
+        let (execs, tcp_answered) = execs_around_a_listener("      exec: [pg_isready]\n").await;
         assert!(!execs.is_empty() && execs[0] >= tcp_answered, "{execs:?}");
     }
 

@@ -240,7 +240,7 @@ mod tests {
 
     use super::*;
     use crate::backend::fake::{Fake, Fault};
-    use crate::lifecycle::{Bounded, UpOptions, up};
+    use crate::lifecycle::{Bounded, up};
     use crate::signals::Signals;
 
     #[tokio::test(start_paused = true)]
@@ -257,18 +257,7 @@ mod tests {
         let environment = crate::spec::parse(std::path::Path::new("shop.yaml"), yaml, &|_| None)
             .expect("a valid environment");
         let (signals, _sender) = Signals::manual();
-        let options = UpOptions {
-            name: Some("x".into()),
-            timeout: Duration::from_secs(60),
-            keep_on_failure: false,
-            owner: "tester".into(),
-            prefix_tags: Vec::new(),
-            ttl: None,
-            build: Default::default(),
-            lease: false,
-            pull: None,
-            files: None,
-        };
+        let options = super::super::on_fake::options(Some("x"), Duration::from_secs(60));
         let quiet: super::super::Progress = Arc::new(|_, _| {});
         let outcome = up(&fake, &environment, &options, &quiet, &signals, &|_| {}).await;
         outcome.result.expect("started");
