@@ -269,6 +269,10 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
+    /// Ports the backend published for envctl's own probes alone, because the file publishes
+    /// none of them (a swarm task has no address envctl reaches): probes dial them, nothing
+    /// shows them as the environment's endpoints.
+    pub probe_endpoints: Vec<Endpoint>,
     /// The service's own address, when it has one; probes use it where it answers from here
     /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
@@ -288,6 +292,7 @@ impl ServiceStatus {
             started_at: None,
             finished_at: None,
             endpoints: Vec::new(),
+            probe_endpoints: Vec::new(),
             direct: None,
             detail: None,
         }
