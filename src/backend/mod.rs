@@ -550,6 +550,13 @@ pub trait Backend: Send + Sync {
     }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
+    /// Why a `tcp:` or `http:` probe of a port the file does not publish cannot be answered
+    /// from where envctl runs, when the backend knows before anything is created: `up` then
+    /// refuses the environment at once, not after its timeout. `None` when such a probe can
+    /// work (a swarm publishes the port for envctl's probes alone) or only trying tells.
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        None
+    }
 
     /// The image as services will run it, or `None` when it is nowhere to be found.
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>>;

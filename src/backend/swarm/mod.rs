@@ -422,6 +422,12 @@ impl Backend for Swarm {
             .map(drop)
     }
 
+    /// Never: `create_service` publishes a probed port the file does not publish, for
+    /// envctl's probes alone.
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        None
+    }
+
     /// The image pinned to its registry digest. An image no registry has is usable only on a
     /// swarm of one node, from the manager's own store: on more nodes it is refused here,
     /// before anything is created, rather than rejected on a node that cannot pull it.
