@@ -50,14 +50,28 @@ pub fn variables<'a>(
 /// The variables of a running environment, at the hosts at which this process reaches its
 /// endpoints (the backend decides: localhost for a local engine, the `DOCKER_HOST` host for a
 /// remote one).
-pub fn environment_variables(instance: &Instance) -> BTreeMap<String, String> {
+///
+/// `own` holds the services' own addresses, by service, when they answer from here (envctl's
+/// container joined the environment's network, see [`crate::backend::Backend::attach`]): a
+/// published port is then given at its service's own address and container port.
+pub fn environment_variables(
+    instance: &Instance,
+    own: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let endpoints = instance.services.iter().flat_map(|s| {
-        s.status.endpoints.iter().map(move |e| Endpoint {
-            service: s.service(),
-            container_port: e.container_port.number,
-            protocol: e.container_port.protocol.as_str(),
-            host: &e.host,
-            host_port: e.port,
+        let own = own.get(s.service());
+        s.status.endpoints.iter().map(move |e| {
+            let (host, host_port) = match own {
+                Some(address) => (address.as_str(), e.container_port.number),
+                None => (e.host.as_str(), e.port),
+            };
+            Endpoint {
+                service: s.service(),
+                container_port: e.container_port.number,
+                protocol: e.container_port.protocol.as_str(),
+                host,
+                host_port,
+            }
         })
     });
     variables(&instance.id, instance.environment(), endpoints)

@@ -4,7 +4,7 @@
 //! the [`Reachability`] of its engine.
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -16,16 +16,37 @@ const TRIAL_TIMEOUT: Duration = Duration::from_millis(700);
 /// addresses answer from here, and which address did not answer at all.
 #[derive(Debug, Default)]
 pub struct Reachability {
-    direct: OnceLock<bool>,
+    /// Tried once, and again after this process joined or left an environment's network.
+    direct: Mutex<Option<bool>>,
     unanswered: Mutex<Option<String>>,
+    /// Why this process could not join the environment's network, when it tried and could not.
+    not_attached: Mutex<Option<String>>,
 }
 
 impl Reachability {
     pub const fn new() -> Reachability {
         Reachability {
-            direct: OnceLock::new(),
+            direct: Mutex::new(None),
             unanswered: Mutex::new(None),
+            not_attached: Mutex::new(None),
         }
+    }
+
+    /// Forgets whether services' own addresses answer: this process joined or left an
+    /// environment's network, which changes the answer.
+    pub fn retry_direct(&self) {
+        *lock(&self.direct) = None;
+    }
+
+    /// Records why this process could not join an environment's network (`None`: it did), for
+    /// the message of a probe that then has no address to use.
+    pub fn note_not_attached(&self, reason: Option<String>) {
+        *lock(&self.not_attached) = reason;
+    }
+
+    /// Why this process could not join an environment's network, if it tried and could not.
+    pub fn not_attached(&self) -> Option<String> {
+        lock(&self.not_attached).clone()
     }
 
     /// Whether services' own addresses answer from here: tried once on `address` (a
@@ -37,12 +58,12 @@ impl Reachability {
         }
         let verdict = answers(address).await.is_some();
         tracing::debug!(%address, verdict, "services' own addresses answer from here");
-        *self.direct.get_or_init(|| verdict)
+        *lock(&self.direct).get_or_insert(verdict)
     }
 
     /// Whether services' own addresses answer from here, as far as known (`None`: untried).
     pub fn direct(&self) -> Option<bool> {
-        self.direct.get().copied()
+        *lock(&self.direct)
     }
 
     /// Records that `address` did not answer (no connection, not even a refusal), so that a

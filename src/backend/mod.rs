@@ -377,6 +377,15 @@ pub struct Aside {
     pub address: Option<IpAddr>,
 }
 
+/// What [`Backend::attach`] did for this process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Joined {
+    /// The services' own addresses and names answer from here through it.
+    pub joined: bool,
+    /// What the user should hear of it: the same container joined to other environments too.
+    pub warning: Option<String>,
+}
+
 /// Which environments a listing returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -556,6 +565,21 @@ pub trait Backend: Send + Sync {
     /// work (a swarm publishes the port for envctl's probes alone) or only trying tells.
     async fn cannot_probe_unpublished(&self) -> Option<String> {
         None
+    }
+
+    /// Lets this process reach the services of environment `id` at their own addresses and
+    /// names while it needs them (a start's probes, `run`'s command), where it cannot
+    /// otherwise and the backend can: Docker connects envctl's own container (envctl in a
+    /// container of the same engine) to the environment's network, recorded there as envctl's.
+    /// What cannot be done is no error: the backend notes why in its
+    /// [`crate::reach::Reachability`], for a probe that finds no address to say. Idempotent;
+    /// the default does nothing.
+    async fn attach(&self, _id: &str) -> Result<Joined> {
+        Ok(Joined::default())
+    }
+    /// Undoes what [`Backend::attach`] did for `id`, if it did anything. Idempotent.
+    async fn detach(&self, _id: &str) -> Result<()> {
+        Ok(())
     }
 
     /// The image as services will run it, or `None` when it is nowhere to be found.

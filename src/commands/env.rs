@@ -29,7 +29,7 @@ fn print(instance: &lifecycle::Instance, args: &EnvArgs) -> Result<(), Error> {
             stopped.status.state.as_str()
         ));
     }
-    let variables = pipeline::environment_variables(instance);
+    let variables = pipeline::environment_variables(instance, &Default::default());
     match args.output.output {
         Format::Json => output::json(&variables),
         Format::Text => {

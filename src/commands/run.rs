@@ -1,9 +1,12 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use crate::backend::Backend;
 use crate::cli::RunArgs;
-use crate::lifecycle;
+use crate::lifecycle::{self, Instance};
 use crate::pipeline::{self, Outcome};
 use crate::signals::Signals;
 use crate::{Error, ExitStatus, output};
@@ -13,6 +16,60 @@ use crate::{Error, ExitStatus, output};
 const REMOVAL: Duration = Duration::from_secs(120);
 /// The same after an interrupt, when everything is killed at once.
 const REMOVAL_AFTER_INTERRUPT: Duration = Duration::from_secs(10);
+/// How long joining or leaving the environment's network may take.
+const NETWORK_CALL: Duration = Duration::from_secs(10);
+
+/// envctl in a container of the engine joins the environment's network for the whole of the
+/// command (see [`Backend::attach`]): the services' link names resolve from the command, as a
+/// GitLab job's `services:` do, and the ENVCTL_* variables give their own addresses, by service
+/// (empty when envctl did not join: published ports answer from here instead).
+async fn join(backend: &dyn Backend, instance: &Instance) -> BTreeMap<String, String> {
+    let joined = match tokio::time::timeout(NETWORK_CALL, backend.attach(&instance.id)).await {
+        Ok(Ok(joined)) => joined,
+        Ok(Err(error)) => {
+            output::warning(&format!(
+                "could not connect envctl's container to environment {}: {error}",
+                instance.id
+            ));
+            return BTreeMap::new();
+        }
+        Err(_) => return BTreeMap::new(),
+    };
+    if let Some(warning) = &joined.warning {
+        output::warning(warning);
+    }
+    if !joined.joined {
+        return BTreeMap::new();
+    }
+    let mut own = BTreeMap::new();
+    for service in &instance.services {
+        if service.status.endpoints.is_empty() {
+            continue;
+        }
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(NETWORK_CALL, backend.status(&service.handle)).await
+            && let Some(address) = status.direct
+        {
+            let host = match address {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            own.insert(service.service().to_string(), host);
+        }
+    }
+    own
+}
+
+/// Disconnects envctl's container from the environment's network once the command ended,
+/// whatever happens to the environment next (it may be kept).
+async fn leave(backend: &dyn Backend, id: &str) {
+    let left = tokio::time::timeout(NETWORK_CALL, backend.detach(id)).await;
+    if let Ok(Err(error)) = left {
+        output::warning(&format!(
+            "could not disconnect envctl's container from environment {id}: {error}"
+        ));
+    }
+}
 
 pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(Error::Signals)?;
@@ -20,7 +77,8 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     let (backend, started) = super::up::start(args.start, &signals, true).await?;
     let id = started.id.clone();
     let instance = lifecycle::require(backend.as_ref(), &id).await?;
-    let variables = pipeline::environment_variables(&instance);
+    let own = join(backend.as_ref(), &instance).await;
+    let variables = pipeline::environment_variables(&instance, &own);
     let shown = args.command.join(" ");
     output::message(&format!(
         "environment {} is ready: id {id}; running `{shown}`",
@@ -39,6 +97,7 @@ pub async fn exec(args: RunArgs) -> Result<ExitStatus, Error> {
     if let Some(holding) = holding {
         holding.abort();
     }
+    leave(backend.as_ref(), &id).await;
     let code = match outcome {
         Ok(Outcome::Exited(code) | Outcome::Interrupted(code)) => code,
         Err(error) => {

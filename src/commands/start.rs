@@ -60,6 +60,13 @@ async fn start(
         }
     };
     drop(reporter);
+    // An interrupted start was dropped before it left the environment's network.
+    if let Err(error) = backend.detach(&instance.id).await {
+        output::warning(&format!(
+            "could not disconnect envctl's container from environment {}: {error}",
+            instance.id
+        ));
+    }
     started?;
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.

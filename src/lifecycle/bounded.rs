@@ -96,6 +96,16 @@ impl Backend for Bounded<'_> {
         self.backend.cannot_probe_unpublished().await
     }
 
+    async fn attach(&self, id: &str) -> Result<Joined> {
+        let operation = || format!("connect envctl's container to environment {id}");
+        self.call(operation, NONE, self.backend.attach(id)).await
+    }
+
+    async fn detach(&self, id: &str) -> Result<()> {
+        let operation = || format!("disconnect envctl's container from environment {id}");
+        self.call(operation, NONE, self.backend.detach(id)).await
+    }
+
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
         let operation = || format!("inspect image `{image}`");
         self.call(operation, NONE, self.backend.resolve_image(image))

@@ -493,9 +493,15 @@ async fn address(
         .chain(&details.probe_endpoints)
         .find(|e| e.container_port.number == port && e.container_port.protocol == Protocol::Tcp);
     let Some(published) = published else {
+        // Why envctl could not join the environment's network, when it runs in a container.
+        let why = backend
+            .reach()
+            .not_attached()
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default();
         return Err(CheckError::Fatal(NotReady::Misconfigured(format!(
             "port {port} is probed but not published, and container addresses do not answer \
-             from where envctl runs (engine `{}`)\n\
+             from where envctl runs (engine `{}`){why}\n\
              hint: add {port} to the service's `ports:`, or probe with `ready: exec:`",
             backend.endpoint()
         ))));

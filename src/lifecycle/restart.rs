@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 
 use super::attempt::Attempt;
 use super::inventory::Instance;
-use super::starting::{Phases, Startable, start_services};
+use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::{Progress, StartError};
 use crate::backend::{Backend, Selector, ServiceRecord, ServiceState};
 use crate::signals::Signals;
@@ -33,8 +33,27 @@ pub async fn start(
     // nothing to undo, so this attempt hears of no signal.
     let (never, _kept) = Signals::manual();
     let attempt = Attempt::new(&never, timeout);
+    // envctl in a container joins the environment's network for the probes that need the
+    // services' own addresses, and leaves it once they are over. The caller that drops the
+    // start detaches (`commands::start`).
+    let probing = services
+        .values()
+        .any(|s| !s.done && probes_addresses(&s.ready));
+    if probing {
+        let joined = attempt.within(backend).attach(&instance.id).await?;
+        if let Some(warning) = joined.warning {
+            tracing::warn!("{warning}");
+        }
+    }
     let starting = start_services(backend, &dependencies, &services, progress, &phases);
-    match attempt.bound(starting).await {
+    let result = attempt.bound(starting).await;
+    if probing && let Err(error) = attempt.aftermath(backend, None).detach(&instance.id).await {
+        tracing::warn!(
+            "could not disconnect envctl's container from environment {}: {error}",
+            instance.id
+        );
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(error) => {
             let aftermath = attempt.aftermath(backend, None);

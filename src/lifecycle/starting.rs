@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::probe::{self, NotReady, Subject};
 use super::{Phase, Progress, StartError, last_service_lines, scheduler};
 use crate::backend::{Backend, BackendError, Healthcheck, ServiceRef};
-use crate::spec::Ready;
+use crate::spec::{Probe, Ready};
 
 /// One service to start.
 pub(super) struct Startable {
@@ -19,6 +19,15 @@ pub(super) struct Startable {
     pub healthcheck: Option<Healthcheck>,
     /// Already where it should be (a running service, a job that finished): nothing to do.
     pub done: bool,
+}
+
+/// Whether a service's readiness is probed at an address (`tcp:`, `http:`): what envctl in a
+/// container joins the environment's network for (see [`crate::backend::Backend::attach`]).
+pub(super) fn probes_addresses(ready: &Ready) -> bool {
+    ready
+        .probes
+        .iter()
+        .any(|probe| matches!(probe, Probe::Tcp(_) | Probe::Http { .. }))
 }
 
 /// The latest phase of each service, so a timeout can say what it was waiting for.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, removal_seen};
 use super::bounded::Bounded;
 use super::images::{self, Wanted};
-use super::starting::{Phases, Startable, start_services};
+use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::teardown::{Cleanup, Resource};
 use super::{Phase, Progress, StartError, teardown};
 use crate::backend::ResolvedImage as Resolved;
@@ -170,6 +170,7 @@ pub async fn up(
         launched: Utc::now(),
         attempt: Attempt::new(signals, options.timeout),
         ledger: Ledger::default(),
+        notes: std::sync::Mutex::default(),
     };
     let work = start_or_roll_back(backend, environment, options, progress, &run);
     // Giving `work` up gives up its creates too: the ledger keeps those as unanswered, so the
@@ -181,6 +182,9 @@ pub async fn up(
             per_call: None,
             signals,
         };
+        if let Some(id) = run.ledger.id() {
+            detach(&bounded, &id).await;
+        }
         let cleanup = rollback(&bounded, &run, None).await;
         UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
     };
@@ -198,6 +202,12 @@ async fn start_or_roll_back(
     let phases = Phases::default();
     let result = attempt(backend, environment, options, progress, run, &phases).await;
     let aftermath = run.attempt.aftermath(backend, None);
+    // The probes are over: envctl's container leaves the environment's network, whose
+    // environment outlives the command (`run` joins it again for its command).
+    if let Some(id) = run.ledger.id() {
+        detach(&aftermath, &id).await;
+    }
+    let notes = std::mem::take(&mut *run.notes.lock().expect("notes lock"));
     let result = match result {
         // Whatever failed after an interrupt (a create given up 5 s after it, say), the user
         // stopped the start.
@@ -215,17 +225,30 @@ async fn start_or_roll_back(
         }
         ok => ok,
     };
+    let mut outcome = outcome(result, &aftermath, options, run).await;
+    outcome.warnings.splice(0..0, notes);
+    outcome
+}
+
+/// What a start that ended with `result` leaves: a rollback unless it succeeded or its failure
+/// is kept.
+async fn outcome(
+    result: Result<Started, StartError>,
+    aftermath: &Bounded<'_>,
+    options: &UpOptions,
+    run: &Run<'_>,
+) -> UpOutcome {
     match result {
         Ok(started) => UpOutcome::of(Ok(started)),
         Err(StartError::Interrupted(_)) => UpOutcome::of(Err(StartError::Interrupted(Box::new(
-            rollback(&aftermath, run, Some(ROLLBACK_GRACE)).await,
+            rollback(aftermath, run, Some(ROLLBACK_GRACE)).await,
         )))),
         Err(error) if options.keep_on_failure => {
             tracing::info!("keeping what the failed start created (--keep-on-failure)");
             UpOutcome::of(Err(error))
         }
         Err(error) => {
-            let cleanup = rollback(&aftermath, run, None).await;
+            let cleanup = rollback(aftermath, run, None).await;
             let warnings = match cleanup.is_complete() {
                 true => Vec::new(),
                 false => vec![format!(
@@ -247,6 +270,16 @@ struct Run<'a> {
     launched: DateTime<Utc>,
     attempt: Attempt<'a>,
     ledger: Ledger,
+    /// What the start has to say besides its result (see [`UpOutcome::warnings`]).
+    notes: std::sync::Mutex<Vec<String>>,
+}
+
+/// Disconnects envctl's own container from environment `id`'s network, if the start
+/// connected it; what is left there, `down` and the reaper disconnect as envctl's.
+async fn detach(backend: &dyn Backend, id: &str) {
+    if let Err(error) = backend.detach(id).await {
+        tracing::warn!("could not disconnect envctl's container from environment {id}: {error}");
+    }
 }
 
 /// What a run asked the engine to create, so that a rollback can say what it left even when
@@ -363,6 +396,16 @@ async fn attempt(
     }
     let creating = run.attempt.within(backend);
     let claim = claim(&creating, environment, options, &images, run).await?;
+    // envctl in a container joins the environment's network for the probes that need the
+    // services' own addresses; a create too, so not raced either.
+    if environment
+        .services
+        .values()
+        .any(|service| probes_addresses(&service.ready))
+    {
+        let joined = creating.attach(&claim.id).await?;
+        run.notes.lock().expect("notes lock").extend(joined.warning);
+    }
     run.attempt
         .bound(async {
             let services = startables(environment, &claim, &images);

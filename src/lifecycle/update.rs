@@ -30,7 +30,7 @@ use super::bounded::Bounded;
 use super::images::{self, Wanted};
 use super::inventory::{self, Instance, State};
 use super::restart::startables;
-use super::starting::{Phases, Startable, start_services};
+use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::up::{StartedService, run_nonce, service_spec_for, started_service};
 use super::{Phase, Progress, StartError};
 use crate::backend::{
@@ -418,6 +418,17 @@ pub async fn update(
     .await?;
     let nonce = run_nonce();
     claim(&within, &instance, &nonce, options.timeout).await?;
+    // envctl in a container joins the environment's network for the probes that need the
+    // services' own addresses (the replacements', and a restore's), until the update is over.
+    let probing = chosen
+        .iter()
+        .any(|service| probes_addresses(&environment.services[service].ready));
+    if probing {
+        let joined = within.attach(&id).await?;
+        if let Some(warning) = joined.warning {
+            tracing::warn!("{warning}");
+        }
+    }
     let was_running = chosen.intersection(&running).cloned().collect();
     let addresses = Mutex::default();
     let work = Work {
@@ -473,8 +484,12 @@ pub async fn update(
         };
         work.restore_after(cause, until).await
     };
-    let forced = async { Err(UpdateError::Forced(id)) };
-    attempt.guard(outcome, on_interrupt, forced).await
+    let forced = async { Err(UpdateError::Forced(id.clone())) };
+    let updated = attempt.guard(outcome, on_interrupt, forced).await;
+    if probing && let Err(error) = attempt.aftermath(backend, None).detach(&id).await {
+        tracing::warn!("could not disconnect envctl's container from environment {id}: {error}");
+    }
+    updated
 }
 
 /// Everything one update works with.

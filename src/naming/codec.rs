@@ -365,6 +365,22 @@ pub fn id(labels: &Labels) -> Option<&str> {
     labels.get(label::ID).map(String::as_str)
 }
 
+/// The network alias that records an endpoint as envctl's own attachment: envctl's container
+/// joined an environment's network for itself (its probes, `run`'s command). Docker keeps no
+/// labels on a network endpoint, but keeps its aliases (`docker inspect` shows them), and a
+/// name with dots is none a service of a file can take.
+const ATTACHMENT_ALIAS: &str = "io.envctl.attached";
+
+/// The aliases under which envctl's own container joins an environment's network.
+pub fn attachment_aliases() -> Vec<String> {
+    vec![ATTACHMENT_ALIAS.to_string()]
+}
+
+/// Whether an endpoint with `aliases` is envctl's own attachment.
+pub fn is_attachment(aliases: &[String]) -> bool {
+    aliases.iter().any(|alias| alias == ATTACHMENT_ALIAS)
+}
+
 impl ServiceMetadata {
     /// Reads a service's metadata; `None` when the labels name no service.
     pub fn decode(labels: &Labels) -> Option<ServiceMetadata> {

@@ -1,26 +1,27 @@
 //! envctl where CI runs it: inside a container on a network of its own with the host's Docker
 //! socket mounted (a Jenkins agent in Docker), where the environment's container addresses do
-//! not answer and published ports answer at the container's default gateway.
+//! not answer until envctl connects its own container to the environment's network, which it
+//! does while it needs them, and published ports answer at the container's default gateway.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::harness::{TestEnv, standin, unique};
+use crate::support::wait_until;
 
-/// The demo's chain, every probed port published. The database listens only after 6 s, longer
+/// The demo's chain, only the proxy published. The database listens only after 6 s, longer
 /// than `accounting` waits for it: a probe that passed on the port proxy's accept alone would
 /// start `accounting` too early, and the start would fail.
 const CHAIN: &str = r#"  oracle-xe:
     image: envctl-demo/oracle-xe
     command: [serve, --name, oracle-xe, --port, "1521", --delay, 6s]
-    ports: [1521]
     ready:
       tcp: 1521
   accounting:
     image: envctl-demo/oracle-xe
     command: [serve, --name, accounting, --requires, "oracle:1521"]
     links: ["oracle-xe:oracle"]
-    ports: [8080]
     ready:
       http: 8080/health
   proxy:
@@ -32,7 +33,7 @@ const CHAIN: &str = r#"  oracle-xe:
       http: 8080/health
 "#;
 
-/// A probe on a port that is not published: from inside another container it cannot work.
+/// A probe on a port that is not published: it needs the service's own address.
 const UNPUBLISHED: &str = r#"  db:
     image: envctl-demo/oracle-xe
     command: [serve, --name, db, --port, "1521"]
@@ -49,56 +50,163 @@ const PUBLISHED: &str = r#"  db:
       tcp: 1521
 "#;
 
+/// A start that fails after its first service was probed at its own address.
+const FAILING: &str = r#"  db:
+    image: envctl-demo/oracle-xe
+    command: [serve, --name, db, --port, "1521"]
+    ready:
+      tcp: 1521
+  app:
+    image: envctl-demo/oracle-xe
+    command: [no-such-command]
+    links: [db]
+    ready:
+      tcp: 8080
+"#;
+
+#[test]
+fn envctl_in_a_container_joins_its_environment_while_it_needs_it() {
+    let Some(socket) = engine_socket() else {
+        eprintln!("skipped: the engine is not behind a local unix socket");
+        return;
+    };
+    let chain = TestEnv::new("joins", CHAIN);
+    let unpublished = TestEnv::new("joins-unpub", UNPUBLISHED);
+    let failing = TestEnv::new("joins-fail", FAILING);
+    let interrupted = TestEnv::new("joins-int", UNPUBLISHED);
+    let killed = TestEnv::new("joins-killed", UNPUBLISHED);
+    let files = [
+        chain.file(),
+        unpublished.file(),
+        failing.file(),
+        interrupted.file(),
+        killed.file(),
+    ];
+    let image = EnvctlImage::build("joins", &files);
+    let network = Network::create(&unique("joins-net"));
+    let agent = Agent::start(&image, &network.name, &socket);
+    let alone = [network.name.clone()];
+
+    // `run`: the command reaches the proxy at its own address and the database by its link
+    // name, as a GitLab job reaches its `services:`.
+    let file = format!("/env/{}.yaml", chain.name);
+    let script = "/standin fetch ENVCTL_PROXY_8080 / && DB=oracle:1521 /standin fetch DB /health";
+    let run = agent.envctl(&["run", "-f", &file, "--", "/busybox", "sh", "-c", script]);
+    let (stdout, stderr) = texts(&run);
+    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("proxy -> accounting ok"), "{stdout}");
+    assert!(stdout.contains("accounting -> oracle:1521 ok"), "{stdout}");
+    assert!(stdout.contains("DB=oracle:1521 answered 200"), "{stdout}");
+    let proxy = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("ENVCTL_PROXY_8080="))
+        .unwrap_or_else(|| panic!("no ENVCTL_PROXY_8080 in:\n{stdout}"));
+    assert!(
+        proxy.contains(":8080 answered 200") && !proxy.starts_with(&network.gateway()),
+        "expected the proxy's own address, not a published port: {proxy}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(agent.networks(), alone, "nothing left attached after `run`");
+    chain.assert_nothing_left();
+
+    // `up`: probed at the services' own addresses, then the agent leaves: the environment
+    // outlives the command.
+    let file = format!("/env/{}.yaml", unpublished.name);
+    let up = agent.envctl(&["up", "-f", &file]);
+    let (_, stderr) = texts(&up);
+    assert!(up.status.success(), "{stderr}");
+    assert_eq!(
+        agent.networks(),
+        alone,
+        "`up` leaves the network after its probes"
+    );
+    unpublished
+        .envctl()
+        .args(["down", "--all", "--environment", &unpublished.name])
+        .run()
+        .success();
+    unpublished.assert_nothing_left();
+
+    // A failed start rolls back, and leaves nothing attached.
+    let file = format!("/env/{}.yaml", failing.name);
+    let up = agent.envctl(&["up", "-f", &file, "--timeout", "60s"]);
+    let (_, stderr) = texts(&up);
+    assert_eq!(up.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("service `app` failed"), "{stderr}");
+    assert_eq!(
+        agent.networks(),
+        alone,
+        "nothing left attached after a failed start"
+    );
+    failing.assert_nothing_left();
+
+    // Ctrl-C while `run`'s command runs: the environment goes, and the agent leaves first.
+    let file = format!("/env/{}.yaml", interrupted.name);
+    agent.envctl_detached(&["run", "-f", &file, "--", "/standin", "sleep"]);
+    agent.wait_for_command(&network.name);
+    agent.signal_envctl("INT");
+    wait_until("envctl ends after Ctrl-C", Duration::from_secs(30), || {
+        !agent.envctl_runs()
+    });
+    assert_eq!(
+        agent.networks(),
+        alone,
+        "nothing left attached after Ctrl-C"
+    );
+    interrupted.assert_nothing_left();
+
+    // A killed agent's `run` leaves its container attached: `down` disconnects it as envctl's
+    // instead of keeping the network for a foreign user.
+    let file = format!("/env/{}.yaml", killed.name);
+    agent.envctl_detached(&["run", "-f", &file, "--", "/standin", "sleep"]);
+    agent.wait_for_command(&network.name);
+    agent.signal_envctl("KILL");
+    wait_until("envctl is killed", Duration::from_secs(10), || {
+        !agent.envctl_runs()
+    });
+    assert_eq!(
+        agent.networks().len(),
+        2,
+        "the killed run's attachment stays"
+    );
+    killed
+        .envctl()
+        .args(["down", "--all", "--environment", &killed.name])
+        .run()
+        .success();
+    assert_eq!(agent.networks(), alone, "`down` disconnected the agent");
+    killed.assert_nothing_left();
+}
+
 #[test]
 fn envctl_in_a_container_reaches_its_environment() {
     let Some(socket) = engine_socket() else {
         eprintln!("skipped: the engine is not behind a local unix socket");
         return;
     };
-    let chain = TestEnv::new("incontainer", CHAIN);
     let unpublished = TestEnv::new("incontainer-unpub", UNPUBLISHED);
     let astray = TestEnv::new("incontainer-astray", PUBLISHED);
-    let files = [chain.file(), unpublished.file(), astray.file()];
+    let files = [unpublished.file(), astray.file()];
     let image = EnvctlImage::build("incontainer", &files);
     let network = Network::create(&unique("incontainer-net"));
 
-    let run = image.run(
-        &network.name,
-        &socket,
-        &[],
-        &[
-            "run",
-            "-f",
-            &format!("/env/{}.yaml", chain.name),
-            "--",
-            "/standin",
-            "fetch",
-            "ENVCTL_PROXY_8080",
-            "/",
-        ],
-    );
-    let (stdout, stderr) = texts(&run);
-    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("proxy -> accounting ok"), "{stdout}");
-    assert!(stdout.contains("accounting -> oracle:1521 ok"), "{stdout}");
-    // Reached at the container's default gateway: its network's gateway on the host.
-    let gateway = network.gateway();
-    assert!(
-        stdout.contains(&format!("ENVCTL_PROXY_8080={gateway}:")),
-        "expected the proxy at the gateway {gateway}:\n{stdout}"
-    );
-    chain.assert_nothing_left();
-
+    // ENVCTL_HOST says where services answer: envctl does not join, and a probe that needs a
+    // service's own address says why it has none.
+    let gateway = format!("ENVCTL_HOST={}", network.gateway());
     let up = image.run(
         &network.name,
         &socket,
-        &[],
+        &["-e", &gateway],
         &["up", "-f", &format!("/env/{}.yaml", unpublished.name)],
     );
     let (_, stderr) = texts(&up);
     assert_eq!(up.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("port 1521 is probed but not published, and container addresses do not answer from where envctl runs"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ENVCTL_HOST is set, which says where services answer instead"),
         "{stderr}"
     );
     assert!(
@@ -204,6 +312,12 @@ impl EnvctlImage {
                 .unwrap_or_else(|e| panic!("copy {}: {e}", library.display()));
         }
         std::fs::copy(standin(), rootfs.join("standin")).expect("copy the stand-in");
+        // A static shell, for commands that do more than one thing, and `kill`.
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .expect("busybox: install Debian's busybox-static (.ci/run does)");
+        std::fs::copy(busybox, rootfs.join("busybox")).expect("copy busybox");
         std::fs::create_dir_all(rootfs.join("env")).expect("env dir");
         for file in files {
             let name = file.file_name().expect("file name");
@@ -261,6 +375,94 @@ impl EnvctlImage {
             "sleep",
         ]);
         Container(name)
+    }
+}
+
+/// A CI agent: a container of the envctl image that only sleeps, on a network of its own with
+/// the engine's socket mounted, in which envctl runs with `docker exec`, as a Jenkins agent in
+/// Docker runs its steps. Removed when dropped.
+struct Agent(Container);
+
+impl Agent {
+    fn start(image: &EnvctlImage, network: &str, socket: &Path) -> Agent {
+        let name = unique(&format!("envctl-agent-{}", short_hash(&[network])));
+        let mount = format!("{}:/var/run/docker.sock", socket.display());
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            network,
+            "-v",
+            &mount,
+            "--entrypoint",
+            "/standin",
+            &image.tag,
+            "sleep",
+        ]);
+        Agent(Container(name))
+    }
+
+    /// `envctl ARGS` in the agent, to its end.
+    fn envctl(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["exec", &self.0.0, "/envctl"])
+            .args(args)
+            .output()
+            .expect("docker exec")
+    }
+
+    /// `envctl ARGS` in the agent, in the background.
+    fn envctl_detached(&self, args: &[&str]) {
+        let mut all = vec!["exec", "-d", &self.0.0, "/envctl"];
+        all.extend(args);
+        docker(&all);
+    }
+
+    /// The networks the agent is on, by name, sorted.
+    fn networks(&self) -> Vec<String> {
+        let names = docker(&[
+            "inspect",
+            "-f",
+            "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+            &self.0.0,
+        ]);
+        let mut names: Vec<String> = names.split_whitespace().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until a `run` in the agent runs its command (`/standin sleep` beside the agent's
+    /// own), on the environment's network besides `network`.
+    fn wait_for_command(&self, network: &str) {
+        wait_until("the command runs", Duration::from_secs(60), || {
+            let sleeping = self.busybox(&["pidof", "standin"]);
+            let pids = String::from_utf8_lossy(&sleeping.stdout)
+                .split_whitespace()
+                .count();
+            pids >= 2 && self.networks().len() == 2
+        });
+        assert!(self.networks().contains(&network.to_owned()));
+    }
+
+    fn envctl_runs(&self) -> bool {
+        self.busybox(&["pidof", "envctl"]).status.success()
+    }
+
+    /// Sends `signal` to envctl in the agent, as Ctrl-C or a kill would.
+    fn signal_envctl(&self, signal: &str) {
+        let script = format!("kill -{signal} $(/busybox pidof envctl)");
+        let output = self.busybox(&["sh", "-c", &script]);
+        assert!(output.status.success(), "{}", texts(&output).1);
+    }
+
+    fn busybox(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["exec", &self.0.0, "/busybox"])
+            .args(args)
+            .output()
+            .expect("docker exec")
     }
 }
 

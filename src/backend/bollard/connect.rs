@@ -512,6 +512,19 @@ pub struct Reach {
     published: OnceLock<String>,
     /// Whether containers' own addresses answer, what did not answer: learnt by the probes.
     reachability: Reachability,
+    /// Whether envctl may connect its own container to environments' networks.
+    attachable: Attachable,
+}
+
+/// Whether this process may connect its own container to an environment's network, so that
+/// the services' own addresses answer from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachable {
+    Yes,
+    /// envctl does not run in a container: nothing to attach.
+    NotInContainer,
+    /// It runs in a container but must not attach it, for this reason.
+    No(&'static str),
 }
 
 impl Reach {
@@ -521,8 +534,21 @@ impl Reach {
             .clone()
             .or_else(|| endpoint.remote_host().map(str::to_owned));
         let in_container = in_container();
+        let attachable = match (in_container, &settings.envctl_host, &endpoint.transport) {
+            (false, _, _) => Attachable::NotInContainer,
+            (true, Some(_), _) => Attachable::No(
+                "ENVCTL_HOST is set, which says where services answer instead: envctl does not \
+                 attach its container",
+            ),
+            (true, None, Transport::Unix) => Attachable::Yes,
+            (true, None, _) => Attachable::No(
+                "the engine is not behind a local socket, so envctl's container is none of its \
+                 containers",
+            ),
+        };
         Reach {
             endpoint: endpoint.host.clone(),
+            attachable,
             fixed_host,
             in_container,
             gateway: in_container
@@ -582,6 +608,12 @@ impl Reach {
     /// Where envctl runs, for messages about unreachable addresses.
     pub fn in_container(&self) -> bool {
         self.in_container
+    }
+
+    /// Whether envctl may connect its own container to environments' networks: it runs in a
+    /// container, the engine is behind a local socket, and ENVCTL_HOST is unset.
+    pub fn attachable(&self) -> Attachable {
+        self.attachable
     }
 }
 
@@ -644,6 +676,7 @@ mod tests {
             gateway: Some(Ipv4Addr::LOCALHOST),
             published: OnceLock::new(),
             reachability: Reachability::new(),
+            attachable: Attachable::Yes,
         }
     }
 

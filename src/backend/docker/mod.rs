@@ -5,6 +5,7 @@
 //! renewed by renaming its container, which the engine does atomically. Services are
 //! containers `SERVICE_ID` on the user-defined bridge network `envctl_ENV_ID`.
 
+pub mod attach;
 pub mod convert;
 pub mod engine;
 
@@ -41,6 +42,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 pub struct DockerBackend<'a> {
     engine: Arc<dyn Engine + 'a>,
     info: BackendInfo,
+    /// envctl's own container, and the environments' networks this process connected it to.
+    attacher: Arc<attach::Attacher>,
 }
 
 impl<'a> DockerBackend<'a> {
@@ -51,7 +54,11 @@ impl<'a> DockerBackend<'a> {
             endpoint: engine.endpoint().to_string(),
             capabilities: CAPABILITIES,
         };
-        DockerBackend { engine, info }
+        DockerBackend {
+            engine,
+            info,
+            attacher: Arc::default(),
+        }
     }
 
     /// The engine underneath, for the code that still speaks containers.
@@ -270,6 +277,14 @@ impl Backend for DockerBackend<'_> {
 
     async fn ping(&self) -> Result<()> {
         self.engine.ping().await
+    }
+
+    async fn attach(&self, id: &str) -> Result<Joined> {
+        self.attacher.attach(self.engine.as_ref(), id).await
+    }
+
+    async fn detach(&self, id: &str) -> Result<()> {
+        self.attacher.detach(self.engine.as_ref(), id).await
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
@@ -609,13 +624,45 @@ impl Backend for DockerBackend<'_> {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        // Only a refusal costs the inspection: who is still attached is not envctl's.
+        // Only a refusal costs the inspection: who is still attached is not a service.
         let users = match self.engine.network_containers(&isolation.native).await {
             Ok(attached) if !attached.is_empty() => attached,
             Err(BackendError::NotFound { .. }) => return Ok(()),
             _ => return Err(refused),
         };
-        let mut users: Vec<String> = users
+        // envctl's own container joined it for a start or a `run` (one killed before it
+        // disconnected, or one still running): disconnected, not named as a foreign user.
+        let mut foreign = Vec::new();
+        let mut released = false;
+        for user in users {
+            let envctls = match self.engine.networked(&user.id).await {
+                Ok(container) => attach::is_envctls(&container, &isolation.native),
+                Err(_) => false,
+            };
+            if !envctls {
+                foreign.push(user);
+                continue;
+            }
+            tracing::debug!(container = %user.name, network = %isolation.name, "disconnecting envctl's own attachment");
+            match self
+                .engine
+                .disconnect_network(&isolation.native, &user.id)
+                .await
+            {
+                Ok(()) | Err(BackendError::NotFound { .. }) => released = true,
+                Err(_) => foreign.push(user),
+            }
+        }
+        if foreign.is_empty() && released {
+            return match self.engine.remove_network(&isolation.native).await {
+                Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+                Err(error) => Err(error),
+            };
+        }
+        if foreign.is_empty() {
+            return Err(refused);
+        }
+        let mut users: Vec<String> = foreign
             .into_iter()
             .map(|u| u.name.trim_start_matches('/').to_string())
             .collect();

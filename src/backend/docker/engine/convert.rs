@@ -12,7 +12,7 @@ use bollard::models::{
 
 use super::{
     Attachment, ContainerDetails, ContainerSpec, ContainerState, ContainerSummary, Labels,
-    PublishedPort,
+    NetworkEndpoint, Networked, PublishedPort,
 };
 use crate::spec::runtime::{HostAddress, MountSource, Restart, Runtime};
 
@@ -265,6 +265,44 @@ pub(super) fn attachment(response: ContainerInspectResponse) -> Attachment {
             .filter(|ip| !ip.is_empty()),
         network,
         labels: to_labels(response.config.and_then(|config| config.labels)),
+    }
+}
+
+pub(super) fn networked(id: &str, response: ContainerInspectResponse) -> Networked {
+    let running = response
+        .state
+        .as_ref()
+        .and_then(|state| state.running)
+        .unwrap_or(false);
+    let mut networks: Vec<NetworkEndpoint> = response
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(network, endpoint)| NetworkEndpoint {
+            network,
+            network_id: endpoint.network_id.unwrap_or_default(),
+            aliases: endpoint.aliases.unwrap_or_default(),
+        })
+        .collect();
+    networks.sort_by(|a, b| a.network.cmp(&b.network));
+    Networked {
+        id: response.id.unwrap_or_else(|| id.to_owned()),
+        name: response
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        hostname: response
+            .config
+            .and_then(|config| config.hostname)
+            .filter(|hostname| !hostname.is_empty()),
+        running,
+        network_mode: response
+            .host_config
+            .and_then(|host| host.network_mode)
+            .unwrap_or_default(),
+        networks,
     }
 }
 

@@ -33,15 +33,16 @@ use crate::naming;
 use crate::registry::Reference;
 
 use super::convert::{
-    attachment, container_body, container_details, container_summary, endpoint, redacted,
-    to_hash_map, to_labels,
+    attachment, container_body, container_details, container_summary, endpoint, networked,
+    redacted, to_hash_map, to_labels,
 };
 use super::error;
 use super::subnets::{self, Pool, Subnet};
 use super::{
-    Attached, Attachment, BackendError, ContainerDetails, ContainerSpec, ContainerSummary, Engine,
-    ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec, NetworkSummary,
-    PublishedPort, PullProgress, Result, Traffic, VolumeSpec, VolumeSummary,
+    Attachable, Attached, Attachment, BackendError, ContainerDetails, ContainerSpec,
+    ContainerSummary, Engine, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions,
+    NetworkSpec, NetworkSummary, Networked, PublishedPort, PullProgress, Result, Traffic,
+    VolumeSpec, VolumeSummary,
 };
 use crate::backend::bollard::PATIENT_TIMEOUT;
 use crate::backend::bollard::auth::{self, insecure_of};
@@ -286,6 +287,10 @@ impl Engine for Docker {
         self.reach.reachability()
     }
 
+    fn attachable(&self) -> Attachable {
+        self.reach.attachable()
+    }
+
     async fn ping(&self) -> Result<()> {
         match tokio::time::timeout(PING_TIMEOUT, self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),
@@ -368,6 +373,18 @@ impl Engine for Docker {
                 name: endpoint.name.unwrap_or_default(),
             })
             .collect())
+    }
+
+    async fn networked(&self, container: &str) -> Result<Networked> {
+        let response = self
+            .client
+            .inspect_container(container, None)
+            .await
+            .map_err(|error| {
+                let operation = format!("inspect container `{container}`");
+                self.failed_on("container", container, operation, &error)
+            })?;
+        Ok(networked(container, response))
     }
 
     async fn attachment(&self, container: &str) -> Result<Attachment> {

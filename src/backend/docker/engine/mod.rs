@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
+pub use crate::backend::bollard::connect::Attachable;
 pub use crate::backend::{BackendError, ExecOutput, Result, Traffic};
 pub use crate::naming::codec::{Filter, Labels};
 use crate::spec::Runtime;
@@ -165,6 +166,38 @@ pub struct Attachment {
     pub labels: Labels,
 }
 
+/// A container's identity and the networks it is on, as inspecting it tells: for envctl's own
+/// container, and for the containers that hold an environment's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Networked {
+    /// The full id.
+    pub id: String,
+    pub name: String,
+    pub hostname: Option<String>,
+    pub running: bool,
+    /// `host`, `bridge`, a network's name or id, `container:ID`.
+    pub network_mode: String,
+    pub networks: Vec<NetworkEndpoint>,
+}
+
+/// One network a container is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkEndpoint {
+    pub network: String,
+    pub network_id: String,
+    /// The names it answers to there, besides its own.
+    pub aliases: Vec<String>,
+}
+
+impl Networked {
+    /// Its endpoint on the network `network` (a name or id), if it is on it.
+    pub fn on(&self, network: &str) -> Option<&NetworkEndpoint> {
+        self.networks
+            .iter()
+            .find(|e| e.network == network || e.network_id == network)
+    }
+}
+
 /// A container attached to a network, as inspecting the network tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
@@ -210,6 +243,10 @@ pub trait Engine: Send + Sync {
     fn published_host(&self) -> &str;
     /// What this process learnt of reaching the engine's containers (see [`crate::reach`]).
     fn reachability(&self) -> &crate::reach::Reachability;
+    /// Whether this process may connect its own container to environments' networks.
+    fn attachable(&self) -> Attachable {
+        Attachable::NotInContainer
+    }
 
     /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
     /// every address (Docker reports `0.0.0.0`), else that address.
@@ -231,6 +268,8 @@ pub trait Engine: Send + Sync {
     async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>>;
     /// The containers attached to a network, envctl's or not.
     async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
+    /// A container's full id, name, host name and the networks it is on.
+    async fn networked(&self, container: &str) -> Result<Networked>;
     /// The network a container was created on, and whether it is attached to it now.
     async fn attachment(&self, container: &str) -> Result<Attachment>;
     /// Detaches a container from a network: its address and aliases there are free at once.
