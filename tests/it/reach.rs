@@ -50,6 +50,14 @@ const PUBLISHED: &str = r#"  db:
       tcp: 1521
 "#;
 
+/// A service that listens only long after it started.
+const SLOW: &str = r#"  db:
+    image: envctl-demo/oracle-xe
+    command: [serve, --name, db, --port, "1521", --delay, 300s]
+    ready:
+      tcp: 1521
+"#;
+
 /// A start that fails after its first service was probed at its own address.
 const FAILING: &str = r#"  db:
     image: envctl-demo/oracle-xe
@@ -75,12 +83,14 @@ fn envctl_in_a_container_joins_its_environment_while_it_needs_it() {
     let failing = TestEnv::new("joins-fail", FAILING);
     let interrupted = TestEnv::new("joins-int", UNPUBLISHED);
     let killed = TestEnv::new("joins-killed", UNPUBLISHED);
+    let slow = TestEnv::new("joins-slow", SLOW);
     let files = [
         chain.file(),
         unpublished.file(),
         failing.file(),
         interrupted.file(),
         killed.file(),
+        slow.file(),
     ];
     let image = EnvctlImage::build("joins", &files);
     let network = Network::create(&unique("joins-net"));
@@ -144,6 +154,22 @@ fn envctl_in_a_container_joins_its_environment_while_it_needs_it() {
     let file = format!("/env/{}.yaml", interrupted.name);
     agent.envctl_detached(&["run", "-f", &file, "--", "/standin", "sleep"]);
     agent.wait_for_command(&network.name);
+    // Meanwhile another start in the same agent (Jenkins executors sharing it) joins a second
+    // environment: a link name may then resolve in either, which envctl says.
+    let file = format!("/env/{}.yaml", unpublished.name);
+    let up = agent.envctl(&["up", "-f", &file]);
+    let (_, stderr) = texts(&up);
+    assert!(up.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is on the networks of other environments too")
+            && stderr.contains("Docker's DNS may answer a link name"),
+        "{stderr}"
+    );
+    unpublished
+        .envctl()
+        .args(["down", "--all", "--environment", &unpublished.name])
+        .run()
+        .success();
     agent.signal_envctl("INT");
     wait_until("envctl ends after Ctrl-C", Duration::from_secs(30), || {
         !agent.envctl_runs()
@@ -176,6 +202,32 @@ fn envctl_in_a_container_joins_its_environment_while_it_needs_it() {
         .success();
     assert_eq!(agent.networks(), alone, "`down` disconnected the agent");
     killed.assert_nothing_left();
+
+    // An `up` killed while it probed: the reaper (here on the agent, which sees the `up` is
+    // gone) removes the start that never finished, and disconnects the agent it found attached.
+    let file = format!("/env/{}.yaml", slow.name);
+    agent.envctl_detached(&["up", "-f", &file]);
+    wait_until("the agent joins to probe", Duration::from_secs(60), || {
+        agent.networks().len() == 2
+    });
+    agent.signal_envctl("KILL");
+    wait_until("envctl is killed", Duration::from_secs(10), || {
+        !agent.envctl_runs()
+    });
+    assert_eq!(
+        agent.networks().len(),
+        2,
+        "the killed start's attachment stays"
+    );
+    let reaped = agent.envctl(&["reap", "--environment", &slow.name]);
+    let (stdout, stderr) = texts(&reaped);
+    assert!(reaped.status.success(), "{stderr}");
+    assert_eq!(
+        agent.networks(),
+        alone,
+        "the reaper disconnected the agent:\n{stdout}\n{stderr}"
+    );
+    slow.assert_nothing_left();
 }
 
 #[test]
