@@ -7,7 +7,7 @@
 //! in which the lifecycle acted. It never stands in for what only an engine can show: those
 //! tests run against Docker in tests/it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ struct World {
     foreign: BTreeMap<String, Vec<String>>,
     /// What `cannot_probe_unpublished` says.
     unprobeable: Option<String>,
+    /// The environments this process joined ([`Backend::attach`]) and has not left.
+    joined: BTreeSet<String>,
     calls: Vec<String>,
     /// Run when an operation is called, before it acts: something happening meanwhile.
     hooks: Vec<(String, Hook)>,
@@ -265,6 +267,11 @@ impl Fake {
     }
 
     /// Every call so far, as `operation target`.
+    /// The environments this process joined and has not left.
+    pub fn joined(&self) -> Vec<String> {
+        self.world().joined.iter().cloned().collect()
+    }
+
     pub fn calls(&self) -> Vec<String> {
         self.world().calls.clone()
     }
@@ -481,6 +488,21 @@ impl Backend for Fake {
 
     async fn cannot_probe_unpublished(&self) -> Option<String> {
         self.world().unprobeable.clone()
+    }
+
+    async fn attach(&self, id: &str) -> Result<Joined> {
+        self.enter("attach", id).await?;
+        self.world().joined.insert(id.to_string());
+        Ok(Joined {
+            joined: true,
+            warning: None,
+        })
+    }
+
+    async fn detach(&self, id: &str) -> Result<()> {
+        self.enter("detach", id).await?;
+        self.world().joined.remove(id);
+        Ok(())
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {

@@ -324,6 +324,83 @@ async fn an_interrupted_start_rolls_back_and_says_what_it_removed() {
     assert!(fake.calls_of("set_marker").is_empty(), "no ready marker");
 }
 
+/// The environment's network is left before the rollback removes it: a container of envctl's
+/// still attached would hold it.
+fn left_before_the_rollback(fake: &Fake) {
+    let calls = fake.calls();
+    let left = calls.iter().position(|c| c == "detach shop-1");
+    let removed = calls.iter().position(|c| c.starts_with("remove_isolation"));
+    assert!(
+        left.is_some() && left < removed,
+        "left the network before removing it: {calls:?}"
+    );
+    assert_eq!(fake.calls_of("attach"), ["shop-1"]);
+    assert_eq!(fake.joined(), Vec::<String>::new(), "nothing left joined");
+}
+
+#[tokio::test(start_paused = true)]
+async fn envctl_joins_for_address_probes_and_leaves_after_a_failed_start() {
+    let app = Script {
+        exits: Some((Duration::from_secs(1), 1)),
+        ..Script::default()
+    };
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "log: ready")
+        .script(
+            "db",
+            Script {
+                logs: vec!["ready".into()],
+                ..Script::default()
+            },
+        )
+        .service("app", "shop/app:1")
+        .ready("app", "tcp: 8080")
+        .script("app", app)
+        .depends("app", "db");
+    let error = env.up().await.unwrap_err();
+    assert!(matches!(error, StartError::Service { .. }), "{error}");
+    left_before_the_rollback(&env.fake);
+}
+
+#[tokio::test(start_paused = true)]
+async fn envctl_leaves_the_network_after_an_interrupt_and_after_a_timeout() {
+    let interrupted = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .timeout(Duration::from_secs(600));
+    let interrupt = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        interrupted.interrupt();
+    };
+    let (result, ()) = tokio::join!(interrupted.up(), interrupt);
+    assert!(matches!(result, Err(StartError::Interrupted(_))));
+    left_before_the_rollback(&interrupted.fake);
+
+    let timed_out = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "http: 8080/health")
+        .timeout(Duration::from_secs(30));
+    let error = timed_out.up().await.unwrap_err();
+    assert!(matches!(error, StartError::Timeout { .. }), "{error}");
+    left_before_the_rollback(&timed_out.fake);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_address_probes_joins_nothing() {
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "exec: [pg_isready]")
+        .service("app", "shop/app:1")
+        .depends("app", "db");
+    let _ = env.up().await;
+    assert!(
+        env.fake.calls_of("attach").is_empty(),
+        "{:?}",
+        env.fake.calls()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_while_the_ready_marker_is_set_leaves_no_orphan_marker() {
     let fake = fake();

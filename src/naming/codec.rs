@@ -367,8 +367,8 @@ pub fn id(labels: &Labels) -> Option<&str> {
 
 /// The network alias that records an endpoint as envctl's own attachment: envctl's container
 /// joined an environment's network for itself (its probes, `run`'s command). Docker keeps no
-/// labels on a network endpoint, but keeps its aliases (`docker inspect` shows them), and a
-/// name with dots is none a service of a file can take.
+/// labels on a network endpoint, but keeps its aliases (`docker inspect` shows them). Only
+/// containers other than the environment's services are ever judged by it.
 const ATTACHMENT_ALIAS: &str = "io.envctl.attached";
 
 /// The aliases under which envctl's own container joins an environment's network.
