@@ -1085,17 +1085,30 @@ pub async fn restore_unfinished(
     let current = inventory::find(backend, &instance.id)
         .await?
         .ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))?;
-    // Puts the previous services back and removes the marker, this process's own by now.
-    restore(backend, &current, &BTreeSet::new(), &BTreeMap::new())
-        .await
-        .map_err(|problem| {
-            UpdateError::Start(StartError::Service {
-                service: "(previous update)".into(),
-                container: naming::update_name(&instance.id),
-                reason: format!("could not restore what a previous update left: {problem}"),
-                logs: Vec::new(),
-            })
-        })?;
+    // Puts the previous services back and removes the marker, this process's own by now;
+    // envctl in a container joins the network for the probes of what it restores.
+    let probing = current
+        .aside
+        .iter()
+        .any(|s| s.ready().is_some_and(probes_addresses));
+    if probing && let Some(warning) = backend.attach(&instance.id).await?.warning {
+        tracing::warn!("{warning}");
+    }
+    let restored = restore(backend, &current, &BTreeSet::new(), &BTreeMap::new()).await;
+    if probing && let Err(error) = backend.detach(&instance.id).await {
+        tracing::warn!(
+            "could not disconnect envctl's container from environment {}: {error}",
+            instance.id
+        );
+    }
+    restored.map_err(|problem| {
+        UpdateError::Start(StartError::Service {
+            service: "(previous update)".into(),
+            container: naming::update_name(&instance.id),
+            reason: format!("could not restore what a previous update left: {problem}"),
+            logs: Vec::new(),
+        })
+    })?;
     let found = inventory::find(backend, &instance.id).await?;
     found.ok_or_else(|| UpdateError::RemovedMeanwhile(instance.id.clone()))
 }
