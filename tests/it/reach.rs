@@ -267,6 +267,23 @@ fn envctl_in_a_container_reaches_its_environment() {
     );
     unpublished.assert_nothing_left();
 
+    // An agent the engine will not connect (`--network none` joins no other network): the
+    // probe's error says so.
+    let up = image.run(
+        "none",
+        &socket,
+        &[],
+        &["up", "-f", &format!("/env/{}.yaml", unpublished.name)],
+    );
+    let (_, stderr) = texts(&up);
+    assert_eq!(up.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("port 1521 is probed but not published")
+            && stderr.contains("the engine refused to connect envctl's container"),
+        "{stderr}"
+    );
+    unpublished.assert_nothing_left();
+
     // ENVCTL_HOST at an address that does not answer from the agent (a container on another
     // bridge: Docker drops what crosses between them): the timeout blames the address, not
     // the time it allowed.

@@ -100,8 +100,12 @@ impl Attacher {
             Ok(()) => {}
             Err(error) if error.is_engine_down() => return Err(error),
             Err(error) => {
+                let reason = match error {
+                    BackendError::Operation { reason, .. } => reason,
+                    other => other.to_string(),
+                };
                 return not(format!(
-                    "the engine refused to connect envctl's container `{}` to `{}`: {error}",
+                    "the engine refused to connect envctl's container `{}` to `{}`: {reason}",
                     me.name, network.name
                 ));
             }
