@@ -360,6 +360,60 @@ mod tests {
         }
     }
 
+    fn on(networks: &[(&str, &[&str])]) -> Networked {
+        Networked {
+            networks: networks
+                .iter()
+                .map(|(network, aliases)| super::super::engine::NetworkEndpoint {
+                    network: network.to_string(),
+                    network_id: format!("{network}-id"),
+                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            ..found(ID, "ci-agent")
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_envctls_by_its_alias_alone() {
+        let ours = codec::attachment_aliases();
+        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+        let agent = on(&[("ci", &["agent"]), ("envctl_shop_1", &ours)]);
+        assert!(is_envctls(&agent, "envctl_shop_1"));
+        assert!(
+            is_envctls(&agent, "envctl_shop_1-id"),
+            "by the network's id too"
+        );
+        assert!(!is_envctls(&agent, "ci"));
+        assert!(!is_envctls(&agent, "envctl_shop_2"), "not on it");
+        let debugger = on(&[("envctl_shop_1", &["debugger"])]);
+        assert!(!is_envctls(&debugger, "envctl_shop_1"), "a foreign user");
+    }
+
+    #[test]
+    fn joining_a_second_environment_warns_of_its_link_names() {
+        let ours = codec::attachment_aliases();
+        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+        let alone = on(&[("ci", &[]), ("envctl_shop_1", &ours)]);
+        assert_eq!(others(&alone, "envctl_shop_1"), None);
+        let twice = on(&[
+            ("ci", &[]),
+            ("envctl_shop_1", &ours),
+            ("envctl_shop_2", &ours),
+        ]);
+        let warning = others(&twice, "envctl_shop_2").expect("a warning");
+        assert!(
+            warning.starts_with(
+                "envctl's container `agent` is on the networks of other environments too \
+                 (`envctl_shop_1`): Docker's DNS may answer a link name"
+            ),
+            "{warning}"
+        );
+        // A network joined by hand is no environment envctl joined.
+        let by_hand = on(&[("ci", &[]), ("envctl_shop_1", &["debug"])]);
+        assert_eq!(others(&by_hand, "envctl_shop_2"), None);
+    }
+
     #[test]
     fn a_candidate_holds_only_when_the_engine_confirms_it() {
         let mount = Candidate::Mount(ID.into());
