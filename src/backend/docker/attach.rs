@@ -11,8 +11,8 @@
 //! not confirm is no container of envctl's.
 //!
 //! The endpoint carries the alias [`codec::attachment_aliases`] names: Docker keeps no labels on
-//! an endpoint, but keeps its aliases, so `down` and the reaper (through
-//! [`Attacher::release_network`]) know an attachment as envctl's and disconnect it, where they
+//! an endpoint, but keeps its aliases, so `down` and the reaper (through [`is_envctls`] in the
+//! backend's `remove_isolation`) know an attachment as envctl's and disconnect it, where they
 //! would keep a network a foreign container holds.
 
 use std::collections::BTreeMap;
