@@ -130,6 +130,23 @@ fn envctl_in_a_container_joins_its_environment_while_it_needs_it() {
         alone,
         "`up` leaves the network after its probes"
     );
+    // `start` after a `stop` probes at the services' own addresses too, then leaves.
+    let (stdout, _) = texts(&up);
+    let id = stdout
+        .split_whitespace()
+        .skip_while(|word| *word != "id")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no id in:\n{stdout}"))
+        .to_owned();
+    let stop = agent.envctl(&["stop", &id]);
+    assert!(stop.status.success(), "{}", texts(&stop).1);
+    let start = agent.envctl(&["start", &id]);
+    assert!(start.status.success(), "{}", texts(&start).1);
+    assert_eq!(
+        agent.networks(),
+        alone,
+        "`start` leaves the network after its probes"
+    );
     unpublished
         .envctl()
         .args(["down", "--all", "--environment", &unpublished.name])

@@ -637,6 +637,11 @@ impl Backend for DockerBackend<'_> {
         for user in users {
             let envctls = match self.engine.networked(&user.id).await {
                 Ok(container) => attach::is_envctls(&container, &isolation.native),
+                // Gone meanwhile: it holds nothing any more.
+                Err(BackendError::NotFound { .. }) => {
+                    released = true;
+                    continue;
+                }
                 Err(_) => false,
             };
             if !envctls {
