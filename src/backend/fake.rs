@@ -800,12 +800,7 @@ impl Backend for Fake {
     }
 
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
-        let name = match marker {
-            Marker::Ready => "ready",
-            Marker::Pinned => "pin",
-            Marker::Lease(_) => "lease",
-            Marker::Update(_) => "update",
-        };
+        let name = marker.kind().as_str();
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
@@ -840,12 +835,7 @@ impl Backend for Fake {
     }
 
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
-        let name = match kind {
-            MarkerKind::Ready => "ready",
-            MarkerKind::Pinned => "pin",
-            MarkerKind::Lease => "lease",
-            MarkerKind::Update => "update",
-        };
+        let name = kind.as_str();
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         let mut world = self.world();
         if let Some(env) = world.envs.get_mut(id) {
@@ -855,6 +845,7 @@ impl Backend for Fake {
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
                 MarkerKind::Update => env.markers.update = None,
+                MarkerKind::Anchor => (env.claimed, env.markers.claimed) = (false, false),
             }
             if env.is_empty() {
                 world.envs.remove(id);

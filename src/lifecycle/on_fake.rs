@@ -325,6 +325,34 @@ async fn an_interrupted_start_rolls_back_and_says_what_it_removed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rollback_removes_a_pin_set_while_the_start_ran() {
+    // `db` never gets ready, and `envctl pin` pins the environment meanwhile.
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .timeout(Duration::from_secs(60));
+    let fake = &env.fake;
+    let pin = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let listed = crate::lifecycle::inventory::find(fake, "shop-1").await;
+        let instance = listed.expect("listed").expect("started");
+        super::pin::pin(fake, &instance).await.expect("pinned");
+    };
+    let (result, ()) = tokio::join!(env.up(), pin);
+    assert!(
+        matches!(result, Err(StartError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(
+        fake.calls_of("clear_marker")
+            .contains(&"shop-1/pin".to_string()),
+        "{:?}",
+        fake.calls()
+    );
+    assert!(!fake.exists("shop-1"), "rolled back: {:?}", fake.calls());
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_interrupt_while_the_ready_marker_is_set_leaves_no_orphan_marker() {
     let fake = fake();
     let (signals, sender) = Signals::manual();
