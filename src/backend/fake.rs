@@ -179,6 +179,12 @@ impl Fake {
         }
     }
 
+    /// The fake as a backend of `kind` names what it makes, in messages and for its isolation.
+    pub fn speaking_as(mut self, kind: Kind) -> Fake {
+        Arc::make_mut(&mut self.info).kind = kind;
+        self
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().expect("fake world")
     }
@@ -543,10 +549,7 @@ impl Backend for Fake {
         let mut world = self.world();
         world.next += 1;
         let isolation = IsolationRef {
-            name: crate::naming::network_name(
-                metadata.environment.as_deref().unwrap_or_default(),
-                &metadata.id,
-            ),
+            name: self.info.kind.isolation_name(metadata),
             native: format!("net-{}", world.next),
         };
         let env = world.env_mut(&metadata.id, "claim")?;

@@ -146,6 +146,12 @@ impl FakeEnv {
         self
     }
 
+    /// The fake names what it makes as a swarm does.
+    fn on_swarm(mut self) -> FakeEnv {
+        self.fake = self.fake.speaking_as(crate::backend::Kind::Swarm);
+        self
+    }
+
     /// `up --name`; `None`: an id of its own.
     fn id(mut self, id: Option<&str>) -> FakeEnv {
         self.options.name = id.map(String::from);
@@ -350,6 +356,51 @@ async fn a_rollback_removes_a_pin_set_while_the_start_ran() {
         fake.calls()
     );
     assert!(!fake.exists("shop-1"), "rolled back: {:?}", fake.calls());
+}
+
+/// `db` never gets ready on the fake (no address answers a probe), and a Ctrl-C comes.
+async fn interrupted(env: &FakeEnv) -> Cleanup {
+    let interrupt = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        env.interrupt();
+    };
+    match tokio::join!(env.up(), interrupt) {
+        (Err(StartError::Interrupted(cleanup)), ()) => *cleanup,
+        (other, ()) => panic!("expected an interrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swarm_rollback_calls_services_and_configs_by_their_names() {
+    let env = FakeEnv::new()
+        .on_swarm()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .service("app", "shop/app:1")
+        .depends("app", "db");
+    assert_eq!(
+        interrupted(&env).await.to_string(),
+        "removed 2 services, 1 config and 1 overlay network of environment `shop-1`"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swarm_rollback_that_cannot_list_names_the_overlay_network_it_made() {
+    let env = FakeEnv::new()
+        .on_swarm()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432");
+    env.fake.fault("list", "*", Fault::Fail("gone".into()));
+    let cleanup = interrupted(&env).await.to_string();
+    let listed = env.fake.list(&crate::backend::Selector::All).await;
+    let network = &listed.expect("listed")[0].isolation[0].name;
+    assert!(network.starts_with("envctl_shop-1_"), "{network}");
+    assert!(
+        cleanup.contains(&format!(
+            "left config `envctl_shop-1`, overlay network `{network}`"
+        )),
+        "{cleanup}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
