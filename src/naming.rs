@@ -216,6 +216,19 @@ pub fn replaced_name(service: &str, id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}replaced-{service}")
 }
 
+/// The name of `id`'s marker of `kind` (a container on Docker, a config on Swarm); `None` for
+/// a lease, whose name changes with each renewal (see [`lease_name`]).
+pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
+    use codec::MarkerKind;
+    match kind {
+        MarkerKind::Anchor => Some(anchor_name(id)),
+        MarkerKind::Ready => Some(ready_name(id)),
+        MarkerKind::Pinned => Some(pin_name(id)),
+        MarkerKind::Update => Some(update_name(id)),
+        MarkerKind::Lease => None,
+    }
+}
+
 /// The value of [`label::ROLE`] on the lease of a running `envctl run`.
 pub const LEASE_ROLE: &str = "lease";
 

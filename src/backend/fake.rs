@@ -183,6 +183,12 @@ impl Fake {
         }
     }
 
+    /// The fake as a backend of `kind` names what it makes, in messages and for its isolation.
+    pub fn speaking_as(mut self, kind: Kind) -> Fake {
+        Arc::make_mut(&mut self.info).kind = kind;
+        self
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().expect("fake world")
     }
@@ -576,10 +582,7 @@ impl Backend for Fake {
         let mut world = self.world();
         world.next += 1;
         let isolation = IsolationRef {
-            name: crate::naming::network_name(
-                metadata.environment.as_deref().unwrap_or_default(),
-                &metadata.id,
-            ),
+            name: self.info.kind.isolation_name(metadata),
             native: format!("net-{}", world.next),
         };
         let env = world.env_mut(&metadata.id, "claim")?;
@@ -833,12 +836,7 @@ impl Backend for Fake {
     }
 
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
-        let name = match marker {
-            Marker::Ready => "ready",
-            Marker::Pinned => "pin",
-            Marker::Lease(_) => "lease",
-            Marker::Update(_) => "update",
-        };
+        let name = marker.kind().as_str();
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
         let mut world = self.world();
@@ -873,12 +871,7 @@ impl Backend for Fake {
     }
 
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
-        let name = match kind {
-            MarkerKind::Ready => "ready",
-            MarkerKind::Pinned => "pin",
-            MarkerKind::Lease => "lease",
-            MarkerKind::Update => "update",
-        };
+        let name = kind.as_str();
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         let mut world = self.world();
         if let Some(env) = world.envs.get_mut(id) {
@@ -888,6 +881,7 @@ impl Backend for Fake {
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
                 MarkerKind::Update => env.markers.update = None,
+                MarkerKind::Anchor => (env.claimed, env.markers.claimed) = (false, false),
             }
             if env.is_empty() {
                 world.envs.remove(id);

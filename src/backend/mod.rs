@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 pub use crate::backend::docker::engine::PullProgress;
-pub use crate::naming::codec::{Filter, Metadata, ServiceMetadata};
+pub use crate::naming::codec::{Filter, MarkerKind, Metadata, ServiceMetadata};
 use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.
@@ -55,6 +55,43 @@ impl Kind {
             Kind::Docker => "Docker",
             Kind::Swarm => "Docker Swarm",
             Kind::Kube => "Kubernetes",
+        }
+    }
+
+    /// What this backend calls a resource of `kind` in messages.
+    pub fn noun(self, kind: ResourceKind) -> &'static str {
+        match (self, kind) {
+            (Kind::Docker, ResourceKind::Service | ResourceKind::Marker(_)) => "container",
+            (Kind::Docker, ResourceKind::Isolation) => "network",
+            (Kind::Swarm, ResourceKind::Service) => "service",
+            (Kind::Swarm, ResourceKind::Marker(_)) => "config",
+            (Kind::Swarm, ResourceKind::Isolation) => "overlay network",
+            (Kind::Kube, ResourceKind::Service) => "pod",
+            (Kind::Kube, ResourceKind::Marker(_)) => "config map",
+            (Kind::Kube, ResourceKind::Isolation) => "namespace",
+            (Kind::Docker | Kind::Swarm, ResourceKind::Volume) => "volume",
+            (Kind::Kube, ResourceKind::Volume) => "persistent volume claim",
+        }
+    }
+
+    /// How to detach `user`, which is not envctl's, from the isolation `isolation`.
+    pub fn detach_hint(self, isolation: &str, user: &str) -> String {
+        match self {
+            Kind::Docker => format!("`docker network disconnect {isolation} {user}`"),
+            Kind::Swarm => format!("`docker service update --network-rm {isolation} {user}`"),
+            Kind::Kube => format!("`kubectl delete pod --namespace {isolation} {user}`"),
+        }
+    }
+
+    /// The name `create_isolation` gives the isolation of the environment `metadata`
+    /// describes, for a message about a create that got no answer.
+    pub fn isolation_name(self, metadata: &Metadata) -> String {
+        match self {
+            Kind::Swarm => swarm::network_name(metadata),
+            Kind::Docker | Kind::Kube => crate::naming::network_name(
+                metadata.environment.as_deref().unwrap_or_default(),
+                &metadata.id,
+            ),
         }
     }
 
@@ -88,6 +125,49 @@ pub struct ServiceRef {
 pub struct IsolationRef {
     pub name: String,
     pub native: String,
+}
+
+/// What a backend makes for an environment, by what it is to envctl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    Service,
+    Marker(MarkerKind),
+    Isolation,
+    Volume,
+}
+
+/// One resource of an environment, for messages: what it is and the name its backend gave it
+/// (`proxy_20261126-041500`, `envctl_20261126-041500_ready`, `envctl_shop_20261126-041500`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub backend: Kind,
+    pub kind: ResourceKind,
+    pub name: String,
+}
+
+impl Resource {
+    pub fn new(backend: Kind, kind: ResourceKind, name: impl Into<String>) -> Resource {
+        Resource {
+            backend,
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// What its backend calls it: `container`, `config`, `overlay network`.
+    pub fn noun(&self) -> &'static str {
+        self.backend.noun(self.kind)
+    }
+}
+
+/// `` `name` `` for what the backend runs services as, else `` network `name` ``.
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.noun() == self.backend.noun(ResourceKind::Service) {
+            true => write!(f, "`{}`", self.name),
+            false => write!(f, "{} `{}`", self.noun(), self.name),
+        }
+    }
 }
 
 /// An image's own HEALTHCHECK, decoded once by the backend that read it.
@@ -337,12 +417,15 @@ pub enum Marker {
     Update(DateTime<Utc>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MarkerKind {
-    Ready,
-    Pinned,
-    Lease,
-    Update,
+impl Marker {
+    pub fn kind(self) -> MarkerKind {
+        match self {
+            Marker::Ready => MarkerKind::Ready,
+            Marker::Pinned => MarkerKind::Pinned,
+            Marker::Lease(_) => MarkerKind::Lease,
+            Marker::Update(_) => MarkerKind::Update,
+        }
+    }
 }
 
 /// One service as a listing finds it.
@@ -666,7 +749,7 @@ pub trait Backend: Send + Sync {
     async fn list(&self, selector: &Selector) -> Result<Vec<EnvironmentRecord>>;
     /// Sets a marker; setting it again renews it (a lease) or does nothing (ready, pin).
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()>;
-    /// Removes a marker. Idempotent.
+    /// Removes a marker (the anchor as [`Backend::release`] does). Idempotent.
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()>;
     /// Removes the update marker only if the update of `run` set it, so that a stale marker
     /// gives way without taking a newer update's with it. Idempotent.

@@ -31,7 +31,7 @@ pub use inventory::{Instance, State};
 pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;
-pub use teardown::{Cleanup, Resource, TeardownError, down, remove, remove_now, stop};
+pub use teardown::{Cleanup, TeardownError, down, remove, remove_now, stop};
 pub use up::{Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 

@@ -146,6 +146,12 @@ impl FakeEnv {
         self
     }
 
+    /// The fake names what it makes as a swarm does.
+    fn on_swarm(mut self) -> FakeEnv {
+        self.fake = self.fake.speaking_as(crate::backend::Kind::Swarm);
+        self
+    }
+
     /// `up --name`; `None`: an id of its own.
     fn id(mut self, id: Option<&str>) -> FakeEnv {
         self.options.name = id.map(String::from);
@@ -398,6 +404,79 @@ async fn a_start_without_address_probes_joins_nothing() {
         env.fake.calls_of("attach").is_empty(),
         "{:?}",
         env.fake.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_removes_a_pin_set_while_the_start_ran() {
+    // `db` never gets ready, and `envctl pin` pins the environment meanwhile.
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .timeout(Duration::from_secs(60));
+    let fake = &env.fake;
+    let pin = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let listed = crate::lifecycle::inventory::find(fake, "shop-1").await;
+        let instance = listed.expect("listed").expect("started");
+        super::pin::pin(fake, &instance).await.expect("pinned");
+    };
+    let (result, ()) = tokio::join!(env.up(), pin);
+    assert!(
+        matches!(result, Err(StartError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(
+        fake.calls_of("clear_marker")
+            .contains(&"shop-1/pin".to_string()),
+        "{:?}",
+        fake.calls()
+    );
+    assert!(!fake.exists("shop-1"), "rolled back: {:?}", fake.calls());
+}
+
+/// `db` never gets ready on the fake (no address answers a probe), and a Ctrl-C comes.
+async fn interrupted(env: &FakeEnv) -> Cleanup {
+    let interrupt = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        env.interrupt();
+    };
+    match tokio::join!(env.up(), interrupt) {
+        (Err(StartError::Interrupted(cleanup)), ()) => *cleanup,
+        (other, ()) => panic!("expected an interrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swarm_rollback_calls_services_and_configs_by_their_names() {
+    let env = FakeEnv::new()
+        .on_swarm()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432")
+        .service("app", "shop/app:1")
+        .depends("app", "db");
+    assert_eq!(
+        interrupted(&env).await.to_string(),
+        "removed 2 services, 1 config and 1 overlay network of environment `shop-1`"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swarm_rollback_that_cannot_list_names_the_overlay_network_it_made() {
+    let env = FakeEnv::new()
+        .on_swarm()
+        .service("db", "shop/db:1")
+        .ready("db", "tcp: 5432");
+    env.fake.fault("list", "*", Fault::Fail("gone".into()));
+    let cleanup = interrupted(&env).await.to_string();
+    let listed = env.fake.list(&crate::backend::Selector::All).await;
+    let network = &listed.expect("listed")[0].isolation[0].name;
+    assert!(network.starts_with("envctl_shop-1_"), "{network}");
+    assert!(
+        cleanup.contains(&format!(
+            "left config `envctl_shop-1`, overlay network `{network}`"
+        )),
+        "{cleanup}"
     );
 }
 

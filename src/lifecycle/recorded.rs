@@ -9,18 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
-use super::inventory::Instance;
-use super::teardown::{self, Cleanup, Resource};
+use super::teardown::{self, Cleanup};
 use crate::backend::*;
-use crate::naming;
 use crate::spec::ImageRef;
 
-/// `backend`, with every removal it carried out noted by name.
+/// `backend`, with every removal it carried out noted.
 pub struct Recorded<'a> {
     pub backend: &'a dyn Backend,
+    /// Services, isolations and volumes, by the names the listing gave.
     removed: Mutex<Vec<Resource>>,
-    /// The ids whose lease was removed: a lease's name carries its expiry.
-    leases: Mutex<Vec<String>>,
+    /// Markers, by id and kind: a lease's name carries its expiry.
+    cleared: Mutex<Vec<(String, MarkerKind)>>,
     /// What each environment had in any listing, in the order first seen: a removal lists
     /// again after removing some.
     listed: Mutex<BTreeMap<String, Vec<Resource>>>,
@@ -31,14 +30,23 @@ impl<'a> Recorded<'a> {
         Recorded {
             backend,
             removed: Mutex::default(),
-            leases: Mutex::default(),
+            cleared: Mutex::default(),
             listed: Mutex::default(),
         }
     }
 
-    fn note<T>(&self, resource: Resource, result: Result<T>) -> Result<T> {
+    fn note<T>(&self, kind: ResourceKind, name: &str, result: Result<T>) -> Result<T> {
         if result.is_ok() {
+            let resource = Resource::new(self.info().kind, kind, name);
             self.removed.lock().expect("removed lock").push(resource);
+        }
+        result
+    }
+
+    fn note_marker(&self, id: &str, kind: MarkerKind, result: Result<()>) -> Result<()> {
+        if result.is_ok() {
+            let mut cleared = self.cleared.lock().expect("cleared lock");
+            cleared.push((id.to_string(), kind));
         }
         result
     }
@@ -49,21 +57,12 @@ impl<'a> Recorded<'a> {
         let listed = self.listed.lock().expect("listed lock");
         let expected = listed.get(id)?;
         let removed = self.removed.lock().expect("removed lock");
-        let lease_gone = self
-            .leases
-            .lock()
-            .expect("leases lock")
-            .contains(&id.to_string());
-        let is_lease = |r: &Resource| match r {
-            Resource::Container(name) => {
-                naming::lease_expiry(name).is_some_and(|t| naming::lease_name(id, t) == *name)
-            }
-            _ => false,
+        let cleared = self.cleared.lock().expect("cleared lock");
+        let gone = |r: &Resource| match r.kind {
+            ResourceKind::Marker(kind) => cleared.contains(&(id.to_string(), kind)),
+            _ => removed.contains(r),
         };
-        let (gone, left) = expected
-            .iter()
-            .cloned()
-            .partition(|resource| removed.contains(resource) || (lease_gone && is_lease(resource)));
+        let (gone, left) = expected.iter().cloned().partition(gone);
         Some(Cleanup {
             id: Some(id.to_string()),
             removed: gone,
@@ -72,26 +71,6 @@ impl<'a> Recorded<'a> {
             cause: None,
         })
     }
-}
-
-/// Everything of `instance` a removal takes, by the names the listing gave.
-fn expected(instance: &Instance) -> Vec<Resource> {
-    let id = &instance.id;
-    let mut resources = teardown::resources(instance);
-    let aside = instance.aside.iter();
-    let mut extra: Vec<Resource> = aside
-        .map(|s| Resource::Container(s.handle.name.clone()))
-        .collect();
-    if instance.markers.pinned {
-        extra.push(Resource::Container(naming::pin_name(id)));
-    }
-    if instance.markers.update.is_some() {
-        extra.push(Resource::Container(naming::update_name(id)));
-    }
-    // Containers first, as the report lists them.
-    let services = instance.services.len();
-    resources.splice(services..services, extra);
-    resources
 }
 
 #[async_trait]
@@ -173,7 +152,7 @@ impl Backend for Recorded<'_> {
     }
     async fn remove_service(&self, service: &ServiceRef, grace: Option<Duration>) -> Result<()> {
         let result = self.backend.remove_service(service, grace).await;
-        self.note(Resource::Container(service.name.clone()), result)
+        self.note(ResourceKind::Service, &service.name, result)
     }
     async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
         self.backend.put_aside(service).await
@@ -190,7 +169,7 @@ impl Backend for Recorded<'_> {
         let mut listed = self.listed.lock().expect("listed lock");
         for record in &records {
             let known = listed.entry(record.id.clone()).or_default();
-            for resource in expected(record) {
+            for resource in teardown::resources(record, self.info().kind) {
                 if !known.contains(&resource) {
                     known.push(resource);
                 }
@@ -203,37 +182,23 @@ impl Backend for Recorded<'_> {
     }
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
         let result = self.backend.clear_marker(id, kind).await;
-        let name = match kind {
-            MarkerKind::Ready => naming::ready_name(id),
-            MarkerKind::Pinned => naming::pin_name(id),
-            MarkerKind::Update => naming::update_name(id),
-            MarkerKind::Lease => {
-                if result.is_ok() {
-                    self.leases
-                        .lock()
-                        .expect("leases lock")
-                        .push(id.to_string());
-                }
-                return result;
-            }
-        };
-        self.note(Resource::Container(name), result)
+        self.note_marker(id, kind, result)
     }
     async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
         let result = self.backend.clear_update_marker(id, run).await;
-        self.note(Resource::Container(naming::update_name(id)), result)
+        self.note_marker(id, MarkerKind::Update, result)
     }
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         let result = self.backend.remove_isolation(isolation).await;
-        self.note(Resource::Network(isolation.name.clone()), result)
+        self.note(ResourceKind::Isolation, &isolation.name, result)
     }
     async fn remove_volume(&self, volume: &VolumeRef) -> Result<()> {
         let result = self.backend.remove_volume(volume).await;
-        self.note(Resource::Volume(volume.native.clone()), result)
+        self.note(ResourceKind::Volume, &volume.native, result)
     }
     async fn release(&self, id: &str) -> Result<()> {
         let result = self.backend.release(id).await;
-        self.note(Resource::Container(naming::anchor_name(id)), result)
+        self.note_marker(id, MarkerKind::Anchor, result)
     }
 }
 
@@ -280,8 +245,8 @@ mod tests {
         let text = cleanup.to_string();
         let left = format!(
             "removed 1 container of environment `x`; left `{}`, `{}`, network `",
-            naming::ready_name("x"),
-            naming::anchor_name("x")
+            crate::naming::ready_name("x"),
+            crate::naming::anchor_name("x")
         );
         assert!(text.starts_with(&left), "{text}");
         assert!(

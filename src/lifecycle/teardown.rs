@@ -1,11 +1,15 @@
-//! `down` and `stop`: dependents first, each wave in parallel, only labelled resources.
+//! `down` and `stop`, and the one removal that `down`, the reaper and a failed start's
+//! rollback share: dependents first, each wave in parallel, only labelled resources.
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
 
 use super::inventory::{self, Instance};
-use crate::backend::{Backend, BackendError, MarkerKind, Selector, ServiceRecord};
+use super::recorded::Recorded;
+use crate::backend::{
+    Backend, BackendError, Kind, MarkerKind, Resource, ResourceKind, Selector, ServiceRecord,
+};
 use crate::naming;
 
 /// How long containers get to stop on SIGTERM before Docker kills them, as `docker stop`:
@@ -17,28 +21,32 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 pub enum TeardownError {
     #[error(transparent)]
     Backend(#[from] BackendError),
-    /// Containers envctl did not create are attached to the environment's network. envctl never
-    /// touches them, so it keeps the network (and the claim on the id, whose network name it
+    /// What envctl did not create is attached to the environment's isolation. envctl never
+    /// touches it, so it keeps the isolation (and the claim on the id, whose isolation name it
     /// still holds); everything else of the environment is gone.
     #[error(
-        "kept network `{network}` of `{id}`: {} not envctl's {} attached to it\n\
-         hint: `docker network disconnect {network} {}`, then `envctl down {id}` removes the rest",
-        names(users),
+        "kept {} `{network}` of `{id}`: {} not envctl's {} attached to it\n\
+         hint: {}, then `envctl down {id}` removes the rest",
+        backend.noun(ResourceKind::Isolation),
+        names(*backend, users),
         if users.len() == 1 { "is" } else { "are" },
-        users.first().map(String::as_str).unwrap_or_default()
+        backend.detach_hint(network, users.first().map(String::as_str).unwrap_or_default())
     )]
     NetworkInUse {
         id: String,
         network: String,
         users: Vec<String>,
+        /// Whose words the message uses.
+        backend: Kind,
     },
 }
 
-fn names(users: &[String]) -> String {
+fn names(backend: Kind, users: &[String]) -> String {
+    let noun = backend.noun(ResourceKind::Service);
     let quoted: Vec<String> = users.iter().map(|u| format!("`{u}`")).collect();
     match quoted.len() {
-        1 => format!("container {}, which is", quoted[0]),
-        _ => format!("containers {}, which", quoted.join(", ")),
+        1 => format!("{noun} {}, which is", quoted[0]),
+        _ => format!("{noun}s {}, which", quoted.join(", ")),
     }
 }
 
@@ -96,36 +104,42 @@ pub async fn remove(
     remove_newcomers(backend, instance).await?;
     let held = remove_isolation(backend, instance).await?;
     remove_volumes(backend, instance).await?;
-    if instance.markers.pinned {
-        backend
-            .clear_marker(&instance.id, MarkerKind::Pinned)
-            .await?;
-    }
-    if instance.markers.lease_until.is_some() {
-        backend
-            .clear_marker(&instance.id, MarkerKind::Lease)
-            .await?;
-    }
-    // Even when the listing showed none: an update may have set its marker since. One that
-    // sets it after this sees its environment gone, and removes it itself.
-    backend
-        .clear_marker(&instance.id, MarkerKind::Update)
-        .await?;
+    let markers = &instance.markers;
+    // The update marker even when the listing showed none: an update may have set it since.
+    // One that sets it after this sees its environment gone, and removes it itself.
+    let early = [
+        (MarkerKind::Pinned, markers.pinned),
+        (MarkerKind::Lease, markers.lease_until.is_some()),
+        (MarkerKind::Update, true),
+    ];
+    clear_markers(backend, &instance.id, &early).await?;
     if let Some((network, users)) = held.into_iter().next() {
         return Err(TeardownError::NetworkInUse {
             id: instance.id.clone(),
             network,
             users,
+            backend: backend.info().kind,
         });
     }
-    if instance.markers.ready {
-        backend
-            .clear_marker(&instance.id, MarkerKind::Ready)
-            .await?;
-    }
     // The claim goes last: until then the id stays claimed.
-    if instance.markers.claimed {
-        backend.release(&instance.id).await?;
+    let last = [
+        (MarkerKind::Ready, markers.ready),
+        (MarkerKind::Anchor, markers.claimed),
+    ];
+    Ok(clear_markers(backend, &instance.id, &last).await?)
+}
+
+/// Clears the markers of `id` that are set, one after the other; the anchor by release.
+async fn clear_markers(
+    backend: &dyn Backend,
+    id: &str,
+    markers: &[(MarkerKind, bool)],
+) -> Result<(), BackendError> {
+    for (kind, _) in markers.iter().filter(|(_, set)| *set) {
+        match kind {
+            MarkerKind::Anchor => backend.release(id).await?,
+            kind => backend.clear_marker(id, *kind).await?,
+        }
     }
     Ok(())
 }
@@ -206,24 +220,6 @@ pub async fn stop(backend: &dyn Backend, instance: &Instance) -> Result<(), Back
     dependents_first(instance, |s| backend.stop_service(&s.handle, STOP_GRACE)).await
 }
 
-/// A container, network or named volume of an environment, by name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Resource {
-    Container(String),
-    Network(String),
-    Volume(String),
-}
-
-impl std::fmt::Display for Resource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Resource::Container(name) => write!(f, "`{name}`"),
-            Resource::Network(name) => write!(f, "network `{name}`"),
-            Resource::Volume(name) => write!(f, "volume `{name}`"),
-        }
-    }
-}
-
 /// What removing a start's resources got done, for a message that says what is left.
 #[derive(Debug, Default)]
 pub struct Cleanup {
@@ -287,21 +283,29 @@ impl std::fmt::Display for Cleanup {
     }
 }
 
-/// `3 containers, 1 network and 1 volume`.
+/// `3 containers, 1 network and 1 volume`, in the words of the resources' backend.
 fn count(resources: &[Resource]) -> String {
-    let of = |kind: fn(&Resource) -> bool| resources.iter().filter(|r| kind(r)).count();
-    let counts = [
-        (of(|r| matches!(r, Resource::Container(_))), "container"),
-        (of(|r| matches!(r, Resource::Network(_))), "network"),
-        (of(|r| matches!(r, Resource::Volume(_))), "volume"),
+    let Some(first) = resources.first() else {
+        return String::new();
+    };
+    // As a removal goes: services, markers, isolation, volumes; Docker's markers are containers.
+    let kinds = [
+        ResourceKind::Service,
+        ResourceKind::Marker(MarkerKind::Anchor),
+        ResourceKind::Isolation,
+        ResourceKind::Volume,
     ];
-    let parts: Vec<String> = counts
+    let mut nouns = kinds.map(|kind| first.backend.noun(kind)).to_vec();
+    nouns.dedup();
+    let parts: Vec<String> = nouns
         .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, one)| match n {
-            1 => format!("1 {one}"),
-            n => format!("{n} {one}s"),
-        })
+        .filter_map(
+            |noun| match resources.iter().filter(|r| r.noun() == *noun).count() {
+                0 => None,
+                1 => Some(format!("1 {noun}")),
+                n => Some(format!("{n} {noun}s")),
+            },
+        )
         .collect();
     match parts.as_slice() {
         [] => String::new(),
@@ -315,119 +319,98 @@ fn list(resources: &[Resource]) -> String {
     names.join(", ")
 }
 
-/// What of an environment the cleanup report names: its services and markers by their
-/// container names, its isolation as a network, its named volumes by their engine names.
-pub fn resources(record: &Instance) -> Vec<Resource> {
+/// Everything of an environment a removal takes, as the listing names it, in the order a
+/// report lists it: services (those put aside too), markers (the claim last), isolation, named
+/// volumes.
+pub fn resources(record: &Instance, backend: Kind) -> Vec<Resource> {
     let id = &record.id;
-    let mut resources: Vec<Resource> = record
-        .services
-        .iter()
-        .map(|s| Resource::Container(s.handle.name.clone()))
+    let markers = &record.markers;
+    let of = |kind, name: &str| Resource::new(backend, kind, name);
+    let services = record.services.iter().chain(&record.aside);
+    let mut resources: Vec<Resource> = services
+        .map(|s| of(ResourceKind::Service, &s.handle.name))
         .collect();
-    if let Some(until) = record.markers.lease_until {
-        resources.push(Resource::Container(naming::lease_name(id, until)));
+    let set = [
+        (MarkerKind::Pinned, markers.pinned),
+        (MarkerKind::Update, markers.update.is_some()),
+        (MarkerKind::Lease, markers.lease_until.is_some()),
+        (MarkerKind::Ready, markers.ready),
+        (MarkerKind::Anchor, markers.claimed),
+    ];
+    for (kind, _) in set.into_iter().filter(|(_, set)| *set) {
+        let name = naming::marker_name(id, kind)
+            .or_else(|| Some(naming::lease_name(id, markers.lease_until?)))
+            .unwrap_or_default();
+        resources.push(of(ResourceKind::Marker(kind), &name));
     }
-    if record.markers.ready {
-        resources.push(Resource::Container(naming::ready_name(id)));
-    }
-    if record.markers.claimed {
-        resources.push(Resource::Container(naming::anchor_name(id)));
-    }
-    resources.extend(
-        record
-            .isolation
-            .iter()
-            .map(|i| Resource::Network(i.name.clone())),
-    );
-    resources.extend(
-        record
-            .volumes
-            .iter()
-            .map(|v| Resource::Volume(v.native.clone())),
-    );
+    let isolation = record.isolation.iter();
+    resources.extend(isolation.map(|i| of(ResourceKind::Isolation, &i.name)));
+    let volumes = record.volumes.iter();
+    resources.extend(volumes.map(|v| of(ResourceKind::Volume, &v.native)));
     resources
 }
 
-/// Removes everything `selector` finds: services (stopped within `grace` first, or killed at
-/// once when `grace` is `None`), then isolation, named volumes, markers and the claim. `expected` is what the
-/// caller knows to exist: when the backend cannot be asked, that is what is left.
+/// Removes everything `selector` finds as [`remove`] does, services stopped within `grace`
+/// first (or killed at once when `None`), and says what it removed and what is left.
+/// `expected` is what the caller knows to exist: when the backend cannot be asked, that is
+/// what is left.
 pub async fn remove_reporting(
     backend: &dyn Backend,
     selector: &Selector,
     grace: Option<Duration>,
     expected: &[Resource],
 ) -> Cleanup {
-    let mut cleanup = Cleanup::default();
-    let records = match backend.list(selector).await {
+    let recorded = Recorded::new(backend);
+    let records = match recorded.list(selector).await {
         Ok(records) => records,
         Err(error) => {
-            cleanup.left = expected.to_vec();
-            cleanup.cause = Some(error);
-            return cleanup;
+            return Cleanup {
+                left: expected.to_vec(),
+                cause: Some(error),
+                ..Cleanup::default()
+            };
         }
     };
+    let mut cleanup = Cleanup::default();
     for record in &records {
-        let removing = record
-            .services
-            .iter()
-            .map(|s| backend.remove_service(&s.handle, grace));
-        for (service, result) in record.services.iter().zip(join_all(removing).await) {
-            cleanup.record(Resource::Container(service.handle.name.clone()), result);
-        }
-        let removing = record.isolation.iter().map(|i| backend.remove_isolation(i));
-        for (isolation, result) in record.isolation.iter().zip(join_all(removing).await) {
-            cleanup.record(Resource::Network(isolation.name.clone()), result);
-        }
-        let removing = record.volumes.iter().map(|v| backend.remove_volume(v));
-        for (volume, result) in record.volumes.iter().zip(join_all(removing).await) {
-            cleanup.record(Resource::Volume(volume.native.clone()), result);
-        }
-        let id = &record.id;
-        if let Some(until) = record.markers.lease_until {
-            let result = backend.clear_marker(id, MarkerKind::Lease).await;
-            cleanup.record(Resource::Container(naming::lease_name(id, until)), result);
-        }
-        if record.markers.ready {
-            let result = backend.clear_marker(id, MarkerKind::Ready).await;
-            cleanup.record(Resource::Container(naming::ready_name(id)), result);
-        }
-        if record.markers.claimed {
-            let result = backend.release(id).await;
-            cleanup.record(Resource::Container(naming::anchor_name(id)), result);
-        }
+        let result = remove(&recorded, record, grace).await;
+        let done = recorded.cleanup(&record.id).unwrap_or_default();
+        cleanup.removed.extend(done.removed);
+        cleanup.left.extend(done.left);
+        let cause = match result {
+            Ok(()) => continue,
+            Err(TeardownError::Backend(error)) => error,
+            Err(TeardownError::NetworkInUse { network, users, .. }) => BackendError::InUse {
+                what: network,
+                users,
+            },
+        };
+        cleanup.cause.get_or_insert(cause);
     }
     cleanup
-}
-
-impl Cleanup {
-    fn record(&mut self, resource: Resource, result: Result<(), BackendError>) {
-        match result {
-            Ok(()) => self.removed.push(resource),
-            Err(error) => {
-                self.left.push(resource);
-                self.cause.get_or_insert(error);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn on(backend: Kind, kind: ResourceKind, name: &str) -> Resource {
+        Resource::new(backend, kind, name)
+    }
+
     fn container(name: &str) -> Resource {
-        Resource::Container(name.into())
+        on(Kind::Docker, ResourceKind::Service, name)
+    }
+
+    fn network(name: &str) -> Resource {
+        on(Kind::Docker, ResourceKind::Isolation, name)
     }
 
     #[test]
     fn a_complete_cleanup_counts_what_it_removed() {
         let cleanup = Cleanup {
             id: Some("20261126-041500".into()),
-            removed: vec![
-                container("a"),
-                container("b"),
-                Resource::Network("n".into()),
-            ],
+            removed: vec![container("a"), container("b"), network("n")],
             ..Cleanup::default()
         };
         assert_eq!(
@@ -438,11 +421,12 @@ mod tests {
 
     #[test]
     fn an_unfinished_cleanup_names_what_is_left_and_how_to_remove_it() {
+        let ready = ResourceKind::Marker(MarkerKind::Ready);
         let cleanup = Cleanup {
             id: Some("x".into()),
             removed: vec![container("a_x")],
-            left: vec![container("b_x"), Resource::Network("envctl_e_x".into())],
-            unanswered: vec![container("envctl_x_ready")],
+            left: vec![container("b_x"), network("envctl_e_x")],
+            unanswered: vec![on(Kind::Docker, ready, "envctl_x_ready")],
             cause: Some(BackendError::operation("remove container `b_x`", "busy")),
         };
         assert_eq!(
@@ -456,18 +440,65 @@ mod tests {
 
     #[test]
     fn a_cleanup_counts_named_volumes_apart() {
+        let anchor = ResourceKind::Marker(MarkerKind::Anchor);
         let cleanup = Cleanup {
             id: Some("x".into()),
             removed: vec![
-                container("a_x"),
-                Resource::Network("envctl_e_x".into()),
-                Resource::Volume("envctl_x_data".into()),
+                on(Kind::Docker, ResourceKind::Volume, "envctl_x_data"),
+                network("envctl_e_x"),
+                on(Kind::Docker, anchor, "envctl_x"),
             ],
             ..Cleanup::default()
         };
         assert_eq!(
             cleanup.to_string(),
             "removed 1 container, 1 network and 1 volume of environment `x`"
+        );
+    }
+
+    #[test]
+    fn a_swarm_cleanup_calls_services_configs_and_overlay_networks_by_their_names() {
+        let swarm = |kind, name| on(Kind::Swarm, kind, name);
+        let cleanup = Cleanup {
+            id: Some("x".into()),
+            removed: vec![
+                swarm(ResourceKind::Service, "a_x"),
+                swarm(ResourceKind::Service, "b_x"),
+                swarm(ResourceKind::Marker(MarkerKind::Anchor), "envctl_x"),
+            ],
+            left: vec![
+                swarm(ResourceKind::Marker(MarkerKind::Ready), "envctl_x_ready"),
+                swarm(ResourceKind::Isolation, "envctl_x_1a2b3c"),
+            ],
+            ..Cleanup::default()
+        };
+        assert_eq!(
+            cleanup.to_string(),
+            "removed 2 services and 1 config of environment `x`; left config \
+             `envctl_x_ready`, overlay network `envctl_x_1a2b3c`\n\
+             hint: `envctl down x` removes the rest"
+        );
+    }
+
+    #[test]
+    fn an_isolation_kept_for_others_is_named_in_its_backends_words() {
+        let kept = |backend| TeardownError::NetworkInUse {
+            id: "x".into(),
+            network: "n".into(),
+            users: vec!["debugger".into()],
+            backend,
+        };
+        assert_eq!(
+            kept(Kind::Docker).to_string(),
+            "kept network `n` of `x`: container `debugger`, which is not envctl's is attached \
+             to it\nhint: `docker network disconnect n debugger`, then `envctl down x` removes \
+             the rest"
+        );
+        assert_eq!(
+            kept(Kind::Swarm).to_string(),
+            "kept overlay network `n` of `x`: service `debugger`, which is not envctl's is \
+             attached to it\nhint: `docker service update --network-rm n debugger`, then \
+             `envctl down x` removes the rest"
         );
     }
 

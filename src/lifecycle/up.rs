@@ -11,12 +11,12 @@ use super::attempt::{Attempt, removal_seen};
 use super::bounded::Bounded;
 use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, probes_addresses, start_services};
-use super::teardown::{Cleanup, Resource};
+use super::teardown::Cleanup;
 use super::{Phase, Progress, StartError, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
-    Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
-    ServiceState, VolumeSpec,
+    Backend, BackendError, Endpoint, Kind, Marker, MarkerKind, Resource, ResourceKind, Selector,
+    ServiceRecord, ServiceRef, ServiceSpec, ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
@@ -169,7 +169,7 @@ pub async fn up(
         nonce: run_nonce(),
         launched: Utc::now(),
         attempt: Attempt::new(signals, options.timeout),
-        ledger: Ledger::default(),
+        ledger: Ledger::new(backend.info().kind),
         notes: std::sync::Mutex::default(),
     };
     let work = start_or_roll_back(backend, environment, options, progress, &run);
@@ -282,10 +282,12 @@ async fn detach(backend: &dyn Backend, id: &str) {
     }
 }
 
-/// What a run asked the engine to create, so that a rollback can say what it left even when
-/// the engine does not answer.
-#[derive(Default)]
-struct Ledger(std::sync::Mutex<Entries>);
+/// What a run asked the engine to create, by the names its backend gives them, so that a
+/// rollback can say what it left even when the engine does not answer.
+struct Ledger {
+    backend: Kind,
+    entries: std::sync::Mutex<Entries>,
+}
 
 #[derive(Default)]
 struct Entries {
@@ -297,20 +299,29 @@ struct Entries {
 }
 
 impl Ledger {
+    fn new(backend: Kind) -> Ledger {
+        Ledger {
+            backend,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.0.lock().expect("ledger lock")
+        self.entries.lock().expect("ledger lock")
     }
 
     fn id(&self) -> Option<String> {
         self.entries().id.clone()
     }
 
-    /// Runs `create`, keeping `resource` as unanswered until the engine answers.
+    /// Runs `create` of the resource `name`, keeping it as unanswered until the engine answers.
     async fn create<T>(
         &self,
-        resource: Resource,
+        kind: ResourceKind,
+        name: String,
         create: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
+        let resource = Resource::new(self.backend, kind, name);
         self.entries().unanswered.push(resource.clone());
         let result = create.await;
         let mut entries = self.entries();
@@ -338,11 +349,11 @@ async fn removed_meanwhile(backend: &dyn Backend, run: &Run<'_>) -> Option<Strin
             .await
             .ok()?
             .iter()
-            .flat_map(teardown::resources)
+            .flat_map(|record| teardown::resources(record, run.ledger.backend))
             .collect();
-        let vanished = created.iter().any(|resource| match resource {
-            Resource::Container(_) => !present.contains(resource),
-            Resource::Network(_) | Resource::Volume(_) => false,
+        let vanished = created.iter().any(|resource| match resource.kind {
+            ResourceKind::Service | ResourceKind::Marker(_) => !present.contains(resource),
+            ResourceKind::Isolation | ResourceKind::Volume => false,
         });
         Some(vanished.then(|| id.clone()))
     })
@@ -420,7 +431,8 @@ async fn attempt(
     // The marker is a create too: outside the race, for the same reason as the claim.
     run.ledger
         .create(
-            Resource::Container(naming::ready_name(&claim.id)),
+            ResourceKind::Marker(MarkerKind::Ready),
+            naming::ready_name(&claim.id),
             creating.set_marker(&claim.metadata, Marker::Ready),
         )
         .await?;
@@ -507,10 +519,14 @@ async fn claim(
             services: BTreeMap::new(),
         };
         run.ledger.entries().id = Some(claim.id.clone());
-        let resource = Resource::Container(naming::anchor_name(&claim.id));
+        let anchor = ResourceKind::Marker(MarkerKind::Anchor);
         let created = run
             .ledger
-            .create(resource, backend.claim(&claim.metadata))
+            .create(
+                anchor,
+                naming::anchor_name(&claim.id),
+                backend.claim(&claim.metadata),
+            )
             .await;
         if matches!(created, Err(ref e) if !matches!(e, BackendError::NoAnswer { .. })) {
             // Not claimed: the id is someone else's, or nobody's.
@@ -533,15 +549,20 @@ async fn claim(
             .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
         run.ledger
             .create(
-                Resource::Container(naming::lease_name(&claim.id, until)),
+                ResourceKind::Marker(MarkerKind::Lease),
+                naming::lease_name(&claim.id, until),
                 backend.set_marker(&claim.metadata, Marker::Lease(until)),
             )
             .await?;
     }
-    let resource = Resource::Network(naming::network_name(&environment.name, &claim.id));
+    let name = run.ledger.backend.isolation_name(&claim.metadata);
     let isolation = run
         .ledger
-        .create(resource, backend.create_isolation(&claim.metadata))
+        .create(
+            ResourceKind::Isolation,
+            name,
+            backend.create_isolation(&claim.metadata),
+        )
         .await?;
     for (name, volume) in &environment.volumes {
         let spec = VolumeSpec {
@@ -550,7 +571,8 @@ async fn claim(
         };
         run.ledger
             .create(
-                Resource::Volume(naming::volume_name(&claim.id, name)),
+                ResourceKind::Volume,
+                naming::volume_name(&claim.id, name),
                 backend.create_volume(&claim.metadata, &spec),
             )
             .await?;
@@ -558,12 +580,16 @@ async fn claim(
     // Every create runs to its end, even after one failed, so the rollback sees them all.
     let creating = environment.services.values().map(|service| {
         let spec = service_spec(environment, service, &claim, images);
-        let resource = Resource::Container(naming::container_name(&service.name, &claim.id));
+        let name = naming::container_name(&service.name, &claim.id);
         let isolation = &isolation;
         async move {
             let created = run
                 .ledger
-                .create(resource, backend.create_service(isolation, &spec))
+                .create(
+                    ResourceKind::Service,
+                    name,
+                    backend.create_service(isolation, &spec),
+                )
                 .await;
             (service.name.clone(), created)
         }

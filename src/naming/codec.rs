@@ -74,39 +74,41 @@ pub struct Metadata {
     pub files: Option<Vec<PathBuf>>,
 }
 
-/// What a marker records (see `naming::anchor_name` and the other marker names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
+/// What a marker records (see [`crate::naming::marker_name`]): the one kind of marker that
+/// backends set, clear, list and label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MarkerKind {
     /// Claims the id.
     Anchor,
     /// The start finished.
     Ready,
     /// The reaper leaves the environment alone.
-    Pin,
+    Pinned,
     /// A running `envctl run` uses it.
     Lease,
     /// An `envctl update` is replacing services (see `naming::update_name`).
     Update,
 }
 
-impl Role {
-    fn as_str(self) -> &'static str {
+impl MarkerKind {
+    /// The value of [`label::ROLE`] on the marker.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Role::Anchor => super::ANCHOR_ROLE,
-            Role::Ready => super::READY_ROLE,
-            Role::Pin => super::PIN_ROLE,
-            Role::Lease => super::LEASE_ROLE,
-            Role::Update => super::UPDATE_ROLE,
+            MarkerKind::Anchor => super::ANCHOR_ROLE,
+            MarkerKind::Ready => super::READY_ROLE,
+            MarkerKind::Pinned => super::PIN_ROLE,
+            MarkerKind::Lease => super::LEASE_ROLE,
+            MarkerKind::Update => super::UPDATE_ROLE,
         }
     }
 
-    fn parse(text: &str) -> Option<Role> {
+    fn parse(text: &str) -> Option<MarkerKind> {
         [
-            Role::Anchor,
-            Role::Ready,
-            Role::Pin,
-            Role::Lease,
-            Role::Update,
+            MarkerKind::Anchor,
+            MarkerKind::Ready,
+            MarkerKind::Pinned,
+            MarkerKind::Lease,
+            MarkerKind::Update,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -252,10 +254,10 @@ impl Metadata {
     }
 
     /// The labels of a marker of the environment.
-    pub fn encode_marker(&self, role: Role) -> Labels {
+    pub fn encode_marker(&self, role: MarkerKind) -> Labels {
         let mut labels = match role {
             // A pin outlives the start: it carries only what identifies the environment.
-            Role::Pin => {
+            MarkerKind::Pinned => {
                 let mut labels = self.encode();
                 labels.retain(|key, _| {
                     [
@@ -356,8 +358,8 @@ pub fn backend(labels: &Labels) -> Option<&str> {
 }
 
 /// The marker role the labels carry; `None` on a service's resources.
-pub fn role(labels: &Labels) -> Option<Role> {
-    Role::parse(labels.get(label::ROLE)?)
+pub fn role(labels: &Labels) -> Option<MarkerKind> {
+    MarkerKind::parse(labels.get(label::ROLE)?)
 }
 
 /// The id the labels carry.
@@ -521,10 +523,10 @@ mod tests {
     #[test]
     fn docker_labels_are_byte_identical_to_those_earlier_versions_wrote() {
         let metadata = metadata();
-        assert_eq!(metadata.encode_marker(Role::Anchor), golden(ANCHOR));
+        assert_eq!(metadata.encode_marker(MarkerKind::Anchor), golden(ANCHOR));
         assert_eq!(metadata.encode_service(&proxy()), golden(PROXY));
         assert_eq!(metadata.encode(), golden(NETWORK));
-        assert_eq!(metadata.encode_marker(Role::Pin), golden(PIN));
+        assert_eq!(metadata.encode_marker(MarkerKind::Pinned), golden(PIN));
     }
 
     #[test]
@@ -542,8 +544,8 @@ mod tests {
             proxy().ready.map(|r| r.to_label())
         );
         assert!(ServiceMetadata::decode(&golden(ANCHOR)).is_none());
-        assert_eq!(role(&golden(ANCHOR)), Some(Role::Anchor));
-        assert_eq!(role(&golden(PIN)), Some(Role::Pin));
+        assert_eq!(role(&golden(ANCHOR)), Some(MarkerKind::Anchor));
+        assert_eq!(role(&golden(PIN)), Some(MarkerKind::Pinned));
         assert_eq!(role(&golden(PROXY)), None);
     }
 
@@ -615,9 +617,9 @@ mod tests {
             ServiceMetadata::decode(&labels).unwrap().reference,
             proxy.reference
         );
-        let marker = metadata().encode_marker(Role::Update);
+        let marker = metadata().encode_marker(MarkerKind::Update);
         assert_eq!(marker[label::ROLE], "update");
-        assert_eq!(role(&marker), Some(Role::Update));
+        assert_eq!(role(&marker), Some(MarkerKind::Update));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::backend::docker::engine::{
     ContainerSpec, ContainerSummary, Engine, NetworkSpec, NetworkSummary, VolumeSummary,
 };
 use crate::backend::*;
-use crate::naming::codec::{self, Role};
+use crate::naming::codec::{self, MarkerKind};
 use crate::naming::{self};
 use crate::spec::ImageRef;
 use crate::spec::runtime::MountSource;
@@ -75,17 +75,6 @@ impl DockerBackend<'static> {
     }
 }
 
-/// The container name of a marker.
-fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
-    match kind {
-        MarkerKind::Ready => Some(naming::ready_name(id)),
-        MarkerKind::Pinned => Some(naming::pin_name(id)),
-        MarkerKind::Update => Some(naming::update_name(id)),
-        // Its name changes with each renewal: found by listing.
-        MarkerKind::Lease => None,
-    }
-}
-
 impl DockerBackend<'_> {
     /// The lease container of `id`, if there is one.
     async fn lease(&self, id: &str) -> Result<Option<ContainerSummary>> {
@@ -95,7 +84,7 @@ impl DockerBackend<'_> {
             .await?;
         Ok(containers
             .into_iter()
-            .find(|c| codec::role(&c.labels) == Some(Role::Lease)))
+            .find(|c| codec::role(&c.labels) == Some(MarkerKind::Lease)))
     }
 
     fn group(
@@ -146,21 +135,21 @@ pub fn group(
         };
         let role = codec::role(&container.labels);
         let partial = entry(&mut by_id, &metadata);
-        let lends = !matches!(role, Some(Role::Pin | Role::Update));
-        if lends && partial.metadata.is_none() || role == Some(Role::Anchor) {
+        let lends = !matches!(role, Some(MarkerKind::Pinned | MarkerKind::Update));
+        if lends && partial.metadata.is_none() || role == Some(MarkerKind::Anchor) {
             partial.metadata = Some(metadata.clone());
         }
         match role {
-            Some(Role::Anchor) => partial.markers.claimed = true,
-            Some(Role::Ready) => partial.markers.ready = true,
-            Some(Role::Pin) => partial.markers.pinned = true,
-            Some(Role::Lease) => {
+            Some(MarkerKind::Anchor) => partial.markers.claimed = true,
+            Some(MarkerKind::Ready) => partial.markers.ready = true,
+            Some(MarkerKind::Pinned) => partial.markers.pinned = true,
+            Some(MarkerKind::Lease) => {
                 partial.markers.lease_until = partial
                     .markers
                     .lease_until
                     .max(naming::lease_expiry(&container.name))
             }
-            Some(Role::Update) => partial.markers.update = Some(metadata.clone()),
+            Some(MarkerKind::Update) => partial.markers.update = Some(metadata.clone()),
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
                 container.name.trim_start_matches('/')
                     == naming::replaced_name(&s.service, &metadata.id)
@@ -321,7 +310,7 @@ impl Backend for DockerBackend<'_> {
 
     async fn claim(&self, metadata: &Metadata) -> Result<()> {
         let anchor = naming::anchor_name(&metadata.id);
-        let labels = metadata.encode_marker(Role::Anchor);
+        let labels = metadata.encode_marker(MarkerKind::Anchor);
         match self.engine.create_marker(&anchor, &labels).await {
             Ok(_) => Ok(()),
             Err(BackendError::Taken(_)) => Err(BackendError::Taken(metadata.id.clone())),
@@ -542,8 +531,8 @@ impl Backend for DockerBackend<'_> {
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
         let id = &metadata.id;
         let (name, role) = match marker {
-            Marker::Ready => (naming::ready_name(id), Role::Ready),
-            Marker::Pinned => (naming::pin_name(id), Role::Pin),
+            Marker::Ready => (naming::ready_name(id), MarkerKind::Ready),
+            Marker::Pinned => (naming::pin_name(id), MarkerKind::Pinned),
             Marker::Lease(until) => {
                 let name = naming::lease_name(id, until);
                 if let Some(lease) = self.lease(id).await? {
@@ -554,7 +543,7 @@ impl Backend for DockerBackend<'_> {
                     }
                     return self.engine.rename_container(&lease.id, &name).await;
                 }
-                (name, Role::Lease)
+                (name, MarkerKind::Lease)
             }
             Marker::Update(until) => {
                 // The marker is a container created under a unique name, never started: the
@@ -566,7 +555,7 @@ impl Backend for DockerBackend<'_> {
                 let name = naming::update_name(id);
                 return match self
                     .engine
-                    .create_marker(&name, &metadata.encode_marker(Role::Update))
+                    .create_marker(&name, &metadata.encode_marker(MarkerKind::Update))
                     .await
                 {
                     Ok(_) => Ok(()),
@@ -586,7 +575,7 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
-        let name = match marker_name(id, kind) {
+        let name = match naming::marker_name(id, kind) {
             Some(name) => name,
             None => match self.lease(id).await? {
                 Some(lease) => lease.id,
@@ -609,7 +598,7 @@ impl Backend for DockerBackend<'_> {
         let containers = self.engine.list_containers(&filters).await?;
         let markers = containers
             .iter()
-            .filter(|c| codec::role(&c.labels) == Some(Role::Update));
+            .filter(|c| codec::role(&c.labels) == Some(MarkerKind::Update));
         for marker in markers {
             match self.engine.remove_container(&marker.id).await {
                 Ok(()) | Err(BackendError::NotFound { .. }) => {}

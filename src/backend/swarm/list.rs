@@ -10,7 +10,7 @@ use crate::backend::{
     EnvironmentRecord, IsolationRef, Markers, ServiceRecord, ServiceRef, VolumeRef,
 };
 use crate::naming;
-use crate::naming::codec::{self, Labels, Metadata, Role, ServiceMetadata};
+use crate::naming::codec::{self, Labels, MarkerKind, Metadata, ServiceMetadata};
 
 #[derive(Default)]
 struct Partial {
@@ -48,24 +48,24 @@ pub fn group(
         let role = codec::role(&labels);
         let partial = by_id.entry(metadata.id.clone()).or_default();
         match role {
-            Some(Role::Anchor) => {
+            Some(MarkerKind::Anchor) => {
                 partial.markers.claimed = true;
                 partial.metadata = Some(metadata);
             }
-            Some(Role::Ready) => {
+            Some(MarkerKind::Ready) => {
                 partial.markers.ready = true;
                 partial.metadata.get_or_insert(metadata);
             }
-            Some(Role::Lease) => {
+            Some(MarkerKind::Lease) => {
                 let until = spec.name.as_deref().and_then(naming::lease_expiry);
                 partial.markers.lease_until = partial.markers.lease_until.max(until);
                 partial.metadata.get_or_insert(metadata);
             }
-            Some(Role::Pin) => {
+            Some(MarkerKind::Pinned) => {
                 partial.markers.pinned = true;
                 partial.fallback.get_or_insert(metadata);
             }
-            Some(Role::Update) => {
+            Some(MarkerKind::Update) => {
                 partial.markers.update = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
@@ -219,13 +219,19 @@ mod tests {
         let lease = |at: i64| {
             config(
                 &naming::lease_name("e1", Utc.timestamp_opt(at, 0).unwrap()),
-                m.encode_marker(Role::Lease),
+                m.encode_marker(MarkerKind::Lease),
             )
         };
         let configs = vec![
-            config(&naming::anchor_name("e1"), m.encode_marker(Role::Anchor)),
-            config(&naming::ready_name("e1"), m.encode_marker(Role::Ready)),
-            config(&naming::pin_name("e1"), m.encode_marker(Role::Pin)),
+            config(
+                &naming::anchor_name("e1"),
+                m.encode_marker(MarkerKind::Anchor),
+            ),
+            config(
+                &naming::ready_name("e1"),
+                m.encode_marker(MarkerKind::Ready),
+            ),
+            config(&naming::pin_name("e1"), m.encode_marker(MarkerKind::Pinned)),
             lease(1_800_000_000),
             lease(1_800_000_060),
         ];
@@ -267,7 +273,7 @@ mod tests {
         };
         let records = group(
             vec![
-                config(&naming::pin_name("e2"), m.encode_marker(Role::Pin)),
+                config(&naming::pin_name("e2"), m.encode_marker(MarkerKind::Pinned)),
                 foreign,
             ],
             Vec::new(),

@@ -42,7 +42,7 @@ use crate::backend::bollard::auth;
 use crate::backend::bollard::connect::{self, Flags, Origin, Settings};
 use crate::backend::bollard::filters::label_filter;
 use crate::naming;
-use crate::naming::codec::{self as codec, Filter, Labels, Metadata, Role};
+use crate::naming::codec::{self as codec, Filter, Labels, Metadata};
 use crate::reach::Reachability;
 use crate::registry;
 use crate::spec::{ImageRef, Probe, Protocol, Ready};
@@ -179,7 +179,7 @@ impl Swarm {
 
     /// The environment's attachable overlay network, under a name never used before.
     async fn overlay(&self, metadata: &Metadata) -> Result<IsolationRef> {
-        let name = naming::swarm_network_name(&metadata.id, &nonce());
+        let name = network_name(metadata);
         let request = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("overlay".into()),
@@ -322,7 +322,7 @@ impl Swarm {
     }
 
     /// The configs of environment `id` in `role`.
-    async fn configs(&self, id: &str, role: Role) -> Result<Vec<String>> {
+    async fn configs(&self, id: &str, role: MarkerKind) -> Result<Vec<String>> {
         let filters = label_filter(&[Filter::Managed, Filter::Id(id.to_string())]);
         let options = ListConfigsOptionsBuilder::default()
             .filters(&filters)
@@ -517,8 +517,12 @@ impl Backend for Swarm {
     /// twice (409): `Taken` when it exists, whoever made it.
     async fn claim(&self, metadata: &Metadata) -> Result<()> {
         let name = naming::anchor_name(&metadata.id);
-        self.create_config(&name, &metadata.id, metadata.encode_marker(Role::Anchor))
-            .await
+        self.create_config(
+            &name,
+            &metadata.id,
+            metadata.encode_marker(MarkerKind::Anchor),
+        )
+        .await
     }
 
     async fn create_isolation(&self, metadata: &Metadata) -> Result<IsolationRef> {
@@ -889,13 +893,19 @@ impl Backend for Swarm {
     async fn set_marker(&self, metadata: &Metadata, marker: Marker) -> Result<()> {
         let id = &metadata.id;
         let (name, labels) = match marker {
-            Marker::Ready => (naming::ready_name(id), metadata.encode_marker(Role::Ready)),
-            Marker::Pinned => (naming::pin_name(id), metadata.encode_marker(Role::Pin)),
+            Marker::Ready => (
+                naming::ready_name(id),
+                metadata.encode_marker(MarkerKind::Ready),
+            ),
+            Marker::Pinned => (
+                naming::pin_name(id),
+                metadata.encode_marker(MarkerKind::Pinned),
+            ),
             Marker::Lease(until) => {
                 let name = naming::lease_name(id, until);
-                let older = self.configs(id, Role::Lease).await?;
+                let older = self.configs(id, MarkerKind::Lease).await?;
                 match self
-                    .create_config(&name, id, metadata.encode_marker(Role::Lease))
+                    .create_config(&name, id, metadata.encode_marker(MarkerKind::Lease))
                     .await
                 {
                     Ok(()) | Err(BackendError::Taken(_)) => {}
@@ -916,7 +926,7 @@ impl Backend for Swarm {
                     .create_config(
                         &naming::update_name(id),
                         id,
-                        metadata.encode_marker(Role::Update),
+                        metadata.encode_marker(MarkerKind::Update),
                     )
                     .await;
             }
@@ -928,11 +938,9 @@ impl Backend for Swarm {
     }
 
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
-        let names = match kind {
-            MarkerKind::Ready => vec![naming::ready_name(id)],
-            MarkerKind::Pinned => vec![naming::pin_name(id)],
-            MarkerKind::Update => vec![naming::update_name(id)],
-            MarkerKind::Lease => self.configs(id, Role::Lease).await?,
+        let names = match naming::marker_name(id, kind) {
+            Some(name) => vec![name],
+            None => self.configs(id, kind).await?,
         };
         for name in names {
             self.delete_config(&name).await?;
@@ -1084,6 +1092,13 @@ fn ignore_missing(result: Result<()>) -> Result<()> {
         Err(BackendError::NotFound { .. }) => Ok(()),
         other => other,
     }
+}
+
+/// The name of the environment's overlay network (see [`naming::swarm_network_name`]): six
+/// digits of the start's run nonce, so that envctl can name it before the swarm answers.
+pub(crate) fn network_name(metadata: &Metadata) -> String {
+    let run = metadata.run.as_deref().and_then(|run| run.get(..6));
+    naming::swarm_network_name(&metadata.id, &run.map_or_else(nonce, str::to_string))
 }
 
 /// Six hex digits that differ between networks made in the same second by the same process.
