@@ -88,6 +88,11 @@ pub mod label {
     /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
     /// a recreation that would change them.
     pub const SETTINGS: &str = "io.envctl.settings";
+    /// On a pool member's resources: a fingerprint of each pooled service as filled,
+    /// `SERVICE=IMAGE.SETTINGS` pairs (see `lifecycle::pool`).
+    pub const POOL: &str = "io.envctl.pool";
+    /// On an adoption marker: when the adopted pool member was filled.
+    pub const ADOPTED: &str = "io.envctl.adopted";
 }
 
 /// The value of [`label::MANAGED_BY`].
@@ -182,6 +187,27 @@ pub const READY_ROLE: &str = "ready";
 /// this marker's existence; an environment without it had its `up` killed or still running.
 pub fn ready_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}ready")
+}
+
+/// The value of [`label::ROLE`] on the marker of a pool member ready to be adopted.
+pub const MEMBER_ROLE: &str = "pool-member";
+
+/// The name of the marker `envctl pool fill` creates once a member's pooled services are ready:
+/// only such a member is adopted. A member never carries the ready marker until an `up`
+/// adopted and finished it.
+pub fn member_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}pool-member")
+}
+
+/// The value of [`label::ROLE`] on the marker of an adoption.
+pub const ADOPT_ROLE: &str = "adopt";
+
+/// The name of the marker that claims a pool member for one `up`: a container created, never
+/// started, whose name the engine keeps unique, so of two `up`s on any hosts one adopts the
+/// member and the other is told it is taken. Its labels carry the adopter's metadata (owner,
+/// refs, TTL, start deadline, process), which win over the member's when listing.
+pub fn adopt_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}adopt")
 }
 
 /// The value of [`label::ROLE`] on a pin container.

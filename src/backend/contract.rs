@@ -755,6 +755,7 @@ mod on_fake {
                     repository: "envctl-demo/oracle-xe".into(),
                     tag: "latest".into(),
                 },
+                digest: None,
                 healthcheck: None,
             },
             traits: Traits {

@@ -80,6 +80,8 @@ struct Env {
     /// The run that made each of its other resources (`claim`, `isolation`, `volume NAME`,
     /// a marker's name), as the engines label each: `Selector::Run` selects by it.
     runs: BTreeMap<String, Option<String>>,
+    /// The metadata an adoption brought, which wins over `metadata` in listings.
+    adopter: Option<Metadata>,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ impl Env {
             services: BTreeMap::new(),
             aside: BTreeMap::new(),
             runs: BTreeMap::new(),
+            adopter: None,
         }
     }
 
@@ -142,6 +145,8 @@ impl Env {
             && !self.markers.ready
             && !self.markers.pinned
             && self.markers.lease_until.is_none()
+            && !self.markers.member
+            && !self.markers.adopted
     }
 }
 
@@ -394,10 +399,16 @@ impl Fake {
             pinned: env.markers.pinned && marked("pin"),
             lease_until: env.markers.lease_until.filter(|_| marked("lease")),
             update: (env.markers.update.clone()).filter(|m| of_run(Some(&m.run))),
+            member: env.markers.member && marked("member"),
+            adopted: env.markers.adopted && marked("adopt"),
+        };
+        let metadata = match &env.adopter {
+            Some(adopter) if env.markers.adopted => adopter.clone(),
+            _ => env.metadata.clone(),
         };
         let record = EnvironmentRecord {
             id: env.metadata.id.clone(),
-            metadata: env.metadata.clone(),
+            metadata,
             services: services(&env.services),
             aside: services(&env.aside),
             isolation: env
@@ -515,6 +526,7 @@ impl Backend for Fake {
         tokio::time::sleep(takes).await;
         let image = ResolvedImage {
             reference: tag.clone(),
+            digest: None,
             healthcheck: None,
         };
         self.world().local.insert(key, image);
@@ -805,6 +817,8 @@ impl Backend for Fake {
             Marker::Pinned => "pin",
             Marker::Lease(_) => "lease",
             Marker::Update(_) => "update",
+            Marker::Member => "member",
+            Marker::Adopt => "adopt",
         };
         self.enter("set_marker", &format!("{}/{name}", metadata.id))
             .await?;
@@ -817,6 +831,9 @@ impl Backend for Fake {
             .or_insert_with(|| Env::empty(metadata));
         // A marker set again keeps its labels (Docker renames a lease's container); an
         // update's marker carries its run in its metadata.
+        if marker == Marker::Adopt && env.markers.adopted {
+            return Err(BackendError::Taken(metadata.id.clone()));
+        }
         if !matches!(marker, Marker::Update(_)) {
             env.runs
                 .entry(name.to_string())
@@ -835,6 +852,11 @@ impl Backend for Fake {
                     ..metadata.clone()
                 })
             }
+            Marker::Member => env.markers.member = true,
+            Marker::Adopt => {
+                env.markers.adopted = true;
+                env.adopter = Some(metadata.clone());
+            }
         }
         Ok(())
     }
@@ -845,6 +867,8 @@ impl Backend for Fake {
             MarkerKind::Pinned => "pin",
             MarkerKind::Lease => "lease",
             MarkerKind::Update => "update",
+            MarkerKind::Member => "member",
+            MarkerKind::Adopt => "adopt",
         };
         self.enter("clear_marker", &format!("{id}/{name}")).await?;
         let mut world = self.world();
@@ -855,6 +879,11 @@ impl Backend for Fake {
                 MarkerKind::Pinned => env.markers.pinned = false,
                 MarkerKind::Lease => env.markers.lease_until = None,
                 MarkerKind::Update => env.markers.update = None,
+                MarkerKind::Member => env.markers.member = false,
+                MarkerKind::Adopt => {
+                    env.markers.adopted = false;
+                    env.adopter = None;
+                }
             }
             if env.is_empty() {
                 world.envs.remove(id);
@@ -930,6 +959,7 @@ mod tests {
                 repository: repository.into(),
                 tag: tag.into(),
             },
+            digest: None,
             healthcheck: None,
         }
     }

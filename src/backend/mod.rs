@@ -130,6 +130,9 @@ pub struct VolumeSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
     pub reference: ImageRef,
+    /// The engine's id of the image the reference names now (Docker: `sha256:...`), so a pool
+    /// member made from an older build of the tag is told apart; `None` where unknown.
+    pub digest: Option<String>,
     pub healthcheck: Option<Healthcheck>,
 }
 
@@ -315,6 +318,10 @@ pub struct Markers {
     /// The marker of an `envctl update` under way (or one that never finished): the update's
     /// own process and deadline, never the environment's.
     pub update: Option<Metadata>,
+    /// A pool member's pooled services are ready: an `up` may adopt it.
+    pub member: bool,
+    /// An `up` adopted this pool member; its metadata is the adopter's.
+    pub adopted: bool,
 }
 
 /// A marker to set.
@@ -330,6 +337,12 @@ pub enum Marker {
     /// when one exists, so two updates of one environment cannot run at once. The metadata
     /// given carries the update's own run, process and start, never the environment's.
     Update(DateTime<Utc>),
+    /// A pool member's pooled services are ready (`envctl pool fill`).
+    Member,
+    /// An `up` adopts the pool member `metadata.id`, bringing `metadata` as its own. Exclusive:
+    /// `Taken` when one exists, so a member is adopted at most once, by one `up` on any host.
+    /// Listings show the adopter's metadata, not the member's.
+    Adopt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -338,6 +351,8 @@ pub enum MarkerKind {
     Pinned,
     Lease,
     Update,
+    Member,
+    Adopt,
 }
 
 /// One service as a listing finds it.

@@ -9,6 +9,7 @@ pub mod lease;
 #[cfg(test)]
 mod on_fake;
 mod pin;
+pub mod pool;
 pub mod probe;
 pub mod process;
 mod recorded;
@@ -32,7 +33,7 @@ pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;
 pub use teardown::{Cleanup, Resource, TeardownError, down, remove, remove_now, stop};
-pub use up::{Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
+pub use up::{PoolUse, Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};

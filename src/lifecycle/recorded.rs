@@ -204,6 +204,8 @@ impl Backend for Recorded<'_> {
             MarkerKind::Ready => naming::ready_name(id),
             MarkerKind::Pinned => naming::pin_name(id),
             MarkerKind::Update => naming::update_name(id),
+            MarkerKind::Member => naming::member_name(id),
+            MarkerKind::Adopt => naming::adopt_name(id),
             MarkerKind::Lease => {
                 if result.is_ok() {
                     self.leases
@@ -251,6 +253,7 @@ mod tests {
                 repository: "shop/db".into(),
                 tag: "1".into(),
             },
+            digest: None,
             healthcheck: None,
         });
         let yaml = "name: shop\nservices:\n  db:\n    image: shop/db\n    tag: '1'\n";

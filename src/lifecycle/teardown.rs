@@ -123,6 +123,9 @@ pub async fn remove(
             .clear_marker(&instance.id, MarkerKind::Ready)
             .await?;
     }
+    for (_, result) in super::pool::clear_markers(backend, instance).await {
+        result?;
+    }
     // The claim goes last: until then the id stays claimed.
     if instance.markers.claimed {
         backend.release(&instance.id).await?;
@@ -330,6 +333,7 @@ pub fn resources(record: &Instance) -> Vec<Resource> {
     if record.markers.ready {
         resources.push(Resource::Container(naming::ready_name(id)));
     }
+    resources.extend(super::pool::markers(record));
     if record.markers.claimed {
         resources.push(Resource::Container(naming::anchor_name(id)));
     }
@@ -390,6 +394,9 @@ pub async fn remove_reporting(
         if record.markers.ready {
             let result = backend.clear_marker(id, MarkerKind::Ready).await;
             cleanup.record(Resource::Container(naming::ready_name(id)), result);
+        }
+        for (resource, result) in super::pool::clear_markers(backend, record).await {
+            cleanup.record(resource, result);
         }
         if record.markers.claimed {
             let result = backend.release(id).await;

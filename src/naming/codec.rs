@@ -72,6 +72,11 @@ pub struct Metadata {
     /// The environment files it was started from, absolute, later ones overriding the earlier;
     /// `None` when not known (read from standard input, or started by an earlier envctl).
     pub files: Option<Vec<PathBuf>>,
+    /// On a pool member: the fingerprint of each pooled service as filled (see
+    /// `lifecycle::pool`); `None` on environments.
+    pub pool: Option<BTreeMap<String, String>>,
+    /// On an adopted environment: when the pool member it adopted was filled.
+    pub adopted: Option<DateTime<Utc>>,
 }
 
 /// What a marker records (see `naming::anchor_name` and the other marker names).
@@ -87,6 +92,10 @@ pub enum Role {
     Lease,
     /// An `envctl update` is replacing services (see `naming::update_name`).
     Update,
+    /// A pool member is ready to be adopted (see `naming::member_name`).
+    Member,
+    /// An `up` adopted the pool member (see `naming::adopt_name`).
+    Adopt,
 }
 
 impl Role {
@@ -97,6 +106,8 @@ impl Role {
             Role::Pin => super::PIN_ROLE,
             Role::Lease => super::LEASE_ROLE,
             Role::Update => super::UPDATE_ROLE,
+            Role::Member => super::MEMBER_ROLE,
+            Role::Adopt => super::ADOPT_ROLE,
         }
     }
 
@@ -107,6 +118,8 @@ impl Role {
             Role::Pin,
             Role::Lease,
             Role::Update,
+            Role::Member,
+            Role::Adopt,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -210,6 +223,8 @@ impl Metadata {
             build: Build::default(),
             gateway: None,
             files: None,
+            pool: None,
+            adopted: None,
         }
     }
 
@@ -248,6 +263,14 @@ impl Metadata {
                 serde_json::to_string(&files).unwrap_or_default()
             }),
         );
+        put(
+            label::POOL,
+            self.pool.as_ref().map(|pool| {
+                let pairs: Vec<String> = pool.iter().map(|(s, f)| format!("{s}={f}")).collect();
+                pairs.join(",")
+            }),
+        );
+        put(label::ADOPTED, self.adopted.map(time));
         labels
     }
 
@@ -336,6 +359,13 @@ impl Metadata {
             gateway: get(label::GATEWAY).as_deref().and_then(GatewayEntry::parse),
             files: get(label::FILES)
                 .and_then(|files| serde_json::from_str::<Vec<PathBuf>>(&files).ok()),
+            pool: get(label::POOL).map(|pool| {
+                list(&pool)
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(s, f)| (s.to_string(), f.to_string()))
+                    .collect()
+            }),
+            adopted: get(label::ADOPTED).as_deref().and_then(parse_time),
         })
     }
 }

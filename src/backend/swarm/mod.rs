@@ -433,11 +433,13 @@ impl Backend for Swarm {
                     .insert(text, digest);
                 Ok(Some(ResolvedImage {
                     reference: image.clone(),
+                    digest: None,
                     healthcheck,
                 }))
             }
             Err(_) if local.is_some() && self.nodes <= 1 => Ok(Some(ResolvedImage {
                 reference: image.clone(),
+                digest: None,
                 healthcheck,
             })),
             Err(why) if local.is_some() => Err(BackendError::Operation {
@@ -905,6 +907,14 @@ impl Backend for Swarm {
                     )
                     .await;
             }
+            // `envctl pool fill` refuses a swarm before creating anything.
+            Marker::Member | Marker::Adopt => {
+                return Err(BackendError::Unsupported {
+                    backend: Kind::Swarm,
+                    operation: "keep a warm pool",
+                    hint: "pools work on a Docker engine".into(),
+                });
+            }
         };
         match self.create_config(&name, id, labels).await {
             Ok(()) | Err(BackendError::Taken(_)) => Ok(()),
@@ -918,6 +928,7 @@ impl Backend for Swarm {
             MarkerKind::Pinned => vec![naming::pin_name(id)],
             MarkerKind::Update => vec![naming::update_name(id)],
             MarkerKind::Lease => self.configs(id, Role::Lease).await?,
+            MarkerKind::Member | MarkerKind::Adopt => Vec::new(),
         };
         for name in names {
             self.delete_config(&name).await?;
