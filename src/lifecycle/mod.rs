@@ -10,6 +10,8 @@ pub mod lease;
 mod on_fake;
 mod pin;
 pub mod pool;
+#[cfg(test)]
+mod pool_on_fake;
 pub mod probe;
 pub mod process;
 mod recorded;

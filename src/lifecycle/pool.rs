@@ -569,3 +569,11 @@ pub(super) fn in_scope(environment: &Environment, options: &UpOptions) -> BTreeS
         _ => environment.services.keys().cloned().collect(),
     }
 }
+
+/// How long the pooled services of an adopted environment had been warm when an `up` adopted
+/// them; `None` unless `instance` was adopted.
+pub fn warm_for(instance: &Instance) -> Option<Duration> {
+    let filled = instance.metadata.adopted?;
+    let adopted = instance.created_at()?;
+    Some((adopted - filled).to_std().unwrap_or_default())
+}
