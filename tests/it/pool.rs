@@ -3,6 +3,7 @@
 //! members alone, a member that fails to start.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::{IMAGE, TestEnv, host_port, http_get};
 
@@ -246,4 +247,79 @@ fn a_member_that_fails_to_start_is_removed_and_reported() {
         .stderr_has("a member failed to start and was removed");
     assert!(pool.members().is_empty());
     env.assert_nothing_left();
+}
+
+#[test]
+fn an_interrupted_adoption_leaves_nothing_of_the_member() {
+    let services = pooled(IMAGE).replace(
+        "command: [serve, --name, web,",
+        "command: [serve, --name, web, --delay, 30s,",
+    );
+    let pool = PoolEnv::new("pool-interrupt", 1, &services);
+    let env = &pool.env;
+    env.envctl()
+        .args(["pool", "fill", &env.name])
+        .run()
+        .success();
+    let member = pool.members()[0]["id"].as_str().unwrap().to_string();
+    let up = env.envctl().args(["up", &env.name]).spawn();
+    crate::support::wait_until("web starts", Duration::from_secs(30), || {
+        up.stderr_so_far().contains("web starting")
+    });
+    up.signal("INT");
+    let up = up.wait_within(Duration::from_secs(30));
+    up.code(130);
+    assert!(
+        pool.members().is_empty(),
+        "an adopted member never returns to the pool"
+    );
+    assert!(!pool.ls_ids().contains(&member));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn run_adopts_a_member_too() {
+    let pool = PoolEnv::new("pool-run", 1, &pooled(IMAGE));
+    let env = &pool.env;
+    env.envctl()
+        .args(["pool", "fill", &env.name])
+        .run()
+        .success();
+    let member = pool.members()[0]["id"].as_str().unwrap().to_string();
+    let run = env
+        .envctl()
+        .args(["run", &env.name, "--", "sh", "-c", "echo id=$ENVCTL_ID"])
+        .run();
+    run.success().stdout_has(&format!("id={member}"));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn fill_watch_refills_after_an_adoption() {
+    let pool = PoolEnv::new("pool-watch", 1, &pooled(IMAGE));
+    let env = &pool.env;
+    let watch = env
+        .envctl()
+        .args(["pool", "fill", "--watch", &env.name])
+        .spawn();
+    let ready = |pool: &PoolEnv| -> Vec<String> {
+        let members = pool.members();
+        let ready = members.iter().filter(|m| m["state"] == "ready");
+        ready
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    crate::support::wait_until("a member is ready", Duration::from_secs(60), || {
+        ready(&pool).len() == 1
+    });
+    let first = ready(&pool)[0].clone();
+    let up = env.envctl().args(["up", &env.name, "-o", "json"]).run();
+    let adopted = up.success().json()["id"].as_str().unwrap().to_string();
+    assert_eq!(adopted, first);
+    crate::support::wait_until("the pool is refilled", Duration::from_secs(90), || {
+        ready(&pool).iter().any(|id| *id != first)
+    });
+    watch.signal("TERM");
+    watch.wait_within(Duration::from_secs(60)).success();
+    env.envctl().args(["down", &adopted]).run().success();
 }
