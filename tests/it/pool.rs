@@ -125,7 +125,7 @@ fn up_adopts_a_filled_member_whose_containers_carry_the_id_ls_shows() {
 }
 
 #[test]
-fn two_concurrent_ups_adopt_different_members_or_one_starts_cold() {
+fn two_concurrent_ups_in_two_pid_namespaces_never_adopt_the_same_member() {
     let pool = PoolEnv::new("pool-race", 1, &pooled(IMAGE));
     let env = &pool.env;
     env.envctl()
@@ -133,11 +133,20 @@ fn two_concurrent_ups_adopt_different_members_or_one_starts_cold() {
         .run()
         .success();
     let member = pool.members()[0]["id"].as_str().unwrap().to_string();
-    let a = env.envctl().args(["up", &env.name, "-o", "json"]).spawn();
-    let b = env.envctl().args(["up", &env.name, "-o", "json"]).spawn();
-    let (a, b) = (a.wait(), b.wait());
-    let a = a.success().json()["id"].as_str().unwrap().to_string();
-    let b = b.success().json()["id"].as_str().unwrap().to_string();
+    // Each in a PID namespace of its own, as two CI agents in containers run it.
+    let spawn = || {
+        let up = env.envctl().args(["up", &env.name, "-o", "json"]);
+        crate::reaper::in_another_pid_namespace(up)
+    };
+    let (a, b) = (spawn(), spawn());
+    let id = |child: std::process::Child| {
+        let output = child.wait_with_output().expect("up ends");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        json["id"].as_str().unwrap().to_string()
+    };
+    let (a, b) = (id(a), id(b));
     assert_ne!(a, b);
     assert_eq!(
         [&a, &b].iter().filter(|id| ***id == member).count(),
