@@ -303,16 +303,13 @@ pub(super) async fn candidates(
     Ok(adoptable)
 }
 
-/// Why `up` does not look for a member at all, when it does not.
+/// Why `up` does not look for a member of the file's pool at all, when it does not.
 pub(super) fn no_adoption(
     backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
 ) -> Option<String> {
     let pool = environment.pool.as_ref()?;
-    if options.pool != PoolUse::Adopt {
-        return Some("filling".into());
-    }
     if options.name.is_some() {
         return Some("`--name` never adopts a pool member".into());
     }

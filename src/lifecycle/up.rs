@@ -525,6 +525,9 @@ async fn adopt(
     images: &BTreeMap<String, Resolved>,
     run: &Run<'_>,
 ) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
+    if options.pool == PoolUse::Fill {
+        return Ok(None);
+    }
     if let Some(why) = super::pool::no_adoption(backend, environment, options) {
         tracing::info!("no pool member adopted: {why}");
         return Ok(None);
