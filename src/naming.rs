@@ -88,6 +88,10 @@ pub mod label {
     /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
     /// a recreation that would change them.
     pub const SETTINGS: &str = "io.envctl.settings";
+    /// On a swarm service: the container ports envctl published (host mode, a port the node
+    /// picks) for its own `tcp:` and `http:` probes alone, because the file publishes none of
+    /// them, comma-separated (`61616/tcp`): never the environment's endpoints.
+    pub const PROBE_PORTS: &str = "io.envctl.probe-ports";
     /// On a pool member's resources: a fingerprint of each pooled service as filled,
     /// `SERVICE=IMAGE.SETTINGS` pairs (see `lifecycle::pool`).
     pub const POOL: &str = "io.envctl.pool";
