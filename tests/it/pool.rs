@@ -332,3 +332,31 @@ fn fill_watch_refills_after_an_adoption() {
     watch.wait_within(Duration::from_secs(60)).success();
     env.envctl().args(["down", &adopted]).run().success();
 }
+
+#[test]
+fn the_reaper_collects_what_a_killed_adoption_left() {
+    let services = pooled(IMAGE).replace(
+        "command: [serve, --name, web,",
+        "command: [serve, --name, web, --delay, 30s,",
+    );
+    let pool = PoolEnv::new("pool-killed", 1, &services);
+    let env = &pool.env;
+    env.envctl()
+        .args(["pool", "fill", &env.name])
+        .run()
+        .success();
+    let member = pool.members()[0]["id"].as_str().unwrap().to_string();
+    let up = env.envctl().args(["up", &env.name]).spawn();
+    crate::support::wait_until("web starts", Duration::from_secs(30), || {
+        up.stderr_so_far().contains("web starting")
+    });
+    up.signal("KILL");
+    up.wait();
+    assert!(
+        pool.members().is_empty(),
+        "an adopted member never returns to the pool"
+    );
+    assert_eq!(env.state_of(&member).as_deref(), Some("unfinished"));
+    env.reap(&[]).success().stdout_has(&member);
+    env.assert_nothing_left();
+}
