@@ -161,6 +161,87 @@ pub enum Command {
     ///
     /// Example: envctl completions bash > /etc/bash_completion.d/envctl
     Completions(CompletionsArgs),
+    /// Keep warm pools: pre-started copies of an environment's pooled services, which `up`
+    /// and `run` adopt instead of starting them (the file's `pool: {size, services}`)
+    ///
+    /// Examples:
+    ///   envctl pool fill                      # every environment that declares a pool
+    ///   envctl pool fill --watch              # and keep them full, until SIGTERM
+    ///   envctl pool ls
+    ///   envctl pool drain accounting
+    #[command(verbatim_doc_comment)]
+    Pool(PoolArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    #[command(subcommand)]
+    pub command: PoolCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Fill pools: remove members that failed, grew older than --max-age or no longer match
+    /// their file (an image or a setting changed), then start members up to each pool's size
+    ///
+    /// A member that fails to start is removed and reported (exit 2).
+    ///
+    /// Example (crontab): */5 * * * *  envctl pool fill
+    Fill(PoolFillArgs),
+    /// List pool members: environment, id, age, state, and whether each matches its file
+    /// (why not, when it does not)
+    Ls(PoolLsArgs),
+    /// Remove pool members: every member, or those of ENV
+    Drain(PoolDrainArgs),
+}
+
+/// Where the environment files of pools are.
+#[derive(Debug, Args)]
+pub struct PoolFiles {
+    /// Directory of environment files [default: `./environments`, else `environments/` at the
+    /// root of the git repository around the current directory]
+    #[arg(long, env = "ENVCTL_ENVDIR")]
+    pub envdir: Option<PathBuf>,
+    /// This environment file (and override files after it) instead of `--envdir`
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolFillArgs {
+    /// The environments to fill [default: every environment of the directory that declares a
+    /// pool]
+    #[arg(value_name = "ENV", add = ArgValueCompleter::new(files))]
+    pub environments: Vec<String>,
+    #[command(flatten)]
+    pub files: PoolFiles,
+    /// Replace members filled longer ago than this
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    pub max_age: Duration,
+    /// Give up on a member that is not ready within this time
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub timeout: Duration,
+    /// Keep filling until SIGTERM or Ctrl-C: again at every change the engine reports (an
+    /// adoption) and every minute
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub pull: PullFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolLsArgs {
+    #[command(flatten)]
+    pub files: PoolFiles,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolDrainArgs {
+    /// Only the members of this environment
+    #[arg(value_name = "ENV", add = ArgValueCompleter::new(names))]
+    pub environment: Option<String>,
 }
 
 /// Which environment: `[ENV] [SERVICE@REF ...]`.

@@ -92,6 +92,11 @@ pub mod label {
     /// picks) for its own `tcp:` and `http:` probes alone, because the file publishes none of
     /// them, comma-separated (`61616/tcp`): never the environment's endpoints.
     pub const PROBE_PORTS: &str = "io.envctl.probe-ports";
+    /// On a pool member's resources: a fingerprint of each pooled service as filled,
+    /// `SERVICE=IMAGE.SETTINGS` pairs (see `lifecycle::pool`).
+    pub const POOL: &str = "io.envctl.pool";
+    /// On an adoption marker: when the adopted pool member was filled.
+    pub const ADOPTED: &str = "io.envctl.adopted";
 }
 
 /// The value of [`label::MANAGED_BY`].
@@ -188,6 +193,27 @@ pub fn ready_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}ready")
 }
 
+/// The value of [`label::ROLE`] on the marker of a pool member ready to be adopted.
+pub const MEMBER_ROLE: &str = "pool-member";
+
+/// The name of the marker `envctl pool fill` creates once a member's pooled services are ready:
+/// only such a member is adopted. A member never carries the ready marker until an `up`
+/// adopted and finished it.
+pub fn member_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}pool-member")
+}
+
+/// The value of [`label::ROLE`] on the marker of an adoption.
+pub const ADOPT_ROLE: &str = "adopt";
+
+/// The name of the marker that claims a pool member for one `up`: a container created, never
+/// started, whose name the engine keeps unique, so of two `up`s on any hosts one adopts the
+/// member and the other is told it is taken. Its labels carry the adopter's metadata (owner,
+/// refs, TTL, start deadline, process), which win over the member's when listing.
+pub fn adopt_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}adopt")
+}
+
 /// The value of [`label::ROLE`] on a pin container.
 pub const PIN_ROLE: &str = "pin";
 
@@ -225,6 +251,8 @@ pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
         MarkerKind::Ready => Some(ready_name(id)),
         MarkerKind::Pinned => Some(pin_name(id)),
         MarkerKind::Update => Some(update_name(id)),
+        MarkerKind::Member => Some(member_name(id)),
+        MarkerKind::Adopt => Some(adopt_name(id)),
         MarkerKind::Lease => None,
     }
 }

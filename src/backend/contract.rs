@@ -369,6 +369,73 @@ pub async fn markers_need_no_claim(s: &Subject<'_>) {
     assert!(s.find(id).await.is_none());
 }
 
+/// A pool member's marker shows in listings; the adoption marker is exclusive, and the
+/// adopter's metadata it carries wins when listing, until it is cleared. A backend that keeps no
+/// pools refuses both markers.
+pub async fn adoption_is_exclusive_and_its_metadata_wins(s: &Subject<'_>) {
+    let backend = s.backend;
+    let member = Metadata {
+        pool: Some(BTreeMap::from([("db".to_string(), "d1.s1".to_string())])),
+        ..s.metadata("adopt")
+    };
+    let id = &member.id;
+    if crate::lifecycle::pool::check_backend(backend).is_err() {
+        let refused = backend.set_marker(&member, Marker::Member).await;
+        assert!(
+            matches!(refused, Err(BackendError::Unsupported { .. })),
+            "{refused:?}"
+        );
+        return;
+    }
+    backend.claim(&member).await.expect("claim");
+    let isolation = backend.create_isolation(&member).await.expect("isolation");
+    s.serving(&isolation, &member, "db").await;
+    backend
+        .set_marker(&member, Marker::Member)
+        .await
+        .expect("member marker");
+    let listed = s.find(id).await.expect("listed");
+    assert!(listed.markers.member && !listed.markers.adopted);
+    assert_eq!(listed.metadata.pool, member.pool);
+
+    let adopter = Metadata {
+        owner: Some("adopter".into()),
+        run: Some("run-adopter".into()),
+        created_at: Some(at(5)),
+        adopted: Some(at(0)),
+        ..s.metadata("adopt")
+    };
+    backend
+        .set_marker(&adopter, Marker::Adopt)
+        .await
+        .expect("adopt");
+    let again = backend.set_marker(&adopter, Marker::Adopt).await;
+    assert!(
+        matches!(&again, Err(BackendError::Taken(taken)) if taken == id),
+        "{again:?}"
+    );
+    let listed = s.find(id).await.expect("listed");
+    assert!(listed.markers.adopted && listed.markers.member);
+    assert_eq!(listed.metadata, adopter, "the adopter's metadata wins");
+    assert_eq!(
+        listed.services.len(),
+        1,
+        "the member's service is the adopter's"
+    );
+    let of_run = s.list(&Selector::Run("run-adopter".into())).await;
+    assert_eq!(of_run.len(), 1, "{of_run:?}");
+
+    for kind in [MarkerKind::Adopt, MarkerKind::Member] {
+        backend.clear_marker(id, kind).await.expect("clear");
+        backend.clear_marker(id, kind).await.expect("clear again");
+    }
+    let listed = s.find(id).await.expect("listed");
+    assert!(!listed.markers.adopted && !listed.markers.member);
+    assert_eq!(listed.metadata.owner.as_deref(), Some("contract"));
+    remove_all(s, id).await;
+    assert!(s.find(id).await.is_none());
+}
+
 /// A named volume is the file's name and the backend's handle; removal is idempotent.
 pub async fn volumes_are_created_listed_and_removed(s: &Subject<'_>) {
     let backend = s.backend;
@@ -723,7 +790,8 @@ macro_rules! contract_tests {
             volumes_are_created_listed_and_removed,
             put_aside_and_restore,
             teardown_removes_everything,
-            long_log_lines_come_out_whole
+            long_log_lines_come_out_whole,
+            adoption_is_exclusive_and_its_metadata_wins
         );
     };
     (@each $leg:path, $($test:ident),*) => {
@@ -758,6 +826,7 @@ mod on_fake {
                     repository: "envctl-demo/oracle-xe".into(),
                     tag: "latest".into(),
                 },
+                digest: None,
                 healthcheck: None,
             },
             traits: Traits {

@@ -80,6 +80,8 @@ struct Env {
     /// The run that made each of its other resources (`claim`, `isolation`, `volume NAME`,
     /// a marker's name), as the engines label each: `Selector::Run` selects by it.
     runs: BTreeMap<String, Option<String>>,
+    /// The metadata an adoption brought, which wins over `metadata` in listings.
+    adopter: Option<Metadata>,
 }
 
 #[derive(Default)]
@@ -132,6 +134,7 @@ impl Env {
             services: BTreeMap::new(),
             aside: BTreeMap::new(),
             runs: BTreeMap::new(),
+            adopter: None,
         }
     }
 
@@ -146,6 +149,8 @@ impl Env {
             && !self.markers.ready
             && !self.markers.pinned
             && self.markers.lease_until.is_none()
+            && !self.markers.member
+            && !self.markers.adopted
     }
 }
 
@@ -414,10 +419,16 @@ impl Fake {
             pinned: env.markers.pinned && marked("pin"),
             lease_until: env.markers.lease_until.filter(|_| marked("lease")),
             update: (env.markers.update.clone()).filter(|m| of_run(Some(&m.run))),
+            member: env.markers.member && marked("member"),
+            adopted: env.markers.adopted && marked("adopt"),
+        };
+        let metadata = match &env.adopter {
+            Some(adopter) if env.markers.adopted => adopter.clone(),
+            _ => env.metadata.clone(),
         };
         let record = EnvironmentRecord {
             id: env.metadata.id.clone(),
-            metadata: env.metadata.clone(),
+            metadata,
             services: services(&env.services),
             aside: services(&env.aside),
             isolation: env
@@ -554,6 +565,7 @@ impl Backend for Fake {
         tokio::time::sleep(takes).await;
         let image = ResolvedImage {
             reference: tag.clone(),
+            digest: None,
             healthcheck: None,
         };
         self.world().local.insert(key, image);
@@ -848,6 +860,9 @@ impl Backend for Fake {
             .or_insert_with(|| Env::empty(metadata));
         // A marker set again keeps its labels (Docker renames a lease's container); an
         // update's marker carries its run in its metadata.
+        if marker == Marker::Adopt && env.markers.adopted {
+            return Err(BackendError::Taken(metadata.id.clone()));
+        }
         if !matches!(marker, Marker::Update(_)) {
             env.runs
                 .entry(name.to_string())
@@ -866,6 +881,11 @@ impl Backend for Fake {
                     ..metadata.clone()
                 })
             }
+            Marker::Member => env.markers.member = true,
+            Marker::Adopt => {
+                env.markers.adopted = true;
+                env.adopter = Some(metadata.clone());
+            }
         }
         Ok(())
     }
@@ -882,6 +902,11 @@ impl Backend for Fake {
                 MarkerKind::Lease => env.markers.lease_until = None,
                 MarkerKind::Update => env.markers.update = None,
                 MarkerKind::Anchor => (env.claimed, env.markers.claimed) = (false, false),
+                MarkerKind::Member => env.markers.member = false,
+                MarkerKind::Adopt => {
+                    env.markers.adopted = false;
+                    env.adopter = None;
+                }
             }
             if env.is_empty() {
                 world.envs.remove(id);
@@ -957,6 +982,7 @@ mod tests {
                 repository: repository.into(),
                 tag: tag.into(),
             },
+            digest: None,
             healthcheck: None,
         }
     }

@@ -210,6 +210,9 @@ pub struct VolumeSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedImage {
     pub reference: ImageRef,
+    /// The engine's id of the image the reference names now (Docker: `sha256:...`), so a pool
+    /// member made from an older build of the tag is told apart; `None` where unknown.
+    pub digest: Option<String>,
     pub healthcheck: Option<Healthcheck>,
 }
 
@@ -400,6 +403,10 @@ pub struct Markers {
     /// The marker of an `envctl update` under way (or one that never finished): the update's
     /// own process and deadline, never the environment's.
     pub update: Option<Metadata>,
+    /// A pool member's pooled services are ready: an `up` may adopt it.
+    pub member: bool,
+    /// An `up` adopted this pool member; its metadata is the adopter's.
+    pub adopted: bool,
 }
 
 /// A marker to set.
@@ -415,6 +422,12 @@ pub enum Marker {
     /// when one exists, so two updates of one environment cannot run at once. The metadata
     /// given carries the update's own run, process and start, never the environment's.
     Update(DateTime<Utc>),
+    /// A pool member's pooled services are ready (`envctl pool fill`).
+    Member,
+    /// An `up` adopts the pool member `metadata.id`, bringing `metadata` as its own. Exclusive:
+    /// `Taken` when one exists, so a member is adopted at most once, by one `up` on any host.
+    /// Listings show the adopter's metadata, not the member's.
+    Adopt,
 }
 
 impl Marker {
@@ -424,6 +437,8 @@ impl Marker {
             Marker::Pinned => MarkerKind::Pinned,
             Marker::Lease(_) => MarkerKind::Lease,
             Marker::Update(_) => MarkerKind::Update,
+            Marker::Member => MarkerKind::Member,
+            Marker::Adopt => MarkerKind::Adopt,
         }
     }
 }

@@ -41,6 +41,9 @@ struct Row {
     last_activity: Option<String>,
     last_activity_at: Option<String>,
     idle_seconds: Option<u64>,
+    /// Adopted from a warm pool: how long its pooled services had been warm then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adopted_warm_seconds: Option<u64>,
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
@@ -86,7 +89,14 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
                     vec![
                         r.id.clone(),
                         r.environment.clone(),
-                        r.state.to_string(),
+                        match r.adopted_warm_seconds {
+                            Some(warm) => format!(
+                                "{} (adopted, warm {})",
+                                r.state,
+                                output::short_duration(std::time::Duration::from_secs(warm))
+                            ),
+                            None => r.state.to_string(),
+                        },
                         r.age_seconds
                             .map(|s| output::short_duration(std::time::Duration::from_secs(s)))
                             .unwrap_or_else(|| "?".into()),
@@ -137,6 +147,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
         .map(|a| (a.what, a.at));
     Row {
         pinned: instance.pinned(),
+        adopted_warm_seconds: crate::lifecycle::pool::warm_for(instance).map(|d| d.as_secs()),
         missing_services: instance.missing_services(),
         build_url: instance.metadata.build.url.clone(),
         job_name: instance.metadata.build.job_name.clone(),

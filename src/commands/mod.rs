@@ -11,6 +11,7 @@ mod logs;
 mod ls;
 mod pin;
 mod plan;
+mod pool;
 mod port;
 mod progress;
 mod reap;
@@ -66,6 +67,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Touch(args) => pin::touch(args).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::Unpin(args) => pin::unpin(args).await,
+        Command::Pool(args) => pool::exec(args).await,
     }
 }
 

@@ -13,6 +13,9 @@ struct Status {
     id: String,
     environment: String,
     services: Vec<ServiceStatus>,
+    /// Adopted from a warm pool: how long its pooled services had been warm then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adopted_warm_seconds: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +90,7 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
             id: instance.id.clone(),
             environment: instance.environment().to_string(),
             services,
+            adopted_warm_seconds: lifecycle::pool::warm_for(&instance).map(|d| d.as_secs()),
         }),
         Format::Text => {
             let rows: Vec<Vec<String>> = services
@@ -118,6 +122,12 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
                 "PORTS",
             ];
             output::data(&output::table(&header, &rows));
+            if let Some(warm) = lifecycle::pool::warm_for(&instance) {
+                output::message(&format!(
+                    "adopted from the warm pool: its pooled services had been warm for {}",
+                    output::short_duration(warm)
+                ));
+            }
         }
     }
     Ok(ExitStatus::Success)

@@ -46,6 +46,7 @@ pub async fn start(
         lease,
         pull: super::pull_policy(flags.pull),
         files,
+        pool: Default::default(),
     };
     let backend = super::backend().await?;
     let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));

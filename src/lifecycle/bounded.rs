@@ -428,6 +428,7 @@ mod tests {
                     repository: "app".into(),
                     tag: "1".into(),
                 },
+                digest: None,
                 healthcheck: None,
             },
             command: None,

@@ -58,7 +58,12 @@ impl State {
 
 /// Every environment on the backend, oldest first.
 pub async fn list(backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
-    backend.list(&Selector::All).await
+    // Pool members are no environments until adopted: `envctl pool` shows them.
+    let listed = backend.list(&Selector::All).await?;
+    Ok(listed
+        .into_iter()
+        .filter(|i| !super::pool::is_member(i))
+        .collect())
 }
 
 /// One environment by id, or `None` when nothing of it exists.

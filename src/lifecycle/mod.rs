@@ -9,6 +9,9 @@ pub mod lease;
 #[cfg(test)]
 mod on_fake;
 mod pin;
+pub mod pool;
+#[cfg(test)]
+mod pool_on_fake;
 pub mod probe;
 pub mod process;
 mod recorded;
@@ -32,7 +35,7 @@ pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;
 pub use teardown::{Cleanup, TeardownError, down, remove, remove_now, stop};
-pub use up::{Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
+pub use up::{PoolUse, Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};

@@ -41,6 +41,7 @@ fn image(reference: &str) -> ResolvedImage {
             repository: repository.into(),
             tag: tag.into(),
         },
+        digest: None,
         healthcheck: None,
     }
 }
@@ -64,6 +65,7 @@ pub(super) fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
         lease: false,
         pull: None,
         files: None,
+        pool: Default::default(),
     }
 }
 

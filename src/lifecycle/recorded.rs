@@ -219,6 +219,7 @@ mod tests {
                 repository: "shop/db".into(),
                 tag: "1".into(),
             },
+            digest: None,
             healthcheck: None,
         });
         let yaml = "name: shop\nservices:\n  db:\n    image: shop/db\n    tag: '1'\n";

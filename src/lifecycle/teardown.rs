@@ -123,6 +123,8 @@ pub async fn remove(
     }
     // The claim goes last: until then the id stays claimed.
     let last = [
+        (MarkerKind::Member, markers.member),
+        (MarkerKind::Adopt, markers.adopted),
         (MarkerKind::Ready, markers.ready),
         (MarkerKind::Anchor, markers.claimed),
     ];
@@ -334,6 +336,8 @@ pub fn resources(record: &Instance, backend: Kind) -> Vec<Resource> {
         (MarkerKind::Pinned, markers.pinned),
         (MarkerKind::Update, markers.update.is_some()),
         (MarkerKind::Lease, markers.lease_until.is_some()),
+        (MarkerKind::Member, markers.member),
+        (MarkerKind::Adopt, markers.adopted),
         (MarkerKind::Ready, markers.ready),
         (MarkerKind::Anchor, markers.claimed),
     ];

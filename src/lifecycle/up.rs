@@ -56,6 +56,19 @@ pub struct UpOptions {
     /// The files the environment is read from, absolute, for `update` to read again; `None`
     /// when they cannot be read again (standard input).
     pub files: Option<Vec<std::path::PathBuf>>,
+    /// What to do with the environment's warm pool (see [`super::pool`]).
+    pub pool: PoolUse,
+}
+
+/// What a start does with the environment's warm pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolUse {
+    /// Adopt a ready matching member when the file declares a pool (never with `--name`),
+    /// else start cold.
+    #[default]
+    Adopt,
+    /// Start a pool member: only the pooled services, marked as a member when ready.
+    Fill,
 }
 
 /// A started environment (`commands::view` prints it).
@@ -296,6 +309,9 @@ struct Entries {
     created: Vec<Resource>,
     /// Creates in flight, or given up without an answer: the engine may still carry them out.
     unanswered: Vec<Resource>,
+    /// The id is a pool member's this run adopts (or tried to): its rollback removes the whole
+    /// member if the adoption is this run's.
+    adopted: bool,
 }
 
 impl Ledger {
@@ -363,14 +379,19 @@ async fn removed_meanwhile(backend: &dyn Backend, run: &Run<'_>) -> Option<Strin
 /// Removes what the run created, found by its label so that creates the engine carried out
 /// after their request was given up are found too.
 async fn rollback(backend: &Bounded<'_>, run: &Run<'_>, grace: Option<Duration>) -> Cleanup {
-    let selector = Selector::Run(run.nonce.clone());
-    let (id, created, unanswered) = {
+    let (id, created, unanswered, adopted) = {
         let entries = run.ledger.entries();
         (
             entries.id.clone(),
             entries.created.clone(),
             entries.unanswered.clone(),
+            entries.adopted,
         )
+    };
+    // An adopted member is this run's whole: it never goes back to the pool.
+    let selector = match (&id, adopted) {
+        (Some(id), true) if adopted_by(backend, id, &run.nonce).await => Selector::Id(id.clone()),
+        _ => Selector::Run(run.nonce.clone()),
     };
     let mut cleanup = teardown::remove_reporting(backend, &selector, grace, &created).await;
     cleanup.unanswered = unanswered
@@ -379,6 +400,16 @@ async fn rollback(backend: &Bounded<'_>, run: &Run<'_>, grace: Option<Duration>)
         .collect();
     cleanup.id = id;
     cleanup
+}
+
+/// Whether the adoption of member `id` is run `nonce`'s: its marker won.
+async fn adopted_by(backend: &dyn Backend, id: &str, nonce: &str) -> bool {
+    let listed = backend.list(&Selector::Id(id.to_string())).await;
+    listed.is_ok_and(|records| {
+        records
+            .iter()
+            .any(|r| r.markers.adopted && r.metadata.run.as_deref() == Some(nonce))
+    })
 }
 
 async fn attempt(
@@ -402,8 +433,8 @@ async fn attempt(
         .await?;
     // Creating is not cut short by a signal: a create that the engine completes after its
     // request was dropped would escape the rollback. A signal meanwhile is acted on next.
-    for service in environment.services.keys() {
-        phases.report(progress, service, Phase::Creating);
+    for service in super::pool::in_scope(environment, options) {
+        phases.report(progress, &service, Phase::Creating);
     }
     let creating = run.attempt.within(backend);
     let claim = claim(&creating, environment, options, &images, run).await?;
@@ -423,21 +454,31 @@ async fn attempt(
             let dependencies = environment
                 .services
                 .values()
+                .filter(|s| claim.services.contains_key(&s.name))
                 .map(|s| (s.name.clone(), s.depends_on.clone()))
                 .collect();
             start_services(backend, &dependencies, &services, progress, phases).await
         })
         .await?;
-    // The marker is a create too: outside the race, for the same reason as the claim.
+    // The marker is a create too: outside the race, for the same reason as the claim. A pool
+    // member is never ready: it is a member until an `up` adopts and finishes it.
+    let (marker, name) = match options.pool {
+        PoolUse::Fill => (Marker::Member, naming::member_name(&claim.id)),
+        PoolUse::Adopt => (Marker::Ready, naming::ready_name(&claim.id)),
+    };
     run.ledger
         .create(
-            ResourceKind::Marker(MarkerKind::Ready),
-            naming::ready_name(&claim.id),
-            creating.set_marker(&claim.metadata, Marker::Ready),
+            ResourceKind::Marker(marker.kind()),
+            name,
+            creating.set_marker(&claim.metadata, marker),
         )
         .await?;
+    let selector = match claim.pooled.is_empty() {
+        true => Selector::Run(run.nonce.clone()),
+        false => Selector::Id(claim.id.clone()),
+    };
     run.attempt
-        .bound(describe(backend, environment, &claim, &images, &run.nonce))
+        .bound(describe(backend, environment, &claim, &images, &selector))
         .await
 }
 
@@ -470,7 +511,10 @@ async fn refuse_unprobeable(
 /// The services a run claimed.
 struct Claim {
     id: String,
+    /// Every service of the environment this run has: created, or adopted.
     services: BTreeMap<String, ServiceRef>,
+    /// The services an adopted pool member brought, ready already.
+    pooled: std::collections::BTreeSet<String>,
     /// What every resource of the environment carries.
     metadata: Metadata,
 }
@@ -483,7 +527,9 @@ async fn resolve_images(
     progress: &Progress,
     phases: &Phases,
 ) -> Result<BTreeMap<String, Resolved>, StartError> {
-    let wanted = environment.services.values().map(|service| {
+    let scope = super::pool::in_scope(environment, options);
+    let in_scope = environment.services.values();
+    let wanted = in_scope.filter(|s| scope.contains(&s.name)).map(|service| {
         let wanted = Wanted::Declared {
             prefix: options.prefix_tags.contains(&service.name),
             pull: options.pull.unwrap_or(service.pull),
@@ -497,6 +543,180 @@ async fn resolve_images(
 /// engine: a taken name means another run has this id, so try the next suffix. Then creates the
 /// network and every service's container under that id.
 async fn claim(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run<'_>,
+) -> Result<Claim, StartError> {
+    let (claim, isolation) = match adopt(backend, environment, options, images, run).await? {
+        Some((claim, isolation)) => (claim, Some(isolation)),
+        None => (
+            claim_id(backend, environment, options, images, run).await?,
+            None,
+        ),
+    };
+    if options.lease {
+        // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
+        let until = claim
+            .metadata
+            .start_deadline
+            .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
+        run.ledger
+            .create(
+                ResourceKind::Marker(MarkerKind::Lease),
+                naming::lease_name(&claim.id, until),
+                backend.set_marker(&claim.metadata, Marker::Lease(until)),
+            )
+            .await?;
+    }
+    let isolation = match isolation {
+        Some(isolation) => isolation,
+        None => create_isolation(backend, environment, &claim, run).await?,
+    };
+    let scope = super::pool::in_scope(environment, options);
+    // Every create runs to its end, even after one failed, so the rollback sees them all.
+    let to_create = environment.services.values();
+    let creating = to_create
+        .filter(|s| scope.contains(&s.name) && !claim.pooled.contains(&s.name))
+        .map(|service| {
+            let spec = service_spec(environment, service, &claim, images);
+            let name = naming::container_name(&service.name, &claim.id);
+            let isolation = &isolation;
+            async move {
+                let created = run
+                    .ledger
+                    .create(
+                        ResourceKind::Service,
+                        name,
+                        backend.create_service(isolation, &spec),
+                    )
+                    .await;
+                (service.name.clone(), created)
+            }
+        });
+    let mut services = claim.services.clone();
+    for (service, created) in join_all(creating).await {
+        services.insert(service, created?);
+    }
+    Ok(Claim { services, ..claim })
+}
+
+/// Adopts a ready pool member that is what this start would create of its pooled services:
+/// the claim on its id, with its pooled services, and its isolation. `None`, for a cold start,
+/// when the file has no pool, none matches, or every match was taken by another `up` first.
+async fn adopt(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run<'_>,
+) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
+    if options.pool == PoolUse::Fill {
+        return Ok(None);
+    }
+    if let Some(why) = super::pool::no_adoption(backend, environment, options) {
+        tracing::info!("no pool member adopted: {why}");
+        return Ok(None);
+    }
+    let Some(pool) = &environment.pool else {
+        return Ok(None);
+    };
+    let Some(shape) = super::pool::Shape::of(environment, pool, images) else {
+        return Ok(None);
+    };
+    // The pool only ever saves time: failing to read it is a cold start.
+    let members = super::pool::candidates(backend, &environment.name, &shape, Utc::now()).await;
+    let members = match members {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::warn!("starting without the warm pool: {error}");
+            return Ok(None);
+        }
+    };
+    for member in members {
+        let Some(isolation) = member.isolation.first().cloned() else {
+            continue;
+        };
+        let metadata = Metadata {
+            adopted: member.metadata.created_at,
+            ..metadata(environment, &member.id, options, images, run)
+        };
+        {
+            let mut entries = run.ledger.entries();
+            entries.id = Some(member.id.clone());
+            entries.adopted = true;
+        }
+        let marked = run
+            .ledger
+            .create(
+                ResourceKind::Marker(MarkerKind::Adopt),
+                naming::adopt_name(&member.id),
+                backend.set_marker(&metadata, Marker::Adopt),
+            )
+            .await;
+        match marked {
+            Ok(()) => {
+                tracing::info!("adopted pool member {}", member.id);
+                let services = member
+                    .services
+                    .iter()
+                    .map(|s| (s.service().to_string(), s.handle.clone()))
+                    .collect();
+                let claim = Claim {
+                    id: member.id.clone(),
+                    services,
+                    pooled: pool.services.clone(),
+                    metadata,
+                };
+                return Ok(Some((claim, isolation)));
+            }
+            Err(BackendError::Taken(_)) => {
+                tracing::info!("pool member {} was adopted by another start", member.id);
+                let mut entries = run.ledger.entries();
+                entries.id = None;
+                entries.adopted = false;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the environment's network and named volumes.
+async fn create_isolation(
+    backend: &dyn Backend,
+    environment: &Environment,
+    claim: &Claim,
+    run: &Run<'_>,
+) -> Result<crate::backend::IsolationRef, StartError> {
+    let name = run.ledger.backend.isolation_name(&claim.metadata);
+    let isolation = run
+        .ledger
+        .create(
+            ResourceKind::Isolation,
+            name,
+            backend.create_isolation(&claim.metadata),
+        )
+        .await?;
+    for (name, volume) in &environment.volumes {
+        let spec = VolumeSpec {
+            name: name.clone(),
+            labels: volume.labels.clone(),
+        };
+        run.ledger
+            .create(
+                ResourceKind::Volume,
+                naming::volume_name(&claim.id, name),
+                backend.create_volume(&claim.metadata, &spec),
+            )
+            .await?;
+    }
+    Ok(isolation)
+}
+
+/// Claims a new id.
+async fn claim_id(
     backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
@@ -517,6 +737,7 @@ async fn claim(
             metadata: metadata(environment, &id, options, images, run),
             id,
             services: BTreeMap::new(),
+            pooled: Default::default(),
         };
         run.ledger.entries().id = Some(claim.id.clone());
         let anchor = ResourceKind::Marker(MarkerKind::Anchor);
@@ -541,64 +762,7 @@ async fn claim(
             Err(error) => return Err(error.into()),
         }
     };
-    if options.lease {
-        // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
-        let until = claim
-            .metadata
-            .start_deadline
-            .map_or(DateTime::<Utc>::MAX_UTC, super::lease::expiry);
-        run.ledger
-            .create(
-                ResourceKind::Marker(MarkerKind::Lease),
-                naming::lease_name(&claim.id, until),
-                backend.set_marker(&claim.metadata, Marker::Lease(until)),
-            )
-            .await?;
-    }
-    let name = run.ledger.backend.isolation_name(&claim.metadata);
-    let isolation = run
-        .ledger
-        .create(
-            ResourceKind::Isolation,
-            name,
-            backend.create_isolation(&claim.metadata),
-        )
-        .await?;
-    for (name, volume) in &environment.volumes {
-        let spec = VolumeSpec {
-            name: name.clone(),
-            labels: volume.labels.clone(),
-        };
-        run.ledger
-            .create(
-                ResourceKind::Volume,
-                naming::volume_name(&claim.id, name),
-                backend.create_volume(&claim.metadata, &spec),
-            )
-            .await?;
-    }
-    // Every create runs to its end, even after one failed, so the rollback sees them all.
-    let creating = environment.services.values().map(|service| {
-        let spec = service_spec(environment, service, &claim, images);
-        let name = naming::container_name(&service.name, &claim.id);
-        let isolation = &isolation;
-        async move {
-            let created = run
-                .ledger
-                .create(
-                    ResourceKind::Service,
-                    name,
-                    backend.create_service(isolation, &spec),
-                )
-                .await;
-            (service.name.clone(), created)
-        }
-    });
-    let mut services = BTreeMap::new();
-    for (service, created) in join_all(creating).await {
-        services.insert(service, created?);
-    }
-    Ok(Claim { services, ..claim })
+    Ok(claim)
 }
 
 fn metadata(
@@ -637,12 +801,36 @@ fn metadata(
         owner: Some(options.owner.clone()),
         started_by: Some(provenance::started_by()),
         process: Some(provenance::process()),
-        services: Some(environment.services.keys().cloned().collect()),
         refs,
         build: options.build.clone(),
         gateway: environment.gateway.clone(),
         files: options.files.clone(),
-        ..Metadata::new(id)
+        ..pool_metadata(environment, options, images, Metadata::new(id))
+    }
+}
+
+/// A pool member's metadata: its pooled services, and what they were made from.
+fn pool_metadata(
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    metadata: Metadata,
+) -> Metadata {
+    let pool = environment
+        .pool
+        .as_ref()
+        .filter(|_| options.pool == PoolUse::Fill);
+    let Some(pool) = pool else {
+        return Metadata {
+            services: Some(environment.services.keys().cloned().collect()),
+            ..metadata
+        };
+    };
+    let shape = super::pool::Shape::of(environment, pool, images);
+    Metadata {
+        services: Some(pool.services.iter().cloned().collect()),
+        pool: Some(shape.map(|s| s.fingerprints).unwrap_or_default()),
+        ..metadata
     }
 }
 
@@ -708,12 +896,15 @@ fn startables(
     environment
         .services
         .values()
+        .filter(|service| claim.services.contains_key(&service.name))
         .map(|service| {
             let startable = Startable {
                 service: claim.services[&service.name].clone(),
                 ready: service.ready.clone(),
-                healthcheck: images[&service.name].healthcheck.clone(),
-                done: false,
+                healthcheck: images
+                    .get(&service.name)
+                    .and_then(|i| i.healthcheck.clone()),
+                done: claim.pooled.contains(&service.name),
             };
             (service.name.clone(), startable)
         })
@@ -727,12 +918,13 @@ async fn describe(
     environment: &Environment,
     claim: &Claim,
     images: &BTreeMap<String, Resolved>,
-    nonce: &str,
+    selector: &Selector,
 ) -> Result<Started, StartError> {
-    let records = backend.list(&Selector::Run(nonce.to_string())).await?;
+    let records = backend.list(selector).await?;
     let listed: Vec<&ServiceRecord> = records.iter().flat_map(|r| &r.services).collect();
     let mut services = Vec::new();
-    for service in environment.services.values() {
+    let started = environment.services.values();
+    for service in started.filter(|s| claim.services.contains_key(&s.name)) {
         let name = naming::container_name(&service.name, &claim.id);
         let container = listed.iter().find(|s| s.handle.name == name);
         let running = container.is_some_and(|s| s.status.state == ServiceState::Running);

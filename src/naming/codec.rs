@@ -72,6 +72,11 @@ pub struct Metadata {
     /// The environment files it was started from, absolute, later ones overriding the earlier;
     /// `None` when not known (read from standard input, or started by an earlier envctl).
     pub files: Option<Vec<PathBuf>>,
+    /// On a pool member: the fingerprint of each pooled service as filled (see
+    /// `lifecycle::pool`); `None` on environments.
+    pub pool: Option<BTreeMap<String, String>>,
+    /// On an adopted environment: when the pool member it adopted was filled.
+    pub adopted: Option<DateTime<Utc>>,
 }
 
 /// What a marker records (see [`crate::naming::marker_name`]): the one kind of marker that
@@ -88,6 +93,10 @@ pub enum MarkerKind {
     Lease,
     /// An `envctl update` is replacing services (see `naming::update_name`).
     Update,
+    /// A pool member is ready to be adopted (see `naming::member_name`).
+    Member,
+    /// An `up` adopted the pool member (see `naming::adopt_name`).
+    Adopt,
 }
 
 impl MarkerKind {
@@ -99,6 +108,8 @@ impl MarkerKind {
             MarkerKind::Pinned => super::PIN_ROLE,
             MarkerKind::Lease => super::LEASE_ROLE,
             MarkerKind::Update => super::UPDATE_ROLE,
+            MarkerKind::Member => super::MEMBER_ROLE,
+            MarkerKind::Adopt => super::ADOPT_ROLE,
         }
     }
 
@@ -109,6 +120,8 @@ impl MarkerKind {
             MarkerKind::Pinned,
             MarkerKind::Lease,
             MarkerKind::Update,
+            MarkerKind::Member,
+            MarkerKind::Adopt,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -212,6 +225,8 @@ impl Metadata {
             build: Build::default(),
             gateway: None,
             files: None,
+            pool: None,
+            adopted: None,
         }
     }
 
@@ -250,6 +265,14 @@ impl Metadata {
                 serde_json::to_string(&files).unwrap_or_default()
             }),
         );
+        put(
+            label::POOL,
+            self.pool.as_ref().map(|pool| {
+                let pairs: Vec<String> = pool.iter().map(|(s, f)| format!("{s}={f}")).collect();
+                pairs.join(",")
+            }),
+        );
+        put(label::ADOPTED, self.adopted.map(time));
         labels
     }
 
@@ -338,6 +361,13 @@ impl Metadata {
             gateway: get(label::GATEWAY).as_deref().and_then(GatewayEntry::parse),
             files: get(label::FILES)
                 .and_then(|files| serde_json::from_str::<Vec<PathBuf>>(&files).ok()),
+            pool: get(label::POOL).map(|pool| {
+                list(&pool)
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(s, f)| (s.to_string(), f.to_string()))
+                    .collect()
+            }),
+            adopted: get(label::ADOPTED).as_deref().and_then(parse_time),
         })
     }
 }

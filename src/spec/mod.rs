@@ -36,6 +36,18 @@ pub struct Environment {
     pub gateway: Option<GatewayEntry>,
     /// Named volumes, created and removed with each copy of the environment.
     pub volumes: BTreeMap<String, Volume>,
+    /// The warm pool: `None` without `pool:` or with `size: 0`.
+    pub pool: Option<Pool>,
+}
+
+/// `pool: {size: N, services: [...]}`: how many pre-started copies of which services to keep
+/// for `up` to adopt (see `docs/pool.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// At least 1.
+    pub size: u32,
+    /// Closed under `depends_on`: every dependency of a pooled service is pooled.
+    pub services: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,15 @@ pub struct RawEnvironment {
     pub services: Option<Spanned<Entries<RawService>>>,
     /// Named volumes, declared at the top as in compose.
     pub volumes: Entries<RawVolume>,
+    /// `pool: {size: N, services: [...]}`: the warm pool (see `docs/pool.md`).
+    pub pool: Option<Spanned<RawPool>>,
+}
+
+/// `pool:` as written.
+#[derive(Debug, Default)]
+pub struct RawPool {
+    pub size: Option<Spanned<i64>>,
+    pub services: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -110,7 +119,8 @@ pub struct RawReady {
     pub timeout: Option<Spanned<String>>,
 }
 
-const TOP_KEYS: &[&str] = &["name", "registry", "gateway", "services", "volumes"];
+const TOP_KEYS: &[&str] = &["name", "registry", "gateway", "services", "volumes", "pool"];
+const POOL_KEYS: &[&str] = &["size", "services"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "tag",
@@ -321,6 +331,7 @@ impl Reader<'_> {
             gateway: None,
             services: None,
             volumes: Vec::new(),
+            pool: None,
         };
         let fields = self.fields(root, TOP_KEYS, "a map of `services:` and other keys");
         if !matches!(root.kind, Kind::Map(_) | Kind::Null) {
@@ -350,6 +361,7 @@ impl Reader<'_> {
                         .map(|(name, volume)| (key(name), self.volume(volume)))
                         .collect();
                 }
+                "pool" => environment.pool = Some(spanned(self.pool(value), value.at)),
                 _ => unreachable!("only known keys pass"),
             }
         }
@@ -360,6 +372,18 @@ impl Reader<'_> {
             );
         }
         environment
+    }
+
+    fn pool(&mut self, node: &Node) -> RawPool {
+        let mut pool = RawPool::default();
+        for (k, value) in self.fields(node, POOL_KEYS, "a map of `size` and `services`") {
+            match k.name.as_str() {
+                "size" => pool.size = self.int(value),
+                "services" => pool.services = self.strings(value),
+                _ => unreachable!("only known keys pass"),
+            }
+        }
+        pool
     }
 
     fn volume(&mut self, node: &Node) -> RawVolume {

@@ -10,18 +10,20 @@ use serde_saphyr::budget::{Budget, BudgetBreach};
 
 use super::diagnostic::{Diagnostic, Position, Source, SpecError, did_you_mean};
 use super::interpolate::{InterpolationError, interpolate};
-use super::raw::{self, RawBuild, RawEnvironment, RawReady, RawService, Spanned};
+use super::raw::{self, RawBuild, RawEnvironment, RawPool, RawReady, RawService, Spanned};
 use super::runtime::Volume;
 use super::tree;
 use super::{
-    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Probe, Protocol, PullPolicy,
-    Ready, Service,
+    Build, DEFAULT_READY_TIMEOUT, Environment, GatewayEntry, Link, Pool, Probe, Protocol,
+    PullPolicy, Ready, Service,
 };
 use crate::graph;
 use crate::naming;
 use crate::naming::image::{self, ImageRef};
 
 /// Longer than any service should take to become ready; also keeps deadlines computable.
+/// More members than this is a typo: each is a copy of the pooled services, running.
+const MAX_POOL_SIZE: u32 = 100;
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub fn parse(
@@ -313,13 +315,111 @@ impl Checker<'_> {
         let gateway = raw
             .gateway
             .and_then(|entry| self.gateway(&entry, &services));
+        let pool = raw.pool.and_then(|pool| self.pool(pool, &services));
         Environment {
             name,
             path: path.to_path_buf(),
             services,
             gateway,
             volumes,
+            pool,
         }
+    }
+
+    /// The top-level `pool: {size: N, services: [...]}`: known services, closed under their
+    /// dependencies, none on a fixed host port (a member would hold it and block every cold
+    /// start). `size: 0`, or no services, is no pool.
+    fn pool(
+        &mut self,
+        raw: Spanned<RawPool>,
+        services: &BTreeMap<String, Service>,
+    ) -> Option<Pool> {
+        let size = match &raw.value.size {
+            Some(size) => match u32::try_from(size.value) {
+                Ok(n) if n <= MAX_POOL_SIZE => n,
+                _ => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!(
+                                "`pool.size` must be between 0 and {MAX_POOL_SIZE}, not {}",
+                                size.value
+                            ),
+                            at(size),
+                        )
+                        .with_hint("the number of ready copies of the pooled services to keep"),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                self.diagnostics.push(
+                    Diagnostic::new("`pool` has no `size`", at(&raw))
+                        .with_hint("for example `pool: {size: 2, services: [oracle-xe]}`"),
+                );
+                return None;
+            }
+        };
+        if raw.value.services.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::new("`pool` has no `services`", at(&raw))
+                    .with_hint("list the services every copy shares, e.g. `services: [oracle-xe]`"),
+            );
+            return None;
+        }
+        let pooled: BTreeSet<String> = raw.value.services.iter().map(|s| s.value.clone()).collect();
+        let before = self.diagnostics.len();
+        for entry in &raw.value.services {
+            let Some(service) = services.get(&entry.value) else {
+                let hint = did_you_mean(&entry.value, services.keys().map(String::as_str))
+                    .map_or_else(
+                        || "`pool.services` lists services of this file".to_string(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("`pool` names unknown service `{}`", entry.value),
+                        at(entry),
+                    )
+                    .with_hint(hint),
+                );
+                continue;
+            };
+            for dependency in service.depends_on.iter().filter(|d| !pooled.contains(*d)) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "pooled service `{}` depends on `{dependency}`, which is not pooled",
+                            entry.value
+                        ),
+                        at(entry),
+                    )
+                    .with_hint(format!(
+                        "add `{dependency}` to `pool.services`: a member starts its pooled services alone"
+                    )),
+                );
+            }
+            if let Some(fixed) = service.runtime.ports.iter().find(|p| p.host_port.is_some()) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "pooled service `{}` publishes {} on fixed host port {}",
+                            entry.value,
+                            fixed.container,
+                            fixed.host_port.unwrap_or_default()
+                        ),
+                        at(entry),
+                    )
+                    .with_hint(format!(
+                        "publish it on a random host port (`ports: [{}]`), or leave `{}` out of the pool: a waiting member would hold the port and block every start",
+                        fixed.container.number, entry.value
+                    )),
+                );
+            }
+        }
+        (self.diagnostics.len() == before && size > 0).then_some(Pool {
+            size,
+            services: pooled,
+        })
     }
 
     /// The top-level `gateway: SERVICE:PORT`: a published TCP port of a declared service.
@@ -900,4 +1000,115 @@ fn is_valid_alias(alias: &str) -> bool {
 /// The last line of a multi-line message: regex puts its verdict there.
 fn last_line(text: &str) -> &str {
     text.lines().last().unwrap_or(text).trim()
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use std::path::Path;
+
+    use crate::spec::{Environment, SpecError, parse};
+
+    const BASE: &str = "services:
+  db:
+    image: d
+  broker:
+    image: b
+    depends_on: [db]
+  app:
+    image: a
+    links: [\"db:oracle\", broker]
+    ports: [8080]
+";
+
+    fn load(pool: &str) -> Result<Environment, SpecError> {
+        parse(
+            Path::new("/envs/stack.yaml"),
+            &format!("{BASE}{pool}"),
+            &|_| None,
+        )
+    }
+
+    fn errors(pool: &str) -> Vec<String> {
+        let error = load(pool)
+            .map(|e| panic!("parsed: {:?}", e.pool))
+            .unwrap_err();
+        error
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let p = d.position.expect("located");
+                let hint = d.hint.clone().unwrap_or_default();
+                format!("{}:{} {} / {hint}", p.line, p.column, d.message)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pool_lists_its_services_and_size() {
+        let pool = load("pool: {size: 2, services: [db, broker]}\n")
+            .unwrap()
+            .pool
+            .unwrap();
+        assert_eq!(pool.size, 2);
+        assert_eq!(pool.services, ["broker", "db"].map(String::from).into());
+    }
+
+    #[test]
+    fn size_zero_or_no_pool_key_is_no_pool() {
+        assert_eq!(
+            load("pool: {size: 0, services: [db]}\n").unwrap().pool,
+            None
+        );
+        assert_eq!(load("").unwrap().pool, None);
+    }
+
+    #[test]
+    fn a_pooled_service_whose_dependency_is_not_pooled_is_a_located_error() {
+        assert_eq!(
+            errors("pool: {size: 1, services: [broker]}\n"),
+            [
+                "11:28 pooled service `broker` depends on `db`, which is not pooled / add `db` to \
+              `pool.services`: a member starts its pooled services alone"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pooled_service_on_a_fixed_host_port_is_a_located_error() {
+        let source = "pool:\n  size: 1\n  services:\n    - db\n";
+        let fixed = parse(
+            Path::new("/envs/stack.yaml"),
+            &format!(
+                "{}{source}",
+                BASE.replace("image: d", "image: d\n    ports: [\"1521:1521\"]")
+            ),
+            &|_| None,
+        )
+        .unwrap_err();
+        let d = &fixed.diagnostics[0];
+        assert_eq!(
+            d.message,
+            "pooled service `db` publishes 1521/tcp on fixed host port 1521"
+        );
+        assert_eq!(d.position.map(|p| (p.line, p.column)), Some((15, 7)));
+        assert!(
+            d.hint.as_deref().unwrap().contains("`ports: [1521]`"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_pooled_services_and_bad_sizes_are_located_errors() {
+        assert_eq!(
+            errors("pool: {size: 1, services: [dbb]}\n"),
+            ["11:28 `pool` names unknown service `dbb` / did you mean `db`?"]
+        );
+        let negative = errors("pool: {size: -1, services: [db]}\n");
+        assert!(
+            negative[0].starts_with("11:14 `pool.size` must be between 0 and 100"),
+            "{negative:?}"
+        );
+        let unknown = errors("pool: {size: 1, services: [db], sise: 2}\n");
+        assert!(unknown[0].contains("unknown key `sise`"), "{unknown:?}");
+    }
 }

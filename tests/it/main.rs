@@ -17,6 +17,7 @@ mod harness;
 mod lifecycle;
 mod logs;
 mod pipeline;
+mod pool;
 mod ports;
 mod private_engine;
 mod reach;

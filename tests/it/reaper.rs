@@ -424,7 +424,7 @@ fn five_passes() -> impl Fn() -> bool {
 
 /// envctl in its own PID namespace, as a CI agent in a container runs it: no reaper here can
 /// tell whether it is alive.
-fn in_another_pid_namespace(envctl: crate::support::Envctl) -> std::process::Child {
+pub(crate) fn in_another_pid_namespace(envctl: crate::support::Envctl) -> std::process::Child {
     let command = envctl.command();
     let mut unshare = Command::new("unshare");
     unshare

@@ -106,6 +106,8 @@ pub fn group(
 ) -> Vec<EnvironmentRecord> {
     struct Partial {
         metadata: Option<Metadata>,
+        /// From an adoption marker: the adopter's, which wins (see `naming::adopt_name`).
+        adopter: Option<Metadata>,
         /// From a pin, which carries only what identifies the environment.
         fallback: Metadata,
         markers: Markers,
@@ -119,6 +121,7 @@ pub fn group(
     fn entry<'m>(by_id: &'m mut BTreeMap<String, Partial>, metadata: &Metadata) -> &'m mut Partial {
         by_id.entry(metadata.id.clone()).or_insert_with(|| Partial {
             metadata: None,
+            adopter: None,
             fallback: metadata.clone(),
             markers: Markers::default(),
             services: Vec::new(),
@@ -150,6 +153,11 @@ pub fn group(
                     .max(naming::lease_expiry(&container.name))
             }
             Some(MarkerKind::Update) => partial.markers.update = Some(metadata.clone()),
+            Some(MarkerKind::Member) => partial.markers.member = true,
+            Some(MarkerKind::Adopt) => {
+                partial.markers.adopted = true;
+                partial.adopter = Some(metadata.clone());
+            }
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
                 container.name.trim_start_matches('/')
                     == naming::replaced_name(&s.service, &metadata.id)
@@ -225,7 +233,9 @@ pub fn group(
             partial
                 .aside
                 .sort_by(|a, b| a.handle.service.cmp(&b.handle.service));
-            let metadata = partial.metadata.unwrap_or(partial.fallback);
+            let metadata = (partial.adopter)
+                .or(partial.metadata)
+                .unwrap_or(partial.fallback);
             // Containers made before each carried its own ref label: those `up` created run
             // the refs it was given.
             for service in &mut partial.services {
@@ -280,6 +290,7 @@ impl Backend for DockerBackend<'_> {
         let details = self.engine.inspect_image(&image.to_string()).await?;
         Ok(details.map(|details| ResolvedImage {
             reference: image.clone(),
+            digest: details.id,
             healthcheck: convert::healthcheck(details.healthcheck),
         }))
     }
@@ -556,6 +567,22 @@ impl Backend for DockerBackend<'_> {
                 return match self
                     .engine
                     .create_marker(&name, &metadata.encode_marker(MarkerKind::Update))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(BackendError::Taken(_)) => Err(BackendError::Taken(id.clone())),
+                    Err(error) => Err(error),
+                };
+            }
+            Marker::Member => (naming::member_name(id), MarkerKind::Member),
+            Marker::Adopt => {
+                // Exclusive like an update's: the name makes one adopter win on any host.
+                return match self
+                    .engine
+                    .create_marker(
+                        &naming::adopt_name(id),
+                        &metadata.encode_marker(MarkerKind::Adopt),
+                    )
                     .await
                 {
                     Ok(_) => Ok(()),

@@ -69,7 +69,8 @@ pub fn group(
                 partial.markers.update = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
-            None => {}
+            // Pools are refused on a swarm: no such marker is ever made there.
+            Some(MarkerKind::Member | MarkerKind::Adopt) | None => {}
         }
     }
     for service in services {

@@ -443,11 +443,13 @@ impl Backend for Swarm {
                     .insert(text, digest);
                 Ok(Some(ResolvedImage {
                     reference: image.clone(),
+                    digest: None,
                     healthcheck,
                 }))
             }
             Err(_) if local.is_some() && self.nodes <= 1 => Ok(Some(ResolvedImage {
                 reference: image.clone(),
+                digest: None,
                 healthcheck,
             })),
             Err(why) if local.is_some() => Err(BackendError::Operation {
@@ -929,6 +931,14 @@ impl Backend for Swarm {
                         metadata.encode_marker(MarkerKind::Update),
                     )
                     .await;
+            }
+            // `envctl pool fill` refuses a swarm before creating anything.
+            Marker::Member | Marker::Adopt => {
+                return Err(BackendError::Unsupported {
+                    backend: Kind::Swarm,
+                    operation: "keep a warm pool",
+                    hint: "pools work on a Docker engine".into(),
+                });
             }
         };
         match self.create_config(&name, id, labels).await {

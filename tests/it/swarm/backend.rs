@@ -278,6 +278,7 @@ fn spec(
                 repository: repository.to_string(),
                 tag: tag.to_string(),
             },
+            digest: None,
             healthcheck: None,
         },
         command: Some(command.iter().map(|c| c.to_string()).collect()),

@@ -830,6 +830,7 @@ impl Engine for Docker {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
         match self.client.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageDetails {
+                id: image.id.clone(),
                 healthcheck: image
                     .config
                     .and_then(|config| config.healthcheck)

@@ -208,6 +208,8 @@ pub struct Attached {
 /// A local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageDetails {
+    /// The image's id (`sha256:...`).
+    pub id: Option<String>,
     /// The image's HEALTHCHECK test, as Docker stores it (`["CMD", ...]` or `["CMD-SHELL", s]`).
     pub healthcheck: Option<Vec<String>>,
 }

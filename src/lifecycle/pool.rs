@@ -1,0 +1,538 @@
+//! The warm pool: pre-started copies of an environment's pooled services ("members"), filled by
+//! `envctl pool fill` and adopted whole by the next `up` (see `docs/pool.md`).
+//!
+//! A member is an environment of its own on the engine, started by `up`'s own machinery with
+//! only the pooled services in scope: its resources carry the member's id and, in
+//! `Metadata::pool`, a fingerprint of each pooled service as filled (image digest, settings
+//! after interpolation, aliases, readiness). Once its services are ready it gets the member
+//! marker; it never gets the ready marker. An `up` adopts it by creating the adoption marker,
+//! whose name the engine keeps unique (one winner on any host) and whose labels carry the
+//! adopter's metadata, which wins when listing: from then on the member is that `up`'s
+//! environment, unfinished until it sets the ready marker, and never a member again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+
+use super::inventory::Instance;
+use super::up::{PoolUse, UpOptions, UpOutcome, service_spec_for};
+use super::{Progress, StartError, teardown};
+use crate::backend::{Backend, BackendError, Kind, Marker, ResolvedImage, Selector, ServiceState};
+use crate::naming::codec::Metadata;
+use crate::signals::Signals;
+use crate::spec::{Environment, Pool};
+
+/// Members older than this are replaced at the next fill.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether `instance` is a pool member (filling, ready or failed), not an environment: `ls`,
+/// `down --all`, the reaper and the gateway never see one.
+pub fn is_member(instance: &Instance) -> bool {
+    instance.metadata.pool.is_some()
+}
+
+/// What a start would create of the pooled services, to compare with what a member was made
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// `IMAGE.SETTINGS` per pooled service: two short digests.
+    pub fingerprints: BTreeMap<String, String>,
+    /// Each pooled service's image, for messages.
+    pub images: BTreeMap<String, String>,
+    /// Each pooled service's settings digests, as its container is labelled, to say which
+    /// group differs.
+    pub settings: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn digest(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Shape {
+    /// The pooled services of `environment` as they would be created from `images`.
+    pub fn of(
+        environment: &Environment,
+        pool: &Pool,
+        images: &BTreeMap<String, ResolvedImage>,
+    ) -> Option<Shape> {
+        let mut shape = Shape {
+            fingerprints: BTreeMap::new(),
+            images: BTreeMap::new(),
+            settings: BTreeMap::new(),
+        };
+        for name in &pool.services {
+            let service = environment.services.get(name)?;
+            let image = images.get(name)?.clone();
+            let spec = service_spec_for(environment, service, &Metadata::new(""), image, None);
+            let image_part = digest(&format!(
+                "{}@{}",
+                spec.image.reference,
+                spec.image.digest.as_deref().unwrap_or("")
+            ));
+            let mut aliases = spec.aliases.clone();
+            aliases.sort();
+            let settings_part = digest(&format!(
+                "{:?}|{:?}|{:?}|{:?}|{aliases:?}|{:?}|{:?}",
+                spec.command,
+                spec.env,
+                spec.runtime,
+                spec.depends_on,
+                spec.ready,
+                spec.image.healthcheck
+            ));
+            shape
+                .fingerprints
+                .insert(name.clone(), format!("{image_part}.{settings_part}"));
+            shape
+                .images
+                .insert(name.clone(), spec.image.reference.to_string());
+            shape
+                .settings
+                .insert(name.clone(), spec.service_metadata().settings);
+        }
+        Some(shape)
+    }
+}
+
+/// Why a member is not adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// It belongs to another environment.
+    Environment(String),
+    /// Its pooled services are not the ones the file pools now.
+    Services {
+        member: Vec<String>,
+        wanted: Vec<String>,
+    },
+    /// The image of a pooled service changed since the fill.
+    Image { service: String, image: String },
+    /// A pooled service's settings differ: the groups that do (`env`, `command`...), empty
+    /// when only aliases, readiness or dependencies differ.
+    Settings {
+        service: String,
+        groups: Vec<String>,
+    },
+    /// Older than the maximum age.
+    Old(Duration),
+    /// Not ready to be adopted.
+    State(MemberState),
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::Environment(name) => write!(f, "it is a member of `{name}`"),
+            Mismatch::Services { member, wanted } => write!(
+                f,
+                "it pools {} and the file pools {}",
+                member.join(", "),
+                wanted.join(", ")
+            ),
+            Mismatch::Image { service, image } => write!(
+                f,
+                "the image `{image}` of `{service}` changed since the member was filled"
+            ),
+            Mismatch::Settings { service, groups } if groups.iter().any(|g| g == "env") => write!(
+                f,
+                "the settings of `{service}` differ ({}): a `${{VAR}}` in the file may have \
+                 another value for the filler than here",
+                groups.join(", ")
+            ),
+            Mismatch::Settings { service, groups } if groups.is_empty() => write!(
+                f,
+                "`{service}` differs in its aliases, dependencies or readiness"
+            ),
+            Mismatch::Settings { service, groups } => {
+                write!(
+                    f,
+                    "the settings of `{service}` differ ({})",
+                    groups.join(", ")
+                )
+            }
+            Mismatch::Old(age) => write!(
+                f,
+                "it is older than the maximum age ({})",
+                humantime::format_duration(*age)
+            ),
+            Mismatch::State(state) => write!(f, "it is {state}"),
+        }
+    }
+}
+
+/// Where a member is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberState {
+    /// `pool fill` is starting its services.
+    Filling,
+    /// Ready to be adopted.
+    Ready,
+    /// Its fill never finished, or a service stopped since: the next fill replaces it.
+    Failed(String),
+}
+
+impl fmt::Display for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberState::Filling => f.write_str("filling"),
+            MemberState::Ready => f.write_str("ready"),
+            MemberState::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// The state of a member at `now`.
+pub fn member_state(member: &Instance, now: DateTime<Utc>) -> MemberState {
+    if member.markers.member {
+        let stopped = member
+            .services
+            .iter()
+            .find(|s| s.status.state != ServiceState::Running && !s.finished_job());
+        return match stopped {
+            Some(s) => {
+                MemberState::Failed(format!("`{}` is {}", s.service(), s.status.state.as_str()))
+            }
+            None => MemberState::Ready,
+        };
+    }
+    match member.unfinished(now) {
+        Some(why) => MemberState::Failed(format!("its fill never finished: {why}")),
+        None => MemberState::Filling,
+    }
+}
+
+/// Whether `member` is what a start of `environment` shaped `wanted` would create of its pooled
+/// services, and ready: the first reason it is not.
+pub fn compare(
+    member: &Instance,
+    environment: &str,
+    wanted: &Shape,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), Mismatch> {
+    if member.environment() != environment {
+        return Err(Mismatch::Environment(member.environment().to_string()));
+    }
+    let fingerprints = member.metadata.pool.clone().unwrap_or_default();
+    let pooled: Vec<String> = fingerprints.keys().cloned().collect();
+    let wanted_services: Vec<String> = wanted.fingerprints.keys().cloned().collect();
+    if pooled != wanted_services {
+        return Err(Mismatch::Services {
+            member: pooled,
+            wanted: wanted_services,
+        });
+    }
+    for (service, fingerprint) in &wanted.fingerprints {
+        let has = &fingerprints[service];
+        if has == fingerprint {
+            continue;
+        }
+        let (has_image, _) = has.split_once('.').unwrap_or((has, ""));
+        let (wanted_image, _) = fingerprint.split_once('.').unwrap_or((fingerprint, ""));
+        if has_image != wanted_image {
+            return Err(Mismatch::Image {
+                service: service.clone(),
+                image: wanted.images[service].clone(),
+            });
+        }
+        let labelled = member
+            .services
+            .iter()
+            .find(|s| s.service() == service)
+            .map(|s| s.metadata.settings.clone())
+            .unwrap_or_default();
+        let groups = wanted.settings[service]
+            .iter()
+            .filter(|(group, digest)| labelled.get(*group) != Some(digest))
+            .map(|(group, _)| group.clone())
+            .collect();
+        return Err(Mismatch::Settings {
+            service: service.clone(),
+            groups,
+        });
+    }
+    let age = age(member, now);
+    if age > max_age {
+        return Err(Mismatch::Old(age));
+    }
+    match member_state(member, now) {
+        MemberState::Ready => Ok(()),
+        other => Err(Mismatch::State(other)),
+    }
+}
+
+/// How long ago the member was filled.
+pub fn age(member: &Instance, now: DateTime<Utc>) -> Duration {
+    let created = member.created_at().unwrap_or(now);
+    (now - created).to_std().unwrap_or_default()
+}
+
+/// Every member on the engine, oldest first.
+pub async fn members(backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
+    let listed = backend.list(&Selector::All).await?;
+    Ok(listed.into_iter().filter(is_member).collect())
+}
+
+/// The members `up` may adopt for `environment` shaped `wanted`, oldest first, and why each
+/// other member of it does not match (`up -v` says so).
+pub(super) async fn candidates(
+    backend: &dyn Backend,
+    environment: &str,
+    wanted: &Shape,
+    now: DateTime<Utc>,
+) -> Result<Vec<Instance>, BackendError> {
+    let mut adoptable = Vec::new();
+    for member in members(backend).await? {
+        if member.environment() != environment {
+            continue;
+        }
+        match compare(&member, environment, wanted, DEFAULT_MAX_AGE, now) {
+            Ok(()) => adoptable.push(member),
+            Err(why) => tracing::info!("pool member {} does not match: {why}", member.id),
+        }
+    }
+    Ok(adoptable)
+}
+
+/// Why `up` does not look for a member of the file's pool at all, when it does not.
+pub(super) fn no_adoption(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+) -> Option<String> {
+    let pool = environment.pool.as_ref()?;
+    if options.name.is_some() {
+        return Some("`--name` never adopts a pool member".into());
+    }
+    if backend.info().kind != Kind::Docker {
+        return Some(format!("pools work on Docker, not {}", backend.info().kind));
+    }
+    if let Some(service) = options
+        .prefix_tags
+        .iter()
+        .find(|s| pool.services.contains(*s))
+    {
+        return Some(format!(
+            "`{service}@REF` asks for another build of a pooled service than the pool's"
+        ));
+    }
+    if let Some(missing) = pool
+        .services
+        .iter()
+        .find(|s| !environment.services.contains_key(*s))
+    {
+        return Some(format!(
+            "the pooled service `{missing}` is not started here"
+        ));
+    }
+    None
+}
+
+/// Takes `member` out of the pool and removes it. The adoption marker goes first, so an `up`
+/// adopting it at the same moment either wins (and the member is left to it: `Ok(false)`) or
+/// finds it taken.
+pub async fn retire(backend: &dyn Backend, member: &Instance) -> Result<bool, BackendError> {
+    let metadata = Metadata {
+        run: Some(super::up::run_nonce()),
+        environment: member.metadata.environment.clone(),
+        created_at: member.metadata.created_at,
+        // Not a start: nothing for the reaper to wait for, should this removal die half-way.
+        start_deadline: Some(Utc::now()),
+        ..Metadata::new(&member.id)
+    };
+    if !member.markers.adopted {
+        match backend.set_marker(&metadata, Marker::Adopt).await {
+            Ok(()) => {}
+            Err(BackendError::Taken(_)) => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+    let Some(now) = super::inventory::find(backend, &member.id).await? else {
+        return Ok(true);
+    };
+    if now.metadata.run != metadata.run && !member.markers.adopted {
+        return Ok(false);
+    }
+    match teardown::remove(backend, &now, None).await {
+        Ok(()) => Ok(true),
+        Err(teardown::TeardownError::Backend(error)) => Err(error),
+        Err(other) => Err(BackendError::operation(
+            format!("remove pool member `{}`", member.id),
+            other,
+        )),
+    }
+}
+
+/// Options of one `pool fill`.
+#[derive(Debug, Clone)]
+pub struct FillOptions {
+    /// As `up` takes them: owner, timeout, pull policy, files.
+    pub up: UpOptions,
+    pub max_age: Duration,
+}
+
+/// What one fill of one environment did.
+#[derive(Debug, Default)]
+pub struct Filled {
+    pub environment: String,
+    /// Members started, by id.
+    pub created: Vec<String>,
+    /// Members removed, with why.
+    pub replaced: Vec<(String, String)>,
+    /// Members that failed to start (and were removed), with why.
+    pub failed: Vec<StartError>,
+    /// Members that could not be removed, with why.
+    pub left: Vec<(String, String)>,
+}
+
+/// Refuses what cannot hold a pool, before anything is created.
+pub fn check_backend(backend: &dyn Backend) -> Result<(), BackendError> {
+    match backend.info().kind {
+        Kind::Docker => Ok(()),
+        kind => Err(BackendError::Unsupported {
+            backend: kind,
+            operation: "keep a warm pool",
+            hint: "pools work on a Docker engine: a swarm schedules each service on a node of \
+                   its choosing, and a member's services would have to stay where they are"
+                .into(),
+        }),
+    }
+}
+
+/// One pass over `environment`'s pool: removes members that failed, grew too old or no longer
+/// match the file, then starts members until `size` are ready or filling.
+pub async fn fill(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &FillOptions,
+    progress: &Progress,
+    signals: &Signals,
+) -> Result<Filled, BackendError> {
+    check_backend(backend)?;
+    let mut filled = Filled {
+        environment: environment.name.clone(),
+        ..Filled::default()
+    };
+    let Some(pool) = &environment.pool else {
+        return Ok(filled);
+    };
+    let now = Utc::now();
+    let wanted = current_shape(backend, environment, pool).await?;
+    let mut kept = 0;
+    for member in members(backend).await? {
+        if member.environment() != environment.name {
+            continue;
+        }
+        let why = match (member_state(&member, now), &wanted) {
+            (MemberState::Failed(why), _) => Some(why),
+            (MemberState::Filling, _) => None,
+            (MemberState::Ready, Some(wanted)) => {
+                compare(&member, &environment.name, wanted, options.max_age, now)
+                    .err()
+                    .map(|m| m.to_string())
+            }
+            // An image not on the engine yet: the new members pull it; the age still counts.
+            (MemberState::Ready, None) => (age(&member, now) > options.max_age)
+                .then(|| Mismatch::Old(age(&member, now)).to_string()),
+        };
+        match why {
+            None => kept += 1,
+            Some(why) => match retire(backend, &member).await {
+                Ok(true) => filled.replaced.push((member.id.clone(), why)),
+                Ok(false) => {}
+                Err(error) => filled.left.push((member.id.clone(), error.to_string())),
+            },
+        }
+    }
+    let missing = (pool.size as usize).saturating_sub(kept);
+    let up_options = UpOptions {
+        pool: PoolUse::Fill,
+        name: None,
+        lease: false,
+        ttl: None,
+        ..options.up.clone()
+    };
+    let starts = (0..missing).map(|_| {
+        super::up::up(
+            backend,
+            environment,
+            &up_options,
+            progress,
+            signals,
+            &|_| {},
+        )
+    });
+    for UpOutcome { result, warnings } in join_all(starts).await {
+        match result {
+            Ok(started) => filled.created.push(started.id),
+            Err(error) => filled.failed.push(error),
+        }
+        for warning in warnings {
+            filled.left.push((String::new(), warning));
+        }
+    }
+    Ok(filled)
+}
+
+/// The pooled services as a start would create them from the images on the engine now; `None`
+/// while one is not there (a fill pulls or builds it).
+pub async fn current_shape(
+    backend: &dyn Backend,
+    environment: &Environment,
+    pool: &Pool,
+) -> Result<Option<Shape>, BackendError> {
+    let mut images = BTreeMap::new();
+    for name in &pool.services {
+        let service = &environment.services[name];
+        match backend.resolve_image(&service.image).await? {
+            Some(image) => {
+                images.insert(name.clone(), image);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Shape::of(environment, pool, &images))
+}
+
+/// Removes every member of `environment` (all members when `None`); the ids removed.
+pub async fn drain(
+    backend: &dyn Backend,
+    environment: Option<&str>,
+) -> Result<(Vec<String>, Vec<(String, String)>), BackendError> {
+    let mut removed = Vec::new();
+    let mut left = Vec::new();
+    for member in members(backend).await? {
+        if environment.is_some_and(|e| e != member.environment()) {
+            continue;
+        }
+        match retire(backend, &member).await {
+            Ok(true) => removed.push(member.id.clone()),
+            Ok(false) => {}
+            Err(error) => left.push((member.id.clone(), error.to_string())),
+        }
+    }
+    Ok((removed, left))
+}
+
+/// The services a start creates: the pooled ones when filling, else all but those an adopted
+/// member brings.
+pub(super) fn in_scope(environment: &Environment, options: &UpOptions) -> BTreeSet<String> {
+    match (options.pool, &environment.pool) {
+        (PoolUse::Fill, Some(pool)) => pool.services.clone(),
+        _ => environment.services.keys().cloned().collect(),
+    }
+}
+
+/// How long the pooled services of an adopted environment had been warm when an `up` adopted
+/// them; `None` unless `instance` was adopted.
+pub fn warm_for(instance: &Instance) -> Option<Duration> {
+    let filled = instance.metadata.adopted?;
+    let adopted = instance.created_at()?;
+    Some((adopted - filled).to_std().unwrap_or_default())
+}

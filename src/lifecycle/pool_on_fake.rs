@@ -1,0 +1,349 @@
+//! The warm pool's matching and claim rules on the in-memory backend, under paused time.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::pool::{self, FillOptions, Mismatch, Shape};
+use super::*;
+use crate::backend::fake::{Fake, Script};
+use crate::backend::{Backend, ResolvedImage, Selector};
+use crate::signals::Signals;
+use crate::spec::{Environment, ImageRef};
+
+/// `db` and `broker` pooled; `app` links to both and is started by each `up`.
+const SHOP: &str = "\
+name: shop
+pool: {size: 1, services: [db, broker]}
+services:
+  db:
+    image: shop/db
+    tag: '1'
+    env: {PASSWORD: secret}
+  broker:
+    image: shop/broker
+    tag: '1'
+  app:
+    image: shop/app
+    tag: '1'
+    ports: [8080]
+    links: ['db:oracle', broker]
+";
+
+fn environment(yaml: &str) -> Environment {
+    crate::spec::parse(Path::new("shop.yaml"), yaml, &|_| None).expect("a valid environment")
+}
+
+fn image(reference: &str, digest: &str) -> ResolvedImage {
+    let (repository, tag) = reference.split_once(':').expect("repo:tag");
+    ResolvedImage {
+        reference: ImageRef {
+            repository: repository.into(),
+            tag: tag.into(),
+        },
+        digest: Some(digest.into()),
+        healthcheck: None,
+    }
+}
+
+fn fake() -> Fake {
+    let fake = Fake::new();
+    fake.add_image(image("shop/db:1", "sha256:d1"));
+    fake.add_image(image("shop/broker:1", "sha256:b1"));
+    fake.add_image(image("shop/app:1", "sha256:a1"));
+    fake
+}
+
+fn options() -> UpOptions {
+    let mut options = super::on_fake::options(None, Duration::from_secs(60));
+    options.owner = "tester".into();
+    options
+}
+
+fn quiet() -> Progress {
+    Arc::new(|_, _| {})
+}
+
+async fn fill(fake: &Fake, environment: &Environment) -> pool::Filled {
+    let (signals, _sender) = Signals::manual();
+    let options = FillOptions {
+        up: options(),
+        max_age: pool::DEFAULT_MAX_AGE,
+    };
+    pool::fill(fake, environment, &options, &quiet(), &signals)
+        .await
+        .expect("filled")
+}
+
+async fn up_with(fake: &Fake, environment: &Environment, options: &UpOptions) -> Started {
+    let (signals, _sender) = Signals::manual();
+    let outcome = up(fake, environment, options, &quiet(), &signals, &|_| {}).await;
+    outcome.result.expect("started")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fill_starts_only_the_pooled_services_and_never_marks_them_ready() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let filled = fill(&fake, &shop).await;
+    assert_eq!(filled.created.len(), 1, "{filled:?}");
+    let members = pool::members(&fake).await.unwrap();
+    let member = &members[0];
+    let services: Vec<&str> = member.services.iter().map(|s| s.service()).collect();
+    assert_eq!(services, ["broker", "db"]);
+    assert!(member.markers.member && !member.markers.ready);
+    assert_eq!(
+        pool::member_state(member, Utc::now()),
+        pool::MemberState::Ready
+    );
+    // Never an environment: not for `ls`, `down --all`, the reaper or the gateway.
+    assert!(inventory::list(&fake).await.unwrap().is_empty());
+    // Full: a second pass starts nothing.
+    assert!(fill(&fake, &shop).await.created.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_adopts_a_ready_member_and_creates_only_the_rest() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let started = up_with(&fake, &shop, &options()).await;
+    assert_eq!(started.id, member, "the id is the member's");
+    let created: Vec<String> = fake.calls_of("create_service");
+    assert_eq!(
+        created.len(),
+        3,
+        "db and broker at the fill, app at the up: {created:?}"
+    );
+    let listed = inventory::list(&fake).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let adopted = &listed[0];
+    assert!(adopted.markers.ready && adopted.markers.adopted);
+    assert_eq!(adopted.owner(), Some("tester"));
+    assert!(pool::warm_for(adopted).is_some());
+    assert_eq!(adopted.services.len(), 3);
+    assert!(
+        pool::members(&fake).await.unwrap().is_empty(),
+        "adopted at most once"
+    );
+    // `down` of an adopted environment leaves nothing of it.
+    super::down(&fake, std::slice::from_ref(&started.id), None)
+        .await
+        .unwrap();
+    assert!(!fake.exists(&started.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_concurrent_ups_never_adopt_the_same_member() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let (first, second) = (options(), options());
+    let (a, b) = tokio::join!(
+        up_with(&fake, &shop, &first),
+        up_with(&fake, &shop, &second)
+    );
+    assert_ne!(a.id, b.id);
+    assert!([&a.id, &b.id].contains(&&member));
+    let adopted = inventory::list(&fake).await.unwrap();
+    let adopted: Vec<&str> = adopted
+        .iter()
+        .filter(|i| i.markers.adopted)
+        .map(|i| i.id.as_str())
+        .collect();
+    assert_eq!(
+        adopted,
+        [member.as_str()],
+        "one adopts, the other starts cold"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_adoption_claim_is_exclusive() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let claim = crate::backend::Metadata::new(&member);
+    fake.set_marker(&claim, crate::backend::Marker::Adopt)
+        .await
+        .unwrap();
+    let again = fake.set_marker(&claim, crate::backend::Marker::Adopt).await;
+    assert!(
+        matches!(again, Err(crate::backend::BackendError::Taken(_))),
+        "{again:?}"
+    );
+    // Taken by someone else meanwhile: this `up` starts cold, and does not wait.
+    let started = up_with(&fake, &shop, &options()).await;
+    assert_ne!(started.id, member);
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_with_a_name_or_a_ref_on_a_pooled_service_never_adopts() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let named = UpOptions {
+        name: Some("mine".into()),
+        ..options()
+    };
+    assert_eq!(up_with(&fake, &shop, &named).await.id, "mine");
+    let reffed = UpOptions {
+        prefix_tags: vec!["db".into()],
+        ..options()
+    };
+    assert_ne!(up_with(&fake, &shop, &reffed).await.id, member);
+    assert_eq!(
+        pool::members(&fake).await.unwrap().len(),
+        1,
+        "still in the pool"
+    );
+    // A ref on a service that is not pooled still adopts.
+    let app_ref = UpOptions {
+        prefix_tags: vec!["app".into()],
+        ..options()
+    };
+    assert_eq!(up_with(&fake, &shop, &app_ref).await.id, member);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_of_an_older_image_does_not_match_and_the_next_fill_replaces_it() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let old = fill(&fake, &shop).await.created[0].clone();
+    fake.add_image(image("shop/db:1", "sha256:d2"));
+    let members = pool::members(&fake).await.unwrap();
+    let images = [
+        ("db", image("shop/db:1", "sha256:d2")),
+        ("broker", image("shop/broker:1", "sha256:b1")),
+    ];
+    let images = images
+        .into_iter()
+        .map(|(s, i)| (s.to_string(), i))
+        .collect();
+    let shape = Shape::of(&shop, shop.pool.as_ref().unwrap(), &images).unwrap();
+    let why = pool::compare(
+        &members[0],
+        "shop",
+        &shape,
+        pool::DEFAULT_MAX_AGE,
+        Utc::now(),
+    );
+    assert_eq!(
+        why,
+        Err(Mismatch::Image {
+            service: "db".into(),
+            image: "shop/db:1".into()
+        })
+    );
+    assert!(
+        why.unwrap_err()
+            .to_string()
+            .contains("changed since the member was filled")
+    );
+    let started = up_with(&fake, &shop, &options()).await;
+    assert_ne!(started.id, old, "a cold start");
+    let filled = fill(&fake, &shop).await;
+    assert_eq!(filled.replaced.len(), 1, "{filled:?}");
+    assert_eq!(filled.replaced[0].0, old);
+    assert_eq!(filled.created.len(), 1);
+    // The one member left is made from the new image.
+    let members = pool::members(&fake).await.unwrap();
+    assert_eq!(members.len(), 1);
+    let now = Utc::now();
+    assert_eq!(
+        pool::compare(&members[0], "shop", &shape, pool::DEFAULT_MAX_AGE, now),
+        Ok(())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_setting_that_differs_is_named_with_its_group() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    fill(&fake, &shop).await;
+    let members = pool::members(&fake).await.unwrap();
+    let other = environment(&SHOP.replace("PASSWORD: secret", "PASSWORD: other"));
+    let images = [
+        ("db", image("shop/db:1", "sha256:d1")),
+        ("broker", image("shop/broker:1", "sha256:b1")),
+    ];
+    let images = images
+        .into_iter()
+        .map(|(s, i)| (s.to_string(), i))
+        .collect();
+    let shape = Shape::of(&other, other.pool.as_ref().unwrap(), &images).unwrap();
+    let why = pool::compare(
+        &members[0],
+        "shop",
+        &shape,
+        pool::DEFAULT_MAX_AGE,
+        Utc::now(),
+    );
+    let why = why.unwrap_err();
+    assert_eq!(
+        why,
+        Mismatch::Settings {
+            service: "db".into(),
+            groups: vec!["env".into()]
+        }
+    );
+    assert!(why.to_string().contains("`${VAR}`"), "{why}");
+    // The same file matches.
+    let same = Shape::of(&shop, shop.pool.as_ref().unwrap(), &images).unwrap();
+    let now = Utc::now();
+    assert_eq!(
+        pool::compare(&members[0], "shop", &same, pool::DEFAULT_MAX_AGE, now),
+        Ok(())
+    );
+    // Too old.
+    let later = now + chrono::Duration::hours(25);
+    let old = pool::compare(&members[0], "shop", &same, pool::DEFAULT_MAX_AGE, later);
+    assert!(matches!(old, Err(Mismatch::Old(_))), "{old:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_failed_to_start_is_removed_and_reported() {
+    let fake = fake();
+    fake.script(
+        "db",
+        Script {
+            exits: Some((Duration::from_secs(1), 3)),
+            ..Script::default()
+        },
+    );
+    let shop = environment(&SHOP.replace(
+        "    env: {PASSWORD: secret}\n",
+        "    env: {PASSWORD: secret}\n    ready: {log: never}\n",
+    ));
+    let filled = fill(&fake, &shop).await;
+    assert!(filled.created.is_empty());
+    assert_eq!(filled.failed.len(), 1, "{filled:?}");
+    assert!(
+        fake.list(&Selector::All).await.unwrap().is_empty(),
+        "nothing left"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_adoption_is_an_unfinished_start_for_the_reaper() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    // An adopter whose start deadline passed before it set the ready marker.
+    let adopter = crate::backend::Metadata {
+        environment: Some("shop".into()),
+        start_deadline: Some(Utc::now() - chrono::Duration::hours(1)),
+        created_at: Some(Utc::now() - chrono::Duration::hours(1)),
+        run: Some("killed".into()),
+        ..crate::backend::Metadata::new(&member)
+    };
+    fake.set_marker(&adopter, crate::backend::Marker::Adopt)
+        .await
+        .unwrap();
+    let listed = inventory::list(&fake).await.unwrap();
+    assert_eq!(listed.len(), 1, "no longer a member: an environment");
+    assert_eq!(listed[0].state(Utc::now()), State::Unfinished);
+    assert!(pool::members(&fake).await.unwrap().is_empty());
+}
