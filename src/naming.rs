@@ -88,6 +88,20 @@ pub mod label {
     /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
     /// a recreation that would change them.
     pub const SETTINGS: &str = "io.envctl.settings";
+    /// Bytes of memory the environment reserved at its claim, when the engine has a capacity
+    /// (see `lifecycle::admission`); on a queue entry, what its waiter asks for.
+    pub const MEMORY: &str = "io.envctl.memory";
+    /// On the engine's capacity marker ([`super::CAPACITY_NAME`]): its limits, each absent
+    /// when not set. Sizes in bytes, `PREEMPT_IDLE` in seconds.
+    pub const MAX_ENVIRONMENTS: &str = "io.envctl.max-environments";
+    pub const MAX_MEMORY: &str = "io.envctl.max-memory";
+    pub const DEFAULT_MEMORY: &str = "io.envctl.default-memory";
+    pub const PER_OWNER: &str = "io.envctl.per-owner";
+    pub const PREEMPT_IDLE: &str = "io.envctl.preempt-idle";
+    /// On a queue entry: `high` or `normal`.
+    pub const PRIORITY: &str = "io.envctl.priority";
+    /// On a queue entry: the waiter's nonce, the same across its renewals.
+    pub const WAITER: &str = "io.envctl.waiter";
 }
 
 /// The value of [`label::MANAGED_BY`].
@@ -210,6 +224,31 @@ pub fn update_name(id: &str) -> String {
 /// fails. No id contains [`SEPARATOR`], so this name is no other environment's.
 pub fn replaced_name(service: &str, id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}replaced-{service}")
+}
+
+/// The value of [`label::ROLE`] on the engine's capacity marker.
+pub const CAPACITY_ROLE: &str = "capacity";
+
+/// The name of the engine's capacity marker: a container that is created, never started,
+/// whose labels carry the capacity every client of the engine admits environments to. It has
+/// no `_`, so it is no environment's name whatever the id (every name derived from an id has
+/// one).
+pub const CAPACITY_NAME: &str = "envctl-capacity";
+
+/// The value of [`label::ROLE`] on an entry of the admission queue.
+pub const QUEUE_ROLE: &str = "queue";
+
+/// The name of a waiter's queue entry: created, never started, renamed to renew its expiry
+/// (Unix seconds) as a lease is. No `_`: no environment's name.
+pub fn queue_name(waiter: &str, expires: DateTime<Utc>) -> String {
+    format!("envctl-queue-{waiter}-{}", expires.timestamp())
+}
+
+/// The expiry a queue entry's name carries (see [`queue_name`]).
+pub fn queue_expiry(name: &str) -> Option<DateTime<Utc>> {
+    let rest = name.trim_start_matches('/').strip_prefix("envctl-queue-")?;
+    let (_, seconds) = rest.rsplit_once('-')?;
+    DateTime::from_timestamp(seconds.parse().ok()?, 0)
 }
 
 /// The value of [`label::ROLE`] on the lease of a running `envctl run`.

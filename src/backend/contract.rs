@@ -684,6 +684,21 @@ impl Backend for Recording<'_> {
         self.record("release".into());
         self.inner.release(id).await
     }
+    async fn admission(&self) -> Result<Admission> {
+        self.inner.admission().await
+    }
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        self.inner.set_capacity(capacity).await
+    }
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        self.inner.enqueue(waiter, until).await
+    }
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        self.inner.renew_entry(native, waiter, until).await
+    }
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.inner.dequeue(native).await
+    }
 }
 
 /// Removes what is listed of `id` the way `down` does.

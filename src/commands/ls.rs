@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::cli::{Format, OutputArgs};
+use crate::lifecycle::admission;
 use crate::lifecycle::inventory::{self, Instance};
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
@@ -41,6 +42,9 @@ struct Row {
     last_activity: Option<String>,
     last_activity_at: Option<String>,
     idle_seconds: Option<u64>,
+    /// Bytes of memory it reserved when it was admitted under the engine's capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved_memory: Option<u64>,
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
@@ -80,10 +84,11 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
         Format::Json => output::json(&rows),
         Format::Text if rows.is_empty() => output::message("no environments"),
         Format::Text => {
+            let reserving = rows.iter().any(|r| r.reserved_memory.is_some());
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    vec![
+                    let mut row = vec![
                         r.id.clone(),
                         r.environment.clone(),
                         r.state.to_string(),
@@ -101,10 +106,16 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
                         if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
                         endpoints_text(&r.endpoints),
-                    ]
+                    ];
+                    // What each reserved, once any did (an engine with a capacity).
+                    if reserving {
+                        let reserved = r.reserved_memory.map(admission::size);
+                        row.insert(4, reserved.unwrap_or_else(|| "-".into()));
+                    }
+                    row
                 })
                 .collect();
-            let header = [
+            let mut header = vec![
                 "ID",
                 "ENVIRONMENT",
                 "STATE",
@@ -115,6 +126,9 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
                 "IMAGES",
                 "ENDPOINTS",
             ];
+            if reserving {
+                header.insert(4, "RESERVED");
+            }
             output::data(&output::table(&header, &cells));
             // LAST ACTIVITY then counts no traffic: say so, as the reaper does.
             if !backend.info().capabilities.traffic {
@@ -161,6 +175,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
             })
             .collect(),
         endpoints: view::endpoints(instance),
+        reserved_memory: instance.metadata.memory,
     }
 }
 

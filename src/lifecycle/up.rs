@@ -12,7 +12,7 @@ use super::bounded::Bounded;
 use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, start_services};
 use super::teardown::{Cleanup, Resource};
-use super::{Phase, Progress, StartError, teardown};
+use super::{Phase, Progress, StartError, admission, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
     Backend, BackendError, Endpoint, Marker, Selector, ServiceRecord, ServiceRef, ServiceSpec,
@@ -56,6 +56,8 @@ pub struct UpOptions {
     /// The files the environment is read from, absolute, for `update` to read again; `None`
     /// when they cannot be read again (standard input).
     pub files: Option<Vec<std::path::PathBuf>>,
+    /// How it waits for the engine's capacity, if it has one (see [`super::admission`]).
+    pub admission: super::admission::AdmitOptions,
 }
 
 /// A started environment (`commands::view` prints it).
@@ -165,13 +167,21 @@ pub async fn up(
     signals: &Signals,
     on_interrupt: &dyn Fn(Option<&str>),
 ) -> UpOutcome {
+    // Before the run: `--timeout` starts at admission.
+    let request = admission::Request::of(environment, &options.owner);
+    let ticket = match admission::admit(backend, &request, &options.admission, signals).await {
+        Ok(ticket) => ticket,
+        Err(error) => return UpOutcome::of(Err(error)),
+    };
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
         attempt: Attempt::new(signals, options.timeout),
         ledger: Ledger::default(),
+        ticket,
     };
     let work = start_or_roll_back(backend, environment, options, progress, &run);
+    let work = run.ticket.holding(backend, work);
     // Giving `work` up gives up its creates too: the ledger keeps those as unanswered, so the
     // report still names them.
     let forced = async {
@@ -185,7 +195,9 @@ pub async fn up(
         UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
     };
     let notice = || on_interrupt(run.ledger.id().as_deref());
-    run.attempt.guard(work, notice, forced).await
+    let outcome = run.attempt.guard(work, notice, forced).await;
+    run.ticket.leave(backend).await;
+    outcome
 }
 
 async fn start_or_roll_back(
@@ -247,6 +259,8 @@ struct Run<'a> {
     launched: DateTime<Utc>,
     attempt: Attempt<'a>,
     ledger: Ledger,
+    /// Its place at the head of the admission queue, left once it claimed.
+    ticket: admission::Ticket,
 }
 
 /// What a run asked the engine to create, so that a rollback can say what it left even when
@@ -455,6 +469,8 @@ async fn claim(
             Err(error) => return Err(error.into()),
         }
     };
+    // It counts from its claim on: the next in line may look.
+    run.ticket.leave(backend).await;
     if options.lease {
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
         let until = claim
@@ -546,6 +562,7 @@ fn metadata(
         build: options.build.clone(),
         gateway: environment.gateway.clone(),
         files: options.files.clone(),
+        memory: run.ticket.memory(),
         ..Metadata::new(id)
     }
 }

@@ -72,6 +72,10 @@ pub struct Metadata {
     /// The environment files it was started from, absolute, later ones overriding the earlier;
     /// `None` when not known (read from standard input, or started by an earlier envctl).
     pub files: Option<Vec<PathBuf>>,
+    /// Bytes of memory the environment reserved when it was admitted (see
+    /// `lifecycle::admission`); `None` when the engine had no capacity, or an earlier envctl
+    /// started it.
+    pub memory: Option<u64>,
 }
 
 /// What a marker records (see `naming::anchor_name` and the other marker names).
@@ -87,6 +91,10 @@ pub enum Role {
     Lease,
     /// An `envctl update` is replacing services (see `naming::update_name`).
     Update,
+    /// The engine's capacity (see `naming::CAPACITY_NAME`): no environment's.
+    Capacity,
+    /// A waiter's entry in the admission queue (see `naming::queue_name`): no environment's.
+    Queue,
 }
 
 impl Role {
@@ -97,6 +105,8 @@ impl Role {
             Role::Pin => super::PIN_ROLE,
             Role::Lease => super::LEASE_ROLE,
             Role::Update => super::UPDATE_ROLE,
+            Role::Capacity => super::CAPACITY_ROLE,
+            Role::Queue => super::QUEUE_ROLE,
         }
     }
 
@@ -107,6 +117,8 @@ impl Role {
             Role::Pin,
             Role::Lease,
             Role::Update,
+            Role::Capacity,
+            Role::Queue,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -152,6 +164,8 @@ pub enum Filter {
     Service(String),
     /// The resources of every copy of one environment.
     Environment(String),
+    /// The markers of one role.
+    Role(Role),
 }
 
 impl Filter {
@@ -163,6 +177,7 @@ impl Filter {
             Filter::Run(run) => (label::RUN, run.as_str()),
             Filter::Service(service) => (label::SERVICE, service.as_str()),
             Filter::Environment(name) => (label::ENVIRONMENT, name.as_str()),
+            Filter::Role(role) => (label::ROLE, role.as_str()),
         };
         format!("{key}={value}")
     }
@@ -210,6 +225,7 @@ impl Metadata {
             build: Build::default(),
             gateway: None,
             files: None,
+            memory: None,
         }
     }
 
@@ -248,6 +264,7 @@ impl Metadata {
                 serde_json::to_string(&files).unwrap_or_default()
             }),
         );
+        put(label::MEMORY, self.memory.map(|bytes| bytes.to_string()));
         labels
     }
 
@@ -336,6 +353,7 @@ impl Metadata {
             gateway: get(label::GATEWAY).as_deref().and_then(GatewayEntry::parse),
             files: get(label::FILES)
                 .and_then(|files| serde_json::from_str::<Vec<PathBuf>>(&files).ok()),
+            memory: get(label::MEMORY).and_then(|bytes| bytes.parse().ok()),
         })
     }
 }
@@ -383,6 +401,115 @@ impl ServiceMetadata {
                 .filter_map(|pair| pair.split_once('='))
                 .map(|(group, digest)| (group.to_string(), digest.to_string()))
                 .collect(),
+        })
+    }
+}
+
+/// The capacity of an engine, every client's (see `lifecycle::admission`): each limit
+/// `None` when not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    pub max_environments: Option<u32>,
+    /// Bytes.
+    pub max_memory: Option<u64>,
+    /// Bytes a service without `mem_limit` reserves.
+    pub default_memory: Option<u64>,
+    /// How many environments one owner may have counted at once.
+    pub per_owner: Option<u32>,
+    /// Environments idle longer than this are stopped to make room.
+    pub preempt_idle: Option<std::time::Duration>,
+}
+
+impl Capacity {
+    /// The labels of the capacity marker.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
+        labels.insert(label::ROLE.into(), Role::Capacity.as_str().into());
+        let mut put = |key: &str, value: Option<u64>| {
+            if let Some(value) = value {
+                labels.insert(key.into(), value.to_string());
+            }
+        };
+        put(
+            label::MAX_ENVIRONMENTS,
+            self.max_environments.map(u64::from),
+        );
+        put(label::MAX_MEMORY, self.max_memory);
+        put(label::DEFAULT_MEMORY, self.default_memory);
+        put(label::PER_OWNER, self.per_owner.map(u64::from));
+        put(label::PREEMPT_IDLE, self.preempt_idle.map(|d| d.as_secs()));
+        labels
+    }
+
+    /// Reads a capacity marker's labels; `None` unless they are one.
+    pub fn decode(labels: &Labels) -> Option<Capacity> {
+        if !Filter::Managed.matches(labels) || role(labels) != Some(Role::Capacity) {
+            return None;
+        }
+        let get = |key: &str| labels.get(key).and_then(|v| v.parse::<u64>().ok());
+        Some(Capacity {
+            max_environments: get(label::MAX_ENVIRONMENTS).and_then(|n| n.try_into().ok()),
+            max_memory: get(label::MAX_MEMORY),
+            default_memory: get(label::DEFAULT_MEMORY),
+            per_owner: get(label::PER_OWNER).and_then(|n| n.try_into().ok()),
+            preempt_idle: get(label::PREEMPT_IDLE).map(std::time::Duration::from_secs),
+        })
+    }
+}
+
+/// Who waits in the admission queue, and for what: a queue entry's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    /// A nonce of the waiting process, in the entry's name.
+    pub nonce: String,
+    /// Interactive starts go first.
+    pub high: bool,
+    pub owner: Option<String>,
+    /// The environment's name (the file's `name:` or stem).
+    pub environment: Option<String>,
+    /// `host:pid` of the waiting envctl.
+    pub started_by: Option<String>,
+    /// Bytes it asks for.
+    pub memory: u64,
+}
+
+impl Waiter {
+    /// The labels of its queue entry.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
+        labels.insert(label::ROLE.into(), Role::Queue.as_str().into());
+        labels.insert(label::WAITER.into(), self.nonce.clone());
+        let priority = if self.high { "high" } else { "normal" };
+        labels.insert(label::PRIORITY.into(), priority.into());
+        labels.insert(label::MEMORY.into(), self.memory.to_string());
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                labels.insert(key.into(), value.clone());
+            }
+        };
+        put(label::OWNER, &self.owner);
+        put(label::ENVIRONMENT, &self.environment);
+        put(label::STARTED_BY, &self.started_by);
+        labels
+    }
+
+    /// Reads a queue entry's labels; `None` unless they are one.
+    pub fn decode(labels: &Labels) -> Option<Waiter> {
+        if !Filter::Managed.matches(labels) || role(labels) != Some(Role::Queue) {
+            return None;
+        }
+        Some(Waiter {
+            nonce: labels.get(label::WAITER)?.clone(),
+            high: labels.get(label::PRIORITY).map(String::as_str) == Some("high"),
+            owner: labels.get(label::OWNER).cloned(),
+            environment: labels.get(label::ENVIRONMENT).cloned(),
+            started_by: labels.get(label::STARTED_BY).cloned(),
+            memory: labels
+                .get(label::MEMORY)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0),
         })
     }
 }

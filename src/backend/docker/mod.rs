@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::backend::docker::engine::{
@@ -41,6 +42,9 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 pub struct DockerBackend<'a> {
     engine: Arc<dyn Engine + 'a>,
     info: BackendInfo,
+    /// When the engine created each queue entry seen, by container id: a listing tells only
+    /// the second, an inspection the nanosecond, and an entry's creation never changes.
+    queued_at: Arc<std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>>,
 }
 
 impl<'a> DockerBackend<'a> {
@@ -51,7 +55,11 @@ impl<'a> DockerBackend<'a> {
             endpoint: engine.endpoint().to_string(),
             capabilities: CAPABILITIES,
         };
-        DockerBackend { engine, info }
+        DockerBackend {
+            engine,
+            info,
+            queued_at: Arc::default(),
+        }
     }
 
     /// The engine underneath, for the code that still speaks containers.
@@ -68,6 +76,12 @@ impl DockerBackend<'static> {
     }
 }
 
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// The container name of a marker.
 fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
     match kind {
@@ -80,6 +94,49 @@ fn marker_name(id: &str, kind: MarkerKind) -> Option<String> {
 }
 
 impl DockerBackend<'_> {
+    /// The queue's entries, each with the time the engine created it.
+    async fn queue(&self) -> Result<Vec<Queued>> {
+        let filters = [Filter::Managed, Filter::Role(Role::Queue)];
+        let containers = self.engine.list_containers(&filters).await?;
+        let mut queue = Vec::new();
+        for container in containers {
+            let Some(waiter) = codec::Waiter::decode(&container.labels) else {
+                continue;
+            };
+            let known = self
+                .queued_at
+                .lock()
+                .expect("queue times")
+                .get(&container.id)
+                .copied();
+            let created = match known {
+                Some(created) => created,
+                None => match self.engine.inspect_container(&container.id).await {
+                    Ok(details) => {
+                        let Some(created) = details.created.as_deref().and_then(parse_time) else {
+                            continue;
+                        };
+                        self.queued_at
+                            .lock()
+                            .expect("queue times")
+                            .insert(container.id.clone(), created);
+                        created
+                    }
+                    // Removed meanwhile: admitted, or given up.
+                    Err(BackendError::NotFound { .. }) => continue,
+                    Err(error) => return Err(error),
+                },
+            };
+            queue.push(Queued {
+                expires: naming::queue_expiry(&container.name),
+                native: container.id,
+                waiter,
+                created,
+            });
+        }
+        Ok(queue)
+    }
+
     /// The lease container of `id`, if there is one.
     async fn lease(&self, id: &str) -> Result<Option<ContainerSummary>> {
         let containers = self
@@ -154,6 +211,8 @@ pub fn group(
                     .max(naming::lease_expiry(&container.name))
             }
             Some(Role::Update) => partial.markers.update = Some(metadata.clone()),
+            // They carry no id: never reached.
+            Some(Role::Capacity | Role::Queue) => {}
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
                 container.name.trim_start_matches('/')
                     == naming::replaced_name(&s.service, &metadata.id)
@@ -632,6 +691,62 @@ impl Backend for DockerBackend<'_> {
 
     async fn release(&self, id: &str) -> Result<()> {
         match self.engine.remove_container(&naming::anchor_name(id)).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn admission(&self) -> Result<Admission> {
+        let filters = [Filter::Managed, Filter::Role(Role::Capacity)];
+        let markers = self.engine.list_containers(&filters).await?;
+        let Some(capacity) = markers
+            .iter()
+            .find_map(|marker| codec::Capacity::decode(&marker.labels))
+        else {
+            return Ok(Admission::default());
+        };
+        Ok(Admission {
+            capacity: Some(capacity),
+            queue: self.queue().await?,
+        })
+    }
+
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        // Replaced, not changed: labels are fixed at creation. A start that looks meanwhile
+        // sees none and is admitted at once, as before any capacity was set.
+        match self.engine.remove_container(naming::CAPACITY_NAME).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let Some(capacity) = capacity else {
+            return Ok(());
+        };
+        match self
+            .engine
+            .create_marker(naming::CAPACITY_NAME, &capacity.encode())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BackendError::Taken(_)) => Err(BackendError::Conflict(
+                "the engine's capacity (set by another client at the same time)".into(),
+            )),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        let name = naming::queue_name(&waiter.nonce, until);
+        self.engine.create_marker(&name, &waiter.encode()).await
+    }
+
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        let name = naming::queue_name(&waiter.nonce, until);
+        self.engine.rename_container(native, &name).await
+    }
+
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.queued_at.lock().expect("queue times").remove(native);
+        match self.engine.remove_container(native).await {
             Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),
         }

@@ -69,7 +69,7 @@ pub fn group(
                 partial.markers.update = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
-            None => {}
+            Some(Role::Capacity | Role::Queue) | None => {}
         }
     }
     for service in services {

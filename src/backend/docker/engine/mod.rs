@@ -144,6 +144,8 @@ pub struct ContainerDetails {
     pub ip: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// When the engine created it, RFC 3339 to the nanosecond.
+    pub created: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
