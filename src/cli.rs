@@ -432,7 +432,7 @@ pub struct StartArgs {
 /// `envctl capacity`: show, set or clear the engine's capacity.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("limits").multiple(true).args(
-    ["max_environments", "max_memory", "default_memory", "per_owner", "preempt_idle"]
+    ["max_environments", "max_memory", "default_memory", "per_owner"]
 )))]
 pub struct CapacityArgs {
     /// At most N environments starting, running, updating or paused at once
@@ -449,9 +449,6 @@ pub struct CapacityArgs {
     /// owner at its limit lets the others in the queue go first
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub per_owner: Option<u32>,
-    /// Recorded with the capacity; stopping idle environments to make room is not built yet
-    #[arg(long, value_name = "DURATION", value_parser = duration, hide = true)]
-    pub preempt_idle: Option<Duration>,
     /// Remove the capacity: every start is admitted at once again
     #[arg(long, conflicts_with = "limits")]
     pub clear: bool,

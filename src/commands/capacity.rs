@@ -71,7 +71,8 @@ async fn capacity(backend: &dyn Backend, args: CapacityArgs) -> Result<ExitStatu
         max_memory: args.max_memory,
         default_memory: args.default_memory,
         per_owner: args.per_owner,
-        preempt_idle: args.preempt_idle,
+        // Stopping idle environments to make room is not built yet.
+        preempt_idle: None,
     };
     if wanted != Capacity::default() {
         backend.set_capacity(Some(&wanted)).await?;

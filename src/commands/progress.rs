@@ -121,7 +121,7 @@ impl Reporter {
     /// Shows where the start waits for the engine's capacity: a live line above the services
     /// on a terminal, a timestamped line in CI logs when its place changes, and every
     /// [`WAITING_EVERY`] otherwise.
-    pub fn on_wait(&self) -> Arc<dyn Fn(&Waiting) + Send + Sync> {
+    pub fn on_wait(&self) -> admission::OnWait {
         let quiet = self.quiet.clone();
         if let Some(live) = &self.live {
             let live = live.clone();

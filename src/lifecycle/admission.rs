@@ -38,6 +38,9 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// `--queue-timeout` when none is given: a Jenkins job waits half an hour for the engine.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Hears where a start waits, each time it looks.
+pub type OnWait = Arc<dyn Fn(&Waiting) + Send + Sync>;
+
 /// How a start asks for admission, free of any command-line types.
 #[derive(Clone, Default)]
 pub struct AdmitOptions {
@@ -46,7 +49,7 @@ pub struct AdmitOptions {
     /// How long to wait in the queue at most; `None`: [`DEFAULT_QUEUE_TIMEOUT`].
     pub queue_timeout: Option<Duration>,
     /// Told of each look at the queue while waiting, for the command to show.
-    pub on_wait: Option<Arc<dyn Fn(&Waiting) + Send + Sync>>,
+    pub on_wait: Option<OnWait>,
 }
 
 impl std::fmt::Debug for AdmitOptions {
@@ -499,6 +502,15 @@ pub async fn sweep(backend: &dyn Backend, queue: &[Queued], now: DateTime<Utc>) 
     }
 }
 
+/// Removes the queue entries that killed waiters left (the reaper's share of the clean-up);
+/// the waiters remove them too, whenever they look.
+pub async fn collect_expired(backend: &dyn Backend, now: DateTime<Utc>) {
+    match backend.admission().await {
+        Ok(admission) => sweep(backend, &admission.queue, now).await,
+        Err(error) => tracing::debug!("cannot read the admission queue: {error}"),
+    }
+}
+
 /// What uses the engine's capacity now, for `envctl capacity`.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -788,8 +800,7 @@ mod tests {
             };
             let error = admit(&fake, &request(vec![None]), &options, &signals)
                 .await
-                .err()
-                .expect("gave up");
+                .expect_err("gave up");
             let message = error.to_string();
             assert!(
                 message.starts_with("gave up waiting for capacity after 3s: next in line"),
@@ -813,8 +824,7 @@ mod tests {
                 &signals,
             )
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
             assert_eq!(
                 error.to_string(),
                 "environment `shop` needs 3 GiB of memory, more than the engine's whole \

@@ -121,9 +121,15 @@ pub enum StartError {
     #[error("interrupted; {0}")]
     Interrupted(Box<Cleanup>),
     #[error(transparent)]
-    Admission(#[from] admission::AdmissionError),
+    Admission(Box<admission::AdmissionError>),
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+impl From<admission::AdmissionError> for StartError {
+    fn from(error: admission::AdmissionError) -> StartError {
+        StartError::Admission(Box::new(error))
+    }
 }
 
 impl StartError {

@@ -200,13 +200,17 @@ fn a_killed_waiter_does_not_block_the_next() {
     wait_until("the second waiter queues", Duration::from_secs(30), || {
         queue(&engine, &env).len() == 2
     });
+    let shown = engine.envctl(&env).args(["capacity"]).run();
+    let text = shown.success().stdout();
+    eprintln!("{text}");
+    assert!(
+        text.starts_with("capacity: 1 environment\nin use: 1 environment counted"),
+        "{text}"
+    );
+    assert!(text.contains("queue: 2 waiting\nPLACE  ID"), "{text}");
     killed.child.kill().expect("SIGKILL the first waiter");
     let _ = killed.child.wait();
-    engine
-        .envctl(&env)
-        .args(["down", &holder])
-        .run()
-        .success();
+    engine.envctl(&env).args(["down", &holder]).run().success();
     // The killed waiter's entry expires within 15 s; the next goes then.
     let run = next.wait_within(Duration::from_secs(60));
     run.success();
@@ -215,9 +219,11 @@ fn a_killed_waiter_does_not_block_the_next() {
         "{}",
         run.stderr()
     );
-    wait_until("the killed waiter's entry is gone", Duration::from_secs(30), || {
-        queue(&engine, &env).is_empty()
-    });
+    wait_until(
+        "the killed waiter's entry is gone",
+        Duration::from_secs(30),
+        || queue(&engine, &env).is_empty(),
+    );
 }
 
 #[test]
@@ -240,18 +246,16 @@ fn two_pid_namespaces_share_one_queue() {
     let observer = Observer::start(&engine, &env);
     let first = format!("{}-ns", env.name);
     let second = format!("{}-here", env.name);
-    let mut elsewhere = in_another_pid_namespace(engine.envctl(&env).args([
-        "run",
-        &env.name,
-        "--name",
-        &first,
-        "--",
-        "sleep",
-        "1",
-    ]));
-    wait_until("the other namespace's waiter queues", Duration::from_secs(30), || {
-        queue(&engine, &env).len() == 1
-    });
+    let mut elsewhere = in_another_pid_namespace(
+        engine
+            .envctl(&env)
+            .args(["run", &env.name, "--name", &first, "--", "sleep", "1"]),
+    );
+    wait_until(
+        "the other namespace's waiter queues",
+        Duration::from_secs(30),
+        || queue(&engine, &env).len() == 1,
+    );
     let here = engine
         .envctl(&env)
         .args(["run", &env.name, "--name", &second, "--", "sleep", "1"])
@@ -259,17 +263,17 @@ fn two_pid_namespaces_share_one_queue() {
     wait_until("both wait in one queue", Duration::from_secs(30), || {
         queue(&engine, &env).len() == 2
     });
-    engine
-        .envctl(&env)
-        .args(["down", &holder])
-        .run()
-        .success();
+    engine.envctl(&env).args(["down", &holder]).run().success();
     here.wait_within(Duration::from_secs(60)).success();
     let status = elsewhere.wait().expect("the other namespace's run ends");
     assert!(status.success(), "the run in the other namespace failed");
     let (peak, launched) = observer.finish();
     assert_eq!(peak, 1, "one environment at a time");
-    assert_eq!(launched, [holder, first, second], "one queue, in arrival order");
+    assert_eq!(
+        launched,
+        [holder, first, second],
+        "one queue, in arrival order"
+    );
 }
 
 #[test]
@@ -322,6 +326,9 @@ fn queue_timeout_exits_2_with_nothing_created_and_a_too_large_environment_is_ref
              of 64 MiB",
             env.name
         ));
-    assert!(started.elapsed() < Duration::from_secs(10), "refused at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused at once"
+    );
     assert!(queue(&engine, &env).is_empty());
 }
