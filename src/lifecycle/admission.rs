@@ -35,6 +35,8 @@ pub const ENTRY_TTL: Duration = Duration::from_secs(15);
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often a waiter looks at the queue and what runs.
 pub const POLL: Duration = Duration::from_millis(500);
+/// How long one engine call of the wait may go unanswered.
+const CALL_BOUND: Duration = Duration::from_secs(10);
 /// `--queue-timeout` when none is given: a Jenkins job waits half an hour for the engine.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -378,6 +380,13 @@ pub async fn admit(
     options: &AdmitOptions,
     signals: &Signals,
 ) -> Result<Ticket, StartError> {
+    // A frozen engine ends the wait (exit 2, naming the engine) instead of hanging a job.
+    let backend = &super::Bounded {
+        backend,
+        deadline: None,
+        per_call: Some(CALL_BOUND),
+        signals,
+    };
     let admission = backend.admission().await?;
     let Some(capacity) = admission.capacity else {
         return Ok(Ticket::default());

@@ -277,7 +277,8 @@ fn two_pid_namespaces_share_one_queue() {
 }
 
 #[test]
-fn queue_timeout_exits_2_with_nothing_created_and_a_too_large_environment_is_refused_at_once() {
+fn queue_timeout_exits_2_and_ctrl_c_leaves_with_nothing_created_and_a_too_large_environment_is_refused_at_once()
+ {
     let test = "cap-timeout";
     let Some((engine, env)) = set_up(test, "    mem_limit: 128m\n") else {
         return;
@@ -300,6 +301,20 @@ fn queue_timeout_exits_2_with_nothing_created_and_a_too_large_environment_is_ref
     waited
         .code(2)
         .stderr_has("gave up waiting for capacity after 2s: next in line, 128 MiB of 1 GiB reserved by 1 environment");
+    // Ctrl-C leaves the queue at once.
+    let interrupted = engine
+        .envctl(&env)
+        .args(["run", &env.name, "--", "true"])
+        .spawn();
+    wait_until("the waiter queues", Duration::from_secs(30), || {
+        queue(&engine, &env).len() == 1
+    });
+    interrupted.signal("INT");
+    interrupted
+        .wait_within(Duration::from_secs(10))
+        .code(130)
+        .stderr_has("interrupted; nothing had been created yet");
+    assert!(queue(&engine, &env).is_empty(), "its entry was left");
     let docker = engine.engine();
     let containers = block_on(docker.list_containers(&[Filter::Managed])).expect("list");
     let others: Vec<&str> = containers
