@@ -347,3 +347,36 @@ fn queue_timeout_exits_2_and_ctrl_c_leaves_with_nothing_created_and_a_too_large_
     );
     assert!(queue(&engine, &env).is_empty());
 }
+
+#[test]
+fn starting_a_stopped_environment_waits_for_capacity_as_a_new_start_does() {
+    let test = "cap-start";
+    let Some((engine, env)) = set_up(test, "") else {
+        return;
+    };
+    let (first, second) = (format!("{}-a", env.name), format!("{}-b", env.name));
+    engine
+        .envctl(&env)
+        .args(["capacity", "--max-environments", "1"])
+        .run()
+        .success();
+    let envctl = || engine.envctl(&env);
+    envctl()
+        .args(["up", &env.name, "--name", &first])
+        .run()
+        .success();
+    envctl().args(["stop", &first]).run().success();
+    // A stopped environment counts nothing.
+    envctl()
+        .args(["up", &env.name, "--name", &second])
+        .run()
+        .success();
+    envctl()
+        .args(["start", &first, "--queue-timeout", "2s"])
+        .run_within(Duration::from_secs(30))
+        .code(2)
+        .stderr_has("gave up waiting for capacity after 2s: next in line, 1 of 1 environments run");
+    envctl().args(["down", &second]).run().success();
+    envctl().args(["start", &first]).run().success();
+    assert!(queue(&engine, &env).is_empty());
+}
