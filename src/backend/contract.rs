@@ -638,6 +638,9 @@ impl Backend for Recording<'_> {
     async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
         self.inner.exec(service, command).await
     }
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.inner.memory(service).await
+    }
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.inner.traffic(service).await
     }

@@ -624,6 +624,12 @@ pub trait Backend: Send + Sync {
     /// Cumulative bytes of the service's current run. `Unsupported` unless
     /// `capabilities.traffic`.
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic>;
+    /// Bytes of memory the running service uses now (one reading); `None` when the backend
+    /// cannot say.
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        let _ = service;
+        Ok(None)
+    }
     /// Stops within `grace`, then kills. Idempotent.
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.

@@ -39,6 +39,8 @@ struct Environment {
     /// Whether it counts against the capacity.
     counts: bool,
     reserved_memory: u64,
+    /// Bytes its running services use now (one reading).
+    memory_used: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -80,7 +82,20 @@ async fn capacity(backend: &dyn Backend, args: CapacityArgs) -> Result<ExitStatu
         return Ok(ExitStatus::Success);
     }
     let report = admission::report(backend).await?;
-    let view = view(&report);
+    let mut view = view(&report);
+    let reading = report
+        .environments
+        .iter()
+        .map(|(instance, counts, _)| async move {
+            match counts {
+                true => admission::used(backend, instance).await,
+                false => None,
+            }
+        });
+    let used = futures_util::future::join_all(reading).await;
+    for (environment, used) in view.environments.iter_mut().zip(used) {
+        environment.memory_used = used;
+    }
     match args.output.output {
         Format::Json => output::json(&view),
         Format::Text => output::data(&text(&view, report.capacity.as_ref())),
@@ -122,6 +137,7 @@ fn view(report: &admission::Report) -> View {
             owner: instance.owner().map(str::to_string),
             counts: *counts,
             reserved_memory: *reserved,
+            memory_used: None,
         })
         .collect();
     let counted: Vec<&Environment> = environments.iter().filter(|e| e.counts).collect();
@@ -182,10 +198,11 @@ fn text(view: &View, capacity: Option<&Capacity>) -> String {
                         true => size(e.reserved_memory),
                         false => "-".into(),
                     },
+                    e.memory_used.map_or_else(|| "-".into(), size),
                 ]
             })
             .collect();
-        let header = ["ID", "ENVIRONMENT", "STATE", "OWNER", "RESERVED"];
+        let header = ["ID", "ENVIRONMENT", "STATE", "OWNER", "RESERVED", "USED"];
         out.push('\n');
         out.push_str(&output::table(&header, &rows));
     }

@@ -45,6 +45,9 @@ struct Row {
     /// Bytes of memory it reserved when it was admitted under the engine's capacity.
     #[serde(skip_serializing_if = "Option::is_none")]
     reserved_memory: Option<u64>,
+    /// Bytes its running services use now (`-o json` only, where it reserved some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_used: Option<u64>,
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
@@ -76,10 +79,23 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
             id = instance.id
         ));
     }
-    let rows: Vec<Row> = instances
+    let mut rows: Vec<Row> = instances
         .iter()
         .map(|i| row(i, state.record(backend.endpoint(), &i.id)))
         .collect();
+    // One reading of what each uses, next to what it reserved: JSON only, so `ls` stays fast.
+    if args.output == Format::Json {
+        let reading = instances.iter().map(|i| async move {
+            match i.metadata.memory {
+                Some(_) => admission::used(backend, i).await,
+                None => None,
+            }
+        });
+        let used = futures_util::future::join_all(reading).await;
+        for (row, used) in rows.iter_mut().zip(used) {
+            row.memory_used = used;
+        }
+    }
     match args.output {
         Format::Json => output::json(&rows),
         Format::Text if rows.is_empty() => output::message("no environments"),
@@ -176,6 +192,7 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
             .collect(),
         endpoints: view::endpoints(instance),
         reserved_memory: instance.metadata.memory,
+        memory_used: None,
     }
 }
 

@@ -511,6 +511,20 @@ pub async fn sweep(backend: &dyn Backend, queue: &[Queued], now: DateTime<Utc>) 
     }
 }
 
+/// Bytes of memory `instance`'s running services use now (one reading each, at once); `None`
+/// when none runs or the backend cannot say.
+pub async fn used(backend: &dyn Backend, instance: &Instance) -> Option<u64> {
+    let running = instance
+        .services
+        .iter()
+        .filter(|s| s.status.state == ServiceState::Running);
+    let readings = futures_util::future::join_all(running.map(|s| backend.memory(&s.handle))).await;
+    readings
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .reduce(|a, b| a + b)
+}
+
 /// Removes the queue entries that killed waiters left (the reaper's share of the clean-up);
 /// the waiters remove them too, whenever they look.
 pub async fn collect_expired(backend: &dyn Backend, now: DateTime<Utc>) {

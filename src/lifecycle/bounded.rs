@@ -246,6 +246,12 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        let operation = || format!("read the memory statistics of `{}`", service.name);
+        self.call(operation, NONE, self.backend.memory(service))
+            .await
+    }
+
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         let operation = || format!("read the network statistics of `{}`", service.name);
         self.call(operation, NONE, self.backend.traffic(service))

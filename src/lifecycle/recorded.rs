@@ -163,6 +163,9 @@ impl Backend for Recorded<'_> {
     async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
         self.backend.exec(service, command).await
     }
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.backend.memory(service).await
+    }
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.backend.traffic(service).await
     }

@@ -294,6 +294,16 @@ fn queue_timeout_exits_2_and_ctrl_c_leaves_with_nothing_created_and_a_too_large_
         .args(["up", &env.name, "--name", &holder])
         .run()
         .success();
+    // What it reserved, and what it uses, one reading.
+    let status = engine.envctl(&env).args(["status", &holder]).run();
+    status.success().stdout_has(" used of 128 MiB reserved");
+    let ls = engine.envctl(&env).args(["ls", "-o", "json"]).run();
+    let rows = ls.success().json();
+    assert_eq!(rows[0]["reserved_memory"], 128 << 20, "{rows}");
+    assert!(
+        rows[0]["memory_used"].as_u64().is_some_and(|used| used > 0),
+        "{rows}"
+    );
     let waited = engine
         .envctl(&env)
         .args(["run", &env.name, "--queue-timeout", "2s", "--", "true"])

@@ -481,6 +481,10 @@ impl Backend for DockerBackend<'_> {
         self.engine.traffic(&service.native).await
     }
 
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.engine.memory(&service.native).await
+    }
+
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         self.engine.stop_container(&service.native, grace).await
     }
