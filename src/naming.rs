@@ -98,7 +98,7 @@ pub mod label {
     pub const DEFAULT_MEMORY: &str = "io.envctl.default-memory";
     pub const PER_OWNER: &str = "io.envctl.per-owner";
     pub const PREEMPT_IDLE: &str = "io.envctl.preempt-idle";
-    /// On a queue entry: `high` or `normal`.
+    /// On a queue entry: `high`, `normal` or `low`.
     pub const PRIORITY: &str = "io.envctl.priority";
     /// On a queue entry: the waiter's nonce, the same across its renewals.
     pub const WAITER: &str = "io.envctl.waiter";

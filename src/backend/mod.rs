@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 pub use crate::backend::docker::engine::PullProgress;
-pub use crate::naming::codec::{Capacity, Filter, Metadata, ServiceMetadata, Waiter};
+pub use crate::naming::codec::{Capacity, Filter, Metadata, Priority, ServiceMetadata, Waiter};
 use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.

@@ -160,7 +160,7 @@ fn view(report: &admission::Report) -> View {
                 id: q.waiter.nonce.clone(),
                 environment: q.waiter.environment.clone(),
                 owner: q.waiter.owner.clone(),
-                priority: if q.waiter.high { "high" } else { "normal" },
+                priority: q.waiter.priority.as_str(),
                 memory: q.waiter.memory,
                 waited_seconds: (now - q.created).num_seconds().max(0) as u64,
                 started_by: q.waiter.started_by.clone(),

@@ -144,8 +144,12 @@ fn admission(
         Some(priority) => priority == crate::cli::Priority::High,
         None => crate::output::stderr_is_terminal(),
     };
+    let priority = match high {
+        true => crate::backend::Priority::High,
+        false => crate::backend::Priority::Normal,
+    };
     crate::lifecycle::admission::AdmitOptions {
-        high,
+        priority,
         queue_timeout: Some(flags.queue_timeout),
         on_wait: Some(reporter.on_wait()),
     }

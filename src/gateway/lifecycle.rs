@@ -93,7 +93,7 @@ impl Environments for Lifecycle {
         let progress: Progress = Arc::new(|_, _| {});
         // A wake is a person waiting at a browser: before CI in the queue for capacity.
         let admission = lifecycle::admission::AdmitOptions {
-            high: true,
+            priority: crate::backend::Priority::High,
             ..Default::default()
         };
         lifecycle::start(

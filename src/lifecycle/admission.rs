@@ -25,7 +25,9 @@ use tokio::time::Instant;
 
 use super::inventory::{Instance, State};
 use super::{StartError, inventory};
-use crate::backend::{Backend, BackendError, Capacity, Metadata, Queued, ServiceState, Waiter};
+use crate::backend::{
+    Backend, BackendError, Capacity, Metadata, Priority, Queued, ServiceState, Waiter,
+};
 use crate::signals::Signals;
 
 /// How long a queue entry holds its place without a renewal: a waiter killed outright frees
@@ -46,8 +48,9 @@ pub type OnWait = Arc<dyn Fn(&Waiting) + Send + Sync>;
 /// How a start asks for admission, free of any command-line types.
 #[derive(Clone, Default)]
 pub struct AdmitOptions {
-    /// Goes before every start that is not (a terminal, or `--priority high`).
-    pub high: bool,
+    /// High (a terminal, `--priority high`, the gateway's wake) goes before normal (CI),
+    /// normal before low (a warm pool's fill).
+    pub priority: Priority,
     /// How long to wait in the queue at most; `None`: [`DEFAULT_QUEUE_TIMEOUT`].
     pub queue_timeout: Option<Duration>,
     /// Told of each look at the queue while waiting, for the command to show.
@@ -57,7 +60,7 @@ pub struct AdmitOptions {
 impl std::fmt::Debug for AdmitOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdmitOptions")
-            .field("high", &self.high)
+            .field("priority", &self.priority)
             .field("queue_timeout", &self.queue_timeout)
             .finish_non_exhaustive()
     }
@@ -167,7 +170,7 @@ pub fn ordered(queue: &[Queued], now: DateTime<Utc>) -> Vec<Queued> {
         .filter(|q| q.expires.is_none_or(|until| until > now))
         .cloned()
         .collect();
-    live.sort_by_key(|q| (Reverse(q.waiter.high), q.created, q.native.clone()));
+    live.sort_by_key(|q| (Reverse(q.waiter.priority), q.created, q.native.clone()));
     live
 }
 
@@ -404,7 +407,7 @@ pub async fn admit(
     }
     let waiter = Waiter {
         nonce: super::up::run_nonce(),
-        high: options.high,
+        priority: options.priority,
         owner: request.owner.clone(),
         environment: Some(request.environment.clone()),
         started_by: Some(crate::provenance::started_by()),
@@ -578,12 +581,18 @@ mod tests {
         }
     }
 
-    fn entry(native: &str, high: bool, created_ms: i64, memory: u64, owner: &str) -> Queued {
+    fn entry(
+        native: &str,
+        priority: Priority,
+        created_ms: i64,
+        memory: u64,
+        owner: &str,
+    ) -> Queued {
         Queued {
             native: native.into(),
             waiter: Waiter {
                 nonce: native.into(),
-                high,
+                priority,
                 owner: Some(owner.into()),
                 environment: None,
                 started_by: None,
@@ -611,8 +620,8 @@ mod tests {
     fn the_first_to_arrive_is_admitted_when_it_fits_and_nobody_else() {
         let cap = capacity(Some(2), None);
         let queue = [
-            entry("b", false, 20, 0, "ci"),
-            entry("a", false, 10, 0, "ci"),
+            entry("b", Priority::Normal, 20, 0, "ci"),
+            entry("a", Priority::Normal, 10, 0, "ci"),
         ];
         let running = [counted("x", "ci", 0)];
         assert_eq!(decide(&cap, &running, &queue, "a", now()), Decision::Admit);
@@ -631,8 +640,8 @@ mod tests {
     fn an_interactive_start_goes_before_ci_whatever_their_arrival() {
         let cap = capacity(Some(1), None);
         let queue = [
-            entry("ci", false, 10, 0, "ci"),
-            entry("me", true, 50, 0, "me"),
+            entry("ci", Priority::Normal, 10, 0, "ci"),
+            entry("me", Priority::High, 50, 0, "me"),
         ];
         assert_eq!(decide(&cap, &[], &queue, "me", now()), Decision::Admit);
         assert_eq!(
@@ -642,11 +651,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_fill_goes_after_every_other_start() {
+        let cap = capacity(Some(1), None);
+        let queue = [
+            entry("fill", Priority::Low, 10, 0, "pool"),
+            entry("ci", Priority::Normal, 50, 0, "ci"),
+        ];
+        assert_eq!(decide(&cap, &[], &queue, "ci", now()), Decision::Admit);
+        assert_eq!(
+            decide(&cap, &[], &queue, "fill", now()),
+            Decision::Wait { place: 2 }
+        );
+    }
+
+    #[test]
     fn a_large_head_is_never_overtaken_by_a_small_one_that_would_fit() {
         let cap = capacity(None, Some(10 * GIB));
         let queue = [
-            entry("large", false, 10, 6 * GIB, "a"),
-            entry("small", false, 20, GIB, "b"),
+            entry("large", Priority::Normal, 10, 6 * GIB, "a"),
+            entry("small", Priority::Normal, 20, GIB, "b"),
         ];
         let running = [counted("x", "c", 5 * GIB)];
         assert_eq!(
@@ -663,9 +686,9 @@ mod tests {
     #[test]
     fn an_expired_entry_holds_no_place() {
         let cap = capacity(Some(1), None);
-        let mut dead = entry("dead", false, 10, 0, "ci");
+        let mut dead = entry("dead", Priority::Normal, 10, 0, "ci");
         dead.expires = Some(now() - chrono::Duration::seconds(1));
-        let queue = [dead, entry("next", false, 20, 0, "ci")];
+        let queue = [dead, entry("next", Priority::Normal, 20, 0, "ci")];
         assert_eq!(decide(&cap, &[], &queue, "next", now()), Decision::Admit);
     }
 
@@ -676,8 +699,8 @@ mod tests {
             ..capacity(Some(4), None)
         };
         let queue = [
-            entry("burst", false, 10, 0, "job-1"),
-            entry("other", false, 20, 0, "job-2"),
+            entry("burst", Priority::Normal, 10, 0, "job-1"),
+            entry("other", Priority::Normal, 20, 0, "job-2"),
         ];
         let running = [counted("x", "job-1", 0)];
         assert_eq!(

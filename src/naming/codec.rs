@@ -458,13 +458,43 @@ impl Capacity {
     }
 }
 
+/// A start's place among those waiting for capacity: higher goes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// After every other start: filling a warm pool.
+    Low,
+    /// CI jobs, in arrival order.
+    #[default]
+    Normal,
+    /// A person waits: a terminal, `--priority high`, the gateway's wake.
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+
+    fn parse(text: &str) -> Priority {
+        match text {
+            "low" => Priority::Low,
+            "high" => Priority::High,
+            _ => Priority::Normal,
+        }
+    }
+}
+
 /// Who waits in the admission queue, and for what: a queue entry's labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiter {
     /// A nonce of the waiting process, in the entry's name.
     pub nonce: String,
-    /// Interactive starts go first.
-    pub high: bool,
+    /// Interactive starts go first, pool fills last.
+    pub priority: Priority,
     pub owner: Option<String>,
     /// The environment's name (the file's `name:` or stem).
     pub environment: Option<String>,
@@ -481,8 +511,7 @@ impl Waiter {
         labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
         labels.insert(label::ROLE.into(), Role::Queue.as_str().into());
         labels.insert(label::WAITER.into(), self.nonce.clone());
-        let priority = if self.high { "high" } else { "normal" };
-        labels.insert(label::PRIORITY.into(), priority.into());
+        labels.insert(label::PRIORITY.into(), self.priority.as_str().into());
         labels.insert(label::MEMORY.into(), self.memory.to_string());
         let mut put = |key: &str, value: &Option<String>| {
             if let Some(value) = value {
@@ -502,7 +531,7 @@ impl Waiter {
         }
         Some(Waiter {
             nonce: labels.get(label::WAITER)?.clone(),
-            high: labels.get(label::PRIORITY).map(String::as_str) == Some("high"),
+            priority: Priority::parse(labels.get(label::PRIORITY).map_or("", String::as_str)),
             owner: labels.get(label::OWNER).cloned(),
             environment: labels.get(label::ENVIRONMENT).cloned(),
             started_by: labels.get(label::STARTED_BY).cloned(),
