@@ -196,7 +196,8 @@ pub async fn up(
     };
     let notice = || on_interrupt(run.ledger.id().as_deref());
     let outcome = run.attempt.guard(work, notice, forced).await;
-    run.ticket.leave(backend).await;
+    // Left at the claim, unless the start failed before it; bounded, as the entry expires.
+    let _ = tokio::time::timeout(FORCE_BOUND, run.ticket.leave(backend)).await;
     outcome
 }
 
