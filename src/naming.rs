@@ -102,6 +102,10 @@ pub mod label {
     pub const PRIORITY: &str = "io.envctl.priority";
     /// On a queue entry: the waiter's nonce, the same across its renewals.
     pub const WAITER: &str = "io.envctl.waiter";
+    /// On a swarm service: the container ports envctl published (host mode, a port the node
+    /// picks) for its own `tcp:` and `http:` probes alone, because the file publishes none of
+    /// them, comma-separated (`61616/tcp`): never the environment's endpoints.
+    pub const PROBE_PORTS: &str = "io.envctl.probe-ports";
 }
 
 /// The value of [`label::MANAGED_BY`].

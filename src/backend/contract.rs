@@ -587,6 +587,9 @@ impl Backend for Recording<'_> {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        self.inner.cannot_probe_unpublished().await
+    }
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
         self.inner.resolve_image(image).await
     }

@@ -95,6 +95,8 @@ struct World {
     traffic: BTreeMap<(String, String), Reading>,
     /// Foreign users of an isolation, by isolation name.
     foreign: BTreeMap<String, Vec<String>>,
+    /// What `cannot_probe_unpublished` says.
+    unprobeable: Option<String>,
     calls: Vec<String>,
     /// Run when an operation is called, before it acts: something happening meanwhile.
     hooks: Vec<(String, Hook)>,
@@ -200,6 +202,11 @@ impl Fake {
     }
 
     /// How long every build takes.
+    /// `cannot_probe_unpublished` says `why`: probes of unpublished ports cannot work.
+    pub fn refuse_unpublished_probes(&self, why: &str) {
+        self.world().unprobeable = Some(why.to_string());
+    }
+
     pub fn set_build_time(&self, takes: Duration) {
         self.world().build_takes = takes;
     }
@@ -473,6 +480,10 @@ impl Backend for Fake {
 
     async fn ping(&self) -> Result<()> {
         self.enter("ping", "*").await
+    }
+
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        self.world().unprobeable.clone()
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {

@@ -269,6 +269,10 @@ pub struct ServiceStatus {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub endpoints: Vec<Endpoint>,
+    /// Ports the backend published for envctl's own probes alone, because the file publishes
+    /// none of them (a swarm task has no address envctl reaches): probes dial them, nothing
+    /// shows them as the environment's endpoints.
+    pub probe_endpoints: Vec<Endpoint>,
     /// The service's own address, when it has one; probes use it where it answers from here
     /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
@@ -288,6 +292,7 @@ impl ServiceStatus {
             started_at: None,
             finished_at: None,
             endpoints: Vec::new(),
+            probe_endpoints: Vec::new(),
             direct: None,
             detail: None,
         }
@@ -567,6 +572,13 @@ pub trait Backend: Send + Sync {
     }
     /// Fails with `Unreachable` when the engine does not answer.
     async fn ping(&self) -> Result<()>;
+    /// Why a `tcp:` or `http:` probe of a port the file does not publish cannot be answered
+    /// from where envctl runs, when the backend knows before anything is created: `up` then
+    /// refuses the environment at once, not after its timeout. `None` when such a probe can
+    /// work (a swarm publishes the port for envctl's probes alone) or only trying tells.
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        None
+    }
 
     /// The image as services will run it, or `None` when it is nowhere to be found.
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>>;

@@ -93,6 +93,9 @@ impl Backend for Bounded<'_> {
         self.call(|| "a ping".into(), NONE, self.backend.ping())
             .await
     }
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        self.backend.cannot_probe_unpublished().await
+    }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
         let operation = || format!("inspect image `{image}`");

@@ -83,6 +83,18 @@ pub enum StartError {
         service: String,
         error: Box<refs::RefError>,
     },
+    /// `tcp:` or `http:` probes of ports the file does not publish, where the backend knows
+    /// before anything is created that nothing can answer them.
+    #[error(
+        "{} probed but not published, and {reason}\nhint: add {} to `ports:`, or probe with `ready: exec:`",
+        format_probes(probes),
+        match probes.len() { 1 => "it", _ => "them" }
+    )]
+    Unprobeable {
+        /// Each service and its port, by service name.
+        probes: Vec<(String, u16)>,
+        reason: String,
+    },
     #[error(
         "the environment id `{0}` is already in use\nhint: pick another `--name`, or `envctl down {0}` first"
     )]
@@ -141,6 +153,19 @@ impl StartError {
             StartError::Ref { error, .. } => error.is_bad_input(),
             _ => false,
         }
+    }
+}
+
+/// `port 61616 of `broker` is`, or `port 61616 of `broker` and port 8080 of `app` are`.
+fn format_probes(probes: &[(String, u16)]) -> String {
+    let each: Vec<String> = probes
+        .iter()
+        .map(|(service, port)| format!("port {port} of `{service}`"))
+        .collect();
+    match each.as_slice() {
+        [one] => format!("{one} is"),
+        [init @ .., last] => format!("{} and {last} are", init.join(", ")),
+        [] => "no port is".into(),
     }
 }
 

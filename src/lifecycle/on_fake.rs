@@ -1845,3 +1845,59 @@ async fn a_start_that_runs_out_of_time_names_what_it_waited_for_as_up_does() {
         "{text}"
     );
 }
+
+/// Issue 18: a probe that cannot work is refused before anything is created, not after the
+/// start's timeout.
+#[tokio::test(start_paused = true)]
+async fn a_probe_of_an_unpublished_port_nothing_can_answer_is_refused_before_anything_is_created() {
+    let env = FakeEnv::new()
+        .service("broker", "shop/broker:1")
+        .ready("broker", "tcp: 61616")
+        .service("db", "shop/db:1")
+        .key("db", "ports: [5432]")
+        .ready("db", "tcp: 5432")
+        .service("app", "shop/app:1")
+        .ready("app", "http: 8080/health")
+        .timeout(Duration::from_secs(600));
+    env.fake
+        .refuse_unpublished_probes("container addresses do not answer from here");
+    let started = tokio::time::Instant::now();
+    match env.up().await {
+        Err(error @ StartError::Unprobeable { .. }) => assert_eq!(
+            error.to_string(),
+            "port 8080 of `app` and port 61616 of `broker` are probed but not published, and \
+             container addresses do not answer from here\n\
+             hint: add them to `ports:`, or probe with `ready: exec:`"
+        ),
+        other => panic!("expected the probes refused, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
+    assert!(
+        env.fake.calls_of("claim").is_empty(),
+        "{:?}",
+        env.fake.calls()
+    );
+    assert!(!env.fake.exists("shop-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_of_published_ports_are_not_refused_where_unpublished_ones_would_be() {
+    // Nothing listens on the fake: the probe is tried, and the start times out.
+    let env = FakeEnv::new()
+        .service("db", "shop/db:1")
+        .key("db", "ports: [5432]")
+        .ready("db", "tcp: 5432")
+        .timeout(Duration::from_secs(5));
+    env.fake
+        .refuse_unpublished_probes("container addresses do not answer from here");
+    match env.up().await {
+        Err(StartError::Timeout { .. }) => {}
+        other => panic!("expected the probe tried until the timeout, got {other:?}"),
+    }
+    assert_eq!(
+        env.fake.calls_of("claim").len(),
+        1,
+        "{:?}",
+        env.fake.calls()
+    );
+}

@@ -457,7 +457,7 @@ async fn address(
     // task not scheduled yet) is looked at again.
     let fresh;
     let details = match details {
-        Some(details) if details.direct.is_some() || !details.endpoints.is_empty() => details,
+        Some(details) if details.direct.is_some() || reachable_ports(details) => details,
         _ => {
             fresh = backend
                 .status(subject.service)
@@ -477,19 +477,21 @@ async fn address(
         None if details.state != ServiceState::Running => {
             return Err(CheckError::NotYet("the container has no address".into()));
         }
-        None if details.endpoints.is_empty() => {
+        None if !reachable_ports(details) => {
             return Err(CheckError::NotYet(format!(
                 "the service has no address of its own and publishes no port: port {port} \
                  cannot be reached from here"
             )));
         }
-        // Running without an address of its own (a swarm task): only published ports.
+        // Running without an address of its own (a swarm task): only published ports, the
+        // file's or those the backend published for envctl's probes.
         None => {}
     }
     let published = details
         .endpoints
         .iter()
-        .find(|e| e.container_port.number == port);
+        .chain(&details.probe_endpoints)
+        .find(|e| e.container_port.number == port && e.container_port.protocol == Protocol::Tcp);
     let Some(published) = published else {
         return Err(CheckError::Fatal(NotReady::Misconfigured(format!(
             "port {port} is probed but not published, and container addresses do not answer \
@@ -503,6 +505,11 @@ async fn address(
         .await
         .map_err(|error| CheckError::NotYet(format!("resolve {host}: {error}")))?;
     Ok(Target::Published(address))
+}
+
+/// Whether the service has published ports, its own or envctl's.
+fn reachable_ports(details: &ServiceStatus) -> bool {
+    !details.endpoints.is_empty() || !details.probe_endpoints.is_empty()
 }
 
 /// `host` (a name, an IPv4 or a bracketed IPv6 address) and `port` as a socket address.

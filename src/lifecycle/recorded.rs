@@ -106,6 +106,9 @@ impl Backend for Recorded<'_> {
     async fn ping(&self) -> Result<()> {
         self.backend.ping().await
     }
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        self.backend.cannot_probe_unpublished().await
+    }
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
         self.backend.resolve_image(image).await
     }

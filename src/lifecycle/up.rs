@@ -360,6 +360,7 @@ async fn attempt(
     run: &Run<'_>,
     phases: &Phases,
 ) -> Result<Started, StartError> {
+    refuse_unprobeable(backend, environment).await?;
     let images = run
         .attempt
         .bound(resolve_images(
@@ -398,6 +399,32 @@ async fn attempt(
     run.attempt
         .bound(describe(backend, environment, &claim, &images, &run.nonce))
         .await
+}
+
+/// Refuses, before anything is created, `tcp:` and `http:` probes of ports the file does not
+/// publish where the backend knows that nothing could answer them: the start would otherwise
+/// wait for its whole timeout.
+async fn refuse_unprobeable(
+    backend: &dyn Backend,
+    environment: &Environment,
+) -> Result<(), StartError> {
+    let probes: Vec<(String, u16)> = environment
+        .services
+        .values()
+        .flat_map(|service| {
+            let ports = service.ready.unpublished_ports(service.ports());
+            ports
+                .into_iter()
+                .map(|port| (service.name.clone(), port.number))
+        })
+        .collect();
+    if probes.is_empty() {
+        return Ok(());
+    }
+    match backend.cannot_probe_unpublished().await {
+        Some(reason) => Err(StartError::Unprobeable { probes, reason }),
+        None => Ok(()),
+    }
 }
 
 /// The services a run claimed.

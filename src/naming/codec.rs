@@ -543,6 +543,22 @@ impl Waiter {
     }
 }
 
+/// Marks `ports` as published for envctl's own probes alone (see [`label::PROBE_PORTS`]);
+/// nothing when there are none.
+pub fn mark_probe_ports(labels: &mut Labels, ports: &[Port]) {
+    if !ports.is_empty() {
+        let ports: Vec<String> = ports.iter().map(ToString::to_string).collect();
+        labels.insert(label::PROBE_PORTS.into(), ports.join(","));
+    }
+}
+
+/// The container ports the labels mark as published for envctl's own probes alone.
+pub fn probe_ports(labels: &Labels) -> Vec<Port> {
+    list(labels.get(label::PROBE_PORTS).map_or("", String::as_str))
+        .filter_map(port)
+        .collect()
+}
+
 /// `SERVICE@TAG`.
 fn resolved_ref(text: &str) -> Option<ResolvedRef> {
     let (service, tag) = text.split_once('@')?;
@@ -766,5 +782,55 @@ mod tests {
             assert_eq!(filter.to_docker(), docker);
             assert_eq!(filter.matches(&labels), matches, "{filter:?}");
         }
+    }
+
+    #[test]
+    fn probe_ports_are_marked_only_when_there_are_some_and_read_back() {
+        let tcp = |number| Port {
+            number,
+            protocol: Protocol::Tcp,
+        };
+        let mut labels = Labels::new();
+        mark_probe_ports(&mut labels, &[]);
+        assert!(labels.is_empty());
+        mark_probe_ports(&mut labels, &[tcp(61616), tcp(8080)]);
+        assert_eq!(labels[label::PROBE_PORTS], "61616/tcp,8080/tcp");
+        assert_eq!(probe_ports(&labels), [tcp(61616), tcp(8080)]);
+        assert_eq!(probe_ports(&Labels::new()), []);
+    }
+
+    #[test]
+    fn unpublished_probe_ports_are_the_tcp_and_http_ports_not_published_as_tcp() {
+        use crate::naming::values::Probe;
+        let ready = Ready {
+            probes: vec![
+                Probe::Tcp(61616),
+                Probe::Http {
+                    port: 8080,
+                    path: "/health".into(),
+                },
+                Probe::Tcp(1521),
+                Probe::Tcp(53),
+                Probe::Tcp(61616),
+                Probe::Exec(vec!["true".into()]),
+            ],
+            timeout: Duration::from_secs(60),
+        };
+        let published = [
+            Port {
+                number: 1521,
+                protocol: Protocol::Tcp,
+            },
+            Port {
+                number: 53,
+                protocol: Protocol::Udp,
+            },
+        ];
+        let numbers: Vec<u16> = ready
+            .unpublished_ports(published)
+            .iter()
+            .map(|p| p.number)
+            .collect();
+        assert_eq!(numbers, [61616, 8080, 53]);
     }
 }

@@ -101,6 +101,27 @@ impl fmt::Display for Probe {
 }
 
 impl Ready {
+    /// The TCP ports its `tcp:` and `http:` probes dial that are not among `published`
+    /// (a port published as UDP only is not), in order, each once.
+    pub fn unpublished_ports(&self, published: impl IntoIterator<Item = Port>) -> Vec<Port> {
+        let published: Vec<Port> = published.into_iter().collect();
+        let mut ports: Vec<Port> = Vec::new();
+        for probe in &self.probes {
+            let number = match probe {
+                Probe::Tcp(port) | Probe::Http { port, .. } => *port,
+                _ => continue,
+            };
+            let port = Port {
+                number,
+                protocol: Protocol::Tcp,
+            };
+            if !published.contains(&port) && !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        ports
+    }
+
     /// The exit code a one-shot job must end with, if this service is one.
     pub fn exit_code(&self) -> Option<i64> {
         self.probes.iter().find_map(|p| match p {

@@ -140,7 +140,13 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
         ServiceState::Running => {
             status.started_at = at;
             if let Some(host) = nodes.of(task.node_id.as_deref()) {
-                status.endpoints = endpoints(task, host);
+                // envctl's own ports are the probes' alone, never the environment's endpoints.
+                let own = probe_ports(service);
+                let (probes, published) = endpoints(task, host)
+                    .into_iter()
+                    .partition(|endpoint| own.contains(&endpoint.container_port));
+                status.endpoints = published;
+                status.probe_endpoints = probes;
             }
         }
         ServiceState::Exited => {
@@ -229,6 +235,18 @@ fn has_health_check(service: &Service) -> bool {
                 .iter()
                 .any(|p| matches!(p, Probe::Exec(_) | Probe::Healthcheck))
         })
+}
+
+/// The ports envctl published on the service for its own probes alone.
+fn probe_ports(service: &Service) -> Vec<Port> {
+    let labels: Labels = service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.labels.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    crate::naming::codec::probe_ports(&labels)
 }
 
 fn replicas(service: &Service) -> Option<i64> {
@@ -520,6 +538,37 @@ mod tests {
                 bound: "0.0.0.0".into(),
             }]
         );
+    }
+
+    #[test]
+    fn envctls_own_probe_ports_are_for_probes_never_endpoints() {
+        let mut service = service(1, false);
+        let labels = service.spec.as_mut().unwrap().labels.as_mut().unwrap();
+        let mut marked: Labels = labels.clone().into_iter().collect();
+        let broker = Port {
+            number: 61616,
+            protocol: Protocol::Tcp,
+        };
+        crate::naming::codec::mark_probe_ports(&mut marked, &[broker]);
+        *labels = marked.into_iter().collect();
+        let mut running = task("2026-11-26T10:00:01Z", TaskState::RUNNING, None);
+        let probe_port = EndpointPortConfig {
+            target_port: Some(61616),
+            published_port: Some(30002),
+            ..binding()
+        };
+        let reported = &mut running.status.as_mut().unwrap().port_status;
+        reported.as_mut().unwrap().ports = Some(vec![binding(), probe_port.clone(), probe_port]);
+        let status = status_of(&service, &[running], &nodes());
+        let ports = |endpoints: &[Endpoint]| -> Vec<(u16, u16)> {
+            endpoints
+                .iter()
+                .map(|e| (e.container_port.number, e.port))
+                .collect()
+        };
+        assert_eq!(ports(&status.endpoints), [(8080, 30001)]);
+        assert_eq!(ports(&status.probe_endpoints), [(61616, 30002)]);
+        assert_eq!(status.probe_endpoints[0].host, "10.0.0.12");
     }
 
     #[test]

@@ -273,7 +273,11 @@ impl Swarm {
     /// Endpoints at `ENVCTL_HOST` when it is set.
     fn reached(&self, mut status: ServiceStatus) -> ServiceStatus {
         if let Some(host) = &self.envctl_host {
-            for endpoint in &mut status.endpoints {
+            for endpoint in status
+                .endpoints
+                .iter_mut()
+                .chain(&mut status.probe_endpoints)
+            {
                 endpoint.host.clone_from(host);
             }
         }
@@ -418,6 +422,12 @@ impl Backend for Swarm {
             .map(drop)
     }
 
+    /// Never: `create_service` publishes a probed port the file does not publish, for
+    /// envctl's probes alone.
+    async fn cannot_probe_unpublished(&self) -> Option<String> {
+        None
+    }
+
     /// The image pinned to its registry digest. An image no registry has is usable only on a
     /// swarm of one node, from the manager's own store: on more nodes it is refused here,
     /// before anything is created, rather than rejected on a node that cannot pull it.
@@ -533,7 +543,11 @@ impl Backend for Swarm {
     ) -> Result<ServiceRef> {
         let name = naming::container_name(&spec.service, &spec.metadata.id);
         let operation = format!("create service `{name}`");
-        let labels = spec.metadata.encode_service(&spec.service_metadata());
+        let mut labels = spec.metadata.encode_service(&spec.service_metadata());
+        // A task has no address envctl reaches: a probed port the file does not publish is
+        // published for envctl alone, in host mode on a port the node picks, and marked so.
+        let probe_ports = spec.ready.unpublished_ports(spec.ports());
+        codec::mark_probe_ports(&mut labels, &probe_ports);
         let mut container = TaskSpecContainerSpec {
             image: Some(self.pinned_image(&spec.image.reference)),
             // Docker's CMD; `command` would replace the ENTRYPOINT.
@@ -554,9 +568,10 @@ impl Backend for Swarm {
             }]),
             ..Default::default()
         };
-        let ports =
+        let mut ports =
             convert::with_runtime(&mut container, &mut template, &spec.runtime, &spec.metadata)
                 .map_err(|reason| BackendError::operation(&operation, reason))?;
+        ports.extend(probe_ports.iter().map(|port| published(port, None)));
         template.container_spec = Some(container);
         let service = bollard::models::ServiceSpec {
             name: Some(name.clone()),

@@ -832,3 +832,191 @@ fn swarm_service_at_ref_takes_the_registrys_tag_starting_with_ref() {
     env.envctl().args(["down", &id]).run().success();
     assert_eq!(block_on(leftovers(swarm, &id)), Vec::<String>::new());
 }
+
+/// The environment file as a team writes it for Docker: the database and the proxy publish
+/// their ports, the broker and the application do not (nothing outside the environment talks
+/// to them), and every service has a `tcp:` or `http:` probe.
+fn as_teams_write_it(swarm: &TestSwarm, name: &str) -> String {
+    let image = |service: &str| swarm.image(&format!("envctl-demo/{service}"));
+    format!(
+        r#"name: {name}
+services:
+  db:
+    image: {oracle}
+    command: [serve, --name, db, --port, "1521", --delay, 1s]
+    ports: [1521]
+    ready:
+      tcp: 1521
+  broker:
+    image: {activemq}
+    command: [serve, --name, broker, --port, "61616", --delay, 1s]
+    ready:
+      tcp: 61616
+  app:
+    image: {accounting}
+    command: [serve, --name, app, --delay, 1s, --requires, "oracle:1521", --requires, "activemq:61616"]
+    links: [db:oracle, broker:activemq]
+    ready:
+      http: 8080/health
+  proxy:
+    image: {proxy}
+    command: [serve, --name, proxy, --requires, "accounting:8080", --forward, "accounting:8080"]
+    ports: [8080]
+    links: [app:accounting]
+    ready:
+      http: 8080/health
+"#,
+        oracle = image("oracle-xe"),
+        activemq = image("activemq"),
+        accounting = image("accounting"),
+        proxy = image("proxy"),
+    )
+}
+
+/// Where the node that runs `service`'s task answers for container port `port`, as the swarm
+/// reports the task's host-mode ports: `None` when it publishes no such port.
+async fn published_on_node(
+    swarm: &TestSwarm,
+    id: &str,
+    service: &str,
+    port: i64,
+) -> Option<SocketAddr> {
+    let docker = swarm.client().await;
+    let filters = HashMap::from([
+        (
+            "name".to_string(),
+            vec![envctl::naming::container_name(service, id)],
+        ),
+        ("desired-state".to_string(), vec!["running".to_string()]),
+    ]);
+    let tasks = bounded(
+        "list tasks",
+        docker.list_tasks(Some(
+            ListTasksOptionsBuilder::default().filters(&filters).build(),
+        )),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let nodes = bounded("list nodes", docker.list_nodes(None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tasks.iter().find_map(|task| {
+        let published = task
+            .status
+            .as_ref()?
+            .port_status
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .iter()
+            .find(|p| p.target_port == Some(port))?
+            .published_port?;
+        let node = nodes.iter().find(|n| n.id == task.node_id)?;
+        let addr = node.status.as_ref()?.addr.as_deref()?;
+        format!("{addr}:{published}").parse().ok()
+    })
+}
+
+/// Every `host:host_port` in the `ports` of a document's services.
+fn addresses_in(document: &serde_json::Value) -> Vec<SocketAddr> {
+    document["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| {
+            format!("{}:{}", p["host"].as_str()?, p["host_port"])
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Issue 18: on a swarm, a `tcp:`/`http:` probe of a port the file does not publish had
+/// nothing to dial, and `up` waited for its whole `--timeout`.
+#[test]
+fn swarm_probe_of_an_unpublished_port_passes_through_a_port_only_envctl_sees() {
+    let swarm = swarm();
+    let env = SwarmEnv::new(swarm, "probe", |name| as_teams_write_it(swarm, name));
+    let up = env.up();
+    let id = id_of(&up);
+    let body = chain_answers(endpoint(&up, "proxy", 8080));
+    assert!(body.contains("app -> activemq:61616 ok"), "{body}");
+    let nodes = block_on(nodes_of(swarm, &id));
+    assert!(nodes.len() >= 2, "every task on one node: {nodes:?}");
+
+    // The swarm publishes the broker's and the application's probed ports for envctl, on the
+    // node that runs each task; they answer from here.
+    let broker = block_on(published_on_node(swarm, &id, "broker", 61616))
+        .expect("the broker's probed port published for envctl");
+    let app = block_on(published_on_node(swarm, &id, "app", 8080))
+        .expect("the application's probed port published for envctl");
+    TcpStream::connect_timeout(&broker, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("the broker's probe port {broker} does not answer: {e}"));
+
+    // Nothing shows them as the environment's endpoints.
+    let shown = |document: &serde_json::Value, service: &str| -> Vec<serde_json::Value> {
+        document["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["service"] == service))
+            .and_then(|s| s["ports"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        shown(&up, "broker"),
+        Vec::<serde_json::Value>::new(),
+        "{up}"
+    );
+    assert_eq!(shown(&up, "app"), Vec::<serde_json::Value>::new(), "{up}");
+    assert_eq!(shown(&up, "db").len(), 1, "{up}");
+    let status = env.envctl().args(["status", &id, "-o", "json"]).run();
+    status.success();
+    let status = status.json();
+    for service in ["broker", "app"] {
+        assert_eq!(
+            shown(&status, service),
+            Vec::<serde_json::Value>::new(),
+            "{status}"
+        );
+    }
+    let addresses = addresses_in(&status);
+    assert_eq!(addresses.len(), 2, "{status}");
+    assert!(
+        !addresses.contains(&broker) && !addresses.contains(&app),
+        "`status` shows a probe port ({broker}, {app}): {status}"
+    );
+    env.envctl()
+        .args(["port", &id, "broker"])
+        .run()
+        .code(1)
+        .stderr_has("service `broker` of")
+        .stderr_has("publishes no ports");
+    let ls = env.envctl().args(["ls", "-o", "json"]).run();
+    ls.success();
+    let listed = ls.json();
+    let mine = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["id"] == id.as_str()).cloned())
+        .unwrap_or_else(|| panic!("`ls` does not list {id}: {listed}"));
+    assert_eq!(mine["state"], "ready", "{mine}");
+    let services: Vec<&String> = mine["endpoints"]
+        .as_object()
+        .map(|endpoints| endpoints.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(services, ["db", "proxy"], "{mine}");
+    let env_vars = env.envctl().args(["env", &id]).run();
+    env_vars.success();
+    assert!(
+        !env_vars.stdout().contains("ENVCTL_BROKER_") && !env_vars.stdout().contains("ENVCTL_APP_"),
+        "`env` gives the probe ports: {}",
+        env_vars.stdout()
+    );
+
+    // They go with the environment.
+    env.envctl().args(["down", &id]).run().success();
+    assert_eq!(block_on(leftovers(swarm, &id)), Vec::<String>::new());
+    assert!(
+        TcpStream::connect_timeout(&broker, Duration::from_secs(2)).is_err(),
+        "the broker's probe port {broker} still answers after `down`"
+    );
+}
