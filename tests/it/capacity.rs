@@ -390,3 +390,42 @@ fn starting_a_stopped_environment_waits_for_capacity_as_a_new_start_does() {
     envctl().args(["start", &first]).run().success();
     assert!(queue(&engine, &env).is_empty());
 }
+
+#[test]
+fn an_owner_at_its_per_owner_limit_lets_the_next_owner_go_first() {
+    let test = "cap-owner";
+    let Some((engine, env)) = set_up(test, "") else {
+        return;
+    };
+    let as_owner = |owner: &str| engine.envctl(&env).env("BUILD_TAG", owner);
+    engine
+        .envctl(&env)
+        .args(["capacity", "--max-environments", "3", "--per-owner", "1"])
+        .run()
+        .success();
+    let holder = format!("{}-a1", env.name);
+    as_owner("job-a")
+        .args(["up", &env.name, "--name", &holder])
+        .run()
+        .success();
+    let second_of_a = as_owner("job-a")
+        .args(["run", &env.name, "--queue-timeout", "20s", "--", "true"])
+        .spawn();
+    wait_until(
+        "job-a's second start queues",
+        Duration::from_secs(30),
+        || queue(&engine, &env).len() == 1,
+    );
+    // Behind job-a's waiter in the queue, job-b goes first: job-a is at its limit.
+    as_owner("job-b")
+        .args(["run", &env.name, "--queue-timeout", "20s", "--", "true"])
+        .run_within(Duration::from_secs(60))
+        .success();
+    assert_eq!(
+        queue(&engine, &env).len(),
+        1,
+        "job-a's second start still waits"
+    );
+    engine.envctl(&env).args(["down", &holder]).run().success();
+    second_of_a.wait_within(Duration::from_secs(60)).success();
+}
