@@ -137,6 +137,18 @@ pub enum Command {
     ///
     /// Example: envctl gateway --listen 127.0.0.1:8000 --domain localhost
     Gateway(GatewayArgs),
+    /// Show, set or clear the engine's capacity: how many environments, and how much memory,
+    /// may start and run at once; starts beyond it wait in one queue
+    ///
+    /// Every client of the engine shares the capacity and the queue. Without flags, shows the
+    /// capacity and what uses it: environments and what they reserved, and who waits.
+    ///
+    /// Examples:
+    ///   envctl capacity --max-environments 4 --max-memory 12g --default-memory 512m
+    ///   envctl capacity --output json
+    ///   envctl capacity --clear
+    #[command(verbatim_doc_comment)]
+    Capacity(CapacityArgs),
     /// Record activity on an environment, restarting its idle clock
     Touch(TouchArgs),
     /// Exempt an environment from the reaper
@@ -331,6 +343,30 @@ pub struct StartFlags {
     pub ttl: Option<Duration>,
     #[command(flatten)]
     pub pull: PullFlag,
+    #[command(flatten)]
+    pub queue: QueueFlags,
+}
+
+/// How a start waits for the engine's capacity (`envctl capacity`), when one is set.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct QueueFlags {
+    /// When the engine has a capacity: give up waiting for it after DURATION (exit 2). The
+    /// wait does not count towards `--timeout`
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = duration)]
+    pub queue_timeout: Duration,
+    /// When the engine has a capacity: a `high` start goes before every `normal` one that
+    /// waits [default: high when stderr is a terminal, else normal]
+    #[arg(long, value_enum, value_name = "PRIORITY")]
+    pub priority: Option<Priority>,
+}
+
+/// A start's place among those waiting for capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Priority {
+    /// Before every `normal` start: a person waits at a terminal
+    High,
+    /// In arrival order: CI jobs
+    Normal,
 }
 
 /// `--pull`, for every command that starts services.
@@ -468,6 +504,35 @@ pub struct StartArgs {
     /// Give up if the environment is not ready within this time
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub queue: QueueFlags,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `envctl capacity`: show, set or clear the engine's capacity.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("limits").multiple(true).args(
+    ["max_environments", "max_memory", "default_memory", "per_owner"]
+)))]
+pub struct CapacityArgs {
+    /// At most N environments starting, running, updating or paused at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_environments: Option<u32>,
+    /// At most SIZE of memory reserved by those environments (`10g`, `512m`): each reserves
+    /// the sum of its services' `mem_limit`
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_memory: Option<u64>,
+    /// What a service without `mem_limit` reserves [default: nothing]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub default_memory: Option<u64>,
+    /// At most N environments of one owner (Jenkins' BUILD_TAG, else the user) at once; an
+    /// owner at its limit lets the others in the queue go first
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_owner: Option<u32>,
+    /// Remove the capacity: every start is admitted at once again
+    #[arg(long, conflicts_with = "limits")]
+    pub clear: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -683,6 +748,10 @@ fn by_prefix(names: Vec<String>, typed: &OsStr) -> Vec<CompletionCandidate> {
 }
 
 /// A humantime duration (`90s`, `2h 30m`) of at most a year, so deadlines stay computable.
+fn size(text: &str) -> Result<u64, String> {
+    text.parse::<crate::spec::runtime::Bytes>().map(|b| b.0)
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration > Duration::from_secs(366 * 24 * 3600) {

@@ -88,6 +88,20 @@ pub mod label {
     /// `env`, `ports`, `mounts`, `other`), `GROUP=DIGEST` comma-separated, so `update` can tell
     /// a recreation that would change them.
     pub const SETTINGS: &str = "io.envctl.settings";
+    /// Bytes of memory the environment reserved at its claim, when the engine has a capacity
+    /// (see `lifecycle::admission`); on a queue entry, what its waiter asks for.
+    pub const MEMORY: &str = "io.envctl.memory";
+    /// On the engine's capacity marker ([`super::CAPACITY_NAME`]): its limits, each absent
+    /// when not set. Sizes in bytes, `PREEMPT_IDLE` in seconds.
+    pub const MAX_ENVIRONMENTS: &str = "io.envctl.max-environments";
+    pub const MAX_MEMORY: &str = "io.envctl.max-memory";
+    pub const DEFAULT_MEMORY: &str = "io.envctl.default-memory";
+    pub const PER_OWNER: &str = "io.envctl.per-owner";
+    pub const PREEMPT_IDLE: &str = "io.envctl.preempt-idle";
+    /// On a queue entry: `high`, `normal` or `low`.
+    pub const PRIORITY: &str = "io.envctl.priority";
+    /// On a queue entry: the waiter's nonce, the same across its renewals.
+    pub const WAITER: &str = "io.envctl.waiter";
     /// On a swarm service: the container ports envctl published (host mode, a port the node
     /// picks) for its own `tcp:` and `http:` probes alone, because the file publishes none of
     /// them, comma-separated (`61616/tcp`): never the environment's endpoints.
@@ -243,7 +257,8 @@ pub fn replaced_name(service: &str, id: &str) -> String {
 }
 
 /// The name of `id`'s marker of `kind` (a container on Docker, a config on Swarm); `None` for
-/// a lease, whose name changes with each renewal (see [`lease_name`]).
+/// a lease, whose name changes with each renewal (see [`lease_name`]), and for the engine's
+/// capacity and queue entries, which are no environment's.
 pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
     use codec::MarkerKind;
     match kind {
@@ -253,8 +268,33 @@ pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
         MarkerKind::Update => Some(update_name(id)),
         MarkerKind::Member => Some(member_name(id)),
         MarkerKind::Adopt => Some(adopt_name(id)),
-        MarkerKind::Lease => None,
+        MarkerKind::Lease | MarkerKind::Capacity | MarkerKind::Queue => None,
     }
+}
+
+/// The value of [`label::ROLE`] on the engine's capacity marker.
+pub const CAPACITY_ROLE: &str = "capacity";
+
+/// The name of the engine's capacity marker: a container that is created, never started,
+/// whose labels carry the capacity every client of the engine admits environments to. It has
+/// no `_`, so it is no environment's name whatever the id (every name derived from an id has
+/// one).
+pub const CAPACITY_NAME: &str = "envctl-capacity";
+
+/// The value of [`label::ROLE`] on an entry of the admission queue.
+pub const QUEUE_ROLE: &str = "queue";
+
+/// The name of a waiter's queue entry: created, never started, renamed to renew its expiry
+/// (Unix seconds) as a lease is. No `_`: no environment's name.
+pub fn queue_name(waiter: &str, expires: DateTime<Utc>) -> String {
+    format!("envctl-queue-{waiter}-{}", expires.timestamp())
+}
+
+/// The expiry a queue entry's name carries (see [`queue_name`]).
+pub fn queue_expiry(name: &str) -> Option<DateTime<Utc>> {
+    let rest = name.trim_start_matches('/').strip_prefix("envctl-queue-")?;
+    let (_, seconds) = rest.rsplit_once('-')?;
+    DateTime::from_timestamp(seconds.parse().ok()?, 0)
 }
 
 /// The value of [`label::ROLE`] on the lease of a running `envctl run`.

@@ -708,6 +708,9 @@ impl Backend for Recording<'_> {
     async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
         self.inner.exec(service, command).await
     }
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.inner.memory(service).await
+    }
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.inner.traffic(service).await
     }
@@ -753,6 +756,21 @@ impl Backend for Recording<'_> {
     async fn release(&self, id: &str) -> Result<()> {
         self.record("release".into());
         self.inner.release(id).await
+    }
+    async fn admission(&self) -> Result<Admission> {
+        self.inner.admission().await
+    }
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        self.inner.set_capacity(capacity).await
+    }
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        self.inner.enqueue(waiter, until).await
+    }
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        self.inner.renew_entry(native, waiter, until).await
+    }
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.inner.dequeue(native).await
     }
 }
 

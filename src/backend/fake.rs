@@ -105,6 +105,9 @@ struct World {
     /// Run when an operation is called, before it acts: something happening meanwhile.
     hooks: Vec<(String, Hook)>,
     next: u64,
+    /// The engine's capacity and admission queue (by handle).
+    capacity: Option<Capacity>,
+    queue: BTreeMap<String, Queued>,
 }
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
@@ -907,6 +910,8 @@ impl Backend for Fake {
                     env.markers.adopted = false;
                     env.adopter = None;
                 }
+                // The engine's, no environment's: never an environment's marker.
+                MarkerKind::Capacity | MarkerKind::Queue => {}
             }
             if env.is_empty() {
                 world.envs.remove(id);
@@ -966,6 +971,61 @@ impl Backend for Fake {
                 world.envs.remove(id);
             }
         }
+        Ok(())
+    }
+
+    async fn admission(&self) -> Result<Admission> {
+        self.enter("admission", "*").await?;
+        let world = self.world();
+        Ok(Admission {
+            capacity: world.capacity.clone(),
+            queue: match world.capacity {
+                Some(_) => world.queue.values().cloned().collect(),
+                None => Vec::new(),
+            },
+        })
+    }
+
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        self.enter("set_capacity", "*").await?;
+        self.world().capacity = capacity.cloned();
+        Ok(())
+    }
+
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        self.enter("enqueue", &waiter.nonce).await?;
+        let mut world = self.world();
+        world.next += 1;
+        // The engine's clock, strictly increasing as an engine's nanoseconds are in practice.
+        let created = Utc::now() + chrono::Duration::nanoseconds(world.next as i64);
+        let native = format!("queue-{}", world.next);
+        let queued = Queued {
+            native: native.clone(),
+            waiter: waiter.clone(),
+            created,
+            expires: Some(until),
+        };
+        world.queue.insert(native.clone(), queued);
+        Ok(native)
+    }
+
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        self.enter("renew_entry", &waiter.nonce).await?;
+        match self.world().queue.get_mut(native) {
+            Some(queued) => {
+                queued.expires = Some(until);
+                Ok(())
+            }
+            None => Err(BackendError::NotFound {
+                kind: "queue entry",
+                name: native.into(),
+            }),
+        }
+    }
+
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.enter("dequeue", native).await?;
+        self.world().queue.remove(native);
         Ok(())
     }
 }

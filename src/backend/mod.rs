@@ -29,7 +29,9 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 pub use crate::backend::docker::engine::PullProgress;
-pub use crate::naming::codec::{Filter, MarkerKind, Metadata, ServiceMetadata};
+pub use crate::naming::codec::{
+    Capacity, Filter, MarkerKind, Metadata, Priority, ServiceMetadata, Waiter,
+};
 use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.
@@ -443,6 +445,28 @@ impl Marker {
     }
 }
 
+/// One entry of the engine's admission queue, as the engine keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The backend's handle on the entry, the same across renewals.
+    pub native: String,
+    pub waiter: Waiter,
+    /// When the engine created it (never a client's clock): the queue's order within a
+    /// priority.
+    pub created: DateTime<Utc>,
+    /// Until when it holds its place without a renewal.
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// The engine's capacity and its admission queue (see `lifecycle::admission`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// `None`: no capacity is set, every start is admitted at once.
+    pub capacity: Option<Capacity>,
+    /// Empty when no capacity is set (not even looked at).
+    pub queue: Vec<Queued>,
+}
+
 /// One service as a listing finds it.
 #[derive(Debug, Clone)]
 pub struct ServiceRecord {
@@ -736,6 +760,12 @@ pub trait Backend: Send + Sync {
     /// Cumulative bytes of the service's current run. `Unsupported` unless
     /// `capabilities.traffic`.
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic>;
+    /// Bytes of memory the running service uses now (one reading); `None` when the backend
+    /// cannot say.
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        let _ = service;
+        Ok(None)
+    }
     /// Stops within `grace`, then kills. Idempotent.
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.
@@ -775,4 +805,17 @@ pub trait Backend: Send + Sync {
     async fn remove_volume(&self, volume: &VolumeRef) -> Result<()>;
     /// Gives the id back: the claim goes last, so a half-removed environment stays claimed.
     async fn release(&self, id: &str) -> Result<()>;
+
+    /// The engine's capacity and, when one is set, its admission queue: every client's, on
+    /// every host. One cheap lookup when none is set.
+    async fn admission(&self) -> Result<Admission>;
+    /// Sets the engine's capacity, replacing the one set; `None` removes it.
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()>;
+    /// Adds `waiter` to the admission queue, holding its place until `until`: the handle of
+    /// its entry.
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String>;
+    /// Moves an entry's expiry to `until`. `NotFound` once it is gone.
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()>;
+    /// Removes an entry of the queue. Idempotent.
+    async fn dequeue(&self, native: &str) -> Result<()>;
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::cli::{Format, OutputArgs};
+use crate::lifecycle::admission;
 use crate::lifecycle::inventory::{self, Instance};
 use crate::state::{Record, Store};
 use crate::{Error, ExitStatus, output};
@@ -44,6 +45,12 @@ struct Row {
     /// Adopted from a warm pool: how long its pooled services had been warm then.
     #[serde(skip_serializing_if = "Option::is_none")]
     adopted_warm_seconds: Option<u64>,
+    /// Bytes of memory it reserved when it was admitted under the engine's capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved_memory: Option<u64>,
+    /// Bytes its running services use now (`-o json` only, where it reserved some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_used: Option<u64>,
 }
 
 pub async fn exec(args: OutputArgs) -> Result<ExitStatus, Error> {
@@ -75,18 +82,32 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
             id = instance.id
         ));
     }
-    let rows: Vec<Row> = instances
+    let mut rows: Vec<Row> = instances
         .iter()
         .map(|i| row(i, state.record(backend.endpoint(), &i.id)))
         .collect();
+    // One reading of what each uses, next to what it reserved: JSON only, so `ls` stays fast.
+    if args.output == Format::Json {
+        let reading = instances.iter().map(|i| async move {
+            match i.metadata.memory {
+                Some(_) => admission::used(backend, i).await,
+                None => None,
+            }
+        });
+        let used = futures_util::future::join_all(reading).await;
+        for (row, used) in rows.iter_mut().zip(used) {
+            row.memory_used = used;
+        }
+    }
     match args.output {
         Format::Json => output::json(&rows),
         Format::Text if rows.is_empty() => output::message("no environments"),
         Format::Text => {
+            let reserving = rows.iter().any(|r| r.reserved_memory.is_some());
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    vec![
+                    let mut row = vec![
                         r.id.clone(),
                         r.environment.clone(),
                         match r.adopted_warm_seconds {
@@ -111,10 +132,16 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
                         if r.pinned { "yes" } else { "-" }.to_string(),
                         r.images.join(" "),
                         endpoints_text(&r.endpoints),
-                    ]
+                    ];
+                    // What each reserved, once any did (an engine with a capacity).
+                    if reserving {
+                        let reserved = r.reserved_memory.map(admission::size);
+                        row.insert(4, reserved.unwrap_or_else(|| "-".into()));
+                    }
+                    row
                 })
                 .collect();
-            let header = [
+            let mut header = vec![
                 "ID",
                 "ENVIRONMENT",
                 "STATE",
@@ -125,6 +152,9 @@ async fn list(backend: &dyn Backend, args: OutputArgs) -> Result<ExitStatus, Err
                 "IMAGES",
                 "ENDPOINTS",
             ];
+            if reserving {
+                header.insert(4, "RESERVED");
+            }
             output::data(&output::table(&header, &cells));
             // LAST ACTIVITY then counts no traffic: say so, as the reaper does.
             if !backend.info().capabilities.traffic {
@@ -172,6 +202,8 @@ fn row(instance: &Instance, record: Option<&Record>) -> Row {
             })
             .collect(),
         endpoints: view::endpoints(instance),
+        reserved_memory: instance.metadata.memory,
+        memory_used: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand: turn parsed arguments into plain options, call the core, print.
 
 mod build;
+mod capacity;
 pub mod complete;
 mod completions;
 mod down;
@@ -64,6 +65,7 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Reap(args) => reap::once(args).await,
         Command::Reaper(args) => reap::daemon(args).await,
         Command::Gateway(args) => gateway::exec(args).await,
+        Command::Capacity(args) => capacity::exec(args).await,
         Command::Touch(args) => pin::touch(args).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::Unpin(args) => pin::unpin(args).await,
@@ -132,6 +134,26 @@ async fn briefly(
         () = signals.received(1), if interrupts == Interrupts::End => {
             Err(Error::Interrupted("interrupted".into()))
         }
+    }
+}
+
+/// How a start the flags describe waits for the engine's capacity, shown by `reporter`.
+fn admission(
+    flags: crate::cli::QueueFlags,
+    reporter: &progress::Reporter,
+) -> crate::lifecycle::admission::AdmitOptions {
+    let high = match flags.priority {
+        Some(priority) => priority == crate::cli::Priority::High,
+        None => crate::output::stderr_is_terminal(),
+    };
+    let priority = match high {
+        true => crate::backend::Priority::High,
+        false => crate::backend::Priority::Normal,
+    };
+    crate::lifecycle::admission::AdmitOptions {
+        priority,
+        queue_timeout: Some(flags.queue_timeout),
+        on_wait: Some(reporter.on_wait()),
     }
 }
 

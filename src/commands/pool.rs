@@ -102,6 +102,11 @@ async fn fill(args: PoolFillArgs) -> Result<ExitStatus, Error> {
                 std::path::absolute(&environment.path).unwrap_or(environment.path.clone()),
             ]),
             pool: Default::default(),
+            // A warm pool fills after every other start waiting for the engine's capacity.
+            admission: crate::lifecycle::admission::AdmitOptions {
+                priority: crate::backend::Priority::Low,
+                ..Default::default()
+            },
         },
         max_age: args.max_age,
     };

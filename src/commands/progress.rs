@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lifecycle::admission::{self, Waiting};
 use crate::lifecycle::{Phase, Progress};
 use crate::output;
 
+/// How often plain progress lines repeat where a start waits for capacity.
+const WAITING_EVERY: Duration = Duration::from_secs(10);
 /// How often plain progress lines report a pull's bytes.
 const BYTES_EVERY: Duration = Duration::from_secs(5);
 
@@ -47,6 +50,8 @@ struct Live {
     started: Instant,
     /// Drawing stopped: a message replaced the lines.
     stopped: bool,
+    /// `waiting for capacity: ...`, above the services until the start is admitted.
+    banner: Option<String>,
 }
 
 impl Live {
@@ -58,6 +63,9 @@ impl Live {
         if self.drawn > 0 {
             // Move up over the previous drawing and clear to the end of the screen.
             let _ = write!(err, "\x1b[{}F\x1b[J", self.drawn);
+        }
+        if let Some(banner) = &self.banner {
+            let _ = writeln!(err, " {banner}");
         }
         let width = self.lines.keys().map(String::len).max().unwrap_or(0);
         for (service, line) in &self.lines {
@@ -78,7 +86,7 @@ impl Live {
                 }
             );
         }
-        self.drawn = self.lines.len();
+        self.drawn = self.lines.len() + usize::from(self.banner.is_some());
         let _ = err.flush();
     }
 }
@@ -106,6 +114,45 @@ impl Reporter {
             live.stopped = true;
         }
         output::message(message);
+    }
+}
+
+impl Reporter {
+    /// Shows where the start waits for the engine's capacity: a live line above the services
+    /// on a terminal, a timestamped line in CI logs when its place changes, and every
+    /// [`WAITING_EVERY`] otherwise.
+    pub fn on_wait(&self) -> admission::OnWait {
+        let quiet = self.quiet.clone();
+        if let Some(live) = &self.live {
+            let live = live.clone();
+            return Arc::new(move |waiting: &Waiting| {
+                let mut live = live.lock().expect("progress lock");
+                live.banner = Some(format!(
+                    "waiting for capacity: {} ({:.0}s)",
+                    admission::describe(waiting),
+                    waiting.waited.as_secs_f64()
+                ));
+                live.started = Instant::now();
+            });
+        }
+        let last: Mutex<Option<(usize, Instant)>> = Mutex::default();
+        Arc::new(move |waiting: &Waiting| {
+            if quiet.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut last = last.lock().expect("progress lock");
+            let now = Instant::now();
+            if last.is_some_and(|(place, at)| place == waiting.place && now - at < WAITING_EVERY) {
+                return;
+            }
+            *last = Some((waiting.place, now));
+            output::message(&format!(
+                "{} waiting for capacity: {} (waited {:.0}s)",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                admission::describe(waiting),
+                waiting.waited.as_secs_f64()
+            ));
+        })
     }
 }
 
@@ -173,10 +220,13 @@ pub fn reporter<'a>(services: impl IntoIterator<Item = &'a str>) -> Reporter {
         drawn: 0,
         started: now,
         stopped: false,
+        banner: None,
     }));
     let for_events = live.clone();
     let progress: Progress = Arc::new(move |service: &str, phase: Phase| {
         let mut live = for_events.lock().expect("progress lock");
+        // Admitted: the start is under way.
+        live.banner = None;
         let started = live.started;
         // A service not announced up front (`update` learns its dependents as it goes) gets a
         // line at its first event.

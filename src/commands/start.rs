@@ -43,7 +43,14 @@ async fn start(
         }
     };
     let reporter = super::progress::reporter(instance.services.iter().map(|s| s.service()));
-    let starting = lifecycle::start(backend, &instance, &reporter.progress, args.timeout);
+    let admission = super::admission(args.queue, &reporter);
+    let starting = lifecycle::start(
+        backend,
+        &instance,
+        &reporter.progress,
+        args.timeout,
+        &admission,
+    );
     // Nothing to undo: the first interrupt stops the waiting, and says so instead of letting
     // the progress tick on.
     let started = tokio::select! {

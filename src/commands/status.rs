@@ -3,6 +3,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::cli::{Format, IdArgs};
 use crate::lifecycle;
+use crate::lifecycle::admission;
 use crate::{Error, ExitStatus, naming, output};
 
 use super::view::Port;
@@ -16,6 +17,12 @@ struct Status {
     /// Adopted from a warm pool: how long its pooled services had been warm then.
     #[serde(skip_serializing_if = "Option::is_none")]
     adopted_warm_seconds: Option<u64>,
+    /// Bytes of memory it reserved when admitted under the engine's capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved_memory: Option<u64>,
+    /// Bytes its running services use now, shown next to what it reserved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_used: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -85,12 +92,19 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
             id = instance.id
         ));
     }
+    let reserved = instance.metadata.memory;
+    let used = match reserved {
+        Some(_) => admission::used(backend, &instance).await,
+        None => None,
+    };
     match args.output.output {
         Format::Json => output::json(&Status {
             id: instance.id.clone(),
             environment: instance.environment().to_string(),
             services,
             adopted_warm_seconds: lifecycle::pool::warm_for(&instance).map(|d| d.as_secs()),
+            reserved_memory: reserved,
+            memory_used: used,
         }),
         Format::Text => {
             let rows: Vec<Vec<String>> = services
@@ -126,6 +140,13 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
                 output::message(&format!(
                     "adopted from the warm pool: its pooled services had been warm for {}",
                     output::short_duration(warm)
+                ));
+            }
+            if let Some(reserved) = reserved {
+                let used = used.map_or_else(|| "?".into(), admission::size);
+                output::data(&format!(
+                    "memory: {used} used of {} reserved\n",
+                    admission::size(reserved)
                 ));
             }
         }

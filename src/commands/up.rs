@@ -35,6 +35,7 @@ pub async fn start(
     if !flags.only.is_empty() {
         environment.restrict(&flags.only).map_err(Error::Usage)?;
     }
+    let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
     let options = UpOptions {
         name: flags.name,
         timeout: flags.timeout,
@@ -47,9 +48,9 @@ pub async fn start(
         pull: super::pull_policy(flags.pull),
         files,
         pool: Default::default(),
+        admission: super::admission(flags.queue, &reporter),
     };
     let backend = super::backend().await?;
-    let reporter = super::progress::reporter(environment.services.keys().map(String::as_str));
     let on_interrupt = |id: Option<&str>| {
         let doing = match id {
             Some(id) => format!("removing environment {id}"),

@@ -91,11 +91,17 @@ impl Environments for Lifecycle {
         })
         .await?;
         let progress: Progress = Arc::new(|_, _| {});
+        // A wake is a person waiting at a browser: before CI in the queue for capacity.
+        let admission = lifecycle::admission::AdmitOptions {
+            priority: crate::backend::Priority::High,
+            ..Default::default()
+        };
         lifecycle::start(
             self.backend.as_ref(),
             &instance,
             &progress,
             self.start_timeout,
+            &admission,
         )
         .await
         .map_err(|e| e.to_string())

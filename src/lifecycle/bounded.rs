@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use tokio::time::Instant;
@@ -258,6 +259,12 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        let operation = || format!("read the memory statistics of `{}`", service.name);
+        self.call(operation, NONE, self.backend.memory(service))
+            .await
+    }
+
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         let operation = || format!("read the network statistics of `{}`", service.name);
         self.call(operation, NONE, self.backend.traffic(service))
@@ -339,6 +346,30 @@ impl Backend for Bounded<'_> {
     async fn release(&self, id: &str) -> Result<()> {
         let operation = || format!("release `{id}`");
         self.call(operation, NONE, self.backend.release(id)).await
+    }
+    async fn admission(&self) -> Result<Admission> {
+        let operation = || "read the engine's capacity".to_string();
+        self.call(operation, NONE, self.backend.admission()).await
+    }
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        let operation = || "set the engine's capacity".to_string();
+        self.call(operation, NONE, self.backend.set_capacity(capacity))
+            .await
+    }
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        let operation = || "join the admission queue".to_string();
+        self.call(operation, NONE, self.backend.enqueue(waiter, until))
+            .await
+    }
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        let operation = || "renew a place in the admission queue".to_string();
+        let renewing = self.backend.renew_entry(native, waiter, until);
+        self.call(operation, NONE, renewing).await
+    }
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        let operation = || "leave the admission queue".to_string();
+        self.call(operation, NONE, self.backend.dequeue(native))
+            .await
     }
 }
 

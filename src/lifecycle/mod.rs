@@ -1,5 +1,6 @@
 //! Environments on an engine: start, inspect, stop and remove them.
 
+pub mod admission;
 mod attempt;
 mod bounded;
 mod build;
@@ -135,13 +136,22 @@ pub enum StartError {
     #[error("interrupted; {0}")]
     Interrupted(Box<Cleanup>),
     #[error(transparent)]
+    Admission(Box<admission::AdmissionError>),
+    #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+impl From<admission::AdmissionError> for StartError {
+    fn from(error: admission::AdmissionError) -> StartError {
+        StartError::Admission(Box::new(error))
+    }
 }
 
 impl StartError {
     /// Whether the user can fix this by changing the command line.
     pub fn is_bad_input(&self) -> bool {
         match self {
+            StartError::Admission(error) => error.is_bad_input(),
             StartError::IdTaken(_) => true,
             StartError::Ref { error, .. } => error.is_bad_input(),
             _ => false,

@@ -66,6 +66,7 @@ pub(super) fn options(name: Option<&str>, timeout: Duration) -> UpOptions {
         pull: None,
         files: None,
         pool: Default::default(),
+        admission: Default::default(),
     }
 }
 
@@ -741,9 +742,15 @@ async fn stop_keeps_services_and_start_brings_them_back_in_order() {
         ["shop-1/app", "shop-1/db"],
         "dependents first"
     );
-    start(&fake, &stopped, &quiet(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    start(
+        &fake,
+        &stopped,
+        &quiet(),
+        Duration::from_secs(60),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let starts = fake.calls_of("start_service");
     assert_eq!(
         &starts[2..],
@@ -1973,9 +1980,15 @@ async fn a_start_that_runs_out_of_time_names_what_it_waited_for_as_up_does() {
         .unwrap();
     let stopped = require(&fake, "shop-1").await.unwrap();
     fake.fault("start_service", "shop-1/db", Fault::Hang);
-    let error = start(&fake, &stopped, &quiet(), Duration::from_secs(30))
-        .await
-        .unwrap_err();
+    let error = start(
+        &fake,
+        &stopped,
+        &quiet(),
+        Duration::from_secs(30),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     let text = error.to_string();
     assert!(
         text.starts_with("the environment was not ready within 30s"),

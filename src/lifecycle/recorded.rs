@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use super::teardown::{self, Cleanup};
@@ -144,6 +145,9 @@ impl Backend for Recorded<'_> {
     async fn exec(&self, service: &ServiceRef, command: &[String]) -> Result<ExecOutput> {
         self.backend.exec(service, command).await
     }
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.backend.memory(service).await
+    }
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.backend.traffic(service).await
     }
@@ -199,6 +203,21 @@ impl Backend for Recorded<'_> {
     async fn release(&self, id: &str) -> Result<()> {
         let result = self.backend.release(id).await;
         self.note_marker(id, MarkerKind::Anchor, result)
+    }
+    async fn admission(&self) -> Result<Admission> {
+        self.backend.admission().await
+    }
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        self.backend.set_capacity(capacity).await
+    }
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        self.backend.enqueue(waiter, until).await
+    }
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        self.backend.renew_entry(native, waiter, until).await
+    }
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.backend.dequeue(native).await
     }
 }
 

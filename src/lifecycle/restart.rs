@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use super::admission::{AdmitOptions, Request};
 use super::attempt::Attempt;
 use super::inventory::Instance;
 use super::starting::{Phases, Startable, probes_addresses, start_services};
@@ -19,6 +20,7 @@ pub async fn start(
     instance: &Instance,
     progress: &Progress,
     timeout: Duration,
+    admission: &AdmitOptions,
 ) -> Result<(), StartError> {
     if let Some(service) = instance.missing_services().into_iter().next() {
         return Err(StartError::Missing {
@@ -26,13 +28,38 @@ pub async fn start(
             service,
         });
     }
+    // The caller stops a start by dropping it (`commands::start` on an interrupt): there is
+    // nothing to undo, so this attempt hears of no signal; a dropped wait's queue entry
+    // expires on its own.
+    let (never, _kept) = Signals::manual();
+    let request = Request::stored(instance);
+    // One that already runs (in part) counts already: nothing to wait for.
+    let ticket = match super::admission::counts(instance, chrono::Utc::now()) {
+        true => super::admission::Ticket::default(),
+        false => super::admission::admit(backend, &request, admission, &never).await?,
+    };
+    // It holds the head of the queue until its services run: a stopped environment counts
+    // from then on.
+    let started = ticket.holding(
+        backend,
+        resume(backend, instance, progress, timeout, &never),
+    );
+    let result = started.await;
+    ticket.leave(backend).await;
+    result
+}
+
+async fn resume(
+    backend: &dyn Backend,
+    instance: &Instance,
+    progress: &Progress,
+    timeout: Duration,
+    never: &Signals,
+) -> Result<(), StartError> {
     let services = startables(backend, instance.services.iter()).await;
     let phases = Phases::default();
     let dependencies = instance.dependencies();
-    // The caller stops a start by dropping it (`commands::start` on an interrupt): there is
-    // nothing to undo, so this attempt hears of no signal.
-    let (never, _kept) = Signals::manual();
-    let attempt = Attempt::new(&never, timeout);
+    let attempt = Attempt::new(never, timeout);
     // envctl in a container joins the environment's network for the probes that need the
     // services' own addresses, and leaves it once they are over. The caller that drops the
     // start detaches (`commands::start`).

@@ -12,7 +12,7 @@ use super::bounded::Bounded;
 use super::images::{self, Wanted};
 use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::teardown::Cleanup;
-use super::{Phase, Progress, StartError, teardown};
+use super::{Phase, Progress, StartError, admission, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
     Backend, BackendError, Endpoint, Kind, Marker, MarkerKind, Resource, ResourceKind, Selector,
@@ -56,6 +56,8 @@ pub struct UpOptions {
     /// The files the environment is read from, absolute, for `update` to read again; `None`
     /// when they cannot be read again (standard input).
     pub files: Option<Vec<std::path::PathBuf>>,
+    /// How it waits for the engine's capacity, if it has one (see [`super::admission`]).
+    pub admission: super::admission::AdmitOptions,
     /// What to do with the environment's warm pool (see [`super::pool`]).
     pub pool: PoolUse,
 }
@@ -178,14 +180,22 @@ pub async fn up(
     signals: &Signals,
     on_interrupt: &dyn Fn(Option<&str>),
 ) -> UpOutcome {
+    // Before the run: `--timeout` starts at admission.
+    let request = admission::Request::of(environment, &options.owner);
+    let ticket = match admission::admit(backend, &request, &options.admission, signals).await {
+        Ok(ticket) => ticket,
+        Err(error) => return UpOutcome::of(Err(error)),
+    };
     let run = Run {
         nonce: run_nonce(),
         launched: Utc::now(),
         attempt: Attempt::new(signals, options.timeout),
         ledger: Ledger::new(backend.info().kind),
         notes: std::sync::Mutex::default(),
+        ticket,
     };
     let work = start_or_roll_back(backend, environment, options, progress, &run);
+    let work = run.ticket.holding(backend, work);
     // Giving `work` up gives up its creates too: the ledger keeps those as unanswered, so the
     // report still names them.
     let forced = async {
@@ -202,7 +212,10 @@ pub async fn up(
         UpOutcome::of(Err(StartError::Interrupted(Box::new(cleanup))))
     };
     let notice = || on_interrupt(run.ledger.id().as_deref());
-    run.attempt.guard(work, notice, forced).await
+    let outcome = run.attempt.guard(work, notice, forced).await;
+    // Left at the claim, unless the start failed before it; bounded, as the entry expires.
+    let _ = tokio::time::timeout(FORCE_BOUND, run.ticket.leave(backend)).await;
+    outcome
 }
 
 async fn start_or_roll_back(
@@ -285,6 +298,8 @@ struct Run<'a> {
     ledger: Ledger,
     /// What the start has to say besides its result (see [`UpOutcome::warnings`]).
     notes: std::sync::Mutex<Vec<String>>,
+    /// Its place at the head of the admission queue, left once it claimed.
+    ticket: admission::Ticket,
 }
 
 /// Disconnects envctl's own container from environment `id`'s network, if the start
@@ -556,6 +571,8 @@ async fn claim(
             None,
         ),
     };
+    // It counts from its claim on: the next in line may look.
+    run.ticket.leave(backend).await;
     if options.lease {
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
         let until = claim
@@ -805,6 +822,7 @@ fn metadata(
         build: options.build.clone(),
         gateway: environment.gateway.clone(),
         files: options.files.clone(),
+        memory: run.ticket.memory(),
         ..pool_metadata(environment, options, images, Metadata::new(id))
     }
 }

@@ -77,6 +77,10 @@ pub struct Metadata {
     pub pool: Option<BTreeMap<String, String>>,
     /// On an adopted environment: when the pool member it adopted was filled.
     pub adopted: Option<DateTime<Utc>>,
+    /// Bytes of memory the environment reserved when it was admitted (see
+    /// `lifecycle::admission`); `None` when the engine had no capacity, or an earlier envctl
+    /// started it.
+    pub memory: Option<u64>,
 }
 
 /// What a marker records (see [`crate::naming::marker_name`]): the one kind of marker that
@@ -97,6 +101,10 @@ pub enum MarkerKind {
     Member,
     /// An `up` adopted the pool member (see `naming::adopt_name`).
     Adopt,
+    /// The engine's capacity (see `naming::CAPACITY_NAME`): no environment's.
+    Capacity,
+    /// A waiter's entry in the admission queue (see `naming::queue_name`): no environment's.
+    Queue,
 }
 
 impl MarkerKind {
@@ -110,6 +118,8 @@ impl MarkerKind {
             MarkerKind::Update => super::UPDATE_ROLE,
             MarkerKind::Member => super::MEMBER_ROLE,
             MarkerKind::Adopt => super::ADOPT_ROLE,
+            MarkerKind::Capacity => super::CAPACITY_ROLE,
+            MarkerKind::Queue => super::QUEUE_ROLE,
         }
     }
 
@@ -122,6 +132,8 @@ impl MarkerKind {
             MarkerKind::Update,
             MarkerKind::Member,
             MarkerKind::Adopt,
+            MarkerKind::Capacity,
+            MarkerKind::Queue,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -167,6 +179,8 @@ pub enum Filter {
     Service(String),
     /// The resources of every copy of one environment.
     Environment(String),
+    /// The markers of one role.
+    Role(MarkerKind),
 }
 
 impl Filter {
@@ -178,6 +192,7 @@ impl Filter {
             Filter::Run(run) => (label::RUN, run.as_str()),
             Filter::Service(service) => (label::SERVICE, service.as_str()),
             Filter::Environment(name) => (label::ENVIRONMENT, name.as_str()),
+            Filter::Role(role) => (label::ROLE, role.as_str()),
         };
         format!("{key}={value}")
     }
@@ -227,6 +242,7 @@ impl Metadata {
             files: None,
             pool: None,
             adopted: None,
+            memory: None,
         }
     }
 
@@ -273,6 +289,7 @@ impl Metadata {
             }),
         );
         put(label::ADOPTED, self.adopted.map(time));
+        put(label::MEMORY, self.memory.map(|bytes| bytes.to_string()));
         labels
     }
 
@@ -368,6 +385,7 @@ impl Metadata {
                     .collect()
             }),
             adopted: get(label::ADOPTED).as_deref().and_then(parse_time),
+            memory: get(label::MEMORY).and_then(|bytes| bytes.parse().ok()),
         })
     }
 }
@@ -431,6 +449,144 @@ impl ServiceMetadata {
                 .filter_map(|pair| pair.split_once('='))
                 .map(|(group, digest)| (group.to_string(), digest.to_string()))
                 .collect(),
+        })
+    }
+}
+
+/// The capacity of an engine, every client's (see `lifecycle::admission`): each limit
+/// `None` when not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    pub max_environments: Option<u32>,
+    /// Bytes.
+    pub max_memory: Option<u64>,
+    /// Bytes a service without `mem_limit` reserves.
+    pub default_memory: Option<u64>,
+    /// How many environments one owner may have counted at once.
+    pub per_owner: Option<u32>,
+    /// Environments idle longer than this are stopped to make room.
+    pub preempt_idle: Option<std::time::Duration>,
+}
+
+impl Capacity {
+    /// The labels of the capacity marker.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
+        labels.insert(label::ROLE.into(), MarkerKind::Capacity.as_str().into());
+        let mut put = |key: &str, value: Option<u64>| {
+            if let Some(value) = value {
+                labels.insert(key.into(), value.to_string());
+            }
+        };
+        put(
+            label::MAX_ENVIRONMENTS,
+            self.max_environments.map(u64::from),
+        );
+        put(label::MAX_MEMORY, self.max_memory);
+        put(label::DEFAULT_MEMORY, self.default_memory);
+        put(label::PER_OWNER, self.per_owner.map(u64::from));
+        put(label::PREEMPT_IDLE, self.preempt_idle.map(|d| d.as_secs()));
+        labels
+    }
+
+    /// Reads a capacity marker's labels; `None` unless they are one.
+    pub fn decode(labels: &Labels) -> Option<Capacity> {
+        if !Filter::Managed.matches(labels) || role(labels) != Some(MarkerKind::Capacity) {
+            return None;
+        }
+        let get = |key: &str| labels.get(key).and_then(|v| v.parse::<u64>().ok());
+        Some(Capacity {
+            max_environments: get(label::MAX_ENVIRONMENTS).and_then(|n| n.try_into().ok()),
+            max_memory: get(label::MAX_MEMORY),
+            default_memory: get(label::DEFAULT_MEMORY),
+            per_owner: get(label::PER_OWNER).and_then(|n| n.try_into().ok()),
+            preempt_idle: get(label::PREEMPT_IDLE).map(std::time::Duration::from_secs),
+        })
+    }
+}
+
+/// A start's place among those waiting for capacity: higher goes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// After every other start: filling a warm pool.
+    Low,
+    /// CI jobs, in arrival order.
+    #[default]
+    Normal,
+    /// A person waits: a terminal, `--priority high`, the gateway's wake.
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+
+    fn parse(text: &str) -> Priority {
+        match text {
+            "low" => Priority::Low,
+            "high" => Priority::High,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+/// Who waits in the admission queue, and for what: a queue entry's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    /// A nonce of the waiting process, in the entry's name.
+    pub nonce: String,
+    /// Interactive starts go first, pool fills last.
+    pub priority: Priority,
+    pub owner: Option<String>,
+    /// The environment's name (the file's `name:` or stem).
+    pub environment: Option<String>,
+    /// `host:pid` of the waiting envctl.
+    pub started_by: Option<String>,
+    /// Bytes it asks for.
+    pub memory: u64,
+}
+
+impl Waiter {
+    /// The labels of its queue entry.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
+        labels.insert(label::ROLE.into(), MarkerKind::Queue.as_str().into());
+        labels.insert(label::WAITER.into(), self.nonce.clone());
+        labels.insert(label::PRIORITY.into(), self.priority.as_str().into());
+        labels.insert(label::MEMORY.into(), self.memory.to_string());
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                labels.insert(key.into(), value.clone());
+            }
+        };
+        put(label::OWNER, &self.owner);
+        put(label::ENVIRONMENT, &self.environment);
+        put(label::STARTED_BY, &self.started_by);
+        labels
+    }
+
+    /// Reads a queue entry's labels; `None` unless they are one.
+    pub fn decode(labels: &Labels) -> Option<Waiter> {
+        if !Filter::Managed.matches(labels) || role(labels) != Some(MarkerKind::Queue) {
+            return None;
+        }
+        Some(Waiter {
+            nonce: labels.get(label::WAITER)?.clone(),
+            priority: Priority::parse(labels.get(label::PRIORITY).map_or("", String::as_str)),
+            owner: labels.get(label::OWNER).cloned(),
+            environment: labels.get(label::ENVIRONMENT).cloned(),
+            started_by: labels.get(label::STARTED_BY).cloned(),
+            memory: labels
+                .get(label::MEMORY)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0),
         })
     }
 }

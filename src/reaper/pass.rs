@@ -91,6 +91,8 @@ pub async fn pass(
             .collect();
         return Ok(report);
     }
+    // What killed waiters left in the admission queue: one lookup when no capacity is set.
+    lifecycle::admission::collect_expired(backend, now).await;
     // Persist, then act on what nobody changed meanwhile.
     let touched = persist(
         store,

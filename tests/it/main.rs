@@ -3,6 +3,7 @@
 
 mod bounds;
 mod browser;
+mod capacity;
 mod cli;
 mod completion;
 mod compose_keys;

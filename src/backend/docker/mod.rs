@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::backend::docker::engine::{
@@ -44,6 +45,9 @@ pub struct DockerBackend<'a> {
     info: BackendInfo,
     /// envctl's own container, and the environments' networks this process connected it to.
     attacher: Arc<attach::Attacher>,
+    /// When the engine created each queue entry seen, by container id: a listing tells only
+    /// the second, an inspection the nanosecond, and an entry's creation never changes.
+    queued_at: Arc<std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>>,
 }
 
 impl<'a> DockerBackend<'a> {
@@ -58,6 +62,7 @@ impl<'a> DockerBackend<'a> {
             engine,
             info,
             attacher: Arc::default(),
+            queued_at: Arc::default(),
         }
     }
 
@@ -75,7 +80,56 @@ impl DockerBackend<'static> {
     }
 }
 
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 impl DockerBackend<'_> {
+    /// The queue's entries, each with the time the engine created it.
+    async fn queue(&self) -> Result<Vec<Queued>> {
+        let filters = [Filter::Managed, Filter::Role(MarkerKind::Queue)];
+        let containers = self.engine.list_containers(&filters).await?;
+        let mut queue = Vec::new();
+        for container in containers {
+            let Some(waiter) = codec::Waiter::decode(&container.labels) else {
+                continue;
+            };
+            let known = self
+                .queued_at
+                .lock()
+                .expect("queue times")
+                .get(&container.id)
+                .copied();
+            let created = match known {
+                Some(created) => created,
+                None => match self.engine.inspect_container(&container.id).await {
+                    Ok(details) => {
+                        let Some(created) = details.created.as_deref().and_then(parse_time) else {
+                            continue;
+                        };
+                        self.queued_at
+                            .lock()
+                            .expect("queue times")
+                            .insert(container.id.clone(), created);
+                        created
+                    }
+                    // Removed meanwhile: admitted, or given up.
+                    Err(BackendError::NotFound { .. }) => continue,
+                    Err(error) => return Err(error),
+                },
+            };
+            queue.push(Queued {
+                expires: naming::queue_expiry(&container.name),
+                native: container.id,
+                waiter,
+                created,
+            });
+        }
+        Ok(queue)
+    }
+
     /// The lease container of `id`, if there is one.
     async fn lease(&self, id: &str) -> Result<Option<ContainerSummary>> {
         let containers = self
@@ -158,6 +212,8 @@ pub fn group(
                 partial.markers.adopted = true;
                 partial.adopter = Some(metadata.clone());
             }
+            // They carry no id: never reached.
+            Some(MarkerKind::Capacity | MarkerKind::Queue) => {}
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
                 container.name.trim_start_matches('/')
                     == naming::replaced_name(&s.service, &metadata.id)
@@ -437,6 +493,10 @@ impl Backend for DockerBackend<'_> {
         self.engine.traffic(&service.native).await
     }
 
+    async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
+        self.engine.memory(&service.native).await
+    }
+
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         self.engine.stop_container(&service.native, grace).await
     }
@@ -700,6 +760,62 @@ impl Backend for DockerBackend<'_> {
 
     async fn release(&self, id: &str) -> Result<()> {
         match self.engine.remove_container(&naming::anchor_name(id)).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn admission(&self) -> Result<Admission> {
+        let filters = [Filter::Managed, Filter::Role(MarkerKind::Capacity)];
+        let markers = self.engine.list_containers(&filters).await?;
+        let Some(capacity) = markers
+            .iter()
+            .find_map(|marker| codec::Capacity::decode(&marker.labels))
+        else {
+            return Ok(Admission::default());
+        };
+        Ok(Admission {
+            capacity: Some(capacity),
+            queue: self.queue().await?,
+        })
+    }
+
+    async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
+        // Replaced, not changed: labels are fixed at creation. A start that looks meanwhile
+        // sees none and is admitted at once, as before any capacity was set.
+        match self.engine.remove_container(naming::CAPACITY_NAME).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let Some(capacity) = capacity else {
+            return Ok(());
+        };
+        match self
+            .engine
+            .create_marker(naming::CAPACITY_NAME, &capacity.encode())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BackendError::Taken(_)) => Err(BackendError::Conflict(
+                "the engine's capacity (set by another client at the same time)".into(),
+            )),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
+        let name = naming::queue_name(&waiter.nonce, until);
+        self.engine.create_marker(&name, &waiter.encode()).await
+    }
+
+    async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
+        let name = naming::queue_name(&waiter.nonce, until);
+        self.engine.rename_container(native, &name).await
+    }
+
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.queued_at.lock().expect("queue times").remove(native);
+        match self.engine.remove_container(native).await {
             Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),
         }

@@ -69,8 +69,11 @@ pub fn group(
                 partial.markers.update = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
-            // Pools are refused on a swarm: no such marker is ever made there.
-            Some(MarkerKind::Member | MarkerKind::Adopt) | None => {}
+            // Pools are refused on a swarm: no such marker is ever made there; nor a capacity.
+            Some(
+                MarkerKind::Member | MarkerKind::Adopt | MarkerKind::Capacity | MarkerKind::Queue,
+            )
+            | None => {}
         }
     }
     for service in services {

@@ -1029,6 +1029,38 @@ impl Backend for Swarm {
     async fn release(&self, id: &str) -> Result<()> {
         self.delete_config(&naming::anchor_name(id)).await
     }
+
+    // Capacity on a swarm is not built yet: none is ever set, so every start is admitted at
+    // once, as before capacities existed.
+    async fn admission(&self) -> Result<super::Admission> {
+        Ok(super::Admission::default())
+    }
+    async fn set_capacity(&self, _: Option<&codec::Capacity>) -> Result<()> {
+        Err(no_capacity())
+    }
+    async fn enqueue(&self, _: &codec::Waiter, _: chrono::DateTime<chrono::Utc>) -> Result<String> {
+        Err(no_capacity())
+    }
+    async fn renew_entry(
+        &self,
+        _: &str,
+        _: &codec::Waiter,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        Err(no_capacity())
+    }
+    async fn dequeue(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Why `envctl capacity` cannot set one on a swarm.
+fn no_capacity() -> BackendError {
+    Swarm::unsupported(
+        "keep a capacity",
+        "capacities are kept on a Docker engine only for now; on a swarm every start is \
+         admitted at once",
+    )
 }
 
 /// Why `envctl update` cannot run on a swarm.

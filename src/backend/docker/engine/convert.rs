@@ -336,6 +336,7 @@ pub(super) fn container_details(id: &str, response: ContainerInspectResponse) ->
         ip,
         started_at: timestamp(state.started_at),
         finished_at: timestamp(state.finished_at),
+        created: response.created.filter(|created| !created.is_empty()),
     }
 }
 
@@ -483,6 +484,7 @@ mod tests {
                 ip: Some("172.18.0.2".into()),
                 started_at: Some("2026-11-26T04:15:00.1Z".into()),
                 finished_at: None,
+                created: None,
             }
         );
         let exited = container_details("c0ffee", inspected("exited", "none"));

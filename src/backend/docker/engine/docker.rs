@@ -827,6 +827,30 @@ impl Engine for Docker {
         }
     }
 
+    async fn memory(&self, id: &str) -> Result<Option<u64>> {
+        let operation = || format!("read the memory statistics of container `{id}`");
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stats = self.client.stats(id, Some(options));
+        match stats.next().await {
+            Some(Ok(stats)) => Ok(stats.memory_stats.and_then(|memory| {
+                let usage = memory.usage?;
+                let stats = memory.stats.unwrap_or_default();
+                // cgroup v2, then v1: what `docker stats` leaves out.
+                let cache = ["inactive_file", "total_inactive_file"]
+                    .iter()
+                    .find_map(|key| stats.get(*key))
+                    .copied()
+                    .unwrap_or(0);
+                Some(usage.saturating_sub(cache))
+            })),
+            Some(Err(error)) => Err(self.failed_on("container", id, operation(), &error)),
+            None => Ok(None),
+        }
+    }
+
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
         match self.client.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageDetails {

@@ -145,6 +145,8 @@ pub struct ContainerDetails {
     pub ip: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// When the engine created it, RFC 3339 to the nanosecond.
+    pub created: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +321,9 @@ pub trait Engine: Send + Sync {
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput>;
     /// Cumulative bytes received and sent by the running container's network interfaces.
     async fn traffic(&self, id: &str) -> Result<Traffic>;
+    /// Bytes of memory the running container uses now, as `docker stats` counts them
+    /// (without the inactive page cache); `None` when the engine does not say.
+    async fn memory(&self, id: &str) -> Result<Option<u64>>;
 
     /// A local image, or `None` when it is not there.
     /// One item per change the engine reports to envctl's containers and networks (created,

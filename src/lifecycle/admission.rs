@@ -1,0 +1,909 @@
+//! Admission: when the engine has a capacity (`envctl capacity`), a start waits in one queue,
+//! shared by every client of the engine on every host, until its whole environment fits.
+//!
+//! Everything lives on the engine, never in a local file: the capacity is a marker of its own,
+//! and each waiter is an entry in the queue (a never-started marker whose name carries its
+//! expiry, renewed every [`RENEW_EVERY`] as a lease is). The queue's order is the priority
+//! (interactive starts first), then the time the engine created the entry, never a client's
+//! clock. Strictly head of line: only the first entry may be admitted, so a large environment
+//! is never starved by small ones behind it. The head checks that its environment fits,
+//! claims it (from then on it counts), then leaves the queue; a waiter holds no claim, so one
+//! that gives up leaves nothing created. A waiter killed outright stops renewing, and its
+//! entry is ignored and removed by the others once it expired, within [`ENTRY_TTL`].
+//!
+//! What counts: environments starting, running, updating or paused; stopped ones count
+//! nothing. What an environment costs: the sum of its services' `mem_limit`, else the
+//! capacity's default memory per service; it records what it reserved at its claim
+//! ([`Metadata::memory`]), so every other client counts it the same.
+
+use std::cmp::Reverse;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::inventory::{Instance, State};
+use super::{StartError, inventory};
+use crate::backend::{
+    Backend, BackendError, Capacity, Metadata, Priority, Queued, ServiceState, Waiter,
+};
+use crate::signals::Signals;
+
+/// How long a queue entry holds its place without a renewal: a waiter killed outright frees
+/// its place within this.
+pub const ENTRY_TTL: Duration = Duration::from_secs(15);
+/// How often a waiter renews its entry: three chances before it expires.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often a waiter looks at the queue and what runs.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How long one engine call of the wait may go unanswered.
+const CALL_BOUND: Duration = Duration::from_secs(10);
+/// `--queue-timeout` when none is given: a Jenkins job waits half an hour for the engine.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Hears where a start waits, each time it looks.
+pub type OnWait = Arc<dyn Fn(&Waiting) + Send + Sync>;
+
+/// How a start asks for admission, free of any command-line types.
+#[derive(Clone, Default)]
+pub struct AdmitOptions {
+    /// High (a terminal, `--priority high`, the gateway's wake) goes before normal (CI),
+    /// normal before low (a warm pool's fill).
+    pub priority: Priority,
+    /// How long to wait in the queue at most; `None`: [`DEFAULT_QUEUE_TIMEOUT`].
+    pub queue_timeout: Option<Duration>,
+    /// Told of each look at the queue while waiting, for the command to show.
+    pub on_wait: Option<OnWait>,
+}
+
+impl std::fmt::Debug for AdmitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmitOptions")
+            .field("priority", &self.priority)
+            .field("queue_timeout", &self.queue_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a start asks the capacity for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub environment: String,
+    pub owner: Option<String>,
+    /// Each service's `mem_limit`, `None` where it declares none.
+    pub limits: Vec<Option<u64>>,
+}
+
+impl Request {
+    /// What starting `environment` for `owner` asks for.
+    pub fn of(environment: &crate::spec::Environment, owner: &str) -> Request {
+        Request {
+            environment: environment.name.clone(),
+            owner: Some(owner.to_string()),
+            limits: environment
+                .services
+                .values()
+                .map(|s| s.runtime.mem_limit.map(|b| b.0))
+                .collect(),
+        }
+    }
+
+    /// What starting a stopped environment asks for: what it reserved at its claim, else
+    /// the default for each service.
+    pub fn stored(instance: &Instance) -> Request {
+        let limits = match instance.metadata.memory {
+            Some(bytes) => vec![Some(bytes)],
+            None => vec![None; service_count(instance)],
+        };
+        Request {
+            environment: instance.environment().to_string(),
+            owner: instance.owner().map(str::to_string),
+            limits,
+        }
+    }
+
+    /// Bytes it reserves under `capacity`.
+    pub fn cost(&self, capacity: &Capacity) -> u64 {
+        let default = capacity.default_memory.unwrap_or(0);
+        self.limits.iter().map(|l| l.unwrap_or(default)).sum()
+    }
+}
+
+/// An environment that counts against the capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub id: String,
+    pub owner: Option<String>,
+    pub state: State,
+    /// Bytes it reserved.
+    pub memory: u64,
+}
+
+/// Whether `instance` counts against a capacity: starting, running, updating or paused.
+pub fn counts(instance: &Instance, now: DateTime<Utc>) -> bool {
+    let state = instance.state(now);
+    matches!(state, State::Starting | State::Updating)
+        || instance.services.iter().any(|s| {
+            matches!(
+                s.status.state,
+                ServiceState::Running | ServiceState::Paused | ServiceState::Restarting
+            )
+        })
+}
+
+/// Bytes `metadata`'s environment reserved: what it recorded, else the default for each of
+/// its services (started before the capacity was set, or by an earlier envctl).
+pub fn reserved(metadata: &Metadata, services: usize, capacity: &Capacity) -> u64 {
+    metadata
+        .memory
+        .unwrap_or_else(|| capacity.default_memory.unwrap_or(0) * services as u64)
+}
+
+/// The environments that count against `capacity` now.
+pub fn usage(instances: &[Instance], capacity: &Capacity, now: DateTime<Utc>) -> Vec<Counted> {
+    instances
+        .iter()
+        .filter(|i| counts(i, now))
+        .map(|i| Counted {
+            id: i.id.clone(),
+            owner: i.owner().map(str::to_string),
+            state: i.state(now),
+            memory: reserved(&i.metadata, service_count(i), capacity),
+        })
+        .collect()
+}
+
+fn service_count(instance: &Instance) -> usize {
+    instance
+        .metadata
+        .services
+        .as_ref()
+        .map_or(instance.services.len(), Vec::len)
+}
+
+/// The live entries of `queue` at `now`, in the order they are admitted: high priority first,
+/// then by the engine's creation time.
+pub fn ordered(queue: &[Queued], now: DateTime<Utc>) -> Vec<Queued> {
+    let mut live: Vec<Queued> = queue
+        .iter()
+        .filter(|q| q.expires.is_none_or(|until| until > now))
+        .cloned()
+        .collect();
+    live.sort_by_key(|q| (Reverse(q.waiter.priority), q.created, q.native.clone()));
+    live
+}
+
+/// What the head of the queue decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Admit,
+    /// `place` is 1 for the head.
+    Wait {
+        place: usize,
+    },
+}
+
+/// Whether the entry `me` is admitted now. Entries whose owner has reached `per_owner` step
+/// aside, so one owner's burst cannot hold up everybody else's; of the rest only the first,
+/// the head, may be admitted, and only when its environment fits whole.
+pub fn decide(
+    capacity: &Capacity,
+    counted: &[Counted],
+    queue: &[Queued],
+    me: &str,
+    now: DateTime<Utc>,
+) -> Decision {
+    let ordered = ordered(queue, now);
+    let place = ordered
+        .iter()
+        .position(|q| q.native == me)
+        .map_or(ordered.len() + 1, |i| i + 1);
+    let at_limit = |owner: &Option<String>| {
+        capacity.per_owner.is_some_and(|limit| {
+            let theirs = counted.iter().filter(|c| c.owner == *owner).count();
+            theirs >= limit as usize
+        })
+    };
+    let head = ordered.iter().find(|q| !at_limit(&q.waiter.owner));
+    let fits = |memory: u64| {
+        let environments = capacity
+            .max_environments
+            .is_none_or(|max| counted.len() < max as usize);
+        let used: u64 = counted.iter().map(|c| c.memory).sum();
+        let bytes = capacity.max_memory.is_none_or(|max| used + memory <= max);
+        environments && bytes
+    };
+    match head {
+        Some(head) if head.native == me && fits(head.waiter.memory) => Decision::Admit,
+        _ => Decision::Wait { place },
+    }
+}
+
+/// What a waiter waits for, as it last looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// 1 for the head.
+    pub place: usize,
+    pub queued: usize,
+    /// Environments that count, and the bytes they reserved.
+    pub environments: usize,
+    pub reserved: u64,
+    pub capacity: Capacity,
+    /// Bytes this start asks for.
+    pub memory: u64,
+    pub waited: Duration,
+}
+
+/// Why a start was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error(
+        "environment `{environment}` needs {} of memory, more than the engine's whole capacity \
+         of {}\nhint: lower the services' `mem_limit`, or raise the capacity with `envctl \
+         capacity --max-memory SIZE`",
+        size(*needs),
+        size(*max)
+    )]
+    TooLarge {
+        environment: String,
+        needs: u64,
+        max: u64,
+    },
+    #[error(
+        "gave up waiting for capacity after {}: {}\nhint: `envctl capacity` shows what uses \
+         the engine; a longer `--queue-timeout` waits longer",
+        humantime::format_duration(super::super::backend::rounded(*waited)),
+        describe(last)
+    )]
+    QueueTimeout { waited: Duration, last: Waiting },
+}
+
+impl AdmissionError {
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, AdmissionError::TooLarge { .. })
+    }
+}
+
+/// `2nd in line, 9.5 of 10 GiB reserved by 8 environments`.
+pub fn describe(waiting: &Waiting) -> String {
+    let place = match waiting.place {
+        1 => "next in line".to_string(),
+        n => format!("{} in line", ordinal(n)),
+    };
+    let environments = match waiting.environments {
+        1 => "1 environment".to_string(),
+        n => format!("{n} environments"),
+    };
+    let max = &waiting.capacity;
+    let what = match (max.max_memory, max.max_environments) {
+        (Some(bytes), _) => {
+            let (used, max) = (size(waiting.reserved), size(bytes));
+            // `9.5 of 10 GiB`, the unit once when both share it.
+            let used = match (used.split_once(' '), max.split_once(' ')) {
+                (Some((n, unit)), Some((_, max_unit))) if unit == max_unit => n.to_string(),
+                _ => used,
+            };
+            format!("{used} of {max} reserved by {environments}")
+        }
+        (None, Some(n)) => format!("{} of {n} environments run", waiting.environments),
+        (None, None) => format!("{environments} run"),
+    };
+    format!("{place}, {what}")
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// Bytes as people read them: `9.5 GiB`, `512 MiB`.
+pub fn size(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    let b = bytes as f64;
+    if b >= GIB {
+        let gib = b / GIB;
+        match gib.fract() < 0.05 {
+            true => format!("{gib:.0} GiB"),
+            false => format!("{gib:.1} GiB"),
+        }
+    } else {
+        format!("{:.0} MiB", b / MIB)
+    }
+}
+
+/// A start's place in the queue, once admitted: it holds the head (and renews its entry)
+/// until the environment counts on its own, at its claim. Without a capacity it holds nothing.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    entry: Mutex<Option<(String, Waiter)>>,
+    /// Bytes the environment reserves; `None` without a capacity.
+    memory: Option<u64>,
+}
+
+impl Ticket {
+    /// Bytes to record at the claim.
+    pub fn memory(&self) -> Option<u64> {
+        self.memory
+    }
+
+    fn entry(&self) -> Option<(String, Waiter)> {
+        self.entry.lock().expect("ticket").clone()
+    }
+
+    /// Leaves the queue: the environment counts now, or never will. Idempotent.
+    pub async fn leave(&self, backend: &dyn Backend) {
+        let taken = self.entry.lock().expect("ticket").take();
+        if let Some((native, _)) = taken
+            && let Err(error) = backend.dequeue(&native).await
+        {
+            // It expires on its own.
+            tracing::debug!("cannot leave the admission queue: {error}");
+        }
+    }
+
+    /// Runs `work`, renewing the entry meanwhile until [`Ticket::leave`].
+    pub async fn holding<T>(&self, backend: &dyn Backend, work: impl Future<Output = T>) -> T {
+        let renewing = async {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let Some((native, waiter)) = self.entry() else {
+                    return std::future::pending().await;
+                };
+                let until = expiry(Utc::now());
+                if let Err(error) = backend.renew_entry(&native, &waiter, until).await {
+                    tracing::debug!("cannot renew the admission entry: {error}");
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            () = renewing => unreachable!("renewing never ends"),
+        }
+    }
+}
+
+fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ENTRY_TTL).unwrap_or_default()
+}
+
+/// Waits until `request` is admitted under the engine's capacity, if it has one: a ticket
+/// whose [`Ticket::leave`] the caller calls once it claimed the environment. Without a
+/// capacity, one lookup and an empty ticket. Interrupts end the wait and leave the queue.
+pub async fn admit(
+    backend: &dyn Backend,
+    request: &Request,
+    options: &AdmitOptions,
+    signals: &Signals,
+) -> Result<Ticket, StartError> {
+    // A frozen engine ends the wait (exit 2, naming the engine) instead of hanging a job.
+    let backend = &super::Bounded {
+        backend,
+        deadline: None,
+        per_call: Some(CALL_BOUND),
+        signals,
+    };
+    let admission = backend.admission().await?;
+    let Some(capacity) = admission.capacity else {
+        return Ok(Ticket::default());
+    };
+    let memory = request.cost(&capacity);
+    if let Some(max) = capacity.max_memory
+        && memory > max
+    {
+        return Err(AdmissionError::TooLarge {
+            environment: request.environment.clone(),
+            needs: memory,
+            max,
+        }
+        .into());
+    }
+    let waiter = Waiter {
+        nonce: super::up::run_nonce(),
+        priority: options.priority,
+        owner: request.owner.clone(),
+        environment: Some(request.environment.clone()),
+        started_by: Some(crate::provenance::started_by()),
+        memory,
+    };
+    let native = backend.enqueue(&waiter, expiry(Utc::now())).await?;
+    let ticket = Ticket {
+        entry: Mutex::new(Some((native, waiter))),
+        memory: Some(memory),
+    };
+    let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
+    let waiting = wait(backend, &ticket, options, timeout);
+    let result = tokio::select! {
+        result = waiting => result,
+        () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
+    };
+    match result {
+        Ok(true) => Ok(ticket),
+        Ok(false) => {
+            ticket.leave(backend).await;
+            Ok(Ticket::default())
+        }
+        Err(error) => {
+            // Bounded: an interrupted waiter leaves at once, or its entry expires.
+            let leaving = ticket.leave(backend);
+            let _ = tokio::time::timeout(Duration::from_secs(5), leaving).await;
+            Err(error)
+        }
+    }
+}
+
+/// Looks at the queue every [`POLL`] until the ticket's entry is admitted (`true`), or the
+/// capacity is gone (`false`: admitted as before any capacity).
+async fn wait(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    options: &AdmitOptions,
+    timeout: Duration,
+) -> Result<bool, StartError> {
+    let since = Instant::now();
+    let mut renewed = Instant::now();
+    loop {
+        let (native, waiter) = ticket.entry().expect("an entry while waiting");
+        let admission = backend.admission().await?;
+        let Some(capacity) = admission.capacity else {
+            return Ok(false);
+        };
+        let now = Utc::now();
+        if !admission.queue.iter().any(|q| q.native == native) {
+            // Removed as expired by another waiter (this one stalled): back in line.
+            let native = backend.enqueue(&waiter, expiry(now)).await?;
+            *ticket.entry.lock().expect("ticket") = Some((native, waiter));
+            renewed = Instant::now();
+            continue;
+        }
+        sweep(backend, &admission.queue, now).await;
+        let instances = inventory::list(backend).await?;
+        let counted = usage(&instances, &capacity, now);
+        let queue = ordered(&admission.queue, now);
+        match decide(&capacity, &counted, &queue, &native, now) {
+            Decision::Admit => return Ok(true),
+            Decision::Wait { place } => {
+                let waiting = Waiting {
+                    place,
+                    queued: queue.len(),
+                    environments: counted.len(),
+                    reserved: counted.iter().map(|c| c.memory).sum(),
+                    capacity,
+                    memory: waiter.memory,
+                    waited: since.elapsed(),
+                };
+                if let Some(on_wait) = &options.on_wait {
+                    on_wait(&waiting);
+                }
+                if since.elapsed() >= timeout {
+                    return Err(AdmissionError::QueueTimeout {
+                        waited: timeout,
+                        last: waiting,
+                    }
+                    .into());
+                }
+            }
+        }
+        if renewed.elapsed() >= RENEW_EVERY {
+            match backend
+                .renew_entry(&native, &waiter, expiry(Utc::now()))
+                .await
+            {
+                Ok(()) | Err(BackendError::NotFound { .. }) => renewed = Instant::now(),
+                Err(error) => tracing::debug!("cannot renew the admission entry: {error}"),
+            }
+        }
+        tokio::time::sleep(POLL.min(timeout.saturating_sub(since.elapsed()))).await;
+    }
+}
+
+/// Removes the entries that expired: their waiters were killed. Best effort: every waiter and
+/// the reaper try.
+pub async fn sweep(backend: &dyn Backend, queue: &[Queued], now: DateTime<Utc>) {
+    for entry in queue.iter().filter(|q| q.expires.is_some_and(|u| u <= now)) {
+        if let Err(error) = backend.dequeue(&entry.native).await {
+            tracing::debug!("cannot remove an expired admission entry: {error}");
+        }
+    }
+}
+
+/// Bytes of memory `instance`'s running services use now (one reading each, at once); `None`
+/// when none runs or the backend cannot say.
+pub async fn used(backend: &dyn Backend, instance: &Instance) -> Option<u64> {
+    let running = instance
+        .services
+        .iter()
+        .filter(|s| s.status.state == ServiceState::Running);
+    let readings = futures_util::future::join_all(running.map(|s| backend.memory(&s.handle))).await;
+    readings
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .reduce(|a, b| a + b)
+}
+
+/// Removes the queue entries that killed waiters left (the reaper's share of the clean-up);
+/// the waiters remove them too, whenever they look.
+pub async fn collect_expired(backend: &dyn Backend, now: DateTime<Utc>) {
+    match backend.admission().await {
+        Ok(admission) => sweep(backend, &admission.queue, now).await,
+        Err(error) => tracing::debug!("cannot read the admission queue: {error}"),
+    }
+}
+
+/// What uses the engine's capacity now, for `envctl capacity`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub capacity: Option<Capacity>,
+    /// Every environment, with whether it counts and what it reserved.
+    pub environments: Vec<(Instance, bool, u64)>,
+    /// The live queue, in order.
+    pub queue: Vec<Queued>,
+}
+
+/// The engine's capacity, what counts against it and who waits.
+pub async fn report(backend: &dyn Backend) -> Result<Report, BackendError> {
+    let (admission, instances) = tokio::try_join!(backend.admission(), inventory::list(backend))?;
+    let now = Utc::now();
+    let capacity = admission.capacity.clone().unwrap_or_default();
+    let environments = instances
+        .into_iter()
+        .map(|i| {
+            let reserved = reserved(&i.metadata, service_count(&i), &capacity);
+            let counts = counts(&i, now);
+            (i, counts, reserved)
+        })
+        .collect();
+    Ok(Report {
+        capacity: admission.capacity,
+        environments,
+        queue: ordered(&admission.queue, now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn capacity(environments: Option<u32>, memory: Option<u64>) -> Capacity {
+        Capacity {
+            max_environments: environments,
+            max_memory: memory,
+            ..Capacity::default()
+        }
+    }
+
+    fn entry(
+        native: &str,
+        priority: Priority,
+        created_ms: i64,
+        memory: u64,
+        owner: &str,
+    ) -> Queued {
+        Queued {
+            native: native.into(),
+            waiter: Waiter {
+                nonce: native.into(),
+                priority,
+                owner: Some(owner.into()),
+                environment: None,
+                started_by: None,
+                memory,
+            },
+            created: DateTime::from_timestamp_millis(1_800_000_000_000 + created_ms).unwrap(),
+            expires: None,
+        }
+    }
+
+    fn counted(id: &str, owner: &str, memory: u64) -> Counted {
+        Counted {
+            id: id.into(),
+            owner: Some(owner.into()),
+            state: State::Ready,
+            memory,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_100, 0).unwrap()
+    }
+
+    #[test]
+    fn the_first_to_arrive_is_admitted_when_it_fits_and_nobody_else() {
+        let cap = capacity(Some(2), None);
+        let queue = [
+            entry("b", Priority::Normal, 20, 0, "ci"),
+            entry("a", Priority::Normal, 10, 0, "ci"),
+        ];
+        let running = [counted("x", "ci", 0)];
+        assert_eq!(decide(&cap, &running, &queue, "a", now()), Decision::Admit);
+        assert_eq!(
+            decide(&cap, &running, &queue, "b", now()),
+            Decision::Wait { place: 2 }
+        );
+        let full = [counted("x", "ci", 0), counted("y", "ci", 0)];
+        assert_eq!(
+            decide(&cap, &full, &queue, "a", now()),
+            Decision::Wait { place: 1 }
+        );
+    }
+
+    #[test]
+    fn an_interactive_start_goes_before_ci_whatever_their_arrival() {
+        let cap = capacity(Some(1), None);
+        let queue = [
+            entry("ci", Priority::Normal, 10, 0, "ci"),
+            entry("me", Priority::High, 50, 0, "me"),
+        ];
+        assert_eq!(decide(&cap, &[], &queue, "me", now()), Decision::Admit);
+        assert_eq!(
+            decide(&cap, &[], &queue, "ci", now()),
+            Decision::Wait { place: 2 }
+        );
+    }
+
+    #[test]
+    fn a_pool_fill_goes_after_every_other_start() {
+        let cap = capacity(Some(1), None);
+        let queue = [
+            entry("fill", Priority::Low, 10, 0, "pool"),
+            entry("ci", Priority::Normal, 50, 0, "ci"),
+        ];
+        assert_eq!(decide(&cap, &[], &queue, "ci", now()), Decision::Admit);
+        assert_eq!(
+            decide(&cap, &[], &queue, "fill", now()),
+            Decision::Wait { place: 2 }
+        );
+    }
+
+    #[test]
+    fn a_large_head_is_never_overtaken_by_a_small_one_that_would_fit() {
+        let cap = capacity(None, Some(10 * GIB));
+        let queue = [
+            entry("large", Priority::Normal, 10, 6 * GIB, "a"),
+            entry("small", Priority::Normal, 20, GIB, "b"),
+        ];
+        let running = [counted("x", "c", 5 * GIB)];
+        assert_eq!(
+            decide(&cap, &running, &queue, "large", now()),
+            Decision::Wait { place: 1 }
+        );
+        assert_eq!(
+            decide(&cap, &running, &queue, "small", now()),
+            Decision::Wait { place: 2 }
+        );
+        assert_eq!(decide(&cap, &[], &queue, "large", now()), Decision::Admit);
+    }
+
+    #[test]
+    fn an_expired_entry_holds_no_place() {
+        let cap = capacity(Some(1), None);
+        let mut dead = entry("dead", Priority::Normal, 10, 0, "ci");
+        dead.expires = Some(now() - chrono::Duration::seconds(1));
+        let queue = [dead, entry("next", Priority::Normal, 20, 0, "ci")];
+        assert_eq!(decide(&cap, &[], &queue, "next", now()), Decision::Admit);
+    }
+
+    #[test]
+    fn an_owner_at_its_limit_steps_aside_for_the_others() {
+        let cap = Capacity {
+            per_owner: Some(1),
+            ..capacity(Some(4), None)
+        };
+        let queue = [
+            entry("burst", Priority::Normal, 10, 0, "job-1"),
+            entry("other", Priority::Normal, 20, 0, "job-2"),
+        ];
+        let running = [counted("x", "job-1", 0)];
+        assert_eq!(
+            decide(&cap, &running, &queue, "burst", now()),
+            Decision::Wait { place: 1 }
+        );
+        assert_eq!(
+            decide(&cap, &running, &queue, "other", now()),
+            Decision::Admit
+        );
+    }
+
+    #[test]
+    fn a_service_without_mem_limit_costs_the_default() {
+        let request = Request {
+            environment: "shop".into(),
+            owner: None,
+            limits: vec![Some(GIB), None, None],
+        };
+        let cap = Capacity {
+            default_memory: Some(512 << 20),
+            ..Capacity::default()
+        };
+        assert_eq!(request.cost(&cap), 2 * GIB);
+        assert_eq!(request.cost(&Capacity::default()), GIB);
+    }
+
+    #[test]
+    fn the_waiting_line_says_the_place_and_what_is_reserved() {
+        let waiting = Waiting {
+            place: 2,
+            queued: 3,
+            environments: 8,
+            reserved: 9 * GIB + GIB / 2,
+            capacity: capacity(None, Some(10 * GIB)),
+            memory: GIB,
+            waited: Duration::from_secs(3),
+        };
+        assert_eq!(
+            describe(&waiting),
+            "2nd in line, 9.5 of 10 GiB reserved by 8 environments"
+        );
+        let waiting = Waiting {
+            place: 1,
+            environments: 2,
+            capacity: capacity(Some(2), None),
+            ..waiting
+        };
+        assert_eq!(describe(&waiting), "next in line, 2 of 2 environments run");
+        assert_eq!(ordinal(11), "11th");
+        assert_eq!(ordinal(22), "22nd");
+    }
+
+    mod on_fake {
+        use super::*;
+        use crate::backend::fake::Fake;
+
+        fn request(limits: Vec<Option<u64>>) -> Request {
+            Request {
+                environment: "shop".into(),
+                owner: Some("ci".into()),
+                limits,
+            }
+        }
+
+        /// An environment whose `up` is still starting it: it counts.
+        fn starting(id: &str) -> Metadata {
+            Metadata {
+                start_deadline: Some(Utc::now() + chrono::Duration::hours(1)),
+                ..Metadata::new(id)
+            }
+        }
+
+        async fn with_capacity(capacity: Capacity) -> Fake {
+            let fake = Fake::new();
+            fake.set_capacity(Some(&capacity)).await.unwrap();
+            fake
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn without_a_capacity_a_start_looks_once_and_joins_no_queue() {
+            let fake = Fake::new();
+            let (signals, _kept) = Signals::manual();
+            let ticket = admit(
+                &fake,
+                &request(vec![None]),
+                &AdmitOptions::default(),
+                &signals,
+            )
+            .await
+            .unwrap();
+            assert_eq!(ticket.memory(), None);
+            assert_eq!(fake.calls_of("admission").len(), 1);
+            assert!(fake.calls_of("enqueue").is_empty());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_start_waits_while_the_engine_is_full_and_is_admitted_once_room_is_made() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            fake.claim(&starting("ahead")).await.unwrap();
+            let (signals, _kept) = Signals::manual();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let options = AdmitOptions {
+                on_wait: Some(Arc::new({
+                    let seen = seen.clone();
+                    move |w: &Waiting| seen.lock().unwrap().push(describe(w))
+                })),
+                ..AdmitOptions::default()
+            };
+            let waiting = tokio::spawn({
+                let (fake, options) = (fake.clone(), options.clone());
+                async move { admit(&fake, &request(vec![None]), &options, &signals).await }
+            });
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(!waiting.is_finished(), "admitted while the engine was full");
+            assert_eq!(
+                seen.lock().unwrap().last().unwrap(),
+                "next in line, 1 of 1 environments run"
+            );
+            fake.release("ahead").await.unwrap();
+            let ticket = tokio::time::timeout(POLL * 2, waiting)
+                .await
+                .expect("admitted once room was made")
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                fake.admission().await.unwrap().queue.len(),
+                1,
+                "until it claims"
+            );
+            ticket.leave(&fake).await;
+            assert!(fake.admission().await.unwrap().queue.is_empty());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_queue_timeout_gives_up_and_leaves_the_queue() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            fake.claim(&starting("ahead")).await.unwrap();
+            let (signals, _kept) = Signals::manual();
+            let options = AdmitOptions {
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            };
+            let error = admit(&fake, &request(vec![None]), &options, &signals)
+                .await
+                .expect_err("gave up");
+            let message = error.to_string();
+            assert!(
+                message.starts_with("gave up waiting for capacity after 3s: next in line"),
+                "{message}"
+            );
+            assert!(fake.admission().await.unwrap().queue.is_empty());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_environment_larger_than_the_whole_capacity_is_refused_at_once() {
+            let fake = with_capacity(Capacity {
+                default_memory: Some(GIB),
+                ..capacity(None, Some(2 * GIB))
+            })
+            .await;
+            let (signals, _kept) = Signals::manual();
+            let error = admit(
+                &fake,
+                &request(vec![Some(GIB), None, None]),
+                &AdmitOptions::default(),
+                &signals,
+            )
+            .await
+            .expect_err("refused");
+            assert_eq!(
+                error.to_string(),
+                "environment `shop` needs 3 GiB of memory, more than the engine's whole \
+                 capacity of 2 GiB\nhint: lower the services' `mem_limit`, or raise the \
+                 capacity with `envctl capacity --max-memory SIZE`"
+            );
+            assert!(error.is_bad_input());
+            assert!(fake.calls_of("enqueue").is_empty(), "nothing created");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_interrupted_waiter_leaves_the_queue_at_once() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            fake.claim(&starting("ahead")).await.unwrap();
+            let (signals, sender) = Signals::manual();
+            let waiting = tokio::spawn({
+                let fake = fake.clone();
+                async move {
+                    admit(
+                        &fake,
+                        &request(vec![None]),
+                        &AdmitOptions::default(),
+                        &signals,
+                    )
+                    .await
+                }
+            });
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(fake.admission().await.unwrap().queue.len(), 1);
+            sender.send(1).unwrap();
+            let result = waiting.await.unwrap();
+            assert!(matches!(result, Err(StartError::Interrupted(_))));
+            assert!(fake.admission().await.unwrap().queue.is_empty());
+        }
+    }
+}
