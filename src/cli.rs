@@ -435,6 +435,14 @@ pub struct ReapArgs {
     /// Remove environments that have been stopped for this long
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
     pub remove_after: Duration,
+    /// Pause environments without activity for this long, before `--idle` stops them
+    ///
+    /// A paused environment (`docker pause`) uses no CPU, keeps its memory and ports, and is
+    /// resumed in milliseconds by a request through `envctl gateway`, `envctl start` or
+    /// `envctl touch`; it still counts as idle, so `--idle` stops it later. Docker only: on a
+    /// swarm it warns and does nothing. Off by default.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub pause_after: Option<Duration>,
     /// Stop environments older than this whatever their activity (pins still exempt)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub max_age: Option<Duration>,

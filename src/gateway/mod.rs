@@ -359,6 +359,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn requests_to_a_paused_environment_resume_it_once_and_are_answered() {
+        let mut paused = environment("x", "demo", &[], 1);
+        paused.state = State::Paused;
+        assert_eq!(next(&paused), Next::Wake);
+        let (gateway, fake) = gateway_with(vec![paused], Duration::from_millis(5)).await;
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { gateway.wake("x", Duration::from_secs(60)).await })
+            })
+            .collect();
+        for waiter in waiting {
+            let awake = waiter.await.unwrap();
+            assert!(matches!(awake, Awake::Ready(_)), "{awake:?}");
+        }
+        assert_eq!(fake.calls(), vec!["start x"], "one resume for all of them");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_wake_longer_than_the_timeout_answers_timed_out_and_the_start_goes_on() {
         let (gateway, fake) = gateway_with(vec![stopped("x")], Duration::from_secs(90)).await;
         let began = Instant::now();

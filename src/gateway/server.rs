@@ -147,6 +147,8 @@ pub fn next(environment: &Environment) -> Next {
     };
     match (environment.state, entry.address) {
         (State::Ready | State::Degraded, Some(address)) => Next::Proxy(address),
+        // Paused for idleness: resumed in milliseconds, through the same single start.
+        (State::Paused, _) => Next::Wake,
         (State::Stopped | State::Degraded, _) if environment.stopped_for_errors => Next::Refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -212,7 +214,9 @@ async fn to_environment(
     };
     let mut plan = next(&environment);
     if matches!(plan, Next::Wake | Next::Wait) {
-        if accepts_html(&request) {
+        // A paused environment answers sooner than a waiting page would load.
+        let resuming = environment.state == State::Paused;
+        if accepts_html(&request) && !resuming {
             if plan == Next::Wake {
                 gateway.start_once(&id, "a request through `envctl gateway`");
             }

@@ -26,6 +26,8 @@ pub async fn start(
             service,
         });
     }
+    // A paused environment resumes in milliseconds; its services are ready as they were.
+    let instance = &super::pause::resume(backend, instance).await?;
     let services = startables(backend, instance.services.iter()).await;
     let phases = Phases::default();
     let dependencies = instance.dependencies();

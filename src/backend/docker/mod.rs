@@ -34,6 +34,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     build: true,
     local_images: true,
     replace_in_place: true,
+    pause: true,
 };
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
@@ -420,6 +421,14 @@ impl Backend for DockerBackend<'_> {
 
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.engine.traffic(&service.native).await
+    }
+
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        self.engine.pause_container(&service.native, true).await
+    }
+
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        self.engine.pause_container(&service.native, false).await
     }
 
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
