@@ -906,3 +906,85 @@ fn the_first_line_names_the_environments_url_with_its_placeholder_as_it_is() {
         "{first}"
     );
 }
+
+#[test]
+fn reap_pause_after_pauses_an_idle_environment_and_a_request_resumes_it() {
+    let env = TestEnv::new("gw-pause", &web("paused", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{id}.localhost");
+    gateway.until_routed(&host);
+    // The start's network chatter dies down (as `settle` in reaper.rs): no event tells when.
+    std::thread::sleep(Duration::from_secs(4));
+    env.reap(&["--idle", "1h"]).success();
+    std::thread::sleep(Duration::from_secs(3));
+    let reap = env.reap(&["--pause-after", "2s", "--idle", "1h"]);
+    reap.success();
+    assert!(
+        reap.stdout()
+            .lines()
+            .any(|l| l.starts_with(&format!("paused {id} "))),
+        "{}",
+        reap.stdout()
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("paused"));
+    let status = env.envctl().args(["status", &id]).run();
+    assert!(
+        status.success().stdout().contains("paused"),
+        "{}",
+        status.stdout()
+    );
+    let docker = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Status}}", &format!("web_{id}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&docker.stdout).trim(), "paused");
+    gateway.until("the gateway sees it paused", |g| {
+        row_of(&g.get("localhost", "/").body, &id).contains(">paused")
+    });
+    // A browser's request too is answered by the environment: a resume takes milliseconds.
+    let answer = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!((answer.status, answer.body.as_str()), (200, "paused ok\n"));
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
+
+#[test]
+fn touch_and_start_resume_a_paused_environment() {
+    let env = TestEnv::new("gw-resume", &web("resumed", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    // A first pass samples the counters (a resumed environment has none yet), the next one
+    // finds it idle for `--pause-after`.
+    let pause = || {
+        env.reap(&["--idle", "1h"]).success();
+        std::thread::sleep(Duration::from_secs(2));
+        let reap = env.reap(&["--pause-after", "1s", "--idle", "1h"]);
+        reap.success();
+        assert_eq!(
+            env.state_of(&id).as_deref(),
+            Some("paused"),
+            "{}",
+            reap.stdout()
+        );
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    pause();
+    let touch = env.envctl().args(["touch", &id]).run();
+    assert!(
+        touch.success().stderr().contains("resumed"),
+        "{}",
+        touch.stderr()
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+    pause();
+    env.envctl().args(["start", &id]).run().success();
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
