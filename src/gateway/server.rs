@@ -290,6 +290,7 @@ async fn to_environment(
         address,
         &forwarded,
         limits,
+        gateway.activity.tracker(&id),
     )
     .await;
     let outcome = match &result {

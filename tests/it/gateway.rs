@@ -988,3 +988,49 @@ fn touch_and_start_resume_a_paused_environment() {
     env.envctl().args(["start", &id]).run().success();
     assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
 }
+
+#[test]
+fn an_open_websocket_keeps_an_environment_from_reap_idle() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let env = TestEnv::new("gw-open-ws", &web("open", "0"));
+    let (used, unused) = (format!("{}-used", env.name), format!("{}-unused", env.name));
+    up(&env, &[&env.name, "--name", &used]);
+    up(&env, &[&env.name, "--name", &unused]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{used}.localhost:{}", gateway.port);
+    gateway.until_routed(&host);
+    let port = gateway.port;
+    let socket = block_on(async move {
+        let mut request = format!("ws://127.0.0.1:{port}/ws")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (socket, response) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("the upgrade goes through");
+        assert_eq!(response.status(), 101);
+        socket
+    });
+    // The chatter of the start and the handshake's bytes die down (as `settle` in reaper.rs),
+    // and a first pass samples the counters after them.
+    std::thread::sleep(Duration::from_secs(4));
+    env.reap(&["--idle", "1h"]).success();
+    // Open and silent for longer than the idle threshold: no request, no traffic.
+    std::thread::sleep(Duration::from_secs(9));
+    let reap = env.reap(&["--idle", "6s"]);
+    reap.success();
+    let stopped: Vec<String> = reap
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("stopped"))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect();
+    assert!(stopped.contains(&unused), "{}", reap.stdout());
+    assert!(!stopped.contains(&used), "{}", reap.stdout());
+    assert_eq!(env.state_of(&used).as_deref(), Some("ready"));
+    drop(socket);
+}
