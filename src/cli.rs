@@ -498,6 +498,25 @@ pub struct GatewayArgs {
     /// How long a start (a wake, or the page's start) may take
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub start_timeout: Duration,
+    /// Create an environment on its first request: REF.ENV.DOMAIN with no environment there
+    /// creates one of ENV (a file of `--envdir`) at REF, as `envctl up` would
+    ///
+    /// REF (7 characters at least) applies to every service of ENV with an image tagged with
+    /// a tag starting with it, locally or in the registry its image names; none answers 404
+    /// with the closest tags. Browsers watch a progress page; other clients wait up to
+    /// `--wake-timeout`. Off by default.
+    #[arg(long)]
+    pub create: bool,
+    /// The directory of environment files `--create` creates from [default: as `envctl up`
+    /// finds it]
+    #[arg(long, value_name = "DIR", env = "ENVCTL_ENVDIR")]
+    pub envdir: Option<PathBuf>,
+    /// The `--ttl` of environments created on request
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = duration)]
+    pub create_ttl: Duration,
+    /// How many environments one client may have created in an hour
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_creates: usize,
 }
 
 /// `50%`, or `50`: a share between 0 and 100 percent.

@@ -11,6 +11,7 @@
 //!   logic is unit-tested on a fake; [`lifecycle`] implements it on a real engine.
 
 pub mod activity;
+pub mod create;
 pub mod environments;
 #[cfg(test)]
 mod fake;
@@ -60,6 +61,8 @@ pub struct Options {
     pub max_body: u64,
     /// How long an environment may take to begin its answer.
     pub request_timeout: Duration,
+    /// Create on first request (`--create`); `None` when off.
+    pub create: Option<create::Settings>,
 }
 
 impl Options {
@@ -97,6 +100,8 @@ pub struct Gateway {
     pub sessions: Sessions,
     /// Wrong tokens, per client address.
     pub throttle: Throttle,
+    /// Creations on request: their progress, failures and clients.
+    pub creations: create::Creations,
 }
 
 /// How a wake ended for one waiting request.
@@ -122,6 +127,7 @@ impl Gateway {
             csrf: random_hex(16),
             sessions: Sessions::default(),
             throttle: Throttle::default(),
+            creations: create::Creations::default(),
         })
     }
 
@@ -310,6 +316,7 @@ mod tests {
             token: None,
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(60),
+            create: None,
         }
     }
 

@@ -285,7 +285,7 @@ fn refuse_forgery(gateway: &Gateway, headers: &HeaderMap, csrf: &str) -> Option<
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -554,6 +554,101 @@ pub fn waiting(id: &str) -> Response {
     response
 }
 
+/// The progress page of a creation on request: each service's phase and for how long, reloaded
+/// until the environment answers in its place.
+pub fn creating(
+    environment: &str,
+    reference: &str,
+    progress: &super::create::Progress,
+) -> Response {
+    let mut body = format!(
+        "<h1>Creating {} at {}</h1><p>No environment answered here, so envctl is creating one. \
+         This page reloads until it is ready, then shows the application.</p><table><thead><tr>\
+         <th>service</th><th>state</th><th>for</th></tr></thead><tbody>",
+        escape(environment),
+        escape(reference)
+    );
+    for (service, (phase, since)) in progress.services.iter().filter(|(s, _)| !s.is_empty()) {
+        let _ = write!(
+            body,
+            "<tr class=\"service\"><td>{}</td><td class=\"state\">{}</td><td>{}</td></tr>",
+            escape(service),
+            phase.as_str(),
+            short_duration(since.elapsed())
+        );
+    }
+    body.push_str("</tbody></table>");
+    if let Some(began) = progress.began {
+        let _ = write!(
+            body,
+            "<p class=\"why\">started {} ago</p>",
+            short_duration(began.elapsed())
+        );
+    }
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        document("creating", Some(2), &body),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// A REF that names no tag of the environment's services, or several.
+pub fn no_such_ref(
+    environment: &str,
+    reference: &str,
+    closest: &[String],
+    candidates: &[String],
+) -> Response {
+    let list = |tags: &[String]| {
+        tags.iter()
+            .map(|t| format!("<li><code>{}</code></li>", escape(t)))
+            .collect::<String>()
+    };
+    let mut body = match candidates.is_empty() {
+        true => format!(
+            "<h1>No {} at {}</h1><p>No service of <code>{}</code> has an image tagged \
+             <code>{}</code>…, locally or in its registry.</p>",
+            escape(environment),
+            escape(reference),
+            escape(environment),
+            escape(reference)
+        ),
+        false => format!(
+            "<h1>{} names several changesets</h1><p><code>{}</code> has several tags \
+             starting with <code>{}</code>; give more of it:</p><ul>{}</ul>",
+            escape(reference),
+            escape(environment),
+            escape(reference),
+            list(candidates)
+        ),
+    };
+    if !closest.is_empty() {
+        let _ = write!(body, "<p>The closest tags:</p><ul>{}</ul>", list(closest));
+    }
+    html(
+        StatusCode::NOT_FOUND,
+        document("no such changeset", None, &body),
+    )
+}
+
+/// A creation that failed: why, with the service's last lines, and how to try again.
+pub fn creation_failed(environment: &str, reference: &str, why: &str) -> Response {
+    let body = format!(
+        "<h1>Creating {} at {} failed</h1><pre>{}</pre><p>This failure is remembered for 10 \
+         minutes. <a href=\"?envctl-retry\">Try again now</a></p>",
+        escape(environment),
+        escape(reference),
+        escape(why)
+    );
+    html(
+        StatusCode::BAD_GATEWAY,
+        document("creation failed", None, &body),
+    )
+}
+
 /// An answer of the gateway itself about an environment (not woken, no entry, unreachable).
 pub fn problem(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
@@ -581,6 +676,7 @@ mod tests {
             token: token.map(str::to_string),
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(60),
+            create: None,
         };
         Gateway::new(options, Arc::new(Fake::default()))
     }

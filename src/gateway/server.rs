@@ -106,7 +106,7 @@ pub async fn handle(
                 Err(never) => match never {},
             }
         }
-        Target::Unknown => page::unknown_host(&gateway, &host),
+        Target::Unknown => super::create::answer(&gateway, &host, remote, request).await,
         Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }
 }
@@ -202,7 +202,7 @@ fn retry_later(mut response: Response<Body>, seconds: &'static str) -> Response<
     response
 }
 
-async fn to_environment(
+pub(super) async fn to_environment(
     gateway: Arc<Gateway>,
     id: String,
     host: String,

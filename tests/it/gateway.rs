@@ -1034,3 +1034,142 @@ fn an_open_websocket_keeps_an_environment_from_reap_idle() {
     assert_eq!(env.state_of(&used).as_deref(), Some("ready"));
     drop(socket);
 }
+
+/// An environment file whose one service `web` runs `REPOSITORY:base` (no such tag), and a
+/// tag of the demo image under that repository, removed when dropped.
+struct Tagged {
+    env: TestEnv,
+    repository: String,
+    tag: String,
+}
+
+impl Tagged {
+    fn new(test: &str) -> Tagged {
+        let probe = TestEnv::new(test, &web("probe", "0"));
+        let repository = format!("{}/web", probe.name);
+        let services = format!(
+            "  web:\n    image: {repository}:base\n    command: [serve, --name, created, --port, \
+             \"8080\", --delay, \"1s\"]\n    ports: [8080]\n    ready: {{http: 8080/health}}\n"
+        );
+        let name = probe.name.clone();
+        drop(probe);
+        let text = format!("name: {name}\nservices:\n{services}");
+        let env = TestEnv {
+            name: name.clone(),
+            dir: crate::support::EnvDir::new().with(&format!("{name}.yaml"), &text),
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let tag = format!("{:012x}", nanos & 0xffff_ffff_ffff);
+        let tagged = Command::new("docker")
+            .args(["tag", IMAGE, &format!("{repository}:{tag}")])
+            .status()
+            .unwrap();
+        assert!(tagged.success());
+        Tagged {
+            env,
+            repository,
+            tag,
+        }
+    }
+
+    /// Every environment of the file, as `ls -o json` shows them.
+    fn environments(&self) -> Vec<serde_json::Value> {
+        let ls = self.env.envctl().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["environment"] == self.env.name.as_str())
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        let _ = self
+            .env
+            .envctl()
+            .args(["down", "--all", "--environment", &self.env.name])
+            .run();
+        let _ = Command::new("docker")
+            .args(["rmi", &format!("{}:{}", self.repository, self.tag)])
+            .output();
+    }
+}
+
+#[test]
+fn a_request_for_an_unknown_ref_creates_the_environment_once_and_is_answered_by_it() {
+    let tagged = Tagged::new("gw-create");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    // A browser gets the progress page, which reloads itself.
+    let page = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Creating"), "{}", page.body);
+    // Any other request waits for the same creation, then is answered by the environment.
+    let port = gateway.port;
+    let answers = block_on(async {
+        let asking = (0..6).map(|_| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    }
+    let created = tagged.environments();
+    assert_eq!(created.len(), 1, "one creation for them all: {created:?}");
+    assert_eq!(created[0]["owner"], "gateway:127.0.0.1", "{created:?}");
+    assert_eq!(created[0]["state"], "ready", "{created:?}");
+    // Now it is there, the browser gets the application.
+    let page = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!((page.status, page.body.as_str()), (200, "created ok\n"));
+}
+
+#[test]
+fn a_request_for_a_ref_no_image_has_creates_nothing_and_answers_404_with_the_closest_tags() {
+    let tagged = Tagged::new("gw-no-ref");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let unknown = if tagged.tag.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    let reference = format!("{unknown}{}", &tagged.tag[1..8]);
+    let host = format!("{reference}.{}.localhost", tagged.env.name);
+    let answer = gateway.get(&host, "/");
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(answer.body.contains(&reference), "{}", answer.body);
+    assert!(
+        answer.body.contains(&tagged.tag),
+        "the closest tag: {}",
+        answer.body
+    );
+    // Too short a REF, or a file that is not in the directory, is just an unknown host.
+    let short = format!("{}.{}.localhost", &tagged.tag[..6], tagged.env.name);
+    assert_eq!(gateway.get(&short, "/").status, 404);
+    let elsewhere = format!("{}.no-such-file.localhost", &tagged.tag[..8]);
+    assert_eq!(gateway.get(&elsewhere, "/").status, 404);
+    assert!(tagged.environments().is_empty());
+}
