@@ -115,6 +115,28 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn a_creation_is_only_for_two_labels_under_the_domain() {
+        let target = |host| create_target(host, "envs.example.com");
+        assert_eq!(
+            target("ea6757a.accounting.envs.example.com:8000"),
+            Some(("ea6757a".into(), "accounting".into()))
+        );
+        assert_eq!(
+            target("ea6757a.accounting.example.org"),
+            None,
+            "outside the domain"
+        );
+        assert_eq!(
+            target("a.b.accounting.envs.example.com"),
+            None,
+            "one label each"
+        );
+        assert_eq!(target("accounting.envs.example.com"), None);
+        assert_eq!(target("ea6757a.-x.envs.example.com"), None);
+        assert_eq!(target("ea6757a.a%2f..envs.example.com"), None, "no path");
+    }
+
     fn known() -> Vec<Environment> {
         vec![
             environment(

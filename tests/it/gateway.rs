@@ -1045,11 +1045,19 @@ struct Tagged {
 
 impl Tagged {
     fn new(test: &str) -> Tagged {
+        Tagged::running(
+            test,
+            "[serve, --name, created, --port, \"8080\", --delay, \"1s\"]",
+        )
+    }
+
+    /// `web` runs `command`.
+    fn running(test: &str, command: &str) -> Tagged {
         let probe = TestEnv::new(test, &web("probe", "0"));
         let repository = format!("{}/web", probe.name);
         let services = format!(
-            "  web:\n    image: {repository}:base\n    command: [serve, --name, created, --port, \
-             \"8080\", --delay, \"1s\"]\n    ports: [8080]\n    ready: {{http: 8080/health}}\n"
+            "  web:\n    image: {repository}:base\n    command: {command}\n    ports: [8080]\n    \
+             ready: {{http: 8080/health}}\n"
         );
         let name = probe.name.clone();
         drop(probe);
@@ -1172,4 +1180,26 @@ fn a_request_for_a_ref_no_image_has_creates_nothing_and_answers_404_with_the_clo
     let elsewhere = format!("{}.no-such-file.localhost", &tagged.tag[..8]);
     assert_eq!(gateway.get(&elsewhere, "/").status, 404);
     assert!(tagged.environments().is_empty());
+}
+
+#[test]
+fn a_creation_that_fails_shows_its_failure_with_the_last_lines_and_is_remembered() {
+    let tagged = Tagged::running(
+        "gw-create-fails",
+        "[exit, \"3\", --message, \"cannot reach the database\"]",
+    );
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let answer = gateway.get(&host, "/");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer.body.contains("cannot reach the database"),
+        "the service's last lines: {}",
+        answer.body
+    );
+    assert!(tagged.environments().is_empty(), "rolled back");
+    // Remembered: the next request is answered at once, with a retry offered.
+    let again = gateway.get(&host, "/");
+    assert_eq!(again.status, 502);
+    assert!(again.body.contains("envctl-retry"), "{}", again.body);
 }
