@@ -52,7 +52,7 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         token,
         max_body: args.max_body,
         request_timeout: args.request_timeout,
-        create: args.create.then(|| create::Settings {
+        create: args.create.then_some(create::Settings {
             ttl: args.create_ttl,
             per_client_hour: args.max_creates,
         }),
