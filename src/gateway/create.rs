@@ -239,48 +239,8 @@ pub async fn answer(
     if let Some(why) = gateway.creations.failure(&key) {
         return page::creation_failed(&environment, &reference, &why);
     }
-    if !gateway.wakes.waking(&key) {
-        let resolved = gateway
-            .environments()
-            .resolve(&environment, &reference)
-            .await;
-        let tags = match resolved {
-            Ok(None) => return unknown(),
-            Err(error) => {
-                return page::problem(StatusCode::BAD_GATEWAY, "cannot look up REF", &error);
-            }
-            Ok(Some(Resolution::None { closest })) => {
-                return page::no_such_ref(&environment, &reference, &closest, &[]);
-            }
-            Ok(Some(Resolution::Ambiguous { candidates, .. })) => {
-                return page::no_such_ref(&environment, &reference, &[], &candidates);
-            }
-            Ok(Some(Resolution::Apply(tags))) => tags,
-        };
-        if !gateway.wakes.waking(&key) {
-            if !gateway
-                .creations
-                .allow(remote.ip(), settings.per_client_hour)
-            {
-                return page::problem(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many creations",
-                    &format!(
-                        "{} creations an hour per client at most",
-                        settings.per_client_hour
-                    ),
-                );
-            }
-            start(
-                gateway,
-                &key,
-                &environment,
-                &reference,
-                tags,
-                remote,
-                &settings,
-            );
-        }
+    if let Err(refused) = begin(gateway, &environment, &reference, remote, settings.ttl).await {
+        return refused.unwrap_or_else(unknown);
     }
     let done = start_or_join(gateway, &key);
     if accepts_html(&request) {
@@ -324,6 +284,77 @@ pub async fn answer(
             response
         }
     }
+}
+
+/// Starts creating ENV at REF unless that is under way; `Err` with the answer when it cannot
+/// (`None`: no such environment file, or creation is off).
+pub async fn begin(
+    gateway: &Arc<Gateway>,
+    environment: &str,
+    reference: &str,
+    remote: SocketAddr,
+    ttl: Duration,
+) -> Result<(), Option<Response<Body>>> {
+    let Some(settings) = gateway.options.create.clone() else {
+        return Err(None);
+    };
+    let key = key(environment, reference);
+    if gateway.wakes.waking(&key) {
+        return Ok(());
+    }
+    let resolved = gateway.environments().resolve(environment, reference).await;
+    let tags = match resolved {
+        Ok(None) => return Err(None),
+        Err(error) => {
+            let page = page::problem(StatusCode::BAD_GATEWAY, "cannot look up REF", &error);
+            return Err(Some(page));
+        }
+        Ok(Some(Resolution::None { closest })) => {
+            return Err(Some(page::no_such_ref(
+                environment,
+                reference,
+                &closest,
+                &[],
+            )));
+        }
+        Ok(Some(Resolution::Ambiguous { candidates, .. })) => {
+            return Err(Some(page::no_such_ref(
+                environment,
+                reference,
+                &[],
+                &candidates,
+            )));
+        }
+        Ok(Some(Resolution::Apply(tags))) => tags,
+    };
+    // Another request started it during the look-up.
+    if gateway.wakes.waking(&key) {
+        return Ok(());
+    }
+    if !gateway
+        .creations
+        .allow(remote.ip(), settings.per_client_hour)
+    {
+        return Err(Some(page::problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many creations",
+            &format!(
+                "{} creations an hour per client at most",
+                settings.per_client_hour
+            ),
+        )));
+    }
+    let settings = Settings { ttl, ..settings };
+    start(
+        gateway,
+        &key,
+        environment,
+        reference,
+        tags,
+        remote,
+        &settings,
+    );
+    Ok(())
 }
 
 /// The creation under way for `key` (one that just ended too).

@@ -37,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/login", get(login_form).post(login))
         .route("/confirm/down/{id}", get(confirm_down))
         .route("/act/{action}/{id}", post(act))
+        .route("/create", get(create_form).post(create))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(gateway)
@@ -237,6 +238,96 @@ async fn act(
     }
 }
 
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf: String,
+    environment: String,
+    reference: String,
+    ttl: Option<String>,
+}
+
+/// The form that creates an environment at a changeset, as a request for its URL would.
+async fn create_form(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if gateway.options.create.is_none() {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "creation is off",
+            "This gateway creates no environments: <code>envctl gateway --create</code> does.",
+        );
+    }
+    if !authorized(&gateway, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let body = format!(
+        "<h1>Create an environment</h1><form method=\"post\" action=\"/create\">{}\
+         <label>environment <input name=\"environment\" required></label> \
+         <label>changeset <input name=\"reference\" required minlength=\"7\"></label> \
+         <label>TTL <input name=\"ttl\" placeholder=\"8h\"></label> \
+         <button name=\"do\" value=\"create\">create</button></form>\
+         <p><a href=\"/\">the list of environments</a></p>",
+        csrf_field(&gateway)
+    );
+    html(StatusCode::OK, document("create", None, &body))
+}
+
+async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(Client(client)): Extension<Client>,
+    headers: HeaderMap,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    if let Some(refused) = refuse_forgery(&gateway, &headers, &form.csrf) {
+        return refused;
+    }
+    if !authorized(&gateway, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let Some(settings) = gateway.options.create.clone() else {
+        return message_page(StatusCode::NOT_FOUND, "creation is off", "");
+    };
+    let environment = super::routing::host_label(form.environment.trim());
+    let reference = super::routing::host_label(form.reference.trim());
+    if reference.len() < super::create::MIN_REF {
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            "too short a changeset",
+            "A changeset needs 7 characters at least.",
+        );
+    }
+    let ttl = match form.ttl.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => settings.ttl,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(ttl) => ttl,
+            Err(error) => {
+                return message_page(
+                    StatusCode::BAD_REQUEST,
+                    "not a TTL",
+                    &format!("`{}`: {}", escape(text), escape(&error.to_string())),
+                );
+            }
+        },
+    };
+    // Asked for by hand: a failure remembered is tried again.
+    let key = super::create::key(&environment, &reference);
+    gateway.creations.retry(&key);
+    let remote = std::net::SocketAddr::new(client, 0);
+    match super::create::begin(&gateway, &environment, &reference, remote, ttl).await {
+        Ok(()) => {
+            let host = format!("{reference}.{environment}.{}", gateway.options.domain);
+            Redirect::to(&gateway.options.url_at(&host)).into_response()
+        }
+        Err(Some(refused)) => refused,
+        Err(None) => message_page(
+            StatusCode::NOT_FOUND,
+            "no such environment file",
+            &format!(
+                "There is no environment file <b>{}</b> in the gateway's directory.",
+                escape(&environment)
+            ),
+        ),
+    }
+}
+
 async fn not_found() -> Response {
     message_page(
         StatusCode::NOT_FOUND,
@@ -407,7 +498,11 @@ impl View<'_> {
         let _ = write!(
             body,
             "<p class=\"why\">This page reloads every {REFRESH_SECONDS} s. \
-             <a href=\"/metrics\">metrics</a></p>"
+             <a href=\"/metrics\">metrics</a>{}</p>",
+            match self.gateway.options.create {
+                Some(_) => " <a href=\"/create\">create an environment</a>",
+                None => "",
+            }
         );
         document("environments", Some(REFRESH_SECONDS), &body)
     }

@@ -1203,3 +1203,53 @@ fn a_creation_that_fails_shows_its_failure_with_the_last_lines_and_is_remembered
     assert_eq!(again.status, 502);
     assert!(again.body.contains("envctl-retry"), "{}", again.body);
 }
+
+#[test]
+fn the_create_form_creates_an_environment_with_its_ttl_and_leads_to_its_url() {
+    let tagged = Tagged::new("gw-create-form");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let form = gateway.get("localhost", "/create");
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("name=\"reference\""), "{}", form.body);
+    let reference = &tagged.tag[..9];
+    let created = post_form(
+        &gateway,
+        "/create",
+        &format!(
+            "csrf={}&environment={}&reference={reference}&ttl=1h",
+            csrf_of(&gateway),
+            tagged.env.name
+        ),
+        None,
+    );
+    let host = format!("{reference}.{}.localhost", tagged.env.name);
+    assert_eq!(created.status, 303, "{}", created.body);
+    assert_eq!(
+        created.headers["location"],
+        format!("http://{host}:{}/", gateway.port).as_str()
+    );
+    let answer = gateway.get(&host, "/");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    let environments = tagged.environments();
+    assert_eq!(environments.len(), 1, "{environments:?}");
+    let expires = environments[0]["expires_at"].as_str().unwrap_or_default();
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("a TTL");
+    let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(50) && left <= chrono::Duration::hours(1),
+        "the form's 1h, not the default 8h: {left}"
+    );
+    // An unknown changeset through the form: the 404 with the closest tags.
+    let unknown = post_form(
+        &gateway,
+        "/create",
+        &format!(
+            "csrf={}&environment={}&reference=zzzzzzzz",
+            csrf_of(&gateway),
+            tagged.env.name
+        ),
+        None,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(unknown.body.contains(&tagged.tag), "{}", unknown.body);
+}
