@@ -1037,14 +1037,14 @@ fn an_open_websocket_keeps_an_environment_from_reap_idle() {
 
 /// An environment file whose one service `web` runs `REPOSITORY:base` (no such tag), and a
 /// tag of the demo image under that repository, removed when dropped.
-struct Tagged {
-    env: TestEnv,
+pub struct Tagged {
+    pub env: TestEnv,
     repository: String,
-    tag: String,
+    pub tag: String,
 }
 
 impl Tagged {
-    fn new(test: &str) -> Tagged {
+    pub fn new(test: &str) -> Tagged {
         Tagged::running(
             test,
             "[serve, --name, created, --port, \"8080\", --delay, \"1s\"]",
@@ -1084,7 +1084,7 @@ impl Tagged {
     }
 
     /// Every environment of the file, as `ls -o json` shows them.
-    fn environments(&self) -> Vec<serde_json::Value> {
+    pub fn environments(&self) -> Vec<serde_json::Value> {
         let ls = self.env.envctl().args(["ls", "-o", "json"]).run();
         let rows = ls.success().json();
         rows.as_array()
