@@ -253,21 +253,19 @@ pub async fn answer(
         _ => None,
     };
     match result {
-        Some(Ok(())) => {
-            match routing::resolve(host, &gateway.options.domain, &gateway.snapshot()) {
-                routing::Target::Environment(id) => {
-                    super::server::to_environment(
-                        gateway.clone(),
-                        id,
-                        host.to_string(),
-                        remote,
-                        request,
-                    )
-                    .await
-                }
-                _ => unknown(),
+        Some(Ok(())) => match created(gateway, host, limit).await {
+            Some(id) => {
+                super::server::to_environment(
+                    gateway.clone(),
+                    id,
+                    host.to_string(),
+                    remote,
+                    request,
+                )
+                .await
             }
-        }
+            None => unknown(),
+        },
         Some(Err(why)) => page::creation_failed(&environment, &reference, &why),
         None => {
             let mut response = page::problem(
@@ -355,6 +353,25 @@ pub async fn begin(
         &settings,
     );
     Ok(())
+}
+
+/// The environment `host` names once a creation ended: another gateway's creation (which
+/// this one's gave way to) may take a moment to be listed.
+async fn created(gateway: &Arc<Gateway>, host: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let listed = gateway.snapshot();
+        if let routing::Target::Environment(id) =
+            routing::resolve(host, &gateway.options.domain, &listed)
+        {
+            return Some(id);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        gateway.refresh().await;
+    }
 }
 
 /// The creation under way for `key` (one that just ended too).

@@ -489,6 +489,12 @@ mod tests {
         let mut starting = stopped("x");
         starting.state = State::Starting;
         assert_eq!(next(&starting), Next::Wait);
+        starting.entry = Err("no published port with an HTTP probe".into());
+        assert_eq!(
+            next(&starting),
+            Next::Wait,
+            "a start that has not created its entry service yet"
+        );
         let mut no_entry = ready.clone();
         no_entry.entry = Err("no published port with an HTTP probe".into());
         assert!(matches!(

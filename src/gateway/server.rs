@@ -136,6 +136,10 @@ pub enum Next {
 
 /// Decides from the environment's state alone.
 pub fn next(environment: &Environment) -> Next {
+    // A start under way may have created none of its services yet, its entry among them.
+    if matches!(environment.state, State::Starting | State::Updating) {
+        return Next::Wait;
+    }
     let entry = match &environment.entry {
         Ok(entry) => entry,
         Err(why) => {

@@ -1253,3 +1253,27 @@ fn the_create_form_creates_an_environment_with_its_ttl_and_leads_to_its_url() {
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     assert!(unknown.body.contains(&tagged.tag), "{}", unknown.body);
 }
+
+#[test]
+fn two_gateways_asked_at_once_create_one_environment() {
+    let tagged = Tagged::new("gw-create-two");
+    let (one, two) = (
+        Gateway::start(&tagged.env, &["--create"]),
+        Gateway::start(&tagged.env, &["--create"]),
+    );
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let answers = block_on(async {
+        let asking = [one.port, two.port, one.port, two.port]
+            .map(|port| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    }
+    let created = tagged.environments();
+    assert_eq!(
+        created.len(),
+        1,
+        "one creation across gateways: {created:?}"
+    );
+}
