@@ -1277,3 +1277,50 @@ fn two_gateways_asked_at_once_create_one_environment() {
         "one creation across gateways: {created:?}"
     );
 }
+
+#[test]
+fn off_loopback_a_creation_needs_the_token_and_a_client_its_hourly_share() {
+    let tagged = Tagged::new("gw-create-token");
+    // A second changeset, tagged before the gateway caches the repository's tags.
+    let second_tag = format!("ffff{}", &tagged.tag[4..]);
+    let _removed = Untag(format!("{}:{second_tag}", tagged.repository));
+    let tagged_again = Command::new("docker")
+        .args(["tag", IMAGE, &_removed.0])
+        .status()
+        .unwrap();
+    assert!(tagged_again.success());
+    let token_file = tagged.env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::listening(
+        &tagged.env,
+        "0.0.0.0:0",
+        &[
+            "--create",
+            "--max-creates",
+            "1",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let refused = gateway.get(&host, "/");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(tagged.environments().is_empty());
+    let bearer = [("authorization", "Bearer correct-horse-battery")];
+    let answer = request(gateway.port, "GET", &host, "/", &bearer, vec![]);
+    assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    // A second creation by the same client within the hour: refused, nothing created.
+    let other = format!("{}.{}.localhost", &second_tag[..8], tagged.env.name);
+    let second = request(gateway.port, "GET", &other, "/", &bearer, vec![]);
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(tagged.environments().len(), 1);
+}
+
+/// Removes an image tag when dropped.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.0]).output();
+    }
+}
