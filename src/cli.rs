@@ -581,6 +581,14 @@ pub struct ReapArgs {
     /// Remove environments that have been stopped for this long
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
     pub remove_after: Duration,
+    /// Pause environments without activity for this long, before `--idle` stops them
+    ///
+    /// A paused environment (`docker pause`) uses no CPU, keeps its memory and ports, and is
+    /// resumed in milliseconds by a request through `envctl gateway`, `envctl start` or
+    /// `envctl touch`; it still counts as idle, so `--idle` stops it later. Docker only: on a
+    /// swarm it warns and does nothing. Off by default.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub pause_after: Option<Duration>,
     /// Stop environments older than this whatever their activity (pins still exempt)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub max_age: Option<Duration>,
@@ -636,6 +644,25 @@ pub struct GatewayArgs {
     /// How long a start (a wake, or the page's start) may take
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub start_timeout: Duration,
+    /// Create an environment on its first request: REF.ENV.DOMAIN with no environment there
+    /// creates one of ENV (a file of `--envdir`) at REF, as `envctl up` would
+    ///
+    /// REF (7 characters at least) applies to every service of ENV with an image tagged with
+    /// a tag starting with it, locally or in the registry its image names; none answers 404
+    /// with the closest tags. Browsers watch a progress page; other clients wait up to
+    /// `--wake-timeout`. Off by default.
+    #[arg(long)]
+    pub create: bool,
+    /// The directory of environment files `--create` creates from [default: as `envctl up`
+    /// finds it]
+    #[arg(long, value_name = "DIR", env = "ENVCTL_ENVDIR")]
+    pub envdir: Option<PathBuf>,
+    /// The `--ttl` of environments created on request
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = duration)]
+    pub create_ttl: Duration,
+    /// How many environments one client may have created in an hour
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_creates: usize,
 }
 
 /// `50%`, or `50`: a share between 0 and 100 percent.

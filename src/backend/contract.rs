@@ -714,6 +714,12 @@ impl Backend for Recording<'_> {
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.inner.traffic(service).await
     }
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        self.inner.pause_service(service).await
+    }
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        self.inner.resume_service(service).await
+    }
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         self.inner.stop_service(service, grace).await
     }

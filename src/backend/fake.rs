@@ -62,6 +62,8 @@ struct FakeService {
     started: Option<(Instant, DateTime<Utc>)>,
     /// Set by `stop`: the exit code and when.
     stopped: Option<(i64, DateTime<Utc>)>,
+    /// Set by `pause_service`, cleared by `resume_service` and `stop_service`.
+    paused: bool,
     /// The `up` or `update` run that created it.
     run: Option<String>,
 }
@@ -177,6 +179,7 @@ impl Fake {
             build: true,
             local_images: true,
             replace_in_place: true,
+            pause: true,
         })
     }
 
@@ -394,6 +397,9 @@ impl Fake {
                 bound: "0.0.0.0".into(),
             })
             .collect();
+        if service.paused {
+            status.state = ServiceState::Paused;
+        }
         status
     }
 
@@ -452,6 +458,29 @@ impl Fake {
             && record.isolation.is_empty()
             && record.volumes.is_empty();
         (!empty || !matches!(selector, Selector::Run(_))).then_some(record)
+    }
+
+    /// Pauses or resumes a service that runs (or is paused), as `docker pause` does.
+    async fn set_paused(&self, service: &ServiceRef, paused: bool) -> Result<()> {
+        if !self.info.capabilities.pause {
+            return Err(unsupported_pause(self.info.kind));
+        }
+        let status = self.status(service).await?;
+        if !matches!(status.state, ServiceState::Running | ServiceState::Paused) {
+            return Err(BackendError::operation(
+                format!("pause `{}`", service.name),
+                "it is not running",
+            ));
+        }
+        let mut world = self.world();
+        if let Some(state) = world
+            .envs
+            .get_mut(&service.id)
+            .and_then(|env| Fake::service_of_mut(env, service))
+        {
+            state.paused = paused;
+        }
+        Ok(())
     }
 
     fn find(&self, service: &ServiceRef) -> Result<()> {
@@ -647,6 +676,7 @@ impl Backend for Fake {
                 created: Utc::now(),
                 started: None,
                 stopped: None,
+                paused: false,
                 run: spec.metadata.run.clone(),
             },
         );
@@ -752,6 +782,16 @@ impl Backend for Fake {
         }
     }
 
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        self.enter("pause_service", &Fake::target(service)).await?;
+        self.set_paused(service, true).await
+    }
+
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        self.enter("resume_service", &Fake::target(service)).await?;
+        self.set_paused(service, false).await
+    }
+
     async fn stop_service(&self, service: &ServiceRef, _grace: Duration) -> Result<()> {
         self.enter("stop_service", &Fake::target(service)).await?;
         let status = self.status(service).await?;
@@ -760,9 +800,10 @@ impl Backend for Fake {
             .envs
             .get_mut(&service.id)
             .and_then(|env| Fake::service_of_mut(env, service))
-            && status.state == ServiceState::Running
+            && matches!(status.state, ServiceState::Running | ServiceState::Paused)
         {
             state.stopped = Some((137, Utc::now()));
+            state.paused = false;
         }
         Ok(())
     }

@@ -544,6 +544,9 @@ pub struct Capabilities {
     pub local_images: bool,
     /// A service can be put aside and restored (`envctl update`).
     pub replace_in_place: bool,
+    /// A running service can be paused (no CPU, memory and ports kept) and resumed in
+    /// milliseconds (`reap --pause-after`).
+    pub pause: bool,
 }
 
 /// A backend, once connected.
@@ -664,6 +667,15 @@ pub(crate) fn rounded(duration: Duration) -> Duration {
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
+/// What a backend without `capabilities.pause` answers to a pause or resume.
+pub fn unsupported_pause(backend: Kind) -> BackendError {
+    BackendError::Unsupported {
+        backend,
+        operation: "pause services",
+        hint: "`envctl stop` stops the environment instead".into(),
+    }
+}
+
 /// What envctl needs from whatever runs its environments. Implementations are cheap to share.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -766,6 +778,11 @@ pub trait Backend: Send + Sync {
         let _ = service;
         Ok(None)
     }
+    /// Pauses a running service: it keeps its memory and ports and gets no CPU until
+    /// [`Backend::resume_service`]. `Unsupported` unless `capabilities.pause`.
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()>;
+    /// Resumes a paused service where it was. `Unsupported` unless `capabilities.pause`.
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()>;
     /// Stops within `grace`, then kills. Idempotent.
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()>;
     /// Removes, stopping within `grace` first or killing at once. Idempotent.

@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 use crate::cli::GatewayArgs;
 use crate::gateway::activity::Guard;
 use crate::gateway::lifecycle::Lifecycle;
-use crate::gateway::{Gateway, Options, server};
+use crate::gateway::{Gateway, Options, create, server};
 use crate::signals::Signals;
 use crate::spec::MAX_FILE_BYTES;
 use crate::state::Store;
@@ -52,6 +52,10 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         token,
         max_body: args.max_body,
         request_timeout: args.request_timeout,
+        create: args.create.then_some(create::Settings {
+            ttl: args.create_ttl,
+            per_client_hour: args.max_creates,
+        }),
     };
     let store = Store::from_env();
     output::message(&format!(
@@ -62,7 +66,14 @@ pub async fn exec(args: GatewayArgs) -> Result<ExitStatus, Error> {
         options.url_at(&format!("ID.{}", options.domain)),
         store.dir().display()
     ));
-    let environments = Arc::new(Lifecycle::new(backend, store, args.start_timeout));
+    let mut lifecycle = Lifecycle::new(backend, store, args.start_timeout);
+    if args.create {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+        let envdir = crate::spec::catalog::find_envdir(args.envdir.as_deref(), &cwd)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        lifecycle = lifecycle.with_envdir(envdir);
+    }
+    let environments = Arc::new(lifecycle);
     let gateway = Gateway::new(options, environments);
     server::serve(listener, gateway, signals.received(1)).await;
     output::message("gateway: stopped");

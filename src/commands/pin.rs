@@ -9,6 +9,11 @@ pub async fn touch(args: TouchArgs) -> Result<ExitStatus, Error> {
     {
         output::warning(&warning);
     }
+    // A paused environment is in use again: it resumes.
+    if lifecycle::pause::any_paused(&instance) {
+        lifecycle::resume(backend.as_ref(), &instance).await?;
+        output::message(&format!("resumed {}", instance.id));
+    }
     output::message(&format!(
         "touched {}: its idle clock restarts now",
         instance.id

@@ -15,6 +15,7 @@ fn options(args: &ReapArgs) -> Options {
         dry_run: args.dry_run,
         environment: args.environment.clone(),
         stop_erroring: args.stop_erroring,
+        pause_after: args.pause_after,
     }
 }
 
@@ -83,6 +84,9 @@ fn print(report: &Report, format: Format, timestamped: bool) -> ExitStatus {
             };
             for action in &report.actions {
                 let verb = match (action.action, report.dry_run, &action.error) {
+                    (Kind::Pause, _, Some(_)) => "failed to pause",
+                    (Kind::Pause, false, None) => "paused",
+                    (Kind::Pause, true, None) => "would pause",
                     (Kind::Stop, _, Some(_)) => "failed to stop",
                     (Kind::Remove, _, Some(_)) => "failed to remove",
                     (Kind::Stop, false, None) => "stopped",
@@ -151,6 +155,7 @@ impl<'a> From<&'a Action> for ActionView<'a> {
     fn from(action: &'a Action) -> Self {
         ActionView {
             action: match action.action {
+                Kind::Pause => "pause",
                 Kind::Stop => "stop",
                 Kind::Remove => "remove",
             },

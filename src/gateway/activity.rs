@@ -3,7 +3,7 @@
 //! [`FLUSH_EVERY`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -49,6 +49,9 @@ struct Window {
 struct Inner {
     /// The latest request per environment not yet flushed.
     pending: BTreeMap<String, DateTime<Utc>>,
+    /// Answers still streaming (a WebSocket, a long download, server-sent events), per
+    /// environment: activity for as long as they are open.
+    open: BTreeMap<String, usize>,
     windows: BTreeMap<String, Window>,
 }
 
@@ -56,14 +59,60 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Activity {
     guard: Option<Guard>,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Opens a [`Stream`] for one environment once its answer exists.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    inner: Arc<Mutex<Inner>>,
+    id: String,
+}
+
+impl Tracker {
+    /// An answer of the environment begins streaming: activity until the returned guard drops.
+    pub fn open(self) -> Stream {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner.open.entry(self.id.clone()).or_default() += 1;
+        drop(inner);
+        Stream(self)
+    }
+}
+
+/// An answer streaming to its client: the environment is active until it drops, which notes
+/// activity at its end.
+#[derive(Debug)]
+pub struct Stream(Tracker);
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let Tracker { inner, id } = &self.0;
+        let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = inner.open.get_mut(id) {
+            *open -= 1;
+            if *open == 0 {
+                inner.open.remove(id);
+            }
+        }
+        let at = Utc::now();
+        let pending = inner.pending.entry(id.clone()).or_insert(at);
+        *pending = (*pending).max(at);
+    }
 }
 
 impl Activity {
     pub fn new(guard: Option<Guard>) -> Activity {
         Activity {
             guard,
-            inner: Mutex::default(),
+            inner: Arc::default(),
+        }
+    }
+
+    /// What counts the open answers of `id` as activity.
+    pub fn tracker(&self, id: &str) -> Tracker {
+        Tracker {
+            inner: self.inner.clone(),
+            id: id.to_string(),
         }
     }
 
@@ -125,6 +174,12 @@ impl Activity {
     /// first, so a flag clears without new requests.
     pub fn take(&self, at: DateTime<Utc>, now: Instant) -> Flush {
         let mut inner = self.lock();
+        // An answer still open is activity now.
+        let open: Vec<String> = inner.open.keys().cloned().collect();
+        for id in open {
+            let pending = inner.pending.entry(id).or_insert(at);
+            *pending = (*pending).max(at);
+        }
         let activity = std::mem::take(&mut inner.pending).into_iter().collect();
         let mut flags = Vec::new();
         if let Some(guard) = self.guard {
@@ -211,6 +266,34 @@ mod tests {
             max_rate: 0.5,
             window: Duration::from_secs(300),
         }
+    }
+
+    #[test]
+    fn an_open_answer_is_activity_at_every_flush_until_it_closes() {
+        let activity = Activity::new(None);
+        // Flushes later than the wall clock at which a stream closes.
+        let base = Utc::now() + chrono::Duration::hours(1);
+        let at = |minute| base + chrono::Duration::minutes(minute);
+        let open = activity.tracker("x").open();
+        let second = activity.tracker("x").open();
+        for minute in [1, 2] {
+            let flush = activity.take(at(minute), Instant::now());
+            assert_eq!(flush.activity, vec![("x".to_string(), at(minute))]);
+        }
+        drop(open);
+        let flush = activity.take(at(3), Instant::now());
+        assert_eq!(
+            flush.activity,
+            vec![("x".to_string(), at(3))],
+            "one still open"
+        );
+        drop(second);
+        let closed = activity.take(at(4), Instant::now());
+        assert_eq!(closed.activity.len(), 1, "its end is activity: {closed:?}");
+        assert!(
+            activity.take(at(5), Instant::now()).is_empty(),
+            "then no more"
+        );
     }
 
     fn answer(activity: &Activity, id: &str, status: u16, times: usize) {

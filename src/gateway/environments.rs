@@ -73,6 +73,20 @@ impl Flush {
     }
 }
 
+/// An environment to create on request (`envctl gateway --create`).
+#[derive(Clone)]
+pub struct Create {
+    /// The environment file's name, in the gateway's environment directory.
+    pub environment: String,
+    /// The full tag of each service REF applies to.
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub id: String,
+    /// `gateway:<client address>`.
+    pub owner: String,
+    pub ttl: std::time::Duration,
+    pub progress: crate::lifecycle::Progress,
+}
+
 /// The lifecycle operations the gateway uses; errors are messages for the page.
 #[async_trait]
 pub trait Environments: Send + Sync + 'static {
@@ -89,4 +103,14 @@ pub trait Environments: Send + Sync + 'static {
     fn changes(&self) -> BoxStream<'static, ()>;
     /// Writes activity and flags to the reaper's state.
     async fn flush(&self, flush: Flush) -> Result<(), String>;
+    /// What `reference` means for environment file `environment` of the gateway's directory;
+    /// `None` when there is no such file (or no directory).
+    async fn resolve(
+        &self,
+        environment: &str,
+        reference: &str,
+    ) -> Result<Option<super::create::Resolution>, String>;
+    /// Creates and starts an environment as `envctl up` does, waiting for readiness; `Ok`
+    /// too when another gateway's creation holds the id (the caller waits for it).
+    async fn create(&self, create: Create) -> Result<(), String>;
 }

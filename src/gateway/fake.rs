@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::environments::{Environment, Environments, Flush};
+use super::create::Resolution;
+use super::environments::{Create, Environment, Environments, Flush};
 use crate::lifecycle::State;
 
 #[derive(Default)]
@@ -19,6 +20,8 @@ pub struct Fake {
     pub flushes: Mutex<Vec<Flush>>,
     /// How long the next listings take, one entry a listing (none: at once).
     pub list_takes: Mutex<std::collections::VecDeque<Duration>>,
+    /// What refs mean, by environment file (none: no such file).
+    pub files: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
 }
 
 impl Fake {
@@ -99,6 +102,41 @@ impl Environments for Fake {
 
     async fn flush(&self, flush: Flush) -> Result<(), String> {
         self.flushes.lock().unwrap().push(flush);
+        Ok(())
+    }
+
+    async fn resolve(
+        &self,
+        environment: &str,
+        reference: &str,
+    ) -> Result<Option<Resolution>, String> {
+        let files = self.files.lock().unwrap();
+        let Some(services) = files.get(environment) else {
+            return Ok(None);
+        };
+        let tags = services
+            .iter()
+            .map(|(service, tag)| (service.clone(), vec![tag.clone()]))
+            .collect();
+        Ok(Some(super::create::resolve(&tags, reference)))
+    }
+
+    async fn create(&self, create: Create) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("create {}", create.id));
+        let takes = *self.start_takes.lock().unwrap();
+        tokio::time::sleep(takes).await;
+        let mut environment =
+            super::routing::tests::environment(&create.id, &create.environment, &[], 1);
+        environment.refs = create
+            .tags
+            .iter()
+            .map(|(s, t)| format!("{s}@{t}"))
+            .collect();
+        environment.owner = create.owner;
+        self.environments.lock().unwrap().push(environment);
         Ok(())
     }
 }

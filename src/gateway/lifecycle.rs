@@ -21,6 +21,9 @@ pub struct Lifecycle {
     store: Store,
     /// Bounds a start, as `envctl start --timeout` does.
     start_timeout: Duration,
+    /// Where `--create` finds environment files.
+    envdir: Option<std::path::PathBuf>,
+    tags: super::create::TagCache,
 }
 
 impl Lifecycle {
@@ -29,7 +32,52 @@ impl Lifecycle {
             backend,
             store,
             start_timeout,
+            envdir: None,
+            tags: super::create::TagCache::default(),
         }
+    }
+
+    /// Creates environments on request from the files of `envdir`.
+    pub fn with_envdir(mut self, envdir: std::path::PathBuf) -> Lifecycle {
+        self.envdir = Some(envdir);
+        self
+    }
+
+    /// Environment file `name` of the directory, if there is one.
+    fn file(&self, name: &str) -> Option<crate::spec::Environment> {
+        use crate::spec::catalog::{Catalog, Target};
+        let dir = self.envdir.clone()?;
+        let target = Target {
+            environment: Some(name.to_string()),
+            overrides: Vec::new(),
+        };
+        Catalog::Dir(dir).select(&target).ok()
+    }
+
+    /// The local tags of `image`'s repository, and its registry's when the repository names
+    /// one (never a public registry's whole list).
+    async fn tags_of(&self, image: &crate::spec::ImageRef) -> Vec<String> {
+        let backend = self.backend.clone();
+        let owned = image.clone();
+        let fetch = async move {
+            let mut tags = backend
+                .image_tags(&owned.repository)
+                .await
+                .map_err(|e| e.to_string())?;
+            let host = owned.repository.split('/').next().unwrap_or_default();
+            let private = owned.repository.contains('/')
+                && (host.contains(['.', ':']) || host == "localhost");
+            if private {
+                let insecure = backend.insecure_registries().await.unwrap_or_default();
+                if let Ok(listed) = lifecycle::refs::registry_tags(&owned, &insecure).await {
+                    tags.extend(listed);
+                }
+            }
+            tags.sort();
+            tags.dedup();
+            Ok(tags)
+        };
+        self.tags.get(&image.repository, fetch).await
     }
 
     async fn instance(&self, id: &str) -> Result<Instance, String> {
@@ -134,6 +182,80 @@ impl Environments for Lifecycle {
     async fn touch(&self, id: &str) -> Result<(), String> {
         self.note(id, "envctl touch on the `envctl gateway` page".into())
             .await
+    }
+
+    async fn resolve(
+        &self,
+        environment: &str,
+        reference: &str,
+    ) -> Result<Option<super::create::Resolution>, String> {
+        let Some(file) = self.file(environment) else {
+            return Ok(None);
+        };
+        let mut tags = std::collections::BTreeMap::new();
+        for (name, service) in &file.services {
+            tags.insert(name.clone(), self.tags_of(&service.image).await);
+        }
+        Ok(Some(super::create::resolve(&tags, reference)))
+    }
+
+    async fn create(&self, create: super::environments::Create) -> Result<(), String> {
+        let Some(mut environment) = self.file(&create.environment) else {
+            return Err(format!("no environment file `{}`", create.environment));
+        };
+        let overrides: Vec<crate::spec::Override> = create
+            .tags
+            .iter()
+            .map(|(service, tag)| crate::spec::Override {
+                service: service.clone(),
+                reference: tag.clone(),
+            })
+            .collect();
+        environment.apply(&overrides)?;
+        let options = lifecycle::UpOptions {
+            name: Some(create.id.clone()),
+            timeout: self.start_timeout,
+            keep_on_failure: false,
+            owner: create.owner,
+            // Recorded as `SERVICE@TAG`, as `up SERVICE@REF` records them: routing finds it so.
+            prefix_tags: create.tags.keys().cloned().collect(),
+            ttl: Some(create.ttl),
+            build: crate::provenance::build_labels(),
+            lease: false,
+            pull: None,
+            files: Some(vec![environment.path.clone()]),
+            // A named start never adopts a pool member: the id is what makes one creation per
+            // environment and ref across gateways.
+            pool: Default::default(),
+            // A person waits for it, as for a wake.
+            admission: lifecycle::admission::AdmitOptions {
+                priority: crate::backend::Priority::High,
+                ..Default::default()
+            },
+        };
+        // `up` holds what is not `Send` across its awaits: it runs on a thread of its own, on
+        // this runtime.
+        let backend = self.backend.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let (signals, _kept) = crate::signals::Signals::manual();
+            runtime.block_on(lifecycle::up(
+                backend.as_ref(),
+                &environment,
+                &options,
+                &create.progress,
+                &signals,
+                &|_| {},
+            ))
+        })
+        .await
+        .map_err(|e| format!("the creation ended abruptly: {e}"))?;
+        match outcome.result {
+            Ok(_) => Ok(()),
+            // Another gateway's creation claimed it first: the caller waits for that one.
+            Err(lifecycle::StartError::IdTaken(_)) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     async fn down(&self, id: &str) -> Result<(), String> {

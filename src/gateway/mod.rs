@@ -11,6 +11,7 @@
 //!   logic is unit-tested on a fake; [`lifecycle`] implements it on a real engine.
 
 pub mod activity;
+pub mod create;
 pub mod environments;
 #[cfg(test)]
 mod fake;
@@ -60,6 +61,8 @@ pub struct Options {
     pub max_body: u64,
     /// How long an environment may take to begin its answer.
     pub request_timeout: Duration,
+    /// Create on first request (`--create`); `None` when off.
+    pub create: Option<create::Settings>,
 }
 
 impl Options {
@@ -97,6 +100,8 @@ pub struct Gateway {
     pub sessions: Sessions,
     /// Wrong tokens, per client address.
     pub throttle: Throttle,
+    /// Creations on request: their progress, failures and clients.
+    pub creations: create::Creations,
 }
 
 /// How a wake ended for one waiting request.
@@ -122,6 +127,7 @@ impl Gateway {
             csrf: random_hex(16),
             sessions: Sessions::default(),
             throttle: Throttle::default(),
+            creations: create::Creations::default(),
         })
     }
 
@@ -310,6 +316,7 @@ mod tests {
             token: None,
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(60),
+            create: None,
         }
     }
 
@@ -356,6 +363,25 @@ mod tests {
             "answered only once ready"
         );
         assert!(matches!(next(&gateway.find("x").unwrap()), Next::Proxy(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_to_a_paused_environment_resume_it_once_and_are_answered() {
+        let mut paused = environment("x", "demo", &[], 1);
+        paused.state = State::Paused;
+        assert_eq!(next(&paused), Next::Wake);
+        let (gateway, fake) = gateway_with(vec![paused], Duration::from_millis(5)).await;
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { gateway.wake("x", Duration::from_secs(60)).await })
+            })
+            .collect();
+        for waiter in waiting {
+            let awake = waiter.await.unwrap();
+            assert!(matches!(awake, Awake::Ready(_)), "{awake:?}");
+        }
+        assert_eq!(fake.calls(), vec!["start x"], "one resume for all of them");
     }
 
     #[tokio::test(start_paused = true)]
@@ -463,6 +489,12 @@ mod tests {
         let mut starting = stopped("x");
         starting.state = State::Starting;
         assert_eq!(next(&starting), Next::Wait);
+        starting.entry = Err("no published port with an HTTP probe".into());
+        assert_eq!(
+            next(&starting),
+            Next::Wait,
+            "a start that has not created its entry service yet"
+        );
         let mut no_entry = ready.clone();
         no_entry.entry = Err("no published port with an HTTP probe".into());
         assert!(matches!(

@@ -37,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/login", get(login_form).post(login))
         .route("/confirm/down/{id}", get(confirm_down))
         .route("/act/{action}/{id}", post(act))
+        .route("/create", get(create_form).post(create))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(gateway)
@@ -237,6 +238,96 @@ async fn act(
     }
 }
 
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf: String,
+    environment: String,
+    reference: String,
+    ttl: Option<String>,
+}
+
+/// The form that creates an environment at a changeset, as a request for its URL would.
+async fn create_form(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if gateway.options.create.is_none() {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "creation is off",
+            "This gateway creates no environments: <code>envctl gateway --create</code> does.",
+        );
+    }
+    if !authorized(&gateway, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let body = format!(
+        "<h1>Create an environment</h1><form method=\"post\" action=\"/create\">{}\
+         <label>environment <input name=\"environment\" required></label> \
+         <label>changeset <input name=\"reference\" required minlength=\"7\"></label> \
+         <label>TTL <input name=\"ttl\" placeholder=\"8h\"></label> \
+         <button name=\"do\" value=\"create\">create</button></form>\
+         <p><a href=\"/\">the list of environments</a></p>",
+        csrf_field(&gateway)
+    );
+    html(StatusCode::OK, document("create", None, &body))
+}
+
+async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(Client(client)): Extension<Client>,
+    headers: HeaderMap,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    if let Some(refused) = refuse_forgery(&gateway, &headers, &form.csrf) {
+        return refused;
+    }
+    if !authorized(&gateway, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let Some(settings) = gateway.options.create.clone() else {
+        return message_page(StatusCode::NOT_FOUND, "creation is off", "");
+    };
+    let environment = super::routing::host_label(form.environment.trim());
+    let reference = super::routing::host_label(form.reference.trim());
+    if reference.len() < super::create::MIN_REF {
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            "too short a changeset",
+            "A changeset needs 7 characters at least.",
+        );
+    }
+    let ttl = match form.ttl.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => settings.ttl,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(ttl) => ttl,
+            Err(error) => {
+                return message_page(
+                    StatusCode::BAD_REQUEST,
+                    "not a TTL",
+                    &format!("`{}`: {}", escape(text), escape(&error.to_string())),
+                );
+            }
+        },
+    };
+    // Asked for by hand: a failure remembered is tried again.
+    let key = super::create::key(&environment, &reference);
+    gateway.creations.retry(&key);
+    let remote = std::net::SocketAddr::new(client, 0);
+    match super::create::begin(&gateway, &environment, &reference, remote, ttl).await {
+        Ok(()) => {
+            let host = format!("{reference}.{environment}.{}", gateway.options.domain);
+            Redirect::to(&gateway.options.url_at(&host)).into_response()
+        }
+        Err(Some(refused)) => refused,
+        Err(None) => message_page(
+            StatusCode::NOT_FOUND,
+            "no such environment file",
+            &format!(
+                "There is no environment file <b>{}</b> in the gateway's directory.",
+                escape(&environment)
+            ),
+        ),
+    }
+}
+
 async fn not_found() -> Response {
     message_page(
         StatusCode::NOT_FOUND,
@@ -285,7 +376,7 @@ fn refuse_forgery(gateway: &Gateway, headers: &HeaderMap, csrf: &str) -> Option<
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -407,7 +498,11 @@ impl View<'_> {
         let _ = write!(
             body,
             "<p class=\"why\">This page reloads every {REFRESH_SECONDS} s. \
-             <a href=\"/metrics\">metrics</a></p>"
+             <a href=\"/metrics\">metrics</a>{}</p>",
+            match self.gateway.options.create {
+                Some(_) => " <a href=\"/create\">create an environment</a>",
+                None => "",
+            }
         );
         document("environments", Some(REFRESH_SECONDS), &body)
     }
@@ -554,6 +649,101 @@ pub fn waiting(id: &str) -> Response {
     response
 }
 
+/// The progress page of a creation on request: each service's phase and for how long, reloaded
+/// until the environment answers in its place.
+pub fn creating(
+    environment: &str,
+    reference: &str,
+    progress: &super::create::Progress,
+) -> Response {
+    let mut body = format!(
+        "<h1>Creating {} at {}</h1><p>No environment answered here, so envctl is creating one. \
+         This page reloads until it is ready, then shows the application.</p><table><thead><tr>\
+         <th>service</th><th>state</th><th>for</th></tr></thead><tbody>",
+        escape(environment),
+        escape(reference)
+    );
+    for (service, (phase, since)) in progress.services.iter().filter(|(s, _)| !s.is_empty()) {
+        let _ = write!(
+            body,
+            "<tr class=\"service\"><td>{}</td><td class=\"state\">{}</td><td>{}</td></tr>",
+            escape(service),
+            phase.as_str(),
+            short_duration(since.elapsed())
+        );
+    }
+    body.push_str("</tbody></table>");
+    if let Some(began) = progress.began {
+        let _ = write!(
+            body,
+            "<p class=\"why\">started {} ago</p>",
+            short_duration(began.elapsed())
+        );
+    }
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        document("creating", Some(2), &body),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// A REF that names no tag of the environment's services, or several.
+pub fn no_such_ref(
+    environment: &str,
+    reference: &str,
+    closest: &[String],
+    candidates: &[String],
+) -> Response {
+    let list = |tags: &[String]| {
+        tags.iter()
+            .map(|t| format!("<li><code>{}</code></li>", escape(t)))
+            .collect::<String>()
+    };
+    let mut body = match candidates.is_empty() {
+        true => format!(
+            "<h1>No {} at {}</h1><p>No service of <code>{}</code> has an image tagged \
+             <code>{}</code>…, locally or in its registry.</p>",
+            escape(environment),
+            escape(reference),
+            escape(environment),
+            escape(reference)
+        ),
+        false => format!(
+            "<h1>{} names several changesets</h1><p><code>{}</code> has several tags \
+             starting with <code>{}</code>; give more of it:</p><ul>{}</ul>",
+            escape(reference),
+            escape(environment),
+            escape(reference),
+            list(candidates)
+        ),
+    };
+    if !closest.is_empty() {
+        let _ = write!(body, "<p>The closest tags:</p><ul>{}</ul>", list(closest));
+    }
+    html(
+        StatusCode::NOT_FOUND,
+        document("no such changeset", None, &body),
+    )
+}
+
+/// A creation that failed: why, with the service's last lines, and how to try again.
+pub fn creation_failed(environment: &str, reference: &str, why: &str) -> Response {
+    let body = format!(
+        "<h1>Creating {} at {} failed</h1><pre>{}</pre><p>This failure is remembered for 10 \
+         minutes. <a href=\"?envctl-retry\">Try again now</a></p>",
+        escape(environment),
+        escape(reference),
+        escape(why)
+    );
+    html(
+        StatusCode::BAD_GATEWAY,
+        document("creation failed", None, &body),
+    )
+}
+
 /// An answer of the gateway itself about an environment (not woken, no entry, unreachable).
 pub fn problem(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
@@ -581,6 +771,7 @@ mod tests {
             token: token.map(str::to_string),
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(60),
+            create: None,
         };
         Gateway::new(options, Arc::new(Fake::default()))
     }

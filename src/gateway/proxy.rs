@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use http_body_util::{LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
@@ -178,6 +178,7 @@ pub async fn forward(
     address: SocketAddr,
     forwarded: &Forwarded,
     limits: Limits,
+    tracker: super::activity::Tracker,
 ) -> Result<Response<Body>, ProxyError> {
     let declared = request
         .headers()
@@ -239,13 +240,14 @@ pub async fn forward(
                 client
                     .request(Request::from_parts(parts, body))
                     .await
-                    .map(|r| r.map(Body::new))
+                    .map(|r| r.map(|body| tracked(body, tracker.open())))
                     .map_err(|e| unreachable(describe(&e)))
             }
             Some(client_upgrade) => {
                 parts.uri = Uri::try_from(path.as_str())
                     .map_err(|e| ProxyError::BadRequest(format!("`{path}`: {e}")))?;
-                upgrade_through(Request::from_parts(parts, body), address, client_upgrade)
+                let request = Request::from_parts(parts, body);
+                upgrade_through(request, address, client_upgrade, tracker)
                     .await
                     .map_err(unreachable)
             }
@@ -263,12 +265,26 @@ pub async fn forward(
     Ok(response)
 }
 
+/// The environment's answer, counted as activity until its body ends or its client leaves: a
+/// download or server-sent events keep the environment in use while they stream.
+fn tracked<B>(body: B, open: super::activity::Stream) -> Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    Body::new(body.map_frame(move |frame| {
+        let _open = &open;
+        frame
+    }))
+}
+
 /// An upgrade goes over a connection of its own: once switched it is a byte pipe between the
 /// client and the environment, which no pool could reuse.
 async fn upgrade_through(
     request: Request<Body>,
     address: SocketAddr,
     client_upgrade: hyper::upgrade::OnUpgrade,
+    tracker: super::activity::Tracker,
 ) -> Result<Response<Body>, String> {
     let stream = tokio::net::TcpStream::connect(address)
         .await
@@ -290,6 +306,8 @@ async fn upgrade_through(
         let (Ok(client), Ok(server)) = tokio::join!(client_upgrade, server_upgrade) else {
             return;
         };
+        // An open WebSocket is use of the environment, messages or not.
+        let _open = tracker.open();
         let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     });

@@ -48,6 +48,18 @@ fn bare_host(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// `(REF, ENVIRONMENT)` of a `REF.ENVIRONMENT.DOMAIN` host, for a creation on request: both one
+/// DNS label each, so neither can name a path.
+pub fn create_target(host: &str, domain: &str) -> Option<(String, String)> {
+    let host = bare_host(host);
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let prefix = host.strip_suffix(&format!(".{domain}"))?;
+    let (reference, environment) = prefix.split_once('.')?;
+    let label = |s: &str| !s.is_empty() && host_label(s) == s && !s.starts_with('-');
+    (label(reference) && label(environment))
+        .then(|| (reference.to_string(), environment.to_string()))
+}
+
 /// Resolves a `Host` header against the known environments.
 pub fn resolve(host: &str, domain: &str, environments: &[Environment]) -> Target {
     let host = bare_host(host);
@@ -101,6 +113,28 @@ pub(crate) mod tests {
             last_activity: None,
             stopped_for_errors: false,
         }
+    }
+
+    #[test]
+    fn a_creation_is_only_for_two_labels_under_the_domain() {
+        let target = |host| create_target(host, "envs.example.com");
+        assert_eq!(
+            target("ea6757a.accounting.envs.example.com:8000"),
+            Some(("ea6757a".into(), "accounting".into()))
+        );
+        assert_eq!(
+            target("ea6757a.accounting.example.org"),
+            None,
+            "outside the domain"
+        );
+        assert_eq!(
+            target("a.b.accounting.envs.example.com"),
+            None,
+            "one label each"
+        );
+        assert_eq!(target("accounting.envs.example.com"), None);
+        assert_eq!(target("ea6757a.-x.envs.example.com"), None);
+        assert_eq!(target("ea6757a.a%2f..envs.example.com"), None, "no path");
     }
 
     fn known() -> Vec<Environment> {

@@ -106,7 +106,7 @@ pub async fn handle(
                 Err(never) => match never {},
             }
         }
-        Target::Unknown => page::unknown_host(&gateway, &host),
+        Target::Unknown => super::create::answer(&gateway, &host, remote, request).await,
         Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }
 }
@@ -136,6 +136,10 @@ pub enum Next {
 
 /// Decides from the environment's state alone.
 pub fn next(environment: &Environment) -> Next {
+    // A start under way may have created none of its services yet, its entry among them.
+    if matches!(environment.state, State::Starting | State::Updating) {
+        return Next::Wait;
+    }
     let entry = match &environment.entry {
         Ok(entry) => entry,
         Err(why) => {
@@ -147,6 +151,8 @@ pub fn next(environment: &Environment) -> Next {
     };
     match (environment.state, entry.address) {
         (State::Ready | State::Degraded, Some(address)) => Next::Proxy(address),
+        // Paused for idleness: resumed in milliseconds, through the same single start.
+        (State::Paused, _) => Next::Wake,
         (State::Stopped | State::Degraded, _) if environment.stopped_for_errors => Next::Refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -200,7 +206,7 @@ fn retry_later(mut response: Response<Body>, seconds: &'static str) -> Response<
     response
 }
 
-async fn to_environment(
+pub(super) async fn to_environment(
     gateway: Arc<Gateway>,
     id: String,
     host: String,
@@ -212,7 +218,9 @@ async fn to_environment(
     };
     let mut plan = next(&environment);
     if matches!(plan, Next::Wake | Next::Wait) {
-        if accepts_html(&request) {
+        // A paused environment answers sooner than a waiting page would load.
+        let resuming = environment.state == State::Paused;
+        if accepts_html(&request) && !resuming {
             if plan == Next::Wake {
                 gateway.start_once(&id, "a request through `envctl gateway`");
             }
@@ -286,6 +294,7 @@ async fn to_environment(
         address,
         &forwarded,
         limits,
+        gateway.activity.tracker(&id),
     )
     .await;
     let outcome = match &result {

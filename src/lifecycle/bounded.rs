@@ -271,6 +271,18 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        let operation = || format!("pause `{}`", service.name);
+        self.call(operation, NONE, self.backend.pause_service(service))
+            .await
+    }
+
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        let operation = || format!("resume `{}`", service.name);
+        self.call(operation, NONE, self.backend.resume_service(service))
+            .await
+    }
+
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         let operation = || format!("stop `{}`", service.name);
         self.call(operation, grace, self.backend.stop_service(service, grace))

@@ -28,6 +28,10 @@ pub enum State {
     Degraded,
     /// No service runs: `envctl stop`, or the reaper, stopped it.
     Stopped,
+    /// No service runs and some are paused (`reap --pause-after`): idle, holding its memory
+    /// and ports, resumed in milliseconds by a request through `envctl gateway`,
+    /// `envctl start` or `envctl touch`.
+    Paused,
     /// No service is left (removed by hand, or a `down` that could not finish): only envctl's
     /// markers or network remain. The reaper removes them.
     Debris,
@@ -49,6 +53,7 @@ impl State {
             State::Ready => "ready",
             State::Degraded => "degraded",
             State::Stopped => "stopped",
+            State::Paused => "paused",
             State::Debris => "debris",
             State::Updating => "updating",
             State::UpdateUnfinished => "update-unfinished",
@@ -222,8 +227,13 @@ impl EnvironmentRecord {
         let unhealthy = services
             .iter()
             .any(|s| s.status.health == Health::Unhealthy);
+        let paused = services
+            .iter()
+            .any(|s| s.status.state == ServiceState::Paused);
         // Services a stale update left aside are stopped services too.
-        if running == 0 && !(services.is_empty() && self.aside.is_empty()) {
+        if running == 0 && paused {
+            State::Paused
+        } else if running == 0 && !(services.is_empty() && self.aside.is_empty()) {
             State::Stopped
         } else if running < services.len() || unhealthy || !self.missing_services().is_empty() {
             State::Degraded

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod lease;
 #[cfg(test)]
 mod on_fake;
+pub mod pause;
 mod pin;
 pub mod pool;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use futures_util::StreamExt;
 pub use bounded::{AFTER_INTERRUPT, Bounded};
 pub use build::{BuildError, build_environment};
 pub use inventory::{Instance, State};
+pub use pause::{pause, resume};
 pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;

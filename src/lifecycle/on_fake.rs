@@ -774,6 +774,7 @@ mod reaper_pass {
             dry_run: false,
             environment: None,
             stop_erroring: false,
+            pause_after: None,
         }
     }
 
@@ -1153,6 +1154,126 @@ mod reaper_pass {
         let record = state.record(&endpoint, "shop-1").unwrap();
         assert_eq!(record.stopped_for_errors, Some(now));
         assert!(record.error_flag.is_some(), "the gateway's to clear");
+    }
+
+    /// `--pause-after 30m --idle 1h`.
+    fn pausing() -> Options {
+        Options {
+            pause_after: Some(Duration::from_secs(1800)),
+            ..reap_options()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_environment_is_paused_then_stopped_and_keeps_its_ports_while_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let quiet = seen + chrono::Duration::minutes(20);
+        let report = reaper::pass(&fake, &store, &pausing(), quiet)
+            .await
+            .unwrap();
+        assert!(
+            report.actions.is_empty(),
+            "not idle for 30m yet: {report:?}"
+        );
+        let idle = seen + chrono::Duration::minutes(40);
+        let report = reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
+        let actions: Vec<_> = report.actions.iter().map(|a| a.action).collect();
+        assert_eq!(actions, [reaper::Kind::Pause], "{report:?}");
+        assert_eq!(report.actions[0].reason.cause(), reaper::Cause::Idle);
+        assert_eq!(fake.calls_of("pause_service"), ["shop-1/app", "shop-1/db"]);
+        let paused = require(&fake, "shop-1").await.unwrap();
+        assert_eq!(paused.state(Utc::now()), State::Paused);
+        assert!(
+            paused
+                .services
+                .iter()
+                .all(|s| !s.status.endpoints.is_empty() || s.metadata.ports.is_empty()),
+            "a paused service keeps its ports"
+        );
+        // Paused, it counts as idle: `--idle` stops it as it would a running one.
+        let later = seen + chrono::Duration::minutes(50);
+        let report = reaper::pass(&fake, &store, &pausing(), later)
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        let idle_for_an_hour = seen + chrono::Duration::minutes(61);
+        let report = reaper::pass(&fake, &store, &pausing(), idle_for_an_hour)
+            .await
+            .unwrap();
+        let actions: Vec<_> = report.actions.iter().map(|a| a.action).collect();
+        assert_eq!(actions, [reaper::Kind::Stop], "{report:?}");
+        let stopped = require(&fake, "shop-1").await.unwrap();
+        assert_eq!(stopped.state(Utc::now()), State::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pinned_and_leased_environments_are_never_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let instance = require(&fake, "shop-1").await.unwrap();
+        crate::lifecycle::pin(&fake, &instance).await.unwrap();
+        let idle = seen + chrono::Duration::minutes(40);
+        let report = reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
+        assert!(report.actions.is_empty(), "pinned: {report:?}");
+        crate::lifecycle::unpin(&fake, &instance).await.unwrap();
+        let until = idle + chrono::Duration::hours(1);
+        fake.set_marker(&instance.metadata, crate::backend::Marker::Lease(until))
+            .await
+            .unwrap();
+        let report = reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
+        assert!(report.actions.is_empty(), "leased: {report:?}");
+        assert!(fake.calls_of("pause_service").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_resumes_a_paused_environment_without_starting_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let idle = seen + chrono::Duration::minutes(40);
+        reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
+        let paused = require(&fake, "shop-1").await.unwrap();
+        let starts_before = fake.calls_of("start_service").len();
+        crate::lifecycle::start(
+            &fake,
+            &paused,
+            &quiet(),
+            Duration::from_secs(60),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(fake.calls_of("resume_service"), ["shop-1/app", "shop-1/db"]);
+        assert_eq!(fake.calls_of("start_service").len(), starts_before);
+        let back = require(&fake, "shop-1").await.unwrap();
+        assert_eq!(back.state(Utc::now()), State::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_after_on_a_backend_that_cannot_pause_warns_and_pauses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = Fake::with_capabilities(crate::backend::Capabilities {
+            pause: false,
+            ..fake().info().capabilities
+        });
+        fake.add_image(image("shop/db:1"));
+        fake.add_image(image("shop/app:1"));
+        let seen = seen_environment(&fake, &store).await;
+        let idle = seen + chrono::Duration::minutes(40);
+        let report = reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert!(
+            report.warnings.iter().any(|w| w.contains("--pause-after")),
+            "{report:?}"
+        );
+        assert!(fake.calls_of("pause_service").is_empty());
     }
 }
 

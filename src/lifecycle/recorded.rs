@@ -151,6 +151,12 @@ impl Backend for Recorded<'_> {
     async fn traffic(&self, service: &ServiceRef) -> Result<Traffic> {
         self.backend.traffic(service).await
     }
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        self.backend.pause_service(service).await
+    }
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        self.backend.resume_service(service).await
+    }
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         self.backend.stop_service(service, grace).await
     }

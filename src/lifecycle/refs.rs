@@ -233,7 +233,7 @@ fn ambiguous(service: &Service, source: Source, candidates: Vec<String>) -> RefE
     }
 }
 
-async fn registry_tags(image: &ImageRef, insecure: &Insecure) -> Result<Vec<String>, RefError> {
+pub async fn registry_tags(image: &ImageRef, insecure: &Insecure) -> Result<Vec<String>, RefError> {
     let failed = |error| RefError::Registry {
         repository: image.repository.clone(),
         reference: image.tag.clone(),

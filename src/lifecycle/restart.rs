@@ -28,6 +28,8 @@ pub async fn start(
             service,
         });
     }
+    // A paused environment resumes in milliseconds; its services are ready as they were.
+    let instance = &super::pause::resume(backend, instance).await?;
     // The caller stops a start by dropping it (`commands::start` on an interrupt): there is
     // nothing to undo, so this attempt hears of no signal; a dropped wait's queue entry
     // expires on its own.

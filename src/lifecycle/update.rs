@@ -76,7 +76,7 @@ pub enum UpdateError {
          hint: {}",
         state.as_str(),
         match state {
-            State::Stopped => format!("`envctl start {id}` first"),
+            State::Stopped | State::Paused => format!("`envctl start {id}` first"),
             State::UpdateUnfinished => format!("`envctl start {id}` restores what it left"),
             _ => format!("`envctl ls` shows its state; `envctl down {id}` removes it"),
         }

@@ -33,6 +33,9 @@ use crate::state::StateError;
 pub struct Options {
     /// Stop environments without activity for this long.
     pub idle: Duration,
+    /// Pause environments without activity for this long, before `idle` stops them; `None`
+    /// when off, or when the backend cannot pause.
+    pub pause_after: Option<Duration>,
     /// Remove environments stopped for this long.
     pub remove_after: Duration,
     /// Stop environments older than this, whatever their activity.

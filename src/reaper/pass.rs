@@ -36,6 +36,19 @@ pub async fn pass(
         true => None,
         false => lock_pass(store, &mut report.warnings).await,
     };
+    let without_pause;
+    let mut options = options;
+    if options.pause_after.is_some() && !backend.info().capabilities.pause {
+        report.warnings.push(format!(
+            "the {} backend cannot pause services: --pause-after does nothing there",
+            backend.info().kind
+        ));
+        without_pause = Options {
+            pause_after: None,
+            ..options.clone()
+        };
+        options = &without_pause;
+    }
     if !backend.info().capabilities.traffic {
         report.warnings.push(format!(
             "{} has no traffic counters: idleness is judged from envctl commands, leases and \
@@ -183,6 +196,9 @@ async fn act<'a>(
     let acting = planned
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
+                Kind::Pause => lifecycle::pause(backend, instance)
+                    .await
+                    .map_err(lifecycle::TeardownError::from),
                 Kind::Stop => lifecycle::stop(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),

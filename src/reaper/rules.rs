@@ -20,6 +20,8 @@ pub const NOISE_RATE: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Paused (`--pause-after`): resumed in milliseconds by the next use.
+    Pause,
     Stop,
     Remove,
 }
@@ -212,6 +214,8 @@ pub enum Keep {
     Leased,
     /// Active within `--idle`, and no other rule applies.
     Active,
+    /// Paused, and not yet idle for `--idle`.
+    Paused,
 }
 
 fn judge(
@@ -247,7 +251,7 @@ fn judge(
     // `--ttl` is a hard deadline: it applies to a start under way and a leased run too.
     let running = matches!(
         observation.state,
-        State::Starting | State::Updating | State::Ready | State::Degraded
+        State::Starting | State::Updating | State::Ready | State::Degraded | State::Paused
     );
     if running
         && let Some(expires) = observation.expires_at
@@ -309,8 +313,34 @@ fn judge(
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
+            let reason = Reason::Idle {
+                idle,
+                last: last.what,
+                at: last.at,
+            };
+            if idle >= options.idle {
+                return Ok((Kind::Stop, reason));
+            }
+            match options.pause_after {
+                Some(pause_after) if idle >= pause_after => Ok((Kind::Pause, reason)),
+                _ => Err(Keep::Active),
+            }
+        }
+        // Paused for idleness, it still counts as idle: `--idle` stops it as it would a
+        // running one (a paused environment has no traffic of its own to count).
+        State::Paused => {
+            if leased {
+                return Err(Keep::Leased);
+            }
+            if let Some(max_age) = options.max_age
+                && elapsed(created, now) >= max_age
+            {
+                return Ok((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
+            }
+            let last = crate::state::last_activity(Some(record), created);
+            let idle = elapsed(last.at, now);
             if idle < options.idle {
-                return Err(Keep::Active);
+                return Err(Keep::Paused);
             }
             let reason = Reason::Idle {
                 idle,
@@ -434,6 +464,7 @@ mod tests {
             dry_run: false,
             environment: None,
             stop_erroring: false,
+            pause_after: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::gateway::{Gateway, free_port, web};
+use crate::gateway::{Gateway, Tagged, free_port, web};
 use crate::harness::{TestEnv, block_on};
 
 /// The port of the chromedriver this test run shares, started once. It ends with the test
@@ -159,5 +159,92 @@ async fn page_checks(browser: &fantoccini::Client, id: &str, port: u16) {
             browser.find(Locator::Css(&unpin)).await.is_ok(),
             "the button turned"
         );
+    }
+}
+
+#[test]
+fn the_create_form_creates_an_environment_the_browser_then_shows() {
+    let tagged = Tagged::new("gw-browser-create");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let webdriver = format!("http://127.0.0.1:{}", driver());
+    let (name, reference, port) = (
+        tagged.env.name.clone(),
+        tagged.tag[..9].to_string(),
+        gateway.port,
+    );
+    block_on(async {
+        let options = serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&webdriver)
+            .await
+            .expect("a chromium session");
+        let checked =
+            std::panic::AssertUnwindSafe(create_checks(&browser, &name, &reference, port));
+        let outcome = futures_util::FutureExt::catch_unwind(checked).await;
+        let _ = browser.close().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    assert_eq!(tagged.environments().len(), 1);
+}
+
+async fn create_checks(browser: &fantoccini::Client, name: &str, reference: &str, port: u16) {
+    browser
+        .goto(&format!("http://localhost:{port}/"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("a[href='/create']"))
+        .await
+        .expect("a link to the form")
+        .click()
+        .await
+        .unwrap();
+    let form = browser
+        .form(Locator::Css("form[action='/create']"))
+        .await
+        .expect("the form");
+    form.set_by_name("environment", name).await.unwrap();
+    form.set_by_name("reference", reference).await.unwrap();
+    form.set_by_name("ttl", "1h").await.unwrap();
+    browser
+        .find(Locator::Css("button[value='create']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The progress page reloads itself until the application answers in its place.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        let text = browser
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap_or_default();
+        if text.trim() == "created ok" {
+            assert_eq!(
+                url.host_str(),
+                Some(format!("{reference}.{name}.localhost").as_str())
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "still at {url}: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -906,3 +906,421 @@ fn the_first_line_names_the_environments_url_with_its_placeholder_as_it_is() {
         "{first}"
     );
 }
+
+#[test]
+fn reap_pause_after_pauses_an_idle_environment_and_a_request_resumes_it() {
+    let env = TestEnv::new("gw-pause", &web("paused", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{id}.localhost");
+    gateway.until_routed(&host);
+    // The start's network chatter dies down (as `settle` in reaper.rs): no event tells when.
+    std::thread::sleep(Duration::from_secs(4));
+    env.reap(&["--idle", "1h"]).success();
+    std::thread::sleep(Duration::from_secs(3));
+    let reap = env.reap(&["--pause-after", "2s", "--idle", "1h"]);
+    reap.success();
+    assert!(
+        reap.stdout()
+            .lines()
+            .any(|l| l.starts_with(&format!("paused {id} "))),
+        "{}",
+        reap.stdout()
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("paused"));
+    let status = env.envctl().args(["status", &id]).run();
+    assert!(
+        status.success().stdout().contains("paused"),
+        "{}",
+        status.stdout()
+    );
+    let docker = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Status}}", &format!("web_{id}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&docker.stdout).trim(), "paused");
+    gateway.until("the gateway sees it paused", |g| {
+        row_of(&g.get("localhost", "/").body, &id).contains(">paused")
+    });
+    // A browser's request too is answered by the environment: a resume takes milliseconds.
+    let answer = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!((answer.status, answer.body.as_str()), (200, "paused ok\n"));
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
+
+#[test]
+fn touch_and_start_resume_a_paused_environment() {
+    let env = TestEnv::new("gw-resume", &web("resumed", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    // A first pass samples the counters (a resumed environment has none yet), the next one
+    // finds it idle for `--pause-after`.
+    let pause = || {
+        env.reap(&["--idle", "1h"]).success();
+        std::thread::sleep(Duration::from_secs(2));
+        let reap = env.reap(&["--pause-after", "1s", "--idle", "1h"]);
+        reap.success();
+        assert_eq!(
+            env.state_of(&id).as_deref(),
+            Some("paused"),
+            "{}",
+            reap.stdout()
+        );
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    pause();
+    let touch = env.envctl().args(["touch", &id]).run();
+    assert!(
+        touch.success().stderr().contains("resumed"),
+        "{}",
+        touch.stderr()
+    );
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+    pause();
+    env.envctl().args(["start", &id]).run().success();
+    assert_eq!(env.state_of(&id).as_deref(), Some("ready"));
+}
+
+#[test]
+fn an_open_websocket_keeps_an_environment_from_reap_idle() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let env = TestEnv::new("gw-open-ws", &web("open", "0"));
+    let (used, unused) = (format!("{}-used", env.name), format!("{}-unused", env.name));
+    up(&env, &[&env.name, "--name", &used]);
+    up(&env, &[&env.name, "--name", &unused]);
+    let gateway = Gateway::start(&env, &[]);
+    let host = format!("{used}.localhost:{}", gateway.port);
+    gateway.until_routed(&host);
+    let port = gateway.port;
+    let socket = block_on(async move {
+        let mut request = format!("ws://127.0.0.1:{port}/ws")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (socket, response) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("the upgrade goes through");
+        assert_eq!(response.status(), 101);
+        socket
+    });
+    // The chatter of the start and the handshake's bytes die down (as `settle` in reaper.rs),
+    // and a first pass samples the counters after them.
+    std::thread::sleep(Duration::from_secs(4));
+    env.reap(&["--idle", "1h"]).success();
+    // Open and silent for longer than the idle threshold: no request, no traffic.
+    std::thread::sleep(Duration::from_secs(9));
+    let reap = env.reap(&["--idle", "6s"]);
+    reap.success();
+    let stopped: Vec<String> = reap
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("stopped"))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect();
+    assert!(stopped.contains(&unused), "{}", reap.stdout());
+    assert!(!stopped.contains(&used), "{}", reap.stdout());
+    assert_eq!(env.state_of(&used).as_deref(), Some("ready"));
+    drop(socket);
+}
+
+/// An environment file whose one service `web` runs `REPOSITORY:base` (no such tag), and a
+/// tag of the demo image under that repository, removed when dropped.
+pub struct Tagged {
+    pub env: TestEnv,
+    repository: String,
+    pub tag: String,
+}
+
+impl Tagged {
+    pub fn new(test: &str) -> Tagged {
+        Tagged::running(
+            test,
+            "[serve, --name, created, --port, \"8080\", --delay, \"1s\"]",
+        )
+    }
+
+    /// `web` runs `command`.
+    fn running(test: &str, command: &str) -> Tagged {
+        let probe = TestEnv::new(test, &web("probe", "0"));
+        let repository = format!("{}/web", probe.name);
+        let services = format!(
+            "  web:\n    image: {repository}:base\n    command: {command}\n    ports: [8080]\n    \
+             ready: {{http: 8080/health}}\n"
+        );
+        let name = probe.name.clone();
+        drop(probe);
+        let text = format!("name: {name}\nservices:\n{services}");
+        let env = TestEnv {
+            name: name.clone(),
+            dir: crate::support::EnvDir::new().with(&format!("{name}.yaml"), &text),
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let tag = format!("{:012x}", nanos & 0xffff_ffff_ffff);
+        let tagged = Command::new("docker")
+            .args(["tag", IMAGE, &format!("{repository}:{tag}")])
+            .status()
+            .unwrap();
+        assert!(tagged.success());
+        Tagged {
+            env,
+            repository,
+            tag,
+        }
+    }
+
+    /// Every environment of the file, as `ls -o json` shows them.
+    pub fn environments(&self) -> Vec<serde_json::Value> {
+        let ls = self.env.envctl().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["environment"] == self.env.name.as_str())
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        let _ = self
+            .env
+            .envctl()
+            .args(["down", "--all", "--environment", &self.env.name])
+            .run();
+        let _ = Command::new("docker")
+            .args(["rmi", &format!("{}:{}", self.repository, self.tag)])
+            .output();
+    }
+}
+
+#[test]
+fn a_request_for_an_unknown_ref_creates_the_environment_once_and_is_answered_by_it() {
+    let tagged = Tagged::new("gw-create");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    // A browser gets the progress page, which reloads itself.
+    let page = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Creating"), "{}", page.body);
+    // Any other request waits for the same creation, then is answered by the environment.
+    let port = gateway.port;
+    let answers = block_on(async {
+        let asking = (0..6).map(|_| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    }
+    let created = tagged.environments();
+    assert_eq!(created.len(), 1, "one creation for them all: {created:?}");
+    assert_eq!(created[0]["owner"], "gateway:127.0.0.1", "{created:?}");
+    assert_eq!(created[0]["state"], "ready", "{created:?}");
+    // Now it is there, the browser gets the application.
+    let page = request(
+        gateway.port,
+        "GET",
+        &host,
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert_eq!((page.status, page.body.as_str()), (200, "created ok\n"));
+}
+
+#[test]
+fn a_request_for_a_ref_no_image_has_creates_nothing_and_answers_404_with_the_closest_tags() {
+    let tagged = Tagged::new("gw-no-ref");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let unknown = if tagged.tag.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    let reference = format!("{unknown}{}", &tagged.tag[1..8]);
+    let host = format!("{reference}.{}.localhost", tagged.env.name);
+    let answer = gateway.get(&host, "/");
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(answer.body.contains(&reference), "{}", answer.body);
+    assert!(
+        answer.body.contains(&tagged.tag),
+        "the closest tag: {}",
+        answer.body
+    );
+    // Too short a REF, or a file that is not in the directory, is just an unknown host.
+    let short = format!("{}.{}.localhost", &tagged.tag[..6], tagged.env.name);
+    assert_eq!(gateway.get(&short, "/").status, 404);
+    let elsewhere = format!("{}.no-such-file.localhost", &tagged.tag[..8]);
+    assert_eq!(gateway.get(&elsewhere, "/").status, 404);
+    assert!(tagged.environments().is_empty());
+}
+
+#[test]
+fn a_creation_that_fails_shows_its_failure_with_the_last_lines_and_is_remembered() {
+    let tagged = Tagged::running(
+        "gw-create-fails",
+        "[exit, \"3\", --message, \"cannot reach the database\"]",
+    );
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let answer = gateway.get(&host, "/");
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer.body.contains("cannot reach the database"),
+        "the service's last lines: {}",
+        answer.body
+    );
+    assert!(tagged.environments().is_empty(), "rolled back");
+    // Remembered: the next request is answered at once, with a retry offered.
+    let again = gateway.get(&host, "/");
+    assert_eq!(again.status, 502);
+    assert!(again.body.contains("envctl-retry"), "{}", again.body);
+}
+
+#[test]
+fn the_create_form_creates_an_environment_with_its_ttl_and_leads_to_its_url() {
+    let tagged = Tagged::new("gw-create-form");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    let form = gateway.get("localhost", "/create");
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("name=\"reference\""), "{}", form.body);
+    let reference = &tagged.tag[..9];
+    let created = post_form(
+        &gateway,
+        "/create",
+        &format!(
+            "csrf={}&environment={}&reference={reference}&ttl=1h",
+            csrf_of(&gateway),
+            tagged.env.name
+        ),
+        None,
+    );
+    let host = format!("{reference}.{}.localhost", tagged.env.name);
+    assert_eq!(created.status, 303, "{}", created.body);
+    assert_eq!(
+        created.headers["location"],
+        format!("http://{host}:{}/", gateway.port).as_str()
+    );
+    let answer = gateway.get(&host, "/");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    let environments = tagged.environments();
+    assert_eq!(environments.len(), 1, "{environments:?}");
+    let expires = environments[0]["expires_at"].as_str().unwrap_or_default();
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("a TTL");
+    let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(50) && left <= chrono::Duration::hours(1),
+        "the form's 1h, not the default 8h: {left}"
+    );
+    // An unknown changeset through the form: the 404 with the closest tags.
+    let unknown = post_form(
+        &gateway,
+        "/create",
+        &format!(
+            "csrf={}&environment={}&reference=zzzzzzzz",
+            csrf_of(&gateway),
+            tagged.env.name
+        ),
+        None,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(unknown.body.contains(&tagged.tag), "{}", unknown.body);
+}
+
+#[test]
+fn two_gateways_asked_at_once_create_one_environment() {
+    let tagged = Tagged::new("gw-create-two");
+    let (one, two) = (
+        Gateway::start(&tagged.env, &["--create"]),
+        Gateway::start(&tagged.env, &["--create"]),
+    );
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let answers = block_on(async {
+        let asking = [one.port, two.port, one.port, two.port]
+            .map(|port| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    }
+    let created = tagged.environments();
+    assert_eq!(
+        created.len(),
+        1,
+        "one creation across gateways: {created:?}"
+    );
+}
+
+#[test]
+fn off_loopback_a_creation_needs_the_token_and_a_client_its_hourly_share() {
+    let tagged = Tagged::new("gw-create-token");
+    // A second changeset, tagged before the gateway caches the repository's tags.
+    let second_tag = format!("ffff{}", &tagged.tag[4..]);
+    let _removed = Untag(format!("{}:{second_tag}", tagged.repository));
+    let tagged_again = Command::new("docker")
+        .args(["tag", IMAGE, &_removed.0])
+        .status()
+        .unwrap();
+    assert!(tagged_again.success());
+    let token_file = tagged.env.dir.file("token");
+    std::fs::write(&token_file, "correct-horse-battery\n").unwrap();
+    let gateway = Gateway::listening(
+        &tagged.env,
+        "0.0.0.0:0",
+        &[
+            "--create",
+            "--max-creates",
+            "1",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], tagged.env.name);
+    let refused = gateway.get(&host, "/");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(tagged.environments().is_empty());
+    let bearer = [("authorization", "Bearer correct-horse-battery")];
+    let answer = request(gateway.port, "GET", &host, "/", &bearer, vec![]);
+    assert_eq!((answer.status, answer.body.as_str()), (200, "created ok\n"));
+    // A second creation by the same client within the hour: refused, nothing created.
+    let other = format!("{}.{}.localhost", &second_tag[..8], tagged.env.name);
+    let second = request(gateway.port, "GET", &other, "/", &bearer, vec![]);
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(tagged.environments().len(), 1);
+}
+
+/// Removes an image tag when dropped.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.0]).output();
+    }
+}

@@ -36,6 +36,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     build: true,
     local_images: true,
     replace_in_place: true,
+    pause: true,
 };
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
@@ -495,6 +496,14 @@ impl Backend for DockerBackend<'_> {
 
     async fn memory(&self, service: &ServiceRef) -> Result<Option<u64>> {
         self.engine.memory(&service.native).await
+    }
+
+    async fn pause_service(&self, service: &ServiceRef) -> Result<()> {
+        self.engine.pause_container(&service.native, true).await
+    }
+
+    async fn resume_service(&self, service: &ServiceRef) -> Result<()> {
+        self.engine.pause_container(&service.native, false).await
     }
 
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {

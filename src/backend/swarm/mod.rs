@@ -69,6 +69,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     build: false,
     local_images: false,
     replace_in_place: false,
+    pause: false,
 };
 
 /// A swarm, through one of its managers.
@@ -721,6 +722,15 @@ impl Backend for Swarm {
     }
 
     /// Scales the service to no task, and returns once its task's container stopped (the
+    /// A swarm pauses no task: `reap --pause-after` warns and does nothing.
+    async fn pause_service(&self, _service: &ServiceRef) -> Result<()> {
+        Err(crate::backend::unsupported_pause(Kind::Swarm))
+    }
+
+    async fn resume_service(&self, _service: &ServiceRef) -> Result<()> {
+        Err(crate::backend::unsupported_pause(Kind::Swarm))
+    }
+
     /// swarm gives it the service's stop grace period). Idempotent.
     async fn stop_service(&self, service: &ServiceRef, grace: Duration) -> Result<()> {
         match self.scale(service, 0).await {

@@ -577,6 +577,20 @@ impl Engine for Docker {
         }
     }
 
+    async fn pause_container(&self, id: &str, pause: bool) -> Result<()> {
+        let (done, verb) = match pause {
+            true => (self.client.pause_container(id).await, "pause"),
+            false => (self.client.unpause_container(id).await, "unpause"),
+        };
+        match done {
+            Ok(()) => Ok(()),
+            // 409: already in the state asked for (or not running: the caller's next look
+            // says so).
+            Err(error) if status(&error) == Some(409) => Ok(()),
+            Err(error) => Err(self.failed(format!("{verb} container `{id}`"), &error)),
+        }
+    }
+
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
         let options = StopContainerOptionsBuilder::new()

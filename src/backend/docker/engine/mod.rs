@@ -306,6 +306,9 @@ pub trait Engine: Send + Sync {
     /// Renames a container, atomically. Fails with [`BackendError::Taken`] when the new name
     /// exists.
     async fn rename_container(&self, id: &str, name: &str) -> Result<()>;
+    /// Pauses (`true`) or unpauses a running container. Pausing a paused container, or
+    /// unpausing one that is not paused, is fine.
+    async fn pause_container(&self, id: &str, pause: bool) -> Result<()>;
     /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
     /// Removes a container, killing it if it runs. Removing a removed container is fine.

@@ -1,0 +1,517 @@
+//! Create on first request (`envctl gateway --create`): a request for `REF.ENV.DOMAIN` that no
+//! environment answers creates one of ENV at REF, once for however many requests ask, while
+//! browsers watch a progress page that reloads itself and other clients wait.
+//!
+//! What REF means is decided as `envctl up SERVICE@REF` decides it, service by service (see
+//! [`resolve`]); the tag lists it reads are cached per repository for a minute, misses
+//! included, so a flood of requests for unknown refs costs one look-up per repository a minute.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::environments::Create;
+use super::{Gateway, page, routing};
+
+use crate::lifecycle::Phase;
+use crate::lifecycle::refs::{Pick, closest, pick};
+
+/// The shortest REF that creates: shorter ones are too likely to name several changesets.
+pub const MIN_REF: usize = 7;
+/// How long a tag list, or its absence, is reused.
+pub const TAGS_FOR: Duration = Duration::from_secs(60);
+/// How long a failed creation is remembered (and shown) before a request tries again.
+pub const FAILED_FOR: Duration = Duration::from_secs(600);
+
+/// What REF means for an environment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The full tag each matching service runs at, by service.
+    Apply(BTreeMap<String, String>),
+    /// No service has a tag starting with REF; the closest tags there are.
+    None { closest: Vec<String> },
+    /// A service has several tags starting with REF.
+    Ambiguous {
+        service: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// Decides what REF means from each service's tags (`None`: a service whose tags cannot be
+/// asked for, such as a public registry's): REF applies to every service with a tag starting
+/// with it, as several `SERVICE@REF` would.
+pub fn resolve(tags: &BTreeMap<String, Vec<String>>, reference: &str) -> Resolution {
+    let mut applied = BTreeMap::new();
+    for (service, tags) in tags {
+        match pick(tags, reference) {
+            Pick::One(tag) => {
+                applied.insert(service.clone(), tag);
+            }
+            Pick::Several(candidates) => {
+                return Resolution::Ambiguous {
+                    service: service.clone(),
+                    candidates,
+                };
+            }
+            Pick::None => {}
+        }
+    }
+    if applied.is_empty() {
+        let every: Vec<String> = tags.values().flatten().cloned().collect();
+        return Resolution::None {
+            closest: closest(&every, reference),
+        };
+    }
+    Resolution::Apply(applied)
+}
+
+/// Tag lists by repository, for [`TAGS_FOR`], misses and failures included.
+#[derive(Default)]
+pub struct TagCache {
+    lists: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+impl TagCache {
+    /// The cached list of `repository`, or `fetch`'s (an empty list when it fails).
+    pub async fn get<F>(&self, repository: &str, fetch: F) -> Vec<String>
+    where
+        F: Future<Output = Result<Vec<String>, String>>,
+    {
+        if let Some((at, tags)) = self.lock().get(repository)
+            && at.elapsed() < TAGS_FOR
+        {
+            return tags.clone();
+        }
+        let tags = fetch.await.unwrap_or_else(|error| {
+            tracing::debug!("no tags of `{repository}`: {error}");
+            Vec::new()
+        });
+        self.lock()
+            .insert(repository.to_string(), (Instant::now(), tags.clone()));
+        tags
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Vec<String>)>> {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One creation's progress, as the progress page shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Each service's phase and since when.
+    pub services: BTreeMap<String, (Phase, Instant)>,
+    pub began: Option<Instant>,
+}
+
+/// The creations of this gateway: their progress, the failures remembered, the clients' counts.
+#[derive(Default)]
+pub struct Creations {
+    progress: Mutex<HashMap<String, Progress>>,
+    failed: Mutex<HashMap<String, (Instant, String)>>,
+    clients: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+/// The key of a creation: `ENV@REF`.
+pub fn key(environment: &str, reference: &str) -> String {
+    format!("{environment}@{reference}")
+}
+
+impl Creations {
+    /// Notes that `service` of creation `key` is now in `phase`.
+    pub fn phase(&self, key: &str, service: &str, phase: Phase) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = progress.entry(key.to_string()).or_default();
+        entry.began.get_or_insert_with(Instant::now);
+        // A new phase restarts the service's clock.
+        let now = Instant::now();
+        let current = entry
+            .services
+            .entry(service.to_string())
+            .or_insert((phase, now));
+        if current.0 != phase {
+            *current = (phase, now);
+        }
+    }
+
+    pub fn progress(&self, key: &str) -> Progress {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Remembers a failure for [`FAILED_FOR`]; forgets the progress.
+    pub fn failed(&self, key: &str, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(key.to_string(), (Instant::now(), why));
+        self.forget(key);
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.remove(key);
+    }
+
+    /// The failure of `key` still remembered, if any.
+    pub fn failure(&self, key: &str) -> Option<String> {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|_, (at, _)| at.elapsed() < FAILED_FOR);
+        failed.get(key).map(|(_, why)| why.clone())
+    }
+
+    /// Forgets the failure of `key`, for a retry asked for.
+    pub fn retry(&self, key: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.remove(key);
+    }
+
+    /// Counts a creation by `client`; `false` when it made `limit` in the last hour already.
+    pub fn allow(&self, client: IpAddr, limit: usize) -> bool {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let made = clients.entry(client).or_default();
+        while made
+            .front()
+            .is_some_and(|at| at.elapsed() >= Duration::from_secs(3600))
+        {
+            made.pop_front();
+        }
+        if made.len() >= limit {
+            return false;
+        }
+        made.push_back(Instant::now());
+        true
+    }
+}
+
+/// What `--create` was asked for.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `--ttl` of the environments it creates.
+    pub ttl: Duration,
+    /// Creations a client may ask for in an hour.
+    pub per_client_hour: usize,
+}
+
+/// Answers a request for a host no environment answers: creates the environment it names when
+/// `--create` is on and the host and REF say which, else the 404 page.
+pub async fn answer(
+    gateway: &Arc<Gateway>,
+    host: &str,
+    remote: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let unknown = || page::unknown_host(gateway, host);
+    let Some(settings) = gateway.options.create.clone() else {
+        return unknown();
+    };
+    let Some((reference, environment)) = routing::create_target(host, &gateway.options.domain)
+    else {
+        return unknown();
+    };
+    if reference.len() < MIN_REF {
+        return unknown();
+    }
+    if let Some(token) = &gateway.options.token
+        && !gateway.options.listen.ip().is_loopback()
+        && !bearer(&request, token)
+    {
+        return page::problem(
+            StatusCode::UNAUTHORIZED,
+            "a token is needed",
+            "creating an environment on request needs the gateway's token beyond this machine: \
+             `Authorization: Bearer TOKEN`",
+        );
+    }
+    let key = key(&environment, &reference);
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("envctl-retry"))
+    {
+        gateway.creations.retry(&key);
+    }
+    if let Some(why) = gateway.creations.failure(&key) {
+        return page::creation_failed(&environment, &reference, &why);
+    }
+    if let Err(refused) = begin(gateway, &environment, &reference, remote, settings.ttl).await {
+        return refused.unwrap_or_else(unknown);
+    }
+    let done = start_or_join(gateway, &key);
+    if accepts_html(&request) {
+        return page::creating(&environment, &reference, &gateway.creations.progress(&key));
+    }
+    let mut done = done;
+    let limit = gateway.options.wake_timeout;
+    let result = match tokio::time::timeout(limit, done.wait_for(Option::is_some)).await {
+        Ok(Ok(result)) => result.clone(),
+        _ => None,
+    };
+    match result {
+        Some(Ok(())) => match created(gateway, host, limit).await {
+            Some(id) => {
+                super::server::to_environment(
+                    gateway.clone(),
+                    id,
+                    host.to_string(),
+                    remote,
+                    request,
+                )
+                .await
+            }
+            None => unknown(),
+        },
+        Some(Err(why)) => page::creation_failed(&environment, &reference, &why),
+        None => {
+            let mut response = page::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "still creating",
+                &format!(
+                    "`{environment}` at `{reference}` is still being created after {}",
+                    humantime::format_duration(limit)
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+/// Starts creating ENV at REF unless that is under way; `Err` with the answer when it cannot
+/// (`None`: no such environment file, or creation is off).
+pub async fn begin(
+    gateway: &Arc<Gateway>,
+    environment: &str,
+    reference: &str,
+    remote: SocketAddr,
+    ttl: Duration,
+) -> Result<(), Option<Response<Body>>> {
+    let Some(settings) = gateway.options.create.clone() else {
+        return Err(None);
+    };
+    let key = key(environment, reference);
+    if gateway.wakes.waking(&key) {
+        return Ok(());
+    }
+    let resolved = gateway.environments().resolve(environment, reference).await;
+    let tags = match resolved {
+        Ok(None) => return Err(None),
+        Err(error) => {
+            let page = page::problem(StatusCode::BAD_GATEWAY, "cannot look up REF", &error);
+            return Err(Some(page));
+        }
+        Ok(Some(Resolution::None { closest })) => {
+            return Err(Some(page::no_such_ref(
+                environment,
+                reference,
+                &closest,
+                &[],
+            )));
+        }
+        Ok(Some(Resolution::Ambiguous { candidates, .. })) => {
+            return Err(Some(page::no_such_ref(
+                environment,
+                reference,
+                &[],
+                &candidates,
+            )));
+        }
+        Ok(Some(Resolution::Apply(tags))) => tags,
+    };
+    // Another request started it during the look-up.
+    if gateway.wakes.waking(&key) {
+        return Ok(());
+    }
+    if !gateway
+        .creations
+        .allow(remote.ip(), settings.per_client_hour)
+    {
+        return Err(Some(page::problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many creations",
+            &format!(
+                "{} creations an hour per client at most",
+                settings.per_client_hour
+            ),
+        )));
+    }
+    let settings = Settings { ttl, ..settings };
+    start(
+        gateway,
+        &key,
+        environment,
+        reference,
+        tags,
+        remote,
+        &settings,
+    );
+    Ok(())
+}
+
+/// The environment `host` names once a creation ended: another gateway's creation (which
+/// this one's gave way to) may take a moment to be listed.
+async fn created(gateway: &Arc<Gateway>, host: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let listed = gateway.snapshot();
+        if let routing::Target::Environment(id) =
+            routing::resolve(host, &gateway.options.domain, &listed)
+        {
+            return Some(id);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        gateway.refresh().await;
+    }
+}
+
+/// The creation under way for `key` (one that just ended too).
+fn start_or_join(gateway: &Arc<Gateway>, key: &str) -> super::wake::Done {
+    // One that ended meanwhile left its environment in the list: the caller looks there.
+    gateway.wakes.wake(key, async { Ok(()) })
+}
+
+/// Creates the environment in the background, once per `key` for however many ask.
+fn start(
+    gateway: &Arc<Gateway>,
+    key: &str,
+    environment: &str,
+    reference: &str,
+    tags: BTreeMap<String, String>,
+    remote: SocketAddr,
+    settings: &Settings,
+) {
+    let (gw, owned_key) = (gateway.clone(), key.to_string());
+    let on_phase = gateway.clone();
+    let phase_key = key.to_string();
+    let progress: crate::lifecycle::Progress = Arc::new(move |service: &str, phase| {
+        on_phase.creations.phase(&phase_key, service, phase);
+    });
+    let create = Create {
+        environment: environment.to_string(),
+        tags,
+        id: routing::host_label(&format!("{environment}-{reference}")),
+        owner: format!("gateway:{}", remote.ip()),
+        ttl: settings.ttl,
+        progress,
+    };
+    gateway.wakes.wake(key, async move {
+        gw.creations
+            .phase(&owned_key, "", crate::lifecycle::Phase::Waiting);
+        let result = gw.environments().create(create).await;
+        match &result {
+            Ok(()) => gw.creations.forget(&owned_key),
+            Err(why) => gw.creations.failed(&owned_key, why.clone()),
+        }
+        gw.refresh().await;
+        result
+    });
+}
+
+fn bearer(request: &Request<Incoming>, token: &str) -> bool {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| page::same(given, token))
+}
+
+fn accepts_html(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(s, t)| (s.to_string(), t.iter().map(|t| t.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn a_ref_applies_to_every_service_tagged_with_it_and_only_to_those() {
+        let lists = tags(&[
+            ("accounting", &["ea6757a8090d", "1111111aaaa"]),
+            ("proxy", &["ea6757a8090d"]),
+            ("db", &["17"]),
+        ]);
+        let applied = BTreeMap::from([
+            ("accounting".to_string(), "ea6757a8090d".to_string()),
+            ("proxy".to_string(), "ea6757a8090d".to_string()),
+        ]);
+        assert_eq!(resolve(&lists, "ea6757a"), Resolution::Apply(applied));
+    }
+
+    #[test]
+    fn an_unknown_ref_names_the_closest_tags_and_an_ambiguous_one_its_candidates() {
+        let lists = tags(&[("accounting", &["ea6757a8090d", "ea6757b0000", "fff0000000"])]);
+        assert_eq!(
+            resolve(&lists, "ea6757c"),
+            Resolution::None {
+                closest: vec!["ea6757a8090d".into(), "ea6757b0000".into()]
+            }
+        );
+        assert_eq!(
+            resolve(&lists, "ea6757"),
+            Resolution::Ambiguous {
+                service: "accounting".into(),
+                candidates: vec!["ea6757a8090d".into(), "ea6757b0000".into()]
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tag_lists_and_their_misses_are_asked_for_once_a_minute() {
+        let cache = TagCache::default();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let fetch = || async {
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<Vec<String>, _>("no such repository".to_string())
+        };
+        for _ in 0..100 {
+            assert!(cache.get("shop/app", fetch()).await.is_empty());
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+        tokio::time::advance(TAGS_FOR).await;
+        cache.get("shop/app", fetch()).await;
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_creates_at_most_its_limit_an_hour() {
+        let creations = Creations::default();
+        let client: IpAddr = [10, 0, 0, 1].into();
+        assert!((0..3).all(|_| creations.allow(client, 3)));
+        assert!(!creations.allow(client, 3));
+        assert!(creations.allow([10, 0, 0, 2].into(), 3), "per client");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(creations.allow(client, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_is_remembered_ten_minutes() {
+        let creations = Creations::default();
+        creations.failed("shop@ea6757a", "boom".into());
+        assert_eq!(creations.failure("shop@ea6757a").as_deref(), Some("boom"));
+        tokio::time::advance(FAILED_FOR).await;
+        assert_eq!(creations.failure("shop@ea6757a"), None);
+    }
+}
