@@ -18,7 +18,7 @@ use crate::terminal::Foreground;
 const COMMAND_GRACE: Duration = Duration::from_secs(10);
 
 /// One published port of a service.
-pub struct Endpoint<'a> {
+pub struct PortVariable<'a> {
     pub service: &'a str,
     pub container_port: u16,
     pub protocol: &'a str,
@@ -31,7 +31,7 @@ pub struct Endpoint<'a> {
 pub fn variables<'a>(
     id: &str,
     environment: &str,
-    endpoints: impl IntoIterator<Item = Endpoint<'a>>,
+    endpoints: impl IntoIterator<Item = PortVariable<'a>>,
 ) -> BTreeMap<String, String> {
     let mut variables = BTreeMap::from([
         ("ENVCTL_ID".to_string(), id.to_string()),
@@ -65,7 +65,7 @@ pub fn environment_variables(
                 Some(address) => (address.as_str(), e.container_port.number),
                 None => (e.host.as_str(), e.port),
             };
-            Endpoint {
+            PortVariable {
                 service: s.service(),
                 container_port: e.container_port.number,
                 protocol: e.container_port.protocol.as_str(),
@@ -225,14 +225,14 @@ mod tests {
     #[test]
     fn variables_name_services_and_ports() {
         let endpoints = [
-            Endpoint {
+            PortVariable {
                 service: "proxy",
                 container_port: 8080,
                 protocol: "tcp",
                 host: "127.0.0.1",
                 host_port: 49153,
             },
-            Endpoint {
+            PortVariable {
                 service: "oracle-xe",
                 container_port: 1521,
                 protocol: "tcp",

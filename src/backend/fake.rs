@@ -186,7 +186,7 @@ impl Fake {
     pub fn with_capabilities(capabilities: Capabilities) -> Fake {
         Fake {
             info: Arc::new(BackendInfo {
-                kind: Kind::Docker,
+                kind: BackendKind::Docker,
                 endpoint: "fake://".into(),
                 capabilities,
             }),
@@ -195,7 +195,7 @@ impl Fake {
     }
 
     /// The fake as a backend of `kind` names what it makes, in messages and for its isolation.
-    pub fn speaking_as(mut self, kind: Kind) -> Fake {
+    pub fn speaking_as(mut self, kind: BackendKind) -> Fake {
         Arc::make_mut(&mut self.info).kind = kind;
         self
     }
@@ -390,7 +390,7 @@ impl Fake {
             .metadata
             .ports
             .iter()
-            .map(|port| Endpoint {
+            .map(|port| ServiceEndpoint {
                 container_port: *port,
                 host: "127.0.0.1".into(),
                 port: script.host_port.unwrap_or(30000 + port.number % 1000),

@@ -4,7 +4,7 @@
 //! native objects hold them (Docker: containers, a network and never-started marker containers;
 //! Swarm: services, an overlay network and configs; Kubernetes: a namespace and Pods). The layers
 //! above read typed values only: a [`ServiceStatus`] instead of Docker's status prose, a
-//! [`Health`] instead of `(unhealthy)`, [`Endpoint`]s at the host at which this client reaches
+//! [`Health`] instead of `(unhealthy)`, [`ServiceEndpoint`]s at the host at which this client reaches
 //! them. What not every backend can do is declared in [`Capabilities`], so callers degrade
 //! with a message instead of finding out by failing. `docs/backends.md` says, operation by
 //! operation, how Docker, Swarm and Kubernetes implement it.
@@ -36,52 +36,54 @@ use crate::spec::{ImageRef, Port, Ready, Runtime};
 
 /// Which backend runs environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub enum BackendKind {
     Docker,
     Swarm,
     Kube,
 }
 
-impl Kind {
+impl BackendKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Docker => "docker",
-            Kind::Swarm => "swarm",
-            Kind::Kube => "kube",
+            BackendKind::Docker => "docker",
+            BackendKind::Swarm => "swarm",
+            BackendKind::Kube => "kube",
         }
     }
 
     /// The engine's name in messages.
     pub fn engine(self) -> &'static str {
         match self {
-            Kind::Docker => "Docker",
-            Kind::Swarm => "Docker Swarm",
-            Kind::Kube => "Kubernetes",
+            BackendKind::Docker => "Docker",
+            BackendKind::Swarm => "Docker Swarm",
+            BackendKind::Kube => "Kubernetes",
         }
     }
 
     /// What this backend calls a resource of `kind` in messages.
     pub fn noun(self, kind: ResourceKind) -> &'static str {
         match (self, kind) {
-            (Kind::Docker, ResourceKind::Service | ResourceKind::Marker(_)) => "container",
-            (Kind::Docker, ResourceKind::Isolation) => "network",
-            (Kind::Swarm, ResourceKind::Service) => "service",
-            (Kind::Swarm, ResourceKind::Marker(_)) => "config",
-            (Kind::Swarm, ResourceKind::Isolation) => "overlay network",
-            (Kind::Kube, ResourceKind::Service) => "pod",
-            (Kind::Kube, ResourceKind::Marker(_)) => "config map",
-            (Kind::Kube, ResourceKind::Isolation) => "namespace",
-            (Kind::Docker | Kind::Swarm, ResourceKind::Volume) => "volume",
-            (Kind::Kube, ResourceKind::Volume) => "persistent volume claim",
+            (BackendKind::Docker, ResourceKind::Service | ResourceKind::Marker(_)) => "container",
+            (BackendKind::Docker, ResourceKind::Isolation) => "network",
+            (BackendKind::Swarm, ResourceKind::Service) => "service",
+            (BackendKind::Swarm, ResourceKind::Marker(_)) => "config",
+            (BackendKind::Swarm, ResourceKind::Isolation) => "overlay network",
+            (BackendKind::Kube, ResourceKind::Service) => "pod",
+            (BackendKind::Kube, ResourceKind::Marker(_)) => "config map",
+            (BackendKind::Kube, ResourceKind::Isolation) => "namespace",
+            (BackendKind::Docker | BackendKind::Swarm, ResourceKind::Volume) => "volume",
+            (BackendKind::Kube, ResourceKind::Volume) => "persistent volume claim",
         }
     }
 
     /// How to detach `user`, which is not envctl's, from the isolation `isolation`.
     pub fn detach_hint(self, isolation: &str, user: &str) -> String {
         match self {
-            Kind::Docker => format!("`docker network disconnect {isolation} {user}`"),
-            Kind::Swarm => format!("`docker service update --network-rm {isolation} {user}`"),
-            Kind::Kube => format!("`kubectl delete pod --namespace {isolation} {user}`"),
+            BackendKind::Docker => format!("`docker network disconnect {isolation} {user}`"),
+            BackendKind::Swarm => {
+                format!("`docker service update --network-rm {isolation} {user}`")
+            }
+            BackendKind::Kube => format!("`kubectl delete pod --namespace {isolation} {user}`"),
         }
     }
 
@@ -89,8 +91,8 @@ impl Kind {
     /// describes, for a message about a create that got no answer.
     pub fn isolation_name(self, metadata: &Metadata) -> String {
         match self {
-            Kind::Swarm => swarm::network_name(metadata),
-            Kind::Docker | Kind::Kube => crate::naming::network_name(
+            BackendKind::Swarm => swarm::network_name(metadata),
+            BackendKind::Docker | BackendKind::Kube => crate::naming::network_name(
                 metadata.environment.as_deref().unwrap_or_default(),
                 &metadata.id,
             ),
@@ -99,13 +101,15 @@ impl Kind {
 
     fn no_answer_hint(self) -> &'static str {
         match self {
-            Kind::Docker | Kind::Swarm => "`docker info` shows whether it answers at all",
-            Kind::Kube => "`kubectl cluster-info` shows whether it answers at all",
+            BackendKind::Docker | BackendKind::Swarm => {
+                "`docker info` shows whether it answers at all"
+            }
+            BackendKind::Kube => "`kubectl cluster-info` shows whether it answers at all",
         }
     }
 }
 
-impl fmt::Display for Kind {
+impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -142,13 +146,13 @@ pub enum ResourceKind {
 /// (`proxy_20261126-041500`, `envctl_20261126-041500_ready`, `envctl_shop_20261126-041500`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
-    pub backend: Kind,
+    pub backend: BackendKind,
     pub kind: ResourceKind,
     pub name: String,
 }
 
 impl Resource {
-    pub fn new(backend: Kind, kind: ResourceKind, name: impl Into<String>) -> Resource {
+    pub fn new(backend: BackendKind, kind: ResourceKind, name: impl Into<String>) -> Resource {
         Resource {
             backend,
             kind,
@@ -334,7 +338,7 @@ pub use crate::spec::Protocol;
 
 /// A published port, at the host at which this client reaches it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Endpoint {
+pub struct ServiceEndpoint {
     pub container_port: Port,
     /// Where this client reaches the port: `host:port` answers from here.
     pub host: String,
@@ -353,11 +357,11 @@ pub struct ServiceStatus {
     pub created_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<ServiceEndpoint>,
     /// Ports the backend published for envctl's own probes alone, because the file publishes
     /// none of them (a swarm task has no address envctl reaches): probes dial them, nothing
     /// shows them as the environment's endpoints.
-    pub probe_endpoints: Vec<Endpoint>,
+    pub probe_endpoints: Vec<ServiceEndpoint>,
     /// The service's own address, when it has one; probes use it where it answers from here
     /// (they try), as a published port answers before the service listens.
     pub direct: Option<IpAddr>,
@@ -552,7 +556,7 @@ pub struct Capabilities {
 /// A backend, once connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInfo {
-    pub kind: Kind,
+    pub kind: BackendKind,
     /// The key of the engine in envctl's state store: `unix:///var/run/docker.sock` for Docker
     /// (unprefixed, so earlier reaper history survives).
     pub endpoint: String,
@@ -595,7 +599,7 @@ pub enum BackendError {
         backend.engine()
     )]
     Unreachable {
-        backend: Kind,
+        backend: BackendKind,
         endpoint: String,
         /// Where the endpoint came from: a flag, a variable, a context, the default.
         origin: String,
@@ -612,7 +616,7 @@ pub enum BackendError {
         backend.no_answer_hint()
     )]
     NoAnswer {
-        backend: Kind,
+        backend: BackendKind,
         endpoint: String,
         operation: String,
         waited: Duration,
@@ -628,7 +632,7 @@ pub enum BackendError {
     InUse { what: String, users: Vec<String> },
     #[error("the {backend} backend cannot {operation}\nhint: {hint}")]
     Unsupported {
-        backend: Kind,
+        backend: BackendKind,
         operation: &'static str,
         hint: String,
     },
@@ -668,7 +672,7 @@ pub(crate) fn rounded(duration: Duration) -> Duration {
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// What a backend without `capabilities.pause` answers to a pause or resume.
-pub fn unsupported_pause(backend: Kind) -> BackendError {
+pub fn unsupported_pause(backend: BackendKind) -> BackendError {
     BackendError::Unsupported {
         backend,
         operation: "pause services",
@@ -679,7 +683,7 @@ pub fn unsupported_pause(backend: Kind) -> BackendError {
 /// What envctl needs from whatever runs its environments. Implementations are cheap to share.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Kind, endpoint and capabilities; fixed after connecting.
+    /// Which backend, its endpoint and capabilities; fixed after connecting.
     fn info(&self) -> &BackendInfo;
     /// The key of the engine in envctl's state store (see [`BackendInfo::endpoint`]).
     fn endpoint(&self) -> &str {

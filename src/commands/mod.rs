@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::backend::Kind;
+use crate::backend::BackendKind;
 use crate::backend::docker::{DockerBackend, Flags};
 use crate::backend::swarm::Swarm;
 use crate::cli::{BackendArg, Cli, Command, Pull, PullFlag, TargetArgs};
@@ -43,8 +43,8 @@ pub async fn exec(cli: Cli) -> Result<ExitStatus, Error> {
         context: cli.context,
     });
     let _ = BACKEND.set(match cli.backend {
-        BackendArg::Docker => Kind::Docker,
-        BackendArg::Swarm => Kind::Swarm,
+        BackendArg::Docker => BackendKind::Docker,
+        BackendArg::Swarm => BackendKind::Swarm,
     });
     match cli.command {
         Command::Plan(args) => plan::exec(args).await,
@@ -90,15 +90,15 @@ fn select(args: &TargetArgs) -> Result<(Environment, Target), Error> {
 static ENGINE_FLAGS: OnceLock<Flags> = OnceLock::new();
 
 /// `--backend` / `ENVCTL_BACKEND`, set once per command line.
-static BACKEND: OnceLock<Kind> = OnceLock::new();
+static BACKEND: OnceLock<BackendKind> = OnceLock::new();
 
 /// Connects to the backend `--backend` names: for Docker, the engine `--host`, `--context`,
 /// DOCKER_HOST or the contexts choose; for Swarm, the manager they choose.
 async fn backend() -> Result<Arc<dyn Backend>, Error> {
     let flags = ENGINE_FLAGS.get().cloned().unwrap_or_default();
-    match BACKEND.get().copied().unwrap_or(Kind::Docker) {
-        Kind::Docker => Ok(Arc::new(DockerBackend::connect(&flags).await?)),
-        Kind::Swarm => Ok(Arc::new(Swarm::connect_with(&flags).await?)),
+    match BACKEND.get().copied().unwrap_or(BackendKind::Docker) {
+        BackendKind::Docker => Ok(Arc::new(DockerBackend::connect(&flags).await?)),
+        BackendKind::Swarm => Ok(Arc::new(Swarm::connect_with(&flags).await?)),
         other => Err(Error::Usage(format!(
             "the `{other}` backend is not built yet\nhint: `--backend docker`"
         ))),

@@ -2,7 +2,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::cli::{Format, ReapArgs, ReaperArgs};
-use crate::reaper::{self, Action, Cause, Kind, Options, Report};
+use crate::reaper::{self, Action, ActionKind, Cause, Options, Report};
 use crate::signals::Signals;
 use crate::state::Store;
 use crate::{Error, ExitStatus, output};
@@ -84,15 +84,15 @@ fn print(report: &Report, format: Format, timestamped: bool) -> ExitStatus {
             };
             for action in &report.actions {
                 let verb = match (action.action, report.dry_run, &action.error) {
-                    (Kind::Pause, _, Some(_)) => "failed to pause",
-                    (Kind::Pause, false, None) => "paused",
-                    (Kind::Pause, true, None) => "would pause",
-                    (Kind::Stop, _, Some(_)) => "failed to stop",
-                    (Kind::Remove, _, Some(_)) => "failed to remove",
-                    (Kind::Stop, false, None) => "stopped",
-                    (Kind::Remove, false, None) => "removed",
-                    (Kind::Stop, true, None) => "would stop",
-                    (Kind::Remove, true, None) => "would remove",
+                    (ActionKind::Pause, _, Some(_)) => "failed to pause",
+                    (ActionKind::Pause, false, None) => "paused",
+                    (ActionKind::Pause, true, None) => "would pause",
+                    (ActionKind::Stop, _, Some(_)) => "failed to stop",
+                    (ActionKind::Remove, _, Some(_)) => "failed to remove",
+                    (ActionKind::Stop, false, None) => "stopped",
+                    (ActionKind::Remove, false, None) => "removed",
+                    (ActionKind::Stop, true, None) => "would stop",
+                    (ActionKind::Remove, true, None) => "would remove",
                 };
                 let error = action
                     .error
@@ -155,9 +155,9 @@ impl<'a> From<&'a Action> for ActionView<'a> {
     fn from(action: &'a Action) -> Self {
         ActionView {
             action: match action.action {
-                Kind::Pause => "pause",
-                Kind::Stop => "stop",
-                Kind::Remove => "remove",
+                ActionKind::Pause => "pause",
+                ActionKind::Stop => "stop",
+                ActionKind::Remove => "remove",
             },
             id: &action.id,
             environment: &action.environment,
@@ -199,7 +199,7 @@ mod tests {
             dry_run: true,
             actions: vec![
                 Action {
-                    action: Kind::Stop,
+                    action: ActionKind::Stop,
                     id: "20261126-041500".into(),
                     environment: "accounting".into(),
                     subject: "accounting@ea6757a8090d".into(),
@@ -211,7 +211,7 @@ mod tests {
                     error: None,
                 },
                 Action {
-                    action: Kind::Remove,
+                    action: ActionKind::Remove,
                     id: "20261126-041501".into(),
                     environment: "shop".into(),
                     subject: "shop".into(),

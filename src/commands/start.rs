@@ -78,7 +78,7 @@ async fn start(
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
     let instance = lifecycle::require(backend, &instance.id).await?;
-    let environment = view::Environment::of(&instance);
+    let environment = view::EnvironmentView::of(&instance);
     match args.output.output {
         Format::Json => output::json(&environment),
         Format::Text => {

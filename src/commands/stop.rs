@@ -19,7 +19,7 @@ async fn stop(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error> 
     match args.output.output {
         Format::Json => {
             let stopped = lifecycle::require(backend, id).await?;
-            output::json(&view::Environment::of(&stopped));
+            output::json(&view::EnvironmentView::of(&stopped));
         }
         Format::Text if backend.info().capabilities.stop_keeps_state => {
             output::message(&format!("stopped {id}; `envctl start {id}` brings it back"))

@@ -14,7 +14,7 @@ pub async fn exec(args: UpArgs) -> Result<ExitStatus, Error> {
     let signals = Signals::listen().map_err(Error::Signals)?;
     let (_, started) = start(args.start, &signals, false).await?;
     match args.output.output {
-        Format::Json => output::json(&view::Environment::from(&started)),
+        Format::Json => output::json(&view::EnvironmentView::from(&started)),
         Format::Text => output::data(&summary(&started)),
     }
     Ok(ExitStatus::Success)
@@ -98,7 +98,7 @@ pub fn summary(started: &Started) -> String {
         "environment {} is ready: id {}\n{}remove it with: envctl down {}\n",
         started.environment,
         started.id,
-        view::Environment::from(started).endpoints(),
+        view::EnvironmentView::from(started).endpoints(),
         started.id
     )
 }

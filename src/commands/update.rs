@@ -66,7 +66,7 @@ pub async fn exec(args: UpdateArgs) -> Result<ExitStatus, Error> {
     drop(reporter);
     let updated = updated?;
     match args.output.output {
-        Format::Json => output::json(&super::view::Environment::from(&updated)),
+        Format::Json => output::json(&super::view::EnvironmentView::from(&updated)),
         Format::Text => output::data(&summary(&updated)),
     }
     Ok(ExitStatus::Success)

@@ -1,12 +1,12 @@
 //! What commands print about environments, one type per shape: `up`, `start`, `stop`,
 //! `status`, `ls` and `port` show a published port as the same [`Port`], and `up`, `start` and
-//! `stop` an environment as the same [`Environment`].
+//! `stop` an environment as the same [`EnvironmentView`].
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::backend::{Endpoint, ServiceRecord};
+use crate::backend::{ServiceEndpoint, ServiceRecord};
 use crate::lifecycle::{Instance, Started, StartedPort, StartedService};
 use crate::spec::{Probe, Protocol};
 
@@ -44,9 +44,9 @@ impl From<&StartedPort> for Port {
     }
 }
 
-impl From<&Endpoint> for Port {
+impl From<&ServiceEndpoint> for Port {
     /// The endpoint, reached at the host the backend found answering from here.
-    fn from(e: &Endpoint) -> Self {
+    fn from(e: &ServiceEndpoint) -> Self {
         Port::from(&StartedPort::from(e))
     }
 }
@@ -86,7 +86,7 @@ pub fn ports(service: &ServiceRecord) -> Vec<Port> {
 
 /// An environment and its services, as `up`, `start` and `stop` print it.
 #[derive(Debug, Serialize)]
-pub struct Environment {
+pub struct EnvironmentView {
     pub id: String,
     pub environment: String,
     pub services: Vec<Service>,
@@ -114,9 +114,9 @@ impl From<&StartedService> for Service {
     }
 }
 
-impl From<&Started> for Environment {
+impl From<&Started> for EnvironmentView {
     fn from(started: &Started) -> Self {
-        Environment {
+        EnvironmentView {
             id: started.id.clone(),
             environment: started.environment.clone(),
             services: started.services.iter().map(Service::from).collect(),
@@ -125,9 +125,9 @@ impl From<&Started> for Environment {
 }
 
 /// `update` prints the services it replaced, as `up` prints all of them.
-impl From<&crate::lifecycle::Updated> for Environment {
+impl From<&crate::lifecycle::Updated> for EnvironmentView {
     fn from(updated: &crate::lifecycle::Updated) -> Self {
-        Environment {
+        EnvironmentView {
             id: updated.id.clone(),
             environment: updated.environment.clone(),
             services: updated.services.iter().map(Service::from).collect(),
@@ -135,10 +135,10 @@ impl From<&crate::lifecycle::Updated> for Environment {
     }
 }
 
-impl Environment {
+impl EnvironmentView {
     /// The environment as listed, ports reached from here.
     pub fn of(instance: &Instance) -> Self {
-        Environment {
+        EnvironmentView {
             id: instance.id.clone(),
             environment: instance.environment().to_string(),
             services: instance
@@ -161,7 +161,7 @@ impl Environment {
     }
 }
 
-impl Environment {
+impl EnvironmentView {
     /// One line per published port: `  proxy 8080 -> 127.0.0.1:49153  http://127.0.0.1:49153/`.
     pub fn endpoints(&self) -> String {
         self.services.iter().map(Service::endpoints).collect()
@@ -169,7 +169,7 @@ impl Environment {
 }
 
 impl Service {
-    /// One line per published port of this service, as [`Environment::endpoints`] shows them.
+    /// One line per published port of this service, as [`EnvironmentView::endpoints`] shows them.
     pub fn endpoints(&self) -> String {
         let mut out = String::new();
         for port in &self.ports {

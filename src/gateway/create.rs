@@ -243,7 +243,7 @@ pub async fn answer(
         return refused.unwrap_or_else(unknown);
     }
     let done = start_or_join(gateway, &key);
-    if accepts_html(&request) {
+    if super::server::accepts_html(&request) {
         return page::creating(&environment, &reference, &gateway.creations.progress(&key));
     }
     let mut done = done;
@@ -361,7 +361,7 @@ async fn created(gateway: &Arc<Gateway>, host: &str, limit: Duration) -> Option<
     let deadline = Instant::now() + limit;
     loop {
         let listed = gateway.snapshot();
-        if let routing::Target::Environment(id) =
+        if let routing::Target::RoutedEnvironment(id) =
             routing::resolve(host, &gateway.options.domain, &listed)
         {
             return Some(id);
@@ -424,15 +424,6 @@ fn bearer(request: &Request<Incoming>, token: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| page::same(given, token))
-}
-
-fn accepts_html(request: &Request<Incoming>) -> bool {
-    request
-        .headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::state::{Activity, ErrorFlag};
 
 /// One environment as the gateway routes to it and the page shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Environment {
+pub struct RoutedEnvironment {
     pub id: String,
     /// The environment file's name.
     pub environment: String,
@@ -44,7 +44,7 @@ pub struct Entry {
     pub address: Option<SocketAddr>,
 }
 
-impl Environment {
+impl RoutedEnvironment {
     /// Whether requests can be proxied now.
     pub fn running(&self) -> bool {
         matches!(self.state, State::Ready | State::Degraded)
@@ -91,7 +91,7 @@ pub struct Create {
 #[async_trait]
 pub trait Environments: Send + Sync + 'static {
     /// Every environment, with the activity and flags the reaper's state records.
-    async fn list(&self) -> Result<Vec<Environment>, String>;
+    async fn list(&self) -> Result<Vec<RoutedEnvironment>, String>;
     /// Starts a stopped environment as `envctl start` does, waiting for readiness.
     async fn start(&self, id: &str, why: &str) -> Result<(), String>;
     async fn stop(&self, id: &str) -> Result<(), String>;

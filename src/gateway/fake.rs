@@ -8,12 +8,12 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::create::Resolution;
-use super::environments::{Create, Environment, Environments, Flush};
+use super::environments::{Create, Environments, Flush, RoutedEnvironment};
 use crate::lifecycle::State;
 
 #[derive(Default)]
 pub struct Fake {
-    pub environments: Mutex<Vec<Environment>>,
+    pub environments: Mutex<Vec<RoutedEnvironment>>,
     /// How long a start takes before the environment is ready.
     pub start_takes: Mutex<Duration>,
     pub calls: Mutex<Vec<String>>,
@@ -25,7 +25,7 @@ pub struct Fake {
 }
 
 impl Fake {
-    pub fn new(environments: Vec<Environment>) -> Fake {
+    pub fn new(environments: Vec<RoutedEnvironment>) -> Fake {
         Fake {
             environments: Mutex::new(environments),
             ..Fake::default()
@@ -36,7 +36,7 @@ impl Fake {
         self.calls.lock().unwrap().clone()
     }
 
-    fn set(&self, id: &str, change: impl FnOnce(&mut Environment)) -> Result<(), String> {
+    fn set(&self, id: &str, change: impl FnOnce(&mut RoutedEnvironment)) -> Result<(), String> {
         let mut environments = self.environments.lock().unwrap();
         let environment = environments
             .iter_mut()
@@ -49,7 +49,7 @@ impl Fake {
 
 #[async_trait]
 impl Environments for Fake {
-    async fn list(&self) -> Result<Vec<Environment>, String> {
+    async fn list(&self) -> Result<Vec<RoutedEnvironment>, String> {
         // What is there when the listing starts, answered when it ends.
         let listed = self.environments.lock().unwrap().clone();
         let takes = self.list_takes.lock().unwrap().pop_front();

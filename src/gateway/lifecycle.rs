@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::environments::{Entry, Environment, Environments, Flush};
+use super::environments::{Entry, Environments, Flush, RoutedEnvironment};
 use crate::backend::{Backend, ServiceState};
 use crate::lifecycle::{self, Instance, Progress};
 use crate::spec::{Probe, Protocol};
@@ -43,7 +43,7 @@ impl Lifecycle {
         self
     }
 
-    /// Environment file `name` of the directory, if there is one.
+    /// The environment file `name` of the directory, if there is one.
     fn file(&self, name: &str) -> Option<crate::spec::Environment> {
         use crate::spec::catalog::{Catalog, Target};
         let dir = self.envdir.clone()?;
@@ -108,7 +108,7 @@ impl Lifecycle {
 
 #[async_trait]
 impl Environments for Lifecycle {
-    async fn list(&self) -> Result<Vec<Environment>, String> {
+    async fn list(&self) -> Result<Vec<RoutedEnvironment>, String> {
         let instances = lifecycle::inventory::list(self.backend.as_ref())
             .await
             .map_err(|e| e.to_string())?;
@@ -306,9 +306,9 @@ fn view(
     instance: &Instance,
     record: Option<&state::Record>,
     now: chrono::DateTime<Utc>,
-) -> Environment {
+) -> RoutedEnvironment {
     let created_at = instance.created_at();
-    Environment {
+    RoutedEnvironment {
         id: instance.id.clone(),
         environment: instance.environment().to_string(),
         refs: instance
@@ -428,7 +428,7 @@ pub fn entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Endpoint, Markers, ServiceRecord, ServiceRef, ServiceStatus};
+    use crate::backend::{Markers, ServiceEndpoint, ServiceRecord, ServiceRef, ServiceStatus};
     use crate::naming::codec::{Metadata, ServiceMetadata};
     use crate::spec::{GatewayEntry, Port, Ready};
 
@@ -446,7 +446,7 @@ mod tests {
             protocol: Protocol::Tcp,
         };
         let mut status = ServiceStatus::new(ServiceState::Running);
-        status.endpoints = vec![Endpoint {
+        status.endpoints = vec![ServiceEndpoint {
             container_port: published,
             host: "127.0.0.1".into(),
             port: 40000 + port,

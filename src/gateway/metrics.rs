@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::environments::Environment;
+use super::environments::RoutedEnvironment;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -107,7 +107,7 @@ impl Metrics {
     }
 
     /// The text exposition, for the environments known now.
-    pub fn render(&self, environments: &[Environment]) -> String {
+    pub fn render(&self, environments: &[RoutedEnvironment]) -> String {
         let by_id = self.by_id.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let name_of = |id: &str| {
             environments

@@ -36,7 +36,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use activity::{Activity, Guard};
-use environments::{Environment, Environments};
+use environments::{Environments, RoutedEnvironment};
 use metrics::{Metrics, Outcome};
 use session::Sessions;
 use throttle::Throttle;
@@ -85,7 +85,7 @@ pub struct Gateway {
     pub options: Options,
     environments: Arc<dyn Environments>,
     /// The environments as last listed, with the number of the listing that found them.
-    snapshot: RwLock<(u64, Arc<Vec<Environment>>)>,
+    snapshot: RwLock<(u64, Arc<Vec<RoutedEnvironment>>)>,
     /// Listings begun so far: a listing that ends after a later one found less recent news.
     listings: AtomicU64,
     /// Why the last list failed, if it did; shown on the page.
@@ -107,7 +107,7 @@ pub struct Gateway {
 /// How a wake ended for one waiting request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Awake {
-    Ready(Box<Environment>),
+    Ready(Box<RoutedEnvironment>),
     Failed(String),
     TimedOut,
 }
@@ -136,7 +136,7 @@ impl Gateway {
     }
 
     /// The environments as last listed.
-    pub fn snapshot(&self) -> Arc<Vec<Environment>> {
+    pub fn snapshot(&self) -> Arc<Vec<RoutedEnvironment>> {
         self.snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -144,7 +144,7 @@ impl Gateway {
             .clone()
     }
 
-    pub fn find(&self, id: &str) -> Option<Environment> {
+    pub fn find(&self, id: &str) -> Option<RoutedEnvironment> {
         self.snapshot().iter().find(|e| e.id == id).cloned()
     }
 
@@ -157,7 +157,7 @@ impl Gateway {
 
     /// Lists the environments again. One that runs now and did not before was started: its
     /// error window starts afresh.
-    pub async fn refresh(&self) -> Arc<Vec<Environment>> {
+    pub async fn refresh(&self) -> Arc<Vec<RoutedEnvironment>> {
         let listing = self.listings.fetch_add(1, Ordering::Relaxed) + 1;
         match self.environments.list().await {
             Ok(listed) => {
@@ -320,7 +320,7 @@ mod tests {
         }
     }
 
-    fn stopped(id: &str) -> Environment {
+    fn stopped(id: &str) -> RoutedEnvironment {
         let mut e = environment(id, "demo", &[], 1);
         e.state = State::Stopped;
         if let Ok(entry) = &mut e.entry {
@@ -330,7 +330,7 @@ mod tests {
     }
 
     async fn gateway_with(
-        environments: Vec<Environment>,
+        environments: Vec<RoutedEnvironment>,
         start_takes: Duration,
     ) -> (Arc<Gateway>, Arc<Fake>) {
         let fake = Arc::new(Fake::new(environments));

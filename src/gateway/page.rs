@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::Gateway;
-use super::environments::Environment;
+use super::environments::RoutedEnvironment;
 use super::metrics::Rejection;
 use crate::output::short_duration;
 
@@ -465,7 +465,7 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    pub fn list_page(&self, environments: &[Environment], done: Option<&str>) -> String {
+    pub fn list_page(&self, environments: &[RoutedEnvironment], done: Option<&str>) -> String {
         let mut body = String::from("<h1>envctl environments</h1>");
         if let Some(done) = done {
             let _ = write!(body, "<p class=\"note\">{}</p>", escape(done));
@@ -507,7 +507,7 @@ impl View<'_> {
         document("environments", Some(REFRESH_SECONDS), &body)
     }
 
-    fn row(&self, e: &Environment) -> String {
+    fn row(&self, e: &RoutedEnvironment) -> String {
         let id = escape(&e.id);
         let age = e
             .created_at
@@ -558,7 +558,7 @@ impl View<'_> {
         )
     }
 
-    fn state(&self, e: &Environment) -> String {
+    fn state(&self, e: &RoutedEnvironment) -> String {
         let mut state = escape(e.state.as_str());
         if self.gateway.wakes.waking(&e.id) {
             state.push_str(" (starting)");
@@ -579,7 +579,7 @@ impl View<'_> {
         state
     }
 
-    fn actions(&self, e: &Environment) -> String {
+    fn actions(&self, e: &RoutedEnvironment) -> String {
         if !self.authorized {
             return "<span class=\"why\">sign in to act</span>".into();
         }

@@ -1,7 +1,7 @@
 //! Which environment a host name means: `ID.DOMAIN`, or `REF.ENVIRONMENT.DOMAIN` for the newest
 //! environment of that file started with a ref starting with REF. Pure, for unit tests.
 
-use super::environments::Environment;
+use super::environments::RoutedEnvironment;
 
 /// Where a request goes, by its host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,7 +9,7 @@ pub enum Target {
     /// The gateway's own page: the domain itself, or an IP address.
     Page,
     /// An environment, by id.
-    Environment(String),
+    RoutedEnvironment(String),
     /// A host the gateway does not know: never proxied anywhere.
     Unknown,
 }
@@ -61,7 +61,7 @@ pub fn create_target(host: &str, domain: &str) -> Option<(String, String)> {
 }
 
 /// Resolves a `Host` header against the known environments.
-pub fn resolve(host: &str, domain: &str, environments: &[Environment]) -> Target {
+pub fn resolve(host: &str, domain: &str, environments: &[RoutedEnvironment]) -> Target {
     let host = bare_host(host);
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if host == domain || host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
@@ -83,7 +83,7 @@ pub fn resolve(host: &str, domain: &str, environments: &[Environment]) -> Target
             .max_by_key(|e| e.created_at),
     };
     match found {
-        Some(environment) => Target::Environment(environment.id.clone()),
+        Some(environment) => Target::RoutedEnvironment(environment.id.clone()),
         None => Target::Unknown,
     }
 }
@@ -94,8 +94,13 @@ pub(crate) mod tests {
     use crate::lifecycle::State;
     use chrono::{TimeZone, Utc};
 
-    pub(crate) fn environment(id: &str, name: &str, refs: &[&str], minute: u32) -> Environment {
-        Environment {
+    pub(crate) fn environment(
+        id: &str,
+        name: &str,
+        refs: &[&str],
+        minute: u32,
+    ) -> RoutedEnvironment {
+        RoutedEnvironment {
             id: id.into(),
             environment: name.into(),
             refs: refs.iter().map(|r| r.to_string()).collect(),
@@ -137,7 +142,7 @@ pub(crate) mod tests {
         assert_eq!(target("ea6757a.a%2f..envs.example.com"), None, "no path");
     }
 
-    fn known() -> Vec<Environment> {
+    fn known() -> Vec<RoutedEnvironment> {
         vec![
             environment(
                 "20261126-041500",
@@ -153,9 +158,9 @@ pub(crate) mod tests {
     #[test]
     fn an_id_host_reaches_that_environment_whatever_the_port_and_case() {
         let target = resolve("20261126-041500.localhost:8000", "localhost", &known());
-        assert_eq!(target, Target::Environment("20261126-041500".into()));
+        assert_eq!(target, Target::RoutedEnvironment("20261126-041500".into()));
         let target = resolve("20261126-050000.LocalHost.", "localhost", &known());
-        assert_eq!(target, Target::Environment("20261126-050000".into()));
+        assert_eq!(target, Target::RoutedEnvironment("20261126-050000".into()));
     }
 
     #[test]
@@ -165,13 +170,13 @@ pub(crate) mod tests {
             "pr-42.envs.example.com"
         );
         let target = resolve("pr-42.envs.example.com", "envs.example.com", &known());
-        assert_eq!(target, Target::Environment("pr_42".into()));
+        assert_eq!(target, Target::RoutedEnvironment("pr_42".into()));
     }
 
     #[test]
     fn a_ref_host_reaches_the_newest_environment_of_that_file_with_a_matching_ref() {
         let target = resolve("ea6757a.accounting.localhost", "localhost", &known());
-        assert_eq!(target, Target::Environment("pr_42".into()));
+        assert_eq!(target, Target::RoutedEnvironment("pr_42".into()));
         assert_eq!(
             resolve("ffff.accounting.localhost", "localhost", &known()),
             Target::Unknown

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::environments::Environment;
+use super::environments::RoutedEnvironment;
 use super::metrics::Outcome;
 use super::proxy::{self, Forwarded, Limits, ProxyError};
 use super::routing::{self, Target};
@@ -107,7 +107,7 @@ pub async fn handle(
             }
         }
         Target::Unknown => super::create::answer(&gateway, &host, remote, request).await,
-        Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
+        Target::RoutedEnvironment(id) => to_environment(gateway, id, host, remote, request).await,
     }
 }
 
@@ -135,7 +135,7 @@ pub enum Next {
 }
 
 /// Decides from the environment's state alone.
-pub fn next(environment: &Environment) -> Next {
+pub fn next(environment: &RoutedEnvironment) -> Next {
     // A start under way may have created none of its services yet, its entry among them.
     if matches!(environment.state, State::Starting | State::Updating) {
         return Next::Wait;
@@ -190,7 +190,8 @@ pub fn next(environment: &Environment) -> Next {
     }
 }
 
-fn accepts_html(request: &Request<Incoming>) -> bool {
+/// Whether the client is a browser, which gets pages instead of bare answers.
+pub(super) fn accepts_html(request: &Request<Incoming>) -> bool {
     request
         .headers()
         .get_all(header::ACCEPT)

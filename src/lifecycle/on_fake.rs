@@ -151,7 +151,7 @@ impl FakeEnv {
 
     /// The fake names what it makes as a swarm does.
     fn on_swarm(mut self) -> FakeEnv {
-        self.fake = self.fake.speaking_as(crate::backend::Kind::Swarm);
+        self.fake = self.fake.speaking_as(crate::backend::BackendKind::Swarm);
         self
     }
 
@@ -1181,7 +1181,7 @@ mod reaper_pass {
         let idle = seen + chrono::Duration::minutes(40);
         let report = reaper::pass(&fake, &store, &pausing(), idle).await.unwrap();
         let actions: Vec<_> = report.actions.iter().map(|a| a.action).collect();
-        assert_eq!(actions, [reaper::Kind::Pause], "{report:?}");
+        assert_eq!(actions, [reaper::ActionKind::Pause], "{report:?}");
         assert_eq!(report.actions[0].reason.cause(), reaper::Cause::Idle);
         assert_eq!(fake.calls_of("pause_service"), ["shop-1/app", "shop-1/db"]);
         let paused = require(&fake, "shop-1").await.unwrap();
@@ -1204,7 +1204,7 @@ mod reaper_pass {
             .await
             .unwrap();
         let actions: Vec<_> = report.actions.iter().map(|a| a.action).collect();
-        assert_eq!(actions, [reaper::Kind::Stop], "{report:?}");
+        assert_eq!(actions, [reaper::ActionKind::Stop], "{report:?}");
         let stopped = require(&fake, "shop-1").await.unwrap();
         assert_eq!(stopped.state(Utc::now()), State::Stopped);
     }

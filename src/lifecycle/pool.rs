@@ -20,7 +20,9 @@ use futures_util::future::join_all;
 use super::inventory::Instance;
 use super::up::{PoolUse, UpOptions, UpOutcome, service_spec_for};
 use super::{Progress, StartError, teardown};
-use crate::backend::{Backend, BackendError, Kind, Marker, ResolvedImage, Selector, ServiceState};
+use crate::backend::{
+    Backend, BackendError, BackendKind, Marker, ResolvedImage, Selector, ServiceState,
+};
 use crate::naming::codec::Metadata;
 use crate::signals::Signals;
 use crate::spec::{Environment, Pool};
@@ -310,7 +312,7 @@ pub(super) fn no_adoption(
     if options.name.is_some() {
         return Some("`--name` never adopts a pool member".into());
     }
-    if backend.info().kind != Kind::Docker {
+    if backend.info().kind != BackendKind::Docker {
         return Some(format!("pools work on Docker, not {}", backend.info().kind));
     }
     if let Some(service) = options
@@ -394,7 +396,7 @@ pub struct Filled {
 /// Refuses what cannot hold a pool, before anything is created.
 pub fn check_backend(backend: &dyn Backend) -> Result<(), BackendError> {
     match backend.info().kind {
-        Kind::Docker => Ok(()),
+        BackendKind::Docker => Ok(()),
         kind => Err(BackendError::Unsupported {
             backend: kind,
             operation: "keep a warm pool",

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use super::inventory::{self, Instance};
 use super::recorded::Recorded;
 use crate::backend::{
-    Backend, BackendError, Kind, MarkerKind, Resource, ResourceKind, Selector, ServiceRecord,
+    Backend, BackendError, BackendKind, MarkerKind, Resource, ResourceKind, Selector, ServiceRecord,
 };
 use crate::naming;
 
@@ -37,11 +37,11 @@ pub enum TeardownError {
         network: String,
         users: Vec<String>,
         /// Whose words the message uses.
-        backend: Kind,
+        backend: BackendKind,
     },
 }
 
-fn names(backend: Kind, users: &[String]) -> String {
+fn names(backend: BackendKind, users: &[String]) -> String {
     let noun = backend.noun(ResourceKind::Service);
     let quoted: Vec<String> = users.iter().map(|u| format!("`{u}`")).collect();
     match quoted.len() {
@@ -324,7 +324,7 @@ fn list(resources: &[Resource]) -> String {
 /// Everything of an environment a removal takes, as the listing names it, in the order a
 /// report lists it: services (those put aside too), markers (the claim last), isolation, named
 /// volumes.
-pub fn resources(record: &Instance, backend: Kind) -> Vec<Resource> {
+pub fn resources(record: &Instance, backend: BackendKind) -> Vec<Resource> {
     let id = &record.id;
     let markers = &record.markers;
     let of = |kind, name: &str| Resource::new(backend, kind, name);
@@ -398,16 +398,16 @@ pub async fn remove_reporting(
 mod tests {
     use super::*;
 
-    fn on(backend: Kind, kind: ResourceKind, name: &str) -> Resource {
+    fn on(backend: BackendKind, kind: ResourceKind, name: &str) -> Resource {
         Resource::new(backend, kind, name)
     }
 
     fn container(name: &str) -> Resource {
-        on(Kind::Docker, ResourceKind::Service, name)
+        on(BackendKind::Docker, ResourceKind::Service, name)
     }
 
     fn network(name: &str) -> Resource {
-        on(Kind::Docker, ResourceKind::Isolation, name)
+        on(BackendKind::Docker, ResourceKind::Isolation, name)
     }
 
     #[test]
@@ -430,7 +430,7 @@ mod tests {
             id: Some("x".into()),
             removed: vec![container("a_x")],
             left: vec![container("b_x"), network("envctl_e_x")],
-            unanswered: vec![on(Kind::Docker, ready, "envctl_x_ready")],
+            unanswered: vec![on(BackendKind::Docker, ready, "envctl_x_ready")],
             cause: Some(BackendError::operation("remove container `b_x`", "busy")),
         };
         assert_eq!(
@@ -448,9 +448,9 @@ mod tests {
         let cleanup = Cleanup {
             id: Some("x".into()),
             removed: vec![
-                on(Kind::Docker, ResourceKind::Volume, "envctl_x_data"),
+                on(BackendKind::Docker, ResourceKind::Volume, "envctl_x_data"),
                 network("envctl_e_x"),
-                on(Kind::Docker, anchor, "envctl_x"),
+                on(BackendKind::Docker, anchor, "envctl_x"),
             ],
             ..Cleanup::default()
         };
@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn a_swarm_cleanup_calls_services_configs_and_overlay_networks_by_their_names() {
-        let swarm = |kind, name| on(Kind::Swarm, kind, name);
+        let swarm = |kind, name| on(BackendKind::Swarm, kind, name);
         let cleanup = Cleanup {
             id: Some("x".into()),
             removed: vec![
@@ -493,13 +493,13 @@ mod tests {
             backend,
         };
         assert_eq!(
-            kept(Kind::Docker).to_string(),
+            kept(BackendKind::Docker).to_string(),
             "kept network `n` of `x`: container `debugger`, which is not envctl's is attached \
              to it\nhint: `docker network disconnect n debugger`, then `envctl down x` removes \
              the rest"
         );
         assert_eq!(
-            kept(Kind::Swarm).to_string(),
+            kept(BackendKind::Swarm).to_string(),
             "kept overlay network `n` of `x`: service `debugger`, which is not envctl's is \
              attached to it\nhint: `docker service update --network-rm n debugger`, then \
              `envctl down x` removes the rest"

@@ -15,8 +15,8 @@ use super::teardown::Cleanup;
 use super::{Phase, Progress, StartError, admission, teardown};
 use crate::backend::ResolvedImage as Resolved;
 use crate::backend::{
-    Backend, BackendError, Endpoint, Kind, Marker, MarkerKind, Resource, ResourceKind, Selector,
-    ServiceRecord, ServiceRef, ServiceSpec, ServiceState, VolumeSpec,
+    Backend, BackendError, BackendKind, Marker, MarkerKind, Resource, ResourceKind, Selector,
+    ServiceEndpoint, ServiceRecord, ServiceRef, ServiceSpec, ServiceState, VolumeSpec,
 };
 use crate::naming::codec::{Build, Metadata, ResolvedRef};
 use crate::naming::{self};
@@ -122,8 +122,8 @@ pub struct StartedPort {
     pub http: bool,
 }
 
-impl From<&Endpoint> for StartedPort {
-    fn from(e: &Endpoint) -> Self {
+impl From<&ServiceEndpoint> for StartedPort {
+    fn from(e: &ServiceEndpoint) -> Self {
         StartedPort {
             container_port: e.container_port.number,
             protocol: e.container_port.protocol,
@@ -162,7 +162,7 @@ pub(super) fn started_service(
 }
 
 /// Whether the service has an HTTP probe on `port`.
-fn speaks_http(service: &Service, endpoint: &Endpoint) -> bool {
+fn speaks_http(service: &Service, endpoint: &ServiceEndpoint) -> bool {
     service.ready.probes.iter().any(|probe| {
         matches!(probe, Probe::Http { port: probed, .. } if *probed == endpoint.container_port.number)
     })
@@ -313,7 +313,7 @@ async fn detach(backend: &dyn Backend, id: &str) {
 /// What a run asked the engine to create, by the names its backend gives them, so that a
 /// rollback can say what it left even when the engine does not answer.
 struct Ledger {
-    backend: Kind,
+    backend: BackendKind,
     entries: std::sync::Mutex<Entries>,
 }
 
@@ -330,7 +330,7 @@ struct Entries {
 }
 
 impl Ledger {
-    fn new(backend: Kind) -> Ledger {
+    fn new(backend: BackendKind) -> Ledger {
         Ledger {
             backend,
             entries: std::sync::Mutex::default(),

@@ -34,7 +34,7 @@ use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::up::{StartedService, run_nonce, service_spec_for, started_service};
 use super::{Phase, Progress, StartError};
 use crate::backend::{
-    Backend, BackendError, IsolationRef, Kind, Marker, MarkerKind, ResolvedImage, Selector,
+    Backend, BackendError, BackendKind, IsolationRef, Marker, MarkerKind, ResolvedImage, Selector,
     ServiceRecord, ServiceRef, ServiceSpec, ServiceState,
 };
 use crate::naming::codec::{Metadata, ResolvedRef};
@@ -187,7 +187,7 @@ pub struct Restored {
 pub enum RestoreError {
     /// A call gave no answer within [`AFTERMATH_CALL`].
     #[error("the {} engine did not answer", .0.engine())]
-    NoAnswer(Kind),
+    NoAnswer(BackendKind),
     /// The restore did not end within [`AFTERMATH`].
     #[error(
         "it did not end within {}: the previous services may still be starting",

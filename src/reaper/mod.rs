@@ -20,7 +20,8 @@ mod rules;
 
 pub use pass::{daemon, pass};
 pub use rules::{
-    Cause, Keep, Kind, NOISE_BYTES, NOISE_RATE, Observation, Reason, Seen, Traffic, Verdict, decide,
+    ActionKind, Cause, Keep, NOISE_BYTES, NOISE_RATE, Observation, Reason, Seen, Traffic, Verdict,
+    decide,
 };
 
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub struct Options {
 /// What a pass did, or would do, to one environment, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
-    pub action: Kind,
+    pub action: ActionKind,
     pub id: String,
     pub environment: String,
     /// `accounting@ea6757a8090d`, or the environment's name.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::{self, FuturesUnordered};
 
-use super::rules::{Kind, Observation, Reason, Traffic, Verdict, decide};
+use super::rules::{ActionKind, Observation, Reason, Traffic, Verdict, decide};
 use super::{Action, Options, ReapError, Report};
 use crate::backend::{Backend, BackendError, ServiceState};
 use crate::lifecycle::{self, Instance, State};
@@ -81,7 +81,7 @@ pub async fn pass(
         .iter()
         .map(|o| decide(o, state.record(endpoint, &o.id), now, options))
         .collect();
-    let planned: Vec<(&Instance, (Kind, Reason))> = instances
+    let planned: Vec<(&Instance, (ActionKind, Reason))> = instances
         .iter()
         .zip(&verdicts)
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
@@ -191,19 +191,19 @@ async fn changed_meanwhile(
 /// Stops or removes each planned environment at once; returns what was done, by id.
 async fn act<'a>(
     backend: &dyn Backend,
-    planned: impl Iterator<Item = (&'a Instance, (Kind, Reason))>,
+    planned: impl Iterator<Item = (&'a Instance, (ActionKind, Reason))>,
 ) -> Vec<Action> {
     let acting = planned
         .map(|(instance, (kind, reason))| async move {
             let result = match kind {
-                Kind::Pause => lifecycle::pause(backend, instance)
+                ActionKind::Pause => lifecycle::pause(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
-                Kind::Stop => lifecycle::stop(backend, instance)
+                ActionKind::Stop => lifecycle::stop(backend, instance)
                     .await
                     .map_err(lifecycle::TeardownError::from),
                 // Removed environments are thrown away: killed, not stopped.
-                Kind::Remove => lifecycle::remove(backend, instance, None).await,
+                ActionKind::Remove => lifecycle::remove(backend, instance, None).await,
             };
             let error = match result {
                 Ok(()) => None,
@@ -275,7 +275,7 @@ pub async fn daemon(
     }
 }
 
-fn action(instance: &Instance, kind: Kind, reason: Reason, error: Option<String>) -> Action {
+fn action(instance: &Instance, kind: ActionKind, reason: Reason, error: Option<String>) -> Action {
     let refs: Vec<String> = instance.refs().iter().map(ToString::to_string).collect();
     Action {
         action: kind,

@@ -19,7 +19,7 @@ pub const NOISE_BYTES: u64 = 512;
 pub const NOISE_RATE: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ActionKind {
     /// Paused (`--pause-after`): resumed in milliseconds by the next use.
     Pause,
     Stop,
@@ -171,7 +171,7 @@ pub enum Traffic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub record: Record,
-    pub action: Option<(Kind, Reason)>,
+    pub action: Option<(ActionKind, Reason)>,
     pub kept: Option<Keep>,
 }
 
@@ -224,7 +224,7 @@ fn judge(
     first_sight: bool,
     now: DateTime<Utc>,
     options: &Options,
-) -> Result<(Kind, Reason), Keep> {
+) -> Result<(ActionKind, Reason), Keep> {
     // An environment without a creation time counts as created now: the safe direction.
     let created = observation.created_at.unwrap_or(now);
     if created >= now {
@@ -257,7 +257,7 @@ fn judge(
         && let Some(expires) = observation.expires_at
         && expires <= now
     {
-        return Ok((Kind::Stop, Reason::TtlExpired(expires)));
+        return Ok((ActionKind::Stop, Reason::TtlExpired(expires)));
     }
     match observation.state {
         // An update's containers are stopped, put aside or not ready yet on purpose; once it
@@ -267,9 +267,12 @@ fn judge(
         State::UpdateUnfinished => Err(Keep::UpdateUnfinished),
         State::Unfinished => {
             let why = observation.unfinished.as_deref().unwrap_or("unknown");
-            Ok((Kind::Remove, Reason::StartNeverFinished(why.to_string())))
+            Ok((
+                ActionKind::Remove,
+                Reason::StartNeverFinished(why.to_string()),
+            ))
         }
-        State::Debris => Ok((Kind::Remove, Reason::NoServiceLeft)),
+        State::Debris => Ok((ActionKind::Remove, Reason::NoServiceLeft)),
         State::Stopped => {
             record.crashed_since = None;
             // A `touch` on a stopped environment delays its removal too.
@@ -283,7 +286,7 @@ fn judge(
                 stopped: for_how_long,
                 since: stopped.max(last),
             };
-            Ok((Kind::Remove, reason))
+            Ok((ActionKind::Remove, reason))
         }
         State::Ready | State::Degraded => {
             record.crashed_since = observation
@@ -297,19 +300,22 @@ fn judge(
                 && let Some(flag) = record.error_flag.as_ref().filter(|f| f.fresh(now))
             {
                 record.stopped_for_errors = Some(now);
-                return Ok((Kind::Stop, Reason::ErrorRate(flag.clone())));
+                return Ok((ActionKind::Stop, Reason::ErrorRate(flag.clone())));
             }
             // Running again: requests may wake it once more after a later stop.
             record.stopped_for_errors = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Ok((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
+                return Ok((
+                    ActionKind::Stop,
+                    Reason::OlderThanMaxAge { max_age, created },
+                ));
             }
             if let Some(since) = record.crashed_since
                 && elapsed(since, now) >= options.idle
             {
-                return Ok((Kind::Stop, Reason::Crashed(elapsed(since, now))));
+                return Ok((ActionKind::Stop, Reason::Crashed(elapsed(since, now))));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
@@ -319,10 +325,10 @@ fn judge(
                 at: last.at,
             };
             if idle >= options.idle {
-                return Ok((Kind::Stop, reason));
+                return Ok((ActionKind::Stop, reason));
             }
             match options.pause_after {
-                Some(pause_after) if idle >= pause_after => Ok((Kind::Pause, reason)),
+                Some(pause_after) if idle >= pause_after => Ok((ActionKind::Pause, reason)),
                 _ => Err(Keep::Active),
             }
         }
@@ -335,7 +341,10 @@ fn judge(
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {
-                return Ok((Kind::Stop, Reason::OlderThanMaxAge { max_age, created }));
+                return Ok((
+                    ActionKind::Stop,
+                    Reason::OlderThanMaxAge { max_age, created },
+                ));
             }
             let last = crate::state::last_activity(Some(record), created);
             let idle = elapsed(last.at, now);
@@ -347,7 +356,7 @@ fn judge(
                 last: last.what,
                 at: last.at,
             };
-            Ok((Kind::Stop, reason))
+            Ok((ActionKind::Stop, reason))
         }
     }
 }
@@ -597,7 +606,7 @@ mod tests {
         );
         let stopped = decide(&quiet, Some(&record), at(4, 40), &options());
         let (kind, reason) = stopped.action.expect("stopped");
-        assert_eq!(kind, Kind::Stop);
+        assert_eq!(kind, ActionKind::Stop);
         assert_eq!(
             reason.to_string(),
             "idle for 2h10m, last activity: a request through `envctl gateway` at 02:30 UTC"
@@ -627,7 +636,7 @@ mod tests {
         };
         let with = decide(&quiet, Some(&record), at(1, 35), &asked);
         let (kind, reason) = with.action.expect("stopped");
-        assert_eq!((kind, reason.cause()), (Kind::Stop, Cause::ErrorRate));
+        assert_eq!((kind, reason.cause()), (ActionKind::Stop, Cause::ErrorRate));
         assert_eq!(
             reason.to_string(),
             "its error rate at `envctl gateway`: 31 of 50 requests (62%) answered 5xx over 5m, \
@@ -671,7 +680,7 @@ mod tests {
         assert_eq!(
             verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
-                Kind::Stop,
+                ActionKind::Stop,
                 "idle for 2h12m, last activity: first seen by the reaper at 01:00 UTC".into()
             ))
         );
@@ -713,7 +722,7 @@ mod tests {
         ]));
         let verdict = passes(&[(at(1, 0), before), (at(3, 30), after)]);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, _))),
+            matches!(verdict.action, Some((ActionKind::Stop, _))),
             "{verdict:?}"
         );
     }
@@ -723,7 +732,7 @@ mod tests {
         let before = running(counters(&[("proxy", 100, 100)]));
         let after = running(counters(&[("proxy", 100 + NOISE_BYTES, 100)]));
         let verdict = passes(&[(at(1, 0), before), (at(3, 30), after)]);
-        assert!(matches!(verdict.action, Some((Kind::Stop, _))));
+        assert!(matches!(verdict.action, Some((ActionKind::Stop, _))));
     }
 
     #[test]
@@ -754,7 +763,7 @@ mod tests {
         assert_eq!(
             verdict.action.map(|(k, r)| (k, r.to_string())),
             Some((
-                Kind::Remove,
+                ActionKind::Remove,
                 "the start never finished: its `envctl up` (ci:42) is gone".into()
             ))
         );
@@ -771,7 +780,7 @@ mod tests {
         let tomorrow = at(1, 30) + chrono::Duration::hours(25);
         let verdict = decide(&stopped, Some(&seen.record), tomorrow, &options());
         assert!(
-            matches!(verdict.action, Some((Kind::Remove, ref r)) if r.to_string().starts_with("stopped for 1d01h")),
+            matches!(verdict.action, Some((ActionKind::Remove, ref r)) if r.to_string().starts_with("stopped for 1d01h")),
             "{verdict:?}"
         );
     }
@@ -792,7 +801,7 @@ mod tests {
         let full = days_later + chrono::Duration::hours(24);
         assert!(matches!(
             decide(&stopped, Some(&first.record), full, &options()).action,
-            Some((Kind::Remove, _))
+            Some((ActionKind::Remove, _))
         ));
     }
 
@@ -838,13 +847,13 @@ mod tests {
             &[(at(1, 0), leased.clone()), (at(9, 2), leased.clone())],
         );
         assert!(
-            matches!(expired.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age")),
+            matches!(expired.action, Some((ActionKind::Stop, ref r)) if r.to_string().starts_with("older than --max-age")),
             "an expired lease protects nothing: {expired:?}"
         );
         leased.expires_at = Some(at(8, 0));
         let ttl = passes_with(&eager, &[(at(9, 0), leased)]);
         assert!(
-            matches!(ttl.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("its --ttl expired")),
+            matches!(ttl.action, Some((ActionKind::Stop, ref r)) if r.to_string().starts_with("its --ttl expired")),
             "--ttl wins over a lease: {ttl:?}"
         );
     }
@@ -871,7 +880,7 @@ mod tests {
         debris.state = State::Debris;
         assert!(matches!(
             decide(&debris, None, at(1, 0), &options()).action,
-            Some((Kind::Remove, ref r)) if r.to_string().starts_with("no service container is left")
+            Some((ActionKind::Remove, ref r)) if r.to_string().starts_with("no service container is left")
         ));
         debris.pinned = true;
         assert_eq!(decide(&debris, None, at(1, 0), &options()).action, None);
@@ -892,7 +901,7 @@ mod tests {
             (at(3, 1), busy(crashed, 200_000)),
         ]);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("a service has been crashed")),
+            matches!(verdict.action, Some((ActionKind::Stop, ref r)) if r.to_string().starts_with("a service has been crashed")),
             "crashed since 01:00, whatever its traffic: {verdict:?}"
         );
     }
@@ -907,7 +916,7 @@ mod tests {
                 .action
                 .map(|(k, r)| (k, r.to_string())),
             Some((
-                Kind::Stop,
+                ActionKind::Stop,
                 "its --ttl expired at 2026-11-26 01:00 UTC".into()
             ))
         );
@@ -922,7 +931,7 @@ mod tests {
         };
         let verdict = decide(&o, None, at(1, 30), &options);
         assert!(
-            matches!(verdict.action, Some((Kind::Stop, ref r)) if r.to_string().starts_with("older than --max-age"))
+            matches!(verdict.action, Some((ActionKind::Stop, ref r)) if r.to_string().starts_with("older than --max-age"))
         );
         assert_eq!(
             decide(&o, None, at(0, 0), &options).action,

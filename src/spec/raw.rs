@@ -5,7 +5,7 @@
 //! still see everything else and every problem of a file is reported in one run.
 
 use super::diagnostic::{Diagnostic, Position, did_you_mean};
-use super::tree::{Key, Kind, Node, Scalar, ScalarType};
+use super::tree::{Key, Node, NodeKind, Scalar, ScalarType};
 
 /// A value and where it is written.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,8 +222,8 @@ impl Reader<'_> {
     /// The entries of a map; `None` (reported) when the node is not one. Null is empty.
     fn entries<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Key, Node)]> {
         match &node.kind {
-            Kind::Map(entries) => Some(entries),
-            Kind::Null => Some(&[]),
+            NodeKind::Map(entries) => Some(entries),
+            NodeKind::Null => Some(&[]),
             _ => {
                 self.wrong_type(node, what);
                 None
@@ -234,7 +234,7 @@ impl Reader<'_> {
     /// A scalar as written; numbers and booleans count (`tag: 1.10`, `user: 1000`).
     fn string(&mut self, node: &Node) -> Option<Spanned<String>> {
         match &node.kind {
-            Kind::Scalar(s) => Some(spanned(s.text.clone(), node.at)),
+            NodeKind::Scalar(s) => Some(spanned(s.text.clone(), node.at)),
             _ => {
                 self.wrong_type(node, "a string");
                 None
@@ -245,8 +245,8 @@ impl Reader<'_> {
     /// A list of scalars; a null is an empty list.
     fn strings(&mut self, node: &Node) -> Vec<Spanned<String>> {
         match &node.kind {
-            Kind::Seq(items) => items.iter().filter_map(|i| self.string(i)).collect(),
-            Kind::Null => Vec::new(),
+            NodeKind::Seq(items) => items.iter().filter_map(|i| self.string(i)).collect(),
+            NodeKind::Null => Vec::new(),
             _ => {
                 self.wrong_type(node, "a list");
                 Vec::new()
@@ -257,14 +257,14 @@ impl Reader<'_> {
     /// A list of scalars, or one scalar standing for a list of one (compose allows both).
     fn one_or_many(&mut self, node: &Node) -> Vec<Spanned<String>> {
         match &node.kind {
-            Kind::Scalar(s) => vec![spanned(s.text.clone(), node.at)],
+            NodeKind::Scalar(s) => vec![spanned(s.text.clone(), node.at)],
             _ => self.strings(node),
         }
     }
 
     fn bool(&mut self, node: &Node) -> Option<Spanned<bool>> {
         match &node.kind {
-            Kind::Scalar(s) => match s.ty {
+            NodeKind::Scalar(s) => match s.ty {
                 ScalarType::Bool(b) => Some(spanned(b, node.at)),
                 _ => {
                     self.wrong_type(node, "`true` or `false`");
@@ -280,7 +280,7 @@ impl Reader<'_> {
 
     fn int(&mut self, node: &Node) -> Option<Spanned<i64>> {
         match &node.kind {
-            Kind::Scalar(Scalar {
+            NodeKind::Scalar(Scalar {
                 ty: ScalarType::Int(i),
                 ..
             }) => Some(spanned(*i, node.at)),
@@ -294,7 +294,7 @@ impl Reader<'_> {
     /// `{KEY: VALUE}` or compose's list form `["KEY=VALUE"]`.
     fn string_map(&mut self, node: &Node) -> Entries<Spanned<String>> {
         match &node.kind {
-            Kind::Seq(items) => items
+            NodeKind::Seq(items) => items
                 .iter()
                 .filter_map(|item| {
                     let entry = self.string(item)?;
@@ -314,7 +314,7 @@ impl Reader<'_> {
                     .filter_map(|(k, v)| {
                         let value = match &v.kind {
                             // `KEY:` with no value: compose's empty string.
-                            Kind::Null => spanned(String::new(), v.at.or(k.at)),
+                            NodeKind::Null => spanned(String::new(), v.at.or(k.at)),
                             _ => self.string(v)?,
                         };
                         Some((key(k), value))
@@ -334,7 +334,7 @@ impl Reader<'_> {
             pool: None,
         };
         let fields = self.fields(root, TOP_KEYS, "a map of `services:` and other keys");
-        if !matches!(root.kind, Kind::Map(_) | Kind::Null) {
+        if !matches!(root.kind, NodeKind::Map(_) | NodeKind::Null) {
             return environment;
         }
         for (k, value) in fields {
@@ -405,7 +405,7 @@ impl Reader<'_> {
                 "build" => s.build = self.build(value),
                 "command" => {
                     s.command = match &value.kind {
-                        Kind::Seq(_) => Some(self.strings(value)),
+                        NodeKind::Seq(_) => Some(self.strings(value)),
                         _ => {
                             self.wrong_type(value, "a list of arguments");
                             None
@@ -434,7 +434,7 @@ impl Reader<'_> {
                 _ => unreachable!("only known keys pass"),
             }
         }
-        if node.get("image").is_none() && matches!(node.kind, Kind::Map(_) | Kind::Null) {
+        if node.get("image").is_none() && matches!(node.kind, NodeKind::Map(_) | NodeKind::Null) {
             self.diagnostics.push(
                 Diagnostic::new("the service has no `image`", node.at)
                     .with_hint("every service needs `image: REPOSITORY`, even with `build:`"),
@@ -444,7 +444,7 @@ impl Reader<'_> {
     }
 
     fn build(&mut self, node: &Node) -> Option<Spanned<RawBuild>> {
-        if let Kind::Scalar(s) = &node.kind {
+        if let NodeKind::Scalar(s) = &node.kind {
             return Some(spanned(RawBuild::Context(s.text.clone()), node.at));
         }
         let (mut context, mut dockerfile) = (None, None);
@@ -463,7 +463,7 @@ impl Reader<'_> {
                 node.at,
             )),
             None => {
-                if matches!(node.kind, Kind::Map(_)) {
+                if matches!(node.kind, NodeKind::Map(_)) {
                     self.diagnostics
                         .push(Diagnostic::new("`build` needs a `context`", node.at));
                 }
@@ -473,8 +473,8 @@ impl Reader<'_> {
     }
 
     fn ports(&mut self, node: &Node) -> Vec<Spanned<RawPort>> {
-        let Kind::Seq(items) = &node.kind else {
-            if !matches!(node.kind, Kind::Null) {
+        let NodeKind::Seq(items) = &node.kind else {
+            if !matches!(node.kind, NodeKind::Null) {
                 self.wrong_type(node, "a list of ports");
             }
             return Vec::new();
@@ -482,8 +482,8 @@ impl Reader<'_> {
         items
             .iter()
             .filter_map(|item| match &item.kind {
-                Kind::Scalar(s) => Some(spanned(RawPort::Short(s.text.clone()), item.at)),
-                Kind::Map(_) => {
+                NodeKind::Scalar(s) => Some(spanned(RawPort::Short(s.text.clone()), item.at)),
+                NodeKind::Map(_) => {
                     let mut long = (None, None, None, None);
                     for (k, value) in self.fields(item, PORT_KEYS, "a port") {
                         let text = self.string(value);
@@ -536,8 +536,8 @@ impl Reader<'_> {
     }
 
     fn mounts(&mut self, node: &Node) -> Vec<Spanned<RawMount>> {
-        let Kind::Seq(items) = &node.kind else {
-            if !matches!(node.kind, Kind::Null) {
+        let NodeKind::Seq(items) = &node.kind else {
+            if !matches!(node.kind, NodeKind::Null) {
                 self.wrong_type(node, "a list of volumes");
             }
             return Vec::new();
@@ -545,11 +545,11 @@ impl Reader<'_> {
         items
             .iter()
             .filter_map(|item| match &item.kind {
-                Kind::Scalar(s) => Some(spanned(
+                NodeKind::Scalar(s) => Some(spanned(
                     RawMount::Short(spanned(s.text.clone(), item.at)),
                     item.at,
                 )),
-                Kind::Map(_) => {
+                NodeKind::Map(_) => {
                     let (mut kind, mut source, mut target, mut read_only, mut size) =
                         (None, None, None, None, None);
                     for (k, value) in self.fields(item, MOUNT_KEYS, "a volume") {
@@ -590,7 +590,7 @@ impl Reader<'_> {
         match &node.kind {
             // Compose splits a string entrypoint like a shell; envctl splits at spaces only,
             // and leaves quoting to the list form.
-            Kind::Scalar(s) => {
+            NodeKind::Scalar(s) => {
                 if s.text.contains(['"', '\'', '\\']) {
                     self.diagnostics.push(
                         Diagnostic::new("quotes in a string `entrypoint` are not split", node.at)
@@ -607,7 +607,7 @@ impl Reader<'_> {
                     .collect();
                 Some(spanned(words, node.at))
             }
-            Kind::Seq(_) => Some(spanned(self.strings(node), node.at)),
+            NodeKind::Seq(_) => Some(spanned(self.strings(node), node.at)),
             _ => {
                 self.wrong_type(node, "a list of arguments, or a string");
                 None
@@ -617,7 +617,7 @@ impl Reader<'_> {
 
     fn extra_hosts(&mut self, node: &Node) -> Vec<(Spanned<String>, Spanned<String>)> {
         match &node.kind {
-            Kind::Seq(_) => self
+            NodeKind::Seq(_) => self
                 .strings(node)
                 .into_iter()
                 .filter_map(|entry| {
@@ -650,7 +650,7 @@ impl Reader<'_> {
 
     fn ready(&mut self, node: &Node) -> Option<Spanned<RawReady>> {
         let mut ready = RawReady::default();
-        if !matches!(node.kind, Kind::Map(_) | Kind::Null) {
+        if !matches!(node.kind, NodeKind::Map(_) | NodeKind::Null) {
             self.wrong_type(node, "a map of readiness conditions");
             return None;
         }
@@ -661,7 +661,7 @@ impl Reader<'_> {
                 "http" => ready.http = self.string(value),
                 "exec" => {
                     ready.exec = match &value.kind {
-                        Kind::Seq(_) => Some(spanned(self.strings(value), value.at)),
+                        NodeKind::Seq(_) => Some(spanned(self.strings(value), value.at)),
                         _ => {
                             self.wrong_type(value, "a list of arguments");
                             None

@@ -16,12 +16,12 @@ use super::diagnostic::Position;
 /// One YAML node and where it is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    pub kind: Kind,
+    pub kind: NodeKind,
     pub at: Option<Position>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub enum NodeKind {
     Null,
     Scalar(Scalar),
     Seq(Vec<Node>),
@@ -55,21 +55,21 @@ impl Node {
     /// What a message calls this node's type: `a string`, `a list`...
     pub fn type_name(&self) -> &'static str {
         match &self.kind {
-            Kind::Null => "nothing",
-            Kind::Scalar(s) => match s.ty {
+            NodeKind::Null => "nothing",
+            NodeKind::Scalar(s) => match s.ty {
                 ScalarType::Str => "a string",
                 ScalarType::Bool(_) => "a boolean",
                 ScalarType::Int(_) => "a number",
                 ScalarType::Float => "a number",
             },
-            Kind::Seq(_) => "a list",
-            Kind::Map(_) => "a map",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a map",
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.kind {
-            Kind::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|e| &e.1),
+            NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|e| &e.1),
             _ => None,
         }
     }
@@ -176,38 +176,38 @@ fn resolve(parsed: Spanned<Parsed>, source: &str, file: usize) -> Node {
     let at = position(parsed.referenced, file);
     let text = |fallback: String| written(parsed.defined, source).unwrap_or(fallback);
     let kind = match parsed.value {
-        Parsed::Null => Kind::Null,
-        Parsed::Str(s) => Kind::Scalar(Scalar {
+        Parsed::Null => NodeKind::Null,
+        Parsed::Str(s) => NodeKind::Scalar(Scalar {
             text: s,
             ty: ScalarType::Str,
         }),
-        Parsed::Bool(b) => Kind::Scalar(Scalar {
+        Parsed::Bool(b) => NodeKind::Scalar(Scalar {
             text: text(b.to_string()),
             ty: ScalarType::Bool(b),
         }),
-        Parsed::Int(i) => Kind::Scalar(Scalar {
+        Parsed::Int(i) => NodeKind::Scalar(Scalar {
             text: text(i.to_string()),
             ty: ScalarType::Int(i),
         }),
-        Parsed::Number => Kind::Scalar(Scalar {
+        Parsed::Number => NodeKind::Scalar(Scalar {
             text: text(String::new()),
             ty: ScalarType::Float,
         }),
-        Parsed::Seq(items) => Kind::Seq(
+        Parsed::Seq(items) => NodeKind::Seq(
             items
                 .into_iter()
                 .map(|i| resolve(i, source, file))
                 .collect(),
         ),
-        Parsed::Map(entries) => Kind::Map(
+        Parsed::Map(entries) => NodeKind::Map(
             entries
                 .into_iter()
                 .map(|(k, v)| {
                     let key_at = position(k.referenced, file);
                     let key = resolve(k, source, file);
                     let name = match key.kind {
-                        Kind::Scalar(s) => s.text,
-                        Kind::Null => String::new(),
+                        NodeKind::Scalar(s) => s.text,
+                        NodeKind::Null => String::new(),
                         _ => "?".to_string(),
                     };
                     (Key { name, at: key_at }, resolve(v, source, file))
@@ -223,7 +223,7 @@ fn resolve(parsed: Spanned<Parsed>, source: &str, file: usize) -> Node {
 /// named by `list_rule` at that path.
 pub fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
     match (base.kind, over.kind) {
-        (Kind::Map(mut entries), Kind::Map(more)) => {
+        (NodeKind::Map(mut entries), NodeKind::Map(more)) => {
             for (key, value) in more {
                 match entries.iter().position(|(k, _)| k.name == key.name) {
                     Some(i) => {
@@ -248,23 +248,23 @@ pub fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
                 }
             }
             Node {
-                kind: Kind::Map(entries),
+                kind: NodeKind::Map(entries),
                 at: base.at,
             }
         }
-        (Kind::Seq(items), Kind::Seq(more)) => match list_rule(path) {
+        (NodeKind::Seq(items), NodeKind::Seq(more)) => match list_rule(path) {
             ListRule::Replace => Node {
-                kind: Kind::Seq(more),
+                kind: NodeKind::Seq(more),
                 at: over.at,
             },
             ListRule::Append => Node {
-                kind: Kind::Seq(append_unique(items, more, |n| {
+                kind: NodeKind::Seq(append_unique(items, more, |n| {
                     scalar_text(n).map(str::to_string)
                 })),
                 at: base.at,
             },
             ListRule::ByTarget => Node {
-                kind: Kind::Seq(append_unique(items, more, mount_target)),
+                kind: NodeKind::Seq(append_unique(items, more, mount_target)),
                 at: base.at,
             },
         },
@@ -301,7 +301,7 @@ fn list_rule(path: &[String]) -> ListRule {
 
 fn scalar_text(node: &Node) -> Option<&str> {
     match &node.kind {
-        Kind::Scalar(s) => Some(&s.text),
+        NodeKind::Scalar(s) => Some(&s.text),
         _ => None,
     }
 }
@@ -309,12 +309,12 @@ fn scalar_text(node: &Node) -> Option<&str> {
 /// The container path of a volume entry, short (`data:/var/lib/x:ro`) or long (`target:`).
 fn mount_target(node: &Node) -> Option<String> {
     match &node.kind {
-        Kind::Scalar(s) => {
+        NodeKind::Scalar(s) => {
             let mut parts = s.text.split(':');
             let first = parts.next()?;
             Some(parts.next().unwrap_or(first).to_string())
         }
-        Kind::Map(_) => node.get("target").and_then(scalar_text).map(str::to_string),
+        NodeKind::Map(_) => node.get("target").and_then(scalar_text).map(str::to_string),
         _ => None,
     }
 }
@@ -355,18 +355,18 @@ mod tests {
         assert_eq!(text(root.get("a").unwrap()), "1.10");
         let b = root.get("b").unwrap();
         assert!(
-            matches!(&b.kind, Kind::Scalar(Scalar { ty: ScalarType::Str, text }) if text == "8080")
+            matches!(&b.kind, NodeKind::Scalar(Scalar { ty: ScalarType::Str, text }) if text == "8080")
         );
         let c = root.get("c").unwrap();
         assert!(matches!(
             &c.kind,
-            Kind::Scalar(Scalar {
+            NodeKind::Scalar(Scalar {
                 ty: ScalarType::Int(8080),
                 ..
             })
         ));
         assert_eq!(text(root.get("d").unwrap()), "yes");
-        assert_eq!(root.get("e").unwrap().kind, Kind::Null);
+        assert_eq!(root.get("e").unwrap().kind, NodeKind::Null);
     }
 
     #[test]
@@ -423,7 +423,7 @@ mod tests {
         );
         let db = root.get("services").unwrap().get("db").unwrap();
         let list = |key: &str| match &db.get(key).unwrap().kind {
-            Kind::Seq(items) => items
+            NodeKind::Seq(items) => items
                 .iter()
                 .map(|n| text(n).to_string())
                 .collect::<Vec<_>>(),

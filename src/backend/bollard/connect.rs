@@ -149,7 +149,7 @@ impl Origin {
 
 /// An engine's address, where it came from, and how to speak to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct EngineEndpoint {
     /// As the user wrote it: `unix:///var/run/docker.sock`, `tcp://host:2376`, `ssh://u@h`.
     pub host: String,
     pub origin: Origin,
@@ -187,7 +187,7 @@ pub struct Unusable {
     pub reason: String,
 }
 
-impl Endpoint {
+impl EngineEndpoint {
     /// The TLS files envctl speaks to the engine with, if it speaks TLS.
     pub fn tls(&self) -> Option<&Tls> {
         match &self.transport {
@@ -248,7 +248,7 @@ impl Endpoint {
 }
 
 /// The endpoint `flags` and `settings` choose.
-pub fn resolve(flags: &Flags, settings: &Settings) -> Result<Endpoint, Unusable> {
+pub fn resolve(flags: &Flags, settings: &Settings) -> Result<EngineEndpoint, Unusable> {
     let flag_host = flags.host.as_deref().filter(|h| !h.trim().is_empty());
     let flag_context = flags.context.as_deref().filter(|c| !c.trim().is_empty());
     if let (Some(host), Some(_)) = (flag_host, flag_context) {
@@ -289,7 +289,11 @@ fn current_context(settings: &Settings) -> Option<String> {
 }
 
 /// The endpoint of the Docker context `name`. `default` is the local socket, as for docker.
-fn context(name: &str, chosen_by: ChosenBy, settings: &Settings) -> Result<Endpoint, Unusable> {
+fn context(
+    name: &str,
+    chosen_by: ChosenBy,
+    settings: &Settings,
+) -> Result<EngineEndpoint, Unusable> {
     let origin = Origin::Context {
         name: name.to_owned(),
         chosen_by,
@@ -381,7 +385,7 @@ fn context_digest(name: &str) -> String {
 }
 
 /// An endpoint given as an address (`--host`, `DOCKER_HOST`), with TLS from the variables.
-fn parse(host: &str, origin: Origin, settings: &Settings) -> Result<Endpoint, Unusable> {
+fn parse(host: &str, origin: Origin, settings: &Settings) -> Result<EngineEndpoint, Unusable> {
     let unusable = |reason: String| Unusable {
         host: host.to_owned(),
         origin: origin.clone(),
@@ -426,8 +430,8 @@ fn check_files(tls: &Tls) -> Result<(), String> {
 }
 
 /// `unix:///path`, `tcp://host[:port]` (`http://` too) or `ssh://[user@]host[:port]`.
-fn parse_host(host: &str) -> Result<Endpoint, String> {
-    let endpoint = |transport| Endpoint {
+fn parse_host(host: &str) -> Result<EngineEndpoint, String> {
+    let endpoint = |transport| EngineEndpoint {
         host: host.to_owned(),
         origin: Origin::Default,
         transport,
@@ -528,7 +532,7 @@ pub enum Attachable {
 }
 
 impl Reach {
-    pub fn new(endpoint: &Endpoint, settings: &Settings) -> Reach {
+    pub fn new(endpoint: &EngineEndpoint, settings: &Settings) -> Reach {
         let fixed_host = settings
             .envctl_host
             .clone()

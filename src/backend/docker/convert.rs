@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::backend::docker::engine::{
     ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort,
 };
-use crate::backend::{Endpoint, Health, Healthcheck, ServiceRef, ServiceState, ServiceStatus};
+use crate::backend::{
+    Health, Healthcheck, ServiceEndpoint, ServiceRef, ServiceState, ServiceStatus,
+};
 use crate::spec::{Port, Protocol};
 
 pub fn state(state: ContainerState) -> ServiceState {
@@ -69,10 +71,10 @@ fn port(published: &PublishedPort) -> Port {
 }
 
 /// Published ports at the host at which this client reaches them.
-pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<Endpoint> {
+pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<ServiceEndpoint> {
     ports
         .iter()
-        .map(|p| Endpoint {
+        .map(|p| ServiceEndpoint {
             container_port: port(p),
             host: engine.reachable_host(&p.host_ip).to_string(),
             port: p.host_port,

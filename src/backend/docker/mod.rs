@@ -54,7 +54,7 @@ pub struct DockerBackend<'a> {
 impl<'a> DockerBackend<'a> {
     pub fn new(engine: Arc<dyn Engine + 'a>) -> DockerBackend<'a> {
         let info = BackendInfo {
-            kind: Kind::Docker,
+            kind: BackendKind::Docker,
             // Unprefixed, as envctl always keyed its state store: earlier history survives.
             endpoint: engine.endpoint().to_string(),
             capabilities: CAPABILITIES,

@@ -16,7 +16,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use crate::backend::bollard::error::{describe, is_connection_error, message, status};
 use crate::backend::bollard::logs;
 use crate::backend::{
-    BackendError, Endpoint, Health, Kind, LogLine, Protocol, ServiceState, ServiceStatus,
+    BackendError, BackendKind, Health, LogLine, Protocol, ServiceEndpoint, ServiceState,
+    ServiceStatus,
 };
 use crate::naming::codec::{Labels, Metadata, ServiceMetadata};
 use crate::spec::runtime::{HostAddress, MountSource, Restart};
@@ -161,13 +162,13 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
 
 /// The task's host-mode ports at `host`. Each binding is reported twice (IPv4 and IPv6,
 /// identical): one is kept.
-fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {
+fn endpoints(task: &Task, host: &str) -> Vec<ServiceEndpoint> {
     let ports = task
         .status
         .as_ref()
         .and_then(|s| s.port_status.as_ref())
         .and_then(|p| p.ports.as_ref());
-    let unique: BTreeSet<Endpoint> = ports
+    let unique: BTreeSet<ServiceEndpoint> = ports
         .into_iter()
         .flatten()
         .filter_map(|port| {
@@ -175,7 +176,7 @@ fn endpoints(task: &Task, host: &str) -> Vec<Endpoint> {
                 Some(EndpointPortConfigProtocolEnum::UDP) => Protocol::Udp,
                 _ => Protocol::Tcp,
             };
-            Some(Endpoint {
+            Some(ServiceEndpoint {
                 container_port: Port {
                     number: u16::try_from(port.target_port?).ok()?,
                     protocol,
@@ -277,7 +278,7 @@ pub fn error(endpoint: &str, operation: &str, error: BollardError) -> BackendErr
         },
         Some(409) => BackendError::Conflict(message(&error).to_owned()),
         _ if is_connection_error(&error) => BackendError::Unreachable {
-            backend: Kind::Swarm,
+            backend: BackendKind::Swarm,
             endpoint: endpoint.to_string(),
             origin: "the swarm's manager".into(),
             reason: describe(&error),
@@ -528,7 +529,7 @@ mod tests {
         assert_eq!(status.health, Health::None);
         assert_eq!(
             status.endpoints,
-            vec![Endpoint {
+            vec![ServiceEndpoint {
                 container_port: Port {
                     number: 8080,
                     protocol: Protocol::Tcp
@@ -560,7 +561,7 @@ mod tests {
         let reported = &mut running.status.as_mut().unwrap().port_status;
         reported.as_mut().unwrap().ports = Some(vec![binding(), probe_port.clone(), probe_port]);
         let status = status_of(&service, &[running], &nodes());
-        let ports = |endpoints: &[Endpoint]| -> Vec<(u16, u16)> {
+        let ports = |endpoints: &[ServiceEndpoint]| -> Vec<(u16, u16)> {
             endpoints
                 .iter()
                 .map(|e| (e.container_port.number, e.port))

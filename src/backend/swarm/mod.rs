@@ -33,8 +33,8 @@ use bollard::query_parameters::{
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
-    Aside, Backend, BackendError, BackendInfo, Capabilities, EnvironmentRecord, ExecOutput,
-    Healthcheck, IsolationRef, Kind, LogLine, LogOptions, Marker, MarkerKind, PullProgress,
+    Aside, Backend, BackendError, BackendInfo, BackendKind, Capabilities, EnvironmentRecord,
+    ExecOutput, Healthcheck, IsolationRef, LogLine, LogOptions, Marker, MarkerKind, PullProgress,
     ResolvedImage, Result, Selector, ServiceRef, ServiceSpec, ServiceState, ServiceStatus, Traffic,
     VolumeRef, VolumeSpec,
 };
@@ -94,7 +94,7 @@ impl Swarm {
     pub async fn connect(host: &str, origin: &Origin) -> Result<Swarm> {
         let client =
             bollard::Docker::connect_with_host(host).map_err(|e| BackendError::Unreachable {
-                backend: Kind::Swarm,
+                backend: BackendKind::Swarm,
                 endpoint: host.to_string(),
                 origin: origin.to_string(),
                 reason: e.to_string(),
@@ -109,7 +109,7 @@ impl Swarm {
         let settings = Settings::from_env();
         let endpoint =
             connect::resolve(flags, &settings).map_err(|unusable| BackendError::Unreachable {
-                backend: Kind::Swarm,
+                backend: BackendKind::Swarm,
                 endpoint: unusable.host,
                 hint: unusable.origin.hint(),
                 origin: unusable.origin.to_string(),
@@ -118,7 +118,7 @@ impl Swarm {
         let client = endpoint
             .client(CALL_LIMIT)
             .map_err(|reason| BackendError::Unreachable {
-                backend: Kind::Swarm,
+                backend: BackendKind::Swarm,
                 endpoint: endpoint.host.clone(),
                 origin: endpoint.origin.to_string(),
                 reason,
@@ -140,7 +140,7 @@ impl Swarm {
         envctl_host: Option<String>,
     ) -> Result<Swarm> {
         let unreachable = |reason: String, hint: String| BackendError::Unreachable {
-            backend: Kind::Swarm,
+            backend: BackendKind::Swarm,
             endpoint: host.to_string(),
             origin: origin.to_string(),
             reason,
@@ -153,7 +153,7 @@ impl Swarm {
         let mut swarm = Swarm {
             client,
             info: BackendInfo {
-                kind: Kind::Swarm,
+                kind: BackendKind::Swarm,
                 endpoint: format!("swarm+{host}"),
                 capabilities: CAPABILITIES,
             },
@@ -390,7 +390,7 @@ impl Swarm {
         match tokio::time::timeout(CALL_LIMIT, call).await {
             Ok(result) => result.map_err(|e| convert::error(&self.info.endpoint, operation, e)),
             Err(_) => Err(BackendError::NoAnswer {
-                backend: Kind::Swarm,
+                backend: BackendKind::Swarm,
                 endpoint: self.info.endpoint.clone(),
                 operation: operation.to_string(),
                 waited: CALL_LIMIT,
@@ -400,7 +400,7 @@ impl Swarm {
 
     fn unsupported(operation: &'static str, hint: &str) -> BackendError {
         BackendError::Unsupported {
-            backend: Kind::Swarm,
+            backend: BackendKind::Swarm,
             operation,
             hint: hint.to_string(),
         }
@@ -724,11 +724,11 @@ impl Backend for Swarm {
     /// Scales the service to no task, and returns once its task's container stopped (the
     /// A swarm pauses no task: `reap --pause-after` warns and does nothing.
     async fn pause_service(&self, _service: &ServiceRef) -> Result<()> {
-        Err(crate::backend::unsupported_pause(Kind::Swarm))
+        Err(crate::backend::unsupported_pause(BackendKind::Swarm))
     }
 
     async fn resume_service(&self, _service: &ServiceRef) -> Result<()> {
-        Err(crate::backend::unsupported_pause(Kind::Swarm))
+        Err(crate::backend::unsupported_pause(BackendKind::Swarm))
     }
 
     /// swarm gives it the service's stop grace period). Idempotent.
@@ -945,7 +945,7 @@ impl Backend for Swarm {
             // `envctl pool fill` refuses a swarm before creating anything.
             Marker::Member | Marker::Adopt => {
                 return Err(BackendError::Unsupported {
-                    backend: Kind::Swarm,
+                    backend: BackendKind::Swarm,
                     operation: "keep a warm pool",
                     hint: "pools work on a Docker engine".into(),
                 });

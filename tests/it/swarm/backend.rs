@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 use envctl::backend::bollard::connect::Origin;
 use envctl::backend::swarm::Swarm;
 use envctl::backend::{
-    Backend, BackendError, Endpoint, Health, IsolationRef, Metadata, ResolvedImage, ServiceRef,
-    ServiceSpec, ServiceState, ServiceStatus,
+    Backend, BackendError, Health, IsolationRef, Metadata, ResolvedImage, ServiceEndpoint,
+    ServiceRef, ServiceSpec, ServiceState, ServiceStatus,
 };
 use envctl::naming::codec::Filter;
 use envctl::spec::{ImageRef, Port, Probe, Protocol, Ready};
@@ -328,7 +328,7 @@ async fn wait_for(
 }
 
 /// The service's one published endpoint once its task runs.
-async fn running_endpoint(backend: &Swarm, service: &ServiceRef) -> Endpoint {
+async fn running_endpoint(backend: &Swarm, service: &ServiceRef) -> ServiceEndpoint {
     let status = wait_for(backend, service, |s| {
         s.state == ServiceState::Running && !s.endpoints.is_empty()
     })
@@ -337,7 +337,7 @@ async fn running_endpoint(backend: &Swarm, service: &ServiceRef) -> Endpoint {
     status.endpoints[0].clone()
 }
 
-fn address(endpoint: &Endpoint) -> SocketAddr {
+fn address(endpoint: &ServiceEndpoint) -> SocketAddr {
     SocketAddr::new(
         endpoint.host.parse().expect("a node address"),
         endpoint.port,
@@ -345,7 +345,7 @@ fn address(endpoint: &Endpoint) -> SocketAddr {
 }
 
 /// A TCP connect to the endpoint succeeds within `limit`: a refused connection is "not yet".
-async fn tcp_within(endpoint: &Endpoint, limit: Duration) {
+async fn tcp_within(endpoint: &ServiceEndpoint, limit: Duration) {
     let target = address(endpoint);
     let deadline = Instant::now() + limit;
     loop {
@@ -365,7 +365,7 @@ async fn tcp_within(endpoint: &Endpoint, limit: Duration) {
     }
 }
 
-async fn get_within(endpoint: &Endpoint, limit: Duration) -> String {
+async fn get_within(endpoint: &ServiceEndpoint, limit: Duration) -> String {
     let target = address(endpoint);
     let deadline = Instant::now() + limit;
     loop {

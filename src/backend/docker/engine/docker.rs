@@ -28,7 +28,7 @@ use bollard::query_parameters::{
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
-use crate::backend::Kind;
+use crate::backend::BackendKind;
 use crate::naming;
 use crate::registry::Reference;
 
@@ -46,7 +46,7 @@ use super::{
 };
 use crate::backend::bollard::PATIENT_TIMEOUT;
 use crate::backend::bollard::auth::{self, insecure_of};
-use crate::backend::bollard::connect::{self, Endpoint, Flags, Origin, Reach, Settings};
+use crate::backend::bollard::connect::{self, EngineEndpoint, Flags, Origin, Reach, Settings};
 use crate::backend::bollard::error::{
     certificate_refused, describe, is_connection_error, message, no_answer, status,
 };
@@ -113,7 +113,7 @@ impl Docker {
         Docker::connect_with(&flags).await
     }
 
-    async fn open(endpoint: Endpoint, settings: &Settings) -> Result<Docker> {
+    async fn open(endpoint: EngineEndpoint, settings: &Settings) -> Result<Docker> {
         let unreachable =
             |reason: String| error::unreachable(&endpoint.host, &endpoint.origin, reason);
         let handshake_timeout = endpoint.handshake();
@@ -297,7 +297,7 @@ impl Engine for Docker {
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
             // Connected before: the engine is there, but hangs.
             Err(_) => Err(BackendError::NoAnswer {
-                backend: Kind::Docker,
+                backend: BackendKind::Docker,
                 endpoint: self.endpoint.clone(),
                 operation: "a ping".into(),
                 waited: PING_TIMEOUT,
@@ -376,27 +376,11 @@ impl Engine for Docker {
     }
 
     async fn networked(&self, container: &str) -> Result<Networked> {
-        let response = self
-            .client
-            .inspect_container(container, None)
-            .await
-            .map_err(|error| {
-                let operation = format!("inspect container `{container}`");
-                self.failed_on("container", container, operation, &error)
-            })?;
-        Ok(networked(container, response))
+        Ok(networked(container, self.inspected(container).await?))
     }
 
     async fn attachment(&self, container: &str) -> Result<Attachment> {
-        let response = self
-            .client
-            .inspect_container(container, None)
-            .await
-            .map_err(|error| {
-                let operation = format!("inspect container `{container}`");
-                self.failed_on("container", container, operation, &error)
-            })?;
-        Ok(attachment(response))
+        Ok(attachment(self.inspected(container).await?))
     }
 
     async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
@@ -665,14 +649,7 @@ impl Engine for Docker {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
-        let response = self
-            .client
-            .inspect_container(id, None)
-            .await
-            .map_err(|error| {
-                self.failed_on("container", id, format!("inspect container `{id}`"), &error)
-            })?;
-        let details = container_details(id, response);
+        let details = container_details(id, self.inspected(id).await?);
         self.locate(&details.ports).await;
         Ok(details)
     }
@@ -978,6 +955,20 @@ impl Engine for Docker {
 }
 
 impl Docker {
+    /// What the engine says of `container`, by id or name.
+    async fn inspected(
+        &self,
+        container: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse> {
+        self.client
+            .inspect_container(container, None)
+            .await
+            .map_err(|error| {
+                let operation = format!("inspect container `{container}`");
+                self.failed_on("container", container, operation, &error)
+            })
+    }
+
     /// Imports [`naming::MARKER_IMAGE`] from a tar built in memory. Two `up`s importing at once
     /// are harmless: the later one takes the name, and the earlier image stays usable for the
     /// markers made from it.

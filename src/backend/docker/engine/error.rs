@@ -7,7 +7,7 @@ use bollard::errors::Error as BollardError;
 
 use super::BackendError;
 use super::docker::{Docker, REQUEST_TIMEOUT};
-use crate::backend::Kind;
+use crate::backend::BackendKind;
 use crate::backend::bollard::connect::Origin;
 use crate::backend::bollard::error::{describe, is_connection_error, message, status};
 
@@ -24,7 +24,7 @@ pub(super) fn refused(
     hint: String,
 ) -> BackendError {
     BackendError::Unreachable {
-        backend: Kind::Docker,
+        backend: BackendKind::Docker,
         endpoint: endpoint.to_owned(),
         origin: origin.to_string(),
         reason,
@@ -48,7 +48,7 @@ impl Docker {
             self.unreachable(error)
         } else if matches!(error, BollardError::RequestTimeoutError) {
             BackendError::NoAnswer {
-                backend: Kind::Docker,
+                backend: BackendKind::Docker,
                 endpoint: self.endpoint.clone(),
                 operation: operation.into(),
                 waited: REQUEST_TIMEOUT,
