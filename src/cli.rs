@@ -513,7 +513,7 @@ pub struct StartArgs {
 /// `envctl capacity`: show, set or clear the engine's capacity.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("limits").multiple(true).args(
-    ["max_environments", "max_memory", "default_memory", "per_owner"]
+    ["max_environments", "max_memory", "default_memory", "per_owner", "preempt_idle"]
 )))]
 pub struct CapacityArgs {
     /// At most N environments starting, running, updating or paused at once
@@ -530,6 +530,11 @@ pub struct CapacityArgs {
     /// owner at its limit lets the others in the queue go first
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub per_owner: Option<u32>,
+    /// When the head of the queue does not fit (once warm-pool members gave way), stop
+    /// environments idle longer than DURATION (`30m`), idlest first, to make room; never a
+    /// pinned, leased, starting or updating one [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub preempt_idle: Option<Duration>,
     /// Remove the capacity: every start is admitted at once again
     #[arg(long, conflicts_with = "limits")]
     pub clear: bool,

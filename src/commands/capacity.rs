@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, Capacity};
 use crate::cli::{CapacityArgs, Format};
+use crate::lifecycle;
 use crate::lifecycle::admission::{self, size};
 use crate::{Error, ExitStatus, output};
 
@@ -73,8 +74,7 @@ async fn capacity(backend: &dyn Backend, args: CapacityArgs) -> Result<ExitStatu
         max_memory: args.max_memory,
         default_memory: args.default_memory,
         per_owner: args.per_owner,
-        // Stopping idle environments to make room is not built yet.
-        preempt_idle: None,
+        preempt_idle: args.preempt_idle,
     };
     if wanted != Capacity::default() {
         backend.set_capacity(Some(&wanted)).await?;
@@ -122,6 +122,12 @@ fn limits_text(capacity: &Capacity) -> String {
     if let Some(n) = capacity.per_owner {
         parts.push(format!("{n} per owner"));
     }
+    if let Some(idle) = capacity.preempt_idle {
+        parts.push(format!(
+            "environments idle over {} stopped to make room",
+            output::short_duration(idle)
+        ));
+    }
     parts.join(", ")
 }
 
@@ -133,7 +139,10 @@ fn view(report: &admission::Report) -> View {
         .map(|(instance, counts, reserved)| Environment {
             id: instance.id.clone(),
             environment: instance.environment().to_string(),
-            state: instance.state(now).as_str(),
+            state: match lifecycle::pool::is_member(instance) {
+                true => "pool member",
+                false => instance.state(now).as_str(),
+            },
             owner: instance.owner().map(str::to_string),
             counts: *counts,
             reserved_memory: *reserved,

@@ -11,10 +11,16 @@
 //! that gives up leaves nothing created. A waiter killed outright stops renewing, and its
 //! entry is ignored and removed by the others once it expired, within [`ENTRY_TTL`].
 //!
-//! What counts: environments starting, running, updating or paused; stopped ones count
-//! nothing. What an environment costs: the sum of its services' `mem_limit`, else the
+//! What counts: environments starting, running, updating or paused, and warm-pool members
+//! (filling or ready); stopped ones count nothing. What an environment costs: the sum of its services' `mem_limit`, else the
 //! capacity's default memory per service; it records what it reserved at its claim
 //! ([`Metadata::memory`]), so every other client counts it the same.
+//!
+//! Making room ([`make_room`]): when the head of the queue does not fit, it retires ready
+//! pool members first, oldest first (members of other environments before those of its own,
+//! which it may adopt); then, only where the capacity has `preempt_idle`, it stops
+//! environments idle longer than that, idlest first, never a pinned, leased, starting or
+//! updating one, and only when stopping them makes it fit. A pool's fill makes no room.
 
 use std::cmp::Reverse;
 use std::sync::{Arc, Mutex};
@@ -24,9 +30,9 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::inventory::{Instance, State};
-use super::{StartError, inventory};
+use super::{StartError, inventory, pool};
 use crate::backend::{
-    Backend, BackendError, Capacity, Metadata, Priority, Queued, ServiceState, Waiter,
+    Backend, BackendError, Capacity, Metadata, Priority, Queued, Selector, ServiceState, Waiter,
 };
 use crate::signals::Signals;
 
@@ -184,6 +190,27 @@ pub enum Decision {
     },
 }
 
+/// Whether `memory` more fits under `capacity` beside `environments` counted environments
+/// that reserved `used` bytes.
+fn fits(capacity: &Capacity, environments: usize, used: u64, memory: u64) -> bool {
+    let count = capacity
+        .max_environments
+        .is_none_or(|max| environments < max as usize);
+    let bytes = capacity.max_memory.is_none_or(|max| used + memory <= max);
+    count && bytes
+}
+
+/// The entry that may be admitted next: the first whose owner has not reached `per_owner`.
+fn head<'a>(capacity: &Capacity, counted: &[Counted], ordered: &'a [Queued]) -> Option<&'a Queued> {
+    let at_limit = |owner: &Option<String>| {
+        capacity.per_owner.is_some_and(|limit| {
+            let theirs = counted.iter().filter(|c| c.owner == *owner).count();
+            theirs >= limit as usize
+        })
+    };
+    ordered.iter().find(|q| !at_limit(&q.waiter.owner))
+}
+
 /// Whether the entry `me` is admitted now. Entries whose owner has reached `per_owner` step
 /// aside, so one owner's burst cannot hold up everybody else's; of the rest only the first,
 /// the head, may be admitted, and only when its environment fits whole.
@@ -199,24 +226,177 @@ pub fn decide(
         .iter()
         .position(|q| q.native == me)
         .map_or(ordered.len() + 1, |i| i + 1);
-    let at_limit = |owner: &Option<String>| {
-        capacity.per_owner.is_some_and(|limit| {
-            let theirs = counted.iter().filter(|c| c.owner == *owner).count();
-            theirs >= limit as usize
-        })
-    };
-    let head = ordered.iter().find(|q| !at_limit(&q.waiter.owner));
-    let fits = |memory: u64| {
-        let environments = capacity
-            .max_environments
-            .is_none_or(|max| counted.len() < max as usize);
-        let used: u64 = counted.iter().map(|c| c.memory).sum();
-        let bytes = capacity.max_memory.is_none_or(|max| used + memory <= max);
-        environments && bytes
-    };
-    match head {
-        Some(head) if head.native == me && fits(head.waiter.memory) => Decision::Admit,
+    let used: u64 = counted.iter().map(|c| c.memory).sum();
+    match head(capacity, counted, &ordered) {
+        Some(head)
+            if head.native == me && fits(capacity, counted.len(), used, head.waiter.memory) =>
+        {
+            Decision::Admit
+        }
         _ => Decision::Wait { place },
+    }
+}
+
+/// What may give way to the head of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: String,
+    pub environment: String,
+    /// Bytes it reserved.
+    pub memory: u64,
+    pub kind: Evictable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evictable {
+    /// A ready warm-pool member, filled this long ago: retired (removed).
+    Member { age: Duration },
+    /// An environment without activity for this long, since `last` at `at`: stopped, when
+    /// the capacity's `preempt_idle` is shorter.
+    Idle {
+        idle: Duration,
+        last: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What the head of the queue, asking for `memory` for an environment named `environment`,
+/// removes or stops to fit, in order: ready pool members, oldest first (those of other
+/// environments before its own, which it may adopt), until it fits or none is left; then,
+/// only with `preempt_idle`, environments idle longer than that, idlest first, and only when
+/// they make it fit. Empty when it fits already. `candidates` are among `counted`; the
+/// caller leaves out pinned, leased, starting and updating environments.
+pub fn make_room(
+    capacity: &Capacity,
+    counted: &[Counted],
+    environment: &str,
+    memory: u64,
+    candidates: &[Candidate],
+) -> Vec<Candidate> {
+    let mut environments = counted.len();
+    let mut used: u64 = counted.iter().map(|c| c.memory).sum();
+    if fits(capacity, environments, used, memory) {
+        return Vec::new();
+    }
+    let mut members: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| matches!(c.kind, Evictable::Member { .. }))
+        .collect();
+    members.sort_by_key(|c| {
+        let age = match c.kind {
+            Evictable::Member { age } => age,
+            Evictable::Idle { .. } => Duration::ZERO,
+        };
+        (c.environment == environment, Reverse(age), c.id.clone())
+    });
+    let mut plan = Vec::new();
+    for member in members {
+        if fits(capacity, environments, used, memory) {
+            return plan;
+        }
+        plan.push(member.clone());
+        environments = environments.saturating_sub(1);
+        used = used.saturating_sub(member.memory);
+    }
+    let Some(preempt_idle) = capacity.preempt_idle else {
+        return plan;
+    };
+    let mut idle: Vec<(&Candidate, Duration)> = candidates
+        .iter()
+        .filter_map(|c| match c.kind {
+            Evictable::Idle { idle, .. } if idle > preempt_idle => Some((c, idle)),
+            _ => None,
+        })
+        .collect();
+    idle.sort_by_key(|(c, idle)| (Reverse(*idle), c.id.clone()));
+    let mut stopped = Vec::new();
+    for (candidate, _) in idle {
+        if fits(capacity, environments, used, memory) {
+            break;
+        }
+        stopped.push(candidate.clone());
+        environments = environments.saturating_sub(1);
+        used = used.saturating_sub(candidate.memory);
+    }
+    // Stopping someone's environment only to go on waiting helps nobody.
+    if fits(capacity, environments, used, memory) {
+        plan.extend(stopped);
+    }
+    plan
+}
+
+/// The candidates for [`make_room`] among `instances`: ready pool members, and environments
+/// that count and are neither pinned, leased, starting nor updating, with how long they have
+/// been idle by the reaper's record (`state`: the last envctl command, `touch`, or inbound
+/// traffic, else their creation).
+pub fn candidates(
+    instances: &[Instance],
+    capacity: &Capacity,
+    state: &crate::state::State,
+    endpoint: &str,
+    now: DateTime<Utc>,
+) -> Vec<Candidate> {
+    instances
+        .iter()
+        .filter(|i| counts(i, now))
+        .filter_map(|i| {
+            let kind = match pool::is_member(i) {
+                true => match pool::member_state(i, now) {
+                    pool::MemberState::Ready => Evictable::Member {
+                        age: pool::age(i, now),
+                    },
+                    _ => return None,
+                },
+                false => {
+                    if !preemptible(i, now) {
+                        return None;
+                    }
+                    let created = i.created_at()?;
+                    let last = crate::state::last_activity(state.record(endpoint, &i.id), created);
+                    Evictable::Idle {
+                        idle: (now - last.at).to_std().unwrap_or_default(),
+                        last: last.what,
+                        at: last.at,
+                    }
+                }
+            };
+            Some(Candidate {
+                id: i.id.clone(),
+                environment: i.environment().to_string(),
+                memory: reserved(&i.metadata, service_count(i), capacity),
+                kind,
+            })
+        })
+        .collect()
+}
+
+/// Whether an environment may be stopped to make room: never a pinned, leased, starting or
+/// updating one (nor one whose start or update was left half-way).
+fn preemptible(instance: &Instance, now: DateTime<Utc>) -> bool {
+    !instance.pinned()
+        && instance.lease_until().is_none_or(|until| until <= now)
+        && !instance.updating(now)
+        && matches!(
+            instance.state(now),
+            State::Ready | State::Degraded | State::Paused
+        )
+}
+
+/// Why an environment was stopped to make room, in the reaper's words.
+pub fn reason(candidate: &Candidate, preempt_idle: Duration) -> String {
+    match &candidate.kind {
+        Evictable::Member { age } => format!(
+            "a warm-pool member of `{}`, filled {} ago, gives way first",
+            candidate.environment,
+            crate::output::short_duration(*age)
+        ),
+        Evictable::Idle { idle, last, at } => format!(
+            "idle for {}, last activity: {last} at {}, longer than the capacity's \
+             --preempt-idle {}",
+            crate::output::short_duration(*idle),
+            at.format("%H:%M UTC"),
+            crate::output::short_duration(preempt_idle)
+        ),
     }
 }
 
@@ -464,11 +644,21 @@ async fn wait(
             continue;
         }
         sweep(backend, &admission.queue, now).await;
-        let instances = inventory::list(backend).await?;
+        // Pool members too: they count until they give way.
+        let instances = backend.list(&Selector::All).await?;
         let counted = usage(&instances, &capacity, now);
         let queue = ordered(&admission.queue, now);
         match decide(&capacity, &counted, &queue, &native, now) {
             Decision::Admit => return Ok(true),
+            Decision::Wait { .. }
+                if waiter.priority != Priority::Low
+                    && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
+                    && make_room_now(backend, &capacity, &counted, &instances, &waiter, now)
+                        .await =>
+            {
+                // Room was made: look again at once.
+                continue;
+            }
             Decision::Wait { place } => {
                 let waiting = Waiting {
                     place,
@@ -502,6 +692,86 @@ async fn wait(
         }
         tokio::time::sleep(POLL.min(timeout.saturating_sub(since.elapsed()))).await;
     }
+}
+
+/// Makes room for `waiter`, the head of the queue, if it can (see [`make_room`]): whether it
+/// retired or stopped anything.
+async fn make_room_now(
+    backend: &dyn Backend,
+    capacity: &Capacity,
+    counted: &[Counted],
+    instances: &[Instance],
+    waiter: &Waiter,
+    now: DateTime<Utc>,
+) -> bool {
+    let endpoint = backend.info().endpoint.clone();
+    // The reaper's record of activity, read only where idle environments may be stopped.
+    let state = match capacity.preempt_idle {
+        Some(_) => crate::state::Store::from_env().read_async().await.0,
+        None => crate::state::State::default(),
+    };
+    let found = candidates(instances, capacity, &state, &endpoint, now);
+    let environment = waiter.environment.as_deref().unwrap_or_default();
+    let plan = make_room(capacity, counted, environment, waiter.memory, &found);
+    let mut made = false;
+    for candidate in plan {
+        let Some(instance) = instances.iter().find(|i| i.id == candidate.id) else {
+            continue;
+        };
+        let why = reason(&candidate, capacity.preempt_idle.unwrap_or_default());
+        match candidate.kind {
+            Evictable::Member { .. } => match pool::retire(backend, instance).await {
+                Ok(true) => {
+                    made = true;
+                    tracing::warn!(
+                        "removed pool member `{}` to make room for `{environment}`: {why}",
+                        candidate.id
+                    );
+                }
+                // Adopted meanwhile: it is an environment now, and counts as one.
+                Ok(false) => made = true,
+                Err(error) => tracing::warn!(
+                    "cannot remove pool member `{}` to make room: {error}",
+                    candidate.id
+                ),
+            },
+            Evictable::Idle { at, .. } => {
+                if !still_idle(backend, &candidate.id, at).await {
+                    continue;
+                }
+                match super::stop(backend, instance).await {
+                    Ok(()) => {
+                        made = true;
+                        tracing::warn!(
+                            "stopped `{}` ({}) to make room for `{environment}`: {why}",
+                            candidate.id,
+                            candidate.environment
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!("cannot stop `{}` to make room: {error}", candidate.id)
+                    }
+                }
+            }
+        }
+    }
+    made
+}
+
+/// Whether `id` is still to be stopped for idleness: not pinned, leased, updating or used
+/// since `last`, by what the engine and the reaper's record say now.
+async fn still_idle(backend: &dyn Backend, id: &str, last: DateTime<Utc>) -> bool {
+    let Ok(Some(instance)) = inventory::find(backend, id).await else {
+        return false;
+    };
+    if !preemptible(&instance, Utc::now()) {
+        return false;
+    }
+    let (state, _) = crate::state::Store::from_env().read_async().await;
+    let record = state.record(&backend.info().endpoint, id);
+    record
+        .and_then(|r| r.activity.as_ref())
+        .is_none_or(|a| a.at <= last)
 }
 
 /// Removes the entries that expired: their waiters were killed. Best effort: every waiter and
@@ -549,7 +819,9 @@ pub struct Report {
 
 /// The engine's capacity, what counts against it and who waits.
 pub async fn report(backend: &dyn Backend) -> Result<Report, BackendError> {
-    let (admission, instances) = tokio::try_join!(backend.admission(), inventory::list(backend))?;
+    // Pool members too: they count against the capacity.
+    let (admission, instances) =
+        tokio::try_join!(backend.admission(), backend.list(&Selector::All))?;
     let now = Utc::now();
     let capacity = admission.capacity.clone().unwrap_or_default();
     let environments = instances
@@ -754,6 +1026,124 @@ mod tests {
         assert_eq!(ordinal(22), "22nd");
     }
 
+    fn member(id: &str, environment: &str, age_h: u64, memory: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            environment: environment.into(),
+            memory,
+            kind: Evictable::Member {
+                age: Duration::from_secs(age_h * 3600),
+            },
+        }
+    }
+
+    fn idle(id: &str, idle_min: u64, memory: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            environment: "other".into(),
+            memory,
+            kind: Evictable::Idle {
+                idle: Duration::from_secs(idle_min * 60),
+                last: "envctl up".into(),
+                at: now(),
+            },
+        }
+    }
+
+    fn ids(plan: &[Candidate]) -> Vec<&str> {
+        plan.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn pool_members_give_way_first_oldest_first_and_only_as_many_as_needed() {
+        let cap = Capacity {
+            preempt_idle: Some(Duration::from_secs(60)),
+            ..capacity(Some(3), None)
+        };
+        let running = [
+            counted("young", "pool", 0),
+            counted("old", "pool", 0),
+            counted("idle", "ci", 0),
+        ];
+        let candidates = [
+            member("young", "other", 1, 0),
+            member("old", "other", 5, 0),
+            idle("idle", 600, 0),
+        ];
+        let plan = make_room(&cap, &running, "shop", 0, &candidates);
+        assert_eq!(ids(&plan), ["old"], "the oldest member, and nothing idle");
+        let fits = [counted("young", "pool", 0)];
+        assert!(make_room(&cap, &fits, "shop", 0, &candidates).is_empty());
+    }
+
+    #[test]
+    fn members_of_the_heads_own_environment_give_way_after_the_others() {
+        let cap = capacity(Some(2), None);
+        let running = [counted("mine", "pool", 0), counted("theirs", "pool", 0)];
+        let candidates = [
+            member("mine", "shop", 9, 0),
+            member("theirs", "other", 1, 0),
+        ];
+        let plan = make_room(&cap, &running, "shop", 0, &candidates);
+        assert_eq!(ids(&plan), ["theirs"]);
+    }
+
+    #[test]
+    fn idle_environments_are_stopped_idlest_first_only_where_the_capacity_says_so() {
+        let running = [
+            counted("a", "ci", GIB),
+            counted("b", "ci", GIB),
+            counted("c", "ci", GIB),
+        ];
+        let candidates = [idle("a", 40, GIB), idle("b", 90, GIB), idle("c", 10, GIB)];
+        let without = capacity(None, Some(3 * GIB));
+        assert!(make_room(&without, &running, "shop", GIB, &candidates).is_empty());
+        let cap = Capacity {
+            preempt_idle: Some(Duration::from_secs(30 * 60)),
+            ..without.clone()
+        };
+        let plan = make_room(&cap, &running, "shop", GIB, &candidates);
+        assert_eq!(ids(&plan), ["b"], "the idlest, and only as many as needed");
+        let plan = make_room(&cap, &running, "shop", 2 * GIB, &candidates);
+        assert_eq!(ids(&plan), ["b", "a"]);
+        // `c` was used 10 minutes ago: never stopped for a 30-minute preemption.
+        assert!(make_room(&cap, &running, "shop", 3 * GIB, &candidates).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_stopped_when_stopping_would_still_not_make_it_fit() {
+        let cap = Capacity {
+            preempt_idle: Some(Duration::from_secs(60)),
+            ..capacity(None, Some(4 * GIB))
+        };
+        // `busy` is not a candidate (pinned, leased, starting or updating, or recently used).
+        let running = [
+            counted("idle", "ci", GIB),
+            counted("busy", "ci", 2 * GIB),
+            counted("m", "pool", 0),
+        ];
+        let candidates = [idle("idle", 600, GIB), member("m", "other", 1, 0)];
+        let plan = make_room(&cap, &running, "shop", 3 * GIB, &candidates);
+        assert_eq!(
+            ids(&plan),
+            ["m"],
+            "pool members go until none is left, nobody else"
+        );
+    }
+
+    #[test]
+    fn the_reason_reads_as_the_reapers() {
+        let reason = reason(&idle("a", 95, 0), Duration::from_secs(30 * 60));
+        assert_eq!(
+            reason,
+            format!(
+                "idle for 1h35m, last activity: envctl up at {}, longer than the capacity's \
+                 --preempt-idle 30m00s",
+                now().format("%H:%M UTC")
+            )
+        );
+    }
+
     mod on_fake {
         use super::*;
         use crate::backend::fake::Fake;
@@ -904,6 +1294,194 @@ mod tests {
             let result = waiting.await.unwrap();
             assert!(matches!(result, Err(StartError::Interrupted(_))));
             assert!(fake.admission().await.unwrap().queue.is_empty());
+        }
+        /// `db` pooled; `app` started by each `up`.
+        const SHOP: &str = "\
+name: shop
+pool: {size: 1, services: [db]}
+services:
+  db:
+    image: shop/db
+    tag: '1'
+  app:
+    image: shop/app
+    tag: '1'
+";
+
+        fn shop_fake() -> (Fake, crate::spec::Environment) {
+            let fake = Fake::new();
+            for (repository, tag) in [("shop/db", "1"), ("shop/app", "1")] {
+                fake.add_image(crate::backend::ResolvedImage {
+                    reference: crate::spec::ImageRef {
+                        repository: repository.into(),
+                        tag: tag.into(),
+                    },
+                    digest: None,
+                    healthcheck: None,
+                });
+            }
+            let shop = crate::spec::parse(std::path::Path::new("shop.yaml"), SHOP, &|_| None)
+                .expect("a valid environment");
+            (fake, shop)
+        }
+
+        fn up_options() -> crate::lifecycle::UpOptions {
+            crate::lifecycle::on_fake::options(None, Duration::from_secs(60))
+        }
+
+        async fn start(fake: &Fake, shop: &crate::spec::Environment) -> String {
+            let (signals, _kept) = Signals::manual();
+            let quiet: crate::lifecycle::Progress = Arc::new(|_, _| {});
+            let outcome =
+                crate::lifecycle::up(fake, shop, &up_options(), &quiet, &signals, &|_| {}).await;
+            outcome.result.expect("started").id
+        }
+
+        async fn fill(fake: &Fake, shop: &crate::spec::Environment) {
+            let (signals, _kept) = Signals::manual();
+            let quiet: crate::lifecycle::Progress = Arc::new(|_, _| {});
+            let options = pool::FillOptions {
+                up: crate::lifecycle::on_fake::options(None, Duration::from_secs(60)),
+                max_age: pool::DEFAULT_MAX_AGE,
+            };
+            let filled = pool::fill(fake, shop, &options, &quiet, &signals)
+                .await
+                .expect("filled");
+            assert_eq!(filled.created.len(), 1, "{filled:?}");
+        }
+
+        fn last(priority: Priority) -> AdmitOptions {
+            AdmitOptions {
+                priority,
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_ready_pool_member_counts_against_the_capacity() {
+            let (fake, shop) = shop_fake();
+            fill(&fake, &shop).await;
+            fake.set_capacity(Some(&capacity(Some(1), None)))
+                .await
+                .unwrap();
+            let (signals, _kept) = Signals::manual();
+            // A fill makes no room: with the member counted, there is none.
+            let error = admit(&fake, &request(vec![None]), &last(Priority::Low), &signals)
+                .await
+                .expect_err("the member counts");
+            assert!(
+                error.to_string().contains("1 of 1 environments run"),
+                "{error}"
+            );
+            assert_eq!(pool::members(&fake).await.unwrap().len(), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_start_retires_a_ready_pool_member_to_make_room() {
+            let (fake, shop) = shop_fake();
+            fill(&fake, &shop).await;
+            fake.set_capacity(Some(&capacity(Some(1), None)))
+                .await
+                .unwrap();
+            let (signals, _kept) = Signals::manual();
+            let ticket = admit(
+                &fake,
+                &request(vec![None]),
+                &last(Priority::Normal),
+                &signals,
+            )
+            .await
+            .expect("admitted once the member gave way");
+            ticket.leave(&fake).await;
+            assert!(pool::members(&fake).await.unwrap().is_empty());
+        }
+
+        /// Makes `id` look created `minutes` ago, with no activity since.
+        fn age(fake: &Fake, id: &str, minutes: i64) {
+            fake.edit_metadata(id, |m| {
+                m.created_at = Some(Utc::now() - chrono::Duration::minutes(minutes));
+            });
+        }
+
+        fn preempting(max: u32, after: u64) -> Capacity {
+            Capacity {
+                preempt_idle: Some(Duration::from_secs(after * 60)),
+                ..capacity(Some(max), None)
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_start_stops_the_idlest_environment_where_the_capacity_says_so() {
+            let (fake, shop) = shop_fake();
+            let (idler, idle) = (start(&fake, &shop).await, start(&fake, &shop).await);
+            let fresh = start(&fake, &shop).await;
+            age(&fake, &idler, 300);
+            age(&fake, &idle, 120);
+            let (signals, _kept) = Signals::manual();
+            // Without --preempt-idle, it waits.
+            fake.set_capacity(Some(&capacity(Some(3), None)))
+                .await
+                .unwrap();
+            admit(
+                &fake,
+                &request(vec![None]),
+                &last(Priority::Normal),
+                &signals,
+            )
+            .await
+            .expect_err("nothing stopped without --preempt-idle");
+            fake.set_capacity(Some(&preempting(3, 60))).await.unwrap();
+            let ticket = admit(
+                &fake,
+                &request(vec![None]),
+                &last(Priority::Normal),
+                &signals,
+            )
+            .await
+            .expect("admitted once the idlest stopped");
+            ticket.leave(&fake).await;
+            let now = Utc::now();
+            let states: Vec<(String, State)> = inventory::list(&fake)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| (i.id.clone(), i.state(now)))
+                .collect();
+            assert!(states.contains(&(idler, State::Stopped)), "{states:?}");
+            assert!(states.contains(&(idle, State::Ready)), "{states:?}");
+            assert!(states.contains(&(fresh, State::Ready)), "{states:?}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_pinned_or_leased_environment_is_never_stopped_to_make_room() {
+            let (fake, shop) = shop_fake();
+            let (pinned, leased) = (start(&fake, &shop).await, start(&fake, &shop).await);
+            age(&fake, &pinned, 300);
+            age(&fake, &leased, 300);
+            let instance = inventory::find(&fake, &pinned).await.unwrap().unwrap();
+            crate::lifecycle::pin(&fake, &instance).await.unwrap();
+            let lease = crate::backend::Marker::Lease(Utc::now() + chrono::Duration::hours(1));
+            let metadata = inventory::find(&fake, &leased)
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata;
+            fake.set_marker(&metadata, lease).await.unwrap();
+            fake.set_capacity(Some(&preempting(2, 60))).await.unwrap();
+            let (signals, _kept) = Signals::manual();
+            admit(
+                &fake,
+                &request(vec![None]),
+                &last(Priority::Normal),
+                &signals,
+            )
+            .await
+            .expect_err("nothing may be stopped");
+            let now = Utc::now();
+            for instance in inventory::list(&fake).await.unwrap() {
+                assert_eq!(instance.state(now), State::Ready, "{}", instance.id);
+            }
         }
     }
 }
