@@ -429,3 +429,115 @@ fn an_owner_at_its_per_owner_limit_lets_the_next_owner_go_first() {
     engine.envctl(&env).args(["down", &holder]).run().success();
     second_of_a.wait_within(Duration::from_secs(60)).success();
 }
+
+/// `status -o json`: each service's state.
+fn service_states(engine: &PrivateEngine, env: &TestEnv, id: &str) -> Vec<String> {
+    let shown = engine.envctl(env).args(["status", id, "-o", "json"]).run();
+    shown.success().json()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_idle_environment_is_stopped_to_admit_a_new_up_where_the_capacity_says_so() {
+    let test = "cap-preempt";
+    let Some((engine, env)) = set_up(test, "") else {
+        return;
+    };
+    let (idler, newcomer) = (format!("{}-idler", env.name), format!("{}-new", env.name));
+    engine
+        .envctl(&env)
+        .args([
+            "capacity",
+            "--max-environments",
+            "1",
+            "--preempt-idle",
+            "1s",
+        ])
+        .run()
+        .success();
+    let shown = engine.envctl(&env).args(["capacity"]).run();
+    assert!(
+        shown
+            .success()
+            .stdout()
+            .contains("1 environment, environments idle over 1s stopped to make room"),
+        "{}",
+        shown.stdout()
+    );
+    let json = engine.envctl(&env).args(["capacity", "-o", "json"]).run();
+    assert_eq!(json.success().json()["capacity"]["preempt_idle_seconds"], 1);
+    engine
+        .envctl(&env)
+        .args(["up", &env.name, "--name", &idler])
+        .run()
+        .success();
+    std::thread::sleep(Duration::from_secs(2));
+    let up = engine
+        .envctl(&env)
+        .args(["up", &env.name, "--name", &newcomer])
+        .run_within(Duration::from_secs(90));
+    let stderr = up.success().stderr();
+    assert!(
+        stderr.contains(&format!(
+            "stopped `{idler}` ({}) to make room for `{}`: idle for",
+            env.name, env.name
+        )) && stderr.contains("last activity: creation at")
+            && stderr.contains("longer than the capacity's --preempt-idle 1s"),
+        "{stderr}"
+    );
+    assert!(
+        service_states(&engine, &env, &idler)
+            .iter()
+            .all(|s| s != "running"),
+        "the idle one stopped"
+    );
+    assert_eq!(service_states(&engine, &env, &newcomer), ["running"]);
+}
+
+#[test]
+fn a_pool_member_is_retired_to_admit_an_up() {
+    let test = "cap-pool";
+    let Some((engine, env)) = set_up(test, "") else {
+        return;
+    };
+    // A second environment, with a pool of its one service, in the same directory.
+    let pooled = format!("{}p", env.name);
+    let service = app("").replace("    build: context\n", "");
+    std::fs::write(
+        env.dir.file(&format!("{pooled}.yaml")),
+        format!("name: {pooled}\npool: {{size: 1, services: [app]}}\nservices:\n{service}"),
+    )
+    .unwrap();
+    engine
+        .envctl(&env)
+        .args(["pool", "fill", &pooled])
+        .run()
+        .success();
+    let members = |engine: &PrivateEngine| {
+        let ls = engine.envctl(&env).args(["pool", "ls", "-o", "json"]).run();
+        ls.success().json().as_array().unwrap().len()
+    };
+    assert_eq!(members(&engine), 1);
+    engine
+        .envctl(&env)
+        .args(["capacity", "--max-environments", "1"])
+        .run()
+        .success();
+    // The member counts.
+    let json = engine.envctl(&env).args(["capacity", "-o", "json"]).run();
+    assert_eq!(json.success().json()["counted"], 1);
+    let up = engine
+        .envctl(&env)
+        .args(["up", &env.name, "--queue-timeout", "60s"])
+        .run_within(Duration::from_secs(90));
+    let stderr = up.success().stderr();
+    assert!(
+        stderr.contains(&format!("to make room for `{}`", env.name)),
+        "{stderr}"
+    );
+    assert_eq!(members(&engine), 0, "the member gave way");
+}
