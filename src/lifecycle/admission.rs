@@ -629,6 +629,9 @@ async fn wait(
 ) -> Result<bool, StartError> {
     let since = Instant::now();
     let mut renewed = Instant::now();
+    // Whether the last look made room: the next looks again at once, but only once, so an
+    // environment that keeps counting after it was stopped is not stopped in a busy loop.
+    let mut made_room = false;
     loop {
         let (native, waiter) = ticket.entry().expect("an entry while waiting");
         let admission = backend.admission().await?;
@@ -651,12 +654,14 @@ async fn wait(
         match decide(&capacity, &counted, &queue, &native, now) {
             Decision::Admit => return Ok(true),
             Decision::Wait { .. }
-                if waiter.priority != Priority::Low
+                if !std::mem::take(&mut made_room)
+                    && waiter.priority != Priority::Low
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
                     && make_room_now(backend, &capacity, &counted, &instances, &waiter, now)
                         .await =>
             {
                 // Room was made: look again at once.
+                made_room = true;
                 continue;
             }
             Decision::Wait { place } => {
