@@ -140,7 +140,7 @@ fn view(report: &admission::Report) -> View {
             id: instance.id.clone(),
             environment: instance.environment().to_string(),
             state: match lifecycle::pool::is_member(instance) {
-                true => "pool member",
+                true => "pool-member",
                 false => instance.state(now).as_str(),
             },
             owner: instance.owner().map(str::to_string),

@@ -529,7 +529,9 @@ fn a_pool_member_is_retired_to_admit_an_up() {
         .success();
     // The member counts.
     let json = engine.envctl(&env).args(["capacity", "-o", "json"]).run();
-    assert_eq!(json.success().json()["counted"], 1);
+    let json = json.success().json();
+    assert_eq!(json["counted"], 1);
+    assert_eq!(json["environments"][0]["state"], "pool-member");
     let up = engine
         .envctl(&env)
         .args(["up", &env.name, "--queue-timeout", "60s"])
