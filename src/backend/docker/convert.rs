@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::docker::engine::docker::Docker;
 use crate::backend::docker::engine::{
-    ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort,
+    ContainerDetails, ContainerState, ContainerSummary, PublishedPort,
 };
 use crate::backend::{
     Health, Healthcheck, ServiceEndpoint, ServiceRef, ServiceState, ServiceStatus,
@@ -71,7 +72,7 @@ fn port(published: &PublishedPort) -> Port {
 }
 
 /// Published ports at the host at which this client reaches them.
-pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<ServiceEndpoint> {
+pub fn endpoints(engine: &Docker, ports: &[PublishedPort]) -> Vec<ServiceEndpoint> {
     ports
         .iter()
         .map(|p| ServiceEndpoint {
@@ -84,7 +85,7 @@ pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<ServiceEnd
 }
 
 /// What a labelled list call tells: the state, and what Docker's status prose adds to it.
-pub fn summary_status(engine: &dyn Engine, container: &ContainerSummary) -> ServiceStatus {
+pub fn summary_status(engine: &Docker, container: &ContainerSummary) -> ServiceStatus {
     let state = state(container.state);
     ServiceStatus {
         exit_code: match state {
@@ -98,7 +99,7 @@ pub fn summary_status(engine: &dyn Engine, container: &ContainerSummary) -> Serv
 }
 
 /// What inspecting a container tells.
-pub fn details_status(engine: &dyn Engine, details: &ContainerDetails) -> ServiceStatus {
+pub fn details_status(engine: &Docker, details: &ContainerDetails) -> ServiceStatus {
     ServiceStatus {
         exit_code: details.exit_code,
         health: health_word(details.health.as_deref()),

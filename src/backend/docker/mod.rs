@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::docker::engine::docker::Docker;
 use crate::backend::docker::engine::{
-    ContainerSpec, ContainerSummary, Engine, NetworkSpec, NetworkSummary, VolumeSummary,
+    ContainerSpec, ContainerSummary, NetworkSpec, NetworkSummary, VolumeSummary,
 };
 use crate::backend::*;
 use crate::naming::codec::{self, MarkerKind};
@@ -41,8 +42,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
 #[derive(Clone)]
-pub struct DockerBackend<'a> {
-    engine: Arc<dyn Engine + 'a>,
+pub struct DockerBackend {
+    engine: Docker,
     info: BackendInfo,
     /// envctl's own container, and the environments' networks this process connected it to.
     attacher: Arc<attach::Attacher>,
@@ -51,8 +52,8 @@ pub struct DockerBackend<'a> {
     queued_at: Arc<std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>>,
 }
 
-impl<'a> DockerBackend<'a> {
-    pub fn new(engine: Arc<dyn Engine + 'a>) -> DockerBackend<'a> {
+impl DockerBackend {
+    pub fn new(engine: Docker) -> DockerBackend {
         let info = BackendInfo {
             kind: BackendKind::Docker,
             // Unprefixed, as envctl always keyed its state store: earlier history survives.
@@ -68,16 +69,13 @@ impl<'a> DockerBackend<'a> {
     }
 
     /// The engine underneath, for the code that still speaks containers.
-    pub fn engine(&self) -> &(dyn Engine + 'a) {
-        self.engine.as_ref()
+    pub fn engine(&self) -> &Docker {
+        &self.engine
     }
-}
 
-impl DockerBackend<'static> {
     /// Connects to the engine `--host`, `--context`, DOCKER_HOST or the Docker contexts choose.
-    pub async fn connect(flags: &Flags) -> Result<DockerBackend<'static>> {
-        let engine: Arc<dyn Engine> = Arc::new(engine::docker::Docker::connect_with(flags).await?);
-        Ok(DockerBackend::new(engine))
+    pub async fn connect(flags: &Flags) -> Result<DockerBackend> {
+        Ok(DockerBackend::new(Docker::connect_with(flags).await?))
     }
 }
 
@@ -87,7 +85,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-impl DockerBackend<'_> {
+impl DockerBackend {
     /// The queue's entries, each with the time the engine created it.
     async fn queue(&self) -> Result<Vec<Queued>> {
         let filters = [Filter::Managed, Filter::Role(MarkerKind::Queue)];
@@ -148,13 +146,13 @@ impl DockerBackend<'_> {
         networks: Vec<NetworkSummary>,
         volumes: Vec<VolumeSummary>,
     ) -> Vec<EnvironmentRecord> {
-        group(self.engine.as_ref(), containers, networks, volumes)
+        group(&self.engine, containers, networks, volumes)
     }
 }
 
 /// Environments from one list of containers, one of networks and one of volumes, oldest first.
 pub fn group(
-    engine: &dyn Engine,
+    engine: &Docker,
     containers: Vec<ContainerSummary>,
     networks: Vec<NetworkSummary>,
     volumes: Vec<VolumeSummary>,
@@ -322,7 +320,7 @@ pub fn group(
 }
 
 #[async_trait]
-impl Backend for DockerBackend<'_> {
+impl Backend for DockerBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
     }
@@ -336,11 +334,11 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn attach(&self, id: &str) -> Result<Joined> {
-        self.attacher.attach(self.engine.as_ref(), id).await
+        self.attacher.attach(&self.engine, id).await
     }
 
     async fn detach(&self, id: &str) -> Result<()> {
-        self.attacher.detach(self.engine.as_ref(), id).await
+        self.attacher.detach(&self.engine, id).await
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
@@ -459,7 +457,7 @@ impl Backend for DockerBackend<'_> {
 
     async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
         match self.engine.inspect_container(&service.native).await {
-            Ok(details) => Ok(convert::details_status(self.engine.as_ref(), &details)),
+            Ok(details) => Ok(convert::details_status(&self.engine, &details)),
             Err(BackendError::NotFound { .. }) => Ok(ServiceStatus::new(ServiceState::Missing)),
             Err(error) => Err(error),
         }
