@@ -1,10 +1,6 @@
 //! Docker's values to the seam's: container states, status prose, HEALTHCHECK encodings and
 //! published ports are read here, once, and nowhere else.
 
-use std::net::IpAddr;
-
-use chrono::{DateTime, Utc};
-
 use crate::backend::docker::engine::docker::Docker;
 use crate::backend::docker::engine::{
     ContainerDetails, ContainerState, ContainerSummary, PublishedPort,
@@ -55,12 +51,6 @@ fn health_word(word: Option<&str>) -> Health {
     }
 }
 
-fn time(text: Option<&str>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn port(published: &PublishedPort) -> Port {
     Port {
         number: published.container_port,
@@ -104,13 +94,10 @@ pub fn details_status(engine: &Docker, details: &ContainerDetails) -> ServiceSta
         exit_code: details.exit_code,
         health: health_word(details.health.as_deref()),
         restarts: details.restarts.try_into().unwrap_or(0),
-        started_at: time(details.started_at.as_deref()),
-        finished_at: time(details.finished_at.as_deref()),
+        started_at: details.started_at,
+        finished_at: details.finished_at,
         endpoints: endpoints(engine, &details.ports),
-        direct: details
-            .ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        direct: details.ip,
         ..ServiceStatus::new(state(details.state))
     }
 }

@@ -79,12 +79,6 @@ impl DockerBackend {
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 impl DockerBackend {
     /// The queue's entries, each with the time the engine created it.
     async fn queue(&self) -> Result<Vec<Queued>> {
@@ -105,7 +99,7 @@ impl DockerBackend {
                 Some(created) => created,
                 None => match self.engine.inspect_container(&container.id).await {
                     Ok(details) => {
-                        let Some(created) = details.created.as_deref().and_then(parse_time) else {
+                        let Some(created) = details.created else {
                             continue;
                         };
                         self.queued_at
@@ -436,7 +430,7 @@ impl Backend for DockerBackend {
             labels: spec.metadata.encode_service(&spec.service_metadata()),
             network: isolation.native.clone(),
             aliases: spec.aliases.clone(),
-            address: spec.address.map(|address| address.to_string()),
+            address: spec.address,
         };
         let native = self.engine.create_container(&container).await?;
         Ok(ServiceRef {
@@ -472,12 +466,6 @@ impl Backend for DockerBackend {
         service: &ServiceRef,
         options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
-        let options = crate::backend::docker::engine::LogOptions {
-            follow: options.follow,
-            tail: options.tail,
-            timestamps: options.timestamps,
-            since: options.since.map(|t| t.timestamp()),
-        };
         self.engine
             .logs(&service.native, options)
             .map(|line| Ok(line?.into_seam()))
@@ -538,7 +526,7 @@ impl Backend for DockerBackend {
                 name,
                 ..service.clone()
             },
-            address: attachment.address.and_then(|a| a.parse().ok()),
+            address: attachment.address,
         })
     }
 
@@ -555,9 +543,7 @@ impl Backend for DockerBackend {
         renamed?;
         let attachment = attachment?;
         let metadata = codec::ServiceMetadata::decode(&attachment.labels);
-        let address = address
-            .or(metadata.as_ref().and_then(|m| m.address))
-            .map(|a| a.to_string());
+        let address = address.or(metadata.as_ref().and_then(|m| m.address));
         // One put aside by an earlier envctl is still on the network: as it is, unless it has
         // an address to take back.
         if attachment.attached {
@@ -576,7 +562,7 @@ impl Backend for DockerBackend {
         let (network, container) = (&attachment.network, &aside.native);
         let joined = self
             .engine
-            .connect_network(network, container, &aliases, address.as_deref())
+            .connect_network(network, container, &aliases, address)
             .await;
         match (joined, address) {
             (Ok(()), _) => {}

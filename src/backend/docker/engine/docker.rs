@@ -424,7 +424,7 @@ impl Docker {
         network: &str,
         container: &str,
         aliases: &[String],
-        address: Option<&str>,
+        address: Option<std::net::IpAddr>,
     ) -> Result<()> {
         let request = NetworkConnectRequest {
             container: container.to_string(),
@@ -750,7 +750,7 @@ impl Docker {
             query = query.tail(&tail.to_string());
         }
         if let Some(since) = options.since {
-            query = query.since(i32::try_from(since).unwrap_or(i32::MAX));
+            query = query.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
         }
         // Only a followed log may rightly go quiet for long; the last lines come at once.
         let client = match options.follow {

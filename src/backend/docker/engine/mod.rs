@@ -13,6 +13,9 @@ mod error;
 pub mod subnets;
 
 use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
 
 pub use crate::backend::bollard::connect::Attachable;
 pub use crate::backend::{BackendError, ExecOutput, Result, Traffic};
@@ -45,7 +48,7 @@ pub struct ContainerSpec {
     /// The IPv4 address to take on the network, instead of one the engine chooses: that of the
     /// container a replacement replaces. Only a network created with a subnet of its own gives
     /// one (those [`docker::Docker::create_network`] creates); on another, the engine chooses.
-    pub address: Option<String>,
+    pub address: Option<IpAddr>,
 }
 
 /// A named volume to create.
@@ -138,11 +141,11 @@ pub struct ContainerDetails {
     pub restarts: i64,
     pub ports: Vec<PublishedPort>,
     /// The container's address on its environment network.
-    pub ip: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    /// When the engine created it, RFC 3339 to the nanosecond.
-    pub created: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the engine created it, to the nanosecond.
+    pub created: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +163,7 @@ pub struct Attachment {
     /// Whether it is attached to that network now.
     pub attached: bool,
     /// Its address on that network, while it has one.
-    pub address: Option<String>,
+    pub address: Option<IpAddr>,
     pub labels: Labels,
 }
 
@@ -220,14 +223,6 @@ pub struct PullProgress {
     pub total: u64,
 }
 
+pub use crate::backend::LogOptions;
 /// One line of a container's output.
 pub use crate::backend::bollard::logs::Line as LogLine;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogOptions {
-    pub follow: bool,
-    pub tail: Option<u64>,
-    pub timestamps: bool,
-    /// Only output since this Unix time (seconds).
-    pub since: Option<i64>,
-}
