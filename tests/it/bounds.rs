@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use envctl::backend::docker::engine::{ContainerState, Engine, Filter};
+use envctl::backend::docker::engine::docker::Docker;
+use envctl::backend::docker::engine::{ContainerState, Filter};
 use envctl::naming::label;
 
 use crate::harness::{IMAGE, TestEnv, block_on};
@@ -22,7 +23,7 @@ fn app(delay: &str, extra: &str) -> String {
 
 /// Waits until `check` holds of the containers of `env` on `engine`.
 fn wait_for(
-    engine: &impl Engine,
+    engine: &Docker,
     env: &TestEnv,
     what: &str,
     check: impl Fn(&[envctl::backend::docker::engine::ContainerSummary]) -> bool,

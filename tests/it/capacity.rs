@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use envctl::backend::docker::engine::{ContainerState, Engine, Filter};
+use envctl::backend::docker::engine::{ContainerState, Filter};
 use envctl::naming::label;
 
 use crate::harness::{IMAGE, TestEnv, block_on};

@@ -32,7 +32,7 @@ fn leg(test: &str, case: Case) {
     });
 }
 
-async fn connect() -> DockerBackend<'static> {
+async fn connect() -> DockerBackend {
     DockerBackend::connect(&Flags::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"))

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use envctl::backend::docker::engine::docker::Docker;
-use envctl::backend::docker::engine::{ContainerState, Engine, Filter};
+use envctl::backend::docker::engine::{ContainerState, Filter};
 use envctl::naming::label;
 
 use crate::harness::{IMAGE, TestEnv, block_on};
@@ -22,7 +22,7 @@ fn slow_service() -> String {
 
 /// Waits until `env`'s service container runs on `engine`, so that what comes next lands in
 /// the middle of the start.
-fn wait_until_starting(engine: &impl Engine, env: &TestEnv) {
+fn wait_until_starting(engine: &Docker, env: &TestEnv) {
     let filter = [Filter::Environment(env.name.clone())];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

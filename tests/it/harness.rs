@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use envctl::backend::docker::engine::docker::Docker;
-use envctl::backend::docker::engine::{ContainerSummary, Engine, NetworkSummary};
+use envctl::backend::docker::engine::{ContainerSummary, NetworkSummary};
 
 use crate::support::{EnvDir, Envctl, root};
 

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use envctl::backend::docker::engine::docker::Docker;
-use envctl::backend::docker::engine::{ContainerSpec, Engine, NetworkSpec};
+use envctl::backend::docker::engine::{ContainerSpec, NetworkSpec};
 
 use crate::harness::{DownOnDrop, IMAGE, TestEnv, block_on, host_port, http_get};
 use crate::support::Envctl;

@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use envctl::backend::bollard::connect::{Flags, Settings};
-use envctl::backend::docker::engine::Engine;
 use envctl::backend::docker::engine::docker::Docker;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use envctl::backend::docker::engine::docker::Docker;
-use envctl::backend::docker::engine::{ContainerSpec, Engine, NetworkSpec};
+use envctl::backend::docker::engine::{ContainerSpec, NetworkSpec};
 
 use crate::harness::{IMAGE, TestEnv, block_on, host_port, http_get};
 

@@ -20,7 +20,8 @@ use std::sync::Mutex;
 
 use tokio::sync::OnceCell;
 
-use super::engine::{Attachable, Engine, Networked};
+use super::engine::docker::Docker;
+use super::engine::{Attachable, Networked};
 use crate::backend::{BackendError, Filter, Joined, Result};
 use crate::naming::codec;
 
@@ -41,7 +42,7 @@ impl Attacher {
     /// a container of this engine and ENVCTL_HOST is unset. What stands in the way is noted in
     /// the engine's reachability, for the probe that then has no address to say; only an engine
     /// that does not answer fails.
-    pub async fn attach(&self, engine: &dyn Engine, id: &str) -> Result<Joined> {
+    pub async fn attach(&self, engine: &Docker, id: &str) -> Result<Joined> {
         let reach = engine.reachability();
         let not = |reason: String| {
             tracing::debug!(%reason, "envctl does not join the environment's network");
@@ -122,7 +123,7 @@ impl Attacher {
 
     /// Disconnects envctl's own container from the network of `id`, if this process connected
     /// it. A network or container already gone is fine.
-    pub async fn detach(&self, engine: &dyn Engine, id: &str) -> Result<()> {
+    pub async fn detach(&self, engine: &Docker, id: &str) -> Result<()> {
         let Some(network) = self.network_of(id) else {
             return Ok(());
         };
@@ -152,7 +153,7 @@ impl Attacher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn own(&self, engine: &dyn Engine) -> std::result::Result<String, String> {
+    async fn own(&self, engine: &Docker) -> std::result::Result<String, String> {
         self.own.get_or_init(|| own_container(engine)).await.clone()
     }
 }
@@ -214,7 +215,7 @@ impl Candidate {
 }
 
 /// envctl's own container's full id, verified through the engine, or why it is not known.
-async fn own_container(engine: &dyn Engine) -> std::result::Result<String, String> {
+async fn own_container(engine: &Docker) -> std::result::Result<String, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let candidates = candidates(&mountinfo, hostname.trim());

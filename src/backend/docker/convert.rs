@@ -1,12 +1,9 @@
 //! Docker's values to the seam's: container states, status prose, HEALTHCHECK encodings and
 //! published ports are read here, once, and nowhere else.
 
-use std::net::IpAddr;
-
-use chrono::{DateTime, Utc};
-
+use crate::backend::docker::engine::docker::Docker;
 use crate::backend::docker::engine::{
-    ContainerDetails, ContainerState, ContainerSummary, Engine, PublishedPort,
+    ContainerDetails, ContainerState, ContainerSummary, PublishedPort,
 };
 use crate::backend::{
     Health, Healthcheck, ServiceEndpoint, ServiceRef, ServiceState, ServiceStatus,
@@ -54,12 +51,6 @@ fn health_word(word: Option<&str>) -> Health {
     }
 }
 
-fn time(text: Option<&str>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn port(published: &PublishedPort) -> Port {
     Port {
         number: published.container_port,
@@ -71,7 +62,7 @@ fn port(published: &PublishedPort) -> Port {
 }
 
 /// Published ports at the host at which this client reaches them.
-pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<ServiceEndpoint> {
+pub fn endpoints(engine: &Docker, ports: &[PublishedPort]) -> Vec<ServiceEndpoint> {
     ports
         .iter()
         .map(|p| ServiceEndpoint {
@@ -84,7 +75,7 @@ pub fn endpoints(engine: &dyn Engine, ports: &[PublishedPort]) -> Vec<ServiceEnd
 }
 
 /// What a labelled list call tells: the state, and what Docker's status prose adds to it.
-pub fn summary_status(engine: &dyn Engine, container: &ContainerSummary) -> ServiceStatus {
+pub fn summary_status(engine: &Docker, container: &ContainerSummary) -> ServiceStatus {
     let state = state(container.state);
     ServiceStatus {
         exit_code: match state {
@@ -98,18 +89,15 @@ pub fn summary_status(engine: &dyn Engine, container: &ContainerSummary) -> Serv
 }
 
 /// What inspecting a container tells.
-pub fn details_status(engine: &dyn Engine, details: &ContainerDetails) -> ServiceStatus {
+pub fn details_status(engine: &Docker, details: &ContainerDetails) -> ServiceStatus {
     ServiceStatus {
         exit_code: details.exit_code,
         health: health_word(details.health.as_deref()),
         restarts: details.restarts.try_into().unwrap_or(0),
-        started_at: time(details.started_at.as_deref()),
-        finished_at: time(details.finished_at.as_deref()),
+        started_at: details.started_at,
+        finished_at: details.finished_at,
         endpoints: endpoints(engine, &details.ports),
-        direct: details
-            .ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        direct: details.ip,
         ..ServiceStatus::new(state(details.state))
     }
 }

@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::backend::docker::engine::docker::Docker;
 use crate::backend::docker::engine::{
-    ContainerSpec, ContainerSummary, Engine, NetworkSpec, NetworkSummary, VolumeSummary,
+    ContainerSpec, ContainerSummary, NetworkSpec, NetworkSummary, VolumeSummary,
 };
 use crate::backend::*;
 use crate::naming::codec::{self, MarkerKind};
@@ -41,8 +42,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 
 /// A Docker engine as a [`Backend`]. Cheap to clone.
 #[derive(Clone)]
-pub struct DockerBackend<'a> {
-    engine: Arc<dyn Engine + 'a>,
+pub struct DockerBackend {
+    engine: Docker,
     info: BackendInfo,
     /// envctl's own container, and the environments' networks this process connected it to.
     attacher: Arc<attach::Attacher>,
@@ -51,8 +52,8 @@ pub struct DockerBackend<'a> {
     queued_at: Arc<std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>>,
 }
 
-impl<'a> DockerBackend<'a> {
-    pub fn new(engine: Arc<dyn Engine + 'a>) -> DockerBackend<'a> {
+impl DockerBackend {
+    pub fn new(engine: Docker) -> DockerBackend {
         let info = BackendInfo {
             kind: BackendKind::Docker,
             // Unprefixed, as envctl always keyed its state store: earlier history survives.
@@ -68,26 +69,17 @@ impl<'a> DockerBackend<'a> {
     }
 
     /// The engine underneath, for the code that still speaks containers.
-    pub fn engine(&self) -> &(dyn Engine + 'a) {
-        self.engine.as_ref()
+    pub fn engine(&self) -> &Docker {
+        &self.engine
     }
-}
 
-impl DockerBackend<'static> {
     /// Connects to the engine `--host`, `--context`, DOCKER_HOST or the Docker contexts choose.
-    pub async fn connect(flags: &Flags) -> Result<DockerBackend<'static>> {
-        let engine: Arc<dyn Engine> = Arc::new(engine::docker::Docker::connect_with(flags).await?);
-        Ok(DockerBackend::new(engine))
+    pub async fn connect(flags: &Flags) -> Result<DockerBackend> {
+        Ok(DockerBackend::new(Docker::connect_with(flags).await?))
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-impl DockerBackend<'_> {
+impl DockerBackend {
     /// The queue's entries, each with the time the engine created it.
     async fn queue(&self) -> Result<Vec<Queued>> {
         let filters = [Filter::Managed, Filter::Role(MarkerKind::Queue)];
@@ -107,7 +99,7 @@ impl DockerBackend<'_> {
                 Some(created) => created,
                 None => match self.engine.inspect_container(&container.id).await {
                     Ok(details) => {
-                        let Some(created) = details.created.as_deref().and_then(parse_time) else {
+                        let Some(created) = details.created else {
                             continue;
                         };
                         self.queued_at
@@ -148,13 +140,13 @@ impl DockerBackend<'_> {
         networks: Vec<NetworkSummary>,
         volumes: Vec<VolumeSummary>,
     ) -> Vec<EnvironmentRecord> {
-        group(self.engine.as_ref(), containers, networks, volumes)
+        group(&self.engine, containers, networks, volumes)
     }
 }
 
 /// Environments from one list of containers, one of networks and one of volumes, oldest first.
 pub fn group(
-    engine: &dyn Engine,
+    engine: &Docker,
     containers: Vec<ContainerSummary>,
     networks: Vec<NetworkSummary>,
     volumes: Vec<VolumeSummary>,
@@ -322,7 +314,7 @@ pub fn group(
 }
 
 #[async_trait]
-impl Backend for DockerBackend<'_> {
+impl Backend for DockerBackend {
     fn info(&self) -> &BackendInfo {
         &self.info
     }
@@ -336,11 +328,11 @@ impl Backend for DockerBackend<'_> {
     }
 
     async fn attach(&self, id: &str) -> Result<Joined> {
-        self.attacher.attach(self.engine.as_ref(), id).await
+        self.attacher.attach(&self.engine, id).await
     }
 
     async fn detach(&self, id: &str) -> Result<()> {
-        self.attacher.detach(self.engine.as_ref(), id).await
+        self.attacher.detach(&self.engine, id).await
     }
 
     async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
@@ -438,7 +430,7 @@ impl Backend for DockerBackend<'_> {
             labels: spec.metadata.encode_service(&spec.service_metadata()),
             network: isolation.native.clone(),
             aliases: spec.aliases.clone(),
-            address: spec.address.map(|address| address.to_string()),
+            address: spec.address,
         };
         let native = self.engine.create_container(&container).await?;
         Ok(ServiceRef {
@@ -459,7 +451,7 @@ impl Backend for DockerBackend<'_> {
 
     async fn status(&self, service: &ServiceRef) -> Result<ServiceStatus> {
         match self.engine.inspect_container(&service.native).await {
-            Ok(details) => Ok(convert::details_status(self.engine.as_ref(), &details)),
+            Ok(details) => Ok(convert::details_status(&self.engine, &details)),
             Err(BackendError::NotFound { .. }) => Ok(ServiceStatus::new(ServiceState::Missing)),
             Err(error) => Err(error),
         }
@@ -474,12 +466,6 @@ impl Backend for DockerBackend<'_> {
         service: &ServiceRef,
         options: LogOptions,
     ) -> BoxStream<'static, Result<LogLine>> {
-        let options = crate::backend::docker::engine::LogOptions {
-            follow: options.follow,
-            tail: options.tail,
-            timestamps: options.timestamps,
-            since: options.since.map(|t| t.timestamp()),
-        };
         self.engine
             .logs(&service.native, options)
             .map(|line| Ok(line?.into_seam()))
@@ -540,7 +526,7 @@ impl Backend for DockerBackend<'_> {
                 name,
                 ..service.clone()
             },
-            address: attachment.address.and_then(|a| a.parse().ok()),
+            address: attachment.address,
         })
     }
 
@@ -557,9 +543,7 @@ impl Backend for DockerBackend<'_> {
         renamed?;
         let attachment = attachment?;
         let metadata = codec::ServiceMetadata::decode(&attachment.labels);
-        let address = address
-            .or(metadata.as_ref().and_then(|m| m.address))
-            .map(|a| a.to_string());
+        let address = address.or(metadata.as_ref().and_then(|m| m.address));
         // One put aside by an earlier envctl is still on the network: as it is, unless it has
         // an address to take back.
         if attachment.attached {
@@ -578,7 +562,7 @@ impl Backend for DockerBackend<'_> {
         let (network, container) = (&attachment.network, &aside.native);
         let joined = self
             .engine
-            .connect_network(network, container, &aliases, address.as_deref())
+            .connect_network(network, container, &aliases, address)
             .await;
         match (joined, address) {
             (Ok(()), _) => {}

@@ -3,6 +3,9 @@
 //! [`ContainerSummary`], [`ContainerDetails`] and the registries it treats as insecure.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary as BollardContainerSummary,
@@ -26,7 +29,7 @@ pub(super) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let networking_config = on_network.then(|| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             spec.network.clone(),
-            endpoint(&spec.aliases, spec.address.as_deref()),
+            endpoint(&spec.aliases, spec.address),
         )])),
     });
     let body = ContainerCreateBody {
@@ -42,7 +45,7 @@ pub(super) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
 }
 
 /// How a container joins its network: under `aliases`, at `address` when given.
-pub(super) fn endpoint(aliases: &[String], address: Option<&str>) -> EndpointSettings {
+pub(super) fn endpoint(aliases: &[String], address: Option<IpAddr>) -> EndpointSettings {
     EndpointSettings {
         aliases: (!aliases.is_empty()).then(|| aliases.to_vec()),
         ipam_config: address.map(|address| EndpointIpamConfig {
@@ -260,9 +263,7 @@ pub(super) fn attachment(response: ContainerInspectResponse) -> Attachment {
         .map(|(_, endpoint)| endpoint);
     Attachment {
         attached: endpoint.is_some(),
-        address: endpoint
-            .and_then(|e| e.ip_address.clone())
-            .filter(|ip| !ip.is_empty()),
+        address: endpoint.and_then(|e| e.ip_address.as_deref()?.parse().ok()),
         network,
         labels: to_labels(response.config.and_then(|config| config.labels)),
     }
@@ -325,7 +326,8 @@ pub(super) fn container_details(id: &str, response: ContainerInspectResponse) ->
     let ip = networks
         .into_values()
         .filter_map(|network| network.ip_address)
-        .find(|ip| !ip.is_empty());
+        .find(|ip| !ip.is_empty())
+        .and_then(|ip| ip.parse().ok());
     ContainerDetails {
         id: response.id.unwrap_or_else(|| id.to_owned()),
         state: status,
@@ -336,7 +338,7 @@ pub(super) fn container_details(id: &str, response: ContainerInspectResponse) ->
         ip,
         started_at: timestamp(state.started_at),
         finished_at: timestamp(state.finished_at),
-        created: response.created.filter(|created| !created.is_empty()),
+        created: timestamp(response.created),
     }
 }
 
@@ -367,9 +369,12 @@ fn published_ports(ports: PortMap) -> Vec<PublishedPort> {
     published
 }
 
-/// Docker's zero time (`0001-01-01T00:00:00Z`) means never.
-fn timestamp(value: Option<String>) -> Option<String> {
-    value.filter(|value| !value.is_empty() && !value.starts_with("0001-01-01"))
+/// A time Docker gives in RFC 3339; its zero time (`0001-01-01T00:00:00Z`) means never.
+fn timestamp(value: Option<String>) -> Option<DateTime<Utc>> {
+    let value = value.filter(|value| !value.starts_with("0001-01-01"))?;
+    DateTime::parse_from_rfc3339(&value)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 pub(super) fn to_hash_map(labels: &Labels) -> HashMap<String, String> {
@@ -481,8 +486,8 @@ mod tests {
                     host_ip: "0.0.0.0".into(),
                     host_port: 49153,
                 }],
-                ip: Some("172.18.0.2".into()),
-                started_at: Some("2026-11-26T04:15:00.1Z".into()),
+                ip: Some("172.18.0.2".parse().unwrap()),
+                started_at: Some("2026-11-26T04:15:00.1Z".parse().unwrap()),
                 finished_at: None,
                 created: None,
             }

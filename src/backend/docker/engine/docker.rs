@@ -1,4 +1,4 @@
-//! [`Engine`] on Docker's HTTP API, with bollard.
+//! The Docker client on Docker's HTTP API, with bollard.
 //!
 //! The containers, networks, volumes and images calls; with its sibling modules, one concern
 //! each (`connect`: reaching the engine, `error`: bollard errors classified, `convert`:
@@ -12,7 +12,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
@@ -40,9 +39,9 @@ use super::error;
 use super::subnets::{self, Pool, Subnet};
 use super::{
     Attachable, Attached, Attachment, BackendError, ContainerDetails, ContainerSpec,
-    ContainerSummary, Engine, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions,
-    NetworkSpec, NetworkSummary, Networked, PublishedPort, PullProgress, Result, Traffic,
-    VolumeSpec, VolumeSummary,
+    ContainerSummary, ExecOutput, Filter, ImageDetails, Labels, LogLine, LogOptions, NetworkSpec,
+    NetworkSummary, Networked, PublishedPort, PullProgress, Result, Traffic, VolumeSpec,
+    VolumeSummary,
 };
 use crate::backend::bollard::PATIENT_TIMEOUT;
 use crate::backend::bollard::auth::{self, insecure_of};
@@ -269,29 +268,42 @@ impl Docker {
     }
 }
 
-#[async_trait]
-impl Engine for Docker {
-    fn endpoint(&self) -> &str {
+impl Docker {
+    /// A stable name of the engine's endpoint, like `unix:///var/run/docker.sock`.
+    pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    fn reaches_container_ips(&self) -> bool {
+    /// Whether containers' network addresses can be reached from here (a local engine).
+    pub fn reaches_container_ips(&self) -> bool {
         self.reach.direct() != Some(false)
     }
 
-    fn published_host(&self) -> &str {
+    /// The host at which published ports are reached.
+    pub fn published_host(&self) -> &str {
         self.reach.published_host()
     }
 
-    fn reachability(&self) -> &crate::reach::Reachability {
+    /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
+    /// every address (Docker reports `0.0.0.0`), else that address.
+    pub fn reachable_host<'a>(&'a self, host_ip: &'a str) -> &'a str {
+        match host_ip {
+            "" | "0.0.0.0" | "::" => self.published_host(),
+            other => other,
+        }
+    }
+
+    /// What this process learnt of reaching the engine's containers (see [`crate::reach`]).
+    pub fn reachability(&self) -> &crate::reach::Reachability {
         self.reach.reachability()
     }
 
-    fn attachable(&self) -> Attachable {
+    /// Whether this process may connect its own container to environments' networks.
+    pub fn attachable(&self) -> Attachable {
         self.reach.attachable()
     }
 
-    async fn ping(&self) -> Result<()> {
+    pub async fn ping(&self) -> Result<()> {
         match tokio::time::timeout(PING_TIMEOUT, self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(self.failed("ping the engine", &error)),
@@ -305,7 +317,11 @@ impl Engine for Docker {
         }
     }
 
-    async fn create_network(&self, spec: &NetworkSpec) -> Result<String> {
+    /// Creates a network, on a subnet of its own: the first free one of the engine's address
+    /// pools (see [`subnets`]), else one the engine chooses. Fails with [`BackendError::Taken`]
+    /// when the name exists (a check the engine makes on a best-effort basis only: concurrent
+    /// creates may both succeed).
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<String> {
         let (pools, used) = tokio::join!(self.address_pools(), self.used_subnets());
         // Without the list of used subnets, the engine chooses: the network works, only a
         // replaced service's address cannot be kept on it.
@@ -326,7 +342,7 @@ impl Engine for Docker {
         self.create_network_on(spec, None).await
     }
 
-    async fn remove_network(&self, id: &str) -> Result<()> {
+    pub async fn remove_network(&self, id: &str) -> Result<()> {
         match self.client.remove_network(id).await {
             Ok(()) => Ok(()),
             Err(error) if status(&error) == Some(404) => Ok(()),
@@ -334,7 +350,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
+    pub async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>> {
         let mut options = ListNetworksOptionsBuilder::new();
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -356,7 +372,8 @@ impl Engine for Docker {
             .collect())
     }
 
-    async fn network_containers(&self, id: &str) -> Result<Vec<Attached>> {
+    /// The containers attached to a network, envctl's or not.
+    pub async fn network_containers(&self, id: &str) -> Result<Vec<Attached>> {
         let network = self
             .client
             .inspect_network(id, None)
@@ -375,15 +392,18 @@ impl Engine for Docker {
             .collect())
     }
 
-    async fn networked(&self, container: &str) -> Result<Networked> {
+    /// A container's full id, name, host name and the networks it is on.
+    pub async fn networked(&self, container: &str) -> Result<Networked> {
         Ok(networked(container, self.inspected(container).await?))
     }
 
-    async fn attachment(&self, container: &str) -> Result<Attachment> {
+    /// The network a container was created on, and whether it is attached to it now.
+    pub async fn attachment(&self, container: &str) -> Result<Attachment> {
         Ok(attachment(self.inspected(container).await?))
     }
 
-    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+    /// Detaches a container from a network: its address and aliases there are free at once.
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
         let request = NetworkDisconnectRequest {
             container: container.to_string(),
             force: Some(true),
@@ -397,12 +417,14 @@ impl Engine for Docker {
             })
     }
 
-    async fn connect_network(
+    /// Attaches a container (running or not) to a network under `aliases`, at `address` when
+    /// given.
+    pub async fn connect_network(
         &self,
         network: &str,
         container: &str,
         aliases: &[String],
-        address: Option<&str>,
+        address: Option<std::net::IpAddr>,
     ) -> Result<()> {
         let request = NetworkConnectRequest {
             container: container.to_string(),
@@ -417,7 +439,9 @@ impl Engine for Docker {
             })
     }
 
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+    /// Creates a container. Fails with [`BackendError::Taken`] when the name exists: the
+    /// engine guarantees that check atomically, which is how `up` claims an id.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
@@ -438,7 +462,7 @@ impl Engine for Docker {
                     address: None,
                     ..spec.clone()
                 };
-                self.create_container(&spec).await
+                Box::pin(self.create_container(&spec)).await
             }
             Err(error) => Err(match status(&error) {
                 Some(409) => BackendError::Taken(spec.name.clone()),
@@ -456,7 +480,9 @@ impl Engine for Docker {
         }
     }
 
-    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+    /// Creates a named volume. A volume of that name that is not this very one (other labels)
+    /// is [`BackendError::Taken`]: Docker would hand it out silently.
+    pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
         let request = VolumeCreateRequest {
             name: Some(spec.name.clone()),
             labels: Some(to_hash_map(&spec.labels)),
@@ -480,7 +506,7 @@ impl Engine for Docker {
         Ok(())
     }
 
-    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>> {
+    pub async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>> {
         let mut options = ListVolumesOptionsBuilder::new();
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -506,7 +532,8 @@ impl Engine for Docker {
             .collect())
     }
 
-    async fn remove_volume(&self, name: &str) -> Result<()> {
+    /// Removes a volume; one already gone is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
         match self
             .client
             .remove_volume(name, None::<RemoveVolumeOptions>)
@@ -518,7 +545,11 @@ impl Engine for Docker {
         }
     }
 
-    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String> {
+    /// Creates a marker: a container that is never started, there only to hold a name (which
+    /// the engine keeps unique) and labels. It depends on no image of the user's (see
+    /// [`crate::naming::MARKER_IMAGE`]). Fails with [`BackendError::Taken`] when the name
+    /// exists.
+    pub async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String> {
         let spec = ContainerSpec {
             name: name.to_owned(),
             image: naming::MARKER_IMAGE.to_owned(),
@@ -537,7 +568,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn start_container(&self, id: &str) -> Result<()> {
+    pub async fn start_container(&self, id: &str) -> Result<()> {
         // 304 (already started) is a success for bollard.
         self.client
             .start_container(id, None)
@@ -547,7 +578,9 @@ impl Engine for Docker {
             })
     }
 
-    async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
+    /// Renames a container, atomically. Fails with [`BackendError::Taken`] when the new name
+    /// exists.
+    pub async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
         let options = RenameContainerOptionsBuilder::new().name(name).build();
         match self.client.rename_container(id, options).await {
             Ok(()) => Ok(()),
@@ -561,7 +594,9 @@ impl Engine for Docker {
         }
     }
 
-    async fn pause_container(&self, id: &str, pause: bool) -> Result<()> {
+    /// Pauses (`true`) or unpauses a running container. Pausing a paused container, or
+    /// unpausing one that is not paused, is fine.
+    pub async fn pause_container(&self, id: &str, pause: bool) -> Result<()> {
         let (done, verb) = match pause {
             true => (self.client.pause_container(id).await, "pause"),
             false => (self.client.unpause_container(id).await, "unpause"),
@@ -575,7 +610,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+    /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
         let options = StopContainerOptionsBuilder::new()
             .t(i32::try_from(seconds).unwrap_or(i32::MAX))
@@ -589,7 +625,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn remove_container(&self, id: &str) -> Result<()> {
+    /// Removes a container, killing it if it runs. Removing a removed container is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -625,7 +662,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
+    /// Every container, running or not, whose labels match all `label_filters`, in one call.
+    pub async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>> {
         let mut options = ListContainersOptionsBuilder::new().all(true);
         if !label_filters.is_empty() {
             options = options.filters(&label_filter(label_filters));
@@ -648,13 +686,14 @@ impl Engine for Docker {
         Ok(containers)
     }
 
-    async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
+    pub async fn inspect_container(&self, id: &str) -> Result<ContainerDetails> {
         let details = container_details(id, self.inspected(id).await?);
         self.locate(&details.ports).await;
         Ok(details)
     }
 
-    async fn wait_container(&self, id: &str) -> Result<i64> {
+    /// Waits until the container is not running and returns its exit code.
+    pub async fn wait_container(&self, id: &str) -> Result<i64> {
         let options = WaitContainerOptionsBuilder::new()
             .condition("not-running")
             .build();
@@ -677,7 +716,10 @@ impl Engine for Docker {
         }
     }
 
-    fn changes(&self) -> BoxStream<'static, Result<()>> {
+    /// One item per change the engine reports to envctl's containers and networks (created,
+    /// started, stopped, removed), so a watcher learns of changes without polling alone. The stream
+    /// ends, or yields an error, when the engine stops reporting.
+    pub fn changes(&self) -> BoxStream<'static, Result<()>> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{}={}", naming::label::MANAGED_BY, naming::MANAGER)],
@@ -697,7 +739,8 @@ impl Engine for Docker {
             .boxed()
     }
 
-    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
+    /// The container's output, stdout and stderr merged, line by line.
+    pub fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>> {
         let mut query = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
@@ -707,7 +750,7 @@ impl Engine for Docker {
             query = query.tail(&tail.to_string());
         }
         if let Some(since) = options.since {
-            query = query.since(i32::try_from(since).unwrap_or(i32::MAX));
+            query = query.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
         }
         // Only a followed log may rightly go quiet for long; the last lines come at once.
         let client = match options.follow {
@@ -726,7 +769,8 @@ impl Engine for Docker {
         })
     }
 
-    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
+    /// Runs a command inside a running container.
+    pub async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
         let operation = || format!("run `{}` in container `{id}`", command.join(" "));
         let config = CreateExecOptions {
             attach_stdout: Some(true),
@@ -783,7 +827,8 @@ impl Engine for Docker {
         })
     }
 
-    async fn traffic(&self, id: &str) -> Result<Traffic> {
+    /// Cumulative bytes received and sent by the running container's network interfaces.
+    pub async fn traffic(&self, id: &str) -> Result<Traffic> {
         let operation = || format!("read the network statistics of container `{id}`");
         let options = StatsOptionsBuilder::new()
             .stream(false)
@@ -818,7 +863,9 @@ impl Engine for Docker {
         }
     }
 
-    async fn memory(&self, id: &str) -> Result<Option<u64>> {
+    /// Bytes of memory the running container uses now, as `docker stats` counts them
+    /// (without the inactive page cache); `None` when the engine does not say.
+    pub async fn memory(&self, id: &str) -> Result<Option<u64>> {
         let operation = || format!("read the memory statistics of container `{id}`");
         let options = StatsOptionsBuilder::new()
             .stream(false)
@@ -842,7 +889,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+    /// A local image, or `None` when it is not there.
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
         match self.client.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageDetails {
                 id: image.id.clone(),
@@ -857,7 +905,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
+    /// The local tags of a repository.
+    pub async fn image_tags(&self, repository: &str) -> Result<Vec<String>> {
         let repository = familiar_repository(repository);
         let filters = HashMap::from([("reference", vec![repository])]);
         let options = ListImagesOptionsBuilder::new().filters(&filters).build();
@@ -877,7 +926,9 @@ impl Engine for Docker {
         Ok(tags)
     }
 
-    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
+    /// The registries the engine treats as insecure (plain HTTP or untrusted certificates allowed),
+    /// which envctl's own registry requests treat the same way.
+    pub async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
         let info = self
             .client
             .info()
@@ -886,7 +937,9 @@ impl Engine for Docker {
         Ok(insecure_of(info.registry_config.unwrap_or_default()))
     }
 
-    async fn pull_image(
+    /// Pulls `repository:tag`, with the credentials `config.json` holds for its registry
+    /// (inline, or through its credential helper), telling `on_progress` of the bytes.
+    pub async fn pull_image(
         &self,
         repository: &str,
         tag: &str,
@@ -920,7 +973,8 @@ impl Engine for Docker {
         Ok(())
     }
 
-    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()> {
+    /// Builds an image from a tar of its context and tags it `tag`.
+    pub async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()> {
         let options = BuildImageOptionsBuilder::new()
             .dockerfile(dockerfile)
             .t(tag)

@@ -1,11 +1,11 @@
-//! The Docker backend's container-level client: the operations the backend needs from one
-//! engine, in containers, networks and images.
+//! The Docker backend's container-level client, [`docker::Docker`]: the operations the backend
+//! needs from one engine, in containers, networks and images, on bollard.
 //!
-//! [`docker::Docker`] implements it with bollard; it is the only code that talks to Docker, and
-//! only [`crate::backend::docker`] (and the real-daemon tests) use it. Everything above the
-//! backend sees the environment-level [`crate::backend::Backend`]. It fails with the seam's
-//! [`BackendError`] (classified once, in `error.rs`), and its exec output and traffic
-//! counters are the seam's too: the backend passes them on as they are.
+//! It is the only code that talks to Docker, and only [`crate::backend::docker`] (and the
+//! real-daemon tests) use it. Everything above the backend sees the environment-level
+//! [`crate::backend::Backend`]. It fails with the seam's [`BackendError`] (classified once, in
+//! `error.rs`), and its exec output and traffic counters are the seam's too: the backend passes
+//! them on as they are.
 
 pub(crate) mod convert;
 pub mod docker;
@@ -13,10 +13,9 @@ mod error;
 pub mod subnets;
 
 use std::fmt;
-use std::time::Duration;
+use std::net::IpAddr;
 
-use async_trait::async_trait;
-use futures_util::stream::BoxStream;
+use chrono::{DateTime, Utc};
 
 pub use crate::backend::bollard::connect::Attachable;
 pub use crate::backend::{BackendError, ExecOutput, Result, Traffic};
@@ -48,8 +47,8 @@ pub struct ContainerSpec {
     pub aliases: Vec<String>,
     /// The IPv4 address to take on the network, instead of one the engine chooses: that of the
     /// container a replacement replaces. Only a network created with a subnet of its own gives
-    /// one (those [`Engine::create_network`] creates); on another, the engine chooses.
-    pub address: Option<String>,
+    /// one (those [`docker::Docker::create_network`] creates); on another, the engine chooses.
+    pub address: Option<IpAddr>,
 }
 
 /// A named volume to create.
@@ -142,11 +141,11 @@ pub struct ContainerDetails {
     pub restarts: i64,
     pub ports: Vec<PublishedPort>,
     /// The container's address on its environment network.
-    pub ip: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    /// When the engine created it, RFC 3339 to the nanosecond.
-    pub created: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the engine created it, to the nanosecond.
+    pub created: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +163,7 @@ pub struct Attachment {
     /// Whether it is attached to that network now.
     pub attached: bool,
     /// Its address on that network, while it has one.
-    pub address: Option<String>,
+    pub address: Option<IpAddr>,
     pub labels: Labels,
 }
 
@@ -224,136 +223,6 @@ pub struct PullProgress {
     pub total: u64,
 }
 
+pub use crate::backend::LogOptions;
 /// One line of a container's output.
 pub use crate::backend::bollard::logs::Line as LogLine;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogOptions {
-    pub follow: bool,
-    pub tail: Option<u64>,
-    pub timestamps: bool,
-    /// Only output since this Unix time (seconds).
-    pub since: Option<i64>,
-}
-
-/// The container-engine operations envctl uses. Implementations must be cheap to share.
-#[async_trait]
-pub trait Engine: Send + Sync {
-    /// A stable name of the engine's endpoint, like `unix:///var/run/docker.sock`.
-    fn endpoint(&self) -> &str;
-    /// Whether containers' network addresses can be reached from here (a local engine).
-    fn reaches_container_ips(&self) -> bool;
-    /// The host at which published ports are reached.
-    fn published_host(&self) -> &str;
-    /// What this process learnt of reaching the engine's containers (see [`crate::reach`]).
-    fn reachability(&self) -> &crate::reach::Reachability;
-    /// Whether this process may connect its own container to environments' networks.
-    fn attachable(&self) -> Attachable {
-        Attachable::NotInContainer
-    }
-
-    /// Where a port published on `host_ip` is reached: the engine's host for a port bound on
-    /// every address (Docker reports `0.0.0.0`), else that address.
-    fn reachable_host<'a>(&'a self, host_ip: &'a str) -> &'a str {
-        match host_ip {
-            "" | "0.0.0.0" | "::" => self.published_host(),
-            other => other,
-        }
-    }
-
-    async fn ping(&self) -> Result<()>;
-
-    /// Creates a network, on a subnet of its own: the first free one of the engine's address
-    /// pools (see [`subnets`]), else one the engine chooses. Fails with [`BackendError::Taken`]
-    /// when the name exists (a check the engine makes on a best-effort basis only: concurrent
-    /// creates may both succeed).
-    async fn create_network(&self, spec: &NetworkSpec) -> Result<String>;
-    async fn remove_network(&self, id: &str) -> Result<()>;
-    async fn list_networks(&self, label_filters: &[Filter]) -> Result<Vec<NetworkSummary>>;
-    /// The containers attached to a network, envctl's or not.
-    async fn network_containers(&self, id: &str) -> Result<Vec<Attached>>;
-    /// A container's full id, name, host name and the networks it is on.
-    async fn networked(&self, container: &str) -> Result<Networked>;
-    /// The network a container was created on, and whether it is attached to it now.
-    async fn attachment(&self, container: &str) -> Result<Attachment>;
-    /// Detaches a container from a network: its address and aliases there are free at once.
-    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()>;
-    /// Attaches a container (running or not) to a network under `aliases`, at `address` when
-    /// given.
-    async fn connect_network(
-        &self,
-        network: &str,
-        container: &str,
-        aliases: &[String],
-        address: Option<&str>,
-    ) -> Result<()>;
-
-    /// Creates a container. Fails with [`BackendError::Taken`] when the name exists: the
-    /// engine guarantees that check atomically, which is how `up` claims an id.
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
-    /// Creates a named volume. A volume of that name that is not this very one (other labels)
-    /// is [`BackendError::Taken`]: Docker would hand it out silently.
-    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
-    async fn list_volumes(&self, label_filters: &[Filter]) -> Result<Vec<VolumeSummary>>;
-    /// Removes a volume; one already gone is not an error.
-    async fn remove_volume(&self, name: &str) -> Result<()>;
-    /// Creates a marker: a container that is never started, there only to hold a name (which
-    /// the engine keeps unique) and labels. It depends on no image of the user's (see
-    /// [`crate::naming::MARKER_IMAGE`]). Fails with [`BackendError::Taken`] when the name
-    /// exists.
-    async fn create_marker(&self, name: &str, labels: &Labels) -> Result<String>;
-    async fn start_container(&self, id: &str) -> Result<()>;
-    /// Renames a container, atomically. Fails with [`BackendError::Taken`] when the new name
-    /// exists.
-    async fn rename_container(&self, id: &str, name: &str) -> Result<()>;
-    /// Pauses (`true`) or unpauses a running container. Pausing a paused container, or
-    /// unpausing one that is not paused, is fine.
-    async fn pause_container(&self, id: &str, pause: bool) -> Result<()>;
-    /// Stops a container, killing it after `grace`. Stopping a stopped container is fine.
-    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
-    /// Removes a container, killing it if it runs. Removing a removed container is fine.
-    async fn remove_container(&self, id: &str) -> Result<()>;
-    /// Every container, running or not, whose labels match all `label_filters`, in one call.
-    async fn list_containers(&self, label_filters: &[Filter]) -> Result<Vec<ContainerSummary>>;
-    async fn inspect_container(&self, id: &str) -> Result<ContainerDetails>;
-    /// Waits until the container is not running and returns its exit code.
-    async fn wait_container(&self, id: &str) -> Result<i64>;
-    /// The container's output, stdout and stderr merged, line by line.
-    fn logs(&self, id: &str, options: LogOptions) -> BoxStream<'static, Result<LogLine>>;
-    /// Runs a command inside a running container.
-    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput>;
-    /// Cumulative bytes received and sent by the running container's network interfaces.
-    async fn traffic(&self, id: &str) -> Result<Traffic>;
-    /// Bytes of memory the running container uses now, as `docker stats` counts them
-    /// (without the inactive page cache); `None` when the engine does not say.
-    async fn memory(&self, id: &str) -> Result<Option<u64>>;
-
-    /// A local image, or `None` when it is not there.
-    /// One item per change the engine reports to envctl's containers and networks (created,
-    /// started, stopped, removed), so a watcher learns of changes without polling alone. The
-    /// stream ends, or yields an error, when the engine stops reporting; the default reports
-    /// nothing.
-    fn changes(&self) -> BoxStream<'static, Result<()>> {
-        use futures_util::StreamExt;
-        futures_util::stream::pending().boxed()
-    }
-
-    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
-    /// The local tags of a repository.
-    async fn image_tags(&self, repository: &str) -> Result<Vec<String>>;
-    /// The registries the engine treats as insecure (plain HTTP or untrusted certificates
-    /// allowed), which envctl's own registry requests treat the same way. None by default.
-    async fn insecure_registries(&self) -> Result<crate::registry::Insecure> {
-        Ok(crate::registry::Insecure::default())
-    }
-    /// Pulls `repository:tag`, with the credentials `config.json` holds for its registry
-    /// (inline, or through its credential helper), telling `on_progress` of the bytes.
-    async fn pull_image(
-        &self,
-        repository: &str,
-        tag: &str,
-        on_progress: &(dyn Fn(PullProgress) + Send + Sync),
-    ) -> Result<()>;
-    /// Builds an image from a tar of its context and tags it `tag`.
-    async fn build_image(&self, context: Vec<u8>, dockerfile: &str, tag: &str) -> Result<()>;
-}
