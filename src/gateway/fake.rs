@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::create::Resolution;
-use super::environments::{Create, Environments, Flush, RoutedEnvironment};
+use super::environments::{Create, Environments, Flush, RoutedEnvironment, ServiceView};
 use crate::lifecycle::State;
 
 #[derive(Default)]
@@ -22,6 +22,8 @@ pub struct Fake {
     pub list_takes: Mutex<std::collections::VecDeque<Duration>>,
     /// What refs mean, by environment file (none: no such file).
     pub files: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
+    /// Each environment's services, as its page shows them.
+    pub services: Mutex<std::collections::BTreeMap<String, Vec<ServiceView>>>,
 }
 
 impl Fake {
@@ -94,6 +96,19 @@ impl Environments for Fake {
         self.calls.lock().unwrap().push(format!("down {id}"));
         self.environments.lock().unwrap().retain(|e| e.id != id);
         Ok(())
+    }
+
+    async fn services(&self, id: &str, lines: u64) -> Result<Vec<ServiceView>, String> {
+        let services = self.services.lock().unwrap();
+        let mut listed = services
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no environment `{id}`"))?;
+        for service in &mut listed {
+            let keep = service.log.len().saturating_sub(lines as usize);
+            service.log.drain(..keep);
+        }
+        Ok(listed)
     }
 
     fn changes(&self) -> BoxStream<'static, ()> {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::environments::{Entry, Environments, Flush, RoutedEnvironment};
+use super::environments::{Entry, Environments, Flush, RoutedEnvironment, ServiceView};
 use crate::backend::{Backend, ServiceState};
 use crate::lifecycle::{self, Instance, Progress};
 use crate::spec::{Probe, Protocol};
@@ -264,6 +264,45 @@ impl Environments for Lifecycle {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    async fn services(&self, id: &str, lines: u64) -> Result<Vec<ServiceView>, String> {
+        let instance = self.instance(id).await?;
+        let backend = self.backend.as_ref();
+        let statuses = lifecycle::statuses(backend, &instance)
+            .await
+            .map_err(|e| e.to_string())?;
+        let logs = instance.services.iter().map(|s| async move {
+            match lines {
+                0 => Vec::new(),
+                n => lifecycle::last_service_lines(backend, &s.handle, n).await,
+            }
+        });
+        let logs = futures_util::future::join_all(logs).await;
+        Ok(instance
+            .services
+            .iter()
+            .zip(statuses)
+            .zip(logs)
+            .map(|((s, status), log)| ServiceView {
+                service: s.service().to_string(),
+                state: status.state.as_str().to_string(),
+                health: status.health.as_str().map(str::to_string),
+                restarts: status.restarts,
+                ports: status
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let port = match e.container_port.protocol {
+                            Protocol::Tcp => e.container_port.number.to_string(),
+                            other => format!("{}/{}", e.container_port.number, other.as_str()),
+                        };
+                        format!("{port}->{}:{}", e.host, e.port)
+                    })
+                    .collect(),
+                log,
+            })
+            .collect())
     }
 
     fn changes(&self) -> BoxStream<'static, ()> {

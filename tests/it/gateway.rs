@@ -1324,3 +1324,39 @@ impl Drop for Untag {
         let _ = Command::new("docker").args(["rmi", &self.0]).output();
     }
 }
+
+#[test]
+fn the_page_of_a_started_environment_shows_its_services_and_their_last_log_lines() {
+    let env = TestEnv::new("gw-envpage", &web("paged", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    gateway.until_routed(&format!("{id}.localhost"));
+    let list = gateway.get("localhost", "/");
+    assert!(
+        row_of(&list.body, &id).contains(&format!("href=\"/env/{id}\"")),
+        "the list links the page: {}",
+        list.body
+    );
+    let page = gateway.get("localhost", &format!("/env/{id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-service=\"web\""), "{}", page.body);
+    assert!(
+        page.body.contains("<td class=\"state\">running</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("paged: ready on port 8080"),
+        "a log line: {}",
+        page.body
+    );
+    assert!(page.body.contains("8080-&gt;"), "its port: {}", page.body);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    let missing = gateway.get("localhost", "/env/no-such-environment");
+    assert_eq!(missing.status, 404);
+}
