@@ -21,6 +21,7 @@ use super::environments::Create;
 use super::{Gateway, page, routing};
 
 use crate::lifecycle::Phase;
+use crate::lifecycle::admission::Waiting;
 use crate::lifecycle::refs::{Pick, closest, pick};
 
 /// The shortest REF that creates: shorter ones are too likely to name several changesets.
@@ -109,6 +110,8 @@ pub struct Progress {
     /// Each service's phase and since when.
     pub services: BTreeMap<String, (Phase, Instant)>,
     pub began: Option<Instant>,
+    /// Where it waits in the capacity queue, as it last looked; `None` once admitted.
+    pub waiting: Option<Waiting>,
 }
 
 /// The creations of this gateway: their progress, the failures remembered, the clients' counts.
@@ -139,6 +142,18 @@ impl Creations {
         if current.0 != phase {
             *current = (phase, now);
         }
+        // A service past waiting was admitted: the queue is behind it.
+        if phase != Phase::Waiting {
+            entry.waiting = None;
+        }
+    }
+
+    /// Notes where creation `key` waits in the capacity queue.
+    pub fn waiting(&self, key: &str, waiting: &Waiting) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = progress.entry(key.to_string()).or_default();
+        entry.began.get_or_insert_with(Instant::now);
+        entry.waiting = Some(waiting.clone());
     }
 
     pub fn progress(&self, key: &str) -> Progress {
@@ -396,6 +411,10 @@ fn start(
     let progress: crate::lifecycle::Progress = Arc::new(move |service: &str, phase| {
         on_phase.creations.phase(&phase_key, service, phase);
     });
+    let (on_queue, queue_key) = (gateway.clone(), key.to_string());
+    let on_wait: crate::lifecycle::admission::OnWait = Arc::new(move |waiting: &Waiting| {
+        on_queue.creations.waiting(&queue_key, waiting);
+    });
     let create = Create {
         environment: environment.to_string(),
         tags,
@@ -403,6 +422,7 @@ fn start(
         owner: format!("gateway:{}", remote.ip()),
         ttl: settings.ttl,
         progress,
+        on_wait: Some(on_wait),
     };
     gateway.wakes.wake(key, async move {
         gw.creations
@@ -495,6 +515,34 @@ mod tests {
         assert!(creations.allow([10, 0, 0, 2].into(), 3), "per client");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(creations.allow(client, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_creation_waiting_for_capacity_shows_its_place_in_line_until_admitted() {
+        let creations = Creations::default();
+        let key = key("shop", "ea6757a");
+        creations.phase(&key, "web", Phase::Waiting);
+        let waiting = Waiting {
+            place: 3,
+            queued: 4,
+            environments: 2,
+            reserved: 0,
+            capacity: crate::naming::codec::Capacity {
+                max_environments: Some(2),
+                ..Default::default()
+            },
+            memory: 0,
+            waited: Duration::from_secs(42),
+        };
+        creations.waiting(&key, &waiting);
+        let page = page::creating_page("shop", "ea6757a", &creations.progress(&key));
+        assert!(
+            page.contains("waiting for capacity: 3rd in line, 2 of 2 environments run (for 42s)"),
+            "{page}"
+        );
+        creations.phase(&key, "web", Phase::Creating);
+        let page = page::creating_page("shop", "ea6757a", &creations.progress(&key));
+        assert!(!page.contains("waiting for capacity"), "admitted: {page}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -100,6 +100,8 @@ pub struct Create {
     pub owner: String,
     pub ttl: std::time::Duration,
     pub progress: crate::lifecycle::Progress,
+    /// Told of each look at the capacity queue while the creation waits in it.
+    pub on_wait: Option<crate::lifecycle::admission::OnWait>,
 }
 
 /// The lifecycle operations the gateway uses; errors are messages for the page.

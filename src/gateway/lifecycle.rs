@@ -227,9 +227,10 @@ impl Environments for Lifecycle {
             // A named start never adopts a pool member: the id is what makes one creation per
             // environment and ref across gateways.
             pool: Default::default(),
-            // A person waits for it, as for a wake.
+            // A person waits for it, as for a wake, and sees where it waits.
             admission: lifecycle::admission::AdmitOptions {
                 priority: crate::backend::Priority::High,
+                on_wait: create.on_wait.clone(),
                 ..Default::default()
             },
         };

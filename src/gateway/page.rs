@@ -789,6 +789,22 @@ pub fn creating(
     reference: &str,
     progress: &super::create::Progress,
 ) -> Response {
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        creating_page(environment, reference, progress),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// The document of [`creating`].
+pub fn creating_page(
+    environment: &str,
+    reference: &str,
+    progress: &super::create::Progress,
+) -> String {
     let mut body = format!(
         "<h1>Creating {} at {}</h1><p>No environment answered here, so envctl is creating one. \
          This page reloads until it is ready, then shows the application.</p><table><thead><tr>\
@@ -806,6 +822,14 @@ pub fn creating(
         );
     }
     body.push_str("</tbody></table>");
+    if let Some(waiting) = &progress.waiting {
+        let _ = write!(
+            body,
+            "<p class=\"queue\">waiting for capacity: {} (for {})</p>",
+            escape(&crate::lifecycle::admission::describe(waiting)),
+            short_duration(waiting.waited)
+        );
+    }
     if let Some(began) = progress.began {
         let _ = write!(
             body,
@@ -813,14 +837,7 @@ pub fn creating(
             short_duration(began.elapsed())
         );
     }
-    let mut response = html(
-        StatusCode::SERVICE_UNAVAILABLE,
-        document("creating", Some(2), &body),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    response
+    document("creating", Some(2), &body)
 }
 
 /// A REF that names no tag of the environment's services, or several.
