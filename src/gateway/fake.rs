@@ -133,7 +133,14 @@ impl Environments for Fake {
             .iter()
             .map(|(service, tag)| (service.clone(), vec![tag.clone()]))
             .collect();
-        Ok(Some(super::create::resolve(&tags, reference)))
+        // The services' names stand for their images.
+        Ok(Some(match super::create::resolve(&tags, reference) {
+            Resolution::None { closest, .. } => Resolution::None {
+                closest,
+                images: services.iter().map(|(s, _)| s.clone()).collect(),
+            },
+            other => other,
+        }))
     }
 
     async fn create(&self, create: Create) -> Result<(), String> {

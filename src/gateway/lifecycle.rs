@@ -196,7 +196,14 @@ impl Environments for Lifecycle {
         for (name, service) in &file.services {
             tags.insert(name.clone(), self.tags_of(&service.image).await);
         }
-        Ok(Some(super::create::resolve(&tags, reference)))
+        let resolution = match super::create::resolve(&tags, reference) {
+            super::create::Resolution::None { closest, .. } => super::create::Resolution::None {
+                closest,
+                images: awaitable(&file),
+            },
+            other => other,
+        };
+        Ok(Some(resolution))
     }
 
     async fn create(&self, create: super::environments::Create) -> Result<(), String> {
@@ -338,6 +345,28 @@ impl Environments for Lifecycle {
             }
         })
         .await
+    }
+}
+
+/// The image repositories an image tagged REF may appear in: those in a registry of their own
+/// (the file's `registry:`), or every one when none is (local images).
+fn awaitable(file: &crate::spec::Environment) -> Vec<String> {
+    let repositories: Vec<String> = file
+        .services
+        .values()
+        .map(|s| s.image.repository.clone())
+        .collect();
+    let private: Vec<String> = repositories
+        .iter()
+        .filter(|r| {
+            let host = r.split('/').next().unwrap_or_default();
+            r.contains('/') && (host.contains(['.', ':']) || host == "localhost")
+        })
+        .cloned()
+        .collect();
+    match private.is_empty() {
+        true => repositories,
+        false => private,
     }
 }
 

@@ -345,7 +345,8 @@ async fn create(
     let key = super::create::key(&environment, &reference);
     gateway.creations.retry(&key);
     let remote = std::net::SocketAddr::new(client, 0);
-    match super::create::begin(&gateway, &environment, &reference, remote, ttl).await {
+    // Asked for by hand, as CI still builds the image: it is waited for.
+    match super::create::begin(&gateway, &environment, &reference, remote, ttl, true).await {
         Ok(()) => {
             let host = format!("{reference}.{environment}.{}", gateway.options.domain);
             Redirect::to(&gateway.options.url_at(&host)).into_response()
@@ -822,6 +823,30 @@ pub fn creating_page(
         );
     }
     body.push_str("</tbody></table>");
+    if !progress.awaiting.is_empty() {
+        let images: Vec<String> = progress
+            .awaiting
+            .iter()
+            .map(|i| format!("<code>{}</code>", escape(i)))
+            .collect();
+        let _ = write!(
+            body,
+            "<p class=\"awaiting\">waiting for {} to appear in the registry</p>",
+            images.join(" or ")
+        );
+        if !progress.closest.is_empty() {
+            let closest: Vec<String> = progress
+                .closest
+                .iter()
+                .map(|t| format!("<code>{}</code>", escape(t)))
+                .collect();
+            let _ = write!(
+                body,
+                "<p class=\"why\">The closest tags there are: {}</p>",
+                closest.join(" ")
+            );
+        }
+    }
     if let Some(waiting) = &progress.waiting {
         let _ = write!(
             body,
