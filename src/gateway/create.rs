@@ -513,6 +513,12 @@ fn start(
         progress,
         on_wait: Some(on_wait),
     };
+    // Shown from the first answer on, before the task runs.
+    if let Tags::Awaited(images, closest) = &tags {
+        gateway
+            .creations
+            .awaiting(key, images.clone(), closest.clone());
+    }
     let reference = reference.to_string();
     gateway.wakes.wake(key, async move {
         gw.creations
