@@ -21,6 +21,7 @@ use super::environments::Create;
 use super::{Gateway, page, routing};
 
 use crate::lifecycle::Phase;
+use crate::lifecycle::admission::Waiting;
 use crate::lifecycle::refs::{Pick, closest, pick};
 
 /// The shortest REF that creates: shorter ones are too likely to name several changesets.
@@ -29,14 +30,23 @@ pub const MIN_REF: usize = 7;
 pub const TAGS_FOR: Duration = Duration::from_secs(60);
 /// How long a failed creation is remembered (and shown) before a request tries again.
 pub const FAILED_FOR: Duration = Duration::from_secs(600);
+/// How long a creation asked for through the form waits for an image tagged REF to appear
+/// (a CI build still pushing it).
+pub const IMAGE_WAIT: Duration = Duration::from_secs(30 * 60);
+/// How often it looks again meanwhile (tag lists are cached for [`TAGS_FOR`] besides).
+pub const IMAGE_POLL: Duration = Duration::from_secs(15);
 
 /// What REF means for an environment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// The full tag each matching service runs at, by service.
     Apply(BTreeMap<String, String>),
-    /// No service has a tag starting with REF; the closest tags there are.
-    None { closest: Vec<String> },
+    /// No service has a tag starting with REF; the closest tags there are, and the image
+    /// repositories looked in (filled by the caller that knows them).
+    None {
+        closest: Vec<String>,
+        images: Vec<String>,
+    },
     /// A service has several tags starting with REF.
     Ambiguous {
         service: String,
@@ -67,6 +77,7 @@ pub fn resolve(tags: &BTreeMap<String, Vec<String>>, reference: &str) -> Resolut
         let every: Vec<String> = tags.values().flatten().cloned().collect();
         return Resolution::None {
             closest: closest(&every, reference),
+            images: Vec::new(),
         };
     }
     Resolution::Apply(applied)
@@ -109,6 +120,12 @@ pub struct Progress {
     /// Each service's phase and since when.
     pub services: BTreeMap<String, (Phase, Instant)>,
     pub began: Option<Instant>,
+    /// Where it waits in the capacity queue, as it last looked; `None` once admitted.
+    pub waiting: Option<Waiting>,
+    /// The images (`IMAGE:REF`) it waits for to appear in the registry, before anything else.
+    pub awaiting: Vec<String>,
+    /// The closest tags there are meanwhile (a typo in the form shows so).
+    pub closest: Vec<String>,
 }
 
 /// The creations of this gateway: their progress, the failures remembered, the clients' counts.
@@ -139,6 +156,27 @@ impl Creations {
         if current.0 != phase {
             *current = (phase, now);
         }
+        // A service past waiting was admitted: the queue is behind it.
+        if phase != Phase::Waiting {
+            entry.waiting = None;
+        }
+    }
+
+    /// Notes the images creation `key` waits for to appear (none: no longer).
+    pub fn awaiting(&self, key: &str, images: Vec<String>, closest: Vec<String>) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = progress.entry(key.to_string()).or_default();
+        entry.began.get_or_insert_with(Instant::now);
+        entry.awaiting = images;
+        entry.closest = closest;
+    }
+
+    /// Notes where creation `key` waits in the capacity queue.
+    pub fn waiting(&self, key: &str, waiting: &Waiting) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = progress.entry(key.to_string()).or_default();
+        entry.began.get_or_insert_with(Instant::now);
+        entry.waiting = Some(waiting.clone());
     }
 
     pub fn progress(&self, key: &str) -> Progress {
@@ -239,7 +277,16 @@ pub async fn answer(
     if let Some(why) = gateway.creations.failure(&key) {
         return page::creation_failed(&environment, &reference, &why);
     }
-    if let Err(refused) = begin(gateway, &environment, &reference, remote, settings.ttl).await {
+    let begun = begin(
+        gateway,
+        &environment,
+        &reference,
+        remote,
+        settings.ttl,
+        false,
+    )
+    .await;
+    if let Err(refused) = begun {
         return refused.unwrap_or_else(unknown);
     }
     let done = start_or_join(gateway, &key);
@@ -286,12 +333,16 @@ pub async fn answer(
 
 /// Starts creating ENV at REF unless that is under way; `Err` with the answer when it cannot
 /// (`None`: no such environment file, or creation is off).
+///
+/// `wait_for_image`: REF naming no image yet is waited for (bounded by [`IMAGE_WAIT`]) rather
+/// than answered 404; only a creation asked for through the form does.
 pub async fn begin(
     gateway: &Arc<Gateway>,
     environment: &str,
     reference: &str,
     remote: SocketAddr,
     ttl: Duration,
+    wait_for_image: bool,
 ) -> Result<(), Option<Response<Body>>> {
     let Some(settings) = gateway.options.create.clone() else {
         return Err(None);
@@ -307,7 +358,11 @@ pub async fn begin(
             let page = page::problem(StatusCode::BAD_GATEWAY, "cannot look up REF", &error);
             return Err(Some(page));
         }
-        Ok(Some(Resolution::None { closest })) => {
+        Ok(Some(Resolution::None { images, closest })) if wait_for_image => {
+            let awaited = images.iter().map(|i| format!("{i}:{reference}")).collect();
+            Tags::Awaited(awaited, closest)
+        }
+        Ok(Some(Resolution::None { closest, .. })) => {
             return Err(Some(page::no_such_ref(
                 environment,
                 reference,
@@ -323,7 +378,7 @@ pub async fn begin(
                 &candidates,
             )));
         }
-        Ok(Some(Resolution::Apply(tags))) => tags,
+        Ok(Some(Resolution::Apply(tags))) => Tags::Known(tags),
     };
     // Another request started it during the look-up.
     if gateway.wakes.waking(&key) {
@@ -380,13 +435,62 @@ fn start_or_join(gateway: &Arc<Gateway>, key: &str) -> super::wake::Done {
     gateway.wakes.wake(key, async { Ok(()) })
 }
 
+/// The tags a creation runs at, or the images it waits for first.
+enum Tags {
+    Known(BTreeMap<String, String>),
+    /// `IMAGE:REF` of each image REF may appear for, and the closest tags there are.
+    Awaited(Vec<String>, Vec<String>),
+}
+
+/// Looks for REF every [`IMAGE_POLL`] until an image is tagged with it, for [`IMAGE_WAIT`] at
+/// most; the progress page meanwhile says what it waits for.
+async fn await_image(
+    gateway: &Gateway,
+    key: &str,
+    environment: &str,
+    reference: &str,
+    images: Vec<String>,
+    closest: Vec<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let shown = images.join(" or ");
+    gateway.creations.awaiting(key, images.clone(), closest);
+    let deadline = Instant::now() + IMAGE_WAIT;
+    loop {
+        tokio::time::sleep(IMAGE_POLL).await;
+        match gateway.environments().resolve(environment, reference).await {
+            Ok(Some(Resolution::Apply(tags))) => {
+                gateway.creations.awaiting(key, Vec::new(), Vec::new());
+                return Ok(tags);
+            }
+            Ok(Some(Resolution::Ambiguous { candidates, .. })) => {
+                return Err(format!(
+                    "`{reference}` names several changesets: {}",
+                    candidates.join(", ")
+                ));
+            }
+            Ok(None) => return Err(format!("the environment file `{environment}` is gone")),
+            Ok(Some(Resolution::None { closest, .. })) => {
+                gateway.creations.awaiting(key, images.clone(), closest);
+            }
+            Err(error) => tracing::debug!("cannot look up `{reference}`: {error}"),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{shown} did not appear in the registry within {}\nhint: check that its build \
+                 pushed it, then create it again",
+                humantime::format_duration(IMAGE_WAIT)
+            ));
+        }
+    }
+}
+
 /// Creates the environment in the background, once per `key` for however many ask.
 fn start(
     gateway: &Arc<Gateway>,
     key: &str,
     environment: &str,
     reference: &str,
-    tags: BTreeMap<String, String>,
+    tags: Tags,
     remote: SocketAddr,
     settings: &Settings,
 ) {
@@ -396,17 +500,42 @@ fn start(
     let progress: crate::lifecycle::Progress = Arc::new(move |service: &str, phase| {
         on_phase.creations.phase(&phase_key, service, phase);
     });
-    let create = Create {
+    let (on_queue, queue_key) = (gateway.clone(), key.to_string());
+    let on_wait: crate::lifecycle::admission::OnWait = Arc::new(move |waiting: &Waiting| {
+        on_queue.creations.waiting(&queue_key, waiting);
+    });
+    let mut create = Create {
         environment: environment.to_string(),
-        tags,
+        tags: BTreeMap::new(),
         id: routing::host_label(&format!("{environment}-{reference}")),
         owner: format!("gateway:{}", remote.ip()),
         ttl: settings.ttl,
         progress,
+        on_wait: Some(on_wait),
     };
+    // Shown from the first answer on, before the task runs.
+    if let Tags::Awaited(images, closest) = &tags {
+        gateway
+            .creations
+            .awaiting(key, images.clone(), closest.clone());
+    }
+    let reference = reference.to_string();
     gateway.wakes.wake(key, async move {
         gw.creations
             .phase(&owned_key, "", crate::lifecycle::Phase::Waiting);
+        create.tags = match tags {
+            Tags::Known(tags) => tags,
+            Tags::Awaited(images, closest) => {
+                let (environment, key) = (create.environment.clone(), owned_key.clone());
+                match await_image(&gw, &key, &environment, &reference, images, closest).await {
+                    Ok(tags) => tags,
+                    Err(why) => {
+                        gw.creations.failed(&owned_key, why.clone());
+                        return Err(why);
+                    }
+                }
+            }
+        };
         let result = gw.environments().create(create).await;
         match &result {
             Ok(()) => gw.creations.forget(&owned_key),
@@ -457,7 +586,8 @@ mod tests {
         assert_eq!(
             resolve(&lists, "ea6757c"),
             Resolution::None {
-                closest: vec!["ea6757a8090d".into(), "ea6757b0000".into()]
+                closest: vec!["ea6757a8090d".into(), "ea6757b0000".into()],
+                images: vec![],
             }
         );
         assert_eq!(
@@ -495,6 +625,109 @@ mod tests {
         assert!(creations.allow([10, 0, 0, 2].into(), 3), "per client");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(creations.allow(client, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_creation_waiting_for_capacity_shows_its_place_in_line_until_admitted() {
+        let creations = Creations::default();
+        let key = key("shop", "ea6757a");
+        creations.phase(&key, "web", Phase::Waiting);
+        let waiting = Waiting {
+            place: 3,
+            queued: 4,
+            environments: 2,
+            reserved: 0,
+            capacity: crate::naming::codec::Capacity {
+                max_environments: Some(2),
+                ..Default::default()
+            },
+            memory: 0,
+            waited: Duration::from_secs(42),
+        };
+        creations.waiting(&key, &waiting);
+        let page = page::creating_page("shop", "ea6757a", &creations.progress(&key));
+        assert!(
+            page.contains("waiting for capacity: 3rd in line, 2 of 2 environments run (for 42s)"),
+            "{page}"
+        );
+        creations.phase(&key, "web", Phase::Creating);
+        let page = page::creating_page("shop", "ea6757a", &creations.progress(&key));
+        assert!(!page.contains("waiting for capacity"), "admitted: {page}");
+    }
+
+    fn gateway_creating(fake: Arc<crate::gateway::fake::Fake>) -> Arc<Gateway> {
+        let options = crate::gateway::Options {
+            listen: ([127, 0, 0, 1], 8000).into(),
+            domain: "localhost".into(),
+            wake_timeout: Duration::from_secs(60),
+            guard: None,
+            token: None,
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(60),
+            create: Some(Settings {
+                ttl: Duration::from_secs(8 * 3600),
+                per_client_hour: 10,
+            }),
+        };
+        Gateway::new(options, fake)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_creation_from_the_form_waits_for_its_image_to_appear_for_a_bounded_time() {
+        let fake = Arc::new(crate::gateway::fake::Fake::default());
+        let files = |tag: &str| {
+            let file = vec![("web".to_string(), tag.to_string())];
+            BTreeMap::from([("shop".to_string(), file)])
+        };
+        *fake.files.lock().unwrap() = files("ea6757b0old");
+        let gateway = gateway_creating(fake.clone());
+        let (remote, ttl) = (([127, 0, 0, 1], 1).into(), Duration::from_secs(3600));
+        // A request for its URL is answered 404 at once.
+        let refused = begin(&gateway, "shop", "ea6757a8", remote, ttl, false).await;
+        assert_eq!(
+            refused.unwrap_err().unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+        // Through the form, it waits and says for what.
+        assert!(
+            begin(&gateway, "shop", "ea6757a8", remote, ttl, true)
+                .await
+                .is_ok()
+        );
+        let key = key("shop", "ea6757a8");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let page = page::creating_page("shop", "ea6757a8", &gateway.creations.progress(&key));
+        assert!(
+            page.contains("waiting for <code>web:ea6757a8</code> to appear in the registry"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<code>ea6757b0old</code>"),
+            "the closest: {page}"
+        );
+        // CI pushes it: the creation goes on.
+        *fake.files.lock().unwrap() = files("ea6757a8090d");
+        let mut done = start_or_join(&gateway, &key);
+        let ended = done.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(ended, Some(Ok(())));
+        assert_eq!(fake.calls(), vec!["create shop-ea6757a8"]);
+
+        // One that never appears is given up after IMAGE_WAIT, and remembered as failed.
+        let began = Instant::now();
+        assert!(
+            begin(&gateway, "shop", "ffffff00", remote, ttl, true)
+                .await
+                .is_ok()
+        );
+        let key = super::key("shop", "ffffff00");
+        let mut done = start_or_join(&gateway, &key);
+        let ended = done.wait_for(Option::is_some).await.unwrap().clone();
+        assert!(began.elapsed() >= IMAGE_WAIT);
+        assert!(began.elapsed() < IMAGE_WAIT + Duration::from_secs(60));
+        let why = ended.unwrap().unwrap_err();
+        assert!(why.contains("web:ffffff00 did not appear"), "{why}");
+        assert!(gateway.creations.failure(&key).is_some());
+        assert_eq!(fake.calls().len(), 1, "nothing created");
     }
 
     #[tokio::test(start_paused = true)]

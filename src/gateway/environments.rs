@@ -58,6 +58,21 @@ impl RoutedEnvironment {
     }
 }
 
+/// One service as the page of its environment shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceView {
+    pub service: String,
+    /// As `envctl status` words it: `running`, `exited` ...
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`; `None` without a health check.
+    pub health: Option<String>,
+    pub restarts: u32,
+    /// Each published port: `8080->127.0.0.1:49153`.
+    pub ports: Vec<String>,
+    /// Its last log lines, oldest first.
+    pub log: Vec<String>,
+}
+
 /// What the gateway writes to the reaper's state at each flush.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Flush {
@@ -85,6 +100,8 @@ pub struct Create {
     pub owner: String,
     pub ttl: std::time::Duration,
     pub progress: crate::lifecycle::Progress,
+    /// Told of each look at the capacity queue while the creation waits in it.
+    pub on_wait: Option<crate::lifecycle::admission::OnWait>,
 }
 
 /// The lifecycle operations the gateway uses; errors are messages for the page.
@@ -99,6 +116,8 @@ pub trait Environments: Send + Sync + 'static {
     /// Records activity, as `envctl touch` does.
     async fn touch(&self, id: &str) -> Result<(), String>;
     async fn down(&self, id: &str) -> Result<(), String>;
+    /// Each service of `id` as `envctl status` sees it, with its last `lines` log lines.
+    async fn services(&self, id: &str, lines: u64) -> Result<Vec<ServiceView>, String>;
     /// One item per change the engine reports; ends when it stops reporting.
     fn changes(&self) -> BoxStream<'static, ()>;
     /// Writes activity and flags to the reaper's state.

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::create::Resolution;
-use super::environments::{Create, Environments, Flush, RoutedEnvironment};
+use super::environments::{Create, Environments, Flush, RoutedEnvironment, ServiceView};
 use crate::lifecycle::State;
 
 #[derive(Default)]
@@ -22,6 +22,8 @@ pub struct Fake {
     pub list_takes: Mutex<std::collections::VecDeque<Duration>>,
     /// What refs mean, by environment file (none: no such file).
     pub files: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
+    /// Each environment's services, as its page shows them.
+    pub services: Mutex<std::collections::BTreeMap<String, Vec<ServiceView>>>,
 }
 
 impl Fake {
@@ -96,6 +98,19 @@ impl Environments for Fake {
         Ok(())
     }
 
+    async fn services(&self, id: &str, lines: u64) -> Result<Vec<ServiceView>, String> {
+        let services = self.services.lock().unwrap();
+        let mut listed = services
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no environment `{id}`"))?;
+        for service in &mut listed {
+            let keep = service.log.len().saturating_sub(lines as usize);
+            service.log.drain(..keep);
+        }
+        Ok(listed)
+    }
+
     fn changes(&self) -> BoxStream<'static, ()> {
         futures_util::stream::pending().boxed()
     }
@@ -118,7 +133,14 @@ impl Environments for Fake {
             .iter()
             .map(|(service, tag)| (service.clone(), vec![tag.clone()]))
             .collect();
-        Ok(Some(super::create::resolve(&tags, reference)))
+        // The services' names stand for their images.
+        Ok(Some(match super::create::resolve(&tags, reference) {
+            Resolution::None { closest, .. } => Resolution::None {
+                closest,
+                images: services.iter().map(|(s, _)| s.clone()).collect(),
+            },
+            other => other,
+        }))
     }
 
     async fn create(&self, create: Create) -> Result<(), String> {

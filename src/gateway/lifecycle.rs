@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::environments::{Entry, Environments, Flush, RoutedEnvironment};
+use super::environments::{Entry, Environments, Flush, RoutedEnvironment, ServiceView};
 use crate::backend::{Backend, ServiceState};
 use crate::lifecycle::{self, Instance, Progress};
 use crate::spec::{Probe, Protocol};
@@ -196,7 +196,14 @@ impl Environments for Lifecycle {
         for (name, service) in &file.services {
             tags.insert(name.clone(), self.tags_of(&service.image).await);
         }
-        Ok(Some(super::create::resolve(&tags, reference)))
+        let resolution = match super::create::resolve(&tags, reference) {
+            super::create::Resolution::None { closest, .. } => super::create::Resolution::None {
+                closest,
+                images: awaitable(&file),
+            },
+            other => other,
+        };
+        Ok(Some(resolution))
     }
 
     async fn create(&self, create: super::environments::Create) -> Result<(), String> {
@@ -227,9 +234,10 @@ impl Environments for Lifecycle {
             // A named start never adopts a pool member: the id is what makes one creation per
             // environment and ref across gateways.
             pool: Default::default(),
-            // A person waits for it, as for a wake.
+            // A person waits for it, as for a wake, and sees where it waits.
             admission: lifecycle::admission::AdmitOptions {
                 priority: crate::backend::Priority::High,
+                on_wait: create.on_wait.clone(),
                 ..Default::default()
             },
         };
@@ -266,6 +274,45 @@ impl Environments for Lifecycle {
             .map_err(|e| e.to_string())
     }
 
+    async fn services(&self, id: &str, lines: u64) -> Result<Vec<ServiceView>, String> {
+        let instance = self.instance(id).await?;
+        let backend = self.backend.as_ref();
+        let statuses = lifecycle::statuses(backend, &instance)
+            .await
+            .map_err(|e| e.to_string())?;
+        let logs = instance.services.iter().map(|s| async move {
+            match lines {
+                0 => Vec::new(),
+                n => lifecycle::last_service_lines(backend, &s.handle, n).await,
+            }
+        });
+        let logs = futures_util::future::join_all(logs).await;
+        Ok(instance
+            .services
+            .iter()
+            .zip(statuses)
+            .zip(logs)
+            .map(|((s, status), log)| ServiceView {
+                service: s.service().to_string(),
+                state: status.state.as_str().to_string(),
+                health: status.health.as_str().map(str::to_string),
+                restarts: status.restarts,
+                ports: status
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let port = match e.container_port.protocol {
+                            Protocol::Tcp => e.container_port.number.to_string(),
+                            other => format!("{}/{}", e.container_port.number, other.as_str()),
+                        };
+                        format!("{port}->{}:{}", e.host, e.port)
+                    })
+                    .collect(),
+                log,
+            })
+            .collect())
+    }
+
     fn changes(&self) -> BoxStream<'static, ()> {
         self.backend
             .changes()
@@ -298,6 +345,28 @@ impl Environments for Lifecycle {
             }
         })
         .await
+    }
+}
+
+/// The image repositories an image tagged REF may appear in: those in a registry of their own
+/// (the file's `registry:`), or every one when none is (local images).
+fn awaitable(file: &crate::spec::Environment) -> Vec<String> {
+    let repositories: Vec<String> = file
+        .services
+        .values()
+        .map(|s| s.image.repository.clone())
+        .collect();
+    let private: Vec<String> = repositories
+        .iter()
+        .filter(|r| {
+            let host = r.split('/').next().unwrap_or_default();
+            r.contains('/') && (host.contains(['.', ':']) || host == "localhost")
+        })
+        .cloned()
+        .collect();
+    match private.is_empty() {
+        true => repositories,
+        false => private,
     }
 }
 

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::Gateway;
-use super::environments::RoutedEnvironment;
+use super::environments::{RoutedEnvironment, ServiceView};
 use super::metrics::Rejection;
 use crate::output::short_duration;
 
@@ -29,12 +29,15 @@ pub const COOKIE: &str = "envctl_gateway";
 pub struct Client(pub std::net::IpAddr);
 /// The page reloads itself this often, so a change shows within it.
 pub const REFRESH_SECONDS: u32 = 5;
+/// How many of each service's last log lines the page of an environment shows.
+pub const LOG_LINES: u64 = 20;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/", get(list))
         .route("/metrics", get(metrics))
         .route("/login", get(login_form).post(login))
+        .route("/env/{id}", get(environment))
         .route("/confirm/down/{id}", get(confirm_down))
         .route("/act/{action}/{id}", post(act))
         .route("/create", get(create_form).post(create))
@@ -64,6 +67,37 @@ async fn list(
     html(
         StatusCode::OK,
         view.list_page(&environments, message.done.as_deref()),
+    )
+}
+
+/// The page of one environment: its services' state, health, restarts, ports and last log
+/// lines, reloading itself. Log lines are for those who may act (they may hold secrets).
+async fn environment(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(environment) = gateway.find(&id) else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "no such environment",
+            &format!(
+                "There is no environment <b>{}</b>. <a href=\"/\">the list</a>",
+                escape(&id)
+            ),
+        );
+    };
+    let authorized = authorized(&gateway, &headers);
+    let lines = if authorized { LOG_LINES } else { 0 };
+    let services = gateway.environments().services(&id, lines).await;
+    let view = View {
+        gateway: &gateway,
+        authorized,
+        now: Utc::now(),
+    };
+    html(
+        StatusCode::OK,
+        view.environment_page(&environment, &services),
     )
 }
 
@@ -311,7 +345,8 @@ async fn create(
     let key = super::create::key(&environment, &reference);
     gateway.creations.retry(&key);
     let remote = std::net::SocketAddr::new(client, 0);
-    match super::create::begin(&gateway, &environment, &reference, remote, ttl).await {
+    // Asked for by hand, as CI still builds the image: it is waited for.
+    match super::create::begin(&gateway, &environment, &reference, remote, ttl, true).await {
         Ok(()) => {
             let host = format!("{reference}.{environment}.{}", gateway.options.domain);
             Redirect::to(&gateway.options.url_at(&host)).into_response()
@@ -429,7 +464,8 @@ pub fn document(title: &str, refresh: Option<u32>, body: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
 table{border-collapse:collapse;font-size:.9rem}th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;\
 text-align:left;vertical-align:top}th{background:#f4f4f4}form{display:inline}button{margin:1px}\
-.flag{color:#a00;font-weight:600}.why{color:#777}.danger{color:#a00}.note{background:#eef6ee;padding:.4rem}";
+.flag{color:#a00;font-weight:600}.why{color:#777}.danger{color:#a00}.note{background:#eef6ee;padding:.4rem}\
+pre.log{margin:0;font-size:.8rem;max-width:60rem;overflow-x:auto;white-space:pre-wrap}";
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -519,14 +555,7 @@ impl View<'_> {
             ),
             None => ("-".into(), "-".into()),
         };
-        let ttl = match e.expires_at {
-            Some(at) if at > self.now => format!(
-                "expires in {}",
-                short_duration((at - self.now).to_std().unwrap_or_default())
-            ),
-            Some(_) => "expired".into(),
-            None => "-".into(),
-        };
+        let ttl = self.ttl(e);
         let link = match &e.entry {
             Ok(entry) => {
                 let url = self.gateway.options.url_of(&e.id);
@@ -545,7 +574,7 @@ impl View<'_> {
             .collect::<Vec<_>>()
             .join("<br>");
         format!(
-            "<tr id=\"env-{id}\" data-id=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr id=\"env-{id}\" data-id=\"{id}\"><td><a href=\"/env/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
              <td class=\"state\">{}</td><td>{age}</td><td>{activity}</td><td>{idle}</td>\
              <td class=\"pinned\">{}</td><td>{ttl}</td><td>{link}</td><td>{endpoints}</td>\
              <td>{}</td></tr>",
@@ -555,6 +584,111 @@ impl View<'_> {
             self.state(e),
             if e.pinned { "yes" } else { "no" },
             self.actions(e),
+        )
+    }
+
+    fn ttl(&self, e: &RoutedEnvironment) -> String {
+        match e.expires_at {
+            Some(at) if at > self.now => format!(
+                "expires in {}",
+                short_duration((at - self.now).to_std().unwrap_or_default())
+            ),
+            Some(_) => "expired".into(),
+            None => "-".into(),
+        }
+    }
+
+    /// The page of one environment, `services` as the lifecycle read them (or why it could not).
+    pub fn environment_page(
+        &self,
+        e: &RoutedEnvironment,
+        services: &Result<Vec<ServiceView>, String>,
+    ) -> String {
+        let id = escape(&e.id);
+        let mut body = format!("<h1>{id}</h1><table class=\"about\"><tbody>");
+        let mut fact = |name: &str, value: String| {
+            let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");
+        };
+        fact("environment", escape(&e.environment));
+        fact("refs", escape(&e.refs.join(" ")));
+        fact("state", self.state(e));
+        // Created on request: the owner names the client that asked.
+        match e.owner.strip_prefix("gateway:") {
+            Some(client) => fact(
+                "asked for by",
+                format!("{} through the gateway", escape(client)),
+            ),
+            None => fact("owner", escape(&e.owner)),
+        }
+        fact(
+            "age",
+            e.created_at
+                .map_or("?".into(), |c| short_duration(self.elapsed(c))),
+        );
+        fact("TTL", self.ttl(e));
+        fact("pinned", if e.pinned { "yes" } else { "no" }.into());
+        if let Ok(entry) = &e.entry {
+            let url = escape(&self.gateway.options.url_of(&e.id));
+            fact(
+                "link",
+                format!(
+                    "<a class=\"link\" href=\"{url}\">{url}</a> <span class=\"why\">{} {}</span>",
+                    escape(&entry.service),
+                    entry.port
+                ),
+            );
+        }
+        body.push_str("</tbody></table><h2>services</h2>");
+        match services {
+            Ok(services) => {
+                body.push_str(
+                    "<table><thead><tr><th>service</th><th>state</th><th>health</th>\
+                     <th>restarts</th><th>ports</th><th>last lines of its log</th></tr></thead>\
+                     <tbody>",
+                );
+                for service in services {
+                    body.push_str(&self.service_row(service));
+                }
+                body.push_str("</tbody></table>");
+            }
+            Err(why) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"flag\">cannot read its services: {}</p>",
+                    escape(why)
+                );
+            }
+        }
+        if !self.authorized {
+            body.push_str(
+                "<p>The services' log lines need this gateway's token: \
+                 <a href=\"/login\">sign in</a>.</p>",
+            );
+        }
+        let _ = write!(
+            body,
+            "<p class=\"why\">This page reloads every {REFRESH_SECONDS} s. \
+             <a href=\"/\">the list of environments</a></p>"
+        );
+        document(&e.id, Some(REFRESH_SECONDS), &body)
+    }
+
+    fn service_row(&self, s: &ServiceView) -> String {
+        let lines: Vec<String> = s.log.iter().map(|l| escape(l)).collect();
+        let log = match (self.authorized, lines.is_empty()) {
+            (false, _) => "<span class=\"why\">sign in to see it</span>".to_string(),
+            (true, true) => "<span class=\"why\">nothing yet</span>".to_string(),
+            (true, false) => format!("<pre class=\"log\">{}</pre>", lines.join("\n")),
+        };
+        let ports: Vec<String> = s.ports.iter().map(|p| escape(p)).collect();
+        format!(
+            "<tr class=\"service\" data-service=\"{name}\"><td>{name}</td>\
+             <td class=\"state\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{log}</td></tr>",
+            escape(&s.state),
+            escape(s.health.as_deref().unwrap_or("-")),
+            s.restarts,
+            ports.join("<br>"),
+            name = escape(&s.service),
         )
     }
 
@@ -656,6 +790,22 @@ pub fn creating(
     reference: &str,
     progress: &super::create::Progress,
 ) -> Response {
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        creating_page(environment, reference, progress),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// The document of [`creating`].
+pub fn creating_page(
+    environment: &str,
+    reference: &str,
+    progress: &super::create::Progress,
+) -> String {
     let mut body = format!(
         "<h1>Creating {} at {}</h1><p>No environment answered here, so envctl is creating one. \
          This page reloads until it is ready, then shows the application.</p><table><thead><tr>\
@@ -673,6 +823,38 @@ pub fn creating(
         );
     }
     body.push_str("</tbody></table>");
+    if !progress.awaiting.is_empty() {
+        let images: Vec<String> = progress
+            .awaiting
+            .iter()
+            .map(|i| format!("<code>{}</code>", escape(i)))
+            .collect();
+        let _ = write!(
+            body,
+            "<p class=\"awaiting\">waiting for {} to appear in the registry</p>",
+            images.join(" or ")
+        );
+        if !progress.closest.is_empty() {
+            let closest: Vec<String> = progress
+                .closest
+                .iter()
+                .map(|t| format!("<code>{}</code>", escape(t)))
+                .collect();
+            let _ = write!(
+                body,
+                "<p class=\"why\">The closest tags there are: {}</p>",
+                closest.join(" ")
+            );
+        }
+    }
+    if let Some(waiting) = &progress.waiting {
+        let _ = write!(
+            body,
+            "<p class=\"queue\">waiting for capacity: {} (for {})</p>",
+            escape(&crate::lifecycle::admission::describe(waiting)),
+            short_duration(waiting.waited)
+        );
+    }
     if let Some(began) = progress.began {
         let _ = write!(
             body,
@@ -680,14 +862,7 @@ pub fn creating(
             short_duration(began.elapsed())
         );
     }
-    let mut response = html(
-        StatusCode::SERVICE_UNAVAILABLE,
-        document("creating", Some(2), &body),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    response
+    document("creating", Some(2), &body)
 }
 
 /// A REF that names no tag of the environment's services, or several.
@@ -874,6 +1049,75 @@ mod tests {
         assert!(refuse_forgery(&gateway, &headers, &gateway.csrf.clone()).is_some());
         headers.insert(header::ORIGIN, "http://localhost:8000".parse().unwrap());
         assert!(refuse_forgery(&gateway, &headers, &gateway.csrf.clone()).is_none());
+    }
+
+    fn hostile_service() -> ServiceView {
+        ServiceView {
+            service: "web<b>".into(),
+            state: "running".into(),
+            health: Some("healthy".into()),
+            restarts: 2,
+            ports: vec!["8080->127.0.0.1:40001".into()],
+            log: vec![
+                "web: ready on port 8080".into(),
+                "<script>alert('log')</script> & <img src=x onerror=alert(1)>".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_page_of_an_environment_escapes_its_log_lines_and_names_who_asked_for_it() {
+        let gateway = gateway(None);
+        let mut e = environment("pr<1>", "accounting", &["web@ea6757a8090d"], 1);
+        e.owner = "gateway:10.0.0.7".into();
+        let now = e.created_at.unwrap() + chrono::Duration::minutes(30);
+        e.expires_at = Some(now + chrono::Duration::hours(8));
+        let view = View {
+            gateway: &gateway,
+            authorized: true,
+            now,
+        };
+        let page = view.environment_page(&e, &Ok(vec![hostile_service()]));
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("web<b>"), "{page}");
+        assert!(!page.contains("pr<1>"), "{page}");
+        assert!(
+            page.contains(
+                "&lt;script&gt;alert(&#39;log&#39;)&lt;/script&gt; &amp; &lt;img src=x \
+                 onerror=alert(1)&gt;"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("web: ready on port 8080"), "{page}");
+        assert!(
+            page.contains("<th>asked for by</th><td>10.0.0.7 through the gateway</td>"),
+            "{page}"
+        );
+        assert!(page.contains("expires in 8h00m"), "{page}");
+        assert!(
+            page.contains("<td class=\"state\">running</td><td>healthy</td><td>2</td>"),
+            "{page}"
+        );
+        assert!(page.contains("8080-&gt;127.0.0.1:40001"), "{page}");
+        assert!(page.contains("http-equiv=\"refresh\""), "it reloads itself");
+        assert!(!page.contains("<script"), "no JavaScript");
+    }
+
+    #[test]
+    fn the_page_of_an_environment_shows_no_log_lines_without_the_token() {
+        let gateway = gateway(Some("s3cret"));
+        let e = environment("x", "demo", &[], 1);
+        let view = View {
+            gateway: &gateway,
+            authorized: false,
+            now: Utc::now(),
+        };
+        let page = view.environment_page(&e, &Ok(vec![hostile_service()]));
+        assert!(!page.contains("ready on port"), "{page}");
+        assert!(page.contains("href=\"/login\""), "{page}");
+        let failed = view.environment_page(&e, &Err("engine <down>".into()));
+        assert!(failed.contains("cannot read its services: engine &lt;down&gt;"));
     }
 
     #[test]

@@ -117,6 +117,26 @@ async fn page_checks(browser: &fantoccini::Client, id: &str, port: u16) {
         let url = browser.current_url().await.unwrap();
         assert_eq!(url.host_str(), Some(format!("{id}.localhost").as_str()));
 
+        // The id opens the environment's own page: its services and their last log lines.
+        browser.goto(&list).await.unwrap();
+        let own = format!("tr[data-id='{id}'] a[href='/env/{id}']");
+        browser
+            .find(Locator::Css(&own))
+            .await
+            .expect("the id links its page")
+            .click()
+            .await
+            .unwrap();
+        let service = browser
+            .find(Locator::Css("tr[data-service='web']"))
+            .await
+            .expect("the service's row")
+            .text()
+            .await
+            .unwrap();
+        assert!(service.contains("running"), "{service}");
+        assert!(service.contains("browsed: ready on port 8080"), "{service}");
+
         browser.goto(&list).await.unwrap();
         let pinned = format!("tr[data-id='{id}'] td.pinned");
         let before = browser

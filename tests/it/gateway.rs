@@ -1239,7 +1239,7 @@ fn the_create_form_creates_an_environment_with_its_ttl_and_leads_to_its_url() {
         left > chrono::Duration::minutes(50) && left <= chrono::Duration::hours(1),
         "the form's 1h, not the default 8h: {left}"
     );
-    // An unknown changeset through the form: the 404 with the closest tags.
+    // An unknown changeset through the form is waited for (CI may still build it), not 404.
     let unknown = post_form(
         &gateway,
         "/create",
@@ -1250,8 +1250,20 @@ fn the_create_form_creates_an_environment_with_its_ttl_and_leads_to_its_url() {
         ),
         None,
     );
-    assert_eq!(unknown.status, 404, "{}", unknown.body);
-    assert!(unknown.body.contains(&tagged.tag), "{}", unknown.body);
+    assert_eq!(unknown.status, 303, "{}", unknown.body);
+    let waiting = request(
+        gateway.port,
+        "GET",
+        &format!("zzzzzzzz.{}.localhost", tagged.env.name),
+        "/",
+        &[("accept", "text/html")],
+        vec![],
+    );
+    assert!(
+        waiting.body.contains("to appear in the registry"),
+        "{}",
+        waiting.body
+    );
 }
 
 #[test]
@@ -1323,4 +1335,119 @@ impl Drop for Untag {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rmi", &self.0]).output();
     }
+}
+
+#[test]
+fn the_page_of_a_started_environment_shows_its_services_and_their_last_log_lines() {
+    let env = TestEnv::new("gw-envpage", &web("paged", "0"));
+    let id = format!("{}-x", env.name);
+    up(&env, &[&env.name, "--name", &id]);
+    let gateway = Gateway::start(&env, &[]);
+    gateway.until_routed(&format!("{id}.localhost"));
+    let list = gateway.get("localhost", "/");
+    assert!(
+        row_of(&list.body, &id).contains(&format!("href=\"/env/{id}\"")),
+        "the list links the page: {}",
+        list.body
+    );
+    let page = gateway.get("localhost", &format!("/env/{id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-service=\"web\""), "{}", page.body);
+    assert!(
+        page.body.contains("<td class=\"state\">running</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("paged: ready on port 8080"),
+        "a log line: {}",
+        page.body
+    );
+    assert!(page.body.contains("8080-&gt;"), "its port: {}", page.body);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    let missing = gateway.get("localhost", "/env/no-such-environment");
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn a_creation_from_the_form_waits_for_its_image_to_appear_in_the_registry() {
+    let tagged = Tagged::new("gw-await");
+    let gateway = Gateway::start(&tagged.env, &["--create"]);
+    // A tag CI has not pushed yet.
+    let first = if tagged.tag.starts_with('f') {
+        'e'
+    } else {
+        'f'
+    };
+    let later = format!("{first}{}", &tagged.tag[1..]);
+    let reference = &later[..9];
+    let created = post_form(
+        &gateway,
+        "/create",
+        &format!(
+            "csrf={}&environment={}&reference={reference}",
+            csrf_of(&gateway),
+            tagged.env.name
+        ),
+        None,
+    );
+    assert_eq!(created.status, 303, "waited for, not 404: {}", created.body);
+    let host = format!("{reference}.{}.localhost", tagged.env.name);
+    let browser = || {
+        request(
+            gateway.port,
+            "GET",
+            &host,
+            "/",
+            &[("accept", "text/html")],
+            vec![],
+        )
+    };
+    let page = browser();
+    assert_eq!(page.status, 503, "{}", page.body);
+    let awaited = format!(
+        "waiting for <code>{}:{reference}</code> to appear in the registry",
+        tagged.repository
+    );
+    assert!(page.body.contains(&awaited), "{}", page.body);
+    assert!(tagged.environments().is_empty());
+    // CI pushes it.
+    let pushed = format!("{}:{later}", tagged.repository);
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
+    assert!(
+        Command::new("docker")
+            .args(["tag", IMAGE, &pushed])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _untag = Untag(pushed);
+    // Tag lists, misses included, are looked up once a minute.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let answer = gateway.get(&host, "/");
+        if answer.status == 200 {
+            assert_eq!(answer.body, "created ok\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not created once the image appeared: {} {}\n{}",
+            answer.status,
+            answer.body,
+            browser().body
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let environments = tagged.environments();
+    assert_eq!(environments.len(), 1, "{environments:?}");
 }
