@@ -15,11 +15,13 @@ use crate::harness::{IMAGE, TestEnv, block_on};
 use crate::private_engine::PrivateEngine;
 use crate::support::{Envctl, wait_until};
 
-/// One service of the demo image, built on the private engine, ready at once.
+/// One service of the demo image, built on the private engine, ready at once. Its port is
+/// published, so that its probe never depends on the private bridge answering from here:
+/// these tests are about admission, not reachability.
 fn app(extra: &str) -> String {
     format!(
         "  app:\n    image: {IMAGE}\n    build: context\n    command: [serve, --name, app]\n    \
-         ready: {{tcp: 8080}}\n{extra}"
+         ports: [8080]\n    ready: {{tcp: 8080}}\n{extra}"
     )
 }
 
