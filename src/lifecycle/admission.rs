@@ -599,7 +599,8 @@ pub async fn admit(
         memory: Some(memory),
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
-    let waiting = wait(backend, &ticket, options, timeout);
+    // The entry is renewed while it waits, whatever entry `wait` puts back in line.
+    let waiting = ticket.holding(backend, wait(backend, &ticket, options, timeout));
     let result = tokio::select! {
         result = waiting => result,
         () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
@@ -628,7 +629,6 @@ async fn wait(
     timeout: Duration,
 ) -> Result<bool, StartError> {
     let since = Instant::now();
-    let mut renewed = Instant::now();
     // Whether the last look made room: the next looks again at once, but only once, so an
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;
@@ -643,7 +643,6 @@ async fn wait(
             // Removed as expired by another waiter (this one stalled): back in line.
             let native = backend.enqueue(&waiter, expiry(now)).await?;
             *ticket.entry.lock().expect("ticket") = Some((native, waiter));
-            renewed = Instant::now();
             continue;
         }
         sweep(backend, &admission.queue, now).await;
@@ -684,15 +683,6 @@ async fn wait(
                     }
                     .into());
                 }
-            }
-        }
-        if renewed.elapsed() >= RENEW_EVERY {
-            match backend
-                .renew_entry(&native, &waiter, expiry(Utc::now()))
-                .await
-            {
-                Ok(()) | Err(BackendError::NotFound { .. }) => renewed = Instant::now(),
-                Err(error) => tracing::debug!("cannot renew the admission entry: {error}"),
             }
         }
         tokio::time::sleep(POLL.min(timeout.saturating_sub(since.elapsed()))).await;
