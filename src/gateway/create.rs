@@ -416,7 +416,7 @@ async fn created(gateway: &Arc<Gateway>, host: &str, limit: Duration) -> Option<
     let deadline = Instant::now() + limit;
     loop {
         let listed = gateway.snapshot();
-        if let routing::Target::RoutedEnvironment(id) =
+        if let routing::Target::Environment(id) =
             routing::resolve(host, &gateway.options.domain, &listed)
         {
             return Some(id);

@@ -9,7 +9,7 @@ pub enum Target {
     /// The gateway's own page: the domain itself, or an IP address.
     Page,
     /// An environment, by id.
-    RoutedEnvironment(String),
+    Environment(String),
     /// A host the gateway does not know: never proxied anywhere.
     Unknown,
 }
@@ -83,7 +83,7 @@ pub fn resolve(host: &str, domain: &str, environments: &[RoutedEnvironment]) -> 
             .max_by_key(|e| e.created_at),
     };
     match found {
-        Some(environment) => Target::RoutedEnvironment(environment.id.clone()),
+        Some(environment) => Target::Environment(environment.id.clone()),
         None => Target::Unknown,
     }
 }
@@ -158,9 +158,9 @@ pub(crate) mod tests {
     #[test]
     fn an_id_host_reaches_that_environment_whatever_the_port_and_case() {
         let target = resolve("20261126-041500.localhost:8000", "localhost", &known());
-        assert_eq!(target, Target::RoutedEnvironment("20261126-041500".into()));
+        assert_eq!(target, Target::Environment("20261126-041500".into()));
         let target = resolve("20261126-050000.LocalHost.", "localhost", &known());
-        assert_eq!(target, Target::RoutedEnvironment("20261126-050000".into()));
+        assert_eq!(target, Target::Environment("20261126-050000".into()));
     }
 
     #[test]
@@ -170,13 +170,13 @@ pub(crate) mod tests {
             "pr-42.envs.example.com"
         );
         let target = resolve("pr-42.envs.example.com", "envs.example.com", &known());
-        assert_eq!(target, Target::RoutedEnvironment("pr_42".into()));
+        assert_eq!(target, Target::Environment("pr_42".into()));
     }
 
     #[test]
     fn a_ref_host_reaches_the_newest_environment_of_that_file_with_a_matching_ref() {
         let target = resolve("ea6757a.accounting.localhost", "localhost", &known());
-        assert_eq!(target, Target::RoutedEnvironment("pr_42".into()));
+        assert_eq!(target, Target::Environment("pr_42".into()));
         assert_eq!(
             resolve("ffff.accounting.localhost", "localhost", &known()),
             Target::Unknown

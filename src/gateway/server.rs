@@ -107,7 +107,7 @@ pub async fn handle(
             }
         }
         Target::Unknown => super::create::answer(&gateway, &host, remote, request).await,
-        Target::RoutedEnvironment(id) => to_environment(gateway, id, host, remote, request).await,
+        Target::Environment(id) => to_environment(gateway, id, host, remote, request).await,
     }
 }
 
