@@ -81,9 +81,15 @@ impl NodeAddresses {
 /// The service's state, from its newest task: what runs now, or how the last run ended.
 pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> ServiceStatus {
     let created_at = service.created_at.as_deref().and_then(time);
+    let stopped = replicas(service) == Some(0);
+    let created = |task: &&Task| task.created_at.as_deref().and_then(time);
+    // Scaled to none, a task told to shut down before it ran never will: the newest task that
+    // did tells how the service ended.
     let newest = tasks
         .iter()
-        .max_by_key(|task| task.created_at.as_deref().and_then(time));
+        .filter(|task| !(stopped && never_ran(task)))
+        .max_by_key(created)
+        .or_else(|| tasks.iter().max_by_key(created));
     let Some(task) = newest else {
         let mut status = ServiceStatus::new(ServiceState::Pending);
         status.created_at = created_at;
@@ -101,8 +107,8 @@ pub fn status_of(service: &Service, tasks: &[Task], nodes: &NodeAddresses) -> Se
         .clone()
         .filter(|e| !e.is_empty())
         .or_else(|| task_status.message.clone().filter(|m| !m.is_empty()));
-    let stopped = replicas(service) == Some(0);
     let (state, health) = match task_status.state.unwrap_or(TaskState::NEW) {
+        _ if stopped && never_ran(task) => (ServiceState::Exited, Health::None),
         TaskState::NEW
         | TaskState::ALLOCATED
         | TaskState::PENDING
@@ -209,6 +215,24 @@ pub fn is_before_start(task: &Task) -> bool {
 }
 
 /// Whether the task's container runs (or is about to: it was told to start).
+/// A task told to shut down before its container started.
+fn never_ran(task: &Task) -> bool {
+    let state = task.status.as_ref().and_then(|s| s.state);
+    matches!(
+        task.desired_state,
+        Some(TaskState::SHUTDOWN | TaskState::REMOVE)
+    ) && matches!(
+        state.unwrap_or(TaskState::NEW),
+        TaskState::NEW
+            | TaskState::ALLOCATED
+            | TaskState::PENDING
+            | TaskState::ASSIGNED
+            | TaskState::ACCEPTED
+            | TaskState::PREPARING
+            | TaskState::READY
+    )
+}
+
 pub fn is_running(task: &Task) -> bool {
     matches!(
         task.status.as_ref().and_then(|s| s.state),
@@ -641,6 +665,22 @@ mod tests {
             status_of(&service(1, false), &tasks, &nodes()).state,
             ServiceState::Stopping
         );
+    }
+
+    #[test]
+    fn a_stopped_service_whose_newest_task_never_ran_is_stopped_not_pending() {
+        // Scaling to none can leave a task the swarm made and then told to shut down before
+        // it ever ran: it never will, and the task before it tells how the service ended.
+        let mut never_ran = task("2026-11-26T10:00:03Z", TaskState::PENDING, None);
+        never_ran.desired_state = Some(TaskState::SHUTDOWN);
+        let ran = task("2026-11-26T10:00:01Z", TaskState::SHUTDOWN, Some(143));
+        let status = status_of(&service(0, false), &[ran, never_ran.clone()], &nodes());
+        assert_eq!(
+            (status.state, status.exit_code),
+            (ServiceState::Exited, Some(143))
+        );
+        let status = status_of(&service(0, false), &[never_ran], &nodes());
+        assert_eq!(status.state, ServiceState::Exited);
     }
 
     #[test]

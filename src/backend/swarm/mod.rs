@@ -226,7 +226,11 @@ impl Swarm {
             spec.mode = Some(replicas(count));
             let ready = convert::ready_of(&spec);
             let template = spec.task_template.get_or_insert_with(Default::default);
-            template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+            // A forced update makes a new task even at the same count; scaled to none, it
+            // would only make a task that is told to shut down before it runs.
+            if count > 0 {
+                template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+            }
             // bollard reads Docker's `Healthcheck` as `HealthCheck`, so an inspected spec has
             // lost it: sent back as read, the update would drop the health check. It is made
             // again from the readiness spec the service's labels carry.
