@@ -1,5 +1,5 @@
 //! How this process reaches what runs on an engine, whatever the backend: whether services'
-//! own addresses answer from here (tried once per engine and remembered), and which address did
+//! own addresses answer from here (tried until settled, then remembered per engine), and which address did
 //! not answer at all, so that a timeout can say a longer one will not help. Each backend owns
 //! the [`Reachability`] of its engine.
 
@@ -12,12 +12,18 @@ use tokio::net::TcpStream;
 /// How long one attempt to reach an address may take before it counts as unanswered.
 const TRIAL_TIMEOUT: Duration = Duration::from_millis(700);
 
+/// How many trials in a row must go unanswered before this process takes it that services'
+/// own addresses never answer from here: one can be lost to a loaded host or a container whose
+/// network is still coming up, and the verdict decides for every later probe.
+const TRIALS_BEFORE_NO: u32 = 3;
+
 /// What this process learnt of reaching the services of one engine: whether their own
 /// addresses answer from here, and which address did not answer at all.
 #[derive(Debug, Default)]
 pub struct Reachability {
-    /// Tried once, and again after this process joined or left an environment's network.
-    direct: Mutex<Option<bool>>,
+    /// Tried until settled, and again after this process joined or left an environment's
+    /// network.
+    direct: Mutex<Direct>,
     unanswered: Mutex<Option<String>>,
     /// Why this process could not join the environment's network, when it tried and could not.
     not_attached: Mutex<Option<String>>,
@@ -26,7 +32,7 @@ pub struct Reachability {
 impl Reachability {
     pub const fn new() -> Reachability {
         Reachability {
-            direct: Mutex::new(None),
+            direct: Mutex::new(Direct::UNTRIED),
             unanswered: Mutex::new(None),
             not_attached: Mutex::new(None),
         }
@@ -35,7 +41,7 @@ impl Reachability {
     /// Forgets whether services' own addresses answer: this process joined or left an
     /// environment's network, which changes the answer.
     pub fn retry_direct(&self) {
-        *lock(&self.direct) = None;
+        *lock(&self.direct) = Direct::UNTRIED;
     }
 
     /// Records why this process could not join an environment's network (`None`: it did), for
@@ -49,21 +55,39 @@ impl Reachability {
         lock(&self.not_attached).clone()
     }
 
-    /// Whether services' own addresses answer from here: tried once on `address` (a
-    /// service's address and port) and remembered. A refused connection answers too: the
-    /// address is reachable and the service not listening yet.
-    pub async fn reaches_directly(&self, address: SocketAddr) -> bool {
+    /// Whether services' own addresses answer from here, tried on `address` (a service's
+    /// address and port): `Some` once settled and remembered, `None` while unanswered trials
+    /// have not yet settled it. One answer settles "yes"; a refused connection answers too (the
+    /// address is reachable, the service not listening yet). Only several unanswered trials
+    /// in a row settle "no".
+    pub async fn reaches_directly(&self, address: SocketAddr) -> Option<bool> {
         if let Some(verdict) = self.direct() {
-            return verdict;
+            return Some(verdict);
         }
-        let verdict = answers(address).await.is_some();
-        tracing::debug!(%address, verdict, "services' own addresses answer from here");
-        *lock(&self.direct).get_or_insert(verdict)
+        let answered = answers(address).await.is_some();
+        let verdict = self.record_trial(answered);
+        tracing::debug!(%address, answered, ?verdict, "services' own addresses answer from here");
+        verdict
     }
 
-    /// Whether services' own addresses answer from here, as far as known (`None`: untried).
+    /// Counts one trial and returns the verdict, if it is settled now.
+    fn record_trial(&self, answered: bool) -> Option<bool> {
+        let mut direct = lock(&self.direct);
+        if direct.verdict.is_none() {
+            direct.unanswered = if answered { 0 } else { direct.unanswered + 1 };
+            if answered {
+                direct.verdict = Some(true);
+            } else if direct.unanswered >= TRIALS_BEFORE_NO {
+                direct.verdict = Some(false);
+            }
+        }
+        direct.verdict
+    }
+
+    /// Whether services' own addresses answer from here, as far as settled (`None`: untried,
+    /// or not settled yet).
     pub fn direct(&self) -> Option<bool> {
-        *lock(&self.direct)
+        lock(&self.direct).verdict
     }
 
     /// Records that `address` did not answer (no connection, not even a refusal), so that a
@@ -81,6 +105,21 @@ impl Reachability {
     pub fn unanswered(&self) -> Option<String> {
         lock(&self.unanswered).clone()
     }
+}
+
+/// Whether services' own addresses answer from here, once settled, and the unanswered trials in
+/// a row until then.
+#[derive(Debug, Default, Clone, Copy)]
+struct Direct {
+    verdict: Option<bool>,
+    unanswered: u32,
+}
+
+impl Direct {
+    const UNTRIED: Direct = Direct {
+        verdict: None,
+        unanswered: 0,
+    };
 }
 
 fn unanswered_advice(address: &str, error: &str, envctl_host: Option<&str>) -> String {
@@ -144,11 +183,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let (one, other) = (Reachability::new(), Reachability::new());
         assert_eq!(one.direct(), None);
-        assert!(one.reaches_directly(address).await);
+        assert_eq!(one.reaches_directly(address).await, Some(true));
         assert_eq!(one.direct(), Some(true));
         drop(listener);
         // Remembered, not tried again; the other engine has learnt nothing.
-        assert!(one.reaches_directly(address).await);
+        assert_eq!(one.reaches_directly(address).await, Some(true));
         assert_eq!(other.direct(), None);
         one.note_unanswered("10.0.0.9:49153", "timed out");
         assert!(
@@ -157,6 +196,24 @@ mod tests {
                 .starts_with("`10.0.0.9:49153` did not answer")
         );
         assert_eq!(other.unanswered(), None);
+    }
+
+    #[test]
+    fn one_unanswered_trial_does_not_settle_that_container_addresses_never_answer() {
+        let reach = Reachability::new();
+        assert_eq!(reach.record_trial(false), None);
+        assert_eq!(reach.record_trial(false), None);
+        assert_eq!(reach.direct(), None);
+        // An answer between misses settles "yes" and starts the count again.
+        assert_eq!(reach.record_trial(true), Some(true));
+        reach.retry_direct();
+        for _ in 1..TRIALS_BEFORE_NO {
+            assert_eq!(reach.record_trial(false), None);
+        }
+        assert_eq!(reach.record_trial(false), Some(false));
+        // Settled: a later answer does not change it until the process joins or leaves a network.
+        assert_eq!(reach.record_trial(true), Some(false));
+        assert_eq!(reach.direct(), Some(false));
     }
 
     #[test]

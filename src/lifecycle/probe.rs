@@ -466,11 +466,16 @@ async fn address(
             &fresh
         }
     };
+    // Whether the container's own address went unanswered without settling that such
+    // addresses never answer from here.
+    let mut unsettled = None;
     match details.direct {
         Some(ip) => {
             let direct = SocketAddr::new(ip, port);
-            if backend.reach().reaches_directly(direct).await {
-                return Ok(Target::Direct(direct));
+            match backend.reach().reaches_directly(direct).await {
+                Some(true) => return Ok(Target::Direct(direct)),
+                Some(false) => {}
+                None => unsettled = Some(direct),
             }
         }
         // Not running (any more, or yet): the exit watcher says why when it ended.
@@ -493,6 +498,9 @@ async fn address(
         .chain(&details.probe_endpoints)
         .find(|e| e.container_port.number == port && e.container_port.protocol == Protocol::Tcp);
     let Some(published) = published else {
+        if let Some(direct) = unsettled {
+            return Err(CheckError::NotYet(format!("`{direct}` did not answer yet")));
+        }
         // Why envctl could not join the environment's network, when it runs in a container.
         let why = backend
             .reach()
