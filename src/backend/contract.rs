@@ -778,6 +778,18 @@ impl Backend for Recording<'_> {
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.inner.dequeue(native).await
     }
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        self.inner.claim_fill(filler, until).await
+    }
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        self.inner.fill_claims().await
+    }
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        self.inner.renew_fill(native, filler, until).await
+    }
+    async fn release_fill(&self, native: &str) -> Result<()> {
+        self.inner.release_fill(native).await
+    }
 }
 
 /// Removes what is listed of `id` the way `down` does.

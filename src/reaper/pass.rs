@@ -86,6 +86,7 @@ pub async fn pass(
         .zip(&verdicts)
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
         .collect();
+    let abandoned = abandoned_members(backend, options, now).await;
     if options.dry_run {
         let unknown = observations
             .iter()
@@ -101,11 +102,19 @@ pub async fn pass(
         report.actions = planned
             .into_iter()
             .map(|(instance, (kind, reason))| action(instance, kind, reason, None))
+            .chain(
+                abandoned
+                    .iter()
+                    .map(|(member, why)| action(member, ActionKind::Remove, why.clone(), None)),
+            )
             .collect();
         return Ok(report);
     }
     // What killed waiters left in the admission queue: one lookup when no capacity is set.
     lifecycle::admission::collect_expired(backend, now).await;
+    // What killed fills left: their claims on their pools, and members they left half-made.
+    lifecycle::pool::collect_stale_claims(backend, now).await;
+    let retired = retire_abandoned(backend, abandoned).await;
     // Persist, then act on what nobody changed meanwhile.
     let touched = persist(
         store,
@@ -122,7 +131,57 @@ pub async fn pass(
         !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
     });
     report.actions = act(backend, acting).await;
+    report.actions.extend(retired);
+    report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
+}
+
+/// Pool members whose fill was killed half-way (see [`lifecycle::pool::abandoned`]): `ls`
+/// never shows them and only the next fill of their pool would replace them, so the reaper
+/// removes them as it removes unfinished starts. Never a ready member, nor one still filling.
+async fn abandoned_members(
+    backend: &dyn Backend,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Vec<(Instance, Reason)> {
+    let members = match lifecycle::pool::members(backend).await {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::debug!("cannot list the pools' members: {error}");
+            return Vec::new();
+        }
+    };
+    members
+        .into_iter()
+        .filter(|m| {
+            options
+                .environment
+                .as_ref()
+                .is_none_or(|e| m.environment() == e)
+        })
+        .filter_map(|m| {
+            let why = lifecycle::pool::abandoned(&m, now)?;
+            Some((m, Reason::StartNeverFinished(why)))
+        })
+        .collect()
+}
+
+/// Removes the abandoned members, each taken out of its pool first (see
+/// [`lifecycle::pool::retire`]); those an `up` took meanwhile are not the pass's.
+async fn retire_abandoned(
+    backend: &dyn Backend,
+    abandoned: Vec<(Instance, Reason)>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (member, why) in abandoned {
+        let error = match lifecycle::pool::retire(backend, &member).await {
+            Ok(true) => None,
+            Ok(false) => continue,
+            Err(error) => Some(error.to_string()),
+        };
+        actions.push(action(&member, ActionKind::Remove, why, error));
+    }
+    actions
 }
 
 /// Saves what the pass learned, and learns what happened meanwhile: returns the environments
