@@ -309,6 +309,60 @@ pub async fn members(backend: &dyn Backend) -> Result<Vec<Instance>, BackendErro
     Ok(listed.into_iter().filter(is_member).collect())
 }
 
+/// `instances` less the member a start of `environment` shaped `wanted` would adopt, the
+/// oldest that matches (`up` takes the oldest first): it counts against the capacity already,
+/// as a member, so the start is charged only what it adds to it. All of them when `wanted`
+/// is `None` or no member matches.
+pub fn without_adoptable(
+    mut instances: Vec<Instance>,
+    environment: &str,
+    wanted: Option<&Shape>,
+    now: DateTime<Utc>,
+) -> Vec<Instance> {
+    let Some(wanted) = wanted else {
+        return instances;
+    };
+    let adoptable = instances.iter().position(|i| {
+        is_member(i) && compare(i, environment, wanted, DEFAULT_MAX_AGE, now).is_ok()
+    });
+    if let Some(index) = adoptable {
+        instances.remove(index);
+    }
+    instances
+}
+
+/// What a start asks the capacity for: a fill only its pooled services, which are all a
+/// member runs; any other start its whole environment.
+pub(super) fn request(environment: &Environment, options: &UpOptions) -> super::admission::Request {
+    let mut request = super::admission::Request::of(environment, &options.owner);
+    if let (PoolUse::Fill, Some(pool)) = (options.pool, &environment.pool) {
+        request.limits = environment
+            .services
+            .values()
+            .filter(|s| pool.services.contains(&s.name))
+            .map(|s| s.runtime.mem_limit.map(|b| b.0))
+            .collect();
+    }
+    request
+}
+
+/// The pooled services of `environment` as a member that this start may adopt has them, from
+/// the images on the engine now; `None` when it adopts none (see [`no_adoption`]).
+pub(super) async fn adoptable_shape(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+) -> Option<Shape> {
+    if options.pool == PoolUse::Fill || no_adoption(backend, environment, options).is_some() {
+        return None;
+    }
+    let pool = environment.pool.as_ref()?;
+    current_shape(backend, environment, pool)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The members `up` may adopt for `environment` shaped `wanted`, oldest first, and why each
 /// other member of it does not match (`up -v` says so).
 pub(super) async fn candidates(

@@ -499,3 +499,86 @@ async fn the_reaper_collects_a_member_whose_fill_was_killed_and_never_a_ready_on
     let left: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(left, [ready.as_str()], "a ready member is never reaped");
 }
+
+const MIB: u64 = 1 << 20;
+
+/// Room for one environment of three services at 100 MiB each, and no more.
+fn room_for_one() -> crate::backend::Capacity {
+    crate::backend::Capacity {
+        max_environments: Some(1),
+        max_memory: Some(300 * MIB),
+        default_memory: Some(100 * MIB),
+        ..Default::default()
+    }
+}
+
+fn waiting_briefly() -> UpOptions {
+    UpOptions {
+        admission: admission::AdmitOptions {
+            queue_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+        ..options()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_that_adopts_is_charged_only_what_it_adds_to_the_member() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let members = pool::members(&fake).await.unwrap();
+    assert_eq!(
+        members[0].metadata.memory,
+        Some(200 * MIB),
+        "a member reserves what it runs: its two pooled services"
+    );
+    // The member fills the capacity's one environment; the up adds `app`'s 100 MiB to it.
+    let started = up_with(&fake, &shop, &waiting_briefly()).await;
+    assert_eq!(started.id, member, "adopted, not retired for a cold start");
+    let listed = inventory::list(&fake).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].metadata.memory,
+        Some(300 * MIB),
+        "the adopted environment reserves its whole cost"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment() {
+    use futures_util::FutureExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fake = fake();
+    let shop = environment(SHOP);
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    // Another `up` adopts the member between this one's admission and its claim.
+    let other = fake.clone();
+    let taken = Arc::new(AtomicBool::new(false));
+    let once = taken.clone();
+    let id = member.clone();
+    fake.on("set_marker", move || {
+        if once.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let adopter = crate::backend::Metadata {
+            environment: Some("shop".into()),
+            start_deadline: Some(Utc::now() + chrono::Duration::minutes(10)),
+            created_at: Some(Utc::now()),
+            run: Some("the-other-up".into()),
+            ..crate::backend::Metadata::new(&id)
+        };
+        let adopting = other.set_marker(&adopter, crate::backend::Marker::Adopt);
+        adopting.now_or_never().expect("at once").expect("adopted");
+    });
+    let (signals, _sender) = Signals::manual();
+    let outcome = up(&fake, &shop, &waiting_briefly(), &quiet(), &signals, &|_| {}).await;
+    assert!(taken.load(Ordering::SeqCst));
+    let error = outcome.result.expect_err("no room for a cold start");
+    assert!(matches!(error, StartError::Admission(_)), "{error}");
+    let listed = inventory::list(&fake).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [member.as_str()], "never over the capacity");
+}

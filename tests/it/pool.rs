@@ -387,7 +387,10 @@ fn two_fills_at_once_never_fill_above_the_size() {
         .filter(|run| run.stderr().contains("skipped: another `envctl pool fill`"))
         .count();
     assert!(skipped <= 1, "{}\n{}", a.stderr(), b.stderr());
-    assert!(fill_claims(&env.name).is_empty(), "each fill releases its claim");
+    assert!(
+        fill_claims(&env.name).is_empty(),
+        "each fill releases its claim"
+    );
 }
 
 /// The names of the fill claims on `environment`'s pool.
@@ -429,10 +432,16 @@ fn the_reaper_collects_what_a_killed_fill_left() {
     assert_eq!(members.len(), 1, "{members:?}");
     let member = members[0]["id"].as_str().unwrap().to_string();
     let state = members[0]["state"].as_str().unwrap();
-    assert!(state.starts_with("failed: its fill never finished"), "{state}");
+    assert!(
+        state.starts_with("failed: its fill never finished"),
+        "{state}"
+    );
     assert_eq!(fill_claims(&env.name).len(), 1, "the killed fill's claim");
     env.reap(&[]).success().stdout_has(&member);
     assert!(pool.members().is_empty());
-    assert!(fill_claims(&env.name).is_empty(), "the reaper removes the claim");
+    assert!(
+        fill_claims(&env.name).is_empty(),
+        "the reaper removes the claim"
+    );
     env.assert_nothing_left();
 }
