@@ -574,7 +574,15 @@ async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment(
         adopting.now_or_never().expect("at once").expect("adopted");
     });
     let (signals, _sender) = Signals::manual();
-    let outcome = up(&fake, &shop, &waiting_briefly(), &quiet(), &signals, &|_| {}).await;
+    let outcome = up(
+        &fake,
+        &shop,
+        &waiting_briefly(),
+        &quiet(),
+        &signals,
+        &|_| {},
+    )
+    .await;
     assert!(taken.load(Ordering::SeqCst));
     let error = outcome.result.expect_err("no room for a cold start");
     assert!(matches!(error, StartError::Admission(_)), "{error}");
