@@ -224,17 +224,36 @@ pub fn member_state(member: &Instance, now: DateTime<Utc>) -> MemberState {
     }
 }
 
-/// Why the reaper removes `member`, if it does: its fill never finished and never will (its
-/// filler is gone, or its start deadline passed), by the rules of unfinished starts. Never a
-/// member that got the member marker: a ready one waits for an `up`, and one whose service
-/// stopped since is the next fill's to replace.
-pub fn abandoned(member: &Instance, now: DateTime<Utc>) -> Option<String> {
+/// Why the reaper removes `member`, if it does: its fill never finished and never will. Either
+/// by the rules of unfinished starts (its filler is seen gone, or its start deadline passed),
+/// or, with `claims` the fill claims listed at `now` before the member was, because no fill
+/// held its pool then although the member was made well before: a fill holds its claim, and
+/// renews it, until each of its members is ready or removed. Never a member that got the
+/// member marker: a ready one waits for an `up`, and one whose service stopped since is the
+/// next fill's to replace.
+pub fn abandoned(
+    member: &Instance,
+    claims: Option<&[Filling]>,
+    now: DateTime<Utc>,
+) -> Option<String> {
     if member.markers.member {
         return None;
     }
-    member
-        .unfinished(now)
-        .map(|why| format!("a pool member whose fill never finished: {why}"))
+    if let Some(why) = member.unfinished(now) {
+        return Some(format!("a pool member whose fill never finished: {why}"));
+    }
+    // A member made just before the claims were listed may be of a fill that claimed after;
+    // a minute covers that, and the hosts' clocks.
+    let made = member.created_at()?;
+    if made + chrono::Duration::minutes(1) > now {
+        return None;
+    }
+    let filled = claims?
+        .iter()
+        .any(|c| c.filler.environment == member.environment() && holds(c, now));
+    (!filled).then(|| {
+        "a pool member whose fill never finished: no fill holds its pool any more".to_string()
+    })
 }
 
 /// Whether `member` is what a start of `environment` shaped `wanted` would create of its pooled

@@ -500,6 +500,63 @@ async fn the_reaper_collects_a_member_whose_fill_was_killed_and_never_a_ready_on
     assert_eq!(left, [ready.as_str()], "a ready member is never reaped");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_member_whose_fill_renews_its_claim_no_more_is_reaped_before_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::state::Store::new(dir.path());
+    let fake = fake();
+    for _ in 0..2 {
+        fake.fault("start_service", "*", crate::backend::fake::Fault::Hang);
+    }
+    let shop = environment(SHOP);
+    let killed = tokio::time::timeout(Duration::from_secs(5), fill(&fake, &shop)).await;
+    assert!(killed.is_err(), "the fill hangs until it is killed");
+    let half = pool::members(&fake).await.unwrap()[0].id.clone();
+    fake.edit_metadata(&half, |m| m.process = Some("another-boot:1:42:42".into()));
+    // Killed on another host, where only its claim tells: its start deadline (60 s, and a
+    // minute of grace) has not passed yet.
+    let claims = fake.fill_claims().await.unwrap();
+    assert_eq!(claims.len(), 1);
+    let (soon, later) = (
+        Utc::now() + chrono::Duration::seconds(30),
+        Utc::now() + chrono::Duration::seconds(90),
+    );
+    let claim = &claims[0];
+    let renewed = later + chrono::Duration::seconds(15);
+    fake.renew_fill(&claim.native, &claim.filler, renewed)
+        .await
+        .unwrap();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    assert!(
+        report.actions.is_empty(),
+        "its claim still holds: {report:?}"
+    );
+    // It renews no more.
+    fake.release_fill(&claim.native).await.unwrap();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), soon)
+        .await
+        .unwrap();
+    assert!(
+        report.actions.is_empty(),
+        "made too recently to tell: {report:?}"
+    );
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    let acted: Vec<&str> = report.actions.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(acted, [half.as_str()], "{report:?}");
+    assert!(
+        report.actions[0]
+            .reason
+            .to_string()
+            .contains("no fill holds its pool"),
+        "{report:?}"
+    );
+    assert!(!fake.exists(&half));
+}
+
 const MIB: u64 = 1 << 20;
 
 /// Room for one environment of three services at 100 MiB each, and no more.

@@ -144,6 +144,14 @@ async fn abandoned_members(
     options: &Options,
     now: DateTime<Utc>,
 ) -> Vec<(Instance, Reason)> {
+    // The claims first: a fill that held its pool then made its members before.
+    let claims = match backend.fill_claims().await {
+        Ok(claims) => Some(claims),
+        Err(error) => {
+            tracing::debug!("cannot read the pools' fill claims: {error}");
+            None
+        }
+    };
     let members = match lifecycle::pool::members(backend).await {
         Ok(members) => members,
         Err(error) => {
@@ -160,7 +168,7 @@ async fn abandoned_members(
                 .is_none_or(|e| m.environment() == e)
         })
         .filter_map(|m| {
-            let why = lifecycle::pool::abandoned(&m, now)?;
+            let why = lifecycle::pool::abandoned(&m, claims.as_deref(), now)?;
             Some((m, Reason::StartNeverFinished(why)))
         })
         .collect()
