@@ -87,8 +87,11 @@ pub fn resolve(tags: &BTreeMap<String, Vec<String>>, reference: &str) -> Resolut
 /// ask for a repository at once share one look-up: the later ones wait for the first's.
 #[derive(Default)]
 pub struct TagCache {
-    lists: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(Instant, Vec<String>)>>>>>,
+    lists: Mutex<HashMap<String, Arc<Cached>>>,
 }
+
+/// One repository's list and when it was looked up, locked while it is being looked up.
+type Cached = tokio::sync::Mutex<Option<(Instant, Vec<String>)>>;
 
 impl TagCache {
     /// The cached list of `repository`, or `fetch`'s (an empty list when it fails).
