@@ -294,6 +294,7 @@ impl Environments for Lifecycle {
             environment: Some(environment.name.clone()),
             owner: Some(create.owner.clone()),
             created_at: Some(now),
+            run: Some(lifecycle::run_nonce()),
             start_deadline: Some(now + chrono::Duration::from_std(bound).unwrap_or_default()),
             started_by: Some(crate::provenance::started_by()),
             process: Some(crate::provenance::process()),
@@ -311,11 +312,19 @@ impl Environments for Lifecycle {
             }
         }
         let created = self.create_claimed(environment, create.clone()).await;
-        if let Err(error) = self
-            .backend
-            .clear_marker(&create.id, MarkerKind::Create)
-            .await
-        {
+        // Only its own: one the reaper took for stale may have been followed by another's.
+        let found = lifecycle::inventory::find(self.backend.as_ref(), &create.id).await;
+        let ours = |i: &Instance| i.markers.creating.as_ref().map(|m| &m.run) == Some(&marker.run);
+        let cleared = match found {
+            Ok(Some(instance)) if ours(&instance) => self
+                .backend
+                .clear_marker(&create.id, MarkerKind::Create)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = cleared {
             tracing::warn!(
                 "cannot remove the creation marker of `{}`: {error}",
                 create.id

@@ -974,7 +974,7 @@ async fn describe(
 }
 
 /// A nonce for one `up` invocation.
-pub(super) fn run_nonce() -> String {
+pub fn run_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);

@@ -1236,6 +1236,24 @@ fn a_creation_that_fails_shows_its_failure_with_the_last_lines_and_is_remembered
         answer.body
     );
     assert!(tagged.environments().is_empty(), "rolled back");
+    let marker = format!("envctl_{}-{}_create", tagged.env.name, &tagged.tag[..8]);
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={marker}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert_eq!(
+        left.trim(),
+        "",
+        "no creation marker left to hold up a retry"
+    );
     // Remembered: the next request is answered at once, with a retry offered.
     let again = gateway.get(&host, "/");
     assert_eq!(again.status, 502);
