@@ -160,6 +160,7 @@ impl Env {
             && self.markers.lease_until.is_none()
             && !self.markers.member
             && !self.markers.adopted
+            && self.markers.creating.is_none()
     }
 }
 
@@ -438,6 +439,7 @@ impl Fake {
             update: (env.markers.update.clone()).filter(|m| of_run(Some(&m.run))),
             member: env.markers.member && marked("member"),
             adopted: env.markers.adopted && marked("adopt"),
+            creating: (env.markers.creating.clone()).filter(|m| of_run(Some(&m.run))),
         };
         let metadata = match &env.adopter {
             Some(adopter) if env.markers.adopted => adopter.clone(),
@@ -915,6 +917,9 @@ impl Backend for Fake {
         if marker == Marker::Adopt && env.markers.adopted {
             return Err(BackendError::Taken(metadata.id.clone()));
         }
+        if marker == Marker::Create && env.markers.creating.is_some() {
+            return Err(BackendError::Taken(metadata.id.clone()));
+        }
         if !matches!(marker, Marker::Update(_)) {
             env.runs
                 .entry(name.to_string())
@@ -938,6 +943,7 @@ impl Backend for Fake {
                 env.markers.adopted = true;
                 env.adopter = Some(metadata.clone());
             }
+            Marker::Create => env.markers.creating = Some(metadata.clone()),
         }
         Ok(())
     }
@@ -959,6 +965,7 @@ impl Backend for Fake {
                     env.markers.adopted = false;
                     env.adopter = None;
                 }
+                MarkerKind::Create => env.markers.creating = None,
                 // The engine's, no environment's: never an environment's marker.
                 MarkerKind::Capacity | MarkerKind::Queue | MarkerKind::Fill => {}
             }
