@@ -282,7 +282,7 @@ pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
         MarkerKind::Member => Some(member_name(id)),
         MarkerKind::Adopt => Some(adopt_name(id)),
         MarkerKind::Create => Some(create_name(id)),
-        MarkerKind::Lease | MarkerKind::Capacity | MarkerKind::Queue => None,
+        MarkerKind::Lease | MarkerKind::Capacity | MarkerKind::Queue | MarkerKind::Fill => None,
     }
 }
 
@@ -307,6 +307,24 @@ pub fn queue_name(waiter: &str, expires: DateTime<Utc>) -> String {
 /// The expiry a queue entry's name carries (see [`queue_name`]).
 pub fn queue_expiry(name: &str) -> Option<DateTime<Utc>> {
     let rest = name.trim_start_matches('/').strip_prefix("envctl-queue-")?;
+    let (_, seconds) = rest.rsplit_once('-')?;
+    DateTime::from_timestamp(seconds.parse().ok()?, 0)
+}
+
+/// The value of [`label::ROLE`] on a `pool fill`'s claim on an environment's pool.
+pub const FILL_ROLE: &str = "pool-fill";
+
+/// The name of a `pool fill`'s claim on an environment's pool: created, never started, renamed
+/// to renew its expiry (Unix seconds) as a queue entry is. Of the live claims on one pool the
+/// oldest by the engine's clock fills; the environment is in its labels, not its name. No
+/// `_`: no environment's name.
+pub fn fill_name(filler: &str, expires: DateTime<Utc>) -> String {
+    format!("envctl-fill-{filler}-{}", expires.timestamp())
+}
+
+/// The expiry a fill claim's name carries (see [`fill_name`]).
+pub fn fill_expiry(name: &str) -> Option<DateTime<Utc>> {
+    let rest = name.trim_start_matches('/').strip_prefix("envctl-fill-")?;
     let (_, seconds) = rest.rsplit_once('-')?;
     DateTime::from_timestamp(seconds.parse().ok()?, 0)
 }

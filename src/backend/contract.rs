@@ -436,6 +436,67 @@ pub async fn adoption_is_exclusive_and_its_metadata_wins(s: &Subject<'_>) {
     assert!(s.find(id).await.is_none());
 }
 
+/// A pool's fill claims are listed with their filler and expiry, stamped by the engine's clock
+/// (the first claimed is the older), renewed in place and released idempotently; a backend
+/// that keeps no pools refuses to claim.
+pub async fn fill_claims_are_listed_renewed_and_released(s: &Subject<'_>) {
+    let backend = s.backend;
+    let environment = s.id("fill");
+    let filler = |nonce: &str| Filler {
+        nonce: format!("{}{nonce}", s.prefix.replace('-', "")),
+        environment: environment.clone(),
+        started_by: Some("contract:1".into()),
+        process: None,
+    };
+    if crate::lifecycle::pool::check_backend(backend).is_err() {
+        let refused = backend.claim_fill(&filler("a"), at(10)).await;
+        assert!(
+            matches!(refused, Err(BackendError::Unsupported { .. })),
+            "{refused:?}"
+        );
+        return;
+    }
+    let mine = || async {
+        let claims = backend.fill_claims().await.expect("fill claims");
+        let mine = claims
+            .into_iter()
+            .filter(|c| c.filler.environment == environment);
+        mine.collect::<Vec<_>>()
+    };
+    let first = backend
+        .claim_fill(&filler("first"), at(10))
+        .await
+        .expect("claim");
+    let second = backend
+        .claim_fill(&filler("second"), at(10))
+        .await
+        .expect("claim");
+    let claims = mine().await;
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    let older = claims
+        .iter()
+        .min_by_key(|c| (c.created, c.native.clone()))
+        .expect("a claim");
+    assert_eq!(older.native, first, "{claims:?}");
+    assert_eq!(older.filler, filler("first"));
+    assert_eq!(older.expires, Some(at(10)));
+    backend
+        .renew_fill(&first, &filler("first"), at(20))
+        .await
+        .expect("renew");
+    let claims = mine().await;
+    let renewed = claims.iter().find(|c| c.native == first).expect("renewed");
+    assert_eq!(renewed.expires, Some(at(20)));
+    assert_eq!(renewed.created, older.created, "renewal keeps its place");
+    for native in [&first, &second] {
+        backend.release_fill(native).await.expect("release");
+        backend.release_fill(native).await.expect("release again");
+    }
+    assert!(mine().await.is_empty());
+    let gone = backend.renew_fill(&first, &filler("first"), at(30)).await;
+    assert!(gone.is_err(), "{gone:?}");
+}
+
 /// A named volume is the file's name and the backend's handle; removal is idempotent.
 pub async fn volumes_are_created_listed_and_removed(s: &Subject<'_>) {
     let backend = s.backend;
@@ -778,6 +839,18 @@ impl Backend for Recording<'_> {
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.inner.dequeue(native).await
     }
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        self.inner.claim_fill(filler, until).await
+    }
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        self.inner.fill_claims().await
+    }
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        self.inner.renew_fill(native, filler, until).await
+    }
+    async fn release_fill(&self, native: &str) -> Result<()> {
+        self.inner.release_fill(native).await
+    }
 }
 
 /// Removes what is listed of `id` the way `down` does.
@@ -815,7 +888,8 @@ macro_rules! contract_tests {
             put_aside_and_restore,
             teardown_removes_everything,
             long_log_lines_come_out_whole,
-            adoption_is_exclusive_and_its_metadata_wins
+            adoption_is_exclusive_and_its_metadata_wins,
+            fill_claims_are_listed_renewed_and_released
         );
     };
     (@each $leg:path, $($test:ident),*) => {

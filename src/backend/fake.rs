@@ -43,6 +43,8 @@ pub enum Fault {
     Taken,
     /// Never answers.
     Hang,
+    /// Answers after this long: another client acts meanwhile.
+    Delay(Duration),
 }
 
 /// What `traffic` reads for a service.
@@ -110,6 +112,8 @@ struct World {
     /// The engine's capacity and admission queue (by handle).
     capacity: Option<Capacity>,
     queue: BTreeMap<String, Queued>,
+    /// The pools' fill claims (by handle).
+    fills: BTreeMap<String, Filling>,
 }
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
@@ -354,6 +358,10 @@ impl Fake {
             )),
             Some(Fault::Taken) => Err(BackendError::Taken(target.into())),
             Some(Fault::Hang) => std::future::pending().await,
+            Some(Fault::Delay(delay)) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
         }
     }
 
@@ -959,7 +967,7 @@ impl Backend for Fake {
                 }
                 MarkerKind::Create => env.markers.creating = None,
                 // The engine's, no environment's: never an environment's marker.
-                MarkerKind::Capacity | MarkerKind::Queue => {}
+                MarkerKind::Capacity | MarkerKind::Queue | MarkerKind::Fill => {}
             }
             if env.is_empty() {
                 world.envs.remove(id);
@@ -1074,6 +1082,48 @@ impl Backend for Fake {
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.enter("dequeue", native).await?;
         self.world().queue.remove(native);
+        Ok(())
+    }
+
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        self.enter("claim_fill", &filler.environment).await?;
+        let mut world = self.world();
+        world.next += 1;
+        // The engine's clock, strictly increasing as an engine's nanoseconds are in practice.
+        let created = Utc::now() + chrono::Duration::nanoseconds(world.next as i64);
+        let native = format!("fill-{}", world.next);
+        let filling = Filling {
+            native: native.clone(),
+            filler: filler.clone(),
+            created,
+            expires: Some(until),
+        };
+        world.fills.insert(native.clone(), filling);
+        Ok(native)
+    }
+
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        self.enter("fill_claims", "*").await?;
+        Ok(self.world().fills.values().cloned().collect())
+    }
+
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        self.enter("renew_fill", &filler.environment).await?;
+        match self.world().fills.get_mut(native) {
+            Some(filling) => {
+                filling.expires = Some(until);
+                Ok(())
+            }
+            None => Err(BackendError::NotFound {
+                kind: "fill claim",
+                name: native.into(),
+            }),
+        }
+    }
+
+    async fn release_fill(&self, native: &str) -> Result<()> {
+        self.enter("release_fill", native).await?;
+        self.world().fills.remove(native);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ use futures_util::stream::BoxStream;
 
 pub use crate::backend::docker::engine::PullProgress;
 pub use crate::naming::codec::{
-    Capacity, Filter, MarkerKind, Metadata, Priority, ServiceMetadata, Waiter,
+    Capacity, Filler, Filter, MarkerKind, Metadata, Priority, ServiceMetadata, Waiter,
 };
 use crate::spec::{ImageRef, Port, Ready, Runtime};
 
@@ -470,6 +470,20 @@ pub struct Queued {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// A `pool fill`'s claim on an environment's pool, as the engine keeps it (see
+/// `lifecycle::pool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filling {
+    /// The backend's handle on the claim, the same across renewals.
+    pub native: String,
+    pub filler: Filler,
+    /// When the engine created it (never a client's clock): of two live claims on one pool,
+    /// the older fills.
+    pub created: DateTime<Utc>,
+    /// Until when it holds without a renewal.
+    pub expires: Option<DateTime<Utc>>,
+}
+
 /// The engine's capacity and its admission queue (see `lifecycle::admission`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -847,4 +861,15 @@ pub trait Backend: Send + Sync {
     async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()>;
     /// Removes an entry of the queue. Idempotent.
     async fn dequeue(&self, native: &str) -> Result<()>;
+
+    /// Claims the filling of `filler.environment`'s pool until `until`: the handle of the
+    /// claim. Not exclusive by itself: of the live claims on one pool, the oldest by the
+    /// engine's clock fills (see `lifecycle::pool`).
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String>;
+    /// Every fill claim on the engine, live or expired, every host's.
+    async fn fill_claims(&self) -> Result<Vec<Filling>>;
+    /// Moves a fill claim's expiry to `until`. `NotFound` once it is gone.
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()>;
+    /// Removes a fill claim. Idempotent.
+    async fn release_fill(&self, native: &str) -> Result<()>;
 }

@@ -170,6 +170,17 @@ async fn fill(args: PoolFillArgs) -> Result<ExitStatus, Error> {
 /// Prints what a fill did; whether something failed.
 fn report(filled: &Filled) -> bool {
     let name = &filled.environment;
+    if let Some(holder) = &filled.busy {
+        let by = holder
+            .filler
+            .started_by
+            .as_deref()
+            .unwrap_or("another host");
+        output::message(&format!(
+            "pool `{name}`: skipped: another `envctl pool fill` ({by}) is filling it"
+        ));
+        return false;
+    }
     for (id, why) in &filled.replaced {
         output::message(&format!("pool `{name}`: removed member {id}: {why}"));
     }

@@ -61,6 +61,10 @@ pub struct AdmitOptions {
     pub queue_timeout: Option<Duration>,
     /// Told of each look at the queue while waiting, for the command to show.
     pub on_wait: Option<OnWait>,
+    /// The pooled services of the start, as a warm-pool member that it may adopt has them
+    /// (see [`pool::without_adoptable`]): that member counts already, so the start is
+    /// charged only what it adds. `None` for a cold start.
+    pub adopts: Option<pool::Shape>,
 }
 
 impl std::fmt::Debug for AdmitOptions {
@@ -620,6 +624,26 @@ pub async fn admit(
     }
 }
 
+/// Waits again, still at its place in the queue, for the whole environment of a start that
+/// was admitted as adopting a pool member and did not get it (another start took it first):
+/// a cold start never goes over the capacity. Nothing without a capacity, or once the ticket
+/// left the queue.
+pub async fn readmit(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    options: &AdmitOptions,
+) -> Result<(), StartError> {
+    if ticket.entry().is_none() {
+        return Ok(());
+    }
+    let options = AdmitOptions {
+        adopts: None,
+        ..options.clone()
+    };
+    let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
+    wait(backend, ticket, &options, timeout).await.map(|_| ())
+}
+
 /// Looks at the queue every [`POLL`] until the ticket's entry is admitted (`true`), or the
 /// capacity is gone (`false`: admitted as before any capacity).
 async fn wait(
@@ -646,8 +670,11 @@ async fn wait(
             continue;
         }
         sweep(backend, &admission.queue, now).await;
-        // Pool members too: they count until they give way.
+        // Pool members too: they count until they give way, less the one this start adopts.
         let instances = backend.list(&Selector::All).await?;
+        let environment = waiter.environment.as_deref().unwrap_or_default();
+        let instances =
+            pool::without_adoptable(instances, environment, options.adopts.as_ref(), now);
         let counted = usage(&instances, &capacity, now);
         let queue = ordered(&admission.queue, now);
         match decide(&capacity, &counted, &queue, &native, now) {

@@ -383,6 +383,25 @@ impl Backend for Bounded<'_> {
         self.call(operation, NONE, self.backend.dequeue(native))
             .await
     }
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        let operation = || format!("claim the fill of pool `{}`", filler.environment);
+        self.call(operation, NONE, self.backend.claim_fill(filler, until))
+            .await
+    }
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        let operation = || "list the pools' fill claims".to_string();
+        self.call(operation, NONE, self.backend.fill_claims()).await
+    }
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        let operation = || format!("renew the fill claim of pool `{}`", filler.environment);
+        let renewing = self.backend.renew_fill(native, filler, until);
+        self.call(operation, NONE, renewing).await
+    }
+    async fn release_fill(&self, native: &str) -> Result<()> {
+        let operation = || "release a pool's fill claim".to_string();
+        self.call(operation, NONE, self.backend.release_fill(native))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,14 @@
 //! whose name the engine keeps unique (one winner on any host) and whose labels carry the
 //! adopter's metadata, which wins when listing: from then on the member is that `up`'s
 //! environment, unfinished until it sets the ready marker, and never a member again.
+//!
+//! One fill per pool at a time: a fill first claims the pool on the engine (a marker whose
+//! name carries its expiry, renewed every [`FILL_RENEW_EVERY`] as an admission entry is), and
+//! of the live claims on one pool the oldest by the engine's clock fills; any other fill skips
+//! that pool and says who fills it. A filler killed outright stops renewing: its claim holds
+//! no longer than [`FILL_TTL`] (at once on its own host, where its process is seen gone), and
+//! the next fill or the reaper removes it. The members a killed fill left half-made are
+//! unfinished starts to the reaper, which removes them; a ready member it never touches.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,7 +29,8 @@ use super::inventory::Instance;
 use super::up::{PoolUse, UpOptions, UpOutcome, service_spec_for};
 use super::{Progress, StartError, teardown};
 use crate::backend::{
-    Backend, BackendError, BackendKind, Marker, ResolvedImage, Selector, ServiceState,
+    Backend, BackendError, BackendKind, Filler, Filling, Marker, ResolvedImage, Selector,
+    ServiceState,
 };
 use crate::naming::codec::Metadata;
 use crate::signals::Signals;
@@ -29,6 +38,12 @@ use crate::spec::{Environment, Pool};
 
 /// Members older than this are replaced at the next fill.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a fill's claim on its pool holds without a renewal: a filler killed outright
+/// frees the pool for other fills within this.
+pub const FILL_TTL: Duration = Duration::from_secs(15);
+/// How often a fill renews its claim: three chances before it expires.
+pub const FILL_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether `instance` is a pool member (filling, ready or failed), not an environment: `ls`,
 /// `down --all`, the reaper and the gateway never see one.
@@ -209,6 +224,38 @@ pub fn member_state(member: &Instance, now: DateTime<Utc>) -> MemberState {
     }
 }
 
+/// Why the reaper removes `member`, if it does: its fill never finished and never will. Either
+/// by the rules of unfinished starts (its filler is seen gone, or its start deadline passed),
+/// or, with `claims` the fill claims listed at `now` before the member was, because no fill
+/// held its pool then although the member was made well before: a fill holds its claim, and
+/// renews it, until each of its members is ready or removed. Never a member that got the
+/// member marker: a ready one waits for an `up`, and one whose service stopped since is the
+/// next fill's to replace.
+pub fn abandoned(
+    member: &Instance,
+    claims: Option<&[Filling]>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if member.markers.member {
+        return None;
+    }
+    if let Some(why) = member.unfinished(now) {
+        return Some(format!("a pool member whose fill never finished: {why}"));
+    }
+    // A member made just before the claims were listed may be of a fill that claimed after;
+    // a minute covers that, and the hosts' clocks.
+    let made = member.created_at()?;
+    if made + chrono::Duration::minutes(1) > now {
+        return None;
+    }
+    let filled = claims?
+        .iter()
+        .any(|c| c.filler.environment == member.environment() && holds(c, now));
+    (!filled).then(|| {
+        "a pool member whose fill never finished: no fill holds its pool any more".to_string()
+    })
+}
+
 /// Whether `member` is what a start of `environment` shaped `wanted` would create of its pooled
 /// services, and ready: the first reason it is not.
 pub fn compare(
@@ -279,6 +326,60 @@ pub fn age(member: &Instance, now: DateTime<Utc>) -> Duration {
 pub async fn members(backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
     let listed = backend.list(&Selector::All).await?;
     Ok(listed.into_iter().filter(is_member).collect())
+}
+
+/// `instances` less the member a start of `environment` shaped `wanted` would adopt, the
+/// oldest that matches (`up` takes the oldest first): it counts against the capacity already,
+/// as a member, so the start is charged only what it adds to it. All of them when `wanted`
+/// is `None` or no member matches.
+pub fn without_adoptable(
+    mut instances: Vec<Instance>,
+    environment: &str,
+    wanted: Option<&Shape>,
+    now: DateTime<Utc>,
+) -> Vec<Instance> {
+    let Some(wanted) = wanted else {
+        return instances;
+    };
+    let adoptable = instances.iter().position(|i| {
+        is_member(i) && compare(i, environment, wanted, DEFAULT_MAX_AGE, now).is_ok()
+    });
+    if let Some(index) = adoptable {
+        instances.remove(index);
+    }
+    instances
+}
+
+/// What a start asks the capacity for: a fill only its pooled services, which are all a
+/// member runs; any other start its whole environment.
+pub(super) fn request(environment: &Environment, options: &UpOptions) -> super::admission::Request {
+    let mut request = super::admission::Request::of(environment, &options.owner);
+    if let (PoolUse::Fill, Some(pool)) = (options.pool, &environment.pool) {
+        request.limits = environment
+            .services
+            .values()
+            .filter(|s| pool.services.contains(&s.name))
+            .map(|s| s.runtime.mem_limit.map(|b| b.0))
+            .collect();
+    }
+    request
+}
+
+/// The pooled services of `environment` as a member that this start may adopt has them, from
+/// the images on the engine now; `None` when it adopts none (see [`no_adoption`]).
+pub(super) async fn adoptable_shape(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+) -> Option<Shape> {
+    if options.pool == PoolUse::Fill || no_adoption(backend, environment, options).is_some() {
+        return None;
+    }
+    let pool = environment.pool.as_ref()?;
+    current_shape(backend, environment, pool)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The members `up` may adopt for `environment` shaped `wanted`, oldest first, and why each
@@ -391,6 +492,8 @@ pub struct Filled {
     pub failed: Vec<StartError>,
     /// Members that could not be removed, with why.
     pub left: Vec<(String, String)>,
+    /// Another fill holds the pool: this one did nothing.
+    pub busy: Option<Filling>,
 }
 
 /// Refuses what cannot hold a pool, before anything is created.
@@ -407,8 +510,9 @@ pub fn check_backend(backend: &dyn Backend) -> Result<(), BackendError> {
     }
 }
 
-/// One pass over `environment`'s pool: removes members that failed, grew too old or no longer
-/// match the file, then starts members until `size` are ready or filling.
+/// One pass over `environment`'s pool, unless another fill holds it (then `busy` says which):
+/// removes members that failed, grew too old or no longer match the file, then starts members
+/// until `size` are ready or filling.
 pub async fn fill(
     backend: &dyn Backend,
     environment: &Environment,
@@ -424,6 +528,44 @@ pub async fn fill(
     let Some(pool) = &environment.pool else {
         return Ok(filled);
     };
+    let (native, filler) = match claim(backend, &environment.name).await? {
+        Ok(held) => held,
+        Err(holder) => {
+            filled.busy = Some(holder);
+            return Ok(filled);
+        }
+    };
+    let filling = fill_held(
+        backend,
+        environment,
+        pool,
+        options,
+        progress,
+        signals,
+        filled,
+    );
+    let result = renewing(backend, &native, &filler, filling).await;
+    // Bounded: a claim left behind expires on its own.
+    let releasing = backend.release_fill(&native);
+    if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(5), releasing).await {
+        tracing::debug!(
+            "cannot release the fill claim of `{}`: {error}",
+            environment.name
+        );
+    }
+    result
+}
+
+/// The rest of [`fill`], once it holds the pool.
+async fn fill_held(
+    backend: &dyn Backend,
+    environment: &Environment,
+    pool: &Pool,
+    options: &FillOptions,
+    progress: &Progress,
+    signals: &Signals,
+    mut filled: Filled,
+) -> Result<Filled, BackendError> {
     let now = Utc::now();
     let wanted = current_shape(backend, environment, pool).await?;
     let mut kept = 0;
@@ -480,6 +622,100 @@ pub async fn fill(
         }
     }
     Ok(filled)
+}
+
+fn fill_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(FILL_TTL).unwrap_or_default()
+}
+
+/// Whether a fill claim holds at `now`: not expired, and its filler not known to be gone.
+pub fn holds(claim: &Filling, now: DateTime<Utc>) -> bool {
+    let alive = || {
+        let process = claim.filler.process.as_deref().unwrap_or_default();
+        super::process::alive(process) != Some(false)
+    };
+    claim.expires.is_none_or(|until| until > now) && alive()
+}
+
+/// Claims the filling of `environment`'s pool: the claim's handle and filler, or the claim of
+/// the fill that holds the pool. Two fills that claim at once both see both claims (each lists
+/// after it created its own), and agree on the older.
+async fn claim(
+    backend: &dyn Backend,
+    environment: &str,
+) -> Result<Result<(String, Filler), Filling>, BackendError> {
+    let filler = Filler {
+        nonce: super::up::run_nonce(),
+        environment: environment.to_string(),
+        started_by: Some(crate::provenance::started_by()),
+        process: Some(crate::provenance::process()),
+    };
+    let native = backend.claim_fill(&filler, fill_expiry(Utc::now())).await?;
+    let claims = match backend.fill_claims().await {
+        Ok(claims) => claims,
+        Err(error) => {
+            let _ = backend.release_fill(&native).await;
+            return Err(error);
+        }
+    };
+    let now = Utc::now();
+    sweep_claims(backend, &claims, now).await;
+    let holder = claims
+        .into_iter()
+        .filter(|c| c.filler.environment == environment)
+        .filter(|c| c.native == native || holds(c, now))
+        .min_by_key(|c| (c.created, c.native.clone()));
+    match holder {
+        Some(holder) if holder.native != native => {
+            if let Err(error) = backend.release_fill(&native).await {
+                tracing::debug!("cannot release a fill claim: {error}");
+            }
+            Ok(Err(holder))
+        }
+        _ => Ok(Ok((native, filler))),
+    }
+}
+
+/// Runs `work`, renewing the fill claim `native` meanwhile.
+async fn renewing<T>(
+    backend: &dyn Backend,
+    native: &str,
+    filler: &Filler,
+    work: impl Future<Output = T>,
+) -> T {
+    let renew = async {
+        loop {
+            tokio::time::sleep(FILL_RENEW_EVERY).await;
+            if let Err(error) = backend
+                .renew_fill(native, filler, fill_expiry(Utc::now()))
+                .await
+            {
+                tracing::debug!("cannot renew the fill claim: {error}");
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        () = renew => unreachable!("renewing never ends"),
+    }
+}
+
+/// Removes the fill claims that no longer hold: their fillers were killed. Best effort: every
+/// fill and the reaper try.
+async fn sweep_claims(backend: &dyn Backend, claims: &[Filling], now: DateTime<Utc>) {
+    for claim in claims.iter().filter(|c| !holds(c, now)) {
+        if let Err(error) = backend.release_fill(&claim.native).await {
+            tracing::debug!("cannot remove a stale fill claim: {error}");
+        }
+    }
+}
+
+/// Removes the fill claims killed fillers left (the reaper's share of the clean-up).
+pub async fn collect_stale_claims(backend: &dyn Backend, now: DateTime<Utc>) {
+    match backend.fill_claims().await {
+        Ok(claims) => sweep_claims(backend, &claims, now).await,
+        Err(error) => tracing::debug!("cannot read the pools' fill claims: {error}"),
+    }
 }
 
 /// The pooled services as a start would create them from the images on the engine now; `None`

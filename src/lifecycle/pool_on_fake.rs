@@ -347,3 +347,303 @@ async fn a_killed_adoption_is_an_unfinished_start_for_the_reaper() {
     assert_eq!(listed[0].state(Utc::now()), State::Unfinished);
     assert!(pool::members(&fake).await.unwrap().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_concurrent_fills_never_fill_above_the_size() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    // Each fill's start pauses at the engine after it counted the members: a cron fill and a
+    // `--watch` fill on two hosts, both counting none.
+    for _ in 0..2 {
+        fake.fault(
+            "admission",
+            "*",
+            crate::backend::fake::Fault::Delay(Duration::from_secs(1)),
+        );
+    }
+    let (a, b) = tokio::join!(fill(&fake, &shop), fill(&fake, &shop));
+    let members = pool::members(&fake).await.unwrap();
+    assert_eq!(members.len(), 1, "size 1: {a:?} {b:?}");
+    let skipped: Vec<&pool::Filled> = [&a, &b].into_iter().filter(|f| f.busy.is_some()).collect();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "the other one skips, saying so: {a:?} {b:?}"
+    );
+    assert!(skipped[0].created.is_empty());
+    assert!(
+        fake.fill_claims().await.unwrap().is_empty(),
+        "each fill releases its claim"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fill_claim_holds_only_while_its_filler_renews_it() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    // A fill on another host holds the pool: this one skips it.
+    let elsewhere = crate::backend::Filler {
+        nonce: "elsewhere".into(),
+        environment: "shop".into(),
+        started_by: Some("ci-7:42".into()),
+        process: Some("another-boot:1:42:42".into()),
+    };
+    let until = Utc::now() + chrono::Duration::seconds(15);
+    fake.claim_fill(&elsewhere, until).await.unwrap();
+    let filled = fill(&fake, &shop).await;
+    assert!(filled.created.is_empty(), "{filled:?}");
+    let holder = filled.busy.expect("skipped");
+    assert_eq!(holder.filler.started_by.as_deref(), Some("ci-7:42"));
+    assert_eq!(
+        fake.fill_claims().await.unwrap().len(),
+        1,
+        "its own released"
+    );
+    // Killed outright, a filler renews no more: once its claim expired, the next fill fills,
+    // and removes it.
+    let held = fake.fill_claims().await.unwrap()[0].native.clone();
+    fake.release_fill(&held).await.unwrap();
+    let expired = Utc::now() - chrono::Duration::seconds(1);
+    fake.claim_fill(&elsewhere, expired).await.unwrap();
+    let filled = fill(&fake, &shop).await;
+    assert!(filled.busy.is_none(), "{filled:?}");
+    assert_eq!(filled.created.len(), 1);
+    assert!(fake.fill_claims().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_removes_an_expired_fill_claim_and_leaves_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::state::Store::new(dir.path());
+    let fake = fake();
+    let filler = |nonce: &str, environment: &str| crate::backend::Filler {
+        nonce: nonce.into(),
+        environment: environment.into(),
+        started_by: Some("ci-7:42".into()),
+        process: Some("another-boot:1:42:42".into()),
+    };
+    let now = Utc::now();
+    fake.claim_fill(
+        &filler("killed", "shop"),
+        now - chrono::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    fake.claim_fill(
+        &filler("live", "other"),
+        now + chrono::Duration::seconds(15),
+    )
+    .await
+    .unwrap();
+    crate::reaper::pass(&fake, &store, &reap_options(), now)
+        .await
+        .unwrap();
+    let left: Vec<String> = fake
+        .fill_claims()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.filler.nonce)
+        .collect();
+    assert_eq!(left, ["live"]);
+}
+
+fn reap_options() -> crate::reaper::Options {
+    crate::reaper::Options {
+        idle: Duration::from_secs(3600),
+        remove_after: Duration::from_secs(3600),
+        max_age: None,
+        dry_run: false,
+        environment: None,
+        stop_erroring: false,
+        pause_after: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_collects_a_member_whose_fill_was_killed_and_never_a_ready_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::state::Store::new(dir.path());
+    let fake = fake();
+    let ready = fill(&fake, &environment(SHOP)).await.created[0].clone();
+    // A second fill, killed while its member's services start: no rollback runs.
+    for _ in 0..2 {
+        fake.fault("start_service", "*", crate::backend::fake::Fault::Hang);
+    }
+    let two = environment(&SHOP.replace("size: 1", "size: 2"));
+    let killed = tokio::time::timeout(Duration::from_secs(5), fill(&fake, &two)).await;
+    assert!(killed.is_err(), "the fill hangs until it is killed");
+    let members = pool::members(&fake).await.unwrap();
+    let half = members
+        .iter()
+        .find(|m| m.id != ready)
+        .expect("a half-made member")
+        .id
+        .clone();
+    // Its filler ran on another host: only its start deadline tells it is gone.
+    fake.edit_metadata(&half, |m| m.process = Some("another-boot:1:42:42".into()));
+    let now = Utc::now();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), now)
+        .await
+        .unwrap();
+    assert!(report.actions.is_empty(), "still filling: {report:?}");
+    assert_eq!(pool::members(&fake).await.unwrap().len(), 2);
+    let later = now + chrono::Duration::hours(1);
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    let acted: Vec<&str> = report.actions.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(acted, [half.as_str()], "{report:?}");
+    assert!(!fake.exists(&half), "nothing of it left");
+    let members = pool::members(&fake).await.unwrap();
+    let left: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(left, [ready.as_str()], "a ready member is never reaped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_whose_fill_renews_its_claim_no_more_is_reaped_before_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::state::Store::new(dir.path());
+    let fake = fake();
+    for _ in 0..2 {
+        fake.fault("start_service", "*", crate::backend::fake::Fault::Hang);
+    }
+    let shop = environment(SHOP);
+    let killed = tokio::time::timeout(Duration::from_secs(5), fill(&fake, &shop)).await;
+    assert!(killed.is_err(), "the fill hangs until it is killed");
+    let half = pool::members(&fake).await.unwrap()[0].id.clone();
+    fake.edit_metadata(&half, |m| m.process = Some("another-boot:1:42:42".into()));
+    // Killed on another host, where only its claim tells: its start deadline (60 s, and a
+    // minute of grace) has not passed yet.
+    let claims = fake.fill_claims().await.unwrap();
+    assert_eq!(claims.len(), 1);
+    let (soon, later) = (
+        Utc::now() + chrono::Duration::seconds(30),
+        Utc::now() + chrono::Duration::seconds(90),
+    );
+    let claim = &claims[0];
+    let renewed = later + chrono::Duration::seconds(15);
+    fake.renew_fill(&claim.native, &claim.filler, renewed)
+        .await
+        .unwrap();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    assert!(
+        report.actions.is_empty(),
+        "its claim still holds: {report:?}"
+    );
+    // It renews no more.
+    fake.release_fill(&claim.native).await.unwrap();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), soon)
+        .await
+        .unwrap();
+    assert!(
+        report.actions.is_empty(),
+        "made too recently to tell: {report:?}"
+    );
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    let acted: Vec<&str> = report.actions.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(acted, [half.as_str()], "{report:?}");
+    assert!(
+        report.actions[0]
+            .reason
+            .to_string()
+            .contains("no fill holds its pool"),
+        "{report:?}"
+    );
+    assert!(!fake.exists(&half));
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Room for one environment of three services at 100 MiB each, and no more.
+fn room_for_one() -> crate::backend::Capacity {
+    crate::backend::Capacity {
+        max_environments: Some(1),
+        max_memory: Some(300 * MIB),
+        default_memory: Some(100 * MIB),
+        ..Default::default()
+    }
+}
+
+fn waiting_briefly() -> UpOptions {
+    UpOptions {
+        admission: admission::AdmitOptions {
+            queue_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+        ..options()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_that_adopts_is_charged_only_what_it_adds_to_the_member() {
+    let fake = fake();
+    let shop = environment(SHOP);
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let members = pool::members(&fake).await.unwrap();
+    assert_eq!(
+        members[0].metadata.memory,
+        Some(200 * MIB),
+        "a member reserves what it runs: its two pooled services"
+    );
+    // The member fills the capacity's one environment; the up adds `app`'s 100 MiB to it.
+    let started = up_with(&fake, &shop, &waiting_briefly()).await;
+    assert_eq!(started.id, member, "adopted, not retired for a cold start");
+    let listed = inventory::list(&fake).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].metadata.memory,
+        Some(300 * MIB),
+        "the adopted environment reserves its whole cost"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment() {
+    use futures_util::FutureExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fake = fake();
+    let shop = environment(SHOP);
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    // Another `up` adopts the member between this one's admission and its claim.
+    let other = fake.clone();
+    let taken = Arc::new(AtomicBool::new(false));
+    let once = taken.clone();
+    let id = member.clone();
+    fake.on("set_marker", move || {
+        if once.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let adopter = crate::backend::Metadata {
+            environment: Some("shop".into()),
+            start_deadline: Some(Utc::now() + chrono::Duration::minutes(10)),
+            created_at: Some(Utc::now()),
+            run: Some("the-other-up".into()),
+            ..crate::backend::Metadata::new(&id)
+        };
+        let adopting = other.set_marker(&adopter, crate::backend::Marker::Adopt);
+        adopting.now_or_never().expect("at once").expect("adopted");
+    });
+    let (signals, _sender) = Signals::manual();
+    let outcome = up(
+        &fake,
+        &shop,
+        &waiting_briefly(),
+        &quiet(),
+        &signals,
+        &|_| {},
+    )
+    .await;
+    assert!(taken.load(Ordering::SeqCst));
+    let error = outcome.result.expect_err("no room for a cold start");
+    assert!(matches!(error, StartError::Admission(_)), "{error}");
+    let listed = inventory::list(&fake).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [member.as_str()], "never over the capacity");
+}

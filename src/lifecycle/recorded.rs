@@ -225,6 +225,18 @@ impl Backend for Recorded<'_> {
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.backend.dequeue(native).await
     }
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        self.backend.claim_fill(filler, until).await
+    }
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        self.backend.fill_claims().await
+    }
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        self.backend.renew_fill(native, filler, until).await
+    }
+    async fn release_fill(&self, native: &str) -> Result<()> {
+        self.backend.release_fill(native).await
+    }
 }
 
 #[cfg(test)]

@@ -184,9 +184,16 @@ pub async fn up(
     signals: &Signals,
     on_interrupt: &dyn Fn(Option<&str>),
 ) -> UpOutcome {
-    // Before the run: `--timeout` starts at admission.
-    let request = admission::Request::of(environment, &options.owner);
-    let ticket = match admission::admit(backend, &request, &options.admission, signals).await {
+    // Before the run: `--timeout` starts at admission. A start that may adopt a pool member
+    // is charged what it adds to the member, which counts already; it claims the member after
+    // admission, still holding its place in the queue, and waits again for its whole
+    // environment if another start took the member first (see `claim`).
+    let request = super::pool::request(environment, options);
+    let admission = admission::AdmitOptions {
+        adopts: super::pool::adoptable_shape(backend, environment, options).await,
+        ..options.admission.clone()
+    };
+    let ticket = match admission::admit(backend, &request, &admission, signals).await {
         Ok(ticket) => ticket,
         Err(error) => return UpOutcome::of(Err(error)),
     };
@@ -197,6 +204,7 @@ pub async fn up(
         ledger: Ledger::new(backend.info().kind),
         notes: std::sync::Mutex::default(),
         ticket,
+        admission,
     };
     let work = start_or_roll_back(backend, environment, options, progress, &run);
     let work = run.ticket.holding(backend, work);
@@ -304,6 +312,8 @@ struct Run<'a> {
     notes: std::sync::Mutex<Vec<String>>,
     /// Its place at the head of the admission queue, left once it claimed.
     ticket: admission::Ticket,
+    /// How it was admitted: as adopting a pool member, or not.
+    admission: admission::AdmitOptions,
 }
 
 /// Disconnects envctl's own container from environment `id`'s network, if the start
@@ -570,10 +580,17 @@ async fn claim(
 ) -> Result<Claim, StartError> {
     let (claim, isolation) = match adopt(backend, environment, options, images, run).await? {
         Some((claim, isolation)) => (claim, Some(isolation)),
-        None => (
-            claim_id(backend, environment, options, images, run).await?,
-            None,
-        ),
+        None => {
+            if run.admission.adopts.is_some() {
+                // Admitted for what a member it did not get would have added: the whole
+                // environment must fit before it starts cold.
+                admission::readmit(backend, &run.ticket, &run.admission).await?;
+            }
+            (
+                claim_id(backend, environment, options, images, run).await?,
+                None,
+            )
+        }
     };
     // It counts from its claim on: the next in line may look.
     run.ticket.leave(backend).await;

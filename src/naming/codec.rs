@@ -108,6 +108,9 @@ pub enum MarkerKind {
     Capacity,
     /// A waiter's entry in the admission queue (see `naming::queue_name`): no environment's.
     Queue,
+    /// A `pool fill`'s claim on an environment's pool (see `naming::fill_name`): no
+    /// environment's id.
+    Fill,
 }
 
 impl MarkerKind {
@@ -124,6 +127,7 @@ impl MarkerKind {
             MarkerKind::Create => super::CREATE_ROLE,
             MarkerKind::Capacity => super::CAPACITY_ROLE,
             MarkerKind::Queue => super::QUEUE_ROLE,
+            MarkerKind::Fill => super::FILL_ROLE,
         }
     }
 
@@ -139,6 +143,7 @@ impl MarkerKind {
             MarkerKind::Create,
             MarkerKind::Capacity,
             MarkerKind::Queue,
+            MarkerKind::Fill,
         ]
         .into_iter()
         .find(|role| role.as_str() == text)
@@ -592,6 +597,51 @@ impl Waiter {
                 .get(label::MEMORY)
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0),
+        })
+    }
+}
+
+/// Who fills an environment's pool: a fill claim's labels (see `lifecycle::pool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filler {
+    /// A nonce of the filling process, in the claim's name.
+    pub nonce: String,
+    /// The environment whose pool it fills.
+    pub environment: String,
+    /// `host:pid` of the filling envctl.
+    pub started_by: Option<String>,
+    /// The filling process, as `lifecycle::process` recognizes it.
+    pub process: Option<String>,
+}
+
+impl Filler {
+    /// The labels of its claim. No id: the claim is no environment's.
+    pub fn encode(&self) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(label::MANAGED_BY.into(), super::MANAGER.into());
+        labels.insert(label::ROLE.into(), MarkerKind::Fill.as_str().into());
+        labels.insert(label::RUN.into(), self.nonce.clone());
+        labels.insert(label::ENVIRONMENT.into(), self.environment.clone());
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                labels.insert(key.into(), value.clone());
+            }
+        };
+        put(label::STARTED_BY, &self.started_by);
+        put(label::PROCESS, &self.process);
+        labels
+    }
+
+    /// Reads a fill claim's labels; `None` unless they are one.
+    pub fn decode(labels: &Labels) -> Option<Filler> {
+        if !Filter::Managed.matches(labels) || role(labels) != Some(MarkerKind::Fill) {
+            return None;
+        }
+        Some(Filler {
+            nonce: labels.get(label::RUN)?.clone(),
+            environment: labels.get(label::ENVIRONMENT)?.clone(),
+            started_by: labels.get(label::STARTED_BY).cloned(),
+            process: labels.get(label::PROCESS).cloned(),
         })
     }
 }

@@ -86,6 +86,7 @@ pub async fn pass(
         .zip(&verdicts)
         .filter_map(|(instance, verdict)| Some((instance, verdict.action.clone()?)))
         .collect();
+    let abandoned = abandoned_members(backend, options, now).await;
     if options.dry_run {
         let unknown = observations
             .iter()
@@ -101,6 +102,11 @@ pub async fn pass(
         report.actions = planned
             .into_iter()
             .map(|(instance, (kind, reason))| action(instance, kind, reason, None))
+            .chain(
+                abandoned
+                    .iter()
+                    .map(|(member, why)| action(member, ActionKind::Remove, why.clone(), None)),
+            )
             .collect();
         return Ok(report);
     }
@@ -108,6 +114,9 @@ pub async fn pass(
     lifecycle::admission::collect_expired(backend, now).await;
     // And what killed gateways left of their creations on request.
     collect_creations(backend, now).await;
+    // What killed fills left: their claims on their pools, and members they left half-made.
+    lifecycle::pool::collect_stale_claims(backend, now).await;
+    let retired = retire_abandoned(backend, abandoned).await;
     // Persist, then act on what nobody changed meanwhile.
     let touched = persist(
         store,
@@ -124,7 +133,65 @@ pub async fn pass(
         !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
     });
     report.actions = act(backend, acting).await;
+    report.actions.extend(retired);
+    report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
+}
+
+/// Pool members whose fill was killed half-way (see [`lifecycle::pool::abandoned`]): `ls`
+/// never shows them and only the next fill of their pool would replace them, so the reaper
+/// removes them as it removes unfinished starts. Never a ready member, nor one still filling.
+async fn abandoned_members(
+    backend: &dyn Backend,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Vec<(Instance, Reason)> {
+    // The claims first: a fill that held its pool then made its members before.
+    let claims = match backend.fill_claims().await {
+        Ok(claims) => Some(claims),
+        Err(error) => {
+            tracing::debug!("cannot read the pools' fill claims: {error}");
+            None
+        }
+    };
+    let members = match lifecycle::pool::members(backend).await {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::debug!("cannot list the pools' members: {error}");
+            return Vec::new();
+        }
+    };
+    members
+        .into_iter()
+        .filter(|m| {
+            options
+                .environment
+                .as_ref()
+                .is_none_or(|e| m.environment() == e)
+        })
+        .filter_map(|m| {
+            let why = lifecycle::pool::abandoned(&m, claims.as_deref(), now)?;
+            Some((m, Reason::StartNeverFinished(why)))
+        })
+        .collect()
+}
+
+/// Removes the abandoned members, each taken out of its pool first (see
+/// [`lifecycle::pool::retire`]); those an `up` took meanwhile are not the pass's.
+async fn retire_abandoned(
+    backend: &dyn Backend,
+    abandoned: Vec<(Instance, Reason)>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (member, why) in abandoned {
+        let error = match lifecycle::pool::retire(backend, &member).await {
+            Ok(true) => None,
+            Ok(false) => continue,
+            Err(error) => Some(error.to_string()),
+        };
+        actions.push(action(&member, ActionKind::Remove, why, error));
+    }
+    actions
 }
 
 /// Removes the creation markers of gateways that are gone or past their deadline, so the next

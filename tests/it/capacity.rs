@@ -545,3 +545,44 @@ fn a_pool_member_is_retired_to_admit_an_up() {
     );
     assert_eq!(members(&engine), 0, "the member gave way");
 }
+
+#[test]
+fn an_up_that_adopts_its_own_member_is_admitted_beside_it() {
+    let test = "cap-adopt";
+    let Some((engine, env)) = set_up(test, "") else {
+        return;
+    };
+    // An environment whose `base` is pooled and whose `app` each `up` starts.
+    let pooled = format!("{}p", env.name);
+    let service = app("").replace("    build: context\n", "");
+    let base = service
+        .replace("  app:\n", "  base:\n")
+        .replace("--name, app]", "--name, base, --port, \"9090\"]")
+        .replace("    ports: [8080]\n", "")
+        .replace("ready: {tcp: 8080}", "ready: {tcp: 9090}");
+    std::fs::write(
+        env.dir.file(&format!("{pooled}.yaml")),
+        format!("name: {pooled}\npool: {{size: 1, services: [base]}}\nservices:\n{base}{service}"),
+    )
+    .unwrap();
+    engine
+        .envctl(&env)
+        .args(["pool", "fill", &pooled])
+        .run()
+        .success();
+    let ls = engine.envctl(&env).args(["pool", "ls", "-o", "json"]).run();
+    let member = ls.success().json()[0]["id"].as_str().unwrap().to_string();
+    engine
+        .envctl(&env)
+        .args(["capacity", "--max-environments", "1"])
+        .run()
+        .success();
+    // The member fills the one place; the up adopting it adds no environment.
+    let up = engine
+        .envctl(&env)
+        .args(["up", &pooled, "--queue-timeout", "20s", "-o", "json"])
+        .run_within(Duration::from_secs(60));
+    let json = up.success().json();
+    assert_eq!(json["id"], member.as_str(), "{}", up.stderr());
+    assert!(!up.stderr().contains("to make room"), "{}", up.stderr());
+}

@@ -360,3 +360,88 @@ fn the_reaper_collects_what_a_killed_adoption_left() {
     env.reap(&[]).success().stdout_has(&member);
     env.assert_nothing_left();
 }
+
+#[test]
+fn two_fills_at_once_never_fill_above_the_size() {
+    let pool = PoolEnv::new("pool-two-fills", 2, &pooled(IMAGE));
+    let env = &pool.env;
+    // A cron fill and a `--watch` fill on two hosts: both start before either created anything.
+    let fill = || env.envctl().args(["pool", "fill", &env.name]).spawn();
+    let (a, b) = (fill(), fill());
+    let (a, b) = (
+        a.wait_within(Duration::from_secs(120)),
+        b.wait_within(Duration::from_secs(120)),
+    );
+    a.success();
+    b.success();
+    let members = pool.members();
+    assert_eq!(
+        members.len(),
+        2,
+        "size 2: {members:?}\n{}\n{}",
+        a.stderr(),
+        b.stderr()
+    );
+    let skipped = [&a, &b]
+        .iter()
+        .filter(|run| run.stderr().contains("skipped: another `envctl pool fill`"))
+        .count();
+    assert!(skipped <= 1, "{}\n{}", a.stderr(), b.stderr());
+    assert!(
+        fill_claims(&env.name).is_empty(),
+        "each fill releases its claim"
+    );
+}
+
+/// The names of the fill claims on `environment`'s pool.
+fn fill_claims(environment: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            "label=io.envctl.role=pool-fill",
+            "--filter",
+            &format!("label=io.envctl.environment={environment}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_reaper_collects_what_a_killed_fill_left() {
+    let services = pooled(IMAGE).replace(
+        "command: [serve, --name, db,",
+        "command: [serve, --name, db, --delay, 30s,",
+    );
+    let pool = PoolEnv::new("pool-killed-fill", 1, &services);
+    let env = &pool.env;
+    let fill = env.envctl().args(["pool", "fill", &env.name]).spawn();
+    crate::support::wait_until("the member is filling", Duration::from_secs(30), || {
+        pool.members().iter().any(|m| m["state"] == "filling")
+    });
+    fill.signal("KILL");
+    fill.wait();
+    let members = pool.members();
+    assert_eq!(members.len(), 1, "{members:?}");
+    let member = members[0]["id"].as_str().unwrap().to_string();
+    let state = members[0]["state"].as_str().unwrap();
+    assert!(
+        state.starts_with("failed: its fill never finished"),
+        "{state}"
+    );
+    assert_eq!(fill_claims(&env.name).len(), 1, "the killed fill's claim");
+    env.reap(&[]).success().stdout_has(&member);
+    assert!(pool.members().is_empty());
+    assert!(
+        fill_claims(&env.name).is_empty(),
+        "the reaper removes the claim"
+    );
+    env.assert_nothing_left();
+}

@@ -210,7 +210,7 @@ pub fn group(
             }
             Some(MarkerKind::Create) => partial.markers.creating = Some(metadata.clone()),
             // They carry no id: never reached.
-            Some(MarkerKind::Capacity | MarkerKind::Queue) => {}
+            Some(MarkerKind::Capacity | MarkerKind::Queue | MarkerKind::Fill) => {}
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
                 container.name.trim_start_matches('/')
                     == naming::replaced_name(&s.service, &metadata.id)
@@ -812,6 +812,50 @@ impl Backend for DockerBackend {
 
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.queued_at.lock().expect("queue times").remove(native);
+        match self.engine.remove_container(native).await {
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn claim_fill(&self, filler: &Filler, until: DateTime<Utc>) -> Result<String> {
+        let name = naming::fill_name(&filler.nonce, until);
+        self.engine.create_marker(&name, &filler.encode()).await
+    }
+
+    async fn fill_claims(&self) -> Result<Vec<Filling>> {
+        let filters = [Filter::Managed, Filter::Role(MarkerKind::Fill)];
+        let mut claims = Vec::new();
+        for container in self.engine.list_containers(&filters).await? {
+            let Some(filler) = codec::Filler::decode(&container.labels) else {
+                continue;
+            };
+            // The engine's creation time, to the nanosecond: a listing has only seconds.
+            let created = match self.engine.inspect_container(&container.id).await {
+                Ok(details) => match details.created {
+                    Some(created) => created,
+                    None => continue,
+                },
+                // Released meanwhile.
+                Err(BackendError::NotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            claims.push(Filling {
+                expires: naming::fill_expiry(&container.name),
+                native: container.id,
+                filler,
+                created,
+            });
+        }
+        Ok(claims)
+    }
+
+    async fn renew_fill(&self, native: &str, filler: &Filler, until: DateTime<Utc>) -> Result<()> {
+        let name = naming::fill_name(&filler.nonce, until);
+        self.engine.rename_container(native, &name).await
+    }
+
+    async fn release_fill(&self, native: &str) -> Result<()> {
         match self.engine.remove_container(native).await {
             Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),

@@ -75,7 +75,11 @@ pub fn group(
             }
             // Pools are refused on a swarm: no such marker is ever made there; nor a capacity.
             Some(
-                MarkerKind::Member | MarkerKind::Adopt | MarkerKind::Capacity | MarkerKind::Queue,
+                MarkerKind::Member
+                | MarkerKind::Adopt
+                | MarkerKind::Capacity
+                | MarkerKind::Queue
+                | MarkerKind::Fill,
             )
             | None => {}
         }

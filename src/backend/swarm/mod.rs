@@ -1076,6 +1076,32 @@ impl Backend for Swarm {
     async fn dequeue(&self, _: &str) -> Result<()> {
         Ok(())
     }
+
+    // Pools are refused on a swarm before anything is created: no fill ever claims one.
+    async fn claim_fill(
+        &self,
+        _: &codec::Filler,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String> {
+        Err(Swarm::unsupported(
+            "keep a warm pool",
+            "pools work on a Docker engine only",
+        ))
+    }
+    async fn fill_claims(&self) -> Result<Vec<super::Filling>> {
+        Ok(Vec::new())
+    }
+    async fn renew_fill(
+        &self,
+        _: &str,
+        _: &codec::Filler,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    async fn release_fill(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Why `envctl capacity` cannot set one on a swarm.
