@@ -558,7 +558,7 @@ fn an_up_that_adopts_its_own_member_is_admitted_beside_it() {
     let base = service
         .replace("  app:\n", "  base:\n")
         .replace("--name, app]", "--name, base, --port, \"9090\"]")
-        .replace("    ports: [8080]\n", "")
+        .replace("ports: [8080]", "ports: [9090]")
         .replace("ready: {tcp: 8080}", "ready: {tcp: 9090}");
     std::fs::write(
         env.dir.file(&format!("{pooled}.yaml")),
