@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Admission's overhead when the engine has room: `envctl up` of a one-service environment,
+without a capacity and with one that admits it at once, alternating, on a private `dockerd` of
+its own (a capacity is every client's: one set on a shared engine would queue everybody else).
+
+    sudo python3 bench/admission.py                          # 9 runs each, target/debug/envctl
+    sudo python3 bench/admission.py --runs 15 --envctl target/release/envctl
+
+Needs root, `dockerd` and `ip` (as the private-engine tests do), and the image
+`envctl-test/busybox:1` on the default engine (the test suite builds it), which it copies over.
+It prints each run, the medians and their difference; it asserts nothing. It removes its engine,
+bridge and files at the end, even when interrupted.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "bench-admission"
+IMAGE = "envctl-test/busybox:1"
+BRIDGE = "envbadm0"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Engine:
+    """A private dockerd: own data root, exec root, socket and bridge; no iptables."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="envctl-badm-", dir="/tmp"))
+        self.host = f"unix://{self.dir}/docker.sock"
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        for args in (["link", "add", BRIDGE, "type", "bridge"],
+                     ["addr", "add", "10.99.251.1/24", "dev", BRIDGE],
+                     ["link", "set", BRIDGE, "up"]):
+            subprocess.run(["ip", *args], check=True)
+        (self.dir / "daemon.json").write_text("{}")
+        self.log = open(self.dir / "dockerd.log", "w")
+        self.daemon = subprocess.Popen(
+            ["dockerd", "--config-file", str(self.dir / "daemon.json"),
+             "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
+             "--pidfile", str(self.dir / "docker.pid"), "-H", self.host,
+             "--bridge", BRIDGE, "--iptables=false", "--ip-forward=false",
+             "--storage-driver", "vfs", "--default-address-pool", "base=10.251.0.0/16,size=24"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while subprocess.run(["docker", "-H", self.host, "version"],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the private engine never answered: see {self.dir}/dockerd.log")
+            time.sleep(0.2)
+
+    def load(self, image):
+        saved = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=saved.stdout,
+                       check=True, capture_output=True)
+        saved.wait()
+
+    def close(self):
+        self.daemon.terminate()
+        try:
+            self.daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        subprocess.run(["umount", "-R", str(self.dir / "exec")], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def envctl(binary, env, *args):
+    result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"envctl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def timed_up(binary, env):
+    start = time.monotonic()
+    out = envctl(binary, env, "up", NAME, "-o", "json")
+    elapsed = time.monotonic() - start
+    envctl(binary, env, "down", json.loads(out)["id"])
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--envctl", default=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+                        + "/debug/envctl")
+    args = parser.parse_args()
+    binary = Path(args.envctl).resolve()
+    engine = Engine()
+    try:
+        engine.load(IMAGE)
+        work = Path(tempfile.mkdtemp(prefix="envctl-badm-work-"))
+        (work / f"{NAME}.yaml").write_text(
+            f"name: {NAME}\nservices:\n  app:\n    image: {IMAGE.split(':')[0]}\n"
+            f"    tag: '{IMAGE.split(':')[1]}'\n    command: [busybox, sleep, '3600']\n")
+        env = dict(os.environ, DOCKER_HOST=engine.host, ENVCTL_ENVDIR=str(work),
+                   ENVCTL_STATE_DIR=str(work / "state"))
+        env.pop("ENVCTL_HOST", None)
+        # One start first, so that both sides find the marker image and the engine warm.
+        timed_up(binary, env)
+        times = {"without": [], "with": []}
+        for run in range(args.runs):
+            for side in ("without", "with"):
+                if side == "with":
+                    envctl(binary, env, "capacity", "--max-environments", "100")
+                else:
+                    envctl(binary, env, "capacity", "--clear")
+                elapsed = timed_up(binary, env)
+                times[side].append(elapsed)
+                log(f"run {run + 1} {side:>7} a capacity: {elapsed * 1000:.0f} ms")
+        envctl(binary, env, "capacity", "--clear")
+        without, with_ = (statistics.median(times[s]) * 1000 for s in ("without", "with"))
+        print(f"envctl up, median of {args.runs}: {without:.0f} ms without a capacity, "
+              f"{with_:.0f} ms with one and room: admission adds {with_ - without:.0f} ms")
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
