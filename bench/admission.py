@@ -96,6 +96,8 @@ def timed_up(binary, env):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--trace", action="store_true",
+                        help="print the stderr of one `up -vv` with a capacity, with timestamps")
     parser.add_argument("--envctl", default=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
                         + "/debug/envctl")
     args = parser.parse_args()
@@ -122,10 +124,19 @@ def main():
                 elapsed = timed_up(binary, env)
                 times[side].append(elapsed)
                 log(f"run {run + 1} {side:>7} a capacity: {elapsed * 1000:.0f} ms")
+        if args.trace:
+            result = subprocess.run([str(binary), "-vv", "up", NAME, "-o", "json"],
+                                    capture_output=True, text=True, env=env)
+            log(result.stderr)
+            envctl(binary, env, "down", json.loads(result.stdout)["id"])
         envctl(binary, env, "capacity", "--clear")
         without, with_ = (statistics.median(times[s]) * 1000 for s in ("without", "with"))
+        # Each run's pair was measured back to back: their difference is less at the mercy of
+        # what else the machine does than the difference of the medians.
+        paired = statistics.median(w - o for w, o in zip(times["with"], times["without"])) * 1000
         print(f"envctl up, median of {args.runs}: {without:.0f} ms without a capacity, "
-              f"{with_:.0f} ms with one and room: admission adds {with_ - without:.0f} ms")
+              f"{with_:.0f} ms with one and room; admission adds {paired:.0f} ms "
+              f"(median of the runs' differences)")
         shutil.rmtree(work, ignore_errors=True)
     finally:
         engine.close()

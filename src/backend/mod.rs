@@ -830,6 +830,19 @@ pub trait Backend: Send + Sync {
     /// The engine's capacity and, when one is set, its admission queue: every client's, on
     /// every host. One cheap lookup when none is set.
     async fn admission(&self) -> Result<Admission>;
+    /// The admission queue and every environment (pool members too), as a waiter decides on
+    /// them: a start admitted meanwhile must be seen either in the queue or counted, never as
+    /// neither. This reads the queue first, then what runs (the start claims before it leaves
+    /// the queue); a backend that can read both in one snapshot reads them at once.
+    /// Environments are listed only when a capacity is set.
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        let admission = self.admission().await?;
+        let environments = match admission.capacity {
+            Some(_) => self.list(&Selector::All).await?,
+            None => Vec::new(),
+        };
+        Ok((admission, environments))
+    }
     /// Sets the engine's capacity, replacing the one set; `None` removes it.
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()>;
     /// Adds `waiter` to the admission queue, holding its place until `until`: the handle of

@@ -154,6 +154,7 @@ fn admission(
         priority,
         queue_timeout: Some(flags.queue_timeout),
         on_wait: Some(reporter.on_wait()),
+        state: None,
     }
 }
 

@@ -61,6 +61,9 @@ pub struct AdmitOptions {
     pub queue_timeout: Option<Duration>,
     /// Told of each look at the queue while waiting, for the command to show.
     pub on_wait: Option<OnWait>,
+    /// The reaper's state file, where making room reads idle clocks and records what it
+    /// stopped; `None`: this host's ([`crate::state::Store::from_env`]).
+    pub state: Option<crate::state::Store>,
 }
 
 impl std::fmt::Debug for AdmitOptions {
@@ -634,7 +637,8 @@ async fn wait(
     let mut made_room = false;
     loop {
         let (native, waiter) = ticket.entry().expect("an entry while waiting");
-        let admission = backend.admission().await?;
+        // Pool members too: they count until they give way.
+        let (admission, instances) = backend.admission_view().await?;
         let Some(capacity) = admission.capacity else {
             return Ok(false);
         };
@@ -646,8 +650,6 @@ async fn wait(
             continue;
         }
         sweep(backend, &admission.queue, now).await;
-        // Pool members too: they count until they give way.
-        let instances = backend.list(&Selector::All).await?;
         let counted = usage(&instances, &capacity, now);
         let queue = ordered(&admission.queue, now);
         match decide(&capacity, &counted, &queue, &native, now) {
@@ -656,7 +658,7 @@ async fn wait(
                 if !std::mem::take(&mut made_room)
                     && waiter.priority != Priority::Low
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
-                    && make_room_now(backend, &capacity, &counted, &instances, &waiter, now)
+                    && make_room_now(backend, &capacity, &counted, &instances, &waiter, options)
                         .await =>
             {
                 // Room was made: look again at once.
@@ -697,12 +699,17 @@ async fn make_room_now(
     counted: &[Counted],
     instances: &[Instance],
     waiter: &Waiter,
-    now: DateTime<Utc>,
+    options: &AdmitOptions,
 ) -> bool {
+    let now = Utc::now();
     let endpoint = backend.info().endpoint.clone();
+    let store = options
+        .state
+        .clone()
+        .unwrap_or_else(crate::state::Store::from_env);
     // The reaper's record of activity, read only where idle environments may be stopped.
     let state = match capacity.preempt_idle {
-        Some(_) => crate::state::Store::from_env().read_async().await.0,
+        Some(_) => store.read_async().await.0,
         None => crate::state::State::default(),
     };
     let found = candidates(instances, capacity, &state, &endpoint, now);
@@ -731,12 +738,20 @@ async fn make_room_now(
                 ),
             },
             Evictable::Idle { at, .. } => {
-                if !still_idle(backend, &candidate.id, at).await {
+                if !still_idle(backend, &store, &candidate.id, at).await {
                     continue;
                 }
                 match super::stop(backend, instance).await {
                     Ok(()) => {
                         made = true;
+                        // Kept where the reaper keeps its record, for `envctl status`.
+                        let recorded = format!("to make room for `{environment}`: {why}");
+                        if let Some(warning) =
+                            crate::state::record_stop(&store, &endpoint, &candidate.id, &recorded)
+                                .await
+                        {
+                            tracing::warn!("{warning}");
+                        }
                         tracing::warn!(
                             "stopped `{}` ({}) to make room for `{environment}`: {why}",
                             candidate.id,
@@ -755,14 +770,19 @@ async fn make_room_now(
 
 /// Whether `id` is still to be stopped for idleness: not pinned, leased, updating or used
 /// since `last`, by what the engine and the reaper's record say now.
-async fn still_idle(backend: &dyn Backend, id: &str, last: DateTime<Utc>) -> bool {
+async fn still_idle(
+    backend: &dyn Backend,
+    store: &crate::state::Store,
+    id: &str,
+    last: DateTime<Utc>,
+) -> bool {
     let Ok(Some(instance)) = inventory::find(backend, id).await else {
         return false;
     };
     if !preemptible(&instance, Utc::now()) {
         return false;
     }
-    let (state, _) = crate::state::Store::from_env().read_async().await;
+    let (state, _) = store.read_async().await;
     let record = state.record(&backend.info().endpoint, id);
     record
         .and_then(|r| r.activity.as_ref())
@@ -1446,6 +1466,40 @@ services:
             assert!(states.contains(&(idler, State::Stopped)), "{states:?}");
             assert!(states.contains(&(idle, State::Ready)), "{states:?}");
             assert!(states.contains(&(fresh, State::Ready)), "{states:?}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_environment_stopped_to_make_room_keeps_why_for_status() {
+            let (fake, shop) = shop_fake();
+            let idler = start(&fake, &shop).await;
+            age(&fake, &idler, 300);
+            fake.set_capacity(Some(&preempting(1, 60))).await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = crate::state::Store::new(dir.path());
+            let options = AdmitOptions {
+                state: Some(store.clone()),
+                ..last(Priority::Normal)
+            };
+            let (signals, _kept) = Signals::manual();
+            let ticket = admit(&fake, &request(vec![None]), &options, &signals)
+                .await
+                .expect("admitted once the idler stopped");
+            ticket.leave(&fake).await;
+            let (state, _) = store.read_async().await;
+            let stop = state
+                .record(&fake.info().endpoint, &idler)
+                .and_then(|r| r.stopped.clone())
+                .expect("the stop is recorded");
+            assert!(
+                stop.reason.starts_with("to make room for `shop`: idle for 5h00m"),
+                "{}",
+                stop.reason
+            );
+            assert!(
+                stop.reason.ends_with("longer than the capacity's --preempt-idle 1h00m"),
+                "{}",
+                stop.reason
+            );
         }
 
         #[tokio::test(start_paused = true)]

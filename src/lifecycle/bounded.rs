@@ -363,6 +363,11 @@ impl Backend for Bounded<'_> {
         let operation = || "read the engine's capacity".to_string();
         self.call(operation, NONE, self.backend.admission()).await
     }
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        let operation = || "read the admission queue and what runs".to_string();
+        self.call(operation, NONE, self.backend.admission_view())
+            .await
+    }
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
         let operation = || "set the engine's capacity".to_string();
         self.call(operation, NONE, self.backend.set_capacity(capacity))
