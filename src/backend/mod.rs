@@ -462,6 +462,21 @@ pub struct Queued {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// One node of a swarm, with its memory, as `envctl capacity` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMemory {
+    /// The node's hostname.
+    pub name: String,
+    pub manager: bool,
+    /// Ready and active: the swarm places tasks on it.
+    pub available: bool,
+    /// Bytes of memory the node has.
+    pub memory: u64,
+    /// Bytes reserved on it by the tasks that run or are to run there (every service's, not
+    /// only envctl's): what the swarm's scheduler counts.
+    pub reserved: u64,
+}
+
 /// The engine's capacity and its admission queue (see `lifecycle::admission`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -842,6 +857,10 @@ pub trait Backend: Send + Sync {
             None => Vec::new(),
         };
         Ok((admission, environments))
+    }
+    /// The nodes of a swarm with their memory; empty on a single engine.
+    async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
+        Ok(Vec::new())
     }
     /// Sets the engine's capacity, replacing the one set; `None` removes it.
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()>;

@@ -368,6 +368,10 @@ impl Backend for Bounded<'_> {
         self.call(operation, NONE, self.backend.admission_view())
             .await
     }
+    async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
+        let operation = || "list the swarm's nodes".to_string();
+        self.call(operation, NONE, self.backend.nodes_memory()).await
+    }
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
         let operation = || "set the engine's capacity".to_string();
         self.call(operation, NONE, self.backend.set_capacity(capacity))
