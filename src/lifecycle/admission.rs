@@ -183,6 +183,27 @@ pub fn ordered(queue: &[Queued], now: DateTime<Utc>) -> Vec<Queued> {
     live
 }
 
+/// `counted` and `queue` as `me` decides on them: the live entries of other waiters that were
+/// admitted (and are about to claim) count as environments, and wait no more.
+pub fn settle(
+    counted: &[Counted],
+    queue: &[Queued],
+    me: &str,
+    now: DateTime<Utc>,
+) -> (Vec<Counted>, Vec<Queued>) {
+    let (admitted, waiting): (Vec<Queued>, Vec<Queued>) = ordered(queue, now)
+        .into_iter()
+        .partition(|q| q.waiter.admitted && q.native != me);
+    let mut counted = counted.to_vec();
+    counted.extend(admitted.into_iter().map(|q| Counted {
+        id: q.native,
+        owner: q.waiter.owner,
+        state: State::Starting,
+        memory: q.waiter.memory,
+    }));
+    (counted, waiting)
+}
+
 /// What the head of the queue decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -224,7 +245,8 @@ pub fn decide(
     me: &str,
     now: DateTime<Utc>,
 ) -> Decision {
-    let ordered = ordered(queue, now);
+    let (counted, ordered) = settle(counted, queue, me, now);
+    let counted = counted.as_slice();
     let place = ordered
         .iter()
         .position(|q| q.native == me)
@@ -595,6 +617,7 @@ pub async fn admit(
         environment: Some(request.environment.clone()),
         started_by: Some(crate::provenance::started_by()),
         memory,
+        admitted: false,
     };
     let native = backend.enqueue(&waiter, expiry(Utc::now())).await?;
     let ticket = Ticket {
@@ -636,7 +659,7 @@ async fn wait(
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;
     loop {
-        let (native, waiter) = ticket.entry().expect("an entry while waiting");
+        let (native, mut waiter) = ticket.entry().expect("an entry while waiting");
         // Pool members too: they count until they give way.
         let (admission, instances) = backend.admission_view().await?;
         let Some(capacity) = admission.capacity else {
@@ -645,15 +668,29 @@ async fn wait(
         let now = Utc::now();
         if !admission.queue.iter().any(|q| q.native == native) {
             // Removed as expired by another waiter (this one stalled): back in line.
+            waiter.admitted = false;
             let native = backend.enqueue(&waiter, expiry(now)).await?;
             *ticket.entry.lock().expect("ticket") = Some((native, waiter));
             continue;
         }
         sweep(backend, &admission.queue, now).await;
         let counted = usage(&instances, &capacity, now);
-        let queue = ordered(&admission.queue, now);
-        match decide(&capacity, &counted, &queue, &native, now) {
-            Decision::Admit => return Ok(true),
+        let (counted, queue) = settle(&counted, &admission.queue, &native, now);
+        let decision = decide(&capacity, &counted, &queue, &native, now);
+        if waiter.admitted && decision != Decision::Admit {
+            // Someone went ahead meanwhile: back to waiting.
+            mark(backend, ticket, &native, waiter.clone(), false).await?;
+        }
+        match decision {
+            // Admitted on a look after its entry said so: every start that did not see the
+            // mark arrived before it, and this look saw them.
+            Decision::Admit if waiter.admitted => return Ok(true),
+            // Admitted on what it saw, but a start that arrived since may have decided without
+            // seeing this one: say so on the engine, then look again.
+            Decision::Admit => {
+                mark(backend, ticket, &native, waiter, true).await?;
+                continue;
+            }
             Decision::Wait { .. }
                 if !std::mem::take(&mut made_room)
                     && waiter.priority != Priority::Low
@@ -689,6 +726,23 @@ async fn wait(
         }
         tokio::time::sleep(POLL.min(timeout.saturating_sub(since.elapsed()))).await;
     }
+}
+
+/// Says on the engine whether the ticket's entry was admitted: renews it with the mark set or
+/// cleared.
+async fn mark(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    native: &str,
+    mut waiter: Waiter,
+    admitted: bool,
+) -> Result<(), StartError> {
+    waiter.admitted = admitted;
+    backend
+        .renew_entry(native, &waiter, expiry(Utc::now()))
+        .await?;
+    *ticket.entry.lock().expect("ticket") = Some((native.to_string(), waiter));
+    Ok(())
 }
 
 /// Makes room for `waiter`, the head of the queue, if it can (see [`make_room`]): whether it
@@ -884,6 +938,7 @@ mod tests {
                 environment: None,
                 started_by: None,
                 memory,
+                admitted: false,
             },
             created: DateTime::from_timestamp_millis(1_800_000_000_000 + created_ms).unwrap(),
             expires: None,
@@ -968,6 +1023,26 @@ mod tests {
             Decision::Wait { place: 2 }
         );
         assert_eq!(decide(&cap, &[], &queue, "large", now()), Decision::Admit);
+    }
+
+    #[test]
+    fn an_entry_admitted_elsewhere_counts_and_waits_no_more() {
+        let mut head = entry("head", Priority::Normal, 10, 0, "ci");
+        head.waiter.admitted = true;
+        let queue = [head, entry("late", Priority::High, 20, 0, "me")];
+        // The head was admitted before the high-priority start arrived: it takes the room.
+        let one = capacity(Some(1), None);
+        assert_eq!(
+            decide(&one, &[], &queue, "late", now()),
+            Decision::Wait { place: 1 }
+        );
+        // The head, looking again after its mark, sees who arrived ahead and gives way.
+        assert_eq!(
+            decide(&one, &[], &queue, "head", now()),
+            Decision::Wait { place: 2 }
+        );
+        let two = capacity(Some(2), None);
+        assert_eq!(decide(&two, &[], &queue, "late", now()), Decision::Admit);
     }
 
     #[test]
@@ -1238,6 +1313,85 @@ mod tests {
             );
             ticket.leave(&fake).await;
             assert!(fake.admission().await.unwrap().queue.is_empty());
+        }
+
+        fn waiter(nonce: &str, priority: Priority) -> Waiter {
+            Waiter {
+                nonce: nonce.into(),
+                priority,
+                owner: Some(nonce.into()),
+                environment: Some("shop".into()),
+                started_by: None,
+                memory: 0,
+                admitted: false,
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_high_priority_start_arriving_while_the_head_decides_is_not_admitted_beside_it()
+        {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            // The high-priority start joins the queue after the head decided, before its mark:
+            // it may have looked without seeing the head admitted, and admitted itself.
+            let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            fake.on("renew_entry", {
+                let (fake, arrived) = (fake.clone(), arrived.clone());
+                move || {
+                    if !arrived.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let until = Utc::now() + chrono::Duration::seconds(10);
+                        fake.enqueue_by_hand(&waiter("late", Priority::High), until);
+                    }
+                }
+            });
+            let (signals, _kept) = Signals::manual();
+            let head = tokio::spawn({
+                let fake = fake.clone();
+                async move {
+                    admit(
+                        &fake,
+                        &request(vec![None]),
+                        &AdmitOptions::default(),
+                        &signals,
+                    )
+                    .await
+                }
+            });
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(arrived.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(!head.is_finished(), "admitted beside the one ahead of it");
+            // Once the other start claimed and left, the head goes.
+            let queue = fake.admission().await.unwrap().queue;
+            let late = queue.iter().find(|q| q.waiter.nonce == "late").unwrap();
+            fake.dequeue(&late.native).await.unwrap();
+            let ticket = tokio::time::timeout(POLL * 3, head)
+                .await
+                .expect("admitted once the other one left")
+                .unwrap()
+                .unwrap();
+            ticket.leave(&fake).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_entry_whose_waiter_was_admitted_counts_against_the_capacity() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            let admitted = Waiter {
+                admitted: true,
+                ..waiter("head", Priority::Normal)
+            };
+            fake.enqueue_by_hand(&admitted, Utc::now() + chrono::Duration::hours(1));
+            let (signals, _kept) = Signals::manual();
+            let options = AdmitOptions {
+                priority: Priority::High,
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            };
+            let error = admit(&fake, &request(vec![None]), &options, &signals)
+                .await
+                .expect_err("the admitted entry takes the room");
+            assert!(
+                error.to_string().contains("1 of 1 environments run"),
+                "{error}"
+            );
         }
 
         #[tokio::test(start_paused = true)]

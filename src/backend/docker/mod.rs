@@ -101,7 +101,10 @@ impl DockerBackend {
             queue.push(Queued {
                 expires: naming::queue_expiry(&container.name),
                 native: container.id.clone(),
-                waiter,
+                waiter: Waiter {
+                    admitted: naming::queue_admitted(&container.name),
+                    ..waiter
+                },
                 created,
             });
         }
@@ -838,12 +841,12 @@ impl Backend for DockerBackend {
     }
 
     async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
-        let name = naming::queue_name(&waiter.nonce, until);
+        let name = naming::queue_name(&waiter.nonce, until, waiter.admitted);
         self.engine.create_marker(&name, &waiter.encode()).await
     }
 
     async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
-        let name = naming::queue_name(&waiter.nonce, until);
+        let name = naming::queue_name(&waiter.nonce, until, waiter.admitted);
         self.engine.rename_container(native, &name).await
     }
 
