@@ -401,7 +401,10 @@ mod tests {
         let waiting = queue_name("1e987fb09d68d36e", until, false);
         let admitted = queue_name("1e987fb09d68d36e", until, true);
         assert_eq!(waiting, "envctl-queue-1e987fb09d68d36e-1796500800");
-        assert_eq!(admitted, "envctl-queue-1e987fb09d68d36e-admitted-1796500800");
+        assert_eq!(
+            admitted,
+            "envctl-queue-1e987fb09d68d36e-admitted-1796500800"
+        );
         for name in [&waiting, &admitted] {
             assert_eq!(queue_expiry(&format!("/{name}")), Some(until));
         }

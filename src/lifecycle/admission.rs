@@ -695,8 +695,10 @@ async fn wait(
                 if !std::mem::take(&mut made_room)
                     && waiter.priority != Priority::Low
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
-                    && make_room_now(backend, &capacity, &counted, &instances, &waiter, options)
-                        .await =>
+                    && make_room_now(
+                        backend, &capacity, &counted, &instances, &waiter, options,
+                    )
+                    .await =>
             {
                 // Room was made: look again at once.
                 made_room = true;
@@ -1328,8 +1330,7 @@ mod tests {
         }
 
         #[tokio::test(start_paused = true)]
-        async fn a_high_priority_start_arriving_while_the_head_decides_is_not_admitted_beside_it()
-        {
+        async fn a_high_priority_start_arriving_while_the_head_decides_is_not_admitted_beside_it() {
             let fake = with_capacity(capacity(Some(1), None)).await;
             // The high-priority start joins the queue after the head decided, before its mark:
             // it may have looked without seeing the head admitted, and admitted itself.
@@ -1645,12 +1646,14 @@ services:
                 .and_then(|r| r.stopped.clone())
                 .expect("the stop is recorded");
             assert!(
-                stop.reason.starts_with("to make room for `shop`: idle for 5h00m"),
+                stop.reason
+                    .starts_with("to make room for `shop`: idle for 5h00m"),
                 "{}",
                 stop.reason
             );
             assert!(
-                stop.reason.ends_with("longer than the capacity's --preempt-idle 1h00m"),
+                stop.reason
+                    .ends_with("longer than the capacity's --preempt-idle 1h00m"),
                 "{}",
                 stop.reason
             );

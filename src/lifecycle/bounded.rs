@@ -370,7 +370,8 @@ impl Backend for Bounded<'_> {
     }
     async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
         let operation = || "list the swarm's nodes".to_string();
-        self.call(operation, NONE, self.backend.nodes_memory()).await
+        self.call(operation, NONE, self.backend.nodes_memory())
+            .await
     }
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
         let operation = || "set the engine's capacity".to_string();

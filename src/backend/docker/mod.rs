@@ -119,7 +119,12 @@ impl DockerBackend {
         container: &ContainerSummary,
         alone: bool,
     ) -> Result<Option<DateTime<Utc>>> {
-        let known = self.queued_at.lock().expect("queue times").get(&container.id).copied();
+        let known = self
+            .queued_at
+            .lock()
+            .expect("queue times")
+            .get(&container.id)
+            .copied();
         if let Some(created) = known {
             return Ok(Some(created));
         }

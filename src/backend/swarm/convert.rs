@@ -8,8 +8,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, Limit, Mount, MountTmpfsOptions, MountType,
     MountVolumeOptions, Node, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
-    ResourceObject, Service, ServiceSpec, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecResources, TaskState,
+    ResourceObject, Service, ServiceSpec, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
+    TaskState,
 };
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
@@ -827,7 +827,11 @@ mod tests {
         assert_eq!(limits.nano_cpus, Some(1_500_000_000));
         assert_eq!(limits.memory_bytes, Some(1 << 30));
         let reserved = resources.reservations.unwrap();
-        assert_eq!(reserved.memory_bytes, Some(1 << 30), "what admission counts");
+        assert_eq!(
+            reserved.memory_bytes,
+            Some(1 << 30),
+            "what admission counts"
+        );
         assert_eq!(container.user.as_deref(), Some("1000"));
         assert_eq!(container.hosts, Some(vec!["10.0.0.5 db".to_string()]));
     }

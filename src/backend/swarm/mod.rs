@@ -1055,7 +1055,10 @@ impl Backend for Swarm {
         let options = ListTasksOptionsBuilder::default().filters(&filters).build();
         let (nodes, tasks) = tokio::try_join!(
             self.call("list the swarm's nodes", self.client.list_nodes(None)),
-            self.call("list the swarm's tasks", self.client.list_tasks(Some(options)))
+            self.call(
+                "list the swarm's tasks",
+                self.client.list_tasks(Some(options))
+            )
         )?;
         Ok(convert::node_memory(&nodes, &tasks))
     }

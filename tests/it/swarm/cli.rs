@@ -1036,8 +1036,10 @@ fn swarm_capacity_shows_the_nodes_memory_and_a_mem_limit_is_reserved_on_the_node
     // The swarm reserves what admission counts the service for.
     let reserved = block_on(async {
         let docker = swarm.client().await;
-        let filters =
-            HashMap::from([("label".to_string(), vec![Filter::Id(id.clone()).to_docker()])]);
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![Filter::Id(id.clone()).to_docker()],
+        )]);
         let options = ListServicesOptionsBuilder::default()
             .filters(&filters)
             .build();
@@ -1057,16 +1059,29 @@ fn swarm_capacity_shows_the_nodes_memory_and_a_mem_limit_is_reserved_on_the_node
     let shown = env.envctl().args(["capacity", "-o", "json"]).run();
     let nodes = shown.success().json()["nodes"].as_array().cloned().unwrap();
     assert_eq!(nodes.len(), swarm.nodes.len(), "{nodes:?}");
-    assert!(nodes.iter().all(|n| n["memory"].as_u64() > Some(0)), "{nodes:?}");
-    let total: u64 = nodes.iter().filter_map(|n| n["reserved_memory"].as_u64()).sum();
+    assert!(
+        nodes.iter().all(|n| n["memory"].as_u64() > Some(0)),
+        "{nodes:?}"
+    );
+    let total: u64 = nodes
+        .iter()
+        .filter_map(|n| n["reserved_memory"].as_u64())
+        .sum();
     assert!(total >= 64 << 20, "{nodes:?}");
     let text = env.envctl().args(["capacity"]).run();
-    assert!(text.success().stdout().contains("\nNODE "), "{}", text.stdout());
+    assert!(
+        text.success().stdout().contains("\nNODE "),
+        "{}",
+        text.stdout()
+    );
     // Setting a capacity is refused, saying what happens instead.
     let refused = env
         .envctl()
         .args(["capacity", "--max-environments", "2"])
         .run();
     let said = refused.code(2).stderr();
-    assert!(said.contains("capacities are kept on a Docker engine only"), "{said}");
+    assert!(
+        said.contains("capacities are kept on a Docker engine only"),
+        "{said}"
+    );
 }
