@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,11 +94,44 @@ def timed_up(binary, env):
     return elapsed
 
 
+def stamp(line):
+    return datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp() * 1000
+
+
+def traced_span(binary, env):
+    """Milliseconds of a traced `up` spent on admission: from its first engine call to the first
+    call of the start proper (the image lookup), plus the time the start waited on leaving the
+    queue (from the entry's removal to the next call, when that call waited for it)."""
+    result = subprocess.run([str(binary), "-vv", "up", NAME, "-o", "json"],
+                            capture_output=True, text=True, env=env)
+    envctl(binary, env, "down", json.loads(result.stdout)["id"])
+    calls = [line for line in result.stderr.splitlines() if " TRACE " in line]
+    first = stamp(calls[0])
+    images = next(stamp(line) for line in calls if "GET /images/" in line)
+    span = images - first
+    entries = [line.split("name=")[1].split("&")[0] for line in calls
+               if "/containers/create?name=envctl-queue-" in line]
+    ids = set()
+    for line in result.stderr.splitlines():
+        if entries and "rename?name=envctl-queue-" in line:
+            ids.add(line.split("/containers/")[1].split("/")[0])
+    for i, line in enumerate(calls):
+        if " DELETE /containers/" in line and i + 1 < len(calls) and entries:
+            target = line.split("/containers/")[1].split("?")[0]
+            # The queue entry is the only container removed during a successful start.
+            if not ids or target in ids:
+                span += stamp(calls[i + 1]) - stamp(line)
+                break
+    return span
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--trace", action="store_true",
                         help="print the stderr of one `up -vv` with a capacity, with timestamps")
+    parser.add_argument("--spans", type=int, default=0, metavar="N",
+                        help="also time admission's engine calls in N `up -vv` traces each way")
     parser.add_argument("--envctl", default=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
                         + "/debug/envctl")
     args = parser.parse_args()
@@ -124,6 +158,18 @@ def main():
                 elapsed = timed_up(binary, env)
                 times[side].append(elapsed)
                 log(f"run {run + 1} {side:>7} a capacity: {elapsed * 1000:.0f} ms")
+        if args.spans:
+            spans = {"without": [], "with": []}
+            for _ in range(args.spans):
+                for side in ("without", "with"):
+                    if side == "with":
+                        envctl(binary, env, "capacity", "--max-environments", "100")
+                    else:
+                        envctl(binary, env, "capacity", "--clear")
+                    spans[side].append(traced_span(binary, env))
+            without, with_ = (statistics.median(spans[s]) for s in ("without", "with"))
+            print(f"admission's engine calls on the start's path, median of {args.spans} traces: "
+                  f"{without:.1f} ms without a capacity, {with_:.1f} ms with one and room")
         if args.trace:
             result = subprocess.run([str(binary), "-vv", "up", NAME, "-o", "json"],
                                     capture_output=True, text=True, env=env)
