@@ -228,6 +228,19 @@ pub fn adopt_name(id: &str) -> String {
     format!("envctl{SEPARATOR}{id}{SEPARATOR}adopt")
 }
 
+/// The value of [`label::ROLE`] on the marker of a creation on request.
+pub const CREATE_ROLE: &str = "create";
+
+/// The name of the marker `envctl gateway --create` holds while it creates an environment of
+/// ENV at REF, `id` being `ENV-REF`: a container created, never started, whose name the engine
+/// keeps unique, so of two gateways asked at once one creates and the other waits for it. The
+/// environment it creates is a pool member it adopted (with the member's id) or `ENV-REF`; the
+/// marker goes once the creation ended, and the reaper collects one whose gateway is gone or
+/// whose deadline passed.
+pub fn create_name(id: &str) -> String {
+    format!("envctl{SEPARATOR}{id}{SEPARATOR}create")
+}
+
 /// The value of [`label::ROLE`] on a pin container.
 pub const PIN_ROLE: &str = "pin";
 
@@ -268,6 +281,7 @@ pub fn marker_name(id: &str, kind: codec::MarkerKind) -> Option<String> {
         MarkerKind::Update => Some(update_name(id)),
         MarkerKind::Member => Some(member_name(id)),
         MarkerKind::Adopt => Some(adopt_name(id)),
+        MarkerKind::Create => Some(create_name(id)),
         MarkerKind::Lease | MarkerKind::Capacity | MarkerKind::Queue => None,
     }
 }

@@ -156,6 +156,7 @@ impl Env {
             && self.markers.lease_until.is_none()
             && !self.markers.member
             && !self.markers.adopted
+            && self.markers.creating.is_none()
     }
 }
 
@@ -430,6 +431,7 @@ impl Fake {
             update: (env.markers.update.clone()).filter(|m| of_run(Some(&m.run))),
             member: env.markers.member && marked("member"),
             adopted: env.markers.adopted && marked("adopt"),
+            creating: (env.markers.creating.clone()).filter(|m| of_run(Some(&m.run))),
         };
         let metadata = match &env.adopter {
             Some(adopter) if env.markers.adopted => adopter.clone(),
@@ -907,6 +909,9 @@ impl Backend for Fake {
         if marker == Marker::Adopt && env.markers.adopted {
             return Err(BackendError::Taken(metadata.id.clone()));
         }
+        if marker == Marker::Create && env.markers.creating.is_some() {
+            return Err(BackendError::Taken(metadata.id.clone()));
+        }
         if !matches!(marker, Marker::Update(_)) {
             env.runs
                 .entry(name.to_string())
@@ -930,6 +935,7 @@ impl Backend for Fake {
                 env.markers.adopted = true;
                 env.adopter = Some(metadata.clone());
             }
+            Marker::Create => env.markers.creating = Some(metadata.clone()),
         }
         Ok(())
     }
@@ -951,6 +957,7 @@ impl Backend for Fake {
                     env.markers.adopted = false;
                     env.adopter = None;
                 }
+                MarkerKind::Create => env.markers.creating = None,
                 // The engine's, no environment's: never an environment's marker.
                 MarkerKind::Capacity | MarkerKind::Queue => {}
             }

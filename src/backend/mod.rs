@@ -413,6 +413,9 @@ pub struct Markers {
     pub member: bool,
     /// An `up` adopted this pool member; its metadata is the adopter's.
     pub adopted: bool,
+    /// The marker of a gateway's creation on request under way (or one whose gateway died):
+    /// the creating gateway's process and deadline, never an environment's.
+    pub creating: Option<Metadata>,
 }
 
 /// A marker to set.
@@ -434,6 +437,10 @@ pub enum Marker {
     /// `Taken` when one exists, so a member is adopted at most once, by one `up` on any host.
     /// Listings show the adopter's metadata, not the member's.
     Adopt,
+    /// A gateway creates an environment of ENV at REF (`metadata.id` is `ENV-REF`) until its
+    /// deadline (`metadata.start_deadline`) at the latest. Exclusive: `Taken` when one exists,
+    /// so one gateway creates it and the others wait for it.
+    Create,
 }
 
 impl Marker {
@@ -445,6 +452,7 @@ impl Marker {
             Marker::Update(_) => MarkerKind::Update,
             Marker::Member => MarkerKind::Member,
             Marker::Adopt => MarkerKind::Adopt,
+            Marker::Create => MarkerKind::Create,
         }
     }
 }

@@ -21,21 +21,12 @@ async fn start(
     let instance = lifecycle::require(backend, &args.id).await?;
     super::touch(backend.endpoint(), &instance.id, "envctl start").await;
     // What an update left half-way goes back first: the previous containers, set aside, keep
-    // their data; then the rest starts as usual.
+    // their data; then the rest starts as usual. `--timeout` bounds the restore.
     let restoring = lifecycle::update::restore_unfinished(backend, &instance, args.timeout);
     let instance = tokio::select! {
-        restored = tokio::time::timeout(args.timeout, restoring) => match restored {
-            Ok(restored) => restored?,
-            Err(_) => {
-                return Err(Error::from(lifecycle::StartError::Timeout {
-                    timeout: args.timeout,
-                    pending: Vec::new(),
-                    logs: None,
-                    unanswered: None,
-                }));
-            }
-        },
+        restored = restoring => restored?,
         () = signals.received(1) => {
+            detach(backend, &instance.id).await;
             return Err(Error::Interrupted(format!(
                 "interrupted\nhint: `envctl start {id}` restores what the update left",
                 id = instance.id
@@ -67,13 +58,7 @@ async fn start(
         }
     };
     drop(reporter);
-    // An interrupted start was dropped before it left the environment's network.
-    if let Err(error) = backend.detach(&instance.id).await {
-        output::warning(&format!(
-            "could not disconnect envctl's container from environment {}: {error}",
-            instance.id
-        ));
-    }
+    detach(backend, &instance.id).await;
     started?;
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
@@ -90,4 +75,13 @@ async fn start(
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Leaves the environment's network: an interrupted start was dropped before it did.
+async fn detach(backend: &dyn Backend, id: &str) {
+    if let Err(error) = backend.detach(id).await {
+        output::warning(&format!(
+            "could not disconnect envctl's container from environment {id}: {error}"
+        ));
+    }
 }

@@ -83,11 +83,15 @@ pub fn resolve(tags: &BTreeMap<String, Vec<String>>, reference: &str) -> Resolut
     Resolution::Apply(applied)
 }
 
-/// Tag lists by repository, for [`TAGS_FOR`], misses and failures included.
+/// Tag lists by repository, for [`TAGS_FOR`], misses and failures included. Requests that
+/// ask for a repository at once share one look-up: the later ones wait for the first's.
 #[derive(Default)]
 pub struct TagCache {
-    lists: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    lists: Mutex<HashMap<String, Arc<Cached>>>,
 }
+
+/// One repository's list and when it was looked up, locked while it is being looked up.
+type Cached = tokio::sync::Mutex<Option<(Instant, Vec<String>)>>;
 
 impl TagCache {
     /// The cached list of `repository`, or `fetch`'s (an empty list when it fails).
@@ -95,7 +99,13 @@ impl TagCache {
     where
         F: Future<Output = Result<Vec<String>, String>>,
     {
-        if let Some((at, tags)) = self.lock().get(repository)
+        let entry = {
+            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+            lists.entry(repository.to_string()).or_default().clone()
+        };
+        // Held across the look-up: whoever asks meanwhile gets its answer.
+        let mut cached = entry.lock().await;
+        if let Some((at, tags)) = cached.as_ref()
             && at.elapsed() < TAGS_FOR
         {
             return tags.clone();
@@ -104,13 +114,8 @@ impl TagCache {
             tracing::debug!("no tags of `{repository}`: {error}");
             Vec::new()
         });
-        self.lock()
-            .insert(repository.to_string(), (Instant::now(), tags.clone()));
+        *cached = Some((Instant::now(), tags.clone()));
         tags
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Vec<String>)>> {
-        self.lists.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -614,6 +619,22 @@ mod tests {
         tokio::time::advance(TAGS_FOR).await;
         cache.get("shop/app", fetch()).await;
         assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_concurrent_requests_for_unknown_refs_costs_one_tag_look_up() {
+        let cache = TagCache::default();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let fetch = || async {
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A registry takes a moment to answer: the flood arrives meanwhile.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, String>(vec!["ea6757a8090d".to_string()])
+        };
+        let flood = (0..100).map(|_| cache.get("shop/app", fetch()));
+        let answers = futures_util::future::join_all(flood).await;
+        assert!(answers.iter().all(|tags| tags == &["ea6757a8090d"]));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -95,6 +95,8 @@ pub struct Create {
     pub environment: String,
     /// The full tag of each service REF applies to.
     pub tags: std::collections::BTreeMap<String, String>,
+    /// `ENV-REF`: the id of its creation marker (one creation across gateways), and the
+    /// environment's unless it adopts a pool member, whose id it then keeps.
     pub id: String,
     /// `gateway:<client address>`.
     pub owner: String,
@@ -130,6 +132,6 @@ pub trait Environments: Send + Sync + 'static {
         reference: &str,
     ) -> Result<Option<super::create::Resolution>, String>;
     /// Creates and starts an environment as `envctl up` does, waiting for readiness; `Ok`
-    /// too when another gateway's creation holds the id (the caller waits for it).
+    /// too when another gateway's creation holds its creation marker (the caller waits for it).
     async fn create(&self, create: Create) -> Result<(), String>;
 }

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::environments::{Entry, Environments, Flush, RoutedEnvironment, ServiceView};
-use crate::backend::{Backend, ServiceState};
+use crate::backend::{Backend, BackendError, Marker, MarkerKind, ServiceState};
 use crate::lifecycle::{self, Instance, Progress};
 use crate::spec::{Probe, Protocol};
 use crate::state::{self, Store};
@@ -78,6 +78,73 @@ impl Lifecycle {
             Ok(tags)
         };
         self.tags.get(&image.repository, fetch).await
+    }
+
+    /// Creates and starts the environment once its creation marker is this gateway's.
+    async fn create_claimed(
+        &self,
+        environment: crate::spec::Environment,
+        create: super::environments::Create,
+    ) -> Result<(), String> {
+        // Another gateway may have finished it between this one's look and its marker.
+        let listed = lifecycle::inventory::list(self.backend.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let there = listed.iter().any(|i| {
+            i.environment() == create.environment
+                && i.metadata
+                    .refs
+                    .iter()
+                    .any(|r| create.tags.get(&r.service) == Some(&r.tag))
+        });
+        if there {
+            return Ok(());
+        }
+        let options = lifecycle::UpOptions {
+            name: Some(create.id.clone()),
+            timeout: self.start_timeout,
+            keep_on_failure: false,
+            owner: create.owner,
+            // Recorded as `SERVICE@TAG`, as `up SERVICE@REF` records them: routing finds it so.
+            prefix_tags: create.tags.keys().cloned().collect(),
+            ttl: Some(create.ttl),
+            build: crate::provenance::build_labels(),
+            lease: false,
+            pull: None,
+            files: Some(vec![environment.path.clone()]),
+            // A ready matching pool member is adopted (and keeps its id); else the start is
+            // cold under `ENV-REF`. The creation marker makes it one across gateways.
+            pool: lifecycle::PoolUse::AdoptElseNamed,
+            // A person waits for it, as for a wake, and sees where it waits.
+            admission: lifecycle::admission::AdmitOptions {
+                priority: crate::backend::Priority::High,
+                on_wait: create.on_wait.clone(),
+                ..Default::default()
+            },
+        };
+        // `up` holds what is not `Send` across its awaits: it runs on a thread of its own, on
+        // this runtime.
+        let backend = self.backend.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let (signals, _kept) = crate::signals::Signals::manual();
+            runtime.block_on(lifecycle::up(
+                backend.as_ref(),
+                &environment,
+                &options,
+                &create.progress,
+                &signals,
+                &|_| {},
+            ))
+        })
+        .await
+        .map_err(|e| format!("the creation ended abruptly: {e}"))?;
+        match outcome.result {
+            Ok(_) => Ok(()),
+            // Another gateway's creation claimed it first: the caller waits for that one.
+            Err(lifecycle::StartError::IdTaken(_)) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     async fn instance(&self, id: &str) -> Result<Instance, String> {
@@ -219,51 +286,51 @@ impl Environments for Lifecycle {
             })
             .collect();
         environment.apply(&overrides)?;
-        let options = lifecycle::UpOptions {
-            name: Some(create.id.clone()),
-            timeout: self.start_timeout,
-            keep_on_failure: false,
-            owner: create.owner,
-            // Recorded as `SERVICE@TAG`, as `up SERVICE@REF` records them: routing finds it so.
-            prefix_tags: create.tags.keys().cloned().collect(),
-            ttl: Some(create.ttl),
-            build: crate::provenance::build_labels(),
-            lease: false,
-            pull: None,
-            files: Some(vec![environment.path.clone()]),
-            // A named start never adopts a pool member: the id is what makes one creation per
-            // environment and ref across gateways.
-            pool: Default::default(),
-            // A person waits for it, as for a wake, and sees where it waits.
-            admission: lifecycle::admission::AdmitOptions {
-                priority: crate::backend::Priority::High,
-                on_wait: create.on_wait.clone(),
-                ..Default::default()
-            },
+        // One creation of ENV at REF across gateways: the marker's name is unique on the
+        // engine. It bounds the wait in the capacity queue and the start.
+        let now = Utc::now();
+        let bound = lifecycle::admission::DEFAULT_QUEUE_TIMEOUT + self.start_timeout;
+        let marker = crate::naming::codec::Metadata {
+            environment: Some(environment.name.clone()),
+            owner: Some(create.owner.clone()),
+            created_at: Some(now),
+            run: Some(lifecycle::run_nonce()),
+            start_deadline: Some(now + chrono::Duration::from_std(bound).unwrap_or_default()),
+            started_by: Some(crate::provenance::started_by()),
+            process: Some(crate::provenance::process()),
+            ..crate::naming::codec::Metadata::new(&create.id)
         };
-        // `up` holds what is not `Send` across its awaits: it runs on a thread of its own, on
-        // this runtime.
-        let backend = self.backend.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let (signals, _kept) = crate::signals::Signals::manual();
-            runtime.block_on(lifecycle::up(
-                backend.as_ref(),
-                &environment,
-                &options,
-                &create.progress,
-                &signals,
-                &|_| {},
-            ))
-        })
-        .await
-        .map_err(|e| format!("the creation ended abruptly: {e}"))?;
-        match outcome.result {
-            Ok(_) => Ok(()),
-            // Another gateway's creation claimed it first: the caller waits for that one.
-            Err(lifecycle::StartError::IdTaken(_)) => Ok(()),
-            Err(error) => Err(error.to_string()),
+        match self.backend.set_marker(&marker, Marker::Create).await {
+            Ok(()) => {}
+            // Another gateway creates it: the caller waits for that one.
+            Err(BackendError::Taken(_)) => return Ok(()),
+            Err(error) => {
+                return Err(format!(
+                    "cannot claim the creation of `{}`: {error}",
+                    create.id
+                ));
+            }
         }
+        let created = self.create_claimed(environment, create.clone()).await;
+        // Only its own: one the reaper took for stale may have been followed by another's.
+        let found = lifecycle::inventory::find(self.backend.as_ref(), &create.id).await;
+        let ours = |i: &Instance| i.markers.creating.as_ref().map(|m| &m.run) == Some(&marker.run);
+        let cleared = match found {
+            Ok(Some(instance)) if ours(&instance) => self
+                .backend
+                .clear_marker(&create.id, MarkerKind::Create)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = cleared {
+            tracing::warn!(
+                "cannot remove the creation marker of `{}`: {error}",
+                create.id
+            );
+        }
+        created
     }
 
     async fn down(&self, id: &str) -> Result<(), String> {

@@ -86,7 +86,7 @@ impl<'a> Attempt<'a> {
     }
 
     /// The bare timeout, before [`Attempt::diagnose`] says what it waited for.
-    fn timed_out(&self) -> StartError {
+    pub fn timed_out(&self) -> StartError {
         StartError::Timeout {
             timeout: self.timeout,
             pending: Vec::new(),

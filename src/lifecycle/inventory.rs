@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::backend::{
-    Backend, BackendError, EnvironmentRecord, Health, Selector, ServiceRecord, ServiceState,
+    Backend, BackendError, EnvironmentRecord, Health, Markers, Selector, ServiceRecord,
+    ServiceState,
 };
+use crate::naming::codec::Metadata;
 use crate::spec::{ImageRef, Ready};
 
 /// One environment instance, as the backend lists it.
@@ -63,12 +65,43 @@ impl State {
 
 /// Every environment on the backend, oldest first.
 pub async fn list(backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
-    // Pool members are no environments until adopted: `envctl pool` shows them.
+    // Pool members are no environments until adopted: `envctl pool` shows them. Nor is the
+    // marker of a gateway's creation on its own.
     let listed = backend.list(&Selector::All).await?;
     Ok(listed
         .into_iter()
-        .filter(|i| !super::pool::is_member(i))
+        .filter(|i| !super::pool::is_member(i) && !i.only_creating())
         .collect())
+}
+
+/// The markers of gateways' creations on request whose gateway is gone (on the machine it ran
+/// on) or whose deadline passed a minute ago: the ids they were set under.
+pub async fn stale_creations(
+    backend: &dyn Backend,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, BackendError> {
+    let listed = backend.list(&Selector::All).await?;
+    Ok(listed
+        .into_iter()
+        .filter(|i| {
+            i.markers
+                .creating
+                .as_ref()
+                .is_some_and(|m| creation_over(m, now))
+        })
+        .map(|i| i.id)
+        .collect())
+}
+
+/// Whether the creation a marker of `metadata` stands for cannot be under way any more.
+pub fn creation_over(metadata: &Metadata, now: DateTime<Utc>) -> bool {
+    let process = metadata.process.as_deref().unwrap_or_default();
+    if crate::lifecycle::process::alive(process) == Some(false) {
+        return true;
+    }
+    metadata
+        .start_deadline
+        .is_none_or(|deadline| deadline + chrono::Duration::minutes(1) <= now)
 }
 
 /// One environment by id, or `None` when nothing of it exists.
@@ -266,6 +299,21 @@ impl EnvironmentRecord {
         }
     }
 
+    /// Whether nothing but a gateway's creation marker is there: a creation that has not
+    /// claimed its environment yet, or adopts a pool member (which has an id of its own).
+    pub fn only_creating(&self) -> bool {
+        let markers = Markers {
+            creating: None,
+            ..self.markers.clone()
+        };
+        self.markers.creating.is_some()
+            && markers == Markers::default()
+            && self.services.is_empty()
+            && self.aside.is_empty()
+            && self.isolation.is_empty()
+            && self.volumes.is_empty()
+    }
+
     /// Whether the claim and the ready marker are both gone while services remain: a
     /// `docker container prune` removes created-never-started containers. `ls` warns; the
     /// environment is otherwise judged like any running one.
@@ -346,6 +394,28 @@ mod tests {
     use crate::backend::{Markers, Metadata, ServiceMetadata, ServiceRef, ServiceStatus};
     use chrono::TimeZone;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_creation_marker_alone_is_no_environment_and_is_stale_past_its_deadline() {
+        let fake = crate::backend::fake::Fake::new();
+        let now = Utc::now();
+        let marker = Metadata {
+            environment: Some("shop".into()),
+            start_deadline: Some(now + chrono::Duration::minutes(30)),
+            ..Metadata::new("shop-ea6757a")
+        };
+        let create = crate::backend::Marker::Create;
+        fake.set_marker(&marker, create).await.unwrap();
+        assert!(list(&fake).await.unwrap().is_empty(), "no environment");
+        assert!(stale_creations(&fake, now).await.unwrap().is_empty());
+        let second = fake.set_marker(&marker, create).await;
+        assert!(matches!(second, Err(BackendError::Taken(_))), "{second:?}");
+        let later = now + chrono::Duration::minutes(32);
+        assert_eq!(
+            stale_creations(&fake, later).await.unwrap(),
+            ["shop-ea6757a"]
+        );
+    }
 
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 26, 10, minute, 0).unwrap()

@@ -38,7 +38,7 @@ pub use pin::{pin, unpin};
 pub use recorded::Recorded;
 pub use restart::start;
 pub use teardown::{Cleanup, TeardownError, down, remove, remove_now, stop};
-pub use up::{PoolUse, Started, StartedPort, StartedService, UpOptions, UpOutcome, up};
+pub use up::{PoolUse, Started, StartedPort, StartedService, UpOptions, UpOutcome, run_nonce, up};
 pub use update::{RestoreError, Restored, UpdateError, UpdateOptions, Updated, update};
 
 use crate::backend::{Backend, BackendError, ServiceRef, ServiceStatus};

@@ -1858,6 +1858,26 @@ async fn two_updates_taking_over_a_killed_update_say_it_is_being_updated() {
     assert_eq!(after.state(Utc::now()), State::Ready);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_restore_of_an_unfinished_update_that_runs_out_of_time_says_what_it_waited_for() {
+    let fake = fake();
+    let left = killed_update(&fake).await;
+    fake.fault("start_service", "shop-1/app", Fault::Hang);
+    let began = tokio::time::Instant::now();
+    let error = super::update::restore_unfinished(&fake, &left, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(began.elapsed(), Duration::from_secs(30), "its --timeout");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "the environment was not ready within 30s: still waiting for `app` (starting)"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("hint: raise `--timeout`"), "{message}");
+}
+
 /// Probes that cost the engine real work (`exec:`, `healthcheck:`) are paced: after a cheaper
 /// sign of progress, and spaced by what each attempt took.
 mod pacing {

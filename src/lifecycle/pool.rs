@@ -309,7 +309,7 @@ pub(super) fn no_adoption(
     options: &UpOptions,
 ) -> Option<String> {
     let pool = environment.pool.as_ref()?;
-    if options.name.is_some() {
+    if options.name.is_some() && options.pool != PoolUse::AdoptElseNamed {
         return Some("`--name` never adopts a pool member".into());
     }
     if backend.info().kind != BackendKind::Docker {

@@ -71,6 +71,10 @@ pub enum PoolUse {
     Adopt,
     /// Start a pool member: only the pooled services, marked as a member when ready.
     Fill,
+    /// Adopt a ready matching member (the environment gets the member's id) even with
+    /// `--name`, which then names a cold start only: a gateway's creation on request, whose
+    /// one-at-a-time is its creation marker, not the id.
+    AdoptElseNamed,
 }
 
 /// A started environment (`commands::view` prints it).
@@ -479,7 +483,7 @@ async fn attempt(
     // member is never ready: it is a member until an `up` adopts and finishes it.
     let (marker, name) = match options.pool {
         PoolUse::Fill => (Marker::Member, naming::member_name(&claim.id)),
-        PoolUse::Adopt => (Marker::Ready, naming::ready_name(&claim.id)),
+        PoolUse::Adopt | PoolUse::AdoptElseNamed => (Marker::Ready, naming::ready_name(&claim.id)),
     };
     run.ledger
         .create(
@@ -988,7 +992,7 @@ async fn describe(
 }
 
 /// A nonce for one `up` invocation.
-pub(super) fn run_nonce() -> String {
+pub fn run_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);

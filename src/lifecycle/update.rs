@@ -765,7 +765,14 @@ impl Work<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let restoring = restore(self.backend, &current, self.was_running, &addresses);
+        let phases = Phases::default();
+        let restoring = restore(
+            self.backend,
+            &current,
+            self.was_running,
+            &addresses,
+            &phases,
+        );
         let restored = tokio::time::timeout_at(until, restoring)
             .await
             .unwrap_or(Err(RestoreError::Unfinished(AFTERMATH)));
@@ -909,6 +916,7 @@ async fn restore(
     current: &Instance,
     was_running: &BTreeSet<String>,
     addresses: &BTreeMap<String, IpAddr>,
+    phases: &Phases,
 ) -> Result<(), RestoreError> {
     let no_answer = |_| RestoreError::NoAnswer(backend.info().kind);
     let aside: BTreeSet<&str> = current.aside.iter().map(|s| s.service()).collect();
@@ -956,14 +964,7 @@ async fn restore(
         .collect();
     let startables = startables(backend, previous.iter().copied()).await;
     let quiet: Progress = std::sync::Arc::new(|_: &str, _: Phase| {});
-    start_services(
-        backend,
-        &dependencies,
-        &startables,
-        &quiet,
-        &Phases::default(),
-    )
-    .await?;
+    start_services(backend, &dependencies, &startables, &quiet, phases).await?;
     Ok(backend
         .clear_marker(&current.id, MarkerKind::Update)
         .await?)
@@ -1094,13 +1095,28 @@ pub async fn restore_unfinished(
     if probing && let Some(warning) = backend.attach(&instance.id).await?.warning {
         tracing::warn!("{warning}");
     }
-    let restored = restore(backend, &current, &BTreeSet::new(), &BTreeMap::new()).await;
-    if probing && let Err(error) = backend.detach(&instance.id).await {
+    // `timeout` bounds the restore; running out of it says what it still waited for, as a
+    // start that runs out of time does.
+    let (never, _kept) = Signals::manual();
+    let attempt = Attempt::new(&never, timeout);
+    let (phases, none, no_addresses) = (Phases::default(), BTreeSet::new(), BTreeMap::new());
+    let restoring = restore(backend, &current, &none, &no_addresses, &phases);
+    let restored = tokio::time::timeout_at(attempt.deadline, restoring).await;
+    let aftermath = attempt.aftermath(backend, None);
+    if probing && let Err(error) = aftermath.detach(&instance.id).await {
         tracing::warn!(
             "could not disconnect envctl's container from environment {}: {error}",
             instance.id
         );
     }
+    let Ok(restored) = restored else {
+        let selector = Selector::Id(instance.id.clone());
+        let timed_out = attempt.timed_out();
+        let error = attempt
+            .diagnose(timed_out, &aftermath, &selector, &phases)
+            .await;
+        return Err(UpdateError::Start(error));
+    };
     restored.map_err(|problem| {
         UpdateError::Start(StartError::Service {
             service: "(previous update)".into(),

@@ -101,6 +101,9 @@ pub enum MarkerKind {
     Member,
     /// An `up` adopted the pool member (see `naming::adopt_name`).
     Adopt,
+    /// `envctl gateway --create` is creating an environment of ENV at REF (see
+    /// `naming::create_name`): the one creation of it across gateways.
+    Create,
     /// The engine's capacity (see `naming::CAPACITY_NAME`): no environment's.
     Capacity,
     /// A waiter's entry in the admission queue (see `naming::queue_name`): no environment's.
@@ -118,6 +121,7 @@ impl MarkerKind {
             MarkerKind::Update => super::UPDATE_ROLE,
             MarkerKind::Member => super::MEMBER_ROLE,
             MarkerKind::Adopt => super::ADOPT_ROLE,
+            MarkerKind::Create => super::CREATE_ROLE,
             MarkerKind::Capacity => super::CAPACITY_ROLE,
             MarkerKind::Queue => super::QUEUE_ROLE,
         }
@@ -132,6 +136,7 @@ impl MarkerKind {
             MarkerKind::Update,
             MarkerKind::Member,
             MarkerKind::Adopt,
+            MarkerKind::Create,
             MarkerKind::Capacity,
             MarkerKind::Queue,
         ]

@@ -106,6 +106,8 @@ pub async fn pass(
     }
     // What killed waiters left in the admission queue: one lookup when no capacity is set.
     lifecycle::admission::collect_expired(backend, now).await;
+    // And what killed gateways left of their creations on request.
+    collect_creations(backend, now).await;
     // Persist, then act on what nobody changed meanwhile.
     let touched = persist(
         store,
@@ -123,6 +125,27 @@ pub async fn pass(
     });
     report.actions = act(backend, acting).await;
     Ok(report)
+}
+
+/// Removes the creation markers of gateways that are gone or past their deadline, so the next
+/// request creates the environment again.
+async fn collect_creations(backend: &dyn Backend, now: DateTime<Utc>) {
+    let stale = match lifecycle::inventory::stale_creations(backend, now).await {
+        Ok(stale) => stale,
+        Err(error) => {
+            tracing::warn!("cannot list the gateways' creations: {error}");
+            return;
+        }
+    };
+    for id in stale {
+        match backend
+            .clear_marker(&id, crate::backend::MarkerKind::Create)
+            .await
+        {
+            Ok(()) => tracing::info!("removed the creation marker of `{id}`: its gateway is gone"),
+            Err(error) => tracing::warn!("cannot remove the creation marker of `{id}`: {error}"),
+        }
+    }
 }
 
 /// Saves what the pass learned, and learns what happened meanwhile: returns the environments

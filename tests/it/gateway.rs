@@ -35,8 +35,12 @@ impl Gateway {
 
     /// `envctl gateway --listen LISTEN`, once it says on which port it listens and answers.
     pub fn listening(env: &TestEnv, listen: &str, flags: &[&str]) -> Gateway {
-        let running = env
-            .envctl()
+        Gateway::spawned(env.envctl(), listen, flags)
+    }
+
+    /// `envctl gateway --listen LISTEN` run by `envctl` (with its environment variables).
+    pub fn spawned(envctl: crate::support::Envctl, listen: &str, flags: &[&str]) -> Gateway {
+        let running = envctl
             .env("RUST_LOG", "envctl=debug")
             .args(["gateway", "--listen", listen])
             .args(flags)
@@ -109,6 +113,16 @@ impl Gateway {
                 self.get("localhost", "/").body
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Gateway {
+    /// Kills the gateway outright (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(mut self) {
+        if let Some(running) = self.running.take() {
+            running.signal("KILL");
+            let _ = running.wait_within(Duration::from_secs(15));
         }
     }
 }
@@ -260,7 +274,7 @@ fn up(env: &TestEnv, words: &[&str]) {
     env.envctl().args(["up"]).args(words).run().success();
 }
 
-fn post_form(gateway: &Gateway, path: &str, form: &str, cookie: Option<&str>) -> Reply {
+pub fn post_form(gateway: &Gateway, path: &str, form: &str, cookie: Option<&str>) -> Reply {
     let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
     if let Some(cookie) = cookie {
         headers.push(("cookie", cookie));
@@ -668,7 +682,7 @@ fn metric(metrics: &str, series: &str) -> Option<u64> {
 }
 
 /// The `csrf` value of the sign-in form.
-fn csrf_of(gateway: &Gateway) -> String {
+pub fn csrf_of(gateway: &Gateway) -> String {
     let login = gateway.get("localhost", "/login").body;
     let at = login.find("name=\"csrf\" value=\"").unwrap() + 19;
     login[at..at + 32].to_string()
@@ -1053,15 +1067,34 @@ impl Tagged {
 
     /// `web` runs `command`.
     fn running(test: &str, command: &str) -> Tagged {
+        Tagged::made(test, |repository| {
+            format!(
+                "services:\n  web:\n    image: {repository}:base\n    command: {command}\n    \
+                 ports: [8080]\n    ready: {{http: 8080/health}}\n"
+            )
+        })
+    }
+
+    /// A warm pool of one `db`, which `web` (on the tagged repository) requires.
+    pub fn pooled(test: &str) -> Tagged {
+        Tagged::made(test, |repository| {
+            format!(
+                "pool: {{size: 1, services: [db]}}\nservices:\n  db:\n    image: {IMAGE}\n    \
+                 command: [serve, --name, db, --port, \"1521\"]\n    ready: {{tcp: 1521}}\n  \
+                 web:\n    image: {repository}:base\n    command: [serve, --name, created, --port, \
+                 \"8080\", --requires, \"database:1521\"]\n    links: [\"db:database\"]\n    \
+                 ports: [8080]\n    ready: {{http: 8080/health}}\n"
+            )
+        })
+    }
+
+    /// The file is `name: NAME` and what `rest` makes of the tagged repository.
+    fn made(test: &str, rest: impl Fn(&str) -> String) -> Tagged {
         let probe = TestEnv::new(test, &web("probe", "0"));
         let repository = format!("{}/web", probe.name);
-        let services = format!(
-            "  web:\n    image: {repository}:base\n    command: {command}\n    ports: [8080]\n    \
-             ready: {{http: 8080/health}}\n"
-        );
         let name = probe.name.clone();
         drop(probe);
-        let text = format!("name: {name}\nservices:\n{services}");
+        let text = format!("name: {name}\n{}", rest(&repository));
         let env = TestEnv {
             name: name.clone(),
             dir: crate::support::EnvDir::new().with(&format!("{name}.yaml"), &text),
@@ -1102,6 +1135,11 @@ impl Drop for Tagged {
             .env
             .envctl()
             .args(["down", "--all", "--environment", &self.env.name])
+            .run();
+        let _ = self
+            .env
+            .envctl()
+            .args(["pool", "drain", &self.env.name])
             .run();
         let _ = Command::new("docker")
             .args(["rmi", &format!("{}:{}", self.repository, self.tag)])
@@ -1198,6 +1236,24 @@ fn a_creation_that_fails_shows_its_failure_with_the_last_lines_and_is_remembered
         answer.body
     );
     assert!(tagged.environments().is_empty(), "rolled back");
+    let marker = format!("envctl_{}-{}_create", tagged.env.name, &tagged.tag[..8]);
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={marker}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert_eq!(
+        left.trim(),
+        "",
+        "no creation marker left to hold up a retry"
+    );
     // Remembered: the next request is answered at once, with a retry offered.
     let again = gateway.get(&host, "/");
     assert_eq!(again.status, 502);
@@ -1450,4 +1506,135 @@ fn a_creation_from_the_form_waits_for_its_image_to_appear_in_the_registry() {
     }
     let environments = tagged.environments();
     assert_eq!(environments.len(), 1, "{environments:?}");
+}
+
+#[test]
+fn a_creation_on_request_adopts_a_ready_pool_member_once_across_gateways() {
+    let tagged = Tagged::pooled("gw-create-pool");
+    let env = &tagged.env;
+    env.envctl()
+        .args(["pool", "fill", &env.name])
+        .run()
+        .success()
+        .stderr_has("is ready");
+    let members = || {
+        let ls = env.envctl().args(["pool", "ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["environment"] == env.name.as_str())
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<String>>()
+    };
+    let filled = members();
+    assert_eq!(filled.len(), 1, "{filled:?}");
+    let member = &filled[0];
+    let (one, two) = (
+        Gateway::start(env, &["--create"]),
+        Gateway::start(env, &["--create"]),
+    );
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], env.name);
+    let answers = block_on(async {
+        let asking = [one.port, two.port, one.port, two.port, one.port, two.port]
+            .map(|port| async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body.contains("created ok"), "{}", answer.body);
+        assert!(answer.body.contains("database:1521 ok"), "{}", answer.body);
+    }
+    let created = tagged.environments();
+    assert_eq!(
+        created.len(),
+        1,
+        "one creation across gateways: {created:?}"
+    );
+    assert_eq!(
+        created[0]["id"],
+        member.as_str(),
+        "the member's id: {created:?}"
+    );
+    assert_eq!(created[0]["owner"], "gateway:127.0.0.1", "{created:?}");
+    assert!(members().is_empty(), "adopted, out of the pool");
+    let page = one.get("localhost", &format!("/env/{member}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-service=\"web\""), "{}", page.body);
+    assert!(page.body.contains("data-service=\"db\""), "{}", page.body);
+    // No creation marker is left to be mistaken for an environment, and the URL still works.
+    let again = one.get(&host, "/");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(tagged.environments().len(), 1);
+    let marker = format!("envctl_{}-{}_create", env.name, &tagged.tag[..8]);
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={marker}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "the creation marker is gone"
+    );
+}
+
+#[test]
+fn the_reaper_collects_the_creation_of_a_killed_gateway() {
+    let tagged = Tagged::running(
+        "gw-create-killed",
+        "[serve, --name, created, --port, \"8080\", --delay, \"60s\"]",
+    );
+    let env = &tagged.env;
+    let gateway = Gateway::start(env, &["--create"]);
+    let host = format!("{}.{}.localhost", &tagged.tag[..8], env.name);
+    let html = [("accept", "text/html")];
+    let page = request(gateway.port, "GET", &host, "/", &html, vec![]);
+    assert_eq!(page.status, 503, "creating: {}", page.body);
+    let marker = format!("envctl_{}-{}_create", env.name, &tagged.tag[..8]);
+    let exists = || {
+        let listed = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={marker}"),
+                "--format",
+                "{{.Names}}",
+            ])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&listed.stdout).trim().is_empty()
+    };
+    crate::support::wait_until(
+        "the creation marker is set",
+        Duration::from_secs(30),
+        exists,
+    );
+    gateway.kill();
+    env.reap(&[]).success();
+    assert!(
+        !exists(),
+        "the killed gateway's creation marker is collected"
+    );
+    assert!(
+        tagged.environments().is_empty(),
+        "its unfinished start removed"
+    );
+    // The next gateway creates it again.
+    let gateway = Gateway::start(env, &["--create"]);
+    let page = request(gateway.port, "GET", &host, "/", &html, vec![]);
+    assert_eq!(page.status, 503, "creating again: {}", page.body);
+    crate::support::wait_until("created again", Duration::from_secs(30), || {
+        tagged.environments().len() == 1
+    });
+    gateway.kill();
+    env.reap(&[]).success();
+    assert!(!exists());
 }

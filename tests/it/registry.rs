@@ -25,6 +25,8 @@ pub struct Registry {
     pub address: String,
     /// A `DOCKER_CONFIG` directory logged in to it.
     pub logged_in: PathBuf,
+    /// Its output, the access log included: one line per request.
+    pub log: PathBuf,
     /// The shell that runs the registry and ends it after this process: it outlives us.
     _watcher: std::process::Child,
 }
@@ -83,6 +85,7 @@ fn start_registry() -> Registry {
     Registry {
         address,
         logged_in,
+        log: dir.join("registry.log"),
         _watcher: watcher,
     }
 }
@@ -745,4 +748,194 @@ fn a_pull_reports_its_bytes_in_plain_lines() {
         bytes.is_match(&stderr),
         "no line with the pull's bytes:\n{stderr}"
     );
+}
+
+/// An environment of one service `web` on `repository` of the shared registry, named through
+/// the file's `registry:`, and an `envctl gateway --create` logged in to that registry.
+struct GatewayOnRegistry {
+    // Stopped before the environment's guard removes what it created.
+    gateway: crate::gateway::Gateway,
+    env: crate::harness::TestEnv,
+}
+
+impl GatewayOnRegistry {
+    fn new(test: &str, repository: &Repository) -> GatewayOnRegistry {
+        let registry = registry();
+        let (prefix, image) = repository.name.rsplit_once('/').unwrap();
+        let name = unique(test);
+        let text = format!(
+            "name: {name}\nregistry: {prefix}\nservices:\n  web:\n    image: {image}\n    tag: base\n    \
+             command: [serve, --name, pulled, --port, \"8080\"]\n    ports: [8080]\n    \
+             ready: {{http: 8080/health}}\n"
+        );
+        let env = crate::harness::TestEnv {
+            name: name.clone(),
+            dir: EnvDir::new().with(&format!("{name}.yaml"), &text),
+        };
+        let envctl = env.envctl().env("DOCKER_CONFIG", &registry.logged_in);
+        let gateway = crate::gateway::Gateway::spawned(envctl, "127.0.0.1:0", &["--create"]);
+        GatewayOnRegistry { gateway, env }
+    }
+
+    fn host(&self, reference: &str) -> String {
+        format!("{reference}.{}.localhost", self.env.name)
+    }
+
+    /// Every environment of the file, as `ls -o json` shows them.
+    fn environments(&self) -> Vec<serde_json::Value> {
+        let ls = self.env.envctl().args(["ls", "-o", "json"]).run();
+        let rows = ls.success().json();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["environment"] == self.env.name.as_str())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A changeset's tag no other test has: 12 hex digits from the clock, starting with `first`.
+fn changeset(first: char) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{first}{:011x}", nanos & 0x0fff_ffff_ffff)
+}
+
+/// The registry's answers to `GET` of `repository`'s tag list, by status.
+fn tag_lists(repository: &Repository) -> Vec<String> {
+    let path = repository.name.split_once('/').unwrap().1;
+    let wanted = format!("\"GET /v2/{path}/tags/list");
+    std::fs::read_to_string(&registry().log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&wanted))
+        .filter_map(|l| {
+            l.split('"')
+                .nth(2)?
+                .split_whitespace()
+                .next()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_for_a_ref_only_in_the_registry_creates_the_environment_pulled_from_it() {
+    let repo = Repository::new("gw-reg-create");
+    let tag = changeset('a');
+    repo.push(IMAGE, &[&tag]);
+    repo.forget_later(&repo.reference(&tag));
+    assert_eq!(
+        image_id(&repo.reference(&tag)),
+        None,
+        "only the registry has it"
+    );
+    let on = GatewayOnRegistry::new("gw-reg-create", &repo);
+    let (port, host) = (on.gateway.port, on.host(&tag[..8]));
+    let answers = block_on(async {
+        let asking =
+            (0..4).map(|_| crate::gateway::async_request(port, "GET", &host, "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "pulled ok\n"));
+    }
+    let created = on.environments();
+    assert_eq!(created.len(), 1, "one creation for them all: {created:?}");
+    assert!(
+        image_id(&repo.reference(&tag)).is_some(),
+        "pulled from the registry"
+    );
+    let refs = created[0]["refs"].to_string();
+    assert!(refs.contains(&format!("web@{tag}")), "{created:?}");
+}
+
+#[test]
+fn a_flood_of_requests_for_unknown_refs_lists_the_registrys_tags_once() {
+    let repo = Repository::new("gw-reg-flood");
+    let tag = changeset('a');
+    repo.push(IMAGE, &[&tag]);
+    let on = GatewayOnRegistry::new("gw-reg-flood", &repo);
+    assert!(tag_lists(&repo).is_empty(), "{:?}", tag_lists(&repo));
+    let port = on.gateway.port;
+    // Two changesets nobody pushed, asked for 40 times at once.
+    let hosts = [on.host("b0b0b0b0"), on.host("c0c0c0c0")];
+    let answers = block_on(async {
+        let asking = (0..40)
+            .map(|i| crate::gateway::async_request(port, "GET", &hosts[i % 2], "/", &[], vec![]));
+        futures_util::future::join_all(asking).await
+    });
+    for answer in &answers {
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert!(
+            answer.body.contains(&tag),
+            "the closest tag: {}",
+            answer.body
+        );
+    }
+    let asked = tag_lists(&repo);
+    let listed = asked.iter().filter(|status| *status == "200").count();
+    assert_eq!(
+        listed, 1,
+        "one look-up a minute for the repository: {asked:?}"
+    );
+    assert!(on.environments().is_empty());
+}
+
+#[test]
+fn a_creation_from_the_form_uses_an_image_pushed_to_the_registry_while_it_waits() {
+    let repo = Repository::new("gw-reg-await");
+    repo.push(IMAGE, &[&changeset('a')]);
+    let on = GatewayOnRegistry::new("gw-reg-await", &repo);
+    let later = changeset('e');
+    let reference = &later[..9];
+    let form = format!(
+        "csrf={}&environment={}&reference={reference}",
+        crate::gateway::csrf_of(&on.gateway),
+        on.env.name
+    );
+    let created = crate::gateway::post_form(&on.gateway, "/create", &form, None);
+    assert_eq!(created.status, 303, "waited for, not 404: {}", created.body);
+    let host = on.host(reference);
+    let browser = || {
+        crate::gateway::request(
+            on.gateway.port,
+            "GET",
+            &host,
+            "/",
+            &[("accept", "text/html")],
+            vec![],
+        )
+    };
+    let page = browser();
+    assert_eq!(page.status, 503, "{}", page.body);
+    let awaited = format!(
+        "waiting for <code>{}:{reference}</code> to appear in the registry",
+        repo.name
+    );
+    assert!(page.body.contains(&awaited), "{}", page.body);
+    // CI pushes it.
+    repo.push(IMAGE, &[&later]);
+    repo.forget_later(&repo.reference(&later));
+    // Tag lists, misses included, are looked up once a minute.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let answer = on.gateway.get(&host, "/");
+        if answer.status == 200 {
+            assert_eq!(answer.body, "pulled ok\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not created once the image was pushed: {} {}\n{}",
+            answer.status,
+            answer.body,
+            browser().body
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(image_id(&repo.reference(&later)).is_some(), "pulled");
+    assert_eq!(on.environments().len(), 1);
 }

@@ -206,7 +206,10 @@ pub fn group(
         };
         let role = codec::role(&container.labels);
         let partial = entry(&mut by_id, &metadata);
-        let lends = !matches!(role, Some(MarkerKind::Pinned | MarkerKind::Update));
+        let lends = !matches!(
+            role,
+            Some(MarkerKind::Pinned | MarkerKind::Update | MarkerKind::Create)
+        );
         if lends && partial.metadata.is_none() || role == Some(MarkerKind::Anchor) {
             partial.metadata = Some(metadata.clone());
         }
@@ -226,6 +229,7 @@ pub fn group(
                 partial.markers.adopted = true;
                 partial.adopter = Some(metadata.clone());
             }
+            Some(MarkerKind::Create) => partial.markers.creating = Some(metadata.clone()),
             // They carry no id: never reached.
             Some(MarkerKind::Capacity | MarkerKind::Queue) => {}
             None if codec::ServiceMetadata::decode(&container.labels).is_some_and(|s| {
@@ -649,14 +653,14 @@ impl Backend for DockerBackend {
                 };
             }
             Marker::Member => (naming::member_name(id), MarkerKind::Member),
-            Marker::Adopt => {
-                // Exclusive like an update's: the name makes one adopter win on any host.
+            // Exclusive like an update's: the name makes one adopter, one creator win on any
+            // host.
+            Marker::Adopt | Marker::Create => {
+                let kind = marker.kind();
+                let name = naming::marker_name(id, kind).unwrap_or_default();
                 return match self
                     .engine
-                    .create_marker(
-                        &naming::adopt_name(id),
-                        &metadata.encode_marker(MarkerKind::Adopt),
-                    )
+                    .create_marker(&name, &metadata.encode_marker(kind))
                     .await
                 {
                     Ok(_) => Ok(()),

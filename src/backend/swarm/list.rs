@@ -69,6 +69,10 @@ pub fn group(
                 partial.markers.update = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
+            Some(MarkerKind::Create) => {
+                partial.markers.creating = Some(metadata.clone());
+                partial.fallback.get_or_insert(metadata);
+            }
             // Pools are refused on a swarm: no such marker is ever made there; nor a capacity.
             Some(
                 MarkerKind::Member | MarkerKind::Adopt | MarkerKind::Capacity | MarkerKind::Queue,

@@ -946,6 +946,16 @@ impl Backend for Swarm {
                     )
                     .await;
             }
+            // Exclusive: the swarm refuses a second config of the name.
+            Marker::Create => {
+                return self
+                    .create_config(
+                        &naming::create_name(id),
+                        id,
+                        metadata.encode_marker(MarkerKind::Create),
+                    )
+                    .await;
+            }
             // `envctl pool fill` refuses a swarm before creating anything.
             Marker::Member | Marker::Adopt => {
                 return Err(BackendError::Unsupported {
