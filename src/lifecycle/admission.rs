@@ -610,6 +610,10 @@ pub async fn admit(
         }
         .into());
     }
+    // Nobody waits: the first look most likely admits it, so its entry says admitted from its
+    // creation on, and that look is the one after the mark (see `wait`). Otherwise it is
+    // marked when it is admitted.
+    let nobody_waits = ordered(&admission.queue, Utc::now()).is_empty();
     let waiter = Waiter {
         nonce: super::up::run_nonce(),
         priority: options.priority,
@@ -617,7 +621,7 @@ pub async fn admit(
         environment: Some(request.environment.clone()),
         started_by: Some(crate::provenance::started_by()),
         memory,
-        admitted: false,
+        admitted: nobody_waits,
     };
     let native = backend.enqueue(&waiter, expiry(Utc::now())).await?;
     let ticket = Ticket {
@@ -1330,12 +1334,13 @@ mod tests {
         }
 
         #[tokio::test(start_paused = true)]
-        async fn a_high_priority_start_arriving_while_the_head_decides_is_not_admitted_beside_it() {
+        async fn a_head_whose_second_look_finds_a_start_ahead_gives_way() {
             let fake = with_capacity(capacity(Some(1), None)).await;
-            // The high-priority start joins the queue after the head decided, before its mark:
-            // it may have looked without seeing the head admitted, and admitted itself.
+            // The high-priority start joins the queue after the head decided, before its mark (here
+            // its entry, created marked as nobody waited): it may have looked without seeing
+            // the head admitted, and admitted itself.
             let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            fake.on("renew_entry", {
+            fake.on("enqueue", {
                 let (fake, arrived) = (fake.clone(), arrived.clone());
                 move || {
                     if !arrived.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -1370,6 +1375,34 @@ mod tests {
                 .unwrap()
                 .unwrap();
             ticket.leave(&fake).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_high_priority_start_arriving_while_the_head_goes_to_its_claim_waits() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            let (signals, _kept) = Signals::manual();
+            // Admitted; it resolves its images before it claims, holding its entry.
+            let head = admit(
+                &fake,
+                &request(vec![None]),
+                &AdmitOptions::default(),
+                &signals,
+            )
+            .await
+            .expect("room for one");
+            let late = AdmitOptions {
+                priority: Priority::High,
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            };
+            let error = admit(&fake, &request(vec![None]), &late, &signals)
+                .await
+                .expect_err("not admitted beside the head");
+            assert!(
+                error.to_string().contains("1 of 1 environments run"),
+                "{error}"
+            );
+            head.leave(&fake).await;
         }
 
         #[tokio::test(start_paused = true)]
