@@ -299,9 +299,22 @@ pub const CAPACITY_NAME: &str = "envctl-capacity";
 pub const QUEUE_ROLE: &str = "queue";
 
 /// The name of a waiter's queue entry: created, never started, renamed to renew its expiry
-/// (Unix seconds) as a lease is. No `_`: no environment's name.
-pub fn queue_name(waiter: &str, expires: DateTime<Utc>) -> String {
-    format!("envctl-queue-{waiter}-{}", expires.timestamp())
+/// (Unix seconds) as a lease is, and to say that its waiter was admitted (`-admitted-` before
+/// the expiry; labels cannot change). No `_`: no environment's name.
+pub fn queue_name(waiter: &str, expires: DateTime<Utc>, admitted: bool) -> String {
+    let mark = match admitted {
+        true => "-admitted",
+        false => "",
+    };
+    format!("envctl-queue-{waiter}{mark}-{}", expires.timestamp())
+}
+
+/// Whether a queue entry's name says its waiter was admitted (see [`queue_name`]).
+pub fn queue_admitted(name: &str) -> bool {
+    name.trim_start_matches('/')
+        .strip_prefix("envctl-queue-")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(head, _)| head.ends_with("-admitted"))
 }
 
 /// The expiry a queue entry's name carries (see [`queue_name`]).
@@ -412,6 +425,23 @@ mod tests {
         );
         assert_eq!(nth_id("20141023-101010", 1), "20141023-101010");
         assert_eq!(nth_id("20141023-101010", 3), "20141023-101010-3");
+    }
+
+    #[test]
+    fn a_queue_entrys_name_carries_its_expiry_and_whether_it_was_admitted() {
+        let until = Utc.with_ymd_and_hms(2026, 12, 5, 20, 0, 0).unwrap();
+        let waiting = queue_name("1e987fb09d68d36e", until, false);
+        let admitted = queue_name("1e987fb09d68d36e", until, true);
+        assert_eq!(waiting, "envctl-queue-1e987fb09d68d36e-1796500800");
+        assert_eq!(
+            admitted,
+            "envctl-queue-1e987fb09d68d36e-admitted-1796500800"
+        );
+        for name in [&waiting, &admitted] {
+            assert_eq!(queue_expiry(&format!("/{name}")), Some(until));
+        }
+        assert!(!queue_admitted(&waiting));
+        assert!(queue_admitted(&format!("/{admitted}")));
     }
 
     #[test]

@@ -54,6 +54,19 @@ pub struct Record {
     /// gateway do not wake it then. Cleared once it runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_for_errors: Option<DateTime<Utc>>,
+    /// Why envctl itself last stopped the environment, for `envctl status` to say while it
+    /// stays stopped: a start making room for another (`--preempt-idle`) writes it; a reaper
+    /// pass that sees the environment run again clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+}
+
+/// A stop envctl made on its own, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    pub at: DateTime<Utc>,
+    /// For people: `to make room for `accounting`: idle for 2h31m, ...`.
+    pub reason: String,
 }
 
 /// What a request through `envctl gateway` is called in activity and reaper reasons.
@@ -158,6 +171,14 @@ impl State {
         self.record_mut(endpoint, id).note(at, what);
     }
 
+    /// Records that envctl stopped `id` at `at`, and why.
+    pub fn note_stop(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, reason: &str) {
+        self.record_mut(endpoint, id).stopped = Some(Stop {
+            at,
+            reason: reason.to_string(),
+        });
+    }
+
     /// Keeps what a reaper pass that began at `began` learned of `endpoint`'s environments,
     /// without losing what others wrote meanwhile: records of environments that no longer
     /// exist go, the pass's records replace the stored ones, but the gateway's error flag and
@@ -181,8 +202,13 @@ impl State {
             }
             // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
             let flag = record.error_flag.take();
+            // A stop recorded meanwhile is newer than what the pass saw.
+            let stop = record.stopped.take().filter(|s| s.at > began);
             *record = learned.clone();
             record.error_flag = flag;
+            if stop.is_some() {
+                record.stopped = stop;
+            }
             if since.is_some() {
                 record.activity = since;
             }
@@ -377,6 +403,18 @@ pub async fn touch(endpoint: &str, id: &str, what: &str) -> Option<String> {
     }
 }
 
+/// Records that envctl stopped `id` and why, for `envctl status`; a warning when it cannot.
+pub async fn record_stop(store: &Store, endpoint: &str, id: &str, reason: &str) -> Option<String> {
+    let (endpoint, id, reason) = (endpoint.to_string(), id.to_string(), reason.to_string());
+    let updated = store
+        .update_async(move |state| state.note_stop(&endpoint, &id, Utc::now(), &reason))
+        .await;
+    match updated {
+        Ok(((), warning)) => warning,
+        Err(error) => Some(format!("cannot record why it was stopped: {error}")),
+    }
+}
+
 /// Records activity, failing when it cannot (`envctl touch` exists for this alone). A problem
 /// the store recovered from (a corrupted file reset) comes back as a warning.
 pub async fn record_activity(
@@ -484,6 +522,23 @@ mod tests {
         let record = state.record("e", "x").unwrap();
         assert_eq!(record.activity.as_ref().unwrap().what, "envctl touch");
         assert_eq!(record.crashed_since, Some(at(5)), "the rest is the pass's");
+    }
+
+    #[test]
+    fn a_stop_recorded_after_the_pass_began_survives_its_write() {
+        let mut state = State::default();
+        state.note_stop("e", "x", at(11), "to make room for `shop`: idle for 2h00m");
+        merge(&mut state, &["x"]);
+        let stop = state.record("e", "x").unwrap().stopped.clone().unwrap();
+        assert_eq!(stop.at, at(11));
+        let mut older = State::default();
+        older.note_stop("e", "x", at(9), "to make room for `shop`: idle for 2h00m");
+        merge(&mut older, &["x"]);
+        assert_eq!(
+            older.record("e", "x").unwrap().stopped,
+            None,
+            "one the pass saw is the pass's to keep or clear"
+        );
     }
 
     #[test]

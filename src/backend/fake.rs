@@ -1050,19 +1050,7 @@ impl Backend for Fake {
 
     async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
         self.enter("enqueue", &waiter.nonce).await?;
-        let mut world = self.world();
-        world.next += 1;
-        // The engine's clock, strictly increasing as an engine's nanoseconds are in practice.
-        let created = Utc::now() + chrono::Duration::nanoseconds(world.next as i64);
-        let native = format!("queue-{}", world.next);
-        let queued = Queued {
-            native: native.clone(),
-            waiter: waiter.clone(),
-            created,
-            expires: Some(until),
-        };
-        world.queue.insert(native.clone(), queued);
-        Ok(native)
+        Ok(self.enqueue_by_hand(waiter, until))
     }
 
     async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
@@ -1070,6 +1058,7 @@ impl Backend for Fake {
         match self.world().queue.get_mut(native) {
             Some(queued) => {
                 queued.expires = Some(until);
+                queued.waiter.admitted = waiter.admitted;
                 Ok(())
             }
             None => Err(BackendError::NotFound {
@@ -1125,6 +1114,26 @@ impl Backend for Fake {
         self.enter("release_fill", native).await?;
         self.world().fills.remove(native);
         Ok(())
+    }
+}
+
+impl Fake {
+    /// Adds `waiter` to the admission queue at once, as another client's `enqueue` does (a
+    /// hook may call it): the handle of its entry.
+    pub fn enqueue_by_hand(&self, waiter: &Waiter, until: DateTime<Utc>) -> String {
+        let mut world = self.world();
+        world.next += 1;
+        // The engine's clock, strictly increasing as an engine's nanoseconds are in practice.
+        let created = Utc::now() + chrono::Duration::nanoseconds(world.next as i64);
+        let native = format!("queue-{}", world.next);
+        let queued = Queued {
+            native: native.clone(),
+            waiter: waiter.clone(),
+            created,
+            expires: Some(until),
+        };
+        world.queue.insert(native.clone(), queued);
+        native
     }
 }
 

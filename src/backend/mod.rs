@@ -484,6 +484,21 @@ pub struct Filling {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// One node of a swarm, with its memory, as `envctl capacity` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMemory {
+    /// The node's hostname.
+    pub name: String,
+    pub manager: bool,
+    /// Ready and active: the swarm places tasks on it.
+    pub available: bool,
+    /// Bytes of memory the node has.
+    pub memory: u64,
+    /// Bytes reserved on it by the tasks that run or are to run there (every service's, not
+    /// only envctl's): what the swarm's scheduler counts.
+    pub reserved: u64,
+}
+
 /// The engine's capacity and its admission queue (see `lifecycle::admission`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -852,6 +867,23 @@ pub trait Backend: Send + Sync {
     /// The engine's capacity and, when one is set, its admission queue: every client's, on
     /// every host. One cheap lookup when none is set.
     async fn admission(&self) -> Result<Admission>;
+    /// The admission queue and every environment (pool members too), as a waiter decides on
+    /// them: a start admitted meanwhile must be seen either in the queue or counted, never as
+    /// neither. This reads the queue first, then what runs (the start claims before it leaves
+    /// the queue); a backend that can read both in one snapshot reads them at once.
+    /// Environments are listed only when a capacity is set.
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        let admission = self.admission().await?;
+        let environments = match admission.capacity {
+            Some(_) => self.list(&Selector::All).await?,
+            None => Vec::new(),
+        };
+        Ok((admission, environments))
+    }
+    /// The nodes of a swarm with their memory; empty on a single engine.
+    async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
+        Ok(Vec::new())
+    }
     /// Sets the engine's capacity, replacing the one set; `None` removes it.
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()>;
     /// Adds `waiter` to the admission queue, holding its place until `until`: the handle of

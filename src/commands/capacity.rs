@@ -19,6 +19,20 @@ struct View {
     environments: Vec<Environment>,
     /// In the order they are admitted.
     queue: Vec<Waiter>,
+    /// A swarm's nodes, with their memory; absent on a single engine.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    nodes: Vec<Node>,
+}
+
+#[derive(Serialize)]
+struct Node {
+    name: String,
+    manager: bool,
+    /// Ready and active: the swarm places tasks on it.
+    available: bool,
+    memory: u64,
+    /// What the tasks that run or are to run on it reserved (every service's).
+    reserved_memory: u64,
 }
 
 #[derive(Serialize)]
@@ -81,8 +95,18 @@ async fn capacity(backend: &dyn Backend, args: CapacityArgs) -> Result<ExitStatu
         output::message(&format!("capacity set: {}", limits_text(&wanted)));
         return Ok(ExitStatus::Success);
     }
-    let report = admission::report(backend).await?;
+    let (report, nodes) = tokio::try_join!(admission::report(backend), backend.nodes_memory())?;
     let mut view = view(&report);
+    view.nodes = nodes
+        .into_iter()
+        .map(|n| Node {
+            name: n.name,
+            manager: n.manager,
+            available: n.available,
+            memory: n.memory,
+            reserved_memory: n.reserved,
+        })
+        .collect();
     let reading = report
         .environments
         .iter()
@@ -176,6 +200,7 @@ fn view(report: &admission::Report) -> View {
             })
             .collect(),
         environments,
+        nodes: Vec::new(),
     }
 }
 
@@ -248,5 +273,43 @@ fn text(view: &View, capacity: Option<&Capacity>) -> String {
             out.push_str(&output::table(&header, &rows));
         }
     }
+    if !view.nodes.is_empty() {
+        out.push_str(&nodes_text(&view.nodes));
+    }
+    out
+}
+
+/// A swarm's nodes: memory is split across them, and a task needs one node with room.
+fn nodes_text(nodes: &[Node]) -> String {
+    let memory: u64 = nodes.iter().filter(|n| n.available).map(|n| n.memory).sum();
+    let reserved: u64 = nodes.iter().map(|n| n.reserved_memory).sum();
+    let mut out = format!(
+        "\nnodes: {} available of {}, {} of memory, {} reserved by tasks\n",
+        nodes.iter().filter(|n| n.available).count(),
+        nodes.len(),
+        size(memory),
+        size(reserved)
+    );
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                match n.manager {
+                    true => "manager".into(),
+                    false => "worker".into(),
+                },
+                match n.available {
+                    true => "yes".into(),
+                    false => "no".into(),
+                },
+                size(n.memory),
+                size(n.reserved_memory),
+                size(n.memory.saturating_sub(n.reserved_memory)),
+            ]
+        })
+        .collect();
+    let header = ["NODE", "ROLE", "AVAILABLE", "MEMORY", "RESERVED", "FREE"];
+    out.push_str(&output::table(&header, &rows));
     out
 }

@@ -23,6 +23,10 @@ struct Status {
     /// Bytes its running services use now, shown next to what it reserved.
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_used: Option<u64>,
+    /// While it is stopped: why envctl stopped it on its own, as recorded in this host's
+    /// reaper state (a start that made room for another).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped: Option<crate::state::Stop>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +96,7 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
             id = instance.id
         ));
     }
+    let stopped = why_stopped(backend, &instance).await;
     let reserved = instance.metadata.memory;
     let used = match reserved {
         Some(_) => admission::used(backend, &instance).await,
@@ -105,6 +110,7 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
             adopted_warm_seconds: lifecycle::pool::warm_for(&instance).map(|d| d.as_secs()),
             reserved_memory: reserved,
             memory_used: used,
+            stopped,
         }),
         Format::Text => {
             let rows: Vec<Vec<String>> = services
@@ -142,6 +148,13 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
                     output::short_duration(warm)
                 ));
             }
+            if let Some(stop) = &stopped {
+                output::message(&format!(
+                    "stopped by envctl at {} {}",
+                    stop.at.format("%Y-%m-%d %H:%M UTC"),
+                    stop.reason
+                ));
+            }
             if let Some(reserved) = reserved {
                 let used = used.map_or_else(|| "?".into(), admission::size);
                 output::data(&format!(
@@ -152,4 +165,19 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Why envctl stopped `instance` on its own, while it is stopped: the reaper's state file of
+/// this host keeps it.
+async fn why_stopped(
+    backend: &dyn Backend,
+    instance: &lifecycle::inventory::Instance,
+) -> Option<crate::state::Stop> {
+    if instance.state(chrono::Utc::now()) != lifecycle::inventory::State::Stopped {
+        return None;
+    }
+    let (state, _) = crate::state::Store::from_env().read_async().await;
+    state
+        .record(backend.endpoint(), &instance.id)
+        .and_then(|r| r.stopped.clone())
 }

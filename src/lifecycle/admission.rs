@@ -65,6 +65,9 @@ pub struct AdmitOptions {
     /// (see [`pool::without_adoptable`]): that member counts already, so the start is
     /// charged only what it adds. `None` for a cold start.
     pub adopts: Option<pool::Shape>,
+    /// The reaper's state file, where making room reads idle clocks and records what it
+    /// stopped; `None`: this host's ([`crate::state::Store::from_env`]).
+    pub state: Option<crate::state::Store>,
 }
 
 impl std::fmt::Debug for AdmitOptions {
@@ -184,6 +187,27 @@ pub fn ordered(queue: &[Queued], now: DateTime<Utc>) -> Vec<Queued> {
     live
 }
 
+/// `counted` and `queue` as `me` decides on them: the live entries of other waiters that were
+/// admitted (and are about to claim) count as environments, and wait no more.
+pub fn settle(
+    counted: &[Counted],
+    queue: &[Queued],
+    me: &str,
+    now: DateTime<Utc>,
+) -> (Vec<Counted>, Vec<Queued>) {
+    let (admitted, waiting): (Vec<Queued>, Vec<Queued>) = ordered(queue, now)
+        .into_iter()
+        .partition(|q| q.waiter.admitted && q.native != me);
+    let mut counted = counted.to_vec();
+    counted.extend(admitted.into_iter().map(|q| Counted {
+        id: q.native,
+        owner: q.waiter.owner,
+        state: State::Starting,
+        memory: q.waiter.memory,
+    }));
+    (counted, waiting)
+}
+
 /// What the head of the queue decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -225,7 +249,8 @@ pub fn decide(
     me: &str,
     now: DateTime<Utc>,
 ) -> Decision {
-    let ordered = ordered(queue, now);
+    let (counted, ordered) = settle(counted, queue, me, now);
+    let counted = counted.as_slice();
     let place = ordered
         .iter()
         .position(|q| q.native == me)
@@ -589,6 +614,10 @@ pub async fn admit(
         }
         .into());
     }
+    // Nobody waits: the first look most likely admits it, so its entry says admitted from its
+    // creation on, and that look is the one after the mark (see `wait`). Otherwise it is
+    // marked when it is admitted.
+    let nobody_waits = ordered(&admission.queue, Utc::now()).is_empty();
     let waiter = Waiter {
         nonce: super::up::run_nonce(),
         priority: options.priority,
@@ -596,6 +625,7 @@ pub async fn admit(
         environment: Some(request.environment.clone()),
         started_by: Some(crate::provenance::started_by()),
         memory,
+        admitted: nobody_waits,
     };
     let native = backend.enqueue(&waiter, expiry(Utc::now())).await?;
     let ticket = Ticket {
@@ -657,34 +687,50 @@ async fn wait(
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;
     loop {
-        let (native, waiter) = ticket.entry().expect("an entry while waiting");
-        let admission = backend.admission().await?;
+        let (native, mut waiter) = ticket.entry().expect("an entry while waiting");
+        // Pool members too: they count until they give way.
+        let (admission, instances) = backend.admission_view().await?;
         let Some(capacity) = admission.capacity else {
             return Ok(false);
         };
         let now = Utc::now();
         if !admission.queue.iter().any(|q| q.native == native) {
             // Removed as expired by another waiter (this one stalled): back in line.
+            waiter.admitted = false;
             let native = backend.enqueue(&waiter, expiry(now)).await?;
             *ticket.entry.lock().expect("ticket") = Some((native, waiter));
             continue;
         }
         sweep(backend, &admission.queue, now).await;
-        // Pool members too: they count until they give way, less the one this start adopts.
-        let instances = backend.list(&Selector::All).await?;
+        // Less the member this start adopts: it counts already.
         let environment = waiter.environment.as_deref().unwrap_or_default();
         let instances =
             pool::without_adoptable(instances, environment, options.adopts.as_ref(), now);
         let counted = usage(&instances, &capacity, now);
-        let queue = ordered(&admission.queue, now);
-        match decide(&capacity, &counted, &queue, &native, now) {
-            Decision::Admit => return Ok(true),
+        let (counted, queue) = settle(&counted, &admission.queue, &native, now);
+        let decision = decide(&capacity, &counted, &queue, &native, now);
+        if waiter.admitted && decision != Decision::Admit {
+            // Someone went ahead meanwhile: back to waiting.
+            mark(backend, ticket, &native, waiter.clone(), false).await?;
+        }
+        match decision {
+            // Admitted on a look after its entry said so: every start that did not see the
+            // mark arrived before it, and this look saw them.
+            Decision::Admit if waiter.admitted => return Ok(true),
+            // Admitted on what it saw, but a start that arrived since may have decided without
+            // seeing this one: say so on the engine, then look again.
+            Decision::Admit => {
+                mark(backend, ticket, &native, waiter, true).await?;
+                continue;
+            }
             Decision::Wait { .. }
                 if !std::mem::take(&mut made_room)
                     && waiter.priority != Priority::Low
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
-                    && make_room_now(backend, &capacity, &counted, &instances, &waiter, now)
-                        .await =>
+                    && make_room_now(
+                        backend, &capacity, &counted, &instances, &waiter, options,
+                    )
+                    .await =>
             {
                 // Room was made: look again at once.
                 made_room = true;
@@ -716,6 +762,23 @@ async fn wait(
     }
 }
 
+/// Says on the engine whether the ticket's entry was admitted: renews it with the mark set or
+/// cleared.
+async fn mark(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    native: &str,
+    mut waiter: Waiter,
+    admitted: bool,
+) -> Result<(), StartError> {
+    waiter.admitted = admitted;
+    backend
+        .renew_entry(native, &waiter, expiry(Utc::now()))
+        .await?;
+    *ticket.entry.lock().expect("ticket") = Some((native.to_string(), waiter));
+    Ok(())
+}
+
 /// Makes room for `waiter`, the head of the queue, if it can (see [`make_room`]): whether it
 /// retired or stopped anything.
 async fn make_room_now(
@@ -724,12 +787,17 @@ async fn make_room_now(
     counted: &[Counted],
     instances: &[Instance],
     waiter: &Waiter,
-    now: DateTime<Utc>,
+    options: &AdmitOptions,
 ) -> bool {
+    let now = Utc::now();
     let endpoint = backend.info().endpoint.clone();
+    let store = options
+        .state
+        .clone()
+        .unwrap_or_else(crate::state::Store::from_env);
     // The reaper's record of activity, read only where idle environments may be stopped.
     let state = match capacity.preempt_idle {
-        Some(_) => crate::state::Store::from_env().read_async().await.0,
+        Some(_) => store.read_async().await.0,
         None => crate::state::State::default(),
     };
     let found = candidates(instances, capacity, &state, &endpoint, now);
@@ -758,12 +826,20 @@ async fn make_room_now(
                 ),
             },
             Evictable::Idle { at, .. } => {
-                if !still_idle(backend, &candidate.id, at).await {
+                if !still_idle(backend, &store, &candidate.id, at).await {
                     continue;
                 }
                 match super::stop(backend, instance).await {
                     Ok(()) => {
                         made = true;
+                        // Kept where the reaper keeps its record, for `envctl status`.
+                        let recorded = format!("to make room for `{environment}`: {why}");
+                        if let Some(warning) =
+                            crate::state::record_stop(&store, &endpoint, &candidate.id, &recorded)
+                                .await
+                        {
+                            tracing::warn!("{warning}");
+                        }
                         tracing::warn!(
                             "stopped `{}` ({}) to make room for `{environment}`: {why}",
                             candidate.id,
@@ -782,14 +858,19 @@ async fn make_room_now(
 
 /// Whether `id` is still to be stopped for idleness: not pinned, leased, updating or used
 /// since `last`, by what the engine and the reaper's record say now.
-async fn still_idle(backend: &dyn Backend, id: &str, last: DateTime<Utc>) -> bool {
+async fn still_idle(
+    backend: &dyn Backend,
+    store: &crate::state::Store,
+    id: &str,
+    last: DateTime<Utc>,
+) -> bool {
     let Ok(Some(instance)) = inventory::find(backend, id).await else {
         return false;
     };
     if !preemptible(&instance, Utc::now()) {
         return false;
     }
-    let (state, _) = crate::state::Store::from_env().read_async().await;
+    let (state, _) = store.read_async().await;
     let record = state.record(&backend.info().endpoint, id);
     record
         .and_then(|r| r.activity.as_ref())
@@ -891,6 +972,7 @@ mod tests {
                 environment: None,
                 started_by: None,
                 memory,
+                admitted: false,
             },
             created: DateTime::from_timestamp_millis(1_800_000_000_000 + created_ms).unwrap(),
             expires: None,
@@ -975,6 +1057,26 @@ mod tests {
             Decision::Wait { place: 2 }
         );
         assert_eq!(decide(&cap, &[], &queue, "large", now()), Decision::Admit);
+    }
+
+    #[test]
+    fn an_entry_admitted_elsewhere_counts_and_waits_no_more() {
+        let mut head = entry("head", Priority::Normal, 10, 0, "ci");
+        head.waiter.admitted = true;
+        let queue = [head, entry("late", Priority::High, 20, 0, "me")];
+        // The head was admitted before the high-priority start arrived: it takes the room.
+        let one = capacity(Some(1), None);
+        assert_eq!(
+            decide(&one, &[], &queue, "late", now()),
+            Decision::Wait { place: 1 }
+        );
+        // The head, looking again after its mark, sees who arrived ahead and gives way.
+        assert_eq!(
+            decide(&one, &[], &queue, "head", now()),
+            Decision::Wait { place: 2 }
+        );
+        let two = capacity(Some(2), None);
+        assert_eq!(decide(&two, &[], &queue, "late", now()), Decision::Admit);
     }
 
     #[test]
@@ -1247,6 +1349,113 @@ mod tests {
             assert!(fake.admission().await.unwrap().queue.is_empty());
         }
 
+        fn waiter(nonce: &str, priority: Priority) -> Waiter {
+            Waiter {
+                nonce: nonce.into(),
+                priority,
+                owner: Some(nonce.into()),
+                environment: Some("shop".into()),
+                started_by: None,
+                memory: 0,
+                admitted: false,
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_head_whose_second_look_finds_a_start_ahead_gives_way() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            // The high-priority start joins the queue after the head decided, before its mark (here
+            // its entry, created marked as nobody waited): it may have looked without seeing
+            // the head admitted, and admitted itself.
+            let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            fake.on("enqueue", {
+                let (fake, arrived) = (fake.clone(), arrived.clone());
+                move || {
+                    if !arrived.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let until = Utc::now() + chrono::Duration::seconds(10);
+                        fake.enqueue_by_hand(&waiter("late", Priority::High), until);
+                    }
+                }
+            });
+            let (signals, _kept) = Signals::manual();
+            let head = tokio::spawn({
+                let fake = fake.clone();
+                async move {
+                    admit(
+                        &fake,
+                        &request(vec![None]),
+                        &AdmitOptions::default(),
+                        &signals,
+                    )
+                    .await
+                }
+            });
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(arrived.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(!head.is_finished(), "admitted beside the one ahead of it");
+            // Once the other start claimed and left, the head goes.
+            let queue = fake.admission().await.unwrap().queue;
+            let late = queue.iter().find(|q| q.waiter.nonce == "late").unwrap();
+            fake.dequeue(&late.native).await.unwrap();
+            let ticket = tokio::time::timeout(POLL * 3, head)
+                .await
+                .expect("admitted once the other one left")
+                .unwrap()
+                .unwrap();
+            ticket.leave(&fake).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_high_priority_start_arriving_while_the_head_goes_to_its_claim_waits() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            let (signals, _kept) = Signals::manual();
+            // Admitted; it resolves its images before it claims, holding its entry.
+            let head = admit(
+                &fake,
+                &request(vec![None]),
+                &AdmitOptions::default(),
+                &signals,
+            )
+            .await
+            .expect("room for one");
+            let late = AdmitOptions {
+                priority: Priority::High,
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            };
+            let error = admit(&fake, &request(vec![None]), &late, &signals)
+                .await
+                .expect_err("not admitted beside the head");
+            assert!(
+                error.to_string().contains("1 of 1 environments run"),
+                "{error}"
+            );
+            head.leave(&fake).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_entry_whose_waiter_was_admitted_counts_against_the_capacity() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            let admitted = Waiter {
+                admitted: true,
+                ..waiter("head", Priority::Normal)
+            };
+            fake.enqueue_by_hand(&admitted, Utc::now() + chrono::Duration::hours(1));
+            let (signals, _kept) = Signals::manual();
+            let options = AdmitOptions {
+                priority: Priority::High,
+                queue_timeout: Some(Duration::from_secs(3)),
+                ..AdmitOptions::default()
+            };
+            let error = admit(&fake, &request(vec![None]), &options, &signals)
+                .await
+                .expect_err("the admitted entry takes the room");
+            assert!(
+                error.to_string().contains("1 of 1 environments run"),
+                "{error}"
+            );
+        }
+
         #[tokio::test(start_paused = true)]
         async fn a_queue_timeout_gives_up_and_leaves_the_queue() {
             let fake = with_capacity(capacity(Some(1), None)).await;
@@ -1473,6 +1682,42 @@ services:
             assert!(states.contains(&(idler, State::Stopped)), "{states:?}");
             assert!(states.contains(&(idle, State::Ready)), "{states:?}");
             assert!(states.contains(&(fresh, State::Ready)), "{states:?}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_environment_stopped_to_make_room_keeps_why_for_status() {
+            let (fake, shop) = shop_fake();
+            let idler = start(&fake, &shop).await;
+            age(&fake, &idler, 300);
+            fake.set_capacity(Some(&preempting(1, 60))).await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = crate::state::Store::new(dir.path());
+            let options = AdmitOptions {
+                state: Some(store.clone()),
+                ..last(Priority::Normal)
+            };
+            let (signals, _kept) = Signals::manual();
+            let ticket = admit(&fake, &request(vec![None]), &options, &signals)
+                .await
+                .expect("admitted once the idler stopped");
+            ticket.leave(&fake).await;
+            let (state, _) = store.read_async().await;
+            let stop = state
+                .record(&fake.info().endpoint, &idler)
+                .and_then(|r| r.stopped.clone())
+                .expect("the stop is recorded");
+            assert!(
+                stop.reason
+                    .starts_with("to make room for `shop`: idle for 5h00m"),
+                "{}",
+                stop.reason
+            );
+            assert!(
+                stop.reason
+                    .ends_with("longer than the capacity's --preempt-idle 1h00m"),
+                "{}",
+                stop.reason
+            );
         }
 
         #[tokio::test(start_paused = true)]

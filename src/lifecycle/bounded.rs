@@ -363,6 +363,16 @@ impl Backend for Bounded<'_> {
         let operation = || "read the engine's capacity".to_string();
         self.call(operation, NONE, self.backend.admission()).await
     }
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        let operation = || "read the admission queue and what runs".to_string();
+        self.call(operation, NONE, self.backend.admission_view())
+            .await
+    }
+    async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
+        let operation = || "list the swarm's nodes".to_string();
+        self.call(operation, NONE, self.backend.nodes_memory())
+            .await
+    }
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
         let operation = || "set the engine's capacity".to_string();
         self.call(operation, NONE, self.backend.set_capacity(capacity))

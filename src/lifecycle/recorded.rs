@@ -213,6 +213,12 @@ impl Backend for Recorded<'_> {
     async fn admission(&self) -> Result<Admission> {
         self.backend.admission().await
     }
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        self.backend.admission_view().await
+    }
+    async fn nodes_memory(&self) -> Result<Vec<NodeMemory>> {
+        self.backend.nodes_memory().await
+    }
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
         self.backend.set_capacity(capacity).await
     }

@@ -592,8 +592,26 @@ async fn claim(
             )
         }
     };
-    // It counts from its claim on: the next in line may look.
-    run.ticket.leave(backend).await;
+    // It counts from its claim on: the next in line may look. Its entry goes while the rest
+    // is created, off the start's path.
+    let (_, created) = tokio::join!(
+        run.ticket.leave(backend),
+        create_claimed(backend, environment, options, images, run, claim, isolation)
+    );
+    created
+}
+
+/// Creates what a claimed environment still lacks: its lease when asked for, its isolation
+/// unless adopted with one, and the services that are not pooled.
+async fn create_claimed(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run<'_>,
+    claim: Claim,
+    isolation: Option<crate::backend::IsolationRef>,
+) -> Result<Claim, StartError> {
     if options.lease {
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
         let until = claim

@@ -560,6 +560,9 @@ pub struct Waiter {
     pub started_by: Option<String>,
     /// Bytes it asks for.
     pub memory: u64,
+    /// Its waiter was admitted and is about to claim: it counts as an environment (no label:
+    /// the entry's name carries it, see `naming::queue_name`).
+    pub admitted: bool,
 }
 
 impl Waiter {
@@ -597,6 +600,7 @@ impl Waiter {
                 .get(label::MEMORY)
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0),
+            admitted: false,
         })
     }
 }

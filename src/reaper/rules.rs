@@ -302,8 +302,10 @@ fn judge(
                 record.stopped_for_errors = Some(now);
                 return Ok((ActionKind::Stop, Reason::ErrorRate(flag.clone())));
             }
-            // Running again: requests may wake it once more after a later stop.
+            // Running again: requests may wake it once more after a later stop, and why it
+            // was stopped is history.
             record.stopped_for_errors = None;
+            record.stopped = None;
             if let Some(max_age) = options.max_age
                 && elapsed(created, now) >= max_age
             {

@@ -498,6 +498,24 @@ fn an_idle_environment_is_stopped_to_admit_a_new_up_where_the_capacity_says_so()
         "the idle one stopped"
     );
     assert_eq!(service_states(&engine, &env, &newcomer), ["running"]);
+    // `status` says why it was stopped, long after the start that stopped it ended.
+    let status = engine.envctl(&env).args(["status", &idler]).run();
+    let said = status.success().stderr();
+    assert!(
+        said.contains(&format!("UTC to make room for `{}`: idle for", env.name)),
+        "{said}"
+    );
+    let json = engine
+        .envctl(&env)
+        .args(["status", &idler, "-o", "json"])
+        .run();
+    let reason = json.success().json()["stopped"]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.starts_with("to make room for")),
+        "{reason}"
+    );
 }
 
 #[test]

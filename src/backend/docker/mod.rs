@@ -81,46 +81,67 @@ impl DockerBackend {
 
 impl DockerBackend {
     /// The queue's entries, each with the time the engine created it.
-    async fn queue(&self) -> Result<Vec<Queued>> {
-        let filters = [Filter::Managed, Filter::Role(MarkerKind::Queue)];
-        let containers = self.engine.list_containers(&filters).await?;
+    /// The admission queue's entries among `containers` (a listing of envctl's), each with
+    /// the time the engine created it.
+    async fn entries(&self, containers: &[ContainerSummary]) -> Result<Vec<Queued>> {
+        let found: Vec<(&ContainerSummary, Waiter)> = containers
+            .iter()
+            .filter(|c| codec::role(&c.labels) == Some(MarkerKind::Queue))
+            .filter_map(|c| Some((c, codec::Waiter::decode(&c.labels)?)))
+            .collect();
+        let alone = found.len() == 1;
+        let times =
+            futures_util::future::join_all(found.iter().map(|(c, _)| self.created(c, alone))).await;
         let mut queue = Vec::new();
-        for container in containers {
-            let Some(waiter) = codec::Waiter::decode(&container.labels) else {
+        for ((container, waiter), created) in found.into_iter().zip(times) {
+            // `None`: removed meanwhile (admitted, or given up).
+            let Some(created) = created? else {
                 continue;
-            };
-            let known = self
-                .queued_at
-                .lock()
-                .expect("queue times")
-                .get(&container.id)
-                .copied();
-            let created = match known {
-                Some(created) => created,
-                None => match self.engine.inspect_container(&container.id).await {
-                    Ok(details) => {
-                        let Some(created) = details.created else {
-                            continue;
-                        };
-                        self.queued_at
-                            .lock()
-                            .expect("queue times")
-                            .insert(container.id.clone(), created);
-                        created
-                    }
-                    // Removed meanwhile: admitted, or given up.
-                    Err(BackendError::NotFound { .. }) => continue,
-                    Err(error) => return Err(error),
-                },
             };
             queue.push(Queued {
                 expires: naming::queue_expiry(&container.name),
-                native: container.id,
-                waiter,
+                native: container.id.clone(),
+                waiter: Waiter {
+                    admitted: naming::queue_admitted(&container.name),
+                    ..waiter
+                },
                 created,
             });
         }
         Ok(queue)
+    }
+
+    /// When the engine created the queue entry `container`. The order within a priority needs
+    /// nanoseconds, which only an inspect gives (once an entry, then remembered); an entry alone
+    /// in the queue has nothing to be ordered against, and the listing's second does.
+    async fn created(
+        &self,
+        container: &ContainerSummary,
+        alone: bool,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let known = self
+            .queued_at
+            .lock()
+            .expect("queue times")
+            .get(&container.id)
+            .copied();
+        if let Some(created) = known {
+            return Ok(Some(created));
+        }
+        if alone && let Some(created) = container.created {
+            return Ok(Some(created));
+        }
+        match self.engine.inspect_container(&container.id).await {
+            Ok(details) => {
+                if let Some(created) = details.created {
+                    let mut times = self.queued_at.lock().expect("queue times");
+                    times.insert(container.id.clone(), created);
+                }
+                Ok(details.created)
+            }
+            Err(BackendError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// The lease container of `id`, if there is one.
@@ -763,8 +784,13 @@ impl Backend for DockerBackend {
     }
 
     async fn admission(&self) -> Result<Admission> {
-        let filters = [Filter::Managed, Filter::Role(MarkerKind::Capacity)];
-        let markers = self.engine.list_containers(&filters).await?;
+        // Both at once: a second list costs less than a second round trip.
+        let capacity = [Filter::Managed, Filter::Role(MarkerKind::Capacity)];
+        let queue = [Filter::Managed, Filter::Role(MarkerKind::Queue)];
+        let (markers, entries) = tokio::try_join!(
+            self.engine.list_containers(&capacity),
+            self.engine.list_containers(&queue)
+        )?;
         let Some(capacity) = markers
             .iter()
             .find_map(|marker| codec::Capacity::decode(&marker.labels))
@@ -773,8 +799,31 @@ impl Backend for DockerBackend {
         };
         Ok(Admission {
             capacity: Some(capacity),
-            queue: self.queue().await?,
+            queue: self.entries(&entries).await?,
         })
+    }
+
+    async fn admission_view(&self) -> Result<(Admission, Vec<EnvironmentRecord>)> {
+        // One listing of containers is one snapshot of the engine's (its in-memory view of
+        // containers, since Docker 17.06), and holds the queue's entries and the environments'
+        // claims alike: a start that left the queue after claiming is in it either as waiting
+        // or as counted, never as neither, without reading the queue before what runs.
+        let filters = Selector::All.filters();
+        let (containers, networks, volumes) = tokio::try_join!(
+            self.engine.list_containers(&filters),
+            self.engine.list_networks(&filters),
+            self.engine.list_volumes(&filters)
+        )?;
+        let capacity = containers
+            .iter()
+            .filter(|c| codec::role(&c.labels) == Some(MarkerKind::Capacity))
+            .find_map(|marker| codec::Capacity::decode(&marker.labels));
+        let queue = match capacity {
+            Some(_) => self.entries(&containers).await?,
+            None => Vec::new(),
+        };
+        let admission = Admission { capacity, queue };
+        Ok((admission, self.group(containers, networks, volumes)))
     }
 
     async fn set_capacity(&self, capacity: Option<&Capacity>) -> Result<()> {
@@ -801,12 +850,12 @@ impl Backend for DockerBackend {
     }
 
     async fn enqueue(&self, waiter: &Waiter, until: DateTime<Utc>) -> Result<String> {
-        let name = naming::queue_name(&waiter.nonce, until);
+        let name = naming::queue_name(&waiter.nonce, until, waiter.admitted);
         self.engine.create_marker(&name, &waiter.encode()).await
     }
 
     async fn renew_entry(&self, native: &str, waiter: &Waiter, until: DateTime<Utc>) -> Result<()> {
-        let name = naming::queue_name(&waiter.nonce, until);
+        let name = naming::queue_name(&waiter.nonce, until, waiter.admitted);
         self.engine.rename_container(native, &name).await
     }
 

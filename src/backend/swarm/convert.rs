@@ -7,8 +7,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, Limit, Mount, MountTmpfsOptions, MountType,
-    MountVolumeOptions, Node, NodeState, Service, ServiceSpec, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecResources, TaskState,
+    MountVolumeOptions, Node, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
+    ResourceObject, Service, ServiceSpec, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
+    TaskState,
 };
 use chrono::{DateTime, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
@@ -16,12 +17,50 @@ use futures_util::stream::{BoxStream, StreamExt};
 use crate::backend::bollard::error::{describe, is_connection_error, message, status};
 use crate::backend::bollard::logs;
 use crate::backend::{
-    BackendError, BackendKind, Health, LogLine, Protocol, ServiceEndpoint, ServiceState,
-    ServiceStatus,
+    BackendError, BackendKind, Health, LogLine, NodeMemory, Protocol, ServiceEndpoint,
+    ServiceState, ServiceStatus,
 };
 use crate::naming::codec::{Labels, Metadata, ServiceMetadata};
 use crate::spec::runtime::{HostAddress, MountSource, Restart};
 use crate::spec::{Port, Probe, Ready, Runtime};
+
+/// Each node's memory, and what the tasks that run or are to run on it reserved of it.
+pub fn node_memory(nodes: &[Node], tasks: &[Task]) -> Vec<NodeMemory> {
+    let mut shown: Vec<NodeMemory> = nodes
+        .iter()
+        .map(|node| {
+            let id = node.id.as_deref();
+            let spec = node.spec.as_ref();
+            let reserved = tasks
+                .iter()
+                .filter(|t| id.is_some() && t.node_id.as_deref() == id)
+                .filter_map(|t| {
+                    let resources = t.spec.as_ref()?.resources.as_ref()?;
+                    resources.reservations.as_ref()?.memory_bytes
+                })
+                .map(|bytes| bytes.max(0) as u64)
+                .sum();
+            let description = node.description.as_ref();
+            NodeMemory {
+                name: description
+                    .and_then(|d| d.hostname.clone())
+                    .or_else(|| node.id.clone())
+                    .unwrap_or_default(),
+                manager: spec.and_then(|s| s.role) == Some(NodeSpecRoleEnum::MANAGER),
+                available: spec.and_then(|s| s.availability)
+                    == Some(NodeSpecAvailabilityEnum::ACTIVE)
+                    && node.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY),
+                memory: description
+                    .and_then(|d| d.resources.as_ref())
+                    .and_then(|r| r.memory_bytes)
+                    .map_or(0, |bytes| bytes.max(0) as u64),
+                reserved,
+            }
+        })
+        .collect();
+    shown.sort_by(|a, b| a.name.cmp(&b.name));
+    shown
+}
 
 /// The address at which this client reaches each node, by node id.
 #[derive(Debug, Clone, Default)]
@@ -386,10 +425,17 @@ pub fn with_runtime(
     }
     container.mounts = (!mounts.is_empty()).then_some(mounts);
     if runtime.mem_limit.is_some() || runtime.cpus.is_some() {
+        let memory = runtime.mem_limit.map(|b| b.0 as i64);
         template.resources = Some(TaskSpecResources {
             limits: Some(Limit {
                 nano_cpus: runtime.cpus.map(|c| c.0 as i64),
-                memory_bytes: runtime.mem_limit.map(|b| b.0 as i64),
+                memory_bytes: memory,
+                ..Default::default()
+            }),
+            // What envctl's admission counts a service for, reserved on the node the swarm
+            // places its task on: the scheduler picks only a node with that much unreserved.
+            reservations: memory.map(|bytes| ResourceObject {
+                memory_bytes: Some(bytes),
                 ..Default::default()
             }),
             ..Default::default()
@@ -776,11 +822,88 @@ mod tests {
         assert_eq!(crate::naming::codec::backend(&labels), Some("swarm"));
         assert_eq!(mounts[1].typ, Some(MountType::TMPFS));
         assert_eq!(mounts[2].target.as_deref(), Some("/dev/shm"));
-        let limits = template.resources.unwrap().limits.unwrap();
+        let resources = template.resources.unwrap();
+        let limits = resources.limits.unwrap();
         assert_eq!(limits.nano_cpus, Some(1_500_000_000));
         assert_eq!(limits.memory_bytes, Some(1 << 30));
+        let reserved = resources.reservations.unwrap();
+        assert_eq!(
+            reserved.memory_bytes,
+            Some(1 << 30),
+            "what admission counts"
+        );
         assert_eq!(container.user.as_deref(), Some("1000"));
         assert_eq!(container.hosts, Some(vec!["10.0.0.5 db".to_string()]));
+    }
+
+    #[test]
+    fn each_nodes_memory_is_shown_with_what_its_tasks_reserved() {
+        use bollard::models::{NodeDescription, NodeSpec, NodeStatus};
+        let node = |id: &str, role, state, gib: i64| Node {
+            id: Some(id.into()),
+            spec: Some(NodeSpec {
+                role: Some(role),
+                availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
+                ..Default::default()
+            }),
+            description: Some(NodeDescription {
+                hostname: Some(format!("host-{id}")),
+                resources: Some(ResourceObject {
+                    memory_bytes: Some(gib << 30),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let task = |node: &str, reserved: Option<i64>| Task {
+            node_id: Some(node.into()),
+            spec: Some(TaskSpec {
+                resources: Some(TaskSpecResources {
+                    reservations: reserved.map(|bytes| ResourceObject {
+                        memory_bytes: Some(bytes),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let nodes = [
+            node("b", NodeSpecRoleEnum::WORKER, NodeState::DOWN, 4),
+            node("a", NodeSpecRoleEnum::MANAGER, NodeState::READY, 8),
+        ];
+        let tasks = [
+            task("a", Some(1 << 30)),
+            task("a", Some(1 << 29)),
+            task("a", None),
+            task("b", Some(1 << 30)),
+        ];
+        let shown = node_memory(&nodes, &tasks);
+        assert_eq!(
+            shown,
+            [
+                NodeMemory {
+                    name: "host-a".into(),
+                    manager: true,
+                    available: true,
+                    memory: 8 << 30,
+                    reserved: (1 << 30) + (1 << 29),
+                },
+                NodeMemory {
+                    name: "host-b".into(),
+                    manager: false,
+                    available: false,
+                    memory: 4 << 30,
+                    reserved: 1 << 30,
+                },
+            ]
+        );
     }
 
     #[test]

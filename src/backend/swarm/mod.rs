@@ -1059,6 +1059,19 @@ impl Backend for Swarm {
     async fn admission(&self) -> Result<super::Admission> {
         Ok(super::Admission::default())
     }
+    async fn nodes_memory(&self) -> Result<Vec<super::NodeMemory>> {
+        // The tasks the scheduler has placed, or still places: those hold their reservations.
+        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+        let (nodes, tasks) = tokio::try_join!(
+            self.call("list the swarm's nodes", self.client.list_nodes(None)),
+            self.call(
+                "list the swarm's tasks",
+                self.client.list_tasks(Some(options))
+            )
+        )?;
+        Ok(convert::node_memory(&nodes, &tasks))
+    }
     async fn set_capacity(&self, _: Option<&codec::Capacity>) -> Result<()> {
         Err(no_capacity())
     }
@@ -1109,7 +1122,8 @@ fn no_capacity() -> BackendError {
     Swarm::unsupported(
         "keep a capacity",
         "capacities are kept on a Docker engine only for now; on a swarm every start is \
-         admitted at once",
+         admitted at once, and the swarm's scheduler places each task on a node with its \
+         `mem_limit` unreserved (`envctl capacity` shows the nodes' memory)",
     )
 }
 

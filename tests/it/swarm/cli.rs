@@ -1020,3 +1020,68 @@ fn swarm_probe_of_an_unpublished_port_passes_through_a_port_only_envctl_sees() {
         "the broker's probe port {broker} still answers after `down`"
     );
 }
+
+#[test]
+fn swarm_capacity_shows_the_nodes_memory_and_a_mem_limit_is_reserved_on_the_node() {
+    let swarm = swarm();
+    let image = swarm.image("envctl-demo/oracle-xe");
+    let env = SwarmEnv::new(swarm, "cap", |name| {
+        format!(
+            "name: {name}\nservices:\n  db:\n    image: {image}\n    \
+             command: [serve, --name, db, --port, \"1521\"]\n    ports: [1521]\n    \
+             ready:\n      tcp: 1521\n    mem_limit: 64m\n"
+        )
+    });
+    let id = id_of(&env.up());
+    // The swarm reserves what admission counts the service for.
+    let reserved = block_on(async {
+        let docker = swarm.client().await;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![Filter::Id(id.clone()).to_docker()],
+        )]);
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let services = bounded("list services", docker.list_services(Some(options)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        services
+            .into_iter()
+            .map(|s| {
+                let resources = s.spec?.task_template?.resources?;
+                resources.reservations?.memory_bytes
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(reserved, [Some(64 << 20)]);
+    // `capacity` shows every node with its memory, and the reservation on one of them.
+    let shown = env.envctl().args(["capacity", "-o", "json"]).run();
+    let nodes = shown.success().json()["nodes"].as_array().cloned().unwrap();
+    assert_eq!(nodes.len(), swarm.nodes.len(), "{nodes:?}");
+    assert!(
+        nodes.iter().all(|n| n["memory"].as_u64() > Some(0)),
+        "{nodes:?}"
+    );
+    let total: u64 = nodes
+        .iter()
+        .filter_map(|n| n["reserved_memory"].as_u64())
+        .sum();
+    assert!(total >= 64 << 20, "{nodes:?}");
+    let text = env.envctl().args(["capacity"]).run();
+    assert!(
+        text.success().stdout().contains("\nNODE "),
+        "{}",
+        text.stdout()
+    );
+    // Setting a capacity is refused, saying what happens instead.
+    let refused = env
+        .envctl()
+        .args(["capacity", "--max-environments", "2"])
+        .run();
+    let said = refused.code(2).stderr();
+    assert!(
+        said.contains("capacities are kept on a Docker engine only"),
+        "{said}"
+    );
+}

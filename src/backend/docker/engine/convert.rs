@@ -232,6 +232,9 @@ pub(super) fn container_summary(summary: BollardContainerSummary) -> ContainerSu
         state,
         status: summary.status.unwrap_or_default(),
         ports: holding(state, ports),
+        created: summary
+            .created
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
     }
 }
 

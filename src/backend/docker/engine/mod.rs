@@ -76,6 +76,8 @@ pub struct ContainerSummary {
     /// Docker's human status, like `Up 3 minutes (healthy)`.
     pub status: String,
     pub ports: Vec<PublishedPort>,
+    /// When the engine created it, to the second (an inspect gives the nanoseconds).
+    pub created: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
