@@ -253,25 +253,15 @@ pub fn is_before_start(task: &Task) -> bool {
     )
 }
 
-/// Whether the task's container runs (or is about to: it was told to start).
 /// A task told to shut down before its container started.
 fn never_ran(task: &Task) -> bool {
-    let state = task.status.as_ref().and_then(|s| s.state);
     matches!(
         task.desired_state,
         Some(TaskState::SHUTDOWN | TaskState::REMOVE)
-    ) && matches!(
-        state.unwrap_or(TaskState::NEW),
-        TaskState::NEW
-            | TaskState::ALLOCATED
-            | TaskState::PENDING
-            | TaskState::ASSIGNED
-            | TaskState::ACCEPTED
-            | TaskState::PREPARING
-            | TaskState::READY
-    )
+    ) && is_before_start(task)
 }
 
+/// Whether the task's container runs (or is about to: it was told to start).
 pub fn is_running(task: &Task) -> bool {
     matches!(
         task.status.as_ref().and_then(|s| s.state),
