@@ -11,7 +11,6 @@ front of it. No image registry is needed: the base is a minimal bookworm root ma
 """
 
 import http.client
-import json
 import os
 import platform
 import re
