@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
@@ -16,6 +16,10 @@ const TRIAL_TIMEOUT: Duration = Duration::from_millis(700);
 /// own addresses never answer from here: one can be lost to a loaded host or a container whose
 /// network is still coming up, and the verdict decides for every later probe.
 const TRIALS_BEFORE_NO: u32 = 3;
+
+/// How far apart unanswered trials must be to count apart: the probes of several services try
+/// at the same moment, and one loaded moment is one miss.
+const MISSES_APART: Duration = Duration::from_secs(1);
 
 /// What this process learnt of reaching the services of one engine: whether their own
 /// addresses answer from here, and which address did not answer at all.
@@ -65,21 +69,30 @@ impl Reachability {
             return Some(verdict);
         }
         let answered = answers(address).await.is_some();
-        let verdict = self.record_trial(answered);
+        let verdict = self.record_trial(answered, Instant::now());
         tracing::debug!(%address, answered, ?verdict, "services' own addresses answer from here");
         verdict
     }
 
-    /// Counts one trial and returns the verdict, if it is settled now.
-    fn record_trial(&self, answered: bool) -> Option<bool> {
+    /// Counts one trial that ended at `at` and returns the verdict, if it is settled now.
+    fn record_trial(&self, answered: bool, at: Instant) -> Option<bool> {
         let mut direct = lock(&self.direct);
-        if direct.verdict.is_none() {
-            direct.unanswered = if answered { 0 } else { direct.unanswered + 1 };
-            if answered {
-                direct.verdict = Some(true);
-            } else if direct.unanswered >= TRIALS_BEFORE_NO {
-                direct.verdict = Some(false);
-            }
+        if direct.verdict.is_some() {
+            return direct.verdict;
+        }
+        if answered {
+            direct.verdict = Some(true);
+            return direct.verdict;
+        }
+        let apart = direct
+            .last_miss
+            .is_none_or(|last| at.saturating_duration_since(last) >= MISSES_APART);
+        if apart {
+            direct.unanswered += 1;
+            direct.last_miss = Some(at);
+        }
+        if direct.unanswered >= TRIALS_BEFORE_NO {
+            direct.verdict = Some(false);
         }
         direct.verdict
     }
@@ -107,18 +120,20 @@ impl Reachability {
     }
 }
 
-/// Whether services' own addresses answer from here, once settled, and the unanswered trials in
-/// a row until then.
+/// Whether services' own addresses answer from here, once settled, and the unanswered trials
+/// (at least [`MISSES_APART`] apart) until then.
 #[derive(Debug, Default, Clone, Copy)]
 struct Direct {
     verdict: Option<bool>,
     unanswered: u32,
+    last_miss: Option<Instant>,
 }
 
 impl Direct {
     const UNTRIED: Direct = Direct {
         verdict: None,
         unanswered: 0,
+        last_miss: None,
     };
 }
 
@@ -201,19 +216,34 @@ mod tests {
     #[test]
     fn one_unanswered_trial_does_not_settle_that_container_addresses_never_answer() {
         let reach = Reachability::new();
-        assert_eq!(reach.record_trial(false), None);
-        assert_eq!(reach.record_trial(false), None);
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(reach.record_trial(false, at(0)), None);
+        assert_eq!(reach.record_trial(false, at(1)), None);
         assert_eq!(reach.direct(), None);
-        // An answer between misses settles "yes" and starts the count again.
-        assert_eq!(reach.record_trial(true), Some(true));
+        // An answer between misses settles "yes".
+        assert_eq!(reach.record_trial(true, at(2)), Some(true));
         reach.retry_direct();
-        for _ in 1..TRIALS_BEFORE_NO {
-            assert_eq!(reach.record_trial(false), None);
+        for second in 1..u64::from(TRIALS_BEFORE_NO) {
+            assert_eq!(reach.record_trial(false, at(second)), None);
         }
-        assert_eq!(reach.record_trial(false), Some(false));
+        assert_eq!(
+            reach.record_trial(false, at(u64::from(TRIALS_BEFORE_NO))),
+            Some(false)
+        );
         // Settled: a later answer does not change it until the process joins or leaves a network.
-        assert_eq!(reach.record_trial(true), Some(false));
+        assert_eq!(reach.record_trial(true, at(9)), Some(false));
         assert_eq!(reach.direct(), Some(false));
+    }
+
+    #[test]
+    fn misses_of_several_probes_at_one_moment_count_once() {
+        let reach = Reachability::new();
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(reach.record_trial(false, now), None);
+        }
+        assert_eq!(reach.direct(), None);
     }
 
     #[test]

@@ -61,6 +61,16 @@ pub struct Record {
     pub stopped: Option<Stop>,
 }
 
+impl Record {
+    /// Why envctl last stopped the environment on its own, unless an envctl command used it
+    /// since (a `start`, then a user's own `stop`, makes the reason old news).
+    pub fn why_stopped(&self) -> Option<&Stop> {
+        let stop = self.stopped.as_ref()?;
+        let used_since = self.activity.as_ref().is_some_and(|a| a.at > stop.at);
+        (!used_since).then_some(stop)
+    }
+}
+
 /// A stop envctl made on its own, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stop {
@@ -539,6 +549,20 @@ mod tests {
             None,
             "one the pass saw is the pass's to keep or clear"
         );
+    }
+
+    #[test]
+    fn why_envctl_stopped_an_environment_is_old_news_once_a_command_used_it_since() {
+        let mut state = State::default();
+        state.note_stop("e", "x", at(11), "to make room for `shop`: idle for 2h00m");
+        let record = state.record("e", "x").unwrap();
+        assert_eq!(record.why_stopped().unwrap().at, at(11));
+        let mut record = record.clone();
+        record.activity = Some(Activity {
+            at: at(12),
+            what: "envctl start".into(),
+        });
+        assert_eq!(record.why_stopped(), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use futures_util::StreamExt;
 
 use super::*;
@@ -442,6 +442,9 @@ pub async fn adoption_is_exclusive_and_its_metadata_wins(s: &Subject<'_>) {
 pub async fn fill_claims_are_listed_renewed_and_released(s: &Subject<'_>) {
     let backend = s.backend;
     let environment = s.id("fill");
+    // Expiries in the future: a fill or a reaper running beside the suite sweeps expired claims.
+    let base = Utc::now().trunc_subsecs(0) + chrono::Duration::hours(1);
+    let at = |minute: i64| base + chrono::Duration::minutes(minute);
     let filler = |nonce: &str| Filler {
         nonce: format!("{}{nonce}", s.prefix.replace('-', "")),
         environment: environment.clone(),
