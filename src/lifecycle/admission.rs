@@ -533,6 +533,10 @@ pub fn size(bytes: u64) -> String {
 #[derive(Debug, Default)]
 pub struct Ticket {
     entry: Mutex<Option<(String, Waiter)>>,
+    /// Held across reading the entry and renaming it on the engine, by the renewal and by
+    /// [`mark`] alike: a renewal that read the entry before a mark cannot land after it and
+    /// put the old flag back on the engine.
+    renaming: tokio::sync::Mutex<()>,
     /// Bytes the environment reserves; `None` without a capacity.
     memory: Option<u64>,
 }
@@ -563,7 +567,9 @@ impl Ticket {
         let renewing = async {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
+                let renaming = self.renaming.lock().await;
                 let Some((native, waiter)) = self.entry() else {
+                    drop(renaming);
                     return std::future::pending().await;
                 };
                 let until = expiry(Utc::now());
@@ -631,6 +637,7 @@ pub async fn admit(
     let ticket = Ticket {
         entry: Mutex::new(Some((native, waiter))),
         memory: Some(memory),
+        ..Ticket::default()
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
     // The entry is renewed while it waits, whatever entry `wait` puts back in line.
@@ -687,7 +694,7 @@ async fn wait(
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;
     loop {
-        let (native, mut waiter) = ticket.entry().expect("an entry while waiting");
+        let (native, waiter) = ticket.entry().expect("an entry while waiting");
         // Pool members too: they count until they give way.
         let (admission, instances) = backend.admission_view().await?;
         let Some(capacity) = admission.capacity else {
@@ -696,9 +703,7 @@ async fn wait(
         let now = Utc::now();
         if !admission.queue.iter().any(|q| q.native == native) {
             // Removed as expired by another waiter (this one stalled): back in line.
-            waiter.admitted = false;
-            let native = backend.enqueue(&waiter, expiry(now)).await?;
-            *ticket.entry.lock().expect("ticket") = Some((native, waiter));
+            requeue(backend, ticket, waiter).await?;
             continue;
         }
         sweep(backend, &admission.queue, now).await;
@@ -707,11 +712,21 @@ async fn wait(
         let instances =
             pool::without_adoptable(instances, environment, options.adopts.as_ref(), now);
         let counted = usage(&instances, &capacity, now);
+        // An admitted start not yet claimed may be about to adopt a pool member, and counts
+        // beside it meanwhile: room made on such a look could retire the very member it
+        // adopts. It waits for a look without them.
+        let others_admitted = ordered(&admission.queue, now)
+            .iter()
+            .any(|q| q.waiter.admitted && q.native != native);
         let (counted, queue) = settle(&counted, &admission.queue, &native, now);
         let decision = decide(&capacity, &counted, &queue, &native, now);
         if waiter.admitted && decision != Decision::Admit {
             // Someone went ahead meanwhile: back to waiting.
-            mark(backend, ticket, &native, waiter.clone(), false).await?;
+            let result = mark(backend, ticket, &native, waiter.clone(), false).await;
+            if !marked(result)? {
+                requeue(backend, ticket, waiter).await?;
+                continue;
+            }
         }
         match decision {
             // Admitted on a look after its entry said so: every start that did not see the
@@ -720,11 +735,16 @@ async fn wait(
             // Admitted on what it saw, but a start that arrived since may have decided without
             // seeing this one: say so on the engine, then look again.
             Decision::Admit => {
-                mark(backend, ticket, &native, waiter, true).await?;
+                let result = mark(backend, ticket, &native, waiter.clone(), true).await;
+                if !marked(result)? {
+                    // Swept as expired meanwhile: back in line, as when it disappeared.
+                    requeue(backend, ticket, waiter).await?;
+                }
                 continue;
             }
             Decision::Wait { .. }
                 if !std::mem::take(&mut made_room)
+                    && !others_admitted
                     && waiter.priority != Priority::Low
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
                     && make_room_now(
@@ -763,20 +783,45 @@ async fn wait(
 }
 
 /// Says on the engine whether the ticket's entry was admitted: renews it with the mark set or
-/// cleared.
+/// cleared, never concurrently with the renewal (see [`Ticket::renaming`]). `NotFound`: the
+/// entry was removed as expired meanwhile.
 async fn mark(
     backend: &dyn Backend,
     ticket: &Ticket,
     native: &str,
     mut waiter: Waiter,
     admitted: bool,
-) -> Result<(), StartError> {
+) -> Result<(), BackendError> {
+    let _renaming = ticket.renaming.lock().await;
     waiter.admitted = admitted;
     backend
         .renew_entry(native, &waiter, expiry(Utc::now()))
         .await?;
     *ticket.entry.lock().expect("ticket") = Some((native.to_string(), waiter));
     Ok(())
+}
+
+/// Puts the ticket back in line, unmarked, with a new entry: its entry was removed as expired
+/// by another waiter (this one stalled).
+async fn requeue(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    mut waiter: Waiter,
+) -> Result<(), StartError> {
+    let _renaming = ticket.renaming.lock().await;
+    waiter.admitted = false;
+    let native = backend.enqueue(&waiter, expiry(Utc::now())).await?;
+    *ticket.entry.lock().expect("ticket") = Some((native, waiter));
+    Ok(())
+}
+
+/// What [`mark`] leaves the wait to do.
+fn marked(result: Result<(), BackendError>) -> Result<bool, StartError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(BackendError::NotFound { .. }) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Makes room for `waiter`, the head of the queue, if it can (see [`make_room`]): whether it
@@ -1749,6 +1794,104 @@ services:
             for instance in inventory::list(&fake).await.unwrap() {
                 assert_eq!(instance.state(now), State::Ready, "{}", instance.id);
             }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_renewal_racing_the_admitted_mark_never_undoes_it() {
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            let mine = waiter("mine", Priority::Normal);
+            let native = fake.enqueue_by_hand(&mine, expiry(Utc::now()));
+            let ticket = Ticket {
+                entry: Mutex::new(Some((native.clone(), mine.clone()))),
+                memory: Some(0),
+                ..Ticket::default()
+            };
+            // The renewal at RENEW_EVERY reads the entry unmarked, and its rename answers late:
+            // the mark is made meanwhile.
+            fake.fault(
+                "renew_entry",
+                "*",
+                crate::backend::fake::Fault::Delay(POLL * 2),
+            );
+            ticket
+                .holding(&fake, async {
+                    tokio::time::sleep(RENEW_EVERY + POLL / 5).await;
+                    mark(&fake, &ticket, &native, mine.clone(), true)
+                        .await
+                        .expect("marked");
+                    tokio::time::sleep(POLL * 4).await;
+                })
+                .await;
+            let queue = fake.admission().await.unwrap().queue;
+            let entry = queue.iter().find(|q| q.native == native).unwrap();
+            assert!(ticket.entry().unwrap().1.admitted);
+            assert!(entry.waiter.admitted, "the engine lost the mark: {entry:?}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_entry_swept_before_its_mark_goes_back_in_line() {
+            use futures_util::FutureExt;
+            let fake = with_capacity(capacity(Some(1), None)).await;
+            // A fill waits behind it: its entry is created unmarked, and marked on its first look.
+            fake.enqueue_by_hand(
+                &waiter("fill", Priority::Low),
+                Utc::now() + chrono::Duration::hours(1),
+            );
+            let swept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            fake.on("renew_entry", {
+                let (fake, swept) = (fake.clone(), swept.clone());
+                move || {
+                    if swept.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    // Another waiter took it for expired (this one stalled) and removed it.
+                    let queue = fake.admission().now_or_never().unwrap().unwrap().queue;
+                    for q in queue.iter().filter(|q| q.waiter.nonce != "fill") {
+                        fake.dequeue(&q.native).now_or_never().unwrap().unwrap();
+                    }
+                }
+            });
+            let (signals, _kept) = Signals::manual();
+            let ticket = admit(
+                &fake,
+                &request(vec![None]),
+                &AdmitOptions::default(),
+                &signals,
+            )
+            .await
+            .expect("back in line, then admitted");
+            assert!(swept.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!(fake.calls_of("enqueue").len(), 2, "it went back in line");
+            ticket.leave(&fake).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_start_makes_no_room_while_an_admitted_start_may_adopt_a_member() {
+            let (fake, shop) = shop_fake();
+            fill(&fake, &shop).await;
+            fake.set_capacity(Some(&capacity(Some(1), None)))
+                .await
+                .unwrap();
+            // Admitted to adopt the member (charged nothing beside it), not claimed yet.
+            let adopting = Waiter {
+                admitted: true,
+                ..waiter("adopting", Priority::Normal)
+            };
+            fake.enqueue_by_hand(&adopting, Utc::now() + chrono::Duration::hours(1));
+            let (signals, _kept) = Signals::manual();
+            admit(
+                &fake,
+                &request(vec![None]),
+                &last(Priority::Normal),
+                &signals,
+            )
+            .await
+            .expect_err("no room while the admitted start goes to its claim");
+            assert_eq!(
+                pool::members(&fake).await.unwrap().len(),
+                1,
+                "the member the admitted start adopts was retired"
+            );
         }
     }
 }
