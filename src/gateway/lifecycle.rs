@@ -716,7 +716,7 @@ mod tests {
             digest: Some("sha256:d1".into()),
             healthcheck: None,
         });
-        let store = Store::new(&dir.join("state"));
+        let store = Store::new(dir.join("state"));
         Lifecycle::new(Arc::new(fake.clone()), store, Duration::from_secs(60))
             .with_envdir(dir.to_path_buf())
     }
