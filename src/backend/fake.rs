@@ -992,6 +992,23 @@ impl Backend for Fake {
         Ok(())
     }
 
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.enter("clear_create_marker", &format!("{id}/create"))
+            .await?;
+        let mut world = self.world();
+        if let Some(env) = world.envs.get_mut(id) {
+            let of_run = |m: &Metadata| m.run.as_deref() == Some(run);
+            if env.markers.creating.as_ref().is_some_and(of_run) {
+                env.markers.creating = None;
+                env.runs.remove(MarkerKind::Create.as_str());
+            }
+            if env.is_empty() {
+                world.envs.remove(id);
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         self.enter("remove_isolation", &isolation.name).await?;
         let mut world = self.world();

@@ -80,6 +80,41 @@ impl Lifecycle {
         self.tags.get(&image.repository, fetch).await
     }
 
+    /// Whether the creation marker of `id` was of a creation that is over (its gateway gone on
+    /// this host, or past its deadline) and is taken out now: removed by its run, so that one a
+    /// gateway set anew since is never touched.
+    async fn take_over_dead_creation(&self, id: &str, now: chrono::DateTime<Utc>) -> bool {
+        let instance = match lifecycle::inventory::find(self.backend.as_ref(), id).await {
+            Ok(Some(instance)) => instance,
+            // Gone meanwhile: claim again.
+            Ok(None) => return true,
+            Err(error) => {
+                tracing::warn!("cannot read the creation marker of `{id}`: {error}");
+                return false;
+            }
+        };
+        let Some(holder) = instance.markers.creating.as_ref() else {
+            return true;
+        };
+        if !lifecycle::inventory::creation_over(holder, now) {
+            return false;
+        }
+        let cleared = match holder.run.as_deref() {
+            Some(run) => self.backend.clear_create_marker(id, run).await,
+            None => self.backend.clear_marker(id, MarkerKind::Create).await,
+        };
+        match cleared {
+            Ok(()) => {
+                tracing::info!("took over the creation of `{id}`: its gateway is gone");
+                true
+            }
+            Err(error) => {
+                tracing::warn!("cannot remove the creation marker of `{id}`: {error}");
+                false
+            }
+        }
+    }
+
     /// Creates and starts the environment once its creation marker is this gateway's.
     async fn create_claimed(
         &self,
@@ -300,7 +335,15 @@ impl Environments for Lifecycle {
             process: Some(crate::provenance::process()),
             ..crate::naming::codec::Metadata::new(&create.id)
         };
-        match self.backend.set_marker(&marker, Marker::Create).await {
+        let mut claimed = self.backend.set_marker(&marker, Marker::Create).await;
+        // A holder that is gone (killed, or past its deadline) creates nothing: its marker is
+        // taken out, by its run so that a newer one is never touched, and claimed again once.
+        if let Err(BackendError::Taken(_)) = claimed
+            && self.take_over_dead_creation(&create.id, now).await
+        {
+            claimed = self.backend.set_marker(&marker, Marker::Create).await;
+        }
+        match claimed {
             Ok(()) => {}
             // Another gateway creates it: the caller waits for that one.
             Err(BackendError::Taken(_)) => return Ok(()),
@@ -312,18 +355,10 @@ impl Environments for Lifecycle {
             }
         }
         let created = self.create_claimed(environment, create.clone()).await;
-        // Only its own: one the reaper took for stale may have been followed by another's.
-        let found = lifecycle::inventory::find(self.backend.as_ref(), &create.id).await;
-        let ours = |i: &Instance| i.markers.creating.as_ref().map(|m| &m.run) == Some(&marker.run);
-        let cleared = match found {
-            Ok(Some(instance)) if ours(&instance) => self
-                .backend
-                .clear_marker(&create.id, MarkerKind::Create)
-                .await
-                .map_err(|e| e.to_string()),
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        };
+        // Only its own, by its run: one the reaper took for stale may have been followed by
+        // another's.
+        let run = marker.run.as_deref().unwrap_or_default();
+        let cleared = self.backend.clear_create_marker(&create.id, run).await;
         if let Err(error) = cleared {
             tracing::warn!(
                 "cannot remove the creation marker of `{}`: {error}",
@@ -664,5 +699,85 @@ mod tests {
             "no `gateway: SERVICE:PORT` in its file and 2 published ports with an HTTP probe \
              (a:80, b:81)"
         );
+    }
+
+    /// A gateway on `fake`, creating from a directory holding `shop.yaml` (one service).
+    fn creating_gateway(fake: &crate::backend::fake::Fake, dir: &std::path::Path) -> Lifecycle {
+        std::fs::write(
+            dir.join("shop.yaml"),
+            "name: shop\nservices:\n  db:\n    image: shop/db\n    tag: '1'\n",
+        )
+        .unwrap();
+        fake.add_image(crate::backend::ResolvedImage {
+            reference: crate::spec::ImageRef {
+                repository: "shop/db".into(),
+                tag: "1".into(),
+            },
+            digest: Some("sha256:d1".into()),
+            healthcheck: None,
+        });
+        let store = Store::new(dir.join("state"));
+        Lifecycle::new(Arc::new(fake.clone()), store, Duration::from_secs(60))
+            .with_envdir(dir.to_path_buf())
+    }
+
+    fn creation(id: &str) -> super::super::environments::Create {
+        super::super::environments::Create {
+            environment: "shop".into(),
+            tags: Default::default(),
+            id: id.into(),
+            owner: "gateway:127.0.0.1".into(),
+            ttl: Duration::from_secs(3600),
+            progress: Arc::new(|_, _| {}),
+            on_wait: None,
+        }
+    }
+
+    /// The creation marker of a gateway on another host, with its deadline `deadline`.
+    fn marker_of(id: &str, run: &str, deadline: chrono::DateTime<Utc>) -> Metadata {
+        Metadata {
+            environment: Some("shop".into()),
+            run: Some(run.into()),
+            start_deadline: Some(deadline),
+            process: Some("another-boot:1:42:42".into()),
+            ..Metadata::new(id)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_creation_whose_holder_is_dead_is_taken_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = crate::backend::fake::Fake::new();
+        let gateway = creating_gateway(&fake, dir.path());
+        let id = "shop-main";
+        // Its gateway was killed: its deadline passed more than a minute ago.
+        let dead = marker_of(id, "killed", Utc::now() - chrono::Duration::minutes(2));
+        fake.set_marker(&dead, Marker::Create).await.unwrap();
+        let created = tokio::time::timeout(Duration::from_secs(30), gateway.create(creation(id)))
+            .await
+            .expect("no wait for a reaper pass");
+        assert_eq!(created, Ok(()));
+        let found = lifecycle::inventory::find(&fake, id).await.unwrap();
+        let found = found.expect("created without a reaper pass");
+        assert!(found.markers.ready, "{found:?}");
+        assert!(found.markers.creating.is_none(), "its own marker removed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_creation_whose_holder_is_alive_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = crate::backend::fake::Fake::new();
+        let gateway = creating_gateway(&fake, dir.path());
+        let id = "shop-main";
+        let live = marker_of(id, "live", Utc::now() + chrono::Duration::minutes(10));
+        fake.set_marker(&live, Marker::Create).await.unwrap();
+        assert_eq!(gateway.create(creation(id)).await, Ok(()));
+        let found = lifecycle::inventory::find(&fake, id)
+            .await
+            .unwrap()
+            .unwrap();
+        let run = found.markers.creating.and_then(|m| m.run);
+        assert_eq!(run.as_deref(), Some("live"), "left to its holder");
+        assert!(found.services.is_empty());
     }
 }

@@ -306,6 +306,12 @@ impl Backend for Bounded<'_> {
             .await
     }
 
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        let operation = || format!("unmark `{id}`");
+        self.call(operation, NONE, self.backend.clear_create_marker(id, run))
+            .await
+    }
+
     async fn put_aside(&self, service: &ServiceRef) -> Result<Aside> {
         let operation = || format!("put `{}` aside", service.name);
         self.call(operation, Duration::ZERO, self.backend.put_aside(service))

@@ -79,17 +79,14 @@ pub async fn list(backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> 
 pub async fn stale_creations(
     backend: &dyn Backend,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, BackendError> {
+) -> Result<Vec<(String, Option<String>)>, BackendError> {
     let listed = backend.list(&Selector::All).await?;
     Ok(listed
         .into_iter()
-        .filter(|i| {
-            i.markers
-                .creating
-                .as_ref()
-                .is_some_and(|m| creation_over(m, now))
+        .filter_map(|i| {
+            let marker = i.markers.creating.as_ref()?;
+            creation_over(marker, now).then(|| (i.id.clone(), marker.run.clone()))
         })
-        .map(|i| i.id)
         .collect())
 }
 
@@ -413,7 +410,7 @@ mod tests {
         let later = now + chrono::Duration::minutes(32);
         assert_eq!(
             stale_creations(&fake, later).await.unwrap(),
-            ["shop-ea6757a"]
+            [("shop-ea6757a".to_string(), None)]
         );
     }
 

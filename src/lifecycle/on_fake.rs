@@ -766,6 +766,53 @@ mod reaper_pass {
     use crate::reaper::{self, Options};
     use crate::state::Store;
 
+    #[tokio::test(start_paused = true)]
+    async fn the_reaper_never_removes_a_creation_marker_set_anew_since_it_listed_it() {
+        use futures_util::FutureExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let marker = |run: &str, deadline: chrono::DateTime<Utc>| Metadata {
+            environment: Some("shop".into()),
+            run: Some(run.into()),
+            start_deadline: Some(deadline),
+            process: Some("another-boot:1:42:42".into()),
+            ..Metadata::new("shop-main")
+        };
+        let now = Utc::now();
+        let stale = marker("killed", now - chrono::Duration::minutes(2));
+        let create = crate::backend::Marker::Create;
+        fake.set_marker(&stale, create).await.unwrap();
+        // Between this pass's listing and its removal, another reaper removes the stale marker
+        // and a gateway sets its own.
+        let fresh = marker("fresh", now + chrono::Duration::minutes(10));
+        let once = Arc::new(AtomicBool::new(false));
+        for operation in ["clear_marker", "clear_create_marker"] {
+            let (other, fresh, once) = (fake.clone(), fresh.clone(), once.clone());
+            fake.on(operation, move || {
+                if once.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                let kind = crate::backend::MarkerKind::Create;
+                let cleared = other.clear_marker("shop-main", kind).now_or_never();
+                assert!(matches!(cleared, Some(Ok(()))));
+                let set = other.set_marker(&fresh, create).now_or_never();
+                assert!(matches!(set, Some(Ok(()))));
+            });
+        }
+        reaper::pass(&fake, &store, &reap_options(), now)
+            .await
+            .unwrap();
+        let found = inventory::find(&fake, "shop-main").await.unwrap();
+        let run = found.and_then(|i| i.markers.creating).and_then(|m| m.run);
+        assert_eq!(
+            run.as_deref(),
+            Some("fresh"),
+            "the gateway's new marker stays"
+        );
+    }
+
     fn reap_options() -> Options {
         Options {
             idle: Duration::from_secs(3600),

@@ -15,7 +15,8 @@
 //! of the live claims on one pool the oldest by the engine's clock fills; any other fill skips
 //! that pool and says who fills it. A filler killed outright stops renewing: its claim holds
 //! no longer than [`FILL_TTL`] (at once on its own host, where its process is seen gone), and
-//! the next fill or the reaper removes it. The members a killed fill left half-made are
+//! the next fill or the reaper removes it once it is a minute ([`FILL_GRACE`]) past its expiry
+//! (late renewals, other hosts' clocks). A fill that finds its claim removed claims again. The members a killed fill left half-made are
 //! unfinished starts to the reaper, which removes them; a ready member it never touches.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +45,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const FILL_TTL: Duration = Duration::from_secs(15);
 /// How often a fill renews its claim: three chances before it expires.
 pub const FILL_RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How long past its expiry a claim whose filler is not seen gone still counts as live when
+/// judged dead (removed by a sweep, or its pool's members reaped): a renewal late on a loaded
+/// engine, or another host's clock off by seconds, must not cost a live fill its claim.
+pub const FILL_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether `instance` is a pool member (filling, ready or failed), not an environment: `ls`,
 /// `down --all`, the reaper and the gateway never see one.
@@ -250,7 +255,7 @@ pub fn abandoned(
     }
     let filled = claims?
         .iter()
-        .any(|c| c.filler.environment == member.environment() && holds(c, now));
+        .any(|c| c.filler.environment == member.environment() && may_hold(c, now));
     (!filled).then(|| {
         "a pool member whose fill never finished: no fill holds its pool any more".to_string()
     })
@@ -544,7 +549,10 @@ pub async fn fill(
         signals,
         filled,
     );
-    let result = renewing(backend, &native, &filler, filling).await;
+    let (result, held) = renewing(backend, &environment.name, native, filler, filling).await;
+    let Some(native) = held else {
+        return result;
+    };
     // Bounded: a claim left behind expires on its own.
     let releasing = backend.release_fill(&native);
     if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(5), releasing).await {
@@ -637,6 +645,14 @@ pub fn holds(claim: &Filling, now: DateTime<Utc>) -> bool {
     claim.expires.is_none_or(|until| until > now) && alive()
 }
 
+/// Whether a fill claim may still hold at `now`, for those that judge it dead (a sweep, the
+/// reaper): its filler not known to be gone, and not expired for longer than [`FILL_GRACE`].
+/// When in doubt, a claim is kept.
+pub fn may_hold(claim: &Filling, now: DateTime<Utc>) -> bool {
+    let grace = chrono::Duration::from_std(FILL_GRACE).unwrap_or_default();
+    holds(claim, now - grace)
+}
+
 /// Claims the filling of `environment`'s pool: the claim's handle and filler, or the claim of
 /// the fill that holds the pool. Two fills that claim at once both see both claims (each lists
 /// after it created its own), and agree on the older.
@@ -676,34 +692,68 @@ async fn claim(
     }
 }
 
-/// Runs `work`, renewing the fill claim `native` meanwhile.
+/// Runs `work`, renewing the fill claim `native` meanwhile. A claim found gone (removed while it
+/// looked expired to another host) is claimed again; if another fill holds the pool by then,
+/// this one renews no more and says so. The claim held at the end, to release.
 async fn renewing<T>(
     backend: &dyn Backend,
-    native: &str,
-    filler: &Filler,
+    environment: &str,
+    native: String,
+    filler: Filler,
     work: impl Future<Output = T>,
-) -> T {
+) -> (T, Option<String>) {
+    let held = std::sync::Mutex::new(Some(native.clone()));
     let renew = async {
+        let (mut native, mut filler) = (native, filler);
         loop {
             tokio::time::sleep(FILL_RENEW_EVERY).await;
-            if let Err(error) = backend
-                .renew_fill(native, filler, fill_expiry(Utc::now()))
+            match backend
+                .renew_fill(&native, &filler, fill_expiry(Utc::now()))
                 .await
             {
-                tracing::debug!("cannot renew the fill claim: {error}");
+                Ok(()) => continue,
+                Err(BackendError::NotFound { .. }) => {}
+                Err(error) => {
+                    tracing::debug!("cannot renew the fill claim: {error}");
+                    continue;
+                }
+            }
+            tracing::warn!(
+                "the fill claim on the pool of `{environment}` was removed while this fill ran: \
+                 claiming the pool again"
+            );
+            match claim(backend, environment).await {
+                Ok(Ok((again, by))) => {
+                    (native, filler) = (again, by);
+                    *held.lock().expect("not poisoned") = Some(native.clone());
+                }
+                Ok(Err(holder)) => {
+                    *held.lock().expect("not poisoned") = None;
+                    tracing::warn!(
+                        "another fill ({}) holds the pool of `{environment}` now: this fill \
+                         starts no more members and leaves it the pool",
+                        holder.filler.started_by.as_deref().unwrap_or("unknown")
+                    );
+                    // The members under way finish; none starts after (all start at once).
+                    return std::future::pending::<()>().await;
+                }
+                // Its own claim is gone and none taken: the next turn tries again.
+                Err(error) => tracing::debug!("cannot claim the pool again: {error}"),
             }
         }
     };
-    tokio::select! {
+    let out = tokio::select! {
         out = work => out,
         () = renew => unreachable!("renewing never ends"),
-    }
+    };
+    let held = held.lock().expect("not poisoned").take();
+    (out, held)
 }
 
 /// Removes the fill claims that no longer hold: their fillers were killed. Best effort: every
 /// fill and the reaper try.
 async fn sweep_claims(backend: &dyn Backend, claims: &[Filling], now: DateTime<Utc>) {
-    for claim in claims.iter().filter(|c| !holds(c, now)) {
+    for claim in claims.iter().filter(|c| !may_hold(c, now)) {
         if let Err(error) = backend.release_fill(&claim.native).await {
             tracing::debug!("cannot remove a stale fill claim: {error}");
         }

@@ -399,11 +399,11 @@ async fn a_fill_claim_holds_only_while_its_filler_renews_it() {
         1,
         "its own released"
     );
-    // Killed outright, a filler renews no more: once its claim expired, the next fill fills,
-    // and removes it.
+    // Killed outright, a filler renews no more: once its claim expired (and a minute of grace
+    // for late renewals and other hosts' clocks passed), the next fill fills, and removes it.
     let held = fake.fill_claims().await.unwrap()[0].native.clone();
     fake.release_fill(&held).await.unwrap();
-    let expired = Utc::now() - chrono::Duration::seconds(1);
+    let expired = Utc::now() - chrono::Duration::seconds(61);
     fake.claim_fill(&elsewhere, expired).await.unwrap();
     let filled = fill(&fake, &shop).await;
     assert!(filled.busy.is_none(), "{filled:?}");
@@ -425,7 +425,7 @@ async fn the_reaper_removes_an_expired_fill_claim_and_leaves_a_live_one() {
     let now = Utc::now();
     fake.claim_fill(
         &filler("killed", "shop"),
-        now - chrono::Duration::seconds(1),
+        now - chrono::Duration::seconds(61),
     )
     .await
     .unwrap();
@@ -555,6 +555,114 @@ async fn a_member_whose_fill_renews_its_claim_no_more_is_reaped_before_its_deadl
         "{report:?}"
     );
     assert!(!fake.exists(&half));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_renewed_late_or_read_by_a_skewed_clock_keeps_its_fill_and_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::state::Store::new(dir.path());
+    let fake = fake();
+    for _ in 0..2 {
+        fake.fault("start_service", "*", crate::backend::fake::Fault::Hang);
+    }
+    let shop = environment(SHOP);
+    let killed = tokio::time::timeout(Duration::from_secs(5), fill(&fake, &shop)).await;
+    assert!(killed.is_err(), "the fill hangs");
+    let half = pool::members(&fake).await.unwrap()[0].id.clone();
+    fake.edit_metadata(&half, |m| m.process = Some("another-boot:1:42:42".into()));
+    // Its fill runs on another host, whose last renewal is 20 s late by this host's clock.
+    for claim in fake.fill_claims().await.unwrap() {
+        fake.release_fill(&claim.native).await.unwrap();
+    }
+    let later = Utc::now() + chrono::Duration::seconds(90);
+    let elsewhere = crate::backend::Filler {
+        nonce: "elsewhere".into(),
+        environment: "shop".into(),
+        started_by: Some("ci-7:42".into()),
+        process: Some("another-boot:1:42:42".into()),
+    };
+    let late = later - chrono::Duration::seconds(20);
+    fake.claim_fill(&elsewhere, late).await.unwrap();
+    let report = crate::reaper::pass(&fake, &store, &reap_options(), later)
+        .await
+        .unwrap();
+    assert!(report.actions.is_empty(), "still filling: {report:?}");
+    assert!(fake.exists(&half));
+    assert_eq!(
+        fake.fill_claims().await.unwrap().len(),
+        1,
+        "a claim within its grace is kept"
+    );
+    // Past the grace, it is dead: the claim goes, and the member with it.
+    let dead = later + chrono::Duration::seconds(61);
+    crate::reaper::pass(&fake, &store, &reap_options(), dead)
+        .await
+        .unwrap();
+    assert!(fake.fill_claims().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fill_whose_claim_was_removed_claims_its_pool_again() {
+    let fake = fake();
+    for _ in 0..2 {
+        let slow = crate::backend::fake::Fault::Delay(Duration::from_secs(30));
+        fake.fault("start_service", "*", slow);
+    }
+    let shop = environment(SHOP);
+    let (filled, ()) = tokio::join!(fill(&fake, &shop), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let first = fake.fill_claims().await.unwrap();
+        assert_eq!(first.len(), 1);
+        // Swept by another host while it looked expired there.
+        fake.release_fill(&first[0].native).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let again = fake.fill_claims().await.unwrap();
+        assert_eq!(again.len(), 1, "claimed again: {again:?}");
+        assert_ne!(again[0].native, first[0].native);
+        assert_eq!(again[0].filler.environment, "shop");
+    });
+    assert_eq!(filled.created.len(), 1, "{filled:?}");
+    assert!(
+        fake.fill_claims().await.unwrap().is_empty(),
+        "the new claim released"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fill_whose_claim_was_taken_over_leaves_the_pool_to_the_new_holder() {
+    let fake = fake();
+    for _ in 0..2 {
+        let slow = crate::backend::fake::Fault::Delay(Duration::from_secs(30));
+        fake.fault("start_service", "*", slow);
+    }
+    let shop = environment(SHOP);
+    let elsewhere = crate::backend::Filler {
+        nonce: "elsewhere".into(),
+        environment: "shop".into(),
+        started_by: Some("ci-7:42".into()),
+        process: Some("another-boot:1:42:42".into()),
+    };
+    let (filled, ()) = tokio::join!(fill(&fake, &shop), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let first = fake.fill_claims().await.unwrap();
+        fake.release_fill(&first[0].native).await.unwrap();
+        // Another fill claimed the pool meanwhile.
+        let until = Utc::now() + chrono::Duration::hours(1);
+        fake.claim_fill(&elsewhere, until).await.unwrap();
+    });
+    assert_eq!(
+        filled.created.len(),
+        1,
+        "the member under way finishes: {filled:?}"
+    );
+    let left: Vec<String> = fake
+        .fill_claims()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.filler.nonce)
+        .collect();
+    assert_eq!(left, ["elsewhere"], "the holder's claim only");
 }
 
 const MIB: u64 = 1 << 20;

@@ -198,6 +198,10 @@ impl Backend for Recorded<'_> {
         let result = self.backend.clear_update_marker(id, run).await;
         self.note_marker(id, MarkerKind::Update, result)
     }
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        let result = self.backend.clear_create_marker(id, run).await;
+        self.note_marker(id, MarkerKind::Create, result)
+    }
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         let result = self.backend.remove_isolation(isolation).await;
         self.note(ResourceKind::Isolation, &isolation.name, result)

@@ -204,11 +204,19 @@ async fn collect_creations(backend: &dyn Backend, now: DateTime<Utc>) {
             return;
         }
     };
-    for id in stale {
-        match backend
-            .clear_marker(&id, crate::backend::MarkerKind::Create)
-            .await
-        {
+    // By its run: a marker a gateway set anew since the listing (another reaper took the stale
+    // one meanwhile) is never touched.
+    for (id, run) in stale {
+        let cleared = match &run {
+            Some(run) => backend.clear_create_marker(&id, run).await,
+            // Set by an envctl that wrote no run: by its name, as before.
+            None => {
+                backend
+                    .clear_marker(&id, crate::backend::MarkerKind::Create)
+                    .await
+            }
+        };
+        match cleared {
             Ok(()) => tracing::info!("removed the creation marker of `{id}`: its gateway is gone"),
             Err(error) => tracing::warn!("cannot remove the creation marker of `{id}`: {error}"),
         }

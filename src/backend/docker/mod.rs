@@ -80,6 +80,26 @@ impl DockerBackend {
 }
 
 impl DockerBackend {
+    /// Removes the `kind` marker of `id` that `run` set, by its container id: one of another
+    /// run under the same name is never touched.
+    async fn clear_run_marker(&self, id: &str, kind: MarkerKind, run: &str) -> Result<()> {
+        let filters = [
+            Filter::Managed,
+            Filter::Id(id.to_string()),
+            Filter::Run(run.to_string()),
+        ];
+        let containers = self.engine.list_containers(&filters).await?;
+        let markers = containers
+            .iter()
+            .filter(|c| codec::role(&c.labels) == Some(kind));
+        for marker in markers {
+            match self.engine.remove_container(&marker.id).await {
+                Ok(()) | Err(BackendError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
     /// The queue's entries, each with the time the engine created it.
     /// The admission queue's entries among `containers` (a listing of envctl's), each with
     /// the time the engine created it.
@@ -694,23 +714,11 @@ impl Backend for DockerBackend {
     }
 
     async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()> {
-        // Removed by its container id: one of another run under the same name is never touched.
-        let filters = [
-            Filter::Managed,
-            Filter::Id(id.to_string()),
-            Filter::Run(run.to_string()),
-        ];
-        let containers = self.engine.list_containers(&filters).await?;
-        let markers = containers
-            .iter()
-            .filter(|c| codec::role(&c.labels) == Some(MarkerKind::Update));
-        for marker in markers {
-            match self.engine.remove_container(&marker.id).await {
-                Ok(()) | Err(BackendError::NotFound { .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+        self.clear_run_marker(id, MarkerKind::Update, run).await
+    }
+
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.clear_run_marker(id, MarkerKind::Create, run).await
     }
 
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {

@@ -971,6 +971,38 @@ impl Backend for Swarm {
         }
     }
 
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        // Removed by its config id: one of another run under the same name is never touched.
+        let filters = label_filter(&[
+            Filter::Managed,
+            Filter::Id(id.to_string()),
+            Filter::Run(run.to_string()),
+        ]);
+        let options = ListConfigsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let configs = self
+            .call(
+                &format!("list the configs of `{id}`"),
+                self.client.list_configs(Some(options)),
+            )
+            .await?;
+        let markers = configs.into_iter().filter(|config| {
+            let labels: Labels = config
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.labels.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            codec::role(&labels) == Some(MarkerKind::Create)
+        });
+        for config in markers.filter_map(|config| config.id) {
+            self.delete_config(&config).await?;
+        }
+        Ok(())
+    }
+
     async fn clear_marker(&self, id: &str, kind: MarkerKind) -> Result<()> {
         let names = match naming::marker_name(id, kind) {
             Some(name) => vec![name],
