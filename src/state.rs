@@ -55,20 +55,10 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_for_errors: Option<DateTime<Utc>>,
     /// Why envctl itself last stopped the environment, for `envctl status` to say while it
-    /// stays stopped: a start making room for another (`--preempt-idle`) writes it; a reaper
-    /// pass that sees the environment run again clears it.
+    /// stays stopped: a start making room for another (`--preempt-idle`) writes it; `envctl
+    /// start`, or a reaper pass that sees the environment run again, clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stop>,
-}
-
-impl Record {
-    /// Why envctl last stopped the environment on its own, unless an envctl command used it
-    /// since (a `start`, then a user's own `stop`, makes the reason old news).
-    pub fn why_stopped(&self) -> Option<&Stop> {
-        let stop = self.stopped.as_ref()?;
-        let used_since = self.activity.as_ref().is_some_and(|a| a.at > stop.at);
-        (!used_since).then_some(stop)
-    }
 }
 
 /// A stop envctl made on its own, and why.
@@ -187,6 +177,14 @@ impl State {
             at,
             reason: reason.to_string(),
         });
+    }
+
+    /// Forgets why envctl stopped `id`: `envctl start` started it since, and a later stop is
+    /// someone else's.
+    pub fn note_started(&mut self, endpoint: &str, id: &str) {
+        if let Some(record) = self.endpoints.get_mut(endpoint).and_then(|e| e.get_mut(id)) {
+            record.stopped = None;
+        }
     }
 
     /// Keeps what a reaper pass that began at `began` learned of `endpoint`'s environments,
@@ -425,6 +423,18 @@ pub async fn record_stop(store: &Store, endpoint: &str, id: &str, reason: &str) 
     }
 }
 
+/// Forgets why envctl stopped `id` once `envctl start` started it; a warning when it cannot.
+pub async fn record_started(endpoint: &str, id: &str) -> Option<String> {
+    let (endpoint, id) = (endpoint.to_string(), id.to_string());
+    let updated = Store::from_env()
+        .update_async(move |state| state.note_started(&endpoint, &id))
+        .await;
+    match updated {
+        Ok(((), warning)) => warning,
+        Err(error) => Some(format!("cannot record that it was started: {error}")),
+    }
+}
+
 /// Records activity, failing when it cannot (`envctl touch` exists for this alone). A problem
 /// the store recovered from (a corrupted file reset) comes back as a warning.
 pub async fn record_activity(
@@ -552,17 +562,16 @@ mod tests {
     }
 
     #[test]
-    fn why_envctl_stopped_an_environment_is_old_news_once_a_command_used_it_since() {
+    fn why_envctl_stopped_an_environment_is_forgotten_once_envctl_start_started_it() {
         let mut state = State::default();
         state.note_stop("e", "x", at(11), "to make room for `shop`: idle for 2h00m");
-        let record = state.record("e", "x").unwrap();
-        assert_eq!(record.why_stopped().unwrap().at, at(11));
-        let mut record = record.clone();
-        record.activity = Some(Activity {
-            at: at(12),
-            what: "envctl start".into(),
-        });
-        assert_eq!(record.why_stopped(), None);
+        // Commands that only look (`status`) leave it.
+        state.note_activity("e", "x", at(12), "envctl status");
+        assert!(state.record("e", "x").unwrap().stopped.is_some());
+        state.note_started("e", "x");
+        assert_eq!(state.record("e", "x").unwrap().stopped, None);
+        state.note_started("e", "unknown");
+        assert!(state.record("e", "unknown").is_none());
     }
 
     #[test]

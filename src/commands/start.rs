@@ -60,6 +60,10 @@ async fn start(
     drop(reporter);
     detach(backend, &instance.id).await;
     started?;
+    // Why envctl stopped it once is old news: a later stop is someone else's.
+    if let Some(warning) = crate::state::record_started(backend.endpoint(), &instance.id).await {
+        output::warning(&warning);
+    }
     // Docker publishes a container's ports on new host ports each time it starts: what the
     // environment was reached at before the stop is gone.
     let instance = lifecycle::require(backend, &instance.id).await?;

@@ -167,8 +167,8 @@ async fn status(backend: &dyn Backend, args: IdArgs) -> Result<ExitStatus, Error
     Ok(ExitStatus::Success)
 }
 
-/// Why envctl stopped `instance` on its own, while it is stopped and no envctl command used it
-/// since: the reaper's state file of this host keeps it.
+/// Why envctl stopped `instance` on its own, while it is stopped and `envctl start` did not
+/// start it since: the reaper's state file of this host keeps it.
 async fn why_stopped(
     backend: &dyn Backend,
     instance: &lifecycle::inventory::Instance,
@@ -179,5 +179,5 @@ async fn why_stopped(
     let (state, _) = crate::state::Store::from_env().read_async().await;
     state
         .record(backend.endpoint(), &instance.id)
-        .and_then(|r| r.why_stopped().cloned())
+        .and_then(|r| r.stopped.clone())
 }
