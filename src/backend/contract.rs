@@ -815,6 +815,11 @@ impl Backend for Recording<'_> {
         self.record("marker Update".into());
         self.inner.clear_update_marker(id, run).await
     }
+
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
+        self.record("marker Create".into());
+        self.inner.clear_create_marker(id, run).await
+    }
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()> {
         self.record("isolation".into());
         self.inner.remove_isolation(isolation).await

@@ -858,18 +858,8 @@ pub trait Backend: Send + Sync {
     /// gives way without taking a newer update's with it. Idempotent.
     async fn clear_update_marker(&self, id: &str, run: &str) -> Result<()>;
     /// Removes the creation marker only if the creation of `run` set it: one a gateway set anew
-    /// since it was listed is never touched. Idempotent. A backend that cannot remove a marker
-    /// by its run checks the listed one's run first (a narrow race remains there).
-    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
-        let listed = self.list(&Selector::Id(id.to_string())).await?;
-        let of_run = listed.iter().any(|e| {
-            e.id == id && e.markers.creating.as_ref().and_then(|m| m.run.as_deref()) == Some(run)
-        });
-        match of_run {
-            true => self.clear_marker(id, MarkerKind::Create).await,
-            false => Ok(()),
-        }
-    }
+    /// since it was listed is never touched. Idempotent.
+    async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()>;
     /// Removes the isolation once its services are gone; `InUse` names foreign users.
     async fn remove_isolation(&self, isolation: &IsolationRef) -> Result<()>;
     /// Removes a named volume once no service uses it any more. Idempotent.

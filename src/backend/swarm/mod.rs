@@ -326,9 +326,25 @@ impl Swarm {
         Ok(auth::insecure_of(info.registry_config.unwrap_or_default()))
     }
 
-    /// The configs of environment `id` in `role`.
+    /// The names of the configs of environment `id` in `role`.
     async fn configs(&self, id: &str, role: MarkerKind) -> Result<Vec<String>> {
-        let filters = label_filter(&[Filter::Managed, Filter::Id(id.to_string())]);
+        let configs = self.configs_in_role(id, role, None).await?;
+        Ok(configs
+            .into_iter()
+            .filter_map(|config| config.spec?.name)
+            .collect())
+    }
+
+    /// The configs of environment `id` in `role`, of run `run` when given.
+    async fn configs_in_role(
+        &self,
+        id: &str,
+        role: MarkerKind,
+        run: Option<&str>,
+    ) -> Result<Vec<bollard::models::Config>> {
+        let mut filters = vec![Filter::Managed, Filter::Id(id.to_string())];
+        filters.extend(run.map(|run| Filter::Run(run.to_string())));
+        let filters = label_filter(&filters);
         let options = ListConfigsOptionsBuilder::default()
             .filters(&filters)
             .build();
@@ -340,17 +356,16 @@ impl Swarm {
             .await?;
         Ok(configs
             .into_iter()
-            .filter_map(|config| config.spec)
-            .filter(|spec| {
-                let labels: Labels = spec
-                    .labels
-                    .clone()
+            .filter(|config| {
+                let labels: Labels = config
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.labels.clone())
                     .unwrap_or_default()
                     .into_iter()
                     .collect();
                 codec::role(&labels) == Some(role)
             })
-            .filter_map(|spec| spec.name)
             .collect())
     }
 
@@ -973,31 +988,10 @@ impl Backend for Swarm {
 
     async fn clear_create_marker(&self, id: &str, run: &str) -> Result<()> {
         // Removed by its config id: one of another run under the same name is never touched.
-        let filters = label_filter(&[
-            Filter::Managed,
-            Filter::Id(id.to_string()),
-            Filter::Run(run.to_string()),
-        ]);
-        let options = ListConfigsOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let configs = self
-            .call(
-                &format!("list the configs of `{id}`"),
-                self.client.list_configs(Some(options)),
-            )
+        let markers = self
+            .configs_in_role(id, MarkerKind::Create, Some(run))
             .await?;
-        let markers = configs.into_iter().filter(|config| {
-            let labels: Labels = config
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.labels.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            codec::role(&labels) == Some(MarkerKind::Create)
-        });
-        for config in markers.filter_map(|config| config.id) {
+        for config in markers.into_iter().filter_map(|config| config.id) {
             self.delete_config(&config).await?;
         }
         Ok(())
