@@ -355,7 +355,8 @@ pub struct QueueFlags {
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = duration)]
     pub queue_timeout: Duration,
     /// When the engine has a capacity: a `high` start goes before every `normal` one that
-    /// waits [default: high when stderr is a terminal, else normal]
+    /// waits, a `low` one after every other [default: high when stderr is a terminal, else
+    /// normal]
     #[arg(long, value_enum, value_name = "PRIORITY")]
     pub priority: Option<Priority>,
 }
@@ -367,6 +368,8 @@ pub enum Priority {
     High,
     /// In arrival order: CI jobs
     Normal,
+    /// After every other start, with a warm pool's fills: a bulk or nightly job that gives way
+    Low,
 }
 
 /// `--pull`, for every command that starts services.

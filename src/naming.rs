@@ -102,6 +102,11 @@ pub mod label {
     pub const PRIORITY: &str = "io.envctl.priority";
     /// On a queue entry: the waiter's nonce, the same across its renewals.
     pub const WAITER: &str = "io.envctl.waiter";
+    /// On a queue entry whose labels can change (a swarm's config): until when it holds its
+    /// place, in Unix seconds, and `true` once its waiter was admitted. A container's labels
+    /// cannot change: there the entry's name carries both ([`super::queue_name`]).
+    pub const QUEUE_EXPIRES: &str = "io.envctl.queue-expires";
+    pub const ADMITTED: &str = "io.envctl.admitted";
     /// On a swarm service: the container ports envctl published (host mode, a port the node
     /// picks) for its own `tcp:` and `http:` probes alone, because the file publishes none of
     /// them, comma-separated (`61616/tcp`): never the environment's endpoints.
@@ -307,6 +312,12 @@ pub fn queue_name(waiter: &str, expires: DateTime<Utc>, admitted: bool) -> Strin
         false => "",
     };
     format!("envctl-queue-{waiter}{mark}-{}", expires.timestamp())
+}
+
+/// The name of a waiter's queue entry where its labels carry its terms (a swarm's config, see
+/// [`label::QUEUE_EXPIRES`]): fixed for the entry's life.
+pub fn queue_entry_name(waiter: &str) -> String {
+    format!("envctl-queue-{waiter}")
 }
 
 /// Whether a queue entry's name says its waiter was admitted (see [`queue_name`]).

@@ -142,13 +142,13 @@ fn admission(
     flags: crate::cli::QueueFlags,
     reporter: &progress::Reporter,
 ) -> crate::lifecycle::admission::AdmitOptions {
-    let high = match flags.priority {
-        Some(priority) => priority == crate::cli::Priority::High,
-        None => crate::output::stderr_is_terminal(),
-    };
-    let priority = match high {
-        true => crate::backend::Priority::High,
-        false => crate::backend::Priority::Normal,
+    use crate::backend::Priority;
+    let priority = match flags.priority {
+        Some(crate::cli::Priority::High) => Priority::High,
+        Some(crate::cli::Priority::Normal) => Priority::Normal,
+        Some(crate::cli::Priority::Low) => Priority::Low,
+        None if crate::output::stderr_is_terminal() => Priority::High,
+        None => Priority::Normal,
     };
     crate::lifecycle::admission::AdmitOptions {
         priority,

@@ -605,6 +605,34 @@ impl Waiter {
     }
 }
 
+/// A queue entry that carries its own terms in its labels, for backends whose markers' labels
+/// can change (a swarm's configs; see [`label::QUEUE_EXPIRES`]).
+impl Waiter {
+    /// The labels of its entry, holding its place until `expires`.
+    pub fn encode_with_terms(&self, expires: DateTime<Utc>) -> Labels {
+        let mut labels = self.encode();
+        labels.insert(label::QUEUE_EXPIRES.into(), expires.timestamp().to_string());
+        if self.admitted {
+            labels.insert(label::ADMITTED.into(), "true".into());
+        }
+        labels
+    }
+
+    /// Reads an entry's labels written by [`Waiter::encode_with_terms`]: the waiter, and until
+    /// when its entry holds its place (`None` when it does not say).
+    pub fn decode_with_terms(labels: &Labels) -> Option<(Waiter, Option<DateTime<Utc>>)> {
+        let waiter = Waiter {
+            admitted: labels.get(label::ADMITTED).is_some_and(|a| a == "true"),
+            ..Waiter::decode(labels)?
+        };
+        let expires = labels
+            .get(label::QUEUE_EXPIRES)
+            .and_then(|seconds| seconds.parse().ok())
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+        Some((waiter, expires))
+    }
+}
+
 /// Who fills an environment's pool: a fill claim's labels (see `lifecycle::pool`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filler {
@@ -939,5 +967,35 @@ mod tests {
             .map(|p| p.number)
             .collect();
         assert_eq!(numbers, [61616, 8080, 53]);
+    }
+
+    #[test]
+    fn a_queue_entry_that_carries_its_terms_gives_them_back_and_plain_entries_give_none() {
+        let waiter = Waiter {
+            nonce: "n1".into(),
+            priority: Priority::High,
+            owner: Some("jenkins".into()),
+            environment: Some("demo".into()),
+            started_by: Some("vm:1".into()),
+            memory: 64 << 20,
+            admitted: true,
+        };
+        let until = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let labels = waiter.encode_with_terms(until);
+        assert_eq!(
+            Waiter::decode_with_terms(&labels),
+            Some((waiter.clone(), Some(until)))
+        );
+        let waiting = Waiter {
+            admitted: false,
+            ..waiter.clone()
+        };
+        let (read, _) = Waiter::decode_with_terms(&waiting.encode_with_terms(until)).unwrap();
+        assert!(!read.admitted);
+        // An entry written without terms (a Docker entry's name carries them) has none.
+        assert_eq!(
+            Waiter::decode_with_terms(&waiting.encode()),
+            Some((waiting, None))
+        );
     }
 }

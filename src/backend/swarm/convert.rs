@@ -314,7 +314,7 @@ fn replicas(service: &Service) -> Option<i64> {
         .replicas
 }
 
-fn time(text: &str) -> Option<DateTime<Utc>> {
+pub fn time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use bollard::models::{Config, Network, Service, Task, Volume};
 
-use super::convert::{NodeAddresses, status_of};
+use super::convert::{NodeAddresses, status_of, time};
 use crate::backend::{
-    EnvironmentRecord, IsolationRef, Markers, ServiceRecord, ServiceRef, VolumeRef,
+    EnvironmentRecord, IsolationRef, Markers, Queued, ServiceRecord, ServiceRef, VolumeRef,
 };
 use crate::naming;
 use crate::naming::codec::{self, Labels, MarkerKind, Metadata, ServiceMetadata};
@@ -26,6 +26,28 @@ struct Partial {
 fn labels(map: Option<&std::collections::HashMap<String, String>>) -> Labels {
     map.map(|m| m.clone().into_iter().collect())
         .unwrap_or_default()
+}
+
+/// The labels of `config`.
+pub fn config_labels(config: &Config) -> Labels {
+    labels(config.spec.as_ref().and_then(|spec| spec.labels.as_ref()))
+}
+
+/// The admission queue's entries among `configs`, each with its place in line: the time the
+/// manager created it.
+pub fn queue(configs: &[Config]) -> Vec<Queued> {
+    configs
+        .iter()
+        .filter_map(|config| {
+            let (waiter, expires) = codec::Waiter::decode_with_terms(&config_labels(config))?;
+            Some(Queued {
+                native: config.id.clone()?,
+                waiter,
+                created: config.created_at.as_deref().and_then(time)?,
+                expires,
+            })
+        })
+        .collect()
 }
 
 /// Environments, oldest first. Only swarm-scoped networks count: a manager lists its local
@@ -73,7 +95,8 @@ pub fn group(
                 partial.markers.creating = Some(metadata.clone());
                 partial.fallback.get_or_insert(metadata);
             }
-            // Pools are refused on a swarm: no such marker is ever made there; nor a capacity.
+            // Pools are refused on a swarm: no such marker is ever made there. The capacity
+            // and the queue belong to no environment (see [`queue`]).
             Some(
                 MarkerKind::Member
                 | MarkerKind::Adopt
@@ -297,5 +320,45 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert!(records[0].markers.pinned);
         assert!(!records[0].markers.claimed);
+    }
+
+    #[test]
+    fn queue_entries_are_read_with_their_terms_and_the_managers_creation_time() {
+        let waiter = codec::Waiter {
+            nonce: "w1".into(),
+            priority: codec::Priority::Low,
+            owner: Some("jenkins".into()),
+            environment: Some("demo".into()),
+            started_by: None,
+            memory: 1 << 30,
+            admitted: true,
+        };
+        let until = Utc.timestamp_opt(1_800_000_015, 0).unwrap();
+        let entry = Config {
+            created_at: Some("2026-12-06T01:00:00.123456789Z".into()),
+            ..config(
+                &naming::queue_entry_name("w1"),
+                waiter.encode_with_terms(until),
+            )
+        };
+        // Not yet created as far as the manager says, or not an entry: left out.
+        let unborn = config(
+            &naming::queue_entry_name("w2"),
+            waiter.encode_with_terms(until),
+        );
+        let anchor = config(
+            "envctl_e1_anchor",
+            metadata("e1").encode_marker(MarkerKind::Anchor),
+        );
+        let queue = queue(&[entry, unborn, anchor]);
+        assert_eq!(
+            queue,
+            [Queued {
+                native: "c-envctl-queue-w1".into(),
+                waiter,
+                created: "2026-12-06T01:00:00.123456789Z".parse().unwrap(),
+                expires: Some(until),
+            }]
+        );
     }
 }

@@ -28,7 +28,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     ListConfigsOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
     ListTasksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    UpdateServiceOptionsBuilder,
+    UpdateConfigOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -369,25 +369,45 @@ impl Swarm {
             .collect())
     }
 
-    /// Creates config `name`, carrying `labels`: `Taken` when it exists.
+    /// Creates config `name` of environment `id`, carrying `labels`: `Taken` when it exists.
     async fn create_config(&self, name: &str, id: &str, labels: Labels) -> Result<()> {
+        // A config must hold something: the id it belongs to.
+        match self.put_config(name, id, labels).await {
+            Err(BackendError::Conflict(_)) => Err(BackendError::Taken(id.to_string())),
+            other => other.map(drop),
+        }
+    }
+
+    /// Creates config `name` holding `data`, carrying `labels`: its id. `Conflict` when it
+    /// exists.
+    async fn put_config(&self, name: &str, data: &str, labels: Labels) -> Result<String> {
         let spec = ConfigSpec {
             name: Some(name.to_string()),
             labels: Some(hash_map(labels)),
-            // A config must hold something: the id it belongs to.
-            data: Some(base64::engine::general_purpose::STANDARD.encode(id)),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
             ..Default::default()
         };
-        match self
+        let created = self
             .call(
                 &format!("create config `{name}`"),
                 self.client.create_config(spec),
             )
-            .await
-        {
-            Err(BackendError::Conflict(_)) => Err(BackendError::Taken(id.to_string())),
-            other => other.map(drop),
-        }
+            .await?;
+        Ok(created.id)
+    }
+
+    /// The configs in `role` that belong to the swarm, not to an environment: its capacity,
+    /// the entries of its admission queue.
+    async fn engine_configs(&self, role: MarkerKind) -> Result<Vec<bollard::models::Config>> {
+        let filters = label_filter(&[Filter::Managed, Filter::Role(role)]);
+        let options = ListConfigsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.call(
+            &format!("list the swarm's `{}` configs", role.as_str()),
+            self.client.list_configs(Some(options)),
+        )
+        .await
     }
 
     async fn delete_config(&self, name: &str) -> Result<()> {
@@ -1080,10 +1100,22 @@ impl Backend for Swarm {
         self.delete_config(&naming::anchor_name(id)).await
     }
 
-    // Capacity on a swarm is not built yet: none is ever set, so every start is admitted at
-    // once, as before capacities existed.
     async fn admission(&self) -> Result<super::Admission> {
-        Ok(super::Admission::default())
+        // Both at once: a second list costs less than a second round trip.
+        let (markers, entries) = tokio::try_join!(
+            self.engine_configs(MarkerKind::Capacity),
+            self.engine_configs(MarkerKind::Queue)
+        )?;
+        let Some(capacity) = markers
+            .iter()
+            .find_map(|marker| codec::Capacity::decode(&list::config_labels(marker)))
+        else {
+            return Ok(super::Admission::default());
+        };
+        Ok(super::Admission {
+            capacity: Some(capacity),
+            queue: list::queue(&entries),
+        })
     }
     async fn nodes_memory(&self) -> Result<Vec<super::NodeMemory>> {
         // The tasks the scheduler has placed, or still places: those hold their reservations.
@@ -1098,22 +1130,58 @@ impl Backend for Swarm {
         )?;
         Ok(convert::node_memory(&nodes, &tasks))
     }
-    async fn set_capacity(&self, _: Option<&codec::Capacity>) -> Result<()> {
-        Err(no_capacity())
+    async fn set_capacity(&self, capacity: Option<&codec::Capacity>) -> Result<()> {
+        // Replaced, not changed: a start that looks meanwhile sees none and is admitted at
+        // once, as before any capacity was set.
+        self.delete_config(naming::CAPACITY_NAME).await?;
+        let Some(capacity) = capacity else {
+            return Ok(());
+        };
+        let name = naming::CAPACITY_NAME;
+        match self.put_config(name, name, capacity.encode()).await {
+            Ok(_) => Ok(()),
+            Err(BackendError::Conflict(_)) => Err(BackendError::Conflict(
+                "the swarm's capacity (set by another client at the same time)".into(),
+            )),
+            Err(error) => Err(error),
+        }
     }
-    async fn enqueue(&self, _: &codec::Waiter, _: chrono::DateTime<chrono::Utc>) -> Result<String> {
-        Err(no_capacity())
+    async fn enqueue(
+        &self,
+        waiter: &codec::Waiter,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String> {
+        // A config's labels can change, unlike a container's name: the entry keeps its name
+        // and its creation time (its place in line), and carries its terms in its labels.
+        let name = naming::queue_entry_name(&waiter.nonce);
+        self.put_config(&name, &waiter.nonce, waiter.encode_with_terms(until))
+            .await
     }
     async fn renew_entry(
         &self,
-        _: &str,
-        _: &codec::Waiter,
-        _: chrono::DateTime<chrono::Utc>,
+        native: &str,
+        waiter: &codec::Waiter,
+        until: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
-        Err(no_capacity())
+        let operation = "renew an entry of the admission queue";
+        let config = self
+            .call(operation, self.client.inspect_config(native))
+            .await?;
+        let version = config.version.and_then(|v| v.index).unwrap_or_default();
+        let spec = ConfigSpec {
+            labels: Some(hash_map(waiter.encode_with_terms(until))),
+            ..config.spec.unwrap_or_default()
+        };
+        // Only this waiter changes its entry, one change at a time: the version read is the
+        // one to update.
+        let options = UpdateConfigOptionsBuilder::new()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        self.call(operation, self.client.update_config(native, spec, options))
+            .await
     }
-    async fn dequeue(&self, _: &str) -> Result<()> {
-        Ok(())
+    async fn dequeue(&self, native: &str) -> Result<()> {
+        self.delete_config(native).await
     }
 
     // Pools are refused on a swarm before anything is created: no fill ever claims one.
@@ -1141,16 +1209,6 @@ impl Backend for Swarm {
     async fn release_fill(&self, _: &str) -> Result<()> {
         Ok(())
     }
-}
-
-/// Why `envctl capacity` cannot set one on a swarm.
-fn no_capacity() -> BackendError {
-    Swarm::unsupported(
-        "keep a capacity",
-        "capacities are kept on a Docker engine only for now; on a swarm every start is \
-         admitted at once, and the swarm's scheduler places each task on a node with its \
-         `mem_limit` unreserved (`envctl capacity` shows the nodes' memory)",
-    )
 }
 
 /// Why `envctl update` cannot run on a swarm.

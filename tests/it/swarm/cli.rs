@@ -17,7 +17,7 @@ use envctl::naming::codec::Filter;
 use super::backend::leftovers;
 use super::cluster::{TestSwarm, bounded, swarm};
 use crate::harness::{block_on, unique};
-use crate::support::{EnvDir, Envctl, Run};
+use crate::support::{EnvDir, Envctl, Run, wait_until};
 
 /// How long a request through the chain may take to answer once `up` said it is ready.
 const ANSWER_LIMIT: Duration = Duration::from_secs(20);
@@ -1074,14 +1074,131 @@ fn swarm_capacity_shows_the_nodes_memory_and_a_mem_limit_is_reserved_on_the_node
         "{}",
         text.stdout()
     );
-    // Setting a capacity is refused, saying what happens instead.
-    let refused = env
+    drop(env);
+    swarm_capacity_admits_whole_environments_through_one_queue_on_the_swarm(swarm);
+}
+
+/// Clears the swarm's capacity when the test ends, however it ends: every other test on the
+/// swarm would be admitted under it.
+struct ClearCapacity<'a>(&'a SwarmEnv);
+
+impl Drop for ClearCapacity<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.envctl().args(["capacity", "--clear"]).run();
+    }
+}
+
+/// A capacity set on the swarm: a start that does not fit waits in the swarm's queue (a
+/// config every client sees), gives up with exit 2 and nothing created, and is admitted once
+/// an environment goes. Other tests use this swarm meanwhile: their environments reserve
+/// nothing (no `mem_limit`, no default memory) and go before this test's low-priority waiters,
+/// so only this test's environments wait.
+fn swarm_capacity_admits_whole_environments_through_one_queue_on_the_swarm(
+    swarm: &'static TestSwarm,
+) {
+    let image = swarm.image("envctl-demo/oracle-xe");
+    let big = SwarmEnv::new(swarm, "cap-big", |name| {
+        format!(
+            "name: {name}\nservices:\n  db:\n    image: {image}\n    \
+             command: [serve, --name, db, --port, \"1521\"]\n    ports: [1521]\n    \
+             ready:\n      tcp: 1521\n    mem_limit: 600m\n"
+        )
+    });
+    let queue = || {
+        let shown = big.envctl().args(["capacity", "-o", "json"]).run();
+        let shown = shown.success().json();
+        let entries = shown["queue"].as_array().cloned().unwrap_or_default();
+        let mine: Vec<serde_json::Value> = entries
+            .into_iter()
+            .filter(|entry| entry["environment"] == big.name.as_str())
+            .collect();
+        (shown["capacity"].clone(), mine)
+    };
+    let ids = || {
+        let ls = big.envctl().args(["ls", "-o", "json"]).run();
+        let listed = ls.success().json();
+        let mut ids: Vec<String> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["environment"] == big.name.as_str())
+            .filter_map(|e| e["id"].as_str().map(String::from))
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    let _clear = ClearCapacity(&big);
+    big.envctl()
+        .args(["capacity", "--max-memory", "1g"])
+        .run()
+        .success();
+    let (capacity, _) = queue();
+    assert_eq!(capacity["max_memory"], 1u64 << 30, "{capacity}");
+    let first = id_of(&big.up());
+
+    // It does not fit beside the first: it waits, gives up, and leaves nothing.
+    let gave_up = big
         .envctl()
-        .args(["capacity", "--max-environments", "2"])
-        .run();
-    let said = refused.code(2).stderr();
-    assert!(
-        said.contains("capacities are kept on a Docker engine only"),
-        "{said}"
+        .args([
+            "up",
+            &big.name,
+            "--priority",
+            "low",
+            "--queue-timeout",
+            "2s",
+        ])
+        .run_within(Duration::from_secs(60));
+    gave_up
+        .code(2)
+        .stderr_has("gave up waiting for capacity after 2s");
+    assert_eq!(ids(), std::slice::from_ref(&first), "created while waiting");
+    assert_eq!(
+        queue().1,
+        Vec::<serde_json::Value>::new(),
+        "its entry stayed"
     );
+
+    // Admitted once the first goes.
+    let waiting = big
+        .envctl()
+        .args([
+            "up",
+            &big.name,
+            "--priority",
+            "low",
+            "-o",
+            "json",
+            "--timeout",
+            "120s",
+        ])
+        .spawn();
+    wait_until(
+        "the waiter queues on the swarm",
+        Duration::from_secs(30),
+        || !queue().1.is_empty(),
+    );
+    let (_, entries) = queue();
+    assert_eq!(entries[0]["priority"], "low", "{entries:?}");
+    assert_eq!(entries[0]["memory"], 600u64 << 20, "{entries:?}");
+    // It renews its entry while it waits (every 5 s; an entry expires after 15 s).
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(
+        queue().1.len(),
+        1,
+        "the waiter's entry expired while it waited"
+    );
+    assert_eq!(ids(), std::slice::from_ref(&first), "created while waiting");
+    big.envctl().args(["down", &first]).run().success();
+    let admitted = waiting.wait_within(Duration::from_secs(180));
+    let second = id_of(&admitted.success().json());
+    assert_ne!(second, first);
+    assert_eq!(
+        queue().1,
+        Vec::<serde_json::Value>::new(),
+        "its entry stayed"
+    );
+
+    big.envctl().args(["capacity", "--clear"]).run().success();
+    assert_eq!(queue().0, serde_json::Value::Null);
 }
