@@ -254,7 +254,16 @@ impl Environments for Lifecycle {
             &admission,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        // Why envctl stopped it is history once it started, as after `envctl start`.
+        let (endpoint, owned_id) = (self.backend.endpoint().to_string(), id.to_string());
+        let recorded = self
+            .update(move |state| state.note_started(&endpoint, &owned_id))
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!("cannot record that `{id}` was started: {error}");
+        }
+        Ok(())
     }
 
     async fn stop(&self, id: &str) -> Result<(), String> {
