@@ -789,4 +789,30 @@ mod tests {
         assert_eq!(run.as_deref(), Some("live"), "left to its holder");
         assert!(found.services.is_empty());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_by_the_gateway_forgets_why_envctl_stopped_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = crate::backend::fake::Fake::new();
+        let gateway = creating_gateway(&fake, dir.path());
+        let id = "shop-main";
+        assert_eq!(gateway.create(creation(id)).await, Ok(()));
+        let instance = lifecycle::inventory::find(&fake, id)
+            .await
+            .unwrap()
+            .unwrap();
+        lifecycle::stop(&fake, &instance).await.unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let endpoint = fake.info().endpoint.clone();
+        let why = |store: &Store| {
+            let (state, _) = store.read();
+            state.record(&endpoint, id).and_then(|r| r.stopped.clone())
+        };
+        store
+            .update(|state| state.note_stop(&endpoint, id, Utc::now(), "by the reaper: idle"))
+            .unwrap();
+        assert!(why(&store).is_some());
+        assert_eq!(gateway.start(id, "a request").await, Ok(()));
+        assert_eq!(why(&store), None, "history once it started");
+    }
 }
