@@ -55,8 +55,9 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_for_errors: Option<DateTime<Utc>>,
     /// Why envctl itself last stopped the environment, for `envctl status` to say while it
-    /// stays stopped: a start making room for another (`--preempt-idle`) writes it; `envctl
-    /// start`, or a reaper pass that sees the environment run again, clears it.
+    /// stays stopped: a reaper pass that stopped it, or a start making room for another
+    /// (`--preempt-idle`), writes it; `envctl start` (the gateway's too), or a reaper pass that
+    /// sees the environment run again, clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stop>,
 }
@@ -174,6 +175,27 @@ impl State {
     /// Records that envctl stopped `id` at `at`, and why.
     pub fn note_stop(&mut self, endpoint: &str, id: &str, at: DateTime<Utc>, reason: &str) {
         self.record_mut(endpoint, id).stopped = Some(Stop {
+            at,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Records that a reaper pass that began at `began` stopped `id` at `at`, and why, unless a
+    /// stop was recorded since the pass began: that one came first (a start made room
+    /// meanwhile), and the pass only stopped what was stopped already.
+    pub fn note_pass_stop(
+        &mut self,
+        endpoint: &str,
+        id: &str,
+        at: DateTime<Utc>,
+        reason: &str,
+        began: DateTime<Utc>,
+    ) {
+        let record = self.record_mut(endpoint, id);
+        if record.stopped.as_ref().is_some_and(|s| s.at > began) {
+            return;
+        }
+        record.stopped = Some(Stop {
             at,
             reason: reason.to_string(),
         });
@@ -559,6 +581,35 @@ mod tests {
             None,
             "one the pass saw is the pass's to keep or clear"
         );
+    }
+
+    #[test]
+    fn a_passs_own_stop_survives_the_next_pass_and_never_hides_one_recorded_meanwhile() {
+        // The pass that began at 01:10 stopped `x` at 01:12, after saving what it learned.
+        let mut state = State::default();
+        merge(&mut state, &["x"]);
+        state.note_pass_stop("e", "x", at(12), "by the reaper: idle", at(10));
+        // The next pass began at 01:20 and read the record, the stop with it: it learned what
+        // it read.
+        let mut learned = state.record("e", "x").unwrap().clone();
+        learned.crashed_since = None;
+        let existing = BTreeSet::from(["x".to_string()]);
+        state.merge_pass("e", &existing, [("x", &learned)], at(20));
+        let stop = state.record("e", "x").unwrap().stopped.clone().unwrap();
+        assert_eq!(
+            (stop.at, stop.reason.as_str()),
+            (at(12), "by the reaper: idle")
+        );
+        // A start made room by stopping `y` after the pass began: the pass that stops it too
+        // keeps the start's reason, the first.
+        state.note_stop("e", "y", at(11), "to make room for `shop`");
+        state.note_pass_stop("e", "y", at(12), "by the reaper: idle", at(10));
+        let stop = state.record("e", "y").unwrap().stopped.clone().unwrap();
+        assert_eq!(stop.reason, "to make room for `shop`");
+        // One recorded before the pass began is history: the environment ran again since.
+        state.note_pass_stop("e", "y", at(30), "by the reaper: idle", at(25));
+        let stop = state.record("e", "y").unwrap().stopped.clone().unwrap();
+        assert_eq!(stop.reason, "by the reaper: idle");
     }
 
     #[test]

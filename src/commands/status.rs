@@ -24,7 +24,7 @@ struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_used: Option<u64>,
     /// While it is stopped: why envctl stopped it on its own, as recorded in this host's
-    /// reaper state (a start that made room for another).
+    /// reaper state (a reaper pass, or a start that made room for another).
     #[serde(skip_serializing_if = "Option::is_none")]
     stopped: Option<crate::state::Stop>,
 }

@@ -254,7 +254,16 @@ impl Environments for Lifecycle {
             &admission,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        // Why envctl stopped it is history once it started, as after `envctl start`.
+        let (endpoint, owned_id) = (self.backend.endpoint().to_string(), id.to_string());
+        let recorded = self
+            .update(move |state| state.note_started(&endpoint, &owned_id))
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!("cannot record that `{id}` was started: {error}");
+        }
+        Ok(())
     }
 
     async fn stop(&self, id: &str) -> Result<(), String> {
@@ -779,5 +788,31 @@ mod tests {
         let run = found.markers.creating.and_then(|m| m.run);
         assert_eq!(run.as_deref(), Some("live"), "left to its holder");
         assert!(found.services.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_by_the_gateway_forgets_why_envctl_stopped_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = crate::backend::fake::Fake::new();
+        let gateway = creating_gateway(&fake, dir.path());
+        let id = "shop-main";
+        assert_eq!(gateway.create(creation(id)).await, Ok(()));
+        let instance = lifecycle::inventory::find(&fake, id)
+            .await
+            .unwrap()
+            .unwrap();
+        lifecycle::stop(&fake, &instance).await.unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let endpoint = fake.info().endpoint.clone();
+        let why = |store: &Store| {
+            let (state, _) = store.read();
+            state.record(&endpoint, id).and_then(|r| r.stopped.clone())
+        };
+        store
+            .update(|state| state.note_stop(&endpoint, id, Utc::now(), "by the reaper: idle"))
+            .unwrap();
+        assert!(why(&store).is_some());
+        assert_eq!(gateway.start(id, "a request").await, Ok(()));
+        assert_eq!(why(&store), None, "history once it started");
     }
 }

@@ -663,22 +663,34 @@ pub async fn admit(
 
 /// Waits again, still at its place in the queue, for the whole environment of a start that
 /// was admitted as adopting a pool member and did not get it (another start took it first):
-/// a cold start never goes over the capacity. Nothing without a capacity, or once the ticket
-/// left the queue.
+/// a cold start never goes over the capacity. A wait in the queue as [`admit`]'s is: bounded
+/// by `--queue-timeout` alone (never by the start's deadline), each look at the engine
+/// bounded, ended by an interrupt. Whether it was readmitted: `false`, without waiting,
+/// without a capacity or once the ticket left the queue.
 pub async fn readmit(
     backend: &dyn Backend,
     ticket: &Ticket,
     options: &AdmitOptions,
-) -> Result<(), StartError> {
+    signals: &Signals,
+) -> Result<bool, StartError> {
     if ticket.entry().is_none() {
-        return Ok(());
+        return Ok(false);
     }
+    let backend = &super::Bounded {
+        backend,
+        deadline: None,
+        per_call: Some(CALL_BOUND),
+        signals,
+    };
     let options = AdmitOptions {
         adopts: None,
         ..options.clone()
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
-    wait(backend, ticket, &options, timeout).await.map(|_| ())
+    tokio::select! {
+        waited = wait(backend, ticket, &options, timeout) => waited.map(|_| true),
+        () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
+    }
 }
 
 /// Looks at the queue every [`POLL`] until the ticket's entry is admitted (`true`), or the

@@ -23,11 +23,12 @@ pub(super) const AFTERMATH_CALL: Duration = Duration::from_secs(5);
 /// container right after it stopped it, which is what made the service fail.
 pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 
-/// The limits of one attempt: `timeout` from its start, and the first interrupt.
+/// The limits of one attempt: `timeout` from its start (or its restart), and the first
+/// interrupt.
 pub(super) struct Attempt<'a> {
     pub signals: &'a Signals,
     pub timeout: Duration,
-    pub deadline: Instant,
+    deadline: std::sync::Mutex<Instant>,
 }
 
 impl<'a> Attempt<'a> {
@@ -35,10 +36,20 @@ impl<'a> Attempt<'a> {
         Attempt {
             signals,
             timeout,
-            deadline: Instant::now()
-                .checked_add(timeout)
-                .unwrap_or_else(far_future),
+            deadline: std::sync::Mutex::new(deadline_from_now(timeout)),
         }
+    }
+
+    /// When the attempt runs out of time.
+    pub fn deadline(&self) -> Instant {
+        *self.deadline.lock().expect("deadline lock")
+    }
+
+    /// Gives the attempt its whole `timeout` again from now: a start that waited in the
+    /// admission queue once more counts from its readmission, as from its admission. What
+    /// [`Attempt::within`] returned before keeps the old deadline.
+    pub fn restart(&self) {
+        *self.deadline.lock().expect("deadline lock") = deadline_from_now(self.timeout);
     }
 
     /// Runs `step` until it ends, the deadline passes or the first interrupt comes.
@@ -50,7 +61,7 @@ impl<'a> Attempt<'a> {
             return Err(StartError::Interrupted(Box::default()));
         }
         tokio::select! {
-            result = tokio::time::timeout_at(self.deadline, step) => {
+            result = tokio::time::timeout_at(self.deadline(), step) => {
                 result.unwrap_or_else(|_| Err(self.timed_out()))
             }
             () = self.signals.received(1) => Err(StartError::Interrupted(Box::default())),
@@ -65,7 +76,7 @@ impl<'a> Attempt<'a> {
     {
         Bounded {
             backend,
-            deadline: Some(self.deadline),
+            deadline: Some(self.deadline()),
             per_call: None,
             signals: self.signals,
         }
@@ -110,7 +121,7 @@ impl<'a> Attempt<'a> {
         match error {
             StartError::Timeout { .. } => {}
             StartError::Backend(BackendError::NoAnswer { .. })
-                if Instant::now() >= self.deadline => {}
+                if Instant::now() >= self.deadline() => {}
             other => return other,
         }
         if let Err(error) = backend.ping().await
@@ -177,6 +188,12 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn deadline_from_now(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(far_future)
 }
 
 /// An instant no attempt reaches, for timeouts too large to add to now.

@@ -871,6 +871,68 @@ mod reaper_pass {
         );
     }
 
+    /// Why the reaper stopped `shop-1`, as `envctl status` reads it from the state file.
+    fn why_stopped(fake: &Fake, store: &Store) -> Option<crate::state::Stop> {
+        let (state, _) = store.read();
+        state
+            .record(&fake.info().endpoint, "shop-1")
+            .and_then(|r| r.stopped.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reapers_own_stops_say_why_in_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let fake = fake();
+        let seen = seen_environment(&fake, &store).await;
+        let later = seen + chrono::Duration::hours(2);
+        let (cause, _) = only_action(&fake, &store, &reap_options(), later).await;
+        assert_eq!(cause, reaper::Cause::Idle);
+        let stop = why_stopped(&fake, &store).expect("the reaper's stop is recorded");
+        assert!(
+            stop.reason.starts_with(
+                "by the reaper: idle for 2h00m, last activity: first seen by the reaper at "
+            ),
+            "{}",
+            stop.reason
+        );
+        assert!(
+            stop.reason.ends_with(", longer than --idle 1h00m"),
+            "{}",
+            stop.reason
+        );
+        // A later pass that finds it still stopped keeps it: the pass's own stop is not lost
+        // when the pass saves what it learned.
+        let keeping = Options {
+            remove_after: Duration::from_secs(24 * 3600),
+            ..reap_options()
+        };
+        let report = reaper::pass(&fake, &store, &keeping, later + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert_eq!(why_stopped(&fake, &store), Some(stop));
+        // A pass that sees it run again forgets it.
+        let instance = require(&fake, "shop-1").await.unwrap();
+        crate::lifecycle::start(
+            &fake,
+            &instance,
+            &quiet(),
+            Duration::from_secs(60),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let again = later + chrono::Duration::hours(2);
+        let endpoint = fake.info().endpoint.clone();
+        store
+            .update(|state| state.note_activity(&endpoint, "shop-1", again, "envctl start"))
+            .unwrap();
+        let report = reaper::pass(&fake, &store, &keeping, again).await.unwrap();
+        assert!(report.actions.is_empty(), "{report:?}");
+        assert_eq!(why_stopped(&fake, &store), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_container_put_aside_by_a_killed_update_is_never_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -1201,6 +1263,14 @@ mod reaper_pass {
         let record = state.record(&endpoint, "shop-1").unwrap();
         assert_eq!(record.stopped_for_errors, Some(now));
         assert!(record.error_flag.is_some(), "the gateway's to clear");
+        let stop = record.stopped.as_ref().expect("why, for `envctl status`");
+        assert!(
+            stop.reason.starts_with(
+                "by the reaper (--stop-erroring): its error rate at `envctl gateway`: 31 of 50"
+            ),
+            "{}",
+            stop.reason
+        );
     }
 
     /// `--pause-after 30m --idle 1h`.

@@ -711,19 +711,15 @@ async fn an_up_that_adopts_is_charged_only_what_it_adds_to_the_member() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment() {
+/// Another `up` adopts `member` between this one's admission and its claim: at the first
+/// marker this one sets (its own adoption's). Says whether it did.
+fn another_up_takes(fake: &Fake, member: &str) -> Arc<std::sync::atomic::AtomicBool> {
     use futures_util::FutureExt;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let fake = fake();
-    let shop = environment(SHOP);
-    fake.set_capacity(Some(&room_for_one())).await.unwrap();
-    let member = fill(&fake, &shop).await.created[0].clone();
-    // Another `up` adopts the member between this one's admission and its claim.
     let other = fake.clone();
     let taken = Arc::new(AtomicBool::new(false));
     let once = taken.clone();
-    let id = member.clone();
+    let id = member.to_string();
     fake.on("set_marker", move || {
         if once.swap(true, Ordering::SeqCst) {
             return;
@@ -738,6 +734,17 @@ async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment(
         let adopting = other.set_marker(&adopter, crate::backend::Marker::Adopt);
         adopting.now_or_never().expect("at once").expect("adopted");
     });
+    taken
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment() {
+    use std::sync::atomic::Ordering;
+    let fake = fake();
+    let shop = environment(SHOP);
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let taken = another_up_takes(&fake, &member);
     let (signals, _sender) = Signals::manual();
     let outcome = up(
         &fake,
@@ -754,4 +761,107 @@ async fn an_up_that_loses_its_member_to_another_waits_for_its_whole_environment(
     let listed = inventory::list(&fake).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, [member.as_str()], "never over the capacity");
+}
+
+/// `--timeout 10s --queue-timeout QUEUE`.
+fn impatient_start_patient_queue(queue: Duration) -> UpOptions {
+    UpOptions {
+        timeout: Duration::from_secs(10),
+        admission: admission::AdmitOptions {
+            queue_timeout: Some(queue),
+            ..Default::default()
+        },
+        ..options()
+    }
+}
+
+/// Every look at the admission queue takes `latency`, as on an engine: a call made after a
+/// deadline passed is given up then, where an answer at once would still win the race.
+fn answering_after(fake: &Fake, latency: Duration) {
+    let slowed = fake.clone();
+    fake.on("admission", move || {
+        slowed.fault(
+            "admission",
+            "*",
+            crate::backend::fake::Fault::Delay(latency),
+        )
+    });
+}
+
+/// An `up` that lost its member waits in the queue again for its whole environment: that wait
+/// is the queue's, bounded by `--queue-timeout` alone, and `--timeout` counts from the
+/// readmission, as it counts from the first admission.
+#[tokio::test(start_paused = true)]
+async fn a_readmission_waits_on_the_queue_timeout_not_the_start_timeout() {
+    use std::sync::atomic::Ordering;
+    let shop = environment(SHOP);
+    {
+        // The other start's environment goes a minute later, six times this one's --timeout:
+        // room for this one, which starts cold.
+        let fake = fake();
+        fake.set_capacity(Some(&room_for_one())).await.unwrap();
+        let member = fill(&fake, &shop).await.created[0].clone();
+        let taken = another_up_takes(&fake, &member);
+        answering_after(&fake, Duration::from_millis(5));
+        let freeing = tokio::spawn({
+            let (fake, member) = (fake.clone(), member.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let other = inventory::find(&fake, &member).await.unwrap().unwrap();
+                remove(&fake, &other, None).await.unwrap();
+            }
+        });
+        let (signals, _sender) = Signals::manual();
+        let began = tokio::time::Instant::now();
+        let options = impatient_start_patient_queue(Duration::from_secs(600));
+        let outcome = up(&fake, &shop, &options, &quiet(), &signals, &|_| {}).await;
+        freeing.await.unwrap();
+        assert!(taken.load(Ordering::SeqCst));
+        let started = match outcome.result {
+            Ok(started) => started,
+            Err(error) => panic!("the wait for readmission is not the start's: {error}"),
+        };
+        assert!(began.elapsed() >= Duration::from_secs(60), "it waited");
+        let listed = inventory::list(&fake).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, [started.id.as_str()]);
+    }
+    {
+        // Room never comes: the wait ends at --queue-timeout, as the queue's own (exit 2), with
+        // nothing created, however shorter --timeout is.
+        let fake = fake();
+        fake.set_capacity(Some(&room_for_one())).await.unwrap();
+        let member = fill(&fake, &shop).await.created[0].clone();
+        let taken = another_up_takes(&fake, &member);
+        answering_after(&fake, Duration::from_millis(5));
+        let began = tokio::time::Instant::now();
+        let options = impatient_start_patient_queue(Duration::from_secs(30));
+        let (signals, _sender) = Signals::manual();
+        let outcome = up(&fake, &shop, &options, &quiet(), &signals, &|_| {}).await;
+        assert!(taken.load(Ordering::SeqCst));
+        let error = outcome.result.expect_err("no room for a cold start");
+        assert!(
+            matches!(
+                &error,
+                StartError::Admission(e) if matches!(**e, admission::AdmissionError::QueueTimeout { .. })
+            ),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("gave up waiting for capacity after 30s"),
+            "{error}"
+        );
+        assert!(began.elapsed() >= Duration::from_secs(30), "it waited");
+        assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+        let listed = inventory::list(&fake).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, [member.as_str()], "nothing created");
+        assert!(
+            fake.calls_of("create_isolation").len() <= 1,
+            "no network but the member's: {:?}",
+            fake.calls_of("create_isolation")
+        );
+    }
 }

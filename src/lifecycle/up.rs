@@ -465,8 +465,9 @@ async fn attempt(
     for service in super::pool::in_scope(environment, options) {
         phases.report(progress, &service, Phase::Creating);
     }
+    let claim = claim(backend, environment, options, &images, run).await?;
+    // Built after the claim: a readmission there gave the attempt a new deadline.
     let creating = run.attempt.within(backend);
-    let claim = claim(&creating, environment, options, &images, run).await?;
     // envctl in a container joins the environment's network for the probes that need the
     // services' own addresses; a create too, so not raced either.
     if environment
@@ -570,7 +571,8 @@ async fn resolve_images(
 
 /// Claims an id by creating the environment's anchor container, whose name is unique on the
 /// engine: a taken name means another run has this id, so try the next suffix. Then creates the
-/// network and every service's container under that id.
+/// network and every service's container under that id. Its creates are bounded by the
+/// attempt's deadline, never dropped by it (see [`Attempt::within`]).
 async fn claim(
     backend: &dyn Backend,
     environment: &Environment,
@@ -578,20 +580,29 @@ async fn claim(
     images: &BTreeMap<String, Resolved>,
     run: &Run<'_>,
 ) -> Result<Claim, StartError> {
-    let (claim, isolation) = match adopt(backend, environment, options, images, run).await? {
+    let creating = run.attempt.within(backend);
+    let (claim, isolation) = match adopt(&creating, environment, options, images, run).await? {
         Some((claim, isolation)) => (claim, Some(isolation)),
         None => {
-            if run.admission.adopts.is_some() {
-                // Admitted for what a member it did not get would have added: the whole
-                // environment must fit before it starts cold.
-                admission::readmit(backend, &run.ticket, &run.admission).await?;
+            // Admitted for what a member it did not get would have added: the whole
+            // environment must fit before it starts cold. That wait is the queue's, bounded by
+            // `--queue-timeout` alone, and `--timeout` counts from the readmission as it
+            // counts from the admission.
+            if run.admission.adopts.is_some()
+                && admission::readmit(backend, &run.ticket, &run.admission, run.attempt.signals)
+                    .await?
+            {
+                run.attempt.restart();
             }
+            let creating = run.attempt.within(backend);
             (
-                claim_id(backend, environment, options, images, run).await?,
+                claim_id(&creating, environment, options, images, run).await?,
                 None,
             )
         }
     };
+    let creating = run.attempt.within(backend);
+    let backend = &creating;
     // It counts from its claim on: the next in line may look. Its entry goes while the rest
     // is created, off the start's path.
     let (_, created) = tokio::join!(
@@ -828,7 +839,7 @@ fn metadata(
     images: &BTreeMap<String, Resolved>,
     run: &Run<'_>,
 ) -> Metadata {
-    let deadline = chrono::Duration::from_std(run.attempt.deadline - Instant::now())
+    let deadline = chrono::Duration::from_std(run.attempt.deadline() - Instant::now())
         .ok()
         .and_then(|left| Utc::now().checked_add_signed(left))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);

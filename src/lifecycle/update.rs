@@ -1101,7 +1101,7 @@ pub async fn restore_unfinished(
     let attempt = Attempt::new(&never, timeout);
     let (phases, none, no_addresses) = (Phases::default(), BTreeSet::new(), BTreeMap::new());
     let restoring = restore(backend, &current, &none, &no_addresses, &phases);
-    let restored = tokio::time::timeout_at(attempt.deadline, restoring).await;
+    let restored = tokio::time::timeout_at(attempt.deadline(), restoring).await;
     let aftermath = attempt.aftermath(backend, None);
     if probing && let Err(error) = aftermath.detach(&instance.id).await {
         tracing::warn!(

@@ -133,6 +133,8 @@ pub async fn pass(
         !touched.contains(&instance.id) && !left_alone.contains(&instance.id)
     });
     report.actions = act(backend, acting).await;
+    let stops = stopped_because(&report.actions, options);
+    record_stops(store, endpoint, stops, now, &mut report.warnings).await;
     report.actions.extend(retired);
     report.actions.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(report)
@@ -320,6 +322,47 @@ async fn act<'a>(
     let mut actions: Vec<Action> = acting.filter_map(|a| async move { a }).collect().await;
     actions.sort_by(|a, b| a.id.cmp(&b.id));
     actions
+}
+
+/// What the pass stopped, and why in the words `envctl status` says it.
+fn stopped_because(actions: &[Action], options: &Options) -> Vec<(String, String)> {
+    actions
+        .iter()
+        .filter(|a| a.action == ActionKind::Stop && a.error.is_none())
+        .map(|a| (a.id.clone(), a.reason.stopped_because(options)))
+        .collect()
+}
+
+/// Records why the pass that began at `began` stopped what it stopped, where a start that
+/// makes room records its stops, for `envctl status` to say while the environment stays
+/// stopped (`envctl start` forgets it). Written after acting, so only a stop that happened is
+/// said, and after the pass saved what it learned, so that save cannot drop it; the next pass
+/// keeps it while it finds the environment stopped. A stop recorded since the pass began
+/// (a start made room meanwhile) came first, and stays.
+async fn record_stops(
+    store: &Store,
+    endpoint: &str,
+    stops: Vec<(String, String)>,
+    began: DateTime<Utc>,
+    warnings: &mut Vec<String>,
+) {
+    if stops.is_empty() {
+        return;
+    }
+    let (endpoint, at) = (endpoint.to_string(), Utc::now());
+    let recorded = store
+        .update_async(move |state| {
+            for (id, why) in &stops {
+                state.note_pass_stop(&endpoint, id, at, why, began);
+            }
+        })
+        .await;
+    match recorded {
+        Ok(((), warning)) => warnings.extend(warning),
+        Err(error) => warnings.push(format!(
+            "{error}; `envctl status` cannot say why this pass stopped what it stopped"
+        )),
+    }
 }
 
 /// How much of an environment exists: services (set aside too), network, volumes, markers and

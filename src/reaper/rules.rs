@@ -86,6 +86,27 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Why a pass with `options` stopped an environment, as `envctl status` says it while the
+    /// environment stays stopped (`stopped by envctl at ... by the reaper: idle for 2h10m,
+    /// ..., longer than --idle 2h00m`): the action's sentence, with the threshold it crossed.
+    pub fn stopped_because(&self, options: &Options) -> String {
+        match self {
+            Reason::Idle { .. } | Reason::Crashed(_) => {
+                format!(
+                    "by the reaper: {self}, longer than --idle {}",
+                    human(options.idle)
+                )
+            }
+            Reason::ErrorRate(_) => format!(
+                "by the reaper (--stop-erroring): {self}; requests through `envctl gateway` do \
+                 not wake it, `envctl start` does"
+            ),
+            _ => format!("by the reaper: {self}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let day_minute = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
@@ -939,6 +960,51 @@ mod tests {
             decide(&o, None, at(0, 0), &options).action,
             None,
             "created as the pass began"
+        );
+    }
+
+    #[test]
+    fn a_stop_says_why_for_status_with_the_threshold_it_crossed() {
+        let idle = Reason::Idle {
+            idle: Duration::from_secs(2 * 3600 + 600),
+            last: "envctl logs".into(),
+            at: at(4, 15),
+        };
+        assert_eq!(
+            idle.stopped_because(&options()),
+            "by the reaper: idle for 2h10m, last activity: envctl logs at 04:15 UTC, longer than \
+             --idle 2h00m"
+        );
+        assert_eq!(
+            Reason::Crashed(Duration::from_secs(3 * 3600)).stopped_because(&options()),
+            "by the reaper: a service has been crashed or unhealthy for 3h00m, longer than --idle \
+             2h00m"
+        );
+        assert_eq!(
+            Reason::TtlExpired(at(1, 0)).stopped_because(&options()),
+            "by the reaper: its --ttl expired at 2026-11-26 01:00 UTC"
+        );
+        let old = Reason::OlderThanMaxAge {
+            max_age: Duration::from_secs(3600),
+            created: at(0, 0),
+        };
+        assert_eq!(
+            old.stopped_because(&options()),
+            "by the reaper: older than --max-age 1h00m (created 2026-11-26 00:00 UTC)"
+        );
+        let erroring = Reason::ErrorRate(crate::state::ErrorFlag {
+            since: at(1, 0),
+            judged_at: at(1, 5),
+            requests: 50,
+            errors: 31,
+            window_seconds: 300,
+            threshold_percent: 50,
+        });
+        assert_eq!(
+            erroring.stopped_because(&options()),
+            "by the reaper (--stop-erroring): its error rate at `envctl gateway`: 31 of 50 \
+             requests (62%) answered 5xx over 5m, above 50% (since 01:00 UTC); requests through \
+             `envctl gateway` do not wake it, `envctl start` does"
         );
     }
 }

@@ -565,6 +565,13 @@ fn an_erroring_environment_is_flagged_stopped_by_reap_stop_erroring_and_not_woke
         reap.stdout()
     );
     assert_eq!(env.state_of(&id).as_deref(), Some("stopped"));
+    // `status` says why, as for every stop the reaper makes.
+    env.envctl()
+        .args(["status", &id])
+        .run()
+        .success()
+        .stderr_has("UTC by the reaper (--stop-erroring): its error rate at `envctl gateway`: ")
+        .stderr_has("requests through `envctl gateway` do not wake it, `envctl start` does");
     gateway.until("the gateway sees it stopped", |g| {
         row_of(&g.get("localhost", "/").body, &id).contains("stopped for its error rate")
     });

@@ -337,6 +337,92 @@ fn a_cron_pass_and_a_daemon_never_act_twice_or_corrupt_the_state() {
     serde_json::from_str::<serde_json::Value>(&state).expect("the state file is valid JSON");
 }
 
+/// What `envctl status` says of a stopped environment, masked: the table (stdout) and the
+/// reason (stderr), with idle times as `[IDLE]`.
+fn status_masked(env: &TestEnv, id: &str) -> String {
+    let status = env.envctl().args(["status", id]).run();
+    let status = status.success();
+    let idle = regex::Regex::new(r"idle for \d+s").unwrap();
+    let text = format!(
+        "{}{}",
+        crate::snapshot::mask_table(&status.stdout(), &env.name),
+        crate::snapshot::mask(&status.stderr(), &env.name)
+    );
+    idle.replace_all(&text, "idle for [IDLE]").into_owned()
+}
+
+/// The reaper's own stops say why in `envctl status`, as a start that makes room does, until
+/// `envctl start` starts the environment again: from an `envctl reap` pass and from the
+/// `envctl reaper` daemon alike.
+#[test]
+fn the_reapers_own_stops_say_why_in_status() {
+    let env = TestEnv::new("why", &proxied());
+    let id = env.name.clone();
+    up(&env, &id);
+    settle();
+    env.reap(&["--idle", "2s"]).success();
+    // Past the 2 s idle threshold: time passing is what is under test.
+    sleep(2.5);
+    env.reap(&["--idle", "2s"])
+        .success()
+        .stdout_has(&format!("stopped {id} ({id}): idle for"));
+    let said = status_masked(&env, &id);
+    let expected = "\
+SERVICE  CONTAINER  STATE  HEALTH  RESTARTS  EXIT  PORTS
+app  app_NAME  exited  -  0  0  
+proxy  proxy_NAME  exited  -  0  0  
+stopped by envctl at [TIME] by the reaper: idle for [IDLE], last activity: first seen by the reaper at [TIME], longer than --idle 2s
+";
+    assert_eq!(said, expected, "snapshot differs:\n{said}");
+    let json = env.envctl().args(["status", &id, "-o", "json"]).run();
+    let stopped = json.success().json()["stopped"].clone();
+    assert!(
+        stopped["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("by the reaper: idle for")),
+        "{stopped}"
+    );
+    assert!(stopped["at"].is_string(), "{stopped}");
+
+    // `envctl start` makes it history.
+    env.envctl().args(["start", &id]).run().success();
+    let status = env.envctl().args(["status", &id, "-o", "json"]).run();
+    assert!(
+        status.success().json().get("stopped").is_none(),
+        "{}",
+        status.stdout()
+    );
+
+    // The daemon's stops say why as well.
+    let daemon = env
+        .envctl()
+        .args([
+            "reaper",
+            "--every",
+            "500ms",
+            "--idle",
+            "2s",
+            "--environment",
+            &env.name,
+        ])
+        .spawn();
+    crate::support::wait_until("the daemon stopped it", Duration::from_secs(60), || {
+        env.state_of(&id).as_deref() == Some("stopped")
+    });
+    daemon.signal("TERM");
+    let daemon = daemon.wait_within(Duration::from_secs(30));
+    daemon
+        .success()
+        .stdout_has(&format!("stopped {id} ({id}): idle for"));
+    let said = status_masked(&env, &id);
+    assert!(
+        said.contains(
+            "\nstopped by envctl at [TIME] by the reaper: idle for [IDLE], last activity: "
+        ) && said.ends_with(", longer than --idle 2s\n"),
+        "{said}"
+    );
+}
+
 #[test]
 fn the_daemon_exits_cleanly_on_sigterm() {
     let env = TestEnv::new("daemon", &proxied());
