@@ -539,6 +539,8 @@ pub struct Ticket {
     renaming: tokio::sync::Mutex<()>,
     /// Bytes the environment reserves; `None` without a capacity.
     memory: Option<u64>,
+    /// When it joined the queue: `--queue-timeout` bounds every wait of one start together.
+    joined: Option<Instant>,
 }
 
 impl Ticket {
@@ -637,6 +639,7 @@ pub async fn admit(
     let ticket = Ticket {
         entry: Mutex::new(Some((native, waiter))),
         memory: Some(memory),
+        joined: Some(Instant::now()),
         ..Ticket::default()
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
@@ -664,7 +667,7 @@ pub async fn admit(
 /// Waits again, still at its place in the queue, for the whole environment of a start that
 /// was admitted as adopting a pool member and did not get it (another start took it first):
 /// a cold start never goes over the capacity. A wait in the queue as [`admit`]'s is: bounded
-/// by `--queue-timeout` alone (never by the start's deadline), each look at the engine
+/// by what is left of `--queue-timeout` alone (never by the start's deadline), each look at the engine
 /// bounded, ended by an interrupt. Whether it was readmitted: `false`, without waiting,
 /// without a capacity or once the ticket left the queue.
 pub async fn readmit(
@@ -694,14 +697,15 @@ pub async fn readmit(
 }
 
 /// Looks at the queue every [`POLL`] until the ticket's entry is admitted (`true`), or the
-/// capacity is gone (`false`: admitted as before any capacity).
+/// capacity is gone (`false`: admitted as before any capacity), or `timeout` passed since the
+/// ticket joined the queue (a readmission's wait is the same start's: one `--queue-timeout`).
 async fn wait(
     backend: &dyn Backend,
     ticket: &Ticket,
     options: &AdmitOptions,
     timeout: Duration,
 ) -> Result<bool, StartError> {
-    let since = Instant::now();
+    let since = ticket.joined.unwrap_or_else(Instant::now);
     // Whether the last look made room: the next looks again at once, but only once, so an
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;

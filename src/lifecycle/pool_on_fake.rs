@@ -788,6 +788,62 @@ fn answering_after(fake: &Fake, latency: Duration) {
     });
 }
 
+/// One `--queue-timeout` bounds every wait of a start: a readmission waits only what its first
+/// wait left of it (it waited the whole of it again before).
+#[tokio::test(start_paused = true)]
+async fn a_readmission_waits_only_what_is_left_of_the_queue_timeout() {
+    use crate::backend::{Priority, Waiter};
+    use futures_util::FutureExt;
+    use std::sync::atomic::Ordering;
+    let shop = environment(SHOP);
+    let fake = fake();
+    fake.set_capacity(Some(&room_for_one())).await.unwrap();
+    let member = fill(&fake, &shop).await.created[0].clone();
+    // Someone ahead in line for 20 s: then this start is admitted as adopting, loses its member
+    // to another start, and room for a cold start never comes.
+    let ahead = Waiter {
+        nonce: "ahead".into(),
+        priority: Priority::High,
+        owner: None,
+        environment: Some("other".into()),
+        started_by: None,
+        memory: 0,
+        admitted: false,
+    };
+    let until = Utc::now() + chrono::Duration::hours(1);
+    let native = fake.enqueue_by_hand(&ahead, until);
+    let leaving = tokio::spawn({
+        let fake = fake.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            fake.dequeue(&native).now_or_never().unwrap().unwrap();
+        }
+    });
+    let taken = another_up_takes(&fake, &member);
+    answering_after(&fake, Duration::from_millis(5));
+    let began = tokio::time::Instant::now();
+    let options = impatient_start_patient_queue(Duration::from_secs(30));
+    let (signals, _sender) = Signals::manual();
+    let outcome = up(&fake, &shop, &options, &quiet(), &signals, &|_| {}).await;
+    leaving.await.unwrap();
+    assert!(taken.load(Ordering::SeqCst));
+    let error = outcome.result.expect_err("no room for a cold start");
+    assert!(
+        error
+            .to_string()
+            .starts_with("gave up waiting for capacity after 30s"),
+        "{error}"
+    );
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(35),
+        "waited {waited:?} in all for a --queue-timeout of 30s"
+    );
+    let listed = inventory::list(&fake).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [member.as_str()], "nothing created");
+}
+
 /// An `up` that lost its member waits in the queue again for its whole environment: that wait
 /// is the queue's, bounded by `--queue-timeout` alone, and `--timeout` counts from the
 /// readmission, as it counts from the first admission.
