@@ -232,13 +232,16 @@ impl State {
             }
             // The gateway alone writes its flag; the one it wrote meanwhile is the latest.
             let flag = record.error_flag.take();
-            // A stop recorded meanwhile is newer than what the pass saw.
-            let stop = record.stopped.take().filter(|s| s.at > began);
+            // A pass only forgets a stop (it saw the environment run again); otherwise what the
+            // file holds now is the latest: a stop recorded meanwhile, or none since `envctl
+            // start` forgot it meanwhile.
+            let stored = record.stopped.take();
             *record = learned.clone();
             record.error_flag = flag;
-            if stop.is_some() {
-                record.stopped = stop;
-            }
+            record.stopped = match learned.stopped {
+                None => stored.filter(|s| s.at > began),
+                Some(_) => stored,
+            };
             if since.is_some() {
                 record.activity = since;
             }
@@ -610,6 +613,19 @@ mod tests {
         state.note_pass_stop("e", "y", at(30), "by the reaper: idle", at(25));
         let stop = state.record("e", "y").unwrap().stopped.clone().unwrap();
         assert_eq!(stop.reason, "by the reaper: idle");
+    }
+
+    #[test]
+    fn a_pass_never_brings_back_a_stop_that_envctl_start_forgot_during_the_pass() {
+        let mut state = State::default();
+        merge(&mut state, &["x"]);
+        state.note_pass_stop("e", "x", at(12), "by the reaper: idle", at(10));
+        // The next pass, begun at 01:20, read the stop; `envctl start` forgot it meanwhile.
+        let learned = state.record("e", "x").unwrap().clone();
+        state.note_started("e", "x");
+        let existing = BTreeSet::from(["x".to_string()]);
+        state.merge_pass("e", &existing, [("x", &learned)], at(20));
+        assert_eq!(state.record("e", "x").unwrap().stopped, None);
     }
 
     #[test]

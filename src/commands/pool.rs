@@ -105,6 +105,7 @@ async fn fill(args: PoolFillArgs) -> Result<ExitStatus, Error> {
             // A warm pool fills after every other start waiting for the engine's capacity.
             admission: crate::lifecycle::admission::AdmitOptions {
                 priority: crate::backend::Priority::Low,
+                fill: true,
                 ..Default::default()
             },
         },

@@ -68,6 +68,9 @@ pub struct AdmitOptions {
     /// The reaper's state file, where making room reads idle clocks and records what it
     /// stopped; `None`: this host's ([`crate::state::Store::from_env`]).
     pub state: Option<crate::state::Store>,
+    /// A warm pool's fill: it makes no room (it would retire members to make members, or
+    /// stop environments to keep some warm), whatever its priority.
+    pub fill: bool,
 }
 
 impl std::fmt::Debug for AdmitOptions {
@@ -539,8 +542,9 @@ pub struct Ticket {
     renaming: tokio::sync::Mutex<()>,
     /// Bytes the environment reserves; `None` without a capacity.
     memory: Option<u64>,
-    /// When it joined the queue: `--queue-timeout` bounds every wait of one start together.
-    joined: Option<Instant>,
+    /// How long it waited in the queue so far: `--queue-timeout` bounds every wait of one
+    /// start together (see [`readmit`]).
+    waited: Mutex<Duration>,
 }
 
 impl Ticket {
@@ -639,7 +643,6 @@ pub async fn admit(
     let ticket = Ticket {
         entry: Mutex::new(Some((native, waiter))),
         memory: Some(memory),
-        joined: Some(Instant::now()),
         ..Ticket::default()
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
@@ -667,17 +670,17 @@ pub async fn admit(
 /// Waits again, still at its place in the queue, for the whole environment of a start that
 /// was admitted as adopting a pool member and did not get it (another start took it first):
 /// a cold start never goes over the capacity. A wait in the queue as [`admit`]'s is: bounded
-/// by what is left of `--queue-timeout` alone (never by the start's deadline), each look at the engine
-/// bounded, ended by an interrupt. Whether it was readmitted: `false`, without waiting,
-/// without a capacity or once the ticket left the queue.
+/// by what the first wait left of `--queue-timeout` (never by the start's deadline), each look
+/// at the engine bounded, ended by an interrupt. How long it waited: nothing without a
+/// capacity or once the ticket left the queue.
 pub async fn readmit(
     backend: &dyn Backend,
     ticket: &Ticket,
     options: &AdmitOptions,
     signals: &Signals,
-) -> Result<bool, StartError> {
+) -> Result<Duration, StartError> {
     if ticket.entry().is_none() {
-        return Ok(false);
+        return Ok(Duration::ZERO);
     }
     let backend = &super::Bounded {
         backend,
@@ -690,22 +693,39 @@ pub async fn readmit(
         ..options.clone()
     };
     let timeout = options.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT);
+    let since = Instant::now();
     tokio::select! {
-        waited = wait(backend, ticket, &options, timeout) => waited.map(|_| true),
+        waited = wait(backend, ticket, &options, timeout) => waited.map(|_| since.elapsed()),
         () = signals.received(1) => Err(StartError::Interrupted(Box::default())),
     }
 }
 
 /// Looks at the queue every [`POLL`] until the ticket's entry is admitted (`true`), or the
-/// capacity is gone (`false`: admitted as before any capacity), or `timeout` passed since the
-/// ticket joined the queue (a readmission's wait is the same start's: one `--queue-timeout`).
+/// capacity is gone (`false`: admitted as before any capacity), or the ticket waited `timeout`
+/// in all (a readmission's wait is the same start's: one `--queue-timeout`).
 async fn wait(
     backend: &dyn Backend,
     ticket: &Ticket,
     options: &AdmitOptions,
     timeout: Duration,
 ) -> Result<bool, StartError> {
-    let since = ticket.joined.unwrap_or_else(Instant::now);
+    let before = *ticket.waited.lock().expect("ticket");
+    let since = Instant::now();
+    let result = looking(backend, ticket, options, timeout, before).await;
+    *ticket.waited.lock().expect("ticket") = before + since.elapsed();
+    result
+}
+
+/// [`wait`]'s looks, the ticket having waited `before` already.
+async fn looking(
+    backend: &dyn Backend,
+    ticket: &Ticket,
+    options: &AdmitOptions,
+    timeout: Duration,
+    before: Duration,
+) -> Result<bool, StartError> {
+    let since = Instant::now();
+    let waited = || before + since.elapsed();
     // Whether the last look made room: the next looks again at once, but only once, so an
     // environment that keeps counting after it was stopped is not stopped in a busy loop.
     let mut made_room = false;
@@ -761,7 +781,7 @@ async fn wait(
             Decision::Wait { .. }
                 if !std::mem::take(&mut made_room)
                     && !others_admitted
-                    && waiter.priority != Priority::Low
+                    && !options.fill
                     && head(&capacity, &counted, &queue).is_some_and(|h| h.native == native)
                     && make_room_now(
                         backend, &capacity, &counted, &instances, &waiter, options,
@@ -780,12 +800,12 @@ async fn wait(
                     reserved: counted.iter().map(|c| c.memory).sum(),
                     capacity,
                     memory: waiter.memory,
-                    waited: since.elapsed(),
+                    waited: waited(),
                 };
                 if let Some(on_wait) = &options.on_wait {
                     on_wait(&waiting);
                 }
-                if since.elapsed() >= timeout {
+                if waited() >= timeout {
                     return Err(AdmissionError::QueueTimeout {
                         waited: timeout,
                         last: waiting,
@@ -794,7 +814,7 @@ async fn wait(
                 }
             }
         }
-        tokio::time::sleep(POLL.min(timeout.saturating_sub(since.elapsed()))).await;
+        tokio::time::sleep(POLL.min(timeout.saturating_sub(waited()))).await;
     }
 }
 
@@ -1659,7 +1679,11 @@ services:
                 .unwrap();
             let (signals, _kept) = Signals::manual();
             // A fill makes no room: with the member counted, there is none.
-            let error = admit(&fake, &request(vec![None]), &last(Priority::Low), &signals)
+            let filling = AdmitOptions {
+                fill: true,
+                ..last(Priority::Low)
+            };
+            let error = admit(&fake, &request(vec![None]), &filling, &signals)
                 .await
                 .expect_err("the member counts");
             assert!(
@@ -1669,24 +1693,22 @@ services:
             assert_eq!(pool::members(&fake).await.unwrap().len(), 1);
         }
 
+        /// A start of any priority: `--priority low` gives way in the queue, not to a pool.
         #[tokio::test(start_paused = true)]
         async fn a_start_retires_a_ready_pool_member_to_make_room() {
-            let (fake, shop) = shop_fake();
-            fill(&fake, &shop).await;
-            fake.set_capacity(Some(&capacity(Some(1), None)))
-                .await
-                .unwrap();
-            let (signals, _kept) = Signals::manual();
-            let ticket = admit(
-                &fake,
-                &request(vec![None]),
-                &last(Priority::Normal),
-                &signals,
-            )
-            .await
-            .expect("admitted once the member gave way");
-            ticket.leave(&fake).await;
-            assert!(pool::members(&fake).await.unwrap().is_empty());
+            for priority in [Priority::Normal, Priority::Low] {
+                let (fake, shop) = shop_fake();
+                fill(&fake, &shop).await;
+                fake.set_capacity(Some(&capacity(Some(1), None)))
+                    .await
+                    .unwrap();
+                let (signals, _kept) = Signals::manual();
+                let ticket = admit(&fake, &request(vec![None]), &last(priority), &signals)
+                    .await
+                    .unwrap_or_else(|e| panic!("{priority:?}: not admitted: {e}"));
+                ticket.leave(&fake).await;
+                assert!(pool::members(&fake).await.unwrap().is_empty());
+            }
         }
 
         /// Makes `id` look created `minutes` ago, with no activity since.

@@ -45,11 +45,11 @@ impl<'a> Attempt<'a> {
         *self.deadline.lock().expect("deadline lock")
     }
 
-    /// Gives the attempt its whole `timeout` again from now: a start that waited in the
-    /// admission queue once more counts from its readmission, as from its admission. What
+    /// Moves the deadline `by` later: a start that waited in the admission queue once more
+    /// does not use up its `timeout` there, as it does not before its admission. What
     /// [`Attempt::within`] returned before keeps the old deadline.
-    pub fn restart(&self) {
-        *self.deadline.lock().expect("deadline lock") = deadline_from_now(self.timeout);
+    pub fn extend(&self, by: Duration) {
+        *self.deadline.lock().expect("deadline lock") += by;
     }
 
     /// Runs `step` until it ends, the deadline passes or the first interrupt comes.

@@ -586,13 +586,12 @@ async fn claim(
         None => {
             // Admitted for what a member it did not get would have added: the whole
             // environment must fit before it starts cold. That wait is the queue's, bounded by
-            // `--queue-timeout` alone, and `--timeout` counts from the readmission as it
-            // counts from the admission.
-            if run.admission.adopts.is_some()
-                && admission::readmit(backend, &run.ticket, &run.admission, run.attempt.signals)
-                    .await?
-            {
-                run.attempt.restart();
+            // `--queue-timeout` alone, and does not use up `--timeout`, as the first did not.
+            if run.admission.adopts.is_some() {
+                let waited =
+                    admission::readmit(backend, &run.ticket, &run.admission, run.attempt.signals)
+                        .await?;
+                run.attempt.extend(waited);
             }
             let creating = run.attempt.within(backend);
             (

@@ -396,6 +396,32 @@ impl Swarm {
         Ok(created.id)
     }
 
+    /// Replaces the labels of config `config` (a name or an id), the rest as it is. `Conflict`
+    /// when it changed between the read and the update (the manager refuses the update as out
+    /// of sequence), `NotFound` when it is gone.
+    async fn relabel_config(&self, config: &str, labels: &Labels, operation: &str) -> Result<()> {
+        let read = self
+            .call(operation, self.client.inspect_config(config))
+            .await?;
+        let version = read.version.and_then(|v| v.index).unwrap_or_default();
+        let spec = ConfigSpec {
+            labels: Some(hash_map(labels.clone())),
+            ..read.spec.unwrap_or_default()
+        };
+        let options = UpdateConfigOptionsBuilder::new()
+            .version(i64::try_from(version).unwrap_or(i64::MAX))
+            .build();
+        match self
+            .call(operation, self.client.update_config(config, spec, options))
+            .await
+        {
+            Err(BackendError::Operation { reason, .. }) if reason.contains("out of sequence") => {
+                Err(BackendError::Conflict(reason))
+            }
+            other => other,
+        }
+    }
+
     /// The configs in `role` that belong to the swarm, not to an environment: its capacity,
     /// the entries of its admission queue.
     async fn engine_configs(&self, role: MarkerKind) -> Result<Vec<bollard::models::Config>> {
@@ -1131,12 +1157,24 @@ impl Backend for Swarm {
         Ok(convert::node_memory(&nodes, &tasks))
     }
     async fn set_capacity(&self, capacity: Option<&codec::Capacity>) -> Result<()> {
-        // Replaced, not changed: a start that looks meanwhile sees none and is admitted at
-        // once, as before any capacity was set.
-        self.delete_config(naming::CAPACITY_NAME).await?;
         let Some(capacity) = capacity else {
-            return Ok(());
+            return self.delete_config(naming::CAPACITY_NAME).await;
         };
+        // Changed in place where one is set, so no start that looks meanwhile finds none.
+        let operation = "change the swarm's capacity";
+        match self
+            .relabel_config(naming::CAPACITY_NAME, &capacity.encode(), operation)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(BackendError::Conflict(_)) => {
+                return Err(BackendError::Conflict(
+                    "the swarm's capacity (changed by another client at the same time)".into(),
+                ));
+            }
+            Err(BackendError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
         let name = naming::CAPACITY_NAME;
         match self.put_config(name, name, capacity.encode()).await {
             Ok(_) => Ok(()),
@@ -1164,21 +1202,13 @@ impl Backend for Swarm {
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
         let operation = "renew an entry of the admission queue";
-        let config = self
-            .call(operation, self.client.inspect_config(native))
-            .await?;
-        let version = config.version.and_then(|v| v.index).unwrap_or_default();
-        let spec = ConfigSpec {
-            labels: Some(hash_map(waiter.encode_with_terms(until))),
-            ..config.spec.unwrap_or_default()
-        };
-        // Only this waiter changes its entry, one change at a time: the version read is the
-        // one to update.
-        let options = UpdateConfigOptionsBuilder::new()
-            .version(i64::try_from(version).unwrap_or(i64::MAX))
-            .build();
-        self.call(operation, self.client.update_config(native, spec, options))
-            .await
+        let labels = waiter.encode_with_terms(until);
+        // Only this waiter changes its entry, one change at a time; but a change it gave up
+        // waiting for may still land between a read and an update: read again, once.
+        match self.relabel_config(native, &labels, operation).await {
+            Err(BackendError::Conflict(_)) => self.relabel_config(native, &labels, operation).await,
+            other => other,
+        }
     }
     async fn dequeue(&self, native: &str) -> Result<()> {
         self.delete_config(native).await

@@ -1181,12 +1181,14 @@ fn swarm_capacity_admits_whole_environments_through_one_queue_on_the_swarm(
     let (_, entries) = queue();
     assert_eq!(entries[0]["priority"], "low", "{entries:?}");
     assert_eq!(entries[0]["memory"], 600u64 << 20, "{entries:?}");
-    // It renews its entry while it waits (every 5 s; an entry expires after 15 s).
+    // It renews its entry while it waits (every 5 s; an entry expires after 15 s): the entry
+    // is the one it made, with the manager's creation time, not one made anew after it expired.
     std::thread::sleep(Duration::from_secs(20));
-    assert_eq!(
-        queue().1.len(),
-        1,
-        "the waiter's entry expired while it waited"
+    let (_, entries) = queue();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        entries[0]["waited_seconds"].as_u64() >= Some(20),
+        "the waiter's entry expired while it waited: {entries:?}"
     );
     assert_eq!(ids(), std::slice::from_ref(&first), "created while waiting");
     big.envctl().args(["down", &first]).run().success();
@@ -1199,6 +1201,12 @@ fn swarm_capacity_admits_whole_environments_through_one_queue_on_the_swarm(
         "its entry stayed"
     );
 
+    // Changed in place, then cleared.
+    big.envctl()
+        .args(["capacity", "--max-memory", "2g"])
+        .run()
+        .success();
+    assert_eq!(queue().0["max_memory"], 2u64 << 30);
     big.envctl().args(["capacity", "--clear"]).run().success();
     assert_eq!(queue().0, serde_json::Value::Null);
 }
