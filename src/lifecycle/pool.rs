@@ -389,14 +389,14 @@ pub(super) async fn adoptable_shape(
 
 /// The members `up` may adopt for `environment` shaped `wanted`, oldest first, and why each
 /// other member of it does not match (`up -v` says so).
-pub(super) async fn candidates(
-    backend: &dyn Backend,
+pub(super) fn candidates(
+    members: Vec<Instance>,
     environment: &str,
     wanted: &Shape,
     now: DateTime<Utc>,
-) -> Result<Vec<Instance>, BackendError> {
+) -> Vec<Instance> {
     let mut adoptable = Vec::new();
-    for member in members(backend).await? {
+    for member in members {
         if member.environment() != environment {
             continue;
         }
@@ -405,7 +405,23 @@ pub(super) async fn candidates(
             Err(why) => tracing::info!("pool member {} does not match: {why}", member.id),
         }
     }
-    Ok(adoptable)
+    adoptable
+}
+
+/// The members on the engine when this start may adopt one (see [`no_adoption`]), read while
+/// its images are resolved; `None` when it adopts none.
+pub(super) async fn prefetch_members(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+) -> Option<Result<Vec<Instance>, BackendError>> {
+    if options.pool == PoolUse::Fill || environment.pool.is_none() {
+        return None;
+    }
+    if no_adoption(backend, environment, options).is_some() {
+        return None;
+    }
+    Some(members(backend).await)
 }
 
 /// Why `up` does not look for a member of the file's pool at all, when it does not.
@@ -775,16 +791,17 @@ pub async fn current_shape(
     environment: &Environment,
     pool: &Pool,
 ) -> Result<Option<Shape>, BackendError> {
-    let mut images = BTreeMap::new();
-    for name in &pool.services {
+    // One inspect per pooled service, at once: an adopting `up` makes them before its
+    // admission, on its path.
+    let resolving = pool.services.iter().map(|name| async move {
         let service = &environment.services[name];
-        match backend.resolve_image(&service.image).await? {
-            Some(image) => {
-                images.insert(name.clone(), image);
-            }
-            None => return Ok(None),
-        }
-    }
+        let image = backend.resolve_image(&service.image).await?;
+        Ok::<_, BackendError>(image.map(|image| (name.clone(), image)))
+    });
+    let resolved = futures_util::future::try_join_all(resolving).await?;
+    let Some(images) = resolved.into_iter().collect::<Option<BTreeMap<_, _>>>() else {
+        return Ok(None);
+    };
     Ok(Shape::of(environment, pool, &images))
 }
 

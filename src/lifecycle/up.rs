@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, removal_seen};
 use super::bounded::Bounded;
 use super::images::{self, Wanted};
+use super::inventory::Instance;
 use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::teardown::Cleanup;
 use super::{Phase, Progress, StartError, admission, teardown};
@@ -450,15 +451,16 @@ async fn attempt(
     phases: &Phases,
 ) -> Result<Started, StartError> {
     refuse_unprobeable(backend, environment).await?;
-    let images = run
+    // The pool's members are listed while the images are resolved: matching needs both.
+    let (images, members) = run
         .attempt
-        .bound(resolve_images(
-            backend,
-            environment,
-            options,
-            progress,
-            phases,
-        ))
+        .bound(async {
+            let (images, members) = tokio::join!(
+                resolve_images(backend, environment, options, progress, phases),
+                super::pool::prefetch_members(backend, environment, options)
+            );
+            Ok((images?, members))
+        })
         .await?;
     // Creating is not cut short by a signal: a create that the engine completes after its
     // request was dropped would escape the rollback. A signal meanwhile is acted on next.
@@ -466,7 +468,7 @@ async fn attempt(
         phases.report(progress, &service, Phase::Creating);
     }
     let creating = run.attempt.within(backend);
-    let claim = claim(&creating, environment, options, &images, run).await?;
+    let claim = claim(&creating, environment, options, &images, members, run).await?;
     // envctl in a container joins the environment's network for the probes that need the
     // services' own addresses; a create too, so not raced either.
     if environment
@@ -495,20 +497,24 @@ async fn attempt(
         PoolUse::Fill => (Marker::Member, naming::member_name(&claim.id)),
         PoolUse::Adopt | PoolUse::AdoptElseNamed => (Marker::Ready, naming::ready_name(&claim.id)),
     };
-    run.ledger
-        .create(
-            ResourceKind::Marker(marker.kind()),
-            name,
-            creating.set_marker(&claim.metadata, marker),
-        )
-        .await?;
+    let marked = run.ledger.create(
+        ResourceKind::Marker(marker.kind()),
+        name,
+        creating.set_marker(&claim.metadata, marker),
+    );
     let selector = match claim.pooled.is_empty() {
         true => Selector::Run(run.nonce.clone()),
         false => Selector::Id(claim.id.clone()),
     };
-    run.attempt
-        .bound(describe(backend, environment, &claim, &images, &selector))
-        .await
+    // What the start returns is read while the marker is created: the listing reads only the
+    // services, which are ready, so it need not wait for the marker, and neither the marker's
+    // create nor its failure depends on it.
+    let described = run
+        .attempt
+        .bound(describe(backend, environment, &claim, &images, &selector));
+    let (marked, described) = tokio::join!(marked, described);
+    marked?;
+    described
 }
 
 /// Refuses, before anything is created, `tcp:` and `http:` probes of ports the file does not
@@ -576,9 +582,11 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
+    members: Option<Result<Vec<Instance>, BackendError>>,
     run: &Run<'_>,
 ) -> Result<Claim, StartError> {
-    let (claim, isolation) = match adopt(backend, environment, options, images, run).await? {
+    let adopted = adopt(backend, environment, options, images, members, run).await?;
+    let (claim, isolation) = match adopted {
         Some((claim, isolation)) => (claim, Some(isolation)),
         None => {
             if run.admission.adopts.is_some() {
@@ -612,7 +620,12 @@ async fn create_claimed(
     claim: Claim,
     isolation: Option<crate::backend::IsolationRef>,
 ) -> Result<Claim, StartError> {
-    if options.lease {
+    // The lease is created with the rest, not before it: both run to their end, so the
+    // rollback sees every create whichever failed.
+    let lease = async {
+        if !options.lease {
+            return Ok(());
+        }
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
         let until = claim
             .metadata
@@ -624,11 +637,41 @@ async fn create_claimed(
                 naming::lease_name(&claim.id, until),
                 backend.set_marker(&claim.metadata, Marker::Lease(until)),
             )
-            .await?;
-    }
+            .await
+    };
+    let (leased, services) = tokio::join!(
+        lease,
+        create_services(
+            backend,
+            environment,
+            options,
+            images,
+            run,
+            &claim,
+            isolation
+        )
+    );
+    leased?;
+    Ok(Claim {
+        services: services?,
+        ..claim
+    })
+}
+
+/// Creates the environment's isolation unless adopted with one, then the services that are
+/// not pooled: every service of the claim, by name.
+async fn create_services(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run<'_>,
+    claim: &Claim,
+    isolation: Option<crate::backend::IsolationRef>,
+) -> Result<BTreeMap<String, ServiceRef>, StartError> {
     let isolation = match isolation {
         Some(isolation) => isolation,
-        None => create_isolation(backend, environment, &claim, run).await?,
+        None => create_isolation(backend, environment, claim, run).await?,
     };
     let scope = super::pool::in_scope(environment, options);
     // Every create runs to its end, even after one failed, so the rollback sees them all.
@@ -636,7 +679,7 @@ async fn create_claimed(
     let creating = to_create
         .filter(|s| scope.contains(&s.name) && !claim.pooled.contains(&s.name))
         .map(|service| {
-            let spec = service_spec(environment, service, &claim, images);
+            let spec = service_spec(environment, service, claim, images);
             let name = naming::container_name(&service.name, &claim.id);
             let isolation = &isolation;
             async move {
@@ -655,7 +698,7 @@ async fn create_claimed(
     for (service, created) in join_all(creating).await {
         services.insert(service, created?);
     }
-    Ok(Claim { services, ..claim })
+    Ok(services)
 }
 
 /// Adopts a ready pool member that is what this start would create of its pooled services:
@@ -666,6 +709,7 @@ async fn adopt(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
+    members: Option<Result<Vec<Instance>, BackendError>>,
     run: &Run<'_>,
 ) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
     if options.pool == PoolUse::Fill {
@@ -682,14 +726,15 @@ async fn adopt(
         return Ok(None);
     };
     // The pool only ever saves time: failing to read it is a cold start.
-    let members = super::pool::candidates(backend, &environment.name, &shape, Utc::now()).await;
     let members = match members {
-        Ok(members) => members,
-        Err(error) => {
+        Some(Ok(members)) => members,
+        Some(Err(error)) => {
             tracing::warn!("starting without the warm pool: {error}");
             return Ok(None);
         }
+        None => return Ok(None),
     };
+    let members = super::pool::candidates(members, &environment.name, &shape, Utc::now());
     for member in members {
         let Some(isolation) = member.isolation.first().cloned() else {
             continue;
