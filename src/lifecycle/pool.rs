@@ -408,20 +408,46 @@ pub(super) fn candidates(
     adoptable
 }
 
+/// How old a listing of the members may be when `up` matches them: the one read while the
+/// images were resolved is used when that took less (the images were here), else the members
+/// are listed again, so that a member whose services stopped during a pull or a build is not
+/// adopted.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The members on the engine, as listed at `at`.
+pub(super) struct Listed {
+    at: tokio::time::Instant,
+    members: Result<Vec<Instance>, BackendError>,
+}
+
+impl Listed {
+    /// The members, listed again if this listing is older than [`FRESH`].
+    pub(super) async fn fresh(self, backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
+        match self.at.elapsed() <= FRESH {
+            true => self.members,
+            false => members(backend).await,
+        }
+    }
+}
+
 /// The members on the engine when this start may adopt one (see [`no_adoption`]), read while
 /// its images are resolved; `None` when it adopts none.
 pub(super) async fn prefetch_members(
     backend: &dyn Backend,
     environment: &Environment,
     options: &UpOptions,
-) -> Option<Result<Vec<Instance>, BackendError>> {
+) -> Option<Listed> {
     if options.pool == PoolUse::Fill || environment.pool.is_none() {
         return None;
     }
     if no_adoption(backend, environment, options).is_some() {
         return None;
     }
-    Some(members(backend).await)
+    let members = members(backend).await;
+    Some(Listed {
+        at: tokio::time::Instant::now(),
+        members,
+    })
 }
 
 /// Why `up` does not look for a member of the file's pool at all, when it does not.

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, removal_seen};
 use super::bounded::Bounded;
 use super::images::{self, Wanted};
-use super::inventory::Instance;
 use super::starting::{Phases, Startable, probes_addresses, start_services};
 use super::teardown::Cleanup;
 use super::{Phase, Progress, StartError, admission, teardown};
@@ -582,7 +581,7 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    members: Option<Result<Vec<Instance>, BackendError>>,
+    members: Option<super::pool::Listed>,
     run: &Run<'_>,
 ) -> Result<Claim, StartError> {
     let adopted = adopt(backend, environment, options, images, members, run).await?;
@@ -709,7 +708,7 @@ async fn adopt(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
-    members: Option<Result<Vec<Instance>, BackendError>>,
+    members: Option<super::pool::Listed>,
     run: &Run<'_>,
 ) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
     if options.pool == PoolUse::Fill {
@@ -726,13 +725,15 @@ async fn adopt(
         return Ok(None);
     };
     // The pool only ever saves time: failing to read it is a cold start.
-    let members = match members {
-        Some(Ok(members)) => members,
-        Some(Err(error)) => {
+    let Some(members) = members else {
+        return Ok(None);
+    };
+    let members = match members.fresh(backend).await {
+        Ok(members) => members,
+        Err(error) => {
             tracing::warn!("starting without the warm pool: {error}");
             return Ok(None);
         }
-        None => return Ok(None),
     };
     let members = super::pool::candidates(members, &environment.name, &shape, Utc::now());
     for member in members {
