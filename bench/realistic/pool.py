@@ -10,7 +10,8 @@ Figures, each over --runs runs (median, range):
 - the critical path of the services a member leaves to start: the app's own start (from its
   container's create request until /health answers) plus nginx's (from its start request until
   the whole chain answers through it: envctl creates both containers at once, before the app
-  starts), each alone on the network of a running copy of the stack, through the engine's API;
+  starts), each alone on the network of a running copy of the stack, through the engine's API,
+  created as envctl created its own (the same image, command, memory limit, published port);
 - cold `up` (the file without a pool) and `up` adopting a ready member (`pool: {size: 1}`,
   filled before each start), until nginx answers;
 - the same for `envctl run`: from its launch until its command (given ENVCTL_NGINX_80) gets an
@@ -97,13 +98,26 @@ def http_ok(ip, port, path, pattern=None):
         return False
 
 
-def own_start(api, image, network, port, path, pattern=None):
-    """A container of `image` on `network`, alone: seconds from its create request, and from its
-    start request, until it answers GET path on its address."""
+def settings_of(api, container):
+    """The create request of `container` as envctl made it (image, command, environment,
+    exposed ports, and its host settings: memory limit, published ports, log options, the
+    network), without its name, labels or network aliases, so that a copy neither counts as
+    part of the environment nor answers under the service's name; and its network."""
+    inspected = api.request("GET", f"/containers/{container}/json")
+    config = inspected["Config"]
+    network = network_of(api, container)
+    body = {key: config[key] for key in ("Image", "Cmd", "Entrypoint", "Env", "ExposedPorts",
+                                         "WorkingDir", "User") if config.get(key) is not None}
+    body["HostConfig"] = inspected["HostConfig"]
+    body["NetworkingConfig"] = {"EndpointsConfig": {network: {}}}
+    return body, network
+
+
+def own_start(api, body, network, port, path, pattern=None, name="realbench-critical-path"):
+    """A container created with `body` (see `settings_of`) on `network`, alone: seconds from its
+    create request, and from its start request, until it answers GET path on its address."""
     created_at = time.monotonic()
-    created = api.request("POST", "/containers/create?name=realbench-critical-path",
-                          {"Image": image, "NetworkingConfig": {"EndpointsConfig": {network: {}}},
-                           "HostConfig": {"NetworkMode": network}})
+    created = api.request("POST", f"/containers/create?name={name}", body)
     try:
         started_at = time.monotonic()
         api.request("POST", f"/containers/{created['Id']}/start")
@@ -229,11 +243,12 @@ def main():
                     elapsed, id = timed_up(envctl, COLD)
                     results["cold up"].append(elapsed)
                     if "critical" in only:
-                        network = network_of(api, f"app_{id}")
-                        # The app from its create request; nginx from its start request, as envctl
-                        # creates both at once before starting the app.
-                        results["app"].append(own_start(api, common.IMAGES["app"], network, 8080, "/health")[0])
-                        results["nginx"].append(own_start(api, common.IMAGES["nginx"], network, 80, "/",
+                        # Each a copy of envctl's own container (its memory limit, published
+                        # port): the app from its create request; nginx from its start request,
+                        # as envctl creates both at once before starting the app.
+                        results["app"].append(own_start(api, *settings_of(api, f"app_{id}"), 8080,
+                                                        "/health")[0])
+                        results["nginx"].append(own_start(api, *settings_of(api, f"nginx_{id}"), 80, "/",
                                                           common.ANSWER)[1])
                     envctl("down", id)
                 if "up" in only:

@@ -2191,6 +2191,30 @@ mod pacing {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_service_ready_within_its_first_second_is_seen_within_10_ms() {
+        let fake = fake();
+        let (port, listening) = listens_after(Duration::from_millis(305)).await;
+        fake.script(
+            "db",
+            Script {
+                host_port: Some(port),
+                ..Script::default()
+            },
+        );
+        up_db(&fake, &db("      tcp: 5432\n", "    ports: [5432]\n"))
+            .await
+            .unwrap();
+        let listened = listening.await.unwrap();
+        // The next 10 ms round after it listens, then 300 ms held open through the port proxy;
+        // at 50 ms rounds it would be seen at 350 ms, 45 ms after it listened.
+        let seen = listened.elapsed();
+        assert!(
+            seen <= Duration::from_millis(300 + 10),
+            "seen ready {seen:?} after it listened"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cheap_probes_keep_their_pace() {
         let fake = fake();
         let (port, _listening) = listens_after(Duration::from_secs(2)).await;
@@ -2316,4 +2340,89 @@ async fn probes_of_published_ports_are_not_refused_where_unpublished_ones_would_
         "{:?}",
         env.fake.calls()
     );
+}
+
+/// `run`'s lease, created with the services instead of before them.
+mod lease_with_the_services {
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn leased() -> UpOptions {
+        UpOptions {
+            lease: true,
+            ..options(Some("shop-1"), Duration::from_secs(60))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_services_are_created_while_the_lease_is() {
+        let fake = fake();
+        fake.fault(
+            "set_marker",
+            "shop-1/lease",
+            Fault::Delay(Duration::from_secs(5)),
+        );
+        let created = Arc::new(Mutex::new(Vec::new()));
+        let origin = Instant::now();
+        let seen = created.clone();
+        fake.on("create_service", move || {
+            seen.lock().unwrap().push(origin.elapsed())
+        });
+        let (signals, _sender) = Signals::manual();
+        up_on(&fake, &environment(SHOP), &leased(), &signals)
+            .await
+            .unwrap();
+        let created = created.lock().unwrap().clone();
+        assert_eq!(created.len(), 2, "{:?}", fake.calls());
+        assert!(
+            created.iter().all(|at| *at < Duration::from_secs(5)),
+            "created at {created:?}, not after the lease"
+        );
+        assert!(
+            fake.calls_of("set_marker")
+                .contains(&"shop-1/lease".to_string())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_fails_removes_the_services_created_with_it() {
+        let fake = fake();
+        fake.fault("set_marker", "shop-1/lease", Fault::Fail("no space".into()));
+        let (signals, _sender) = Signals::manual();
+        let result = up_on(&fake, &environment(SHOP), &leased(), &signals).await;
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(
+            fake.calls_of("create_service").len(),
+            2,
+            "{:?}",
+            fake.calls()
+        );
+        assert!(
+            fake.calls_of("start_service").is_empty(),
+            "{:?}",
+            fake.calls()
+        );
+        assert!(!fake.exists("shop-1"), "{:?}", fake.calls());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_fails_to_be_created_removes_the_lease_created_with_it() {
+        let fake = fake();
+        fake.fault(
+            "create_service",
+            "shop-1/app",
+            Fault::Fail("no space".into()),
+        );
+        let (signals, _sender) = Signals::manual();
+        let result = up_on(&fake, &environment(SHOP), &leased(), &signals).await;
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            fake.calls_of("set_marker")
+                .contains(&"shop-1/lease".to_string())
+        );
+        assert!(!fake.exists("shop-1"), "{:?}", fake.calls());
+    }
 }

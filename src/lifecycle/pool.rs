@@ -389,14 +389,14 @@ pub(super) async fn adoptable_shape(
 
 /// The members `up` may adopt for `environment` shaped `wanted`, oldest first, and why each
 /// other member of it does not match (`up -v` says so).
-pub(super) async fn candidates(
-    backend: &dyn Backend,
+pub(super) fn candidates(
+    members: Vec<Instance>,
     environment: &str,
     wanted: &Shape,
     now: DateTime<Utc>,
-) -> Result<Vec<Instance>, BackendError> {
+) -> Vec<Instance> {
     let mut adoptable = Vec::new();
-    for member in members(backend).await? {
+    for member in members {
         if member.environment() != environment {
             continue;
         }
@@ -405,7 +405,49 @@ pub(super) async fn candidates(
             Err(why) => tracing::info!("pool member {} does not match: {why}", member.id),
         }
     }
-    Ok(adoptable)
+    adoptable
+}
+
+/// How old a listing of the members may be when `up` matches them: the one read while the
+/// images were resolved is used when that took less (the images were here), else the members
+/// are listed again, so that a member whose services stopped during a pull or a build is not
+/// adopted.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The members on the engine, as listed at `at`.
+pub(super) struct Listed {
+    at: tokio::time::Instant,
+    members: Result<Vec<Instance>, BackendError>,
+}
+
+impl Listed {
+    /// The members, listed again if this listing is older than [`FRESH`].
+    pub(super) async fn fresh(self, backend: &dyn Backend) -> Result<Vec<Instance>, BackendError> {
+        match self.at.elapsed() <= FRESH {
+            true => self.members,
+            false => members(backend).await,
+        }
+    }
+}
+
+/// The members on the engine when this start may adopt one (see [`no_adoption`]), read while
+/// its images are resolved; `None` when it adopts none.
+pub(super) async fn prefetch_members(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+) -> Option<Listed> {
+    if options.pool == PoolUse::Fill || environment.pool.is_none() {
+        return None;
+    }
+    if no_adoption(backend, environment, options).is_some() {
+        return None;
+    }
+    let members = members(backend).await;
+    Some(Listed {
+        at: tokio::time::Instant::now(),
+        members,
+    })
 }
 
 /// Why `up` does not look for a member of the file's pool at all, when it does not.
@@ -775,16 +817,17 @@ pub async fn current_shape(
     environment: &Environment,
     pool: &Pool,
 ) -> Result<Option<Shape>, BackendError> {
-    let mut images = BTreeMap::new();
-    for name in &pool.services {
+    // One inspect per pooled service, at once: an adopting `up` makes them before its
+    // admission, on its path.
+    let resolving = pool.services.iter().map(|name| async move {
         let service = &environment.services[name];
-        match backend.resolve_image(&service.image).await? {
-            Some(image) => {
-                images.insert(name.clone(), image);
-            }
-            None => return Ok(None),
-        }
-    }
+        let image = backend.resolve_image(&service.image).await?;
+        Ok::<_, BackendError>(image.map(|image| (name.clone(), image)))
+    });
+    let resolved = futures_util::future::try_join_all(resolving).await?;
+    let Some(images) = resolved.into_iter().collect::<Option<BTreeMap<_, _>>>() else {
+        return Ok(None);
+    };
     Ok(Shape::of(environment, pool, &images))
 }
 

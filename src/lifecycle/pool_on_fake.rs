@@ -161,6 +161,39 @@ async fn two_concurrent_ups_never_adopt_the_same_member() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_member_whose_service_stopped_while_the_up_pulled_is_not_adopted() {
+    let fake = Fake::new();
+    fake.add_image(image("shop/db:1", "sha256:d1"));
+    fake.add_image(image("shop/broker:1", "sha256:b1"));
+    fake.add_remote_image(image("shop/app:1", "sha256:a1"), Duration::from_secs(10));
+    // Every db exits 5 s after its start: the member's while the up pulls app's image (the
+    // members were listed while the images resolved, with the member ready).
+    fake.script(
+        "db",
+        Script {
+            exits: Some((Duration::from_secs(5), 1)),
+            ..Script::default()
+        },
+    );
+    let shop = environment(SHOP);
+    let member = fill(&fake, &shop).await.created[0].clone();
+    let started = up_with(&fake, &shop, &options()).await;
+    assert_ne!(
+        started.id,
+        member,
+        "started cold, not on the member: {:?}",
+        fake.calls()
+    );
+    assert!(
+        !fake
+            .calls_of("set_marker")
+            .contains(&format!("{member}/adopt")),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_adoption_claim_is_exclusive() {
     let fake = fake();
     let shop = environment(SHOP);

@@ -1,7 +1,8 @@
-//! Readiness: envctl checks each service's `ready:` condition itself, at about 100 ms with
-//! backoff, instead of waiting for Docker's healthcheck interval. A probe that costs the engine
-//! real work (an `exec:` or `healthcheck:` probe is a `docker exec`) waits for a cheaper sign
-//! of progress and is spaced by what its attempts cost.
+//! Readiness: envctl checks each service's `ready:` condition itself, every 10 ms in the
+//! first second of its start and every 50 ms after that, with backoff, instead of waiting for
+//! Docker's healthcheck interval. A probe that costs the engine real work (an `exec:` or
+//! `healthcheck:` probe is a `docker exec`) waits for a cheaper sign of progress and is spaced
+//! by what its attempts cost.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +21,14 @@ use crate::backend::{
 use crate::reach;
 use crate::spec::{Probe, Protocol, Ready};
 
-/// Probes run every 50 ms while a service is expected to come up soon; only a service slower
-/// than [`PATIENCE`] is probed less often, up to once a second.
+/// Probes run every [`EARLY_INTERVAL`] in the first [`EARLY`] of a start, when a service
+/// that starts in well under a second would otherwise wait up to a whole interval to be seen
+/// ready (a warm pool's adopting `up` is such starts in a row); then every 50 ms while the
+/// service is expected to come up soon; only a service slower than [`PATIENCE`] is probed less
+/// often, up to once a second. An early attempt costs one refused connection until the
+/// service listens.
+const EARLY_INTERVAL: Duration = Duration::from_millis(10);
+const EARLY: Duration = Duration::from_secs(1);
 const FIRST_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -275,8 +282,8 @@ async fn poll_probes(
     // Each probe with when it may run next: cheap ones at every round, costly ones once the
     // gate opened and their last attempt's cost has been waited out.
     let mut pending: Vec<(&Probe, Instant)> = probes.iter().map(|p| (*p, Instant::now())).collect();
-    let mut interval = FIRST_INTERVAL;
     let started = Instant::now();
+    let mut interval = FIRST_INTERVAL;
     let mut last = None;
     loop {
         let mut still = Vec::new();
@@ -304,6 +311,15 @@ async fn poll_probes(
         if pending.is_empty() {
             return Ok(());
         }
+        let interval = match started.elapsed() < EARLY {
+            true => EARLY_INTERVAL,
+            false => {
+                if started.elapsed() > PATIENCE {
+                    interval = (interval * 3 / 2).min(MAX_INTERVAL);
+                }
+                interval
+            }
+        };
         if Instant::now() + interval >= deadline {
             let names: Vec<String> = pending.iter().map(|(p, _)| p.to_string()).collect();
             return Err(NotReady::TimedOut {
@@ -313,9 +329,6 @@ async fn poll_probes(
             });
         }
         sleep(interval).await;
-        if started.elapsed() > PATIENCE {
-            interval = (interval * 3 / 2).min(MAX_INTERVAL);
-        }
     }
 }
 

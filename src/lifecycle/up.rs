@@ -450,22 +450,23 @@ async fn attempt(
     phases: &Phases,
 ) -> Result<Started, StartError> {
     refuse_unprobeable(backend, environment).await?;
-    let images = run
+    // The pool's members are listed while the images are resolved: matching needs both.
+    let (images, members) = run
         .attempt
-        .bound(resolve_images(
-            backend,
-            environment,
-            options,
-            progress,
-            phases,
-        ))
+        .bound(async {
+            let (images, members) = tokio::join!(
+                resolve_images(backend, environment, options, progress, phases),
+                super::pool::prefetch_members(backend, environment, options)
+            );
+            Ok((images?, members))
+        })
         .await?;
     // Creating is not cut short by a signal: a create that the engine completes after its
     // request was dropped would escape the rollback. A signal meanwhile is acted on next.
     for service in super::pool::in_scope(environment, options) {
         phases.report(progress, &service, Phase::Creating);
     }
-    let claim = claim(backend, environment, options, &images, run).await?;
+    let claim = claim(backend, environment, options, &images, members, run).await?;
     // Built after the claim: a readmission there gave the attempt a new deadline.
     let creating = run.attempt.within(backend);
     // envctl in a container joins the environment's network for the probes that need the
@@ -496,20 +497,24 @@ async fn attempt(
         PoolUse::Fill => (Marker::Member, naming::member_name(&claim.id)),
         PoolUse::Adopt | PoolUse::AdoptElseNamed => (Marker::Ready, naming::ready_name(&claim.id)),
     };
-    run.ledger
-        .create(
-            ResourceKind::Marker(marker.kind()),
-            name,
-            creating.set_marker(&claim.metadata, marker),
-        )
-        .await?;
+    let marked = run.ledger.create(
+        ResourceKind::Marker(marker.kind()),
+        name,
+        creating.set_marker(&claim.metadata, marker),
+    );
     let selector = match claim.pooled.is_empty() {
         true => Selector::Run(run.nonce.clone()),
         false => Selector::Id(claim.id.clone()),
     };
-    run.attempt
-        .bound(describe(backend, environment, &claim, &images, &selector))
-        .await
+    // What the start returns is read while the marker is created: the listing reads only the
+    // services, which are ready, so it need not wait for the marker, and neither the marker's
+    // create nor its failure depends on it.
+    let described = run
+        .attempt
+        .bound(describe(backend, environment, &claim, &images, &selector));
+    let (marked, described) = tokio::join!(marked, described);
+    marked?;
+    described
 }
 
 /// Refuses, before anything is created, `tcp:` and `http:` probes of ports the file does not
@@ -578,10 +583,12 @@ async fn claim(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
+    members: Option<super::pool::Listed>,
     run: &Run<'_>,
 ) -> Result<Claim, StartError> {
     let creating = run.attempt.within(backend);
-    let (claim, isolation) = match adopt(&creating, environment, options, images, run).await? {
+    let adopted = adopt(&creating, environment, options, images, members, run).await?;
+    let (claim, isolation) = match adopted {
         Some((claim, isolation)) => (claim, Some(isolation)),
         None => {
             // Admitted for what a member it did not get would have added: the whole
@@ -622,7 +629,12 @@ async fn create_claimed(
     claim: Claim,
     isolation: Option<crate::backend::IsolationRef>,
 ) -> Result<Claim, StartError> {
-    if options.lease {
+    // The lease is created with the rest, not before it: both run to their end, so the
+    // rollback sees every create whichever failed.
+    let lease = async {
+        if !options.lease {
+            return Ok(());
+        }
         // Valid through the start, and a lease's lifetime beyond: `run` renews it from then on.
         let until = claim
             .metadata
@@ -634,11 +646,41 @@ async fn create_claimed(
                 naming::lease_name(&claim.id, until),
                 backend.set_marker(&claim.metadata, Marker::Lease(until)),
             )
-            .await?;
-    }
+            .await
+    };
+    let (leased, services) = tokio::join!(
+        lease,
+        create_services(
+            backend,
+            environment,
+            options,
+            images,
+            run,
+            &claim,
+            isolation
+        )
+    );
+    leased?;
+    Ok(Claim {
+        services: services?,
+        ..claim
+    })
+}
+
+/// Creates the environment's isolation unless adopted with one, then the services that are
+/// not pooled: every service of the claim, by name.
+async fn create_services(
+    backend: &dyn Backend,
+    environment: &Environment,
+    options: &UpOptions,
+    images: &BTreeMap<String, Resolved>,
+    run: &Run<'_>,
+    claim: &Claim,
+    isolation: Option<crate::backend::IsolationRef>,
+) -> Result<BTreeMap<String, ServiceRef>, StartError> {
     let isolation = match isolation {
         Some(isolation) => isolation,
-        None => create_isolation(backend, environment, &claim, run).await?,
+        None => create_isolation(backend, environment, claim, run).await?,
     };
     let scope = super::pool::in_scope(environment, options);
     // Every create runs to its end, even after one failed, so the rollback sees them all.
@@ -646,7 +688,7 @@ async fn create_claimed(
     let creating = to_create
         .filter(|s| scope.contains(&s.name) && !claim.pooled.contains(&s.name))
         .map(|service| {
-            let spec = service_spec(environment, service, &claim, images);
+            let spec = service_spec(environment, service, claim, images);
             let name = naming::container_name(&service.name, &claim.id);
             let isolation = &isolation;
             async move {
@@ -665,7 +707,7 @@ async fn create_claimed(
     for (service, created) in join_all(creating).await {
         services.insert(service, created?);
     }
-    Ok(Claim { services, ..claim })
+    Ok(services)
 }
 
 /// Adopts a ready pool member that is what this start would create of its pooled services:
@@ -676,6 +718,7 @@ async fn adopt(
     environment: &Environment,
     options: &UpOptions,
     images: &BTreeMap<String, Resolved>,
+    members: Option<super::pool::Listed>,
     run: &Run<'_>,
 ) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
     if options.pool == PoolUse::Fill {
@@ -692,14 +735,17 @@ async fn adopt(
         return Ok(None);
     };
     // The pool only ever saves time: failing to read it is a cold start.
-    let members = super::pool::candidates(backend, &environment.name, &shape, Utc::now()).await;
-    let members = match members {
+    let Some(members) = members else {
+        return Ok(None);
+    };
+    let members = match members.fresh(backend).await {
         Ok(members) => members,
         Err(error) => {
             tracing::warn!("starting without the warm pool: {error}");
             return Ok(None);
         }
     };
+    let members = super::pool::candidates(members, &environment.name, &shape, Utc::now());
     for member in members {
         let Some(isolation) = member.isolation.first().cloned() else {
             continue;
