@@ -436,7 +436,10 @@ fn the_reaper_collects_what_a_killed_fill_left() {
         state.starts_with("failed: its fill never finished"),
         "{state}"
     );
-    assert_eq!(fill_claims(&env.name).len(), 1, "the killed fill's claim");
+    // The killed fill's claim stays until a fill or a reaper sweeps it: any of them, of any
+    // pool on this engine, so another test's fill running meanwhile may have taken it already.
+    let claims = fill_claims(&env.name);
+    assert!(claims.len() <= 1, "the killed fill's claim: {claims:?}");
     env.reap(&[]).success().stdout_has(&member);
     assert!(pool.members().is_empty());
     assert!(
