@@ -14,8 +14,8 @@ Figures, each over --runs runs (median, range):
   created as envctl created its own (the same image, command, memory limit, published port);
 - cold `up` (the file without a pool) and `up` adopting a ready member (`pool: {size: 1}`,
   filled before each start), until nginx answers;
-- the same for `envctl run`: from its launch until its command (given ENVCTL_NGINX_80) gets an
-  answer through nginx;
+- the same for `envctl run`: from its launch until its command starts (envctl's part ends
+  there) and until the command (given ENVCTL_NGINX_80) gets an answer through nginx;
 - 5 `up`s at once against a pool of 5 ready members, and 5 cold `up`s at once;
 - what a refill costs a concurrent `up`: `envctl pool fill --watch` running, which starts a new
   member the moment the `up` adopts one, against the adopting `up` with no filler running.
@@ -155,12 +155,15 @@ def adopted(envctl, id):
 
 
 def timed_run(envctl, name):
-    """Seconds from `envctl run`'s launch until its command got an answer through nginx, and until
-    `run` returned (the environment removed)."""
+    """Seconds from `envctl run`'s launch until its command started (a shell prints the time, then
+    becomes the probe), until the command got an answer through nginx, and until `run` returned
+    (the environment removed)."""
     started_wall, started = time.time(), time.monotonic()
-    out = envctl("run", name, "--", sys.executable, "-c", PROBE)
+    shell = 'date +%s.%N; exec "$0" -c "$1"'
+    out = envctl("run", name, "--", "sh", "-c", shell, sys.executable, PROBE)
     ended = time.monotonic() - started
-    return float(out.strip().splitlines()[-1]) - started_wall, ended
+    lines = out.strip().splitlines()
+    return float(lines[-2]) - started_wall, float(lines[-1]) - started_wall, ended
 
 
 def members(envctl, name):
@@ -222,7 +225,8 @@ def main():
     common.ensure_images(args.rebuild)
     engine = common.PrivateEngine() if args.private_engine else None
     watch = LoadWatch()
-    results = {k: [] for k in ("app", "nginx", "cold up", "adopted up", "cold run", "adopted run",
+    results = {k: [] for k in ("app", "nginx", "cold up", "adopted up", "cold run started", "cold run",
+                               "adopted run started", "adopted run",
                                "cold run total", "adopted run total", "pool5 fill", "5 adopted", "5 cold",
                                "adopted up, no filler", "adopted up, refill running", "refill")}
     with tempfile.TemporaryDirectory(prefix="envctl-realbench-") as tmp:
@@ -261,14 +265,16 @@ def main():
                     envctl("down", id)
                 watch.sample()
                 if "run" in only:
-                    answered, total = timed_run(envctl, COLD)
+                    started, answered, total = timed_run(envctl, COLD)
+                    results["cold run started"].append(started)
                     results["cold run"].append(answered)
                     results["cold run total"].append(total)
                     fill(envctl, POOL1, 1)
                     time.sleep(1)
-                    answered, total = timed_run(envctl, POOL1)
+                    started, answered, total = timed_run(envctl, POOL1)
                     if members(envctl, POOL1):
                         raise RuntimeError("`run` after a fill left the member in the pool: not adopted")
+                    results["adopted run started"].append(started)
                     results["adopted run"].append(answered)
                     results["adopted run total"].append(total)
                 if "concurrent" in only:
@@ -353,7 +359,9 @@ def report(args, envctl, watch, r):
         print(f"| critical path of the non-pooled services (app + nginx) | {critical:.2f} s | 1.00 × |")
     for key, label in (("cold up", "cold `up` until nginx answers"),
                        ("adopted up", "`up` adopting a ready member, until nginx answers"),
+                       ("cold run started", "cold `run` until its command starts"),
                        ("cold run", "cold `run` until its command gets an answer"),
+                       ("adopted run started", "`run` adopting a ready member, until its command starts"),
                        ("adopted run", "`run` adopting a ready member, until its command gets an answer"),
                        ("cold run total", "cold `run`, whole (command + removal)"),
                        ("adopted run total", "adopting `run`, whole (command + removal)")):
