@@ -23,8 +23,8 @@ pub(super) const AFTERMATH_CALL: Duration = Duration::from_secs(5);
 /// container right after it stopped it, which is what made the service fail.
 pub(super) const REMOVAL_WINDOW: Duration = Duration::from_millis(1500);
 
-/// The limits of one attempt: `timeout` from its start (or its restart), and the first
-/// interrupt.
+/// The limits of one attempt: `timeout` from its start (less what it waited in the admission
+/// queue after it), and the first interrupt.
 pub(super) struct Attempt<'a> {
     pub signals: &'a Signals,
     pub timeout: Duration,
@@ -49,7 +49,8 @@ impl<'a> Attempt<'a> {
     /// does not use up its `timeout` there, as it does not before its admission. What
     /// [`Attempt::within`] returned before keeps the old deadline.
     pub fn extend(&self, by: Duration) {
-        *self.deadline.lock().expect("deadline lock") += by;
+        let mut deadline = self.deadline.lock().expect("deadline lock");
+        *deadline = deadline.checked_add(by).unwrap_or_else(far_future);
     }
 
     /// Runs `step` until it ends, the deadline passes or the first interrupt comes.
