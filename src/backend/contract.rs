@@ -500,6 +500,55 @@ pub async fn fill_claims_are_listed_renewed_and_released(s: &Subject<'_>) {
     assert!(gone.is_err(), "{gone:?}");
 }
 
+/// A queue entry is renewed and marked in place under one handle, removed idempotently, and
+/// once removed its renewal is `NotFound` (a waiter then goes back in line). Read without a
+/// capacity set (one would hold up every other start on the engine): the handles alone.
+pub async fn queue_entries_are_renewed_in_place_and_removed_idempotently(s: &Subject<'_>) {
+    let backend = s.backend;
+    // Expiries in the future: a waiter or a reaper running beside the suite sweeps expired ones.
+    let base = Utc::now().trunc_subsecs(0) + chrono::Duration::hours(1);
+    let at = |minute: i64| base + chrono::Duration::minutes(minute);
+    let waiter = |nonce: &str| Waiter {
+        nonce: format!("{}{nonce}", s.prefix.replace('-', "")),
+        priority: Priority::Normal,
+        owner: Some("contract".into()),
+        environment: Some(s.id("queue")),
+        started_by: Some("contract:1".into()),
+        memory: 1 << 20,
+        admitted: false,
+    };
+    let first = backend
+        .enqueue(&waiter("first"), at(10))
+        .await
+        .expect("enqueue");
+    let second = backend
+        .enqueue(&waiter("second"), at(10))
+        .await
+        .expect("enqueue");
+    assert_ne!(first, second);
+    backend
+        .renew_entry(&first, &waiter("first"), at(20))
+        .await
+        .expect("renew");
+    let admitted = Waiter {
+        admitted: true,
+        ..waiter("first")
+    };
+    backend
+        .renew_entry(&first, &admitted, at(30))
+        .await
+        .expect("renewed under the same handle, marked");
+    for native in [&first, &second] {
+        backend.dequeue(native).await.expect("dequeue");
+        backend.dequeue(native).await.expect("dequeue again");
+    }
+    let gone = backend.renew_entry(&first, &admitted, at(40)).await;
+    assert!(
+        matches!(gone, Err(BackendError::NotFound { .. })),
+        "{gone:?}"
+    );
+}
+
 /// A named volume is the file's name and the backend's handle; removal is idempotent.
 pub async fn volumes_are_created_listed_and_removed(s: &Subject<'_>) {
     let backend = s.backend;
@@ -897,7 +946,8 @@ macro_rules! contract_tests {
             teardown_removes_everything,
             long_log_lines_come_out_whole,
             adoption_is_exclusive_and_its_metadata_wins,
-            fill_claims_are_listed_renewed_and_released
+            fill_claims_are_listed_renewed_and_released,
+            queue_entries_are_renewed_in_place_and_removed_idempotently
         );
     };
     (@each $leg:path, $($test:ident),*) => {
