@@ -84,9 +84,7 @@ impl Reason {
             Reason::ErrorRate(_) => Cause::ErrorRate,
         }
     }
-}
 
-impl Reason {
     /// Why a pass with `options` stopped an environment, as `envctl status` says it while the
     /// environment stays stopped (`stopped by envctl at ... by the reaper: idle for 2h10m,
     /// ..., longer than --idle 2h00m`): the action's sentence, with the threshold it crossed.
