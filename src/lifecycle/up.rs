@@ -514,7 +514,10 @@ async fn attempt(
         .bound(describe(backend, environment, &claim, &images, &selector));
     let (marked, described) = tokio::join!(marked, described);
     marked?;
-    described
+    let described = described?;
+    // The marker's create runs to its end whatever comes meanwhile: an interrupt that came
+    // during it is acted on now, as on the next step before (the start is rolled back).
+    run.attempt.bound(async { Ok(described) }).await
 }
 
 /// Refuses, before anything is created, `tcp:` and `http:` probes of ports the file does not
