@@ -443,11 +443,10 @@ pub(super) async fn prefetch_members(
     if no_adoption(backend, environment, options).is_some() {
         return None;
     }
+    // Its age counts from the request: the engine may answer late.
+    let at = tokio::time::Instant::now();
     let members = members(backend).await;
-    Some(Listed {
-        at: tokio::time::Instant::now(),
-        members,
-    })
+    Some(Listed { at, members })
 }
 
 /// Why `up` does not look for a member of the file's pool at all, when it does not.

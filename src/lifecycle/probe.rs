@@ -1,6 +1,6 @@
 //! Readiness: envctl checks each service's `ready:` condition itself, every 10 ms in the
-//! first second of its start and every 50 ms after that, with backoff, instead of waiting for
-//! Docker's healthcheck interval. A probe that costs the engine real work (an `exec:` or
+//! first second of its start (ports of a service with an address) and every 50 ms after that,
+//! with backoff, instead of waiting for Docker's healthcheck interval. A probe that costs the engine real work (an `exec:` or
 //! `healthcheck:` probe is a `docker exec`) waits for a cheaper sign of progress and is spaced
 //! by what its attempts cost.
 
@@ -311,7 +311,8 @@ async fn poll_probes(
         if pending.is_empty() {
             return Ok(());
         }
-        let interval = match started.elapsed() < EARLY {
+        let early = started.elapsed() < EARLY && paced_early(subject, &pending, details);
+        let interval = match early {
             true => EARLY_INTERVAL,
             false => {
                 if started.elapsed() > PATIENCE {
@@ -330,6 +331,22 @@ async fn poll_probes(
         }
         sleep(interval).await;
     }
+}
+
+/// Whether the pending probes may run every [`EARLY_INTERVAL`]: each attempt of each costs a
+/// connection to a known address, or is costly and spaced by its own cost already. A probe
+/// that reads the engine at each attempt (a swarm's health, the log, a job's exit, the status
+/// of a service without an address yet) keeps to [`FIRST_INTERVAL`].
+fn paced_early(
+    subject: &Subject<'_>,
+    pending: &[(&Probe, Instant)],
+    details: Option<&ServiceStatus>,
+) -> bool {
+    let addressed = details.is_some_and(|d| d.direct.is_some() || reachable_ports(d));
+    pending.iter().all(|(probe, _)| match probe {
+        Probe::Tcp(_) | Probe::Http { .. } => addressed,
+        _ => is_costly(subject, probe),
+    })
 }
 
 enum CheckError {

@@ -663,11 +663,10 @@ async fn create_claimed(
             isolation
         )
     );
+    // The services' error says more than the lease marker's, when both failed.
+    let services = services?;
     leased?;
-    Ok(Claim {
-        services: services?,
-        ..claim
-    })
+    Ok(Claim { services, ..claim })
 }
 
 /// Creates the environment's isolation unless adopted with one, then the services that are
