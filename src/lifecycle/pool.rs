@@ -377,10 +377,7 @@ pub(super) async fn adoptable_shape(
     environment: &Environment,
     options: &UpOptions,
 ) -> Option<Shape> {
-    if options.pool == PoolUse::Fill || no_adoption(backend, environment, options).is_some() {
-        return None;
-    }
-    let pool = environment.pool.as_ref()?;
+    let pool = adoptable_pool(backend, environment, options)?;
     current_shape(backend, environment, pool)
         .await
         .ok()
@@ -440,13 +437,27 @@ pub(super) async fn prefetch_members(
     if options.pool == PoolUse::Fill || environment.pool.is_none() {
         return None;
     }
-    if no_adoption(backend, environment, options).is_some() {
+    if let Some(why) = no_adoption(backend, environment, options) {
+        tracing::info!("no pool member adopted: {why}");
         return None;
     }
     // Its age counts from the request: the engine may answer late.
     let at = tokio::time::Instant::now();
     let members = members(backend).await;
     Some(Listed { at, members })
+}
+
+/// The pool of which this start may adopt a member: none for a fill, without a pool, or when
+/// [`no_adoption`] says why not.
+fn adoptable_pool<'e>(
+    backend: &dyn Backend,
+    environment: &'e Environment,
+    options: &UpOptions,
+) -> Option<&'e Pool> {
+    if options.pool == PoolUse::Fill || no_adoption(backend, environment, options).is_some() {
+        return None;
+    }
+    environment.pool.as_ref()
 }
 
 /// Why `up` does not look for a member of the file's pool at all, when it does not.

@@ -723,23 +723,14 @@ async fn adopt(
     members: Option<super::pool::Listed>,
     run: &Run<'_>,
 ) -> Result<Option<(Claim, crate::backend::IsolationRef)>, StartError> {
-    if options.pool == PoolUse::Fill {
-        return Ok(None);
-    }
-    if let Some(why) = super::pool::no_adoption(backend, environment, options) {
-        tracing::info!("no pool member adopted: {why}");
-        return Ok(None);
-    }
-    let Some(pool) = &environment.pool else {
+    // Listed only where this start may adopt, which says why not (`pool::prefetch_members`).
+    let (Some(members), Some(pool)) = (members, &environment.pool) else {
         return Ok(None);
     };
     let Some(shape) = super::pool::Shape::of(environment, pool, images) else {
         return Ok(None);
     };
     // The pool only ever saves time: failing to read it is a cold start.
-    let Some(members) = members else {
-        return Ok(None);
-    };
     let members = match members.fresh(backend).await {
         Ok(members) => members,
         Err(error) => {
